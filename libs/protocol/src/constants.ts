@@ -1,0 +1,82 @@
+/**
+ * Wire constants shared by relay, agent and client. Changing any of these is a protocol change:
+ * bump PROTOCOL_VERSION and keep the relay accepting the previous one where it can.
+ */
+
+/** Protocol version spoken by this build (agent link and client tunnel). */
+export const PROTOCOL_VERSION = 1;
+/** Oldest protocol version the relay accepts by default. */
+export const MIN_PROTOCOL_VERSION = 1;
+/** Software version of this build. */
+export const SOFTWARE_VERSION = '0.1.0';
+
+/** ALPN id an agent offers when it dials the relay; API clients offer h2 / http/1.1. */
+export const AGENT_ALPN = 'mssh-agent/1';
+
+/** Label for TLS exported keying material that the agent signs to prove its key (RFC 5705). */
+export const AGENT_PROOF_EKM_LABEL = 'EXPORTER-mssh-agent-proof';
+export const AGENT_PROOF_EKM_LENGTH = 32;
+
+/** Headers (HTTP/2 lower-case). */
+export const HEADERS = {
+  protocolVersion: 'x-mssh-protocol',
+  softwareVersion: 'x-mssh-version',
+  sessionId: 'x-mssh-session',
+  user: 'x-mssh-user',
+  errorCode: 'x-mssh-error',
+} as const;
+
+/**
+ * Paths.
+ * - Client -> relay (HTTP/2, JWT bearer): API under /v1, tunnels at POST /v1/tunnel/:host.
+ * - Relay -> agent (HTTP/2 where the RELAY is the client, on the socket the agent dialled):
+ *   POST /mssh/hello, POST /mssh/welcome, POST /mssh/session.
+ */
+export const PATHS = {
+  login: '/v1/auth/login',
+  logout: '/v1/auth/logout',
+  whoami: '/v1/auth/whoami',
+  jwks: '/.well-known/jwks.json',
+  healthz: '/healthz',
+  hosts: '/v1/hosts',
+  host: (name: string) => `/v1/hosts/${encodeURIComponent(name)}`,
+  tunnel: (name: string) => `/v1/tunnel/${encodeURIComponent(name)}`,
+  enroll: '/v1/agents/enroll',
+  adminUsers: '/v1/admin/users',
+  adminAgentEnroll: '/v1/admin/agents/enroll',
+  agentHello: '/mssh/hello',
+  agentWelcome: '/mssh/welcome',
+  agentSession: '/mssh/session',
+} as const;
+
+/** JWT claims. */
+export const JWT_ISSUER = 'mssh-relay';
+export const JWT_AUDIENCE = 'mssh';
+export const JWT_DEFAULT_TTL_SECONDS = 12 * 60 * 60;
+
+/** Enrolment tokens. */
+export const ENROLL_TOKEN_TTL_SECONDS = 60 * 60;
+
+/**
+ * HTTP/2 flow control (see shared DESIGN.md: big windows froze the link when both directions were
+ * saturated; these are the measured-safe values).
+ */
+export const H2_STREAM_WINDOW = 1024 * 1024;
+export const H2_CONNECTION_WINDOW = 4 * 1024 * 1024;
+export const H2_SETTINGS = {
+  initialWindowSize: H2_STREAM_WINDOW,
+  maxConcurrentStreams: 10_000,
+  enablePush: false,
+} as const;
+
+/** Agent link keepalive: PING every interval, link considered dead if no answer within timeout. */
+export const AGENT_PING_INTERVAL_MS = 5_000;
+export const AGENT_PING_TIMEOUT_MS = 10_000;
+
+/** Agent reconnect backoff. */
+export const RECONNECT_BASE_MS = 250;
+export const RECONNECT_CAP_MS = 30_000;
+export const RECONNECT_HEALTHY_RESET_MS = 60_000;
+
+/** Default ports. */
+export const DEFAULT_RELAY_PORT = 8443;

@@ -1,0 +1,48 @@
+/**
+ * Error codes that cross the wire (HTTP JSON bodies, agent-link welcome messages). Codes are stable and
+ * never reused; each one is documented in the README's error table.
+ *
+ * JSON error body on every non-2xx API answer: { statusCode, code, error, message }.
+ */
+export const WIRE_ERRORS = {
+  // authentication (libs/auth, relay edge)
+  AUTH_ERR_MISSING_TOKEN: { status: 401, message: 'no bearer token; run `mssh login`' },
+  AUTH_ERR_INVALID_TOKEN: { status: 401, message: 'token is invalid; run `mssh login` again' },
+  AUTH_ERR_TOKEN_EXPIRED: { status: 401, message: 'token has expired; run `mssh login` again' },
+  AUTH_ERR_TOKEN_REVOKED: { status: 401, message: 'token was revoked; run `mssh login` again' },
+  AUTH_ERR_BAD_CREDENTIALS: { status: 401, message: 'wrong user name or password' },
+  AUTH_ERR_FORBIDDEN: { status: 403, message: 'this needs an admin account' },
+  // relay
+  RLY_ERR_BAD_REQUEST: { status: 400, message: 'malformed request' },
+  RLY_ERR_UNKNOWN_HOST: { status: 404, message: 'no machine with that name is enrolled' },
+  RLY_ERR_AGENT_OFFLINE: { status: 503, message: 'the machine is enrolled but its agent is not connected' },
+  RLY_ERR_AGENT_FAILED: { status: 502, message: 'the agent could not open the session' },
+  RLY_ERR_NAME_TAKEN: { status: 409, message: 'that name is already in use' },
+  RLY_ERR_ENROLL_TOKEN_INVALID: { status: 401, message: 'enrolment token is unknown, used or expired' },
+  RLY_ERR_ENROLL_NAME_MISMATCH: { status: 400, message: 'enrolment token was issued for another name' },
+  RLY_ERR_UNKNOWN_AGENT_KEY: { status: 401, message: 'agent key is not enrolled' },
+  RLY_ERR_AGENT_PROOF_INVALID: { status: 401, message: 'agent failed to prove possession of its key' },
+  RLY_ERR_AGENT_REVOKED: { status: 403, message: 'agent has been revoked' },
+  RLY_ERR_PROTOCOL_TOO_OLD: { status: 426, message: 'protocol version too old; upgrade mssh' },
+  RLY_ERR_NOT_FOUND: { status: 404, message: 'not found' },
+  RLY_ERR_INTERNAL: { status: 500, message: 'internal error' },
+  // agent (answers on relay -> agent session streams)
+  AGT_ERR_TARGET_UNREACHABLE: { status: 502, message: 'the agent could not connect to its SSH target' },
+} as const;
+
+export type WireErrorCode = keyof typeof WIRE_ERRORS;
+
+export interface WireErrorBody {
+  statusCode: number;
+  code: WireErrorCode | string;
+  error: string;
+  message: string;
+}
+
+export function isWireErrorBody(x: unknown): x is WireErrorBody {
+  return (
+    typeof x === 'object' && x !== null &&
+    typeof (x as WireErrorBody).code === 'string' &&
+    typeof (x as WireErrorBody).message === 'string'
+  );
+}

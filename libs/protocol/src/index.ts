@@ -1,0 +1,5 @@
+export * from './constants.js';
+export * from './names.js';
+export * from './errors.js';
+export * from './schemas.js';
+export * from './ssh-keys.js';

@@ -1,0 +1,97 @@
+import { z } from 'zod';
+import { HOST_NAME_RE, USER_NAME_RE } from './names.js';
+
+/** An OpenSSH public key line: "<type> <base64> [comment]" (comment dropped on the wire). */
+export const SshPublicKey = z
+  .string()
+  .max(16 * 1024)
+  .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]+$/);
+
+export const HostName = z.string().regex(HOST_NAME_RE, 'host names are 1-63 chars of a-z, 0-9 and -, starting with a letter or digit');
+export const UserName = z.string().regex(USER_NAME_RE, 'user names are 1-64 chars of a-z, 0-9, ., _ and -, starting with a letter or digit');
+
+/** Short version strings, printable ASCII only. */
+export const VersionString = z.string().max(64).regex(/^[\x20-\x7e]*$/);
+
+// ---- auth ----
+export const LoginRequest = z.object({ user: z.string().min(1).max(64), password: z.string().min(1).max(1024) });
+export type LoginRequest = z.infer<typeof LoginRequest>;
+export const LoginResponse = z.object({
+  token: z.string(),
+  expiresAt: z.string(), // ISO time
+  user: z.string(),
+  admin: z.boolean(),
+});
+export type LoginResponse = z.infer<typeof LoginResponse>;
+export const WhoamiResponse = z.object({ user: z.string(), admin: z.boolean(), expiresAt: z.string() });
+export type WhoamiResponse = z.infer<typeof WhoamiResponse>;
+
+// ---- hosts ----
+export const HostInfo = z.object({
+  name: z.string(),
+  online: z.boolean(),
+  lastSeen: z.string().nullable(), // ISO time, null = never connected
+  /** The target's SSH host public keys, as reported by its agent (OpenSSH one-line format, no comment). */
+  hostKeys: z.array(z.string()),
+  /** SHA256 fingerprints of hostKeys, same order, OpenSSH style "SHA256:...". */
+  hostKeyFingerprints: z.array(z.string()),
+  agentVersion: z.string().nullable(),
+  protocolVersion: z.number().int().nullable(),
+});
+export type HostInfo = z.infer<typeof HostInfo>;
+export const HostsResponse = z.object({ hosts: z.array(HostInfo) });
+export type HostsResponse = z.infer<typeof HostsResponse>;
+
+// ---- agent enrolment (agent -> relay, HTTPS, no JWT: the one-time token is the credential) ----
+export const EnrollRequest = z.object({
+  token: z.string().min(16).max(256),
+  name: HostName,
+  /** Agent identity public key, Ed25519, SPKI DER base64. */
+  publicKey: z.string().min(1).max(256),
+  hostKeys: z.array(SshPublicKey).max(16),
+  agentVersion: VersionString,
+  protocolVersion: z.number().int().min(0).max(1_000_000),
+});
+export type EnrollRequest = z.infer<typeof EnrollRequest>;
+export const EnrollResponse = z.object({
+  agentId: z.string(),
+  name: z.string(),
+  /** Where the agent dials its link: null means "the same host:port as the relay URL" (ALPN shared port). */
+  agentEndpoint: z.string().nullable(),
+});
+export type EnrollResponse = z.infer<typeof EnrollResponse>;
+
+// ---- admin ----
+export const CreateUserRequest = z.object({ name: UserName, password: z.string().min(8).max(1024), admin: z.boolean().default(false) });
+export type CreateUserRequest = z.infer<typeof CreateUserRequest>;
+export const CreateEnrollTokenRequest = z.object({ name: HostName });
+export const CreateEnrollTokenResponse = z.object({ name: z.string(), token: z.string(), expiresAt: z.string() });
+export type CreateEnrollTokenResponse = z.infer<typeof CreateEnrollTokenResponse>;
+
+// ---- agent link (relay is the HTTP/2 client on the agent's socket) ----
+/**
+ * POST /mssh/hello: the relay asks; the agent answers 200 with AgentHello as JSON. The signature is an
+ * Ed25519 signature over the TLS exported keying material (label AGENT_PROOF_EKM_LABEL, 32 bytes) of
+ * this very TLS connection, so it is fresh and cannot be replayed on another connection.
+ */
+export const AgentHello = z.object({
+  name: HostName,
+  publicKey: z.string().min(1).max(256), // SPKI DER base64
+  signature: z.string().min(1).max(256), // base64
+  hostKeys: z.array(SshPublicKey).max(16),
+  agentVersion: VersionString,
+  protocolVersion: z.number().int().min(0).max(1_000_000),
+});
+export type AgentHello = z.infer<typeof AgentHello>;
+/**
+ * POST /mssh/welcome: the relay tells the agent the verdict (request body is AgentWelcome JSON; the agent
+ * answers 204). On ok=false the relay closes the link right after; the agent logs code and message.
+ */
+export const AgentWelcome = z.object({
+  ok: z.boolean(),
+  code: z.string().optional(),
+  message: z.string().optional(),
+  /** When true, the agent must not retry until re-enrolled (revoked, unknown key). */
+  permanent: z.boolean().optional(),
+});
+export type AgentWelcome = z.infer<typeof AgentWelcome>;

@@ -1,0 +1,5 @@
+export * from './users.js';
+export * from './agents.js';
+export * from './enroll-tokens.js';
+export * from './tokens.js';
+export * from './audit.js';

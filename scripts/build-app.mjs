@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// Bundles one app (run from the app's folder): its own code and the workspace libs (@mssh/*, TypeScript
+// source) go into one ESM file; every npm dependency stays external and is loaded from node_modules.
+// Usage: node ../../scripts/build-app.mjs src/main.ts dist/main.js
+import { build } from 'esbuild';
+import { readFileSync, cpSync, existsSync, rmSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+const [entry, outfile] = process.argv.slice(2);
+if (!entry || !outfile) {
+  console.error('usage: build-app.mjs ENTRY OUTFILE');
+  process.exit(2);
+}
+rmSync('dist', { recursive: true, force: true });
+const root = resolve(import.meta.dirname, '..');
+const external = ['node:*'];
+const seen = new Set();
+function collect(pkgDir) {
+  const pkg = JSON.parse(readFileSync(resolve(pkgDir, 'package.json'), 'utf8'));
+  for (const dep of Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies })) {
+    if (dep.startsWith('@mssh/')) {
+      if (seen.has(dep)) continue;
+      seen.add(dep);
+      collect(resolve(root, 'node_modules', dep));
+    } else {
+      external.push(dep, `${dep}/*`);
+    }
+  }
+}
+collect('.');
+await build({
+  entryPoints: [entry],
+  outfile,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'esm',
+  sourcemap: 'linked',
+  external,
+  logLevel: 'warning',
+  banner: { js: "import { createRequire as __mssh_cr } from 'node:module'; const require = __mssh_cr(import.meta.url);" },
+});
+// The relay applies drizzle migrations at start; ship the SQL next to the bundle.
+if (seen.has('@mssh/migrations')) {
+  const src = resolve(root, 'migrations/drizzle');
+  if (existsSync(src)) cpSync(src, resolve('dist/drizzle'), { recursive: true });
+}
