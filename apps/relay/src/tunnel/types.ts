@@ -1,0 +1,59 @@
+/**
+ * The seams between the tunnel core and the rest of the relay. The tunnel core does not import fastify
+ * nor the database: it gets these injected by main.ts.
+ */
+import type { TLSSocket } from 'node:tls';
+import type { ClientHttp2Stream } from 'node:http2';
+
+/** What the tunnel needs to know about enrolled agents (implemented by the db layer). */
+export interface AgentDirectory {
+  /** Look up an enrolled agent by its identity public key (SPKI DER, base64). */
+  findByPublicKey(publicKey: string): Promise<EnrolledAgent | null>;
+  /** The agent proved its key: store what it reported and mark it seen now. */
+  markConnected(id: string, info: { hostKeys: string[]; agentVersion: string; protocolVersion: number; at: Date }): Promise<void>;
+  /** The agent's link ended (or it is still up: periodic touch). */
+  markSeen(id: string, at: Date): Promise<void>;
+}
+
+export interface EnrolledAgent {
+  id: string;
+  name: string;
+  publicKey: string;
+  revokedAt: Date | null;
+}
+
+/** Why a session ended; audit uses the same words. */
+export type SessionEndReason = 'client_closed' | 'agent_closed' | 'relay_shutdown' | 'agent_revoked' | 'user_disabled' | 'idle_timeout' | 'error';
+
+/** Audit events the tunnel emits (implemented by audit/). Must not throw; failures are logged by the sink. */
+export interface TunnelAuditSink {
+  agentConnected(e: { agentId: string; name: string; source: string; agentVersion: string; protocolVersion: number }): void;
+  agentDisconnected(e: { agentId: string; name: string; reason: string }): void;
+  agentRejected(e: { name: string | null; source: string; code: string; message: string }): void;
+}
+
+export interface SessionMeta {
+  sessionId: string;
+  /** mssh user name (not the SSH login user, which the relay never learns). */
+  user: string;
+}
+
+/** The tunnel router: owns agent links and opens session streams to them. */
+export interface TunnelRouter {
+  /** Take over a TLS socket whose negotiated ALPN is AGENT_ALPN (the agent link). */
+  acceptAgentSocket(socket: TLSSocket): void;
+  /** Is an agent with this name connected and verified right now? */
+  isOnline(name: string): boolean;
+  /** Names of connected agents. */
+  onlineNames(): string[];
+  /** Number of open session streams across all agents. */
+  activeSessions(): number;
+  /**
+   * Open a session stream to the named agent. Resolves once the agent answered 200 (its target accepted
+   * the TCP connection). Rejects with RelayError RLY_ERR_AGENT_OFFLINE when no link is up, or
+   * RLY_ERR_AGENT_FAILED (message from the agent) when the agent could not reach its target.
+   */
+  openSession(name: string, meta: SessionMeta): Promise<ClientHttp2Stream>;
+  /** Close every link (and with them every session), e.g. at shutdown. */
+  close(): Promise<void>;
+}
