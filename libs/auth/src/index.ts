@@ -1,0 +1,6 @@
+export { AuthError, isAuthError, type AuthErrorCode } from './errors.js';
+export { hashPassword, verifyPassword, dummyVerifyPassword } from './passwords.js';
+export {
+  TokenService, generateSigningKey,
+  type SigningKey, type SignedToken, type VerifiedToken, type TokenServiceOptions,
+} from './tokens.js';

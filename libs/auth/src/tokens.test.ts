@@ -1,0 +1,124 @@
+import { describe, expect, it } from 'vitest';
+import { SignJWT, UnsecuredJWT, decodeJwt, decodeProtectedHeader, importJWK, base64url } from 'jose';
+import { JWT_AUDIENCE, JWT_DEFAULT_TTL_SECONDS, JWT_ISSUER } from '@mssh/protocol';
+import { TokenService, generateSigningKey, type SigningKey } from './tokens.js';
+import { AuthError } from './errors.js';
+
+async function service(keys?: SigningKey[], now?: () => Date) {
+  const k = keys ?? [await generateSigningKey()];
+  return TokenService.create(k, { now });
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(AuthError);
+    return (e as AuthError).code;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('TokenService', () => {
+  it('round trip: sign then verify gives the user, admin flag, jti and expiry; claims are the contract', async () => {
+    const s = await service();
+    const t = await s.sign({ user: 'alice', admin: true });
+    const v = await s.verify(t.token);
+    expect(v).toEqual({ user: 'alice', admin: true, jti: t.jti, exp: Math.floor(t.expiresAt.getTime() / 1000) });
+    const claims = decodeJwt(t.token);
+    expect(claims.iss).toBe(JWT_ISSUER);
+    expect(claims.aud).toBe(JWT_AUDIENCE);
+    expect(claims.exp! - claims.iat!).toBe(JWT_DEFAULT_TTL_SECONDS);
+    expect(claims.nbf).toBe(claims.iat);
+    expect(decodeProtectedHeader(t.token)).toMatchObject({ alg: 'EdDSA', kid: s.signingKid });
+    const other = await s.sign({ user: 'alice', admin: false, ttlSeconds: 60 });
+    expect(other.jti).not.toBe(t.jti);
+    expect((await s.verify(other.token)).admin).toBe(false);
+  });
+
+  it('an expired token is AUTH_ERR_TOKEN_EXPIRED (beyond the 30 s tolerance)', async () => {
+    const keys = [await generateSigningKey()];
+    const past = await service(keys, () => new Date(Date.now() - 3600_000));
+    const t = await past.sign({ user: 'alice', admin: false, ttlSeconds: 60 });
+    const s = await service(keys);
+    expect(await codeOf(s.verify(t.token))).toBe('AUTH_ERR_TOKEN_EXPIRED');
+    // Within the tolerance it still passes.
+    const recent = await service(keys, () => new Date(Date.now() - 70_000));
+    const r = await recent.sign({ user: 'alice', admin: false, ttlSeconds: 60 });
+    expect((await s.verify(r.token)).user).toBe('alice');
+  });
+
+  it('a token from the future (nbf) is refused', async () => {
+    const keys = [await generateSigningKey()];
+    const future = await service(keys, () => new Date(Date.now() + 3600_000));
+    const t = await future.sign({ user: 'alice', admin: false });
+    expect(await codeOf((await service(keys)).verify(t.token))).toBe('AUTH_ERR_INVALID_TOKEN');
+  });
+
+  it('a token signed by another key is refused, even with a known kid', async () => {
+    const s = await service();
+    const stranger = await service();
+    const t = await stranger.sign({ user: 'alice', admin: true });
+    expect(await codeOf(s.verify(t.token))).toBe('AUTH_ERR_INVALID_TOKEN');
+    const foreign = await generateSigningKey();
+    const forged = await new SignJWT({ admin: true })
+      .setProtectedHeader({ alg: 'EdDSA', kid: s.signingKid! })
+      .setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice').setJti('x').setIssuedAt().setNotBefore('0s').setExpirationTime('1h')
+      .sign(await importJWK(foreign.privateJwk, 'EdDSA'));
+    expect(await codeOf(s.verify(forged))).toBe('AUTH_ERR_INVALID_TOKEN');
+  });
+
+  it('an `alg: none` token is refused', async () => {
+    const s = await service();
+    const none = new UnsecuredJWT({ admin: true }).setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice')
+      .setJti('x').setIssuedAt().setNotBefore('0s').setExpirationTime('1h').encode();
+    expect(await codeOf(s.verify(none))).toBe('AUTH_ERR_INVALID_TOKEN');
+    // Same with the kid of a real key in the header.
+    const [, payload] = none.split('.');
+    const header = base64url.encode(JSON.stringify({ alg: 'none', kid: s.signingKid }));
+    expect(await codeOf(s.verify(`${header}.${payload}.`))).toBe('AUTH_ERR_INVALID_TOKEN');
+  });
+
+  it('a tampered payload is refused', async () => {
+    const s = await service();
+    const t = await s.sign({ user: 'alice', admin: false });
+    const [h, p, sig] = t.token.split('.') as [string, string, string];
+    const claims = JSON.parse(new TextDecoder().decode(base64url.decode(p)));
+    const tampered = base64url.encode(JSON.stringify({ ...claims, admin: true }));
+    expect(await codeOf(s.verify(`${h}.${tampered}.${sig}`))).toBe('AUTH_ERR_INVALID_TOKEN');
+  });
+
+  it('a wrong audience or issuer is refused', async () => {
+    const key = await generateSigningKey();
+    const s = await service([key]);
+    const mk = (iss: string, aud: string) => new SignJWT({ admin: false })
+      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
+      .setIssuer(iss).setAudience(aud).setSubject('alice').setJti('j').setIssuedAt().setNotBefore('0s').setExpirationTime('1h');
+    const priv = await importJWK(key.privateJwk, 'EdDSA');
+    expect(await codeOf(s.verify(await mk(JWT_ISSUER, 'someone-else').sign(priv)))).toBe('AUTH_ERR_INVALID_TOKEN');
+    expect(await codeOf(s.verify(await mk('evil', JWT_AUDIENCE).sign(priv)))).toBe('AUTH_ERR_INVALID_TOKEN');
+    expect((await s.verify(await mk(JWT_ISSUER, JWT_AUDIENCE).sign(priv))).user).toBe('alice');
+  });
+
+  it('garbage is refused', async () => {
+    const s = await service();
+    for (const g of ['', 'x', 'a.b.c', 'eyJ.eyJ.', '...']) expect(await codeOf(s.verify(g))).toBe('AUTH_ERR_INVALID_TOKEN');
+  });
+
+  it('the newest non-retired key signs, every key verifies, jwks lists public keys only', async () => {
+    const old = { ...(await generateSigningKey()), createdAt: new Date(1000) };
+    const newer = { ...(await generateSigningKey()), createdAt: new Date(2000) };
+    const retired = { ...(await generateSigningKey()), createdAt: new Date(3000), retiredAt: new Date(4000) };
+    const olderService = await service([old]);
+    const s = await service([retired, newer, old]);
+    expect(s.signingKid).toBe(newer.kid);
+    const fromOld = await olderService.sign({ user: 'bob', admin: false });
+    expect((await s.verify(fromOld.token)).user).toBe('bob');
+    const jwks = s.jwks();
+    expect(jwks.keys.map((k) => k.kid).sort()).toEqual([old.kid, newer.kid, retired.kid].sort());
+    for (const k of jwks.keys) {
+      expect(k).not.toHaveProperty('d');
+      expect(k).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig' });
+    }
+  });
+});

@@ -1,0 +1,157 @@
+import { randomUUID } from 'node:crypto';
+import {
+  SignJWT, jwtVerify, generateKeyPair, exportJWK, importJWK, calculateJwkThumbprint, errors as joseErrors,
+  type JWK, type CryptoKey, type JWTPayload, type JWSHeaderParameters,
+} from 'jose';
+import { JWT_AUDIENCE, JWT_DEFAULT_TTL_SECONDS, JWT_ISSUER } from '@mssh/protocol';
+import { AuthError } from './errors.js';
+
+const ALG = 'EdDSA';
+
+/** A signing key as stored (the relay keeps these in its database). */
+export interface SigningKey {
+  kid: string;
+  privateJwk: JWK;
+  publicJwk: JWK;
+  createdAt?: Date;
+  /** A retired key no longer signs; it still verifies tokens issued before its retirement. */
+  retiredAt?: Date | null;
+}
+
+/** A fresh Ed25519 signing key. The kid is the RFC 7638 thumbprint of the public key. */
+export async function generateSigningKey(): Promise<{ kid: string; privateJwk: JWK; publicJwk: JWK }> {
+  const { privateKey, publicKey } = await generateKeyPair(ALG, { crv: 'Ed25519', extractable: true });
+  const publicJwk = await exportJWK(publicKey);
+  const privateJwk = await exportJWK(privateKey);
+  const kid = await calculateJwkThumbprint(publicJwk);
+  return { kid, privateJwk: { ...privateJwk, kid, alg: ALG }, publicJwk: { ...publicJwk, kid, alg: ALG, use: 'sig' } };
+}
+
+export interface TokenServiceOptions {
+  issuer?: string;
+  audience?: string;
+  defaultTtlSeconds?: number;
+  /** Leeway for exp/nbf/iat between machines. */
+  clockToleranceSeconds?: number;
+  /** Injectable clock (tests). */
+  now?: () => Date;
+}
+
+export interface SignedToken {
+  token: string;
+  jti: string;
+  expiresAt: Date;
+}
+
+export interface VerifiedToken {
+  user: string;
+  admin: boolean;
+  jti: string;
+  /** Expiry, seconds since the epoch. */
+  exp: number;
+}
+
+interface LoadedKey {
+  kid: string;
+  publicJwk: JWK;
+  verifyKey: CryptoKey;
+  signKey: CryptoKey | null;
+}
+
+/**
+ * Issues and verifies the relay's access tokens: EdDSA (Ed25519) JWTs with iss, aud, sub (user), admin,
+ * iat, nbf, exp and a random jti (for revocation). The newest non-retired key signs; every key verifies
+ * the tokens carrying its kid. Only EdDSA is accepted, so `alg: none` and HMAC confusion are refused.
+ */
+export class TokenService {
+  private readonly issuer: string;
+  private readonly audience: string;
+  private readonly defaultTtl: number;
+  private readonly tolerance: number;
+  private readonly now: () => Date;
+
+  private constructor(
+    private readonly keys: Map<string, LoadedKey>,
+    private readonly signer: LoadedKey | null,
+    opts: TokenServiceOptions,
+  ) {
+    this.issuer = opts.issuer ?? JWT_ISSUER;
+    this.audience = opts.audience ?? JWT_AUDIENCE;
+    this.defaultTtl = opts.defaultTtlSeconds ?? JWT_DEFAULT_TTL_SECONDS;
+    this.tolerance = opts.clockToleranceSeconds ?? 30;
+    this.now = opts.now ?? (() => new Date());
+  }
+
+  /** Import the keys. Throws when a key is malformed. A service with no usable signing key can only verify. */
+  static async create(keys: SigningKey[], opts: TokenServiceOptions = {}): Promise<TokenService> {
+    const loaded = new Map<string, LoadedKey>();
+    let signer: { key: LoadedKey; created: number } | null = null;
+    for (const [i, k] of keys.entries()) {
+      const verifyKey = (await importJWK({ ...k.publicJwk, alg: ALG }, ALG)) as CryptoKey;
+      const retired = k.retiredAt != null;
+      const signKey = retired ? null : ((await importJWK({ ...k.privateJwk, alg: ALG }, ALG)) as CryptoKey);
+      const entry: LoadedKey = { kid: k.kid, publicJwk: k.publicJwk, verifyKey, signKey };
+      loaded.set(k.kid, entry);
+      // Newest by createdAt; without dates, the last one listed.
+      const created = k.createdAt?.getTime() ?? i;
+      if (!retired && (signer === null || created >= signer.created)) signer = { key: entry, created };
+    }
+    return new TokenService(loaded, signer?.key ?? null, opts);
+  }
+
+  get signingKid(): string | null {
+    return this.signer?.kid ?? null;
+  }
+
+  async sign(input: { user: string; admin: boolean; ttlSeconds?: number }): Promise<SignedToken> {
+    if (!this.signer?.signKey) throw new Error('no signing key: every key is retired');
+    const nowS = Math.floor(this.now().getTime() / 1000);
+    const exp = nowS + (input.ttlSeconds ?? this.defaultTtl);
+    const jti = randomUUID();
+    const token = await new SignJWT({ admin: input.admin })
+      .setProtectedHeader({ alg: ALG, kid: this.signer.kid, typ: 'JWT' })
+      .setIssuer(this.issuer)
+      .setAudience(this.audience)
+      .setSubject(input.user)
+      .setIssuedAt(nowS)
+      .setNotBefore(nowS)
+      .setExpirationTime(exp)
+      .setJti(jti)
+      .sign(this.signer.signKey);
+    return { token, jti, expiresAt: new Date(exp * 1000) };
+  }
+
+  /** Verify a token. Throws AuthError AUTH_ERR_TOKEN_EXPIRED or AUTH_ERR_INVALID_TOKEN. */
+  async verify(token: string): Promise<VerifiedToken> {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, (header: JWSHeaderParameters) => this.keyFor(header), {
+        algorithms: [ALG],
+        issuer: this.issuer,
+        audience: this.audience,
+        clockTolerance: this.tolerance,
+        currentDate: this.now(),
+        requiredClaims: ['exp', 'iat', 'nbf', 'jti', 'sub'],
+      }));
+    } catch (e) {
+      if (e instanceof joseErrors.JWTExpired) throw new AuthError('AUTH_ERR_TOKEN_EXPIRED', undefined, { cause: e });
+      throw new AuthError('AUTH_ERR_INVALID_TOKEN', undefined, { cause: e });
+    }
+    const { sub, jti, exp, admin } = payload;
+    if (typeof sub !== 'string' || sub === '' || typeof jti !== 'string' || typeof exp !== 'number' || typeof admin !== 'boolean') {
+      throw new AuthError('AUTH_ERR_INVALID_TOKEN');
+    }
+    return { user: sub, admin, jti, exp };
+  }
+
+  /** The public keys, for GET /.well-known/jwks.json. */
+  jwks(): { keys: JWK[] } {
+    return { keys: [...this.keys.values()].map((k) => ({ ...k.publicJwk, kid: k.kid, alg: ALG, use: 'sig' })) };
+  }
+
+  private keyFor(header: JWSHeaderParameters): CryptoKey {
+    const k = header.kid === undefined ? undefined : this.keys.get(header.kid);
+    if (!k) throw new joseErrors.JWKSNoMatchingKey();
+    return k.verifyKey;
+  }
+}
