@@ -30,3 +30,18 @@ export function httpReason(status: number): string {
   };
   return reasons[status] ?? 'Error';
 }
+
+/**
+ * A failure of the command line or of start-up (bad flag, port in use, database unreachable). main.ts
+ * prints `mssh-relay: <message>` and, when given, the hint on a second line, then exits non-zero.
+ */
+export class CliError extends Error {
+  readonly hint: string | undefined;
+  readonly exitCode: number;
+  constructor(message: string, hint?: string, cause?: unknown, exitCode = 1) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.name = 'CliError';
+    this.hint = hint;
+    this.exitCode = exitCode;
+  }
+}

@@ -2,5 +2,5 @@ export { AuthError, isAuthError, type AuthErrorCode } from './errors.js';
 export { hashPassword, verifyPassword, dummyVerifyPassword } from './passwords.js';
 export {
   TokenService, generateSigningKey,
-  type SigningKey, type SignedToken, type VerifiedToken, type TokenServiceOptions,
+  type SigningKey, type SignedToken, type VerifiedToken, type TokenServiceOptions, type JWK,
 } from './tokens.js';

@@ -6,6 +6,8 @@ import {
 import { JWT_AUDIENCE, JWT_DEFAULT_TTL_SECONDS, JWT_ISSUER } from '@mssh/protocol';
 import { AuthError } from './errors.js';
 
+export type { JWK };
+
 const ALG = 'EdDSA';
 
 /** A signing key as stored (the relay keeps these in its database). */

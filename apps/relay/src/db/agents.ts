@@ -1,0 +1,80 @@
+import { and, asc, count, eq, isNull } from 'drizzle-orm';
+import { agents } from '@mssh/migrations';
+import type { Db } from './database.js';
+import type { AgentDirectory, EnrolledAgent } from '../tunnel/types.js';
+
+export interface AgentRecord {
+  id: string;
+  name: string;
+  publicKey: string;
+  hostKeys: string[];
+  agentVersion: string | null;
+  protocolVersion: number | null;
+  enrolledAt: Date;
+  lastSeenAt: Date | null;
+  revokedAt: Date | null;
+}
+
+export interface NewAgent {
+  name: string;
+  publicKey: string;
+  hostKeys: string[];
+  agentVersion: string;
+  protocolVersion: number;
+}
+
+export type CreateAgentResult = { ok: true; agent: AgentRecord } | { ok: false; conflict: 'name' | 'publicKey' };
+
+/** Enrolled agents. Also the tunnel's AgentDirectory. */
+export class AgentRepository implements AgentDirectory {
+  constructor(private readonly db: Db) {}
+
+  async findByPublicKey(publicKey: string): Promise<EnrolledAgent | null> {
+    const rows = await this.db
+      .select({ id: agents.id, name: agents.name, publicKey: agents.publicKey, revokedAt: agents.revokedAt })
+      .from(agents).where(eq(agents.publicKey, publicKey)).limit(1);
+    return rows[0] ?? null;
+  }
+
+  async markConnected(id: string, info: { hostKeys: string[]; agentVersion: string; protocolVersion: number; at: Date }): Promise<void> {
+    await this.db.update(agents)
+      .set({ hostKeys: info.hostKeys, agentVersion: info.agentVersion, protocolVersion: info.protocolVersion, lastSeenAt: info.at })
+      .where(eq(agents.id, id));
+  }
+
+  async markSeen(id: string, at: Date): Promise<void> {
+    await this.db.update(agents).set({ lastSeenAt: at }).where(eq(agents.id, id));
+  }
+
+  /** Insert an agent (optionally inside a transaction); reports which unique value is taken instead of throwing. */
+  async create(a: NewAgent, tx: Db = this.db): Promise<CreateAgentResult> {
+    const rows = await tx.insert(agents).values(a).onConflictDoNothing().returning();
+    const agent = rows[0];
+    if (agent) return { ok: true, agent };
+    const byName = await tx.select({ id: agents.id }).from(agents).where(eq(agents.name, a.name)).limit(1);
+    return { ok: false, conflict: byName.length > 0 ? 'name' : 'publicKey' };
+  }
+
+  /** Agents that are not revoked, by name. */
+  async list(): Promise<AgentRecord[]> {
+    return this.db.select().from(agents).where(isNull(agents.revokedAt)).orderBy(asc(agents.name));
+  }
+
+  /** The agent with this name, revoked or not. */
+  async findByName(name: string): Promise<AgentRecord | null> {
+    const rows = await this.db.select().from(agents).where(eq(agents.name, name)).limit(1);
+    return rows[0] ?? null;
+  }
+
+  /** Is a non-revoked agent enrolled under this name? */
+  async exists(name: string): Promise<boolean> {
+    const rows = await this.db.select({ id: agents.id }).from(agents)
+      .where(and(eq(agents.name, name), isNull(agents.revokedAt))).limit(1);
+    return rows.length > 0;
+  }
+
+  async countEnrolled(): Promise<number> {
+    const [row] = await this.db.select({ n: count() }).from(agents).where(isNull(agents.revokedAt));
+    return row?.n ?? 0;
+  }
+}

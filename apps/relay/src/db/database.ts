@@ -1,0 +1,125 @@
+/**
+ * The relay's database: Postgres through node-postgres (DATABASE_URL) or embedded PGlite in the data dir.
+ * One drizzle schema and one set of SQL migrations for both; migrations are applied on open.
+ */
+import { mkdirSync } from 'node:fs';
+import pg from 'pg';
+import { PGlite } from '@electric-sql/pglite';
+import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
+import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
+import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
+import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import type { PgDatabase } from 'drizzle-orm/pg-core';
+import { migrationsFolder, schema } from '@mssh/migrations';
+import { CliError } from '../errors.js';
+
+/** The drizzle database, whichever driver is underneath. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Db = PgDatabase<any, typeof schema>;
+
+export interface OpenDatabaseOptions {
+  /** postgres:// URL; when set, PGlite is not used. */
+  databaseUrl?: string;
+  /** PGlite data directory (used when databaseUrl is not set). */
+  pgliteDir?: string;
+  /** Called with errors of idle pooled connections (Postgres restarts); they must not crash the process. */
+  onPoolError?: (err: Error) => void;
+}
+
+export interface Database {
+  db: Db;
+  kind: 'pg' | 'pglite';
+  close(): Promise<void>;
+}
+
+/** Key of the session advisory lock that serialises migrations of relays sharing one Postgres. */
+const MIGRATION_LOCK = 0x6d737368; // "mssh"
+
+/** Hide the password of a database URL before printing it. */
+export function redactDatabaseUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(unparsable database URL)';
+  }
+}
+
+export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database> {
+  if (opts.databaseUrl) return openPostgres(opts.databaseUrl, opts.onPoolError);
+  if (!opts.pgliteDir) throw new Error('openDatabase: neither databaseUrl nor pgliteDir given');
+  return openPglite(opts.pgliteDir);
+}
+
+async function openPostgres(url: string, onPoolError?: (err: Error) => void): Promise<Database> {
+  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 30_000 });
+  pool.on('error', (err) => onPoolError?.(err));
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (e) {
+    await pool.end().catch(() => {});
+    throw new CliError(
+      `cannot connect to the database at ${redactDatabaseUrl(url)}: ${(e as Error).message}`,
+      'Check --database-url / DATABASE_URL and that Postgres is running and reachable.',
+      e,
+    );
+  }
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    try {
+      await migratePg(drizzlePg(client), { migrationsFolder: migrationsFolder() });
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+    }
+  } catch (e) {
+    client.release();
+    await pool.end().catch(() => {});
+    throw new CliError(
+      `cannot apply the database migrations at ${redactDatabaseUrl(url)}: ${rootMessage(e)}`,
+      'Check that the database user may create tables, and that the database belongs to mssh.',
+      e,
+    );
+  }
+  client.release();
+  const db = drizzlePg({ client: pool, schema });
+  return { db, kind: 'pg', close: () => pool.end() };
+}
+
+async function openPglite(dir: string): Promise<Database> {
+  let client: PGlite;
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    client = await PGlite.create(dir);
+  } catch (e) {
+    throw new CliError(
+      `cannot open the embedded database in ${dir}: ${rootMessage(e)}`,
+      'Check the data directory permissions and free disk space, or use Postgres with --database-url.',
+      e,
+    );
+  }
+  const db = drizzlePglite({ client, schema });
+  try {
+    await migratePglite(db, { migrationsFolder: migrationsFolder() });
+  } catch (e) {
+    await client.close().catch(() => {});
+    throw new CliError(
+      `cannot apply the database migrations in ${dir}: ${rootMessage(e)}`,
+      'The embedded database may be damaged or from a newer mssh-relay; restore it or start with an empty data dir.',
+      e,
+    );
+  }
+  return { db, kind: 'pglite', close: () => client.close() };
+}
+
+/** The innermost message of an error chain (drizzle wraps driver errors). */
+export function rootMessage(e: unknown): string {
+  let cur = e;
+  for (let i = 0; i < 8; i++) {
+    const cause = (cur as { cause?: unknown } | null)?.cause;
+    if (!cause) break;
+    cur = cause;
+  }
+  return cur instanceof Error ? cur.message : String(cur);
+}

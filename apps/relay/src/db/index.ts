@@ -1,0 +1,33 @@
+import type { Db } from './database.js';
+import { UserRepository } from './users.js';
+import { AgentRepository } from './agents.js';
+import { EnrollTokenRepository } from './enroll-tokens.js';
+import { RevokedTokenRepository } from './revoked-tokens.js';
+import { SigningKeyRepository } from './signing-keys.js';
+
+export { openDatabase, redactDatabaseUrl, rootMessage, type Db, type Database, type OpenDatabaseOptions } from './database.js';
+export { UserRepository, type UserRecord } from './users.js';
+export { AgentRepository, type AgentRecord, type NewAgent, type CreateAgentResult } from './agents.js';
+export { EnrollTokenRepository, hashEnrollToken, type ClaimedEnrollToken } from './enroll-tokens.js';
+export { RevokedTokenRepository } from './revoked-tokens.js';
+export { SigningKeyRepository } from './signing-keys.js';
+
+export interface Repositories {
+  db: Db;
+  users: UserRepository;
+  agents: AgentRepository;
+  enrollTokens: EnrollTokenRepository;
+  revokedTokens: RevokedTokenRepository;
+  signingKeys: SigningKeyRepository;
+}
+
+export function createRepositories(db: Db): Repositories {
+  return {
+    db,
+    users: new UserRepository(db),
+    agents: new AgentRepository(db),
+    enrollTokens: new EnrollTokenRepository(db),
+    revokedTokens: new RevokedTokenRepository(db),
+    signingKeys: new SigningKeyRepository(db),
+  };
+}

@@ -1,0 +1,126 @@
+/**
+ * The relay's TLS certificate: the operator's (--tls-cert/--tls-key) or, by default, a self-signed one
+ * created on first start in <data-dir>/tls. Clients and agents pin its SHA-256 fingerprint.
+ */
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { generate } from 'selfsigned';
+import { certFingerprint } from '@mssh/protocol';
+import { CliError } from '../errors.js';
+
+export interface RelayTls {
+  key: string;
+  cert: string;
+  /** "SHA256:<base64>" of the (leaf) certificate's DER. */
+  fingerprint: string;
+  certPath: string;
+  keyPath: string;
+  /** True when a self-signed certificate was created just now. */
+  created: boolean;
+  /** Names the certificate is valid for (DNS and IP SANs). */
+  names: string[];
+  /** SANs asked for (--tls-san) but missing from an existing self-signed certificate. */
+  missingSans: string[];
+}
+
+export function tlsPaths(dataDir: string): { dir: string; cert: string; key: string } {
+  const dir = join(dataDir, 'tls');
+  return { dir, cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') };
+}
+
+/** The default SANs plus the extra ones, deduplicated, in order. */
+export function defaultSans(extra: string[] = []): string[] {
+  return [...new Set(['localhost', '127.0.0.1', '::1', hostname(), ...extra].filter((n) => n !== ''))];
+}
+
+/** Load the operator's certificate, or the self-signed one in the data dir, creating it on first start. */
+export async function loadOrCreateTls(opts: { dataDir: string; certFile?: string; keyFile?: string; sans?: string[] }): Promise<RelayTls> {
+  if (opts.certFile || opts.keyFile) {
+    if (!opts.certFile || !opts.keyFile) throw new CliError('--tls-cert and --tls-key go together', 'Give both, or neither for a self-signed certificate.');
+    return loadFiles(opts.certFile, opts.keyFile, false, []);
+  }
+  const p = tlsPaths(opts.dataDir);
+  const wanted = defaultSans(opts.sans);
+  if (existsSync(p.cert) && existsSync(p.key)) {
+    const tls = loadFiles(p.cert, p.key, false, []);
+    const have = new Set(tls.names);
+    return { ...tls, missingSans: wanted.filter((n) => !have.has(isIP(n) ? normalizeIp(n) : n)) };
+  }
+  mkdirSync(p.dir, { recursive: true, mode: 0o700 });
+  chmodSync(p.dir, 0o700);
+  const notBeforeDate = new Date(Date.now() - 60_000);
+  const notAfterDate = new Date(notBeforeDate.getTime() + 10 * 365 * 24 * 3600_000);
+  const pems = await generate([{ name: 'commonName', value: 'mssh-relay' }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    algorithm: 'sha256',
+    notBeforeDate,
+    notAfterDate,
+    extensions: [
+      { name: 'basicConstraints', cA: false },
+      { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      { name: 'subjectAltName', altNames: wanted.map((n) => (isIP(n) ? { type: 7 as const, ip: n } : { type: 2 as const, value: n })) },
+    ],
+  });
+  writeAtomic(p.key, pems.private, 0o600);
+  writeAtomic(p.cert, pems.cert, 0o644);
+  return loadFiles(p.cert, p.key, true, []);
+}
+
+/** Fingerprint of the certificate the relay would use, without creating anything; null when none exists yet. */
+export function readFingerprint(opts: { dataDir: string; certFile?: string }): string | null {
+  const path = opts.certFile ?? tlsPaths(opts.dataDir).cert;
+  if (!existsSync(path)) return null;
+  try {
+    return certFingerprint(new X509Certificate(readFileSync(path)).raw);
+  } catch {
+    return null;
+  }
+}
+
+function loadFiles(certPath: string, keyPath: string, created: boolean, missingSans: string[]): RelayTls {
+  let cert: string;
+  let key: string;
+  try {
+    cert = readFileSync(certPath, 'utf8');
+    key = readFileSync(keyPath, 'utf8');
+  } catch (e) {
+    throw new CliError(`cannot read the TLS certificate or key: ${(e as Error).message}`, 'Check the paths given to --tls-cert/--tls-key and their permissions.', e);
+  }
+  let x509: X509Certificate;
+  try {
+    x509 = new X509Certificate(cert);
+    createPrivateKey(key);
+  } catch (e) {
+    throw new CliError(`${certPath} or ${keyPath} is not a PEM certificate and private key: ${(e as Error).message}`, 'Give a PEM certificate (chain) and its unencrypted PEM private key.', e);
+  }
+  if (!x509.checkPrivateKey(createPrivateKey(key))) {
+    throw new CliError(`the private key in ${keyPath} does not belong to the certificate in ${certPath}`, 'Give the key that matches the certificate.');
+  }
+  const names = (x509.subjectAltName ?? '')
+    .split(', ')
+    .map((s) => (s.startsWith('IP Address:') ? normalizeIp(s.slice('IP Address:'.length)) : s.replace(/^DNS:/, '')))
+    .filter((s) => s !== '');
+  return { key, cert, fingerprint: certFingerprint(x509.raw), certPath, keyPath, created, names, missingSans };
+}
+
+/** Canonical text of an IP address ("0:0:0:0:0:0:0:1" and "::1" are the same). */
+function normalizeIp(ip: string): string {
+  if (isIP(ip) !== 6) return ip;
+  try {
+    return new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  } catch {
+    return ip;
+  }
+}
+
+function writeAtomic(path: string, data: string, mode: number): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { mode });
+  chmodSync(tmp, mode);
+  renameSync(tmp, path);
+}
