@@ -4,6 +4,7 @@
  */
 import type { TLSSocket } from 'node:tls';
 import type { ClientHttp2Stream } from 'node:http2';
+import type { Duplex } from 'node:stream';
 
 /** What the tunnel needs to know about enrolled agents (implemented by the db layer). */
 export interface AgentDirectory {
@@ -30,6 +31,27 @@ export interface TunnelAuditSink {
   agentConnected(e: { agentId: string; name: string; source: string; agentVersion: string; protocolVersion: number }): void;
   agentDisconnected(e: { agentId: string; name: string; reason: string }): void;
   agentRejected(e: { name: string | null; source: string; code: string; message: string }): void;
+  /** A session stream to an agent was opened and spliced to a client (optional). */
+  sessionStarted?(e: { sessionId: string; user: string; host: string; agentId: string; source: string | null }): void;
+  /** A session ended; bytes each way (optional). */
+  sessionEnded?(e: TunnelSessionSummary): void;
+}
+
+/** One finished session, with the bytes moved each way. */
+export interface TunnelSessionSummary {
+  sessionId: string;
+  user: string;
+  host: string;
+  agentId: string;
+  /** Client address as the relay saw it, when known. */
+  source: string | null;
+  startedAt: Date;
+  endedAt: Date;
+  /** Bytes read from the client and forwarded to the agent. */
+  bytesFromClient: number;
+  /** Bytes read from the agent and forwarded to the client. */
+  bytesToClient: number;
+  reason: SessionEndReason;
 }
 
 export interface SessionMeta {
@@ -54,6 +76,12 @@ export interface TunnelRouter {
    * RLY_ERR_AGENT_FAILED (message from the agent) when the agent could not reach its target.
    */
   openSession(name: string, meta: SessionMeta): Promise<ClientHttp2Stream>;
+  /**
+   * Splice a client's stream with a session stream from openSession(): backpressure both ways,
+   * half-close preserved, either side's abort tears down both. Counts bytes; reports to the audit sink's
+   * optional sessionStarted/sessionEnded. Resolves (never rejects) when both streams are closed.
+   */
+  spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null }): Promise<TunnelSessionSummary>;
   /** Close every link (and with them every session), e.g. at shutdown. */
   close(): Promise<void>;
 }

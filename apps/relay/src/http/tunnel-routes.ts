@@ -1,0 +1,117 @@
+/**
+ * POST /v1/tunnel/:host: a client's byte stream to an enrolled machine's SSH target.
+ *
+ *   client --HTTP/2 stream (JWT)--> this route --router.openSession(host)--> agent --> sshd
+ *
+ * fastify routes the request and runs the auth preHandler; then the route hijacks the reply and works on
+ * the raw HTTP/2 stream (no body buffering: a pass-through content-type parser). The relay only ever
+ * opens sessions to enrolled agent names that dialled in; it never dials what a client names.
+ */
+import { randomUUID } from 'node:crypto';
+import { constants as h2c, type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
+import { HEADERS, HOST_NAME_RE } from '@mssh/protocol';
+import { RelayError, relayError } from '../errors.js';
+import type { TunnelRouter } from '../tunnel/types.js';
+
+export interface TunnelRoutesOptions {
+  router: TunnelRouter;
+  /** Is a machine with this name enrolled (whether or not its agent is connected)? */
+  hostExists: (name: string) => Promise<boolean>;
+}
+
+/** What this route reads from the server's authenticate preHandler (declared in http/auth-types.ts). */
+interface AuthInfo {
+  user: string;
+}
+
+function authOf(request: FastifyRequest): AuthInfo | null {
+  const auth = (request as unknown as { auth?: AuthInfo | null }).auth;
+  return auth && typeof auth.user === 'string' ? auth : null;
+}
+
+function sendError(reply: FastifyReply, err: RelayError): FastifyReply {
+  return reply.code(err.statusCode).header('content-type', 'application/json; charset=utf-8').send(err.toBody());
+}
+
+/** Answer an error on a hijacked raw stream, if it can still carry an answer. */
+function respondRawError(stream: ServerHttp2Stream, err: RelayError): void {
+  try {
+    if (stream.destroyed || stream.closed) return;
+    if (stream.headersSent) {
+      stream.close(h2c.NGHTTP2_CANCEL);
+      return;
+    }
+    stream.respond({ ':status': err.statusCode, 'content-type': 'application/json; charset=utf-8', [HEADERS.errorCode]: err.code });
+    // The client may still be sending its half: once our answer is out, reset the stream politely.
+    stream.end(JSON.stringify(err.toBody()), () => {
+      if (!stream.destroyed && !stream.closed) stream.close(h2c.NGHTTP2_NO_ERROR);
+    });
+  } catch {
+    try { stream.destroy(); } catch { /* already gone */ }
+  }
+}
+
+export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app, opts) => {
+  const { router, hostExists } = opts;
+  const authenticate = (app as unknown as { authenticate?: preHandlerHookHandler }).authenticate;
+  if (typeof authenticate !== 'function') throw new Error('tunnelRoutes needs the server to decorate app.authenticate');
+
+  // Tunnel bodies are raw byte streams of any length: never buffer or parse them.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/octet-stream', (_req, _payload, done) => done(null, undefined));
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+
+  app.post<{ Params: { host: string } }>('/v1/tunnel/:host', { preHandler: authenticate }, async (request, reply) => {
+    const host = request.params.host;
+    if (typeof host !== 'string' || !HOST_NAME_RE.test(host)) {
+      return sendError(reply, relayError('RLY_ERR_BAD_REQUEST', 'host names are 1-63 chars of a-z, 0-9 and -, starting with a letter or digit'));
+    }
+    const raw = request.raw as unknown as Partial<Http2ServerRequest> & { httpVersionMajor: number };
+    if (raw.httpVersionMajor !== 2 || !raw.stream) {
+      return sendError(reply, relayError('RLY_ERR_BAD_REQUEST', 'tunnels need HTTP/2; use mssh (or an HTTP/2 client) to open one'));
+    }
+    const auth = authOf(request);
+    if (!auth) return sendError(reply, relayError('RLY_ERR_INTERNAL', 'request was not authenticated'));
+    if (!(await hostExists(host))) {
+      return sendError(reply, relayError('RLY_ERR_UNKNOWN_HOST', `no machine named ${host} is enrolled`));
+    }
+    if (!router.isOnline(host)) {
+      return sendError(reply, relayError('RLY_ERR_AGENT_OFFLINE', `${host} is enrolled but its agent is not connected`));
+    }
+
+    const stream = raw.stream;
+    reply.hijack();
+    const sessionId = randomUUID();
+    const meta = { sessionId, user: auth.user };
+    // Keep errors on the client stream from ever going unhandled while the agent side opens.
+    stream.on('error', (err) => request.log.debug({ err: err.message, sessionId }, 'client tunnel stream error'));
+    let agentStream;
+    try {
+      agentStream = await router.openSession(host, meta);
+    } catch (err) {
+      const e = err instanceof RelayError ? err : relayError('RLY_ERR_INTERNAL', undefined, err);
+      if (!(err instanceof RelayError)) request.log.error({ err, sessionId }, 'opening a session failed');
+      respondRawError(stream, e);
+      return;
+    }
+    if (stream.destroyed || stream.closed) {
+      // The client gave up while the agent was connecting: cancel the agent side.
+      agentStream.close(h2c.NGHTTP2_CANCEL);
+      return;
+    }
+    try {
+      stream.respond({ ':status': 200, 'content-type': 'application/octet-stream', [HEADERS.sessionId]: sessionId });
+    } catch (err) {
+      request.log.debug({ err: (err as Error).message, sessionId }, 'client stream gone before the answer');
+      agentStream.close(h2c.NGHTTP2_CANCEL);
+      return;
+    }
+    request.log.info({ sessionId, host, user: auth.user }, 'tunnel opened');
+    const summary = await router.spliceSession(stream, agentStream, { ...meta, host, source: request.ip ?? null });
+    request.log.info(
+      { sessionId, host, user: auth.user, bytesFromClient: summary.bytesFromClient, bytesToClient: summary.bytesToClient, reason: summary.reason },
+      'tunnel closed',
+    );
+  });
+};

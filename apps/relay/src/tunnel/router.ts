@@ -1,0 +1,174 @@
+/**
+ * The tunnel router: owns the verified agent links (one per agent name) and opens session streams on
+ * them. It never dials anything: a session can only go to an enrolled agent that dialled in and proved
+ * its key.
+ *
+ *   client --h2 stream--> relay route --openSession(name)--> AgentLink --h2 stream--> agent --> sshd
+ */
+import type { ClientHttp2Stream } from 'node:http2';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import type pino from 'pino';
+import { AGENT_PING_INTERVAL_MS, AGENT_PING_TIMEOUT_MS } from '@mssh/protocol';
+import { relayError } from '../errors.js';
+import { AgentLink, safeAudit } from './agent-link.js';
+import { splice } from './stream-bridge.js';
+import type { AgentDirectory, SessionEndReason, SessionMeta, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
+
+export interface TunnelRouterOptions {
+  directory: AgentDirectory;
+  audit: TunnelAuditSink;
+  logger: pino.Logger;
+  /** Oldest agent protocol version accepted (MIN_PROTOCOL_VERSION unless configured). */
+  minProtocolVersion: number;
+  /** Wall clock for "connected/seen at" (tests inject one). */
+  clock?: () => Date;
+  /** HTTP/2 PING interval on each agent link (default AGENT_PING_INTERVAL_MS). */
+  pingIntervalMs?: number;
+  /** Evict a link whose PING is not answered within this (default AGENT_PING_TIMEOUT_MS). */
+  pingTimeoutMs?: number;
+  /** Deadline for each agent handshake step (default 10 s). */
+  handshakeTimeoutMs?: number;
+  /** Deadline for the agent's answer to a session open (default 10 s). */
+  openTimeoutMs?: number;
+}
+
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
+const CLOSE_WAIT_MS = 5_000;
+
+export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
+  const logger = opts.logger.child({ component: 'relay.tunnel' });
+  const clock = opts.clock ?? (() => new Date());
+  const byName = new Map<string, AgentLink>();
+  const links = new Set<AgentLink>();
+  const linkOfStream = new WeakMap<ClientHttp2Stream, AgentLink>();
+  let sessions = 0;
+  let closing = false;
+
+  const deps = {
+    directory: opts.directory,
+    audit: opts.audit,
+    logger,
+    minProtocolVersion: opts.minProtocolVersion,
+    clock,
+    pingIntervalMs: opts.pingIntervalMs ?? AGENT_PING_INTERVAL_MS,
+    pingTimeoutMs: opts.pingTimeoutMs ?? AGENT_PING_TIMEOUT_MS,
+    handshakeTimeoutMs: opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
+    openTimeoutMs: opts.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
+  };
+
+  const unregister = (link: AgentLink): void => {
+    const name = link.name;
+    if (name !== null && byName.get(name) === link) byName.delete(name);
+  };
+
+  const events = {
+    verified(link: AgentLink): void {
+      const name = link.name!;
+      if (closing) {
+        link.close('relay is shutting down', 'relay_shutdown');
+        return;
+      }
+      const old = byName.get(name);
+      byName.set(name, link);
+      if (old && old !== link) {
+        logger.info({ name, old: old.id, new: link.id }, `agent ${name} reconnected; closing its previous connection`);
+        old.close('replaced by a newer connection of the same agent', 'agent_closed');
+      }
+    },
+    draining(link: AgentLink): void {
+      unregister(link);
+    },
+    closed(link: AgentLink): void {
+      links.delete(link);
+      unregister(link);
+      const agent = link.agent;
+      if (!agent) return;
+      const reason = link.endReason ?? 'closed';
+      logger.info({ name: agent.name, reason }, `agent ${agent.name} disconnected: ${reason}`);
+      safeAudit(logger, () => opts.audit.agentDisconnected({ agentId: agent.id, name: agent.name, reason }));
+      opts.directory.markSeen(agent.id, clock()).catch((err: unknown) => logger.error({ err, name: agent.name }, 'could not record last-seen time'));
+    },
+    streamCount(delta: number): void {
+      sessions += delta;
+    },
+  };
+
+  const router: TunnelRouter = {
+    acceptAgentSocket(socket: TLSSocket): void {
+      try {
+        if (closing) {
+          socket.destroy();
+          return;
+        }
+        const link = new AgentLink(socket, deps, events);
+        links.add(link);
+        link.start();
+      } catch (err) {
+        logger.error({ err }, 'could not take over an agent socket');
+        socket.on('error', () => {});
+        socket.destroy();
+      }
+    },
+
+    isOnline(name: string): boolean {
+      return byName.get(name)?.state === 'online';
+    },
+
+    onlineNames(): string[] {
+      return [...byName.values()].filter((l) => l.state === 'online').map((l) => l.name!).sort();
+    },
+
+    activeSessions(): number {
+      return sessions;
+    },
+
+    async openSession(name: string, meta: SessionMeta): Promise<ClientHttp2Stream> {
+      const link = byName.get(name);
+      if (!link || link.state !== 'online') throw relayError('RLY_ERR_AGENT_OFFLINE', `${name} is enrolled but its agent is not connected`);
+      const stream = await link.openStream(name, meta);
+      linkOfStream.set(stream, link);
+      return stream;
+    },
+
+    async spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null }): Promise<TunnelSessionSummary> {
+      const link = linkOfStream.get(agentStream);
+      const agentId = link?.agent?.id ?? '';
+      const source = meta.source ?? null;
+      const startedAt = clock();
+      safeAudit(logger, () => opts.audit.sessionStarted?.({ sessionId: meta.sessionId, user: meta.user, host: meta.host, agentId, source }));
+      logger.debug({ sessionId: meta.sessionId, user: meta.user, host: meta.host }, 'session started');
+      const r = await splice(client, agentStream);
+      let reason: SessionEndReason;
+      if (link && link.endReason !== null && (r.first === 'b' || !r.clean)) reason = link.sessionEndReason;
+      else reason = r.first === 'a' ? 'client_closed' : 'agent_closed';
+      const summary: TunnelSessionSummary = {
+        sessionId: meta.sessionId,
+        user: meta.user,
+        host: meta.host,
+        agentId,
+        source,
+        startedAt,
+        endedAt: clock(),
+        bytesFromClient: r.bytesAtoB,
+        bytesToClient: r.bytesBtoA,
+        reason,
+      };
+      logger.debug({ ...summary, clean: r.clean, linkReason: link?.endReason ?? null }, 'session ended');
+      safeAudit(logger, () => opts.audit.sessionEnded?.(summary));
+      return summary;
+    },
+
+    async close(): Promise<void> {
+      closing = true;
+      const all = [...links];
+      for (const link of all) link.close('relay is shutting down', 'relay_shutdown');
+      await Promise.race([
+        Promise.all(all.map((l) => l.whenClosed())),
+        new Promise<void>((resolve) => setTimeout(resolve, CLOSE_WAIT_MS).unref()),
+      ]);
+    },
+  };
+  return router;
+}
