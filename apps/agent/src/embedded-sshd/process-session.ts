@@ -1,0 +1,87 @@
+/**
+ * Killing everything a session started. Every child of the embedded server is a session leader (node-pty
+ * calls setsid; exec and sftp children are spawned detached, which also calls setsid), so its pid is the
+ * session id of everything it starts, including jobs an interactive shell moves to their own process groups.
+ * On Linux the members are found through /proc; elsewhere only the leader's process group is signalled.
+ */
+import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+
+export const KILL_GRACE_MS = 1000;
+const POLL_MS = 50;
+const HAS_PROC = existsSync('/proc/self/stat');
+
+interface ProcInfo {
+  pid: number;
+  pgid: number;
+  state: string;
+}
+
+async function readStat(pid: number): Promise<(ProcInfo & { sid: number }) | null> {
+  try {
+    const text = await readFile(`/proc/${pid}/stat`, 'latin1');
+    // "pid (comm) state ppid pgrp session ..."; comm may contain spaces and parentheses.
+    const close = text.lastIndexOf(')');
+    const f = text.slice(close + 2).split(' ');
+    return { pid, state: f[0] ?? '', pgid: Number(f[2]), sid: Number(f[3]) };
+  } catch {
+    return null;
+  }
+}
+
+/** Live (non-zombie) processes whose session id is `sid`. Empty when /proc is not available. */
+export async function sessionMembers(sid: number): Promise<ProcInfo[]> {
+  let names: string[];
+  try {
+    names = await readdir('/proc');
+  } catch {
+    return [];
+  }
+  const out: ProcInfo[] = [];
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue;
+    const st = await readStat(Number(name));
+    if (st && st.sid === sid && st.state !== 'Z' && st.state !== 'X') out.push({ pid: st.pid, pgid: st.pgid, state: st.state });
+  }
+  return out;
+}
+
+function kill(target: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(target, signal);
+  } catch {
+    // already gone (ESRCH) or not ours (EPERM): nothing to do
+  }
+}
+
+/** Send `signal` to the leader's process group and to every process group and process of its session. */
+export async function signalSession(sid: number, signal: NodeJS.Signals): Promise<number> {
+  const members = await sessionMembers(sid);
+  const groups = new Set<number>([sid, ...members.map((m) => m.pgid)]);
+  for (const g of groups) if (g > 1) kill(-g, signal);
+  for (const m of members) if (m.pid > 1) kill(m.pid, signal);
+  return members.length;
+}
+
+/** SIGHUP the whole session; whatever is still alive after graceMs gets SIGKILL. Resolves when done. */
+export async function terminateSession(sid: number, graceMs = KILL_GRACE_MS): Promise<void> {
+  if (!Number.isInteger(sid) || sid <= 1) return;
+  await signalSession(sid, 'SIGHUP');
+  kill(-sid, 'SIGCONT'); // stopped jobs only see SIGHUP once continued
+  const deadline = Date.now() + graceMs;
+  const maxPolls = Math.ceil(graceMs / POLL_MS) + 1;
+  for (let i = 0; i < maxPolls && Date.now() < deadline; i++) {
+    await new Promise((r) => setTimeout(r, POLL_MS));
+    if (HAS_PROC ? (await sessionMembers(sid)).length === 0 : !groupAlive(sid)) return;
+  }
+  await signalSession(sid, 'SIGKILL');
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
