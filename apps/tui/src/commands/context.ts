@@ -1,0 +1,62 @@
+/**
+ * What every command gets from main.ts, and the shared step "open the relay I am logged in to".
+ */
+import type { Readable, Writable } from 'node:stream';
+import type { ClientConfig } from '../config/config.js';
+import type { CredentialsStore, RelayEntry } from '../config/credentials-store.js';
+import { normalizeRelayUrl } from '../config/relay-url.js';
+import { cliError, loginCommand, notLoggedIn } from '../errors.js';
+import type { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
+import { RelayClient } from '../relay-client/relay-client.js';
+import type { ConnectRelayOptions, RelayConnection } from '../relay-client/relay-connection.js';
+import type { Prompter } from '../terminal/prompt.js';
+
+export interface CliIo {
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+}
+
+export interface CliContext {
+  config: ClientConfig;
+  store: CredentialsStore;
+  knownHosts: KnownHostsFile;
+  prompter: Prompter;
+  io: CliIo;
+  connect(opts: ConnectRelayOptions): Promise<RelayConnection>;
+  now(): Date;
+}
+
+export interface LoggedInRelay {
+  client: RelayClient;
+  entry: RelayEntry & { token: string };
+}
+
+/** The relay commands talk to: MSSH_RELAY if set, else the one last logged in to. */
+export function currentRelayUrl(ctx: CliContext): string {
+  if (ctx.config.relayOverride) return normalizeRelayUrl(ctx.config.relayOverride);
+  const url = ctx.store.currentUrl();
+  if (!url) throw notLoggedIn();
+  return url;
+}
+
+/**
+ * Connect to the current relay with its pinned certificate and the stored token. Fails before any
+ * network traffic when there is no login or it has expired.
+ */
+export async function openLoggedInRelay(ctx: CliContext, opts: { keepaliveMs?: number } = {}): Promise<LoggedInRelay> {
+  const url = currentRelayUrl(ctx);
+  const entry = ctx.store.get(url);
+  if (!entry || !entry.token) throw notLoggedIn(url);
+  const expires = entry.expiresAt ? Date.parse(entry.expiresAt) : NaN;
+  if (Number.isFinite(expires) && expires <= ctx.now().getTime()) {
+    throw cliError('CLI_ERR_TOKEN_EXPIRED', `your login to ${url} expired at ${entry.expiresAt}`, `Run \`${loginCommand(url, entry.user)}\` again.`);
+  }
+  const conn = await ctx.connect({ url, trust: { pin: entry.fingerprint, explicit: false }, keepaliveMs: opts.keepaliveMs });
+  if (conn.pinReplaced) ctx.store.updatePin(url, conn.fingerprint);
+  return { client: new RelayClient(conn, { token: entry.token, user: entry.user }), entry: { ...entry, token: entry.token } };
+}
+
+export function println(w: Writable, line = ''): void {
+  w.write(`${line}\n`);
+}

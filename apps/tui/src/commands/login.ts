@@ -1,0 +1,100 @@
+import { sanitizeForTerminal } from '@mssh/protocol';
+import { normalizeRelayUrl, parseFingerprint } from '../config/relay-url.js';
+import { cliError, isCliError } from '../errors.js';
+import { RelayClient } from '../relay-client/relay-client.js';
+import { readFirstLine } from '../terminal/prompt.js';
+import { currentRelayUrl, openLoggedInRelay, println, type CliContext } from './context.js';
+
+export interface LoginArgs {
+  relay: string;
+  user: string;
+  passwordStdin: boolean;
+  relayFingerprint?: string;
+}
+
+/**
+ * `mssh login`: pin the relay certificate (given, stored, or trusted on first use), then trade user name
+ * and password for a token. The password is read before anything is sent and never stored.
+ */
+export async function login(ctx: CliContext, args: LoginArgs): Promise<number> {
+  const url = normalizeRelayUrl(args.relay);
+  const explicitPin = args.relayFingerprint !== undefined ? parseFingerprint(args.relayFingerprint) : null;
+  let password: string | null = null;
+  if (args.passwordStdin) {
+    password = await readFirstLine(ctx.io.stdin);
+    if (!password) throw cliError('CLI_ERR_BAD_PASSWORD', 'no password on stdin', 'Pipe the password as the first line, e.g. `printf "%s\\n" "$PW" | mssh login ... --password-stdin`.');
+  } else if (!ctx.prompter.available()) {
+    throw cliError('CLI_ERR_NO_TTY', 'there is no terminal to ask for the password', 'Pass it as the first line of stdin with --password-stdin.');
+  }
+  const stored = ctx.store.get(url);
+  const conn = await ctx.connect({
+    url,
+    trust: explicitPin ? { pin: explicitPin, explicit: true } : { pin: stored?.fingerprint ?? null, explicit: false },
+  });
+  try {
+    if (conn.firstUse) println(ctx.io.stderr, `Relay certificate fingerprint: ${conn.fingerprint} (trusted on first use)`);
+    if (password === null) {
+      password = await ctx.prompter.ask(`Password for ${args.user} on ${url}: `, { echo: false });
+      if (!password) throw cliError('CLI_ERR_BAD_PASSWORD', 'empty password', 'Run the command again and type the password.');
+    }
+    const client = new RelayClient(conn, { token: null, user: args.user });
+    const res = await client.login(args.user, password);
+    ctx.store.saveLogin({ url, fingerprint: conn.fingerprint, token: res.token, user: res.user, admin: res.admin, expiresAt: res.expiresAt });
+    println(ctx.io.stdout, `Logged in to ${url} as ${sanitizeForTerminal(res.user)}${res.admin ? ' (admin)' : ''}, until ${sanitizeForTerminal(res.expiresAt)}.`);
+    return 0;
+  } finally {
+    await conn.close();
+  }
+}
+
+/**
+ * `mssh logout`: revoke the token on the relay, then delete it here. The relay's pin is kept. When the
+ * relay cannot be reached the token is still deleted here, and the failure says it was not revoked.
+ */
+export async function logout(ctx: CliContext): Promise<number> {
+  let url: string;
+  try {
+    url = currentRelayUrl(ctx);
+  } catch {
+    println(ctx.io.stderr, 'Not logged in.');
+    return 0;
+  }
+  const entry = ctx.store.get(url);
+  if (!entry?.token) {
+    println(ctx.io.stderr, `Not logged in to ${url}.`);
+    return 0;
+  }
+  try {
+    const { client } = await openLoggedInRelay(ctx);
+    try {
+      await client.logout();
+    } finally {
+      await client.close();
+    }
+  } catch (e) {
+    // A token the relay already refuses (expired, revoked) needs no revocation.
+    const harmless = isCliError(e) && (e.code === 'CLI_ERR_TOKEN_EXPIRED' || e.code === 'CLI_ERR_TOKEN_REJECTED' || e.code === 'CLI_ERR_NOT_LOGGED_IN');
+    if (!harmless) {
+      ctx.store.clearToken(url);
+      if (!isCliError(e)) throw e;
+      throw cliError(e.code, `${e.message}; the token was deleted here but not revoked on the relay`, `It stays valid there until ${entry.expiresAt ?? 'it expires'}.`, e);
+    }
+  }
+  ctx.store.clearToken(url);
+  println(ctx.io.stdout, `Logged out of ${url}.`);
+  return 0;
+}
+
+/** `mssh whoami`: ask the relay who the stored token belongs to. */
+export async function whoami(ctx: CliContext): Promise<number> {
+  const { client } = await openLoggedInRelay(ctx);
+  try {
+    const me = await client.whoami();
+    println(ctx.io.stdout, `user:    ${sanitizeForTerminal(me.user)}${me.admin ? ' (admin)' : ''}`);
+    println(ctx.io.stdout, `relay:   ${client.url}`);
+    println(ctx.io.stdout, `expires: ${sanitizeForTerminal(me.expiresAt)}`);
+    return 0;
+  } finally {
+    await client.close();
+  }
+}

@@ -1,0 +1,59 @@
+import { fingerprintKeyLine, parseSshPublicKeyLine, sanitizeForTerminal, type HostInfo } from '@mssh/protocol';
+import { openLoggedInRelay, println, type CliContext } from './context.js';
+
+const KEY_TYPE_ORDER = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'ssh-rsa'];
+
+/** The fingerprint to show for a machine: its strongest attested key, computed here (not trusted from the relay). */
+export function primaryFingerprint(hostKeys: string[]): string {
+  const keys = hostKeys.flatMap((l) => {
+    const k = parseSshPublicKeyLine(l);
+    return k ? [{ type: k.type, line: l }] : [];
+  });
+  const rank = (t: string) => (KEY_TYPE_ORDER.includes(t) ? KEY_TYPE_ORDER.indexOf(t) : KEY_TYPE_ORDER.length);
+  keys.sort((a, b) => rank(a.type) - rank(b.type));
+  return keys.length ? fingerprintKeyLine(keys[0]!.line) ?? '-' : '-';
+}
+
+export function formatAge(iso: string | null, now: Date): string {
+  if (!iso) return 'never';
+  const t = Date.parse(iso);
+  if (!Number.isFinite(t)) return '?';
+  const s = Math.max(0, Math.round((now.getTime() - t) / 1000));
+  if (s < 60) return 'just now';
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h ago`;
+  return `${Math.floor(s / 86_400)}d ago`;
+}
+
+/** The `mssh ls` table; everything the relay sent is stripped of control characters. */
+export function formatHostsTable(hosts: HostInfo[], now: Date): string {
+  const rows = [...hosts]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((h) => [
+      sanitizeForTerminal(h.name),
+      h.online ? 'online' : 'offline',
+      h.online ? 'now' : formatAge(h.lastSeen, now),
+      primaryFingerprint(h.hostKeys),
+    ]);
+  const header = ['NAME', 'STATUS', 'LAST SEEN', 'HOST KEY'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
+}
+
+/** `mssh ls [--json]`. */
+export async function ls(ctx: CliContext, args: { json: boolean }): Promise<number> {
+  const { client } = await openLoggedInRelay(ctx);
+  try {
+    const hosts = await client.listHosts();
+    if (args.json) {
+      println(ctx.io.stdout, JSON.stringify({ hosts }, null, 2));
+      return 0;
+    }
+    ctx.io.stdout.write(formatHostsTable(hosts, ctx.now()));
+    if (hosts.length === 0) println(ctx.io.stderr, 'No machines yet. An admin enrols one with `mssh admin agents enroll NAME`.');
+    return 0;
+  } finally {
+    await client.close();
+  }
+}

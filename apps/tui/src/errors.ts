@@ -1,0 +1,141 @@
+/**
+ * Coded errors of the `mssh` client. Every expected failure is a CliError: a one-line message saying what
+ * went wrong and (usually) a second line saying what to do. main.ts prints them as
+ *   mssh: <message> [CODE]
+ *   <hint>
+ * and exits 255 for `mssh ssh` / `mssh proxy` (like OpenSSH) and 1 for every other command.
+ * Codes are stable, never reused, and listed in apps/tui/README.md.
+ */
+import { isWireErrorBody, sanitizeForTerminal, type WireErrorBody } from '@mssh/protocol';
+
+export const CLI_ERRORS = {
+  CLI_ERR_USAGE: 'the command line is not valid',
+  CLI_ERR_CONFIG: 'the client state in the config directory cannot be read or written',
+  CLI_ERR_NOT_LOGGED_IN: 'no stored login for the relay',
+  CLI_ERR_TOKEN_EXPIRED: 'the stored login has expired',
+  CLI_ERR_TOKEN_REJECTED: 'the relay no longer accepts the stored login (revoked or invalid)',
+  CLI_ERR_BAD_CREDENTIALS: 'wrong user name or password',
+  CLI_ERR_FORBIDDEN: 'the command needs an admin account',
+  CLI_ERR_BAD_RELAY_URL: 'the relay URL is not valid',
+  CLI_ERR_BAD_FINGERPRINT: 'the --relay-fingerprint value is not a SHA256 fingerprint',
+  CLI_ERR_RELAY_UNREACHABLE: 'no TCP connection to the relay (refused, timed out, unknown name)',
+  CLI_ERR_RELAY_TLS: 'the TLS handshake with the relay failed or it does not speak HTTP/2',
+  CLI_ERR_RELAY_CERT_MISMATCH: 'the relay presented a certificate other than the pinned one',
+  CLI_ERR_RELAY_CONNECTION_LOST: 'the connection to the relay broke or a request timed out',
+  CLI_ERR_RELAY_BAD_RESPONSE: 'the relay answered something that is not the mssh protocol',
+  CLI_ERR_RELAY_ERROR: 'the relay refused the request for another reason (its code is shown)',
+  CLI_ERR_PROTOCOL_TOO_OLD: 'the relay needs a newer mssh',
+  CLI_ERR_NAME_TAKEN: 'a user or machine with that name already exists',
+  CLI_ERR_BAD_HOST_NAME: 'the machine name is not a valid mssh host name',
+  CLI_ERR_UNKNOWN_HOST: 'no machine with that name is enrolled on the relay',
+  CLI_ERR_HOST_OFFLINE: 'the machine is enrolled but its agent is not connected',
+  CLI_ERR_AGENT_FAILED: "the machine's agent could not reach its SSH server",
+  CLI_ERR_TUNNEL_BROKEN: 'the tunnel to the machine was cut by the relay or the agent',
+  CLI_ERR_HOST_KEY_CHANGED: 'the SSH host key differs from the one pinned in known_hosts',
+  CLI_ERR_HOST_KEY_NOT_ATTESTED: 'first connection, and the presented SSH host key is not one the relay attests',
+  CLI_ERR_SSH_AUTH_FAILED: 'the SSH server refused every authentication method tried',
+  CLI_ERR_SSH_CONNECTION: 'the SSH connection failed or was lost',
+  CLI_ERR_KEY_FILE: 'a private key file cannot be read or decrypted',
+  CLI_ERR_NO_TTY: 'a password or passphrase is needed but there is no terminal to ask on',
+  CLI_ERR_PROMPT_ABORTED: 'a prompt was cancelled with Ctrl-C or Ctrl-D',
+  CLI_ERR_BAD_PASSWORD: 'the password given is empty or too short',
+  CLI_ERR_INTERNAL: 'a bug in mssh (please report it)',
+} as const;
+
+export type CliErrorCode = keyof typeof CLI_ERRORS;
+
+export class CliError extends Error {
+  readonly code: CliErrorCode;
+  /** What to do about it (second line); may be empty. */
+  readonly hint: string;
+  constructor(code: CliErrorCode, message: string, hint = '', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'CliError';
+    this.code = code;
+    this.hint = hint;
+  }
+}
+
+export function cliError(code: CliErrorCode, message: string, hint = '', cause?: unknown): CliError {
+  return new CliError(code, message, hint, cause === undefined ? undefined : { cause });
+}
+
+export function isCliError(e: unknown): e is CliError {
+  return e instanceof CliError;
+}
+
+/** The two lines main.ts prints for an error (no trailing newline). */
+export function formatCliError(e: CliError): string {
+  const first = `mssh: ${e.message} [${e.code}]`;
+  return e.hint ? `${first}\n${e.hint}` : first;
+}
+
+/** `mssh login --relay URL --user NAME`, filled in with what is known. */
+export function loginCommand(relayUrl?: string, user?: string): string {
+  return `mssh login --relay ${relayUrl ?? 'URL'} --user ${user ?? 'NAME'}`;
+}
+
+export function notLoggedIn(relayUrl?: string): CliError {
+  return cliError(
+    'CLI_ERR_NOT_LOGGED_IN',
+    relayUrl ? `not logged in to ${relayUrl}` : 'not logged in to a relay',
+    `Run \`${loginCommand(relayUrl)}\` first.`,
+  );
+}
+
+export interface WireContext {
+  relayUrl: string;
+  /** The machine the request was about, if any. */
+  host?: string;
+  /** The stored user name, for the login hint. */
+  user?: string;
+}
+
+/**
+ * Map a relay's non-2xx answer to a CliError. `body` is the parsed JSON (or anything else); text sent by
+ * the relay is stripped of control characters before it can reach the terminal.
+ */
+export function cliErrorFromWire(status: number, body: unknown, ctx: WireContext): CliError {
+  const wire: WireErrorBody | null = isWireErrorBody(body) ? body : null;
+  const code = wire ? sanitizeForTerminal(String(wire.code)).slice(0, 64) : '';
+  const said = wire ? sanitizeForTerminal(String(wire.message)).slice(0, 300) : '';
+  const host = ctx.host ? sanitizeForTerminal(ctx.host) : '';
+  const relogin = `Run \`${loginCommand(ctx.relayUrl, ctx.user)}\` again.`;
+  switch (code) {
+    case 'AUTH_ERR_MISSING_TOKEN':
+      return notLoggedIn(ctx.relayUrl);
+    case 'AUTH_ERR_TOKEN_EXPIRED':
+      return cliError('CLI_ERR_TOKEN_EXPIRED', `your login to ${ctx.relayUrl} has expired`, relogin);
+    case 'AUTH_ERR_INVALID_TOKEN':
+    case 'AUTH_ERR_TOKEN_REVOKED':
+      return cliError('CLI_ERR_TOKEN_REJECTED', `the relay at ${ctx.relayUrl} no longer accepts your login (${code})`, relogin);
+    case 'AUTH_ERR_BAD_CREDENTIALS':
+      return cliError('CLI_ERR_BAD_CREDENTIALS', 'wrong user name or password', 'Check both and try again; an admin can create or reset your account.');
+    case 'AUTH_ERR_FORBIDDEN':
+      return cliError('CLI_ERR_FORBIDDEN', 'this needs an admin account', `Log in as an admin: \`${loginCommand(ctx.relayUrl)}\`.`);
+    case 'RLY_ERR_UNKNOWN_HOST':
+      return cliError('CLI_ERR_UNKNOWN_HOST', `no machine named ${host || '(that name)'} is enrolled on ${ctx.relayUrl}`, 'Run `mssh ls` to see the machines you can reach.');
+    case 'RLY_ERR_AGENT_OFFLINE':
+      return cliError('CLI_ERR_HOST_OFFLINE', `${host || 'the machine'} is offline: the agent on that machine is not connected to the relay`, `Start it there (\`mssh-agent run\`), or check \`mssh ls\` for when it was last seen.`);
+    case 'RLY_ERR_AGENT_FAILED':
+    case 'AGT_ERR_TARGET_UNREACHABLE':
+      return cliError('CLI_ERR_AGENT_FAILED', `the agent on ${host || 'the machine'} could not open the session${said ? `: ${said}` : ''}`, "Check that the machine's SSH server is running and matches the agent's --target.");
+    case 'RLY_ERR_NAME_TAKEN':
+      return cliError('CLI_ERR_NAME_TAKEN', said || 'that name is already in use', 'Pick another name.');
+    case 'RLY_ERR_PROTOCOL_TOO_OLD':
+      return cliError('CLI_ERR_PROTOCOL_TOO_OLD', `the relay at ${ctx.relayUrl} needs a newer mssh`, 'Upgrade mssh on this machine.');
+    default:
+      break;
+  }
+  if (status === 401) {
+    return cliError('CLI_ERR_TOKEN_REJECTED', `the relay at ${ctx.relayUrl} refused your login${code ? ` (${code})` : ''}`, relogin);
+  }
+  if (wire) {
+    return cliError('CLI_ERR_RELAY_ERROR', `the relay answered ${status}: ${said || 'no message'} (${code || 'no code'})`, '');
+  }
+  return cliError(
+    'CLI_ERR_RELAY_BAD_RESPONSE',
+    `the relay at ${ctx.relayUrl} answered HTTP ${status} without an mssh error body`,
+    'Check that the URL points at an mssh relay (`mssh-relay serve`), not another web server.',
+  );
+}

@@ -1,0 +1,120 @@
+/**
+ * `mssh`: the only place that wires things. Reads the configuration, builds the dependencies, parses the
+ * command line, runs one command, prints a failure as one or two lines, and exits with its code.
+ */
+import { constants as osConstants } from 'node:os';
+import { join } from 'node:path';
+import { CommanderError } from 'commander';
+import { buildProgram, failureExitCode, type Handlers } from './cli.js';
+import { parseConfig, type ClientConfig } from './config/config.js';
+import { CredentialsStore } from './config/credentials-store.js';
+import { ensurePrivateDir } from './config/secure-files.js';
+import { adminAgentsEnroll, adminUsersAdd } from './commands/admin.js';
+import type { CliContext } from './commands/context.js';
+import { knownHostsForget, knownHostsList } from './commands/known-hosts.js';
+import { login, logout, whoami } from './commands/login.js';
+import { ls } from './commands/ls.js';
+import { proxy } from './commands/proxy.js';
+import { ssh } from './commands/ssh.js';
+import { cliError, formatCliError, isCliError, type CliError } from './errors.js';
+import { KnownHostsFile } from './known-hosts/known-hosts-file.js';
+import { connectRelay } from './relay-client/relay-connection.js';
+import { TtyPrompter } from './terminal/prompt.js';
+
+function flush(stream: NodeJS.WriteStream): Promise<void> {
+  return new Promise((resolve) => {
+    if (stream.destroyed || !stream.writable) return resolve();
+    stream.write('', () => resolve());
+  });
+}
+
+function restoreTerminal(): void {
+  if (process.stdin.isTTY) {
+    try {
+      process.stdin.setRawMode(false);
+    } catch {
+      // terminal already gone
+    }
+  }
+}
+
+async function exit(code: number): Promise<never> {
+  await Promise.all([flush(process.stdout), flush(process.stderr)]);
+  process.exit(code);
+}
+
+function printError(e: CliError, oneLine: boolean): void {
+  const text = oneLine ? `mssh: ${e.message} [${e.code}]${e.hint ? ` ${e.hint}` : ''}` : formatCliError(e);
+  process.stderr.write(`${text}\n`);
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const failCode = failureExitCode(argv);
+  let config: ClientConfig;
+  try {
+    config = parseConfig(process.env);
+  } catch (e) {
+    printError(cliError('CLI_ERR_CONFIG', `invalid environment: ${(e as Error).message}`, 'Check the MSSH_* environment variables.'), false);
+    return exit(failCode);
+  }
+  // A terminal left in raw mode is unusable: put it back whatever ends the process.
+  for (const sig of ['SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      restoreTerminal();
+      process.exit(128 + (osConstants.signals[sig] ?? 0));
+    });
+  }
+  process.on('exit', restoreTerminal);
+  process.stdout.on('error', () => {}); // EPIPE when the reader went away: handled per command
+  process.stderr.on('error', () => {});
+
+  const ctx: CliContext = {
+    config,
+    store: new CredentialsStore(config.configDir),
+    knownHosts: new KnownHostsFile(join(config.configDir, 'known_hosts')),
+    prompter: new TtyPrompter(),
+    io: { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr },
+    connect: connectRelay,
+    now: () => new Date(),
+  };
+  const withDir = <A extends unknown[]>(f: (...a: A) => Promise<number>) => (...a: A) => {
+    ensurePrivateDir(config.configDir);
+    return f(...a);
+  };
+  const handlers: Handlers = {
+    login: withDir((a) => login(ctx, a)),
+    logout: withDir(() => logout(ctx)),
+    whoami: withDir(() => whoami(ctx)),
+    ls: withDir((a) => ls(ctx, a)),
+    ssh: withDir((a) => ssh(ctx, a)),
+    proxy: withDir((a) => proxy(ctx, a)),
+    knownHostsList: withDir(() => knownHostsList(ctx)),
+    knownHostsForget: withDir((a) => knownHostsForget(ctx, a)),
+    adminUsersAdd: withDir((a) => adminUsersAdd(ctx, a)),
+    adminAgentsEnroll: withDir((a) => adminAgentsEnroll(ctx, a)),
+  };
+  const { program, result } = buildProgram(handlers, {
+    writeOut: (s) => process.stdout.write(s),
+    writeErr: (s) => process.stderr.write(s),
+  });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return exit(result.code ?? 0);
+  } catch (e) {
+    restoreTerminal();
+    if (e instanceof CommanderError) {
+      // Help and version exit 0; usage errors were printed by commander already.
+      return exit(e.exitCode === 0 ? 0 : failCode);
+    }
+    if (isCliError(e)) {
+      printError(e, argv[0] === 'proxy');
+      return exit(failCode);
+    }
+    printError(cliError('CLI_ERR_INTERNAL', `unexpected error: ${(e as Error)?.message ?? String(e)}`, 'Please report this, with the command you ran (MSSH_DEBUG=1 prints details).'), false);
+    if (config.debug) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
+    return exit(failCode);
+  }
+}
+
+void main();

@@ -1,0 +1,259 @@
+/**
+ * The relay's API as the client uses it: JSON requests and tunnels on one pinned HTTP/2 session
+ * (relay-connection.ts). Every failure is a CliError (errors.ts), with the relay's wire code mapped.
+ *
+ *   mssh ──HTTP/2 stream POST /v1/tunnel/:host──▶ relay ──▶ agent ──▶ sshd
+ *        request body = our bytes, response body = sshd's bytes (one full-duplex stream)
+ */
+import http2 from 'node:http2';
+import type { ZodType } from 'zod';
+import {
+  CreateEnrollTokenResponse,
+  HEADERS,
+  HostInfo,
+  HostsResponse,
+  LoginResponse,
+  PATHS,
+  PROTOCOL_VERSION,
+  SOFTWARE_VERSION,
+  WhoamiResponse,
+  type CreateUserRequest,
+} from '@mssh/protocol';
+import { cliError, cliErrorFromWire, notLoggedIn, type CliError } from '../errors.js';
+import type { RelayConnection } from './relay-connection.js';
+
+const MAX_BODY = 4 * 1024 * 1024;
+const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants;
+
+export interface Tunnel {
+  /** Writable side = bytes to the target's sshd; readable side = bytes from it. `end()` half-closes. */
+  stream: http2.ClientHttp2Stream;
+  /** x-mssh-session from the relay, for support and audit correlation. */
+  sessionId: string | null;
+}
+
+export interface RelayClientOptions {
+  /** Bearer token; null before login. */
+  token: string | null;
+  /** Stored user name (only for the hint in "log in again" messages). */
+  user?: string;
+  /** Time limit for an API answer. Default 30 s. */
+  requestTimeoutMs?: number;
+  /** Time limit for the relay to answer a tunnel open (the session itself has no limit). Default 30 s. */
+  tunnelTimeoutMs?: number;
+}
+
+export class RelayClient {
+  token: string | null;
+  private readonly user: string | undefined;
+  private readonly requestTimeoutMs: number;
+  private readonly tunnelTimeoutMs: number;
+
+  constructor(readonly conn: RelayConnection, opts: RelayClientOptions) {
+    this.token = opts.token;
+    this.user = opts.user;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+    this.tunnelTimeoutMs = opts.tunnelTimeoutMs ?? 30_000;
+  }
+
+  get url(): string {
+    return this.conn.url;
+  }
+
+  close(): Promise<void> {
+    return this.conn.close();
+  }
+
+  login(user: string, password: string): Promise<LoginResponse> {
+    return this.call('POST', PATHS.login, { body: { user, password }, schema: LoginResponse, auth: false });
+  }
+
+  async logout(): Promise<void> {
+    await this.call('POST', PATHS.logout, { body: {} });
+  }
+
+  whoami(): Promise<WhoamiResponse> {
+    return this.call('GET', PATHS.whoami, { schema: WhoamiResponse });
+  }
+
+  async listHosts(): Promise<HostInfo[]> {
+    return (await this.call('GET', PATHS.hosts, { schema: HostsResponse })).hosts;
+  }
+
+  getHost(name: string): Promise<HostInfo> {
+    return this.call('GET', PATHS.host(name), { schema: HostInfo, host: name });
+  }
+
+  async createUser(req: CreateUserRequest): Promise<void> {
+    await this.call('POST', PATHS.adminUsers, { body: req });
+  }
+
+  createEnrollToken(name: string): Promise<CreateEnrollTokenResponse> {
+    return this.call('POST', PATHS.adminAgentEnroll, { body: { name }, schema: CreateEnrollTokenResponse, host: name });
+  }
+
+  private headers(method: string, path: string, auth: boolean): http2.OutgoingHttpHeaders {
+    const h: http2.OutgoingHttpHeaders = {
+      ':method': method,
+      ':path': path,
+      accept: 'application/json',
+      [HEADERS.protocolVersion]: String(PROTOCOL_VERSION),
+      [HEADERS.softwareVersion]: SOFTWARE_VERSION,
+    };
+    if (auth) {
+      if (!this.token) throw notLoggedIn(this.url);
+      h.authorization = `Bearer ${this.token}`;
+    }
+    return h;
+  }
+
+  private lost(e: unknown): CliError {
+    const msg = (e as Error)?.message ?? String(e);
+    return cliError('CLI_ERR_RELAY_CONNECTION_LOST', `the connection to the relay at ${this.url} broke (${msg})`, 'Try again; if it keeps happening, check the network between you and the relay.', e);
+  }
+
+  private request(headers: http2.OutgoingHttpHeaders, endStream: boolean): http2.ClientHttp2Stream {
+    try {
+      return this.conn.session.request(headers, { endStream });
+    } catch (e) {
+      throw this.lost(e);
+    }
+  }
+
+  /** One JSON request; resolves with the validated answer (undefined for 204 / no schema). */
+  call<T>(
+    method: string,
+    path: string,
+    opts: { body?: unknown; schema?: ZodType<T>; auth?: boolean; host?: string } = {},
+  ): Promise<T> {
+    const headers = this.headers(method, path, opts.auth !== false);
+    if (opts.body !== undefined) headers['content-type'] = 'application/json';
+    const req = this.request(headers, opts.body === undefined);
+    if (opts.body !== undefined) req.end(JSON.stringify(opts.body));
+    return new Promise<T>((resolve, reject) => {
+      let status = 0;
+      let size = 0;
+      const chunks: Buffer[] = [];
+      let done = false;
+      const finish = (err: CliError | null, value?: T) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve(value as T);
+      };
+      const timer = setTimeout(() => {
+        req.close(NGHTTP2_CANCEL);
+        finish(cliError('CLI_ERR_RELAY_CONNECTION_LOST', `the relay at ${this.url} did not answer within ${Math.round(this.requestTimeoutMs / 1000)} s`, 'Try again later; check that the relay is healthy.'));
+      }, this.requestTimeoutMs);
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('data', (d: Buffer) => {
+        size += d.length;
+        if (size > MAX_BODY) {
+          req.close(NGHTTP2_CANCEL);
+          finish(cliError('CLI_ERR_RELAY_BAD_RESPONSE', `the relay at ${this.url} sent an oversized answer`, ''));
+          return;
+        }
+        chunks.push(d);
+      });
+      req.on('error', (e) => finish(this.lost(e)));
+      req.on('close', () => {
+        if (done) return;
+        if (status === 0) return finish(this.lost(new Error(`stream closed before an answer (code ${req.rstCode})`)));
+        const text = Buffer.concat(chunks).toString('utf8');
+        let json: unknown = undefined;
+        if (text.length > 0) {
+          try {
+            json = JSON.parse(text);
+          } catch {
+            json = undefined;
+          }
+        }
+        if (status < 200 || status >= 300) {
+          return finish(cliErrorFromWire(status, json, { relayUrl: this.url, host: opts.host, user: this.user }));
+        }
+        if (!opts.schema) return finish(null, undefined);
+        const parsed = opts.schema.safeParse(json);
+        if (!parsed.success) {
+          return finish(cliError('CLI_ERR_RELAY_BAD_RESPONSE', `the relay at ${this.url} sent an answer this mssh does not understand (${method} ${path})`, 'Check that mssh and the relay are the same version.'));
+        }
+        finish(null, parsed.data);
+      });
+    });
+  }
+
+  /**
+   * Open a tunnel to the machine `host`. Resolves once the relay answered 200: from then on the stream is
+   * the raw TCP byte stream of the machine's sshd. Rejects with the mapped relay error otherwise
+   * (unknown host, offline, agent failed, not logged in...).
+   */
+  openTunnel(host: string): Promise<Tunnel> {
+    const headers = this.headers('POST', PATHS.tunnel(host), true);
+    headers['content-type'] = 'application/octet-stream';
+    const stream = this.request(headers, false);
+    return new Promise<Tunnel>((resolve, reject) => {
+      let done = false;
+      const finish = (err: CliError | null) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        stream.removeListener('response', onResponse);
+        stream.removeListener('error', onError);
+        stream.removeListener('close', onClose);
+        if (err) {
+          if (!stream.closed) stream.close(NGHTTP2_CANCEL);
+          reject(err);
+        } else {
+          resolve({ stream, sessionId: sessionIdOf(headersSeen) });
+        }
+      };
+      let headersSeen: http2.IncomingHttpHeaders = {};
+      const timer = setTimeout(() => {
+        finish(cliError('CLI_ERR_RELAY_CONNECTION_LOST', `the relay at ${this.url} did not open the tunnel to ${host} within ${Math.round(this.tunnelTimeoutMs / 1000)} s`, 'Try again; `mssh ls` shows whether the machine is online.'));
+      }, this.tunnelTimeoutMs);
+      const onError = (e: Error) => finish(this.lost(e));
+      const onClose = () => finish(this.lost(new Error(`tunnel stream closed before an answer (code ${stream.rstCode})`)));
+      const onResponse = (h: http2.IncomingHttpHeaders) => {
+        headersSeen = h;
+        const status = Number(h[':status']);
+        if (status === 200) return finish(null);
+        // An error: read the (small) JSON body, then map it.
+        stream.removeListener('close', onClose);
+        const chunks: Buffer[] = [];
+        let size = 0;
+        stream.on('data', (d: Buffer) => {
+          size += d.length;
+          if (size <= 64 * 1024) chunks.push(d);
+        });
+        stream.once('close', () => {
+          let json: unknown;
+          try {
+            json = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          } catch {
+            json = undefined;
+          }
+          finish(cliErrorFromWire(status, json, { relayUrl: this.url, host, user: this.user }));
+        });
+        stream.end();
+      };
+      stream.on('response', onResponse);
+      stream.on('error', onError);
+      stream.on('close', onClose);
+    }).then((t) => {
+      // The consumer (ssh2, proxy) attaches its own handlers; this one only keeps a late error from
+      // becoming an uncaught exception between now and then.
+      t.stream.on('error', () => {});
+      return t;
+    });
+  }
+}
+
+function sessionIdOf(h: http2.IncomingHttpHeaders): string | null {
+  const v = h[HEADERS.sessionId];
+  return typeof v === 'string' ? v : null;
+}
+
+/** True when a tunnel stream ended cleanly (END_STREAM, no RST with an error code). */
+export function endedCleanly(stream: http2.ClientHttp2Stream): boolean {
+  return stream.rstCode === undefined || stream.rstCode === NGHTTP2_NO_ERROR;
+}

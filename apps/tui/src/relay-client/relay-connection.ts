@@ -1,0 +1,201 @@
+/**
+ * One HTTP/2-over-TLS session to the relay, with the relay's certificate pinned.
+ *
+ * The certificate is checked in 'secureConnect', BEFORE the HTTP/2 session exists, so no byte of the
+ * user's token (or anything else) reaches a server whose certificate is not the pinned one:
+ *   - pinned fingerprint (given or stored) must match SHA256(DER of the leaf certificate);
+ *   - a stored pin that no longer matches is accepted only when the new certificate is valid for the
+ *     relay's name under the system CAs (a renewed public certificate); the caller then updates the pin;
+ *   - no pin at all: first use; the caller decides whether that is allowed (only `mssh login`).
+ * A self-signed relay certificate never reaches checkServerIdentity, so we connect with
+ * rejectUnauthorized: false and make the decision ourselves; `socket.authorized` still says whether the
+ * chain and name verified against the CAs.
+ */
+import http2 from 'node:http2';
+import tls from 'node:tls';
+import { isIP } from 'node:net';
+import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
+import { cliError, type CliError } from '../errors.js';
+import { relayHostPort } from '../config/relay-url.js';
+
+export interface RelayTrust {
+  /** Fingerprint the relay must present, or null for first use. */
+  pin: string | null;
+  /** The pin was given on this command line: a CA-valid certificate does not override it. */
+  explicit: boolean;
+}
+
+export interface ConnectRelayOptions {
+  /** Normalised relay URL, `https://host:port`. */
+  url: string;
+  trust: RelayTrust;
+  /** TCP + TLS handshake limit. Default 10 s. */
+  timeoutMs?: number;
+  /** Extra CA certificates to trust (besides the system ones). */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** PING the relay this often and drop the session if a PING is not answered within the same time. 0 = off. */
+  keepaliveMs?: number;
+}
+
+export interface RelayConnection {
+  url: string;
+  session: http2.ClientHttp2Session;
+  /** Fingerprint of the certificate the relay presented (equal to the pin, unless `pinReplaced`). */
+  fingerprint: string;
+  /** The certificate chain and name verified against the trusted CAs. */
+  caTrusted: boolean;
+  /** No pin was given: the fingerprint was trusted on first use (only when not caTrusted). */
+  firstUse: boolean;
+  /** A stored pin did not match but the new certificate is CA-valid: the caller should store `fingerprint`. */
+  pinReplaced: boolean;
+  /** Close gracefully (waits for open streams) and resolve when the socket is gone. */
+  close(): Promise<void>;
+}
+
+const NET_REASONS: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  ENOTFOUND: 'unknown host name',
+  EAI_AGAIN: 'name lookup failed',
+  ETIMEDOUT: 'timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  EADDRNOTAVAIL: 'address not available',
+  EPIPE: 'connection closed',
+};
+
+function networkError(url: string, e: NodeJS.ErrnoException): CliError {
+  const code = e.code ?? '';
+  if (code in NET_REASONS) {
+    return cliError(
+      'CLI_ERR_RELAY_UNREACHABLE',
+      `cannot reach the relay at ${url} (${NET_REASONS[code]})`,
+      'Check the URL and your network, and that `mssh-relay serve` is running there.',
+      e,
+    );
+  }
+  return cliError(
+    'CLI_ERR_RELAY_TLS',
+    `TLS handshake with ${url} failed (${code || e.message})`,
+    'Check that the URL points at an mssh relay (https://HOST:PORT of `mssh-relay serve`).',
+    e,
+  );
+}
+
+export function certMismatch(url: string, pinned: string, presented: string, explicit: boolean): CliError {
+  return cliError(
+    'CLI_ERR_RELAY_CERT_MISMATCH',
+    `the relay at ${url} presented certificate ${presented}, but ${explicit ? 'you asked for' : 'the pinned one is'} ${pinned}; nothing was sent`,
+    explicit
+      ? 'Check the fingerprint with `mssh-relay info` on the relay.'
+      : `If the relay's certificate was replaced on purpose, check the new fingerprint with \`mssh-relay info\` there and run \`mssh login --relay ${url} --user NAME --relay-fingerprint SHA256:...\`.`,
+  );
+}
+
+export function connectRelay(opts: ConnectRelayOptions): Promise<RelayConnection> {
+  const { url, trust } = opts;
+  const { host, port } = relayHostPort(url);
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  return new Promise<RelayConnection>((resolve, reject) => {
+    const socket = tls.connect({
+      host,
+      port,
+      servername: isIP(host) ? undefined : host,
+      ALPNProtocols: ['h2'],
+      rejectUnauthorized: false,
+      ca: opts.ca ? [...tls.rootCertificates, ...(Array.isArray(opts.ca) ? opts.ca : [opts.ca])] : undefined,
+    });
+    let settled = false;
+    const fail = (err: CliError) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.destroy();
+      reject(err);
+    };
+    const timer = setTimeout(() => {
+      fail(cliError('CLI_ERR_RELAY_UNREACHABLE', `cannot reach the relay at ${url} (no answer within ${Math.round(timeoutMs / 1000)} s)`, 'Check the URL and your network, and that `mssh-relay serve` is running there.'));
+    }, timeoutMs);
+    const onError = (e: NodeJS.ErrnoException) => fail(networkError(url, e));
+    socket.on('error', onError);
+    socket.once('close', () => fail(cliError('CLI_ERR_RELAY_TLS', `the relay at ${url} closed the connection during the TLS handshake`, 'Check that the URL points at an mssh relay.')));
+    socket.once('secureConnect', () => {
+      if (settled) return;
+      const cert = socket.getPeerCertificate();
+      if (!cert || !cert.raw) return fail(cliError('CLI_ERR_RELAY_TLS', `the relay at ${url} presented no certificate`, 'Check that the URL points at an mssh relay.'));
+      const fingerprint = certFingerprint(cert.raw);
+      const caTrusted = socket.authorized === true;
+      let pinReplaced = false;
+      if (trust.pin !== null && fingerprint !== trust.pin) {
+        if (trust.explicit || !caTrusted) return fail(certMismatch(url, trust.pin, fingerprint, trust.explicit));
+        pinReplaced = true;
+      }
+      if (socket.alpnProtocol !== 'h2') {
+        return fail(cliError('CLI_ERR_RELAY_TLS', `the server at ${url} does not speak HTTP/2`, 'Check that the URL points at an mssh relay (`mssh-relay serve`).'));
+      }
+      settled = true;
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      socket.removeAllListeners('close');
+      socket.setKeepAlive(true, 15_000);
+      const session = http2.connect(url, { createConnection: () => socket, settings: { ...H2_SETTINGS } });
+      // Errors surface on the streams that use the session; keep the process alive through them.
+      session.on('error', () => {});
+      const setWindow = () => {
+        try {
+          session.setLocalWindowSize(H2_CONNECTION_WINDOW);
+        } catch {
+          // session already closing
+        }
+      };
+      if (session.connecting) session.once('connect', setWindow);
+      else setWindow();
+      if (opts.keepaliveMs && opts.keepaliveMs > 0) startKeepalive(session, opts.keepaliveMs);
+      const closed = new Promise<void>((res) => session.once('close', () => res()));
+      resolve({
+        url,
+        session,
+        fingerprint,
+        caTrusted,
+        firstUse: trust.pin === null && !caTrusted,
+        pinReplaced,
+        close: async () => {
+          if (!session.closed) session.close();
+          const t = setTimeout(() => session.destroy(), 2_000);
+          await closed;
+          clearTimeout(t);
+        },
+      });
+    });
+  });
+}
+
+/**
+ * HTTP/2 PING watchdog: a link that froze (or a relay that vanished without a FIN) is torn down instead of
+ * hanging the user's session forever. Timers are unref'd and stop with the session.
+ */
+function startKeepalive(session: http2.ClientHttp2Session, everyMs: number): void {
+  let waiting = false;
+  let deadline: NodeJS.Timeout | undefined;
+  const interval = setInterval(() => {
+    if (waiting || session.closed || session.destroyed) return;
+    waiting = true;
+    deadline = setTimeout(() => session.destroy(new Error('the relay stopped answering (PING timeout)')), everyMs);
+    deadline.unref();
+    try {
+      session.ping((err) => {
+        waiting = false;
+        clearTimeout(deadline);
+        if (err && !session.destroyed) session.destroy(err);
+      });
+    } catch {
+      waiting = false;
+      clearTimeout(deadline);
+    }
+  }, everyMs);
+  interval.unref();
+  session.once('close', () => {
+    clearInterval(interval);
+    clearTimeout(deadline);
+  });
+}

@@ -1,0 +1,247 @@
+/**
+ * One SSH session with the embedded ssh2 client over any Duplex: a relay tunnel stream in production, a
+ * plain TCP socket in tests. The SSH session is end to end: the relay only carries its ciphertext.
+ *
+ *   stdin ──▶ channel ──▶ sock (tunnel) ──▶ relay ──▶ agent ──▶ sshd
+ *   stdout ◀── channel ◀── ...                                  (stderr likewise)
+ *
+ * Resolves with the remote exit status (a signal gives 128 + its number); rejects with a CliError when
+ * the session could not be established or was lost (callers exit 255, like OpenSSH). Callable from code:
+ * the full-screen picker reuses it with its own streams and prompter.
+ */
+import { constants as osConstants } from 'node:os';
+import type { Duplex, Readable, Writable } from 'node:stream';
+import type { ReadStream, WriteStream } from 'node:tty';
+import ssh2 from 'ssh2';
+import type { ClientChannel, ConnectConfig, PseudoTtyOptions } from 'ssh2';
+import { sanitizeForTerminal } from '@mssh/protocol';
+import { cliError, isCliError, type CliError } from '../errors.js';
+import { createAuthHandler, type AuthState, type SshAuthOptions } from './auth.js';
+import type { HostKeyCheck } from './host-key-check.js';
+
+const { Client } = ssh2;
+
+export type { HostKeyCheck } from './host-key-check.js';
+export type { SshAuthOptions } from './auth.js';
+
+export interface RunSshOptions {
+  /** The byte stream to the SSH server (tunnel stream, TCP socket...). */
+  sock: Duplex;
+  /** Machine name, for messages and prompts. */
+  host: string;
+  /** Login user on the machine. */
+  user: string;
+  hostKey: HostKeyCheck;
+  auth: SshAuthOptions;
+  /** Remote command, or null for a login shell. */
+  command: string | null;
+  /** Ask for a pseudo-terminal (raw mode locally when stdin is a TTY, window size forwarded). */
+  pty: boolean;
+  /** TERM for the PTY. Default xterm-256color. */
+  term?: string;
+  /** Environment to send (servers accept what their AcceptEnv allows, e.g. LANG, LC_*). */
+  env?: Record<string, string>;
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+  /** Limit for the SSH handshake (key exchange); prompts after it are not limited. Default 30 s. */
+  handshakeTimeoutMs?: number;
+  /** SSH keepalive interval (3 missed = dead). Default 15 s; 0 = off. */
+  keepaliveIntervalMs?: number;
+}
+
+type SshError = Error & { level?: string };
+
+/** Remote exit status → local exit code: status as is, signal → 128 + signum (unknown signal → 255). */
+export function exitCodeFor(code: number | null | undefined, signal: string | null | undefined): number | null {
+  if (typeof code === 'number') return code & 0xff;
+  if (signal) {
+    const num = (osConstants.signals as Record<string, number | undefined>)[`SIG${signal.replace(/^SIG/, '')}`];
+    return num ? 128 + num : 255;
+  }
+  return null;
+}
+
+function windowOf(stdout: Writable): { rows: number; cols: number } {
+  const t = stdout as Partial<WriteStream>;
+  if (t.isTTY && typeof t.columns === 'number' && typeof t.rows === 'number' && t.columns > 0 && t.rows > 0) {
+    return { rows: t.rows, cols: t.columns };
+  }
+  return { rows: 24, cols: 80 };
+}
+
+export function runSsh(opts: RunSshOptions): Promise<number> {
+  const { host, user, stdin, stdout, stderr } = opts;
+  const client = new Client();
+  const auth: AuthState = { tried: [], serverMethods: null, fatal: null };
+  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 30_000;
+  let hostKeyError: CliError | null = null;
+  let lastError: SshError | null = null;
+  let handshakeTimedOut = false;
+  let ready = false;
+  let channel: ClientChannel | null = null;
+  let exit: { code: number | null; signal: string | null } | null = null;
+
+  // Terminal state to restore on every exit path.
+  const ttyIn = stdin as Partial<ReadStream>;
+  let rawSet = false;
+  const onResize = () => {
+    const w = windowOf(stdout);
+    channel?.setWindow(w.rows, w.cols, 0, 0);
+  };
+  const restoreTerminal = () => {
+    if (rawSet) {
+      rawSet = false;
+      try {
+        ttyIn.setRawMode?.(false);
+      } catch {
+        // terminal already gone
+      }
+    }
+    stdout.removeListener('resize', onResize);
+  };
+
+  return new Promise<number>((resolve, reject) => {
+    let settled = false;
+    const handshakeTimer = setTimeout(() => {
+      handshakeTimedOut = true;
+      opts.sock.destroy();
+    }, handshakeTimeoutMs);
+
+    const settle = (err: CliError | null, code = 0) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(handshakeTimer);
+      restoreTerminal();
+      process.removeListener('exit', restoreTerminal);
+      if (channel) stdin.unpipe(channel);
+      stdin.pause();
+      client.end();
+      if (err) reject(err);
+      else resolve(code);
+    };
+
+    const failure = (): CliError => {
+      if (hostKeyError) return hostKeyError;
+      if (auth.fatal) return auth.fatal;
+      if (handshakeTimedOut) {
+        return cliError('CLI_ERR_SSH_CONNECTION', `no SSH handshake with ${host} within ${Math.round(handshakeTimeoutMs / 1000)} s`, "The machine's SSH server may be hung or overloaded; try again.");
+      }
+      if (lastError?.level === 'client-authentication') {
+        const offered = auth.serverMethods?.length ? auth.serverMethods.join(',') : 'unknown';
+        const tried = auth.tried.length ? auth.tried.join(', ') : 'nothing';
+        return cliError(
+          'CLI_ERR_SSH_AUTH_FAILED',
+          `${user}@${host}: permission denied (server accepts ${offered}; tried ${tried})`,
+          'Check the login user (user@host or -l) and the key (-i, or load it into ssh-agent); password prompts need a terminal.',
+        );
+      }
+      if (ready) {
+        return cliError('CLI_ERR_SSH_CONNECTION', `the connection to ${host} was lost${lastError ? ` (${lastError.message})` : ''}`, 'Check `mssh ls`: the machine or its agent may have gone offline.', lastError ?? undefined);
+      }
+      if (lastError) {
+        return cliError('CLI_ERR_SSH_CONNECTION', `SSH connection to ${host} failed: ${lastError.message}`, "Check that the machine's SSH server runs (the agent's --target).", lastError);
+      }
+      return cliError('CLI_ERR_SSH_CONNECTION', `${host} closed the connection before login`, "Check that the machine's SSH server runs (the agent's --target).");
+    };
+
+    const startChannel = () => {
+      const w = windowOf(stdout);
+      const ptyOpts: PseudoTtyOptions = { term: opts.term ?? 'xterm-256color', rows: w.rows, cols: w.cols, width: 0, height: 0 };
+      const env = opts.env && Object.keys(opts.env).length > 0 ? opts.env : undefined;
+      const onChannel = (err: Error | undefined, ch: ClientChannel) => {
+        if (err) {
+          lastError = Object.assign(new Error(`the server refused the session (${err.message})`), { level: 'channel' });
+          settle(cliError('CLI_ERR_SSH_CONNECTION', `${host} refused to start the session: ${err.message}`, ''));
+          return;
+        }
+        channel = ch;
+        ch.on('exit', (code: number | null, signal?: string) => {
+          exit = { code: typeof code === 'number' ? code : null, signal: signal ?? null };
+        });
+        let stderrDone = false;
+        let closed = false;
+        const maybeDone = () => {
+          if (!closed || !stderrDone) return;
+          const code = exitCodeFor(exit?.code, exit?.signal);
+          if (code === null) {
+            settle(cliError('CLI_ERR_SSH_CONNECTION', `the session on ${host} ended without an exit status`, ''));
+          } else {
+            settle(null, code);
+          }
+        };
+        ch.stderr.once('end', () => {
+          stderrDone = true;
+          maybeDone();
+        });
+        ch.once('close', () => {
+          closed = true;
+          if (!ch.stderr.readable || ch.stderr.readableEnded) stderrDone = true;
+          maybeDone();
+        });
+        ch.pipe(stdout, { end: false });
+        ch.stderr.pipe(stderr, { end: false });
+        if (opts.pty) {
+          if (ttyIn.isTTY && typeof ttyIn.setRawMode === 'function') {
+            ttyIn.setRawMode(true);
+            rawSet = true;
+            process.once('exit', restoreTerminal);
+          }
+          if ((stdout as Partial<WriteStream>).isTTY) stdout.on('resize', onResize);
+        }
+        // Binary-safe; EOF on stdin sends EOF on the channel (channel.end()).
+        stdin.pipe(ch);
+      };
+      if (opts.command === null) {
+        client.shell(opts.pty ? ptyOpts : false, { env }, onChannel);
+      } else {
+        client.exec(opts.command, { pty: opts.pty ? ptyOpts : undefined, env }, onChannel);
+      }
+    };
+
+    client.on('handshake', () => clearTimeout(handshakeTimer));
+    client.on('banner', (msg: string) => {
+      stderr.write(sanitizeForTerminal(msg.replace(/\r\n/g, '\n')).replace(/([^\n])$/, '$1\n'));
+    });
+    client.on('error', (e: SshError) => {
+      if (e.level === 'agent') return; // ssh-agent unusable: the next method is tried
+      lastError ??= e;
+    });
+    client.on('ready', () => {
+      ready = true;
+      lastError = null;
+      startChannel();
+    });
+    client.on('close', () => {
+      if (!settled) settle(failure());
+    });
+
+    const config: ConnectConfig = {
+      sock: opts.sock,
+      username: user,
+      readyTimeout: 0,
+      keepaliveInterval: opts.keepaliveIntervalMs ?? 15_000,
+      keepaliveCountMax: 3,
+      authHandler: createAuthHandler(user, host, opts.auth, auth),
+      hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
+        Promise.resolve()
+          .then(() => opts.hostKey.verify(key))
+          .then(
+            () => verify(true),
+            (e: unknown) => {
+              hostKeyError = isCliError(e) ? e : cliError('CLI_ERR_HOST_KEY_NOT_ATTESTED', `cannot verify the host key of ${host}: ${(e as Error).message}`, '', e);
+              verify(false);
+            },
+          );
+      },
+    };
+    if (opts.hostKey.algorithms) {
+      config.algorithms = { serverHostKey: opts.hostKey.algorithms as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] };
+    }
+    try {
+      client.connect(config);
+    } catch (e) {
+      settle(cliError('CLI_ERR_SSH_CONNECTION', `cannot start SSH to ${host}: ${(e as Error).message}`, '', e));
+    }
+  });
+}
