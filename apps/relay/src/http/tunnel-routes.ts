@@ -9,25 +9,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { constants as h2c, type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2';
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, preHandlerHookHandler } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { HEADERS, HOST_NAME_RE } from '@mssh/protocol';
 import { RelayError, relayError } from '../errors.js';
 import type { TunnelRouter } from '../tunnel/types.js';
+import type { RequestAuth } from './auth-types.js';
 
 export interface TunnelRoutesOptions {
   router: TunnelRouter;
   /** Is a machine with this name enrolled (whether or not its agent is connected)? */
   hostExists: (name: string) => Promise<boolean>;
-}
-
-/** What this route reads from the server's authenticate preHandler (declared in http/auth-types.ts). */
-interface AuthInfo {
-  user: string;
-}
-
-function authOf(request: FastifyRequest): AuthInfo | null {
-  const auth = (request as unknown as { auth?: AuthInfo | null }).auth;
-  return auth && typeof auth.user === 'string' ? auth : null;
 }
 
 function sendError(reply: FastifyReply, err: RelayError): FastifyReply {
@@ -54,15 +45,14 @@ function respondRawError(stream: ServerHttp2Stream, err: RelayError): void {
 
 export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app, opts) => {
   const { router, hostExists } = opts;
-  const authenticate = (app as unknown as { authenticate?: preHandlerHookHandler }).authenticate;
-  if (typeof authenticate !== 'function') throw new Error('tunnelRoutes needs the server to decorate app.authenticate');
+  if (typeof app.authenticate !== 'function') throw new Error('tunnelRoutes needs the server to decorate app.authenticate');
 
   // Tunnel bodies are raw byte streams of any length: never buffer or parse them.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/octet-stream', (_req, _payload, done) => done(null, undefined));
   app.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
 
-  app.post<{ Params: { host: string } }>('/v1/tunnel/:host', { preHandler: authenticate }, async (request, reply) => {
+  app.post<{ Params: { host: string } }>('/v1/tunnel/:host', { preHandler: app.authenticate }, async (request, reply) => {
     const host = request.params.host;
     if (typeof host !== 'string' || !HOST_NAME_RE.test(host)) {
       return sendError(reply, relayError('RLY_ERR_BAD_REQUEST', 'host names are 1-63 chars of a-z, 0-9 and -, starting with a letter or digit'));
@@ -71,7 +61,7 @@ export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app,
     if (raw.httpVersionMajor !== 2 || !raw.stream) {
       return sendError(reply, relayError('RLY_ERR_BAD_REQUEST', 'tunnels need HTTP/2; use mssh (or an HTTP/2 client) to open one'));
     }
-    const auth = authOf(request);
+    const auth: RequestAuth | null = request.auth;
     if (!auth) return sendError(reply, relayError('RLY_ERR_INTERNAL', 'request was not authenticated'));
     if (!(await hostExists(host))) {
       return sendError(reply, relayError('RLY_ERR_UNKNOWN_HOST', `no machine named ${host} is enrolled`));

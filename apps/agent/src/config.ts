@@ -1,0 +1,110 @@
+/**
+ * Options of the mssh-agent commands: flags first, then environment variables, then defaults, checked
+ * by one zod schema per command. Parsed in main.ts, never at import time; every problem is listed.
+ *
+ *   enroll: --relay URL (MSSH_RELAY_URL)  --token T (MSSH_ENROLL_TOKEN)  --name NAME (MSSH_AGENT_NAME)
+ *           --relay-fingerprint SHA256:... (MSSH_RELAY_FINGERPRINT)  --state-dir DIR (MSSH_AGENT_STATE_DIR)
+ *           --target HOST:PORT (MSSH_AGENT_TARGET, default 127.0.0.1:22)
+ *   run:    --state-dir DIR  --target HOST:PORT (default: the one stored at enrolment)
+ *           --log-level L (MSSH_LOG_LEVEL, default info)
+ */
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { HOST_NAME_RE } from '@mssh/protocol';
+import { AgentError } from './errors.js';
+import { parseHostPort, parseRelayUrl, type HostPort } from './dial/endpoint.js';
+import { normalizeFingerprint } from './dial/pinned-tls.js';
+import { defaultStateDir } from './state/state-dir.js';
+
+export const DEFAULT_TARGET = '127.0.0.1:22';
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+const targetSchema = z.string().transform((s, ctx): HostPort => {
+  const hp = parseHostPort(s);
+  if (!hp) {
+    ctx.addIssue({ code: 'custom', message: `--target must be HOST:PORT (e.g. ${DEFAULT_TARGET}), not "${s}"` });
+    return z.NEVER;
+  }
+  return hp;
+});
+
+const stateDirSchema = z.string().min(1, '--state-dir must not be empty').transform((s) => resolve(s));
+
+const logLevelSchema = z.enum(LOG_LEVELS, { error: `--log-level must be one of ${LOG_LEVELS.join(', ')}` });
+
+export const EnrollConfig = z.object({
+  relayUrl: z.string({ error: '--relay is required (e.g. --relay https://relay.example:8443)' }).transform((s, ctx): URL => {
+    const url = parseRelayUrl(s);
+    if (!url) {
+      ctx.addIssue({ code: 'custom', message: `--relay must be an https URL such as https://relay.example:8443, not "${s}"` });
+      return z.NEVER;
+    }
+    return url;
+  }),
+  token: z.string({ error: '--token is required (the one-time token from `mssh-relay agent enroll NAME`)' })
+    .min(16, '--token looks truncated; copy the whole token that `mssh-relay agent enroll` printed')
+    .max(256, '--token is too long'),
+  name: z.string({ error: '--name is required (the name the token was issued for)' })
+    .regex(HOST_NAME_RE, '--name must be 1-63 chars of a-z, 0-9 and -, starting with a letter or digit'),
+  relayFingerprint: z.string().nullable().transform((s, ctx): string | null => {
+    if (s === null) return null;
+    const fp = normalizeFingerprint(s);
+    if (!fp) {
+      ctx.addIssue({ code: 'custom', message: '--relay-fingerprint must look like SHA256:<43 base64 chars> (as `mssh-relay info` prints it)' });
+      return z.NEVER;
+    }
+    return fp;
+  }),
+  stateDir: stateDirSchema,
+  target: targetSchema,
+});
+export type EnrollConfig = z.infer<typeof EnrollConfig>;
+
+export const RunConfig = z.object({
+  stateDir: stateDirSchema,
+  target: targetSchema.nullable(),
+  logLevel: logLevelSchema,
+});
+export type RunConfig = z.infer<typeof RunConfig>;
+
+export interface EnrollFlags {
+  relay?: string;
+  token?: string;
+  name?: string;
+  relayFingerprint?: string;
+  stateDir?: string;
+  target?: string;
+}
+
+export interface RunFlags {
+  stateDir?: string;
+  target?: string;
+  logLevel?: string;
+}
+
+function check<T>(schema: z.ZodType<T>, input: unknown): T {
+  const r = schema.safeParse(input);
+  if (r.success) return r.data;
+  const lines = r.error.issues.map((i) => i.message);
+  throw new AgentError('AGT_ERR_CONFIG', lines.join('\n'));
+}
+
+export function parseEnrollConfig(flags: EnrollFlags, env: NodeJS.ProcessEnv = process.env): EnrollConfig {
+  return check(EnrollConfig, {
+    relayUrl: flags.relay ?? env.MSSH_RELAY_URL,
+    token: flags.token ?? env.MSSH_ENROLL_TOKEN,
+    name: flags.name ?? env.MSSH_AGENT_NAME,
+    relayFingerprint: flags.relayFingerprint ?? env.MSSH_RELAY_FINGERPRINT ?? null,
+    stateDir: flags.stateDir ?? defaultStateDir(env),
+    target: flags.target ?? env.MSSH_AGENT_TARGET ?? DEFAULT_TARGET,
+  });
+}
+
+export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
+  return check(RunConfig, {
+    stateDir: flags.stateDir ?? defaultStateDir(env),
+    target: flags.target ?? env.MSSH_AGENT_TARGET ?? null,
+    logLevel: flags.logLevel ?? env.MSSH_LOG_LEVEL ?? 'info',
+  });
+}

@@ -1,0 +1,120 @@
+/**
+ * Splices two duplex byte streams (a relay session stream and the target connection) with
+ * backpressure both ways and half-close preserved:
+ *
+ *   a.readable --data--> b.write()   (a paused while b's buffer is full, resumed on 'drain')
+ *   b.readable --data--> a.write()
+ *   a 'end' --> b.end()               (half-close: b can still send to a)
+ *
+ * A side that closes before both of its directions completed (RST, error, destroy) aborts the other
+ * side, so nothing is left half-dead. Counts the bytes each way.
+ * (Same code as the relay's tunnel/stream-bridge.ts: apps do not import each other.)
+ */
+import type { Duplex } from 'node:stream';
+import { constants as h2c } from 'node:http2';
+
+export interface SpliceResult {
+  /** Bytes read from a and written to b. */
+  bytesAtoB: number;
+  /** Bytes read from b and written to a. */
+  bytesBtoA: number;
+  /** The side whose readable ended or that closed first ('a' or 'b'). */
+  first: 'a' | 'b';
+  /** Whether both sides completed both directions normally. */
+  clean: boolean;
+  /** The first error seen on either side, if any. */
+  error: Error | null;
+}
+
+interface MaybeHttp2Stream extends Duplex {
+  close?: (code?: number) => void;
+  rstCode?: number;
+  session?: unknown;
+}
+
+function isHttp2Stream(s: Duplex): s is MaybeHttp2Stream & { close: (code?: number) => void } {
+  const m = s as MaybeHttp2Stream;
+  return typeof m.close === 'function' && 'rstCode' in m && 'session' in m;
+}
+
+/** Abort a stream: RST_STREAM(CANCEL) for HTTP/2 streams, destroy() for sockets. Never throws. */
+export function abortStream(s: Duplex): void {
+  try {
+    if (s.destroyed) return;
+    if (isHttp2Stream(s)) s.close(h2c.NGHTTP2_CANCEL);
+    else s.destroy();
+  } catch {
+    try { s.destroy(); } catch { /* already gone */ }
+  }
+}
+
+function completed(s: Duplex): boolean {
+  if (!(s.readableEnded && s.writableFinished)) return false;
+  if (isHttp2Stream(s) && typeof s.rstCode === 'number' && s.rstCode !== h2c.NGHTTP2_NO_ERROR) return false;
+  return true;
+}
+
+function pump(src: Duplex, dst: Duplex, count: (n: number) => void, onEnd: () => void): void {
+  let waiting = false;
+  const onDrain = (): void => {
+    waiting = false;
+    if (!src.destroyed) src.resume();
+  };
+  src.on('data', (chunk: Buffer) => {
+    count(chunk.length);
+    if (dst.destroyed || dst.writableEnded) return;
+    if (!dst.write(chunk) && !waiting) {
+      waiting = true;
+      src.pause();
+      dst.once('drain', onDrain);
+    }
+  });
+  src.once('end', () => {
+    onEnd();
+    if (!dst.destroyed && !dst.writableEnded) dst.end();
+  });
+}
+
+/** Splice a and b until both are closed. Never rejects. */
+export function splice(a: Duplex, b: Duplex): Promise<SpliceResult> {
+  return new Promise((resolve) => {
+    let bytesAtoB = 0;
+    let bytesBtoA = 0;
+    let first: 'a' | 'b' | null = null;
+    let error: Error | null = null;
+    let clean = true;
+    const isClosed = { a: false, b: false };
+    const side = (x: 'a' | 'b'): Duplex => (x === 'a' ? a : b);
+    const otherOf = (x: 'a' | 'b'): Duplex => (x === 'a' ? b : a);
+    const mark = (x: 'a' | 'b'): void => {
+      if (first === null) first = x;
+    };
+    const onError = (x: 'a' | 'b') => (err: Error): void => {
+      if (!error) error = err;
+      clean = false;
+      mark(x);
+      abortStream(otherOf(x));
+    };
+    const onClose = (x: 'a' | 'b'): void => {
+      if (isClosed[x]) return;
+      isClosed[x] = true;
+      mark(x);
+      if (!completed(side(x))) {
+        clean = false;
+        abortStream(otherOf(x));
+      }
+      if (isClosed.a && isClosed.b) resolve({ bytesAtoB, bytesBtoA, first: first ?? 'a', clean, error });
+    };
+    a.on('error', onError('a'));
+    b.on('error', onError('b'));
+    a.once('close', () => onClose('a'));
+    b.once('close', () => onClose('b'));
+    pump(a, b, (n) => { bytesAtoB += n; }, () => mark('a'));
+    pump(b, a, (n) => { bytesBtoA += n; }, () => mark('b'));
+    // A side that was already destroyed may have emitted 'close' before we listened: settle it after
+    // any pending close event had its chance (onClose ignores the second call).
+    for (const x of ['a', 'b'] as const) {
+      if (side(x).destroyed) setImmediate(() => onClose(x));
+    }
+  });
+}
