@@ -23,6 +23,12 @@ export async function verifyPassword(encoded: string, password: string): Promise
 
 let dummy: Promise<string> | undefined;
 
+/** Compute the dummy hash ahead of the first login, so that first answer takes no longer than later ones. */
+export async function prepareDummyHash(): Promise<void> {
+  dummy ??= hashPassword(randomBytes(24).toString('base64'));
+  await dummy;
+}
+
 /**
  * Spend the same time as a real verification, for a user that does not exist, so that response times do
  * not tell an attacker which user names exist. Always resolves false.

@@ -1,0 +1,71 @@
+/**
+ * The CLI's side of the admin socket. Answers are the same JSON as the REST admin routes; errors are the
+ * wire error body, turned back into a RelayError.
+ */
+import { request } from 'node:http';
+import { isWireErrorBody, WIRE_ERRORS, type WireErrorCode } from '@mssh/protocol';
+import { CliError, RelayError } from '../errors.js';
+import type { CreatedUser, IssuedEnrollToken } from './admin-service.js';
+import { ADMIN_SOCKET_PATHS, type AdminSocketInfo } from './admin-socket.js';
+
+/** What the CLI admin commands need, through the socket or straight on the database. */
+export interface AdminOps {
+  readonly via: 'admin-socket' | 'database';
+  createUser(req: { name: string; password: string; admin: boolean }): Promise<CreatedUser>;
+  createEnrollToken(name: string): Promise<IssuedEnrollToken>;
+  close(): Promise<void>;
+}
+
+export class AdminSocketClient implements AdminOps {
+  readonly via = 'admin-socket' as const;
+  constructor(private readonly path: string, private readonly timeoutMs = 30_000) {}
+
+  createUser(req: { name: string; password: string; admin: boolean }): Promise<CreatedUser> {
+    return this.call<CreatedUser>('POST', ADMIN_SOCKET_PATHS.users, req);
+  }
+
+  createEnrollToken(name: string): Promise<IssuedEnrollToken> {
+    return this.call<IssuedEnrollToken>('POST', ADMIN_SOCKET_PATHS.enroll, { name });
+  }
+
+  info(): Promise<AdminSocketInfo> {
+    return this.call<AdminSocketInfo>('GET', ADMIN_SOCKET_PATHS.info);
+  }
+
+  async close(): Promise<void> {}
+
+  private call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    return new Promise<T>((resolve, reject) => {
+      const req = request({
+        socketPath: this.path, method, path, timeout: this.timeoutMs,
+        headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+      }, (res) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (d: Buffer) => {
+          size += d.length;
+          if (size > 1024 * 1024) { req.destroy(new Error('answer too large')); return; }
+          chunks.push(d);
+        });
+        res.on('end', () => {
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+          } catch {
+            reject(new CliError(`the relay's admin socket gave an unreadable answer (HTTP ${res.statusCode})`, 'Check that the program on the socket is mssh-relay of the same version.'));
+            return;
+          }
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) { resolve(parsed as T); return; }
+          if (isWireErrorBody(parsed) && parsed.code in WIRE_ERRORS) { reject(new RelayError(parsed.code as WireErrorCode, parsed.message)); return; }
+          reject(new CliError(`the relay refused (HTTP ${status})`, 'See the relay log for details.'));
+        });
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
+      req.on('error', (e) => reject(new CliError(`cannot talk to the running relay on ${this.path}: ${e.message}`, 'Check that mssh-relay is running and healthy, then try again.', e)));
+      req.end(payload);
+    });
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * The local admin socket, `<data-dir>/admin.sock`: plain HTTP/1.1 on a unix socket, guarded by file
+ * permissions (0600 in a 0700 directory). `mssh-relay user add` / `agent enroll` use it while the relay
+ * runs, so that nothing else opens the database (PGlite allows one process only).
+ */
+import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { CreateEnrollTokenRequest, CreateUserRequest } from '@mssh/protocol';
+import { CliError } from '../errors.js';
+import { installErrorHandling, parseOr400 } from '../http/errors-edge.js';
+import type { AdminService } from './admin-service.js';
+
+export const ADMIN_SOCKET_NAME = 'admin.sock';
+export const LOCAL_ADMIN_ACTOR = 'local-admin';
+export const ADMIN_SOCKET_PATHS = { users: '/admin/users', enroll: '/admin/agents/enroll', info: '/admin/info' } as const;
+
+/** Unix socket paths are limited to 107 bytes on Linux. */
+const MAX_SOCKET_PATH = 107;
+
+export function adminSocketPath(dataDir: string): string {
+  return join(dataDir, ADMIN_SOCKET_NAME);
+}
+
+/** Does something accept connections on this unix socket? */
+export function socketAnswers(path: string, timeoutMs = 2_000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    const t = setTimeout(() => { s.destroy(); resolve(false); }, timeoutMs);
+    s.once('connect', () => { clearTimeout(t); s.destroy(); resolve(true); });
+    s.once('error', () => { clearTimeout(t); resolve(false); });
+  });
+}
+
+/**
+ * Before serving: refuse when another relay answers on this data dir's socket; remove a stale socket
+ * left by a relay that crashed.
+ */
+export async function claimAdminSocketPath(path: string): Promise<void> {
+  if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
+    throw new CliError(`the admin socket path ${path} is too long for a unix socket`, 'Use a shorter --data-dir.');
+  }
+  let st;
+  try {
+    st = lstatSync(path);
+  } catch {
+    return;
+  }
+  if (!st.isSocket()) throw new CliError(`${path} exists and is not a socket`, 'Move it out of the data directory, then start again.');
+  if (await socketAnswers(path)) {
+    throw new CliError(`another mssh-relay is already running with this data directory (${path} answers)`, 'Stop it first, or use another --data-dir.');
+  }
+  unlinkSync(path);
+}
+
+export interface AdminSocketInfo {
+  relayUrl: string;
+  relayFingerprint: string;
+  pid: number;
+}
+
+export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logger }): FastifyInstance {
+  const app = fastify({ loggerInstance: deps.logger.child({ component: 'relay.admin-socket' }), bodyLimit: 64 * 1024, requestIdHeader: false }) as unknown as FastifyInstance;
+  installErrorHandling(app);
+  const by = { actor: LOCAL_ADMIN_ACTOR, source: 'admin.sock' };
+  app.post(ADMIN_SOCKET_PATHS.users, async (request, reply) => {
+    const body = parseOr400(CreateUserRequest, request.body);
+    return reply.code(201).send(await deps.admin.createUser(body, by));
+  });
+  app.post(ADMIN_SOCKET_PATHS.enroll, async (request, reply) => {
+    const { name } = parseOr400(CreateEnrollTokenRequest, request.body);
+    return reply.code(201).send(await deps.admin.createEnrollToken(name, by));
+  });
+  app.get(ADMIN_SOCKET_PATHS.info, async (): Promise<AdminSocketInfo> => ({
+    relayUrl: deps.admin.relayInfo.url, relayFingerprint: deps.admin.relayInfo.fingerprint, pid: process.pid,
+  }));
+  return app;
+}
+
+/** Listen on the socket (call claimAdminSocketPath first) with owner-only permissions. */
+export async function startAdminSocket(deps: { admin: AdminService; logger: Logger; path: string }): Promise<{ close(): Promise<void> }> {
+  const app = buildAdminSocketServer(deps);
+  const old = process.umask(0o177);
+  try {
+    await app.listen({ path: deps.path });
+  } catch (e) {
+    throw new CliError(`cannot listen on the admin socket ${deps.path}: ${(e as Error).message}`, 'Check the data directory permissions.', e);
+  } finally {
+    process.umask(old);
+  }
+  chmodSync(deps.path, 0o600);
+  return {
+    async close() {
+      await app.close();
+      try {
+        unlinkSync(deps.path);
+      } catch {
+        // fastify already removed it
+      }
+    },
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * Users' sessions: login (password -> JWT), request authentication (JWT -> who), logout (revocation).
+ * No fastify here; the HTTP layer calls these and maps the coded errors.
+ */
+import { AuthError, dummyVerifyPassword, verifyPassword, type TokenService } from '@mssh/auth';
+import type { LoginRequest, LoginResponse, WhoamiResponse } from '@mssh/protocol';
+import type { RevokedTokenRepository, UserRepository } from '../db/index.js';
+import type { RelayAuditSink } from '../audit/audit-sink.js';
+import type { RequestAuth } from '../http/auth-types.js';
+
+export interface AuthServiceDeps {
+  tokens: TokenService;
+  users: UserRepository;
+  revokedTokens: RevokedTokenRepository;
+  audit: RelayAuditSink;
+  /** Token lifetime (default JWT_DEFAULT_TTL_SECONDS). */
+  tokenTtlSeconds?: number;
+}
+
+export class AuthService {
+  constructor(private readonly deps: AuthServiceDeps) {}
+
+  /** Same answer (AUTH_ERR_BAD_CREDENTIALS) and the same work for an unknown user as for a wrong password. */
+  async login(req: LoginRequest, source: string): Promise<LoginResponse> {
+    const { users, tokens, audit } = this.deps;
+    const user = await users.findByName(req.user);
+    if (!user) {
+      await dummyVerifyPassword(req.password);
+      audit.userLogin({ user: req.user, source, ok: false, reason: 'unknown_user' });
+      throw new AuthError('AUTH_ERR_BAD_CREDENTIALS');
+    }
+    const ok = await verifyPassword(user.passwordHash, req.password);
+    if (!ok) {
+      audit.userLogin({ user: user.name, source, ok: false, reason: 'bad_password' });
+      throw new AuthError('AUTH_ERR_BAD_CREDENTIALS');
+    }
+    if (user.disabledAt) {
+      audit.userLogin({ user: user.name, source, ok: false, reason: 'disabled' });
+      throw new AuthError('AUTH_ERR_BAD_CREDENTIALS');
+    }
+    const t = await tokens.sign({ user: user.name, admin: user.isAdmin, ttlSeconds: this.deps.tokenTtlSeconds });
+    audit.userLogin({ user: user.name, source, ok: true });
+    return { token: t.token, expiresAt: t.expiresAt.toISOString(), user: user.name, admin: user.isAdmin };
+  }
+
+  /**
+   * Who is calling: verifies the `Authorization: Bearer <jwt>` header value, refuses revoked tokens and
+   * users that no longer exist or are disabled. Throws AuthError.
+   */
+  async authenticate(authorization: string | undefined): Promise<RequestAuth> {
+    const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(authorization ?? '');
+    if (!m) throw new AuthError('AUTH_ERR_MISSING_TOKEN');
+    const v = await this.deps.tokens.verify(m[1]!);
+    const [revoked, user] = await Promise.all([this.deps.revokedTokens.isRevoked(v.jti), this.deps.users.findByName(v.user)]);
+    if (revoked) throw new AuthError('AUTH_ERR_TOKEN_REVOKED');
+    if (!user || user.disabledAt) throw new AuthError('AUTH_ERR_INVALID_TOKEN', 'the account of this token no longer exists or is disabled');
+    return { user: user.name, admin: user.isAdmin, jti: v.jti, exp: v.exp };
+  }
+
+  /** Revoke the caller's token (until it would have expired anyway). */
+  async logout(auth: RequestAuth, source: string): Promise<void> {
+    await this.deps.revokedTokens.revoke(auth.jti, new Date(auth.exp * 1000));
+    this.deps.audit.userLogout({ user: auth.user, source, jti: auth.jti });
+  }
+
+  whoami(auth: RequestAuth): WhoamiResponse {
+    return { user: auth.user, admin: auth.admin, expiresAt: new Date(auth.exp * 1000).toISOString() };
+  }
+}

@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { ServeConfigSchema, UserAddConfigSchema, parseConfig, parseListen, defaultPublicUrl } from './config.js';
+import { CliError } from './errors.js';
+
+describe('relay config', () => {
+  it('parses listen addresses', () => {
+    expect(parseListen('0.0.0.0:8443')).toEqual({ host: '0.0.0.0', port: 8443 });
+    expect(parseListen('[::1]:0')).toEqual({ host: '::1', port: 0 });
+    expect(parseListen(':9000')).toEqual({ host: '0.0.0.0', port: 9000 });
+    expect(parseListen('relay.local:443')).toEqual({ host: 'relay.local', port: 443 });
+    for (const bad of ['8443', 'host:', 'host:99999', '[zz]:1', 'a b:1', '::1:80']) expect(parseListen(bad), bad).toBeNull();
+    expect(defaultPublicUrl({ host: '127.0.0.1', port: 5 })).toBe('https://127.0.0.1:5');
+    expect(defaultPublicUrl({ host: '::1', port: 5 })).toBe('https://[::1]:5');
+  });
+
+  it('applies defaults, and flags win over the environment', () => {
+    const c = parseConfig(ServeConfigSchema, {}, {});
+    expect(c.listen).toEqual({ host: '0.0.0.0', port: 8443 });
+    expect(c.dataDir).toBe(join(homedir(), '.local/share/mssh-relay'));
+    expect(c.databaseUrl).toBeUndefined();
+    expect(c.logLevel).toBe('info');
+    expect(c.tlsSan).toEqual([]);
+    const env = { MSSH_LISTEN: '127.0.0.1:1', MSSH_DATA_DIR: '/tmp/x', DATABASE_URL: 'postgres://u@h/db', MSSH_BOOTSTRAP_PASSWORD: 'long-enough' };
+    const e = parseConfig(ServeConfigSchema, {}, env);
+    expect(e).toMatchObject({ listen: { host: '127.0.0.1', port: 1 }, dataDir: '/tmp/x', databaseUrl: 'postgres://u@h/db', bootstrapPassword: 'long-enough' });
+    const f = parseConfig(ServeConfigSchema, { listen: '127.0.0.1:2', dataDir: '/tmp/y', databaseUrl: '' }, env);
+    expect(f.listen.port).toBe(2);
+    expect(f.dataDir).toBe('/tmp/y');
+    expect(f.databaseUrl).toBeUndefined(); // an empty flag means "not set"
+  });
+
+  it('lists every problem at once', () => {
+    let err: unknown;
+    try {
+      parseConfig(ServeConfigSchema, { listen: 'nope', databaseUrl: 'mysql://x', tlsCert: '/c.pem', logLevel: 'loud', publicUrl: 'http://x' }, {});
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CliError);
+    const msg = (err as CliError).message;
+    for (const f of ['--listen', '--database-url', '--tls-key', '--log-level', '--public-url']) expect(msg).toContain(f);
+    expect((err as CliError).hint).toBeTruthy();
+  });
+
+  it('validates user names', () => {
+    expect(() => parseConfig(UserAddConfigSchema, { name: 'Bad Name' }, {})).toThrow(/NAME/);
+    expect(parseConfig(UserAddConfigSchema, { name: 'alice', admin: true }, {}).admin).toBe(true);
+  });
+});

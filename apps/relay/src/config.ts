@@ -1,0 +1,156 @@
+/**
+ * The relay's configuration: command-line flags over environment variables over defaults, validated by
+ * one zod schema per command, parsed once in main.ts. Every problem is reported at once.
+ */
+import { homedir, hostname } from 'node:os';
+import { isIP } from 'node:net';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { DEFAULT_RELAY_PORT, HostName, UserName } from '@mssh/protocol';
+import { CliError } from './errors.js';
+
+export const DEFAULT_LISTEN = `0.0.0.0:${DEFAULT_RELAY_PORT}`;
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+/** "HOST:PORT", "[v6]:PORT" or ":PORT" (all addresses). */
+export function parseListen(s: string): ListenAddress | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]\s]*)):(\d{1,5})$/.exec(s.trim());
+  if (!m) return null;
+  const host = m[1] ?? (m[2] || '0.0.0.0');
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  if (m[1] !== undefined && isIP(host) !== 6) return null;
+  if (m[2] && isIP(host) === 0 && !/^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$/.test(host)) return null;
+  return { host, port };
+}
+
+/** The URL clients and agents use, unless --public-url says otherwise. */
+export function defaultPublicUrl(listen: ListenAddress): string {
+  const wildcard = listen.host === '0.0.0.0' || listen.host === '::';
+  const host = wildcard ? hostname() : listen.host;
+  return `https://${isIP(host) === 6 ? `[${host}]` : host}:${listen.port}`;
+}
+
+export function formatHostPort(host: string, port: number): string {
+  return `${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+}
+
+function expandHome(p: string): string {
+  if (p === '~') return homedir();
+  if (p.startsWith('~/')) return join(homedir(), p.slice(2));
+  return p;
+}
+
+const nonEmpty = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+
+const DataDir = z.preprocess(nonEmpty, z.string().optional())
+  .transform((v) => resolve(expandHome(v ?? '~/.local/share/mssh-relay')));
+
+const DatabaseUrl = z.preprocess(nonEmpty, z.string().optional()).refine(
+  (v) => v === undefined || /^postgres(ql)?:\/\/./.test(v),
+  'must be a postgres:// or postgresql:// URL',
+);
+
+const Listen = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx) => {
+  const parsed = parseListen(v ?? DEFAULT_LISTEN);
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not HOST:PORT (e.g. 0.0.0.0:8443, [::]:8443, 127.0.0.1:0)` });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+const PublicUrl = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx) => {
+  if (v === undefined) return undefined;
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a URL (e.g. https://relay.example.org:8443)` });
+    return z.NEVER;
+  }
+  if (u.protocol !== 'https:' || (u.pathname !== '/' && u.pathname !== '') || u.search || u.hash || u.username) {
+    ctx.addIssue({ code: 'custom', message: 'must be https://HOST[:PORT] with no path' });
+    return z.NEVER;
+  }
+  return `https://${u.host}`;
+});
+
+const TlsSan = z.string().refine((s) => isIP(s) !== 0 || /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/.test(s), 'must be a DNS name or an IP address');
+
+const LogLevel = z.preprocess(nonEmpty, z.enum(LOG_LEVELS).optional()).transform((v) => v ?? 'info');
+
+/** The flags every command shares (database and data directory). */
+const StoreSchema = z.object({ dataDir: DataDir, databaseUrl: DatabaseUrl });
+
+const TlsSchema = z.object({
+  tlsCert: z.preprocess(nonEmpty, z.string().optional()).transform((v) => (v ? resolve(expandHome(v)) : undefined)),
+  tlsKey: z.preprocess(nonEmpty, z.string().optional()).transform((v) => (v ? resolve(expandHome(v)) : undefined)),
+  tlsSan: z.array(TlsSan).default([]),
+});
+
+export const ServeConfigSchema = StoreSchema.extend({
+  listen: Listen,
+  publicUrl: PublicUrl,
+  logLevel: LogLevel,
+  bootstrapPassword: z.preprocess(nonEmpty, z.string().min(8, 'must be at least 8 characters').max(1024).optional()),
+}).extend(TlsSchema.shape).refine((c) => !!c.tlsCert === !!c.tlsKey, {
+  path: ['tlsKey'],
+  message: '--tls-cert and --tls-key go together: give both, or neither for a self-signed certificate',
+  // Checked even when other options are wrong, so that every problem is listed at once.
+  when: (p) => typeof p.value === 'object' && p.value !== null,
+});
+export type ServeConfig = z.infer<typeof ServeConfigSchema>;
+
+export const StoreConfigSchema = StoreSchema;
+export type StoreConfig = z.infer<typeof StoreConfigSchema>;
+
+export const UserAddConfigSchema = StoreSchema.extend({ name: UserName, admin: z.boolean().default(false), passwordStdin: z.boolean().default(false) });
+export type UserAddConfig = z.infer<typeof UserAddConfigSchema>;
+
+export const AgentEnrollConfigSchema = StoreSchema.extend({ name: HostName, listen: Listen, publicUrl: PublicUrl }).extend(TlsSchema.shape);
+export type AgentEnrollConfig = z.infer<typeof AgentEnrollConfigSchema>;
+
+export const InfoConfigSchema = StoreSchema.extend({ tlsCert: TlsSchema.shape.tlsCert });
+export type InfoConfig = z.infer<typeof InfoConfigSchema>;
+
+/** Flag names as the user typed them, for messages. */
+const FLAG_NAMES: Record<string, string> = {
+  dataDir: '--data-dir (MSSH_DATA_DIR)', databaseUrl: '--database-url (DATABASE_URL)', listen: '--listen (MSSH_LISTEN)',
+  publicUrl: '--public-url (MSSH_PUBLIC_URL)', logLevel: '--log-level (MSSH_LOG_LEVEL)', bootstrapPassword: 'MSSH_BOOTSTRAP_PASSWORD',
+  tlsCert: '--tls-cert', tlsKey: '--tls-key', tlsSan: '--tls-san', name: 'NAME', admin: '--admin', passwordStdin: '--password-stdin',
+};
+
+/** Flags win over the environment. */
+export function withEnv(flags: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const pick = (flag: unknown, envName: string) => (flag !== undefined ? flag : env[envName]);
+  return {
+    ...flags,
+    dataDir: pick(flags.dataDir, 'MSSH_DATA_DIR'),
+    databaseUrl: pick(flags.databaseUrl, 'DATABASE_URL'),
+    listen: pick(flags.listen, 'MSSH_LISTEN'),
+    publicUrl: pick(flags.publicUrl, 'MSSH_PUBLIC_URL'),
+    logLevel: pick(flags.logLevel, 'MSSH_LOG_LEVEL'),
+    bootstrapPassword: env.MSSH_BOOTSTRAP_PASSWORD,
+  };
+}
+
+/** Parse once; on failure a CliError listing every problem. */
+export function parseConfig<S extends z.ZodType>(schema: S, flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
+  const r = schema.safeParse(withEnv(flags, env));
+  if (r.success) return r.data;
+  const lines = r.error.issues.map((i) => {
+    const key = String(i.path[0] ?? '');
+    return `${FLAG_NAMES[key] ?? (key || 'options')}: ${i.message}`;
+  });
+  throw new CliError(
+    lines.length === 1 ? `invalid option ${lines[0]}` : `invalid options:\n  ${lines.join('\n  ')}`,
+    'See `mssh-relay --help` (or the command\'s --help) for the accepted values.',
+  );
+}

@@ -1,0 +1,81 @@
+/**
+ * Agent enrolment: an agent presents a one-time token issued for its name, its Ed25519 identity public
+ * key and its target's SSH host keys. The token claim and the agent row are one transaction: a refused
+ * enrolment (wrong name, taken name) leaves the token unused.
+ */
+import { createPublicKey } from 'node:crypto';
+import { MIN_PROTOCOL_VERSION, parseSshPublicKeyLine, type EnrollRequest, type EnrollResponse } from '@mssh/protocol';
+import type { AgentRecord, AgentRepository, Db, EnrollTokenRepository } from '../db/index.js';
+import type { RelayAuditSink } from '../audit/audit-sink.js';
+import { RelayError, relayError } from '../errors.js';
+
+export interface EnrollServiceDeps {
+  db: Db;
+  agents: AgentRepository;
+  enrollTokens: EnrollTokenRepository;
+  audit: RelayAuditSink;
+  minProtocolVersion?: number;
+}
+
+/** True when `b64` is the base64 SPKI DER of an Ed25519 public key. */
+export function isEd25519Spki(b64: string): boolean {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return false;
+  try {
+    const der = Buffer.from(b64, 'base64');
+    const key = createPublicKey({ key: der, format: 'der', type: 'spki' });
+    return key.asymmetricKeyType === 'ed25519' && Buffer.from(key.export({ format: 'der', type: 'spki' })).equals(der);
+  } catch {
+    return false;
+  }
+}
+
+class Refusal extends Error {
+  constructor(readonly error: RelayError) {
+    super(error.message);
+  }
+}
+
+export class EnrollService {
+  constructor(private readonly deps: EnrollServiceDeps) {}
+
+  async enroll(req: EnrollRequest, source: string): Promise<EnrollResponse> {
+    const { db, agents, enrollTokens, audit } = this.deps;
+    if (req.protocolVersion < (this.deps.minProtocolVersion ?? MIN_PROTOCOL_VERSION)) {
+      throw relayError('RLY_ERR_PROTOCOL_TOO_OLD', `agent protocol ${req.protocolVersion} is too old for this relay; upgrade mssh-agent`);
+    }
+    if (!isEd25519Spki(req.publicKey)) {
+      throw relayError('RLY_ERR_BAD_REQUEST', 'publicKey must be an Ed25519 public key (SPKI DER, base64)');
+    }
+    for (const line of req.hostKeys) {
+      if (!parseSshPublicKeyLine(line)) throw relayError('RLY_ERR_BAD_REQUEST', 'a host key is not a well-formed OpenSSH public key');
+    }
+    let agent: AgentRecord;
+    let tokenCreatedBy: string;
+    try {
+      ({ agent, tokenCreatedBy } = await db.transaction(async (tx) => {
+        const claimed = await enrollTokens.claim(req.token, tx);
+        if (!claimed) {
+          throw new Refusal(relayError('RLY_ERR_ENROLL_TOKEN_INVALID', 'enrolment token is unknown, used or expired; ask an admin for a new one (mssh-relay agent enroll NAME)'));
+        }
+        if (claimed.name !== req.name) {
+          throw new Refusal(relayError('RLY_ERR_ENROLL_NAME_MISMATCH', `this enrolment token was issued for "${claimed.name}", not "${req.name}"`));
+        }
+        const r = await agents.create({
+          name: req.name, publicKey: req.publicKey, hostKeys: [...new Set(req.hostKeys)],
+          agentVersion: req.agentVersion, protocolVersion: req.protocolVersion,
+        }, tx);
+        if (!r.ok) {
+          throw new Refusal(r.conflict === 'name'
+            ? relayError('RLY_ERR_NAME_TAKEN', `a machine named "${req.name}" is already enrolled`)
+            : relayError('RLY_ERR_BAD_REQUEST', 'this agent key is already enrolled under another name; enrol with a fresh identity'));
+        }
+        return { agent: r.agent, tokenCreatedBy: claimed.createdBy };
+      }));
+    } catch (e) {
+      if (e instanceof Refusal) throw e.error;
+      throw e;
+    }
+    audit.agentEnrolled({ agentId: agent.id, name: agent.name, source, tokenCreatedBy, agentVersion: req.agentVersion, protocolVersion: req.protocolVersion });
+    return { agentId: agent.id, name: agent.name, agentEndpoint: null };
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * The relay's one listening port: an HTTP/2 secure server (with HTTP/1.1 fallback) for the API, whose TLS
+ * sockets that negotiated ALPN `mssh-agent/1` go to the tunnel router instead (see shared DESIGN.md).
+ *
+ *   TLS accept --ALPN mssh-agent/1--> router.acceptAgentSocket(socket)   (agent links)
+ *              --ALPN h2 / http/1.1--> fastify                          (API, tunnels)
+ */
+import http2, { type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { AGENT_ALPN, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
+import { agentAlpnCallback, routeAgentSockets } from '../tunnel/alpn-dispatch.js';
+
+export interface RelayHttpServer {
+  server: Http2SecureServer;
+  /** Ask every API connection to finish (GOAWAY), and destroy what is left after graceMs. */
+  closeConnections(graceMs: number): Promise<void>;
+}
+
+export function createRelayHttpServer(
+  handler: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
+  opts: { key: string | Buffer; cert: string | Buffer; acceptAgentSocket: (socket: TLSSocket) => void; onSessionError?: (err: Error) => void },
+): RelayHttpServer {
+  const server = http2.createSecureServer(
+    {
+      key: opts.key,
+      cert: opts.cert,
+      allowHTTP1: true,
+      settings: H2_SETTINGS,
+      // Many concurrent tunnels share one client session; nghttp2's default 10 MB would refuse streams.
+      maxSessionMemory: 64,
+      ALPNCallback: agentAlpnCallback,
+    },
+    handler,
+  );
+  const sessions = new Set<ServerHttp2Session>();
+  const sockets = new Set<TLSSocket>();
+  server.on('session', (session: ServerHttp2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    session.on('error', (err) => opts.onSessionError?.(err));
+    try {
+      session.setLocalWindowSize(H2_CONNECTION_WINDOW);
+    } catch {
+      // The session went away before its settings were exchanged.
+    }
+  });
+  // Registered after createSecureServer's own listener, so it sees every API socket too.
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (socket.alpnProtocol === AGENT_ALPN) return;
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  routeAgentSockets(server, opts.acceptAgentSocket);
+
+  return {
+    server,
+    async closeConnections(graceMs: number) {
+      for (const s of sessions) {
+        try {
+          s.close();
+        } catch {
+          // already closing
+        }
+      }
+      const deadline = Date.now() + graceMs;
+      for (let i = 0; i < 1000 && sockets.size > 0 && Date.now() < deadline; i++) await new Promise((r) => setTimeout(r, 25));
+      for (const s of sessions) s.destroy();
+      for (const s of sockets) s.destroy();
+    },
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * buildServer(deps): the relay's fastify instance, not listening. main.ts listens; tests use inject().
+ *
+ *   client --HTTPS h2/http1.1 (JWT bearer)--> fastify: /healthz, /v1/auth/*, /v1/hosts, /v1/admin/*,
+ *                                                      /v1/agents/enroll, /v1/tunnel/:host
+ *   agent  --TLS, ALPN mssh-agent/1---------> router.acceptAgentSocket (never reaches fastify)
+ */
+import fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import type { Logger } from 'pino';
+import type { TokenService } from '@mssh/auth';
+import type { TunnelRouter } from '../tunnel/types.js';
+import type { AuthService } from '../auth/auth-service.js';
+import type { AdminService } from '../admin/admin-service.js';
+import type { EnrollService } from '../enrolment/enroll-service.js';
+import type { HostService } from '../hosts/host-service.js';
+import { createRelayHttpServer, type RelayHttpServer } from './server-factory.js';
+import { installErrorHandling } from './errors-edge.js';
+import { installAuth } from './auth-plugin.js';
+import { healthRoutes } from './routes/health.js';
+import { authRoutes } from './routes/auth.js';
+import { hostRoutes } from './routes/hosts.js';
+import { enrollRoutes } from './routes/enroll.js';
+import { adminRoutes } from './routes/admin.js';
+import { tunnelRoutes } from './tunnel-routes.js';
+
+/** JSON bodies are small: credentials, names, keys. Tunnels stream and are not subject to it. */
+export const JSON_BODY_LIMIT = 64 * 1024;
+
+export interface ServerDeps {
+  tls: { key: string | Buffer; cert: string | Buffer };
+  logger: Logger;
+  router: TunnelRouter;
+  tokens: TokenService;
+  auth: AuthService;
+  hosts: HostService;
+  enrolment: EnrollService;
+  admin: AdminService;
+  /** How long shutdown waits for API connections to finish before cutting them (default 3 s). */
+  closeGraceMs?: number;
+}
+
+export function buildServer(deps: ServerDeps): FastifyInstance {
+  let relayServer: RelayHttpServer | undefined;
+  const httpLogger = deps.logger.child({ component: 'relay.http' });
+  const app = fastify({
+    http2: true,
+    https: { key: deps.tls.key, cert: deps.tls.cert, allowHTTP1: true },
+    http2SessionTimeout: 0,
+    serverFactory: (handler) => {
+      relayServer = createRelayHttpServer(handler, {
+        key: deps.tls.key,
+        cert: deps.tls.cert,
+        acceptAgentSocket: (socket) => deps.router.acceptAgentSocket(socket),
+        onSessionError: (err) => httpLogger.debug({ err: err.message }, 'HTTP/2 session error'),
+      });
+      return relayServer.server;
+    },
+    loggerInstance: httpLogger,
+    bodyLimit: JSON_BODY_LIMIT,
+    // Request ids are ours, never taken from a client header.
+    requestIdHeader: false,
+    return503OnClosing: true,
+  }) as unknown as FastifyInstance;
+
+  installErrorHandling(app);
+  installAuth(app, deps.auth);
+
+  // Stop taking new requests on every API connection when the server closes; long tunnels end with
+  // router.close(), then whatever is left is cut after the grace period.
+  app.addHook('preClose', async () => {
+    await relayServer?.closeConnections(deps.closeGraceMs ?? 3_000);
+  });
+
+  app.register(healthRoutes, { hosts: deps.hosts });
+  app.register(authRoutes, { auth: deps.auth, tokens: deps.tokens });
+  app.register(hostRoutes, { hosts: deps.hosts });
+  app.register(enrollRoutes, { enrolment: deps.enrolment });
+  app.register(adminRoutes, { admin: deps.admin });
+  app.register(tunnelRoutes as FastifyPluginAsync<{ router: TunnelRouter; hostExists: (name: string) => Promise<boolean> }>, {
+    router: deps.router,
+    hostExists: (name) => deps.hosts.exists(name),
+  });
+  return app;
+}
