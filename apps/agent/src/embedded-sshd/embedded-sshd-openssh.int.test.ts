@@ -30,7 +30,7 @@ async function writeRandomFile(path: string, mib: number): Promise<string> {
   for (let i = 0; i < mib; i++) {
     const b = randomBytes(1024 * 1024);
     chunks.push(b);
-    if (!out.write(b)) await new Promise((r) => out.once('drain', r));
+    if (!out.write(b)) await new Promise<void>((r) => out.once('drain', () => r()));
   }
   await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
   return sha256(Buffer.concat(chunks));

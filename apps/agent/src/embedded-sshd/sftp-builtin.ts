@@ -128,11 +128,23 @@ export function serveBuiltinSftp(sftp: SFTPWrapper, opts: { home: string; logger
     const { code, message } = statusFor(e);
     reply(() => sftp.status(id, code, message));
   };
+  let inFlight = 0;
+  let clientDone = false;
+  // Requests are answered strictly in order, like OpenSSH's sftp-server: sftp(1) and scp(1) pipeline reads
+  // past the end of the file and take an early EOF answer as the file's end.
+  let queue: Promise<void> = Promise.resolve();
   const run = (id: number, op: string, fn: () => Promise<void>) => {
-    fn().catch((e: unknown) => {
-      logger.debug({ op, err: (e as Error)?.message }, 'sftp request failed');
-      fail(id, e);
-    });
+    inFlight++;
+    queue = queue
+      .then(fn)
+      .catch((e: unknown) => {
+        logger.debug({ op, err: (e as Error)?.message }, 'sftp request failed');
+        fail(id, e);
+      })
+      .finally(() => {
+        inFlight--;
+        if (clientDone && inFlight === 0) finish();
+      });
   };
   const badHandle = (id: number) => reply(() => sftp.status(id, STATUS_CODE.FAILURE, 'Invalid handle'));
 
@@ -300,7 +312,24 @@ export function serveBuiltinSftp(sftp: SFTPWrapper, opts: { home: string; logger
     for (const h of handles.values()) if (h.kind === 'file') h.fh.close().catch(() => undefined);
     handles.clear();
   };
+  // The client sent EOF (sftp(1) quit): answer what is in flight, then close the channel, as sftp-server
+  // does by exiting.
+  const finish = () => {
+    cleanup();
+    try {
+      // Exit status 0 before the close, as sshd sends when sftp-server exits: scp(1) in SFTP mode fails
+      // without one. ssh2's SFTP object has no public exit(); its channel protocol does (ssh2 1.x).
+      const ch = sftp as unknown as { _protocol?: { exitStatus?: (id: number, code: number) => void }; outgoing?: { id: number; state: string } };
+      if (ch.outgoing?.state === 'open' && typeof ch._protocol?.exitStatus === 'function') ch._protocol.exitStatus(ch.outgoing.id, 0);
+      sftp.end();
+    } catch {
+      // channel already gone
+    }
+  };
   sftp.on('error', (e: Error) => logger.warn({ err: e }, 'sftp channel error'));
-  sftp.on('end', cleanup);
+  sftp.on('end', () => {
+    clientDone = true;
+    if (inFlight === 0) finish();
+  });
   sftp.on('close', cleanup);
 }
