@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import { auditEvents } from '@mssh/migrations';
 import type { Db } from '../db/index.js';
-import type { TunnelAuditSink } from '../tunnel/types.js';
+import type { TunnelAuditSink, TunnelSessionSummary } from '../tunnel/types.js';
 import { AUDIT } from './codes.js';
 
 export interface AuditEvent {
@@ -86,6 +86,20 @@ export class DbAuditSink implements RelayAuditSink {
 
   agentRejected(e: { name: string | null; source: string; code: string; message: string }): void {
     this.emit({ ...AUDIT.agentRejected, host: e.name, source: e.source, details: { code: e.code, message: e.message } });
+  }
+
+  sessionStarted(e: { sessionId: string; user: string; host: string; agentId: string; source: string | null }): void {
+    this.emit({ ...AUDIT.sessionStart, actor: e.user, host: e.host, source: e.source, sessionId: e.sessionId, details: { agentId: e.agentId } });
+  }
+
+  sessionEnded(e: TunnelSessionSummary): void {
+    this.emit({
+      ...AUDIT.sessionEnd, actor: e.user, host: e.host, source: e.source, sessionId: e.sessionId,
+      details: {
+        agentId: e.agentId, reason: e.reason, bytesFromClient: e.bytesFromClient, bytesToClient: e.bytesToClient,
+        startedAt: e.startedAt.toISOString(), durationMs: e.endedAt.getTime() - e.startedAt.getTime(),
+      },
+    });
   }
 
   async flush(): Promise<void> {

@@ -11,4 +11,6 @@ export const AUDIT = {
   agentConnected: { type: 'agent.connected', code: 'AGT002I' },
   agentRejected: { type: 'agent.rejected', code: 'AGT002W' },
   agentDisconnected: { type: 'agent.disconnected', code: 'AGT003I' },
+  sessionStart: { type: 'session.start', code: 'SES001I' },
+  sessionEnd: { type: 'session.end', code: 'SES002I' },
 } as const;
