@@ -76,6 +76,7 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
       stdin: ctx.io.stdin,
       stdout: ctx.io.stdout,
       stderr: ctx.io.stderr,
+      debug: ctx.config.debug ? (line) => ctx.io.stderr.write(`debug: ${line}\n`) : undefined,
     });
   } finally {
     await client.close();

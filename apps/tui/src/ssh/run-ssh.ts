@@ -48,6 +48,8 @@ export interface RunSshOptions {
   handshakeTimeoutMs?: number;
   /** SSH keepalive interval (3 missed = dead). Default 15 s; 0 = off. */
   keepaliveIntervalMs?: number;
+  /** Receives ssh2's protocol log lines (handshake, auth, channel requests), for `MSSH_DEBUG=1`. */
+  debug?: (line: string) => void;
 }
 
 type SshError = Error & { level?: string };
@@ -189,8 +191,18 @@ export function runSsh(opts: RunSshOptions): Promise<number> {
           }
           if ((stdout as Partial<WriteStream>).isTTY) stdout.on('resize', onResize);
         }
-        // Binary-safe; EOF on stdin sends EOF on the channel (channel.end()).
-        stdin.pipe(ch);
+        if (opts.pty) {
+          // With a PTY, input goes through the remote terminal's line discipline, and a channel EOF
+          // right after the session starts makes OpenSSH's sshd hang the session (measured: also with
+          // `ssh -tt host cmd < /dev/null`). End of input is what a person types instead: Ctrl-D.
+          stdin.pipe(ch, { end: false });
+          stdin.once('end', () => {
+            if (ch.writable) ch.write(Buffer.from([0x04]));
+          });
+        } else {
+          // Binary-safe; EOF on stdin sends EOF on the channel (channel.end()).
+          stdin.pipe(ch);
+        }
       };
       if (opts.command === null) {
         client.shell(opts.pty ? ptyOpts : false, { env }, onChannel);
@@ -222,6 +234,7 @@ export function runSsh(opts: RunSshOptions): Promise<number> {
       readyTimeout: 0,
       keepaliveInterval: opts.keepaliveIntervalMs ?? 15_000,
       keepaliveCountMax: 3,
+      debug: opts.debug,
       authHandler: createAuthHandler(user, host, opts.auth, auth),
       hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
         Promise.resolve()

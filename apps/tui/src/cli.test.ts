@@ -1,0 +1,144 @@
+import { describe, expect, it } from 'vitest';
+import { CommanderError } from 'commander';
+import { buildProgram, failureExitCode, type Handlers } from './cli.js';
+import { parseDestination, remoteCommand, wantPty } from './commands/ssh.js';
+import { formatCliError, cliErrorFromWire, CLI_ERRORS } from './errors.js';
+import { readFileSync } from 'node:fs';
+
+/** Parse argv with handlers that record what they were called with. */
+async function parse(argv: string[]): Promise<{ calls: Array<[string, unknown]>; out: string; err: string; error?: unknown }> {
+  const calls: Array<[string, unknown]> = [];
+  const rec = (name: string) => async (a?: unknown) => {
+    calls.push([name, a]);
+    return 0;
+  };
+  const handlers: Handlers = {
+    login: rec('login'),
+    logout: rec('logout'),
+    whoami: rec('whoami'),
+    ls: rec('ls'),
+    ssh: rec('ssh'),
+    proxy: rec('proxy'),
+    knownHostsList: rec('knownHostsList'),
+    knownHostsForget: rec('knownHostsForget'),
+    adminUsersAdd: rec('adminUsersAdd'),
+    adminAgentsEnroll: rec('adminAgentsEnroll'),
+  };
+  let out = '';
+  let err = '';
+  const { program } = buildProgram(handlers, { writeOut: (s) => (out += s), writeErr: (s) => (err += s) });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return { calls, out, err };
+  } catch (error) {
+    return { calls, out, err, error };
+  }
+}
+
+describe('mssh command line', () => {
+  it('login takes --relay, --user, --password-stdin and --relay-fingerprint', async () => {
+    const r = await parse(['login', '--relay', 'https://r:8443', '--user', 'alice', '--password-stdin', '--relay-fingerprint', 'SHA256:x']);
+    expect(r.calls).toEqual([['login', { relay: 'https://r:8443', user: 'alice', passwordStdin: true, relayFingerprint: 'SHA256:x' }]]);
+    const bare = await parse(['login', '--relay', 'r', '--user', 'bob']);
+    expect(bare.calls).toEqual([['login', { relay: 'r', user: 'bob', passwordStdin: false, relayFingerprint: undefined }]]);
+  });
+
+  it('login without --relay is a usage error printed as mssh: ... with a hint', async () => {
+    const r = await parse(['login', '--user', 'alice']);
+    expect(r.calls).toEqual([]);
+    expect(r.error).toBeInstanceOf(CommanderError);
+    expect(r.err).toMatch(/^mssh: required option '--relay <url>' not specified\n/);
+    expect(r.err).toContain('Usage: mssh login --relay URL');
+  });
+
+  it('ssh: destination, options anywhere before --, and the command words after it', async () => {
+    const r = await parse(['ssh', '-i', '/k', 'bob@laptop', '-t', '--', 'sh', '-c', "'exit 7'"]);
+    expect(r.calls).toEqual([['ssh', { destination: 'bob@laptop', command: ['sh', '-c', "'exit 7'"], identity: '/k', forceTty: true, noTty: false, login: undefined }]]);
+    const shell = await parse(['ssh', 'laptop', '-T', '-l', 'root']);
+    expect(shell.calls).toEqual([['ssh', { destination: 'laptop', command: [], identity: undefined, forceTty: false, noTty: true, login: 'root' }]]);
+    const dashes = await parse(['ssh', 'laptop', '--', 'ls', '-la', '--', 'x']);
+    expect((dashes.calls[0]![1] as { command: string[] }).command).toEqual(['ls', '-la', '--', 'x']);
+  });
+
+  it('ssh: an option meant for the remote command, without --, is refused with the fix', async () => {
+    const r = await parse(['ssh', 'laptop', 'uname', '-a']);
+    expect(r.calls).toEqual([]);
+    expect(r.err).toContain("unknown option '-a'");
+    expect(r.err).toContain('put the remote command after --');
+  });
+
+  it('proxy, ls, known-hosts and admin subcommands', async () => {
+    expect((await parse(['proxy', 'laptop'])).calls).toEqual([['proxy', { host: 'laptop' }]]);
+    expect((await parse(['ls', '--json'])).calls).toEqual([['ls', { json: true }]]);
+    expect((await parse(['ls'])).calls).toEqual([['ls', { json: false }]]);
+    expect((await parse(['known-hosts', 'list'])).calls).toEqual([['knownHostsList', undefined]]);
+    expect((await parse(['known-hosts', 'forget', 'laptop'])).calls).toEqual([['knownHostsForget', { host: 'laptop' }]]);
+    expect((await parse(['admin', 'users', 'add', 'carol', '--admin', '--password-stdin'])).calls).toEqual([['adminUsersAdd', { name: 'carol', admin: true, passwordStdin: true }]]);
+    expect((await parse(['admin', 'agents', 'enroll', 'laptop'])).calls).toEqual([['adminAgentsEnroll', { name: 'laptop', json: false }]]);
+    expect((await parse(['whoami'])).calls).toEqual([['whoami', undefined]]);
+    expect((await parse(['logout'])).calls).toEqual([['logout', undefined]]);
+  });
+
+  it('--help and --version exit 0; failures of ssh/proxy exit 255, others 1', async () => {
+    const h = await parse(['--help']);
+    expect((h.error as CommanderError).exitCode).toBe(0);
+    expect(h.out).toContain('ssh [options] <destination> [command...]');
+    expect((await parse(['--version'])).out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
+    expect(failureExitCode(['ssh', 'x'])).toBe(255);
+    expect(failureExitCode(['proxy', 'x'])).toBe(255);
+    expect(failureExitCode(['ls'])).toBe(1);
+    expect(failureExitCode([])).toBe(1);
+  });
+});
+
+describe('ssh argument helpers', () => {
+  it('user@host, -l wins, default local user, host lower-cased', () => {
+    expect(parseDestination('bob@Laptop', undefined, 'me')).toEqual({ user: 'bob', host: 'laptop' });
+    expect(parseDestination('laptop', undefined, 'me')).toEqual({ user: 'me', host: 'laptop' });
+    expect(parseDestination('bob@laptop', 'root', 'me')).toEqual({ user: 'root', host: 'laptop' });
+    expect(parseDestination('a@b@laptop', undefined, 'me')).toEqual({ user: 'a@b', host: 'laptop' });
+    expect(() => parseDestination('bob@', undefined, 'me')).toThrow(expect.objectContaining({ code: 'CLI_ERR_USAGE' }));
+  });
+
+  it('joins command words like OpenSSH', () => {
+    expect(remoteCommand([])).toBeNull();
+    expect(remoteCommand(['sh', '-c', "'exit 7'"])).toBe("sh -c 'exit 7'");
+  });
+
+  it('PTY only when interactive or forced', () => {
+    expect(wantPty({ forceTty: false, noTty: false }, false, true)).toBe(true);
+    expect(wantPty({ forceTty: false, noTty: false }, true, true)).toBe(false);
+    expect(wantPty({ forceTty: false, noTty: false }, false, false)).toBe(false);
+    expect(wantPty({ forceTty: true, noTty: false }, true, false)).toBe(true);
+    expect(wantPty({ forceTty: false, noTty: true }, false, true)).toBe(false);
+  });
+});
+
+describe('errors', () => {
+  it('relay wire codes map to coded client errors that say what to do', () => {
+    const ctx = { relayUrl: 'https://r:8443', host: 'laptop', user: 'alice' };
+    const body = (code: string, statusCode: number) => ({ statusCode, code, error: 'x', message: 'relay says \u001b[31mred' });
+    expect(cliErrorFromWire(404, body('RLY_ERR_UNKNOWN_HOST', 404), ctx)).toMatchObject({ code: 'CLI_ERR_UNKNOWN_HOST', hint: expect.stringContaining('mssh ls') });
+    expect(cliErrorFromWire(503, body('RLY_ERR_AGENT_OFFLINE', 503), ctx)).toMatchObject({ code: 'CLI_ERR_HOST_OFFLINE', message: expect.stringContaining('not connected') });
+    expect(cliErrorFromWire(401, body('AUTH_ERR_TOKEN_EXPIRED', 401), ctx)).toMatchObject({ code: 'CLI_ERR_TOKEN_EXPIRED', hint: expect.stringContaining('mssh login --relay https://r:8443 --user alice') });
+    expect(cliErrorFromWire(401, body('AUTH_ERR_MISSING_TOKEN', 401), ctx).code).toBe('CLI_ERR_NOT_LOGGED_IN');
+    expect(cliErrorFromWire(401, body('AUTH_ERR_SOMETHING_NEW', 401), ctx).code).toBe('CLI_ERR_TOKEN_REJECTED');
+    expect(cliErrorFromWire(502, body('RLY_ERR_AGENT_FAILED', 502), ctx).code).toBe('CLI_ERR_AGENT_FAILED');
+    const other = cliErrorFromWire(400, body('RLY_ERR_BAD_REQUEST', 400), ctx);
+    expect(other.code).toBe('CLI_ERR_RELAY_ERROR');
+    expect(other.message).not.toContain('\u001b');
+    expect(cliErrorFromWire(502, '<html>', ctx).code).toBe('CLI_ERR_RELAY_BAD_RESPONSE');
+  });
+
+  it('prints at most two lines, the first naming the code', () => {
+    const text = formatCliError(cliErrorFromWire(404, { statusCode: 404, code: 'RLY_ERR_UNKNOWN_HOST', error: 'Not Found', message: 'x' }, { relayUrl: 'https://r:8443', host: 'nas' }));
+    const lines = text.split('\n');
+    expect(lines.length).toBeLessThanOrEqual(2);
+    expect(lines[0]).toMatch(/^mssh: no machine named nas .*\[CLI_ERR_UNKNOWN_HOST\]$/);
+  });
+
+  it('every code is documented in the README', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    for (const code of Object.keys(CLI_ERRORS)) expect(readme, code).toContain(code);
+  });
+});

@@ -1,0 +1,173 @@
+/**
+ * The embedded SSH session layer against the real OpenSSH sshd fixture, over a plain TCP socket (the
+ * relay path is covered end to end in e2e/). Host keys go through the product's rule with a real
+ * known_hosts file.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect, type Socket } from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { fingerprintKeyLine, parseSshPublicKeyLine } from '@mssh/protocol';
+import { fixtures } from '../../../../e2e/fixtures/inject.js';
+import { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
+import { createHostKeyCheck } from '../known-hosts/host-key-policy.js';
+import { noPrompter } from '../terminal/prompt.js';
+import { runSsh, exitCodeFor, type RunSshOptions } from './run-ssh.js';
+import type { CliError } from '../errors.js';
+
+class Sink extends Writable {
+  chunks: Buffer[] = [];
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: () => void) {
+    this.chunks.push(chunk);
+    cb();
+  }
+  get text() {
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+}
+
+let dir: string;
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'mssh-ssh-int-'));
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function tcp(): Socket {
+  return connect(fixtures().sshd.port, '127.0.0.1');
+}
+
+let n = 0;
+/** A fresh known_hosts per case; `attested` defaults to the sshd's real keys. */
+function session(over: Partial<RunSshOptions> & { attested?: string[]; knownHosts?: KnownHostsFile } = {}) {
+  const f = fixtures().sshd;
+  const knownHosts = over.knownHosts ?? new KnownHostsFile(join(dir, `known_hosts_${n++}`));
+  const stdout = new Sink();
+  const stderr = new Sink();
+  const opts: RunSshOptions = {
+    sock: tcp(),
+    host: 'laptop',
+    user: f.user,
+    hostKey: createHostKeyCheck({ host: 'laptop', knownHosts, attested: over.attested ?? f.hostKeys }),
+    auth: { agentSocket: null, identityFiles: [f.clientKey], prompter: noPrompter },
+    command: null,
+    pty: false,
+    stdin: Readable.from([]),
+    stdout,
+    stderr,
+    ...over,
+  };
+  return { run: () => runSsh(opts), stdout, stderr, knownHosts };
+}
+
+describe('embedded ssh session over TCP to a real sshd', () => {
+  it('runs `echo hi`, exit 0, and pins the attested key under the host name', async () => {
+    const s = session({ command: 'echo hi' });
+    expect(await s.run()).toBe(0);
+    expect(s.stdout.text).toBe('hi\n');
+    expect(s.stderr.text).toBe('');
+    const pinned = s.knownHosts.lookup('laptop').map((k) => `${k.type} ${k.blob.toString('base64')}`);
+    expect(pinned).toHaveLength(1);
+    expect(fixtures().sshd.hostKeys).toContain(pinned[0]);
+  });
+
+  it("propagates the exit status of sh -c 'exit 7' and stderr separately", async () => {
+    const s = session({ command: "sh -c 'echo oops >&2; exit 7'" });
+    expect(await s.run()).toBe(7);
+    expect(s.stderr.text).toBe('oops\n');
+    expect(s.stdout.text).toBe('');
+  });
+
+  it('a remote signal gives 128 + signum', async () => {
+    const s = session({ command: 'kill -TERM $$' });
+    expect(await s.run()).toBe(128 + 15);
+    expect(exitCodeFor(null, 'KILL')).toBe(137);
+  });
+
+  it('8 MiB of stdin through sha256sum matches, and stdin EOF ends the remote input', async () => {
+    const data = randomBytes(8 * 1024 * 1024);
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < data.length; i += 64 * 1024) chunks.push(data.subarray(i, i + 64 * 1024));
+    const s = session({ command: 'sha256sum', stdin: Readable.from(chunks) });
+    expect(await s.run()).toBe(0);
+    expect(s.stdout.text.split(/\s+/)[0]).toBe(createHash('sha256').update(data).digest('hex'));
+  });
+
+  it('binary output is byte-exact', async () => {
+    const s = session({ command: 'head -c 300000 /dev/urandom | tee /dev/stderr | sha256sum' });
+    expect(await s.run()).toBe(0);
+    const raw = Buffer.concat(s.stderr.chunks);
+    expect(raw.length).toBe(300000);
+    expect(s.stdout.text.split(/\s+/)[0]).toBe(createHash('sha256').update(raw).digest('hex'));
+  });
+
+  it('allocates a PTY when asked; end of stdin reaches the remote program as Ctrl-D', async () => {
+    const s = session({ command: 'tty; cat', pty: true, term: 'xterm', stdin: Readable.from([Buffer.from('hello\n')]) });
+    expect(await s.run()).toBe(0);
+    expect(s.stdout.text).toMatch(/\/dev\/pts\/\d+/);
+    expect(s.stdout.text).toContain('hello');
+  });
+
+  it('prefers the key type already pinned (here ecdsa, although the server also has ed25519)', async () => {
+    const f = fixtures().sshd;
+    const ecdsa = f.hostKeys.find((k) => k.startsWith('ecdsa-'))!;
+    const knownHosts = new KnownHostsFile(join(dir, 'known_hosts_ecdsa'));
+    knownHosts.add('laptop', parseSshPublicKeyLine(ecdsa)!.blob);
+    const s = session({ command: 'true', knownHosts, attested: [] });
+    expect(await s.run()).toBe(0);
+    expect(knownHosts.lookup('laptop')).toHaveLength(1);
+  });
+
+  it('refuses a changed host key with both fingerprints and the fix, even when the relay attests it', async () => {
+    const f = fixtures().sshd;
+    const knownHosts = new KnownHostsFile(join(dir, 'known_hosts_changed'));
+    const keyFile = join(dir, 'other_host_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
+    const otherLine = execFileSync('ssh-keygen', ['-y', '-f', keyFile]).toString().trim();
+    knownHosts.add('laptop', parseSshPublicKeyLine(otherLine)!.blob);
+    const s = session({ command: 'echo should-not-run', knownHosts, attested: f.hostKeys });
+    const err = (await s.run().then(() => null, (e: CliError) => e))!;
+    expect(err.code).toBe('CLI_ERR_HOST_KEY_CHANGED');
+    expect(err.message).toContain('HOST KEY FOR laptop HAS CHANGED');
+    expect(err.message).toContain(fingerprintKeyLine(otherLine)!);
+    const presented = f.hostKeys.map((k) => fingerprintKeyLine(k)!).filter((fp) => err.message.includes(fp));
+    expect(presented).toHaveLength(1);
+    expect(err.hint).toContain('mssh known-hosts forget laptop');
+    expect(s.stdout.text).toBe('');
+    expect(knownHosts.lookup('laptop')).toHaveLength(1);
+  });
+
+  it('refuses a first-use key the relay does not attest, and pins nothing', async () => {
+    const keyFile = join(dir, 'attested_other');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
+    const attested = [execFileSync('ssh-keygen', ['-y', '-f', keyFile]).toString().trim()];
+    const s = session({ command: 'true', attested });
+    const err = (await s.run().then(() => null, (e: CliError) => e))!;
+    expect(err.code).toBe('CLI_ERR_HOST_KEY_NOT_ATTESTED');
+    expect(s.knownHosts.lookup('laptop')).toEqual([]);
+  });
+
+  it('a key the server does not accept fails with the methods tried', async () => {
+    const keyFile = join(dir, 'unknown_client_key');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
+    const s = session({ command: 'true', auth: { agentSocket: null, identityFiles: [keyFile], prompter: noPrompter } });
+    const err = (await s.run().then(() => null, (e: CliError) => e))!;
+    expect(err.code).toBe('CLI_ERR_SSH_AUTH_FAILED');
+    expect(err.message).toContain('permission denied');
+    expect(err.message).toContain(keyFile);
+  });
+
+  it('a peer that is not an SSH server fails with a coded error, not a hang', async () => {
+    const { createServer } = await import('node:net');
+    const srv = createServer((c) => c.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+    const port = (srv.address() as { port: number }).port;
+    const s = session({ command: 'true', sock: connect(port, '127.0.0.1') });
+    const err = (await s.run().then(() => null, (e: CliError) => e))!;
+    srv.close();
+    expect(err.code).toBe('CLI_ERR_SSH_CONNECTION');
+  });
+});
