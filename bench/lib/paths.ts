@@ -1,0 +1,55 @@
+/**
+ * The four ways of reaching the target that every process-level metric compares, as the command a user
+ * would type. Each path runs `remote` (one shell command string) on the target.
+ */
+import { BIN } from '../../e2e/fixtures/stack.js';
+import { SSH, BASTION_ALIAS } from './openssh.js';
+import { TARGET_HOST, type BenchEnv } from './env.js';
+
+export type PathId = 'direct' | 'jump' | 'mssh-ssh' | 'mssh-proxy';
+
+export const PATH_LABELS: Record<PathId, string> = {
+  direct: 'direct ssh',
+  jump: 'OpenSSH jump',
+  'mssh-ssh': 'mssh ssh',
+  'mssh-proxy': 'ssh+mssh proxy',
+};
+
+export const ALL_PATHS: PathId[] = ['direct', 'jump', 'mssh-ssh', 'mssh-proxy'];
+export const MSSH_PATHS: PathId[] = ['mssh-ssh', 'mssh-proxy'];
+
+export interface Command {
+  cmd: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+}
+
+/** The command line for `path` running `remote`; `tty` forces a PTY (ssh -tt / mssh ssh -t). */
+export function commandFor(env: BenchEnv, path: PathId, remote: string, opts: { tty?: boolean } = {}): Command {
+  const base = { ...process.env, SSH_AUTH_SOCK: '' };
+  const tty = opts.tty ? ['-tt'] : [];
+  switch (path) {
+    case 'direct':
+      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-p', String(env.target.port), '127.0.0.1', remote], env: base };
+    case 'jump':
+      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-J', BASTION_ALIAS, '-p', String(env.rport), '127.0.0.1', remote], env: base };
+    case 'mssh-proxy': {
+      const m = needMssh(env);
+      const proxy = `${process.execPath} ${BIN.mssh} proxy %n`;
+      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-o', `ProxyCommand=${proxy}`, TARGET_HOST, remote], env: { ...base, ...m.user.env } };
+    }
+    case 'mssh-ssh': {
+      const m = needMssh(env);
+      return {
+        cmd: process.execPath,
+        args: [BIN.mssh, 'ssh', '-i', env.key.path, ...(opts.tty ? ['-t'] : []), `${env.user}@${TARGET_HOST}`, '--', remote],
+        env: { ...base, ...m.user.env },
+      };
+    }
+  }
+}
+
+function needMssh(env: BenchEnv) {
+  if (!env.mssh) throw new Error(`mssh paths unavailable: ${env.msshProblem}`);
+  return env.mssh;
+}

@@ -1,0 +1,97 @@
+/**
+ * Metric 3, interactive latency: one long session per path running `cat` on a PTY in raw mode without
+ * echo (`-tt` / `mssh ssh -t`, remote `stty raw -echo; exec cat`), as an interactive shell would have it
+ * (both OpenSSH ends switch to TCP_NODELAY for PTY sessions). The benchmark writes 1 byte to the client
+ * process's stdin pipe and times until that byte comes back on its stdout pipe, so every path pays the
+ * same two local pipe hops. After a warm-up, the paths take turns round trip by round trip.
+ */
+import type { BenchEnv } from '../lib/env.js';
+import { commandFor, type PathId } from '../lib/paths.js';
+import { SessionProc } from '../lib/session-proc.js';
+import type { Recorder } from '../lib/report.js';
+import { percentile, round } from '../lib/stats.js';
+
+class Echo {
+  private received = 0;
+  private want = 0;
+  private resolve?: () => void;
+  private lastByte = -1;
+  constructor(readonly p: SessionProc) {}
+  start(): void {
+    this.p.child.stdout!.removeAllListeners('data');
+    this.p.child.stdout!.on('data', (d: Buffer) => {
+      this.received += d.length;
+      this.lastByte = d[d.length - 1]!;
+      if (this.received >= this.want && this.resolve) {
+        const r = this.resolve;
+        this.resolve = undefined;
+        r();
+      }
+    });
+  }
+  /** One round trip of one byte; returns microseconds. */
+  async rtt(byte: number, timeoutMs: number): Promise<number> {
+    this.want = this.received + 1;
+    let timer: NodeJS.Timeout | undefined;
+    const back = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      timer = setTimeout(() => reject(new Error(`no echo within ${timeoutMs} ms ${this.p.describe()}`)), timeoutMs);
+    });
+    const t0 = process.hrtime.bigint();
+    this.p.child.stdin!.write(Buffer.of(byte));
+    try {
+      await back;
+    } finally {
+      clearTimeout(timer);
+    }
+    const us = Number(process.hrtime.bigint() - t0) / 1e3;
+    if (this.lastByte !== byte) throw new Error(`echo returned byte ${this.lastByte}, sent ${byte}`);
+    return us;
+  }
+}
+
+export async function runLatency(env: BenchEnv, rec: Recorder, paths: PathId[], opts: { warmup: number; trips: number }): Promise<void> {
+  const sessions = new Map<PathId, Echo>();
+  const errors = new Map<PathId, string>();
+  const samples = new Map<PathId, number[]>(paths.map((p) => [p, []]));
+  try {
+    for (const path of paths) {
+      const p = new SessionProc(commandFor(env, path, 'stty raw -echo; echo ready; exec cat', { tty: true }));
+      try {
+        await p.waitOut((o) => o.includes('ready'), 30_000, 'session start');
+        // Let any trailing output of the start (a CR, a prompt) arrive before counting bytes.
+        await new Promise((r) => setTimeout(r, 200));
+        const e = new Echo(p);
+        e.start();
+        sessions.set(path, e);
+      } catch (err) {
+        errors.set(path, (err as Error).message);
+        await p.kill();
+      }
+    }
+    const live = () => paths.filter((p) => sessions.has(p) && !errors.has(p));
+    for (let i = 0; i < opts.warmup + opts.trips; i++) {
+      const byte = 0x61 + (i % 26);
+      const order = live();
+      if (!order.length) break;
+      for (let k = 0; k < order.length; k++) {
+        const path = order[(i + k) % order.length]!;
+        try {
+          const us = await sessions.get(path)!.rtt(byte, 5_000);
+          if (i >= opts.warmup) samples.get(path)!.push(us);
+        } catch (err) {
+          errors.set(path, (err as Error).message);
+        }
+      }
+    }
+  } finally {
+    for (const e of sessions.values()) await e.p.kill();
+  }
+  for (const path of paths) {
+    const s = samples.get(path)!;
+    const ok = !errors.has(path) && s.length === opts.trips;
+    const extra = { trips: s.length, warmup: opts.warmup, p90: round(percentile(s, 90), 0), max: round(Math.max(...s), 0), pty: true };
+    rec.add({ metric: 'latency_p50_us', path, value: round(percentile(s, 50), 0), unit: 'us', better: 'lower', ok, error: errors.get(path), extra });
+    rec.add({ metric: 'latency_p99_us', path, value: round(percentile(s, 99), 0), unit: 'us', better: 'lower', ok, error: errors.get(path), extra });
+  }
+}

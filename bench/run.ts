@@ -1,0 +1,162 @@
+/**
+ * `npm run bench`: mssh against the OpenSSH reverse-tunnel baseline, measured side by side in one run
+ * (issue 8). See bench/README.md for what each metric means and how the baseline is set up.
+ *
+ *   node --import tsx bench/run.ts [--quick] [--paths direct,jump,mssh-ssh,mssh-proxy]
+ *        [--metrics bulk,setup,latency,concurrency,rate,reconnect] [--sessions N] [--mib N]
+ */
+import { parseArgs } from 'node:util';
+import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { cleanup, installExitHandlers } from './lib/cleanup.js';
+import { setUp, ROOT } from './lib/env.js';
+import { ALL_PATHS, MSSH_PATHS, PATH_LABELS, type PathId } from './lib/paths.js';
+import { Recorder, machineInfo, table, type Row } from './lib/report.js';
+import { runBulk } from './metrics/bulk.js';
+import { runSetup } from './metrics/setup.js';
+import { runLatency } from './metrics/latency.js';
+import { runConcurrency } from './metrics/concurrency.js';
+import { runRate } from './metrics/rate.js';
+import { runReconnect } from './metrics/reconnect.js';
+
+const METRICS = ['bulk', 'setup', 'latency', 'concurrency', 'rate', 'reconnect'] as const;
+type Metric = (typeof METRICS)[number];
+
+const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N]`;
+
+function fail(msg: string): never {
+  process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function parse() {
+  let v;
+  try {
+    v = parseArgs({
+      options: {
+        quick: { type: 'boolean', default: false },
+        paths: { type: 'string' },
+        metrics: { type: 'string' },
+        sessions: { type: 'string' },
+        mib: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+    }).values;
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  if (v.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  const list = <T extends string>(s: string | undefined, all: readonly T[], what: string): T[] => {
+    if (!s) return [...all];
+    const items = s.split(',').map((x) => x.trim()).filter(Boolean);
+    const bad = items.filter((x) => !all.includes(x as T));
+    if (bad.length) fail(`unknown ${what}: ${bad.join(', ')} (known: ${all.join(', ')})`);
+    return items as T[];
+  };
+  const int = (s: string | undefined, def: number, what: string, max: number): number => {
+    if (s === undefined) return def;
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 1 || n > max) fail(`--${what} must be an integer from 1 to ${max}`);
+    return n;
+  };
+  const quick = v.quick!;
+  return {
+    quick,
+    paths: list<PathId>(v.paths, ALL_PATHS, 'path'),
+    metrics: list<Metric>(v.metrics, METRICS, 'metric'),
+    bulk: { mib: int(v.mib, quick ? 32 : 256, 'mib', 4096), rounds: quick ? 1 : 3 },
+    setup: { rounds: quick ? 3 : 10 },
+    latency: { warmup: quick ? 20 : 50, trips: quick ? 100 : 500 },
+    concurrency: { sessions: int(v.sessions, quick ? 100 : 1000, 'sessions', 5000), parallel: quick ? 50 : 100, timeoutMs: quick ? 60_000 : 300_000 },
+    rate: { seconds: quick ? 3 : 10, parallel: 32, conns: 4 },
+    reconnect: { rounds: quick ? 1 : 3, timeoutMs: 30_000, healthyMs: quick ? 0 : 61_000 },
+    limitMs: quick ? 5 * 60_000 : 45 * 60_000,
+  };
+}
+
+const PROCESS_ROWS: Row[] = [
+  { label: 'bulk 256 MiB into wc -c', metric: 'bulk_mbps', target: '>= 1.0x jump' },
+  { label: 'session setup `true`', metric: 'setup_ms', target: '<= 1.0x jump' },
+  { label: 'latency p50', metric: 'latency_p50_us', target: '<= 1.0x jump' },
+  { label: 'latency p99', metric: 'latency_p99_us' },
+];
+
+const INPROC_ROWS: Row[] = [
+  ...(['1 client conn', 'conn/session'] as const).flatMap((variant): Row[] => [
+    { label: `sessions up [${variant}]`, metric: 'conc_ok', variant, target: 'all, 0 failures' },
+    { label: `time until all up [${variant}]`, metric: 'conc_up_s', variant },
+    { label: `relay|bastion mem at 0 [${variant}]`, metric: 'conc_middle_mib_0', variant },
+    { label: `relay|bastion mem at N [${variant}]`, metric: 'conc_middle_mib_n', variant },
+    { label: `relay|bastion per session [${variant}]`, metric: 'conc_middle_kib_per_session', variant, target: 'relay <= 64 KiB' },
+    { label: `agent|ssh -R per session [${variant}]`, metric: 'conc_edge_kib_per_session', variant },
+    { label: `target sshd per session [${variant}]`, metric: 'conc_target_kib_per_session', variant },
+  ]),
+  { label: 'session starts/s (Postgres audit)', metric: 'rate_starts_per_s', target: '>= 500/s' },
+  { label: 'reconnect after restart', metric: 'reconnect_ms', target: '<= 2000 ms' },
+];
+
+async function main(): Promise<void> {
+  const o = parse();
+  installExitHandlers(o.limitMs);
+  const t0 = Date.now();
+  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const machine = machineInfo();
+  const file = join(ROOT, 'bench/results', `${stamp}${o.quick ? '-quick' : ''}.jsonl`);
+  const rec = new Recorder(file, { runAt: new Date().toISOString(), mode: o.quick ? 'quick' : 'full', machine });
+  const wantMssh = o.paths.some((p) => MSSH_PATHS.includes(p));
+  process.stderr.write(`bench: ${o.quick ? 'quick' : 'full'} run, metrics ${o.metrics.join(', ')}; paths ${o.paths.join(', ')}\n`);
+
+  const env = await setUp({ mssh: wantMssh });
+  const upSince = Date.now();
+  let paths = o.paths;
+  if (!env.mssh) {
+    if (wantMssh) process.stderr.write(`bench: mssh paths ${env.msshProblem}; measuring the OpenSSH paths only\n`);
+    paths = paths.filter((p) => !MSSH_PATHS.includes(p));
+  }
+  const phase = (name: string) => process.stderr.write(`bench: == ${name} (${Math.round((Date.now() - t0) / 1000)} s)\n`);
+  const has = (m: Metric) => o.metrics.includes(m);
+  if (has('bulk')) { phase(`bulk ${o.bulk.mib} MiB x ${o.bulk.rounds}`); await runBulk(env, rec, paths, o.bulk); }
+  if (has('setup')) { phase(`session setup x ${o.setup.rounds}`); await runSetup(env, rec, paths, o.setup); }
+  if (has('latency')) { phase(`latency ${o.latency.trips} round trips`); await runLatency(env, rec, paths, o.latency); }
+  if (has('concurrency')) { phase(`concurrency ${o.concurrency.sessions} sessions`); await runConcurrency(env, rec, o.concurrency); }
+  if (has('rate')) { phase(`session start rate ${o.rate.seconds} s`); await runRate(env, rec, o.rate); }
+  if (has('reconnect')) { phase(`reconnect x ${o.reconnect.rounds}`); await runReconnect(env, rec, { ...o.reconnect, upSince }); }
+  phase('done');
+
+  const bulkLabel = { ...PROCESS_ROWS[0]!, label: `bulk ${o.bulk.mib} MiB into wc -c` };
+  const procCols = paths.map((p): [string, string] => [PATH_LABELS[p], p]);
+  const procRatios = (['mssh-ssh', 'mssh-proxy'] as const).filter((p) => paths.includes(p) && paths.includes('jump')).map((p): [string, string, string] => [`${p === 'mssh-ssh' ? 'ssh' : 'proxy'}/jump`, p, 'jump']);
+  const inprocRows = INPROC_ROWS.map((r) => (r.metric === 'conc_ok' ? { ...r, label: r.label.replace('sessions up', `sessions up of ${o.concurrency.sessions}`) } : r));
+  const t1 = table(rec, [bulkLabel, ...PROCESS_ROWS.slice(1)], procCols, procRatios);
+  const t2 = table(rec, inprocRows, [['OpenSSH jump', 'jump'], ['mssh', 'mssh']], env.mssh ? [['mssh/jump', 'mssh', 'jump']] : []);
+  const failed = rec.results.filter((r) => !r.ok);
+  const heading = `mssh bench, ${o.quick ? 'quick' : 'full'} run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ` +
+    `${machine.cpus} x ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.openssh}, ${machine.postgres}`;
+  const text = [
+    heading,
+    '',
+    ...(t1 ? ['Client processes (as a user runs them):', '', t1, ''] : []),
+    ...(t2 ? ['In-process ssh2 clients (many sessions, tight loops):', '', t2, ''] : []),
+    ...(env.mssh ? [] : [`mssh paths not measured: ${env.msshProblem}`, '']),
+    ...(failed.length ? ['Failures (a value marked ! is partial):', ...failed.map((r) => `- ${r.metric}${r.variant ? ` [${r.variant}]` : ''} ${r.path}: ${r.error ?? 'incomplete'}`), ''] : []),
+    `JSON lines: ${file.slice(ROOT.length + 1)}`,
+  ].join('\n');
+  writeFileSync(file.replace(/\.jsonl$/, '.md'), text + '\n');
+  process.stdout.write(`\n${text}\n`);
+  process.exitCode = failed.length ? 1 : 0;
+}
+
+main()
+  .catch((e: Error) => {
+    process.stderr.write(`bench: ${e.message}\n`);
+    process.exitCode = 1;
+  })
+  .finally(async () => {
+    await cleanup();
+    // Lingering sockets of in-process clients must not keep the process alive.
+    setTimeout(() => process.exit(), 200).unref();
+  });
