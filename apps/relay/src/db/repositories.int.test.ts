@@ -1,0 +1,78 @@
+/** Repository behaviour that matters under concurrency and over time, on both databases. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eq } from 'drizzle-orm';
+import { enrollTokens, revokedTokens } from '@mssh/migrations';
+import { DB_KINDS, agentIdentity, openTestDatabase } from '../test-support.js';
+import { createRepositories, hashEnrollToken, type Database, type Repositories } from './index.js';
+
+describe.each(DB_KINDS)('repositories on %s', (kind) => {
+  let database: Database;
+  let cleanup: () => Promise<void>;
+  let repos: Repositories;
+
+  beforeAll(async () => {
+    ({ database, cleanup } = await openTestDatabase(kind));
+    repos = createRepositories(database.db);
+  });
+  afterAll(async () => { await cleanup?.(); });
+
+  it('an enrolment token is claimed once, even by concurrent claims; only its hash is stored', async () => {
+    const { token } = await repos.enrollTokens.create({ name: 'race', createdBy: 'admin', ttlSeconds: 3600 });
+    const rows = await database.db.select().from(enrollTokens).where(eq(enrollTokens.name, 'race'));
+    expect(rows[0]!.tokenHash).toBe(hashEnrollToken(token));
+    expect(JSON.stringify(rows)).not.toContain(token);
+    expect(await repos.enrollTokens.peek(token)).toMatchObject({ name: 'race' });
+    const claims = await Promise.all(Array.from({ length: 6 }, () => repos.enrollTokens.claim(token)));
+    expect(claims.filter((c) => c !== null)).toHaveLength(1);
+    expect(await repos.enrollTokens.peek(token)).toBeNull();
+  });
+
+  it('the first signing key is created once, even by concurrent first starts', async () => {
+    const [a, b] = await Promise.all([repos.signingKeys.loadOrCreate(), repos.signingKeys.loadOrCreate()]);
+    expect(a.keys.map((k) => k.kid)).toEqual(b.keys.map((k) => k.kid));
+    expect(a.keys).toHaveLength(1);
+    expect([a.created, b.created].filter(Boolean).length).toBeLessThanOrEqual(1);
+    const again = await repos.signingKeys.loadOrCreate();
+    expect(again).toMatchObject({ created: false });
+    expect(again.keys[0]!.kid).toBe(a.keys[0]!.kid);
+  });
+
+  it('users: unique names, count, list', async () => {
+    expect(await repos.users.create({ name: 'u1', passwordHash: 'h', isAdmin: false })).toMatchObject({ name: 'u1', isAdmin: false, disabledAt: null });
+    expect(await repos.users.create({ name: 'u1', passwordHash: 'h2', isAdmin: true })).toBeNull();
+    expect(await repos.users.count()).toBe(1);
+    expect((await repos.users.list()).map((u) => u.name)).toEqual(['u1']);
+  });
+
+  it('agents: create reports conflicts; the tunnel directory view updates last seen and host keys', async () => {
+    const id = agentIdentity();
+    const created = await repos.agents.create({ name: 'box', publicKey: id.publicKey, hostKeys: [id.hostKey], agentVersion: '0.1.0', protocolVersion: 1 });
+    expect(created.ok).toBe(true);
+    const other = agentIdentity();
+    expect(await repos.agents.create({ name: 'box', publicKey: other.publicKey, hostKeys: [], agentVersion: '0.1.0', protocolVersion: 1 })).toEqual({ ok: false, conflict: 'name' });
+    expect(await repos.agents.create({ name: 'box2', publicKey: id.publicKey, hostKeys: [], agentVersion: '0.1.0', protocolVersion: 1 })).toEqual({ ok: false, conflict: 'publicKey' });
+    const found = await repos.agents.findByPublicKey(id.publicKey);
+    expect(found).toMatchObject({ name: 'box', revokedAt: null });
+    const at = new Date(Date.now() - 1000);
+    await repos.agents.markConnected(found!.id, { hostKeys: [other.hostKey], agentVersion: '0.2.0', protocolVersion: 1, at });
+    expect(await repos.agents.findByName('box')).toMatchObject({ hostKeys: [other.hostKey], agentVersion: '0.2.0', lastSeenAt: at });
+    const later = new Date();
+    await repos.agents.markSeen(found!.id, later);
+    expect((await repos.agents.findByName('box'))!.lastSeenAt).toEqual(later);
+    expect(await repos.agents.exists('box')).toBe(true);
+    expect(await repos.agents.exists('nope')).toBe(false);
+    expect(await repos.agents.countEnrolled()).toBe(1);
+    expect(await repos.agents.findByPublicKey(agentIdentity().publicKey)).toBeNull();
+  });
+
+  it('revocations: idempotent, and forgotten once long expired', async () => {
+    await repos.revokedTokens.revoke('j-live', new Date(Date.now() + 3600_000));
+    await repos.revokedTokens.revoke('j-live', new Date(Date.now() + 3600_000));
+    await repos.revokedTokens.revoke('j-old', new Date(Date.now() - 3600_000));
+    expect(await repos.revokedTokens.isRevoked('j-live')).toBe(true);
+    expect(await repos.revokedTokens.isRevoked('j-other')).toBe(false);
+    expect(await repos.revokedTokens.purgeExpired()).toBe(1);
+    const left = await database.db.select().from(revokedTokens);
+    expect(left.map((x) => x.jti)).toEqual(['j-live']);
+  });
+});
