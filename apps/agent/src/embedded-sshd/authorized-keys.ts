@@ -8,6 +8,7 @@
  */
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { fingerprintBlob, parseSshPublicKeyLine } from '@mssh/protocol';
@@ -210,7 +211,7 @@ export async function listAuthorizedKeys(stateDir: string): Promise<{ keys: Auth
 
 async function writeAtomically(stateDir: string, text: string): Promise<void> {
   const path = authorizedKeysPath(stateDir);
-  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
     await writeFile(tmp, text, { mode: 0o600 });

@@ -114,6 +114,19 @@ describe('embedded sshd with the OpenSSH client', () => {
     expect((await attempt()).code).toBe(255);
   });
 
+  it('honours authorized_keys options: restrict and a forced command', async () => {
+    const k = makeClientKey(t.dir, 'forced');
+    const pub = readFileSync(k.pub, 'utf8').trim();
+    await addAuthorizedKey(t.stateDir, `restrict,command="echo forced:$SSH_ORIGINAL_COMMAND" ${pub}`);
+    const r = await run('ssh', [...t.sshOpts(k.key), '-p', String(t.port), 'u@127.0.0.1', 'asked for this'], { timeoutMs: 15_000 });
+    expect(r.stdout.toString()).toBe('forced:asked for this\n');
+    expect(r.code).toBe(0);
+    // restrict includes no-pty: a forced tty (-tt) is refused, which OpenSSH's client treats as fatal
+    const p = await run('ssh', [...t.sshOpts(k.key), '-p', String(t.port), '-tt', 'u@127.0.0.1', 'x'], { timeoutMs: 15_000 });
+    expect(p.stderr).toMatch(/PTY allocation request failed/);
+    expect(p.code).toBe(255);
+  });
+
   it('refuses password and keyboard-interactive authentication', async () => {
     const r = await run('ssh', [
       '-F', '/dev/null', '-p', String(t.port), '-o', 'PubkeyAuthentication=no', '-o', 'BatchMode=yes',

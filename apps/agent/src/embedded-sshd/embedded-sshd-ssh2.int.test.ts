@@ -194,6 +194,39 @@ describe('embedded sshd with the ssh2 client', () => {
   });
 });
 
+describe('openSession(): the client end as an in-memory Duplex', () => {
+  it('moves 8 MiB both ways byte-exact, and destroying the Duplex kills the session', async () => {
+    const sock = t.sshd.openSession({ sessionId: 'pair-test', user: 'bob' });
+    const c = new Client();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        c.once('ready', () => resolve());
+        c.once('error', reject);
+        c.connect({ sock, username: 'x', privateKey: readFileSync(t.key), readyTimeout: 15_000 });
+      });
+      const input = randomBytes(8 * 1024 * 1024);
+      const ch = await exec(c, 'cat');
+      const chunks: Buffer[] = [];
+      ch.on('data', (d: Buffer) => chunks.push(d));
+      const done = collect(ch);
+      ch.end(input);
+      expect((await done).code).toBe(0);
+      expect(sha256(Buffer.concat(chunks))).toBe(sha256(input));
+
+      const marker = `1000.${Date.now() % 100000}6`;
+      c.on('error', () => undefined);
+      await exec(c, `sleep ${marker}; true`);
+      await waitFor(() => pgrep(`^sleep ${marker}`).length > 0, 10_000, 'sleep to start');
+      sock.destroy();
+      const deadline = Date.now() + 2000;
+      await waitFor(() => pgrep(`^sleep ${marker}`).length === 0 || Date.now() > deadline, 2500, 'the session to be killed');
+      expect(pgrep(`^sleep ${marker}`)).toEqual([]);
+    } finally {
+      c.end();
+    }
+  });
+});
+
 describe('embedded sshd options: built-in SFTP, allowForwarding, close()', () => {
   let u: TestSshd;
   let echo: Server;

@@ -2,7 +2,8 @@
  * The embedded SSH server's host key: <stateDir>/ssh_host_ed25519_key (OpenSSH private key format, 0600),
  * generated once and kept, so clients that pinned it keep trusting it. A .pub copy is written beside it.
  */
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, link, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
@@ -55,9 +56,12 @@ export async function loadOrCreateHostKey(stateDir: string, logger: Logger): Pro
   }
   if (text === undefined) {
     const pair = utils.generateKeyPairSync('ed25519', { comment: `mssh-agent@${hostname()}` });
+    // Written in full to a temporary file, then hard-linked into place: link() fails if the key exists,
+    // so concurrent starts keep exactly one key and never read a half-written one.
+    const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
     try {
-      // 'wx': if another process created it meanwhile, keep theirs.
-      await writeFile(path, pair.private, { mode: 0o600, flag: 'wx' });
+      await writeFile(tmp, pair.private, { mode: 0o600, flag: 'wx' });
+      await link(tmp, path);
       text = pair.private;
       logger.info({ path }, 'created the embedded SSH server host key');
       await writeFile(`${path}.pub`, pair.public + '\n', { mode: 0o644 }).catch((e: Error) =>
@@ -68,6 +72,8 @@ export async function loadOrCreateHostKey(stateDir: string, logger: Logger): Pro
         throw sshdError('AGT_ERR_SSHD_HOST_KEY', `cannot write ${path}: ${(e as Error).message}; pass a writable --state-dir`, e);
       }
       text = await readFile(path, 'utf8');
+    } finally {
+      await rm(tmp, { force: true }).catch(() => undefined);
     }
   } else {
     const st = await stat(path);

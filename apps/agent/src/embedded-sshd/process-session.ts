@@ -66,6 +66,7 @@ export async function signalSession(sid: number, signal: NodeJS.Signals): Promis
 /** SIGHUP the whole session; whatever is still alive after graceMs gets SIGKILL. Resolves when done. */
 export async function terminateSession(sid: number, graceMs = KILL_GRACE_MS): Promise<void> {
   if (!Number.isInteger(sid) || sid <= 1) return;
+  kill(-sid, 'SIGHUP'); // the leader's own group at once; the /proc scan below finds the other groups
   await signalSession(sid, 'SIGHUP');
   kill(-sid, 'SIGCONT'); // stopped jobs only see SIGHUP once continued
   const deadline = Date.now() + graceMs;

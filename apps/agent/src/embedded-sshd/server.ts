@@ -19,6 +19,7 @@ import type { AuthContext, Connection, ServerChannel, Session, TcpipRequestInfo 
 import { fingerprintBlob } from '@mssh/protocol';
 import { listAuthorizedKeys, parseAuthorizedKeysLine, type AuthorizedKey, type KeyOptions } from './authorized-keys.js';
 import { loadOrCreateHostKey } from './host-key.js';
+import { duplexPair } from './duplex-pair.js';
 import { KILL_GRACE_MS } from './process-session.js';
 import { SessionRunner } from './session.js';
 
@@ -47,6 +48,12 @@ export interface EmbeddedSshd {
   hostPublicKeys(): string[];
   /** Serve one SSH connection over any Duplex. Never throws; errors are logged and the stream destroyed. */
   handleConnection(sock: Duplex, info?: { sessionId?: string; user?: string }): void;
+  /**
+   * Serve one SSH connection and return the client's end of it: an in-memory Duplex to splice with the
+   * relay's session stream (for a SessionTarget whose open() returns a Duplex). Destroying it ends the
+   * connection and kills its sessions.
+   */
+  openSession(info?: { sessionId?: string; user?: string }): Duplex;
   /** Number of connections being served. */
   connectionCount(): number;
   /** End every connection and kill every child's process session; resolves when they are gone. */
@@ -341,9 +348,16 @@ export async function createEmbeddedSshd(opts: EmbeddedSshdOptions): Promise<Emb
     for (const conn of all) conn.sock.destroy();
   }
 
+  function openSession(info?: { sessionId?: string; user?: string }): Duplex {
+    const [serverEnd, clientEnd] = duplexPair();
+    handleConnection(serverEnd, info);
+    return clientEnd;
+  }
+
   return {
     hostPublicKeys: () => [hostKey.publicLine],
     handleConnection,
+    openSession,
     connectionCount: () => connections.size,
     close,
   };

@@ -47,9 +47,12 @@ function flushed(w: Writable): Promise<void> {
   });
 }
 
-/** Write `chunk`; when the channel's window is full, pause `source` until it drains. */
-function pump(dest: Writable, chunk: Buffer, pause: () => void, resume: () => void, state: { waiting: boolean }): void {
-  if (!dest.writable) return;
+/**
+ * Write `chunk`; when the channel's window is full, pause the source until it drains. After the channel
+ * closed, output is dropped (state.dropped), so a dead client never makes buffers grow.
+ */
+function pump(dest: Writable, chunk: Buffer, pause: () => void, resume: () => void, state: { waiting: boolean; dropped: boolean }): void {
+  if (state.dropped || !dest.writable) return;
   if (!dest.write(chunk) && !state.waiting) {
     state.waiting = true;
     pause();
@@ -78,6 +81,8 @@ export class SessionRunner {
   private closed = false;
   private terminating: Promise<void> | undefined;
   private resolveClosed!: () => void;
+  /** Run once when the channel or connection is gone: stop feeding it, let the children's output drain. */
+  private readonly onClosed: Array<() => void> = [];
   private readonly closedPromise = new Promise<void>((r) => (this.resolveClosed = r));
 
   constructor(session: Session, ctx: SessionContext) {
@@ -216,13 +221,17 @@ export class SessionRunner {
     }
     this.ptyProc = p;
     this.leaderPid = p.pid;
-    const state = { waiting: false };
+    const state = { waiting: false, dropped: false };
+    this.onClosed.push(() => {
+      state.dropped = true;
+      p.resume();
+    });
     p.onData((d: string | Buffer) => {
       const buf = typeof d === 'string' ? Buffer.from(d, 'utf8') : d;
       pump(channel, buf, () => p.pause(), () => p.resume(), state);
     });
     channel.on('data', (d: Buffer) => {
-      if (!this.finished) p.write(d);
+      if (!this.finished && !this.closed) p.write(d);
     });
     p.onExit(({ exitCode, signal }) => {
       this.ptyProc = undefined;
@@ -249,8 +258,13 @@ export class SessionRunner {
       channel.stderr.write(`mssh-agent: cannot start ${file}: ${e.message}\n`);
       void this.finish(channel, 127, undefined);
     });
-    const out = { waiting: false };
-    const err = { waiting: false };
+    const out = { waiting: false, dropped: false };
+    const err = { waiting: false, dropped: false };
+    this.onClosed.push(() => {
+      out.dropped = err.dropped = true;
+      child.stdout!.resume();
+      child.stderr!.resume();
+    });
     child.stdout!.on('data', (d: Buffer) => pump(channel, d, () => child.stdout!.pause(), () => child.stdout!.resume(), out));
     child.stderr!.on('data', (d: Buffer) => pump(channel.stderr, d, () => child.stderr!.pause(), () => child.stderr!.resume(), err));
     const stdin = child.stdin!;
@@ -317,6 +331,13 @@ export class SessionRunner {
     if (this.closed) return;
     this.closed = true;
     this.resolveClosed();
+    for (const hook of this.onClosed.splice(0)) {
+      try {
+        hook();
+      } catch (e) {
+        this.log.debug({ err: e }, 'session cleanup step failed');
+      }
+    }
   }
 
   /** Kill the session's processes unconditionally (agent shutdown). */

@@ -42,7 +42,8 @@ export async function startTestSshd(opts: Partial<Omit<EmbeddedSshdOptions, 'sta
   const dir = mkdtempSync(join(tmpdir(), 'mssh-esd-'));
   const stateDir = join(dir, 'state');
   const { key, pub } = makeClientKey(dir, 'client');
-  const sshd = await createEmbeddedSshd({ stateDir, logger: testLogger(), ...opts });
+  // /bin/sh rather than the tester's $SHELL: no ~/.bashrc start-up cost on every exec (keeps tests lean).
+  const sshd = await createEmbeddedSshd({ stateDir, logger: testLogger(), shell: '/bin/sh', ...opts });
   await addAuthorizedKey(stateDir, pub);
   const sockets = new Set<Socket>();
   const server: Server = createServer((s) => {
