@@ -46,6 +46,10 @@ export async function startBenchSshd(name: string, root: string, key: ClientKey)
   const { files, pubs } = makeHostKeys(dir);
   const authorized = join(dir, 'authorized_keys');
   writeFileSync(authorized, key.pub + '\n', { mode: 0o600 });
+  // Sessions get a clean HOME of their own: the login user's real dotfiles (this machine's root runs
+  // `pyenv init` from ~/.bashrc, which bash reads for every ssh command) must not be what we measure.
+  const home = join(dir, 'home');
+  mkdirSync(home, { mode: 0o755 });
   const port = await freePort();
   const config = join(dir, 'sshd_config');
   writeFileSync(
@@ -73,6 +77,7 @@ export async function startBenchSshd(name: string, root: string, key: ClientKey)
       'PrintLastLog no',
       'LogLevel ERROR',
       'Subsystem sftp /usr/lib/openssh/sftp-server',
+      `SetEnv HOME=${home}`,
       '',
     ].join('\n'),
   );

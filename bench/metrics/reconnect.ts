@@ -82,7 +82,12 @@ export async function runReconnect(env: BenchEnv, rec: Recorder, opts: { rounds:
         const tDown = Date.now();
         await m.relay.proc.stop('SIGTERM', 10_000);
         await sleep(500);
-        await m.relay.restart();
+        try {
+          await m.relay.restart();
+        } catch (e) {
+          const tail = (m.relay.proc.out + m.relay.proc.err).trim().split('\n').slice(-3).join(' | ');
+          throw new Error(`${(e as Error).message}; relay output: ${tail}`);
+        }
         watch(m.relay.proc.child);
         return tDown;
       },
