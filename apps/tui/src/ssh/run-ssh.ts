@@ -9,6 +9,7 @@
  * the session could not be established or was lost (callers exit 255, like OpenSSH). Callable from code:
  * the full-screen picker reuses it with its own streams and prompter.
  */
+import { execFileSync } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { ReadStream, WriteStream } from 'node:tty';
@@ -62,6 +63,21 @@ export function exitCodeFor(code: number | null | undefined, signal: string | nu
     return num ? 128 + num : 255;
   }
   return null;
+}
+
+/**
+ * Node's raw mode (libuv) leaves output post-processing on, so a bare "\n" from a remote full-screen
+ * program (curses' cursor-down) would come out as CR LF and break its screen. Turn OPOST off as OpenSSH's
+ * raw mode does; setRawMode(false) restores the terminal's original settings, OPOST included.
+ */
+function disableOutputProcessing(tty: Partial<ReadStream>): void {
+  const fd = (tty as { fd?: unknown }).fd;
+  if (typeof fd !== 'number') return;
+  try {
+    execFileSync('stty', ['-opost'], { stdio: [fd, 'ignore', 'ignore'], timeout: 2_000 });
+  } catch {
+    // no stty: output keeps CR LF translation, which only affects some full-screen programs
+  }
 }
 
 function windowOf(stdout: Writable): { rows: number; cols: number } {
@@ -139,6 +155,8 @@ export function runSsh(opts: RunSshOptions): Promise<number> {
         );
       }
       if (ready) {
+        // The remote prompt may still be on the screen: start the message on a line of its own.
+        if (opts.pty && channel && (stderr as Partial<WriteStream>).isTTY) stderr.write('\r\n');
         return cliError('CLI_ERR_SSH_CONNECTION', `the connection to ${host} was lost${lastError ? ` (${lastError.message})` : ''}`, 'Check `mssh ls`: the machine or its agent may have gone offline.', lastError ?? undefined);
       }
       if (lastError) {
@@ -188,6 +206,7 @@ export function runSsh(opts: RunSshOptions): Promise<number> {
             ttyIn.setRawMode(true);
             rawSet = true;
             process.once('exit', restoreTerminal);
+            disableOutputProcessing(ttyIn);
           }
           if ((stdout as Partial<WriteStream>).isTTY) stdout.on('resize', onResize);
         }
