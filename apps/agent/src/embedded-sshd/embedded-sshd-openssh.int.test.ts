@@ -10,6 +10,9 @@ import { waitFor } from '../../../../e2e/fixtures/net.js';
 import { addAuthorizedKey, removeAuthorizedKey } from './authorized-keys.js';
 import { makeClientKey, pgrep, run, sha256, startTestSshd, type TestSshd } from './test-support.js';
 
+/** Bulk transfers run ssh2's crypto in JS land: give them room on a loaded 2-core machine. */
+const BULK = { timeout: 180_000 };
+
 let t: TestSshd;
 
 beforeAll(async () => {
@@ -65,10 +68,10 @@ describe('embedded sshd with the OpenSSH client', () => {
     }
   });
 
-  it('exec of a command producing 50 MiB is byte-exact, with stderr separate and the exit status passed on', async () => {
+  it('exec of a command producing 50 MiB is byte-exact, with stderr separate and the exit status passed on', BULK, async () => {
     const file = join(t.dir, 'big.bin');
     const want = await writeRandomFile(file, 50);
-    const r = await ssh([], [`cat '${file}'; echo on-stderr >&2; exit 5`], { keepStdout: false, timeoutMs: 60_000 });
+    const r = await ssh([], [`cat '${file}'; echo on-stderr >&2; exit 5`], { keepStdout: false, timeoutMs: BULK.timeout - 10_000 });
     expect(r.stderr).toContain('on-stderr');
     expect(r.stdoutBytes).toBe(50 * 1024 * 1024);
     expect(r.stdoutSha256).toBe(want);
@@ -83,14 +86,14 @@ describe('embedded sshd with the OpenSSH client', () => {
     expect(r.stderr).toMatch(/the SSH user name you give is ignored/);
   });
 
-  it('sftp put and get of a 10 MiB file are byte-exact (OpenSSH sftp-server)', async () => {
+  it('sftp put and get of a 10 MiB file are byte-exact (OpenSSH sftp-server)', BULK, async () => {
     const src = join(t.dir, 'ten.bin');
     const want = await writeRandomFile(src, 10);
     const remote = join(t.dir, 'remote-ten.bin');
     const back = join(t.dir, 'back-ten.bin');
     const batch = join(t.dir, 'batch');
     writeFileSync(batch, `put ${src} ${remote}\nget ${remote} ${back}\n`);
-    const r = await run('sftp', [...t.sshOpts(), '-P', String(t.port), '-b', batch, 'x@127.0.0.1'], { timeoutMs: 60_000 });
+    const r = await run('sftp', [...t.sshOpts(), '-P', String(t.port), '-b', batch, 'x@127.0.0.1'], { timeoutMs: BULK.timeout - 10_000 });
     expect(r.stderr).not.toMatch(/error|fail/i);
     expect(r.code).toBe(0);
     expect(sha256(readFileSync(remote))).toBe(want);

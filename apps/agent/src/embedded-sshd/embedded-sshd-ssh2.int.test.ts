@@ -11,9 +11,13 @@ import ssh2 from 'ssh2';
 import type { ClientChannel, ConnectConfig } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../../../e2e/fixtures/net.js';
+import { EmbeddedTarget } from './embedded-target.js';
 import { pgrep, run, sha256, startTestSshd, type TestSshd } from './test-support.js';
 
 const { Client, BaseAgent } = ssh2;
+
+/** Bulk transfers run ssh2's crypto in JS land: give them room on a loaded 2-core machine. */
+const BULK = { timeout: 180_000 };
 
 let t: TestSshd;
 
@@ -194,9 +198,11 @@ describe('embedded sshd with the ssh2 client', () => {
   });
 });
 
-describe('openSession(): the client end as an in-memory Duplex', () => {
-  it('moves 8 MiB both ways byte-exact, and destroying the Duplex kills the session', async () => {
-    const sock = t.sshd.openSession({ sessionId: 'pair-test', user: 'bob' });
+describe('EmbeddedTarget / openSession(): the client end as an in-memory Duplex', () => {
+  it('moves 8 MiB both ways byte-exact, and destroying the Duplex kills the session', BULK, async () => {
+    const target = new EmbeddedTarget(t.sshd);
+    expect(await target.hostKeys()).toEqual(t.sshd.hostPublicKeys());
+    const sock = await target.open({ sessionId: 'pair-test', user: 'bob' });
     const c = new Client();
     try {
       await new Promise<void>((resolve, reject) => {
@@ -240,7 +246,7 @@ describe('embedded sshd options: built-in SFTP, allowForwarding, close()', () =>
     await new Promise<void>((r) => echo.close(() => r()));
   });
 
-  it('built-in SFTP: sftp put/get of 10 MiB byte-exact, mkdir/rename/ls/rm, scp (SFTP protocol) and scp -O', async () => {
+  it('built-in SFTP: sftp put/get of 10 MiB byte-exact, mkdir/rename/ls/rm, scp (SFTP protocol) and scp -O', BULK, async () => {
     const src = join(u.dir, 'src.bin');
     const data = randomBytes(10 * 1024 * 1024);
     writeFileSync(src, data);
@@ -256,7 +262,7 @@ describe('embedded sshd options: built-in SFTP, allowForwarding, close()', () =>
       '',
     ].join('\n'));
     const sftpArgs = [...u.sshOpts(), '-P', String(u.port)];
-    const r = await run('sftp', [...sftpArgs, '-b', batch, 'x@127.0.0.1'], { timeoutMs: 60_000 });
+    const r = await run('sftp', [...sftpArgs, '-b', batch, 'x@127.0.0.1'], { timeoutMs: BULK.timeout - 10_000 });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.toString()).toMatch(/b\.bin/);

@@ -15,3 +15,4 @@ export {
 } from './authorized-keys.js';
 export { loadOrCreateHostKey, HOST_KEY_FILE, type HostKey } from './host-key.js';
 export { SshdError, SSHD_ERRORS, type SshdErrorCode } from './errors.js';
+export { EmbeddedTarget } from './embedded-target.js';

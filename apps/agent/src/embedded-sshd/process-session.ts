@@ -55,25 +55,39 @@ function kill(target: number, signal: NodeJS.Signals): void {
 }
 
 /** Send `signal` to the leader's process group and to every process group and process of its session. */
-export async function signalSession(sid: number, signal: NodeJS.Signals): Promise<number> {
+export async function signalSession(sid: number, signal: NodeJS.Signals): Promise<ProcInfo[]> {
   const members = await sessionMembers(sid);
   const groups = new Set<number>([sid, ...members.map((m) => m.pgid)]);
   for (const g of groups) if (g > 1) kill(-g, signal);
   for (const m of members) if (m.pid > 1) kill(m.pid, signal);
-  return members.length;
+  return members;
+}
+
+/** Whether a process is still running (not a zombie) and still in session `sid`. */
+async function stillMember(pid: number, sid: number): Promise<boolean> {
+  const st = await readStat(pid);
+  return st !== null && st.sid === sid && st.state !== 'Z' && st.state !== 'X';
 }
 
 /** SIGHUP the whole session; whatever is still alive after graceMs gets SIGKILL. Resolves when done. */
 export async function terminateSession(sid: number, graceMs = KILL_GRACE_MS): Promise<void> {
   if (!Number.isInteger(sid) || sid <= 1) return;
   kill(-sid, 'SIGHUP'); // the leader's own group at once; the /proc scan below finds the other groups
-  await signalSession(sid, 'SIGHUP');
+  let known = await signalSession(sid, 'SIGHUP');
   kill(-sid, 'SIGCONT'); // stopped jobs only see SIGHUP once continued
   const deadline = Date.now() + graceMs;
   const maxPolls = Math.ceil(graceMs / POLL_MS) + 1;
   for (let i = 0; i < maxPolls && Date.now() < deadline; i++) {
     await new Promise((r) => setTimeout(r, POLL_MS));
-    if (HAS_PROC ? (await sessionMembers(sid)).length === 0 : !groupAlive(sid)) return;
+    if (!HAS_PROC) {
+      if (!groupAlive(sid)) return;
+      continue;
+    }
+    // Cheap check of the processes found so far; one full scan confirms before giving up early.
+    const alive = (await Promise.all(known.map((m) => stillMember(m.pid, sid)))).some(Boolean);
+    if (alive) continue;
+    known = await sessionMembers(sid);
+    if (known.length === 0) return;
   }
   await signalSession(sid, 'SIGKILL');
 }

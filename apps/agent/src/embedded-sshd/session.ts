@@ -30,6 +30,12 @@ const SSH_SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL',
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const MAX_ENV_VARS = 64;
 
+/** Terminal sizes travel as uint32 but the kernel's winsize holds uint16: clamp, default when 0/invalid. */
+function dim(v: unknown, fallback: number): number {
+  const n = Number(v);
+  return Number.isInteger(n) && n > 0 ? Math.min(n, 0xffff) : fallback;
+}
+
 function signalName(num: number): string | undefined {
   for (const [name, n] of Object.entries(osConstants.signals)) if (n === num) return name;
   return undefined;
@@ -104,7 +110,7 @@ export class SessionRunner {
     session.on('window-change', guard('window-change', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { cols: number; rows: number; width: number; height: number }) => {
       if (!this.ptyInfo || !info) return reject?.();
       this.ptyInfo = { ...this.ptyInfo, cols: info.cols, rows: info.rows, width: info.width, height: info.height };
-      if (this.ptyProc && info.cols > 0 && info.rows > 0) this.ptyProc.resize(info.cols, info.rows);
+      if (this.ptyProc && dim(info.cols, 0) > 0 && dim(info.rows, 0) > 0) this.ptyProc.resize(dim(info.cols, 80), dim(info.rows, 24));
       accept?.();
     }));
     session.on('env', guard('env', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { key: string; val: string }) => {
@@ -207,8 +213,8 @@ export class SessionRunner {
     try {
       p = pty.spawn(file, args, {
         name: env.TERM ?? 'xterm',
-        cols: info.cols > 0 ? info.cols : 80,
-        rows: info.rows > 0 ? info.rows : 24,
+        cols: dim(info.cols, 80),
+        rows: dim(info.rows, 24),
         cwd: this.ctx.home,
         env,
         encoding: null,
