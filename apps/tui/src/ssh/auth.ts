@@ -90,9 +90,10 @@ export function createAuthHandler(username: string, host: string, opts: SshAuthO
       return { type: 'publickey', username, key: loaded.key, passphrase: loaded.passphrase };
     });
   }
-  // Before any prompt, learn which methods the server takes (OpenSSH sends "none" first for the same reason).
+  // Before any prompt (or giving up), learn which methods the server takes; OpenSSH sends "none" first
+  // for the same reason.
   steps.push(async () => {
-    if (!opts.prompter.available() || state.serverMethods !== null) return null;
+    if (state.serverMethods !== null) return null;
     return { type: 'none', username };
   });
   steps.push(async () => {

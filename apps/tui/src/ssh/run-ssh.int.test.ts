@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -31,10 +31,14 @@ class Sink extends Writable {
 }
 
 let dir: string;
+let agent: ChildProcess | null = null;
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'mssh-ssh-int-'));
 });
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+afterAll(() => {
+  agent?.kill();
+  rmSync(dir, { recursive: true, force: true });
+});
 
 function tcp(): Socket {
   return connect(fixtures().sshd.port, '127.0.0.1');
@@ -169,5 +173,26 @@ describe('embedded ssh session over TCP to a real sshd', () => {
     const err = (await s.run().then(() => null, (e: CliError) => e))!;
     srv.close();
     expect(err.code).toBe('CLI_ERR_SSH_CONNECTION');
+  });
+
+  it('authenticates with a key held by ssh-agent ($SSH_AUTH_SOCK) and no key file', async () => {
+    const sock = join(dir, 'agent.sock');
+    agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+    execFileSync('ssh-add', ['-q', fixtures().sshd.clientKey], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+    const s = session({ command: 'echo via-agent', auth: { agentSocket: sock, identityFiles: [], prompter: noPrompter } });
+    expect(await s.run()).toBe(0);
+    expect(s.stdout.text).toBe('via-agent\n');
+  });
+
+  it('a reader that goes away (EPIPE) ends the session like SIGPIPE, instead of stalling', async () => {
+    const broken = new Writable({
+      write(_c, _e, cb) {
+        cb(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+      },
+    });
+    broken.on('error', () => {});
+    const s = session({ command: 'yes', stdout: broken });
+    expect(await s.run()).toBe(128 + 13);
   });
 });

@@ -119,6 +119,7 @@ export function runSsh(opts: RunSshOptions): Promise<number> {
     stdout.removeListener('resize', onResize);
   };
 
+  let onStdoutError: (() => void) | null = null;
   return new Promise<number>((resolve, reject) => {
     let settled = false;
     const handshakeTimer = setTimeout(() => {
@@ -132,6 +133,7 @@ export function runSsh(opts: RunSshOptions): Promise<number> {
       clearTimeout(handshakeTimer);
       restoreTerminal();
       process.removeListener('exit', restoreTerminal);
+      if (onStdoutError) stdout.removeListener('error', onStdoutError);
       if (channel) stdin.unpipe(channel);
       stdin.pause();
       client.end();
@@ -199,6 +201,14 @@ export function runSsh(opts: RunSshOptions): Promise<number> {
           if (!ch.stderr.readable || ch.stderr.readableEnded) stderrDone = true;
           maybeDone();
         });
+        // The reader of our stdout went away (`mssh ssh h -- cat big | head -1`): end like OpenSSH does
+        // on SIGPIPE, instead of leaving the remote blocked on a full window.
+        onStdoutError = () => {
+          ch.unpipe(stdout);
+          ch.close();
+          settle(null, 128 + (osConstants.signals.SIGPIPE ?? 13));
+        };
+        stdout.once('error', onStdoutError);
         ch.pipe(stdout, { end: false });
         ch.stderr.pipe(stderr, { end: false });
         if (opts.pty) {
