@@ -3,15 +3,15 @@
  * (issue 8). See bench/README.md for what each metric means and how the baseline is set up.
  *
  *   node --import tsx bench/run.ts [--quick] [--paths direct,jump,mssh-ssh,mssh-proxy]
- *        [--metrics bulk,setup,latency,concurrency,rate,reconnect] [--sessions N] [--mib N]
+ *        [--metrics bulk,setup,latency,concurrency,rate,reconnect] [--sessions N] [--mib N] [--profile DIR]
  */
 import { parseArgs } from 'node:util';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { cleanup, installExitHandlers } from './lib/cleanup.js';
 import { setUp, ROOT } from './lib/env.js';
 import { ALL_PATHS, MSSH_PATHS, PATH_LABELS, type PathId } from './lib/paths.js';
-import { Recorder, machineInfo, table, type Row } from './lib/report.js';
+import { Recorder, machineInfo, gitInfo, table, type Row } from './lib/report.js';
 import { runBulk } from './metrics/bulk.js';
 import { runSetup } from './metrics/setup.js';
 import { runLatency } from './metrics/latency.js';
@@ -22,7 +22,7 @@ import { runReconnect } from './metrics/reconnect.js';
 const METRICS = ['bulk', 'setup', 'latency', 'concurrency', 'rate', 'reconnect'] as const;
 type Metric = (typeof METRICS)[number];
 
-const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N]`;
+const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--profile DIR]`;
 
 function fail(msg: string): never {
   process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
@@ -39,6 +39,7 @@ function parse() {
         metrics: { type: 'string' },
         sessions: { type: 'string' },
         mib: { type: 'string' },
+        profile: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -66,6 +67,7 @@ function parse() {
   const quick = v.quick!;
   return {
     quick,
+    profileDir: v.profile ? resolve(v.profile) : undefined,
     paths: list<PathId>(v.paths, ALL_PATHS, 'path'),
     metrics: list<Metric>(v.metrics, METRICS, 'metric'),
     bulk: { mib: int(v.mib, quick ? 32 : 256, 'mib', 4096), rounds: quick ? 1 : 3 },
@@ -105,12 +107,13 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');
   const machine = machineInfo();
+  const git = gitInfo(ROOT);
   const file = join(ROOT, 'bench/results', `${stamp}${o.quick ? '-quick' : ''}.jsonl`);
-  const rec = new Recorder(file, { runAt: new Date().toISOString(), mode: o.quick ? 'quick' : 'full', machine });
+  const rec = new Recorder(file, { runAt: new Date().toISOString(), mode: o.quick ? 'quick' : 'full', machine, git });
   const wantMssh = o.paths.some((p) => MSSH_PATHS.includes(p));
   process.stderr.write(`bench: ${o.quick ? 'quick' : 'full'} run, metrics ${o.metrics.join(', ')}; paths ${o.paths.join(', ')}\n`);
 
-  const env = await setUp({ mssh: wantMssh });
+  const env = await setUp({ mssh: wantMssh, profileDir: o.profileDir });
   const upSince = Date.now();
   let paths = o.paths;
   if (!env.mssh) {
@@ -136,8 +139,10 @@ async function main(): Promise<void> {
   const failed = rec.results.filter((r) => !r.ok);
   const heading = `mssh bench, ${o.quick ? 'quick' : 'full'} run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ` +
     `${machine.cpus} x ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.openssh}, ${machine.postgres}`;
+  const gitLine = `Commit ${git.commit}${git.dirty.length ? ` plus uncommitted changes to ${git.dirty.length} program file(s): ${git.dirty.slice(0, 5).join(', ')}${git.dirty.length > 5 ? ', ...' : ''}` : ' (clean tree)'}.`;
   const text = [
     heading,
+    gitLine,
     '',
     ...(t1 ? ['Client processes (as a user runs them):', '', t1, ''] : []),
     ...(t2 ? ['In-process ssh2 clients (many sessions, tight loops):', '', t2, ''] : []),

@@ -64,7 +64,7 @@ function log(msg: string): void {
   process.stderr.write(`bench: ${msg}\n`);
 }
 
-export async function setUp(opts: { mssh: boolean }): Promise<BenchEnv> {
+export async function setUp(opts: { mssh: boolean; profileDir?: string }): Promise<BenchEnv> {
   const runId = `bench_${process.pid}_${randomBytes(3).toString('hex')}`;
   const root = mkdtempSync(join(tmpdir(), 'mssh-bench-'));
   const stopWatchdog = startWatchdog(root, runId);
@@ -128,7 +128,18 @@ export async function setUp(opts: { mssh: boolean }): Promise<BenchEnv> {
     env.msshProblem = `not built (${missing.map((m) => m.slice(ROOT.length + 1)).join(', ')} missing): run npm run build`;
     return env;
   }
-  onCleanup('stop relay and agents', stopAll);
+  onCleanup('stop relay and agents', async () => {
+    // SIGTERM first (a graceful exit writes the --profile CPU profiles), then SIGKILL whatever is left.
+    const m = env.mssh;
+    if (m) await Promise.all([m.relay.proc.stop('SIGTERM', 10_000), m.agent.proc.stop('SIGTERM', 10_000), m.nullAgent.proc.stop('SIGTERM', 10_000)]);
+    await stopAll();
+  });
+  // --profile: the relay and agents inherit NODE_OPTIONS and write a V8 CPU profile when they exit.
+  const savedNodeOptions = process.env.NODE_OPTIONS;
+  if (opts.profileDir) {
+    process.env.NODE_OPTIONS = `${savedNodeOptions ?? ''} --require ${join(import.meta.dirname, 'cpu-profile-preload.cjs')}`.trim();
+    process.env.MSSH_BENCH_PROFILE_DIR = opts.profileDir;
+  }
   try {
     log('starting the relay on Postgres and two agents');
     const relay = await startRelay('postgres');
@@ -145,6 +156,10 @@ export async function setUp(opts: { mssh: boolean }): Promise<BenchEnv> {
   } catch (e) {
     env.msshProblem = `could not start: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`;
     await stopAll();
+  } finally {
+    if (savedNodeOptions === undefined) delete process.env.NODE_OPTIONS;
+    else process.env.NODE_OPTIONS = savedNodeOptions;
+    delete process.env.MSSH_BENCH_PROFILE_DIR;
   }
   return env;
 }

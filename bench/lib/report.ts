@@ -34,6 +34,18 @@ export interface Machine {
   postgres: string;
 }
 
+/** The commit measured, and whether the working tree had uncommitted changes to the programs. */
+export function gitInfo(root: string): { commit: string; dirty: string[] } {
+  try {
+    const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'apps', 'libs', 'migrations'], { cwd: root, encoding: 'utf8' })
+      .split('\n').filter(Boolean).map((l) => l.slice(3));
+    return { commit, dirty };
+  } catch {
+    return { commit: 'unknown', dirty: [] };
+  }
+}
+
 export function machineInfo(): Machine {
   let openssh = '';
   try {

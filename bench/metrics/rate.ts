@@ -63,6 +63,7 @@ export async function runRate(env: BenchEnv, rec: Recorder, opts: { seconds: num
     let failures = 0;
     let starts = 0;
     const openMs: number[] = [];
+    const closeMs: number[] = [];
     try {
       await side.prepare(opts.conns);
       const since = new Date(Date.now() - 1_000);
@@ -78,7 +79,9 @@ export async function runRate(env: BenchEnv, rec: Recorder, opts: { seconds: num
             starts++;
             openMs.push(Number(process.hrtime.bigint() - s0) / 1e6);
           } finally {
+            const c0 = process.hrtime.bigint();
             await closeStream(sock, 5_000);
+            closeMs.push(Number(process.hrtime.bigint() - c0) / 1e6);
           }
         } catch (e) {
           failures++;
@@ -101,6 +104,7 @@ export async function runRate(env: BenchEnv, rec: Recorder, opts: { seconds: num
         extra: {
           starts, failures, seconds: round(elapsed, 2), parallel: opts.parallel, clientConnections: opts.conns,
           openP50ms: round(percentile(openMs, 50), 2), openP99ms: round(percentile(openMs, 99), 2),
+          closeP50ms: round(percentile(closeMs, 50), 2), closeP99ms: round(percentile(closeMs, 99), 2),
           ...(side.path === 'mssh' ? { auditedSessionStarts: audited } : {}),
         },
       });
