@@ -35,7 +35,7 @@ export interface ServerDeps {
   hosts: HostService;
   enrolment: EnrollService;
   admin: AdminService;
-  /** How long shutdown waits for API connections to finish before cutting them (default 3 s). */
+  /** How long shutdown waits for API connections to finish before cutting them (default 2 s). */
   closeGraceMs?: number;
 }
 
@@ -68,7 +68,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   // Stop taking new requests on every API connection when the server closes; long tunnels end with
   // router.close(), then whatever is left is cut after the grace period.
   app.addHook('preClose', async () => {
-    await relayServer?.closeConnections(deps.closeGraceMs ?? 3_000);
+    await relayServer?.closeConnections(deps.closeGraceMs ?? 2_000);
   });
 
   app.register(healthRoutes, { hosts: deps.hosts });

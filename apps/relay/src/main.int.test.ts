@@ -1,0 +1,139 @@
+/**
+ * mssh-relay as a process (run from source with tsx): the stdout lines others parse, the CLI through the
+ * admin socket while serving and on the database when stopped, restart after kill -9 (stale socket),
+ * graceful SIGTERM, and one-or-two-line failures. On both databases.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fixtures } from '../../../e2e/fixtures/inject.js';
+import { clonePglite } from '../../../e2e/fixtures/pglite.js';
+import { createTestDatabase } from '../../../e2e/fixtures/postgres.js';
+import { waitFor } from '../../../e2e/fixtures/net.js';
+import { DB_KINDS } from './test-support.js';
+
+const ROOT = resolve(import.meta.dirname, '../../..');
+const MAIN = join(ROOT, 'apps/relay/src/main.ts');
+const PASSWORD = 'bootstrap-password-1';
+
+interface Proc { child: ChildProcess; out: string; err: string; exited: Promise<number | null> }
+const live = new Set<ChildProcess>();
+
+function start(args: string[], env: NodeJS.ProcessEnv): Proc {
+  const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
+  live.add(child);
+  const p: Proc = { child, out: '', err: '', exited: new Promise((res) => child.once('exit', (code, sig) => { live.delete(child); res(code ?? (sig ? 128 : null)); })) };
+  child.stdout!.on('data', (d: Buffer) => (p.out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (p.err += d.toString()));
+  return p;
+}
+
+async function cli(args: string[], env: NodeJS.ProcessEnv, input?: string): Promise<{ code: number | null; out: string; err: string }> {
+  const p = start(args, env);
+  p.child.stdin!.end(input);
+  const t = setTimeout(() => p.child.kill('SIGKILL'), 90_000);
+  const code = await p.exited;
+  clearTimeout(t);
+  return { code, out: p.out, err: p.err };
+}
+
+afterAll(() => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+describe.each(DB_KINDS)('mssh-relay process on %s', (kind) => {
+  let dataDir: string;
+  let dbArgs: string[];
+  let env: NodeJS.ProcessEnv;
+  let relay: Proc;
+  let port: number;
+  let fingerprint: string;
+
+  const serve = async (): Promise<Proc> => {
+    const p = start(['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...dbArgs, '--log-level', 'warn'], env);
+    await waitFor(() => {
+      if (p.child.exitCode !== null) throw new Error(`relay exited: ${p.out}${p.err}`);
+      return /TLS certificate fingerprint: /.test(p.out);
+    }, 90_000, 'the relay to start');
+    return p;
+  };
+
+  beforeAll(async () => {
+    const f = fixtures();
+    dataDir = mkdtempSync(join(f.root, 'relay-main-'));
+    if (kind === 'pglite') {
+      clonePglite(f.pgliteTemplate, join(dataDir, 'db'));
+      dbArgs = [];
+    } else {
+      dbArgs = ['--database-url', await createTestDatabase(f.runId)];
+    }
+    env = { ...process.env, MSSH_BOOTSTRAP_PASSWORD: PASSWORD, DATABASE_URL: '', MSSH_LISTEN: '', MSSH_DATA_DIR: '' };
+    relay = await serve();
+  });
+  afterAll(async () => {
+    if (relay?.child.exitCode === null) relay.child.kill('SIGKILL');
+  });
+
+  it('prints the listening line with the real port, the fingerprint and the bootstrap password once', () => {
+    const lines = relay.out.trim().split('\n');
+    const m = /^mssh-relay listening on https:\/\/127\.0\.0\.1:(\d+)$/.exec(lines[0]!);
+    expect(m, relay.out).not.toBeNull();
+    port = Number(m![1]);
+    expect(port).toBeGreaterThan(0);
+    fingerprint = /^TLS certificate fingerprint: (SHA256:[A-Za-z0-9+/]{43})$/.exec(lines[1]!)![1]!;
+    expect(lines[2]).toBe(`Created user "admin" with password: ${PASSWORD} (shown once)`);
+    expect(lines).toHaveLength(3);
+  });
+
+  it('user add and agent enroll work through the admin socket while serving', { timeout: 180_000 }, async () => {
+    const u = await cli(['user', 'add', 'carol', '--password-stdin', '--data-dir', dataDir, ...dbArgs], env, 'carol-password\n');
+    expect(u.err).toBe('');
+    expect(u.out).toBe('Created user "carol".\n');
+    expect(u.code).toBe(0);
+    const e = await cli(['agent', 'enroll', 'box', '--data-dir', dataDir, ...dbArgs], env);
+    expect(e.code, e.err).toBe(0);
+    const m = /--token (\S+)/.exec(e.out);
+    expect(e.out).toContain(`mssh-agent enroll --relay https://127.0.0.1:${port} --token ${m![1]} --name box --relay-fingerprint ${fingerprint}\n`);
+    const i = await cli(['info', '--data-dir', dataDir, ...dbArgs], env);
+    expect(i.code).toBe(0);
+    expect(i.out).toContain(`TLS certificate fingerprint: ${fingerprint}`);
+    expect(i.out).toMatch(/Relay: running/);
+    expect(i.out).toContain(kind === 'pglite' ? 'Database: pglite' : 'Database: postgres');
+  });
+
+  it('fails in one or two lines, non-zero', { timeout: 180_000 }, async () => {
+    const taken = await cli(['user', 'add', 'carol', '--password-stdin', '--data-dir', dataDir, ...dbArgs], env, 'carol-password\n');
+    expect(taken.code).not.toBe(0);
+    expect(taken.err.trim().split('\n')).toHaveLength(2);
+    expect(taken.err).toMatch(/already exists/);
+    const bad = await cli(['agent', 'enroll', 'Not_A_Name', '--data-dir', dataDir], env);
+    expect(bad.code).not.toBe(0);
+    expect(bad.err).toMatch(/^mssh-relay: /);
+    expect(bad.err).not.toMatch(/\n\s+at /);
+    const second = await cli(['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...dbArgs], env);
+    expect(second.code).not.toBe(0);
+    expect(second.err).toMatch(/already running/);
+    expect(second.err.trim().split('\n')).toHaveLength(2);
+  });
+
+  it('restarts after kill -9 (stale admin socket), without a second bootstrap; SIGTERM exits 0', { timeout: 180_000 }, async () => {
+    relay.child.kill('SIGKILL');
+    await relay.exited;
+    expect(existsSync(join(dataDir, 'admin.sock'))).toBe(true);
+    relay = await serve();
+    expect(relay.out).toContain(`TLS certificate fingerprint: ${fingerprint}`);
+    expect(relay.out).not.toContain('Created user');
+    relay.child.kill('SIGTERM');
+    const code = await relay.exited;
+    expect({ code, signal: relay.child.signalCode }, relay.err.slice(-3000)).toEqual({ code: 0, signal: null });
+    expect(existsSync(join(dataDir, 'admin.sock'))).toBe(false);
+  });
+
+  it('user add works on the database while the relay is stopped', { timeout: 180_000 }, async () => {
+    const u = await cli(['user', 'add', 'erin', '--admin', '--password-stdin', '--data-dir', dataDir, ...dbArgs], env, 'erin-password\n');
+    expect(u.err).toBe('');
+    expect(u.out).toBe('Created user "erin" (admin).\n');
+    expect(u.code).toBe(0);
+  });
+});
