@@ -118,7 +118,8 @@ export function connectRelay(opts: ConnectRelayOptions): Promise<RelayConnection
     }, timeoutMs);
     const onError = (e: NodeJS.ErrnoException) => fail(networkError(url, e));
     socket.on('error', onError);
-    socket.once('close', () => fail(cliError('CLI_ERR_RELAY_TLS', `the relay at ${url} closed the connection during the TLS handshake`, 'Check that the URL points at an mssh relay.')));
+    const onEarlyClose = () => fail(cliError('CLI_ERR_RELAY_TLS', `the relay at ${url} closed the connection during the TLS handshake`, 'Check that the URL points at an mssh relay.'));
+    socket.once('close', onEarlyClose);
     socket.once('secureConnect', () => {
       if (settled) return;
       const cert = socket.getPeerCertificate();
@@ -136,7 +137,7 @@ export function connectRelay(opts: ConnectRelayOptions): Promise<RelayConnection
       settled = true;
       clearTimeout(timer);
       socket.removeListener('error', onError);
-      socket.removeAllListeners('close');
+      socket.removeListener('close', onEarlyClose);
       socket.setKeepAlive(true, 15_000);
       const session = http2.connect(url, { createConnection: () => socket, settings: { ...H2_SETTINGS } });
       // Errors surface on the streams that use the session; keep the process alive through them.
