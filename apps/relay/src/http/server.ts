@@ -59,7 +59,9 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     bodyLimit: JSON_BODY_LIMIT,
     // Request ids are ours, never taken from a client header.
     requestIdHeader: false,
-    return503OnClosing: true,
+    // While closing, in-flight requests finish normally and GOAWAY stops new ones (fastify's own 503
+    // body would not carry a code).
+    return503OnClosing: false,
   }) as unknown as FastifyInstance;
 
   installErrorHandling(app);
