@@ -35,6 +35,7 @@ import type { AgentIdentity } from '../enroll/identity.js';
 import type { SessionTarget } from '../target/session-target.js';
 import { splice } from '../target/stream-bridge.js';
 import { formatHostPort, type HostPort } from './endpoint.js';
+import { decoupleWrites } from './decoupled-socket.js';
 import { connectPinned, DEFAULT_TLS_TIMEOUT_MS } from './pinned-tls.js';
 import { readBody } from './read-body.js';
 
@@ -179,7 +180,9 @@ export class AgentLink {
       else resolve({ kind: 'closed', reason: this.closeReason ?? 'the relay closed the connection', welcomed: this.welcomed });
     };
     try {
-      server.emit('connection', socket);
+      // HTTP/2 gets a write-decoupled view of the socket, so this link can never freeze with both
+      // directions saturated (see decoupled-socket.ts).
+      server.emit('connection', decoupleWrites(socket));
     } catch (err) {
       this.closeReason = `HTTP/2 setup failed: ${(err as Error).message}`;
       finish();

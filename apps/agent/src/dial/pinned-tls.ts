@@ -6,12 +6,14 @@
  *     -> 'secureConnect': sha256(getPeerCertificate().raw) === pin ?  else destroy, no byte sent
  *     -> only then hand the socket to HTTP/2: http2.connect(url, { createConnection: () => socket })
  *
- * The same idea works for any client of the relay (the `mssh` client can copy this file).
+ * The same idea works for any client of the relay (the `mssh` client can copy this file, together with
+ * decoupled-socket.ts, which any Node HTTP/2 client of the relay should put between socket and session).
  */
 import http2, { type ClientHttp2Session } from 'node:http2';
 import tls, { type TLSSocket } from 'node:tls';
 import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
 import { AgentError, errnoOf } from '../errors.js';
+import { decoupleWrites } from './decoupled-socket.js';
 import { formatHostPort, serverNameFor, urlHostPort, type HostPort } from './endpoint.js';
 
 export const DEFAULT_TLS_TIMEOUT_MS = 10_000;
@@ -68,6 +70,8 @@ export function connectPinned(opts: PinnedConnectOptions): Promise<PinnedSocket>
       rejectUnauthorized: false,
       minVersion: 'TLSv1.2',
     });
+    // Interactive traffic: no Nagle delay (it interacts badly with delayed ACKs).
+    socket.setNoDelay(true);
     const fail = (e: AgentError): void => {
       if (settled) return;
       settled = true;
@@ -122,7 +126,9 @@ export async function http2ConnectPinned(url: URL, fingerprint: string | null, t
     socket.destroy();
     throw new AgentError('AGT_ERR_RELAY_BAD_ANSWER', `the server at ${formatHostPort(hp)} does not speak HTTP/2; is it an mssh relay?`);
   }
-  const session = http2.connect(url.origin, { createConnection: () => socket, settings: { ...H2_SETTINGS } });
+  // A write-decoupled view of the socket keeps the session reading while its writes wait (see
+  // decoupled-socket.ts): Node-to-Node HTTP/2 links can otherwise freeze under load in both directions.
+  const session = http2.connect(url.origin, { createConnection: () => decoupleWrites(socket), settings: { ...H2_SETTINGS } });
   session.on('error', () => { /* surfaced through the requests made on it */ });
   session.once('connect', () => {
     try { session.setLocalWindowSize(H2_CONNECTION_WINDOW); } catch { /* closed meanwhile */ }

@@ -61,6 +61,9 @@ type Rejection = { code: WireErrorCode; message: string; permanent: boolean };
 
 let nextLinkId = 1;
 
+/** The peer did not answer a control request in time. */
+class HandshakeTimeout extends Error {}
+
 /** Guard every audit call: the sink must not throw, but a bug there must not break the tunnel either. */
 export function safeAudit(logger: pino.Logger, fn: () => void): void {
   try {
@@ -113,6 +116,8 @@ export class AgentLink {
   }
 
   start(): void {
+    // Interactive traffic: no Nagle delay on the link (it interacts badly with delayed ACKs).
+    try { this.socket.setNoDelay(true); } catch { /* closed already */ }
     // A socket error before or after HTTP/2 takes over must never become an uncaught exception.
     this.socket.on('error', (err) => this.log.debug({ err: err.message }, 'agent socket error'));
     this.socket.once('close', () => {
@@ -187,7 +192,9 @@ export class AgentLink {
     } catch (err) {
       if (this.isClosed()) return;
       const message = sanitizeForTerminal((err as Error).message).slice(0, 200);
-      await this.reject(null, { code: 'RLY_ERR_BAD_REQUEST', message: `agent hello rejected: ${message}`, permanent: false });
+      // A peer that did not answer at all gets no welcome (it would not read it either).
+      const answered = !(err instanceof HandshakeTimeout);
+      await this.reject(null, { code: 'RLY_ERR_BAD_REQUEST', message: `agent hello rejected: ${message}`, permanent: false }, answered);
       return;
     }
     if (this.isClosed()) return;
@@ -268,14 +275,16 @@ export class AgentLink {
     return { agent };
   }
 
-  private async reject(name: string | null, r: Rejection): Promise<void> {
+  private async reject(name: string | null, r: Rejection, tell = true): Promise<void> {
     safeAudit(this.log, () => this.deps.audit.agentRejected({ name, source: this.source, code: r.code, message: r.message }));
     this.log.warn({ name, code: r.code }, `agent refused: ${r.code}: ${r.message}`);
-    const welcome: AgentWelcome = { ok: false, code: r.code, message: r.message, permanent: r.permanent };
-    try {
-      await this.request(PATHS.agentWelcome, Buffer.from(JSON.stringify(welcome)), ERROR_BODY_MAX_BYTES);
-    } catch {
-      // The agent is gone or misbehaving: nothing more to tell it.
+    if (tell) {
+      const welcome: AgentWelcome = { ok: false, code: r.code, message: r.message, permanent: r.permanent };
+      try {
+        await this.request(PATHS.agentWelcome, Buffer.from(JSON.stringify(welcome)), ERROR_BODY_MAX_BYTES);
+      } catch {
+        // The agent is gone or misbehaving: nothing more to tell it.
+      }
     }
     this.close(`refused: ${r.code}`, 'error');
   }
@@ -315,7 +324,7 @@ export class AgentLink {
         } else resolve(value!);
       };
       stream.on('error', (err) => done(err));
-      const timer = setTimeout(() => done(new Error(`no answer to ${path} within ${this.deps.handshakeTimeoutMs} ms`)), this.deps.handshakeTimeoutMs);
+      const timer = setTimeout(() => done(new HandshakeTimeout(`no answer to ${path} within ${this.deps.handshakeTimeoutMs} ms`)), this.deps.handshakeTimeoutMs);
       timer.unref();
       stream.once('response', (headers) => {
         readBody(stream, maxBytes, this.deps.handshakeTimeoutMs).then(

@@ -1,0 +1,515 @@
+/**
+ * The tunnel data path at unit level, with everything real except the database: an HTTP/2 secure server
+ * on 127.0.0.1 (self-signed certificate, ALPN dispatch for agents), the tunnel router and route, the REAL
+ * agent code (imported, in-process) and the shared OpenSSH sshd fixture. The agent directory is a small
+ * in-memory one (the database implementation is tested with the db layer).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import http2 from 'node:http2';
+import https from 'node:https';
+import net from 'node:net';
+import tls from 'node:tls';
+import { createHash, generateKeyPairSync, randomBytes, sign, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Duplex } from 'node:stream';
+import fastify, { type FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { generate } from 'selfsigned';
+import ssh2 from 'ssh2';
+import { AGENT_ALPN, certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS, HEADERS, PATHS, PROTOCOL_VERSION } from '@mssh/protocol';
+import { fixtures } from '../../../../e2e/fixtures/inject.js';
+import { waitFor } from '../../../../e2e/fixtures/net.js';
+import { AgentLink, type LinkOutcome } from '../../../agent/src/dial/agent-link.js';
+import { Backoff } from '../../../agent/src/dial/backoff.js';
+import { decoupleWrites } from '../../../agent/src/dial/decoupled-socket.js';
+import { AgentSupervisor } from '../../../agent/src/dial/supervisor.js';
+import { identityFromPrivateKey, type AgentIdentity } from '../../../agent/src/enroll/identity.js';
+import { TcpTarget } from '../../../agent/src/target/tcp-target.js';
+import { RelayError } from '../errors.js';
+import { tunnelRoutes } from '../http/tunnel-routes.js';
+import { agentAlpnCallback, routeAgentSockets } from './alpn-dispatch.js';
+import { createTunnelRouter } from './router.js';
+import type { AgentDirectory, EnrolledAgent, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
+
+const { Client } = ssh2;
+const log = pino({ level: process.env.MSSH_TEST_LOG_LEVEL ?? 'silent' });
+const TOKEN = 'Bearer test-token';
+
+class MemoryDirectory implements AgentDirectory {
+  readonly byKey = new Map<string, EnrolledAgent>();
+  readonly hostKeys = new Map<string, string[]>();
+  readonly seen: string[] = [];
+  private n = 0;
+  enrol(name: string, publicKey: string, revoked = false): EnrolledAgent {
+    const a: EnrolledAgent = { id: `agent-${++this.n}`, name, publicKey, revokedAt: revoked ? new Date() : null };
+    this.byKey.set(publicKey, a);
+    return a;
+  }
+  hasName(name: string): boolean {
+    return [...this.byKey.values()].some((a) => a.name === name && !a.revokedAt);
+  }
+  async findByPublicKey(publicKey: string): Promise<EnrolledAgent | null> {
+    return this.byKey.get(publicKey) ?? null;
+  }
+  async markConnected(id: string, info: { hostKeys: string[] }): Promise<void> {
+    this.hostKeys.set(id, info.hostKeys);
+  }
+  async markSeen(id: string): Promise<void> {
+    this.seen.push(id);
+  }
+}
+
+class RecordingAudit implements TunnelAuditSink {
+  readonly events: Array<{ type: string; [k: string]: unknown }> = [];
+  readonly ended: TunnelSessionSummary[] = [];
+  agentConnected(e: object): void { this.events.push({ type: 'agent.connected', ...e }); }
+  agentDisconnected(e: object): void { this.events.push({ type: 'agent.disconnected', ...e }); }
+  agentRejected(e: object): void { this.events.push({ type: 'agent.rejected', ...e }); }
+  sessionEnded(e: TunnelSessionSummary): void { this.ended.push(e); }
+}
+
+function newIdentity(): AgentIdentity {
+  return identityFromPrivateKey(generateKeyPairSync('ed25519').privateKey);
+}
+
+interface Relay {
+  app: FastifyInstance;
+  port: number;
+  fingerprint: string;
+  router: TunnelRouter;
+  directory: MemoryDirectory;
+  audit: RecordingAudit;
+  agentSockets: () => number;
+}
+
+async function startRelay(): Promise<Relay> {
+  const pems = await generate([{ name: 'commonName', value: 'mssh-test-relay' }], {
+    keyType: 'ec',
+    curve: 'P-256',
+    extensions: [{ name: 'subjectAltName', altNames: [{ type: 7, ip: '127.0.0.1' }] }],
+  });
+  const directory = new MemoryDirectory();
+  const audit = new RecordingAudit();
+  const router = createTunnelRouter({ directory, audit, logger: log, minProtocolVersion: PROTOCOL_VERSION, handshakeTimeoutMs: 5_000 });
+  let agentSockets = 0;
+  const app = fastify({
+    logger: false,
+    http2: true,
+    https: { allowHTTP1: true },
+    serverFactory: (handler: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void) => {
+      const server = http2.createSecureServer({ key: pems.private, cert: pems.cert, allowHTTP1: true, ALPNCallback: agentAlpnCallback, noDelay: true, maxSessionMemory: 64, settings: { ...H2_SETTINGS } }, handler);
+      // As the real relay does: the connection-level receive window of client sessions is raised too.
+      server.on('session', (session) => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
+      routeAgentSockets(server, (socket) => {
+        agentSockets++;
+        router.acceptAgentSocket(socket);
+      });
+      return server;
+    },
+  } as Parameters<typeof fastify>[0]) as unknown as FastifyInstance;
+  app.decorateRequest('auth', null);
+  app.decorate('authenticate', async (request, reply) => {
+    if (request.headers.authorization !== TOKEN) {
+      await reply.code(401).send({ statusCode: 401, code: 'AUTH_ERR_MISSING_TOKEN', error: 'Unauthorized', message: 'no bearer token' });
+      return;
+    }
+    request.auth = { user: 'alice', admin: false, jti: 'jti-1', exp: Math.floor(Date.now() / 1000) + 3600 };
+  });
+  app.decorate('requireAdmin', async () => {});
+  await app.register(tunnelRoutes, { router, hostExists: async (name: string) => directory.hasName(name) });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (app.server.address() as net.AddressInfo).port;
+  return { app, port, fingerprint: certFingerprint(new X509Certificate(pems.cert).raw), router, directory, audit, agentSockets: () => agentSockets };
+}
+
+/** A client session as mssh makes it: TLS, then HTTP/2 over a write-decoupled view of the socket. */
+async function clientSession(relay: Relay): Promise<http2.ClientHttp2Session> {
+  const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: relay.port, ALPNProtocols: ['h2'], rejectUnauthorized: false });
+    s.once('secureConnect', () => resolve(s));
+    s.once('error', reject);
+  });
+  return new Promise((resolve, reject) => {
+    const s = http2.connect(`https://127.0.0.1:${relay.port}`, { createConnection: () => decoupleWrites(socket), settings: { ...H2_SETTINGS }, maxSessionMemory: 64 });
+    s.once('connect', () => {
+      s.setLocalWindowSize(H2_CONNECTION_WINDOW);
+      resolve(s);
+    });
+    s.once('error', reject);
+  });
+}
+
+type TunnelError = Error & { status: number; body: { code?: string; message?: string } };
+
+function openTunnel(session: http2.ClientHttp2Session, host: string, auth = TOKEN): Promise<http2.ClientHttp2Stream> {
+  const req = session.request({
+    ':method': 'POST',
+    ':path': PATHS.tunnel(host),
+    authorization: auth,
+    'content-type': 'application/octet-stream',
+    [HEADERS.protocolVersion]: String(PROTOCOL_VERSION),
+  });
+  return new Promise((resolve, reject) => {
+    req.on('error', reject);
+    req.once('response', (h) => {
+      const status = Number(h[':status']);
+      if (status === 200) {
+        resolve(req);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      req.on('data', (d: Buffer) => chunks.push(d));
+      req.once('end', () => {
+        let body: unknown = Buffer.concat(chunks).toString();
+        try { body = JSON.parse(body as string); } catch { /* text */ }
+        reject(Object.assign(new Error(`tunnel ${status}`), { status, body }));
+      });
+    });
+  });
+}
+
+async function tunnelError(p: Promise<unknown>): Promise<TunnelError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as TunnelError;
+  }
+  throw new Error('expected the tunnel to be refused');
+}
+
+function readUntil(stream: Duplex, re: RegExp, timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const t = setTimeout(() => { cleanup(); reject(new Error(`timed out waiting for ${re}; got ${JSON.stringify(text)}`)); }, timeoutMs);
+    const onData = (d: Buffer): void => {
+      text += d.toString('latin1');
+      if (re.test(text)) { cleanup(); resolve(text); }
+    };
+    const onEnd = (): void => { cleanup(); reject(new Error(`stream ended before ${re}; got ${JSON.stringify(text)}`)); };
+    const cleanup = (): void => { clearTimeout(t); stream.off('data', onData); stream.off('end', onEnd); };
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+  });
+}
+
+interface Ssh { client: InstanceType<typeof Client>; channel: ssh2.ClientChannel; received: Buffer[]; closed: boolean; tunnel: http2.ClientHttp2Stream }
+
+function sshCat(tunnel: http2.ClientHttp2Stream): Promise<Ssh> {
+  const f = fixtures();
+  return new Promise((resolve, reject) => {
+    const client = new Client();
+    client.on('error', reject);
+    client.on('ready', () => {
+      client.exec('cat', (err, channel) => {
+        if (err) { reject(err); return; }
+        const s: Ssh = { client, channel, received: [], closed: false, tunnel };
+        channel.on('data', (d: Buffer) => s.received.push(d));
+        channel.on('close', () => { s.closed = true; });
+        resolve(s);
+      });
+    });
+    client.connect({
+      sock: tunnel,
+      username: f.sshd.user,
+      privateKey: readFileSync(f.sshd.clientKey),
+      readyTimeout: 30_000,
+      hostVerifier: (key: Buffer) => f.sshd.hostKeys.some((line) => Buffer.from(line.split(' ')[1]!, 'base64').equals(key)),
+    });
+  });
+}
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+async function echo(s: Ssh, payload: Buffer): Promise<void> {
+  s.received.length = 0;
+  s.channel.write(payload);
+  await waitFor(() => Buffer.concat(s.received).length >= payload.length || s.closed, 120_000, 'echo through cat');
+  expect(sha(Buffer.concat(s.received))).toBe(sha(payload));
+}
+
+/** A standalone agent link (no reconnects) for one scenario; resolves its outcome when it ends. */
+function startLink(relay: Relay, name: string, identity: AgentIdentity, target: TcpTarget): { link: AgentLink; outcome: Promise<LinkOutcome> } {
+  const link = new AgentLink({ endpoint: { host: '127.0.0.1', port: relay.port }, relayFingerprint: relay.fingerprint, name, identity, target, logger: log });
+  return { link, outcome: link.run() };
+}
+
+/** The shared sshd as target; host keys known from "enrolment" so a slow scan on a busy machine still reports them. */
+function sshdTarget(knownHostKeys: string[] = fixtures().sshd.hostKeys): TcpTarget {
+  return new TcpTarget({ address: { host: '127.0.0.1', port: fixtures().sshd.port }, logger: log, knownHostKeys, scanTimeoutMs: 3_000 });
+}
+
+/** A non-SSH target (no host keys to scan). */
+function plainTarget(port: number): TcpTarget {
+  return new TcpTarget({ address: { host: '127.0.0.1', port }, logger: log, knownHostKeys: [], scanTimeoutMs: 300 });
+}
+
+describe('tunnel router + route + real agent + real sshd', () => {
+  let relay: Relay;
+  let client: http2.ClientHttp2Session;
+  let supervisor: AgentSupervisor;
+  let supervisorRun: Promise<unknown>;
+  const laptop = newIdentity();
+
+  beforeAll(async () => {
+    relay = await startRelay();
+    relay.directory.enrol('laptop', laptop.publicKey);
+    relay.directory.enrol('sleepy', newIdentity().publicKey);
+    supervisor = new AgentSupervisor({
+      endpoint: { host: '127.0.0.1', port: relay.port },
+      relayFingerprint: relay.fingerprint,
+      name: 'laptop',
+      identity: laptop,
+      target: sshdTarget([]),
+      logger: log,
+      backoff: new Backoff({ baseMs: 50, capMs: 500 }),
+    });
+    supervisorRun = supervisor.run();
+    await waitFor(() => relay.router.isOnline('laptop'), 15_000, 'the agent to come online');
+    client = await clientSession(relay);
+  });
+
+  afterAll(async () => {
+    client?.destroy();
+    await supervisor?.stop(1_000);
+    await supervisorRun;
+    await relay?.router.close();
+    await relay?.app.close();
+  });
+
+  it('the agent proved its key, reported the sshd host keys, and a session reaches sshd', async () => {
+    const agent = relay.directory.byKey.get(laptop.publicKey)!;
+    expect([...(relay.directory.hostKeys.get(agent.id) ?? [])].sort()).toEqual([...fixtures().sshd.hostKeys].sort());
+    expect(relay.audit.events.filter((e) => e.type === 'agent.connected' && e.name === 'laptop')).toHaveLength(1);
+    expect(relay.router.onlineNames()).toEqual(['laptop']);
+
+    const tunnel = await openTunnel(client, 'laptop');
+    const banner = await readUntil(tunnel, /SSH-2\.0-OpenSSH/);
+    expect(banner).toMatch(/^SSH-2\.0-OpenSSH/);
+    tunnel.close(http2.constants.NGHTTP2_CANCEL);
+  });
+
+  it('50 concurrent sessions share the one agent connection; ending or resetting one leaves the others intact', async () => {
+    const socketsBefore = relay.agentSockets();
+    const sessions = await Promise.all(Array.from({ length: 50 }, async () => sshCat(await openTunnel(client, 'laptop'))));
+    expect(relay.router.activeSessions()).toBe(50);
+    await Promise.all(sessions.map((s) => echo(s, randomBytes(200 * 1024))));
+    expect(relay.agentSockets()).toBe(socketsBefore);
+    expect(supervisor.current()?.activeSessions()).toBe(50);
+
+    // One ends cleanly, one is reset at the HTTP/2 level (like a client killed with -9).
+    const ended = sessions.shift()!;
+    ended.client.end();
+    const reset = sessions.shift()!;
+    reset.tunnel.close(http2.constants.NGHTTP2_CANCEL);
+    await waitFor(() => ended.closed && reset.closed, 10_000, 'the two sessions to close');
+    await waitFor(() => relay.router.activeSessions() === 48, 10_000, 'the relay to count 48 sessions');
+
+    await Promise.all(sessions.map((s) => echo(s, randomBytes(100 * 1024))));
+    expect(sessions.every((s) => !s.closed)).toBe(true);
+    expect(relay.agentSockets()).toBe(socketsBefore);
+    for (const s of sessions) s.client.end();
+    await waitFor(() => relay.router.activeSessions() === 0, 10_000, 'all sessions to end');
+    const summaries = relay.audit.ended.filter((e) => e.host === 'laptop' && e.bytesFromClient > 300 * 1024);
+    expect(summaries.length).toBeGreaterThanOrEqual(48);
+    expect(summaries.every((e) => e.bytesToClient > 300 * 1024 && e.user === 'alice')).toBe(true);
+  }, 240_000);
+
+  it('unknown host 404, offline 503, malformed name 400, HTTP/1.1 400, no token 401', async () => {
+    const unknown = await tunnelError(openTunnel(client, 'nosuchhost'));
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.code).toBe('RLY_ERR_UNKNOWN_HOST');
+    const local = await tunnelError(openTunnel(client, 'localhost'));
+    expect(local.status).toBe(404);
+
+    const offline = await tunnelError(openTunnel(client, 'sleepy'));
+    expect(offline.status).toBe(503);
+    expect(offline.body.code).toBe('RLY_ERR_AGENT_OFFLINE');
+
+    for (const bad of ['127.0.0.1:22', 'Bad_Name', '-x']) {
+      const e = await tunnelError(openTunnel(client, bad));
+      expect(e.status).toBe(400);
+      expect(e.body.code).toBe('RLY_ERR_BAD_REQUEST');
+    }
+
+    const noToken = await tunnelError(openTunnel(client, 'laptop', 'Bearer nope'));
+    expect(noToken.status).toBe(401);
+
+    const h1 = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = https.request(
+        { host: '127.0.0.1', port: relay.port, method: 'POST', path: PATHS.tunnel('laptop'), rejectUnauthorized: false, headers: { authorization: TOKEN, 'content-type': 'application/octet-stream' } },
+        (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      req.end('SSH-2.0-x\r\n');
+    });
+    expect(h1.status).toBe(400);
+    expect(h1.body).toMatch(/HTTP\/2/);
+  });
+
+  it('half-close is preserved both ways through relay and agent', async () => {
+    // A target that answers only after the client ended its side, then ends its own.
+    const server = net.createServer({ allowHalfOpen: true }, (sock) => {
+      const got: Buffer[] = [];
+      sock.on('data', (d: Buffer) => got.push(d));
+      sock.on('end', () => {
+        const all = Buffer.concat(got);
+        setTimeout(() => sock.end(Buffer.concat([all, Buffer.from(`|END:${all.length}`)])), 50);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const id = newIdentity();
+    relay.directory.enrol('echo', id.publicKey);
+    const { link, outcome } = startLink(relay, 'echo', id, plainTarget((server.address() as net.AddressInfo).port));
+    await waitFor(() => relay.router.isOnline('echo'), 15_000, 'echo agent online');
+    const tunnel = await openTunnel(client, 'echo');
+    const payload = randomBytes(2 * 1024 * 1024);
+    const chunks: Buffer[] = [];
+    tunnel.on('data', (d: Buffer) => chunks.push(d));
+    const ended = new Promise<void>((r) => tunnel.once('end', r));
+    tunnel.end(payload);
+    await ended;
+    const all = Buffer.concat(chunks);
+    const trailer = Buffer.from(`|END:${payload.length}`);
+    expect(all.length).toBe(payload.length + trailer.length);
+    expect(sha(all.subarray(0, payload.length))).toBe(sha(payload));
+    expect(all.subarray(payload.length).toString()).toBe(trailer.toString());
+    await link.close(1_000);
+    await outcome;
+    server.close();
+  });
+
+  it('an agent whose target is down answers 502 with the agent error', async () => {
+    const id = newIdentity();
+    relay.directory.enrol('broken', id.publicKey);
+    const closed = await new Promise<number>((r) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => r(p)); }); });
+    const { link, outcome } = startLink(relay, 'broken', id, plainTarget(closed));
+    await waitFor(() => relay.router.isOnline('broken'), 15_000, 'broken agent online');
+    const e = await tunnelError(openTunnel(client, 'broken'));
+    expect(e.status).toBe(502);
+    expect(e.body.code).toBe('RLY_ERR_AGENT_FAILED');
+    expect(e.body.message).toMatch(/AGT_ERR_TARGET_UNREACHABLE/);
+    await link.close(1_000);
+    await outcome;
+  });
+
+  it('bad proofs are refused in the welcome: unknown key, wrong signature, revoked, wrong name', async () => {
+    const enrolledButForged = newIdentity();
+    relay.directory.enrol('forged', enrolledButForged.publicKey);
+    const otherKey = generateKeyPairSync('ed25519').privateKey;
+    const forger: AgentIdentity = { publicKey: enrolledButForged.publicKey, sign: (d) => sign(null, d, otherKey) };
+    const revoked = newIdentity();
+    relay.directory.enrol('gone', revoked.publicKey, true);
+    const misnamed = newIdentity();
+    relay.directory.enrol('realname', misnamed.publicKey);
+
+    const cases: Array<[string, AgentIdentity, string, boolean]> = [
+      ['stranger', newIdentity(), 'RLY_ERR_UNKNOWN_AGENT_KEY', true],
+      ['forged', forger, 'RLY_ERR_AGENT_PROOF_INVALID', false],
+      ['gone', revoked, 'RLY_ERR_AGENT_REVOKED', true],
+      ['othername', misnamed, 'RLY_ERR_NAME_TAKEN', true],
+    ];
+    for (const [name, identity, code, permanent] of cases) {
+      const { outcome } = startLink(relay, name, identity, sshdTarget());
+      const out = await outcome;
+      expect(out).toMatchObject({ kind: 'refused', code, permanent });
+      expect(relay.audit.events.some((e) => e.type === 'agent.rejected' && e.code === code)).toBe(true);
+    }
+    expect(relay.router.onlineNames()).not.toContain('forged');
+    expect(relay.router.onlineNames()).not.toContain('gone');
+    expect(relay.router.onlineNames()).not.toContain('realname');
+  });
+
+  it('a second link with the same key replaces the first, whose sessions end', async () => {
+    const id = newIdentity();
+    relay.directory.enrol('twin', id.publicKey);
+    const first = startLink(relay, 'twin', id, sshdTarget());
+    await waitFor(() => relay.router.isOnline('twin'), 15_000, 'first twin link online');
+    const tunnel = await openTunnel(client, 'twin');
+    await readUntil(tunnel, /SSH-2\.0-OpenSSH/);
+    const tunnelClosed = new Promise<void>((r) => tunnel.once('close', r));
+
+    const second = startLink(relay, 'twin', id, sshdTarget());
+    const out = await first.outcome;
+    expect(out.kind).toBe('closed');
+    await tunnelClosed;
+    await waitFor(() => second.link.isWelcomed && relay.router.isOnline('twin'), 10_000, 'second twin link online');
+    const t2 = await openTunnel(client, 'twin');
+    await readUntil(t2, /SSH-2\.0-OpenSSH/);
+    t2.close(http2.constants.NGHTTP2_CANCEL);
+    await second.link.close(1_000);
+    await second.outcome;
+  });
+
+  it('killing the agent socket makes sessions to it fail at once with RLY_ERR_AGENT_OFFLINE', async () => {
+    const id = newIdentity();
+    const agent = relay.directory.enrol('mortal', id.publicKey);
+    const { link, outcome } = startLink(relay, 'mortal', id, sshdTarget());
+    await waitFor(() => relay.router.isOnline('mortal'), 15_000, 'mortal agent online');
+    const live = await openTunnel(client, 'mortal');
+    await readUntil(live, /SSH-2\.0-OpenSSH/);
+    const liveClosed = new Promise<void>((r) => live.once('close', r));
+    link.tlsSocket!.destroy();
+    await outcome;
+    await liveClosed;
+    await waitFor(() => !relay.router.isOnline('mortal'), 2_000, 'the relay to notice the dead link');
+    const e = await tunnelError(openTunnel(client, 'mortal'));
+    expect(e.status).toBe(503);
+    expect(e.body.code).toBe('RLY_ERR_AGENT_OFFLINE');
+    await expect(relay.router.openSession('mortal', { sessionId: 'x', user: 'alice' })).rejects.toMatchObject({ code: 'RLY_ERR_AGENT_OFFLINE' });
+    await expect(relay.router.openSession('mortal', { sessionId: 'x', user: 'alice' })).rejects.toBeInstanceOf(RelayError);
+    await waitFor(() => relay.directory.seen.includes(agent.id), 2_000, 'markSeen on link end');
+    expect(relay.audit.events.some((e) => e.type === 'agent.disconnected' && e.name === 'mortal')).toBe(true);
+  });
+
+  it('garbage, early close, a silent peer and a bad hello on the agent ALPN do not hurt the relay', async () => {
+    const dial = (): Promise<tls.TLSSocket> =>
+      new Promise((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port: relay.port, ALPNProtocols: [AGENT_ALPN], rejectUnauthorized: false });
+        s.once('secureConnect', () => resolve(s));
+        s.once('error', reject);
+      });
+    // Garbage bytes.
+    const g = await dial();
+    g.on('error', () => {});
+    g.resume();
+    g.write(randomBytes(64 * 1024));
+    await new Promise<void>((r) => g.once('close', () => r()));
+    // Early close.
+    const e = await dial();
+    e.destroy();
+    // A peer that speaks HTTP/2 but answers hello with garbage JSON.
+    const b = await dial();
+    const server = http2.createServer();
+    const welcomes: string[] = [];
+    server.on('stream', (stream, headers) => {
+      stream.on('error', () => {});
+      if (headers[':path'] === PATHS.agentHello) {
+        stream.respond({ ':status': 200 });
+        stream.end('{"name": "laptop", not json');
+      } else {
+        const chunks: Buffer[] = [];
+        stream.on('data', (d: Buffer) => chunks.push(d));
+        stream.on('end', () => { welcomes.push(Buffer.concat(chunks).toString()); stream.respond({ ':status': 204 }, { endStream: true }); });
+      }
+    });
+    server.on('sessionError', () => {});
+    server.emit('connection', b);
+    await new Promise<void>((r) => b.once('close', () => r()));
+    expect(JSON.parse(welcomes[0]!)).toMatchObject({ ok: false, code: 'RLY_ERR_BAD_REQUEST' });
+    // A peer that completes TLS and then says nothing is dropped after the handshake deadline.
+    const silent = await dial();
+    silent.on('error', () => {});
+    silent.resume();
+    await new Promise<void>((r) => silent.once('close', () => r()));
+
+    // The relay still serves, and the real agent is untouched.
+    expect(relay.router.onlineNames()).toContain('laptop');
+    const tunnel = await openTunnel(client, 'laptop');
+    await readUntil(tunnel, /SSH-2\.0-OpenSSH/);
+    tunnel.close(http2.constants.NGHTTP2_CANCEL);
+  });
+});
