@@ -1,17 +1,20 @@
 #!/usr/bin/env node
 // Bundles one app (run from the app's folder): its own code and the workspace libs (@mssh/*, TypeScript
 // source) go into one ESM file; every npm dependency stays external and is loaded from node_modules.
-// Usage: node ../../scripts/build-app.mjs src/main.ts dist/main.js
+// Usage: node ../../scripts/build-app.mjs src/main.ts dist/main.js [--keep]
+// (--keep: do not empty dist/ first, for a second entry of the same app.)
 import { build } from 'esbuild';
 import { readFileSync, cpSync, existsSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 
-const [entry, outfile] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const keep = args.includes('--keep');
+const [entry, outfile] = args.filter((a) => a !== '--keep');
 if (!entry || !outfile) {
-  console.error('usage: build-app.mjs ENTRY OUTFILE');
+  console.error('usage: build-app.mjs ENTRY OUTFILE [--keep]');
   process.exit(2);
 }
-rmSync('dist', { recursive: true, force: true });
+if (!keep) rmSync('dist', { recursive: true, force: true });
 const root = resolve(import.meta.dirname, '..');
 const external = ['node:*'];
 const seen = new Set();

@@ -49,6 +49,11 @@ export interface RunSshOptions {
   handshakeTimeoutMs?: number;
   /** SSH keepalive interval (3 missed = dead). Default 15 s; 0 = off. */
   keepaliveIntervalMs?: number;
+  /**
+   * Called once the session channel is open, just before the local terminal is put in raw mode and
+   * stdin is piped to the channel (after every prompt). The full-screen picker hands the terminal over here.
+   */
+  onSessionStart?: () => void;
   /** Receives ssh2's protocol log lines (handshake, auth, channel requests), for `MSSH_DEBUG=1`. */
   debug?: (line: string) => void;
 }
@@ -178,6 +183,7 @@ export function runSsh(opts: RunSshOptions): Promise<number> {
           return;
         }
         channel = ch;
+        opts.onSessionStart?.();
         ch.on('exit', (code: number | null, signal?: string) => {
           exit = { code: typeof code === 'number' ? code : null, signal: signal ?? null };
         });

@@ -1,0 +1,75 @@
+/**
+ * One picker row per machine: status, name, labels, last seen, my sessions, round-trip time to the relay,
+ * host key fingerprint (the pinned one when known_hosts has it, else the strongest key the relay attests).
+ */
+import { fingerprintBlob, sanitizeForTerminal, type HostInfo } from '@mssh/protocol';
+import blessed from 'blessed';
+import { formatAge, primaryFingerprint } from '../commands/ls.js';
+import type { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
+import { fuzzyMatch } from './fuzzy.js';
+
+export type HostStatus = 'online' | 'offline' | 'stale';
+const STALE_MS = 30 * 86_400_000;
+
+export function hostStatus(h: Pick<HostInfo, 'online' | 'lastSeen'>, now: Date): HostStatus {
+  if (h.online) return 'online';
+  const t = h.lastSeen ? Date.parse(h.lastSeen) : NaN;
+  return Number.isFinite(t) && now.getTime() - t > STALE_MS ? 'stale' : 'offline';
+}
+
+/** Labels: the relay reports none yet (HostInfo has no labels field), shown as '-'. */
+export function hostLabels(h: HostInfo): string {
+  const labels = (h as HostInfo & { labels?: unknown }).labels;
+  return Array.isArray(labels) && labels.length > 0 ? labels.map((l) => sanitizeForTerminal(String(l))).join(',') : '-';
+}
+
+export function hostKeyColumn(h: HostInfo, knownHosts: KnownHostsFile): string {
+  const pinned = knownHosts.lookup(h.name);
+  if (pinned.length > 0) return `${fingerprintBlob(pinned[0]!.blob)} pinned`;
+  const fp = primaryFingerprint(h.hostKeys);
+  return fp === '-' ? '-' : `${fp} attested`;
+}
+
+export interface RowContext {
+  now: Date;
+  rttMs: number | null;
+  mine: (host: string) => number;
+  knownHosts: KnownHostsFile;
+}
+
+const STATUS_COLOR: Record<HostStatus, string> = { online: 'green', offline: 'red', stale: 'yellow' };
+export const COLUMNS = ['STATUS', 'NAME', 'LABELS', 'LAST SEEN', 'MINE', 'RTT', 'HOST KEY'];
+const WIDTHS = [8, 20, 10, 10, 5, 7];
+
+export function headerLine(): string {
+  return COLUMNS.map((c, i) => (i < WIDTHS.length ? c.padEnd(WIDTHS[i]!) : c)).join('');
+}
+
+function highlight(name: string, positions: number[]): string {
+  let out = '';
+  for (let i = 0; i < name.length; i++) {
+    const c = blessed.escape(name[i]!);
+    out += positions.includes(i) ? `{yellow-fg}{bold}${c}{/bold}{/yellow-fg}` : c;
+  }
+  return out;
+}
+
+/** The row text (blessed tags) for a host, with the filter matches highlighted; null when filtered out. */
+export function formatRow(h: HostInfo, filter: string, ctx: RowContext): string | null {
+  const name = sanitizeForTerminal(h.name);
+  const positions = fuzzyMatch(filter, name);
+  if (!positions) return null;
+  const status = hostStatus(h, ctx.now);
+  const pad = (s: string, w: number) => (s.length >= w ? `${s.slice(0, w - 2)}… ` : s.padEnd(w));
+  const namePadding = ' '.repeat(Math.max(1, WIDTHS[1]! - name.length));
+  const shownName = name.length >= WIDTHS[1]! ? blessed.escape(pad(name, WIDTHS[1]!)) : `${highlight(name, positions)}${namePadding}`;
+  return [
+    `{${STATUS_COLOR[status]}-fg}${pad(status, WIDTHS[0]!)}{/${STATUS_COLOR[status]}-fg}`,
+    shownName,
+    blessed.escape(pad(hostLabels(h), WIDTHS[2]!)),
+    pad(h.online ? 'now' : formatAge(h.lastSeen, ctx.now), WIDTHS[3]!),
+    pad(String(ctx.mine(h.name)), WIDTHS[4]!),
+    pad(ctx.rttMs === null ? '-' : `${ctx.rttMs}ms`, WIDTHS[5]!),
+    blessed.escape(hostKeyColumn(h, ctx.knownHosts)),
+  ].join('');
+}

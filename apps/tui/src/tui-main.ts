@@ -1,0 +1,160 @@
+/**
+ * `mssh-tui`: the only place that wires the full-screen picker. Reads the configuration, opens the log
+ * file, builds the dependencies, runs the picker, and makes sure the terminal is restored (normal screen,
+ * cooked mode, cursor visible) on every exit path: quit, crash, SIGTERM, SIGHUP.
+ *
+ *   mssh-tui [--relay URL] [--host NAME] [-i FILE]
+ */
+import { existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseConfig, type ClientConfig } from './config/config.js';
+import { CredentialsStore } from './config/credentials-store.js';
+import { normalizeRelayUrl } from './config/relay-url.js';
+import { ensurePrivateDir } from './config/secure-files.js';
+import { cliError, formatCliError, isCliError, type CliError } from './errors.js';
+import { KnownHostsFile } from './known-hosts/known-hosts-file.js';
+import { LoginUsers } from './picker/login-users.js';
+import { PickerApp } from './picker/picker-app.js';
+import { createTuiLogger, tuiLogPath } from './picker/tui-log.js';
+import { connectRelay } from './relay-client/relay-connection.js';
+import { defaultIdentityFiles } from './ssh/auth.js';
+import { assertHostName } from './ssh/ssh-via-relay.js';
+
+const USAGE = `Usage: mssh-tui [--relay URL] [--host NAME] [-i FILE]
+
+Full-screen picker of the machines on your mssh relay; Enter opens a shell on one.
+  --relay URL     use this relay (one you logged in to) instead of the current one
+  --host NAME     connect to NAME at once; the picker comes back when the shell ends
+  -i, --identity FILE   SSH private key to log in with (default: ssh-agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa;
+                  also MSSH_IDENTITY=FILE)
+  -h, --help      this help
+Keys in the picker: type to filter, Up/Down or j/k, Enter connect, u login user, r refresh, ? help, q quit.`;
+
+export interface TuiArgs {
+  relay: string | null;
+  host: string | null;
+  identity: string | null;
+  help: boolean;
+}
+
+export function parseTuiArgs(argv: string[]): TuiArgs {
+  const out: TuiArgs = { relay: null, host: null, identity: null, help: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const eq = a.indexOf('=');
+    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+    const inline = a.startsWith('--') && eq > 0 ? a.slice(eq + 1) : undefined;
+    const value = (): string => {
+      const v = inline ?? argv[++i];
+      if (v === undefined || v === '') throw cliError('CLI_ERR_USAGE', `${flag} needs a value`, 'See `mssh-tui --help`.');
+      return v;
+    };
+    if (flag === '-h' || flag === '--help') out.help = true;
+    else if (flag === '--relay') out.relay = value();
+    else if (flag === '--host') out.host = value().toLowerCase();
+    else if (flag === '-i' || flag === '--identity') out.identity = value();
+    else throw cliError('CLI_ERR_USAGE', `unknown argument ${JSON.stringify(a.slice(0, 100))}`, 'See `mssh-tui --help`.');
+  }
+  return out;
+}
+
+function fail(e: CliError): never {
+  process.stderr.write(`${formatCliError(e).replace(/^mssh:/, 'mssh-tui:')}\n`);
+  process.exit(1);
+}
+
+function main(): void {
+  let config: ClientConfig;
+  let args: TuiArgs;
+  try {
+    config = parseConfig(process.env);
+    args = parseTuiArgs(process.argv.slice(2));
+  } catch (e) {
+    fail(isCliError(e) ? e : cliError('CLI_ERR_CONFIG', `invalid environment: ${(e as Error).message}`, 'Check the MSSH_* environment variables.'));
+  }
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`);
+    process.exit(0);
+  }
+  if (!process.stdin.isTTY || !process.stdout.isTTY) {
+    fail(cliError('CLI_ERR_NO_TTY', 'mssh-tui needs a terminal (stdin and stdout)', 'Run it in a terminal; for scripts use `mssh ls` and `mssh ssh`.'));
+  }
+  let identityFiles: string[];
+  const identity = args.identity ?? process.env.MSSH_IDENTITY ?? null;
+  try {
+    if (args.host) assertHostName(args.host);
+    if (args.relay) args.relay = normalizeRelayUrl(args.relay);
+    if (identity) {
+      const file = resolve(identity);
+      if (!existsSync(file)) throw cliError('CLI_ERR_KEY_FILE', `the key file ${file} does not exist`, 'Check the path given to -i.');
+      identityFiles = [file];
+    } else {
+      identityFiles = defaultIdentityFiles(config.home);
+    }
+    ensurePrivateDir(config.configDir);
+  } catch (e) {
+    fail(isCliError(e) ? e : cliError('CLI_ERR_CONFIG', (e as Error).message, ''));
+  }
+  const store = new CredentialsStore(config.configDir);
+  if (args.relay && !store.get(args.relay)?.token) {
+    fail(cliError('CLI_ERR_NOT_LOGGED_IN', `not logged in to ${args.relay}`, `Logged in: ${store.list().filter((r) => r.token).map((r) => r.url).join(', ') || 'none'}. Run \`mssh login --relay ${args.relay} --user NAME\` first.`));
+  }
+  const logPath = tuiLogPath(process.env, config.home, config.configDir);
+  const log = createTuiLogger(logPath);
+  log.info({ pid: process.pid, args: { relay: args.relay, host: args.host } }, 'mssh-tui start');
+
+  // Captured before blessed exists: blessed's pause() replaces stdout.write with a no-op.
+  const realWrite = process.stdout.write.bind(process.stdout);
+  const app = new PickerApp({
+    config,
+    store,
+    knownHosts: new KnownHostsFile(join(config.configDir, 'known_hosts')),
+    users: new LoginUsers(config.configDir, config.localUser),
+    log,
+    identityFiles,
+    connect: connectRelay,
+    relayUrl: args.relay ?? config.relayOverride,
+    initialHost: args.host,
+  });
+  let restored = false;
+  const restore = () => {
+    if (restored) return;
+    restored = true;
+    app.restoreTerminal();
+    try {
+      if (process.stdin.isTTY) process.stdin.setRawMode(false);
+    } catch {
+      // terminal gone
+    }
+    // Main screen, cursor visible, attributes reset: whatever state blessed or the shell left.
+    try {
+      realWrite('\x1b[?1049l\x1b[?25h\x1b[0m');
+    } catch {
+      // terminal gone
+    }
+  };
+  process.on('exit', restore);
+  for (const [sig, num] of [['SIGTERM', 15], ['SIGHUP', 1]] as const) {
+    process.on(sig, () => {
+      log.info({ signal: sig }, 'mssh-tui stopped by signal');
+      restore();
+      process.exit(128 + num);
+    });
+  }
+  process.on('uncaughtException', (e) => {
+    log.error({ err: e }, 'mssh-tui crashed');
+    restore();
+    process.stderr.write(`mssh-tui: unexpected error: ${e?.message ?? String(e)} [CLI_ERR_INTERNAL]\nPlease report this; details are in ${logPath}.\n`);
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (e) => {
+    log.error({ err: e }, 'unhandled rejection');
+  });
+  void app.run().then((code) => {
+    log.info({ code }, 'mssh-tui exit');
+    restore();
+    process.exit(code);
+  });
+}
+
+main();
