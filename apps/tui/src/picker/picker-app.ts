@@ -350,6 +350,8 @@ export class PickerApp {
 
   private restoreFromSession(): void {
     if (this.handoff.active) this.handoff.give();
+    // runSsh pauses stdin when it ends, also when the session never started: blessed reads it again.
+    else if (!this.closed) process.stdin.resume();
     if (this.mode === 'session' || this.mode === 'busy') this.mode = 'list';
     this.hideModal();
   }
@@ -362,8 +364,8 @@ export class PickerApp {
       ? [
           `{red-fg}{bold}HOST KEY FOR ${blessed.escape(host)} HAS CHANGED: NOT CONNECTED{/bold}{/red-fg}`,
           '',
-          `  Presented by the machine: ${shown}`,
-          `  Pinned in known_hosts:    ${pinned.join(', ') || '-'}`,
+          `  Presented: ${shown}`,
+          `  Pinned:    ${pinned.join(', ') || '-'}  (known_hosts)`,
           '',
           `Someone may be intercepting the connection, or ${blessed.escape(host)}'s SSH keys were replaced.`,
           'Only if you know they were replaced, forget the old key and connect again:',
@@ -373,7 +375,7 @@ export class PickerApp {
       : [
           `{red-fg}{bold}CANNOT VERIFY THE HOST KEY OF ${blessed.escape(host)}: NOT CONNECTED{/bold}{/red-fg}`,
           '',
-          `  Presented by the machine: ${shown}`,
+          `  Presented: ${shown}`,
           '',
           blessed.escape(sanitizeForTerminal(err.message)),
           blessed.escape(sanitizeForTerminal(err.hint)),
@@ -584,7 +586,8 @@ export class PickerApp {
   private render(): void {
     if (this.closed || this.handoff.active) return;
     const now = new Date();
-    const ctx = { now, rttMs: this.rttMs, mine: (h: string) => this.mine.get(h) ?? 0, knownHosts: this.deps.knownHosts };
+    const width = typeof this.screen.width === 'number' ? this.screen.width : 80;
+    const ctx = { now, rttMs: this.rttMs, mine: (h: string) => this.mine.get(h) ?? 0, knownHosts: this.deps.knownHosts, width };
     const rows: string[] = [];
     const visible: HostInfo[] = [];
     for (const h of [...this.hosts].sort((a, b) => a.name.localeCompare(b.name))) {

@@ -23,11 +23,13 @@ export function hostLabels(h: HostInfo): string {
   return Array.isArray(labels) && labels.length > 0 ? labels.map((l) => sanitizeForTerminal(String(l))).join(',') : '-';
 }
 
-export function hostKeyColumn(h: HostInfo, knownHosts: KnownHostsFile): string {
+/** `pinned SHA256:...` (known_hosts) or `attested SHA256:...` (relay), cut with '…' to `width`. */
+export function hostKeyColumn(h: HostInfo, knownHosts: KnownHostsFile, width = 80): string {
   const pinned = knownHosts.lookup(h.name);
-  if (pinned.length > 0) return `${fingerprintBlob(pinned[0]!.blob)} pinned`;
-  const fp = primaryFingerprint(h.hostKeys);
-  return fp === '-' ? '-' : `${fp} attested`;
+  const fp = pinned.length > 0 ? fingerprintBlob(pinned[0]!.blob) : primaryFingerprint(h.hostKeys);
+  if (fp === '-') return '-';
+  const text = `${pinned.length > 0 ? 'pinned  ' : 'attested'} ${fp}`;
+  return text.length <= width ? text : `${text.slice(0, Math.max(1, width - 1))}…`;
 }
 
 export interface RowContext {
@@ -35,11 +37,13 @@ export interface RowContext {
   rttMs: number | null;
   mine: (host: string) => number;
   knownHosts: KnownHostsFile;
+  /** Terminal columns. */
+  width: number;
 }
 
 const STATUS_COLOR: Record<HostStatus, string> = { online: 'green', offline: 'red', stale: 'yellow' };
 export const COLUMNS = ['STATUS', 'NAME', 'LABELS', 'LAST SEEN', 'MINE', 'RTT', 'HOST KEY'];
-const WIDTHS = [8, 20, 10, 10, 5, 7];
+const WIDTHS = [8, 16, 8, 10, 5, 7];
 
 export function headerLine(): string {
   return COLUMNS.map((c, i) => (i < WIDTHS.length ? c.padEnd(WIDTHS[i]!) : c)).join('');
@@ -70,6 +74,6 @@ export function formatRow(h: HostInfo, filter: string, ctx: RowContext): string 
     pad(h.online ? 'now' : formatAge(h.lastSeen, ctx.now), WIDTHS[3]!),
     pad(String(ctx.mine(h.name)), WIDTHS[4]!),
     pad(ctx.rttMs === null ? '-' : `${ctx.rttMs}ms`, WIDTHS[5]!),
-    blessed.escape(hostKeyColumn(h, ctx.knownHosts)),
+    blessed.escape(hostKeyColumn(h, ctx.knownHosts, ctx.width - WIDTHS.reduce((a, b) => a + b, 0) - 1)),
   ].join('');
 }

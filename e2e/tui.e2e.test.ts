@@ -1,0 +1,149 @@
+/**
+ * Issue 5, as a user runs it: the real `mssh-tui` bin in a pseudo-terminal (node-pty), its screen read
+ * back through a headless xterm, against a real relay, agents and OpenSSH sshd.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import pty from 'node-pty';
+import xterm from '@xterm/headless';
+import { fixtures } from './fixtures/inject.js';
+import { waitFor } from './fixtures/net.js';
+import { makeHostKeys } from './fixtures/sshd.js';
+import { loginUser, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
+
+const TUI = resolve(import.meta.dirname, '../apps/tui/bin/mssh-tui.js');
+
+afterAll(stopAll);
+
+/** The TUI in a pty, run by `sh -c` so that `stty -a` can show the terminal after it exits. */
+class TuiTerm {
+  readonly term: InstanceType<typeof xterm.Terminal>;
+  readonly proc: pty.IPty;
+  raw = '';
+  exited = false;
+  constructor(env: NodeJS.ProcessEnv, args: string[], cols = 100, rows = 30) {
+    this.term = new xterm.Terminal({ cols, rows, allowProposedApi: true, scrollback: 200 });
+    const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(TUI)} ${args.map((a) => JSON.stringify(a)).join(' ')}; echo "TUI-EXIT=$?"; stty -a`;
+    this.proc = pty.spawn('/bin/sh', ['-c', cmd], { name: 'xterm-256color', cols, rows, cwd: process.cwd(), env: env as Record<string, string> });
+    this.proc.onData((d) => {
+      this.raw += d;
+      this.term.write(d);
+    });
+    this.proc.onExit(() => (this.exited = true));
+  }
+  screen(): string {
+    const b = this.term.buffer.active;
+    const lines: string[] = [];
+    for (let i = 0; i < this.term.rows; i++) lines.push(b.getLine(b.viewportY + i)?.translateToString(true) ?? '');
+    return lines.join('\n');
+  }
+  /** Everything in the buffer (scrollback included), for output that scrolled. */
+  all(): string {
+    const b = this.term.buffer.active;
+    const lines: string[] = [];
+    for (let i = 0; i < b.length; i++) lines.push(b.getLine(i)?.translateToString(true) ?? '');
+    return lines.join('\n');
+  }
+  async until(test: (screen: string) => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+    await waitFor(() => test(this.screen()) || null, timeoutMs, `${what}; screen was:\n${this.screen()}`);
+  }
+  type(s: string): void {
+    this.proc.write(s);
+  }
+  resize(cols: number, rows: number): void {
+    this.term.resize(cols, rows);
+    this.proc.resize(cols, rows);
+  }
+  kill(): void {
+    if (!this.exited) this.proc.kill('SIGKILL');
+  }
+}
+
+function envFor(user: User): NodeJS.ProcessEnv {
+  const home = join(user.configDir, 'home');
+  mkdirSync(home, { recursive: true });
+  return { ...user.env, HOME: home, TERM: 'xterm-256color', LANG: 'C.UTF-8', XDG_STATE_HOME: join(home, 'state') };
+}
+
+/** Writes text captures for the README when MSSH_TUI_CAPTURE_DIR is set. */
+function capture(name: string, text: string): void {
+  const dir = process.env.MSSH_TUI_CAPTURE_DIR;
+  if (dir) writeFileSync(join(dir, `${name}.txt`), text.replace(/\s+$/gm, '') + '\n');
+}
+
+describe('mssh-tui', () => {
+  let relay: Relay;
+  let user: User;
+  let bravo: Agent;
+  const open: TuiTerm[] = [];
+
+  beforeAll(async () => {
+    relay = await startRelay('pglite');
+    await startAgent(relay, 'alpha');
+    bravo = await startAgent(relay, 'bravo');
+    user = await loginUser(relay);
+  });
+  afterAll(() => {
+    for (const t of open) t.kill();
+  });
+
+  it('lists, filters, opens a shell with full terminal handoff, comes back, shows offline, restores the terminal', async () => {
+    const t = new TuiTerm(envFor(user), ['-i', fixtures().sshd.clientKey]);
+    open.push(t);
+    await t.until((s) => /online\s+alpha/.test(s) && /online\s+bravo/.test(s), 'both machines listed online', 15_000);
+    capture('picker', t.screen());
+
+    t.type('al');
+    await t.until((s) => /Filter: al/.test(s) && /alpha/.test(s) && !/bravo/.test(s), 'filter narrows the list to alpha');
+
+    t.type('\r');
+    await t.until((s) => !/Filter:/.test(s), 'the picker hands the terminal to the shell');
+    t.type('echo $((6*7))\r');
+    await t.until((s) => /^42\s*$/m.test(s), '42 from the remote shell');
+
+    t.resize(120, 40);
+    t.type('stty size\r');
+    await t.until((s) => /^40 120\s*$/m.test(s), 'stty size in the remote shell prints 40 120');
+
+    // q (and j/k, ?) belong to the shell while it runs.
+    t.type('echo q$((2+3))q\r');
+    await t.until((s) => /^q5q\s*$/m.test(s), 'q reaches the remote shell');
+
+    t.type('exit\r');
+    await t.until((s) => /Filter: al/.test(s) && /online\s+alpha/.test(s) && /ended \(exit 0\)/.test(s), 'picker back with the filter kept');
+    expect(t.screen()).not.toMatch(/bravo/);
+
+    // Clear the filter; take bravo's agent down: the live refresh shows it offline within 3 s.
+    t.type('\x1b');
+    await t.until((s) => /online\s+bravo/.test(s), 'filter cleared');
+    await bravo.proc.stop();
+    await t.until((s) => /offline\s+bravo/.test(s), 'bravo offline within 3 s', 3_000);
+
+    t.type('q');
+    await waitFor(() => /TUI-EXIT=0[\s\S]*\bspeed\b[\s\S]*\bicanon\b/.test(t.raw) || null, 10_000, `mssh-tui exit and stty -a; output:\n${t.raw.slice(-2000)}`);
+    const stty = t.raw.slice(t.raw.indexOf('TUI-EXIT=0'));
+    expect(stty).toMatch(/(^|\s)icanon(\s|$)/m);
+    expect(stty).toMatch(/(^|\s)echo(\s|$)/m);
+    expect(t.term.buffer.active.type).toBe('normal');
+    expect(t.raw.lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw.lastIndexOf('\x1b[?25l'));
+  });
+
+  it('refuses a changed host key with the warning screen and does not connect', async () => {
+    const other = await loginUser(relay);
+    const keyDir = mkdtempSync(join(fixtures().root, 'tui-otherkey-'));
+    const { pubs } = makeHostKeys(keyDir, 'other');
+    appendFileSync(join(other.configDir, 'known_hosts'), `alpha ${pubs[0]}\n`, { mode: 0o600 });
+    const t = new TuiTerm(envFor(other), ['--host', 'alpha', '-i', fixtures().sshd.clientKey]);
+    open.push(t);
+    await t.until((s) => /HOST KEY FOR alpha HAS CHANGED/.test(s) && /mssh known-hosts forget alpha/.test(s), 'host key warning screen', 15_000);
+    expect(t.screen()).toMatch(/Pinned:\s+SHA256:/);
+    expect(t.screen()).toMatch(/Presented:\s+SHA256:/);
+    capture('host-key-warning', t.screen());
+    t.type('\r');
+    await t.until((s) => /Not connected to alpha/.test(s) && /online\s+alpha/.test(s), 'back to the picker, not connected');
+    expect(t.screen()).toMatch(/MINE[\s\S]*alpha\s+-\s+now\s+0\s/);
+    t.type('q');
+    await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, `mssh-tui exit; screen:\n${t.screen()}`);
+  });
+});
