@@ -5,12 +5,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import pty from 'node-pty';
 import xterm from '@xterm/headless';
 import { fixtures } from './fixtures/inject.js';
 import { waitFor } from './fixtures/net.js';
 import { makeHostKeys } from './fixtures/sshd.js';
-import { loginUser, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
+import { ADMIN_PASSWORD, loginUser, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
 
 const TUI = resolve(import.meta.dirname, '../apps/tui/bin/mssh-tui.js');
 
@@ -137,13 +138,32 @@ describe('mssh-tui', () => {
     const t = new TuiTerm(envFor(other), ['--host', 'alpha', '-i', fixtures().sshd.clientKey]);
     open.push(t);
     await t.until((s) => /HOST KEY FOR alpha HAS CHANGED/.test(s) && /mssh known-hosts forget alpha/.test(s), 'host key warning screen', 15_000);
-    expect(t.screen()).toMatch(/Pinned:\s+SHA256:/);
-    expect(t.screen()).toMatch(/Presented:\s+SHA256:/);
+    expect(t.screen()).toMatch(/Pinned before:\s+SHA256:/);
+    expect(t.screen()).toMatch(/Presented now:\s+SHA256:/);
     capture('host-key-warning', t.screen());
     t.type('\r');
     await t.until((s) => /Not connected to alpha/.test(s) && /online\s+alpha/.test(s), 'back to the picker, not connected');
     expect(t.screen()).toMatch(/MINE[\s\S]*alpha\s+-\s+now\s+0\s/);
+    // SIGTERM restores the terminal too.
+    const pid = Number(execFileSync('pgrep', ['-P', String(t.proc.pid)], { encoding: 'utf8' }).trim().split('\n')[0]);
+    process.kill(pid, 'SIGTERM');
+    await waitFor(() => /TUI-EXIT=143[\s\S]*\bicanon\b/.test(t.raw) || null, 10_000, `mssh-tui exit on SIGTERM; screen:\n${t.screen()}`);
+    expect(t.raw.slice(t.raw.indexOf('TUI-EXIT=143'))).toMatch(/(^|\s)icanon(\s|$)/m);
+    expect(t.term.buffer.active.type).toBe('normal');
+    expect(t.raw.lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw.lastIndexOf('\x1b[?25l'));
+  });
+
+  it('asks for a login in the TUI when not logged in, then shows the picker', async () => {
+    const dir = mkdtempSync(join(fixtures().root, 'tui-nologin-'));
+    const t = new TuiTerm({ ...process.env, MSSH_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', HOME: dir, TERM: 'xterm-256color' }, []);
+    open.push(t);
+    await t.until((s) => /Log in to a relay/.test(s) && /Relay URL:/.test(s), 'login form', 15_000);
+    t.type(`${relay.url}\r`);
+    t.type('\x15admin\r');
+    t.type(`${ADMIN_PASSWORD}\r`);
+    await t.until((s) => /online\s+alpha/.test(s) && /Logged in to/.test(s), 'picker after login', 15_000);
+    expect(t.screen()).not.toContain(ADMIN_PASSWORD);
     t.type('q');
-    await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, `mssh-tui exit; screen:\n${t.screen()}`);
+    await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
   });
 });

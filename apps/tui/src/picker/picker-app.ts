@@ -364,8 +364,8 @@ export class PickerApp {
       ? [
           `{red-fg}{bold}HOST KEY FOR ${blessed.escape(host)} HAS CHANGED: NOT CONNECTED{/bold}{/red-fg}`,
           '',
-          `  Presented: ${shown}`,
-          `  Pinned:    ${pinned.join(', ') || '-'}  (known_hosts)`,
+          `  Presented now:  ${shown}`,
+          `  Pinned before:  ${pinned.join(', ') || '-'}`,
           '',
           `Someone may be intercepting the connection, or ${blessed.escape(host)}'s SSH keys were replaced.`,
           'Only if you know they were replaced, forget the old key and connect again:',
@@ -375,7 +375,7 @@ export class PickerApp {
       : [
           `{red-fg}{bold}CANNOT VERIFY THE HOST KEY OF ${blessed.escape(host)}: NOT CONNECTED{/bold}{/red-fg}`,
           '',
-          `  Presented: ${shown}`,
+          `  Presented now:  ${shown}`,
           '',
           blessed.escape(sanitizeForTerminal(err.message)),
           blessed.escape(sanitizeForTerminal(err.hint)),
