@@ -3,7 +3,7 @@
  * back through a headless xterm, against a real relay, agents and OpenSSH sshd.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import pty from 'node-pty';
@@ -151,6 +151,26 @@ describe('mssh-tui', () => {
     expect(t.raw.slice(t.raw.indexOf('TUI-EXIT=143'))).toMatch(/(^|\s)icanon(\s|$)/m);
     expect(t.term.buffer.active.type).toBe('normal');
     expect(t.raw.lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw.lastIndexOf('\x1b[?25l'));
+  });
+
+  it('asks for a key passphrase in a modal, then connects (--host) and comes back to the picker', async () => {
+    const dir = mkdtempSync(join(fixtures().root, 'tui-enckey-'));
+    const key = join(dir, 'id_ed25519');
+    copyFileSync(fixtures().sshd.clientKey, key);
+    chmodSync(key, 0o600);
+    execFileSync('ssh-keygen', ['-q', '-p', '-P', '', '-N', 'tui-passphrase', '-f', key], { stdio: 'ignore' });
+    const t = new TuiTerm(envFor(user), ['--host', 'alpha', '-i', key]);
+    open.push(t);
+    await t.until((s) => /Authentication/.test(s) && /passphrase/.test(s), 'passphrase modal', 15_000);
+    t.type('tui-passphrase\r');
+    await t.until((s) => !/Filter:/.test(s), 'shell after the passphrase');
+    t.type('echo pass$((1+1))ok\r');
+    await t.until((s) => /^pass2ok\s*$/m.test(s), 'remote shell output');
+    t.type('exit\r');
+    await t.until((s) => /ended \(exit 0\)/.test(s) && /alpha\s+-\s+now\s+1\s/.test(s), 'picker back, one session of mine');
+    expect(t.all()).not.toContain('tui-passphrase');
+    t.type('q');
+    await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
   });
 
   it('asks for a login in the TUI when not logged in, then shows the picker', async () => {
