@@ -8,7 +8,6 @@ import type { LogLevel } from './config.js';
 export function createLogger(level: LogLevel): pino.Logger {
   return pino(
     {
-      name: 'mssh-agent',
       level,
       base: { pid: process.pid },
       redact: { paths: ['token', '*.token', 'authorization', '*.authorization'], censor: '[redacted]' },

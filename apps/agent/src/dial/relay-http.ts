@@ -46,7 +46,9 @@ export async function postJson(url: URL, fingerprint: string | null, path: strin
       const timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
       timer.unref();
       stream.on('error', fail);
+      let responded = false;
       stream.once('response', (headers) => {
+        responded = true;
         readBody(stream, ANSWER_MAX_BYTES, timeoutMs).then(
           (body) => {
             if (settled) return;
@@ -57,7 +59,10 @@ export async function postJson(url: URL, fingerprint: string | null, path: strin
           (err: Error) => fail(err),
         );
       });
-      stream.once('close', () => fail(new Error('the relay closed the request without an answer')));
+      // After the answer started, readBody reports an early close itself ('close' can come before its result).
+      stream.once('close', () => {
+        if (!responded) fail(new Error('the relay closed the request without an answer'));
+      });
       stream.end(JSON.stringify(payload));
     });
     const text = answer.body.toString('utf8');

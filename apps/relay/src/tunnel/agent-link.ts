@@ -326,13 +326,18 @@ export class AgentLink {
       stream.on('error', (err) => done(err));
       const timer = setTimeout(() => done(new HandshakeTimeout(`no answer to ${path} within ${this.deps.handshakeTimeoutMs} ms`)), this.deps.handshakeTimeoutMs);
       timer.unref();
+      let responded = false;
       stream.once('response', (headers) => {
+        responded = true;
         readBody(stream, maxBytes, this.deps.handshakeTimeoutMs).then(
           (buf) => done(null, { status: Number(headers[':status']), headers, body: buf }),
           (err: Error) => done(err),
         );
       });
-      stream.once('close', () => done(new Error(`stream for ${path} closed before the agent answered`)));
+      // After the answer started, readBody reports an early close itself ('close' can come before its result).
+      stream.once('close', () => {
+        if (!responded) done(new Error(`stream for ${path} closed before the agent answered`));
+      });
       if (body !== null) stream.end(body);
     });
   }
@@ -399,9 +404,12 @@ export class AgentLink {
         reject(e);
       };
       stream.on('error', (err) => this.log.debug({ err: err.message, sessionId: meta.sessionId }, 'session stream error'));
+      let responded = false;
       stream.once('close', () => {
         this.streams.delete(stream);
         this.events.streamCount(-1);
+        // An error answer is still being read: it settles with the agent's own message.
+        if (responded) return;
         if (this.state === 'closed' || this.state === 'draining') fail(relayError('RLY_ERR_AGENT_OFFLINE', `the agent of ${name} disconnected`));
         else fail(relayError('RLY_ERR_AGENT_FAILED', `the agent of ${name} reset the session (code ${stream.rstCode ?? '?'})`));
       });
@@ -411,6 +419,7 @@ export class AgentLink {
       );
       timer.unref();
       stream.once('response', (headers) => {
+        responded = true;
         const status = Number(headers[':status']);
         if (status === 200) {
           if (settled) return;

@@ -80,6 +80,8 @@ interface Relay {
   directory: MemoryDirectory;
   audit: RecordingAudit;
   agentSockets: () => number;
+  /** The relay-side TLS sockets of agent links, in arrival order. */
+  acceptedSockets: tls.TLSSocket[];
 }
 
 async function startRelay(): Promise<Relay> {
@@ -90,8 +92,10 @@ async function startRelay(): Promise<Relay> {
   });
   const directory = new MemoryDirectory();
   const audit = new RecordingAudit();
-  const router = createTunnelRouter({ directory, audit, logger: log, minProtocolVersion: PROTOCOL_VERSION, handshakeTimeoutMs: 5_000 });
+  // Short keepalive so a frozen agent is evicted quickly in this test (defaults: 5 s / 10 s).
+  const router = createTunnelRouter({ directory, audit, logger: log, minProtocolVersion: PROTOCOL_VERSION, handshakeTimeoutMs: 5_000, pingIntervalMs: 1_000, pingTimeoutMs: 3_000 });
   let agentSockets = 0;
+  const acceptedSockets: tls.TLSSocket[] = [];
   const app = fastify({
     logger: false,
     http2: true,
@@ -102,6 +106,7 @@ async function startRelay(): Promise<Relay> {
       server.on('session', (session) => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
       routeAgentSockets(server, (socket) => {
         agentSockets++;
+        acceptedSockets.push(socket);
         router.acceptAgentSocket(socket);
       });
       return server;
@@ -119,7 +124,7 @@ async function startRelay(): Promise<Relay> {
   await app.register(tunnelRoutes, { router, hostExists: async (name: string) => directory.hasName(name) });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as net.AddressInfo).port;
-  return { app, port, fingerprint: certFingerprint(new X509Certificate(pems.cert).raw), router, directory, audit, agentSockets: () => agentSockets };
+  return { app, port, fingerprint: certFingerprint(new X509Certificate(pems.cert).raw), router, directory, audit, agentSockets: () => agentSockets, acceptedSockets };
 }
 
 /** A client session as mssh makes it: TLS, then HTTP/2 over a write-decoupled view of the socket. */
@@ -508,6 +513,85 @@ describe('tunnel router + route + real agent + real sshd', () => {
 
     // The relay still serves, and the real agent is untouched.
     expect(relay.router.onlineNames()).toContain('laptop');
+    const tunnel = await openTunnel(client, 'laptop');
+    await readUntil(tunnel, /SSH-2\.0-OpenSSH/);
+    tunnel.close(http2.constants.NGHTTP2_CANCEL);
+  });
+  it('a frozen agent (reads nothing, answers no PING) is evicted and its sessions end', async () => {
+    const id = newIdentity();
+    relay.directory.enrol('frozen', id.publicKey);
+    const { link, outcome } = startLink(relay, 'frozen', id, sshdTarget());
+    await waitFor(() => relay.router.isOnline('frozen'), 15_000, 'frozen agent online');
+    const live = await openTunnel(client, 'frozen');
+    await readUntil(live, /SSH-2\.0-OpenSSH/);
+    const liveClosed = new Promise<void>((r) => live.once('close', r));
+    // Like a SIGSTOPped process: the agent's socket is never read again.
+    const sock = link.tlsSocket!;
+    sock.pause();
+    sock.resume = () => sock;
+    await waitFor(() => !relay.router.isOnline('frozen'), 15_000, 'the relay to evict the frozen agent');
+    await liveClosed;
+    const gone = relay.audit.events.find((e) => e.type === 'agent.disconnected' && e.name === 'frozen');
+    expect(String(gone?.reason)).toMatch(/PING/);
+    const e = await tunnelError(openTunnel(client, 'frozen'));
+    expect(e.status).toBe(503);
+    link.destroy('test over');
+    await outcome;
+  });
+
+  it('the agent notices a relay that stops answering PING and gives the link up', async () => {
+    const pems = await generate([{ name: 'commonName', value: 'silent-relay' }], { keyType: 'ec', curve: 'P-256' });
+    const silent = tls.createServer({ key: pems.private, cert: pems.cert, ALPNProtocols: [AGENT_ALPN] }, (s) => {
+      s.on('error', () => {});
+      s.pause(); // completes TLS, then never reads a byte
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const link = new AgentLink({
+      endpoint: { host: '127.0.0.1', port: (silent.address() as net.AddressInfo).port },
+      relayFingerprint: certFingerprint(new X509Certificate(pems.cert).raw),
+      name: 'lonely',
+      identity: newIdentity(),
+      target: sshdTarget(),
+      logger: log,
+      pingIntervalMs: 200,
+      pingTimeoutMs: 500,
+    });
+    const out = await link.run();
+    expect(out).toMatchObject({ kind: 'closed', welcomed: false });
+    expect((out as { reason: string }).reason).toMatch(/PING/);
+    silent.close();
+  });
+
+  it('the agent refuses a relay whose certificate does not match the pin, before sending anything', async () => {
+    const seen: Buffer[] = [];
+    const pems = await generate([{ name: 'commonName', value: 'impostor' }], { keyType: 'ec', curve: 'P-256' });
+    const impostor = tls.createServer({ key: pems.private, cert: pems.cert, ALPNProtocols: [AGENT_ALPN] }, (s) => {
+      s.on('error', () => {});
+      s.on('data', (d: Buffer) => seen.push(d));
+    });
+    await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', r));
+    const link = new AgentLink({
+      endpoint: { host: '127.0.0.1', port: (impostor.address() as net.AddressInfo).port },
+      relayFingerprint: relay.fingerprint,
+      name: 'laptop',
+      identity: laptop,
+      target: sshdTarget(),
+      logger: log,
+    });
+    const out = await link.run();
+    expect(out).toMatchObject({ kind: 'failed', error: { code: 'AGT_ERR_RELAY_FINGERPRINT_MISMATCH' } });
+    await new Promise((r) => setTimeout(r, 100));
+    expect(Buffer.concat(seen).length).toBe(0);
+    impostor.close();
+  });
+
+  it('the supervisor reconnects after the relay drops its link', async () => {
+    const before = relay.agentSockets();
+    const current = relay.acceptedSockets[relay.acceptedSockets.length - 1]!;
+    // The most recent agent socket may belong to another scenario: find the one laptop uses.
+    const laptopSocket = relay.acceptedSockets.find((s) => !s.destroyed && s.remotePort === supervisor.current()?.tlsSocket?.localPort) ?? current;
+    laptopSocket.destroy();
+    await waitFor(() => relay.agentSockets() > before && relay.router.isOnline('laptop'), 15_000, 'the agent to reconnect');
     const tunnel = await openTunnel(client, 'laptop');
     await readUntil(tunnel, /SSH-2\.0-OpenSSH/);
     tunnel.close(http2.constants.NGHTTP2_CANCEL);
