@@ -183,6 +183,14 @@ describe('mssh-tui', () => {
     t.type(`${ADMIN_PASSWORD}\r`);
     await t.until((s) => /online\s+alpha/.test(s) && /Logged in to/.test(s), 'picker after login', 15_000);
     expect(t.screen()).not.toContain(ADMIN_PASSWORD);
+
+    // The relay goes away and comes back: a banner, retries, no stack trace, then the list again.
+    await relay.proc.stop();
+    await t.until((s) => /Relay unreachable/.test(s), 'relay unreachable banner', 10_000);
+    capture('relay-unreachable', t.screen());
+    expect(t.all()).not.toMatch(/\n\s+at .+\(.*:\d+:\d+\)/);
+    await relay.restart();
+    await t.until((s) => !/Relay unreachable/.test(s) && /Relay reachable again/.test(s) && /alpha/.test(s), 'banner gone after the relay is back', 15_000);
     t.type('q');
     await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
   });

@@ -228,7 +228,7 @@ export class PickerApp {
     }
     this.dropRelay();
     this.rttMs = null;
-    this.bannerText = ` Relay unreachable: ${sanitizeForTerminal(err.message)} [${err.code}]. Retrying every 1.5 s (r: now).`;
+    this.bannerText = ` Relay unreachable, retrying every 1.5 s (r: now; list as last seen): ${sanitizeForTerminal(err.message)} [${err.code}]`;
   }
 
   private async loginForm(reason: string): Promise<void> {
