@@ -16,7 +16,6 @@ export const AGENT_ERRORS = {
   AGT_ERR_RELAY_NO_AGENT_ALPN: 'the relay does not accept agents on that port',
   AGT_ERR_RELAY_BAD_ANSWER: 'the relay answered something unexpected',
   AGT_ERR_ENROLL_REFUSED: 'the relay refused the enrolment',
-  AGT_ERR_REFUSED: 'the relay refused this agent',
 } as const;
 
 export type AgentErrorCode = keyof typeof AGENT_ERRORS;
