@@ -338,11 +338,14 @@ export class PickerApp {
         this.showHostKeyWarning(host, err, presented);
         return;
       }
+      this.status = `${user}@${host}: ${sanitizeForTerminal(err.message)} [${err.code}]`;
       if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_RELAY_UNREACHABLE', 'CLI_ERR_RELAY_CONNECTION_LOST'].includes(err.code)) {
+        // Back to the picker first: the login form (or the banner) goes on top of it.
         this.restoreFromSession();
         this.onRelayError(err);
+        this.render();
+        return;
       }
-      this.status = `${user}@${host}: ${sanitizeForTerminal(err.message)} [${err.code}]`;
     }
     this.restoreFromSession();
     this.render();
