@@ -3,7 +3,7 @@
  * back through a headless xterm, against a real relay, agents and OpenSSH sshd.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendFileSync, chmodSync, copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import pty from 'node-pty';
@@ -169,6 +169,20 @@ describe('mssh-tui', () => {
     t.type('exit\r');
     await t.until((s) => /ended \(exit 0\)/.test(s) && /alpha\s+-\s+now\s+1\s/.test(s), 'picker back, one session of mine');
     expect(t.all()).not.toContain('tui-passphrase');
+    t.type('q');
+    await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
+  });
+
+  it('shows the login form when the stored login has expired, prefilled, then the picker', async () => {
+    const dir = mkdtempSync(join(fixtures().root, 'tui-expired-'));
+    const creds = JSON.parse(readFileSync(join(user.configDir, 'credentials.json'), 'utf8')) as { relays: Record<string, { expiresAt?: string }> };
+    for (const r of Object.values(creds.relays)) r.expiresAt = '2000-01-01T00:00:00.000Z';
+    writeFileSync(join(dir, 'credentials.json'), JSON.stringify(creds), { mode: 0o600 });
+    const t = new TuiTerm({ ...process.env, MSSH_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', HOME: dir, TERM: 'xterm-256color' }, []);
+    open.push(t);
+    await t.until((s) => /expired/.test(s) && /Relay URL: https:\/\/127\.0\.0\.1/.test(s) && /User: admin/.test(s), 'login form, prefilled', 15_000);
+    t.type(`\r\r${ADMIN_PASSWORD}\r`);
+    await t.until((s) => /online\s+alpha/.test(s) && /Logged in to/.test(s), 'picker after login', 15_000);
     t.type('q');
     await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
   });
