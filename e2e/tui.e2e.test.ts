@@ -111,6 +111,13 @@ describe('mssh-tui', () => {
     t.type('echo q$((2+3))q\r');
     await t.until((s) => /^q5q\s*$/m.test(s), 'q reaches the remote shell');
 
+    // Ctrl-C interrupts the remote command, not the picker.
+    t.type('sleep 30\r');
+    await new Promise((r) => setTimeout(r, 300));
+    t.type('\x03');
+    t.type('echo c$((3+4))c\r');
+    await t.until((s) => /^c7c\s*$/m.test(s), 'Ctrl-C reaches the remote side');
+
     t.type('exit\r');
     await t.until((s) => /Filter: al/.test(s) && /online\s+alpha/.test(s) && /ended \(exit 0\)/.test(s), 'picker back with the filter kept');
     expect(t.screen()).not.toMatch(/bravo/);
@@ -120,6 +127,19 @@ describe('mssh-tui', () => {
     await t.until((s) => /online\s+bravo/.test(s), 'filter cleared');
     await bravo.proc.stop();
     await t.until((s) => /offline\s+bravo/.test(s), 'bravo offline within 3 s', 3_000);
+
+    // Help, and the login user for the selected machine (remembered in the config dir).
+    t.type('?');
+    await t.until((s) => /Press any key to close/.test(s), 'help');
+    t.type(' ');
+    await t.until((s) => !/Press any key to close/.test(s), 'help closed');
+    t.type('j');
+    await t.until((s) => /login: root@bravo/.test(s), 'bravo selected');
+    t.type('u');
+    await t.until((s) => /Login user for bravo/.test(s), 'user prompt');
+    t.type('\x15deploy\r');
+    await t.until((s) => /login: deploy@bravo/.test(s), 'user set');
+    expect(JSON.parse(readFileSync(join(user.configDir, 'tui-users.json'), 'utf8')).hosts).toEqual({ bravo: 'deploy' });
 
     t.type('q');
     await waitFor(() => /TUI-EXIT=0[\s\S]*\bspeed\b[\s\S]*\bicanon\b/.test(t.raw) || null, 10_000, `mssh-tui exit and stty -a; output:\n${t.raw.slice(-2000)}`);
