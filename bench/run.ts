@@ -114,7 +114,6 @@ async function main(): Promise<void> {
   process.stderr.write(`bench: ${o.quick ? 'quick' : 'full'} run, metrics ${o.metrics.join(', ')}; paths ${o.paths.join(', ')}\n`);
 
   const env = await setUp({ mssh: wantMssh, profileDir: o.profileDir });
-  const upSince = Date.now();
   let paths = o.paths;
   if (!env.mssh) {
     if (wantMssh) process.stderr.write(`bench: mssh paths ${env.msshProblem}; measuring the OpenSSH paths only\n`);
@@ -127,7 +126,7 @@ async function main(): Promise<void> {
   if (has('latency')) { phase(`latency ${o.latency.trips} round trips`); await runLatency(env, rec, paths, o.latency); }
   if (has('concurrency')) { phase(`concurrency ${o.concurrency.sessions} sessions`); await runConcurrency(env, rec, o.concurrency); }
   if (has('rate')) { phase(`session start rate ${o.rate.seconds} s`); await runRate(env, rec, o.rate); }
-  if (has('reconnect')) { phase(`reconnect x ${o.reconnect.rounds}`); await runReconnect(env, rec, { ...o.reconnect, upSince }); }
+  if (has('reconnect')) { phase(`reconnect x ${o.reconnect.rounds}`); await runReconnect(env, rec, o.reconnect); }
   phase('done');
 
   const bulkLabel = { ...PROCESS_ROWS[0]!, label: `bulk ${o.bulk.mib} MiB into wc -c` };

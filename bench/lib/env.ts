@@ -55,6 +55,10 @@ export interface BenchEnv {
   nullRport: number;
   nullPort: number;
   tunnel: ReverseTunnel;
+  /** When the agent links and the reverse tunnel were last (re)established (for back-off resets). */
+  linksUpAt: number;
+  /** Extra environment that makes a Node program write a CPU profile (--profile), else {}. */
+  profileEnv: NodeJS.ProcessEnv;
   /** Undefined when the mssh programs are not built or do not start; `msshProblem` says why. */
   mssh?: MsshEnv;
   msshProblem?: string;
@@ -64,7 +68,7 @@ function log(msg: string): void {
   process.stderr.write(`bench: ${msg}\n`);
 }
 
-export async function setUp(opts: { mssh: boolean; profileDir?: string }): Promise<BenchEnv> {
+export async function setUp(opts: { mssh: boolean; profileDir?: string; relayArgs?: string[] }): Promise<BenchEnv> {
   const runId = `bench_${process.pid}_${randomBytes(3).toString('hex')}`;
   const root = mkdtempSync(join(tmpdir(), 'mssh-bench-'));
   const stopWatchdog = startWatchdog(root, runId);
@@ -107,7 +111,10 @@ export async function setUp(opts: { mssh: boolean; profileDir?: string }): Promi
   onCleanup('stop reverse tunnel', () => tunnel.stop());
   await tunnel.waitUp(60_000);
 
-  const env: BenchEnv = { runId, root, key, user: target.user, target, bastion, sshConfig, rport, nullRport, nullPort, tunnel };
+  const profileEnv: NodeJS.ProcessEnv = opts.profileDir
+    ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${join(import.meta.dirname, 'cpu-profile-preload.cjs')}`.trim(), MSSH_BENCH_PROFILE_DIR: opts.profileDir }
+    : {};
+  const env: BenchEnv = { runId, root, key, user: target.user, target, bastion, sshConfig, rport, nullRport, nullPort, tunnel, profileEnv, linksUpAt: Date.now() };
 
   log('creating the Postgres template database');
   onCleanup('drop databases', () => dropRunDatabases(runId));
@@ -136,13 +143,10 @@ export async function setUp(opts: { mssh: boolean; profileDir?: string }): Promi
   });
   // --profile: the relay and agents inherit NODE_OPTIONS and write a V8 CPU profile when they exit.
   const savedNodeOptions = process.env.NODE_OPTIONS;
-  if (opts.profileDir) {
-    process.env.NODE_OPTIONS = `${savedNodeOptions ?? ''} --require ${join(import.meta.dirname, 'cpu-profile-preload.cjs')}`.trim();
-    process.env.MSSH_BENCH_PROFILE_DIR = opts.profileDir;
-  }
+  Object.assign(process.env, profileEnv);
   try {
     log('starting the relay on Postgres and two agents');
-    const relay = await startRelay('postgres');
+    const relay = await startRelay('postgres', opts.relayArgs ?? []);
     watch(relay.proc.child);
     const agent = await startAgent(relay, TARGET_HOST, { target: `127.0.0.1:${target.port}` });
     watch(agent.proc.child);
@@ -152,6 +156,7 @@ export async function setUp(opts: { mssh: boolean; profileDir?: string }): Promi
     const h2 = await relaySession(relay);
     const token = await login(h2, 'admin', ADMIN_PASSWORD);
     env.mssh = { relay, agent, nullAgent, user, token, h2 };
+    env.linksUpAt = Date.now();
     onCleanup('close relay session', () => env.mssh?.h2.close());
   } catch (e) {
     env.msshProblem = `could not start: ${(e as Error).message.split('\n').slice(0, 3).join(' ')}`;
@@ -162,4 +167,28 @@ export async function setUp(opts: { mssh: boolean; profileDir?: string }): Promi
     delete process.env.MSSH_BENCH_PROFILE_DIR;
   }
   return env;
+}
+
+/**
+ * Fresh middle and edge processes, so a memory figure starts from a process that never carried
+ * sessions: mssh restarts the relay and the target's agent; the baseline restarts the bastion sshd,
+ * which makes the supervised `ssh -R` start a new process.
+ */
+export async function freshMiddle(env: BenchEnv, side: 'mssh' | 'jump'): Promise<void> {
+  if (side === 'jump') {
+    await env.bastion.kill();
+    await env.bastion.start();
+    await env.tunnel.waitUp(60_000);
+  } else {
+    const m = env.mssh;
+    if (!m) return;
+    m.h2.close();
+    await Promise.all([m.agent.proc.stop('SIGTERM', 10_000), m.relay.proc.stop('SIGTERM', 10_000)]);
+    await m.relay.restart();
+    watch(m.relay.proc.child);
+    await m.agent.start();
+    watch(m.agent.proc.child);
+    m.h2 = await relaySession(m.relay);
+  }
+  env.linksUpAt = Date.now();
 }

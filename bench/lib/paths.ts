@@ -36,14 +36,14 @@ export function commandFor(env: BenchEnv, path: PathId, remote: string, opts: { 
     case 'mssh-proxy': {
       const m = needMssh(env);
       const proxy = `${process.execPath} ${BIN.mssh} proxy %n`;
-      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-o', `ProxyCommand=${proxy}`, TARGET_HOST, remote], env: { ...base, ...m.user.env } };
+      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-o', `ProxyCommand=${proxy}`, TARGET_HOST, remote], env: { ...base, ...m.user.env, ...env.profileEnv } };
     }
     case 'mssh-ssh': {
       const m = needMssh(env);
       return {
         cmd: process.execPath,
         args: [BIN.mssh, 'ssh', '-i', env.key.path, ...(opts.tty ? ['-t'] : []), `${env.user}@${TARGET_HOST}`, '--', remote],
-        env: { ...base, ...m.user.env },
+        env: { ...base, ...m.user.env, ...env.profileEnv },
       };
     }
   }

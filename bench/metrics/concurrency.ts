@@ -6,7 +6,9 @@
  *                       direct-tcpip channel of one SSH connection to the bastion;
  *   - "conn/session":   every session has its own client connection (TLS to the relay, SSH to the
  *                       bastion), as N separate `mssh ssh` / `ssh -J` processes would.
- * Memory, sampled 1 s after the sessions are up and compared with 1 s before the first one opened:
+ * Each shape starts with a fresh relay and agent, or a fresh bastion sshd and `ssh -R` (memory freed by
+ * an earlier shape must not hide growth). Memory, sampled 1 s after the sessions are up and compared
+ * with 2 s after the fresh start, before the first session opened:
  *   middle = relay RSS (mssh) or PSS of the bastion sshd and all its children (baseline);
  *   edge   = agent RSS (mssh) or RSS of the `ssh -R` client (baseline);
  *   target = PSS of the target sshd and all its children (the same work on both sides, for reference).
@@ -16,7 +18,7 @@ import type { Duplex } from 'node:stream';
 import type http2 from 'node:http2';
 import { relaySession, openTunnel } from '../../e2e/fixtures/tunnel-client.js';
 import type { BenchEnv } from '../lib/env.js';
-import { TARGET_HOST } from '../lib/env.js';
+import { TARGET_HOST, freshMiddle } from '../lib/env.js';
 import { bastionClient, jumpChannel, sshOver, execChannel, type SshClient } from '../lib/inproc.js';
 import { rssBytes, treePss, descendants } from '../lib/procs.js';
 import { pool, withTimeout, sleep } from '../lib/pool.js';
@@ -132,8 +134,9 @@ export async function runConcurrency(env: BenchEnv, rec: Recorder, opts: { sessi
     let failures = 0;
     const idleTargetProcs = targetProcs(env);
     try {
+      await freshMiddle(env, shape.path);
       await shape.prepare();
-      await sleep(1_000);
+      await sleep(2_000);
       const mem0 = shape.memory();
       const target0 = treePss(env.target.pid()).bytes;
       const t0 = Date.now();

@@ -51,7 +51,7 @@ interface Side {
  * Rounds interleave the two sides. Before each round both links have been up for `healthyMs`, so the
  * back-off of the agent and of the tunnel supervisor starts from its base value every time.
  */
-export async function runReconnect(env: BenchEnv, rec: Recorder, opts: { rounds: number; timeoutMs: number; healthyMs: number; upSince: number }): Promise<void> {
+export async function runReconnect(env: BenchEnv, rec: Recorder, opts: { rounds: number; timeoutMs: number; healthyMs: number }): Promise<void> {
   let client: SshClient | undefined;
   let h2: http2.ClientHttp2Session | undefined;
   const sides: Side[] = [{
@@ -101,7 +101,7 @@ export async function runReconnect(env: BenchEnv, rec: Recorder, opts: { rounds:
   const back = new Map<string, number[]>(sides.map((s) => [s.path, []]));
   const fromDown = new Map<string, number[]>(sides.map((s) => [s.path, []]));
   const errors = new Map<string, string>();
-  let lastUp = opts.upSince;
+  let lastUp = env.linksUpAt;
   for (let r = 0; r < opts.rounds; r++) {
     const wait = lastUp + opts.healthyMs - Date.now();
     if (wait > 0) {
@@ -123,7 +123,7 @@ export async function runReconnect(env: BenchEnv, rec: Recorder, opts: { rounds:
         side.reset();
       }
     }
-    lastUp = Date.now();
+    lastUp = env.linksUpAt = Date.now();
   }
   if (m) {
     // The long-lived in-process session died with the relay: make a new one for anything after this.
