@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseEnrollConfig, parseRunConfig } from './config.js';
+import { formatTargetChoice, parseEnrollConfig, parseRunConfig, parseTargetChoice } from './config.js';
 import { AgentError } from './errors.js';
 import { defaultStateDir } from './state/state-dir.js';
 
@@ -14,9 +14,10 @@ describe('agent config', () => {
     expect(c.relayUrl.origin).toBe('https://relay.example:8443');
     expect(c.stateDir).toBe('/srv/agent');
     expect(c.relayFingerprint).toBe(FP);
-    expect(c.target).toEqual({ host: '127.0.0.1', port: 22 });
+    expect(c.target).toEqual({ kind: 'auto' });
     const r = parseRunConfig({ target: '10.0.0.5:2222' }, { MSSH_LOG_LEVEL: 'debug', MSSH_AGENT_STATE_DIR: '/srv/a' });
-    expect(r).toEqual({ stateDir: '/srv/a', target: { host: '10.0.0.5', port: 2222 }, logLevel: 'debug' });
+    expect(r).toEqual({ stateDir: '/srv/a', target: { kind: 'tcp', address: { host: '10.0.0.5', port: 2222 } }, allowForwarding: false, logLevel: 'debug' });
+    expect(parseRunConfig({ allowForwarding: true }, { MSSH_AGENT_TARGET: 'embedded' })).toMatchObject({ target: { kind: 'embedded' }, allowForwarding: true });
     expect(parseRunConfig({}, { MSSH_AGENT_STATE_DIR: '/srv/a' }).target).toBeNull();
   });
 
@@ -35,8 +36,15 @@ describe('agent config', () => {
     expect(lines.join('\n')).toMatch(/--token is required/);
     expect(lines.join('\n')).toMatch(/--name must be/);
     expect(lines.join('\n')).toMatch(/--relay-fingerprint must look like/);
-    expect(lines.join('\n')).toMatch(/--target must be HOST:PORT/);
+    expect(lines.join('\n')).toMatch(/--target must be auto, embedded or HOST:PORT/);
     expect(() => parseRunConfig({ logLevel: 'loud' }, {})).toThrow(/--log-level must be one of/);
+  });
+
+  it('parses and formats the target choice as it is stored in agent.json', () => {
+    for (const t of ['auto', 'embedded', '127.0.0.1:22', 'sshd.internal:2222']) expect(formatTargetChoice(parseTargetChoice(t)!)).toBe(t);
+    expect(parseTargetChoice('Embedded')).toEqual({ kind: 'embedded' });
+    expect(parseTargetChoice('nonsense')).toBeNull();
+    expect(parseTargetChoice('')).toBeNull();
   });
 
   it('defaults the state dir to /var/lib/mssh-agent for root and ~/.local/share/mssh-agent otherwise', () => {

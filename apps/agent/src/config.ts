@@ -4,29 +4,50 @@
  *
  *   enroll: --relay URL (MSSH_RELAY_URL)  --token T (MSSH_ENROLL_TOKEN)  --name NAME (MSSH_AGENT_NAME)
  *           --relay-fingerprint SHA256:... (MSSH_RELAY_FINGERPRINT)  --state-dir DIR (MSSH_AGENT_STATE_DIR)
- *           --target HOST:PORT (MSSH_AGENT_TARGET, default 127.0.0.1:22)
- *   run:    --state-dir DIR  --target HOST:PORT (default: the one stored at enrolment)
- *           --log-level L (MSSH_LOG_LEVEL, default info)
+ *           --target auto|embedded|HOST:PORT (MSSH_AGENT_TARGET, default auto)
+ *   run:    --state-dir DIR  --target auto|embedded|HOST:PORT (MSSH_AGENT_TARGET; default: the one stored
+ *           at enrolment)  --allow-forwarding (embedded server only)  --log-level L (MSSH_LOG_LEVEL, default info)
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { HOST_NAME_RE } from '@mssh/protocol';
 import { AgentError } from './errors.js';
-import { parseHostPort, parseRelayUrl, type HostPort } from './dial/endpoint.js';
+import { formatHostPort, parseHostPort, parseRelayUrl, type HostPort } from './dial/endpoint.js';
 import { normalizeFingerprint } from './dial/pinned-tls.js';
 import { defaultStateDir } from './state/state-dir.js';
 
-export const DEFAULT_TARGET = '127.0.0.1:22';
+/** Where sessions go: the SSH server on 127.0.0.1:22 when one answers, else the embedded one. */
+export const DEFAULT_TARGET = 'auto';
+/** The SSH server `auto` looks for. */
+export const AUTO_TCP_TARGET: HostPort = { host: '127.0.0.1', port: 22 };
+
+/**
+ * The target as given: `auto` (resolved at each start), `embedded` (the agent's own SSH server), or a
+ * fixed SSH server address. Stored in agent.json as given (formatTargetChoice).
+ */
+export type TargetChoice = { kind: 'auto' } | { kind: 'embedded' } | { kind: 'tcp'; address: HostPort };
+
+export function parseTargetChoice(s: string): TargetChoice | null {
+  const t = s.trim().toLowerCase();
+  if (t === 'auto') return { kind: 'auto' };
+  if (t === 'embedded') return { kind: 'embedded' };
+  const hp = parseHostPort(s.trim());
+  return hp ? { kind: 'tcp', address: hp } : null;
+}
+
+export function formatTargetChoice(c: TargetChoice): string {
+  return c.kind === 'tcp' ? formatHostPort(c.address) : c.kind;
+}
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-const targetSchema = z.string().transform((s, ctx): HostPort => {
-  const hp = parseHostPort(s);
-  if (!hp) {
-    ctx.addIssue({ code: 'custom', message: `--target must be HOST:PORT (e.g. ${DEFAULT_TARGET}), not "${s}"` });
+const targetSchema = z.string().transform((s, ctx): TargetChoice => {
+  const c = parseTargetChoice(s);
+  if (!c) {
+    ctx.addIssue({ code: 'custom', message: `--target must be auto, embedded or HOST:PORT (e.g. 127.0.0.1:22), not "${s}"` });
     return z.NEVER;
   }
-  return hp;
+  return c;
 });
 
 const stateDirSchema = z.string().min(1, '--state-dir must not be empty').transform((s) => resolve(s));
@@ -64,6 +85,7 @@ export type EnrollConfig = z.infer<typeof EnrollConfig>;
 export const RunConfig = z.object({
   stateDir: stateDirSchema,
   target: targetSchema.nullable(),
+  allowForwarding: z.boolean(),
   logLevel: logLevelSchema,
 });
 export type RunConfig = z.infer<typeof RunConfig>;
@@ -80,7 +102,12 @@ export interface EnrollFlags {
 export interface RunFlags {
   stateDir?: string;
   target?: string;
+  allowForwarding?: boolean;
   logLevel?: string;
+}
+
+export interface AuthorizeFlags {
+  stateDir?: string;
 }
 
 function check<T>(schema: z.ZodType<T>, input: unknown): T {
@@ -105,6 +132,12 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process
   return check(RunConfig, {
     stateDir: flags.stateDir ?? defaultStateDir(env),
     target: flags.target ?? env.MSSH_AGENT_TARGET ?? null,
+    allowForwarding: flags.allowForwarding === true,
     logLevel: flags.logLevel ?? env.MSSH_LOG_LEVEL ?? 'info',
   });
+}
+
+/** The state directory of `mssh-agent authorize`: flag, env, default. */
+export function parseAuthorizeStateDir(flags: AuthorizeFlags, env: NodeJS.ProcessEnv = process.env): string {
+  return check(stateDirSchema, flags.stateDir ?? defaultStateDir(env));
 }

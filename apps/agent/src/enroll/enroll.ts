@@ -1,7 +1,8 @@
 /**
  * `mssh-agent enroll`: make this machine known to the relay, once, with a one-time token.
  *
- *   1. scan the target sshd's host keys (fails early if the target is not reachable)
+ *   1. the target's host keys: `auto` probes 127.0.0.1:22; an SSH server's keys are scanned (fails early if
+ *      it is not reachable), the embedded server's key is created once in the state dir
  *   2. generate the Ed25519 identity (DIR/identity.key; the private key never leaves the machine)
  *   3. HTTPS to the relay, certificate pinned (or trusted on first use and printed)
  *   4. POST /v1/agents/enroll { token, name, publicKey, hostKeys, versions }
@@ -9,8 +10,11 @@
  */
 import { EnrollResponse, PATHS, PROTOCOL_VERSION, SOFTWARE_VERSION, isWireErrorBody, sanitizeForTerminal, type EnrollRequest } from '@mssh/protocol';
 import { AgentError } from '../errors.js';
-import { formatHostPort, type HostPort } from '../dial/endpoint.js';
+import pino from 'pino';
+import { formatTargetChoice, type TargetChoice } from '../config.js';
 import { postJson } from '../dial/relay-http.js';
+import { loadOrCreateHostKey } from '../embedded-sshd/index.js';
+import { describeResolution, resolveTargetChoice } from '../target/choose-target.js';
 import { scanHostKeys } from '../target/host-keys.js';
 import { ensureStateDir, isEnrolled, readState, statePath, writeState, type AgentState } from '../state/state-dir.js';
 import { loadOrCreateIdentity } from './identity.js';
@@ -22,7 +26,8 @@ export interface EnrollOptions {
   /** Pinned relay fingerprint, or null to trust on first use (printed). */
   relayFingerprint: string | null;
   stateDir: string;
-  target: HostPort;
+  /** As given; stored as given in agent.json (`auto` is resolved again at each `run`). */
+  target: TargetChoice;
   /** Where user-facing lines go (stdout in the CLI). */
   print: (line: string) => void;
   scanTimeoutMs?: number;
@@ -61,7 +66,11 @@ export async function enroll(o: EnrollOptions): Promise<AgentState> {
       `${o.stateDir} is already enrolled${who} (${statePath(o.stateDir)} exists).\nStart it with \`mssh-agent run --state-dir ${o.stateDir}\`, or enrol into another --state-dir.`,
     );
   }
-  const hostKeys = await scanHostKeys(o.target, o.scanTimeoutMs);
+  const { resolved, why } = await resolveTargetChoice(o.target);
+  if (o.target.kind === 'auto') o.print(`Target: ${describeResolution(o.target, resolved, why)}.`);
+  const hostKeys = resolved.kind === 'tcp'
+    ? await scanHostKeys(resolved.address, o.scanTimeoutMs)
+    : [(await loadOrCreateHostKey(o.stateDir, pino({ level: 'silent' }))).publicLine];
   const { identity } = loadOrCreateIdentity(o.stateDir);
   const request: EnrollRequest = {
     token: o.token,
@@ -93,7 +102,7 @@ export async function enroll(o: EnrollOptions): Promise<AgentState> {
     name: parsed.data.name,
     agentId: parsed.data.agentId,
     agentEndpoint: parsed.data.agentEndpoint,
-    target: formatHostPort(o.target),
+    target: formatTargetChoice(o.target),
     hostKeys,
     enrolledAt: new Date().toISOString(),
   };
