@@ -142,7 +142,7 @@ describe('mssh-tui', () => {
     expect(JSON.parse(readFileSync(join(user.configDir, 'tui-users.json'), 'utf8')).hosts).toEqual({ bravo: 'deploy' });
 
     t.type('q');
-    await waitFor(() => /TUI-EXIT=0[\s\S]*\bspeed\b[\s\S]*\bicanon\b/.test(t.raw) || null, 10_000, `mssh-tui exit and stty -a; output:\n${t.raw.slice(-2000)}`);
+    await waitFor(() => /TUI-EXIT=0[\s\S]*\bspeed\b[\s\S]*\bicanon\b/.test(t.raw) && t.term.buffer.active.type === 'normal' || null, 10_000, `mssh-tui exit and stty -a; output:\n${t.raw.slice(-2000)}`);
     const stty = t.raw.slice(t.raw.indexOf('TUI-EXIT=0'));
     expect(stty).toMatch(/(^|\s)icanon(\s|$)/m);
     expect(stty).toMatch(/(^|\s)echo(\s|$)/m);
@@ -167,7 +167,7 @@ describe('mssh-tui', () => {
     // SIGTERM restores the terminal too.
     const pid = Number(execFileSync('pgrep', ['-P', String(t.proc.pid)], { encoding: 'utf8' }).trim().split('\n')[0]);
     process.kill(pid, 'SIGTERM');
-    await waitFor(() => /TUI-EXIT=143[\s\S]*\bicanon\b/.test(t.raw) || null, 10_000, `mssh-tui exit on SIGTERM; screen:\n${t.screen()}`);
+    await waitFor(() => /TUI-EXIT=143[\s\S]*\bicanon\b/.test(t.raw) && t.term.buffer.active.type === 'normal' || null, 10_000, `mssh-tui exit on SIGTERM; screen:\n${t.screen()}`);
     expect(t.raw.slice(t.raw.indexOf('TUI-EXIT=143'))).toMatch(/(^|\s)icanon(\s|$)/m);
     expect(t.term.buffer.active.type).toBe('normal');
     expect(t.raw.lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw.lastIndexOf('\x1b[?25l'));

@@ -3,3 +3,4 @@ export * from './names.js';
 export * from './errors.js';
 export * from './schemas.js';
 export * from './ssh-keys.js';
+export * from './decoupled-socket.js';

@@ -35,7 +35,7 @@ import type { AgentIdentity } from '../enroll/identity.js';
 import type { SessionTarget } from '../target/session-target.js';
 import { splice } from '../target/stream-bridge.js';
 import { formatHostPort, type HostPort } from './endpoint.js';
-import { decoupleWrites } from './decoupled-socket.js';
+import { decoupleWrites } from '@mssh/protocol';
 import { connectPinned, DEFAULT_TLS_TIMEOUT_MS } from './pinned-tls.js';
 import { readBody } from './read-body.js';
 

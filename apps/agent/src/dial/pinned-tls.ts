@@ -7,13 +7,13 @@
  *     -> only then hand the socket to HTTP/2: http2.connect(url, { createConnection: () => socket })
  *
  * The same idea works for any client of the relay (the `mssh` client can copy this file, together with
- * decoupled-socket.ts, which any Node HTTP/2 client of the relay should put between socket and session).
+ * libs/protocol decoupled-socket.ts, which any Node HTTP/2 client of the relay should put between socket and session).
  */
 import http2, { type ClientHttp2Session } from 'node:http2';
 import tls, { type TLSSocket } from 'node:tls';
 import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
 import { AgentError, errnoOf } from '../errors.js';
-import { decoupleWrites } from './decoupled-socket.js';
+import { decoupleWrites } from '@mssh/protocol';
 import { formatHostPort, serverNameFor, urlHostPort, type HostPort } from './endpoint.js';
 
 export const DEFAULT_TLS_TIMEOUT_MS = 10_000;

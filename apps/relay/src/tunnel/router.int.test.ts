@@ -21,7 +21,7 @@ import { fixtures } from '../../../../e2e/fixtures/inject.js';
 import { waitFor } from '../../../../e2e/fixtures/net.js';
 import { AgentLink, type LinkOutcome } from '../../../agent/src/dial/agent-link.js';
 import { Backoff } from '../../../agent/src/dial/backoff.js';
-import { decoupleWrites } from '../../../agent/src/dial/decoupled-socket.js';
+import { decoupleWrites } from '@mssh/protocol';
 import { AgentSupervisor } from '../../../agent/src/dial/supervisor.js';
 import { identityFromPrivateKey, type AgentIdentity } from '../../../agent/src/enroll/identity.js';
 import { TcpTarget } from '../../../agent/src/target/tcp-target.js';

@@ -14,7 +14,7 @@
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import { isIP } from 'node:net';
-import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
+import { certFingerprint, decoupleWrites, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
 import { cliError, type CliError } from '../errors.js';
 import { relayHostPort } from '../config/relay-url.js';
 
@@ -139,7 +139,9 @@ export function connectRelay(opts: ConnectRelayOptions): Promise<RelayConnection
       socket.removeListener('error', onError);
       socket.removeListener('close', onEarlyClose);
       socket.setKeepAlive(true, 15_000);
-      const session = http2.connect(url, { createConnection: () => socket, settings: { ...H2_SETTINGS } });
+      // Both ends of this link are Node: keep reading while our writes wait (libs/protocol decoupled-socket.ts),
+      // or a session saturated in both directions can freeze the link.
+      const session = http2.connect(url, { createConnection: () => decoupleWrites(socket) as never, settings: { ...H2_SETTINGS } });
       // Errors surface on the streams that use the session; keep the process alive through them.
       session.on('error', () => {});
       const setWindow = () => {
