@@ -33,11 +33,11 @@ import {
 import { AgentError, errnoOf } from '../errors.js';
 import type { AgentIdentity } from '../enroll/identity.js';
 import type { SessionTarget } from '../target/session-target.js';
-import { splice } from '../target/stream-bridge.js';
+import { splice } from '@mssh/protocol';
 import { formatHostPort, type HostPort } from './endpoint.js';
 import { decoupleWrites } from '@mssh/protocol';
 import { connectPinned, DEFAULT_TLS_TIMEOUT_MS } from './pinned-tls.js';
-import { readBody } from './read-body.js';
+import { readBody } from '@mssh/protocol';
 
 export interface AgentLinkOptions {
   /** Where to dial (the relay's agent endpoint). */

@@ -26,7 +26,7 @@ import {
 } from '@mssh/protocol';
 import { RelayError, relayError } from '../errors.js';
 import { agentProofMaterial, verifyAgentProof } from './agent-proof.js';
-import { readBody } from './read-body.js';
+import { readBody } from '@mssh/protocol';
 import type { AgentDirectory, EnrolledAgent, SessionEndReason, SessionMeta, TunnelAuditSink } from './types.js';
 
 export const HELLO_MAX_BYTES = 64 * 1024;

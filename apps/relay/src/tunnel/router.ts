@@ -12,7 +12,7 @@ import type pino from 'pino';
 import { AGENT_PING_INTERVAL_MS, AGENT_PING_TIMEOUT_MS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
 import { AgentLink, safeAudit } from './agent-link.js';
-import { splice } from './stream-bridge.js';
+import { splice } from '@mssh/protocol';
 import type { AgentDirectory, SessionEndReason, SessionMeta, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
 
 export interface TunnelRouterOptions {

@@ -1,5 +1,5 @@
 /**
- * Splices two duplex byte streams (a client tunnel stream and an agent session stream) with
+ * Splices two duplex byte streams (client tunnel <-> agent session on the relay; relay session <-> target on the agent) with
  * backpressure both ways and half-close preserved:
  *
  *   a.readable --data--> b.write()   (a paused while b's buffer is full, resumed on 'drain')
