@@ -73,7 +73,7 @@ function parse() {
     bulk: { mib: int(v.mib, quick ? 32 : 256, 'mib', 4096), rounds: quick ? 1 : 3 },
     setup: { rounds: quick ? 3 : 10 },
     latency: { warmup: quick ? 20 : 50, trips: quick ? 100 : 500 },
-    concurrency: { sessions: int(v.sessions, quick ? 100 : 1000, 'sessions', 5000), parallel: quick ? 50 : 100, timeoutMs: quick ? 60_000 : 300_000 },
+    concurrency: { sessions: int(v.sessions, quick ? 50 : 1000, 'sessions', 5000), parallel: quick ? 25 : 100, timeoutMs: quick ? 60_000 : 300_000, fresh: !quick },
     rate: { seconds: quick ? 3 : 10, parallel: 32, conns: 4 },
     reconnect: { rounds: quick ? 1 : 3, timeoutMs: 30_000, healthyMs: quick ? 0 : 61_000 },
     limitMs: quick ? 5 * 60_000 : 45 * 60_000,

@@ -6,8 +6,8 @@
  *                       direct-tcpip channel of one SSH connection to the bastion;
  *   - "conn/session":   every session has its own client connection (TLS to the relay, SSH to the
  *                       bastion), as N separate `mssh ssh` / `ssh -J` processes would.
- * Each shape starts with a fresh relay and agent, or a fresh bastion sshd and `ssh -R` (memory freed by
- * an earlier shape must not hide growth). Memory, sampled 1 s after the sessions are up and compared
+ * In full mode each shape starts with a fresh relay and agent, or a fresh bastion sshd and `ssh -R`
+ * (memory freed by an earlier shape must not hide growth). Memory, sampled 1 s after the sessions are up and compared
  * with 2 s after the fresh start, before the first session opened:
  *   middle = relay RSS (mssh) or PSS of the bastion sshd and all its children (baseline);
  *   edge   = agent RSS (mssh) or RSS of the `ssh -R` client (baseline);
@@ -126,7 +126,7 @@ function targetProcs(env: BenchEnv): number {
   return descendants(env.target.pid()).length;
 }
 
-export async function runConcurrency(env: BenchEnv, rec: Recorder, opts: { sessions: number; parallel: number; timeoutMs: number }): Promise<void> {
+export async function runConcurrency(env: BenchEnv, rec: Recorder, opts: { sessions: number; parallel: number; timeoutMs: number; fresh: boolean }): Promise<void> {
   for (const shape of shapes(env)) {
     const label = `${shape.path} [${shape.variant}]`;
     const sessions: Sess[] = [];
@@ -134,7 +134,7 @@ export async function runConcurrency(env: BenchEnv, rec: Recorder, opts: { sessi
     let failures = 0;
     const idleTargetProcs = targetProcs(env);
     try {
-      await freshMiddle(env, shape.path);
+      if (opts.fresh) await freshMiddle(env, shape.path);
       await shape.prepare();
       await sleep(2_000);
       const mem0 = shape.memory();
