@@ -16,7 +16,8 @@
  */
 import type { Duplex } from 'node:stream';
 import type http2 from 'node:http2';
-import { relaySession, openTunnel } from '../../e2e/fixtures/tunnel-client.js';
+import { openTunnel } from '../../e2e/fixtures/tunnel-client.js';
+import { relaySession } from '../lib/relay-session.js';
 import type { BenchEnv } from '../lib/env.js';
 import { TARGET_HOST, freshMiddle } from '../lib/env.js';
 import { bastionClient, jumpChannel, sshOver, execChannel, type SshClient } from '../lib/inproc.js';
