@@ -18,6 +18,9 @@ import { Duplex } from 'node:stream';
 export const DEFAULT_MAX_BUFFERED = 32 * 1024 * 1024;
 
 export function decoupleWrites(socket: Duplex, maxBuffered = DEFAULT_MAX_BUFFERED): Duplex {
+  // HTTP/2 turns Nagle off only on a socket it sees; behind this wrapper it cannot, and every small write
+  // (keystrokes, SSH handshake steps) would wait ~40 ms for the peer's delayed ACK. Turn it off here.
+  (socket as Partial<{ setNoDelay(v: boolean): unknown }>).setNoDelay?.(true);
   const d = new Duplex({
     allowHalfOpen: true,
     read() {
