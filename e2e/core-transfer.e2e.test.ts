@@ -3,47 +3,14 @@
  * stock OpenSSH (`ssh`/`scp` with ProxyCommand='mssh proxy %n').
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, mkdtempSync, readFileSync, writeFileSync, openSync, closeSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { createReadStream, mkdtempSync, readFileSync } from 'node:fs';
+import { MiB, runCommand, sha256File, writeRandomFile } from './fixtures/files.js';
 import { join } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
 import { startRelay, startAgent, loginUser, stopAll, BIN, run, type Relay, type User } from './fixtures/stack.js';
 
 afterAll(stopAll);
-
-const MiB = 1024 * 1024;
-
-function writeRandomFile(path: string, size: number): string {
-  const h = createHash('sha256');
-  const fd = openSync(path, 'w');
-  for (let off = 0; off < size; off += 4 * MiB) {
-    const chunk = randomBytes(Math.min(4 * MiB, size - off));
-    h.update(chunk);
-    writeFileSync(fd, chunk);
-  }
-  closeSync(fd);
-  return h.digest('hex');
-}
-
-function sha256File(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
-}
-
-/** Run a command with a file on stdin, bounded in time. */
-function runWithStdin(cmd: string, args: string[], stdinFile: string | null, env: NodeJS.ProcessEnv, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('exit', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
-    if (stdinFile) createReadStream(stdinFile).pipe(p.stdin);
-    else p.stdin.end();
-  });
-}
 
 describe('bulk transfer through the relay', () => {
   let relay: Relay;
@@ -77,7 +44,7 @@ describe('bulk transfer through the relay', () => {
   it('64 MiB through `mssh ssh laptop -- sha256sum` matches the local checksum', async () => {
     const f = fixtures();
     const t0 = Date.now();
-    const r = await runWithStdin(process.execPath, [BIN.mssh, 'ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@laptop`, '--', 'sha256sum'], big, user.env);
+    const r = await runCommand(process.execPath, [BIN.mssh, 'ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@laptop`, '--', 'sha256sum'], { env: user.env, stdinFile: big });
     const secs = (Date.now() - t0) / 1000;
     console.log(`[figure] mssh ssh 64 MiB -> sha256sum: ${secs.toFixed(2)} s, ${(64 / secs).toFixed(1)} MiB/s`);
     expect(r.stderr).toBe('');
@@ -88,7 +55,7 @@ describe('bulk transfer through the relay', () => {
   it('64 MiB through OpenSSH ssh with ProxyCommand=mssh proxy %n matches', async () => {
     const f = fixtures();
     const t0 = Date.now();
-    const r = await runWithStdin('ssh', [...openSshOpts(), `${f.sshd.user}@laptop`, 'sha256sum'], big, user.env);
+    const r = await runCommand('ssh', [...openSshOpts(), `${f.sshd.user}@laptop`, 'sha256sum'], { env: user.env, stdinFile: big });
     const secs = (Date.now() - t0) / 1000;
     console.log(`[figure] OpenSSH via mssh proxy 64 MiB -> sha256sum: ${secs.toFixed(2)} s, ${(64 / secs).toFixed(1)} MiB/s`);
     expect(r.stderr).toBe('');
@@ -105,11 +72,11 @@ describe('bulk transfer through the relay', () => {
     const sum = writeRandomFile(src, 10 * MiB);
     const remote = join(dir, 'ten.remote.bin');
     const back = join(dir, 'ten.back.bin');
-    const up = await runWithStdin('scp', [...openSshOpts(), src, `${f.sshd.user}@laptop:${remote}`], null, user.env);
+    const up = await runCommand('scp', [...openSshOpts(), src, `${f.sshd.user}@laptop:${remote}`], { env: user.env });
     expect(up.stderr).toBe('');
     expect(up.code).toBe(0);
     expect(sha256File(remote)).toBe(sum);
-    const down = await runWithStdin('scp', [...openSshOpts(), `${f.sshd.user}@laptop:${remote}`, back], null, user.env);
+    const down = await runCommand('scp', [...openSshOpts(), `${f.sshd.user}@laptop:${remote}`, back], { env: user.env });
     expect(down.code).toBe(0);
     expect(sha256File(back)).toBe(sum);
   });

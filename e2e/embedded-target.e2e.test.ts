@@ -6,35 +6,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
+import { runCommand, sha256File } from './fixtures/files.js';
 import { freePort, waitFor, waitForPort } from './fixtures/net.js';
 import { BIN, exec, loginUser, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
 
 afterAll(stopAll);
-
-function sha256(path: string): string {
-  return createHash('sha256').update(readFileSync(path)).digest('hex');
-}
-
-/** Run a program to completion, bounded in time. */
-function runProgram(cmd: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 30_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 /** Whether anything accepts TCP connections on 127.0.0.1:22 on this machine (bounded to 1 s). */
 function port22Open(): Promise<boolean> {
@@ -135,7 +116,7 @@ describe('agent with the embedded SSH server', () => {
   });
 
   it('stock OpenSSH through mssh proxy runs a command', async () => {
-    const r = await runProgram('ssh', [...openSshOpts(), 'x@rescue', 'echo', 'ok'], user.env);
+    const r = await runCommand('ssh', [...openSshOpts(), 'x@rescue', 'echo', 'ok'], { env: user.env, timeoutMs: 30_000 });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe('ok');
@@ -148,14 +129,14 @@ describe('agent with the embedded SSH server', () => {
     const back = join(dir, 'one.back.bin');
     const batch = join(dir, 'batch.txt');
     writeFileSync(batch, `put ${src} ${remote}\nget ${remote} ${back}\n`);
-    const r = await runProgram('sftp', [...openSshOpts(), '-b', batch, 'x@rescue'], user.env);
+    const r = await runCommand('sftp', [...openSshOpts(), '-b', batch, 'x@rescue'], { env: user.env, timeoutMs: 30_000 });
     expect(r.code).toBe(0);
-    expect(sha256(remote)).toBe(sha256(src));
-    expect(sha256(back)).toBe(sha256(src));
+    expect(sha256File(remote)).toBe(sha256File(src));
+    expect(sha256File(back)).toBe(sha256File(src));
   });
 
   it('refuses TCP forwarding by default: -L and -W (direct-tcpip) get no connection', async () => {
-    const w = await runProgram('ssh', [...openSshOpts(), '-W', `127.0.0.1:${relay.port}`, 'x@rescue'], user.env);
+    const w = await runCommand('ssh', [...openSshOpts(), '-W', `127.0.0.1:${relay.port}`, 'x@rescue'], { env: user.env, timeoutMs: 30_000 });
     expect(w.code).not.toBe(0);
     expect(w.stderr).toMatch(/stdio forwarding failed|open failed|prohibited/i);
 
