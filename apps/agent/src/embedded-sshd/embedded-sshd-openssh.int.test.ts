@@ -78,6 +78,21 @@ describe('embedded sshd with the OpenSSH client', () => {
     expect(r.code).toBe(5);
   });
 
+  it('heavy stdout and stderr at the same time both arrive complete and in order (ssh2 parked-write bug)', BULK, async () => {
+    const file = join(t.dir, 'mixed.bin');
+    const want = await writeRandomFile(file, 20);
+    // stderr: 300,000 numbered lines written while stdout streams 20 MiB, both fighting for one window
+    const r = await ssh([], [`seq 1 300000 >&2 & cat '${file}'; wait; echo end >&2`], { keepStdout: false, timeoutMs: BULK.timeout - 10_000 });
+    const lines = r.stderr.trimEnd().split('\n');
+    expect(lines.at(-1)).toBe('end');
+    const nums = lines.filter((l) => l !== 'end');
+    expect(nums.length).toBe(300_000);
+    expect(nums.every((l, i) => l === String(i + 1))).toBe(true);
+    expect(r.stdoutBytes).toBe(20 * 1024 * 1024);
+    expect(r.stdoutSha256).toBe(want);
+    expect(r.code).toBe(0);
+  });
+
   it('exec passes stdin through binary-safe and shows the login banner', async () => {
     const input = randomBytes(300_000);
     const r = await run('ssh', ['-o', 'LogLevel=INFO', ...t.sshOpts(), '-p', String(t.port), 'root@127.0.0.1', 'cat'], { input });

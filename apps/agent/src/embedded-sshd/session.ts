@@ -12,6 +12,7 @@ import type { PseudoTtyInfo, ServerChannel, Session, SFTPWrapper } from 'ssh2';
 import type { KeyOptions } from './authorized-keys.js';
 import { signalSession, terminateSession } from './process-session.js';
 import { serveBuiltinSftp } from './sftp-builtin.js';
+import { guardStderrWindow } from './stderr-window.js';
 
 export interface SessionContext {
   logger: Logger;
@@ -203,6 +204,7 @@ export class SessionRunner {
     this.log.info({ request: what.kind, pty: usePty, subsystem: what.kind === 'subsystem' ? what.name : undefined }, 'session started');
     this.log.debug({ command: what.kind === 'exec' ? what.command : undefined }, 'session command');
     channel.on('error', (e: Error) => this.log.debug({ err: e }, 'channel error'));
+    guardStderrWindow(channel);
     if (usePty) this.runPty(channel, file, args, env);
     else this.runPipes(channel, file, args, env);
   }
