@@ -5,13 +5,12 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import type { AnyAuthMethod, AuthHandlerMiddleware, NextAuthHandler } from 'ssh2';
+import { loadSsh2 } from './ssh2-lazy.js';
 import { sanitizeForTerminal } from '@mssh/protocol';
 import { cliError, isCliError, type CliError } from '../errors.js';
 import type { Prompter } from '../terminal/prompt.js';
 
-const { utils } = ssh2;
 
 export interface SshAuthOptions {
   /** ssh-agent socket ($SSH_AUTH_SOCK), or null. */
@@ -41,6 +40,7 @@ export async function loadPrivateKey(path: string, prompter: Prompter): Promise<
   } catch (e) {
     throw cliError('CLI_ERR_KEY_FILE', `cannot read the key file ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'Check the path given to -i.', e);
   }
+  const { utils } = await loadSsh2();
   const first = utils.parseKey(data);
   if (!(first instanceof Error)) return { key: data };
   if (!/no passphrase given/i.test(first.message)) {

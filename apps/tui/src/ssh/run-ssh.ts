@@ -13,14 +13,13 @@ import { execFileSync } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { ReadStream, WriteStream } from 'node:tty';
-import ssh2 from 'ssh2';
 import type { ClientChannel, ConnectConfig, PseudoTtyOptions } from 'ssh2';
+import { loadSsh2 } from './ssh2-lazy.js';
 import { sanitizeForTerminal } from '@mssh/protocol';
 import { cliError, isCliError, type CliError } from '../errors.js';
 import { createAuthHandler, type AuthState, type SshAuthOptions } from './auth.js';
 import type { HostKeyCheck } from './host-key-check.js';
 
-const { Client } = ssh2;
 
 export type { HostKeyCheck } from './host-key-check.js';
 export type { SshAuthOptions } from './auth.js';
@@ -93,9 +92,13 @@ function windowOf(stdout: Writable): { rows: number; cols: number } {
   return { rows: 24, cols: 80 };
 }
 
-export function runSsh(opts: RunSshOptions): Promise<number> {
+export async function runSsh(opts: RunSshOptions): Promise<number> {
+  const { Client } = await loadSsh2();
+  return runSshWith(new Client(), opts);
+}
+
+function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['Client']>, opts: RunSshOptions): Promise<number> {
   const { host, user, stdin, stdout, stderr } = opts;
-  const client = new Client();
   const auth: AuthState = { tried: [], serverMethods: null, fatal: null };
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 30_000;
   let hostKeyError: CliError | null = null;

@@ -8,6 +8,7 @@ import { createHostKeyCheck } from '../known-hosts/host-key-policy.js';
 import type { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
 import type { RelayClient } from '../relay-client/relay-client.js';
 import { runSsh, type RunSshOptions } from './run-ssh.js';
+import { preloadSsh2 } from './ssh2-lazy.js';
 
 export type SshViaRelayOptions = Omit<RunSshOptions, 'sock' | 'hostKey'> & {
   client: RelayClient;
@@ -27,6 +28,7 @@ export function assertHostName(host: string): void {
 export async function sshViaRelay(opts: SshViaRelayOptions): Promise<number> {
   const { client, knownHosts, host, ...rest } = opts;
   assertHostName(host);
+  preloadSsh2(); // loads while the relay round trips below are in flight
   // The relay's attested keys are needed (and fetched) only when nothing is pinned for this name yet.
   const attested = knownHosts.lookup(host).length > 0 ? [] : (await client.getHost(host)).hostKeys;
   const hostKey = createHostKeyCheck({ host, knownHosts, attested });
