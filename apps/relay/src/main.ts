@@ -94,6 +94,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     // are today's: every user reaches every enrolled machine, no caps, the router's own session audit.
     let jump: JumpServer | null = null;
     let jumpBound: { host: string; port: number } | null = null;
+    const sshLines: string[] = [];
     const sshAt = sshJumpListen(cfg);
     if (sshAt) {
       const { key: hostKey, created } = loadOrCreateJumpHostKey(cfg.dataDir);
@@ -113,16 +114,18 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
         jumpBound = await jumpServer.listen(sshAt.host, sshAt.port);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        throw new CliError(
-          `cannot listen for SSH on ${formatHostPort(sshAt.host, sshAt.port)}: ${code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`,
-          'Pick another address with --ssh-listen HOST:PORT (or MSSH_SSH_LISTEN), or turn the SSH jump listener off with --ssh-listen off.',
-          e,
-        );
+        const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
+        const hint = 'Pick another address with --ssh-listen HOST:PORT (or MSSH_SSH_LISTEN), or turn the SSH jump listener off with --ssh-listen off.';
+        // Asked for explicitly: a failure stops the relay. The default port being taken only turns the listener off.
+        if (cfg.sshListen !== undefined) throw new CliError(`cannot listen for SSH on ${formatHostPort(sshAt.host, sshAt.port)}: ${why}`, hint, e);
+        logger.warn({ listen: formatHostPort(sshAt.host, sshAt.port), err: why }, `SSH jump listener not started: ${why}. ${hint}`);
+        sshLines.push(`SSH jump listener: off (${formatHostPort(sshAt.host, sshAt.port)}: ${why}; see --ssh-listen)`);
       }
-      jump = jumpServer;
-      cleanups.push(() => jumpServer.close());
-      out(`SSH jump listener on ${formatHostPort(sshAt.host, jumpBound.port)}`);
-      out(`SSH host key fingerprint: ${hostKey.fingerprint}`);
+      if (jumpBound) {
+        jump = jumpServer;
+        cleanups.push(() => jumpServer.close());
+        sshLines.push(`SSH jump listener on ${formatHostPort(sshAt.host, jumpBound.port)}`, `SSH host key fingerprint: ${hostKey.fingerprint}`);
+      }
     }
 
     const adminSock = await startAdminSocket({ admin: services.admin, logger, path: sockPath });
@@ -136,6 +139,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     out(`mssh-relay listening on https://${formatHostPort(cfg.listen.host, bound.port)}`);
     out(`TLS certificate fingerprint: ${tls.fingerprint}`);
     if (boot.created) out(`Created user "${BOOTSTRAP_ADMIN}" with password: ${boot.password} (shown once)`);
+    for (const l of sshLines) out(l);
     logger.info({ url: relay.url, listen: formatHostPort(cfg.listen.host, bound.port), adminSocket: sockPath, version: SOFTWARE_VERSION }, 'relay started');
 
     let stopping = false;
