@@ -48,7 +48,7 @@ export async function keysAdd(ctx: CliContext, args: { file?: string }): Promise
     const k = await client.addSshKey(line);
     println(ctx.io.stdout, `Added ${k.fingerprint} (${sanitizeForTerminal(k.type)}${k.comment ? `, ${sanitizeForTerminal(k.comment)}` : ''}) for ${entry.user}.`);
     const host = new URL(client.url).hostname;
-    println(ctx.io.stdout, `Use it with: ssh -J ${entry.user}@${host}:2222 LOGIN@MACHINE   (\`ssh -p 2222 ${entry.user}@${host}\` lists the machines)`);
+    println(ctx.io.stdout, `Use it with: ssh -J ${entry.user}@${host}:2222 LOGIN@MACHINE; \`ssh -p 2222 ${entry.user}@${host}\` lists the machines (2222 unless the relay set --ssh-listen).`);
     return 0;
   } finally {
     await client.close();
