@@ -8,14 +8,16 @@
  * (addresses, localhost, unenrolled names, -R, exec) is refused.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { fixtures } from './fixtures/inject.js';
 import { MiB, runCommand, sha256File, writeRandomFile } from './fixtures/files.js';
-import { freePort } from './fixtures/net.js';
-import { startRelay, startAgent, loginUser, stopAll, type Relay, type User } from './fixtures/stack.js';
+import { freePort, waitFor } from './fixtures/net.js';
+import { startRelay, startAgent, loginUser, stopAll, Proc, type Relay, type User } from './fixtures/stack.js';
+import { relaySession, request } from './fixtures/tunnel-client.js';
+import { PATHS } from '@mssh/protocol';
 
 afterAll(stopAll);
 
@@ -140,6 +142,21 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
     const down = await runCommand('scp', ['-F', cfg, '-J', jump(), `${target()}:${remote}`, back], { env: env() });
     expect(down.code).toBe(0);
     expect(sha256File(back)).toBe(sum);
+  });
+
+  it('a jump session whose client is killed is torn down on the relay', async () => {
+    const h2 = await relaySession(relay);
+    try {
+      const active = async () => (await request(h2, 'GET', PATHS.healthz)).body.activeSessions as number;
+      const p = new Proc(spawn('ssh', ['-F', cfg, '-J', jump(), target(), 'echo started; sleep 60'], { env: env(), stdio: ['pipe', 'pipe', 'pipe'] }));
+      await p.waitOutput(/started/, 20_000, 'out');
+      expect(await active()).toBe(1);
+      p.child.kill('SIGKILL');
+      await p.exited;
+      await waitFor(async () => (await active()) === 0, 10_000, 'the session to end on the relay');
+    } finally {
+      h2.close();
+    }
   });
 
   it('ssh -p PORT alice@relay lists exactly the machines alice may reach and exits 0', async () => {
