@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ServeConfigSchema, UserAddConfigSchema, parseConfig, parseListen, defaultPublicUrl } from './config.js';
+import { ServeConfigSchema, UserAddConfigSchema, parseConfig, parseListen, defaultPublicUrl, sshJumpListen } from './config.js';
 import { CliError } from './errors.js';
 
 describe('relay config', () => {
@@ -29,6 +29,15 @@ describe('relay config', () => {
     expect(f.listen.port).toBe(2);
     expect(f.dataDir).toBe('/tmp/y');
     expect(f.databaseUrl).toBeUndefined(); // an empty flag means "not set"
+  });
+
+  it('--ssh-listen: default port 2222 on the --listen host, HOST:PORT, off; a bad value is reported', () => {
+    const d = parseConfig(ServeConfigSchema, { listen: '127.0.0.1:8443' }, {});
+    expect(sshJumpListen(d)).toEqual({ host: '127.0.0.1', port: 2222 });
+    expect(sshJumpListen(parseConfig(ServeConfigSchema, { sshListen: '127.0.0.1:0' }, {}))).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(sshJumpListen(parseConfig(ServeConfigSchema, {}, { MSSH_SSH_LISTEN: 'off' }))).toBeNull();
+    expect(sshJumpListen(parseConfig(ServeConfigSchema, { sshListen: 'OFF' }, { MSSH_SSH_LISTEN: '0.0.0.0:22' }))).toBeNull();
+    expect(() => parseConfig(ServeConfigSchema, { sshListen: 'nope' }, {})).toThrow(/--ssh-listen \(MSSH_SSH_LISTEN\)/);
   });
 
   it('lists every problem at once', () => {

@@ -6,7 +6,7 @@ import { homedir, hostname } from 'node:os';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_RELAY_PORT, HostName, UserName } from '@mssh/protocol';
+import { DEFAULT_RELAY_PORT, DEFAULT_SSH_JUMP_PORT, HostName, UserName } from '@mssh/protocol';
 import { CliError } from './errors.js';
 
 export const DEFAULT_LISTEN = `0.0.0.0:${DEFAULT_RELAY_PORT}`;
@@ -66,6 +66,24 @@ const Listen = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx) 
   return parsed;
 });
 
+/** --ssh-listen: HOST:PORT, `off`, or unset (port DEFAULT_SSH_JUMP_PORT on the host of --listen). */
+const SshListen = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx): ListenAddress | 'off' | undefined => {
+  if (v === undefined) return undefined;
+  if (v.trim().toLowerCase() === 'off') return 'off';
+  const parsed = parseListen(v);
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not HOST:PORT or off (e.g. 0.0.0.0:2222, 127.0.0.1:0, off)` });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+/** Where the SSH jump listener listens, or null when it is off. */
+export function sshJumpListen(cfg: { listen: ListenAddress; sshListen?: ListenAddress | 'off' }): ListenAddress | null {
+  if (cfg.sshListen === 'off') return null;
+  return cfg.sshListen ?? { host: cfg.listen.host, port: DEFAULT_SSH_JUMP_PORT };
+}
+
 const PublicUrl = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx) => {
   if (v === undefined) return undefined;
   let u: URL;
@@ -97,6 +115,7 @@ const TlsSchema = z.object({
 
 export const ServeConfigSchema = StoreSchema.extend({
   listen: Listen,
+  sshListen: SshListen,
   publicUrl: PublicUrl,
   logLevel: LogLevel,
   bootstrapPassword: z.preprocess(nonEmpty, z.string().min(8, 'must be at least 8 characters').max(1024).optional()),
@@ -122,7 +141,7 @@ export type InfoConfig = z.infer<typeof InfoConfigSchema>;
 
 /** Flag names as the user typed them, for messages. */
 const FLAG_NAMES: Record<string, string> = {
-  dataDir: '--data-dir (MSSH_DATA_DIR)', databaseUrl: '--database-url (DATABASE_URL)', listen: '--listen (MSSH_LISTEN)',
+  dataDir: '--data-dir (MSSH_DATA_DIR)', databaseUrl: '--database-url (DATABASE_URL)', listen: '--listen (MSSH_LISTEN)', sshListen: '--ssh-listen (MSSH_SSH_LISTEN)',
   publicUrl: '--public-url (MSSH_PUBLIC_URL)', logLevel: '--log-level (MSSH_LOG_LEVEL)', bootstrapPassword: 'MSSH_BOOTSTRAP_PASSWORD',
   tlsCert: '--tls-cert', tlsKey: '--tls-key', tlsSan: '--tls-san', name: 'NAME', admin: '--admin', passwordStdin: '--password-stdin',
 };
@@ -135,6 +154,7 @@ export function withEnv(flags: Record<string, unknown>, env: NodeJS.ProcessEnv):
     dataDir: pick(flags.dataDir, 'MSSH_DATA_DIR'),
     databaseUrl: pick(flags.databaseUrl, 'DATABASE_URL'),
     listen: pick(flags.listen, 'MSSH_LISTEN'),
+    sshListen: pick(flags.sshListen, 'MSSH_SSH_LISTEN'),
     publicUrl: pick(flags.publicUrl, 'MSSH_PUBLIC_URL'),
     logLevel: pick(flags.logLevel, 'MSSH_LOG_LEVEL'),
     bootstrapPassword: env.MSSH_BOOTSTRAP_PASSWORD,

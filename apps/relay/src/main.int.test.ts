@@ -68,7 +68,7 @@ describe.each(DB_KINDS)('mssh-relay process on %s', (kind) => {
     } else {
       dbArgs = ['--database-url', await createTestDatabase(f.runId)];
     }
-    env = { ...process.env, MSSH_BOOTSTRAP_PASSWORD: PASSWORD, DATABASE_URL: '', MSSH_LISTEN: '', MSSH_DATA_DIR: '' };
+    env = { ...process.env, MSSH_BOOTSTRAP_PASSWORD: PASSWORD, DATABASE_URL: '', MSSH_LISTEN: '', MSSH_DATA_DIR: '', MSSH_SSH_LISTEN: 'off' };
     relay = await serve();
   });
   afterAll(async () => {

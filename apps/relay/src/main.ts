@@ -11,7 +11,7 @@ import { prepareDummyHash } from '@mssh/auth';
 import { MIN_PROTOCOL_VERSION, SOFTWARE_VERSION, sanitizeForTerminal } from '@mssh/protocol';
 import {
   AgentEnrollConfigSchema, InfoConfigSchema, ServeConfigSchema, UserAddConfigSchema,
-  defaultPublicUrl, formatHostPort, parseConfig, type StoreConfig,
+  defaultPublicUrl, formatHostPort, parseConfig, sshJumpListen, type StoreConfig,
 } from './config.js';
 import { CliError, RelayError } from './errors.js';
 import { createLogger } from './logger.js';
@@ -28,6 +28,9 @@ import { adminSocketPath, claimAdminSocketPath, socketAnswers, startAdminSocket,
 import { AdminSocketClient, type AdminOps } from './admin/admin-client.js';
 import { AdminService } from './admin/admin-service.js';
 import { readNewPassword } from './cli/password.js';
+import { loadOrCreateJumpHostKey, readJumpHostKeyFingerprint, jumpHostKeyPath } from './ssh-jump/host-key.js';
+import { createJumpServer, type JumpServer } from './ssh-jump/jump-server.js';
+import { NO_CAPS, REACH_EVERY_ENROLLED_HOST, ROUTER_RECORDS_SESSIONS } from './ssh-jump/seams.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -87,6 +90,44 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     const bound = app.server.address() as AddressInfo;
     relay.url = cfg.publicUrl ?? defaultPublicUrl({ host: cfg.listen.host, port: bound.port });
 
+    // The SSH jump listener (ssh -J user@relay:2222 login@machine). Access, caps and the session recorder
+    // are today's: every user reaches every enrolled machine, no caps, the router's own session audit.
+    let jump: JumpServer | null = null;
+    let jumpBound: { host: string; port: number } | null = null;
+    const sshLines: string[] = [];
+    const sshAt = sshJumpListen(cfg);
+    if (sshAt) {
+      const { key: hostKey, created } = loadOrCreateJumpHostKey(cfg.dataDir);
+      if (created) logger.info({ path: hostKey.path, fingerprint: hostKey.fingerprint }, 'created the SSH jump host key');
+      const jumpServer = createJumpServer({
+        hostKey,
+        keys: services.sshKeys,
+        hosts: { exists: (n) => services.hosts.exists(n), list: () => services.hosts.list() },
+        router,
+        access: REACH_EVERY_ENROLLED_HOST,
+        caps: NO_CAPS,
+        recorder: ROUTER_RECORDS_SESSIONS,
+        logger,
+        publicAddress: () => `${new URL(relay.url).hostname}:${jumpBound?.port ?? sshAt.port}`,
+      });
+      try {
+        jumpBound = await jumpServer.listen(sshAt.host, sshAt.port);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
+        const hint = 'Pick another address with --ssh-listen HOST:PORT (or MSSH_SSH_LISTEN), or turn the SSH jump listener off with --ssh-listen off.';
+        // Asked for explicitly: a failure stops the relay. The default port being taken only turns the listener off.
+        if (cfg.sshListen !== undefined) throw new CliError(`cannot listen for SSH on ${formatHostPort(sshAt.host, sshAt.port)}: ${why}`, hint, e);
+        logger.warn({ listen: formatHostPort(sshAt.host, sshAt.port), err: why }, `SSH jump listener not started: ${why}. ${hint}`);
+        sshLines.push(`SSH jump listener: off (${formatHostPort(sshAt.host, sshAt.port)}: ${why}; see --ssh-listen)`);
+      }
+      if (jumpBound) {
+        jump = jumpServer;
+        cleanups.push(() => jumpServer.close());
+        sshLines.push(`SSH jump listener on ${formatHostPort(sshAt.host, jumpBound.port)}`, `SSH host key fingerprint: ${hostKey.fingerprint}`);
+      }
+    }
+
     const adminSock = await startAdminSocket({ admin: services.admin, logger, path: sockPath });
     cleanups.push(() => adminSock.close());
 
@@ -98,6 +139,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     out(`mssh-relay listening on https://${formatHostPort(cfg.listen.host, bound.port)}`);
     out(`TLS certificate fingerprint: ${tls.fingerprint}`);
     if (boot.created) out(`Created user "${BOOTSTRAP_ADMIN}" with password: ${boot.password} (shown once)`);
+    for (const l of sshLines) out(l);
     logger.info({ url: relay.url, listen: formatHostPort(cfg.listen.host, bound.port), adminSocket: sockPath, version: SOFTWARE_VERSION }, 'relay started');
 
     let stopping = false;
@@ -118,6 +160,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
         // Stop accepting and ask API connections to finish, close agent links (ending their sessions),
         // then the admin socket, pending audit writes and the database.
         const closingHttp = app.close();
+        await jump?.close().catch((err) => logger.error({ err }, 'closing the SSH jump listener failed'));
         await router.close().catch((err) => logger.error({ err }, 'closing agent links failed'));
         await closingHttp.catch((err) => logger.error({ err }, 'closing the HTTP server failed'));
         await adminSock.close().catch((err) => logger.error({ err }, 'closing the admin socket failed'));
@@ -147,6 +190,9 @@ async function info(flags: Record<string, unknown>): Promise<void> {
   out(`Database: ${cfg.databaseUrl ? `postgres ${redactDatabaseUrl(cfg.databaseUrl)}` : `pglite ${pgliteDir(cfg.dataDir)}`}`);
   out(`TLS certificate: ${cfg.tlsCert ?? tlsPaths(cfg.dataDir).cert}`);
   out(`TLS certificate fingerprint: ${fp ?? '(none yet: created on the first `mssh-relay serve`)'}`);
+  const sshFp = readJumpHostKeyFingerprint(cfg.dataDir);
+  out(`SSH jump host key: ${jumpHostKeyPath(cfg.dataDir)}`);
+  out(`SSH jump host key fingerprint: ${sshFp ?? '(none yet: created on the first `mssh-relay serve` with the SSH listener on)'}`);
   if (running) {
     const i = await new AdminSocketClient(sock).info();
     out(`Relay: running (pid ${i.pid}), ${i.relayUrl}`);
@@ -272,6 +318,7 @@ export function buildProgram(): Command {
 
   storeOptions(program.command('serve').description('run the relay'))
     .option('--listen <host:port>', `address to listen on (env MSSH_LISTEN, default 0.0.0.0:8443)`)
+    .option('--ssh-listen <host:port|off>', 'SSH jump listener for stock OpenSSH `ssh -J` (env MSSH_SSH_LISTEN, default port 2222 on the --listen host; off disables it)')
     .option('--tls-cert <file>', 'PEM certificate (chain); default: a self-signed one in the data dir')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--tls-san <name>', 'extra name for the self-signed certificate (repeatable)', collect, [])

@@ -9,12 +9,14 @@ import { AuthService } from './auth/auth-service.js';
 import { HostService } from './hosts/host-service.js';
 import { EnrollService } from './enrolment/enroll-service.js';
 import { AdminService } from './admin/admin-service.js';
+import { SshKeyService } from './ssh-jump/ssh-key-service.js';
 
 export interface RelayServices {
   auth: AuthService;
   hosts: HostService;
   enrolment: EnrollService;
   admin: AdminService;
+  sshKeys: SshKeyService;
 }
 
 export function createServices(deps: {
@@ -31,5 +33,6 @@ export function createServices(deps: {
     hosts: new HostService({ agents: repos.agents, router }),
     enrolment: new EnrollService({ db: repos.db, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, minProtocolVersion: deps.minProtocolVersion }),
     admin: new AdminService({ users: repos.users, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, relay: deps.relay }),
+    sshKeys: new SshKeyService({ keys: repos.sshKeys, users: repos.users, audit }),
   };
 }

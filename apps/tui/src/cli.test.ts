@@ -21,6 +21,11 @@ async function parse(argv: string[]): Promise<{ calls: Array<[string, unknown]>;
     proxy: rec('proxy'),
     knownHostsList: rec('knownHostsList'),
     knownHostsForget: rec('knownHostsForget'),
+    knownHostsOpenssh: rec('knownHostsOpenssh'),
+    configSsh: rec('configSsh'),
+    keysAdd: rec('keysAdd'),
+    keysList: rec('keysList'),
+    keysRemove: rec('keysRemove'),
     adminUsersAdd: rec('adminUsersAdd'),
     adminAgentsEnroll: rec('adminAgentsEnroll'),
   };

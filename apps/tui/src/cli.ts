@@ -16,6 +16,11 @@ export interface Handlers {
   proxy(a: { host: string }): Promise<number>;
   knownHostsList(): Promise<number>;
   knownHostsForget(a: { host: string }): Promise<number>;
+  knownHostsOpenssh(a: { host: string }): Promise<number>;
+  configSsh(a: { install: boolean; uninstall: boolean }): Promise<number>;
+  keysAdd(a: { file?: string }): Promise<number>;
+  keysList(): Promise<number>;
+  keysRemove(a: { key: string }): Promise<number>;
   adminUsersAdd(a: { name: string; admin: boolean; passwordStdin: boolean }): Promise<number>;
   adminAgentsEnroll(a: { name: string; json: boolean }): Promise<number>;
 }
@@ -108,6 +113,31 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .description("forget a machine's pinned host keys (after you know they changed)")
     .argument('<host>', 'machine name')
     .action((host: string) => done(handlers.knownHostsForget({ host })));
+
+  configure(kh.command('openssh'), 'Usage: mssh known-hosts openssh HOST (ssh_config: KnownHostsCommand mssh known-hosts openssh %H)')
+    .description("print known_hosts lines for OpenSSH's KnownHostsCommand: the pinned keys, else the relay-attested ones (pinned now)")
+    .argument('<host>', 'NAME.mssh, [NAME.mssh]:PORT or NAME')
+    .action((host: string) => done(handlers.knownHostsOpenssh({ host })));
+
+  const config = configure(program.command('config'), 'Usage: mssh config ssh [--install | --uninstall]').description('configure other programs to use mssh');
+  configure(config.command('ssh'), 'Usage: mssh config ssh [--install | --uninstall]')
+    .description('print (or install in ~/.ssh/config) the OpenSSH config that routes NAME.mssh through mssh')
+    .option('--install', 'write the block into ~/.ssh/config (idempotent; the rest of the file is kept)', false)
+    .option('--uninstall', 'remove the block from ~/.ssh/config', false)
+    .action((o: { install: boolean; uninstall: boolean }) => done(handlers.configSsh({ install: o.install === true, uninstall: o.uninstall === true })));
+
+  const keys = configure(program.command('keys'), 'Usage: mssh keys add [FILE] | list | remove FINGERPRINT|FILE').description("your SSH public keys for the relay's SSH jump listener (ssh -J)");
+  configure(keys.command('add'), 'Usage: mssh keys add [FILE]')
+    .description('register a public key (default: the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub)')
+    .argument('[file]', 'public key file')
+    .action((file: string | undefined) => done(handlers.keysAdd({ file })));
+  configure(keys.command('list'), 'Usage: mssh keys list')
+    .description('list your registered keys')
+    .action(() => done(handlers.keysList()));
+  configure(keys.command('remove'), 'Usage: mssh keys remove FINGERPRINT|FILE')
+    .description('unregister a key (it stops working at once)')
+    .argument('<key>', 'SHA256:... fingerprint or public key file')
+    .action((key: string) => done(handlers.keysRemove({ key })));
 
   const admin = configure(program.command('admin'), 'Usage: mssh admin users add NAME | mssh admin agents enroll NAME').description('administer the relay (admin login needed)');
   const users = configure(admin.command('users'), 'Usage: mssh admin users add NAME [--admin] [--password-stdin]').description('manage users');

@@ -11,7 +11,9 @@ import { CredentialsStore } from './config/credentials-store.js';
 import { ensurePrivateDir } from './config/secure-files.js';
 import { adminAgentsEnroll, adminUsersAdd } from './commands/admin.js';
 import type { CliContext } from './commands/context.js';
-import { knownHostsForget, knownHostsList } from './commands/known-hosts.js';
+import { keysAdd, keysList, keysRemove } from './commands/keys.js';
+import { knownHostsForget, knownHostsList, knownHostsOpenssh } from './commands/known-hosts.js';
+import { configSsh } from './commands/ssh-config.js';
 import { login, logout, whoami } from './commands/login.js';
 import { ls } from './commands/ls.js';
 import { proxy } from './commands/proxy.js';
@@ -91,6 +93,11 @@ async function main(): Promise<void> {
     proxy: withDir((a) => proxy(ctx, a)),
     knownHostsList: withDir(() => knownHostsList(ctx)),
     knownHostsForget: withDir((a) => knownHostsForget(ctx, a)),
+    knownHostsOpenssh: withDir((a) => knownHostsOpenssh(ctx, a)),
+    configSsh: (a) => configSsh(ctx, a),
+    keysAdd: withDir((a) => keysAdd(ctx, a)),
+    keysList: withDir(() => keysList(ctx)),
+    keysRemove: withDir((a) => keysRemove(ctx, a)),
     adminUsersAdd: withDir((a) => adminUsersAdd(ctx, a)),
     adminAgentsEnroll: withDir((a) => adminAgentsEnroll(ctx, a)),
   };
@@ -108,7 +115,7 @@ async function main(): Promise<void> {
       return exit(e.exitCode === 0 ? 0 : failCode);
     }
     if (isCliError(e)) {
-      printError(e, argv[0] === 'proxy');
+      printError(e, argv[0] === 'proxy' || (argv[0] === 'known-hosts' && argv[1] === 'openssh'));
       return exit(failCode);
     }
     printError(cliError('CLI_ERR_INTERNAL', `unexpected error: ${(e as Error)?.message ?? String(e)}`, 'Please report this, with the command you ran (MSSH_DEBUG=1 prints details).'), false);

@@ -42,6 +42,8 @@ export const PATHS = {
   host: (name: string) => `/v1/hosts/${encodeURIComponent(name)}`,
   tunnel: (name: string) => `/v1/tunnel/${encodeURIComponent(name)}`,
   enroll: '/v1/agents/enroll',
+  sshKeys: '/v1/ssh-keys',
+  sshKey: (fingerprint: string) => `/v1/ssh-keys/${encodeURIComponent(fingerprint)}`,
   adminUsers: '/v1/admin/users',
   adminAgentEnroll: '/v1/admin/agents/enroll',
   agentHello: '/mssh/hello',
@@ -80,3 +82,5 @@ export const RECONNECT_HEALTHY_RESET_MS = 60_000;
 
 /** Default ports. */
 export const DEFAULT_RELAY_PORT = 8443;
+/** The relay's SSH jump listener (`ssh -J user@relay:2222 login@machine`), on the host of --listen. */
+export const DEFAULT_SSH_JUMP_PORT = 2222;

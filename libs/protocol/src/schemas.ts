@@ -95,3 +95,19 @@ export const AgentWelcome = z.object({
   permanent: z.boolean().optional(),
 });
 export type AgentWelcome = z.infer<typeof AgentWelcome>;
+
+/** SSH public keys a user registered for the relay's SSH jump listener (`mssh keys`). */
+export const SshKeyInfo = z.object({
+  fingerprint: z.string(),
+  type: z.string(),
+  /** "type base64", no comment. */
+  publicKey: z.string(),
+  comment: z.string().nullable(),
+  createdAt: z.string(),
+});
+export type SshKeyInfo = z.infer<typeof SshKeyInfo>;
+export const SshKeysResponse = z.object({ keys: z.array(SshKeyInfo) });
+export type SshKeysResponse = z.infer<typeof SshKeysResponse>;
+/** POST /v1/ssh-keys: an OpenSSH public key line, "type base64 [comment]". */
+export const AddSshKeyRequest = z.object({ publicKey: z.string().min(1).max(16 * 1024) });
+export type AddSshKeyRequest = z.infer<typeof AddSshKeyRequest>;

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import { auditEvents } from '@mssh/migrations';
 import type { Db } from '../db/index.js';
-import type { TunnelAuditSink, TunnelSessionSummary } from '../tunnel/types.js';
+import type { SessionVia, TunnelAuditSink, TunnelSessionSummary } from '../tunnel/types.js';
 import { AUDIT } from './codes.js';
 
 export interface AuditEvent {
@@ -88,15 +88,15 @@ export class DbAuditSink implements RelayAuditSink {
     this.emit({ ...AUDIT.agentRejected, host: e.name, source: e.source, details: { code: e.code, message: e.message } });
   }
 
-  sessionStarted(e: { sessionId: string; user: string; host: string; agentId: string; source: string | null }): void {
-    this.emit({ ...AUDIT.sessionStart, actor: e.user, host: e.host, source: e.source, sessionId: e.sessionId, details: { agentId: e.agentId } });
+  sessionStarted(e: { sessionId: string; user: string; host: string; agentId: string; source: string | null; via: SessionVia }): void {
+    this.emit({ ...AUDIT.sessionStart, actor: e.user, host: e.host, source: e.source, sessionId: e.sessionId, details: { agentId: e.agentId, via: e.via } });
   }
 
   sessionEnded(e: TunnelSessionSummary): void {
     this.emit({
       ...AUDIT.sessionEnd, actor: e.user, host: e.host, source: e.source, sessionId: e.sessionId,
       details: {
-        agentId: e.agentId, reason: e.reason, bytesFromClient: e.bytesFromClient, bytesToClient: e.bytesToClient,
+        agentId: e.agentId, via: e.via, reason: e.reason, bytesFromClient: e.bytesFromClient, bytesToClient: e.bytesToClient,
         startedAt: e.startedAt.toISOString(), durationMs: e.endedAt.getTime() - e.startedAt.getTime(),
       },
     });

@@ -2,7 +2,7 @@
  * buildServer(deps): the relay's fastify instance, not listening. main.ts listens; tests use inject().
  *
  *   client --HTTPS h2/http1.1 (JWT bearer)--> fastify: /healthz, /v1/auth/*, /v1/hosts, /v1/admin/*,
- *                                                      /v1/agents/enroll, /v1/tunnel/:host
+ *                                                      /v1/agents/enroll, /v1/tunnel/:host, /v1/ssh-keys
  *   agent  --TLS, ALPN mssh-agent/1---------> router.acceptAgentSocket (never reaches fastify)
  */
 import fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
@@ -13,6 +13,7 @@ import type { AuthService } from '../auth/auth-service.js';
 import type { AdminService } from '../admin/admin-service.js';
 import type { EnrollService } from '../enrolment/enroll-service.js';
 import type { HostService } from '../hosts/host-service.js';
+import type { SshKeyService } from '../ssh-jump/ssh-key-service.js';
 import { createRelayHttpServer, type RelayHttpServer } from './server-factory.js';
 import { installErrorHandling } from './errors-edge.js';
 import { installAuth } from './auth-plugin.js';
@@ -21,6 +22,7 @@ import { authRoutes } from './routes/auth.js';
 import { hostRoutes } from './routes/hosts.js';
 import { enrollRoutes } from './routes/enroll.js';
 import { adminRoutes } from './routes/admin.js';
+import { sshKeyRoutes } from './routes/ssh-keys.js';
 import { tunnelRoutes } from './tunnel-routes.js';
 
 /** JSON bodies are small: credentials, names, keys. Tunnels stream and are not subject to it. */
@@ -35,6 +37,7 @@ export interface ServerDeps {
   hosts: HostService;
   enrolment: EnrollService;
   admin: AdminService;
+  sshKeys: SshKeyService;
   /** How long shutdown waits for API connections to finish before cutting them (default 2 s). */
   closeGraceMs?: number;
 }
@@ -78,6 +81,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.register(hostRoutes, { hosts: deps.hosts });
   app.register(enrollRoutes, { enrolment: deps.enrolment });
   app.register(adminRoutes, { admin: deps.admin });
+  app.register(sshKeyRoutes, { sshKeys: deps.sshKeys });
   app.register(tunnelRoutes as FastifyPluginAsync<{ router: TunnelRouter; hostExists: (name: string) => Promise<boolean> }>, {
     router: deps.router,
     hostExists: (name) => deps.hosts.exists(name),

@@ -13,7 +13,7 @@ import { AGENT_PING_INTERVAL_MS, AGENT_PING_TIMEOUT_MS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
 import { AgentLink, safeAudit } from './agent-link.js';
 import { splice } from '@mssh/protocol';
-import type { AgentDirectory, SessionEndReason, SessionMeta, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
+import type { AgentDirectory, SessionEndReason, SessionMeta, SessionVia, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
 
 export interface TunnelRouterOptions {
   directory: AgentDirectory;
@@ -132,12 +132,13 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       return stream;
     },
 
-    async spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null }): Promise<TunnelSessionSummary> {
+    async spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; via?: SessionVia }): Promise<TunnelSessionSummary> {
       const link = linkOfStream.get(agentStream);
       const agentId = link?.agent?.id ?? '';
       const source = meta.source ?? null;
+      const via = meta.via ?? 'https';
       const startedAt = clock();
-      safeAudit(logger, () => opts.audit.sessionStarted?.({ sessionId: meta.sessionId, user: meta.user, host: meta.host, agentId, source }));
+      safeAudit(logger, () => opts.audit.sessionStarted?.({ sessionId: meta.sessionId, user: meta.user, host: meta.host, agentId, source, via }));
       logger.debug({ sessionId: meta.sessionId, user: meta.user, host: meta.host }, 'session started');
       const r = await splice(client, agentStream);
       let reason: SessionEndReason;
@@ -149,6 +150,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
         host: meta.host,
         agentId,
         source,
+        via,
         startedAt,
         endedAt: clock(),
         bytesFromClient: r.bytesAtoB,

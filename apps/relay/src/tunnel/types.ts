@@ -32,7 +32,7 @@ export interface TunnelAuditSink {
   agentDisconnected(e: { agentId: string; name: string; reason: string }): void;
   agentRejected(e: { name: string | null; source: string; code: string; message: string }): void;
   /** A session stream to an agent was opened and spliced to a client (optional). */
-  sessionStarted?(e: { sessionId: string; user: string; host: string; agentId: string; source: string | null }): void;
+  sessionStarted?(e: { sessionId: string; user: string; host: string; agentId: string; source: string | null; via: SessionVia }): void;
   /** A session ended; bytes each way (optional). */
   sessionEnded?(e: TunnelSessionSummary): void;
 }
@@ -45,6 +45,8 @@ export interface TunnelSessionSummary {
   agentId: string;
   /** Client address as the relay saw it, when known. */
   source: string | null;
+  /** How the client came: the HTTPS tunnel route or the SSH jump listener. */
+  via: SessionVia;
   startedAt: Date;
   endedAt: Date;
   /** Bytes read from the client and forwarded to the agent. */
@@ -53,6 +55,8 @@ export interface TunnelSessionSummary {
   bytesToClient: number;
   reason: SessionEndReason;
 }
+
+export type SessionVia = 'https' | 'jump';
 
 export interface SessionMeta {
   sessionId: string;
@@ -81,7 +85,7 @@ export interface TunnelRouter {
    * half-close preserved, either side's abort tears down both. Counts bytes; reports to the audit sink's
    * optional sessionStarted/sessionEnded. Resolves (never rejects) when both streams are closed.
    */
-  spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null }): Promise<TunnelSessionSummary>;
+  spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; via?: SessionVia }): Promise<TunnelSessionSummary>;
   /** Close every link (and with them every session), e.g. at shutdown. */
   close(): Promise<void>;
 }

@@ -4,6 +4,7 @@ import { cliError } from '../errors.js';
 import { endedCleanly } from '../relay-client/relay-client.js';
 import { assertHostName } from '../ssh/ssh-via-relay.js';
 import { openLoggedInRelay, type CliContext } from './context.js';
+import { machineNameOf } from './ssh-config.js';
 
 /**
  * Splice stdin/stdout onto a tunnel stream: stdin → request body, response body → stdout, binary-safe
@@ -45,9 +46,9 @@ export function spliceTunnel(stream: http2.ClientHttp2Stream, stdin: Readable, s
   });
 }
 
-/** `mssh proxy HOST`, for `ssh -o ProxyCommand='mssh proxy %n'`. */
+/** `mssh proxy HOST` (or `HOST.mssh`), for `ssh -o ProxyCommand='mssh proxy %n'`. */
 export async function proxy(ctx: CliContext, args: { host: string }): Promise<number> {
-  const host = args.host.toLowerCase();
+  const host = machineNameOf(args.host);
   assertHostName(host);
   const { client } = await openLoggedInRelay(ctx, { keepaliveMs: 15_000 });
   try {

@@ -14,6 +14,8 @@ import {
   HostsResponse,
   LoginResponse,
   PATHS,
+  SshKeyInfo,
+  SshKeysResponse,
   PROTOCOL_VERSION,
   SOFTWARE_VERSION,
   WhoamiResponse,
@@ -82,6 +84,18 @@ export class RelayClient {
 
   getHost(name: string): Promise<HostInfo> {
     return this.call('GET', PATHS.host(name), { schema: HostInfo, host: name });
+  }
+
+  async listSshKeys(): Promise<SshKeyInfo[]> {
+    return (await this.call('GET', PATHS.sshKeys, { schema: SshKeysResponse })).keys;
+  }
+
+  addSshKey(publicKey: string): Promise<SshKeyInfo> {
+    return this.call('POST', PATHS.sshKeys, { body: { publicKey }, schema: SshKeyInfo });
+  }
+
+  async removeSshKey(fingerprint: string): Promise<void> {
+    await this.call('DELETE', PATHS.sshKey(fingerprint));
   }
 
   async createUser(req: CreateUserRequest): Promise<void> {

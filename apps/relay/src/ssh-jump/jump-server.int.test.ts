@@ -1,0 +1,168 @@
+/**
+ * The jump listener in-process, over a real database (PGlite), with the real OpenSSH client, an access
+ * rule that denies one enrolled machine (as grants will) and the stub tunnel router that records which
+ * machines a session was opened to. Also the /v1/ssh-keys API and the listener's guards (disabled user,
+ * handshake timeout, failed logins per source).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { eq } from 'drizzle-orm';
+import { auditEvents, users } from '@mssh/migrations';
+import { PATHS, LoginResponse, SshKeyInfo, SshKeysResponse } from '@mssh/protocol';
+import { fixtures } from '../../../../e2e/fixtures/inject.js';
+import { ALICE, agentIdentity, silentLogger, startTestRelay, type TestRelay } from '../test-support.js';
+import { relayError } from '../errors.js';
+import { AuthFailureLimiter } from './auth-failures.js';
+import { loadOrCreateJumpHostKey } from './host-key.js';
+import { createJumpServer, type JumpServer } from './jump-server.js';
+import { NO_CAPS, ROUTER_RECORDS_SESSIONS, type AccessService } from './seams.js';
+
+function ssh(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn('ssh', args, { env: { ...process.env, SSH_AUTH_SOCK: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('exit', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+  });
+}
+
+describe('SSH jump listener in-process', () => {
+  let r: TestRelay;
+  let jump: JumpServer;
+  let port: number;
+  let dir: string;
+  let aliceKey: string;
+  let aliceToken: string;
+  const opened: string[] = [];
+  const failures = new AuthFailureLimiter({ maxFailures: 3 });
+
+  /** Grants as they will be: alice may not reach "secret". */
+  const access: AccessService = {
+    canReach: async (u, h) => !(u.name === 'alice' && h === 'secret'),
+    filterReachable: async (u, hosts) => hosts.filter((h) => !(u.name === 'alice' && h.name === 'secret')),
+  };
+
+  const api = (method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown) =>
+    r.app.inject({ method, url, headers: { authorization: `Bearer ${aliceToken}` }, ...(body !== undefined ? { payload: body as object } : {}) });
+
+  const sshOpts = (key = aliceKey) => [
+    '-F', '/dev/null', '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR',
+    '-o', `UserKnownHostsFile=${join(dir, 'known_hosts')}`, '-o', 'StrictHostKeyChecking=yes', '-p', String(port),
+  ];
+
+  beforeAll(async () => {
+    r = await startTestRelay('pglite');
+    dir = mkdtempSync(join(fixtures().root, 'jump-int-'));
+    for (const name of ['laptop', 'secret']) {
+      const id = agentIdentity();
+      const c = await r.repos.agents.create({ name, publicKey: id.publicKey, hostKeys: [id.hostKey], agentVersion: '0.1.0', protocolVersion: 1 });
+      expect(c.ok).toBe(true);
+      r.router.online.add(name);
+    }
+    r.router.openSession = async (name: string) => {
+      opened.push(name);
+      throw relayError('RLY_ERR_AGENT_OFFLINE');
+    };
+    const login = await r.app.inject({ method: 'POST', url: PATHS.login, payload: { user: ALICE.name, password: ALICE.password } });
+    aliceToken = LoginResponse.parse(login.json()).token;
+    aliceKey = join(dir, 'alice');
+    execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', aliceKey]);
+    const { key } = loadOrCreateJumpHostKey(dir);
+    jump = createJumpServer({
+      hostKey: key,
+      keys: r.services.sshKeys,
+      hosts: { exists: (n) => r.services.hosts.exists(n), list: () => r.services.hosts.list() },
+      router: r.router,
+      access,
+      caps: NO_CAPS,
+      recorder: ROUTER_RECORDS_SESSIONS,
+      logger: silentLogger(),
+      publicAddress: () => `relay.test:${port}`,
+      handshakeTimeoutMs: 500,
+      failures,
+    });
+    port = (await jump.listen('127.0.0.1', 0)).port;
+    writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${port} ${key.publicLine}\n`);
+  });
+  afterAll(async () => {
+    await jump?.close();
+    await r?.close();
+  });
+
+  it('the key API: add (audited), duplicate 409, garbage 400, list, remove 204 then 404', async () => {
+    const pub = readFileSync(`${aliceKey}.pub`, 'utf8').trim();
+    const add = await api('POST', PATHS.sshKeys, { publicKey: pub });
+    expect(add.statusCode, add.body).toBe(201);
+    const k = SshKeyInfo.parse(add.json());
+    expect(k.publicKey).toBe(pub.split(' ').slice(0, 2).join(' '));
+    expect((await api('POST', PATHS.sshKeys, { publicKey: pub })).json().code).toBe('RLY_ERR_NAME_TAKEN');
+    expect((await api('POST', PATHS.sshKeys, { publicKey: 'ssh-ed25519 notbase64!' })).json().code).toBe('RLY_ERR_BAD_REQUEST');
+    expect((await api('POST', PATHS.sshKeys, { publicKey: 'ssh-dss AAAAB3NzaC1kc3MAAACBAP' })).statusCode).toBe(400);
+    expect(SshKeysResponse.parse((await api('GET', PATHS.sshKeys)).json()).keys.map((x) => x.fingerprint)).toEqual([k.fingerprint]);
+    await r.audit.flush();
+    const rows = await r.database.db.select().from(auditEvents).where(eq(auditEvents.type, 'ssh_key.added'));
+    expect(rows.map((x) => x.actor)).toEqual(['alice']);
+    expect((await api('DELETE', PATHS.sshKey('SHA256:' + 'A'.repeat(43)))).statusCode).toBe(404);
+    expect((await r.app.inject({ method: 'GET', url: PATHS.sshKeys })).statusCode).toBe(401);
+  });
+
+  it('the shell lists only the machines alice may reach', async () => {
+    const res = await ssh([...sshOpts(), '-T', 'alice@127.0.0.1']);
+    expect(res.stderr).toBe('');
+    expect(res.code).toBe(0);
+    expect([...res.stdout.matchAll(/^ {2}(\S+)\s+(online|offline)\r?$/gm)].map((m) => m[1])).toEqual(['laptop']);
+  });
+
+  it('a machine without a grant is refused before any session is opened; a granted one is opened', async () => {
+    opened.length = 0;
+    const denied = await ssh([...sshOpts(), '-W', 'secret:22', 'alice@127.0.0.1']);
+    expect(denied.code).toBe(255);
+    expect(opened).toEqual([]);
+    const granted = await ssh([...sshOpts(), '-W', 'laptop:22', 'alice@127.0.0.1']);
+    expect(granted.code).toBe(255); // the stub router has no agent link
+    expect(opened).toEqual(['laptop']);
+  });
+
+  it('a disabled user cannot log in, even with a registered key', async () => {
+    await r.database.db.update(users).set({ disabledAt: new Date() }).where(eq(users.name, 'alice'));
+    try {
+      const res = await ssh([...sshOpts(), '-T', 'alice@127.0.0.1']);
+      expect(res.code).toBe(255);
+      expect(res.stderr).toMatch(/Permission denied/);
+    } finally {
+      await r.database.db.update(users).set({ disabledAt: null }).where(eq(users.name, 'alice'));
+    }
+  });
+
+  it('a connection that never completes the SSH handshake is cut after the timeout', async () => {
+    const closedAfter = await new Promise<number>((resolve, reject) => {
+      const t0 = Date.now();
+      const s = connect(port, '127.0.0.1');
+      s.on('data', () => undefined); // the server's version line
+      s.on('close', () => resolve(Date.now() - t0));
+      s.on('error', () => undefined);
+      setTimeout(() => reject(new Error('not closed within 10 s')), 10_000).unref();
+    });
+    expect(closedAfter).toBeGreaterThanOrEqual(400);
+  });
+
+  it('after too many failed logins from one address, its connections are dropped', async () => {
+    const stranger = join(dir, 'stranger');
+    execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', stranger]);
+    for (let i = 0; i < 4 && !failures.blocked('127.0.0.1'); i++) {
+      const res = await ssh([...sshOpts(stranger), '-T', 'alice@127.0.0.1']);
+      expect(res.code).toBe(255);
+    }
+    expect(failures.blocked('127.0.0.1')).toBe(true);
+    // Even the right key is not let in now.
+    const res = await ssh([...sshOpts(), '-T', 'alice@127.0.0.1']);
+    expect(res.code).toBe(255);
+    expect(res.stderr).not.toMatch(/Permission denied/);
+  });
+});

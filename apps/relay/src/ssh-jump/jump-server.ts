@@ -1,0 +1,349 @@
+/**
+ * The relay's SSH jump listener, for stock OpenSSH with no mssh on the client:
+ *
+ *   ssh -J alice@relay:2222 bob@laptop
+ *     ssh --TCP--> this listener (ssh2 Server; alice = mssh user, her registered public key)
+ *         direct-tcpip "laptop:22" --router.openSession(laptop)--> agent --> laptop's sshd
+ *     (the inner SSH session bob@laptop is end to end; the relay moves its ciphertext)
+ *
+ * Only direct-tcpip to an enrolled machine name the user may reach is forwarded; nothing is ever dialled.
+ * A shell request (`ssh -p 2222 alice@relay`) prints the machines she may reach and exits 0. exec,
+ * subsystems, remote forwards (-R), agent forwarding, X11 and streamlocal are refused.
+ * Each authentication attempt re-reads the user and the key from the database.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import type { Logger } from 'pino';
+import ssh2 from 'ssh2';
+import type { AuthContext, Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
+import { fingerprintBlob, sanitizeForTerminal } from '@mssh/protocol';
+import type { TunnelRouter } from '../tunnel/types.js';
+import { RelayError } from '../errors.js';
+import type { JumpHostKey } from './host-key.js';
+import type { SshKeyService } from './ssh-key-service.js';
+import type { AccessService, JumpUser, SessionCaps, SessionRecorder } from './seams.js';
+import { AuthFailureLimiter } from './auth-failures.js';
+import { decideDestination } from './destination.js';
+
+const { Server, utils } = ssh2;
+
+export interface JumpServerOptions {
+  hostKey: JumpHostKey;
+  keys: Pick<SshKeyService, 'userForKey' | 'isActive'>;
+  hosts: { exists(name: string): Promise<boolean>; list(): Promise<Array<{ name: string; online: boolean }>> };
+  router: Pick<TunnelRouter, 'openSession' | 'spliceSession'>;
+  access: AccessService;
+  caps: SessionCaps;
+  recorder: SessionRecorder;
+  logger: Logger;
+  /** How the jump host is named in the help text, e.g. "relay.example.org:2222". */
+  publicAddress: () => string;
+  /** SSH handshake (version exchange and key exchange) deadline. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Authentication deadline after the handshake. Default 60 s. */
+  loginGraceMs?: number;
+  /** Failed authentication attempts per connection before it is cut. Default 10. */
+  maxAuthTriesPerConnection?: number;
+  failures?: AuthFailureLimiter;
+}
+
+export interface JumpServer {
+  listen(host: string, port: number): Promise<{ host: string; port: number }>;
+  connectionCount(): number;
+  /** Stop listening and end every connection (and with them their forwarded sessions). */
+  close(): Promise<void>;
+}
+
+interface Conn {
+  id: number;
+  sock: Socket;
+  source: string;
+  log: Logger;
+  user: JumpUser | null;
+  triedAuth: boolean;
+  authFailures: number;
+  handshakeTimer?: NodeJS.Timeout;
+  loginTimer?: NodeJS.Timeout;
+  client?: Connection;
+  done: boolean;
+}
+
+export function hostListText(user: string, hosts: Array<{ name: string; online: boolean }>, jump: string): string {
+  const lines = [`mssh relay: hello ${sanitizeForTerminal(user)}. This SSH endpoint only forwards to machines; it has no shell.`, ''];
+  if (hosts.length === 0) {
+    lines.push('You may reach no machines yet; ask an admin for access.');
+  } else {
+    lines.push(`Machines you may reach (${hosts.length}):`);
+    const w = Math.max(...hosts.map((h) => h.name.length));
+    for (const h of [...hosts].sort((a, b) => a.name.localeCompare(b.name))) lines.push(`  ${sanitizeForTerminal(h.name).padEnd(w)}  ${h.online ? 'online' : 'offline'}`);
+    lines.push('', 'Connect with:', `  ssh -J ${sanitizeForTerminal(user)}@${jump} LOGIN@MACHINE`);
+  }
+  return lines.join('\r\n') + '\r\n';
+}
+
+export function createJumpServer(opts: JumpServerOptions): JumpServer {
+  const logger = opts.logger.child({ component: 'relay.ssh-jump' });
+  const failures = opts.failures ?? new AuthFailureLimiter();
+  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 10_000;
+  const loginGraceMs = opts.loginGraceMs ?? 60_000;
+  const maxTries = opts.maxAuthTriesPerConnection ?? 10;
+  const connections = new Set<Conn>();
+  const bySocket = new WeakMap<object, Conn>();
+  let nextId = 1;
+  let closing = false;
+
+  const ssh = new Server({ hostKeys: [opts.hostKey.privateKey], ident: 'mssh_relay_jump', keepaliveInterval: 30_000, keepaliveCountMax: 3 });
+  ssh.on('error', (e: Error) => logger.warn({ err: e }, 'ssh server error'));
+
+  function end(conn: Conn, why: string): void {
+    if (conn.done) return;
+    conn.done = true;
+    connections.delete(conn);
+    clearTimeout(conn.handshakeTimer);
+    clearTimeout(conn.loginTimer);
+    if (!conn.user && conn.triedAuth) failures.fail(conn.source);
+    conn.log.info({ why, user: conn.user?.name ?? null }, 'ssh connection ended');
+    if (!conn.sock.destroyed) {
+      conn.sock.end();
+      setTimeout(() => conn.sock.destroy(), 2_000).unref();
+    }
+  }
+
+  async function authenticate(conn: Conn, ctx: AuthContext): Promise<void> {
+    if (ctx.method === 'none') return ctx.reject(['publickey']);
+    conn.triedAuth = true;
+    const fail = (why: string, fp?: string) => {
+      conn.log.info({ sshUser: sanitizeForTerminal(ctx.username).slice(0, 64), method: ctx.method, key: fp, reason: why }, 'ssh authentication refused');
+      ctx.reject(['publickey']);
+      if (++conn.authFailures >= maxTries) {
+        conn.log.warn('too many failed authentication attempts: disconnecting');
+        conn.client?.end();
+      }
+    };
+    if (ctx.method !== 'publickey') return fail('public keys only');
+    const blob = ctx.key?.data;
+    if (!Buffer.isBuffer(blob)) return fail('no key');
+    const fp = fingerprintBlob(blob);
+    const found = await opts.keys.userForKey(ctx.username, blob);
+    if (!found) return fail('no such user, user disabled, or key not registered for the user', fp);
+    if (!ctx.signature || !ctx.blob) return ctx.accept(); // the client only asks whether this key would do
+    const parsed = utils.parseKey(found.publicKey);
+    const key = Array.isArray(parsed) ? parsed[0] : parsed;
+    if (!key || key instanceof Error) return fail('registered key cannot be parsed', fp);
+    if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return fail('bad signature', fp);
+    conn.user = { name: found.name, admin: found.admin, role: found.role };
+    conn.log = conn.log.child({ user: found.name });
+    conn.log.info({ key: fp }, 'ssh user authenticated');
+    ctx.accept();
+  }
+
+  function refuseChannel(conn: Conn, reject: () => void, what: string, why: string, extra: Record<string, unknown> = {}): void {
+    conn.log.info({ what, why, ...extra }, 'ssh request refused');
+    reject();
+  }
+
+  async function forward(conn: Conn, accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): Promise<void> {
+    const user = conn.user!;
+    const dest = { host: String(info?.destIP ?? '').slice(0, 300), port: info?.destPort };
+    const decision = await decideDestination({ hostExists: (n) => opts.hosts.exists(n), access: opts.access }, user, info?.destIP, info?.destPort);
+    if (!decision.ok) return refuseChannel(conn, reject, 'direct-tcpip', decision.reason, { dest });
+    const host = decision.host;
+    if (!(await opts.keys.isActive(user.name))) {
+      refuseChannel(conn, reject, 'direct-tcpip', 'user disabled', { dest });
+      conn.client?.end();
+      return;
+    }
+    const source = conn.source;
+    const cap = await opts.caps.acquire({ user: user.name, host, source, via: 'jump' });
+    if (!cap.ok) return refuseChannel(conn, reject, 'direct-tcpip', cap.message, { dest });
+    const sessionId = randomUUID();
+    let agentStream;
+    try {
+      agentStream = await opts.router.openSession(host, { sessionId, user: user.name });
+    } catch (err) {
+      cap.release();
+      if (!(err instanceof RelayError)) conn.log.error({ err, sessionId }, 'opening a session failed');
+      return refuseChannel(conn, reject, 'direct-tcpip', err instanceof RelayError ? `${err.code}: ${err.message}` : 'internal error', { dest, sessionId });
+    }
+    try {
+      await opts.recorder.start({ sessionId, user: user.name, host, source, via: 'jump' });
+    } catch (err) {
+      cap.release();
+      agentStream.close();
+      conn.log.error({ err, sessionId }, 'the session could not be recorded; refused');
+      return refuseChannel(conn, reject, 'direct-tcpip', 'session could not be recorded', { dest, sessionId });
+    }
+    if (conn.done) {
+      cap.release();
+      agentStream.close();
+      return;
+    }
+    const channel = accept();
+    if (!channel) {
+      cap.release();
+      agentStream.close();
+      return;
+    }
+    channel.on('error', (e: Error) => conn.log.debug({ err: e.message, sessionId }, 'jump channel error'));
+    conn.log.info({ sessionId, host }, 'jump session opened');
+    try {
+      const summary = await opts.router.spliceSession(channel, agentStream, { sessionId, user: user.name, host, source, via: 'jump' });
+      conn.log.info({ sessionId, host, bytesFromClient: summary.bytesFromClient, bytesToClient: summary.bytesToClient, reason: summary.reason }, 'jump session closed');
+    } finally {
+      cap.release();
+    }
+  }
+
+  async function hostList(conn: Conn): Promise<string> {
+    try {
+      const all = await opts.hosts.list();
+      const reachable = await opts.access.filterReachable(conn.user!, all);
+      return hostListText(conn.user!.name, reachable, opts.publicAddress());
+    } catch (err) {
+      conn.log.error({ err }, 'listing machines failed');
+      return 'mssh relay: the list of machines is not available right now; try again.\r\n';
+    }
+  }
+
+  /** The shell request: print the machines the user may reach, exit 0. */
+  function onShell(conn: Conn, session: Session): void {
+    session.once('shell', (accept: () => ServerChannel | undefined) => {
+      const ch = accept();
+      if (!ch) return;
+      ch.on('error', () => undefined);
+      void hostList(conn).then((text) => {
+        ch.write(text);
+        ch.exit(0);
+        ch.end();
+      });
+    });
+  }
+
+  ssh.on('connection', (client: Connection) => {
+    const conn = bySocket.get((client as unknown as { _sock: object })._sock);
+    if (!conn) {
+      client.on('error', () => undefined);
+      client.end();
+      return;
+    }
+    conn.client = client;
+    client.on('error', (e: Error & { level?: string }) => conn.log.debug({ err: e.message, level: e.level }, 'ssh connection error'));
+    client.on('handshake', () => {
+      clearTimeout(conn.handshakeTimer);
+      conn.loginTimer = setTimeout(() => {
+        conn.log.info('not authenticated in time: disconnecting');
+        end(conn, 'login timeout');
+      }, loginGraceMs);
+      conn.loginTimer.unref();
+    });
+    client.on('authentication', (ctx: AuthContext) => {
+      authenticate(conn, ctx).catch((e: unknown) => {
+        conn.log.warn({ err: e }, 'authentication failed unexpectedly');
+        try {
+          ctx.reject(['publickey']);
+        } catch {
+          // already gone
+        }
+      });
+    });
+    client.on('ready', () => clearTimeout(conn.loginTimer));
+    client.on('session', (accept: () => Session, reject: () => void) => {
+      if (conn.done || !conn.user) return reject();
+      const session = accept();
+      if (!session) return;
+      // A terminal and environment are harmless: the only thing we run is the list of machines.
+      session.on('pty', (ok?: () => void) => ok?.());
+      session.on('window-change', (ok?: () => void) => ok?.());
+      session.on('env', (ok?: () => void) => ok?.());
+      session.on('exec', (_ok: unknown, no?: () => void, info?: { command?: string }) => {
+        conn.log.info({ what: 'exec', command: sanitizeForTerminal(String(info?.command ?? '')).slice(0, 200) }, 'ssh request refused');
+        no?.();
+      });
+      session.on('subsystem', (_ok: unknown, no?: () => void, info?: { name?: string }) => {
+        conn.log.info({ what: 'subsystem', name: sanitizeForTerminal(String(info?.name ?? '')).slice(0, 64) }, 'ssh request refused');
+        no?.();
+      });
+      session.on('auth-agent', (_ok: unknown, no?: () => void) => refuseChannel(conn, no ?? (() => undefined), 'auth-agent', 'agent forwarding is not offered'));
+      session.on('x11', (_ok: unknown, no?: () => void) => refuseChannel(conn, no ?? (() => undefined), 'x11', 'X11 forwarding is not offered'));
+      session.on('signal', (_ok: unknown, no?: () => void) => no?.());
+      onShell(conn, session);
+    });
+    client.on('tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => {
+      if (conn.done || !conn.user) return reject();
+      forward(conn, accept, reject, info).catch((err: unknown) => {
+        conn.log.error({ err }, 'forwarding failed unexpectedly');
+        try {
+          reject();
+        } catch {
+          // already answered
+        }
+      });
+    });
+    client.on('openssh.streamlocal', (_accept: unknown, reject: () => void) => refuseChannel(conn, reject, 'direct-streamlocal', 'only machine names on port 22'));
+    client.on('request', (_accept: unknown, reject: (() => void) | undefined, name: string) => {
+      refuseChannel(conn, reject ?? (() => undefined), `global request ${sanitizeForTerminal(String(name)).slice(0, 64)}`, 'remote forwarding is not offered');
+    });
+    client.on('end', () => end(conn, 'ssh connection ended'));
+    client.on('close', () => end(conn, 'ssh connection closed'));
+  });
+
+  const net: NetServer = createServer((sock) => {
+    const source = sock.remoteAddress ?? 'unknown';
+    sock.on('error', (e: Error) => logger.debug({ err: e.message, source }, 'jump socket error'));
+    if (closing || failures.blocked(source)) {
+      if (!closing) logger.info({ source }, 'too many failed SSH logins from this address: connection dropped');
+      sock.destroy();
+      return;
+    }
+    const id = nextId++;
+    const conn: Conn = { id, sock, source, log: logger.child({ conn: id, source }), user: null, triedAuth: false, authFailures: 0, done: false };
+    connections.add(conn);
+    bySocket.set(sock, conn);
+    sock.setNoDelay(true);
+    sock.once('close', () => end(conn, 'socket closed'));
+    conn.handshakeTimer = setTimeout(() => {
+      conn.log.info('SSH handshake not done in time: disconnecting');
+      failures.fail(source);
+      end(conn, 'handshake timeout');
+      sock.destroy();
+    }, handshakeTimeoutMs);
+    conn.handshakeTimer.unref();
+    try {
+      ssh.injectSocket(sock);
+    } catch (e) {
+      conn.log.warn({ err: e }, 'could not start SSH on this connection');
+      end(conn, 'inject failed');
+      sock.destroy();
+    }
+  });
+
+  return {
+    listen(host, port) {
+      return new Promise((resolve, reject) => {
+        const onError = (e: Error) => reject(e);
+        net.once('error', onError);
+        net.listen(port, host, () => {
+          net.removeListener('error', onError);
+          net.on('error', (e) => logger.warn({ err: e }, 'jump listener error'));
+          const a = net.address() as { address: string; port: number };
+          resolve({ host: a.address, port: a.port });
+        });
+      });
+    },
+    connectionCount: () => connections.size,
+    async close() {
+      closing = true;
+      const closed = new Promise<void>((resolve) => net.close(() => resolve()));
+      for (const conn of [...connections]) {
+        try {
+          conn.client?.end();
+        } catch {
+          // already gone
+        }
+        end(conn, 'relay shutting down');
+        conn.sock.destroy();
+      }
+      await Promise.race([closed, new Promise<void>((r) => setTimeout(r, 2_000).unref())]);
+    },
+  };
+}

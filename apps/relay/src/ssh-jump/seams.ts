@@ -1,0 +1,44 @@
+/**
+ * What the jump listener needs from the rest of the relay, as narrow injected interfaces (main.ts wires
+ * them). Access rules, session admission caps and the session recorder are built elsewhere; until they
+ * land, main.ts passes today's behaviour (every user reaches every enrolled machine, no caps, the
+ * router's own session audit).
+ */
+
+/** An authenticated mssh user as access rules see it. */
+export interface JumpUser {
+  name: string;
+  admin: boolean;
+  role: string | null;
+}
+
+/** Who may reach which machine (the grants service implements it). */
+export interface AccessService {
+  canReach(user: JumpUser, host: string): Promise<boolean>;
+  filterReachable<T extends { name: string }>(user: JumpUser, hosts: T[]): Promise<T[]>;
+}
+
+/** Session admission caps / rate limits. `release` is called once the session ends. */
+export interface SessionCaps {
+  acquire(e: { user: string; host: string; source: string | null; via: 'jump' }): Promise<{ ok: true; release(): void } | { ok: false; message: string }>;
+}
+
+/** Records a session before its first byte moves; a rejection refuses the session. */
+export interface SessionRecorder {
+  start(e: { sessionId: string; user: string; host: string; source: string | null; via: 'jump' }): Promise<unknown>;
+}
+
+/** Today's rule: every logged-in user reaches every enrolled machine. */
+export const REACH_EVERY_ENROLLED_HOST: AccessService = {
+  canReach: async () => true,
+  filterReachable: async (_user, hosts) => hosts,
+};
+
+export const NO_CAPS: SessionCaps = {
+  acquire: async () => ({ ok: true, release: () => undefined }),
+};
+
+/** The router's spliceSession already writes session.start/session.end (with via), so nothing more here. */
+export const ROUTER_RECORDS_SESSIONS: SessionRecorder = {
+  start: async () => undefined,
+};

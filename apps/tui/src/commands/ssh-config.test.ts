@@ -1,0 +1,38 @@
+import { describe, expect, it } from 'vitest';
+import { BLOCK_BEGIN, BLOCK_END, installBlock, machineNameOf, quoteCommand, removeBlock, sshConfigBlock } from './ssh-config.js';
+
+const block = sshConfigBlock(['/usr/bin/node', '/opt/mssh/bin/mssh.js']);
+
+describe('mssh config ssh', () => {
+  it('routes *.mssh through `mssh proxy %n` with mssh host keys and strict checking, absolute paths quoted', () => {
+    expect(block.startsWith(`${BLOCK_BEGIN}\nHost *.mssh\n`)).toBe(true);
+    expect(block).toContain('    ProxyCommand "/usr/bin/node" "/opt/mssh/bin/mssh.js" proxy %n\n');
+    expect(block).toContain('    KnownHostsCommand "/usr/bin/node" "/opt/mssh/bin/mssh.js" known-hosts openssh %H\n');
+    expect(block).toContain('    StrictHostKeyChecking yes\n');
+    expect(block).toContain('    UserKnownHostsFile /dev/null\n');
+    expect(block.endsWith(`Host *\n${BLOCK_END}\n`)).toBe(true);
+    expect(() => quoteCommand(['/a "b"'])).toThrow(/cannot quote/);
+  });
+
+  it('install puts the block first, keeps the rest byte for byte, and is idempotent; uninstall restores the file', () => {
+    const user = 'ServerAliveInterval 30\n\nHost work\n    User me\n';
+    const once = installBlock(user, block);
+    expect(once).toBe(block + user);
+    expect(installBlock(once, block)).toBe(once);
+    const newer = sshConfigBlock(['/n', '/m.js']);
+    const replaced = installBlock(once, newer);
+    expect(replaced).toBe(newer + user);
+    expect(removeBlock(replaced)).toEqual({ text: user, found: true });
+    expect(removeBlock(user)).toEqual({ text: user, found: false });
+    expect(installBlock('', block)).toBe(block);
+    expect(removeBlock(block).text).toBe('');
+  });
+
+  it('takes the machine name out of what OpenSSH passes', () => {
+    expect(machineNameOf('laptop.mssh')).toBe('laptop');
+    expect(machineNameOf('Laptop.MSSH')).toBe('laptop');
+    expect(machineNameOf('[laptop.mssh]:2200')).toBe('laptop');
+    expect(machineNameOf('laptop')).toBe('laptop');
+    expect(machineNameOf('a.b.mssh')).toBe('a.b');
+  });
+});
