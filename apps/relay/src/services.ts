@@ -9,12 +9,16 @@ import { AuthService } from './auth/auth-service.js';
 import { HostService } from './hosts/host-service.js';
 import { EnrollService } from './enrolment/enroll-service.js';
 import { AdminService } from './admin/admin-service.js';
+import { AccessService } from './access/access-service.js';
 
 export interface RelayServices {
   auth: AuthService;
   hosts: HostService;
   enrolment: EnrollService;
   admin: AdminService;
+  access: AccessService;
+  /** For the HTTP layer's own events (session.denied). */
+  audit: RelayAuditSink;
 }
 
 export function createServices(deps: {
@@ -24,12 +28,19 @@ export function createServices(deps: {
   router: TunnelRouter;
   relay: () => { url: string; fingerprint: string };
   minProtocolVersion?: number;
+  /** Machines not seen for this long are stale (default 30 days). */
+  staleAfterMs?: number;
 }): RelayServices {
   const { repos, tokens, audit, router } = deps;
   return {
     auth: new AuthService({ tokens, users: repos.users, revokedTokens: repos.revokedTokens, audit }),
-    hosts: new HostService({ agents: repos.agents, router }),
+    hosts: new HostService({ agents: repos.agents, router, staleAfterMs: deps.staleAfterMs }),
     enrolment: new EnrollService({ db: repos.db, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, minProtocolVersion: deps.minProtocolVersion }),
-    admin: new AdminService({ users: repos.users, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, relay: deps.relay }),
+    admin: new AdminService({
+      users: repos.users, agents: repos.agents, grants: repos.grants, enrollTokens: repos.enrollTokens, audit, relay: deps.relay,
+      router, staleAfterMs: deps.staleAfterMs,
+    }),
+    access: new AccessService({ grants: repos.grants }),
+    audit,
   };
 }

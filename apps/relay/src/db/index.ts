@@ -4,6 +4,7 @@ import { AgentRepository } from './agents.js';
 import { EnrollTokenRepository } from './enroll-tokens.js';
 import { RevokedTokenRepository } from './revoked-tokens.js';
 import { SigningKeyRepository } from './signing-keys.js';
+import { GrantRepository } from './grants.js';
 
 export { openDatabase, redactDatabaseUrl, rootMessage, type Db, type Database, type OpenDatabaseOptions } from './database.js';
 export { UserRepository, type UserRecord } from './users.js';
@@ -11,6 +12,7 @@ export { AgentRepository, type AgentRecord, type NewAgent, type CreateAgentResul
 export { EnrollTokenRepository, hashEnrollToken, type ClaimedEnrollToken } from './enroll-tokens.js';
 export { RevokedTokenRepository } from './revoked-tokens.js';
 export { SigningKeyRepository } from './signing-keys.js';
+export { GrantRepository, type GrantRecord, type GrantSubjectKind } from './grants.js';
 
 export interface Repositories {
   db: Db;
@@ -19,6 +21,7 @@ export interface Repositories {
   enrollTokens: EnrollTokenRepository;
   revokedTokens: RevokedTokenRepository;
   signingKeys: SigningKeyRepository;
+  grants: GrantRepository;
 }
 
 export function createRepositories(db: Db): Repositories {
@@ -29,5 +32,6 @@ export function createRepositories(db: Db): Repositories {
     enrollTokens: new EnrollTokenRepository(db),
     revokedTokens: new RevokedTokenRepository(db),
     signingKeys: new SigningKeyRepository(db),
+    grants: new GrantRepository(db),
   };
 }

@@ -118,10 +118,10 @@ async function startRelay(): Promise<Relay> {
       await reply.code(401).send({ statusCode: 401, code: 'AUTH_ERR_MISSING_TOKEN', error: 'Unauthorized', message: 'no bearer token' });
       return;
     }
-    request.auth = { user: 'alice', admin: false, jti: 'jti-1', exp: Math.floor(Date.now() / 1000) + 3600 };
+    request.auth = { user: 'alice', admin: false, role: null, jti: 'jti-1', exp: Math.floor(Date.now() / 1000) + 3600 };
   });
   app.decorate('requireAdmin', async () => {});
-  await app.register(tunnelRoutes, { router, hostExists: async (name: string) => directory.hasName(name) });
+  await app.register(tunnelRoutes, { router, hostExists: async (name: string) => directory.hasName(name), canReach: async () => true });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as net.AddressInfo).port;
   return { app, port, fingerprint: certFingerprint(new X509Certificate(pems.cert).raw), router, directory, audit, agentSockets: () => agentSockets, acceptedSockets };

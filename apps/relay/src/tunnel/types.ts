@@ -82,6 +82,16 @@ export interface TunnelRouter {
    * optional sessionStarted/sessionEnded. Resolves (never rejects) when both streams are closed.
    */
   spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null }): Promise<TunnelSessionSummary>;
+  /**
+   * End every live session of this mssh user now (both streams cancelled); they are recorded with
+   * `reason`. Returns how many were ended.
+   */
+  closeSessionsOfUser(user: string, reason: SessionEndReason): number;
+  /**
+   * Drop the named agent's link (and with it its sessions, recorded with `reason`). Returns whether a
+   * link was up.
+   */
+  closeAgent(name: string, reason: SessionEndReason): boolean;
   /** Close every link (and with them every session), e.g. at shutdown. */
   close(): Promise<void>;
 }
