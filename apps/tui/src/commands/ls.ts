@@ -31,7 +31,7 @@ export function formatHostsTable(hosts: HostInfo[], now: Date): string {
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((h) => [
       sanitizeForTerminal(h.name),
-      h.online ? 'online' : 'offline',
+      h.online ? 'online' : h.stale ? 'stale' : 'offline',
       h.online ? 'now' : formatAge(h.lastSeen, now),
       primaryFingerprint(h.hostKeys),
     ]);
