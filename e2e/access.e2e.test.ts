@@ -155,6 +155,38 @@ describe('grants, users and logout (PGlite; mssh-relay through the admin socket)
   });
 });
 
+describe('mssh-relay admin commands on the database of a stopped relay (PGlite)', () => {
+  let relay: Relay;
+  beforeAll(async () => {
+    relay = await startRelay('pglite');
+    await startAgent(relay, 'web-9');
+    expect((await relay.cli(['user', 'add', 'carl', '--password-stdin'], 'carl-password\n')).code).toBe(0);
+  }, 120_000);
+  afterAll(async () => { await relay?.proc.stop(); });
+
+  it('grant, role, disable and agent revoke work offline and hold after the restart', async () => {
+    await relay.proc.stop();
+    const g = await relay.cli(['grant', 'carl', 'web-*']);
+    expect(g.code, g.stderr).toBe(0);
+    expect((await relay.cli(['grants', '--json'])).stdout).toMatch(/"pattern": "web-\*"/);
+    expect((await relay.cli(['user', 'set-role', 'carl', 'ops'])).code).toBe(0);
+    expect((await relay.cli(['user', 'list'])).stdout).toMatch(/carl\s+no\s+ops\s+active/);
+    const bad = await relay.cli(['grant', 'carl', 'WEB']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/invalid grant.*\n.*wildcards/);
+    await relay.restart();
+    const carl = await loginUser(relay, 'carl', 'carl-password');
+    expect(await hostsOf(carl)).toEqual(['web-9']);
+    await relay.proc.stop();
+    expect((await relay.cli(['user', 'disable', 'carl'])).code).toBe(0);
+    const rv = await relay.cli(['agent', 'revoke', 'web-9']);
+    expect(rv.code, rv.stderr).toBe(0);
+    await relay.restart();
+    expect((await carl.mssh(['ls'])).stderr).toMatch(/CLI_ERR_ACCOUNT_DISABLED/);
+    expect((await relay.cli(['agent', 'list', '--json'])).stdout).toMatch(/"revokedAt": "20/);
+  });
+});
+
 describe('agents: list, revoke, re-enrol, stale (Postgres)', () => {
   let relay: Relay;
   let admin: User;
@@ -223,7 +255,7 @@ describe('agents: list, revoke, re-enrol, stale (Postgres)', () => {
       const denied = await c.query(`SELECT code, host, details FROM audit_events WHERE type = 'session.denied' AND actor = 'bob'`);
       expect(denied.rows[0]).toMatchObject({ code: 'SES003W', host: 'old', details: { reason: 'no_grant' } });
 
-      const f = await admin.mssh(['admin', 'agents', 'forget', 'old']);
+      const f = await relay.cli(['agent', 'forget', 'old']);
       expect(f.code, f.stderr).toBe(0);
       expect((await c.query(`SELECT 1 FROM agents WHERE name = 'old'`)).rowCount).toBe(0);
     } finally {

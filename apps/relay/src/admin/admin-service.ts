@@ -201,7 +201,7 @@ export class AdminService {
   async revokeAgent(name: string, by: AdminActor): Promise<RevokeAgentResponse> {
     const a = await this.deps.agents.revoke(name, this.now());
     if (!a) throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh admin agents list`);
-    const wasOnline = this.deps.router?.closeAgent(name, 'agent_revoked') ?? false;
+    const wasOnline = this.deps.router?.closeAgent(name, 'agent_revoked', a.id) ?? false;
     this.emit(AUDIT.agentRevoked, by, { host: name, details: { agentId: a.id, wasOnline } });
     return { ...this.agentInfo(a), wasOnline };
   }
@@ -211,7 +211,7 @@ export class AdminService {
     const a = await this.deps.agents.findByName(name);
     if (!a) throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh admin agents list`);
     await this.deps.agents.forget(name);
-    const wasOnline = this.deps.router?.closeAgent(name, 'agent_revoked') ?? false;
+    const wasOnline = this.deps.router?.closeAgent(name, 'agent_revoked', a.id) ?? false;
     this.emit(AUDIT.agentForgotten, by, { host: name, details: { agentId: a.id, wasOnline } });
     return { name, wasOnline };
   }

@@ -47,6 +47,9 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
   const live = new Map<string, { user: string; client: Duplex; agentStream: ClientHttp2Stream; killed: SessionEndReason | null }>();
   let sessions = 0;
   let closing = false;
+  /** Agents revoked or forgotten while this relay runs (bounded): a handshake that raced the revocation is dropped. */
+  const refusedIds = new Map<string, SessionEndReason>();
+  const REFUSED_MAX = 10_000;
 
   const deps = {
     directory: opts.directory,
@@ -70,6 +73,11 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       const name = link.name!;
       if (closing) {
         link.close('relay is shutting down', 'relay_shutdown');
+        return;
+      }
+      const refused = refusedIds.get(link.agent!.id);
+      if (refused) {
+        link.close('revoked by an admin', refused);
         return;
       }
       const old = byName.get(name);
@@ -187,7 +195,11 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       return n;
     },
 
-    closeAgent(name: string, reason: SessionEndReason): boolean {
+    closeAgent(name: string, reason: SessionEndReason, agentId?: string): boolean {
+      if (agentId) {
+        if (refusedIds.size >= REFUSED_MAX) refusedIds.delete(refusedIds.keys().next().value!);
+        refusedIds.set(agentId, reason);
+      }
       let found = false;
       for (const link of links) {
         if (link.name === name && link.state !== 'closed') {

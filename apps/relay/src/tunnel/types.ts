@@ -89,9 +89,10 @@ export interface TunnelRouter {
   closeSessionsOfUser(user: string, reason: SessionEndReason): number;
   /**
    * Drop the named agent's link (and with it its sessions, recorded with `reason`). Returns whether a
-   * link was up.
+   * link was up. With `agentId`, a handshake of that agent still in flight (it passed the database check
+   * just before the revocation) is refused too when it completes.
    */
-  closeAgent(name: string, reason: SessionEndReason): boolean;
+  closeAgent(name: string, reason: SessionEndReason, agentId?: string): boolean;
   /** Close every link (and with them every session), e.g. at shutdown. */
   close(): Promise<void>;
 }
