@@ -213,6 +213,7 @@ async function userAdd(name: string, flags: Record<string, unknown>): Promise<vo
   const ops = await adminOps(cfg, async () => ({ url: '', fingerprint: '' }));
   const u = await withOps(ops, (o) => o.createUser({ name: cfg.name, password, admin: cfg.admin }));
   out(`Created user "${u.name}"${u.admin ? ' (admin)' : ''}.`);
+  if (!u.admin) out(`They reach no machine until granted: mssh-relay grant ${u.name} 'PATTERN'`);
 }
 
 async function agentEnroll(name: string, flags: Record<string, unknown>): Promise<void> {

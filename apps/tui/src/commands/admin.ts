@@ -28,6 +28,7 @@ export async function adminUsersAdd(ctx: CliContext, args: { name: string; admin
   try {
     await client.createUser(req.data);
     println(ctx.io.stdout, `Created user ${args.name}${args.admin ? ' (admin)' : ''} on ${client.url}. They log in with \`mssh login --relay ${client.url} --user ${args.name}\`.`);
+    if (!args.admin) println(ctx.io.stdout, `They reach no machine until granted: \`mssh admin grant ${args.name} 'PATTERN'\`.`);
     return 0;
   } finally {
     await client.close();
