@@ -70,8 +70,13 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
     await relay.proc.waitOutput(/SSH host key fingerprint: (SHA256:\S+)/, 5_000, 'out');
     await startAgent(relay, 'laptop');
     await startAgent(relay, 'desktop', { start: false }); // enrolled, offline
+    await startAgent(relay, 'vault'); // online, but alice has no grant for it
     const add = await relay.cli(['user', 'add', 'alice', '--password-stdin'], `${ALICE_PASSWORD}\n`);
     expect(add.code, add.stderr).toBe(0);
+    for (const pattern of ['laptop', 'desk*']) {
+      const g = await relay.cli(['grant', 'alice', pattern]);
+      expect(g.code, g.stderr).toBe(0);
+    }
     alice = await loginUser(relay, 'alice', ALICE_PASSWORD);
     dir = mkdtempSync(join(fixtures().root, 'jump-'));
     aliceKey = keygen('alice_ed25519');
@@ -167,9 +172,9 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
     expect(r.stdout).toContain(`ssh -J alice@127.0.0.1:${sshPort} LOGIN@MACHINE`);
   });
 
-  it('direct-tcpip to an address, localhost, an unenrolled name or another port is refused', async () => {
+  it('direct-tcpip to an address, localhost, an unenrolled name, an ungranted machine or another port is refused', async () => {
     const f = fixtures();
-    for (const dest of ['127.0.0.1:22', `127.0.0.1:${f.sshd.port}`, `localhost:${f.sshd.port}`, 'localhost:80', 'not-enrolled:22', 'laptop:80', `laptop:${f.sshd.port}`, '[::1]:22']) {
+    for (const dest of ['vault:22', 'vault.mssh:22', '127.0.0.1:22', `127.0.0.1:${f.sshd.port}`, `localhost:${f.sshd.port}`, 'localhost:80', 'not-enrolled:22', 'laptop:80', `laptop:${f.sshd.port}`, '[::1]:22']) {
       const r = await ssh(['-W', dest, '-p', String(sshPort), 'alice@127.0.0.1']);
       expect(r.code, dest).toBe(255);
       expect(r.stderr, dest).toMatch(/open failed|forwarding failed/);
@@ -178,6 +183,10 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
     // The same names through -J: the inner ssh never gets a byte of an SSH server.
     const viaJ = await ssh(['-J', jump(), `${f.sshd.user}@localhost`, 'true']);
     expect(viaJ.code).toBe(255);
+    // vault is online and reachable for an admin, but not for alice: refused, and audited as denied.
+    const denied = await ssh(['-J', jump(), `${f.sshd.user}@vault`, 'true']);
+    expect(denied.code).toBe(255);
+    expect(denied.stdout).toBe('');
   });
 
   it('exec, subsystems and remote forwards (-R) on the relay are refused', async () => {

@@ -40,6 +40,16 @@ describe('relay config', () => {
     expect(() => parseConfig(ServeConfigSchema, { sshListen: 'nope' }, {})).toThrow(/--ssh-listen \(MSSH_SSH_LISTEN\)/);
   });
 
+  it('--stale-after: 30 days by default, durations with a unit, refused otherwise', () => {
+    expect(parseConfig(ServeConfigSchema, {}, {}).staleAfter).toBe(30 * 86_400_000);
+    expect(parseConfig(ServeConfigSchema, { staleAfter: '12h' }, {}).staleAfter).toBe(12 * 3_600_000);
+    expect(parseConfig(ServeConfigSchema, {}, { MSSH_STALE_AFTER: '90m' }).staleAfter).toBe(90 * 60_000);
+    expect(parseConfig(ServeConfigSchema, { staleAfter: '45' }, {}).staleAfter).toBe(45_000);
+    for (const bad of ['0d', '-1d', '3w', 'soon', '1.5d']) {
+      expect(() => parseConfig(ServeConfigSchema, { staleAfter: bad }, {}), bad).toThrow(/--stale-after.*duration/);
+    }
+  });
+
   it('lists every problem at once', () => {
     let err: unknown;
     try {

@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_RELAY_PORT, DEFAULT_SSH_JUMP_PORT, HostName, UserName } from '@mssh/protocol';
 import { CliError } from './errors.js';
+import { DEFAULT_STALE_AFTER_MS, parseDuration } from './hosts/staleness.js';
 
 export const DEFAULT_LISTEN = `0.0.0.0:${DEFAULT_RELAY_PORT}`;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -102,6 +103,16 @@ const PublicUrl = z.preprocess(nonEmpty, z.string().optional()).transform((v, ct
 
 const TlsSan = z.string().refine((s) => isIP(s) !== 0 || /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/.test(s), 'must be a DNS name or an IP address');
 
+const StaleAfter = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx) => {
+  if (v === undefined) return DEFAULT_STALE_AFTER_MS;
+  const ms = parseDuration(v);
+  if (ms === null) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (e.g. 30d, 12h, 90m, 45s)` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
 const LogLevel = z.preprocess(nonEmpty, z.enum(LOG_LEVELS).optional()).transform((v) => v ?? 'info');
 
 /** The flags every command shares (database and data directory). */
@@ -118,6 +129,7 @@ export const ServeConfigSchema = StoreSchema.extend({
   sshListen: SshListen,
   publicUrl: PublicUrl,
   logLevel: LogLevel,
+  staleAfter: StaleAfter,
   bootstrapPassword: z.preprocess(nonEmpty, z.string().min(8, 'must be at least 8 characters').max(1024).optional()),
 }).extend(TlsSchema.shape).refine((c) => !!c.tlsCert === !!c.tlsKey, {
   path: ['tlsKey'],
@@ -143,7 +155,7 @@ export type InfoConfig = z.infer<typeof InfoConfigSchema>;
 const FLAG_NAMES: Record<string, string> = {
   dataDir: '--data-dir (MSSH_DATA_DIR)', databaseUrl: '--database-url (DATABASE_URL)', listen: '--listen (MSSH_LISTEN)', sshListen: '--ssh-listen (MSSH_SSH_LISTEN)',
   publicUrl: '--public-url (MSSH_PUBLIC_URL)', logLevel: '--log-level (MSSH_LOG_LEVEL)', bootstrapPassword: 'MSSH_BOOTSTRAP_PASSWORD',
-  tlsCert: '--tls-cert', tlsKey: '--tls-key', tlsSan: '--tls-san', name: 'NAME', admin: '--admin', passwordStdin: '--password-stdin',
+  staleAfter: '--stale-after (MSSH_STALE_AFTER)', tlsCert: '--tls-cert', tlsKey: '--tls-key', tlsSan: '--tls-san', name: 'NAME', admin: '--admin', passwordStdin: '--password-stdin',
 };
 
 /** Flags win over the environment. */
@@ -157,6 +169,7 @@ export function withEnv(flags: Record<string, unknown>, env: NodeJS.ProcessEnv):
     sshListen: pick(flags.sshListen, 'MSSH_SSH_LISTEN'),
     publicUrl: pick(flags.publicUrl, 'MSSH_PUBLIC_URL'),
     logLevel: pick(flags.logLevel, 'MSSH_LOG_LEVEL'),
+    staleAfter: pick(flags.staleAfter, 'MSSH_STALE_AFTER'),
     bootstrapPassword: env.MSSH_BOOTSTRAP_PASSWORD,
   };
 }

@@ -89,7 +89,7 @@ describe.each(DB_KINDS)('mssh-relay process on %s', (kind) => {
   it('user add and agent enroll work through the admin socket while serving', { timeout: 180_000 }, async () => {
     const u = await cli(['user', 'add', 'carol', '--password-stdin', '--data-dir', dataDir, ...dbArgs], env, 'carol-password\n');
     expect(u.err).toBe('');
-    expect(u.out).toBe('Created user "carol".\n');
+    expect(u.out).toBe('Created user "carol".\nThey reach no machine until granted: mssh-relay grant carol \'PATTERN\'\n');
     expect(u.code).toBe(0);
     const e = await cli(['agent', 'enroll', 'box', '--data-dir', dataDir, ...dbArgs], env);
     expect(e.code, e.err).toBe(0);

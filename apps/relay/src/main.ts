@@ -8,9 +8,12 @@ import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { Command, Option } from 'commander';
 import { prepareDummyHash } from '@mssh/auth';
-import { MIN_PROTOCOL_VERSION, SOFTWARE_VERSION, sanitizeForTerminal } from '@mssh/protocol';
 import {
-  AgentEnrollConfigSchema, InfoConfigSchema, ServeConfigSchema, UserAddConfigSchema,
+  GrantRequest, HostName, MIN_PROTOCOL_VERSION, RoleName, SOFTWARE_VERSION, UserName,
+  formatAgentsTable, formatGrantsTable, formatUsersTable, sanitizeForTerminal,
+} from '@mssh/protocol';
+import {
+  AgentEnrollConfigSchema, InfoConfigSchema, ServeConfigSchema, StoreConfigSchema, UserAddConfigSchema,
   defaultPublicUrl, formatHostPort, parseConfig, sshJumpListen, type StoreConfig,
 } from './config.js';
 import { CliError, RelayError } from './errors.js';
@@ -30,7 +33,8 @@ import { AdminService } from './admin/admin-service.js';
 import { readNewPassword } from './cli/password.js';
 import { loadOrCreateJumpHostKey, readJumpHostKeyFingerprint, jumpHostKeyPath } from './ssh-jump/host-key.js';
 import { createJumpServer, type JumpServer } from './ssh-jump/jump-server.js';
-import { NO_CAPS, REACH_EVERY_ENROLLED_HOST, ROUTER_RECORDS_SESSIONS } from './ssh-jump/seams.js';
+import { NO_CAPS, ROUTER_RECORDS_SESSIONS } from './ssh-jump/seams.js';
+import { AUDIT } from './audit/codes.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -74,7 +78,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     const router = createTunnelRouter({ directory: repos.agents, audit, logger, minProtocolVersion: MIN_PROTOCOL_VERSION });
     cleanups.push(() => router.close());
     const relay = { url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen), fingerprint: tls.fingerprint };
-    const services = createServices({ repos, tokens, audit, router, relay: () => relay });
+    const services = createServices({ repos, tokens, audit, router, relay: () => relay, staleAfterMs: cfg.staleAfter });
     const app = buildServer({ tls, logger, router, tokens, ...services });
     try {
       await app.listen({ host: cfg.listen.host, port: cfg.listen.port });
@@ -90,8 +94,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     const bound = app.server.address() as AddressInfo;
     relay.url = cfg.publicUrl ?? defaultPublicUrl({ host: cfg.listen.host, port: bound.port });
 
-    // The SSH jump listener (ssh -J user@relay:2222 login@machine). Access, caps and the session recorder
-    // are today's: every user reaches every enrolled machine, no caps, the router's own session audit.
+    // The SSH jump listener (ssh -J user@relay:2222 login@machine): the same grants as the HTTPS path.
     let jump: JumpServer | null = null;
     let jumpBound: { host: string; port: number } | null = null;
     const sshLines: string[] = [];
@@ -104,7 +107,15 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
         keys: services.sshKeys,
         hosts: { exists: (n) => services.hosts.exists(n), list: () => services.hosts.list() },
         router,
-        access: REACH_EVERY_ENROLLED_HOST,
+        access: {
+          // The grants decide, as on the HTTPS path; a refusal is audited (session.denied, via jump).
+          canReach: async (user, host) => {
+            const ok = await services.access.canReach(user, host);
+            if (!ok) audit.emit({ ...AUDIT.sessionDenied, actor: user.name, host, details: { reason: 'no_grant', via: 'jump' } });
+            return ok;
+          },
+          filterReachable: (user, hosts) => services.access.filterReachable(user, hosts),
+        },
         caps: NO_CAPS,
         recorder: ROUTER_RECORDS_SESSIONS,
         logger,
@@ -213,11 +224,23 @@ async function adminOps(cfg: StoreConfig, relayInfo: () => Promise<{ url: string
   const repos = createRepositories(database.db);
   const audit = new DbAuditSink({ db: database.db, relayId: relayId(cfg.dataDir), logger });
   let relay: { url: string; fingerprint: string } = { url: '', fingerprint: '' };
-  const admin = new AdminService({ users: repos.users, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, relay: () => relay });
+  // No router: the relay is not running, so there are no live sessions or agent links to end.
+  const admin = new AdminService({ users: repos.users, agents: repos.agents, grants: repos.grants, enrollTokens: repos.enrollTokens, audit, relay: () => relay });
   const by = { actor: LOCAL_ADMIN_ACTOR, source: 'cli' };
   return {
     via: 'database',
     createUser: (req) => admin.createUser(req, by),
+    listUsers: () => admin.listUsers(),
+    disableUser: (name, killSessions) => admin.disableUser(name, { killSessions }, by),
+    enableUser: (name) => admin.enableUser(name, by),
+    setPassword: (name, password) => admin.setPassword(name, password, by),
+    setRole: (name, role) => admin.setRole(name, role, by),
+    addGrant: (req) => admin.addGrant(req, by),
+    removeGrant: (req) => admin.removeGrant(req, by),
+    listGrants: () => admin.listGrants(),
+    listAgents: () => admin.listAgents(),
+    revokeAgent: (name) => admin.revokeAgent(name, by),
+    forgetAgent: (name) => admin.forgetAgent(name, by),
     async createEnrollToken(name) {
       relay = await relayInfo();
       return admin.createEnrollToken(name, by);
@@ -244,6 +267,7 @@ async function userAdd(name: string, flags: Record<string, unknown>): Promise<vo
   const ops = await adminOps(cfg, async () => ({ url: '', fingerprint: '' }));
   const u = await withOps(ops, (o) => o.createUser({ name: cfg.name, password, admin: cfg.admin }));
   out(`Created user "${u.name}"${u.admin ? ' (admin)' : ''}.`);
+  if (!u.admin) out(`They reach no machine until granted: mssh-relay grant ${u.name} 'PATTERN'`);
 }
 
 async function agentEnroll(name: string, flags: Record<string, unknown>): Promise<void> {
@@ -264,11 +288,109 @@ async function agentEnroll(name: string, flags: Record<string, unknown>): Promis
   out(`  mssh-agent enroll --relay ${t.relayUrl} --token ${t.token} --name ${t.name} --relay-fingerprint ${t.relayFingerprint}`);
 }
 
+/** Validate a name argument with its zod schema, or a CliError naming the rule. */
+function checkName(schema: typeof UserName | typeof HostName | typeof RoleName, value: string, what: string): string {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new CliError(`${JSON.stringify(sanitizeForTerminal(value))} is not a valid ${what}`, r.error.issues[0]?.message ?? '');
+  return r.data;
+}
+
+async function storeOps(flags: Record<string, unknown>): Promise<AdminOps> {
+  const cfg = parseConfig(StoreConfigSchema, flags);
+  return adminOps(cfg, async () => ({ url: '', fingerprint: '' }));
+}
+
+const printJson = (v: unknown) => out(JSON.stringify(v, null, 2));
+
+async function userList(flags: Record<string, unknown>): Promise<void> {
+  const users = await withOps(await storeOps(flags), (o) => o.listUsers());
+  if (flags.json) printJson({ users });
+  else process.stdout.write(formatUsersTable(users));
+}
+
+async function userDisable(name: string, flags: Record<string, unknown>): Promise<void> {
+  checkName(UserName, name, 'user name');
+  const ops = await storeOps(flags);
+  const via = ops.via;
+  const u = await withOps(ops, (o) => o.disableUser(name, flags.killSessions === true));
+  out(`Disabled user "${u.name}": their tokens stop working now.${flags.killSessions ? ` Ended ${u.sessionsEnded} live session(s).` : ''}`);
+  if (flags.killSessions && via === 'database') out('(The relay is not running, so there were no live sessions to end.)');
+}
+
+async function userEnable(name: string, flags: Record<string, unknown>): Promise<void> {
+  checkName(UserName, name, 'user name');
+  const u = await withOps(await storeOps(flags), (o) => o.enableUser(name));
+  out(`Enabled user "${u.name}".`);
+}
+
+async function userPasswd(name: string, flags: Record<string, unknown>): Promise<void> {
+  checkName(UserName, name, 'user name');
+  const password = await readNewPassword({ fromStdin: flags.passwordStdin === true });
+  if (password.length < 8) throw new CliError('the password is too short', 'Use at least 8 characters.');
+  const u = await withOps(await storeOps(flags), (o) => o.setPassword(name, password));
+  out(`Changed the password of "${u.name}".`);
+}
+
+async function userSetRole(name: string, role: string | undefined, flags: Record<string, unknown>): Promise<void> {
+  checkName(UserName, name, 'user name');
+  if (role !== undefined) checkName(RoleName, role, 'role name');
+  const u = await withOps(await storeOps(flags), (o) => o.setRole(name, role ?? null));
+  out(u.role ? `User "${u.name}" now has the role "${u.role}".` : `User "${u.name}" now has no role.`);
+}
+
+function grantRequest(subject: string, pattern: string, flags: Record<string, unknown>): GrantRequest {
+  const r = GrantRequest.safeParse({ subjectKind: flags.role ? 'role' : 'user', subject, pattern });
+  if (!r.success) {
+    throw new CliError(`invalid grant: ${r.error.issues.map((i) => `${String(i.path[0])}: ${i.message}`).join('; ')}`,
+      'Example: mssh-relay grant alice \'web-*\' (or --role ops \'db-?\'); patterns use a-z, 0-9, - and the wildcards * and ?.');
+  }
+  return r.data;
+}
+
+async function grantAdd(subject: string, pattern: string, flags: Record<string, unknown>): Promise<void> {
+  const req = grantRequest(subject, pattern, flags);
+  const r = await withOps(await storeOps(flags), (o) => o.addGrant(req));
+  out(r.changed ? `Granted ${req.subjectKind} "${req.subject}" access to ${req.pattern}.` : `${req.subjectKind} "${req.subject}" already had access to ${req.pattern}.`);
+}
+
+async function grantRemove(subject: string, pattern: string, flags: Record<string, unknown>): Promise<void> {
+  const req = grantRequest(subject, pattern, flags);
+  await withOps(await storeOps(flags), (o) => o.removeGrant(req));
+  out(`Removed the grant of ${req.pattern} to ${req.subjectKind} "${req.subject}" (new sessions are refused at once).`);
+}
+
+async function grantList(flags: Record<string, unknown>): Promise<void> {
+  const grants = await withOps(await storeOps(flags), (o) => o.listGrants());
+  if (flags.json) printJson({ grants });
+  else process.stdout.write(grants.length ? formatGrantsTable(grants) : 'No grants: only admins reach machines. Add one with `mssh-relay grant USER PATTERN`.\n');
+}
+
+async function agentList(flags: Record<string, unknown>): Promise<void> {
+  const agents = await withOps(await storeOps(flags), (o) => o.listAgents());
+  if (flags.json) printJson({ agents });
+  else process.stdout.write(formatAgentsTable(agents));
+}
+
+async function agentRevoke(name: string, flags: Record<string, unknown>): Promise<void> {
+  checkName(HostName, name, 'machine name');
+  const a = await withOps(await storeOps(flags), (o) => o.revokeAgent(name));
+  out(`Revoked "${a.name}"${a.wasOnline ? ' and dropped its connection and sessions' : ''}; it is refused from now on. To enrol it again: mssh-relay agent enroll ${a.name}`);
+}
+
+async function agentForget(name: string, flags: Record<string, unknown>): Promise<void> {
+  checkName(HostName, name, 'machine name');
+  const a = await withOps(await storeOps(flags), (o) => o.forgetAgent(name));
+  out(`Forgot "${a.name}"${a.wasOnline ? ' and dropped its connection' : ''}; the name is free again.`);
+}
+
 // ---------------------------------------------------------------- errors and commands
 
 const RELAY_ERROR_HINTS: Partial<Record<string, string>> = {
   RLY_ERR_NAME_TAKEN: 'Pick another name.',
   RLY_ERR_BAD_REQUEST: 'Check the arguments; see --help.',
+  RLY_ERR_UNKNOWN_USER: 'Check the name: mssh-relay user list.',
+  RLY_ERR_UNKNOWN_GRANT: 'See the existing grants: mssh-relay grants.',
+  RLY_ERR_UNKNOWN_HOST: 'Check the name: mssh-relay agent list.',
 };
 
 function report(e: unknown): number {
@@ -324,6 +446,7 @@ export function buildProgram(): Command {
     .option('--tls-san <name>', 'extra name for the self-signed certificate (repeatable)', collect, [])
     .option('--public-url <url>', 'URL clients and agents use, e.g. https://relay.example.org:8443 (env MSSH_PUBLIC_URL)')
     .addOption(new Option('--log-level <level>', 'log level (env MSSH_LOG_LEVEL, default info)'))
+    .option('--stale-after <duration>', 'mark machines not seen for this long as stale, e.g. 30d, 12h (env MSSH_STALE_AFTER, default 30d)')
     .action((opts: Record<string, unknown>) => run(() => serve(opts))());
 
   storeOptions(program.command('info').description('show the data dir, database and certificate fingerprint'))
@@ -335,6 +458,29 @@ export function buildProgram(): Command {
     .option('--admin', 'make the user an admin')
     .option('--password-stdin', 'read the password from the first line of stdin')
     .action((name: string, opts: Record<string, unknown>) => run(() => userAdd(name, opts))());
+  storeOptions(user.command('list').description('list users'))
+    .option('--json', 'print JSON')
+    .action((opts: Record<string, unknown>) => run(() => userList(opts))());
+  storeOptions(user.command('disable').argument('<name>', 'user name').description('disable a user: their tokens stop working at once'))
+    .option('--kill-sessions', 'also end their live sessions now')
+    .action((name: string, opts: Record<string, unknown>) => run(() => userDisable(name, opts))());
+  storeOptions(user.command('enable').argument('<name>', 'user name').description('enable a disabled user'))
+    .action((name: string, opts: Record<string, unknown>) => run(() => userEnable(name, opts))());
+  storeOptions(user.command('passwd').argument('<name>', 'user name').description('set a user\'s password'))
+    .option('--password-stdin', 'read the password from the first line of stdin')
+    .action((name: string, opts: Record<string, unknown>) => run(() => userPasswd(name, opts))());
+  storeOptions(user.command('set-role').argument('<name>', 'user name').argument('[role]', 'role name (omit to clear the role)').description('set or clear a user\'s role'))
+    .action((name: string, role: string | undefined, opts: Record<string, unknown>) => run(() => userSetRole(name, role, opts))());
+
+  storeOptions(program.command('grant').argument('<subject>', 'user (or role, with --role)').argument('<pattern>', "host glob, e.g. 'web-*' or 'db-?'").description('let a user (or a role) reach the machines matching a pattern'))
+    .option('--role', 'the subject is a role')
+    .action((subject: string, pattern: string, opts: Record<string, unknown>) => run(() => grantAdd(subject, pattern, opts))());
+  storeOptions(program.command('revoke-grant').argument('<subject>', 'user (or role, with --role)').argument('<pattern>', 'the pattern as granted').description('remove a grant'))
+    .option('--role', 'the subject is a role')
+    .action((subject: string, pattern: string, opts: Record<string, unknown>) => run(() => grantRemove(subject, pattern, opts))());
+  storeOptions(program.command('grants').description('list grants'))
+    .option('--json', 'print JSON')
+    .action((opts: Record<string, unknown>) => run(() => grantList(opts))());
 
   const agent = program.command('agent').description('manage machines');
   storeOptions(agent.command('enroll').argument('<name>', 'machine name').description('issue a one-time enrolment token for a machine'))
@@ -343,6 +489,13 @@ export function buildProgram(): Command {
     .option('--tls-cert <file>', 'the relay\'s certificate, when not the self-signed one')
     .option('--tls-san <name>', 'extra name for the self-signed certificate if it does not exist yet (repeatable)', collect, [])
     .action((name: string, opts: Record<string, unknown>) => run(() => agentEnroll(name, opts))());
+  storeOptions(agent.command('list').description('list machines: online, last seen, versions, key fingerprints'))
+    .option('--json', 'print JSON')
+    .action((opts: Record<string, unknown>) => run(() => agentList(opts))());
+  storeOptions(agent.command('revoke').argument('<name>', 'machine name').description('refuse a machine from now on and drop its connection and sessions'))
+    .action((name: string, opts: Record<string, unknown>) => run(() => agentRevoke(name, opts))());
+  storeOptions(agent.command('forget').argument('<name>', 'machine name').description('delete a machine (revoked or not); its name is free again'))
+    .action((name: string, opts: Record<string, unknown>) => run(() => agentForget(name, opts))());
 
   return program;
 }

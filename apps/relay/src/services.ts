@@ -10,6 +10,7 @@ import { HostService } from './hosts/host-service.js';
 import { EnrollService } from './enrolment/enroll-service.js';
 import { AdminService } from './admin/admin-service.js';
 import { SshKeyService } from './ssh-jump/ssh-key-service.js';
+import { AccessService } from './access/access-service.js';
 
 export interface RelayServices {
   auth: AuthService;
@@ -17,6 +18,9 @@ export interface RelayServices {
   enrolment: EnrollService;
   admin: AdminService;
   sshKeys: SshKeyService;
+  access: AccessService;
+  /** For the HTTP layer's own events (session.denied). */
+  audit: RelayAuditSink;
 }
 
 export function createServices(deps: {
@@ -26,13 +30,20 @@ export function createServices(deps: {
   router: TunnelRouter;
   relay: () => { url: string; fingerprint: string };
   minProtocolVersion?: number;
+  /** Machines not seen for this long are stale (default 30 days). */
+  staleAfterMs?: number;
 }): RelayServices {
   const { repos, tokens, audit, router } = deps;
   return {
     auth: new AuthService({ tokens, users: repos.users, revokedTokens: repos.revokedTokens, audit }),
-    hosts: new HostService({ agents: repos.agents, router }),
+    hosts: new HostService({ agents: repos.agents, router, staleAfterMs: deps.staleAfterMs }),
     enrolment: new EnrollService({ db: repos.db, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, minProtocolVersion: deps.minProtocolVersion }),
-    admin: new AdminService({ users: repos.users, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, relay: deps.relay }),
     sshKeys: new SshKeyService({ keys: repos.sshKeys, users: repos.users, audit }),
+    admin: new AdminService({
+      users: repos.users, agents: repos.agents, grants: repos.grants, enrollTokens: repos.enrollTokens, audit, relay: deps.relay,
+      router, staleAfterMs: deps.staleAfterMs,
+    }),
+    access: new AccessService({ grants: repos.grants }),
+    audit,
   };
 }

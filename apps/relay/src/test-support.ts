@@ -40,7 +40,7 @@ export async function openTestDatabase(kind: DbKind): Promise<{ database: Databa
 }
 
 /** A tunnel router with no tunnels: online-ness is whatever the test says. */
-export function stubRouter(): TunnelRouter & { online: Set<string>; sessions: number; acceptedSockets: number } {
+export function stubRouter(): TunnelRouter & { online: Set<string>; sessions: number; acceptedSockets: number; closed: Array<{ kind: 'user' | 'agent'; name: string; reason: string }> } {
   const online = new Set<string>();
   const r = {
     online,
@@ -55,9 +55,12 @@ export function stubRouter(): TunnelRouter & { online: Set<string>; sessions: nu
     activeSessions: () => r.sessions,
     openSession: async () => { throw relayError('RLY_ERR_AGENT_OFFLINE'); },
     spliceSession: async () => { throw new Error('stub router does not splice'); },
+    closed: [] as Array<{ kind: 'user' | 'agent'; name: string; reason: string }>,
+    closeSessionsOfUser: (user: string, reason: string) => { r.closed.push({ kind: 'user', name: user, reason }); return 0; },
+    closeAgent: (name: string, reason: string) => { r.closed.push({ kind: 'agent', name, reason }); online.delete(name); return false; },
     close: async () => {},
   };
-  return r as unknown as TunnelRouter & { online: Set<string>; sessions: number; acceptedSockets: number };
+  return r as unknown as TunnelRouter & { online: Set<string>; sessions: number; acceptedSockets: number; closed: Array<{ kind: 'user' | 'agent'; name: string; reason: string }> };
 }
 
 export const ADMIN = { name: 'admin', password: 'admin-password-1' };

@@ -28,6 +28,17 @@ async function parse(argv: string[]): Promise<{ calls: Array<[string, unknown]>;
     keysRemove: rec('keysRemove'),
     adminUsersAdd: rec('adminUsersAdd'),
     adminAgentsEnroll: rec('adminAgentsEnroll'),
+    adminUsersList: rec('adminUsersList'),
+    adminUsersDisable: rec('adminUsersDisable'),
+    adminUsersEnable: rec('adminUsersEnable'),
+    adminUsersPasswd: rec('adminUsersPasswd'),
+    adminUsersSetRole: rec('adminUsersSetRole'),
+    adminGrant: rec('adminGrant'),
+    adminRevokeGrant: rec('adminRevokeGrant'),
+    adminGrants: rec('adminGrants'),
+    adminAgentsList: rec('adminAgentsList'),
+    adminAgentsRevoke: rec('adminAgentsRevoke'),
+    adminAgentsForget: rec('adminAgentsForget'),
   };
   let out = '';
   let err = '';
@@ -80,6 +91,19 @@ describe('mssh command line', () => {
     expect((await parse(['known-hosts', 'forget', 'laptop'])).calls).toEqual([['knownHostsForget', { host: 'laptop' }]]);
     expect((await parse(['admin', 'users', 'add', 'carol', '--admin', '--password-stdin'])).calls).toEqual([['adminUsersAdd', { name: 'carol', admin: true, passwordStdin: true }]]);
     expect((await parse(['admin', 'agents', 'enroll', 'laptop'])).calls).toEqual([['adminAgentsEnroll', { name: 'laptop', json: false }]]);
+    expect((await parse(['admin', 'grant', 'alice', 'web-*'])).calls).toEqual([['adminGrant', { subject: 'alice', pattern: 'web-*', role: false }]]);
+    expect((await parse(['admin', 'grant', '--role', 'ops', 'db-?'])).calls).toEqual([['adminGrant', { subject: 'ops', pattern: 'db-?', role: true }]]);
+    expect((await parse(['admin', 'revoke-grant', '--role', 'ops', 'db-?'])).calls).toEqual([['adminRevokeGrant', { subject: 'ops', pattern: 'db-?', role: true }]]);
+    expect((await parse(['admin', 'grants', '--json'])).calls).toEqual([['adminGrants', { json: true }]]);
+    expect((await parse(['admin', 'users', 'list'])).calls).toEqual([['adminUsersList', { json: false }]]);
+    expect((await parse(['admin', 'users', 'disable', 'bob', '--kill-sessions'])).calls).toEqual([['adminUsersDisable', { name: 'bob', killSessions: true }]]);
+    expect((await parse(['admin', 'users', 'enable', 'bob'])).calls).toEqual([['adminUsersEnable', { name: 'bob' }]]);
+    expect((await parse(['admin', 'users', 'passwd', 'bob', '--password-stdin'])).calls).toEqual([['adminUsersPasswd', { name: 'bob', passwordStdin: true }]]);
+    expect((await parse(['admin', 'users', 'set-role', 'bob', 'ops'])).calls).toEqual([['adminUsersSetRole', { name: 'bob', role: 'ops' }]]);
+    expect((await parse(['admin', 'users', 'set-role', 'bob'])).calls).toEqual([['adminUsersSetRole', { name: 'bob', role: undefined }]]);
+    expect((await parse(['admin', 'agents', 'list', '--json'])).calls).toEqual([['adminAgentsList', { json: true }]]);
+    expect((await parse(['admin', 'agents', 'revoke', 'laptop'])).calls).toEqual([['adminAgentsRevoke', { name: 'laptop' }]]);
+    expect((await parse(['admin', 'agents', 'forget', 'laptop'])).calls).toEqual([['adminAgentsForget', { name: 'laptop' }]]);
     expect((await parse(['whoami'])).calls).toEqual([['whoami', undefined]]);
     expect((await parse(['logout'])).calls).toEqual([['logout', undefined]]);
   });

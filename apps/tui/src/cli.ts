@@ -23,6 +23,17 @@ export interface Handlers {
   keysRemove(a: { key: string }): Promise<number>;
   adminUsersAdd(a: { name: string; admin: boolean; passwordStdin: boolean }): Promise<number>;
   adminAgentsEnroll(a: { name: string; json: boolean }): Promise<number>;
+  adminUsersList(a: { json: boolean }): Promise<number>;
+  adminUsersDisable(a: { name: string; killSessions: boolean }): Promise<number>;
+  adminUsersEnable(a: { name: string }): Promise<number>;
+  adminUsersPasswd(a: { name: string; passwordStdin: boolean }): Promise<number>;
+  adminUsersSetRole(a: { name: string; role?: string }): Promise<number>;
+  adminGrant(a: { subject: string; pattern: string; role: boolean }): Promise<number>;
+  adminRevokeGrant(a: { subject: string; pattern: string; role: boolean }): Promise<number>;
+  adminGrants(a: { json: boolean }): Promise<number>;
+  adminAgentsList(a: { json: boolean }): Promise<number>;
+  adminAgentsRevoke(a: { name: string }): Promise<number>;
+  adminAgentsForget(a: { name: string }): Promise<number>;
 }
 
 export interface CliOutput {
@@ -139,8 +150,49 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .argument('<key>', 'SHA256:... fingerprint or public key file')
     .action((key: string) => done(handlers.keysRemove({ key })));
 
-  const admin = configure(program.command('admin'), 'Usage: mssh admin users add NAME | mssh admin agents enroll NAME').description('administer the relay (admin login needed)');
-  const users = configure(admin.command('users'), 'Usage: mssh admin users add NAME [--admin] [--password-stdin]').description('manage users');
+
+  const admin = configure(program.command('admin'), 'Usage: mssh admin users ... | mssh admin agents ... | mssh admin grant|revoke-grant|grants ...').description('administer the relay (admin login needed)');
+  const grantUsage = "Usage: mssh admin grant [--role] SUBJECT 'PATTERN' (e.g. mssh admin grant alice 'web-*', mssh admin grant --role ops 'db-?')";
+  configure(admin.command('grant'), grantUsage)
+    .description('let a user (or, with --role, every user of a role) reach the machines matching a glob (* any run, ? one character)')
+    .argument('<subject>', 'user name (role name with --role)')
+    .argument('<pattern>', "host glob, e.g. 'web-*'")
+    .option('--role', 'the subject is a role', false)
+    .action((subject: string, pattern: string, o: { role: boolean }) => done(handlers.adminGrant({ subject, pattern, role: o.role === true })));
+  configure(admin.command('revoke-grant'), "Usage: mssh admin revoke-grant [--role] SUBJECT 'PATTERN' (as granted)")
+    .description('remove a grant (same arguments as grant); applies to the next session at once')
+    .argument('<subject>', 'user name (role name with --role)')
+    .argument('<pattern>', 'the pattern as granted')
+    .option('--role', 'the subject is a role', false)
+    .action((subject: string, pattern: string, o: { role: boolean }) => done(handlers.adminRevokeGrant({ subject, pattern, role: o.role === true })));
+  configure(admin.command('grants'), 'Usage: mssh admin grants [--json]')
+    .description('list grants')
+    .option('--json', 'print JSON', false)
+    .action((o: { json: boolean }) => done(handlers.adminGrants({ json: o.json === true })));
+  const users = configure(admin.command('users'), 'Usage: mssh admin users add|list|disable|enable|passwd|set-role ...').description('manage users');
+  configure(users.command('list'), 'Usage: mssh admin users list [--json]')
+    .description('list users')
+    .option('--json', 'print JSON', false)
+    .action((o: { json: boolean }) => done(handlers.adminUsersList({ json: o.json === true })));
+  configure(users.command('disable'), 'Usage: mssh admin users disable NAME [--kill-sessions]')
+    .description('disable a user: their logins stop working at once')
+    .argument('<name>', 'user name')
+    .option('--kill-sessions', 'also end their live sessions now', false)
+    .action((name: string, o: { killSessions: boolean }) => done(handlers.adminUsersDisable({ name, killSessions: o.killSessions === true })));
+  configure(users.command('enable'), 'Usage: mssh admin users enable NAME')
+    .description('enable a disabled user')
+    .argument('<name>', 'user name')
+    .action((name: string) => done(handlers.adminUsersEnable({ name })));
+  configure(users.command('passwd'), 'Usage: mssh admin users passwd NAME [--password-stdin]')
+    .description("set a user's password")
+    .argument('<name>', 'user name')
+    .option('--password-stdin', 'read the password from the first line of stdin', false)
+    .action((name: string, o: { passwordStdin: boolean }) => done(handlers.adminUsersPasswd({ name, passwordStdin: o.passwordStdin === true })));
+  configure(users.command('set-role'), 'Usage: mssh admin users set-role NAME [ROLE] (no ROLE clears it)')
+    .description("set or clear a user's role (grants may name a role)")
+    .argument('<name>', 'user name')
+    .argument('[role]', 'role name; omit to clear')
+    .action((name: string, role: string | undefined) => done(handlers.adminUsersSetRole({ name, role })));
   configure(users.command('add'), 'Usage: mssh admin users add NAME [--admin] [--password-stdin]')
     .description('create a user')
     .argument('<name>', 'user name')
@@ -149,7 +201,19 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .action((name: string, o: { admin: boolean; passwordStdin: boolean }) =>
       done(handlers.adminUsersAdd({ name, admin: o.admin === true, passwordStdin: o.passwordStdin === true })),
     );
-  const agents = configure(admin.command('agents'), 'Usage: mssh admin agents enroll NAME [--json]').description('manage machines (agents)');
+  const agents = configure(admin.command('agents'), 'Usage: mssh admin agents enroll|list|revoke|forget ...').description('manage machines (agents)');
+  configure(agents.command('list'), 'Usage: mssh admin agents list [--json]')
+    .description('list machines: online, last seen, versions, identity and host key fingerprints')
+    .option('--json', 'print JSON', false)
+    .action((o: { json: boolean }) => done(handlers.adminAgentsList({ json: o.json === true })));
+  configure(agents.command('revoke'), 'Usage: mssh admin agents revoke NAME')
+    .description('refuse a machine from now on and drop its connection and sessions')
+    .argument('<name>', 'machine name')
+    .action((name: string) => done(handlers.adminAgentsRevoke({ name })));
+  configure(agents.command('forget'), 'Usage: mssh admin agents forget NAME')
+    .description('delete a machine (revoked or not); its name is free again')
+    .argument('<name>', 'machine name')
+    .action((name: string) => done(handlers.adminAgentsForget({ name })));
   configure(agents.command('enroll'), 'Usage: mssh admin agents enroll NAME [--json]')
     .description('create a one-time enrolment token for a machine')
     .argument('<name>', 'machine name')

@@ -39,6 +39,10 @@ export const CLI_ERRORS = {
   CLI_ERR_NO_TTY: 'a password or passphrase is needed but there is no terminal to ask on',
   CLI_ERR_PROMPT_ABORTED: 'a prompt was cancelled with Ctrl-C or Ctrl-D',
   CLI_ERR_BAD_PASSWORD: 'the password given is empty or too short',
+  CLI_ERR_NO_GRANT: 'you have no grant for that machine (or it does not exist)',
+  CLI_ERR_ACCOUNT_DISABLED: 'your account on the relay is disabled',
+  CLI_ERR_UNKNOWN_USER: 'no user with that name on the relay',
+  CLI_ERR_UNKNOWN_GRANT: 'no such grant on the relay',
   CLI_ERR_INTERNAL: 'a bug in mssh (please report it)',
 } as const;
 
@@ -113,6 +117,14 @@ export function cliErrorFromWire(status: number, body: unknown, ctx: WireContext
       return cliError('CLI_ERR_BAD_CREDENTIALS', 'wrong user name or password', 'Check both and try again; an admin can create or reset your account.');
     case 'AUTH_ERR_FORBIDDEN':
       return cliError('CLI_ERR_FORBIDDEN', 'this needs an admin account', `Log in as an admin: \`${loginCommand(ctx.relayUrl)}\`.`);
+    case 'AUTH_ERR_USER_DISABLED':
+      return cliError('CLI_ERR_ACCOUNT_DISABLED', `your account on ${ctx.relayUrl} is disabled`, 'Ask an admin to enable it (`mssh admin users enable NAME`).');
+    case 'RLY_ERR_NO_GRANT':
+      return cliError('CLI_ERR_NO_GRANT', `you have no access to ${host || 'that machine'} on ${ctx.relayUrl} (or no such machine is enrolled)`, `Run \`mssh ls\` to see the machines you can reach; an admin grants access with \`mssh admin grant ${ctx.user ?? 'USER'} ${host || 'HOST'}\`.`);
+    case 'RLY_ERR_UNKNOWN_USER':
+      return cliError('CLI_ERR_UNKNOWN_USER', said || 'no user with that name', 'See the users with `mssh admin users list`.');
+    case 'RLY_ERR_UNKNOWN_GRANT':
+      return cliError('CLI_ERR_UNKNOWN_GRANT', said || 'no such grant', 'See the grants with `mssh admin grants`.');
     case 'RLY_ERR_UNKNOWN_HOST':
       return cliError('CLI_ERR_UNKNOWN_HOST', `no machine named ${host || '(that name)'} is enrolled on ${ctx.relayUrl}`, 'Run `mssh ls` to see the machines you can reach.');
     case 'RLY_ERR_AGENT_OFFLINE':

@@ -9,7 +9,10 @@ import { buildProgram, failureExitCode, type Handlers } from './cli.js';
 import { parseConfig, type ClientConfig } from './config/config.js';
 import { CredentialsStore } from './config/credentials-store.js';
 import { ensurePrivateDir } from './config/secure-files.js';
-import { adminAgentsEnroll, adminUsersAdd } from './commands/admin.js';
+import {
+  adminAgentsEnroll, adminAgentsForget, adminAgentsList, adminAgentsRevoke, adminGrant, adminGrants, adminRevokeGrant,
+  adminUsersAdd, adminUsersDisable, adminUsersEnable, adminUsersList, adminUsersPasswd, adminUsersSetRole,
+} from './commands/admin.js';
 import type { CliContext } from './commands/context.js';
 import { keysAdd, keysList, keysRemove } from './commands/keys.js';
 import { knownHostsForget, knownHostsList, knownHostsOpenssh } from './commands/known-hosts.js';
@@ -100,6 +103,17 @@ async function main(): Promise<void> {
     keysRemove: withDir((a) => keysRemove(ctx, a)),
     adminUsersAdd: withDir((a) => adminUsersAdd(ctx, a)),
     adminAgentsEnroll: withDir((a) => adminAgentsEnroll(ctx, a)),
+    adminUsersList: withDir((a) => adminUsersList(ctx, a)),
+    adminUsersDisable: withDir((a) => adminUsersDisable(ctx, a)),
+    adminUsersEnable: withDir((a) => adminUsersEnable(ctx, a)),
+    adminUsersPasswd: withDir((a) => adminUsersPasswd(ctx, a)),
+    adminUsersSetRole: withDir((a) => adminUsersSetRole(ctx, a)),
+    adminGrant: withDir((a) => adminGrant(ctx, a)),
+    adminRevokeGrant: withDir((a) => adminRevokeGrant(ctx, a)),
+    adminGrants: withDir((a) => adminGrants(ctx, a)),
+    adminAgentsList: withDir((a) => adminAgentsList(ctx, a)),
+    adminAgentsRevoke: withDir((a) => adminAgentsRevoke(ctx, a)),
+    adminAgentsForget: withDir((a) => adminAgentsForget(ctx, a)),
   };
   const { program, result } = buildProgram(handlers, {
     writeOut: (s) => process.stdout.write(s),

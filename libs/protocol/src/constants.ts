@@ -46,6 +46,14 @@ export const PATHS = {
   sshKey: (fingerprint: string) => `/v1/ssh-keys/${encodeURIComponent(fingerprint)}`,
   adminUsers: '/v1/admin/users',
   adminAgentEnroll: '/v1/admin/agents/enroll',
+  /** GET list; POST /:name/disable|enable|password|role. */
+  adminUser: (name: string) => `/v1/admin/users/${encodeURIComponent(name)}`,
+  /** GET list, POST add; POST /v1/admin/grants/remove removes. */
+  adminGrants: '/v1/admin/grants',
+  adminGrantsRemove: '/v1/admin/grants/remove',
+  /** GET list; POST /:name/revoke; DELETE /:name forgets. */
+  adminAgents: '/v1/admin/agents',
+  adminAgent: (name: string) => `/v1/admin/agents/${encodeURIComponent(name)}`,
   agentHello: '/mssh/hello',
   agentWelcome: '/mssh/welcome',
   agentSession: '/mssh/session',

@@ -12,6 +12,7 @@ export const WIRE_ERRORS = {
   AUTH_ERR_TOKEN_REVOKED: { status: 401, message: 'token was revoked; run `mssh login` again' },
   AUTH_ERR_BAD_CREDENTIALS: { status: 401, message: 'wrong user name or password' },
   AUTH_ERR_FORBIDDEN: { status: 403, message: 'this needs an admin account' },
+  AUTH_ERR_USER_DISABLED: { status: 401, message: 'this account is disabled; ask an admin to enable it' },
   // relay
   RLY_ERR_BAD_REQUEST: { status: 400, message: 'malformed request' },
   RLY_ERR_UNKNOWN_HOST: { status: 404, message: 'no machine with that name is enrolled' },
@@ -25,6 +26,9 @@ export const WIRE_ERRORS = {
   RLY_ERR_AGENT_REVOKED: { status: 403, message: 'agent has been revoked' },
   RLY_ERR_PROTOCOL_TOO_OLD: { status: 426, message: 'protocol version too old; upgrade mssh' },
   RLY_ERR_NOT_FOUND: { status: 404, message: 'not found' },
+  RLY_ERR_NO_GRANT: { status: 403, message: 'you have no grant for that machine (or it does not exist)' },
+  RLY_ERR_UNKNOWN_USER: { status: 404, message: 'no user with that name' },
+  RLY_ERR_UNKNOWN_GRANT: { status: 404, message: 'no such grant' },
   RLY_ERR_INTERNAL: { status: 500, message: 'internal error' },
   // agent (answers on relay -> agent session streams)
   AGT_ERR_TARGET_UNREACHABLE: { status: 502, message: 'the agent could not connect to its SSH target' },

@@ -37,6 +37,8 @@ export const HostInfo = z.object({
   hostKeyFingerprints: z.array(z.string()),
   agentVersion: z.string().nullable(),
   protocolVersion: z.number().int().nullable(),
+  /** Not seen for longer than the relay's --stale-after (default 30 days). */
+  stale: z.boolean().optional(),
 });
 export type HostInfo = z.infer<typeof HostInfo>;
 export const HostsResponse = z.object({ hosts: z.array(HostInfo) });
@@ -67,6 +69,64 @@ export type CreateUserRequest = z.infer<typeof CreateUserRequest>;
 export const CreateEnrollTokenRequest = z.object({ name: HostName });
 export const CreateEnrollTokenResponse = z.object({ name: z.string(), token: z.string(), expiresAt: z.string() });
 export type CreateEnrollTokenResponse = z.infer<typeof CreateEnrollTokenResponse>;
+
+/** Role names: the user-name alphabet. */
+export const RoleName = z.string().regex(USER_NAME_RE, 'role names are 1-64 chars of a-z, 0-9, ., _ and -, starting with a letter or digit');
+
+export const UserInfo = z.object({
+  name: z.string(),
+  admin: z.boolean(),
+  role: z.string().nullable(),
+  disabled: z.boolean(),
+  disabledAt: z.string().nullable(),
+  createdAt: z.string(),
+});
+export type UserInfo = z.infer<typeof UserInfo>;
+export const UsersResponse = z.object({ users: z.array(UserInfo) });
+export type UsersResponse = z.infer<typeof UsersResponse>;
+export const DisableUserRequest = z.object({ killSessions: z.boolean().default(false) });
+export type DisableUserRequest = z.infer<typeof DisableUserRequest>;
+export const DisableUserResponse = UserInfo.extend({ sessionsEnded: z.number().int() });
+export type DisableUserResponse = z.infer<typeof DisableUserResponse>;
+export const SetPasswordRequest = z.object({ password: z.string().min(8).max(1024) });
+export const SetRoleRequest = z.object({ role: RoleName.nullable() });
+export type SetRoleRequest = z.infer<typeof SetRoleRequest>;
+
+/**
+ * A grant: `subject` (a user, or every user of a role) may reach the hosts matching `pattern`, a glob
+ * over host names (`*` any run, `?` one character; otherwise a-z, 0-9 and -).
+ */
+export const GrantRequest = z.object({
+  subjectKind: z.enum(['user', 'role']),
+  subject: UserName,
+  pattern: z.string().min(1).max(128).regex(/^[a-z0-9*?-]+$/, 'grant patterns are host name characters (a-z, 0-9, -) plus the wildcards * and ?'),
+});
+export type GrantRequest = z.infer<typeof GrantRequest>;
+export const GrantInfo = GrantRequest.extend({ createdBy: z.string(), createdAt: z.string() });
+export type GrantInfo = z.infer<typeof GrantInfo>;
+export const GrantsResponse = z.object({ grants: z.array(GrantInfo) });
+export type GrantsResponse = z.infer<typeof GrantsResponse>;
+export const GrantChangeResponse = z.object({ changed: z.boolean() });
+
+/** An agent as admins see it (`mssh admin agents list`). */
+export const AgentAdminInfo = z.object({
+  name: z.string(),
+  online: z.boolean(),
+  lastSeen: z.string().nullable(),
+  enrolledAt: z.string(),
+  revokedAt: z.string().nullable(),
+  stale: z.boolean(),
+  protocolVersion: z.number().int().nullable(),
+  agentVersion: z.string().nullable(),
+  /** SHA256 of the agent's identity key (SPKI DER). */
+  identityFingerprint: z.string(),
+  hostKeyFingerprints: z.array(z.string()),
+});
+export type AgentAdminInfo = z.infer<typeof AgentAdminInfo>;
+export const AgentsResponse = z.object({ agents: z.array(AgentAdminInfo) });
+export type AgentsResponse = z.infer<typeof AgentsResponse>;
+export const RevokeAgentResponse = AgentAdminInfo.extend({ wasOnline: z.boolean() });
+export type RevokeAgentResponse = z.infer<typeof RevokeAgentResponse>;
 
 // ---- agent link (relay is the HTTP/2 client on the agent's socket) ----
 /**

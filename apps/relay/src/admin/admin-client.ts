@@ -5,6 +5,7 @@
 import { request } from 'node:http';
 import { isWireErrorBody, WIRE_ERRORS, type WireErrorCode } from '@mssh/protocol';
 import { CliError, RelayError } from '../errors.js';
+import type { AgentAdminInfo, DisableUserResponse, GrantInfo, GrantRequest, RevokeAgentResponse, UserInfo } from '@mssh/protocol';
 import type { CreatedUser, IssuedEnrollToken } from './admin-service.js';
 import { ADMIN_SOCKET_PATHS, type AdminSocketInfo } from './admin-socket.js';
 
@@ -13,6 +14,17 @@ export interface AdminOps {
   readonly via: 'admin-socket' | 'database';
   createUser(req: { name: string; password: string; admin: boolean }): Promise<CreatedUser>;
   createEnrollToken(name: string): Promise<IssuedEnrollToken>;
+  listUsers(): Promise<UserInfo[]>;
+  disableUser(name: string, killSessions: boolean): Promise<DisableUserResponse>;
+  enableUser(name: string): Promise<UserInfo>;
+  setPassword(name: string, password: string): Promise<UserInfo>;
+  setRole(name: string, role: string | null): Promise<UserInfo>;
+  addGrant(req: GrantRequest): Promise<{ changed: boolean }>;
+  removeGrant(req: GrantRequest): Promise<{ changed: boolean }>;
+  listGrants(): Promise<GrantInfo[]>;
+  listAgents(): Promise<AgentAdminInfo[]>;
+  revokeAgent(name: string): Promise<RevokeAgentResponse>;
+  forgetAgent(name: string): Promise<{ name: string; wasOnline: boolean }>;
   close(): Promise<void>;
 }
 
@@ -26,6 +38,50 @@ export class AdminSocketClient implements AdminOps {
 
   createEnrollToken(name: string): Promise<IssuedEnrollToken> {
     return this.call<IssuedEnrollToken>('POST', ADMIN_SOCKET_PATHS.enroll, { name });
+  }
+
+  async listUsers(): Promise<UserInfo[]> {
+    return (await this.call<{ users: UserInfo[] }>('GET', ADMIN_SOCKET_PATHS.users)).users;
+  }
+
+  disableUser(name: string, killSessions: boolean): Promise<DisableUserResponse> {
+    return this.call('POST', `${ADMIN_SOCKET_PATHS.user(name)}/disable`, { killSessions });
+  }
+
+  enableUser(name: string): Promise<UserInfo> {
+    return this.call('POST', `${ADMIN_SOCKET_PATHS.user(name)}/enable`, {});
+  }
+
+  setPassword(name: string, password: string): Promise<UserInfo> {
+    return this.call('POST', `${ADMIN_SOCKET_PATHS.user(name)}/password`, { password });
+  }
+
+  setRole(name: string, role: string | null): Promise<UserInfo> {
+    return this.call('POST', `${ADMIN_SOCKET_PATHS.user(name)}/role`, { role });
+  }
+
+  addGrant(req: GrantRequest): Promise<{ changed: boolean }> {
+    return this.call('POST', ADMIN_SOCKET_PATHS.grants, req);
+  }
+
+  removeGrant(req: GrantRequest): Promise<{ changed: boolean }> {
+    return this.call('POST', ADMIN_SOCKET_PATHS.grantsRemove, req);
+  }
+
+  async listGrants(): Promise<GrantInfo[]> {
+    return (await this.call<{ grants: GrantInfo[] }>('GET', ADMIN_SOCKET_PATHS.grants)).grants;
+  }
+
+  async listAgents(): Promise<AgentAdminInfo[]> {
+    return (await this.call<{ agents: AgentAdminInfo[] }>('GET', ADMIN_SOCKET_PATHS.agents)).agents;
+  }
+
+  revokeAgent(name: string): Promise<RevokeAgentResponse> {
+    return this.call('POST', `${ADMIN_SOCKET_PATHS.agent(name)}/revoke`, {});
+  }
+
+  forgetAgent(name: string): Promise<{ name: string; wasOnline: boolean }> {
+    return this.call('DELETE', ADMIN_SOCKET_PATHS.agent(name));
   }
 
   info(): Promise<AdminSocketInfo> {

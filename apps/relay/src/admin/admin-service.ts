@@ -1,12 +1,20 @@
 /**
  * Administration shared by the REST admin routes (admin JWT), the local admin socket and the offline CLI:
- * create users, issue enrolment tokens.
+ * users (create, list, disable/enable, password, role), grants, agents (enrolment tokens, list, revoke,
+ * forget). Every change is audited.
  */
 import { hashPassword } from '@mssh/auth';
-import { ENROLL_TOKEN_TTL_SECONDS, type CreateEnrollTokenResponse } from '@mssh/protocol';
-import type { AgentRepository, EnrollTokenRepository, UserRepository } from '../db/index.js';
+import {
+  ENROLL_TOKEN_TTL_SECONDS, fingerprintBlob, fingerprintKeyLine,
+  type AgentAdminInfo, type CreateEnrollTokenResponse, type DisableUserResponse, type GrantInfo, type GrantRequest, type RevokeAgentResponse, type UserInfo,
+} from '@mssh/protocol';
+import type { AgentRecord, AgentRepository, EnrollTokenRepository, GrantRepository, UserRecord, UserRepository } from '../db/index.js';
 import type { RelayAuditSink } from '../audit/audit-sink.js';
+import { AUDIT } from '../audit/codes.js';
 import { relayError } from '../errors.js';
+import { grantPatternProblem } from '../access/glob.js';
+import type { TunnelRouter } from '../tunnel/types.js';
+import { DEFAULT_STALE_AFTER_MS, isStale } from '../hosts/staleness.js';
 
 /** Who asks, for the audit trail. */
 export interface AdminActor {
@@ -29,11 +37,28 @@ export interface IssuedEnrollToken extends CreateEnrollTokenResponse {
 export interface AdminServiceDeps {
   users: UserRepository;
   agents: AgentRepository;
+  grants: GrantRepository;
   enrollTokens: EnrollTokenRepository;
   audit: RelayAuditSink;
   /** The relay's public URL and certificate fingerprint (asked at each use: the port is known only once listening). */
   relay: () => { url: string; fingerprint: string };
+  /** The live tunnels (absent when the CLI works on the database of a stopped relay). */
+  router?: Pick<TunnelRouter, 'isOnline' | 'closeSessionsOfUser' | 'closeAgent'>;
   enrollTokenTtlSeconds?: number;
+  /** Machines not seen for this long are stale (default 30 days). */
+  staleAfterMs?: number;
+  clock?: () => Date;
+}
+
+export function userInfo(u: UserRecord): UserInfo {
+  return {
+    name: u.name, admin: u.isAdmin, role: u.role, disabled: u.disabledAt !== null,
+    disabledAt: u.disabledAt ? u.disabledAt.toISOString() : null, createdAt: u.createdAt.toISOString(),
+  };
+}
+
+function identityFingerprint(publicKey: string): string {
+  return fingerprintBlob(Buffer.from(publicKey, 'base64'));
 }
 
 export class AdminService {
@@ -43,6 +68,16 @@ export class AdminService {
     return this.deps.relay();
   }
 
+  private now(): Date {
+    return this.deps.clock?.() ?? new Date();
+  }
+
+  private emit(kind: { type: string; code: string }, by: AdminActor, extra: { host?: string; details?: Record<string, unknown> }): void {
+    this.deps.audit.emit({ ...kind, actor: by.actor, source: by.source, host: extra.host ?? null, details: extra.details ?? {} });
+  }
+
+  // ------------------------------------------------------------ users
+
   /** Expects a validated CreateUserRequest. A taken name is RLY_ERR_NAME_TAKEN. */
   async createUser(req: { name: string; password: string; admin: boolean }, by: AdminActor): Promise<CreatedUser> {
     const user = await this.deps.users.create({ name: req.name, passwordHash: await hashPassword(req.password), isAdmin: req.admin });
@@ -51,15 +86,133 @@ export class AdminService {
     return { name: user.name, admin: user.isAdmin, createdAt: user.createdAt.toISOString() };
   }
 
-  /** Expects a valid host name. A name already enrolled is RLY_ERR_NAME_TAKEN. */
+  async listUsers(): Promise<UserInfo[]> {
+    return (await this.deps.users.list()).map(userInfo);
+  }
+
+  private unknownUser(name: string): never {
+    throw relayError('RLY_ERR_UNKNOWN_USER', `no user named "${name}"; see mssh admin users list`);
+  }
+
+  /**
+   * Disable a user: their tokens fail from the next request on (authentication reads the row each time).
+   * With killSessions, their live sessions end now too (reason user_disabled).
+   */
+  async disableUser(name: string, opts: { killSessions: boolean }, by: AdminActor): Promise<DisableUserResponse> {
+    const before = await this.deps.users.findByName(name);
+    if (!before) this.unknownUser(name);
+    const u = before.disabledAt ? before : await this.deps.users.setDisabled(name, this.now());
+    if (!u) this.unknownUser(name);
+    const sessionsEnded = opts.killSessions ? (this.deps.router?.closeSessionsOfUser(name, 'user_disabled') ?? 0) : 0;
+    this.emit(AUDIT.userDisabled, by, { details: { user: name, killSessions: opts.killSessions, sessionsEnded } });
+    return { ...userInfo(u), sessionsEnded };
+  }
+
+  async enableUser(name: string, by: AdminActor): Promise<UserInfo> {
+    const u = await this.deps.users.setDisabled(name, null);
+    if (!u) this.unknownUser(name);
+    this.emit(AUDIT.userEnabled, by, { details: { user: name } });
+    return userInfo(u);
+  }
+
+  async setPassword(name: string, password: string, by: AdminActor): Promise<UserInfo> {
+    if (!(await this.deps.users.findByName(name))) this.unknownUser(name);
+    const u = await this.deps.users.setPasswordHash(name, await hashPassword(password));
+    if (!u) this.unknownUser(name);
+    this.emit(AUDIT.userPasswordChanged, by, { details: { user: name } });
+    return userInfo(u);
+  }
+
+  async setRole(name: string, role: string | null, by: AdminActor): Promise<UserInfo> {
+    const before = await this.deps.users.findByName(name);
+    if (!before) this.unknownUser(name);
+    const u = await this.deps.users.setRole(name, role);
+    if (!u) this.unknownUser(name);
+    this.emit(AUDIT.userRoleChanged, by, { details: { user: name, from: before.role, to: role } });
+    return userInfo(u);
+  }
+
+  // ------------------------------------------------------------ grants
+
+  /** Expects a validated GrantRequest. A grant to a user that does not exist is RLY_ERR_UNKNOWN_USER. */
+  async addGrant(req: GrantRequest, by: AdminActor): Promise<{ changed: boolean }> {
+    const problem = grantPatternProblem(req.pattern);
+    if (problem) throw relayError('RLY_ERR_BAD_REQUEST', problem);
+    if (req.subjectKind === 'user' && !(await this.deps.users.findByName(req.subject))) this.unknownUser(req.subject);
+    const changed = await this.deps.grants.add({ ...req, createdBy: by.actor });
+    if (changed) this.emit(AUDIT.grantAdded, by, { details: { subjectKind: req.subjectKind, subject: req.subject, pattern: req.pattern } });
+    return { changed };
+  }
+
+  async removeGrant(req: GrantRequest, by: AdminActor): Promise<{ changed: boolean }> {
+    const changed = await this.deps.grants.remove(req);
+    if (!changed) {
+      throw relayError('RLY_ERR_UNKNOWN_GRANT', `there is no grant of "${req.pattern}" to ${req.subjectKind} "${req.subject}"; see mssh admin grants`);
+    }
+    this.emit(AUDIT.grantRemoved, by, { details: { subjectKind: req.subjectKind, subject: req.subject, pattern: req.pattern } });
+    return { changed };
+  }
+
+  async listGrants(): Promise<GrantInfo[]> {
+    return (await this.deps.grants.list()).map((g) => ({
+      subjectKind: g.subjectKind, subject: g.subject, pattern: g.pattern, createdBy: g.createdBy, createdAt: g.createdAt.toISOString(),
+    }));
+  }
+
+  // ------------------------------------------------------------ agents
+
+  /**
+   * Expects a valid host name. A name enrolled (and not revoked) is RLY_ERR_NAME_TAKEN; a revoked name may
+   * be enrolled again (the new enrolment replaces the revoked row).
+   */
   async createEnrollToken(name: string, by: AdminActor): Promise<IssuedEnrollToken> {
-    if (await this.deps.agents.findByName(name)) {
-      throw relayError('RLY_ERR_NAME_TAKEN', `a machine named "${name}" is already enrolled; pick another name`);
+    const existing = await this.deps.agents.findByName(name);
+    if (existing && !existing.revokedAt) {
+      throw relayError('RLY_ERR_NAME_TAKEN', `a machine named "${name}" is already enrolled; pick another name, or revoke or forget it first`);
     }
     const { token, expiresAt } = await this.deps.enrollTokens.create({
       name, createdBy: by.actor, ttlSeconds: this.deps.enrollTokenTtlSeconds ?? ENROLL_TOKEN_TTL_SECONDS,
     });
     const relay = this.deps.relay();
     return { name, token, expiresAt: expiresAt.toISOString(), relayUrl: relay.url, relayFingerprint: relay.fingerprint };
+  }
+
+  agentInfo(a: AgentRecord): AgentAdminInfo {
+    const online = !a.revokedAt && (this.deps.router?.isOnline(a.name) ?? false);
+    return {
+      name: a.name,
+      online,
+      lastSeen: a.lastSeenAt ? a.lastSeenAt.toISOString() : null,
+      enrolledAt: a.enrolledAt.toISOString(),
+      revokedAt: a.revokedAt ? a.revokedAt.toISOString() : null,
+      stale: !online && !a.revokedAt && isStale(a, this.now(), this.deps.staleAfterMs ?? DEFAULT_STALE_AFTER_MS),
+      protocolVersion: a.protocolVersion,
+      agentVersion: a.agentVersion,
+      identityFingerprint: identityFingerprint(a.publicKey),
+      hostKeyFingerprints: a.hostKeys.map((k) => fingerprintKeyLine(k)).filter((f): f is string => f !== null),
+    };
+  }
+
+  async listAgents(): Promise<AgentAdminInfo[]> {
+    return (await this.deps.agents.listAll()).map((a) => this.agentInfo(a));
+  }
+
+  /** Refuse the agent from now on and drop its live link and sessions (reason agent_revoked). */
+  async revokeAgent(name: string, by: AdminActor): Promise<RevokeAgentResponse> {
+    const a = await this.deps.agents.revoke(name, this.now());
+    if (!a) throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh admin agents list`);
+    const wasOnline = this.deps.router?.closeAgent(name, 'agent_revoked', a.id) ?? false;
+    this.emit(AUDIT.agentRevoked, by, { host: name, details: { agentId: a.id, wasOnline } });
+    return { ...this.agentInfo(a), wasOnline };
+  }
+
+  /** Delete the agent's row (drop its link first): the name is free and its key unknown. */
+  async forgetAgent(name: string, by: AdminActor): Promise<{ name: string; wasOnline: boolean }> {
+    const a = await this.deps.agents.findByName(name);
+    if (!a) throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh admin agents list`);
+    await this.deps.agents.forget(name);
+    const wasOnline = this.deps.router?.closeAgent(name, 'agent_revoked', a.id) ?? false;
+    this.emit(AUDIT.agentForgotten, by, { host: name, details: { agentId: a.id, wasOnline } });
+    return { name, wasOnline };
   }
 }

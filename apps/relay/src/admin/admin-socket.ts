@@ -1,6 +1,6 @@
 /**
  * The local admin socket, `<data-dir>/admin.sock`: plain HTTP/1.1 on a unix socket, guarded by file
- * permissions (0600 in a 0700 directory). `mssh-relay user add` / `agent enroll` use it while the relay
+ * permissions (0600 in a 0700 directory). `mssh-relay user ...`, `agent ...` and `grant ...` use it while the relay
  * runs, so that nothing else opens the database (PGlite allows one process only).
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
@@ -8,14 +8,24 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { CreateEnrollTokenRequest, CreateUserRequest } from '@mssh/protocol';
 import { CliError } from '../errors.js';
-import { installErrorHandling, parseOr400 } from '../http/errors-edge.js';
+import { installErrorHandling } from '../http/errors-edge.js';
+import { adminOpsRoutes } from '../http/routes/admin-ops.js';
 import type { AdminService } from './admin-service.js';
 
 export const ADMIN_SOCKET_NAME = 'admin.sock';
 export const LOCAL_ADMIN_ACTOR = 'local-admin';
-export const ADMIN_SOCKET_PATHS = { users: '/admin/users', enroll: '/admin/agents/enroll', info: '/admin/info' } as const;
+/** The routes of http/routes/admin-ops.ts under /admin, plus /admin/info. */
+export const ADMIN_SOCKET_PATHS = {
+  users: '/admin/users',
+  user: (name: string) => `/admin/users/${encodeURIComponent(name)}`,
+  grants: '/admin/grants',
+  grantsRemove: '/admin/grants/remove',
+  agents: '/admin/agents',
+  agent: (name: string) => `/admin/agents/${encodeURIComponent(name)}`,
+  enroll: '/admin/agents/enroll',
+  info: '/admin/info',
+} as const;
 
 /** Unix socket paths are limited to 107 bytes on Linux. */
 const MAX_SOCKET_PATH = 107;
@@ -65,14 +75,7 @@ export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logg
   const app = fastify({ loggerInstance: deps.logger.child({ component: 'relay.admin-socket' }), bodyLimit: 64 * 1024, requestIdHeader: false }) as unknown as FastifyInstance;
   installErrorHandling(app);
   const by = { actor: LOCAL_ADMIN_ACTOR, source: 'admin.sock' };
-  app.post(ADMIN_SOCKET_PATHS.users, async (request, reply) => {
-    const body = parseOr400(CreateUserRequest, request.body);
-    return reply.code(201).send(await deps.admin.createUser(body, by));
-  });
-  app.post(ADMIN_SOCKET_PATHS.enroll, async (request, reply) => {
-    const { name } = parseOr400(CreateEnrollTokenRequest, request.body);
-    return reply.code(201).send(await deps.admin.createEnrollToken(name, by));
-  });
+  app.register(adminOpsRoutes, { prefix: '/admin', admin: deps.admin, actor: () => by });
   app.get(ADMIN_SOCKET_PATHS.info, async (): Promise<AdminSocketInfo> => ({
     relayUrl: deps.admin.relayInfo.url, relayFingerprint: deps.admin.relayInfo.fingerprint, pid: process.pid,
   }));

@@ -53,8 +53,10 @@ export class AuthService {
     const v = await this.deps.tokens.verify(m[1]!);
     const [revoked, user] = await Promise.all([this.deps.revokedTokens.isRevoked(v.jti), this.deps.users.findByName(v.user)]);
     if (revoked) throw new AuthError('AUTH_ERR_TOKEN_REVOKED');
-    if (!user || user.disabledAt) throw new AuthError('AUTH_ERR_INVALID_TOKEN', 'the account of this token no longer exists or is disabled');
-    return { user: user.name, admin: user.isAdmin, jti: v.jti, exp: v.exp };
+    if (!user) throw new AuthError('AUTH_ERR_INVALID_TOKEN', 'the account of this token no longer exists');
+    if (user.disabledAt) throw new AuthError('AUTH_ERR_USER_DISABLED', 'this account is disabled; ask an admin to enable it (mssh admin users enable NAME)');
+    // The row loaded here is all the access check needs too (admin, role): no second user lookup.
+    return { user: user.name, admin: user.isAdmin, role: user.role, jti: v.jti, exp: v.exp };
   }
 
   /** Revoke the caller's token (until it would have expired anyway). */

@@ -1,4 +1,4 @@
-import { and, asc, count, eq, isNull } from 'drizzle-orm';
+import { and, asc, count, eq, isNotNull, isNull, lt, or } from 'drizzle-orm';
 import { agents } from '@mssh/migrations';
 import type { Db } from './database.js';
 import type { AgentDirectory, EnrolledAgent } from '../tunnel/types.js';
@@ -53,6 +53,39 @@ export class AgentRepository implements AgentDirectory {
     if (agent) return { ok: true, agent };
     const byName = await tx.select({ id: agents.id }).from(agents).where(eq(agents.name, a.name)).limit(1);
     return { ok: false, conflict: byName.length > 0 ? 'name' : 'publicKey' };
+  }
+
+  /** Every agent, revoked ones too, by name (admin listing). */
+  async listAll(): Promise<AgentRecord[]> {
+    return this.db.select().from(agents).orderBy(asc(agents.name));
+  }
+
+  /** Mark the agent revoked (idempotent: an earlier revocation time is kept). Null when there is no such agent. */
+  async revoke(name: string, at: Date): Promise<AgentRecord | null> {
+    const rows = await this.db.update(agents).set({ revokedAt: at })
+      .where(and(eq(agents.name, name), isNull(agents.revokedAt))).returning();
+    return rows[0] ?? (await this.findByName(name));
+  }
+
+  /** Delete the agent row (revoked or not); the name can then be enrolled afresh. False when there was none. */
+  async forget(name: string, tx: Db = this.db): Promise<boolean> {
+    const rows = await tx.delete(agents).where(eq(agents.name, name)).returning({ id: agents.id });
+    return rows.length > 0;
+  }
+
+  /** Delete the row of a revoked agent with this name (re-enrolment of a revoked name). */
+  async forgetRevoked(name: string, tx: Db = this.db): Promise<boolean> {
+    const rows = await tx.delete(agents).where(and(eq(agents.name, name), isNotNull(agents.revokedAt))).returning({ id: agents.id });
+    return rows.length > 0;
+  }
+
+  /** Enrolled (not revoked) agents not seen since `before` (or never seen and enrolled before it). */
+  async countStale(before: Date): Promise<number> {
+    const [row] = await this.db.select({ n: count() }).from(agents).where(and(
+      isNull(agents.revokedAt),
+      or(lt(agents.lastSeenAt, before), and(isNull(agents.lastSeenAt), lt(agents.enrolledAt, before))),
+    ));
+    return row?.n ?? 0;
   }
 
   /** Agents that are not revoked, by name. */

@@ -5,6 +5,7 @@ import { EnrollTokenRepository } from './enroll-tokens.js';
 import { RevokedTokenRepository } from './revoked-tokens.js';
 import { SigningKeyRepository } from './signing-keys.js';
 import { SshKeyRepository } from './ssh-keys.js';
+import { GrantRepository } from './grants.js';
 
 export { openDatabase, redactDatabaseUrl, rootMessage, type Db, type Database, type OpenDatabaseOptions } from './database.js';
 export { UserRepository, type UserRecord } from './users.js';
@@ -13,6 +14,7 @@ export { EnrollTokenRepository, hashEnrollToken, type ClaimedEnrollToken } from 
 export { RevokedTokenRepository } from './revoked-tokens.js';
 export { SigningKeyRepository } from './signing-keys.js';
 export { SshKeyRepository, type SshKeyRecord } from './ssh-keys.js';
+export { GrantRepository, type GrantRecord, type GrantSubjectKind } from './grants.js';
 
 export interface Repositories {
   db: Db;
@@ -22,6 +24,7 @@ export interface Repositories {
   revokedTokens: RevokedTokenRepository;
   signingKeys: SigningKeyRepository;
   sshKeys: SshKeyRepository;
+  grants: GrantRepository;
 }
 
 export function createRepositories(db: Db): Repositories {
@@ -33,5 +36,6 @@ export function createRepositories(db: Db): Repositories {
     revokedTokens: new RevokedTokenRepository(db),
     signingKeys: new SigningKeyRepository(db),
     sshKeys: new SshKeyRepository(db),
+    grants: new GrantRepository(db),
   };
 }

@@ -65,6 +65,50 @@ describe.each(DB_KINDS)('repositories on %s', (kind) => {
     expect(await repos.agents.findByPublicKey(agentIdentity().publicKey)).toBeNull();
   });
 
+  it('grants: add is idempotent, remove reports, patternsFor takes user and role in one query', async () => {
+    expect(await repos.grants.add({ subjectKind: 'user', subject: 'gina', pattern: 'web-*', createdBy: 'admin' })).toBe(true);
+    expect(await repos.grants.add({ subjectKind: 'user', subject: 'gina', pattern: 'web-*', createdBy: 'admin' })).toBe(false);
+    expect(await repos.grants.add({ subjectKind: 'role', subject: 'ops', pattern: 'db-?', createdBy: 'admin' })).toBe(true);
+    expect(await repos.grants.add({ subjectKind: 'role', subject: 'gina', pattern: 'role-only', createdBy: 'admin' })).toBe(true);
+    expect(await repos.grants.add({ subjectKind: 'user', subject: 'other', pattern: '*', createdBy: 'admin' })).toBe(true);
+    expect((await repos.grants.patternsFor('gina', null)).sort()).toEqual(['web-*']);
+    expect((await repos.grants.patternsFor('gina', 'ops')).sort()).toEqual(['db-?', 'web-*']);
+    expect(await repos.grants.patternsFor('nobody', null)).toEqual([]);
+    expect(await repos.grants.patternsFor('nobody', 'ops')).toEqual(['db-?']);
+    const all = await repos.grants.list();
+    expect(all.map((g) => `${g.subjectKind}:${g.subject}:${g.pattern}`)).toEqual(['role:gina:role-only', 'role:ops:db-?', 'user:gina:web-*', 'user:other:*']);
+    expect(all[0]!.createdBy).toBe('admin');
+    expect(await repos.grants.remove({ subjectKind: 'user', subject: 'gina', pattern: 'web-*' })).toBe(true);
+    expect(await repos.grants.remove({ subjectKind: 'user', subject: 'gina', pattern: 'web-*' })).toBe(false);
+    expect(await repos.grants.patternsFor('gina', null)).toEqual([]);
+  });
+
+  it('users: disable/enable, password, role', async () => {
+    await repos.users.create({ name: 'hank', passwordHash: 'h', isAdmin: false });
+    const at = new Date();
+    expect(await repos.users.setDisabled('hank', at)).toMatchObject({ disabledAt: at });
+    expect(await repos.users.setDisabled('hank', null)).toMatchObject({ disabledAt: null });
+    expect(await repos.users.setPasswordHash('hank', 'h2')).toMatchObject({ passwordHash: 'h2' });
+    expect(await repos.users.setRole('hank', 'ops')).toMatchObject({ role: 'ops' });
+    expect(await repos.users.setRole('nobody', 'ops')).toBeNull();
+  });
+
+  it('agents: revoke keeps the first time, forgetRevoked only forgets revoked rows, countStale', async () => {
+    const id = agentIdentity();
+    await repos.agents.create({ name: 'gone', publicKey: id.publicKey, hostKeys: [], agentVersion: '0.1.0', protocolVersion: 1 });
+    expect(await repos.agents.forgetRevoked('gone')).toBe(false);
+    const t1 = new Date(Date.now() - 5000);
+    expect((await repos.agents.revoke('gone', t1))!.revokedAt).toEqual(t1);
+    expect((await repos.agents.revoke('gone', new Date()))!.revokedAt).toEqual(t1);
+    expect(await repos.agents.revoke('nope', new Date())).toBeNull();
+    expect((await repos.agents.listAll()).map((a) => a.name)).toContain('gone');
+    expect((await repos.agents.list()).map((a) => a.name)).not.toContain('gone');
+    expect(await repos.agents.forgetRevoked('gone')).toBe(true);
+    expect(await repos.agents.findByName('gone')).toBeNull();
+    expect(await repos.agents.countStale(new Date(Date.now() - 86_400_000))).toBe(0);
+    expect(await repos.agents.countStale(new Date(Date.now() + 86_400_000))).toBeGreaterThan(0);
+  });
+
   it('revocations: idempotent, and forgotten once long expired', async () => {
     await repos.revokedTokens.revoke('j-live', new Date(Date.now() + 3600_000));
     await repos.revokedTokens.revoke('j-live', new Date(Date.now() + 3600_000));

@@ -7,6 +7,7 @@ export interface UserRecord {
   name: string;
   passwordHash: string;
   isAdmin: boolean;
+  role: string | null;
   disabledAt: Date | null;
   createdAt: Date;
 }
@@ -27,6 +28,22 @@ export class UserRepository {
 
   async list(): Promise<UserRecord[]> {
     return this.db.select().from(users).orderBy(asc(users.name));
+  }
+
+  /** Disable (at a time) or enable (null) a user; the updated row, or null when there is no such user. */
+  async setDisabled(name: string, at: Date | null): Promise<UserRecord | null> {
+    const rows = await this.db.update(users).set({ disabledAt: at }).where(eq(users.name, name)).returning();
+    return rows[0] ?? null;
+  }
+
+  async setPasswordHash(name: string, passwordHash: string): Promise<UserRecord | null> {
+    const rows = await this.db.update(users).set({ passwordHash }).where(eq(users.name, name)).returning();
+    return rows[0] ?? null;
+  }
+
+  async setRole(name: string, role: string | null): Promise<UserRecord | null> {
+    const rows = await this.db.update(users).set({ role }).where(eq(users.name, name)).returning();
+    return rows[0] ?? null;
   }
 
   async count(): Promise<number> {

@@ -60,6 +60,8 @@ export class EnrollService {
         if (claimed.name !== req.name) {
           throw new Refusal(relayError('RLY_ERR_ENROLL_NAME_MISMATCH', `this enrolment token was issued for "${claimed.name}", not "${req.name}"`));
         }
+        // A revoked machine of that name is replaced (an admin issued this fresh token for it).
+        await agents.forgetRevoked(req.name, tx);
         const r = await agents.create({
           name: req.name, publicKey: req.publicKey, hostKeys: [...new Set(req.hostKeys)],
           agentVersion: req.agentVersion, protocolVersion: req.protocolVersion,

@@ -2,17 +2,28 @@ import { fingerprintKeyLine, type HostInfo } from '@mssh/protocol';
 import type { AgentRecord, AgentRepository } from '../db/index.js';
 import type { TunnelRouter } from '../tunnel/types.js';
 import { relayError } from '../errors.js';
+import { DEFAULT_STALE_AFTER_MS, isStale } from './staleness.js';
 
 export interface Health {
   status: 'ok';
   agentsOnline: number;
   agentsEnrolled: number;
   activeSessions: number;
+  /** Enrolled machines not seen for longer than --stale-after. */
+  agentsStale: number;
 }
 
 /** What users see of enrolled machines: name, online, last seen, attested host keys. */
 export class HostService {
-  constructor(private readonly deps: { agents: AgentRepository; router: TunnelRouter }) {}
+  constructor(private readonly deps: { agents: AgentRepository; router: TunnelRouter; staleAfterMs?: number; clock?: () => Date }) {}
+
+  private get staleAfterMs(): number {
+    return this.deps.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
+  }
+
+  private now(): Date {
+    return this.deps.clock?.() ?? new Date();
+  }
 
   async list(): Promise<HostInfo[]> {
     return (await this.deps.agents.list()).map((a) => this.info(a));
@@ -36,6 +47,7 @@ export class HostService {
       agentsOnline: this.deps.router.onlineNames().length,
       agentsEnrolled: await this.deps.agents.countEnrolled(),
       activeSessions: this.deps.router.activeSessions(),
+      agentsStale: await this.deps.agents.countStale(new Date(this.now().getTime() - this.staleAfterMs)),
     };
   }
 
@@ -49,14 +61,16 @@ export class HostService {
         fps.push(fp);
       }
     }
+    const online = this.deps.router.isOnline(a.name);
     return {
       name: a.name,
-      online: this.deps.router.isOnline(a.name),
+      online,
       lastSeen: a.lastSeenAt ? a.lastSeenAt.toISOString() : null,
       hostKeys: keys,
       hostKeyFingerprints: fps,
       agentVersion: a.agentVersion,
       protocolVersion: a.protocolVersion,
+      stale: !online && isStale(a, this.now(), this.staleAfterMs),
     };
   }
 }

@@ -168,6 +168,9 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
       expect(body).toMatchObject({ name: 'laptop', agentEndpoint: null });
       expect(await r.repos.agents.findByPublicKey(id.publicKey)).toMatchObject({ id: body.agentId, name: 'laptop', revokedAt: null });
 
+      // alice (not an admin) sees nothing until granted.
+      expect(HostsResponse.parse((await call('GET', PATHS.hosts, { token: aliceToken })).json()).hosts).toEqual([]);
+      await r.repos.grants.add({ subjectKind: 'user', subject: 'alice', pattern: 'lap*', createdBy: 'test' });
       const list = HostsResponse.parse((await call('GET', PATHS.hosts, { token: aliceToken })).json());
       const laptop = list.hosts.find((h) => h.name === 'laptop')!;
       expect(laptop).toMatchObject({ online: false, lastSeen: null, hostKeys: [id.hostKey], hostKeyFingerprints: [fingerprintKeyLine(id.hostKey)], agentVersion: '0.1.0', protocolVersion: 1 });
@@ -243,9 +246,13 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
 
   describe('hosts', () => {
     it('unknown and malformed host names', async () => {
-      const unknown = await call('GET', PATHS.host('nowhere'), { token: aliceToken });
+      const unknown = await call('GET', PATHS.host('nowhere'), { token: adminToken });
       expect(unknown.statusCode).toBe(404);
       expect(unknown.json()).toMatchObject({ code: 'RLY_ERR_UNKNOWN_HOST' });
+      // A non-admin without a grant gets the same answer whether the machine exists or not.
+      const ungranted = await call('GET', PATHS.host('nowhere'), { token: aliceToken });
+      expect(ungranted.statusCode).toBe(403);
+      expect(ungranted.json()).toMatchObject({ code: 'RLY_ERR_NO_GRANT' });
       const bad = await call('GET', PATHS.host('Not_Valid'), { token: aliceToken });
       expect(bad.statusCode).toBe(400);
     });
@@ -255,7 +262,7 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
       const res = await call('GET', PATHS.healthz);
       expect(res.statusCode).toBe(200);
       const body = res.json();
-      expect(Object.keys(body).sort()).toEqual(['activeSessions', 'agentsEnrolled', 'agentsOnline', 'status']);
+      expect(Object.keys(body).sort()).toEqual(['activeSessions', 'agentsEnrolled', 'agentsOnline', 'agentsStale', 'status']);
       expect(body).toMatchObject({ status: 'ok', agentsOnline: r.router.online.size, activeSessions: 3 });
       expect(body.agentsEnrolled).toBe((await r.repos.agents.list()).length);
       expect(res.body).not.toMatch(/laptop/);

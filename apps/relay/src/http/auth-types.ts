@@ -12,6 +12,8 @@ export interface RequestAuth {
   user: string;
   /** The user is an admin now (from the database, not only the token's claim). */
   admin: boolean;
+  /** The user's role (grants may name it), from the same database row. */
+  role: string | null;
   /** The token's id (revocation key). */
   jti: string;
   /** The token's expiry, seconds since the epoch. */

@@ -14,6 +14,9 @@ import type { AdminService } from '../admin/admin-service.js';
 import type { EnrollService } from '../enrolment/enroll-service.js';
 import type { HostService } from '../hosts/host-service.js';
 import type { SshKeyService } from '../ssh-jump/ssh-key-service.js';
+import type { AccessService } from '../access/access-service.js';
+import type { RelayAuditSink } from '../audit/audit-sink.js';
+import { AUDIT } from '../audit/codes.js';
 import { createRelayHttpServer, type RelayHttpServer } from './server-factory.js';
 import { installErrorHandling } from './errors-edge.js';
 import { installAuth } from './auth-plugin.js';
@@ -23,7 +26,7 @@ import { hostRoutes } from './routes/hosts.js';
 import { enrollRoutes } from './routes/enroll.js';
 import { adminRoutes } from './routes/admin.js';
 import { sshKeyRoutes } from './routes/ssh-keys.js';
-import { tunnelRoutes } from './tunnel-routes.js';
+import { tunnelRoutes, type TunnelRoutesOptions } from './tunnel-routes.js';
 
 /** JSON bodies are small: credentials, names, keys. Tunnels stream and are not subject to it. */
 export const JSON_BODY_LIMIT = 64 * 1024;
@@ -38,6 +41,9 @@ export interface ServerDeps {
   enrolment: EnrollService;
   admin: AdminService;
   sshKeys: SshKeyService;
+  access: AccessService;
+  /** For session.denied (the other events are emitted by the services). */
+  audit?: Pick<RelayAuditSink, 'emit'>;
   /** How long shutdown waits for API connections to finish before cutting them (default 2 s). */
   closeGraceMs?: number;
 }
@@ -78,13 +84,15 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   app.register(healthRoutes, { hosts: deps.hosts });
   app.register(authRoutes, { auth: deps.auth, tokens: deps.tokens });
-  app.register(hostRoutes, { hosts: deps.hosts });
+  app.register(hostRoutes, { hosts: deps.hosts, access: deps.access });
   app.register(enrollRoutes, { enrolment: deps.enrolment });
   app.register(adminRoutes, { admin: deps.admin });
   app.register(sshKeyRoutes, { sshKeys: deps.sshKeys });
-  app.register(tunnelRoutes as FastifyPluginAsync<{ router: TunnelRouter; hostExists: (name: string) => Promise<boolean> }>, {
+  app.register(tunnelRoutes as FastifyPluginAsync<TunnelRoutesOptions>, {
     router: deps.router,
     hostExists: (name) => deps.hosts.exists(name),
+    canReach: (user, host) => deps.access.canReach(user, host),
+    onDenied: (e) => deps.audit?.emit({ ...AUDIT.sessionDenied, actor: e.user, host: e.host, source: e.source, details: { reason: 'no_grant' } }),
   });
   return app;
 }

@@ -19,6 +19,10 @@ export interface TunnelRoutesOptions {
   router: TunnelRouter;
   /** Is a machine with this name enrolled (whether or not its agent is connected)? */
   hostExists: (name: string) => Promise<boolean>;
+  /** May this user reach this host? (AccessService.canReach: one query at most, admins none.) */
+  canReach: (user: { name: string; admin: boolean; role: string | null }, host: string) => Promise<boolean>;
+  /** Where refusals are recorded (session.denied). */
+  onDenied?: (e: { user: string; host: string; source: string | null }) => void;
 }
 
 function sendError(reply: FastifyReply, err: RelayError): FastifyReply {
@@ -44,7 +48,7 @@ function respondRawError(stream: ServerHttp2Stream, err: RelayError): void {
 }
 
 export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app, opts) => {
-  const { router, hostExists } = opts;
+  const { router, hostExists, canReach } = opts;
   if (typeof app.authenticate !== 'function') throw new Error('tunnelRoutes needs the server to decorate app.authenticate');
 
   // Tunnel bodies are raw byte streams of any length: never buffer or parse them.
@@ -63,6 +67,11 @@ export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app,
     }
     const auth: RequestAuth | null = request.auth;
     if (!auth) return sendError(reply, relayError('RLY_ERR_INTERNAL', 'request was not authenticated'));
+    // Access first, and the same answer for unknown and ungranted machines (no hint that one exists).
+    if (!(await canReach({ name: auth.user, admin: auth.admin, role: auth.role }, host))) {
+      opts.onDenied?.({ user: auth.user, host, source: request.ip ?? null });
+      return sendError(reply, relayError('RLY_ERR_NO_GRANT', `you have no grant for a machine named ${host}; ask an admin (mssh admin grant ${auth.user} ${host})`));
+    }
     if (!(await hostExists(host))) {
       return sendError(reply, relayError('RLY_ERR_UNKNOWN_HOST', `no machine named ${host} is enrolled`));
     }

@@ -118,10 +118,10 @@ async function startRelay(): Promise<Relay> {
       await reply.code(401).send({ statusCode: 401, code: 'AUTH_ERR_MISSING_TOKEN', error: 'Unauthorized', message: 'no bearer token' });
       return;
     }
-    request.auth = { user: 'alice', admin: false, jti: 'jti-1', exp: Math.floor(Date.now() / 1000) + 3600 };
+    request.auth = { user: 'alice', admin: false, role: null, jti: 'jti-1', exp: Math.floor(Date.now() / 1000) + 3600 };
   });
   app.decorate('requireAdmin', async () => {});
-  await app.register(tunnelRoutes, { router, hostExists: async (name: string) => directory.hasName(name) });
+  await app.register(tunnelRoutes, { router, hostExists: async (name: string) => directory.hasName(name), canReach: async () => true });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as net.AddressInfo).port;
   return { app, port, fingerprint: certFingerprint(new X509Certificate(pems.cert).raw), router, directory, audit, agentSockets: () => agentSockets, acceptedSockets };
@@ -447,6 +447,32 @@ describe('tunnel router + route + real agent + real sshd', () => {
     t2.close(http2.constants.NGHTTP2_CANCEL);
     await second.link.close(1_000);
     await second.outcome;
+  });
+
+  it('closeSessionsOfUser ends only that user\'s sessions, recorded as user_disabled; closeAgent drops the link as agent_revoked', async () => {
+    const id = newIdentity();
+    relay.directory.enrol('victim', id.publicKey);
+    const { outcome } = startLink(relay, 'victim', id, sshdTarget());
+    await waitFor(() => relay.router.isOnline('victim'), 15_000, 'victim agent online');
+    const t1 = await openTunnel(client, 'victim');
+    await readUntil(t1, /SSH-2\.0-OpenSSH/);
+    const closed1 = new Promise<void>((r) => t1.once('close', r));
+    // The route stub authenticates everyone as alice: another user's name ends nothing.
+    expect(relay.router.closeSessionsOfUser('bob', 'user_disabled')).toBe(0);
+    expect(relay.router.closeSessionsOfUser('alice', 'user_disabled')).toBe(1);
+    await closed1;
+    await waitFor(() => relay.audit.ended.some((e) => e.host === 'victim' && e.reason === 'user_disabled'), 2_000, 'session end recorded as user_disabled');
+    expect(relay.router.isOnline('victim')).toBe(true);
+
+    const t2 = await openTunnel(client, 'victim');
+    await readUntil(t2, /SSH-2\.0-OpenSSH/);
+    const closed2 = new Promise<void>((r) => t2.once('close', r));
+    expect(relay.router.closeAgent('victim', 'agent_revoked')).toBe(true);
+    await closed2;
+    await outcome;
+    await waitFor(() => relay.audit.ended.filter((e) => e.host === 'victim' && e.reason === 'agent_revoked').length === 1, 2_000, 'session end recorded as agent_revoked');
+    expect(relay.router.isOnline('victim')).toBe(false);
+    expect(relay.router.closeAgent('victim', 'agent_revoked')).toBe(false);
   });
 
   it('killing the agent socket makes sessions to it fail at once with RLY_ERR_AGENT_OFFLINE', async () => {

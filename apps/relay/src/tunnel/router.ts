@@ -5,7 +5,7 @@
  *
  *   client --h2 stream--> relay route --openSession(name)--> AgentLink --h2 stream--> agent --> sshd
  */
-import type { ClientHttp2Stream } from 'node:http2';
+import { constants as h2c, type ClientHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type pino from 'pino';
@@ -43,8 +43,13 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
   const byName = new Map<string, AgentLink>();
   const links = new Set<AgentLink>();
   const linkOfStream = new WeakMap<ClientHttp2Stream, AgentLink>();
+  /** Spliced sessions, for ending them by user (an admin disabled the account). */
+  const live = new Map<string, { user: string; client: Duplex; agentStream: ClientHttp2Stream; killed: SessionEndReason | null }>();
   let sessions = 0;
   let closing = false;
+  /** Agents revoked or forgotten while this relay runs (bounded): a handshake that raced the revocation is dropped. */
+  const refusedIds = new Map<string, SessionEndReason>();
+  const REFUSED_MAX = 10_000;
 
   const deps = {
     directory: opts.directory,
@@ -68,6 +73,11 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       const name = link.name!;
       if (closing) {
         link.close('relay is shutting down', 'relay_shutdown');
+        return;
+      }
+      const refused = refusedIds.get(link.agent!.id);
+      if (refused) {
+        link.close('revoked by an admin', refused);
         return;
       }
       const old = byName.get(name);
@@ -140,9 +150,17 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       const startedAt = clock();
       safeAudit(logger, () => opts.audit.sessionStarted?.({ sessionId: meta.sessionId, user: meta.user, host: meta.host, agentId, source, via }));
       logger.debug({ sessionId: meta.sessionId, user: meta.user, host: meta.host }, 'session started');
-      const r = await splice(client, agentStream);
+      const entry = { user: meta.user, client, agentStream, killed: null as SessionEndReason | null };
+      live.set(meta.sessionId, entry);
+      let r: Awaited<ReturnType<typeof splice>>;
+      try {
+        r = await splice(client, agentStream);
+      } finally {
+        live.delete(meta.sessionId);
+      }
       let reason: SessionEndReason;
-      if (link && link.endReason !== null && (r.first === 'b' || !r.clean)) reason = link.sessionEndReason;
+      if (entry.killed) reason = entry.killed;
+      else if (link && link.endReason !== null && (r.first === 'b' || !r.clean)) reason = link.sessionEndReason;
       else reason = r.first === 'a' ? 'client_closed' : 'agent_closed';
       const summary: TunnelSessionSummary = {
         sessionId: meta.sessionId,
@@ -160,6 +178,38 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       logger.debug({ ...summary, clean: r.clean, linkReason: link?.endReason ?? null }, 'session ended');
       safeAudit(logger, () => opts.audit.sessionEnded?.(summary));
       return summary;
+    },
+
+    closeSessionsOfUser(user: string, reason: SessionEndReason): number {
+      let n = 0;
+      for (const [sessionId, e] of live) {
+        if (e.user !== user || e.killed) continue;
+        e.killed = reason;
+        n++;
+        logger.info({ sessionId, user, reason }, 'ending session');
+        try { e.agentStream.close(h2c.NGHTTP2_CANCEL); } catch { /* gone */ }
+        const c = e.client as Duplex & { close?: (code?: number) => void };
+        try {
+          if (typeof c.close === 'function') c.close(h2c.NGHTTP2_CANCEL);
+          else c.destroy();
+        } catch { /* gone */ }
+      }
+      return n;
+    },
+
+    closeAgent(name: string, reason: SessionEndReason, agentId?: string): boolean {
+      if (agentId) {
+        if (refusedIds.size >= REFUSED_MAX) refusedIds.delete(refusedIds.keys().next().value!);
+        refusedIds.set(agentId, reason);
+      }
+      let found = false;
+      for (const link of links) {
+        if (link.name === name && link.state !== 'closed') {
+          found = true;
+          link.close(reason === 'agent_revoked' ? 'revoked by an admin' : `closed: ${reason}`, reason);
+        }
+      }
+      return found;
     },
 
     async close(): Promise<void> {

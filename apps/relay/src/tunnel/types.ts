@@ -86,6 +86,17 @@ export interface TunnelRouter {
    * optional sessionStarted/sessionEnded. Resolves (never rejects) when both streams are closed.
    */
   spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; via?: SessionVia }): Promise<TunnelSessionSummary>;
+  /**
+   * End every live session of this mssh user now (both streams cancelled); they are recorded with
+   * `reason`. Returns how many were ended.
+   */
+  closeSessionsOfUser(user: string, reason: SessionEndReason): number;
+  /**
+   * Drop the named agent's link (and with it its sessions, recorded with `reason`). Returns whether a
+   * link was up. With `agentId`, a handshake of that agent still in flight (it passed the database check
+   * just before the revocation) is refused too when it completes.
+   */
+  closeAgent(name: string, reason: SessionEndReason, agentId?: string): boolean;
   /** Close every link (and with them every session), e.g. at shutdown. */
   close(): Promise<void>;
 }

@@ -31,7 +31,7 @@ export function formatHostsTable(hosts: HostInfo[], now: Date): string {
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((h) => [
       sanitizeForTerminal(h.name),
-      h.online ? 'online' : 'offline',
+      h.online ? 'online' : h.stale ? 'stale' : 'offline',
       h.online ? 'now' : formatAge(h.lastSeen, now),
       primaryFingerprint(h.hostKeys),
     ]);
@@ -43,7 +43,7 @@ export function formatHostsTable(hosts: HostInfo[], now: Date): string {
 
 /** `mssh ls [--json]`. */
 export async function ls(ctx: CliContext, args: { json: boolean }): Promise<number> {
-  const { client } = await openLoggedInRelay(ctx);
+  const { client, entry } = await openLoggedInRelay(ctx);
   try {
     const hosts = await client.listHosts();
     if (args.json) {
@@ -51,7 +51,11 @@ export async function ls(ctx: CliContext, args: { json: boolean }): Promise<numb
       return 0;
     }
     ctx.io.stdout.write(formatHostsTable(hosts, ctx.now()));
-    if (hosts.length === 0) println(ctx.io.stderr, 'No machines yet. An admin enrols one with `mssh admin agents enroll NAME`.');
+    if (hosts.length === 0) {
+      println(ctx.io.stderr, entry.admin
+        ? 'No machines yet. Enrol one with `mssh admin agents enroll NAME`.'
+        : `No machines you may reach. Ask an admin for a grant (\`mssh admin grant ${sanitizeForTerminal(entry.user ?? 'USER')} 'PATTERN'\`).`);
+    }
     return 0;
   } finally {
     await client.close();

@@ -20,6 +20,9 @@ describe('hostStatus', () => {
     expect(hostStatus({ online: false, lastSeen: '2026-01-30T00:00:00Z' }, now)).toBe('offline');
     expect(hostStatus({ online: false, lastSeen: '2025-12-01T00:00:00Z' }, now)).toBe('stale');
     expect(hostStatus({ online: false, lastSeen: null }, now)).toBe('offline');
+    // the relay's own verdict (its --stale-after) wins when given
+    expect(hostStatus({ online: false, lastSeen: '2026-01-30T00:00:00Z', stale: true }, now)).toBe('stale');
+    expect(hostStatus({ online: false, lastSeen: '2025-12-01T00:00:00Z', stale: false }, now)).toBe('offline');
   });
 });
 

@@ -11,8 +11,10 @@ import { fuzzyMatch } from './fuzzy.js';
 export type HostStatus = 'online' | 'offline' | 'stale';
 const STALE_MS = 30 * 86_400_000;
 
-export function hostStatus(h: Pick<HostInfo, 'online' | 'lastSeen'>, now: Date): HostStatus {
+/** The relay's verdict on staleness (its --stale-after) when it gives one, else 30 days since last seen. */
+export function hostStatus(h: Pick<HostInfo, 'online' | 'lastSeen'> & { stale?: boolean }, now: Date): HostStatus {
   if (h.online) return 'online';
+  if (h.stale !== undefined) return h.stale ? 'stale' : 'offline';
   const t = h.lastSeen ? Date.parse(h.lastSeen) : NaN;
   return Number.isFinite(t) && now.getTime() - t > STALE_MS ? 'stale' : 'offline';
 }

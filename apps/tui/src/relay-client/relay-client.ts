@@ -8,6 +8,16 @@
 import http2 from 'node:http2';
 import type { ZodType } from 'zod';
 import {
+  AgentsResponse,
+  DisableUserResponse,
+  GrantChangeResponse,
+  GrantsResponse,
+  RevokeAgentResponse,
+  UserInfo,
+  UsersResponse,
+  type AgentAdminInfo,
+  type GrantInfo,
+  type GrantRequest,
   CreateEnrollTokenResponse,
   HEADERS,
   HostInfo,
@@ -104,6 +114,50 @@ export class RelayClient {
 
   createEnrollToken(name: string): Promise<CreateEnrollTokenResponse> {
     return this.call('POST', PATHS.adminAgentEnroll, { body: { name }, schema: CreateEnrollTokenResponse, host: name });
+  }
+
+  async listUsers(): Promise<UserInfo[]> {
+    return (await this.call('GET', PATHS.adminUsers, { schema: UsersResponse })).users;
+  }
+
+  disableUser(name: string, killSessions: boolean): Promise<DisableUserResponse> {
+    return this.call('POST', `${PATHS.adminUser(name)}/disable`, { body: { killSessions }, schema: DisableUserResponse });
+  }
+
+  enableUser(name: string): Promise<UserInfo> {
+    return this.call('POST', `${PATHS.adminUser(name)}/enable`, { body: {}, schema: UserInfo });
+  }
+
+  setPassword(name: string, password: string): Promise<UserInfo> {
+    return this.call('POST', `${PATHS.adminUser(name)}/password`, { body: { password }, schema: UserInfo });
+  }
+
+  setRole(name: string, role: string | null): Promise<UserInfo> {
+    return this.call('POST', `${PATHS.adminUser(name)}/role`, { body: { role }, schema: UserInfo });
+  }
+
+  addGrant(req: GrantRequest): Promise<{ changed: boolean }> {
+    return this.call('POST', PATHS.adminGrants, { body: req, schema: GrantChangeResponse });
+  }
+
+  removeGrant(req: GrantRequest): Promise<{ changed: boolean }> {
+    return this.call('POST', PATHS.adminGrantsRemove, { body: req, schema: GrantChangeResponse });
+  }
+
+  async listGrants(): Promise<GrantInfo[]> {
+    return (await this.call('GET', PATHS.adminGrants, { schema: GrantsResponse })).grants;
+  }
+
+  async listAgents(): Promise<AgentAdminInfo[]> {
+    return (await this.call('GET', PATHS.adminAgents, { schema: AgentsResponse })).agents;
+  }
+
+  revokeAgent(name: string): Promise<RevokeAgentResponse> {
+    return this.call('POST', `${PATHS.adminAgent(name)}/revoke`, { body: {}, schema: RevokeAgentResponse, host: name });
+  }
+
+  async forgetAgent(name: string): Promise<void> {
+    await this.call('DELETE', PATHS.adminAgent(name), { host: name });
   }
 
   private headers(method: string, path: string, auth: boolean): http2.OutgoingHttpHeaders {

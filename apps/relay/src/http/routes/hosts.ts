@@ -2,17 +2,27 @@ import type { FastifyPluginAsync } from 'fastify';
 import { HostName, PATHS, type HostsResponse } from '@mssh/protocol';
 import { z } from 'zod';
 import type { HostService } from '../../hosts/host-service.js';
+import type { AccessService } from '../../access/access-service.js';
+import { relayError } from '../../errors.js';
 import { parseOr400 } from '../errors-edge.js';
 import '../auth-types.js';
 
-/** The enrolled machines, for authenticated users. */
-export const hostRoutes: FastifyPluginAsync<{ hosts: HostService }> = async (app, { hosts }) => {
+/** The enrolled machines this user may reach (admins: all), for authenticated users. */
+export const hostRoutes: FastifyPluginAsync<{ hosts: HostService; access: AccessService }> = async (app, { hosts, access }) => {
   app.addHook('preHandler', app.authenticate);
 
-  app.get(PATHS.hosts, async (): Promise<HostsResponse> => ({ hosts: await hosts.list() }));
+  app.get(PATHS.hosts, async (request): Promise<HostsResponse> => {
+    const a = request.auth!;
+    return { hosts: await access.filterReachable({ name: a.user, admin: a.admin, role: a.role }, await hosts.list()) };
+  });
 
   app.get(`${PATHS.hosts}/:name`, async (request) => {
     const { name } = parseOr400(z.object({ name: HostName }), request.params);
+    const a = request.auth!;
+    // The same answer for an unknown and an ungranted machine: no grant, no hint that it exists.
+    if (!(await access.canReach({ name: a.user, admin: a.admin, role: a.role }, name))) {
+      throw relayError('RLY_ERR_NO_GRANT', `you have no grant for a machine named "${name}"; ask an admin (mssh admin grant ${a.user} ${name})`);
+    }
     return hosts.get(name);
   });
 };
