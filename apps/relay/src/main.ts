@@ -10,7 +10,7 @@ import { Command, Option } from 'commander';
 import { prepareDummyHash } from '@mssh/auth';
 import { MIN_PROTOCOL_VERSION, SOFTWARE_VERSION, sanitizeForTerminal } from '@mssh/protocol';
 import {
-  AgentEnrollConfigSchema, InfoConfigSchema, ServeConfigSchema, UserAddConfigSchema,
+  AgentEnrollConfigSchema, AuditPruneConfigSchema, InfoConfigSchema, ServeConfigSchema, UserAddConfigSchema,
   defaultPublicUrl, formatHostPort, parseConfig, type StoreConfig,
 } from './config.js';
 import { CliError, RelayError } from './errors.js';
@@ -18,6 +18,8 @@ import { createLogger } from './logger.js';
 import { pgliteDir, prepareDataDir, relayId } from './data-dir.js';
 import { createRepositories, openDatabase, redactDatabaseUrl, rootMessage } from './db/index.js';
 import { DbAuditSink } from './audit/audit-sink.js';
+import { SessionRecorder } from './audit/session-recorder.js';
+import { AUDIT } from './audit/codes.js';
 import { loadOrCreateTls, readFingerprint, tlsPaths } from './tls/certificate.js';
 import { loadTokenService } from './auth/token-keys.js';
 import { bootstrapAdmin, BOOTSTRAP_ADMIN } from './auth/bootstrap.js';
@@ -27,6 +29,7 @@ import { createTunnelRouter } from './tunnel/router.js';
 import { adminSocketPath, claimAdminSocketPath, socketAnswers, startAdminSocket, LOCAL_ADMIN_ACTOR } from './admin/admin-socket.js';
 import { AdminSocketClient, type AdminOps } from './admin/admin-client.js';
 import { AdminService } from './admin/admin-service.js';
+import { AuditLog } from './audit/audit-log.js';
 import { readNewPassword } from './cli/password.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -61,8 +64,20 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     logger.info({ kind: database.kind, where: cfg.databaseUrl ? redactDatabaseUrl(cfg.databaseUrl) : pgliteDir(cfg.dataDir) }, 'database ready');
 
     const repos = createRepositories(database.db);
-    const audit = new DbAuditSink({ db: database.db, relayId: relayId(cfg.dataDir), logger: logger.child({ component: 'relay.audit' }) });
+    const thisRelay = relayId(cfg.dataDir);
+    const auditLogger = logger.child({ component: 'relay.audit' });
+    const audit = new DbAuditSink({ db: database.db, relayId: thisRelay, logger: auditLogger });
     cleanups.push(() => audit.flush());
+    const recorder = new SessionRecorder({ db: database.db, writer: audit.writer, relayId: thisRelay, logger: auditLogger, progressIntervalMs: cfg.auditProgressMs });
+    cleanups.push(() => recorder.close());
+    // Sessions a previous run left open (kill -9, power loss) are closed before anything else starts.
+    let recovered: number;
+    try {
+      recovered = await recorder.recoverCrashed();
+    } catch (e) {
+      throw new CliError(`cannot close the sessions a previous run left open: ${rootMessage(e)}`, 'Check that the database is reachable and writable, then start again.', e);
+    }
+    if (recovered > 0) logger.warn({ sessions: recovered }, `closed ${recovered} session(s) left open by a previous run (end reason relay_crashed)`);
     const { tokens, createdKey } = await loadTokenService(repos.signingKeys);
     if (createdKey) logger.info({ kid: tokens.signingKid }, 'created the token signing key');
     await prepareDummyHash();
@@ -71,8 +86,8 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     const router = createTunnelRouter({ directory: repos.agents, audit, logger, minProtocolVersion: MIN_PROTOCOL_VERSION });
     cleanups.push(() => router.close());
     const relay = { url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen), fingerprint: tls.fingerprint };
-    const services = createServices({ repos, tokens, audit, router, relay: () => relay });
-    const app = buildServer({ tls, logger, router, tokens, ...services });
+    const services = createServices({ repos, tokens, audit, router, relay: () => relay, relayId: thisRelay, liveSessions: () => recorder.active() });
+    const app = buildServer({ tls, logger, router, tokens, ...services, sessions: recorder, audit });
     try {
       await app.listen({ host: cfg.listen.host, port: cfg.listen.port });
     } catch (e) {
@@ -87,8 +102,14 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     const bound = app.server.address() as AddressInfo;
     relay.url = cfg.publicUrl ?? defaultPublicUrl({ host: cfg.listen.host, port: bound.port });
 
-    const adminSock = await startAdminSocket({ admin: services.admin, logger, path: sockPath });
+    const adminSock = await startAdminSocket({ admin: services.admin, logger, path: sockPath, auditLog: services.auditLog });
     cleanups.push(() => adminSock.close());
+
+    recorder.startProgress();
+    audit.emit({
+      ...AUDIT.relayStarted, source: formatHostPort(cfg.listen.host, bound.port),
+      details: { version: SOFTWARE_VERSION, url: relay.url, pid: process.pid, database: database.kind, recoveredSessions: recovered },
+    });
 
     const purge = setInterval(() => {
       repos.revokedTokens.purgeExpired().catch((err) => logger.warn({ err }, 'purging expired revocations failed'));
@@ -121,7 +142,10 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
         await router.close().catch((err) => logger.error({ err }, 'closing agent links failed'));
         await closingHttp.catch((err) => logger.error({ err }, 'closing the HTTP server failed'));
         await adminSock.close().catch((err) => logger.error({ err }, 'closing the admin socket failed'));
+        await recorder.close();
+        audit.emit({ ...AUDIT.relayStopped, details: { signal, pid: process.pid } });
         await audit.flush();
+        audit.writer.close();
         await database.close().catch((err) => logger.error({ err }, 'closing the database failed'));
         logger.info('stopped');
         process.exit(0);
@@ -166,6 +190,7 @@ async function adminOps(cfg: StoreConfig, relayInfo: () => Promise<{ url: string
   const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
   const repos = createRepositories(database.db);
   const audit = new DbAuditSink({ db: database.db, relayId: relayId(cfg.dataDir), logger });
+  const auditLog = new AuditLog({ db: database.db, relayId: relayId(cfg.dataDir) });
   let relay: { url: string; fingerprint: string } = { url: '', fingerprint: '' };
   const admin = new AdminService({ users: repos.users, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, relay: () => relay });
   const by = { actor: LOCAL_ADMIN_ACTOR, source: 'cli' };
@@ -176,8 +201,10 @@ async function adminOps(cfg: StoreConfig, relayInfo: () => Promise<{ url: string
       relay = await relayInfo();
       return admin.createEnrollToken(name, by);
     },
+    pruneAudit: (olderThanMs) => auditLog.prune(new Date(Date.now() - olderThanMs), by),
     async close() {
       await audit.flush();
+      audit.writer.close();
       await database.close();
     },
   };
@@ -216,6 +243,13 @@ async function agentEnroll(name: string, flags: Record<string, unknown>): Promis
   out(`  ${t.token}`);
   out('On the machine to enrol, run:');
   out(`  mssh-agent enroll --relay ${t.relayUrl} --token ${t.token} --name ${t.name} --relay-fingerprint ${t.relayFingerprint}`);
+}
+
+async function auditPrune(flags: Record<string, unknown>): Promise<void> {
+  const cfg = parseConfig(AuditPruneConfigSchema, flags);
+  const ops = await adminOps(cfg, async () => ({ url: '', fingerprint: '' }));
+  const r = await withOps(ops, (o) => o.pruneAudit(cfg.olderThan));
+  out(`Deleted ${r.deleted} audit event(s) older than ${r.cutoff}; the prune itself is recorded as audit.pruned.`);
 }
 
 // ---------------------------------------------------------------- errors and commands
@@ -296,6 +330,11 @@ export function buildProgram(): Command {
     .option('--tls-cert <file>', 'the relay\'s certificate, when not the self-signed one')
     .option('--tls-san <name>', 'extra name for the self-signed certificate if it does not exist yet (repeatable)', collect, [])
     .action((name: string, opts: Record<string, unknown>) => run(() => agentEnroll(name, opts))());
+
+  const auditCmd = program.command('audit').description('the audit trail');
+  storeOptions(auditCmd.command('prune').description('delete audit events older than an age (the only way rows leave the append-only trail); records audit.pruned'))
+    .requiredOption('--older-than <age>', 'age like 365d, 52w or 90d (at least 1d)')
+    .action((opts: Record<string, unknown>) => run(() => auditPrune(opts))());
 
   return program;
 }

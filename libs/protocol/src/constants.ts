@@ -44,6 +44,8 @@ export const PATHS = {
   enroll: '/v1/agents/enroll',
   adminUsers: '/v1/admin/users',
   adminAgentEnroll: '/v1/admin/agents/enroll',
+  adminAudit: '/v1/admin/audit',
+  adminSessions: '/v1/admin/sessions',
   agentHello: '/mssh/hello',
   agentWelcome: '/mssh/welcome',
   agentSession: '/mssh/session',

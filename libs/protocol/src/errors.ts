@@ -26,6 +26,7 @@ export const WIRE_ERRORS = {
   RLY_ERR_PROTOCOL_TOO_OLD: { status: 426, message: 'protocol version too old; upgrade mssh' },
   RLY_ERR_NOT_FOUND: { status: 404, message: 'not found' },
   RLY_ERR_INTERNAL: { status: 500, message: 'internal error' },
+  RLY_ERR_DATABASE_UNAVAILABLE: { status: 503, message: "the relay's database is unavailable (new sessions cannot be audited, so they are refused); try again shortly" },
   // agent (answers on relay -> agent session streams)
   AGT_ERR_TARGET_UNREACHABLE: { status: 502, message: 'the agent could not connect to its SSH target' },
 } as const;

@@ -6,3 +6,4 @@ export * from './ssh-keys.js';
 export * from './decoupled-socket.js';
 export * from './stream-bridge.js';
 export * from './read-body.js';
+export * from './audit.js';

@@ -6,6 +6,7 @@ import { request } from 'node:http';
 import { isWireErrorBody, WIRE_ERRORS, type WireErrorCode } from '@mssh/protocol';
 import { CliError, RelayError } from '../errors.js';
 import type { CreatedUser, IssuedEnrollToken } from './admin-service.js';
+import type { PruneResult } from '../audit/audit-log.js';
 import { ADMIN_SOCKET_PATHS, type AdminSocketInfo } from './admin-socket.js';
 
 /** What the CLI admin commands need, through the socket or straight on the database. */
@@ -13,6 +14,8 @@ export interface AdminOps {
   readonly via: 'admin-socket' | 'database';
   createUser(req: { name: string; password: string; admin: boolean }): Promise<CreatedUser>;
   createEnrollToken(name: string): Promise<IssuedEnrollToken>;
+  /** Delete audit events older than this many ms (audit.pruned records it). */
+  pruneAudit(olderThanMs: number): Promise<PruneResult>;
   close(): Promise<void>;
 }
 
@@ -26,6 +29,10 @@ export class AdminSocketClient implements AdminOps {
 
   createEnrollToken(name: string): Promise<IssuedEnrollToken> {
     return this.call<IssuedEnrollToken>('POST', ADMIN_SOCKET_PATHS.enroll, { name });
+  }
+
+  pruneAudit(olderThanMs: number): Promise<PruneResult> {
+    return this.call<PruneResult>('POST', ADMIN_SOCKET_PATHS.auditPrune, { olderThanMs });
   }
 
   info(): Promise<AdminSocketInfo> {

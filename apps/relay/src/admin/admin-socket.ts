@@ -12,10 +12,13 @@ import { CreateEnrollTokenRequest, CreateUserRequest } from '@mssh/protocol';
 import { CliError } from '../errors.js';
 import { installErrorHandling, parseOr400 } from '../http/errors-edge.js';
 import type { AdminService } from './admin-service.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import { relayError } from '../errors.js';
+import { z } from 'zod';
 
 export const ADMIN_SOCKET_NAME = 'admin.sock';
 export const LOCAL_ADMIN_ACTOR = 'local-admin';
-export const ADMIN_SOCKET_PATHS = { users: '/admin/users', enroll: '/admin/agents/enroll', info: '/admin/info' } as const;
+export const ADMIN_SOCKET_PATHS = { users: '/admin/users', enroll: '/admin/agents/enroll', info: '/admin/info', auditPrune: '/admin/audit/prune' } as const;
 
 /** Unix socket paths are limited to 107 bytes on Linux. */
 const MAX_SOCKET_PATH = 107;
@@ -61,7 +64,7 @@ export interface AdminSocketInfo {
   pid: number;
 }
 
-export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logger }): FastifyInstance {
+export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logger; auditLog?: AuditLog }): FastifyInstance {
   const app = fastify({ loggerInstance: deps.logger.child({ component: 'relay.admin-socket' }), bodyLimit: 64 * 1024, requestIdHeader: false }) as unknown as FastifyInstance;
   installErrorHandling(app);
   const by = { actor: LOCAL_ADMIN_ACTOR, source: 'admin.sock' };
@@ -73,6 +76,11 @@ export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logg
     const { name } = parseOr400(CreateEnrollTokenRequest, request.body);
     return reply.code(201).send(await deps.admin.createEnrollToken(name, by));
   });
+  app.post(ADMIN_SOCKET_PATHS.auditPrune, async (request) => {
+    const { olderThanMs } = parseOr400(z.object({ olderThanMs: z.number().int().min(86_400_000) }), request.body);
+    if (!deps.auditLog) throw relayError('RLY_ERR_NOT_FOUND', 'this relay does not serve audit pruning');
+    return deps.auditLog.prune(new Date(Date.now() - olderThanMs), by);
+  });
   app.get(ADMIN_SOCKET_PATHS.info, async (): Promise<AdminSocketInfo> => ({
     relayUrl: deps.admin.relayInfo.url, relayFingerprint: deps.admin.relayInfo.fingerprint, pid: process.pid,
   }));
@@ -80,7 +88,7 @@ export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logg
 }
 
 /** Listen on the socket (call claimAdminSocketPath first) with owner-only permissions. */
-export async function startAdminSocket(deps: { admin: AdminService; logger: Logger; path: string }): Promise<{ close(): Promise<void> }> {
+export async function startAdminSocket(deps: { admin: AdminService; logger: Logger; path: string; auditLog?: AuditLog }): Promise<{ close(): Promise<void> }> {
   const app = buildAdminSocketServer(deps);
   const old = process.umask(0o177);
   try {

@@ -57,6 +57,11 @@ export class AuthService {
     return { user: user.name, admin: user.isAdmin, jti: v.jti, exp: v.exp };
   }
 
+  /** A bearer token was refused (token.rejected, sampled per source by the sink). */
+  noteRejected(source: string, code: string): void {
+    this.deps.audit.tokenRejected({ source, code });
+  }
+
   /** Revoke the caller's token (until it would have expired anyway). */
   async logout(auth: RequestAuth, source: string): Promise<void> {
     await this.deps.revokedTokens.revoke(auth.jti, new Date(auth.exp * 1000));

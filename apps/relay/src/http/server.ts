@@ -21,7 +21,11 @@ import { authRoutes } from './routes/auth.js';
 import { hostRoutes } from './routes/hosts.js';
 import { enrollRoutes } from './routes/enroll.js';
 import { adminRoutes } from './routes/admin.js';
-import { tunnelRoutes } from './tunnel-routes.js';
+import { tunnelRoutes, type TunnelRoutesOptions } from './tunnel-routes.js';
+import { adminAuditRoutes } from './routes/admin-audit.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { RelayAuditSink } from '../audit/audit-sink.js';
+import type { SessionLedger } from '../tunnel/types.js';
 
 /** JSON bodies are small: credentials, names, keys. Tunnels stream and are not subject to it. */
 export const JSON_BODY_LIMIT = 64 * 1024;
@@ -35,6 +39,11 @@ export interface ServerDeps {
   hosts: HostService;
   enrolment: EnrollService;
   admin: AdminService;
+  auditLog: AuditLog;
+  /** The session-start gate (audit/session-recorder.ts): tunnels start only once recorded. */
+  sessions?: SessionLedger;
+  /** For session.denied. */
+  audit?: RelayAuditSink;
   /** How long shutdown waits for API connections to finish before cutting them (default 2 s). */
   closeGraceMs?: number;
 }
@@ -78,9 +87,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.register(hostRoutes, { hosts: deps.hosts });
   app.register(enrollRoutes, { enrolment: deps.enrolment });
   app.register(adminRoutes, { admin: deps.admin });
-  app.register(tunnelRoutes as FastifyPluginAsync<{ router: TunnelRouter; hostExists: (name: string) => Promise<boolean> }>, {
+  app.register(adminAuditRoutes, { auditLog: deps.auditLog });
+  app.register(tunnelRoutes as FastifyPluginAsync<TunnelRoutesOptions>, {
     router: deps.router,
     hostExists: (name) => deps.hosts.exists(name),
+    ledger: deps.sessions,
+    onDenied: deps.audit ? (e) => deps.audit!.sessionDenied({ ...e, via: 'https' }) : undefined,
   });
   return app;
 }

@@ -12,13 +12,20 @@ import { constants as h2c, type Http2ServerRequest, type ServerHttp2Stream } fro
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { HEADERS, HOST_NAME_RE } from '@mssh/protocol';
 import { RelayError, relayError } from '../errors.js';
-import type { TunnelRouter } from '../tunnel/types.js';
+import type { RecordedSession, SessionLedger, TunnelRouter } from '../tunnel/types.js';
 import type { RequestAuth } from './auth-types.js';
 
 export interface TunnelRoutesOptions {
   router: TunnelRouter;
   /** Is a machine with this name enrolled (whether or not its agent is connected)? */
   hostExists: (name: string) => Promise<boolean>;
+  /**
+   * The session-start gate: when given, nothing is forwarded until the start is committed to the audit
+   * trail, and a start that cannot be recorded is refused (RLY_ERR_DATABASE_UNAVAILABLE).
+   */
+  ledger?: SessionLedger;
+  /** A session was refused before it started (session.denied). */
+  onDenied?: (e: { user: string; host: string; source: string | null; reason: string; code: string }) => void;
 }
 
 function sendError(reply: FastifyReply, err: RelayError): FastifyReply {
@@ -44,7 +51,10 @@ function respondRawError(stream: ServerHttp2Stream, err: RelayError): void {
 }
 
 export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app, opts) => {
-  const { router, hostExists } = opts;
+  const { router, hostExists, ledger } = opts;
+  const denied = (user: string, host: string, source: string | null, reason: string, code: string): void => {
+    try { opts.onDenied?.({ user, host, source, reason, code }); } catch { /* the sink logs its own failures */ }
+  };
   if (typeof app.authenticate !== 'function') throw new Error('tunnelRoutes needs the server to decorate app.authenticate');
 
   // Tunnel bodies are raw byte streams of any length: never buffer or parse them.
@@ -63,10 +73,14 @@ export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app,
     }
     const auth: RequestAuth | null = request.auth;
     if (!auth) return sendError(reply, relayError('RLY_ERR_INTERNAL', 'request was not authenticated'));
-    if (!(await hostExists(host))) {
-      return sendError(reply, relayError('RLY_ERR_UNKNOWN_HOST', `no machine named ${host} is enrolled`));
-    }
+    const source = request.ip ?? null;
+    // A connected agent is an enrolled one: only look the name up when it is not online.
     if (!router.isOnline(host)) {
+      if (!(await hostExists(host))) {
+        denied(auth.user, host, source, 'unknown_host', 'RLY_ERR_UNKNOWN_HOST');
+        return sendError(reply, relayError('RLY_ERR_UNKNOWN_HOST', `no machine named ${host} is enrolled`));
+      }
+      denied(auth.user, host, source, 'host_offline', 'RLY_ERR_AGENT_OFFLINE');
       return sendError(reply, relayError('RLY_ERR_AGENT_OFFLINE', `${host} is enrolled but its agent is not connected`));
     }
 
@@ -82,6 +96,7 @@ export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app,
     } catch (err) {
       const e = err instanceof RelayError ? err : relayError('RLY_ERR_INTERNAL', undefined, err);
       if (!(err instanceof RelayError)) request.log.error({ err, sessionId }, 'opening a session failed');
+      if (e.code === 'RLY_ERR_AGENT_OFFLINE') denied(auth.user, host, source, 'host_offline', e.code);
       respondRawError(stream, e);
       return;
     }
@@ -90,15 +105,34 @@ export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app,
       agentStream.close(h2c.NGHTTP2_CANCEL);
       return;
     }
+    // Start-before-bytes: the start is committed before the answer and the splice; else refuse.
+    let record: RecordedSession | undefined;
+    if (ledger) {
+      try {
+        record = await ledger.start({ sessionId, user: auth.user, host, source, via: 'https', agentId: router.agentIdOf?.(agentStream) || undefined });
+      } catch (err) {
+        const e = err instanceof RelayError ? err : relayError('RLY_ERR_DATABASE_UNAVAILABLE', undefined, err);
+        request.log.error({ err: (err as Error).cause ?? err, sessionId, host, user: auth.user }, 'session refused: its start could not be recorded');
+        agentStream.close(h2c.NGHTTP2_CANCEL);
+        respondRawError(stream, e);
+        return;
+      }
+      if (stream.destroyed || stream.closed) {
+        agentStream.close(h2c.NGHTTP2_CANCEL);
+        record.end({ reason: 'client_closed', bytesFromClient: 0, bytesToClient: 0 });
+        return;
+      }
+    }
     try {
       stream.respond({ ':status': 200, 'content-type': 'application/octet-stream', [HEADERS.sessionId]: sessionId });
     } catch (err) {
       request.log.debug({ err: (err as Error).message, sessionId }, 'client stream gone before the answer');
       agentStream.close(h2c.NGHTTP2_CANCEL);
+      record?.end({ reason: 'client_closed', bytesFromClient: 0, bytesToClient: 0 });
       return;
     }
     request.log.info({ sessionId, host, user: auth.user }, 'tunnel opened');
-    const summary = await router.spliceSession(stream, agentStream, { ...meta, host, source: request.ip ?? null });
+    const summary = await router.spliceSession(stream, agentStream, { ...meta, host, source, record });
     request.log.info(
       { sessionId, host, user: auth.user, bytesFromClient: summary.bytesFromClient, bytesToClient: summary.bytesToClient, reason: summary.reason },
       'tunnel closed',

@@ -13,7 +13,7 @@ import { AGENT_PING_INTERVAL_MS, AGENT_PING_TIMEOUT_MS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
 import { AgentLink, safeAudit } from './agent-link.js';
 import { splice } from '@mssh/protocol';
-import type { AgentDirectory, SessionEndReason, SessionMeta, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
+import type { AgentDirectory, RecordedSession, SessionEndReason, SessionMeta, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
 
 export interface TunnelRouterOptions {
   directory: AgentDirectory;
@@ -132,14 +132,20 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       return stream;
     },
 
-    async spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null }): Promise<TunnelSessionSummary> {
+    agentIdOf(agentStream: ClientHttp2Stream): string {
+      return linkOfStream.get(agentStream)?.agent?.id ?? '';
+    },
+
+    async spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; record?: RecordedSession }): Promise<TunnelSessionSummary> {
       const link = linkOfStream.get(agentStream);
       const agentId = link?.agent?.id ?? '';
       const source = meta.source ?? null;
       const startedAt = clock();
       safeAudit(logger, () => opts.audit.sessionStarted?.({ sessionId: meta.sessionId, user: meta.user, host: meta.host, agentId, source }));
       logger.debug({ sessionId: meta.sessionId, user: meta.user, host: meta.host }, 'session started');
-      const r = await splice(client, agentStream);
+      const live = { bytesAtoB: 0, bytesBtoA: 0 };
+      meta.record?.attachCounters(() => ({ bytesFromClient: live.bytesAtoB, bytesToClient: live.bytesBtoA }));
+      const r = await splice(client, agentStream, live);
       let reason: SessionEndReason;
       if (link && link.endReason !== null && (r.first === 'b' || !r.clean)) reason = link.sessionEndReason;
       else reason = r.first === 'a' ? 'client_closed' : 'agent_closed';
@@ -156,6 +162,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
         reason,
       };
       logger.debug({ ...summary, clean: r.clean, linkReason: link?.endReason ?? null }, 'session ended');
+      safeAudit(logger, () => meta.record?.end({ reason, bytesFromClient: r.bytesAtoB, bytesToClient: r.bytesBtoA }));
       safeAudit(logger, () => opts.audit.sessionEnded?.(summary));
       return summary;
     },
