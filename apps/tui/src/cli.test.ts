@@ -23,6 +23,8 @@ async function parse(argv: string[]): Promise<{ calls: Array<[string, unknown]>;
     knownHostsForget: rec('knownHostsForget'),
     adminUsersAdd: rec('adminUsersAdd'),
     adminAgentsEnroll: rec('adminAgentsEnroll'),
+    adminAudit: rec('adminAudit'),
+    adminSessions: rec('adminSessions'),
   };
   let out = '';
   let err = '';
@@ -75,6 +77,9 @@ describe('mssh command line', () => {
     expect((await parse(['known-hosts', 'forget', 'laptop'])).calls).toEqual([['knownHostsForget', { host: 'laptop' }]]);
     expect((await parse(['admin', 'users', 'add', 'carol', '--admin', '--password-stdin'])).calls).toEqual([['adminUsersAdd', { name: 'carol', admin: true, passwordStdin: true }]]);
     expect((await parse(['admin', 'agents', 'enroll', 'laptop'])).calls).toEqual([['adminAgentsEnroll', { name: 'laptop', json: false }]]);
+    expect((await parse(['admin', 'audit', '--user', 'bob', '--host', 'h1', '--type', 'session.*', '--since', '24h', '--limit', '5', '--json'])).calls)
+      .toEqual([['adminAudit', { user: 'bob', host: 'h1', type: 'session.*', since: '24h', until: undefined, limit: '5', json: true }]]);
+    expect((await parse(['admin', 'sessions', '--active'])).calls).toEqual([['adminSessions', { active: true, limit: undefined, json: false }]]);
     expect((await parse(['whoami'])).calls).toEqual([['whoami', undefined]]);
     expect((await parse(['logout'])).calls).toEqual([['logout', undefined]]);
   });

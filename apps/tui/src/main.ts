@@ -10,6 +10,7 @@ import { parseConfig, type ClientConfig } from './config/config.js';
 import { CredentialsStore } from './config/credentials-store.js';
 import { ensurePrivateDir } from './config/secure-files.js';
 import { adminAgentsEnroll, adminUsersAdd } from './commands/admin.js';
+import { adminAudit, adminSessions } from './commands/admin-audit.js';
 import type { CliContext } from './commands/context.js';
 import { knownHostsForget, knownHostsList } from './commands/known-hosts.js';
 import { login, logout, whoami } from './commands/login.js';
@@ -93,6 +94,8 @@ async function main(): Promise<void> {
     knownHostsForget: withDir((a) => knownHostsForget(ctx, a)),
     adminUsersAdd: withDir((a) => adminUsersAdd(ctx, a)),
     adminAgentsEnroll: withDir((a) => adminAgentsEnroll(ctx, a)),
+    adminAudit: withDir((a) => adminAudit(ctx, a)),
+    adminSessions: withDir((a) => adminSessions(ctx, a)),
   };
   const { program, result } = buildProgram(handlers, {
     writeOut: (s) => process.stdout.write(s),

@@ -8,6 +8,10 @@
 import http2 from 'node:http2';
 import type { ZodType } from 'zod';
 import {
+  AuditEventsResponse,
+  SessionsResponse,
+  type AuditEventInfo,
+  type SessionInfo,
   CreateEnrollTokenResponse,
   HEADERS,
   HostInfo,
@@ -22,7 +26,14 @@ import {
 import { cliError, cliErrorFromWire, notLoggedIn, type CliError } from '../errors.js';
 import type { RelayConnection } from './relay-connection.js';
 
-const MAX_BODY = 4 * 1024 * 1024;
+const MAX_BODY = 16 * 1024 * 1024;
+
+function withQuery(path: string, query: Record<string, string | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') q.set(k, v);
+  const s = q.toString();
+  return s ? `${path}?${s}` : path;
+}
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants;
 
 export interface Tunnel {
@@ -90,6 +101,14 @@ export class RelayClient {
 
   createEnrollToken(name: string): Promise<CreateEnrollTokenResponse> {
     return this.call('POST', PATHS.adminAgentEnroll, { body: { name }, schema: CreateEnrollTokenResponse, host: name });
+  }
+
+  async auditEvents(query: Record<string, string | undefined>): Promise<AuditEventInfo[]> {
+    return (await this.call('GET', withQuery(PATHS.adminAudit, query), { schema: AuditEventsResponse })).events;
+  }
+
+  async sessions(query: Record<string, string | undefined>): Promise<SessionInfo[]> {
+    return (await this.call('GET', withQuery(PATHS.adminSessions, query), { schema: SessionsResponse })).sessions;
   }
 
   private headers(method: string, path: string, auth: boolean): http2.OutgoingHttpHeaders {
