@@ -10,6 +10,7 @@ import { startRelay, startAgent, loginUser, stopAll, ADMIN_PASSWORD, type Relay,
 import { relaySession, login } from './fixtures/tunnel-client.js';
 import { startEchoTarget, openSession, exchange, type EchoTarget } from './fixtures/echo-target.js';
 import { waitFor } from './fixtures/net.js';
+import { fixtures } from './fixtures/inject.js';
 
 interface Ev { type: string; code: string; actor: string | null; host: string | null; source: string | null; sessionId: string | null; details: Record<string, unknown> }
 
@@ -29,7 +30,7 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
   };
 
   beforeAll(async () => {
-    echo = await startEchoTarget(1000);
+    echo = await startEchoTarget(fixtures().sshd.port, 1000);
     relay = await startRelay(kind, [], { env: { MSSH_AUDIT_PROGRESS_MS: '200' } });
     await startAgent(relay, 'echo1', { target: `127.0.0.1:${echo.port}` });
     admin = await loginUser(relay);
