@@ -13,7 +13,6 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import { auditEvents, sessions } from '@mssh/migrations';
 import type { Db } from '../db/index.js';
 
 export interface AuditRow {
@@ -64,6 +63,8 @@ export interface AuditWriterOptions {
   logger: Logger;
   /** Operations per transaction at most (default 500). */
   maxBatch?: number;
+  /** Transactions in flight at once (default 2: one commits while the next batch fills and is sent). */
+  concurrency?: number;
   /** Retried operations kept in memory at most; beyond, the oldest are dropped and logged (default 100,000). */
   maxQueued?: number;
 }
@@ -72,19 +73,21 @@ const MAX_BACKOFF_MS = 5_000;
 
 export class AuditWriter {
   private queue: Queued[] = [];
-  private writing = false;
+  private inFlight = 0;
   private failures = 0;
   private retryAt = 0;
   private retryTimer: NodeJS.Timeout | null = null;
   private idle: Array<() => void> = [];
   private readonly maxBatch: number;
   private readonly maxQueued: number;
+  private readonly concurrency: number;
   /** Transactions written, for tests and the benchmark. */
   batches = 0;
 
   constructor(private readonly opts: AuditWriterOptions) {
     this.maxBatch = opts.maxBatch ?? 500;
     this.maxQueued = opts.maxQueued ?? 100_000;
+    this.concurrency = Math.max(1, opts.concurrency ?? 2);
   }
 
   /** Write op in the next batch; resolves after COMMIT, rejects with the database error. */
@@ -111,12 +114,12 @@ export class AuditWriter {
 
   /** Operations not yet written. */
   get pending(): number {
-    return this.queue.length + (this.writing ? 1 : 0);
+    return this.queue.length + this.inFlight;
   }
 
   /** Wait until everything queued so far is written (or timeoutMs passed). True when all was written. */
   async drain(timeoutMs = 10_000): Promise<boolean> {
-    if (this.queue.length === 0 && !this.writing) return true;
+    if (this.queue.length === 0 && this.inFlight === 0) return true;
     let timer: NodeJS.Timeout | undefined;
     const done = await Promise.race([
       new Promise<boolean>((resolve) => this.idle.push(() => resolve(true))),
@@ -132,10 +135,16 @@ export class AuditWriter {
     this.retryTimer = null;
   }
 
+  private scheduled = false;
+
+  /** Start a writer on the next turn of the event loop (so concurrent callers land in one batch). */
   private kick(): void {
-    if (this.writing) return;
-    this.writing = true;
-    setImmediate(() => void this.loop());
+    if (this.scheduled || this.inFlight >= this.concurrency) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.writeOne();
+    });
   }
 
   private takeBatch(now: number): Queued[] {
@@ -149,36 +158,43 @@ export class AuditWriter {
     return batch;
   }
 
-  private async loop(): Promise<void> {
-    try {
-      for (let round = 0; round < 1_000_000; round++) {
-        const batch = this.takeBatch(Date.now());
-        if (batch.length === 0) break;
-        try {
-          await this.write(batch.map((b) => b.op));
-          this.batches++;
-          if (this.failures > 0) this.opts.logger.warn({ failures: this.failures }, 'audit writes work again');
-          this.failures = 0;
-          this.retryAt = 0;
-          for (const b of batch) b.resolve();
-        } catch (err) {
-          this.failures++;
-          this.retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(this.failures, 10));
-          if (this.failures === 1 || this.failures % 20 === 0) {
-            this.opts.logger.error({ err, failures: this.failures, queued: this.queue.length + batch.length }, 'audit write failed; session starts are refused until the database answers');
-          }
-          const retry = batch.filter((b) => b.durable);
-          this.queue = [...retry, ...this.queue];
-          for (const b of batch) if (!b.durable) b.reject(err);
-          this.scheduleRetry();
-        }
-      }
-    } finally {
-      this.writing = false;
-      if (this.queue.some((q) => !q.durable || Date.now() >= this.retryAt)) this.kick();
-      else if (this.queue.length > 0) this.scheduleRetry();
-      else for (const f of this.idle.splice(0)) f();
+  private async writeOne(): Promise<void> {
+    if (this.inFlight >= this.concurrency) return;
+    const batch = this.takeBatch(Date.now());
+    if (batch.length === 0) {
+      this.settle();
+      return;
     }
+    this.inFlight++;
+    // More queued than one batch takes: start another writer right away.
+    if (this.queue.some((q) => !q.durable)) this.kick();
+    try {
+      await this.write(batch.map((b) => b.op));
+      this.batches++;
+      if (this.failures > 0) this.opts.logger.warn({ failures: this.failures }, 'audit writes work again');
+      this.failures = 0;
+      this.retryAt = 0;
+      for (const b of batch) b.resolve();
+    } catch (err) {
+      this.failures++;
+      this.retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(this.failures, 10));
+      if (this.failures === 1 || this.failures % 20 === 0) {
+        this.opts.logger.error({ err, failures: this.failures, queued: this.queue.length + batch.length }, 'audit write failed; session starts are refused until the database answers');
+      }
+      this.queue = [...batch.filter((b) => b.durable), ...this.queue];
+      for (const b of batch) if (!b.durable) b.reject(err);
+    } finally {
+      this.inFlight--;
+      this.settle();
+    }
+  }
+
+  /** After a writer finished: go on with what is due, arm the retry timer, or wake drain() waiters. */
+  private settle(): void {
+    const now = Date.now();
+    if (this.queue.some((q) => !q.durable || now >= this.retryAt)) this.kick();
+    else if (this.queue.length > 0) this.scheduleRetry();
+    else if (this.inFlight === 0 && !this.scheduled) for (const f of this.idle.splice(0)) f();
   }
 
   private scheduleRetry(): void {
@@ -194,9 +210,22 @@ export class AuditWriter {
     const events = ops.flatMap((o) => o.events ?? []);
     const starts = ops.flatMap((o) => o.starts ?? []);
     const ends = ops.flatMap((o) => o.ends ?? []);
+    // Rows travel as ONE jsonb parameter per table: no per-value query building, any batch size.
     await this.opts.db.transaction(async (tx) => {
-      if (starts.length) await tx.insert(sessions).values(starts);
-      if (events.length) await tx.insert(auditEvents).values(events);
+      if (starts.length) {
+        const rows = JSON.stringify(starts.map((r) => ({ id: r.id, relay_id: r.relayId, user_name: r.userName, host: r.host, source: r.source, via: r.via, started_at: r.startedAt.toISOString() })));
+        await tx.execute(sql`INSERT INTO sessions (id, relay_id, user_name, host, source, via, started_at)
+          SELECT id, relay_id, user_name, host, source, via, started_at
+          FROM jsonb_to_recordset(${rows}::jsonb) AS v(id text, relay_id text, user_name text, host text, source text, via text, started_at timestamptz)`);
+      }
+      if (events.length) {
+        const rows = JSON.stringify(events.map((e) => ({
+          time: e.time.toISOString(), type: e.type, code: e.code, relay_id: e.relayId, actor: e.actor, host: e.host, source: e.source, session_id: e.sessionId, details: e.details,
+        })));
+        await tx.execute(sql`INSERT INTO audit_events (time, type, code, relay_id, actor, host, source, session_id, details)
+          SELECT time, type, code, relay_id, actor, host, source, session_id, COALESCE(details, '{}'::jsonb)
+          FROM jsonb_to_recordset(${rows}::jsonb) AS v(time timestamptz, type text, code text, relay_id text, actor text, host text, source text, session_id text, details jsonb)`);
+      }
       if (ends.length) {
         const rows = JSON.stringify(ends.map((e) => ({ id: e.id, ended_at: e.endedAt.toISOString(), up: e.bytesUp, down: e.bytesDown, reason: e.endReason })));
         await tx.execute(sql`UPDATE sessions AS s SET ended_at = v.ended_at, bytes_up = v.up, bytes_down = v.down, end_reason = v.reason, progress_at = v.ended_at

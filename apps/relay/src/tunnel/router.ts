@@ -132,8 +132,8 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       return stream;
     },
 
-    agentIdOf(agentStream: ClientHttp2Stream): string {
-      return linkOfStream.get(agentStream)?.agent?.id ?? '';
+    agentIdOf(name: string): string {
+      return byName.get(name)?.agent?.id ?? '';
     },
 
     async spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; record?: RecordedSession }): Promise<TunnelSessionSummary> {

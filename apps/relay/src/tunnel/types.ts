@@ -118,8 +118,8 @@ export interface TunnelRouter {
    * Resolves (never rejects) when both streams are closed.
    */
   spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; record?: RecordedSession }): Promise<TunnelSessionSummary>;
-  /** The agent id behind a stream from openSession() ('' when unknown). */
-  agentIdOf?(agentStream: ClientHttp2Stream): string;
+  /** The id of the agent connected under this name ('' when none). */
+  agentIdOf?(name: string): string;
   /** Close every link (and with them every session), e.g. at shutdown. */
   close(): Promise<void>;
 }
