@@ -107,6 +107,34 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
     }
   });
 
+  it('mssh-relay audit prune goes through the running relay and records audit.pruned', async () => {
+    const r = await relay.cli(['audit', 'prune', '--older-than', '365d']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/Deleted 0 audit event\(s\) older than/);
+    const pruned = await waitFor(async () => (await audit(['--type', 'audit.pruned']))[0], 10_000, 'audit.pruned');
+    expect(pruned).toMatchObject({ code: 'AUD001I', actor: 'local-admin', details: { deleted: 0 } });
+    const bad = await relay.cli(['audit', 'prune', '--older-than', '5m']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--older-than.*at least one day/);
+  });
+
+  it('a graceful stop ends running sessions with relay_shutdown and records relay.stopped', async () => {
+    const s = await openSession(h2, token, 'echo1');
+    await exchange(s.stream, 2_000, 3_000);
+    await relay.restart();
+    const end = await waitFor(async () => (await audit(['--type', 'session.end'])).find((e) => e.sessionId === s.sessionId), 20_000, 'session.end');
+    expect(end.details).toMatchObject({ reason: 'relay_shutdown', bytesFromClient: 2_000, bytesToClient: 3_000 });
+    expect((await audit(['--type', 'relay.stopped'])).length).toBeGreaterThan(0);
+    s.stream.destroy();
+    h2.close();
+    h2 = await relaySession(relay);
+    // The agent redials by itself; the next test needs it.
+    await waitFor(async () => {
+      const ls = await admin.mssh(['ls', '--json']);
+      return ls.code === 0 && (JSON.parse(ls.stdout) as { hosts: Array<{ name: string; online: boolean }> }).hosts.some((h) => h.name === 'echo1' && h.online);
+    }, 20_000, 'echo1 online again');
+  });
+
   it('kill -9 of the relay in the middle of 5 sessions: after the restart each has session.end relay_crashed', async () => {
     const open: Array<{ stream: http2.ClientHttp2Stream; sessionId: string; sent: number }> = [];
     for (let i = 0; i < 5; i++) {
