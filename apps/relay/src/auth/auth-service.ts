@@ -51,7 +51,7 @@ export class AuthService {
     const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(authorization ?? '');
     if (!m) throw new AuthError('AUTH_ERR_MISSING_TOKEN');
     const v = await this.deps.tokens.verify(m[1]!);
-    const [revoked, user] = await Promise.all([this.deps.revokedTokens.isRevoked(v.jti), this.deps.users.findByName(v.user)]);
+    const { revoked, user } = await this.deps.users.findForToken(v.user, v.jti);
     if (revoked) throw new AuthError('AUTH_ERR_TOKEN_REVOKED');
     if (!user || user.disabledAt) throw new AuthError('AUTH_ERR_INVALID_TOKEN', 'the account of this token no longer exists or is disabled');
     return { user: user.name, admin: user.isAdmin, jti: v.jti, exp: v.exp };
