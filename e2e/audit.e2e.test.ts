@@ -87,6 +87,7 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
     expect(await audit(['--host', 'no-such-host'])).toEqual([]);
     const agents = await audit(['--type', 'agent.*']);
     expect(agents.length).toBeGreaterThan(0);
+    expect(agents.find((e) => e.type === 'agent.connected')).toMatchObject({ actor: 'agent:echo1', host: 'echo1' });
     expect(agents.every((e) => e.type.startsWith('agent.'))).toBe(true);
 
     const table = await admin.mssh(['admin', 'audit', '--type', 'session.end']);

@@ -38,6 +38,11 @@ export interface RelayAuditSink extends TunnelAuditSink {
   flush(timeoutMs?: number): Promise<void>;
 }
 
+/** The actor of what an agent itself did (connect, disconnect, a refused link): `agent:<name>`. */
+export function agentActor(name: string): string {
+  return `agent:${name}`;
+}
+
 /** token.rejected sampling window per source address. */
 export const TOKEN_REJECTED_WINDOW_MS = 60_000;
 const MAX_SAMPLED_SOURCES = 10_000;
@@ -88,15 +93,15 @@ export class DbAuditSink implements RelayAuditSink {
   }
 
   agentConnected(e: { agentId: string; name: string; source: string; agentVersion: string; protocolVersion: number }): void {
-    this.emit({ ...AUDIT.agentConnected, host: e.name, source: e.source, details: { agentId: e.agentId, agentVersion: e.agentVersion, protocolVersion: e.protocolVersion } });
+    this.emit({ ...AUDIT.agentConnected, actor: agentActor(e.name), host: e.name, source: e.source, details: { agentId: e.agentId, agentVersion: e.agentVersion, protocolVersion: e.protocolVersion } });
   }
 
   agentDisconnected(e: { agentId: string; name: string; reason: string }): void {
-    this.emit({ ...AUDIT.agentDisconnected, host: e.name, details: { agentId: e.agentId, reason: e.reason } });
+    this.emit({ ...AUDIT.agentDisconnected, actor: agentActor(e.name), host: e.name, details: { agentId: e.agentId, reason: e.reason } });
   }
 
   agentRejected(e: { name: string | null; source: string; code: string; message: string }): void {
-    this.emit({ ...AUDIT.agentRejected, host: e.name, source: e.source, details: { code: e.code, message: e.message } });
+    this.emit({ ...AUDIT.agentRejected, actor: e.name ? agentActor(e.name) : null, host: e.name, source: e.source, details: { code: e.code, message: e.message } });
   }
 
   sessionDenied(e: { user: string; host: string; source: string | null; reason: string; code?: string; via?: 'https' | 'jump' }): void {
