@@ -13,7 +13,7 @@
  */
 import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import type { Db } from '../db/index.js';
+import { isDatabaseUnavailable, type Db } from '../db/index.js';
 
 export interface AuditRow {
   time: Date;
@@ -176,6 +176,12 @@ export class AuditWriter {
       this.retryAt = 0;
       for (const b of batch) b.resolve();
     } catch (err) {
+      // One bad row must not sink the others of its batch: when the database answers but refused the
+      // transaction, write each operation alone.
+      if (batch.length > 1 && !isDatabaseUnavailable(err)) {
+        await this.writeEach(batch);
+        return;
+      }
       this.failures++;
       this.retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(this.failures, 10));
       if (this.failures === 1 || this.failures % 20 === 0) {
@@ -186,6 +192,25 @@ export class AuditWriter {
     } finally {
       this.inFlight--;
       this.settle();
+    }
+  }
+
+  private async writeEach(batch: Queued[]): Promise<void> {
+    for (const b of batch) {
+      try {
+        await this.write([b.op]);
+        this.batches++;
+        b.resolve();
+      } catch (err) {
+        if (!b.durable) {
+          b.reject(err);
+        } else if (isDatabaseUnavailable(err)) {
+          this.queue.unshift(b);
+        } else {
+          this.opts.logger.error({ err, types: b.op.events?.map((e) => e.type) }, 'audit record refused by the database; dropped');
+          b.resolve();
+        }
+      }
     }
   }
 

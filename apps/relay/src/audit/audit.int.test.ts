@@ -90,6 +90,22 @@ describe.each(DB_KINDS)('audit trail on %s', (kind) => {
     expect(open).toBe(0);
   });
 
+  it('a start the database refuses is refused (fail closed) without sinking the other starts of its batch', async () => {
+    const writer = new AuditWriter({ db: db(), logger: silentLogger() });
+    const rec = new SessionRecorder({ db: db(), writer, relayId: 'dup-relay', logger: silentLogger() });
+    await rec.start({ sessionId: 'dup-0', user: 'alice', host: 'h', source: null, via: 'https' });
+    const results = await Promise.allSettled([
+      rec.start({ sessionId: 'dup-1', user: 'alice', host: 'h', source: null, via: 'https' }),
+      rec.start({ sessionId: 'dup-0', user: 'alice', host: 'h', source: null, via: 'https' }),
+      rec.start({ sessionId: 'dup-2', user: 'alice', host: 'h', source: null, via: 'jump' }),
+    ]);
+    expect(results.map((x) => x.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'RLY_ERR_DATABASE_UNAVAILABLE', statusCode: 503 });
+    const starts = await db().select().from(auditEvents).where(and(eq(auditEvents.type, 'session.start'), sql`session_id LIKE 'dup-%'`));
+    expect(starts.map((e) => e.sessionId).sort()).toEqual(['dup-0', 'dup-1', 'dup-2']);
+    expect(rec.active().map((a) => a.sessionId).sort()).toEqual(['dup-0', 'dup-1', 'dup-2']);
+  });
+
   it('a restart closes the sessions a crashed run left open: relay_crashed, last written bytes, once', async () => {
     const crashed = new SessionRecorder({ db: db(), writer: new AuditWriter({ db: db(), logger: silentLogger() }), relayId: 'crash-relay', logger: silentLogger() });
     const ids = ['c-1', 'c-2', 'c-3'];
