@@ -6,7 +6,7 @@ import { homedir, hostname } from 'node:os';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_RELAY_PORT, DEFAULT_SSH_JUMP_PORT, HostName, UserName } from '@mssh/protocol';
+import { DEFAULT_RELAY_PORT, DEFAULT_SSH_JUMP_PORT, HostName, UserName, parseAge } from '@mssh/protocol';
 import { CliError } from './errors.js';
 import { DEFAULT_STALE_AFTER_MS, parseDuration } from './hosts/staleness.js';
 
@@ -131,6 +131,8 @@ export const ServeConfigSchema = StoreSchema.extend({
   logLevel: LogLevel,
   staleAfter: StaleAfter,
   bootstrapPassword: z.preprocess(nonEmpty, z.string().min(8, 'must be at least 8 characters').max(1024).optional()),
+  /** How often live sessions' byte counters are written (ms). */
+  auditProgressMs: z.preprocess(nonEmpty, z.coerce.number().int().min(100, 'must be at least 100 (ms)').max(3_600_000).optional()).transform((v) => v ?? 10_000),
 }).extend(TlsSchema.shape).refine((c) => !!c.tlsCert === !!c.tlsKey, {
   path: ['tlsKey'],
   message: '--tls-cert and --tls-key go together: give both, or neither for a self-signed certificate',
@@ -148,6 +150,18 @@ export type UserAddConfig = z.infer<typeof UserAddConfigSchema>;
 export const AgentEnrollConfigSchema = StoreSchema.extend({ name: HostName, listen: Listen, publicUrl: PublicUrl }).extend(TlsSchema.shape);
 export type AgentEnrollConfig = z.infer<typeof AgentEnrollConfigSchema>;
 
+export const AuditPruneConfigSchema = StoreSchema.extend({
+  olderThan: z.string().transform((v, ctx) => {
+    const ms = parseAge(v);
+    if (ms === null || ms < 86_400_000) {
+      ctx.addIssue({ code: 'custom', message: `"${v}" is not an age of at least one day (e.g. 365d, 52w, 90d)` });
+      return z.NEVER;
+    }
+    return ms;
+  }),
+});
+export type AuditPruneConfig = z.infer<typeof AuditPruneConfigSchema>;
+
 export const InfoConfigSchema = StoreSchema.extend({ tlsCert: TlsSchema.shape.tlsCert });
 export type InfoConfig = z.infer<typeof InfoConfigSchema>;
 
@@ -156,6 +170,7 @@ const FLAG_NAMES: Record<string, string> = {
   dataDir: '--data-dir (MSSH_DATA_DIR)', databaseUrl: '--database-url (DATABASE_URL)', listen: '--listen (MSSH_LISTEN)', sshListen: '--ssh-listen (MSSH_SSH_LISTEN)',
   publicUrl: '--public-url (MSSH_PUBLIC_URL)', logLevel: '--log-level (MSSH_LOG_LEVEL)', bootstrapPassword: 'MSSH_BOOTSTRAP_PASSWORD',
   staleAfter: '--stale-after (MSSH_STALE_AFTER)', tlsCert: '--tls-cert', tlsKey: '--tls-key', tlsSan: '--tls-san', name: 'NAME', admin: '--admin', passwordStdin: '--password-stdin',
+  auditProgressMs: 'MSSH_AUDIT_PROGRESS_MS', olderThan: '--older-than',
 };
 
 /** Flags win over the environment. */
@@ -171,6 +186,7 @@ export function withEnv(flags: Record<string, unknown>, env: NodeJS.ProcessEnv):
     logLevel: pick(flags.logLevel, 'MSSH_LOG_LEVEL'),
     staleAfter: pick(flags.staleAfter, 'MSSH_STALE_AFTER'),
     bootstrapPassword: env.MSSH_BOOTSTRAP_PASSWORD,
+    auditProgressMs: env.MSSH_AUDIT_PROGRESS_MS,
   };
 }
 

@@ -13,7 +13,7 @@ import {
   formatAgentsTable, formatGrantsTable, formatUsersTable, sanitizeForTerminal,
 } from '@mssh/protocol';
 import {
-  AgentEnrollConfigSchema, InfoConfigSchema, ServeConfigSchema, StoreConfigSchema, UserAddConfigSchema,
+  AgentEnrollConfigSchema, AuditPruneConfigSchema, InfoConfigSchema, ServeConfigSchema, StoreConfigSchema, UserAddConfigSchema,
   defaultPublicUrl, formatHostPort, parseConfig, sshJumpListen, type StoreConfig,
 } from './config.js';
 import { CliError, RelayError } from './errors.js';
@@ -21,6 +21,8 @@ import { createLogger } from './logger.js';
 import { pgliteDir, prepareDataDir, relayId } from './data-dir.js';
 import { createRepositories, openDatabase, redactDatabaseUrl, rootMessage } from './db/index.js';
 import { DbAuditSink } from './audit/audit-sink.js';
+import { SessionRecorder } from './audit/session-recorder.js';
+import { AUDIT } from './audit/codes.js';
 import { loadOrCreateTls, readFingerprint, tlsPaths } from './tls/certificate.js';
 import { loadTokenService } from './auth/token-keys.js';
 import { bootstrapAdmin, BOOTSTRAP_ADMIN } from './auth/bootstrap.js';
@@ -30,11 +32,11 @@ import { createTunnelRouter } from './tunnel/router.js';
 import { adminSocketPath, claimAdminSocketPath, socketAnswers, startAdminSocket, LOCAL_ADMIN_ACTOR } from './admin/admin-socket.js';
 import { AdminSocketClient, type AdminOps } from './admin/admin-client.js';
 import { AdminService } from './admin/admin-service.js';
+import { AuditLog } from './audit/audit-log.js';
 import { readNewPassword } from './cli/password.js';
 import { loadOrCreateJumpHostKey, readJumpHostKeyFingerprint, jumpHostKeyPath } from './ssh-jump/host-key.js';
 import { createJumpServer, type JumpServer } from './ssh-jump/jump-server.js';
-import { NO_CAPS, ROUTER_RECORDS_SESSIONS } from './ssh-jump/seams.js';
-import { AUDIT } from './audit/codes.js';
+import { NO_CAPS } from './ssh-jump/seams.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -68,8 +70,20 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     logger.info({ kind: database.kind, where: cfg.databaseUrl ? redactDatabaseUrl(cfg.databaseUrl) : pgliteDir(cfg.dataDir) }, 'database ready');
 
     const repos = createRepositories(database.db);
-    const audit = new DbAuditSink({ db: database.db, relayId: relayId(cfg.dataDir), logger: logger.child({ component: 'relay.audit' }) });
+    const thisRelay = relayId(cfg.dataDir);
+    const auditLogger = logger.child({ component: 'relay.audit' });
+    const audit = new DbAuditSink({ db: database.db, relayId: thisRelay, logger: auditLogger });
     cleanups.push(() => audit.flush());
+    const recorder = new SessionRecorder({ db: database.db, writer: audit.writer, relayId: thisRelay, logger: auditLogger, progressIntervalMs: cfg.auditProgressMs });
+    cleanups.push(() => recorder.close());
+    // Sessions a previous run left open (kill -9, power loss) are closed before anything else starts.
+    let recovered: number;
+    try {
+      recovered = await recorder.recoverCrashed();
+    } catch (e) {
+      throw new CliError(`cannot close the sessions a previous run left open: ${rootMessage(e)}`, 'Check that the database is reachable and writable, then start again.', e);
+    }
+    if (recovered > 0) logger.warn({ sessions: recovered }, `closed ${recovered} session(s) left open by a previous run (end reason relay_crashed)`);
     const { tokens, createdKey } = await loadTokenService(repos.signingKeys);
     if (createdKey) logger.info({ kid: tokens.signingKid }, 'created the token signing key');
     await prepareDummyHash();
@@ -78,8 +92,10 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     const router = createTunnelRouter({ directory: repos.agents, audit, logger, minProtocolVersion: MIN_PROTOCOL_VERSION });
     cleanups.push(() => router.close());
     const relay = { url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen), fingerprint: tls.fingerprint };
-    const services = createServices({ repos, tokens, audit, router, relay: () => relay, staleAfterMs: cfg.staleAfter });
-    const app = buildServer({ tls, logger, router, tokens, ...services });
+    const services = createServices({
+      repos, tokens, audit, router, relay: () => relay, staleAfterMs: cfg.staleAfter, relayId: thisRelay, liveSessions: () => recorder.active(),
+    });
+    const app = buildServer({ tls, logger, router, tokens, ...services, sessions: recorder, audit });
     try {
       await app.listen({ host: cfg.listen.host, port: cfg.listen.port });
     } catch (e) {
@@ -111,13 +127,13 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
           // The grants decide, as on the HTTPS path; a refusal is audited (session.denied, via jump).
           canReach: async (user, host) => {
             const ok = await services.access.canReach(user, host);
-            if (!ok) audit.emit({ ...AUDIT.sessionDenied, actor: user.name, host, details: { reason: 'no_grant', via: 'jump' } });
+            if (!ok) audit.sessionDenied({ user: user.name, host, source: null, reason: 'no_grant', code: 'RLY_ERR_NO_GRANT', via: 'jump' });
             return ok;
           },
           filterReachable: (user, hosts) => services.access.filterReachable(user, hosts),
         },
         caps: NO_CAPS,
-        recorder: ROUTER_RECORDS_SESSIONS,
+        recorder, // session.start committed before the first byte, as on the HTTPS path
         logger,
         publicAddress: () => `${new URL(relay.url).hostname}:${jumpBound?.port ?? sshAt.port}`,
       });
@@ -139,8 +155,14 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       }
     }
 
-    const adminSock = await startAdminSocket({ admin: services.admin, logger, path: sockPath });
+    const adminSock = await startAdminSocket({ admin: services.admin, logger, path: sockPath, auditLog: services.auditLog });
     cleanups.push(() => adminSock.close());
+
+    recorder.startProgress();
+    audit.emit({
+      ...AUDIT.relayStarted, source: formatHostPort(cfg.listen.host, bound.port),
+      details: { version: SOFTWARE_VERSION, url: relay.url, pid: process.pid, database: database.kind, recoveredSessions: recovered },
+    });
 
     const purge = setInterval(() => {
       repos.revokedTokens.purgeExpired().catch((err) => logger.warn({ err }, 'purging expired revocations failed'));
@@ -175,7 +197,10 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
         await router.close().catch((err) => logger.error({ err }, 'closing agent links failed'));
         await closingHttp.catch((err) => logger.error({ err }, 'closing the HTTP server failed'));
         await adminSock.close().catch((err) => logger.error({ err }, 'closing the admin socket failed'));
+        await recorder.close();
+        audit.emit({ ...AUDIT.relayStopped, details: { signal, pid: process.pid } });
         await audit.flush();
+        audit.writer.close();
         await database.close().catch((err) => logger.error({ err }, 'closing the database failed'));
         logger.info('stopped');
         process.exit(0);
@@ -223,6 +248,7 @@ async function adminOps(cfg: StoreConfig, relayInfo: () => Promise<{ url: string
   const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
   const repos = createRepositories(database.db);
   const audit = new DbAuditSink({ db: database.db, relayId: relayId(cfg.dataDir), logger });
+  const auditLog = new AuditLog({ db: database.db, relayId: relayId(cfg.dataDir) });
   let relay: { url: string; fingerprint: string } = { url: '', fingerprint: '' };
   // No router: the relay is not running, so there are no live sessions or agent links to end.
   const admin = new AdminService({ users: repos.users, agents: repos.agents, grants: repos.grants, enrollTokens: repos.enrollTokens, audit, relay: () => relay });
@@ -245,8 +271,10 @@ async function adminOps(cfg: StoreConfig, relayInfo: () => Promise<{ url: string
       relay = await relayInfo();
       return admin.createEnrollToken(name, by);
     },
+    pruneAudit: (olderThanMs) => auditLog.prune(new Date(Date.now() - olderThanMs), by),
     async close() {
       await audit.flush();
+      audit.writer.close();
       await database.close();
     },
   };
@@ -383,6 +411,13 @@ async function agentForget(name: string, flags: Record<string, unknown>): Promis
   out(`Forgot "${a.name}"${a.wasOnline ? ' and dropped its connection' : ''}; the name is free again.`);
 }
 
+async function auditPrune(flags: Record<string, unknown>): Promise<void> {
+  const cfg = parseConfig(AuditPruneConfigSchema, flags);
+  const ops = await adminOps(cfg, async () => ({ url: '', fingerprint: '' }));
+  const r = await withOps(ops, (o) => o.pruneAudit(cfg.olderThan));
+  out(`Deleted ${r.deleted} audit event(s) older than ${r.cutoff}; the prune itself is recorded as audit.pruned.`);
+}
+
 // ---------------------------------------------------------------- errors and commands
 
 const RELAY_ERROR_HINTS: Partial<Record<string, string>> = {
@@ -496,6 +531,11 @@ export function buildProgram(): Command {
     .action((name: string, opts: Record<string, unknown>) => run(() => agentRevoke(name, opts))());
   storeOptions(agent.command('forget').argument('<name>', 'machine name').description('delete a machine (revoked or not); its name is free again'))
     .action((name: string, opts: Record<string, unknown>) => run(() => agentForget(name, opts))());
+
+  const auditCmd = program.command('audit').description('the audit trail');
+  storeOptions(auditCmd.command('prune').description('delete audit events older than an age (the only way rows leave the append-only trail); records audit.pruned'))
+    .requiredOption('--older-than <age>', 'age like 365d, 52w or 90d (at least 1d)')
+    .action((opts: Record<string, unknown>) => run(() => auditPrune(opts))());
 
   return program;
 }

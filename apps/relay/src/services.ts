@@ -11,6 +11,8 @@ import { EnrollService } from './enrolment/enroll-service.js';
 import { AdminService } from './admin/admin-service.js';
 import { SshKeyService } from './ssh-jump/ssh-key-service.js';
 import { AccessService } from './access/access-service.js';
+import { AuditLog } from './audit/audit-log.js';
+import type { LiveSessionInfo } from './audit/session-recorder.js';
 
 export interface RelayServices {
   auth: AuthService;
@@ -21,6 +23,7 @@ export interface RelayServices {
   access: AccessService;
   /** For the HTTP layer's own events (session.denied). */
   audit: RelayAuditSink;
+  auditLog: AuditLog;
 }
 
 export function createServices(deps: {
@@ -32,6 +35,10 @@ export function createServices(deps: {
   minProtocolVersion?: number;
   /** Machines not seen for this long are stale (default 30 days). */
   staleAfterMs?: number;
+  /** This relay's id in the audit trail (audit.pruned rows). */
+  relayId?: string;
+  /** Live sessions of this relay (SessionRecorder.active), for fresh byte counts. */
+  liveSessions?: () => LiveSessionInfo[];
 }): RelayServices {
   const { repos, tokens, audit, router } = deps;
   return {
@@ -45,5 +52,6 @@ export function createServices(deps: {
     }),
     access: new AccessService({ grants: repos.grants }),
     audit,
+    auditLog: new AuditLog({ db: repos.db, relayId: deps.relayId ?? 'unknown', live: deps.liveSessions }),
   };
 }

@@ -14,6 +14,7 @@ import { clonePglite } from '../../../e2e/fixtures/pglite.js';
 import { createTestDatabase } from '../../../e2e/fixtures/postgres.js';
 import { openDatabase, createRepositories, type Database, type Repositories } from './db/index.js';
 import { DbAuditSink } from './audit/audit-sink.js';
+import { SessionRecorder } from './audit/session-recorder.js';
 import { loadTokenService } from './auth/token-keys.js';
 import { createServices, type RelayServices } from './services.js';
 import { buildServer } from './http/server.js';
@@ -72,6 +73,7 @@ export interface TestRelay {
   repos: Repositories;
   tokens: TokenService;
   audit: DbAuditSink;
+  recorder: SessionRecorder;
   router: ReturnType<typeof stubRouter>;
   services: RelayServices;
   tls: RelayTls;
@@ -92,14 +94,17 @@ export async function startTestRelay(kind: DbKind): Promise<TestRelay> {
   await repos.users.create({ name: ALICE.name, passwordHash: await hashPassword(ALICE.password), isAdmin: false });
   const router = stubRouter();
   const relay = { url: 'https://relay.test:8443', fingerprint: tls.fingerprint };
-  const services = createServices({ repos, tokens, audit, router, relay: () => relay });
-  const app = buildServer({ tls, logger, router, tokens, ...services, closeGraceMs: 200 });
+  const recorder = new SessionRecorder({ db: database.db, writer: audit.writer, relayId: 'test-relay', logger });
+  const services = createServices({ repos, tokens, audit, router, relay: () => relay, relayId: 'test-relay', liveSessions: () => recorder.active() });
+  const app = buildServer({ tls, logger, router, tokens, ...services, sessions: recorder, audit, closeGraceMs: 200 });
   await app.ready();
   return {
-    app, database, repos, tokens, audit, router, services, tls, tmp,
+    app, database, repos, tokens, audit, recorder, router, services, tls, tmp,
     async close() {
       await app.close();
+      await recorder.close();
       await audit.flush();
+      audit.writer.close();
       await cleanup();
       rmSync(tmp, { recursive: true, force: true });
     },

@@ -39,6 +39,8 @@ async function parse(argv: string[]): Promise<{ calls: Array<[string, unknown]>;
     adminAgentsList: rec('adminAgentsList'),
     adminAgentsRevoke: rec('adminAgentsRevoke'),
     adminAgentsForget: rec('adminAgentsForget'),
+    adminAudit: rec('adminAudit'),
+    adminSessions: rec('adminSessions'),
   };
   let out = '';
   let err = '';
@@ -104,6 +106,9 @@ describe('mssh command line', () => {
     expect((await parse(['admin', 'agents', 'list', '--json'])).calls).toEqual([['adminAgentsList', { json: true }]]);
     expect((await parse(['admin', 'agents', 'revoke', 'laptop'])).calls).toEqual([['adminAgentsRevoke', { name: 'laptop' }]]);
     expect((await parse(['admin', 'agents', 'forget', 'laptop'])).calls).toEqual([['adminAgentsForget', { name: 'laptop' }]]);
+    expect((await parse(['admin', 'audit', '--user', 'bob', '--host', 'h1', '--type', 'session.*', '--since', '24h', '--limit', '5', '--json'])).calls)
+      .toEqual([['adminAudit', { user: 'bob', host: 'h1', type: 'session.*', since: '24h', until: undefined, limit: '5', json: true }]]);
+    expect((await parse(['admin', 'sessions', '--active'])).calls).toEqual([['adminSessions', { active: true, limit: undefined, json: false }]]);
     expect((await parse(['whoami'])).calls).toEqual([['whoami', undefined]]);
     expect((await parse(['logout'])).calls).toEqual([['logout', undefined]]);
   });

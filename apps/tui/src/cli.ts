@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
 import type { LoginArgs } from './commands/login.js';
 import type { SshArgs } from './commands/ssh.js';
+import type { AdminAuditArgs, AdminSessionsArgs } from './commands/admin-audit.js';
 
 export interface Handlers {
   login(a: LoginArgs): Promise<number>;
@@ -34,6 +35,8 @@ export interface Handlers {
   adminAgentsList(a: { json: boolean }): Promise<number>;
   adminAgentsRevoke(a: { name: string }): Promise<number>;
   adminAgentsForget(a: { name: string }): Promise<number>;
+  adminAudit(a: AdminAuditArgs): Promise<number>;
+  adminSessions(a: AdminSessionsArgs): Promise<number>;
 }
 
 export interface CliOutput {
@@ -151,7 +154,7 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .action((key: string) => done(handlers.keysRemove({ key })));
 
 
-  const admin = configure(program.command('admin'), 'Usage: mssh admin users ... | mssh admin agents ... | mssh admin grant|revoke-grant|grants ...').description('administer the relay (admin login needed)');
+  const admin = configure(program.command('admin'), 'Usage: mssh admin users ... | agents ... | grant|revoke-grant|grants ... | audit [filters] | sessions [--active]').description('administer the relay (admin login needed)');
   const grantUsage = "Usage: mssh admin grant [--role] SUBJECT 'PATTERN' (e.g. mssh admin grant alice 'web-*', mssh admin grant --role ops 'db-?')";
   configure(admin.command('grant'), grantUsage)
     .description('let a user (or, with --role, every user of a role) reach the machines matching a glob (* any run, ? one character)')
@@ -219,6 +222,24 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .argument('<name>', 'machine name')
     .option('--json', 'print JSON', false)
     .action((name: string, o: { json: boolean }) => done(handlers.adminAgentsEnroll({ name, json: o.json === true })));
+  const auditUsage = 'Usage: mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until TIME] [--limit N] [--json]';
+  configure(admin.command('audit'), auditUsage)
+    .description('show the audit trail (oldest first; the newest N when more match)')
+    .option('--user <name>', 'only events of this user (actor)')
+    .option('--host <name>', 'only events about this machine')
+    .option('--type <type>', 'only this event type (session.start) or prefix (session.*)')
+    .option('--since <age|time>', 'from this age ago (90s, 30m, 24h, 7d, 2w) or ISO time')
+    .option('--until <age|time>', 'before this age ago or ISO time')
+    .option('--limit <n>', 'at most this many events (default 100, max 10000)')
+    .option('--json', 'one JSON object per line', false)
+    .action((o: { user?: string; host?: string; type?: string; since?: string; until?: string; limit?: string; json: boolean }) =>
+      done(handlers.adminAudit({ user: o.user, host: o.host, type: o.type, since: o.since, until: o.until, limit: o.limit, json: o.json === true })));
+  configure(admin.command('sessions'), 'Usage: mssh admin sessions [--active] [--limit N] [--json]')
+    .description('sessions: who is connected where, since when, bytes so far')
+    .option('--active', 'only sessions open now', false)
+    .option('--limit <n>', 'at most this many (default 100, newest first)')
+    .option('--json', 'one JSON object per line', false)
+    .action((o: { active: boolean; limit?: string; json: boolean }) => done(handlers.adminSessions({ active: o.active === true, limit: o.limit, json: o.json === true })));
 
   return { program, result };
 }

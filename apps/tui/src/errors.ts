@@ -134,6 +134,8 @@ export function cliErrorFromWire(status: number, body: unknown, ctx: WireContext
       return cliError('CLI_ERR_AGENT_FAILED', `the agent on ${host || 'the machine'} could not open the session${said ? `: ${said}` : ''}`, "Check that the machine's SSH server is running and matches the agent's --target.");
     case 'RLY_ERR_NAME_TAKEN':
       return cliError('CLI_ERR_NAME_TAKEN', said || 'that name is already in use', 'Pick another name.');
+    case 'RLY_ERR_DATABASE_UNAVAILABLE':
+      return cliError('CLI_ERR_RELAY_ERROR', `the relay at ${ctx.relayUrl} cannot reach its database, so it refuses new sessions (${code})`, 'Sessions already open are not affected. Try again in a moment; if it persists, tell whoever runs the relay.');
     case 'RLY_ERR_PROTOCOL_TOO_OLD':
       return cliError('CLI_ERR_PROTOCOL_TOO_OLD', `the relay at ${ctx.relayUrl} needs a newer mssh`, 'Upgrade mssh on this machine.');
     default:

@@ -13,6 +13,7 @@ import {
   adminAgentsEnroll, adminAgentsForget, adminAgentsList, adminAgentsRevoke, adminGrant, adminGrants, adminRevokeGrant,
   adminUsersAdd, adminUsersDisable, adminUsersEnable, adminUsersList, adminUsersPasswd, adminUsersSetRole,
 } from './commands/admin.js';
+import { adminAudit, adminSessions } from './commands/admin-audit.js';
 import type { CliContext } from './commands/context.js';
 import { keysAdd, keysList, keysRemove } from './commands/keys.js';
 import { knownHostsForget, knownHostsList, knownHostsOpenssh } from './commands/known-hosts.js';
@@ -114,6 +115,8 @@ async function main(): Promise<void> {
     adminAgentsList: withDir((a) => adminAgentsList(ctx, a)),
     adminAgentsRevoke: withDir((a) => adminAgentsRevoke(ctx, a)),
     adminAgentsForget: withDir((a) => adminAgentsForget(ctx, a)),
+    adminAudit: withDir((a) => adminAudit(ctx, a)),
+    adminSessions: withDir((a) => adminSessions(ctx, a)),
   };
   const { program, result } = buildProgram(handlers, {
     writeOut: (s) => process.stdout.write(s),

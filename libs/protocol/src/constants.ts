@@ -54,6 +54,8 @@ export const PATHS = {
   /** GET list; POST /:name/revoke; DELETE /:name forgets. */
   adminAgents: '/v1/admin/agents',
   adminAgent: (name: string) => `/v1/admin/agents/${encodeURIComponent(name)}`,
+  adminAudit: '/v1/admin/audit',
+  adminSessions: '/v1/admin/sessions',
   agentHello: '/mssh/hello',
   agentWelcome: '/mssh/welcome',
   agentSession: '/mssh/session',

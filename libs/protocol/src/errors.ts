@@ -30,6 +30,7 @@ export const WIRE_ERRORS = {
   RLY_ERR_UNKNOWN_USER: { status: 404, message: 'no user with that name' },
   RLY_ERR_UNKNOWN_GRANT: { status: 404, message: 'no such grant' },
   RLY_ERR_INTERNAL: { status: 500, message: 'internal error' },
+  RLY_ERR_DATABASE_UNAVAILABLE: { status: 503, message: "the relay's database is unavailable (new sessions cannot be audited, so they are refused); try again shortly" },
   // agent (answers on relay -> agent session streams)
   AGT_ERR_TARGET_UNREACHABLE: { status: 502, message: 'the agent could not connect to its SSH target' },
 } as const;

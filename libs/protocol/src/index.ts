@@ -7,3 +7,4 @@ export * from './decoupled-socket.js';
 export * from './stream-bridge.js';
 export * from './read-body.js';
 export * from './admin-format.js';
+export * from './audit.js';

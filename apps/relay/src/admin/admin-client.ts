@@ -7,6 +7,7 @@ import { isWireErrorBody, WIRE_ERRORS, type WireErrorCode } from '@mssh/protocol
 import { CliError, RelayError } from '../errors.js';
 import type { AgentAdminInfo, DisableUserResponse, GrantInfo, GrantRequest, RevokeAgentResponse, UserInfo } from '@mssh/protocol';
 import type { CreatedUser, IssuedEnrollToken } from './admin-service.js';
+import type { PruneResult } from '../audit/audit-log.js';
 import { ADMIN_SOCKET_PATHS, type AdminSocketInfo } from './admin-socket.js';
 
 /** What the CLI admin commands need, through the socket or straight on the database. */
@@ -25,6 +26,8 @@ export interface AdminOps {
   listAgents(): Promise<AgentAdminInfo[]>;
   revokeAgent(name: string): Promise<RevokeAgentResponse>;
   forgetAgent(name: string): Promise<{ name: string; wasOnline: boolean }>;
+  /** Delete audit events older than this many ms (audit.pruned records it). */
+  pruneAudit(olderThanMs: number): Promise<PruneResult>;
   close(): Promise<void>;
 }
 
@@ -82,6 +85,10 @@ export class AdminSocketClient implements AdminOps {
 
   forgetAgent(name: string): Promise<{ name: string; wasOnline: boolean }> {
     return this.call('DELETE', ADMIN_SOCKET_PATHS.agent(name));
+  }
+
+  pruneAudit(olderThanMs: number): Promise<PruneResult> {
+    return this.call<PruneResult>('POST', ADMIN_SOCKET_PATHS.auditPrune, { olderThanMs });
   }
 
   info(): Promise<AdminSocketInfo> {

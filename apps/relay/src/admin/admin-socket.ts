@@ -9,13 +9,16 @@ import { join } from 'node:path';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { CliError } from '../errors.js';
-import { installErrorHandling } from '../http/errors-edge.js';
+import { installErrorHandling, parseOr400 } from '../http/errors-edge.js';
 import { adminOpsRoutes } from '../http/routes/admin-ops.js';
 import type { AdminService } from './admin-service.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import { relayError } from '../errors.js';
+import { z } from 'zod';
 
 export const ADMIN_SOCKET_NAME = 'admin.sock';
 export const LOCAL_ADMIN_ACTOR = 'local-admin';
-/** The routes of http/routes/admin-ops.ts under /admin, plus /admin/info. */
+/** The routes of http/routes/admin-ops.ts under /admin, plus /admin/info and /admin/audit/prune. */
 export const ADMIN_SOCKET_PATHS = {
   users: '/admin/users',
   user: (name: string) => `/admin/users/${encodeURIComponent(name)}`,
@@ -25,6 +28,7 @@ export const ADMIN_SOCKET_PATHS = {
   agent: (name: string) => `/admin/agents/${encodeURIComponent(name)}`,
   enroll: '/admin/agents/enroll',
   info: '/admin/info',
+  auditPrune: '/admin/audit/prune',
 } as const;
 
 /** Unix socket paths are limited to 107 bytes on Linux. */
@@ -71,11 +75,16 @@ export interface AdminSocketInfo {
   pid: number;
 }
 
-export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logger }): FastifyInstance {
+export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logger; auditLog?: AuditLog }): FastifyInstance {
   const app = fastify({ loggerInstance: deps.logger.child({ component: 'relay.admin-socket' }), bodyLimit: 64 * 1024, requestIdHeader: false }) as unknown as FastifyInstance;
   installErrorHandling(app);
   const by = { actor: LOCAL_ADMIN_ACTOR, source: 'admin.sock' };
   app.register(adminOpsRoutes, { prefix: '/admin', admin: deps.admin, actor: () => by });
+  app.post(ADMIN_SOCKET_PATHS.auditPrune, async (request) => {
+    const { olderThanMs } = parseOr400(z.object({ olderThanMs: z.number().int().min(86_400_000) }), request.body);
+    if (!deps.auditLog) throw relayError('RLY_ERR_NOT_FOUND', 'this relay does not serve audit pruning');
+    return deps.auditLog.prune(new Date(Date.now() - olderThanMs), by);
+  });
   app.get(ADMIN_SOCKET_PATHS.info, async (): Promise<AdminSocketInfo> => ({
     relayUrl: deps.admin.relayInfo.url, relayFingerprint: deps.admin.relayInfo.fingerprint, pid: process.pid,
   }));
@@ -83,7 +92,7 @@ export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logg
 }
 
 /** Listen on the socket (call claimAdminSocketPath first) with owner-only permissions. */
-export async function startAdminSocket(deps: { admin: AdminService; logger: Logger; path: string }): Promise<{ close(): Promise<void> }> {
+export async function startAdminSocket(deps: { admin: AdminService; logger: Logger; path: string; auditLog?: AuditLog }): Promise<{ close(): Promise<void> }> {
   const app = buildAdminSocketServer(deps);
   const old = process.umask(0o177);
   try {

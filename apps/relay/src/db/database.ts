@@ -123,3 +123,19 @@ export function rootMessage(e: unknown): string {
   }
   return cur instanceof Error ? cur.message : String(cur);
 }
+
+const DB_DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
+const DB_DOWN_MESSAGE = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable|the database system is (shutting down|starting up)|terminating connection/i;
+
+/** Is this (or its cause chain) a failure to reach the database, rather than a bug? */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  let cur = err;
+  for (let i = 0; i < 8 && cur; i++) {
+    const e = cur as { code?: unknown; message?: unknown; cause?: unknown; errors?: unknown };
+    if (typeof e.code === 'string' && DB_DOWN_CODES.has(e.code)) return true;
+    if (typeof e.message === 'string' && DB_DOWN_MESSAGE.test(e.message)) return true;
+    if (Array.isArray(e.errors) && e.errors.some((x) => isDatabaseUnavailable(x))) return true;
+    cur = e.cause;
+  }
+  return false;
+}

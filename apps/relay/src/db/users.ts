@@ -1,4 +1,4 @@
-import { asc, count, eq } from 'drizzle-orm';
+import { asc, count, eq, sql } from 'drizzle-orm';
 import { users } from '@mssh/migrations';
 import type { Db } from './database.js';
 
@@ -24,6 +24,23 @@ export class UserRepository {
   async findByName(name: string): Promise<UserRecord | null> {
     const rows = await this.db.select().from(users).where(eq(users.name, name)).limit(1);
     return rows[0] ?? null;
+  }
+
+  /**
+   * What request authentication needs, in ONE round trip (it runs for every API request and tunnel):
+   * the token's user (null when gone) and whether the token id was revoked.
+   */
+  async findForToken(name: string, jti: string): Promise<{ user: UserRecord | null; revoked: boolean }> {
+    const res = await this.db.execute(sql`SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ${jti}) AS revoked,
+        u.id, u.name, u.password_hash, u.is_admin, u.role, u.disabled_at, u.created_at
+      FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.name = ${name}`);
+    const row = (res as unknown as { rows: Array<Record<string, unknown>> }).rows[0] ?? {};
+    const date = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
+    const user: UserRecord | null = row.id == null ? null : {
+      id: String(row.id), name: String(row.name), passwordHash: String(row.password_hash), isAdmin: row.is_admin === true,
+      role: row.role == null ? null : String(row.role), disabledAt: date(row.disabled_at), createdAt: date(row.created_at)!,
+    };
+    return { user, revoked: row.revoked === true };
   }
 
   async list(): Promise<UserRecord[]> {

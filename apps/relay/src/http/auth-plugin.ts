@@ -10,7 +10,12 @@ import './auth-types.js';
 export function installAuth(app: FastifyInstance, auth: AuthService): void {
   app.decorateRequest('auth', null);
   app.decorate('authenticate', async function authenticate(request: FastifyRequest) {
-    request.auth = await auth.authenticate(request.headers.authorization);
+    try {
+      request.auth = await auth.authenticate(request.headers.authorization);
+    } catch (e) {
+      if (e instanceof AuthError && e.code !== 'AUTH_ERR_MISSING_TOKEN') auth.noteRejected(request.ip, e.code);
+      throw e;
+    }
   });
   app.decorate('requireAdmin', async function requireAdmin(request: FastifyRequest) {
     if (!request.auth) throw new AuthError('AUTH_ERR_MISSING_TOKEN');

@@ -9,6 +9,7 @@ import { AuthError } from '@mssh/auth';
 import { HEADERS, type WireErrorBody } from '@mssh/protocol';
 import { z } from 'zod';
 import { RelayError, relayError } from '../errors.js';
+import { isDatabaseUnavailable } from '../db/database.js';
 
 /** fastify's own client errors (bad JSON, body too large, wrong content type...) and what to tell the client. */
 function clientErrorMessage(err: FastifyError): string {
@@ -33,8 +34,10 @@ export function toErrorBody(err: unknown): { body: WireErrorBody; internal: bool
   if (fe && typeof fe === 'object' && (fe.validation || (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500))) {
     return { body: relayError('RLY_ERR_BAD_REQUEST', fe.validation ? 'malformed request' : clientErrorMessage(fe as FastifyError)).toBody(), internal: false };
   }
+  if (isDatabaseUnavailable(err)) return { body: relayError('RLY_ERR_DATABASE_UNAVAILABLE').toBody(), internal: true };
   return { body: relayError('RLY_ERR_INTERNAL').toBody(), internal: true };
 }
+
 
 /** "name: host names are ...; password: ..." */
 export function describeZodError(err: z.ZodError): string {

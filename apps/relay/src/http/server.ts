@@ -16,7 +16,6 @@ import type { HostService } from '../hosts/host-service.js';
 import type { SshKeyService } from '../ssh-jump/ssh-key-service.js';
 import type { AccessService } from '../access/access-service.js';
 import type { RelayAuditSink } from '../audit/audit-sink.js';
-import { AUDIT } from '../audit/codes.js';
 import { createRelayHttpServer, type RelayHttpServer } from './server-factory.js';
 import { installErrorHandling } from './errors-edge.js';
 import { installAuth } from './auth-plugin.js';
@@ -27,6 +26,9 @@ import { enrollRoutes } from './routes/enroll.js';
 import { adminRoutes } from './routes/admin.js';
 import { sshKeyRoutes } from './routes/ssh-keys.js';
 import { tunnelRoutes, type TunnelRoutesOptions } from './tunnel-routes.js';
+import { adminAuditRoutes } from './routes/admin-audit.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { SessionLedger } from '../tunnel/types.js';
 
 /** JSON bodies are small: credentials, names, keys. Tunnels stream and are not subject to it. */
 export const JSON_BODY_LIMIT = 64 * 1024;
@@ -42,8 +44,11 @@ export interface ServerDeps {
   admin: AdminService;
   sshKeys: SshKeyService;
   access: AccessService;
-  /** For session.denied (the other events are emitted by the services). */
-  audit?: Pick<RelayAuditSink, 'emit'>;
+  auditLog: AuditLog;
+  /** The session-start gate (audit/session-recorder.ts): tunnels start only once recorded. */
+  sessions?: SessionLedger;
+  /** For session.denied. */
+  audit?: RelayAuditSink;
   /** How long shutdown waits for API connections to finish before cutting them (default 2 s). */
   closeGraceMs?: number;
 }
@@ -88,11 +93,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.register(enrollRoutes, { enrolment: deps.enrolment });
   app.register(adminRoutes, { admin: deps.admin });
   app.register(sshKeyRoutes, { sshKeys: deps.sshKeys });
+  app.register(adminAuditRoutes, { auditLog: deps.auditLog });
   app.register(tunnelRoutes as FastifyPluginAsync<TunnelRoutesOptions>, {
     router: deps.router,
     hostExists: (name) => deps.hosts.exists(name),
     canReach: (user, host) => deps.access.canReach(user, host),
-    onDenied: (e) => deps.audit?.emit({ ...AUDIT.sessionDenied, actor: e.user, host: e.host, source: e.source, details: { reason: 'no_grant' } }),
+    ledger: deps.sessions,
+    onDenied: deps.audit ? (e) => deps.audit!.sessionDenied({ ...e, via: 'https' }) : undefined,
   });
   return app;
 }

@@ -18,7 +18,7 @@ import { relayError } from '../errors.js';
 import { AuthFailureLimiter } from './auth-failures.js';
 import { loadOrCreateJumpHostKey } from './host-key.js';
 import { createJumpServer, type JumpServer } from './jump-server.js';
-import { NO_CAPS, ROUTER_RECORDS_SESSIONS, type AccessService } from './seams.js';
+import { NO_CAPS, type AccessService } from './seams.js';
 
 function ssh(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -81,7 +81,7 @@ describe('SSH jump listener in-process', () => {
       router: r.router,
       access,
       caps: NO_CAPS,
-      recorder: ROUTER_RECORDS_SESSIONS,
+      recorder: r.recorder,
       logger: silentLogger(),
       publicAddress: () => `relay.test:${port}`,
       handshakeTimeoutMs: 500,

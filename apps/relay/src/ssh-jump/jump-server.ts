@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
 import { fingerprintBlob, sanitizeForTerminal } from '@mssh/protocol';
-import type { TunnelRouter } from '../tunnel/types.js';
+import type { RecordedSession, TunnelRouter } from '../tunnel/types.js';
 import { RelayError } from '../errors.js';
 import type { JumpHostKey } from './host-key.js';
 import type { SshKeyService } from './ssh-key-service.js';
@@ -165,8 +165,9 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       if (!(err instanceof RelayError)) conn.log.error({ err, sessionId }, 'opening a session failed');
       return refuseChannel(conn, reject, 'direct-tcpip', err instanceof RelayError ? `${err.code}: ${err.message}` : 'internal error', { dest, sessionId });
     }
+    let record: RecordedSession;
     try {
-      await opts.recorder.start({ sessionId, user: user.name, host, source, via: 'jump' });
+      record = await opts.recorder.start({ sessionId, user: user.name, host, source, via: 'jump' });
     } catch (err) {
       cap.release();
       agentStream.close();
@@ -176,18 +177,20 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     if (conn.done) {
       cap.release();
       agentStream.close();
+      record.end({ reason: 'client_closed', bytesFromClient: 0, bytesToClient: 0 });
       return;
     }
     const channel = accept();
     if (!channel) {
       cap.release();
       agentStream.close();
+      record.end({ reason: 'client_closed', bytesFromClient: 0, bytesToClient: 0 });
       return;
     }
     channel.on('error', (e: Error) => conn.log.debug({ err: e.message, sessionId }, 'jump channel error'));
     conn.log.info({ sessionId, host }, 'jump session opened');
     try {
-      const summary = await opts.router.spliceSession(channel, agentStream, { sessionId, user: user.name, host, source, via: 'jump' });
+      const summary = await opts.router.spliceSession(channel, agentStream, { sessionId, user: user.name, host, source, via: 'jump', record });
       conn.log.info({ sessionId, host, bytesFromClient: summary.bytesFromClient, bytesToClient: summary.bytesToClient, reason: summary.reason }, 'jump session closed');
     } finally {
       cap.release();

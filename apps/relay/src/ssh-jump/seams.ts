@@ -5,6 +5,8 @@
  * router's own session audit).
  */
 
+import type { RecordedSession } from '../tunnel/types.js';
+
 /** An authenticated mssh user as access rules see it. */
 export interface JumpUser {
   name: string;
@@ -25,7 +27,7 @@ export interface SessionCaps {
 
 /** Records a session before its first byte moves; a rejection refuses the session. */
 export interface SessionRecorder {
-  start(e: { sessionId: string; user: string; host: string; source: string | null; via: 'jump' }): Promise<unknown>;
+  start(e: { sessionId: string; user: string; host: string; source: string | null; via: 'jump' }): Promise<RecordedSession>;
 }
 
 /** Today's rule: every logged-in user reaches every enrolled machine. */
@@ -38,7 +40,3 @@ export const NO_CAPS: SessionCaps = {
   acquire: async () => ({ ok: true, release: () => undefined }),
 };
 
-/** The router's spliceSession already writes session.start/session.end (with via), so nothing more here. */
-export const ROUTER_RECORDS_SESSIONS: SessionRecorder = {
-  start: async () => undefined,
-};

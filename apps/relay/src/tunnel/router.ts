@@ -13,7 +13,7 @@ import { AGENT_PING_INTERVAL_MS, AGENT_PING_TIMEOUT_MS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
 import { AgentLink, safeAudit } from './agent-link.js';
 import { splice } from '@mssh/protocol';
-import type { AgentDirectory, SessionEndReason, SessionMeta, SessionVia, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
+import type { AgentDirectory, RecordedSession, SessionEndReason, SessionMeta, SessionVia, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
 
 export interface TunnelRouterOptions {
   directory: AgentDirectory;
@@ -142,7 +142,11 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       return stream;
     },
 
-    async spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; via?: SessionVia }): Promise<TunnelSessionSummary> {
+    agentIdOf(name: string): string {
+      return byName.get(name)?.agent?.id ?? '';
+    },
+
+    async spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; via?: SessionVia; record?: RecordedSession }): Promise<TunnelSessionSummary> {
       const link = linkOfStream.get(agentStream);
       const agentId = link?.agent?.id ?? '';
       const source = meta.source ?? null;
@@ -152,9 +156,11 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       logger.debug({ sessionId: meta.sessionId, user: meta.user, host: meta.host }, 'session started');
       const entry = { user: meta.user, client, agentStream, killed: null as SessionEndReason | null };
       live.set(meta.sessionId, entry);
+      const counters = { bytesAtoB: 0, bytesBtoA: 0 };
+      meta.record?.attachCounters(() => ({ bytesFromClient: counters.bytesAtoB, bytesToClient: counters.bytesBtoA }));
       let r: Awaited<ReturnType<typeof splice>>;
       try {
-        r = await splice(client, agentStream);
+        r = await splice(client, agentStream, counters);
       } finally {
         live.delete(meta.sessionId);
       }
@@ -176,6 +182,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
         reason,
       };
       logger.debug({ ...summary, clean: r.clean, linkReason: link?.endReason ?? null }, 'session ended');
+      safeAudit(logger, () => meta.record?.end({ reason, bytesFromClient: r.bytesAtoB, bytesToClient: r.bytesBtoA }));
       safeAudit(logger, () => opts.audit.sessionEnded?.(summary));
       return summary;
     },

@@ -24,7 +24,42 @@ export interface EnrolledAgent {
 }
 
 /** Why a session ended; audit uses the same words. */
-export type SessionEndReason = 'client_closed' | 'agent_closed' | 'relay_shutdown' | 'agent_revoked' | 'user_disabled' | 'idle_timeout' | 'error';
+export type SessionEndReason =
+  | 'client_closed' | 'agent_closed' | 'relay_shutdown' | 'agent_revoked' | 'user_disabled' | 'idle_timeout' | 'error' | 'relay_crashed';
+
+/** What is known when a session is about to start (before any byte is forwarded). */
+export interface SessionStartInfo {
+  sessionId: string;
+  /** mssh user name. */
+  user: string;
+  /** Target machine (agent name). */
+  host: string;
+  /** Client address as the relay saw it. */
+  source: string | null;
+  /** Which listener: HTTPS tunnel or the SSH jump listener. */
+  via: 'https' | 'jump';
+  agentId?: string;
+  /** Extra audit details for session.start. */
+  details?: Record<string, unknown>;
+}
+
+/** A session whose start is committed to the audit trail (audit/session-recorder.ts). */
+export interface RecordedSession {
+  readonly sessionId: string;
+  /** Live byte counters (read for the periodic progress writes). */
+  attachCounters(fn: () => { bytesFromClient: number; bytesToClient: number }): void;
+  /** Record the end (once; later calls are ignored). Bytes default to the attached counters. */
+  end(e: { reason: SessionEndReason; bytesFromClient?: number; bytesToClient?: number }): void;
+}
+
+/**
+ * The session-start gate (implemented by audit/session-recorder.ts): resolves only once the start is
+ * durably recorded; rejects (RLY_ERR_DATABASE_UNAVAILABLE) when it cannot be, and then nothing may be
+ * forwarded.
+ */
+export interface SessionLedger {
+  start(s: SessionStartInfo): Promise<RecordedSession>;
+}
 
 /** Audit events the tunnel emits (implemented by audit/). Must not throw; failures are logged by the sink. */
 export interface TunnelAuditSink {
@@ -83,9 +118,12 @@ export interface TunnelRouter {
   /**
    * Splice a client's stream with a session stream from openSession(): backpressure both ways,
    * half-close preserved, either side's abort tears down both. Counts bytes; reports to the audit sink's
-   * optional sessionStarted/sessionEnded. Resolves (never rejects) when both streams are closed.
+   * optional sessionStarted/sessionEnded and, when given, to `record` (live counters, then end()).
+   * Resolves (never rejects) when both streams are closed.
    */
-  spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; via?: SessionVia }): Promise<TunnelSessionSummary>;
+  spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; via?: SessionVia; record?: RecordedSession }): Promise<TunnelSessionSummary>;
+  /** The id of the agent connected under this name ('' when none). */
+  agentIdOf?(name: string): string;
   /**
    * End every live session of this mssh user now (both streams cancelled); they are recorded with
    * `reason`. Returns how many were ended.

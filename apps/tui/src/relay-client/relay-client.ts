@@ -18,6 +18,10 @@ import {
   type AgentAdminInfo,
   type GrantInfo,
   type GrantRequest,
+  AuditEventsResponse,
+  SessionsResponse,
+  type AuditEventInfo,
+  type SessionInfo,
   CreateEnrollTokenResponse,
   HEADERS,
   HostInfo,
@@ -34,7 +38,14 @@ import {
 import { cliError, cliErrorFromWire, notLoggedIn, type CliError } from '../errors.js';
 import type { RelayConnection } from './relay-connection.js';
 
-const MAX_BODY = 4 * 1024 * 1024;
+const MAX_BODY = 16 * 1024 * 1024;
+
+function withQuery(path: string, query: Record<string, string | undefined>): string {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') q.set(k, v);
+  const s = q.toString();
+  return s ? `${path}?${s}` : path;
+}
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR } = http2.constants;
 
 export interface Tunnel {
@@ -158,6 +169,14 @@ export class RelayClient {
 
   async forgetAgent(name: string): Promise<void> {
     await this.call('DELETE', PATHS.adminAgent(name), { host: name });
+  }
+
+  async auditEvents(query: Record<string, string | undefined>): Promise<AuditEventInfo[]> {
+    return (await this.call('GET', withQuery(PATHS.adminAudit, query), { schema: AuditEventsResponse })).events;
+  }
+
+  async sessions(query: Record<string, string | undefined>): Promise<SessionInfo[]> {
+    return (await this.call('GET', withQuery(PATHS.adminSessions, query), { schema: SessionsResponse })).sessions;
   }
 
   private headers(method: string, path: string, auth: boolean): http2.OutgoingHttpHeaders {

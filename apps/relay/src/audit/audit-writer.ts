@@ -1,0 +1,262 @@
+/**
+ * Group commit for the audit trail: every write (audit rows, session rows) is queued, and one writer at a
+ * time takes everything queued so far and writes it in ONE transaction (multi-row INSERTs, one UPDATE for
+ * all ended sessions). Callers of commit() are resolved only after COMMIT, so a session start can be
+ * made durable before its first byte, at hundreds of starts per second (one fsync per batch, not per row).
+ *
+ *   start/end/emit --queue--> [batch] --BEGIN; INSERT sessions; INSERT audit_events; UPDATE sessions; COMMIT
+ *
+ * Two kinds of writes:
+ * - commit(op): must be written now; rejects when the transaction fails (the caller refuses the session).
+ * - enqueue(op): must be written eventually (session ends, other events): retried with back-off while
+ *   the database is unavailable, kept in memory up to maxQueued operations, never rejects.
+ */
+import { sql } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import { isDatabaseUnavailable, type Db } from '../db/index.js';
+
+export interface AuditRow {
+  time: Date;
+  type: string;
+  code: string;
+  relayId: string;
+  actor: string | null;
+  host: string | null;
+  source: string | null;
+  sessionId: string | null;
+  details: Record<string, unknown>;
+}
+
+export interface SessionStartRow {
+  id: string;
+  relayId: string;
+  userName: string;
+  host: string;
+  source: string | null;
+  via: string;
+  startedAt: Date;
+}
+
+export interface SessionEndRow {
+  id: string;
+  endedAt: Date;
+  bytesUp: number;
+  bytesDown: number;
+  endReason: string;
+}
+
+export interface WriteOp {
+  events?: AuditRow[];
+  starts?: SessionStartRow[];
+  ends?: SessionEndRow[];
+}
+
+interface Queued {
+  op: WriteOp;
+  durable: boolean;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export interface AuditWriterOptions {
+  db: Db;
+  logger: Logger;
+  /** Operations per transaction at most (default 500). */
+  maxBatch?: number;
+  /** Transactions in flight at once (default 2: one commits while the next batch fills and is sent). */
+  concurrency?: number;
+  /** Retried operations kept in memory at most; beyond, the oldest are dropped and logged (default 100,000). */
+  maxQueued?: number;
+}
+
+const MAX_BACKOFF_MS = 5_000;
+
+export class AuditWriter {
+  private queue: Queued[] = [];
+  private inFlight = 0;
+  private failures = 0;
+  private retryAt = 0;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private idle: Array<() => void> = [];
+  private readonly maxBatch: number;
+  private readonly maxQueued: number;
+  private readonly concurrency: number;
+  /** Transactions written, for tests and the benchmark. */
+  batches = 0;
+
+  constructor(private readonly opts: AuditWriterOptions) {
+    this.maxBatch = opts.maxBatch ?? 500;
+    this.maxQueued = opts.maxQueued ?? 100_000;
+    this.concurrency = Math.max(1, opts.concurrency ?? 2);
+  }
+
+  /** Write op in the next batch; resolves after COMMIT, rejects with the database error. */
+  commit(op: WriteOp): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ op, durable: false, resolve, reject });
+      this.kick();
+    });
+  }
+
+  /** Write op eventually, retrying while the database is unavailable. Never throws. */
+  enqueue(op: WriteOp): void {
+    if (this.queue.length >= this.maxQueued) {
+      const i = this.queue.findIndex((q) => q.durable);
+      if (i >= 0) {
+        const [dropped] = this.queue.splice(i, 1);
+        this.opts.logger.error({ dropped: dropped!.op.events?.map((e) => e.type) }, 'audit queue full: dropped the oldest unwritten audit record');
+        dropped!.resolve();
+      }
+    }
+    this.queue.push({ op, durable: true, resolve: () => {}, reject: () => {} });
+    this.kick();
+  }
+
+  /** Operations not yet written. */
+  get pending(): number {
+    return this.queue.length + this.inFlight;
+  }
+
+  /** Wait until everything queued so far is written (or timeoutMs passed). True when all was written. */
+  async drain(timeoutMs = 10_000): Promise<boolean> {
+    if (this.queue.length === 0 && this.inFlight === 0) return true;
+    let timer: NodeJS.Timeout | undefined;
+    const done = await Promise.race([
+      new Promise<boolean>((resolve) => this.idle.push(() => resolve(true))),
+      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); timer.unref(); }),
+    ]);
+    clearTimeout(timer);
+    return done;
+  }
+
+  /** Stop retry timers (the process is about to exit). */
+  close(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+  }
+
+  private scheduled = false;
+
+  /** Start a writer on the next turn of the event loop (so concurrent callers land in one batch). */
+  private kick(): void {
+    if (this.scheduled || this.inFlight >= this.concurrency) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.writeOne();
+    });
+  }
+
+  private takeBatch(now: number): Queued[] {
+    const batch: Queued[] = [];
+    const rest: Queued[] = [];
+    for (const q of this.queue) {
+      if (batch.length < this.maxBatch && (!q.durable || now >= this.retryAt)) batch.push(q);
+      else rest.push(q);
+    }
+    this.queue = rest;
+    return batch;
+  }
+
+  private async writeOne(): Promise<void> {
+    if (this.inFlight >= this.concurrency) return;
+    const batch = this.takeBatch(Date.now());
+    if (batch.length === 0) {
+      this.settle();
+      return;
+    }
+    this.inFlight++;
+    // More queued than one batch takes: start another writer right away.
+    if (this.queue.some((q) => !q.durable)) this.kick();
+    try {
+      await this.write(batch.map((b) => b.op));
+      this.batches++;
+      if (this.failures > 0) this.opts.logger.warn({ failures: this.failures }, 'audit writes work again');
+      this.failures = 0;
+      this.retryAt = 0;
+      for (const b of batch) b.resolve();
+    } catch (err) {
+      // One bad row must not sink the others of its batch: when the database answers but refused the
+      // transaction, write each operation alone.
+      if (batch.length > 1 && !isDatabaseUnavailable(err)) {
+        await this.writeEach(batch);
+        return;
+      }
+      this.failures++;
+      this.retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(this.failures, 10));
+      if (this.failures === 1 || this.failures % 20 === 0) {
+        this.opts.logger.error({ err, failures: this.failures, queued: this.queue.length + batch.length }, 'audit write failed; session starts are refused until the database answers');
+      }
+      this.queue = [...batch.filter((b) => b.durable), ...this.queue];
+      for (const b of batch) if (!b.durable) b.reject(err);
+    } finally {
+      this.inFlight--;
+      this.settle();
+    }
+  }
+
+  private async writeEach(batch: Queued[]): Promise<void> {
+    for (const b of batch) {
+      try {
+        await this.write([b.op]);
+        this.batches++;
+        b.resolve();
+      } catch (err) {
+        if (!b.durable) {
+          b.reject(err);
+        } else if (isDatabaseUnavailable(err)) {
+          this.queue.unshift(b);
+        } else {
+          this.opts.logger.error({ err, types: b.op.events?.map((e) => e.type) }, 'audit record refused by the database; dropped');
+          b.resolve();
+        }
+      }
+    }
+  }
+
+  /** After a writer finished: go on with what is due, arm the retry timer, or wake drain() waiters. */
+  private settle(): void {
+    const now = Date.now();
+    if (this.queue.some((q) => !q.durable || now >= this.retryAt)) this.kick();
+    else if (this.queue.length > 0) this.scheduleRetry();
+    else if (this.inFlight === 0 && !this.scheduled) for (const f of this.idle.splice(0)) f();
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.queue.length === 0) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.kick();
+    }, Math.max(10, this.retryAt - Date.now()));
+    this.retryTimer.unref();
+  }
+
+  private async write(ops: WriteOp[]): Promise<void> {
+    const events = ops.flatMap((o) => o.events ?? []);
+    const starts = ops.flatMap((o) => o.starts ?? []);
+    const ends = ops.flatMap((o) => o.ends ?? []);
+    // Rows travel as ONE jsonb parameter per table: no per-value query building, any batch size.
+    await this.opts.db.transaction(async (tx) => {
+      if (starts.length) {
+        const rows = JSON.stringify(starts.map((r) => ({ id: r.id, relay_id: r.relayId, user_name: r.userName, host: r.host, source: r.source, via: r.via, started_at: r.startedAt.toISOString() })));
+        await tx.execute(sql`INSERT INTO sessions (id, relay_id, user_name, host, source, via, started_at)
+          SELECT id, relay_id, user_name, host, source, via, started_at
+          FROM jsonb_to_recordset(${rows}::jsonb) AS v(id text, relay_id text, user_name text, host text, source text, via text, started_at timestamptz)`);
+      }
+      if (events.length) {
+        const rows = JSON.stringify(events.map((e) => ({
+          time: e.time.toISOString(), type: e.type, code: e.code, relay_id: e.relayId, actor: e.actor, host: e.host, source: e.source, session_id: e.sessionId, details: e.details,
+        })));
+        await tx.execute(sql`INSERT INTO audit_events (time, type, code, relay_id, actor, host, source, session_id, details)
+          SELECT time, type, code, relay_id, actor, host, source, session_id, COALESCE(details, '{}'::jsonb)
+          FROM jsonb_to_recordset(${rows}::jsonb) AS v(time timestamptz, type text, code text, relay_id text, actor text, host text, source text, session_id text, details jsonb)`);
+      }
+      if (ends.length) {
+        const rows = JSON.stringify(ends.map((e) => ({ id: e.id, ended_at: e.endedAt.toISOString(), up: e.bytesUp, down: e.bytesDown, reason: e.endReason })));
+        await tx.execute(sql`UPDATE sessions AS s SET ended_at = v.ended_at, bytes_up = v.up, bytes_down = v.down, end_reason = v.reason, progress_at = v.ended_at
+          FROM jsonb_to_recordset(${rows}::jsonb) AS v(id text, ended_at timestamptz, up bigint, down bigint, reason text)
+          WHERE s.id = v.id AND s.ended_at IS NULL`);
+      }
+    });
+  }
+}

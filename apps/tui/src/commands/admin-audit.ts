@@ -1,0 +1,122 @@
+/**
+ * `mssh admin audit` (the audit trail, filtered) and `mssh admin sessions` (who is connected where, since
+ * when, bytes so far). Admin login needed. Everything the relay sent goes through sanitizeForTerminal
+ * before it reaches the terminal; --json prints one JSON object per line (control characters escaped).
+ */
+import { parseTimeArg, sanitizeForTerminal, type AuditEventInfo, type SessionInfo } from '@mssh/protocol';
+import { cliError } from '../errors.js';
+import { openLoggedInRelay, println, type CliContext } from './context.js';
+
+export interface AdminAuditArgs {
+  user?: string;
+  host?: string;
+  type?: string;
+  since?: string;
+  until?: string;
+  limit?: string;
+  json: boolean;
+}
+
+export interface AdminSessionsArgs {
+  active: boolean;
+  limit?: string;
+  json: boolean;
+}
+
+function timeArg(flag: string, v: string | undefined, now: Date): string | undefined {
+  if (v === undefined) return undefined;
+  const t = parseTimeArg(v, now);
+  if (!t) throw cliError('CLI_ERR_USAGE', `${flag} ${JSON.stringify(v)} is neither an age nor a time`, `Use an age like 90s, 30m, 24h, 7d, 2w or an ISO time like 2026-11-26T09:00:00Z.`);
+  return t.toISOString();
+}
+
+function limitArg(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d{1,5}$/.test(v) || Number(v) < 1 || Number(v) > 10_000) throw cliError('CLI_ERR_USAGE', `--limit ${JSON.stringify(v)} is not a number from 1 to 10000`, 'Pass e.g. --limit 500.');
+  return v;
+}
+
+const clean = (v: unknown, max = 200): string => {
+  const s = v === null || v === undefined ? '-' : typeof v === 'string' ? v : JSON.stringify(v);
+  const t = sanitizeForTerminal(s);
+  return t.length > max ? `${t.slice(0, max - 1)}…` : t || '-';
+};
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  return [line(header), ...rows.map(line)].join('\n') + '\n';
+}
+
+export function formatAuditTable(events: AuditEventInfo[]): string {
+  return table(
+    ['TIME', 'TYPE', 'CODE', 'ACTOR', 'HOST', 'SOURCE', 'DETAILS'],
+    events.map((e) => [clean(e.time, 30), clean(e.type, 40), clean(e.code, 12), clean(e.actor, 64), clean(e.host, 63), clean(e.source, 64), clean(e.details, 160)]),
+  );
+}
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = -1;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+export function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+export function formatSessionsTable(sessions: SessionInfo[]): string {
+  return table(
+    ['USER', 'HOST', 'SOURCE', 'VIA', 'STARTED', 'DURATION', 'UP', 'DOWN', 'STATE'],
+    sessions.map((s) => [
+      clean(s.user, 64), clean(s.host, 63), clean(s.source, 64), clean(s.via, 8), clean(s.startedAt, 30), formatDuration(s.durationMs),
+      formatBytes(s.bytesFromClient), formatBytes(s.bytesToClient), s.active ? 'active' : `ended (${clean(s.endReason, 20)})`,
+    ]),
+  );
+}
+
+/** `mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until T] [--limit N] [--json]`. */
+export async function adminAudit(ctx: CliContext, args: AdminAuditArgs): Promise<number> {
+  const now = ctx.now();
+  const query: Record<string, string | undefined> = {
+    user: args.user, host: args.host, type: args.type,
+    since: timeArg('--since', args.since, now), until: timeArg('--until', args.until, now), limit: limitArg(args.limit),
+  };
+  const { client } = await openLoggedInRelay(ctx);
+  try {
+    const events = await client.auditEvents(query);
+    if (args.json) {
+      for (const e of events) println(ctx.io.stdout, JSON.stringify(e));
+      return 0;
+    }
+    ctx.io.stdout.write(formatAuditTable(events));
+    if (events.length === 0) println(ctx.io.stderr, 'No audit events match; widen --since or drop a filter.');
+    return 0;
+  } finally {
+    await client.close();
+  }
+}
+
+/** `mssh admin sessions [--active] [--limit N] [--json]`. */
+export async function adminSessions(ctx: CliContext, args: AdminSessionsArgs): Promise<number> {
+  const query = { active: args.active ? 'true' : undefined, limit: limitArg(args.limit) };
+  const { client } = await openLoggedInRelay(ctx);
+  try {
+    const sessions = await client.sessions(query);
+    if (args.json) {
+      for (const s of sessions) println(ctx.io.stdout, JSON.stringify(s));
+      return 0;
+    }
+    ctx.io.stdout.write(formatSessionsTable(sessions));
+    if (sessions.length === 0) println(ctx.io.stderr, args.active ? 'No sessions are open.' : 'No sessions yet.');
+    return 0;
+  } finally {
+    await client.close();
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * The audit API (admin token): `GET /v1/admin/audit` (events, filtered) and `GET /v1/admin/sessions`
+ * (one row per session, live byte counts for running ones). Also the age/time syntax the CLIs accept.
+ */
+import { z } from 'zod';
+
+const IsoTime = z.string().refine((s) => Number.isFinite(Date.parse(s)), 'must be an ISO 8601 time');
+
+export const AUDIT_QUERY_MAX_LIMIT = 10_000;
+
+export const AuditQuery = z.object({
+  user: z.string().min(1).max(64).optional(),
+  host: z.string().min(1).max(63).optional(),
+  /** Exact type (`session.start`) or a prefix ending in `.*` (`session.*`). */
+  type: z.string().min(1).max(64).regex(/^[a-z_]+(\.[a-z_]+)?(\.\*)?$/, 'a dotted type like session.start, or a prefix like session.*').optional(),
+  since: IsoTime.optional(),
+  until: IsoTime.optional(),
+  limit: z.coerce.number().int().min(1).max(AUDIT_QUERY_MAX_LIMIT).default(100),
+});
+export type AuditQuery = z.infer<typeof AuditQuery>;
+
+export const AuditEventInfo = z.object({
+  id: z.number(),
+  time: z.string(),
+  type: z.string(),
+  code: z.string(),
+  relayId: z.string(),
+  actor: z.string().nullable(),
+  host: z.string().nullable(),
+  source: z.string().nullable(),
+  sessionId: z.string().nullable(),
+  details: z.record(z.string(), z.unknown()),
+});
+export type AuditEventInfo = z.infer<typeof AuditEventInfo>;
+export const AuditEventsResponse = z.object({ events: z.array(AuditEventInfo) });
+export type AuditEventsResponse = z.infer<typeof AuditEventsResponse>;
+
+export const SessionsQuery = z.object({
+  active: z.enum(['true', 'false', '1', '0']).optional().transform((v) => v === 'true' || v === '1'),
+  limit: z.coerce.number().int().min(1).max(AUDIT_QUERY_MAX_LIMIT).default(100),
+});
+
+export const SessionInfo = z.object({
+  sessionId: z.string(),
+  relayId: z.string(),
+  user: z.string(),
+  host: z.string(),
+  source: z.string().nullable(),
+  via: z.string(),
+  startedAt: z.string(),
+  endedAt: z.string().nullable(),
+  durationMs: z.number(),
+  bytesFromClient: z.number(),
+  bytesToClient: z.number(),
+  endReason: z.string().nullable(),
+  active: z.boolean(),
+});
+export type SessionInfo = z.infer<typeof SessionInfo>;
+export const SessionsResponse = z.object({ sessions: z.array(SessionInfo) });
+export type SessionsResponse = z.infer<typeof SessionsResponse>;
+
+const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
+
+/** "90s", "30m", "24h", "365d", "2w" -> milliseconds; null when not that syntax. */
+export function parseAge(s: string): number | null {
+  const m = /^(\d{1,7})([smhdw])$/.exec(s.trim());
+  if (!m) return null;
+  return Number(m[1]) * UNIT_MS[m[2]!]!;
+}
+
+/** An age ("24h": that long before now) or an ISO time, as a Date; null when neither. */
+export function parseTimeArg(s: string, now: Date): Date | null {
+  const age = parseAge(s);
+  if (age !== null) return new Date(now.getTime() - age);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(s.trim())) return null;
+  const t = Date.parse(s.trim());
+  return Number.isFinite(t) ? new Date(t) : null;
+}
