@@ -24,10 +24,12 @@ export function createServices(deps: {
   router: TunnelRouter;
   relay: () => { url: string; fingerprint: string };
   minProtocolVersion?: number;
+  /** Cap on concurrent password hashes at login (limits/hash-slots.ts). */
+  hashSlots?: { run<T>(fn: () => Promise<T>): Promise<T> };
 }): RelayServices {
   const { repos, tokens, audit, router } = deps;
   return {
-    auth: new AuthService({ tokens, users: repos.users, revokedTokens: repos.revokedTokens, audit }),
+    auth: new AuthService({ tokens, users: repos.users, revokedTokens: repos.revokedTokens, audit, hashSlots: deps.hashSlots }),
     hosts: new HostService({ agents: repos.agents, router }),
     enrolment: new EnrollService({ db: repos.db, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, minProtocolVersion: deps.minProtocolVersion }),
     admin: new AdminService({ users: repos.users, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, relay: deps.relay }),

@@ -7,6 +7,7 @@ import { isWireErrorBody, WIRE_ERRORS, type WireErrorCode } from '@mssh/protocol
 import { CliError, RelayError } from '../errors.js';
 import type { CreatedUser, IssuedEnrollToken } from './admin-service.js';
 import { ADMIN_SOCKET_PATHS, type AdminSocketInfo } from './admin-socket.js';
+import type { RotatedKey } from '../auth/token-keys.js';
 
 /** What the CLI admin commands need, through the socket or straight on the database. */
 export interface AdminOps {
@@ -26,6 +27,10 @@ export class AdminSocketClient implements AdminOps {
 
   createEnrollToken(name: string): Promise<IssuedEnrollToken> {
     return this.call<IssuedEnrollToken>('POST', ADMIN_SOCKET_PATHS.enroll, { name });
+  }
+
+  rotateKeys(): Promise<RotatedKey> {
+    return this.call<RotatedKey>('POST', ADMIN_SOCKET_PATHS.keysRotate, {});
   }
 
   info(): Promise<AdminSocketInfo> {

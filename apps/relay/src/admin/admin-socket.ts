@@ -9,13 +9,14 @@ import { join } from 'node:path';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { CreateEnrollTokenRequest, CreateUserRequest } from '@mssh/protocol';
-import { CliError } from '../errors.js';
+import { CliError, relayError } from '../errors.js';
+import type { RotatedKey } from '../auth/token-keys.js';
 import { installErrorHandling, parseOr400 } from '../http/errors-edge.js';
 import type { AdminService } from './admin-service.js';
 
 export const ADMIN_SOCKET_NAME = 'admin.sock';
 export const LOCAL_ADMIN_ACTOR = 'local-admin';
-export const ADMIN_SOCKET_PATHS = { users: '/admin/users', enroll: '/admin/agents/enroll', info: '/admin/info' } as const;
+export const ADMIN_SOCKET_PATHS = { users: '/admin/users', enroll: '/admin/agents/enroll', info: '/admin/info', keysRotate: '/admin/keys/rotate' } as const;
 
 /** Unix socket paths are limited to 107 bytes on Linux. */
 const MAX_SOCKET_PATH = 107;
@@ -61,7 +62,12 @@ export interface AdminSocketInfo {
   pid: number;
 }
 
-export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logger }): FastifyInstance {
+/** Signing key rotation on the running relay (auth/token-keys.ts rotateSigningKey). */
+export interface KeyRotator {
+  rotate(by: { actor: string; source: string }): Promise<RotatedKey>;
+}
+
+export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logger; keys?: KeyRotator }): FastifyInstance {
   const app = fastify({ loggerInstance: deps.logger.child({ component: 'relay.admin-socket' }), bodyLimit: 64 * 1024, requestIdHeader: false }) as unknown as FastifyInstance;
   installErrorHandling(app);
   const by = { actor: LOCAL_ADMIN_ACTOR, source: 'admin.sock' };
@@ -73,6 +79,10 @@ export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logg
     const { name } = parseOr400(CreateEnrollTokenRequest, request.body);
     return reply.code(201).send(await deps.admin.createEnrollToken(name, by));
   });
+  app.post(ADMIN_SOCKET_PATHS.keysRotate, async (_request, reply) => {
+    if (!deps.keys) return reply.code(404).send(relayError('RLY_ERR_NOT_FOUND', 'key rotation is not available on this socket').toBody());
+    return reply.code(201).send(await deps.keys.rotate(by));
+  });
   app.get(ADMIN_SOCKET_PATHS.info, async (): Promise<AdminSocketInfo> => ({
     relayUrl: deps.admin.relayInfo.url, relayFingerprint: deps.admin.relayInfo.fingerprint, pid: process.pid,
   }));
@@ -80,7 +90,7 @@ export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logg
 }
 
 /** Listen on the socket (call claimAdminSocketPath first) with owner-only permissions. */
-export async function startAdminSocket(deps: { admin: AdminService; logger: Logger; path: string }): Promise<{ close(): Promise<void> }> {
+export async function startAdminSocket(deps: { admin: AdminService; logger: Logger; path: string; keys?: KeyRotator }): Promise<{ close(): Promise<void> }> {
   const app = buildAdminSocketServer(deps);
   const old = process.umask(0o177);
   try {

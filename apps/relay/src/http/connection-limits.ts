@@ -1,0 +1,71 @@
+/**
+ * Deadlines on the API side of the shared port, so that connections and streams that never start
+ * anything do not pin memory and sockets:
+ *
+ *   TCP accept --TLS handshake > handshakeTimeoutMs--> dropped (server option handshakeTimeout)
+ *   TLS up (h2) --no stream within handshakeTimeoutMs--> session destroyed
+ *   TLS up (http/1.1) --no request within handshakeTimeoutMs--> socket destroyed
+ *   stream open --no response headers within responseStartTimeoutMs--> stream reset (CANCEL)
+ *
+ * A session that has started (an idle SSH tunnel included) is never cut by these. Agent sockets (ALPN
+ * mssh-agent/1) have their own handshake deadlines in tunnel/agent-link.ts.
+ */
+import { constants as h2c, type Http2SecureServer, type Http2ServerRequest, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import { AGENT_ALPN } from '@mssh/protocol';
+
+export interface ConnectionLimits {
+  /** TLS handshake, then the first HTTP request on the connection (default 10 s). */
+  handshakeTimeoutMs: number;
+  /** From a stream's headers to the relay's answer headers (default 30 s). */
+  responseStartTimeoutMs: number;
+  /** Largest request header block, HTTP/2 and HTTP/1.1 (default 16 KiB). */
+  maxHeaderBytes: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  handshakeTimeoutMs: 10_000,
+  responseStartTimeoutMs: 30_000,
+  maxHeaderBytes: 16 * 1024,
+};
+
+export function applyConnectionLimits(server: Http2SecureServer, limits: ConnectionLimits): void {
+  // HTTP/1.1 fallback: node's HTTP/1 parser reads this property of the server.
+  (server as unknown as { maxHeaderSize: number }).maxHeaderSize = limits.maxHeaderBytes;
+
+  server.on('session', (session: ServerHttp2Session) => {
+    const timer = setTimeout(() => {
+      if (!session.destroyed) session.destroy();
+    }, limits.handshakeTimeoutMs);
+    timer.unref();
+    session.once('stream', () => clearTimeout(timer));
+    session.once('close', () => clearTimeout(timer));
+  });
+
+  server.on('stream', (stream: ServerHttp2Stream) => {
+    const timer = setTimeout(() => {
+      if (!stream.destroyed && !stream.closed && !stream.headersSent) {
+        try {
+          stream.close(h2c.NGHTTP2_CANCEL);
+        } catch {
+          // already gone
+        }
+      }
+    }, limits.responseStartTimeoutMs);
+    timer.unref();
+    stream.once('close', () => clearTimeout(timer));
+  });
+
+  const started = new WeakSet<object>();
+  server.on('request', (req: Http2ServerRequest) => {
+    if (req.httpVersionMajor === 1) started.add(req.socket);
+  });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    if (socket.alpnProtocol === AGENT_ALPN || socket.alpnProtocol === 'h2') return;
+    const timer = setTimeout(() => {
+      if (!started.has(socket) && !socket.destroyed) socket.destroy();
+    }, limits.handshakeTimeoutMs);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  });
+}
