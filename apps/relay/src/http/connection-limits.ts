@@ -33,15 +33,14 @@ export function applyConnectionLimits(server: Http2SecureServer, limits: Connect
   // HTTP/1.1 fallback: node's HTTP/1 parser reads this property of the server.
   (server as unknown as { maxHeaderSize: number }).maxHeaderSize = limits.maxHeaderBytes;
 
+  // node creates a socket's HTTP/2 session and emits 'session' synchronously inside its own
+  // 'secureConnection' listener, which runs before ours below: that is how a raw socket finds its session.
+  // The raw socket is what gets destroyed (session.destroy() only half-closes, and a peer that never
+  // reads would keep it open).
+  let justCreated: ServerHttp2Session | null = null;
   server.on('session', (session: ServerHttp2Session) => {
-    const timer = setTimeout(() => {
-      if (!session.destroyed) session.destroy();
-    }, limits.handshakeTimeoutMs);
-    timer.unref();
-    session.once('stream', () => clearTimeout(timer));
-    session.once('close', () => clearTimeout(timer));
+    justCreated = session;
   });
-
   server.on('stream', (stream: ServerHttp2Stream) => {
     const timer = setTimeout(() => {
       if (!stream.destroyed && !stream.closed && !stream.headersSent) {
@@ -61,11 +60,19 @@ export function applyConnectionLimits(server: Http2SecureServer, limits: Connect
     if (req.httpVersionMajor === 1) started.add(req.socket);
   });
   server.on('secureConnection', (socket: TLSSocket) => {
-    if (socket.alpnProtocol === AGENT_ALPN || socket.alpnProtocol === 'h2') return;
+    const session = justCreated;
+    justCreated = null;
+    if (socket.alpnProtocol === AGENT_ALPN) return;
     const timer = setTimeout(() => {
       if (!started.has(socket) && !socket.destroyed) socket.destroy();
     }, limits.handshakeTimeoutMs);
     timer.unref();
     socket.once('close', () => clearTimeout(timer));
+    if (socket.alpnProtocol === 'h2' && session) {
+      session.once('stream', () => {
+        started.add(socket);
+        clearTimeout(timer);
+      });
+    }
   });
 }
