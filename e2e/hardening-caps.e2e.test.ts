@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type http2 from 'node:http2';
 import { PATHS } from '@mssh/protocol';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, stopAll, run, exec, BIN, ADMIN_PASSWORD, type Relay } from './fixtures/stack.js';
+import { startRelay, startAgent, stopAll, run, exec, loginUser, sshArgs, BIN, ADMIN_PASSWORD, type Relay } from './fixtures/stack.js';
 import { relaySession, login, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
 import { h2From, rawRequest } from './fixtures/h2-raw.js';
 import { waitFor } from './fixtures/net.js';
@@ -63,6 +63,14 @@ describe('session and agent caps', () => {
     expect(refused!.body.message).toContain('--max-sessions-per-user');
     for (const s of sessions) await echo(s, randomBytes(32 * 1024));
     expect(sessions.every((s) => !s.closed)).toBe(true);
+    // The mssh client says which limit and what to do.
+    const user = await loginUser(relay);
+    const cli = await user.mssh(sshArgs('laptop').concat(['--', 'true']), { timeoutMs: 30_000 });
+    expect(cli.code).toBe(255);
+    expect(cli.stderr).toMatch(/CLI_ERR_RELAY_LIMIT/);
+    expect(cli.stderr).toMatch(/RLY_ERR_USER_SESSION_LIMIT/);
+    expect(cli.stderr).toMatch(/Close one of your sessions/);
+    for (const s of sessions) await echo(s, randomBytes(1024));
 
     // Another user is not affected by admin's cap.
     const add = await relay.cli(['user', 'add', 'bob', '--password-stdin'], 'bob-long-password\n');
