@@ -60,15 +60,19 @@ export function applyConnectionLimits(server: Http2SecureServer, limits: Connect
     if (req.httpVersionMajor === 1) started.add(req.socket);
   });
   server.on('secureConnection', (socket: TLSSocket) => {
-    const session = justCreated;
+    const created = justCreated;
     justCreated = null;
     if (socket.alpnProtocol === AGENT_ALPN) return;
+    // The session's socket is a proxy of this one: same peer (a mismatch would mean node changed how it
+    // emits 'session'; then h2 connections get no deadline rather than a wrong one).
+    const session = created && created.socket?.remotePort === socket.remotePort && created.socket?.remoteAddress === socket.remoteAddress ? created : null;
+    if (socket.alpnProtocol === 'h2' && !session) return;
     const timer = setTimeout(() => {
       if (!started.has(socket) && !socket.destroyed) socket.destroy();
     }, limits.handshakeTimeoutMs);
     timer.unref();
     socket.once('close', () => clearTimeout(timer));
-    if (socket.alpnProtocol === 'h2' && session) {
+    if (session) {
       session.once('stream', () => {
         started.add(socket);
         clearTimeout(timer);
