@@ -63,6 +63,19 @@ describe('login limiter behind a trusted proxy', () => {
     expect((await postJson(other, PATHS.login, { user: 'alice', password: PASSWORD })).status).toBe(200);
   });
 
+  it('header and body caps: an oversized header block is refused, an oversized JSON body is 400; the connection serves on', async () => {
+    const s = await session('127.0.0.5');
+    const fine = await rawRequest(s, { ':method': 'GET', ':path': PATHS.healthz, 'x-pad': 'p'.repeat(8 * 1024) });
+    expect(fine.status).toBe(200);
+    const huge = await rawRequest(s, { ':method': 'GET', ':path': PATHS.healthz, 'x-pad': 'p'.repeat(20 * 1024) }).then((a) => a.status, () => 'reset');
+    expect(huge === 'reset' || huge === 431).toBe(true);
+    const s2 = await session('127.0.0.5');
+    const big = await postJson(s2, PATHS.login, { user: 'alice', password: 'x'.repeat(70 * 1024) });
+    expect(big.status).toBe(400);
+    expect(big.body).toMatchObject({ code: 'RLY_ERR_BAD_REQUEST', message: 'request body is too large' });
+    expect((await rawRequest(s2, { ':method': 'GET', ':path': PATHS.healthz })).status).toBe(200);
+  });
+
   it('an unknown user and a wrong password get exactly the same answer', async () => {
     const s = await session('127.0.0.4');
     const unknown = await postJson(s, PATHS.login, { user: 'nobody-here', password: 'whatever-1' });
