@@ -136,12 +136,27 @@ describe('signing key rotation while the relay runs (Postgres)', () => {
     expect(decodeProtectedHeader(await login(h2)).kid).toBe(newKid);
     expect(await jwksKids(h2)).toEqual([oldKid, newKid].sort());
 
+    // Rotating with the relay stopped works on the database; the next start signs with that key.
+    h2.close();
+    await relay.proc.stop();
+    const offline = await relay.cli(['keys', 'rotate']);
+    expect(offline.code, offline.stderr).toBe(0);
+    const thirdKid = offline.stdout.match(/New signing key (\S+):/)![1]!;
+    expect(offline.stdout).toContain(`Retired ${newKid}`);
+    await relay.restart();
+    h2 = await h2From(relay);
+    expect(decodeProtectedHeader(await login(h2)).kid).toBe(thirdKid);
+    expect((await whoami(h2, oldToken)).status).toBe(200);
+    expect((await whoami(h2, newToken)).status).toBe(200);
+    expect(await jwksKids(h2)).toEqual([oldKid, newKid, thirdKid].sort());
+
     const c = new pg.Client({ connectionString: relay.databaseUrl });
     await c.connect();
     try {
       const rows = (await c.query(`SELECT code, actor, details FROM audit_events WHERE type = 'key.rotated'`)).rows;
-      expect(rows).toHaveLength(1);
-      expect(rows[0]).toMatchObject({ code: 'KEY001I', actor: 'local-admin', details: { kid: newKid, retired: [oldKid] } });
+      expect(rows).toHaveLength(2);
+      expect(rows).toContainEqual(expect.objectContaining({ code: 'KEY001I', actor: 'local-admin', details: { kid: newKid, retired: [oldKid] } }));
+      expect(rows).toContainEqual(expect.objectContaining({ code: 'KEY001I', details: { kid: thirdKid, retired: [newKid] } }));
     } finally {
       await c.end();
     }
