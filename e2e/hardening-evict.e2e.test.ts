@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type http2 from 'node:http2';
 import { PATHS } from '@mssh/protocol';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, stopAll, ADMIN_PASSWORD, type Relay, type Agent } from './fixtures/stack.js';
+import { startRelay, startAgent, stopAll, loginUser, sshArgs, run, BIN, ADMIN_PASSWORD, type Relay, type Agent } from './fixtures/stack.js';
 import { relaySession, login, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
 import { rawRequest } from './fixtures/h2-raw.js';
 import { waitFor } from './fixtures/net.js';
@@ -51,6 +51,10 @@ describe('unresponsive agent eviction', () => {
     client.on('error', () => {});
     sock.on('error', () => {});
     expect(await online()).toBe(true);
+    // And a user's own `mssh ssh`, which must end with an error that says what happened.
+    const user = await loginUser(relay);
+    const cli = run(BIN.mssh, [...sshArgs('frozen'), '--', 'echo started; sleep 120'], { env: user.env });
+    await cli.waitOutput(/started/, 20_000, 'out');
 
     agent.proc.child.kill('SIGSTOP');
     const stoppedAt = Date.now();
@@ -69,6 +73,11 @@ describe('unresponsive agent eviction', () => {
     expect(Date.now() - attemptAt).toBeLessThan(5_000);
 
     await waitFor(() => sessionClosed, 10_000, 'the session of the evicted agent to end');
+    const code = await Promise.race([cli.exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]);
+    console.log(`[evict] mssh ssh exit ${String(code)}: ${cli.err.trim()}`);
+    expect(code).toBe(255);
+    expect(cli.err).toMatch(/CLI_ERR_(SSH_CONNECTION|TUNNEL_BROKEN)/);
+    expect(cli.err).toMatch(/gone offline|cut by the relay/);
     await waitFor(() => /agent_unresponsive/.test(relay.proc.err), 5_000, 'the relay to log why the session ended');
     expect(relay.proc.err).toMatch(/did not answer PING within 10000 ms; evicting/);
 
