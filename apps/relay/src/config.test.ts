@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { ServeConfigSchema, UserAddConfigSchema, parseConfig, parseListen, defaultPublicUrl, sshJumpListen } from './config.js';
+import { HARDENING_DEFAULTS, ServeConfigSchema, UserAddConfigSchema, isCidr, parseConfig, parseListen, defaultPublicUrl, sshJumpListen } from './config.js';
 import { CliError } from './errors.js';
 
 describe('relay config', () => {
@@ -66,5 +66,25 @@ describe('relay config', () => {
   it('validates user names', () => {
     expect(() => parseConfig(UserAddConfigSchema, { name: 'Bad Name' }, {})).toThrow(/NAME/);
     expect(parseConfig(UserAddConfigSchema, { name: 'alice', admin: true }, {}).admin).toBe(true);
+  });
+
+  it('hardening flags: defaults, numbers from strings, CIDRs checked, every problem listed', () => {
+    const d = parseConfig(ServeConfigSchema, {}, {});
+    expect(d).toMatchObject({ ...HARDENING_DEFAULTS, trustedProxy: [], minProtocolVersion: 1 });
+    const c = parseConfig(ServeConfigSchema, {
+      trustedProxy: ['10.0.0.0/8', '127.0.0.1', '::1/128'], maxSessionsPerUser: '3', maxAgents: '7', minProtocolVersion: '2', handshakeTimeout: '5',
+    }, {});
+    expect(c).toMatchObject({ trustedProxy: ['10.0.0.0/8', '127.0.0.1', '::1/128'], maxSessionsPerUser: 3, maxAgents: 7, minProtocolVersion: 2, handshakeTimeout: 5 });
+    expect(isCidr('10.0.0.0/33')).toBe(false);
+    expect(isCidr('fe80::/129')).toBe(false);
+    expect(isCidr('example.org')).toBe(false);
+    let err: CliError | undefined;
+    try {
+      parseConfig(ServeConfigSchema, { trustedProxy: ['nope'], maxSessions: '0', maxHeaderBytes: '12', loginAttempts: 'many' }, {});
+    } catch (e) {
+      err = e as CliError;
+    }
+    expect(err).toBeInstanceOf(CliError);
+    for (const flag of ['--trusted-proxy', '--max-sessions', '--max-header-bytes', '--login-attempts']) expect(err!.message).toContain(flag);
   });
 });

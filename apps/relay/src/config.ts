@@ -6,7 +6,7 @@ import { homedir, hostname } from 'node:os';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_RELAY_PORT, DEFAULT_SSH_JUMP_PORT, HostName, UserName, parseAge } from '@mssh/protocol';
+import { DEFAULT_RELAY_PORT, DEFAULT_SSH_JUMP_PORT, HostName, MIN_PROTOCOL_VERSION, UserName, parseAge } from '@mssh/protocol';
 import { CliError } from './errors.js';
 import { DEFAULT_STALE_AFTER_MS, parseDuration } from './hosts/staleness.js';
 
@@ -124,12 +124,58 @@ const TlsSchema = z.object({
   tlsSan: z.array(TlsSan).default([]),
 });
 
+/** "10.0.0.0/8", "192.168.1.7", "::1/128": an address or a CIDR block (for --trusted-proxy). */
+export function isCidr(s: string): boolean {
+  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(s.trim());
+  if (!m) return false;
+  const v = isIP(m[1]!);
+  if (v === 0) return false;
+  return m[2] === undefined || Number(m[2]) <= (v === 4 ? 32 : 128);
+}
+
+/** A positive whole number flag (commander hands strings), with its default. */
+const count = (dflt: number, max = 1_000_000_000) => z.preprocess(
+  (v) => (v === undefined || v === '' ? undefined : typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v),
+  z.number({ message: 'must be a whole number' }).int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`).optional(),
+).transform((v) => v ?? dflt);
+
+/**
+ * Issue 3 limits; README "Hardening and limits" documents each. A cap reached refuses new work only.
+ * Defaults are generous for one relay on a small machine.
+ */
+export const HARDENING_DEFAULTS = {
+  maxSessionsPerUser: 64,
+  maxSessionsPerAgent: 256,
+  maxSessions: 4096,
+  maxAgents: 1024,
+  maxHeaderBytes: 16 * 1024,
+  maxBodyBytes: 64 * 1024,
+  handshakeTimeout: 10,
+  loginAttempts: 5,
+  maxPasswordChecks: 4,
+} as const;
+
+const HardeningSchema = z.object({
+  trustedProxy: z.array(z.string().refine(isCidr, 'must be an IP address or CIDR block, e.g. 10.0.0.0/8 or 127.0.0.1')).default([]),
+  minProtocolVersion: count(MIN_PROTOCOL_VERSION, 1_000_000),
+  maxSessionsPerUser: count(HARDENING_DEFAULTS.maxSessionsPerUser),
+  maxSessionsPerAgent: count(HARDENING_DEFAULTS.maxSessionsPerAgent),
+  maxSessions: count(HARDENING_DEFAULTS.maxSessions),
+  maxAgents: count(HARDENING_DEFAULTS.maxAgents),
+  maxHeaderBytes: count(HARDENING_DEFAULTS.maxHeaderBytes, 1024 * 1024).refine((v) => v >= 1024, 'must be at least 1024'),
+  maxBodyBytes: count(HARDENING_DEFAULTS.maxBodyBytes, 64 * 1024 * 1024).refine((v) => v >= 1024, 'must be at least 1024'),
+  handshakeTimeout: count(HARDENING_DEFAULTS.handshakeTimeout, 3600),
+  loginAttempts: count(HARDENING_DEFAULTS.loginAttempts, 1_000_000),
+  maxPasswordChecks: count(HARDENING_DEFAULTS.maxPasswordChecks, 1024),
+});
+
 export const ServeConfigSchema = StoreSchema.extend({
   listen: Listen,
   sshListen: SshListen,
   publicUrl: PublicUrl,
   logLevel: LogLevel,
   staleAfter: StaleAfter,
+  ...HardeningSchema.shape,
   bootstrapPassword: z.preprocess(nonEmpty, z.string().min(8, 'must be at least 8 characters').max(1024).optional()),
   /** How often live sessions' byte counters are written (ms). */
   auditProgressMs: z.preprocess(nonEmpty, z.coerce.number().int().min(100, 'must be at least 100 (ms)').max(3_600_000).optional()).transform((v) => v ?? 10_000),
@@ -171,6 +217,10 @@ const FLAG_NAMES: Record<string, string> = {
   publicUrl: '--public-url (MSSH_PUBLIC_URL)', logLevel: '--log-level (MSSH_LOG_LEVEL)', bootstrapPassword: 'MSSH_BOOTSTRAP_PASSWORD',
   staleAfter: '--stale-after (MSSH_STALE_AFTER)', tlsCert: '--tls-cert', tlsKey: '--tls-key', tlsSan: '--tls-san', name: 'NAME', admin: '--admin', passwordStdin: '--password-stdin',
   auditProgressMs: 'MSSH_AUDIT_PROGRESS_MS', olderThan: '--older-than',
+  trustedProxy: '--trusted-proxy', minProtocolVersion: '--min-protocol-version', maxSessionsPerUser: '--max-sessions-per-user',
+  maxSessionsPerAgent: '--max-sessions-per-agent', maxSessions: '--max-sessions', maxAgents: '--max-agents',
+  maxHeaderBytes: '--max-header-bytes', maxBodyBytes: '--max-body-bytes', handshakeTimeout: '--handshake-timeout',
+  loginAttempts: '--login-attempts', maxPasswordChecks: '--max-password-checks',
 };
 
 /** Flags win over the environment. */

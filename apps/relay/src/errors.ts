@@ -7,6 +7,8 @@ import { WIRE_ERRORS, type WireErrorCode, type WireErrorBody } from '@mssh/proto
 export class RelayError extends Error {
   readonly code: WireErrorCode;
   readonly statusCode: number;
+  /** Sent as Retry-After (429 and 503 answers of the limits). */
+  retryAfterSeconds?: number;
   constructor(code: WireErrorCode, message?: string, options?: { cause?: unknown }) {
     super(message ?? WIRE_ERRORS[code].message, options);
     this.name = 'RelayError';

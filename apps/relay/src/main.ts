@@ -13,7 +13,7 @@ import {
   formatAgentsTable, formatGrantsTable, formatUsersTable, sanitizeForTerminal,
 } from '@mssh/protocol';
 import {
-  AgentEnrollConfigSchema, AuditPruneConfigSchema, InfoConfigSchema, ServeConfigSchema, StoreConfigSchema, UserAddConfigSchema,
+  AgentEnrollConfigSchema, AuditPruneConfigSchema, HARDENING_DEFAULTS, InfoConfigSchema, ServeConfigSchema, StoreConfigSchema, UserAddConfigSchema,
   defaultPublicUrl, formatHostPort, parseConfig, sshJumpListen, type StoreConfig,
 } from './config.js';
 import { CliError, RelayError } from './errors.js';
@@ -24,7 +24,9 @@ import { DbAuditSink } from './audit/audit-sink.js';
 import { SessionRecorder } from './audit/session-recorder.js';
 import { AUDIT } from './audit/codes.js';
 import { loadOrCreateTls, readFingerprint, tlsPaths } from './tls/certificate.js';
-import { loadTokenService } from './auth/token-keys.js';
+import { loadTokenService, reloadTokenKeys, rotateSigningKey, type RotatedKey } from './auth/token-keys.js';
+import { HashSlots } from './limits/hash-slots.js';
+import { LoginGuard } from './limits/login-guard.js';
 import { bootstrapAdmin, BOOTSTRAP_ADMIN } from './auth/bootstrap.js';
 import { createServices } from './services.js';
 import { buildServer } from './http/server.js';
@@ -89,13 +91,26 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     await prepareDummyHash();
     const boot = await bootstrapAdmin({ users: repos.users, audit }, cfg.bootstrapPassword);
 
-    const router = createTunnelRouter({ directory: repos.agents, audit, logger, minProtocolVersion: MIN_PROTOCOL_VERSION });
+    const router = createTunnelRouter({
+      directory: repos.agents, audit, logger, minProtocolVersion: cfg.minProtocolVersion, maxAgents: cfg.maxAgents,
+      sessionCaps: { maxSessionsPerUser: cfg.maxSessionsPerUser, maxSessionsPerAgent: cfg.maxSessionsPerAgent, maxSessions: cfg.maxSessions },
+    });
     cleanups.push(() => router.close());
     const relay = { url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen), fingerprint: tls.fingerprint };
     const services = createServices({
       repos, tokens, audit, router, relay: () => relay, staleAfterMs: cfg.staleAfter, relayId: thisRelay, liveSessions: () => recorder.active(),
+      minProtocolVersion: cfg.minProtocolVersion, hashSlots: new HashSlots({ max: cfg.maxPasswordChecks }),
     });
-    const app = buildServer({ tls, logger, router, tokens, ...services, sessions: recorder, audit });
+    const app = buildServer({
+      tls, logger, router, tokens, ...services, sessions: recorder, audit,
+      hardening: {
+        trustedProxies: cfg.trustedProxy,
+        maxBodyBytes: cfg.maxBodyBytes,
+        connection: { handshakeTimeoutMs: cfg.handshakeTimeout * 1000, maxHeaderBytes: cfg.maxHeaderBytes },
+        loginGuard: new LoginGuard({ perSource: cfg.loginAttempts, perUser: cfg.loginAttempts * 2 }),
+        minProtocolVersion: cfg.minProtocolVersion,
+      },
+    });
     try {
       await app.listen({ host: cfg.listen.host, port: cfg.listen.port });
     } catch (e) {
@@ -155,7 +170,10 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       }
     }
 
-    const adminSock = await startAdminSocket({ admin: services.admin, logger, path: sockPath, auditLog: services.auditLog });
+    const adminSock = await startAdminSocket({
+      admin: services.admin, logger, path: sockPath, auditLog: services.auditLog,
+      keys: { rotate: (by) => rotateSigningKey({ keys: repos.signingKeys, audit, tokens, by }) },
+    });
     cleanups.push(() => adminSock.close());
 
     recorder.startProgress();
@@ -168,6 +186,11 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       repos.revokedTokens.purgeExpired().catch((err) => logger.warn({ err }, 'purging expired revocations failed'));
     }, 3600_000);
     purge.unref();
+    // Relays sharing a database pick up a key rotated on another one.
+    const keyReload = setInterval(() => {
+      reloadTokenKeys(repos.signingKeys, tokens).catch((err) => logger.warn({ err }, 'reloading the signing keys failed'));
+    }, 60_000);
+    keyReload.unref();
 
     out(`mssh-relay listening on https://${formatHostPort(cfg.listen.host, bound.port)}`);
     out(`TLS certificate fingerprint: ${tls.fingerprint}`);
@@ -189,6 +212,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       }, 15_000);
       force.unref();
       clearInterval(purge);
+      clearInterval(keyReload);
       void (async () => {
         // Stop accepting and ask API connections to finish, close agent links (ending their sessions),
         // then the admin socket, pending audit writes and the database.
@@ -418,6 +442,29 @@ async function auditPrune(flags: Record<string, unknown>): Promise<void> {
   out(`Deleted ${r.deleted} audit event(s) older than ${r.cutoff}; the prune itself is recorded as audit.pruned.`);
 }
 
+/** `keys rotate`: through the running relay (it signs with the new key at once), else on the database. */
+async function keysRotate(flags: Record<string, unknown>): Promise<void> {
+  const cfg = parseConfig(StoreConfigSchema, flags);
+  const sock = adminSocketPath(cfg.dataDir);
+  let r: RotatedKey;
+  if (existsSync(sock) && (await socketAnswers(sock))) {
+    r = await new AdminSocketClient(sock).rotateKeys();
+  } else {
+    prepareDataDir(cfg.dataDir);
+    const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
+    const audit = new DbAuditSink({ db: database.db, relayId: relayId(cfg.dataDir), logger: createLogger('warn') });
+    try {
+      r = await rotateSigningKey({ keys: createRepositories(database.db).signingKeys, audit, by: { actor: LOCAL_ADMIN_ACTOR, source: 'cli' } });
+    } finally {
+      await audit.flush();
+      await database.close();
+    }
+  }
+  out(`New signing key ${r.kid}: new tokens are signed with it.`);
+  if (r.retired.length > 0) out(`Retired ${r.retired.join(', ')}: still verifying the tokens it issued until they expire (12 h at most).`);
+  out('Other relays on the same database pick the new key up within a minute.');
+}
+
 // ---------------------------------------------------------------- errors and commands
 
 const RELAY_ERROR_HINTS: Partial<Record<string, string>> = {
@@ -482,6 +529,17 @@ export function buildProgram(): Command {
     .option('--public-url <url>', 'URL clients and agents use, e.g. https://relay.example.org:8443 (env MSSH_PUBLIC_URL)')
     .addOption(new Option('--log-level <level>', 'log level (env MSSH_LOG_LEVEL, default info)'))
     .option('--stale-after <duration>', 'mark machines not seen for this long as stale, e.g. 30d, 12h (env MSSH_STALE_AFTER, default 30d)')
+    .option('--trusted-proxy <cidr>', 'believe X-Forwarded-For from this proxy address or CIDR (repeatable; default: none, the socket address counts)', collect, [])
+    .option('--min-protocol-version <n>', 'refuse agents and clients speaking an older protocol (default: the oldest this build speaks)')
+    .option('--max-sessions-per-user <n>', `open sessions per mssh user (default ${HARDENING_DEFAULTS.maxSessionsPerUser})`)
+    .option('--max-sessions-per-agent <n>', `open sessions per machine (default ${HARDENING_DEFAULTS.maxSessionsPerAgent})`)
+    .option('--max-sessions <n>', `open sessions on this relay (default ${HARDENING_DEFAULTS.maxSessions})`)
+    .option('--max-agents <n>', `agents connected at once (default ${HARDENING_DEFAULTS.maxAgents})`)
+    .option('--max-header-bytes <n>', `largest request header block (default ${HARDENING_DEFAULTS.maxHeaderBytes})`)
+    .option('--max-body-bytes <n>', `largest JSON request body (default ${HARDENING_DEFAULTS.maxBodyBytes})`)
+    .option('--handshake-timeout <seconds>', `drop connections that finish no TLS handshake / first request in time (default ${HARDENING_DEFAULTS.handshakeTimeout})`)
+    .option('--login-attempts <n>', `failed logins per minute and address before back-off (default ${HARDENING_DEFAULTS.loginAttempts}; per user name: twice that)`)
+    .option('--max-password-checks <n>', `password hashes at once; more wait briefly, then get 503 (default ${HARDENING_DEFAULTS.maxPasswordChecks})`)
     .action((opts: Record<string, unknown>) => run(() => serve(opts))());
 
   storeOptions(program.command('info').description('show the data dir, database and certificate fingerprint'))
@@ -516,6 +574,10 @@ export function buildProgram(): Command {
   storeOptions(program.command('grants').description('list grants'))
     .option('--json', 'print JSON')
     .action((opts: Record<string, unknown>) => run(() => grantList(opts))());
+
+  const keys = program.command('keys').description('manage the token signing keys');
+  storeOptions(keys.command('rotate').description('add a new signing key; the old one verifies its tokens until they expire'))
+    .action((opts: Record<string, unknown>) => run(() => keysRotate(opts))());
 
   const agent = program.command('agent').description('manage machines');
   storeOptions(agent.command('enroll').argument('<name>', 'machine name').description('issue a one-time enrolment token for a machine'))

@@ -39,10 +39,12 @@ export function createServices(deps: {
   relayId?: string;
   /** Live sessions of this relay (SessionRecorder.active), for fresh byte counts. */
   liveSessions?: () => LiveSessionInfo[];
+  /** Cap on concurrent password hashes at login (limits/hash-slots.ts). */
+  hashSlots?: { run<T>(fn: () => Promise<T>): Promise<T> };
 }): RelayServices {
   const { repos, tokens, audit, router } = deps;
   return {
-    auth: new AuthService({ tokens, users: repos.users, revokedTokens: repos.revokedTokens, audit }),
+    auth: new AuthService({ tokens, users: repos.users, revokedTokens: repos.revokedTokens, audit, hashSlots: deps.hashSlots }),
     hosts: new HostService({ agents: repos.agents, router, staleAfterMs: deps.staleAfterMs }),
     enrolment: new EnrollService({ db: repos.db, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, minProtocolVersion: deps.minProtocolVersion }),
     sshKeys: new SshKeyService({ keys: repos.sshKeys, users: repos.users, audit }),

@@ -162,6 +162,12 @@ describe('errors', () => {
     expect(other.code).toBe('CLI_ERR_RELAY_ERROR');
     expect(other.message).not.toContain('\u001b');
     expect(cliErrorFromWire(502, '<html>', ctx).code).toBe('CLI_ERR_RELAY_BAD_RESPONSE');
+    for (const [code, status] of [['RLY_ERR_RATE_LIMITED', 429], ['RLY_ERR_BUSY', 503], ['RLY_ERR_USER_SESSION_LIMIT', 429], ['RLY_ERR_AGENT_SESSION_LIMIT', 429], ['RLY_ERR_RELAY_SESSION_LIMIT', 503]] as const) {
+      const e = cliErrorFromWire(status, body(code, status), ctx);
+      expect(e).toMatchObject({ code: 'CLI_ERR_RELAY_LIMIT', message: expect.stringContaining(code) });
+      expect(e.hint).not.toBe('');
+      expect(e.message).not.toContain('\u001b');
+    }
   });
 
   it('prints at most two lines, the first naming the code', () => {

@@ -25,6 +25,7 @@ export const CLI_ERRORS = {
   CLI_ERR_RELAY_BAD_RESPONSE: 'the relay answered something that is not the mssh protocol',
   CLI_ERR_RELAY_ERROR: 'the relay refused the request for another reason (its code is shown)',
   CLI_ERR_PROTOCOL_TOO_OLD: 'the relay needs a newer mssh',
+  CLI_ERR_RELAY_LIMIT: 'a limit of the relay refused the request (failed logins, password checks, sessions)',
   CLI_ERR_NAME_TAKEN: 'a user or machine with that name already exists',
   CLI_ERR_BAD_HOST_NAME: 'the machine name is not a valid mssh host name',
   CLI_ERR_UNKNOWN_HOST: 'no machine with that name is enrolled on the relay',
@@ -95,6 +96,14 @@ export interface WireContext {
   user?: string;
 }
 
+const LIMIT_HINTS: Record<string, string> = {
+  RLY_ERR_RATE_LIMITED: 'Wait as long as it says, then log in with the right password.',
+  RLY_ERR_BUSY: 'Try again in a moment.',
+  RLY_ERR_USER_SESSION_LIMIT: 'Close one of your sessions (`mssh ls` shows how many are yours), then try again.',
+  RLY_ERR_AGENT_SESSION_LIMIT: 'Try again once other sessions to that machine have ended, or ask an admin to raise the limit.',
+  RLY_ERR_RELAY_SESSION_LIMIT: 'Try again later, or ask an admin to raise the relay\'s --max-sessions.',
+};
+
 /**
  * Map a relay's non-2xx answer to a CliError. `body` is the parsed JSON (or anything else); text sent by
  * the relay is stripped of control characters before it can reach the terminal.
@@ -138,6 +147,12 @@ export function cliErrorFromWire(status: number, body: unknown, ctx: WireContext
       return cliError('CLI_ERR_RELAY_ERROR', `the relay at ${ctx.relayUrl} cannot reach its database, so it refuses new sessions (${code})`, 'Sessions already open are not affected. Try again in a moment; if it persists, tell whoever runs the relay.');
     case 'RLY_ERR_PROTOCOL_TOO_OLD':
       return cliError('CLI_ERR_PROTOCOL_TOO_OLD', `the relay at ${ctx.relayUrl} needs a newer mssh`, 'Upgrade mssh on this machine.');
+    case 'RLY_ERR_RATE_LIMITED':
+    case 'RLY_ERR_BUSY':
+    case 'RLY_ERR_USER_SESSION_LIMIT':
+    case 'RLY_ERR_AGENT_SESSION_LIMIT':
+    case 'RLY_ERR_RELAY_SESSION_LIMIT':
+      return cliError('CLI_ERR_RELAY_LIMIT', `the relay refused: ${said || code} (${code})`, LIMIT_HINTS[code]);
     default:
       break;
   }

@@ -121,4 +121,20 @@ describe('TokenService', () => {
       expect(k).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA', use: 'sig' });
     }
   });
+
+  it('setKeys (rotation): the new key signs at once, tokens of the retired key keep verifying until they expire', async () => {
+    const old = { ...(await generateSigningKey()), createdAt: new Date(1000) };
+    let now = Date.now();
+    const s = await service([old], () => new Date(now));
+    const before = await s.sign({ user: 'alice', admin: false, ttlSeconds: 600 });
+    const fresh = { ...(await generateSigningKey()), createdAt: new Date(2000) };
+    await s.setKeys([{ ...old, retiredAt: new Date(now) }, fresh]);
+    expect(s.signingKid).toBe(fresh.kid);
+    const after = await s.sign({ user: 'alice', admin: false });
+    expect(decodeProtectedHeader(after.token).kid).toBe(fresh.kid);
+    expect((await s.verify(before.token)).user).toBe('alice');
+    expect(s.jwks().keys.map((k) => k.kid).sort()).toEqual([old.kid, fresh.kid].sort());
+    now += 601_000 + 30_000;
+    expect(await codeOf(s.verify(before.token))).toBe('AUTH_ERR_TOKEN_EXPIRED');
+  });
 });

@@ -73,8 +73,8 @@ export class TokenService {
   private readonly now: () => Date;
 
   private constructor(
-    private readonly keys: Map<string, LoadedKey>,
-    private readonly signer: LoadedKey | null,
+    private keys: Map<string, LoadedKey>,
+    private signer: LoadedKey | null,
     opts: TokenServiceOptions,
   ) {
     this.issuer = opts.issuer ?? JWT_ISSUER;
@@ -86,6 +86,21 @@ export class TokenService {
 
   /** Import the keys. Throws when a key is malformed. A service with no usable signing key can only verify. */
   static async create(keys: SigningKey[], opts: TokenServiceOptions = {}): Promise<TokenService> {
+    const { loaded, signer } = await TokenService.load(keys);
+    return new TokenService(loaded, signer, opts);
+  }
+
+  /**
+   * Replace the key set in place (key rotation while running): the newest non-retired key signs from now
+   * on; tokens of every listed key keep verifying. Throws (and keeps the old set) when a key is malformed.
+   */
+  async setKeys(keys: SigningKey[]): Promise<void> {
+    const { loaded, signer } = await TokenService.load(keys);
+    this.keys = loaded;
+    this.signer = signer;
+  }
+
+  private static async load(keys: SigningKey[]): Promise<{ loaded: Map<string, LoadedKey>; signer: LoadedKey | null }> {
     const loaded = new Map<string, LoadedKey>();
     let signer: { key: LoadedKey; created: number } | null = null;
     for (const [i, k] of keys.entries()) {
@@ -98,7 +113,12 @@ export class TokenService {
       const created = k.createdAt?.getTime() ?? i;
       if (!retired && (signer === null || created >= signer.created)) signer = { key: entry, created };
     }
-    return new TokenService(loaded, signer?.key ?? null, opts);
+    return { loaded, signer: signer?.key ?? null };
+  }
+
+  /** Leeway for exp/nbf between machines, in seconds. */
+  get clockToleranceSeconds(): number {
+    return this.tolerance;
   }
 
   get signingKid(): string | null {

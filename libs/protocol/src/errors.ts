@@ -31,6 +31,13 @@ export const WIRE_ERRORS = {
   RLY_ERR_UNKNOWN_GRANT: { status: 404, message: 'no such grant' },
   RLY_ERR_INTERNAL: { status: 500, message: 'internal error' },
   RLY_ERR_DATABASE_UNAVAILABLE: { status: 503, message: "the relay's database is unavailable (new sessions cannot be audited, so they are refused); try again shortly" },
+  // limits (issue 3): a cap refuses new work only, never what is already running
+  RLY_ERR_RATE_LIMITED: { status: 429, message: 'too many failed logins; wait for the time in Retry-After, then try again' },
+  RLY_ERR_BUSY: { status: 503, message: 'the relay is busy checking passwords; try again in a moment' },
+  RLY_ERR_USER_SESSION_LIMIT: { status: 429, message: 'you have as many sessions open as the relay allows per user; close one first' },
+  RLY_ERR_AGENT_SESSION_LIMIT: { status: 429, message: 'this machine has as many sessions open as the relay allows; close one first' },
+  RLY_ERR_RELAY_SESSION_LIMIT: { status: 503, message: 'the relay carries as many sessions as it allows; try again later' },
+  RLY_ERR_AGENT_LIMIT: { status: 503, message: 'the relay has as many agents connected as it allows' },
   // agent (answers on relay -> agent session streams)
   AGT_ERR_TARGET_UNREACHABLE: { status: 502, message: 'the agent could not connect to its SSH target' },
 } as const;

@@ -9,6 +9,7 @@ import type { AgentAdminInfo, DisableUserResponse, GrantInfo, GrantRequest, Revo
 import type { CreatedUser, IssuedEnrollToken } from './admin-service.js';
 import type { PruneResult } from '../audit/audit-log.js';
 import { ADMIN_SOCKET_PATHS, type AdminSocketInfo } from './admin-socket.js';
+import type { RotatedKey } from '../auth/token-keys.js';
 
 /** What the CLI admin commands need, through the socket or straight on the database. */
 export interface AdminOps {
@@ -89,6 +90,10 @@ export class AdminSocketClient implements AdminOps {
 
   pruneAudit(olderThanMs: number): Promise<PruneResult> {
     return this.call<PruneResult>('POST', ADMIN_SOCKET_PATHS.auditPrune, { olderThanMs });
+  }
+
+  rotateKeys(): Promise<RotatedKey> {
+    return this.call<RotatedKey>('POST', ADMIN_SOCKET_PATHS.keysRotate, {});
   }
 
   info(): Promise<AdminSocketInfo> {

@@ -8,17 +8,17 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { CliError } from '../errors.js';
+import { CliError, relayError } from '../errors.js';
+import type { RotatedKey } from '../auth/token-keys.js';
 import { installErrorHandling, parseOr400 } from '../http/errors-edge.js';
 import { adminOpsRoutes } from '../http/routes/admin-ops.js';
 import type { AdminService } from './admin-service.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import { relayError } from '../errors.js';
 import { z } from 'zod';
 
 export const ADMIN_SOCKET_NAME = 'admin.sock';
 export const LOCAL_ADMIN_ACTOR = 'local-admin';
-/** The routes of http/routes/admin-ops.ts under /admin, plus /admin/info and /admin/audit/prune. */
+/** The routes of http/routes/admin-ops.ts under /admin, plus /admin/info, /admin/audit/prune and /admin/keys/rotate. */
 export const ADMIN_SOCKET_PATHS = {
   users: '/admin/users',
   user: (name: string) => `/admin/users/${encodeURIComponent(name)}`,
@@ -29,6 +29,7 @@ export const ADMIN_SOCKET_PATHS = {
   enroll: '/admin/agents/enroll',
   info: '/admin/info',
   auditPrune: '/admin/audit/prune',
+  keysRotate: '/admin/keys/rotate',
 } as const;
 
 /** Unix socket paths are limited to 107 bytes on Linux. */
@@ -75,7 +76,12 @@ export interface AdminSocketInfo {
   pid: number;
 }
 
-export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logger; auditLog?: AuditLog }): FastifyInstance {
+/** Signing key rotation on the running relay (auth/token-keys.ts rotateSigningKey). */
+export interface KeyRotator {
+  rotate(by: { actor: string; source: string }): Promise<RotatedKey>;
+}
+
+export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logger; keys?: KeyRotator; auditLog?: AuditLog }): FastifyInstance {
   const app = fastify({ loggerInstance: deps.logger.child({ component: 'relay.admin-socket' }), bodyLimit: 64 * 1024, requestIdHeader: false }) as unknown as FastifyInstance;
   installErrorHandling(app);
   const by = { actor: LOCAL_ADMIN_ACTOR, source: 'admin.sock' };
@@ -85,6 +91,10 @@ export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logg
     if (!deps.auditLog) throw relayError('RLY_ERR_NOT_FOUND', 'this relay does not serve audit pruning');
     return deps.auditLog.prune(new Date(Date.now() - olderThanMs), by);
   });
+  app.post(ADMIN_SOCKET_PATHS.keysRotate, async (_request, reply) => {
+    if (!deps.keys) return reply.code(404).send(relayError('RLY_ERR_NOT_FOUND', 'key rotation is not available on this socket').toBody());
+    return reply.code(201).send(await deps.keys.rotate(by));
+  });
   app.get(ADMIN_SOCKET_PATHS.info, async (): Promise<AdminSocketInfo> => ({
     relayUrl: deps.admin.relayInfo.url, relayFingerprint: deps.admin.relayInfo.fingerprint, pid: process.pid,
   }));
@@ -92,7 +102,7 @@ export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logg
 }
 
 /** Listen on the socket (call claimAdminSocketPath first) with owner-only permissions. */
-export async function startAdminSocket(deps: { admin: AdminService; logger: Logger; path: string; auditLog?: AuditLog }): Promise<{ close(): Promise<void> }> {
+export async function startAdminSocket(deps: { admin: AdminService; logger: Logger; path: string; keys?: KeyRotator; auditLog?: AuditLog }): Promise<{ close(): Promise<void> }> {
   const app = buildAdminSocketServer(deps);
   const old = process.umask(0o177);
   try {

@@ -15,6 +15,8 @@ export interface AuthServiceDeps {
   audit: RelayAuditSink;
   /** Token lifetime (default JWT_DEFAULT_TTL_SECONDS). */
   tokenTtlSeconds?: number;
+  /** Cap on concurrent password hashes (limits/hash-slots.ts); unlimited when absent. */
+  hashSlots?: { run<T>(fn: () => Promise<T>): Promise<T> };
 }
 
 export class AuthService {
@@ -23,13 +25,14 @@ export class AuthService {
   /** Same answer (AUTH_ERR_BAD_CREDENTIALS) and the same work for an unknown user as for a wrong password. */
   async login(req: LoginRequest, source: string): Promise<LoginResponse> {
     const { users, tokens, audit } = this.deps;
+    const hashing = <T>(fn: () => Promise<T>): Promise<T> => (this.deps.hashSlots ? this.deps.hashSlots.run(fn) : fn());
     const user = await users.findByName(req.user);
     if (!user) {
-      await dummyVerifyPassword(req.password);
+      await hashing(() => dummyVerifyPassword(req.password));
       audit.userLogin({ user: req.user, source, ok: false, reason: 'unknown_user' });
       throw new AuthError('AUTH_ERR_BAD_CREDENTIALS');
     }
-    const ok = await verifyPassword(user.passwordHash, req.password);
+    const ok = await hashing(() => verifyPassword(user.passwordHash, req.password));
     if (!ok) {
       audit.userLogin({ user: user.name, source, ok: false, reason: 'bad_password' });
       throw new AuthError('AUTH_ERR_BAD_CREDENTIALS');

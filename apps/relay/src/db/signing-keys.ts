@@ -1,4 +1,4 @@
-import { asc, sql } from 'drizzle-orm';
+import { and, asc, isNull, ne, sql } from 'drizzle-orm';
 import { signingKeys } from '@mssh/migrations';
 import { generateSigningKey, type SigningKey } from '@mssh/auth';
 import type { JWK } from '@mssh/auth';
@@ -32,6 +32,22 @@ export class SigningKeyRepository {
       const k = await generateSigningKey();
       await tx.insert(signingKeys).values({ kid: k.kid, privateJwk: k.privateJwk as Record<string, unknown>, publicJwk: k.publicJwk as Record<string, unknown> });
       return { keys: await this.list(tx), created: true };
+    });
+  }
+
+  /**
+   * Key rotation: add a fresh key (it signs from now on) and retire every other usable key (they no
+   * longer sign, but still verify the tokens they issued). Returns the new kid and the retired ones.
+   */
+  async rotate(): Promise<{ kid: string; retired: string[]; keys: SigningKey[] }> {
+    return this.db.transaction(async (tx) => {
+      await tx.execute(sql`SELECT pg_advisory_xact_lock(${KEY_CREATION_LOCK})`);
+      const k = await generateSigningKey();
+      await tx.insert(signingKeys).values({ kid: k.kid, privateJwk: k.privateJwk as Record<string, unknown>, publicJwk: k.publicJwk as Record<string, unknown> });
+      const retired = await tx.update(signingKeys).set({ retiredAt: sql`now()` })
+        .where(and(isNull(signingKeys.retiredAt), ne(signingKeys.kid, k.kid)))
+        .returning({ kid: signingKeys.kid });
+      return { kid: k.kid, retired: retired.map((r) => r.kid), keys: await this.list(tx) };
     });
   }
 }

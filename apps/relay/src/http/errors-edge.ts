@@ -63,6 +63,7 @@ export function installErrorHandling(app: FastifyInstance): void {
     const { body, internal } = toErrorBody(err);
     if (internal) request.log.error({ err }, 'request failed');
     else request.log.debug({ code: body.code, msg: body.message }, 'request refused');
+    if (err instanceof RelayError && err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
     return sendErrorBody(reply, body);
   });
   app.setNotFoundHandler((request: FastifyRequest, reply: FastifyReply) => {

@@ -9,6 +9,7 @@ import http2, { type Http2SecureServer, type Http2ServerRequest, type Http2Serve
 import type { TLSSocket } from 'node:tls';
 import { AGENT_ALPN, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
 import { agentAlpnCallback, routeAgentSockets } from '../tunnel/alpn-dispatch.js';
+import { applyConnectionLimits, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.js';
 
 export interface RelayHttpServer {
   server: Http2SecureServer;
@@ -18,14 +19,24 @@ export interface RelayHttpServer {
 
 export function createRelayHttpServer(
   handler: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
-  opts: { key: string | Buffer; cert: string | Buffer; acceptAgentSocket: (socket: TLSSocket) => void; onSessionError?: (err: Error) => void },
+  opts: {
+    key: string | Buffer;
+    cert: string | Buffer;
+    acceptAgentSocket: (socket: TLSSocket) => void;
+    onSessionError?: (err: Error) => void;
+    /** Connection deadlines and header cap (http/connection-limits.ts); defaults there. */
+    limits?: Partial<ConnectionLimits>;
+  },
 ): RelayHttpServer {
+  const limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits };
   const server = http2.createSecureServer(
     {
       key: opts.key,
       cert: opts.cert,
       allowHTTP1: true,
-      settings: H2_SETTINGS,
+      // A TLS handshake that does not complete in time is dropped (a silent TCP connection included).
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      settings: { ...H2_SETTINGS, maxHeaderListSize: limits.maxHeaderBytes },
       // Many concurrent tunnels share one client session; nghttp2's default 10 MB would refuse streams.
       maxSessionMemory: 64,
       ALPNCallback: agentAlpnCallback,
@@ -51,6 +62,7 @@ export function createRelayHttpServer(
     socket.once('close', () => sockets.delete(socket));
   });
   routeAgentSockets(server, opts.acceptAgentSocket);
+  applyConnectionLimits(server, limits);
 
   return {
     server,

@@ -29,6 +29,9 @@ import { tunnelRoutes, type TunnelRoutesOptions } from './tunnel-routes.js';
 import { adminAuditRoutes } from './routes/admin-audit.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { SessionLedger } from '../tunnel/types.js';
+import type { ConnectionLimits } from './connection-limits.js';
+import type { LoginGuard } from '../limits/login-guard.js';
+import { installProtocolFloor } from './protocol-floor.js';
 
 /** JSON bodies are small: credentials, names, keys. Tunnels stream and are not subject to it. */
 export const JSON_BODY_LIMIT = 64 * 1024;
@@ -51,9 +54,23 @@ export interface ServerDeps {
   audit?: RelayAuditSink;
   /** How long shutdown waits for API connections to finish before cutting them (default 2 s). */
   closeGraceMs?: number;
+  /** Issue 3 limits (flags of `serve`); every field has a default. */
+  hardening?: HttpHardening;
+}
+
+export interface HttpHardening {
+  /** CIDRs whose X-Forwarded-For is believed (rightmost untrusted hop); none: the socket address. */
+  trustedProxies?: string[];
+  /** JSON body cap (default JSON_BODY_LIMIT). */
+  maxBodyBytes?: number;
+  connection?: Partial<ConnectionLimits>;
+  loginGuard?: LoginGuard;
+  /** Oldest client protocol (x-mssh-protocol header) accepted. */
+  minProtocolVersion?: number;
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
+  const hard = deps.hardening ?? {};
   let relayServer: RelayHttpServer | undefined;
   const httpLogger = deps.logger.child({ component: 'relay.http' });
   const app = fastify({
@@ -66,11 +83,13 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         cert: deps.tls.cert,
         acceptAgentSocket: (socket) => deps.router.acceptAgentSocket(socket),
         onSessionError: (err) => httpLogger.debug({ err: err.message }, 'HTTP/2 session error'),
+        limits: hard.connection,
       });
       return relayServer.server;
     },
     loggerInstance: httpLogger,
-    bodyLimit: JSON_BODY_LIMIT,
+    bodyLimit: hard.maxBodyBytes ?? JSON_BODY_LIMIT,
+    trustProxy: hard.trustedProxies && hard.trustedProxies.length > 0 ? hard.trustedProxies : false,
     // Request ids are ours, never taken from a client header.
     requestIdHeader: false,
     // While closing, in-flight requests finish normally and GOAWAY stops new ones (fastify's own 503
@@ -80,6 +99,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   installErrorHandling(app);
   installAuth(app, deps.auth);
+  if (hard.minProtocolVersion !== undefined) installProtocolFloor(app, hard.minProtocolVersion);
 
   // Stop taking new requests on every API connection when the server closes; long tunnels end with
   // router.close(), then whatever is left is cut after the grace period.
@@ -88,7 +108,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   });
 
   app.register(healthRoutes, { hosts: deps.hosts });
-  app.register(authRoutes, { auth: deps.auth, tokens: deps.tokens });
+  app.register(authRoutes, { auth: deps.auth, tokens: deps.tokens, loginGuard: hard.loginGuard });
   app.register(hostRoutes, { hosts: deps.hosts, access: deps.access });
   app.register(enrollRoutes, { enrolment: deps.enrolment });
   app.register(adminRoutes, { admin: deps.admin });

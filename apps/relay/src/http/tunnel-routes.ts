@@ -52,6 +52,9 @@ function respondRawError(stream: ServerHttp2Stream, err: RelayError): void {
   }
 }
 
+/** Session caps (tunnel/session-caps.ts): a refusal by one of them is audited as session.denied, reason cap. */
+const CAP_CODES = new Set<string>(['RLY_ERR_USER_SESSION_LIMIT', 'RLY_ERR_AGENT_SESSION_LIMIT', 'RLY_ERR_RELAY_SESSION_LIMIT']);
+
 export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app, opts) => {
   const { router, hostExists, canReach, ledger } = opts;
   const denied = (user: string, host: string, source: string | null, reason: string, code: string): void => {
@@ -112,6 +115,7 @@ export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app,
       const e = err instanceof RelayError ? err : relayError('RLY_ERR_INTERNAL', undefined, err);
       if (!(err instanceof RelayError)) request.log.error({ err, sessionId }, 'opening a session failed');
       if (e.code === 'RLY_ERR_AGENT_OFFLINE') denied(auth.user, host, source, 'host_offline', e.code);
+      else if (CAP_CODES.has(e.code)) denied(auth.user, host, source, 'cap', e.code);
       record?.end({ reason: 'error', bytesFromClient: 0, bytesToClient: 0 });
       respondRawError(stream, e);
       return;

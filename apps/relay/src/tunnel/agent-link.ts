@@ -44,6 +44,8 @@ export interface AgentLinkDeps {
   handshakeTimeoutMs: number;
   /** Deadline for the agent's answer to a session open. */
   openTimeoutMs: number;
+  /** May an agent of this name go online (the --max-agents cap)? Absent: always. */
+  admitAgent?: (name: string) => boolean;
 }
 
 export interface AgentLinkEvents {
@@ -272,6 +274,9 @@ export class AgentLink {
         permanent: true,
       };
     }
+    if (this.deps.admitAgent && !this.deps.admitAgent(agent.name)) {
+      return { code: 'RLY_ERR_AGENT_LIMIT', message: 'the relay has as many agents connected as it allows (--max-agents); retrying later', permanent: false };
+    }
     return { agent };
   }
 
@@ -350,7 +355,7 @@ export class AgentLink {
       this.pingDeadline = setTimeout(() => {
         this.pingDeadline = null;
         this.log.warn({ name: this.name }, `agent ${this.name} did not answer PING within ${this.deps.pingTimeoutMs} ms; evicting`);
-        this.close(`no answer to PING within ${this.deps.pingTimeoutMs} ms`, 'error');
+        this.close(`no answer to PING within ${this.deps.pingTimeoutMs} ms`, 'agent_unresponsive');
       }, this.deps.pingTimeoutMs);
       this.pingDeadline.unref();
       try {

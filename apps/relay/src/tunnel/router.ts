@@ -12,6 +12,7 @@ import type pino from 'pino';
 import { AGENT_PING_INTERVAL_MS, AGENT_PING_TIMEOUT_MS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
 import { AgentLink, safeAudit } from './agent-link.js';
+import { SessionCaps, type SessionCapLimits } from './session-caps.js';
 import { splice } from '@mssh/protocol';
 import type { AgentDirectory, RecordedSession, SessionEndReason, SessionMeta, SessionVia, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
 
@@ -31,7 +32,15 @@ export interface TunnelRouterOptions {
   handshakeTimeoutMs?: number;
   /** Deadline for the agent's answer to a session open (default 10 s). */
   openTimeoutMs?: number;
+  /** Session caps (tunnel/session-caps.ts defaults). */
+  sessionCaps?: Partial<SessionCapLimits>;
+  /** Most agents connected at once (default 1024); more are refused RLY_ERR_AGENT_LIMIT. */
+  maxAgents?: number;
 }
+
+export const DEFAULT_MAX_AGENTS = 1024;
+/** Agent sockets still in their handshake, beyond maxAgents, before new ones are dropped unanswered. */
+const MAX_PENDING_AGENT_SOCKETS = 256;
 
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
@@ -50,6 +59,8 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
   /** Agents revoked or forgotten while this relay runs (bounded): a handshake that raced the revocation is dropped. */
   const refusedIds = new Map<string, SessionEndReason>();
   const REFUSED_MAX = 10_000;
+  const caps = new SessionCaps(opts.sessionCaps);
+  const maxAgents = opts.maxAgents ?? DEFAULT_MAX_AGENTS;
 
   const deps = {
     directory: opts.directory,
@@ -61,6 +72,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
     pingTimeoutMs: opts.pingTimeoutMs ?? AGENT_PING_TIMEOUT_MS,
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
     openTimeoutMs: opts.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
+    admitAgent: (name: string) => byName.has(name) || byName.size < maxAgents,
   };
 
   const unregister = (link: AgentLink): void => {
@@ -108,7 +120,9 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
   const router: TunnelRouter = {
     acceptAgentSocket(socket: TLSSocket): void {
       try {
-        if (closing) {
+        if (closing || links.size >= maxAgents + MAX_PENDING_AGENT_SOCKETS) {
+          if (!closing) logger.warn({ links: links.size }, 'too many agent connections; dropping a new one');
+          socket.on('error', () => {});
           socket.destroy();
           return;
         }
@@ -134,10 +148,27 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       return sessions;
     },
 
+    sessionCount(q?: { user?: string; agent?: string }): number {
+      return caps.count(q);
+    },
+
+    takeSessionSlot(user: string, agent: string): () => void {
+      return caps.take(user, agent);
+    },
+
     async openSession(name: string, meta: SessionMeta): Promise<ClientHttp2Stream> {
       const link = byName.get(name);
       if (!link || link.state !== 'online') throw relayError('RLY_ERR_AGENT_OFFLINE', `${name} is enrolled but its agent is not connected`);
-      const stream = await link.openStream(name, meta);
+      const release = caps.take(meta.user, name);
+      let stream: ClientHttp2Stream;
+      try {
+        stream = await link.openStream(name, meta);
+      } catch (err) {
+        release();
+        throw err;
+      }
+      if (stream.closed || stream.destroyed) release();
+      else stream.once('close', release);
       linkOfStream.set(stream, link);
       return stream;
     },

@@ -25,7 +25,7 @@ export interface EnrolledAgent {
 
 /** Why a session ended; audit uses the same words. */
 export type SessionEndReason =
-  | 'client_closed' | 'agent_closed' | 'relay_shutdown' | 'agent_revoked' | 'user_disabled' | 'idle_timeout' | 'error' | 'relay_crashed';
+  | 'client_closed' | 'agent_closed' | 'relay_shutdown' | 'agent_revoked' | 'user_disabled' | 'idle_timeout' | 'agent_unresponsive' | 'error' | 'relay_crashed';
 
 /** What is known when a session is about to start (before any byte is forwarded). */
 export interface SessionStartInfo {
@@ -109,9 +109,19 @@ export interface TunnelRouter {
   onlineNames(): string[];
   /** Number of open session streams across all agents. */
   activeSessions(): number;
+  /** Sessions holding a cap slot: in total, of one mssh user, or to one agent (by name). */
+  sessionCount(q?: { user?: string; agent?: string }): number;
+  /**
+   * Take a slot under the session caps (--max-sessions-per-user, -per-agent, --max-sessions) for a
+   * session that does NOT go through openSession (which takes its own). Throws RelayError
+   * RLY_ERR_{USER,AGENT,RELAY}_SESSION_LIMIT when a cap is reached; call the returned release() once
+   * when the session ends (it is idempotent).
+   */
+  takeSessionSlot(user: string, agent: string): () => void;
   /**
    * Open a session stream to the named agent. Resolves once the agent answered 200 (its target accepted
-   * the TCP connection). Rejects with RelayError RLY_ERR_AGENT_OFFLINE when no link is up, or
+   * the TCP connection). Takes a session-cap slot (released when the stream closes): rejects with
+   * RLY_ERR_*_SESSION_LIMIT when a cap is reached, RLY_ERR_AGENT_OFFLINE when no link is up, or
    * RLY_ERR_AGENT_FAILED (message from the agent) when the agent could not reach its target.
    */
   openSession(name: string, meta: SessionMeta): Promise<ClientHttp2Stream>;

@@ -3,10 +3,11 @@ import type { TokenService } from '@mssh/auth';
 import { LoginRequest, PATHS } from '@mssh/protocol';
 import type { AuthService } from '../../auth/auth-service.js';
 import { parseOr400 } from '../errors-edge.js';
+import type { LoginGuard } from '../../limits/login-guard.js';
 import '../auth-types.js';
 
 /** Login, logout, whoami, and the public keys that verify the relay's tokens. */
-export const authRoutes: FastifyPluginAsync<{ auth: AuthService; tokens: TokenService }> = async (app, { auth, tokens }) => {
+export const authRoutes: FastifyPluginAsync<{ auth: AuthService; tokens: TokenService; loginGuard?: LoginGuard }> = async (app, { auth, tokens, loginGuard }) => {
   app.get(PATHS.jwks, async (_req, reply) => {
     reply.header('cache-control', 'public, max-age=300');
     return tokens.jwks();
@@ -14,7 +15,9 @@ export const authRoutes: FastifyPluginAsync<{ auth: AuthService; tokens: TokenSe
 
   app.post(PATHS.login, async (request) => {
     const body = parseOr400(LoginRequest, request.body);
-    return auth.login(body, request.ip);
+    // request.ip: the socket address, or the rightmost untrusted X-Forwarded-For hop behind --trusted-proxy.
+    if (!loginGuard) return auth.login(body, request.ip);
+    return loginGuard.attempt(body.user, request.ip, () => auth.login(body, request.ip));
   });
 
   app.post(PATHS.logout, { preHandler: app.authenticate }, async (request, reply) => {
