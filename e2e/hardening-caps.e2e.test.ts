@@ -75,6 +75,8 @@ describe('session and agent caps', () => {
     // Another user is not affected by admin's cap.
     const add = await relay.cli(['user', 'add', 'bob', '--password-stdin'], 'bob-long-password\n');
     expect(add.code, add.stderr).toBe(0);
+    const grant = await relay.cli(['grant', 'bob', 'laptop']); // non-admins reach nothing until granted
+    expect(grant.code, grant.stderr).toBe(0);
     const bob = await catSession(h2, await login(h2, 'bob', 'bob-long-password'), 'laptop');
     await echo(bob, randomBytes(1024));
     bob.client.end();
