@@ -113,7 +113,11 @@ async function main(): Promise<void> {
   const wantMssh = o.paths.some((p) => MSSH_PATHS.includes(p));
   process.stderr.write(`bench: ${o.quick ? 'quick' : 'full'} run, metrics ${o.metrics.join(', ')}; paths ${o.paths.join(', ')}\n`);
 
-  const env = await setUp({ mssh: wantMssh, profileDir: o.profileDir });
+  // The concurrency metric holds N sessions of ONE user to ONE machine: lift the relay's session caps
+  // (defaults 64 per user, 256 per machine, 4096 in all) above N, as an operator expecting that load would.
+  const cap = String(Math.max(o.concurrency.sessions + 100, 4096));
+  const relayArgs = ['--max-sessions-per-user', cap, '--max-sessions-per-agent', cap, '--max-sessions', cap];
+  const env = await setUp({ mssh: wantMssh, profileDir: o.profileDir, relayArgs });
   let paths = o.paths;
   if (!env.mssh) {
     if (wantMssh) process.stderr.write(`bench: mssh paths ${env.msshProblem}; measuring the OpenSSH paths only\n`);

@@ -53,8 +53,23 @@ function completed(s: Duplex): boolean {
   return true;
 }
 
+/**
+ * Sockets get the chunks of one tick in ONE writev: an HTTP/2 stream emits one 'data' per DATA frame
+ * (16 KiB), several per socket read, and writing each to the target's TCP socket on its own was most of
+ * the agent's CPU in a bulk transfer (bench/README.md, profiling findings).
+ */
+function isSocket(s: Duplex): boolean {
+  return typeof (s as Partial<{ setNoDelay: unknown }>).setNoDelay === 'function';
+}
+
 function pump(src: Duplex, dst: Duplex, count: (n: number) => void, onEnd: () => void): void {
   let waiting = false;
+  let corked = false;
+  const batch = isSocket(dst);
+  const uncork = (): void => {
+    corked = false;
+    if (!dst.destroyed) dst.uncork();
+  };
   const onDrain = (): void => {
     waiting = false;
     if (!src.destroyed) src.resume();
@@ -62,6 +77,11 @@ function pump(src: Duplex, dst: Duplex, count: (n: number) => void, onEnd: () =>
   src.on('data', (chunk: Buffer) => {
     count(chunk.length);
     if (dst.destroyed || dst.writableEnded) return;
+    if (batch && !corked) {
+      corked = true;
+      dst.cork();
+      process.nextTick(uncork);
+    }
     if (!dst.write(chunk) && !waiting) {
       waiting = true;
       src.pause();
