@@ -71,6 +71,14 @@ describe('session and agent caps', () => {
     expect(cli.stderr).toMatch(/RLY_ERR_USER_SESSION_LIMIT/);
     expect(cli.stderr).toMatch(/Close one of your sessions/);
     for (const s of sessions) await echo(s, randomBytes(1024));
+    // Both refusals are audited as session.denied (reason cap), and neither left a session.start behind.
+    const audit = await user.mssh(['admin', 'audit', '--type', 'session.*', '--json'], { timeoutMs: 30_000 });
+    expect(audit.code, audit.stderr).toBe(0);
+    const events = audit.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; details: Record<string, unknown> });
+    expect(events.filter((e) => e.type === 'session.start')).toHaveLength(3);
+    const denied = events.filter((e) => e.type === 'session.denied');
+    expect(denied).toHaveLength(2);
+    expect(denied.every((e) => e.details.reason === 'cap' && e.details.code === 'RLY_ERR_USER_SESSION_LIMIT')).toBe(true);
 
     // Another user is not affected by admin's cap.
     const add = await relay.cli(['user', 'add', 'bob', '--password-stdin'], 'bob-long-password\n');

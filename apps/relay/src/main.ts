@@ -38,7 +38,6 @@ import { AuditLog } from './audit/audit-log.js';
 import { readNewPassword } from './cli/password.js';
 import { loadOrCreateJumpHostKey, readJumpHostKeyFingerprint, jumpHostKeyPath } from './ssh-jump/host-key.js';
 import { createJumpServer, type JumpServer } from './ssh-jump/jump-server.js';
-import { NO_CAPS } from './ssh-jump/seams.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -147,7 +146,20 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
           },
           filterReachable: (user, hosts) => services.access.filterReachable(user, hosts),
         },
-        caps: NO_CAPS,
+        caps: {
+          // The router enforces the session caps in openSession; checking first makes a refusal a
+          // session.denied (reason cap) instead of a failed open.
+          acquire: async (e) => {
+            try {
+              router.checkSessionSlot?.(e.user, e.host);
+              return { ok: true, release: () => undefined };
+            } catch (err) {
+              if (!(err instanceof RelayError)) throw err;
+              audit.sessionDenied({ user: e.user, host: e.host, source: e.source, reason: 'cap', code: err.code, via: 'jump' });
+              return { ok: false, message: `${err.code}: ${err.message}` };
+            }
+          },
+        },
         recorder, // session.start committed before the first byte, as on the HTTPS path
         logger,
         publicAddress: () => `${new URL(relay.url).hostname}:${jumpBound?.port ?? sshAt.port}`,

@@ -98,6 +98,15 @@ export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app,
       return sendError(reply, relayError('RLY_ERR_AGENT_OFFLINE', `${host} is enrolled but its agent is not connected`));
     }
 
+    // A session cap reached is a refusal, not a session: answer and audit it before anything is recorded.
+    try {
+      router.checkSessionSlot?.(auth.user, host);
+    } catch (err) {
+      if (!(err instanceof RelayError)) throw err;
+      denied(auth.user, host, source, 'cap', err.code);
+      return sendError(reply, err);
+    }
+
     const stream = raw.stream;
     reply.hijack();
     const sessionId = randomUUID();

@@ -156,6 +156,10 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       return caps.take(user, agent);
     },
 
+    checkSessionSlot(user: string, agent: string): void {
+      caps.check(user, agent);
+    },
+
     async openSession(name: string, meta: SessionMeta): Promise<ClientHttp2Stream> {
       const link = byName.get(name);
       if (!link || link.state !== 'online') throw relayError('RLY_ERR_AGENT_OFFLINE', `${name} is enrolled but its agent is not connected`);

@@ -35,8 +35,8 @@ export class SessionCaps {
     return this.total;
   }
 
-  /** Throws the cap's RelayError when one is reached; else holds a slot until release() is called. */
-  take(user: string, agent: string): () => void {
+  /** Throws the cap's RelayError when one is reached now; takes nothing (a refusal before any work). */
+  check(user: string, agent: string): void {
     const { maxSessions, maxSessionsPerUser, maxSessionsPerAgent } = this.limits;
     if (this.total >= maxSessions) {
       throw relayError('RLY_ERR_RELAY_SESSION_LIMIT', `the relay already carries ${maxSessions} sessions (--max-sessions); try again later`);
@@ -47,6 +47,11 @@ export class SessionCaps {
     if ((this.byAgent.get(agent) ?? 0) >= maxSessionsPerAgent) {
       throw relayError('RLY_ERR_AGENT_SESSION_LIMIT', `${agent} already has ${maxSessionsPerAgent} sessions open (--max-sessions-per-agent); close one first`);
     }
+  }
+
+  /** Throws the cap's RelayError when one is reached; else holds a slot until release() is called. */
+  take(user: string, agent: string): () => void {
+    this.check(user, agent);
     this.total++;
     bump(this.byUser, user, 1);
     bump(this.byAgent, agent, 1);

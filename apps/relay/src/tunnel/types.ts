@@ -119,6 +119,12 @@ export interface TunnelRouter {
    */
   takeSessionSlot(user: string, agent: string): () => void;
   /**
+   * Throw the cap's RelayError if a session for this user and agent would be refused now, taking nothing:
+   * lets a caller refuse (and audit it as session.denied) before recording a start. openSession still
+   * enforces the caps itself.
+   */
+  checkSessionSlot?(user: string, agent: string): void;
+  /**
    * Open a session stream to the named agent. Resolves once the agent answered 200 (its target accepted
    * the TCP connection). Takes a session-cap slot (released when the stream closes): rejects with
    * RLY_ERR_*_SESSION_LIMIT when a cap is reached, RLY_ERR_AGENT_OFFLINE when no link is up, or
