@@ -1,8 +1,7 @@
 /**
- * What the jump listener needs from the rest of the relay, as narrow injected interfaces (main.ts wires
- * them). Access rules, session admission caps and the session recorder are built elsewhere; until they
- * land, main.ts passes today's behaviour (every user reaches every enrolled machine, no caps, the
- * router's own session audit).
+ * What the jump listener needs from the rest of the relay, as narrow injected interfaces. main.ts wires
+ * them to the same parts the HTTPS tunnel uses: the grants (access/), the router's session caps, and the
+ * audit session-start gate (audit/session-recorder.ts).
  */
 
 import type { RecordedSession } from '../tunnel/types.js';
@@ -30,12 +29,13 @@ export interface SessionRecorder {
   start(e: { sessionId: string; user: string; host: string; source: string | null; via: 'jump' }): Promise<RecordedSession>;
 }
 
-/** Today's rule: every logged-in user reaches every enrolled machine. */
+/** For tests of the listener alone: every user reaches every enrolled machine. */
 export const REACH_EVERY_ENROLLED_HOST: AccessService = {
   canReach: async () => true,
   filterReachable: async (_user, hosts) => hosts,
 };
 
+/** For tests of the listener alone: no session caps. */
 export const NO_CAPS: SessionCaps = {
   acquire: async () => ({ ok: true, release: () => undefined }),
 };
