@@ -5,7 +5,7 @@
  */
 import { parseTimeArg, sanitizeForTerminal, type AuditEventInfo, type SessionInfo } from '@mssh/protocol';
 import { cliError } from '../errors.js';
-import { openLoggedInRelay, println, type CliContext } from './context.js';
+import { println, withLoggedInRelay, type CliContext } from './context.js';
 
 export interface AdminAuditArgs {
   user?: string;
@@ -88,8 +88,7 @@ export async function adminAudit(ctx: CliContext, args: AdminAuditArgs): Promise
     user: args.user, host: args.host, type: args.type,
     since: timeArg('--since', args.since, now), until: timeArg('--until', args.until, now), limit: limitArg(args.limit),
   };
-  const { client } = await openLoggedInRelay(ctx);
-  try {
+  return withLoggedInRelay(ctx, async (client) => {
     const events = await client.auditEvents(query);
     if (args.json) {
       for (const e of events) println(ctx.io.stdout, JSON.stringify(e));
@@ -98,16 +97,13 @@ export async function adminAudit(ctx: CliContext, args: AdminAuditArgs): Promise
     ctx.io.stdout.write(formatAuditTable(events));
     if (events.length === 0) println(ctx.io.stderr, 'No audit events match; widen --since or drop a filter.');
     return 0;
-  } finally {
-    await client.close();
-  }
+  });
 }
 
 /** `mssh admin sessions [--active] [--limit N] [--json]`. */
 export async function adminSessions(ctx: CliContext, args: AdminSessionsArgs): Promise<number> {
   const query = { active: args.active ? 'true' : undefined, limit: limitArg(args.limit) };
-  const { client } = await openLoggedInRelay(ctx);
-  try {
+  return withLoggedInRelay(ctx, async (client) => {
     const sessions = await client.sessions(query);
     if (args.json) {
       for (const s of sessions) println(ctx.io.stdout, JSON.stringify(s));
@@ -116,7 +112,5 @@ export async function adminSessions(ctx: CliContext, args: AdminSessionsArgs): P
     ctx.io.stdout.write(formatSessionsTable(sessions));
     if (sessions.length === 0) println(ctx.io.stderr, args.active ? 'No sessions are open.' : 'No sessions yet.');
     return 0;
-  } finally {
-    await client.close();
-  }
+  });
 }

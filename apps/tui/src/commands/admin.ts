@@ -1,38 +1,36 @@
 import {
   CreateUserRequest, GrantRequest, UserName, formatAgentsTable, formatGrantsTable, formatUsersTable, sanitizeForTerminal,
 } from '@mssh/protocol';
-import type { RelayClient } from '../relay-client/relay-client.js';
 import { cliError } from '../errors.js';
 import { readFirstLine } from '../terminal/prompt.js';
 import { assertHostName } from '../ssh/ssh-via-relay.js';
-import { openLoggedInRelay, println, type CliContext } from './context.js';
+import { println, withLoggedInRelay, type CliContext } from './context.js';
+
+/** A new password: the first line of stdin (--password-stdin), else asked twice on the terminal. */
+async function readNewPassword(ctx: CliContext, name: string, fromStdin: boolean): Promise<string> {
+  if (fromStdin) return readFirstLine(ctx.io.stdin);
+  if (!ctx.prompter.available()) throw cliError('CLI_ERR_NO_TTY', 'there is no terminal to ask for the new password', 'Pass it as the first line of stdin with --password-stdin.');
+  const password = await ctx.prompter.ask(`New password for ${name}: `, { echo: false });
+  const again = await ctx.prompter.ask('Repeat it: ', { echo: false });
+  if (again !== password) throw cliError('CLI_ERR_BAD_PASSWORD', 'the two passwords differ', 'Run the command again.');
+  return password;
+}
 
 /** `mssh admin users add NAME [--admin] [--password-stdin]` (needs an admin login). */
 export async function adminUsersAdd(ctx: CliContext, args: { name: string; admin: boolean; passwordStdin: boolean }): Promise<number> {
-  let password: string;
-  if (args.passwordStdin) {
-    password = await readFirstLine(ctx.io.stdin);
-  } else {
-    if (!ctx.prompter.available()) throw cliError('CLI_ERR_NO_TTY', 'there is no terminal to ask for the new password', 'Pass it as the first line of stdin with --password-stdin.');
-    password = await ctx.prompter.ask(`New password for ${args.name}: `, { echo: false });
-    const again = await ctx.prompter.ask('Repeat it: ', { echo: false });
-    if (again !== password) throw cliError('CLI_ERR_BAD_PASSWORD', 'the two passwords differ', 'Run the command again.');
-  }
+  const password = await readNewPassword(ctx, args.name, args.passwordStdin);
   const req = CreateUserRequest.safeParse({ name: args.name, password, admin: args.admin });
   if (!req.success) {
     const nameBad = req.error.issues.some((i) => i.path[0] === 'name');
     if (nameBad) throw cliError('CLI_ERR_USAGE', `${JSON.stringify(args.name)} is not a valid user name`, 'User names are 1-64 characters of a-z, 0-9, ., _ and -, starting with a letter or digit.');
     throw cliError('CLI_ERR_BAD_PASSWORD', 'the password must be 8 to 1024 characters', 'Choose a longer password.');
   }
-  const { client } = await openLoggedInRelay(ctx);
-  try {
+  return withLoggedInRelay(ctx, async (client) => {
     await client.createUser(req.data);
     println(ctx.io.stdout, `Created user ${args.name}${args.admin ? ' (admin)' : ''} on ${client.url}. They log in with \`mssh login --relay ${client.url} --user ${args.name}\`.`);
     if (!args.admin) println(ctx.io.stdout, `They reach no machine until granted: \`mssh admin grant ${args.name} 'PATTERN'\`.`);
     return 0;
-  } finally {
-    await client.close();
-  }
+  });
 }
 
 /**
@@ -42,8 +40,7 @@ export async function adminUsersAdd(ctx: CliContext, args: { name: string; admin
 export async function adminAgentsEnroll(ctx: CliContext, args: { name: string; json: boolean }): Promise<number> {
   const name = args.name.toLowerCase();
   assertHostName(name);
-  const { client } = await openLoggedInRelay(ctx);
-  try {
+  return withLoggedInRelay(ctx, async (client) => {
     const res = await client.createEnrollToken(name);
     const token = sanitizeForTerminal(res.token);
     const expiresAt = sanitizeForTerminal(res.expiresAt);
@@ -58,21 +55,10 @@ export async function adminAgentsEnroll(ctx: CliContext, args: { name: string; j
     println(ctx.io.stdout, `  ${command}`);
     println(ctx.io.stdout, '  mssh-agent run');
     return 0;
-  } finally {
-    await client.close();
-  }
+  });
 }
 
 // ------------------------------------------------------------------ users, grants, agents
-
-async function withAdmin<T>(ctx: CliContext, fn: (client: RelayClient) => Promise<T>): Promise<T> {
-  const { client } = await openLoggedInRelay(ctx);
-  try {
-    return await fn(client);
-  } finally {
-    await client.close();
-  }
-}
 
 function checkUserName(name: string, what = 'user name'): void {
   if (!UserName.safeParse(name).success) {
@@ -84,7 +70,7 @@ const json = (ctx: CliContext, v: unknown) => println(ctx.io.stdout, JSON.string
 
 /** `mssh admin users list [--json]`. */
 export async function adminUsersList(ctx: CliContext, args: { json: boolean }): Promise<number> {
-  const users = await withAdmin(ctx, (c) => c.listUsers());
+  const users = await withLoggedInRelay(ctx, (c) => c.listUsers());
   if (args.json) json(ctx, { users });
   else ctx.io.stdout.write(formatUsersTable(users));
   return 0;
@@ -93,7 +79,7 @@ export async function adminUsersList(ctx: CliContext, args: { json: boolean }): 
 /** `mssh admin users disable NAME [--kill-sessions]`. */
 export async function adminUsersDisable(ctx: CliContext, args: { name: string; killSessions: boolean }): Promise<number> {
   checkUserName(args.name);
-  const u = await withAdmin(ctx, (c) => c.disableUser(args.name, args.killSessions));
+  const u = await withLoggedInRelay(ctx, (c) => c.disableUser(args.name, args.killSessions));
   println(ctx.io.stdout, `Disabled ${sanitizeForTerminal(u.name)}: their logins stop working now.${args.killSessions ? ` Ended ${u.sessionsEnded} live session(s).` : ' Live sessions go on (add --kill-sessions to end them).'}`);
   return 0;
 }
@@ -101,7 +87,7 @@ export async function adminUsersDisable(ctx: CliContext, args: { name: string; k
 /** `mssh admin users enable NAME`. */
 export async function adminUsersEnable(ctx: CliContext, args: { name: string }): Promise<number> {
   checkUserName(args.name);
-  const u = await withAdmin(ctx, (c) => c.enableUser(args.name));
+  const u = await withLoggedInRelay(ctx, (c) => c.enableUser(args.name));
   println(ctx.io.stdout, `Enabled ${sanitizeForTerminal(u.name)}.`);
   return 0;
 }
@@ -109,17 +95,9 @@ export async function adminUsersEnable(ctx: CliContext, args: { name: string }):
 /** `mssh admin users passwd NAME [--password-stdin]`. */
 export async function adminUsersPasswd(ctx: CliContext, args: { name: string; passwordStdin: boolean }): Promise<number> {
   checkUserName(args.name);
-  let password: string;
-  if (args.passwordStdin) {
-    password = await readFirstLine(ctx.io.stdin);
-  } else {
-    if (!ctx.prompter.available()) throw cliError('CLI_ERR_NO_TTY', 'there is no terminal to ask for the new password', 'Pass it as the first line of stdin with --password-stdin.');
-    password = await ctx.prompter.ask(`New password for ${args.name}: `, { echo: false });
-    const again = await ctx.prompter.ask('Repeat it: ', { echo: false });
-    if (again !== password) throw cliError('CLI_ERR_BAD_PASSWORD', 'the two passwords differ', 'Run the command again.');
-  }
+  const password = await readNewPassword(ctx, args.name, args.passwordStdin);
   if (password.length < 8 || password.length > 1024) throw cliError('CLI_ERR_BAD_PASSWORD', 'the password must be 8 to 1024 characters', 'Choose a longer password.');
-  await withAdmin(ctx, (c) => c.setPassword(args.name, password));
+  await withLoggedInRelay(ctx, (c) => c.setPassword(args.name, password));
   println(ctx.io.stdout, `Changed the password of ${args.name}.`);
   return 0;
 }
@@ -128,7 +106,7 @@ export async function adminUsersPasswd(ctx: CliContext, args: { name: string; pa
 export async function adminUsersSetRole(ctx: CliContext, args: { name: string; role?: string }): Promise<number> {
   checkUserName(args.name);
   if (args.role !== undefined) checkUserName(args.role, 'role name');
-  const u = await withAdmin(ctx, (c) => c.setRole(args.name, args.role ?? null));
+  const u = await withLoggedInRelay(ctx, (c) => c.setRole(args.name, args.role ?? null));
   println(ctx.io.stdout, u.role ? `${sanitizeForTerminal(u.name)} now has the role ${sanitizeForTerminal(u.role)}.` : `${sanitizeForTerminal(u.name)} now has no role.`);
   return 0;
 }
@@ -146,7 +124,7 @@ function grantRequest(args: { subject: string; pattern: string; role: boolean })
 /** `mssh admin grant [--role] SUBJECT PATTERN`. */
 export async function adminGrant(ctx: CliContext, args: { subject: string; pattern: string; role: boolean }): Promise<number> {
   const req = grantRequest(args);
-  const r = await withAdmin(ctx, (c) => c.addGrant(req));
+  const r = await withLoggedInRelay(ctx, (c) => c.addGrant(req));
   println(ctx.io.stdout, r.changed
     ? `Granted ${req.subjectKind} ${req.subject} access to ${req.pattern}.`
     : `${req.subjectKind} ${req.subject} already had access to ${req.pattern}.`);
@@ -156,14 +134,14 @@ export async function adminGrant(ctx: CliContext, args: { subject: string; patte
 /** `mssh admin revoke-grant [--role] SUBJECT PATTERN`. */
 export async function adminRevokeGrant(ctx: CliContext, args: { subject: string; pattern: string; role: boolean }): Promise<number> {
   const req = grantRequest(args);
-  await withAdmin(ctx, (c) => c.removeGrant(req));
+  await withLoggedInRelay(ctx, (c) => c.removeGrant(req));
   println(ctx.io.stdout, `Removed the grant of ${req.pattern} to ${req.subjectKind} ${req.subject}; new sessions are refused at once.`);
   return 0;
 }
 
 /** `mssh admin grants [--json]`. */
 export async function adminGrants(ctx: CliContext, args: { json: boolean }): Promise<number> {
-  const grants = await withAdmin(ctx, (c) => c.listGrants());
+  const grants = await withLoggedInRelay(ctx, (c) => c.listGrants());
   if (args.json) json(ctx, { grants });
   else if (grants.length === 0) println(ctx.io.stdout, "No grants: only admins reach machines. Add one with `mssh admin grant USER 'PATTERN'`.");
   else ctx.io.stdout.write(formatGrantsTable(grants));
@@ -172,7 +150,7 @@ export async function adminGrants(ctx: CliContext, args: { json: boolean }): Pro
 
 /** `mssh admin agents list [--json]`. */
 export async function adminAgentsList(ctx: CliContext, args: { json: boolean }): Promise<number> {
-  const agents = await withAdmin(ctx, (c) => c.listAgents());
+  const agents = await withLoggedInRelay(ctx, (c) => c.listAgents());
   if (args.json) json(ctx, { agents });
   else ctx.io.stdout.write(formatAgentsTable(agents));
   return 0;
@@ -182,7 +160,7 @@ export async function adminAgentsList(ctx: CliContext, args: { json: boolean }):
 export async function adminAgentsRevoke(ctx: CliContext, args: { name: string }): Promise<number> {
   const name = args.name.toLowerCase();
   assertHostName(name);
-  const a = await withAdmin(ctx, (c) => c.revokeAgent(name));
+  const a = await withLoggedInRelay(ctx, (c) => c.revokeAgent(name));
   println(ctx.io.stdout, `Revoked ${name}${a.wasOnline ? ' and dropped its connection and sessions' : ''}; it is refused from now on. To enrol it again: mssh admin agents enroll ${name}`);
   return 0;
 }
@@ -191,7 +169,7 @@ export async function adminAgentsRevoke(ctx: CliContext, args: { name: string })
 export async function adminAgentsForget(ctx: CliContext, args: { name: string }): Promise<number> {
   const name = args.name.toLowerCase();
   assertHostName(name);
-  await withAdmin(ctx, (c) => c.forgetAgent(name));
+  await withLoggedInRelay(ctx, (c) => c.forgetAgent(name));
   println(ctx.io.stdout, `Forgot ${name}; the name is free again.`);
   return 0;
 }

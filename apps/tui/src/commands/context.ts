@@ -57,6 +57,16 @@ export async function openLoggedInRelay(ctx: CliContext, opts: { keepaliveMs?: n
   return { client: new RelayClient(conn, { token: entry.token, user: entry.user }), entry: { ...entry, token: entry.token } };
 }
 
+/** Open the logged-in relay, run `fn` with it, and always close the connection afterwards. */
+export async function withLoggedInRelay<T>(ctx: CliContext, fn: (client: RelayClient, entry: LoggedInRelay['entry']) => Promise<T>): Promise<T> {
+  const { client, entry } = await openLoggedInRelay(ctx);
+  try {
+    return await fn(client, entry);
+  } finally {
+    await client.close();
+  }
+}
+
 export function println(w: Writable, line = ''): void {
   w.write(`${line}\n`);
 }

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fingerprintBlob, parseSshPublicKeyLine, sanitizeForTerminal } from '@mssh/protocol';
 import { cliError } from '../errors.js';
-import { openLoggedInRelay, println, type CliContext } from './context.js';
+import { println, withLoggedInRelay, type CliContext } from './context.js';
 
 const DEFAULT_PUBLIC_KEYS = ['id_ed25519.pub', 'id_ecdsa.pub', 'id_ed25519_sk.pub', 'id_ecdsa_sk.pub', 'id_rsa.pub'];
 
@@ -43,21 +43,17 @@ export function readPublicKeyLine(path: string): string {
 export async function keysAdd(ctx: CliContext, args: { file?: string }): Promise<number> {
   const path = publicKeyFile(ctx.config.home, args.file);
   const line = readPublicKeyLine(path);
-  const { client, entry } = await openLoggedInRelay(ctx);
-  try {
+  return withLoggedInRelay(ctx, async (client, entry) => {
     const k = await client.addSshKey(line);
     println(ctx.io.stdout, `Added ${k.fingerprint} (${sanitizeForTerminal(k.type)}${k.comment ? `, ${sanitizeForTerminal(k.comment)}` : ''}) for ${entry.user}.`);
     const host = new URL(client.url).hostname;
     println(ctx.io.stdout, `Use it with: ssh -J ${entry.user}@${host}:2222 LOGIN@MACHINE; \`ssh -p 2222 ${entry.user}@${host}\` lists the machines (2222 unless the relay set --ssh-listen).`);
     return 0;
-  } finally {
-    await client.close();
-  }
+  });
 }
 
 export async function keysList(ctx: CliContext): Promise<number> {
-  const { client, entry } = await openLoggedInRelay(ctx);
-  try {
+  return withLoggedInRelay(ctx, async (client, entry) => {
     const keys = await client.listSshKeys();
     if (keys.length === 0) {
       println(ctx.io.stderr, `No SSH keys registered for ${entry.user}; add one with \`mssh keys add\`.`);
@@ -67,9 +63,7 @@ export async function keysList(ctx: CliContext): Promise<number> {
       println(ctx.io.stdout, `${k.fingerprint}  ${sanitizeForTerminal(k.type)}  ${sanitizeForTerminal(k.comment ?? '-')}  ${k.createdAt}`);
     }
     return 0;
-  } finally {
-    await client.close();
-  }
+  });
 }
 
 export async function keysRemove(ctx: CliContext, args: { key: string }): Promise<number> {
@@ -80,12 +74,9 @@ export async function keysRemove(ctx: CliContext, args: { key: string }): Promis
     const line = readPublicKeyLine(publicKeyFile(ctx.config.home, args.key));
     fingerprint = fingerprintBlob(parseSshPublicKeyLine(line)!.blob);
   }
-  const { client } = await openLoggedInRelay(ctx);
-  try {
+  return withLoggedInRelay(ctx, async (client) => {
     await client.removeSshKey(fingerprint);
     println(ctx.io.stdout, `Removed ${fingerprint}; it no longer logs in to the relay's SSH jump listener.`);
     return 0;
-  } finally {
-    await client.close();
-  }
+  });
 }

@@ -1,5 +1,5 @@
 import { fingerprintKeyLine, parseSshPublicKeyLine, sanitizeForTerminal, type HostInfo } from '@mssh/protocol';
-import { openLoggedInRelay, println, type CliContext } from './context.js';
+import { println, withLoggedInRelay, type CliContext } from './context.js';
 
 const KEY_TYPE_ORDER = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'ssh-rsa'];
 
@@ -43,8 +43,7 @@ export function formatHostsTable(hosts: HostInfo[], now: Date): string {
 
 /** `mssh ls [--json]`. */
 export async function ls(ctx: CliContext, args: { json: boolean }): Promise<number> {
-  const { client, entry } = await openLoggedInRelay(ctx);
-  try {
+  return withLoggedInRelay(ctx, async (client, entry) => {
     const hosts = await client.listHosts();
     if (args.json) {
       println(ctx.io.stdout, JSON.stringify({ hosts }, null, 2));
@@ -57,7 +56,5 @@ export async function ls(ctx: CliContext, args: { json: boolean }): Promise<numb
         : `No machines you may reach. Ask an admin for a grant (\`mssh admin grant ${sanitizeForTerminal(entry.user ?? 'USER')} 'PATTERN'\`).`);
     }
     return 0;
-  } finally {
-    await client.close();
-  }
+  });
 }
