@@ -7,6 +7,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateKeyPairSync } from 'node:crypto';
 import pino from 'pino';
+import { expect } from 'vitest';
+import { eq } from 'drizzle-orm';
+import { auditEvents } from '@mssh/migrations';
+import { LoginResponse, PATHS } from '@mssh/protocol';
 import type { FastifyInstance } from 'fastify';
 import { hashPassword, type TokenService } from '@mssh/auth';
 import { fixtures } from '../../../e2e/fixtures/inject.js';
@@ -124,4 +128,31 @@ export function agentIdentity(): { publicKey: string; hostKey: string } {
   };
   const blob = Buffer.concat([sshString(Buffer.from('ssh-ed25519')), sshString(raw)]);
   return { publicKey, hostKey: `ssh-ed25519 ${blob.toString('base64')}` };
+}
+
+/** A request to the test relay's API through fastify's inject(), with an optional bearer token and JSON body. */
+export function apiCall(
+  r: TestRelay,
+  method: 'GET' | 'POST' | 'DELETE',
+  url: string,
+  opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {},
+) {
+  return r.app.inject({
+    method, url,
+    headers: { ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}), ...opts.headers },
+    ...(opts.body !== undefined ? { payload: opts.body as object } : {}),
+  });
+}
+
+/** Log in through the API (expects 200) and return the token. */
+export async function apiLogin(r: TestRelay, user: string, password: string): Promise<string> {
+  const res = await apiCall(r, 'POST', PATHS.login, { body: { user, password } });
+  expect(res.statusCode, res.body).toBe(200);
+  return LoginResponse.parse(res.json()).token;
+}
+
+/** The audit rows of one type, once every pending write has landed. */
+export async function auditRowsOfType(r: TestRelay, type: string) {
+  await r.audit.flush();
+  return r.database.db.select().from(auditEvents).where(eq(auditEvents.type, type));
 }

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { and, eq, sql } from 'drizzle-orm';
 import { auditEvents, sessions } from '@mssh/migrations';
 import { PATHS } from '@mssh/protocol';
-import { ADMIN, ALICE, DB_KINDS, silentLogger, startTestRelay, type TestRelay } from '../test-support.js';
+import { ADMIN, ALICE, DB_KINDS, apiLogin, silentLogger, startTestRelay, type TestRelay } from '../test-support.js';
 import { AuditWriter } from './audit-writer.js';
 import { SessionRecorder } from './session-recorder.js';
 import { AuditLog } from './audit-log.js';
@@ -27,11 +27,7 @@ describe.each(DB_KINDS)('audit trail on %s', (kind) => {
   const db = () => r.database.db;
   const eventsOf = (sessionId: string) => db().select().from(auditEvents).where(eq(auditEvents.sessionId, sessionId)).orderBy(auditEvents.id);
 
-  const login = async (u: { name: string; password: string }): Promise<string> => {
-    const res = await r.app.inject({ method: 'POST', url: PATHS.login, payload: { user: u.name, password: u.password } });
-    expect(res.statusCode, res.body).toBe(200);
-    return res.json().token as string;
-  };
+  const login = (u: { name: string; password: string }): Promise<string> => apiLogin(r, u.name, u.password);
 
   beforeAll(async () => {
     r = await startTestRelay(kind);

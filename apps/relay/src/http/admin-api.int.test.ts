@@ -4,27 +4,16 @@
  * live tunnels are in e2e/access.e2e.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eq } from 'drizzle-orm';
-import { auditEvents } from '@mssh/migrations';
-import { AgentsResponse, CreateEnrollTokenResponse, GrantsResponse, HostsResponse, LoginResponse, PATHS, UsersResponse } from '@mssh/protocol';
-import { ADMIN, ALICE, DB_KINDS, agentIdentity, startTestRelay, type TestRelay } from '../test-support.js';
+import { AgentsResponse, CreateEnrollTokenResponse, GrantsResponse, HostsResponse, PATHS, UsersResponse } from '@mssh/protocol';
+import { ADMIN, ALICE, DB_KINDS, agentIdentity, apiCall, apiLogin, auditRowsOfType, startTestRelay, type TestRelay } from '../test-support.js';
 
 describe.each(DB_KINDS)('admin API on %s', (kind) => {
   let r: TestRelay;
   let adminToken: string;
   let aliceToken: string;
 
-  const call = (method: 'GET' | 'POST' | 'DELETE', url: string, opts: { token?: string; body?: unknown } = {}) =>
-    r.app.inject({
-      method, url,
-      headers: opts.token ? { authorization: `Bearer ${opts.token}` } : {},
-      ...(opts.body !== undefined ? { payload: opts.body as object } : {}),
-    });
-  const login = async (user: string, password: string) => {
-    const res = await call('POST', PATHS.login, { body: { user, password } });
-    expect(res.statusCode, res.body).toBe(200);
-    return LoginResponse.parse(res.json()).token;
-  };
+  const call = (method: Parameters<typeof apiCall>[1], url: string, opts?: Parameters<typeof apiCall>[3]) => apiCall(r, method, url, opts);
+  const login = (user: string, password: string) => apiLogin(r, user, password);
   const enrol = async (name: string) => {
     const t = CreateEnrollTokenResponse.parse((await call('POST', PATHS.adminAgentEnroll, { token: adminToken, body: { name } })).json()).token;
     const id = agentIdentity();
@@ -33,10 +22,7 @@ describe.each(DB_KINDS)('admin API on %s', (kind) => {
     return id;
   };
   const visible = async (token: string) => HostsResponse.parse((await call('GET', PATHS.hosts, { token })).json()).hosts.map((h) => h.name);
-  const audit = async (type: string) => {
-    await r.audit.flush();
-    return r.database.db.select().from(auditEvents).where(eq(auditEvents.type, type));
-  };
+  const audit = (type: string) => auditRowsOfType(r, type);
 
   beforeAll(async () => {
     r = await startTestRelay(kind);

@@ -5,28 +5,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT, UnsecuredJWT, importJWK } from 'jose';
 import { eq } from 'drizzle-orm';
-import { auditEvents, enrollTokens } from '@mssh/migrations';
+import { enrollTokens } from '@mssh/migrations';
 import { generateSigningKey, TokenService } from '@mssh/auth';
 import { PATHS, fingerprintKeyLine, HostsResponse, LoginResponse, CreateEnrollTokenResponse, EnrollResponse, HostInfo } from '@mssh/protocol';
-import { ADMIN, ALICE, DB_KINDS, agentIdentity, startTestRelay, type TestRelay } from '../test-support.js';
+import { ADMIN, ALICE, DB_KINDS, agentIdentity, apiCall, apiLogin, auditRowsOfType, startTestRelay, type TestRelay } from '../test-support.js';
 
 describe.each(DB_KINDS)('relay API on %s', (kind) => {
   let r: TestRelay;
   let adminToken: string;
   let aliceToken: string;
 
-  const call = (method: 'GET' | 'POST', url: string, opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {}) =>
-    r.app.inject({
-      method, url,
-      headers: { ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}), ...opts.headers },
-      ...(opts.body !== undefined ? { payload: opts.body as object } : {}),
-    });
+  const call = (method: Parameters<typeof apiCall>[1], url: string, opts?: Parameters<typeof apiCall>[3]) => apiCall(r, method, url, opts);
 
-  const login = async (user: string, password: string) => {
-    const res = await call('POST', PATHS.login, { body: { user, password } });
-    expect(res.statusCode, res.body).toBe(200);
-    return LoginResponse.parse(res.json()).token;
-  };
+  const login = (user: string, password: string) => apiLogin(r, user, password);
 
   const issueEnrollToken = async (name: string) => {
     const res = await call('POST', PATHS.adminAgentEnroll, { token: adminToken, body: { name } });
@@ -37,10 +28,7 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
   const enroll = (token: string, name: string, id = agentIdentity()) =>
     call('POST', PATHS.enroll, { body: { token, name, publicKey: id.publicKey, hostKeys: [id.hostKey], agentVersion: '0.1.0', protocolVersion: 1 } });
 
-  const auditRows = async (type: string) => {
-    await r.audit.flush();
-    return r.database.db.select().from(auditEvents).where(eq(auditEvents.type, type));
-  };
+  const auditRows = (type: string) => auditRowsOfType(r, type);
 
   beforeAll(async () => {
     r = await startTestRelay(kind);

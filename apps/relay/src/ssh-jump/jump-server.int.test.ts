@@ -11,9 +11,9 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { eq } from 'drizzle-orm';
 import { auditEvents, users } from '@mssh/migrations';
-import { PATHS, LoginResponse, SshKeyInfo, SshKeysResponse } from '@mssh/protocol';
+import { PATHS, SshKeyInfo, SshKeysResponse } from '@mssh/protocol';
 import { fixtures } from '../../../../e2e/fixtures/inject.js';
-import { ALICE, agentIdentity, silentLogger, startTestRelay, type TestRelay } from '../test-support.js';
+import { ALICE, agentIdentity, apiCall, apiLogin, silentLogger, startTestRelay, type TestRelay } from '../test-support.js';
 import { relayError } from '../errors.js';
 import { AuthFailureLimiter } from './auth-failures.js';
 import { loadOrCreateJumpHostKey } from './host-key.js';
@@ -48,8 +48,7 @@ describe('SSH jump listener in-process', () => {
     filterReachable: async (u, hosts) => hosts.filter((h) => !(u.name === 'alice' && h.name === 'secret')),
   };
 
-  const api = (method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown) =>
-    r.app.inject({ method, url, headers: { authorization: `Bearer ${aliceToken}` }, ...(body !== undefined ? { payload: body as object } : {}) });
+  const api = (method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown) => apiCall(r, method, url, { token: aliceToken, body });
 
   const sshOpts = (key = aliceKey) => [
     '-F', '/dev/null', '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR',
@@ -69,8 +68,7 @@ describe('SSH jump listener in-process', () => {
       opened.push(name);
       throw relayError('RLY_ERR_AGENT_OFFLINE');
     };
-    const login = await r.app.inject({ method: 'POST', url: PATHS.login, payload: { user: ALICE.name, password: ALICE.password } });
-    aliceToken = LoginResponse.parse(login.json()).token;
+    aliceToken = await apiLogin(r, ALICE.name, ALICE.password);
     aliceKey = join(dir, 'alice');
     execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', aliceKey]);
     const { key } = loadOrCreateJumpHostKey(dir);
