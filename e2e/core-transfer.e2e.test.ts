@@ -8,7 +8,7 @@ import { createReadStream, mkdtempSync, readFileSync } from 'node:fs';
 import { MiB, runCommand, sha256File, writeRandomFile } from './fixtures/files.js';
 import { join } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, loginUser, stopAll, BIN, run, type Relay, type User } from './fixtures/stack.js';
+import { startRelay, startAgent, loginUser, stopAll, BIN, proxyCommandSshOpts, run, type Relay, type User } from './fixtures/stack.js';
 
 afterAll(stopAll);
 
@@ -29,17 +29,7 @@ describe('bulk transfer through the relay', () => {
   });
   afterAll(async () => { await relay?.proc.stop(); });
 
-  function openSshOpts(): string[] {
-    const f = fixtures();
-    return [
-      '-F', '/dev/null',
-      '-o', `ProxyCommand=${process.execPath} ${BIN.mssh} proxy %n`,
-      '-o', `UserKnownHostsFile=${join(dir, 'openssh_known_hosts')}`,
-      '-o', 'StrictHostKeyChecking=accept-new',
-      '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR',
-      '-i', f.sshd.clientKey,
-    ];
-  }
+  const openSshOpts = (): string[] => proxyCommandSshOpts(join(dir, 'openssh_known_hosts'), fixtures().sshd.clientKey);
 
   it('64 MiB through `mssh ssh laptop -- sha256sum` matches the local checksum', async () => {
     const f = fixtures();

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
 import { runCommand, sha256File } from './fixtures/files.js';
 import { freePort, waitFor, waitForPort } from './fixtures/net.js';
-import { BIN, exec, loginUser, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
+import { BIN, exec, loginUser, proxyCommandSshOpts, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
 
 afterAll(stopAll);
 
@@ -41,16 +41,7 @@ describe('agent with the embedded SSH server', () => {
 
   const authorize = (args: string[]) => exec(BIN.agent, ['authorize', ...args, '--state-dir', agent.stateDir], { timeoutMs: 15_000 });
 
-  function openSshOpts(): string[] {
-    return [
-      '-F', '/dev/null',
-      '-o', `ProxyCommand=${process.execPath} ${BIN.mssh} proxy %n`,
-      '-o', `UserKnownHostsFile=${join(dir, 'openssh_known_hosts')}`,
-      '-o', 'StrictHostKeyChecking=accept-new',
-      '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-o', 'LogLevel=ERROR',
-      '-i', key,
-    ];
-  }
+  const openSshOpts = (): string[] => proxyCommandSshOpts(join(dir, 'openssh_known_hosts'), key);
 
   beforeAll(async () => {
     relay = await startRelay('pglite');
