@@ -6,14 +6,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type http2 from 'node:http2';
-import { startRelay, startAgent, loginUser, stopAll, ADMIN_PASSWORD, type Relay, type User } from './fixtures/stack.js';
+import type { AuditEventInfo } from '@mssh/protocol';
+import { adminAuditEvents, startRelay, startAgent, loginUser, stopAll, ADMIN_PASSWORD, type Relay, type User } from './fixtures/stack.js';
 import { relaySession, login } from './fixtures/tunnel-client.js';
 import { startEchoTarget, openSession, exchange, type EchoTarget } from './fixtures/echo-target.js';
 import { startPrivatePostgres, type PrivatePostgres } from './fixtures/private-postgres.js';
 import { waitFor } from './fixtures/net.js';
 import { fixtures } from './fixtures/inject.js';
 
-interface Ev { id: number; type: string; sessionId: string | null; details: Record<string, unknown> }
+type Ev = AuditEventInfo;
 
 describe('database outage (private Postgres cluster)', () => {
   let pg: PrivatePostgres;
@@ -23,11 +24,7 @@ describe('database outage (private Postgres cluster)', () => {
   let h2: http2.ClientHttp2Session;
   let token: string;
 
-  const audit = async (): Promise<Ev[]> => {
-    const r = await admin.mssh(['admin', 'audit', '--limit', '10000', '--json']);
-    expect(r.code, r.stderr).toBe(0);
-    return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Ev);
-  };
+  const audit = (): Promise<Ev[]> => adminAuditEvents(admin, ['--limit', '10000']);
 
   beforeAll(async () => {
     pg = await startPrivatePostgres();

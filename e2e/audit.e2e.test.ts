@@ -6,13 +6,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type http2 from 'node:http2';
-import { startRelay, startAgent, loginUser, stopAll, ADMIN_PASSWORD, type Relay, type User } from './fixtures/stack.js';
+import type { AuditEventInfo } from '@mssh/protocol';
+import { adminAuditEvents, startRelay, startAgent, loginUser, stopAll, ADMIN_PASSWORD, type Relay, type User } from './fixtures/stack.js';
 import { relaySession, login } from './fixtures/tunnel-client.js';
 import { startEchoTarget, openSession, exchange, type EchoTarget } from './fixtures/echo-target.js';
 import { waitFor } from './fixtures/net.js';
 import { fixtures } from './fixtures/inject.js';
 
-interface Ev { type: string; code: string; actor: string | null; host: string | null; source: string | null; sessionId: string | null; details: Record<string, unknown> }
+type Ev = AuditEventInfo;
 
 const closed = (s: http2.ClientHttp2Stream) => new Promise<void>((resolve) => (s.closed ? resolve() : s.once('close', () => resolve())));
 
@@ -23,11 +24,7 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
   let h2: http2.ClientHttp2Session;
   let token: string;
 
-  const audit = async (args: string[]): Promise<Ev[]> => {
-    const r = await admin.mssh(['admin', 'audit', ...args, '--limit', '10000', '--json']);
-    expect(r.code, r.stderr).toBe(0);
-    return r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Ev);
-  };
+  const audit = (args: string[]): Promise<Ev[]> => adminAuditEvents(admin, [...args, '--limit', '10000']);
 
   beforeAll(async () => {
     echo = await startEchoTarget(fixtures().sshd.port, 1000);

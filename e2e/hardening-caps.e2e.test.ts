@@ -9,7 +9,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type http2 from 'node:http2';
 import { PATHS } from '@mssh/protocol';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, stopAll, run, exec, loginUser, sshArgs, BIN, ADMIN_PASSWORD, type Relay } from './fixtures/stack.js';
+import { adminAuditEvents, startRelay, startAgent, stopAll, run, exec, loginUser, sshArgs, BIN, ADMIN_PASSWORD, type Relay } from './fixtures/stack.js';
 import { relaySession, login, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
 import { h2From, rawRequest } from './fixtures/h2-raw.js';
 import { waitFor } from './fixtures/net.js';
@@ -72,9 +72,7 @@ describe('session and agent caps', () => {
     expect(cli.stderr).toMatch(/Close one of your sessions/);
     for (const s of sessions) await echo(s, randomBytes(1024));
     // Both refusals are audited as session.denied (reason cap), and neither left a session.start behind.
-    const audit = await user.mssh(['admin', 'audit', '--type', 'session.*', '--json'], { timeoutMs: 30_000 });
-    expect(audit.code, audit.stderr).toBe(0);
-    const events = audit.stdout.trim().split('\n').map((l) => JSON.parse(l) as { type: string; details: Record<string, unknown> });
+    const events = await adminAuditEvents(user, ['--type', 'session.*']);
     expect(events.filter((e) => e.type === 'session.start')).toHaveLength(3);
     const denied = events.filter((e) => e.type === 'session.denied');
     expect(denied).toHaveLength(2);
