@@ -24,7 +24,7 @@ import { DbAuditSink } from './audit/audit-sink.js';
 import { SessionRecorder } from './audit/session-recorder.js';
 import { AUDIT } from './audit/codes.js';
 import { loadOrCreateTls, readFingerprint, tlsPaths } from './tls/certificate.js';
-import { loadTokenService, reloadTokenKeys, rotateSigningKey, type RotatedKey } from './auth/token-keys.js';
+import { loadTokenService, reloadTokenKeys, rotateSigningKey } from './auth/token-keys.js';
 import { HashSlots } from './limits/hash-slots.js';
 import { LoginGuard } from './limits/login-guard.js';
 import { bootstrapAdmin, BOOTSTRAP_ADMIN } from './auth/bootstrap.js';
@@ -308,6 +308,7 @@ async function adminOps(cfg: StoreConfig, relayInfo: () => Promise<{ url: string
       return admin.createEnrollToken(name, by);
     },
     pruneAudit: (olderThanMs) => auditLog.prune(new Date(Date.now() - olderThanMs), by),
+    rotateKeys: () => rotateSigningKey({ keys: repos.signingKeys, audit, by }),
     async close() {
       await audit.flush();
       audit.writer.close();
@@ -456,22 +457,7 @@ async function auditPrune(flags: Record<string, unknown>): Promise<void> {
 
 /** `keys rotate`: through the running relay (it signs with the new key at once), else on the database. */
 async function keysRotate(flags: Record<string, unknown>): Promise<void> {
-  const cfg = parseConfig(StoreConfigSchema, flags);
-  const sock = adminSocketPath(cfg.dataDir);
-  let r: RotatedKey;
-  if (existsSync(sock) && (await socketAnswers(sock))) {
-    r = await new AdminSocketClient(sock).rotateKeys();
-  } else {
-    prepareDataDir(cfg.dataDir);
-    const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
-    const audit = new DbAuditSink({ db: database.db, relayId: relayId(cfg.dataDir), logger: createLogger('warn') });
-    try {
-      r = await rotateSigningKey({ keys: createRepositories(database.db).signingKeys, audit, by: { actor: LOCAL_ADMIN_ACTOR, source: 'cli' } });
-    } finally {
-      await audit.flush();
-      await database.close();
-    }
-  }
+  const r = await withOps(await storeOps(flags), (o) => o.rotateKeys());
   out(`New signing key ${r.kid}: new tokens are signed with it.`);
   if (r.retired.length > 0) out(`Retired ${r.retired.join(', ')}: still verifying the tokens it issued until they expire (12 h at most).`);
   out('Other relays on the same database pick the new key up within a minute.');

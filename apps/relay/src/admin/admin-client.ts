@@ -29,6 +29,8 @@ export interface AdminOps {
   forgetAgent(name: string): Promise<{ name: string; wasOnline: boolean }>;
   /** Delete audit events older than this many ms (audit.pruned records it). */
   pruneAudit(olderThanMs: number): Promise<PruneResult>;
+  /** Add a new token signing key and retire the current one (key.rotated records it). */
+  rotateKeys(): Promise<RotatedKey>;
   close(): Promise<void>;
 }
 
