@@ -187,7 +187,6 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       const source = meta.source ?? null;
       const via = meta.via ?? 'https';
       const startedAt = clock();
-      safeAudit(logger, () => opts.audit.sessionStarted?.({ sessionId: meta.sessionId, user: meta.user, host: meta.host, agentId, source, via }));
       logger.debug({ sessionId: meta.sessionId, user: meta.user, host: meta.host }, 'session started');
       const entry = { user: meta.user, client, agentStream, killed: null as SessionEndReason | null };
       live.set(meta.sessionId, entry);

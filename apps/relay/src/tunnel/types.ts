@@ -66,9 +66,10 @@ export interface TunnelAuditSink {
   agentConnected(e: { agentId: string; name: string; source: string; agentVersion: string; protocolVersion: number }): void;
   agentDisconnected(e: { agentId: string; name: string; reason: string }): void;
   agentRejected(e: { name: string | null; source: string; code: string; message: string }): void;
-  /** A session stream to an agent was opened and spliced to a client (optional). */
-  sessionStarted?(e: { sessionId: string; user: string; host: string; agentId: string; source: string | null; via: SessionVia }): void;
-  /** A session ended; bytes each way (optional). */
+  /**
+   * A session ended; bytes each way (optional: the audit trail records starts and ends through the
+   * session-start gate, `record` below, not through this sink).
+   */
   sessionEnded?(e: TunnelSessionSummary): void;
 }
 
@@ -134,7 +135,7 @@ export interface TunnelRouter {
   /**
    * Splice a client's stream with a session stream from openSession(): backpressure both ways,
    * half-close preserved, either side's abort tears down both. Counts bytes; reports to the audit sink's
-   * optional sessionStarted/sessionEnded and, when given, to `record` (live counters, then end()).
+   * optional sessionEnded and, when given, to `record` (live counters, then end()).
    * Resolves (never rejects) when both streams are closed.
    */
   spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; via?: SessionVia; record?: RecordedSession }): Promise<TunnelSessionSummary>;
