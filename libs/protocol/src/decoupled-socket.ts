@@ -79,11 +79,6 @@ class WriteDecoupledView {
     if (!this.socket.destroyed) this.socket.destroy(err);
     return this;
   }
-
-  setNoDelay(noDelay = true): this {
-    (this.socket as Partial<{ setNoDelay(v: boolean): unknown }>).setNoDelay?.(noDelay);
-    return this;
-  }
 }
 
 /**
