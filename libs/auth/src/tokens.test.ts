@@ -137,4 +137,29 @@ describe('TokenService', () => {
     now += 601_000 + 30_000;
     expect(await codeOf(s.verify(before.token))).toBe('AUTH_ERR_TOKEN_EXPIRED');
   });
+  it('a token verified once is still checked on every call: expiry by the clock, a dropped key, a changed signature', async () => {
+    const k = await generateSigningKey();
+    let now = Date.now();
+    const s = await service([k], () => new Date(now));
+    const t = await s.sign({ user: 'alice', admin: true, ttlSeconds: 60 });
+    const first = await s.verify(t.token);
+    // Again (from the cache of verified tokens): the same answer, and a copy the caller may not spoil.
+    first.user = 'mallory';
+    expect(await s.verify(t.token)).toEqual({ user: 'alice', admin: true, jti: t.jti, exp: Math.floor(t.expiresAt.getTime() / 1000) });
+    // One character of the signature changed: a different string, verified in full, refused.
+    const [h, p, sig] = t.token.split('.') as [string, string, string];
+    const flipped = `${h}.${p}.${sig.slice(0, 10)}${sig[10] === 'A' ? 'B' : 'A'}${sig.slice(11)}`;
+    expect(await codeOf(s.verify(flipped))).toBe('AUTH_ERR_INVALID_TOKEN');
+    // Expiry is the clock's, not the cache's: 60 s + the 30 s tolerance later it is refused.
+    now += 89_000;
+    expect((await s.verify(t.token)).user).toBe('alice');
+    now += 2_000;
+    expect(await codeOf(s.verify(t.token))).toBe('AUTH_ERR_TOKEN_EXPIRED');
+    // A key taken out of the set no longer verifies its tokens, cached or not.
+    now = Date.now();
+    const u = await s.sign({ user: 'bob', admin: false });
+    expect((await s.verify(u.token)).user).toBe('bob');
+    await s.setKeys([await generateSigningKey()]);
+    expect(await codeOf(s.verify(u.token))).toBe('AUTH_ERR_INVALID_TOKEN');
+  });
 });
