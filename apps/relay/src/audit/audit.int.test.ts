@@ -86,6 +86,23 @@ describe.each(DB_KINDS)('audit trail on %s', (kind) => {
     expect(open).toBe(0);
   });
 
+  it('a batch holding both the start and the end of one session writes both (the one-transaction path)', async () => {
+    const writer = new AuditWriter({ db: db(), logger: silentLogger() });
+    const t = new Date();
+    const start = { id: 'same-batch-1', relayId: 'same-relay', userName: 'alice', host: 'h', source: null, via: 'https', startedAt: t };
+    const event = { time: t, type: 'session.start', code: 'AUD_SESSION_START', relayId: 'same-relay', actor: 'alice', host: 'h', source: null, sessionId: 'same-batch-1', details: {} };
+    // Queued in the same tick: one batch. The parts of one statement would not see each other's rows.
+    const started = writer.commit({ starts: [start], events: [event] });
+    writer.enqueue({ ends: [{ id: 'same-batch-1', endedAt: new Date(t.getTime() + 5), bytesUp: 7, bytesDown: 9, endReason: 'client_closed' }] });
+    await started;
+    expect(await writer.drain(10_000)).toBe(true);
+    expect(writer.batches).toBe(1);
+    const [row] = await db().select().from(sessions).where(eq(sessions.id, 'same-batch-1'));
+    expect(row).toMatchObject({ endReason: 'client_closed', bytesUp: 7, bytesDown: 9 });
+    expect(row!.endedAt).not.toBeNull();
+    expect((await eventsOf('same-batch-1')).map((e) => e.type)).toEqual(['session.start']);
+  });
+
   it('a start the database refuses is refused (fail closed) without sinking the other starts of its batch', async () => {
     const writer = new AuditWriter({ db: db(), logger: silentLogger() });
     const rec = new SessionRecorder({ db: db(), writer, relayId: 'dup-relay', logger: silentLogger() });
