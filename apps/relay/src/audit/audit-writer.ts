@@ -235,39 +235,46 @@ export class AuditWriter {
   private async write(ops: WriteOp[]): Promise<void> {
     const events = ops.flatMap((o) => o.events ?? []);
     const starts = ops.flatMap((o) => o.starts ?? []);
-    const ends = ops.flatMap((o) => o.ends ?? []);
+    // The parts of one statement do not see each other's rows: the end of a session that starts in this
+    // same batch goes into its INSERT, not the UPDATE (the first end given, as the UPDATE would apply it).
+    const startIds = new Set(starts.map((r) => r.id));
+    const endOfStart = new Map<string, SessionEndRow>();
+    const ends: SessionEndRow[] = [];
+    for (const e of ops.flatMap((o) => o.ends ?? [])) {
+      if (!startIds.has(e.id)) ends.push(e);
+      else if (!endOfStart.has(e.id)) endOfStart.set(e.id, e);
+    }
     // Rows travel as ONE jsonb parameter per table: no per-value query building, any batch size.
-    const startRows = JSON.stringify(starts.map((r) => ({ id: r.id, relay_id: r.relayId, user_name: r.userName, host: r.host, source: r.source, via: r.via, started_at: r.startedAt.toISOString() })));
+    const startRows = JSON.stringify(starts.map((r) => {
+      const end = endOfStart.get(r.id);
+      return {
+        id: r.id, relay_id: r.relayId, user_name: r.userName, host: r.host, source: r.source, via: r.via, started_at: r.startedAt.toISOString(),
+        ended_at: end?.endedAt.toISOString() ?? null, up: end?.bytesUp ?? 0, down: end?.bytesDown ?? 0, reason: end?.endReason ?? null,
+      };
+    }));
     const eventRows = JSON.stringify(events.map((e) => ({
       time: e.time.toISOString(), type: e.type, code: e.code, relay_id: e.relayId, actor: e.actor, host: e.host, source: e.source, session_id: e.sessionId, details: e.details,
     })));
     const endRows = JSON.stringify(ends.map((e) => ({ id: e.id, ended_at: e.endedAt.toISOString(), up: e.bytesUp, down: e.bytesDown, reason: e.endReason })));
-    const insertSessions = sql`INSERT INTO sessions (id, relay_id, user_name, host, source, via, started_at)
-          SELECT id, relay_id, user_name, host, source, via, started_at
-          FROM jsonb_to_recordset(${startRows}::jsonb) AS v(id text, relay_id text, user_name text, host text, source text, via text, started_at timestamptz)`;
-    const insertEvents = sql`INSERT INTO audit_events (time, type, code, relay_id, actor, host, source, session_id, details)
+    // ONE statement (data-modifying CTEs, atomic on its own) is one round trip to the database where
+    // BEGIN, three statements and COMMIT were five; at hundreds of session starts per second those round
+    // trips were most of the relay's database time (bench/README.md, findings).
+    await this.opts.db.execute(sql`WITH new_sessions AS (
+          INSERT INTO sessions (id, relay_id, user_name, host, source, via, started_at, ended_at, bytes_up, bytes_down, end_reason, progress_at)
+          SELECT id, relay_id, user_name, host, source, via, started_at, ended_at, up, down, reason, ended_at
+          FROM jsonb_to_recordset(${startRows}::jsonb) AS v(id text, relay_id text, user_name text, host text, source text, via text, started_at timestamptz,
+            ended_at timestamptz, up bigint, down bigint, reason text)
+          RETURNING 1),
+        new_events AS (
+          INSERT INTO audit_events (time, type, code, relay_id, actor, host, source, session_id, details)
           SELECT time, type, code, relay_id, actor, host, source, session_id, COALESCE(details, '{}'::jsonb)
-          FROM jsonb_to_recordset(${eventRows}::jsonb) AS v(time timestamptz, type text, code text, relay_id text, actor text, host text, source text, session_id text, details jsonb)`;
-    const updateEnds = sql`UPDATE sessions AS s SET ended_at = v.ended_at, bytes_up = v.up, bytes_down = v.down, end_reason = v.reason, progress_at = v.ended_at
+          FROM jsonb_to_recordset(${eventRows}::jsonb) AS v(time timestamptz, type text, code text, relay_id text, actor text, host text, source text, session_id text, details jsonb)
+          RETURNING 1),
+        ended AS (
+          UPDATE sessions AS s SET ended_at = v.ended_at, bytes_up = v.up, bytes_down = v.down, end_reason = v.reason, progress_at = v.ended_at
           FROM jsonb_to_recordset(${endRows}::jsonb) AS v(id text, ended_at timestamptz, up bigint, down bigint, reason text)
-          WHERE s.id = v.id AND s.ended_at IS NULL`;
-    const startIds = new Set(starts.map((r) => r.id));
-    if (!ends.some((e) => startIds.has(e.id))) {
-      // The usual case: ONE statement (data-modifying CTEs, atomic on its own) is one round trip to the
-      // database where BEGIN, three statements and COMMIT were five; at hundreds of session starts per
-      // second those round trips were most of the relay's database time (bench/README.md, findings).
-      await this.opts.db.execute(sql`WITH new_sessions AS (${insertSessions} RETURNING 1),
-          new_events AS (${insertEvents} RETURNING 1),
-          ended AS (${updateEnds} RETURNING 1)
-        SELECT 1`);
-      return;
-    }
-    // A session that starts and ends in the same batch: the parts of one statement do not see each
-    // other's rows, so the UPDATE needs the INSERT committed before it, in one transaction.
-    await this.opts.db.transaction(async (tx) => {
-      if (starts.length) await tx.execute(insertSessions);
-      if (events.length) await tx.execute(insertEvents);
-      if (ends.length) await tx.execute(updateEnds);
-    });
+          WHERE s.id = v.id AND s.ended_at IS NULL
+          RETURNING 1)
+      SELECT 1`);
   }
 }

@@ -86,7 +86,7 @@ describe.each(DB_KINDS)('audit trail on %s', (kind) => {
     expect(open).toBe(0);
   });
 
-  it('a batch holding both the start and the end of one session writes both (the one-transaction path)', async () => {
+  it('a batch holding both the start and the end of one session writes both (the end goes into the INSERT)', async () => {
     const writer = new AuditWriter({ db: db(), logger: silentLogger() });
     const t = new Date();
     const start = { id: 'same-batch-1', relayId: 'same-relay', userName: 'alice', host: 'h', source: null, via: 'https', startedAt: t };
