@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type http2 from 'node:http2';
 import type { AuditEventInfo } from '@mssh/protocol';
-import { adminAuditEvents, startRelay, startAgent, loginUser, stopAll, ADMIN_PASSWORD, type Relay, type User } from './fixtures/stack.js';
-import { relaySession, login } from './fixtures/tunnel-client.js';
+import { adminAuditEvents, startRelay, startAgent, loginUser, stopAll, type Relay, type User } from './fixtures/stack.js';
+import { adminSession } from './fixtures/tunnel-client.js';
 import { startEchoTarget, openSession, exchange, type EchoTarget } from './fixtures/echo-target.js';
 import { startPrivatePostgres, type PrivatePostgres } from './fixtures/private-postgres.js';
 import { waitFor } from './fixtures/net.js';
@@ -32,8 +32,7 @@ describe('database outage (private Postgres cluster)', () => {
     relay = await startRelay('postgres', [], { databaseUrl: pg.url, env: { MSSH_AUDIT_PROGRESS_MS: '200' } });
     await startAgent(relay, 'echo1', { target: `127.0.0.1:${echo.port}` });
     admin = await loginUser(relay);
-    h2 = await relaySession(relay);
-    token = await login(h2, 'admin', ADMIN_PASSWORD);
+    ({ h2, token } = await adminSession(relay));
   }, 120_000);
   afterAll(async () => {
     h2?.close();

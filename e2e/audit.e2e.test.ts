@@ -7,8 +7,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type http2 from 'node:http2';
 import type { AuditEventInfo } from '@mssh/protocol';
-import { adminAuditEvents, startRelay, startAgent, loginUser, stopAll, ADMIN_PASSWORD, type Relay, type User } from './fixtures/stack.js';
-import { relaySession, login } from './fixtures/tunnel-client.js';
+import { adminAuditEvents, startRelay, startAgent, loginUser, stopAll, type Relay, type User } from './fixtures/stack.js';
+import { adminSession, relaySession } from './fixtures/tunnel-client.js';
 import { startEchoTarget, openSession, exchange, type EchoTarget } from './fixtures/echo-target.js';
 import { waitFor } from './fixtures/net.js';
 import { fixtures } from './fixtures/inject.js';
@@ -31,8 +31,7 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
     relay = await startRelay(kind, [], { env: { MSSH_AUDIT_PROGRESS_MS: '200' } });
     await startAgent(relay, 'echo1', { target: `127.0.0.1:${echo.port}` });
     admin = await loginUser(relay);
-    h2 = await relaySession(relay);
-    token = await login(h2, 'admin', ADMIN_PASSWORD);
+    ({ h2, token } = await adminSession(relay));
   }, 120_000);
   afterAll(async () => {
     h2?.close();

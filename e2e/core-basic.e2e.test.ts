@@ -8,8 +8,8 @@ import type http2 from 'node:http2';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, loginUser, sshArgs, stopAll, ADMIN_PASSWORD, type Relay, type User } from './fixtures/stack.js';
-import { relaySession, request, login, openTunnel } from './fixtures/tunnel-client.js';
+import { startRelay, startAgent, loginUser, sshArgs, stopAll, type Relay, type User } from './fixtures/stack.js';
+import { adminSession, request, openTunnel } from './fixtures/tunnel-client.js';
 import { PATHS } from '@mssh/protocol';
 
 afterAll(stopAll);
@@ -34,8 +34,7 @@ describe.each(['pglite', 'postgres'] as const)('core on %s', (db) => {
     relay = await startRelay(db);
     await startAgent(relay, 'laptop');
     user = await loginUser(relay);
-    h2 = await relaySession(relay);
-    token = await login(h2, 'admin', ADMIN_PASSWORD);
+    ({ h2, token } = await adminSession(relay));
   });
   afterAll(async () => {
     h2?.close();

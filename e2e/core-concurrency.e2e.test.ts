@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import type http2 from 'node:http2';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, loginUser, stopAll, BIN, run, ADMIN_PASSWORD, type Relay, type Agent, type User } from './fixtures/stack.js';
-import { relaySession, login, openTunnel, sshExec, readKey, tcpConnectionsTo } from './fixtures/tunnel-client.js';
+import { startRelay, startAgent, loginUser, stopAll, BIN, run, type Relay, type Agent, type User } from './fixtures/stack.js';
+import { adminSession, openTunnel, sshExec, readKey, tcpConnectionsTo } from './fixtures/tunnel-client.js';
 import { waitFor } from './fixtures/net.js';
 import type ssh2 from 'ssh2';
 
@@ -36,8 +36,7 @@ describe('50 concurrent sessions over one agent connection', () => {
     relay = await startRelay('pglite');
     agent = await startAgent(relay, 'laptop');
     user = await loginUser(relay);
-    h2 = await relaySession(relay);
-    token = await login(h2, 'admin', ADMIN_PASSWORD);
+    ({ h2, token } = await adminSession(relay));
   });
   afterAll(async () => {
     for (const s of sessions) s.client.end();

@@ -6,11 +6,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import type http2 from 'node:http2';
 import pg from 'pg';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, loginUser, stopAll, enrollToken, exec, run, BIN, ADMIN_PASSWORD, type Relay, type User } from './fixtures/stack.js';
-import { relaySession, login, openTunnel } from './fixtures/tunnel-client.js';
+import { startRelay, startAgent, loginUser, stopAll, enrollToken, exec, run, BIN, type Relay, type User } from './fixtures/stack.js';
+import { adminSession, openTunnel } from './fixtures/tunnel-client.js';
 import { startSshd } from './fixtures/sshd.js';
 import { waitFor } from './fixtures/net.js';
 
@@ -98,8 +97,7 @@ describe('relay restart and agent death (PGlite)', () => {
     await new Promise((r) => setTimeout(r, 2_000)); // the agent retries while the relay is down
     await relay.restart();
     const back = Date.now();
-    const h2 = await relaySession(relay);
-    const token = await login(h2, 'admin', ADMIN_PASSWORD);
+    const { h2, token } = await adminSession(relay);
     await waitFor(async () => {
       const s = await openTunnel(h2, token, 'phoenix').catch(() => null);
       s?.destroy();

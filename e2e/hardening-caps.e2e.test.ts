@@ -10,7 +10,7 @@ import type http2 from 'node:http2';
 import { PATHS } from '@mssh/protocol';
 import { fixtures } from './fixtures/inject.js';
 import { adminAuditEvents, startRelay, startAgent, stopAll, run, exec, loginUser, sshArgs, BIN, ADMIN_PASSWORD, type Relay } from './fixtures/stack.js';
-import { relaySession, login, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
+import { adminSession, login, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
 import { h2From, rawRequest } from './fixtures/h2-raw.js';
 import { waitFor } from './fixtures/net.js';
 import type ssh2 from 'ssh2';
@@ -45,8 +45,7 @@ describe('session and agent caps', () => {
   beforeAll(async () => {
     relay = await startRelay('pglite', ['--max-sessions-per-user', '3', '--max-agents', '1']);
     await startAgent(relay, 'laptop');
-    h2 = await relaySession(relay);
-    token = await login(h2, 'admin', ADMIN_PASSWORD);
+    ({ h2, token } = await adminSession(relay));
   });
   afterAll(async () => {
     for (const s of sessions) s.client.end();

@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type http2 from 'node:http2';
 import { PATHS } from '@mssh/protocol';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, stopAll, loginUser, sshArgs, run, BIN, ADMIN_PASSWORD, type Relay, type Agent } from './fixtures/stack.js';
-import { relaySession, login, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
+import { startRelay, startAgent, stopAll, loginUser, sshArgs, run, BIN, type Relay, type Agent } from './fixtures/stack.js';
+import { adminSession, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
 import { rawRequest } from './fixtures/h2-raw.js';
 import { waitFor } from './fixtures/net.js';
 
@@ -23,8 +23,7 @@ describe('unresponsive agent eviction', () => {
   beforeAll(async () => {
     relay = await startRelay('pglite');
     agent = await startAgent(relay, 'frozen');
-    h2 = await relaySession(relay);
-    token = await login(h2, 'admin', ADMIN_PASSWORD);
+    ({ h2, token } = await adminSession(relay));
   });
   afterAll(async () => {
     if (agent?.proc?.running) {

@@ -13,8 +13,8 @@ import http2 from 'node:http2';
 import { base64url } from 'jose';
 import { AGENT_ALPN, PATHS } from '@mssh/protocol';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, stopAll, ADMIN_PASSWORD, type Relay } from './fixtures/stack.js';
-import { relaySession, login, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
+import { startRelay, startAgent, stopAll, type Relay } from './fixtures/stack.js';
+import { adminSession, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
 import { h2From, rawRequest, rssOf } from './fixtures/h2-raw.js';
 import { waitFor } from './fixtures/net.js';
 
@@ -178,9 +178,9 @@ describe('malformed input fuzz', () => {
   beforeAll(async () => {
     relay = await startRelay('pglite');
     await startAgent(relay, 'fuzzhost');
-    const h2 = await relaySession(relay);
-    good = await login(h2, 'admin', ADMIN_PASSWORD);
-    h2.close();
+    const admin = await adminSession(relay);
+    good = admin.token;
+    admin.h2.close();
   });
   afterAll(async () => {
     await relay?.proc.stop();
@@ -248,8 +248,7 @@ describe('malformed input fuzz', () => {
 
     // Still serving: the process runs, a real SSH session works end to end.
     expect(relay.proc.running).toBe(true);
-    const h2 = await relaySession(relay);
-    const token = await login(h2, 'admin', ADMIN_PASSWORD);
+    const { h2, token } = await adminSession(relay);
     const sock = await openTunnel(h2, token, 'fuzzhost');
     const { client, channel } = await sshExec(sock, { user: f.sshd.user, privateKey: readKey(f.sshd.clientKey), command: 'echo after-fuzz' });
     let out = '';

@@ -10,8 +10,8 @@ import tls from 'node:tls';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, stopAll, ADMIN_PASSWORD, type Relay } from './fixtures/stack.js';
-import { relaySession, login, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
+import { startRelay, startAgent, stopAll, type Relay } from './fixtures/stack.js';
+import { adminSession, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
 import { waitFor } from './fixtures/net.js';
 
 afterAll(stopAll);
@@ -49,8 +49,7 @@ describe('connection deadlines', () => {
   it('silent connections are dropped within 10 s while an idle SSH session survives 2 minutes', { timeout: 240_000 }, async () => {
     const f = fixtures();
     // The long-lived session first, so the two minutes overlap the silent connections' checks.
-    const h2 = await relaySession(relay);
-    const token = await login(h2, 'admin', ADMIN_PASSWORD);
+    const { h2, token } = await adminSession(relay);
     const sock = await openTunnel(h2, token, 'idle');
     const { client, channel } = await sshExec(sock, { user: f.sshd.user, privateKey: readKey(f.sshd.clientKey), command: 'cat' });
     let closed = false;
