@@ -1,9 +1,10 @@
 /** Repository behaviour that matters under concurrency and over time, on both databases. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eq } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import { enrollTokens, revokedTokens } from '@mssh/migrations';
 import { DB_KINDS, agentIdentity, openTestDatabase } from '../test-support.js';
 import { createRepositories, hashEnrollToken, type Database, type Repositories } from './index.js';
+import { UserRepository } from './users.js';
 
 describe.each(DB_KINDS)('repositories on %s', (kind) => {
   let database: Database;
@@ -107,6 +108,55 @@ describe.each(DB_KINDS)('repositories on %s', (kind) => {
     expect(await repos.agents.findByName('gone')).toBeNull();
     expect(await repos.agents.countStale(new Date(Date.now() - 86_400_000))).toBe(0);
     expect(await repos.agents.countStale(new Date(Date.now() + 86_400_000))).toBeGreaterThan(0);
+  });
+
+  it('token lookups asked together share queries, each answer is its own, and a revocation made before a lookup is seen', async () => {
+    await repos.users.create({ name: 'lu-a', passwordHash: 'pa', isAdmin: true });
+    await repos.users.create({ name: 'lu-b', passwordHash: 'pb', isAdmin: false });
+    await repos.users.setDisabled('lu-b', new Date());
+    await repos.revokedTokens.revoke('lu-jti-revoked', new Date(Date.now() + 3600_000));
+    // The same repository code on a database handle that counts the statements it is sent.
+    let statements = 0;
+    const counted = new Proxy(database.db, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (prop !== 'execute' || typeof v !== 'function') return v;
+        return (...args: unknown[]) => { statements++; return (v as (...a: unknown[]) => unknown).apply(target, args); };
+      },
+    });
+    const users = new UserRepository(counted);
+    const asks = Array.from({ length: 60 }, (_, i) => ({
+      name: ['lu-a', 'lu-b', 'lu-nobody'][i % 3]!,
+      jti: i % 4 === 0 ? 'lu-jti-revoked' : `lu-jti-${i}`,
+    }));
+    const answers = await Promise.all(asks.map((a) => users.findForToken(a.name, a.jti)));
+    answers.forEach((ans, i) => {
+      const a = asks[i]!;
+      expect(ans.revoked, `ask ${i}`).toBe(a.jti === 'lu-jti-revoked');
+      if (a.name === 'lu-nobody') expect(ans.user, `ask ${i}`).toBeNull();
+      else expect(ans.user, `ask ${i}`).toMatchObject({ name: a.name, isAdmin: a.name === 'lu-a', passwordHash: a.name === 'lu-a' ? 'pa' : 'pb' });
+      if (a.name === 'lu-b') expect(ans.user!.disabledAt).toBeInstanceOf(Date);
+    });
+    // The first lookup goes alone; the 59 asked while it was in flight share the next query.
+    expect(statements).toBe(2);
+
+    // While a lookup is in flight, revoke a token and ask about it: the answer comes from a later query.
+    const before = users.findForToken('lu-a', 'lu-jti-late');
+    await repos.revokedTokens.revoke('lu-jti-late', new Date(Date.now() + 3600_000));
+    const after = users.findForToken('lu-a', 'lu-jti-late');
+    expect((await after).revoked).toBe(true);
+    await before;
+
+    // A failed query fails the lookups it carried and leaves the next ones working.
+    const broken = new UserRepository(new Proxy(database.db, {
+      get(target, prop, receiver) {
+        if (prop === 'execute') return () => Promise.reject(new Error('connection lost'));
+        return Reflect.get(target, prop, receiver) as unknown;
+      },
+    }));
+    await expect(Promise.all([broken.findForToken('lu-a', 'x'), broken.findForToken('lu-a', 'y')])).rejects.toThrow('connection lost');
+    expect((await users.findForToken('lu-a', 'lu-jti-ok')).user?.name).toBe('lu-a');
+    await database.db.delete(revokedTokens).where(inArray(revokedTokens.jti, ['lu-jti-revoked', 'lu-jti-late']));
   });
 
   it('revocations: idempotent, and forgotten once long expired', async () => {

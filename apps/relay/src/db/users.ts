@@ -12,6 +12,16 @@ export interface UserRecord {
   createdAt: Date;
 }
 
+/** At most this many token lookups share one query. */
+export const MAX_LOOKUP_BATCH = 256;
+
+interface PendingLookup {
+  name: string;
+  jti: string;
+  resolve: (v: { user: UserRecord | null; revoked: boolean }) => void;
+  reject: (err: unknown) => void;
+}
+
 export class UserRepository {
   constructor(private readonly db: Db) {}
 
@@ -27,20 +37,61 @@ export class UserRepository {
   }
 
   /**
-   * What request authentication needs, in ONE round trip (it runs for every API request and tunnel):
-   * the token's user (null when gone) and whether the token id was revoked.
+   * What request authentication needs (it runs for every API request and tunnel): the token's user (null
+   * when gone) and whether the token id was revoked.
+   *
+   * Lookups are grouped: one is sent at once when none is in flight; those asked for while one is in
+   * flight go together in the next query (one round trip and one statement for all of them, at most
+   * MAX_LOOKUP_BATCH per query). Each answer still comes from a query sent AFTER it was asked for, so a
+   * revocation or a disabled account committed before a request arrives is seen by that request, as
+   * with a query per request. Under load (many tunnels opening at once) this was one query per session
+   * start and the largest share of the relay's database round trips (bench/README.md, finding 10).
    */
-  async findForToken(name: string, jti: string): Promise<{ user: UserRecord | null; revoked: boolean }> {
-    const res = await this.db.execute(sql`SELECT EXISTS (SELECT 1 FROM revoked_tokens WHERE jti = ${jti}) AS revoked,
+  findForToken(name: string, jti: string): Promise<{ user: UserRecord | null; revoked: boolean }> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ name, jti, resolve, reject });
+      if (!this.lookupInFlight) this.sendLookups();
+    });
+  }
+
+  private waiting: PendingLookup[] = [];
+  private lookupInFlight = false;
+
+  private sendLookups(): void {
+    const batch = this.waiting.splice(0, MAX_LOOKUP_BATCH);
+    if (batch.length === 0) return;
+    this.lookupInFlight = true;
+    this.lookup(batch).then(
+      (answers) => batch.forEach((w, i) => w.resolve(answers[i]!)),
+      (err: unknown) => batch.forEach((w) => w.reject(err)),
+    ).finally(() => {
+      this.lookupInFlight = false;
+      this.sendLookups();
+    });
+  }
+
+  /** One query for every (name, jti) of `batch`, answers in the same order. */
+  private async lookup(batch: readonly PendingLookup[]): Promise<Array<{ user: UserRecord | null; revoked: boolean }>> {
+    const list = (xs: string[]) => sql.join(xs.map((x) => sql`${x}`), sql`, `);
+    const res = await this.db.execute(sql`SELECT k.i, EXISTS (SELECT 1 FROM revoked_tokens AS r WHERE r.jti = k.jti) AS revoked,
         u.id, u.name, u.password_hash, u.is_admin, u.role, u.disabled_at, u.created_at
-      FROM (SELECT 1) AS one LEFT JOIN users AS u ON u.name = ${name}`);
-    const row = (res as unknown as { rows: Array<Record<string, unknown>> }).rows[0] ?? {};
+      FROM unnest(ARRAY[${list(batch.map((w) => w.name))}]::text[], ARRAY[${list(batch.map((w) => w.jti))}]::text[])
+        WITH ORDINALITY AS k(name, jti, i)
+      LEFT JOIN users AS u ON u.name = k.name`);
+    const rows = (res as unknown as { rows: Array<Record<string, unknown>> }).rows;
     const date = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
-    const user: UserRecord | null = row.id == null ? null : {
-      id: String(row.id), name: String(row.name), passwordHash: String(row.password_hash), isAdmin: row.is_admin === true,
-      role: row.role == null ? null : String(row.role), disabledAt: date(row.disabled_at), createdAt: date(row.created_at)!,
-    };
-    return { user, revoked: row.revoked === true };
+    const answers = new Array<{ user: UserRecord | null; revoked: boolean }>(batch.length);
+    for (const row of rows) {
+      const user: UserRecord | null = row.id == null ? null : {
+        id: String(row.id), name: String(row.name), passwordHash: String(row.password_hash), isAdmin: row.is_admin === true,
+        role: row.role == null ? null : String(row.role), disabledAt: date(row.disabled_at), createdAt: date(row.created_at)!,
+      };
+      answers[Number(row.i) - 1] = { user, revoked: row.revoked === true };
+    }
+    for (let i = 0; i < batch.length; i++) {
+      if (!answers[i]) throw new Error(`user lookup returned no row for entry ${i + 1} of ${batch.length}`);
+    }
+    return answers;
   }
 
   async list(): Promise<UserRecord[]> {
