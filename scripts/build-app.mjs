@@ -1,16 +1,19 @@
 #!/usr/bin/env node
 // Bundles one app (run from the app's folder): its own code and the workspace libs (@mssh/*, TypeScript
 // source) go into one ESM file; every npm dependency stays external and is loaded from node_modules.
-// Usage: node ../../scripts/build-app.mjs src/main.ts dist/main.js [--keep] [--inline=zod,commander]
+// Usage: node ../../scripts/build-app.mjs src/main.ts dist/main.js [--keep] [--cjs] [--inline=zod,commander]
 // (--keep: do not empty dist/ first, for a second entry of the same app. --inline: pure-JS dependencies
 // bundled in as well: loading zod 4 from node_modules costs ~75 ms of ESM resolution per start, ~35 ms
-// bundled, which matters for the short-lived `mssh` CLI; see bench/README.md.)
+// bundled, which matters for the short-lived `mssh` CLI; see bench/README.md. --cjs: a CommonJS bundle,
+// for a launcher that runs it with a V8 code cache, apps/tui/bin/compile-cache.cjs; dynamic imports of
+// external packages become require() there.)
 import { build } from 'esbuild';
 import { readFileSync, cpSync, existsSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 const args = process.argv.slice(2);
 const keep = args.includes('--keep');
+const cjs = args.includes('--cjs');
 const inline = new Set(args.filter((a) => a.startsWith('--inline=')).flatMap((a) => a.slice('--inline='.length).split(',')).filter(Boolean));
 const [entry, outfile] = args.filter((a) => !a.startsWith('--'));
 if (!entry || !outfile) {
@@ -40,11 +43,13 @@ await build({
   bundle: true,
   platform: 'node',
   target: 'node20',
-  format: 'esm',
+  format: cjs ? 'cjs' : 'esm',
   sourcemap: 'linked',
   external,
   logLevel: 'warning',
-  banner: { js: "import { createRequire as __mssh_cr } from 'node:module'; const require = __mssh_cr(import.meta.url);" },
+  ...(cjs
+    ? { supported: { 'dynamic-import': false } }
+    : { banner: { js: "import { createRequire as __mssh_cr } from 'node:module'; const require = __mssh_cr(import.meta.url);" } }),
 });
 // The relay applies drizzle migrations at start; ship the SQL next to the bundle.
 if (seen.has('@mssh/migrations')) {
