@@ -2,6 +2,7 @@
  * The four ways of reaching the target that every process-level metric compares, as the command a user
  * would type. Each path runs `remote` (one shell command string) on the target.
  */
+import { join } from 'node:path';
 import { BIN } from '../../e2e/fixtures/stack.js';
 import { SSH, BASTION_ALIAS } from './openssh.js';
 import { TARGET_HOST, type BenchEnv } from './env.js';
@@ -25,8 +26,21 @@ export interface Command {
 }
 
 /** The command line for `path` running `remote`; `tty` forces a PTY (ssh -tt / mssh ssh -t). */
+/**
+ * The client's environment: the caller's, less what belongs to this machine and not to a user's shell.
+ * NODE_EXTRA_CA_CERTS (set on these machines for their network's proxy) makes every Node process load
+ * and parse that CA file before it runs a line of its own: ~50 ms per `mssh` start here, which a user
+ * without the variable does not pay (mssh pins the relay's certificate). The mssh CLI's code cache goes
+ * in the run's temp dir (removed at the end) instead of the user's ~/.cache.
+ */
+function clientEnv(env: BenchEnv, ...parts: NodeJS.ProcessEnv[]): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = Object.assign({}, process.env, { SSH_AUTH_SOCK: '', MSSH_CACHE_DIR: join(env.root, 'mssh-cache') }, ...parts);
+  delete out.NODE_EXTRA_CA_CERTS;
+  return out;
+}
+
 export function commandFor(env: BenchEnv, path: PathId, remote: string, opts: { tty?: boolean } = {}): Command {
-  const base = { ...process.env, SSH_AUTH_SOCK: '' };
+  const base = clientEnv(env);
   const tty = opts.tty ? ['-tt'] : [];
   switch (path) {
     case 'direct':
@@ -36,14 +50,14 @@ export function commandFor(env: BenchEnv, path: PathId, remote: string, opts: { 
     case 'mssh-proxy': {
       const m = needMssh(env);
       const proxy = `${process.execPath} ${BIN.mssh} proxy %n`;
-      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-o', `ProxyCommand=${proxy}`, TARGET_HOST, remote], env: { ...base, ...m.user.env, ...env.profileEnv } };
+      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-o', `ProxyCommand=${proxy}`, TARGET_HOST, remote], env: clientEnv(env, m.user.env, env.profileEnv) };
     }
     case 'mssh-ssh': {
       const m = needMssh(env);
       return {
         cmd: process.execPath,
         args: [BIN.mssh, 'ssh', '-i', env.key.path, ...(opts.tty ? ['-t'] : []), `${env.user}@${TARGET_HOST}`, '--', remote],
-        env: { ...base, ...m.user.env, ...env.profileEnv },
+        env: clientEnv(env, m.user.env, env.profileEnv),
       };
     }
   }
