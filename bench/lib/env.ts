@@ -131,7 +131,9 @@ export async function setUp(opts: { mssh: boolean; profileDir?: string; relayArg
     env.msshProblem = 'skipped (--paths without mssh)';
     return env;
   }
-  const missing = [BIN.relay, BIN.agent, BIN.mssh].map((b) => join(b, '../../dist/main.js')).filter((f) => !existsSync(f));
+  // The bundles the bins load (the mssh CLI's is CommonJS, run with its code cache: apps/tui/bin/mssh.js).
+  const bundles = [join(BIN.relay, '../../dist/main.js'), join(BIN.agent, '../../dist/main.js'), join(BIN.mssh, '../../dist/main.cjs')];
+  const missing = bundles.filter((f) => !existsSync(f));
   if (missing.length) {
     env.msshProblem = `not built (${missing.map((m) => m.slice(ROOT.length + 1)).join(', ')} missing): run npm run build`;
     return env;
