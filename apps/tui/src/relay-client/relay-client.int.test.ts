@@ -156,6 +156,12 @@ describe('relay connection: pinning', () => {
     await renewed.close();
     const err = await fail(connectRelay({ url, trust: { pin: WRONG_PIN, explicit: true }, ca: certPem }));
     expect(err.code).toBe('CLI_ERR_RELAY_CERT_MISMATCH');
+    // A pin that matches decides alone: the CA store is not even built (caTrusted is not checked).
+    const pinned = await connectRelay({ url, trust: { pin: fingerprint, explicit: false }, ca: certPem });
+    expect(pinned.fingerprint).toBe(fingerprint);
+    expect(pinned.caTrusted).toBe(false);
+    expect(pinned.pinReplaced).toBe(false);
+    await pinned.close();
   });
 
   it('an unreachable relay names the URL', async () => {

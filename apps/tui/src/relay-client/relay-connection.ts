@@ -10,6 +10,11 @@
  * A self-signed relay certificate never reaches checkServerIdentity, so we connect with
  * rejectUnauthorized: false and make the decision ourselves; `socket.authorized` still says whether the
  * chain and name verified against the CAs.
+ *
+ * The CA store is only consulted when it can change the outcome: first use (no pin), and a stored pin
+ * that no longer matches (then the handshake is made again, with the CAs). A connection whose pin
+ * matches, which is every command after login, never builds the store: that took ~30 ms of every `mssh`
+ * command's start-up (bench/README.md, finding 11).
  */
 import http2 from 'node:http2';
 import tls from 'node:tls';
@@ -42,7 +47,10 @@ export interface RelayConnection {
   session: http2.ClientHttp2Session;
   /** Fingerprint of the certificate the relay presented (equal to the pin, unless `pinReplaced`). */
   fingerprint: string;
-  /** The certificate chain and name verified against the trusted CAs. */
+  /**
+   * The certificate chain and name verified against the trusted CAs. Only checked when it matters (no pin,
+   * or a stored pin that did not match); false for a connection whose pin matched.
+   */
   caTrusted: boolean;
   /** No pin was given: the fingerprint was trusted on first use (only when not caTrusted). */
   firstUse: boolean;
@@ -93,6 +101,11 @@ export function certMismatch(url: string, pinned: string, presented: string, exp
 }
 
 export function connectRelay(opts: ConnectRelayOptions): Promise<RelayConnection> {
+  return connectOnce(opts, opts.trust.pin === null);
+}
+
+/** One handshake; `withCAs`: load the system CAs (and `opts.ca`) so that `socket.authorized` means something. */
+function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<RelayConnection> {
   const { url, trust } = opts;
   const { host, port } = relayHostPort(url);
   const timeoutMs = opts.timeoutMs ?? 10_000;
@@ -103,7 +116,8 @@ export function connectRelay(opts: ConnectRelayOptions): Promise<RelayConnection
       servername: isIP(host) ? undefined : host,
       ALPNProtocols: ['h2'],
       rejectUnauthorized: false,
-      ca: opts.ca ? [...tls.rootCertificates, ...(Array.isArray(opts.ca) ? opts.ca : [opts.ca])] : undefined,
+      // An empty list: no CA store is built (the pin decides); undefined: Node's default store.
+      ca: !withCAs ? [] : opts.ca ? [...tls.rootCertificates, ...(Array.isArray(opts.ca) ? opts.ca : [opts.ca])] : undefined,
     });
     let settled = false;
     const fail = (err: CliError) => {
@@ -128,6 +142,14 @@ export function connectRelay(opts: ConnectRelayOptions): Promise<RelayConnection
       const caTrusted = socket.authorized === true;
       let pinReplaced = false;
       if (trust.pin !== null && fingerprint !== trust.pin) {
+        if (!trust.explicit && !withCAs) {
+          // Only a CA-valid certificate may replace a stored pin: ask again, this time with the CAs.
+          settled = true;
+          clearTimeout(timer);
+          socket.destroy();
+          resolve(connectOnce(opts, true));
+          return;
+        }
         if (trust.explicit || !caTrusted) return fail(certMismatch(url, trust.pin, fingerprint, trust.explicit));
         pinReplaced = true;
       }
