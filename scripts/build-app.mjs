@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Bundles one app (run from the app's folder): its own code and the workspace libs (@mssh/*, TypeScript
-// source) go into one ESM file; every npm dependency stays external and is loaded from node_modules.
+// source) go into one ESM file (CommonJS with --cjs); every npm dependency stays external and is loaded
+// from node_modules.
 // Usage: node ../../scripts/build-app.mjs src/main.ts dist/main.js [--keep] [--cjs] [--inline=zod,commander]
 // (--keep: do not empty dist/ first, for a second entry of the same app. --inline: pure-JS dependencies
 // bundled in as well: loading zod 4 from node_modules costs ~75 ms of ESM resolution per start, ~35 ms

@@ -25,7 +25,6 @@ export interface Command {
   env: NodeJS.ProcessEnv;
 }
 
-/** The command line for `path` running `remote`; `tty` forces a PTY (ssh -tt / mssh ssh -t). */
 /**
  * The client's environment: the caller's, less what belongs to this machine and not to a user's shell.
  * NODE_EXTRA_CA_CERTS (set on these machines for their network's proxy) makes every Node process load
@@ -39,6 +38,7 @@ function clientEnv(env: BenchEnv, ...parts: NodeJS.ProcessEnv[]): NodeJS.Process
   return out;
 }
 
+/** The command line for `path` running `remote`; `tty` forces a PTY (ssh -tt / mssh ssh -t). */
 export function commandFor(env: BenchEnv, path: PathId, remote: string, opts: { tty?: boolean } = {}): Command {
   const base = clientEnv(env);
   const tty = opts.tty ? ['-tt'] : [];

@@ -68,12 +68,14 @@ function readCache(file) {
 function writeCache(dir, file, script) {
   try {
     const data = script.createCachedData();
-    const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.tmp`);
+    const base = path.basename(file);
+    const tmp = path.join(dir, `.${base}.${process.pid}.tmp`);
     fs.writeFileSync(tmp, data, { mode: 0o600, flag: 'wx' });
     fs.renameSync(tmp, file);
-    const prefix = path.basename(file).slice(0, path.basename(file).lastIndexOf('-') + 1);
+    // Caches of the same bundle from other builds: `<bundle name>-<other key>.v8cache`.
+    const prefix = base.slice(0, base.lastIndexOf('-') + 1);
     for (const name of fs.readdirSync(dir)) {
-      if (name !== path.basename(file) && name.startsWith(prefix) && name.endsWith(SUFFIX)) {
+      if (name !== base && name.startsWith(prefix) && name.endsWith(SUFFIX)) {
         try { fs.unlinkSync(path.join(dir, name)); } catch { /* another run removed it */ }
       }
     }

@@ -120,12 +120,16 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
       ca: !withCAs ? [] : opts.ca ? [...tls.rootCertificates, ...(Array.isArray(opts.ca) ? opts.ca : [opts.ca])] : undefined,
     });
     let settled = false;
-    const fail = (err: CliError) => {
-      if (settled) return;
+    /** Give this handshake up (false if it was already settled). */
+    const abandon = (): boolean => {
+      if (settled) return false;
       settled = true;
       clearTimeout(timer);
       socket.destroy();
-      reject(err);
+      return true;
+    };
+    const fail = (err: CliError) => {
+      if (abandon()) reject(err);
     };
     const timer = setTimeout(() => {
       fail(cliError('CLI_ERR_RELAY_UNREACHABLE', `cannot reach the relay at ${url} (no answer within ${Math.round(timeoutMs / 1000)} s)`, 'Check the URL and your network, and that `mssh-relay serve` is running there.'));
@@ -144,10 +148,7 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
       if (trust.pin !== null && fingerprint !== trust.pin) {
         if (!trust.explicit && !withCAs) {
           // Only a CA-valid certificate may replace a stored pin: ask again, this time with the CAs.
-          settled = true;
-          clearTimeout(timer);
-          socket.destroy();
-          resolve(connectOnce(opts, true));
+          if (abandon()) resolve(connectOnce(opts, true));
           return;
         }
         if (trust.explicit || !caTrusted) return fail(certMismatch(url, trust.pin, fingerprint, trust.explicit));
