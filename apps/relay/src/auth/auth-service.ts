@@ -53,13 +53,14 @@ export class AuthService {
   async authenticate(authorization: string | undefined): Promise<RequestAuth> {
     const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(authorization ?? '');
     if (!m) throw new AuthError('AUTH_ERR_MISSING_TOKEN');
+    const checkedAt = performance.now();
     const v = await this.deps.tokens.verify(m[1]!);
     const { revoked, user } = await this.deps.users.findForToken(v.user, v.jti);
     if (revoked) throw new AuthError('AUTH_ERR_TOKEN_REVOKED');
     if (!user) throw new AuthError('AUTH_ERR_INVALID_TOKEN', 'the account of this token no longer exists');
     if (user.disabledAt) throw new AuthError('AUTH_ERR_USER_DISABLED', 'this account is disabled; ask an admin to enable it (mssh admin users enable NAME)');
     // The row loaded here is all the access check needs too (admin, role): no second user lookup.
-    return { user: user.name, admin: user.isAdmin, role: user.role, jti: v.jti, exp: v.exp };
+    return { user: user.name, admin: user.isAdmin, role: user.role, jti: v.jti, exp: v.exp, checkedAt };
   }
 
   /** A bearer token was refused (token.rejected, sampled per source by the sink). */

@@ -18,6 +18,11 @@ export interface RequestAuth {
   jti: string;
   /** The token's expiry, seconds since the epoch. */
   exp: number;
+  /**
+   * When the user was checked (performance.now(), taken before the lookup was sent). An admin's
+   * "end this user's sessions" at or after this moment also ends a session this request sets up later.
+   */
+  checkedAt: number;
 }
 
 declare module 'fastify' {

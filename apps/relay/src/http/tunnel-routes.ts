@@ -153,7 +153,7 @@ export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app,
       return;
     }
     request.log.debug({ sessionId, host, user: auth.user }, 'tunnel opened');
-    const summary = await router.spliceSession(stream, agentStream, { ...meta, host, source, record });
+    const summary = await router.spliceSession(stream, agentStream, { ...meta, host, source, record, authAt: auth.checkedAt });
     log.info(
       { reqId: request.id, sessionId, host, user: auth.user, source, bytesFromClient: summary.bytesFromClient, bytesToClient: summary.bytesToClient, reason: summary.reason },
       'tunnel closed',

@@ -148,6 +148,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     const decision = await decideDestination({ hostExists: (n) => opts.hosts.exists(n), access: opts.access }, user, info?.destIP, info?.destPort);
     if (!decision.ok) return refuseChannel(conn, reject, 'direct-tcpip', decision.reason, { dest });
     const host = decision.host;
+    const authAt = performance.now();
     if (!(await opts.keys.isActive(user.name))) {
       refuseChannel(conn, reject, 'direct-tcpip', 'user disabled', { dest });
       conn.client?.end();
@@ -190,7 +191,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     channel.on('error', (e: Error) => conn.log.debug({ err: e.message, sessionId }, 'jump channel error'));
     conn.log.info({ sessionId, host }, 'jump session opened');
     try {
-      const summary = await opts.router.spliceSession(channel, agentStream, { sessionId, user: user.name, host, source, via: 'jump', record });
+      const summary = await opts.router.spliceSession(channel, agentStream, { sessionId, user: user.name, host, source, via: 'jump', record, authAt });
       conn.log.info({ sessionId, host, bytesFromClient: summary.bytesFromClient, bytesToClient: summary.bytesToClient, reason: summary.reason }, 'jump session closed');
     } finally {
       cap.release();

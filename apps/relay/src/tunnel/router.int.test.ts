@@ -82,6 +82,8 @@ interface Relay {
   agentSockets: () => number;
   /** The relay-side TLS sockets of agent links, in arrival order. */
   acceptedSockets: tls.TLSSocket[];
+  /** When set, the route's access check (after the user check) calls `entered` and waits for `release`. */
+  access: { hold: { entered: () => void; release: Promise<void> } | null };
 }
 
 async function startRelay(): Promise<Relay> {
@@ -118,13 +120,22 @@ async function startRelay(): Promise<Relay> {
       await reply.code(401).send({ statusCode: 401, code: 'AUTH_ERR_MISSING_TOKEN', error: 'Unauthorized', message: 'no bearer token' });
       return;
     }
-    request.auth = { user: 'alice', admin: false, role: null, jti: 'jti-1', exp: Math.floor(Date.now() / 1000) + 3600 };
+    request.auth = { user: 'alice', admin: false, role: null, jti: 'jti-1', exp: Math.floor(Date.now() / 1000) + 3600, checkedAt: performance.now() };
   });
   app.decorate('requireAdmin', async () => {});
-  await app.register(tunnelRoutes, { router, hostExists: async (name: string) => directory.hasName(name), canReach: async () => true });
+  const access: Relay['access'] = { hold: null };
+  const canReach = async (): Promise<boolean> => {
+    const h = access.hold;
+    if (h) {
+      h.entered();
+      await h.release;
+    }
+    return true;
+  };
+  await app.register(tunnelRoutes, { router, hostExists: async (name: string) => directory.hasName(name), canReach });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as net.AddressInfo).port;
-  return { app, port, fingerprint: certFingerprint(new X509Certificate(pems.cert).raw), router, directory, audit, agentSockets: () => agentSockets, acceptedSockets };
+  return { app, port, fingerprint: certFingerprint(new X509Certificate(pems.cert).raw), router, directory, audit, agentSockets: () => agentSockets, acceptedSockets, access };
 }
 
 /** A client session as mssh makes it: TLS, then HTTP/2 over a write-decoupled view of the socket. */
@@ -511,6 +522,35 @@ describe('tunnel router + route + real agent + real sshd', () => {
     await waitFor(() => relay.audit.ended.filter((e) => e.host === 'victim' && e.reason === 'agent_revoked').length === 1, 2_000, 'session end recorded as agent_revoked');
     expect(relay.router.isOnline('victim')).toBe(false);
     expect(relay.router.closeAgent('victim', 'agent_revoked')).toBe(false);
+  });
+
+  it('closeSessionsOfUser also ends a session of the user that was being set up when it ran; later ones are not touched', async () => {
+    let entered!: () => void;
+    const inCheck = new Promise<void>((r) => (entered = r));
+    let release!: () => void;
+    relay.access.hold = { entered, release: new Promise<void>((r) => (release = r)) };
+    const opening = openTunnel(client, 'laptop');
+    // alice has been found active; her request is in the access check, not yet spliced.
+    await inCheck;
+    relay.access.hold = null;
+    const endedBefore = relay.audit.ended.filter((e) => e.reason === 'user_disabled').length;
+    expect(relay.router.closeSessionsOfUser('alice', 'user_disabled')).toBe(0);
+    release();
+    const late = await opening;
+    // sshd would wait 2 minutes for a client's version string; the session must end now instead.
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('the late session is still open 3 s after the kill')), 3_000);
+      late.resume();
+      late.once('close', () => { clearTimeout(t); resolve(); });
+    });
+    await waitFor(() => relay.audit.ended.filter((e) => e.reason === 'user_disabled').length === endedBefore + 1, 2_000, 'late session recorded as user_disabled');
+
+    // A session whose user check comes after the kill (say the account was enabled again) lives on.
+    const later = await openTunnel(client, 'laptop');
+    await readUntil(later, /SSH-2\.0-OpenSSH/);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(later.destroyed).toBe(false);
+    later.close(http2.constants.NGHTTP2_CANCEL);
   });
 
   it('killing the agent socket makes sessions to it fail at once with RLY_ERR_AGENT_OFFLINE', async () => {

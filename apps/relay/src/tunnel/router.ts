@@ -14,7 +14,7 @@ import { relayError } from '../errors.js';
 import { AgentLink, safeAudit } from './agent-link.js';
 import { SessionCaps, type SessionCapLimits } from './session-caps.js';
 import { splice } from '@mssh/protocol';
-import type { AgentDirectory, RecordedSession, SessionEndReason, SessionMeta, SessionVia, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
+import type { AgentDirectory, SessionEndReason, SessionMeta, SpliceMeta, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
 
 export interface TunnelRouterOptions {
   directory: AgentDirectory;
@@ -45,6 +45,14 @@ const MAX_PENDING_AGENT_SOCKETS = 256;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
 const CLOSE_WAIT_MS = 5_000;
+/**
+ * How long "end this user's sessions" still reaches sessions that were being set up when it ran. Setting
+ * one up (token and grant lookups, the agent's open, the audit commit) is bounded by the open timeout and
+ * the database's; a mark older than this can no longer match a session and is dropped.
+ */
+const KILL_MARK_TTL_MS = 5 * 60_000;
+
+type LiveSession = { user: string; client: Duplex; agentStream: ClientHttp2Stream; killed: SessionEndReason | null };
 
 export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
   const logger = opts.logger.child({ component: 'relay.tunnel' });
@@ -53,7 +61,28 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
   const links = new Set<AgentLink>();
   const linkOfStream = new WeakMap<ClientHttp2Stream, AgentLink>();
   /** Spliced sessions, for ending them by user (an admin disabled the account). */
-  const live = new Map<string, { user: string; client: Duplex; agentStream: ClientHttp2Stream; killed: SessionEndReason | null }>();
+  const live = new Map<string, LiveSession>();
+  /** user -> when closeSessionsOfUser last ran for them (performance.now()) and why. */
+  const killMarks = new Map<string, { at: number; reason: SessionEndReason }>();
+  const killMarkFor = (user: string, authAt: number): SessionEndReason | null => {
+    const m = killMarks.get(user);
+    if (!m) return null;
+    if (performance.now() - m.at > KILL_MARK_TTL_MS) {
+      killMarks.delete(user);
+      return null;
+    }
+    return m.at >= authAt ? m.reason : null;
+  };
+  const kill = (sessionId: string, e: LiveSession, reason: SessionEndReason): void => {
+    e.killed = reason;
+    logger.info({ sessionId, user: e.user, reason }, 'ending session');
+    try { e.agentStream.close(h2c.NGHTTP2_CANCEL); } catch { /* gone */ }
+    const c = e.client as Duplex & { close?: (code?: number) => void };
+    try {
+      if (typeof c.close === 'function') c.close(h2c.NGHTTP2_CANCEL);
+      else c.destroy();
+    } catch { /* gone */ }
+  };
   let sessions = 0;
   let closing = false;
   /** Agents revoked or forgotten while this relay runs (bounded): a handshake that raced the revocation is dropped. */
@@ -181,20 +210,24 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       return byName.get(name)?.agent?.id ?? '';
     },
 
-    async spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; via?: SessionVia; record?: RecordedSession }): Promise<TunnelSessionSummary> {
+    async spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SpliceMeta): Promise<TunnelSessionSummary> {
       const link = linkOfStream.get(agentStream);
       const agentId = link?.agent?.id ?? '';
       const source = meta.source ?? null;
       const via = meta.via ?? 'https';
       const startedAt = clock();
       logger.debug({ sessionId: meta.sessionId, user: meta.user, host: meta.host }, 'session started');
-      const entry = { user: meta.user, client, agentStream, killed: null as SessionEndReason | null };
+      const entry: LiveSession = { user: meta.user, client, agentStream, killed: null };
       live.set(meta.sessionId, entry);
       const counters = { bytesAtoB: 0, bytesBtoA: 0 };
       meta.record?.attachCounters(() => ({ bytesFromClient: counters.bytesAtoB, bytesToClient: counters.bytesBtoA }));
       let r: Awaited<ReturnType<typeof splice>>;
       try {
-        r = await splice(client, agentStream, counters);
+        const splicing = splice(client, agentStream, counters);
+        // The user's sessions were ended while this one was being set up: it ends now, before a byte.
+        const late = killMarkFor(meta.user, meta.authAt);
+        if (late) kill(meta.sessionId, entry, late);
+        r = await splicing;
       } finally {
         live.delete(meta.sessionId);
       }
@@ -222,18 +255,14 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
     },
 
     closeSessionsOfUser(user: string, reason: SessionEndReason): number {
+      const now = performance.now();
+      for (const [u, m] of killMarks) if (now - m.at > KILL_MARK_TTL_MS) killMarks.delete(u);
+      killMarks.set(user, { at: now, reason });
       let n = 0;
       for (const [sessionId, e] of live) {
         if (e.user !== user || e.killed) continue;
-        e.killed = reason;
         n++;
-        logger.info({ sessionId, user, reason }, 'ending session');
-        try { e.agentStream.close(h2c.NGHTTP2_CANCEL); } catch { /* gone */ }
-        const c = e.client as Duplex & { close?: (code?: number) => void };
-        try {
-          if (typeof c.close === 'function') c.close(h2c.NGHTTP2_CANCEL);
-          else c.destroy();
-        } catch { /* gone */ }
+        kill(sessionId, e, reason);
       }
       return n;
     },

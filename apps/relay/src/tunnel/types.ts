@@ -100,6 +100,19 @@ export interface SessionMeta {
   user: string;
 }
 
+export interface SpliceMeta extends SessionMeta {
+  host: string;
+  source?: string | null;
+  via?: SessionVia;
+  record?: RecordedSession;
+  /**
+   * When the user was last found active for this session (performance.now(), taken before that lookup
+   * was sent). If closeSessionsOfUser ran for the user at or after this moment, the session is ended as
+   * soon as it is spliced: it was set up under an account that was being shut out.
+   */
+  authAt: number;
+}
+
 /** The tunnel router: owns agent links and opens session streams to them. */
 export interface TunnelRouter {
   /** Take over a TLS socket whose negotiated ALPN is AGENT_ALPN (the agent link). */
@@ -138,12 +151,13 @@ export interface TunnelRouter {
    * optional sessionEnded and, when given, to `record` (live counters, then end()).
    * Resolves (never rejects) when both streams are closed.
    */
-  spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SessionMeta & { host: string; source?: string | null; via?: SessionVia; record?: RecordedSession }): Promise<TunnelSessionSummary>;
+  spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SpliceMeta): Promise<TunnelSessionSummary>;
   /** The id of the agent connected under this name ('' when none). */
   agentIdOf?(name: string): string;
   /**
    * End every live session of this mssh user now (both streams cancelled); they are recorded with
-   * `reason`. Returns how many were ended.
+   * `reason`. Sessions still being set up (user checked before this call, spliced after it) end as soon
+   * as they are spliced, with the same reason. Returns how many live sessions were ended.
    */
   closeSessionsOfUser(user: string, reason: SessionEndReason): number;
   /**
