@@ -3,7 +3,7 @@
  * (issue 8). See bench/README.md for what each metric means and how the baseline is set up.
  *
  *   node --import tsx bench/run.ts [--quick] [--paths direct,jump,mssh-ssh,mssh-proxy]
- *        [--metrics bulk,setup,latency,concurrency,rate,reconnect] [--sessions N] [--mib N] [--profile DIR]
+ *        [--metrics bulk,setup,prompt,latency,concurrency,rate,reconnect] [--sessions N] [--mib N] [--profile DIR]
  */
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
@@ -14,12 +14,13 @@ import { ALL_PATHS, MSSH_PATHS, PATH_LABELS, type PathId } from './lib/paths.js'
 import { Recorder, machineInfo, gitInfo, table, type Row } from './lib/report.js';
 import { runBulk } from './metrics/bulk.js';
 import { runSetup } from './metrics/setup.js';
+import { runPrompt, TUI_PATH } from './metrics/prompt.js';
 import { runLatency } from './metrics/latency.js';
 import { runConcurrency } from './metrics/concurrency.js';
 import { runRate } from './metrics/rate.js';
 import { runReconnect } from './metrics/reconnect.js';
 
-const METRICS = ['bulk', 'setup', 'latency', 'concurrency', 'rate', 'reconnect'] as const;
+const METRICS = ['bulk', 'setup', 'prompt', 'latency', 'concurrency', 'rate', 'reconnect'] as const;
 type Metric = (typeof METRICS)[number];
 
 const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--profile DIR]`;
@@ -72,6 +73,7 @@ function parse() {
     metrics: list<Metric>(v.metrics, METRICS, 'metric'),
     bulk: { mib: int(v.mib, quick ? 32 : 256, 'mib', 4096), rounds: quick ? 1 : 3 },
     setup: { rounds: quick ? 3 : 10 },
+    prompt: { rounds: quick ? 3 : 10 },
     latency: { warmup: quick ? 1000 : 3000, trips: quick ? 100 : 500 },
     concurrency: { sessions: int(v.sessions, quick ? 50 : 1000, 'sessions', 5000), parallel: quick ? 25 : 100, timeoutMs: quick ? 60_000 : 300_000, fresh: !quick },
     rate: { seconds: quick ? 3 : 10, parallel: 32, conns: 4 },
@@ -83,6 +85,7 @@ function parse() {
 const PROCESS_ROWS: Row[] = [
   { label: 'bulk 256 MiB into wc -c', metric: 'bulk_mbps', target: '>= 1.0x jump' },
   { label: 'session setup `true`', metric: 'setup_ms', target: '<= 1.0x jump' },
+  { label: 'shell prompt (TUI: from Enter)', metric: 'prompt_ms' },
   { label: 'latency p50, steady', metric: 'latency_p50_us', target: '<= 1.0x jump' },
   { label: 'latency p99, steady', metric: 'latency_p99_us' },
   { label: 'latency p50, first trips', metric: 'latency_cold_p50_us' },
@@ -128,6 +131,8 @@ async function main(): Promise<void> {
   const has = (m: Metric) => o.metrics.includes(m);
   if (has('bulk')) { phase(`bulk ${o.bulk.mib} MiB x ${o.bulk.rounds}`); await runBulk(env, rec, paths, o.bulk); }
   if (has('setup')) { phase(`session setup x ${o.setup.rounds}`); await runSetup(env, rec, paths, o.setup); }
+  const tui = Boolean(env.mssh) && paths.some((p) => MSSH_PATHS.includes(p));
+  if (has('prompt')) { phase(`time to a shell prompt x ${o.prompt.rounds}`); await runPrompt(env, rec, paths, { ...o.prompt, tui }); }
   if (has('latency')) { phase(`latency ${o.latency.trips} round trips after ${o.latency.warmup}`); await runLatency(env, rec, paths, o.latency); }
   if (has('concurrency')) { phase(`concurrency ${o.concurrency.sessions} sessions`); await runConcurrency(env, rec, o.concurrency); }
   if (has('rate')) { phase(`session start rate ${o.rate.seconds} s`); await runRate(env, rec, o.rate); }
@@ -135,8 +140,13 @@ async function main(): Promise<void> {
   phase('done');
 
   const bulkLabel = { ...PROCESS_ROWS[0]!, label: `bulk ${o.bulk.mib} MiB into wc -c` };
-  const procCols = paths.map((p): [string, string] => [PATH_LABELS[p], p]);
-  const procRatios = (['mssh-ssh', 'mssh-proxy'] as const).filter((p) => paths.includes(p) && paths.includes('jump')).map((p): [string, string, string] => [`${p === 'mssh-ssh' ? 'ssh' : 'proxy'}/jump`, p, 'jump']);
+  // mssh-tui has a column when it was measured (metric prompt only).
+  const tuiMeasured = rec.results.some((r) => r.path === TUI_PATH);
+  const procCols = [...paths.map((p): [string, string] => [PATH_LABELS[p], p]), ...(tuiMeasured ? [['mssh-tui', TUI_PATH] as [string, string]] : [])];
+  const procRatios = [
+    ...(['mssh-ssh', 'mssh-proxy'] as const).filter((p) => paths.includes(p) && paths.includes('jump')).map((p): [string, string, string] => [`${p === 'mssh-ssh' ? 'ssh' : 'proxy'}/jump`, p, 'jump']),
+    ...(tuiMeasured && paths.includes('jump') ? [['tui/jump', TUI_PATH, 'jump'] as [string, string, string]] : []),
+  ];
   const inprocRows = INPROC_ROWS.map((r) => (r.metric === 'conc_ok' ? { ...r, label: r.label.replace('sessions up', `sessions up of ${o.concurrency.sessions}`) } : r));
   const t1 = table(rec, [bulkLabel, ...PROCESS_ROWS.slice(1)], procCols, procRatios);
   const t2 = table(rec, inprocRows, [['OpenSSH jump', 'jump'], ['mssh', 'mssh']], env.mssh ? [['mssh/jump', 'mssh', 'jump']] : []);

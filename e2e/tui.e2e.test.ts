@@ -4,16 +4,16 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendFileSync, chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import pty from 'node-pty';
 import xterm from '@xterm/headless';
 import { fixtures } from './fixtures/inject.js';
 import { waitFor } from './fixtures/net.js';
 import { makeHostKeys } from './fixtures/sshd.js';
-import { ADMIN_PASSWORD, loginUser, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
+import { ADMIN_PASSWORD, BIN, loginUser, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
 
-const TUI = resolve(import.meta.dirname, '../apps/tui/bin/mssh-tui.js');
+const TUI = BIN.tui;
 
 afterAll(stopAll);
 

@@ -38,29 +38,46 @@ function clientEnv(env: BenchEnv, ...parts: NodeJS.ProcessEnv[]): NodeJS.Process
   return out;
 }
 
-/** The command line for `path` running `remote`; `tty` forces a PTY (ssh -tt / mssh ssh -t). */
-export function commandFor(env: BenchEnv, path: PathId, remote: string, opts: { tty?: boolean } = {}): Command {
+/**
+ * The command line for `path` running `remote`, or the user's login shell when `remote` is null (run it
+ * in a terminal); `tty` forces a PTY (ssh -tt / mssh ssh -t).
+ */
+export function commandFor(env: BenchEnv, path: PathId, remote: string | null, opts: { tty?: boolean } = {}): Command {
   const base = clientEnv(env);
   const tty = opts.tty ? ['-tt'] : [];
+  const cmd = remote === null ? [] : [remote];
   switch (path) {
     case 'direct':
-      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-p', String(env.target.port), '127.0.0.1', remote], env: base };
+      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-p', String(env.target.port), '127.0.0.1', ...cmd], env: base };
     case 'jump':
-      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-J', BASTION_ALIAS, '-p', String(env.rport), '127.0.0.1', remote], env: base };
+      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-J', BASTION_ALIAS, '-p', String(env.rport), '127.0.0.1', ...cmd], env: base };
     case 'mssh-proxy': {
       const m = needMssh(env);
       const proxy = `${process.execPath} ${BIN.mssh} proxy %n`;
-      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-o', `ProxyCommand=${proxy}`, TARGET_HOST, remote], env: clientEnv(env, m.user.env, env.profileEnv) };
+      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-o', `ProxyCommand=${proxy}`, TARGET_HOST, ...cmd], env: clientEnv(env, m.user.env, env.profileEnv) };
     }
     case 'mssh-ssh': {
       const m = needMssh(env);
       return {
         cmd: process.execPath,
-        args: [BIN.mssh, 'ssh', '-i', env.key.path, ...(opts.tty ? ['-t'] : []), `${env.user}@${TARGET_HOST}`, '--', remote],
+        args: [BIN.mssh, 'ssh', '-i', env.key.path, ...(opts.tty ? ['-t'] : []), `${env.user}@${TARGET_HOST}`, ...(remote === null ? [] : ['--', remote])],
         env: clientEnv(env, m.user.env, env.profileEnv),
       };
     }
   }
+}
+
+/**
+ * `mssh-tui` as a user starts it: the logged-in mssh config, the benchmark's key, its log file (it
+ * never writes to the screen) in the run's temp dir instead of ~/.local/state.
+ */
+export function tuiCommand(env: BenchEnv): Command {
+  const m = needMssh(env);
+  return {
+    cmd: process.execPath,
+    args: [BIN.tui, '-i', env.key.path],
+    env: clientEnv(env, m.user.env, env.profileEnv, { XDG_STATE_HOME: join(env.root, 'tui-state') }),
+  };
 }
 
 function needMssh(env: BenchEnv) {

@@ -4,9 +4,19 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
-import { watch } from './watchdog.js';
+import type { IPty } from 'node-pty';
+import { watch, watchPid } from './watchdog.js';
 
 const live = new Set<ChildProcess>();
+const livePtys = new Set<IPty>();
+
+/** A process in a pseudo-terminal (node-pty), killed by killTracked() like the others. */
+export function trackPty(p: IPty): IPty {
+  livePtys.add(p);
+  watchPid(p.pid, (done) => p.onExit(() => done()));
+  p.onExit(() => livePtys.delete(p));
+  return p;
+}
 
 export function track(child: ChildProcess): ChildProcess {
   live.add(child);
@@ -22,8 +32,11 @@ export function spawnTracked(cmd: string, args: string[], opts: SpawnOptions = {
 /** SIGKILL every tracked process still running and wait (at most 5 s) for them to go. */
 export async function killTracked(): Promise<void> {
   for (const c of [...live]) c.kill('SIGKILL');
+  for (const p of [...livePtys]) {
+    try { p.kill('SIGKILL'); } catch { /* gone */ }
+  }
   const deadline = Date.now() + 5_000;
-  while (live.size && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  while ((live.size || livePtys.size) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
 }
 
 export function exited(child: ChildProcess): Promise<number | null> {

@@ -12,6 +12,9 @@ import { makeHostKeys, requireOpenSsh } from '../../e2e/fixtures/sshd.js';
 import { freePort, waitForPort } from '../../e2e/fixtures/net.js';
 import { spawnTracked, exited, descendants, killPid, alive } from './procs.js';
 
+/** The prompt of a login shell on the benchmark's sshds (their sessions' HOME has a .profile setting it). */
+export const PROMPT_MARK = 'mssh-bench-prompt$ ';
+
 export interface ClientKey {
   path: string;
   pub: string;
@@ -50,6 +53,8 @@ export async function startBenchSshd(name: string, root: string, key: ClientKey)
   // `pyenv init` from ~/.bashrc, which bash reads for every ssh command) must not be what we measure.
   const home = join(dir, 'home');
   mkdirSync(home, { mode: 0o755 });
+  // Login shells (metric "prompt", nothing else starts one) print this prompt, so its arrival can be seen.
+  writeFileSync(join(home, '.profile'), `PS1='${PROMPT_MARK}'\n`);
   const port = await freePort();
   const config = join(dir, 'sshd_config');
   writeFileSync(

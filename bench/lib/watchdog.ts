@@ -51,11 +51,16 @@ export function startWatchdog(root: string, runId: string): () => void {
 
 /** Let the watchdog kill this child if the run dies; forgotten again as soon as the child exits. */
 export function watch(child: ChildProcess): void {
-  const pid = child.pid;
-  if (!pid || child.exitCode !== null || child.signalCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  watchPid(child.pid, (done) => child.once('exit', done));
+}
+
+/** The same for a process that is not a ChildProcess (a pty's): `onExit` registers the exit callback. */
+export function watchPid(pid: number | undefined, onExit: (done: () => void) => void): void {
+  if (!pid) return;
   watched.add(pid);
   save();
-  child.once('exit', () => {
+  onExit(() => {
     watched.delete(pid);
     save();
   });
