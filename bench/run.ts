@@ -131,7 +131,8 @@ async function main(): Promise<void> {
   const has = (m: Metric) => o.metrics.includes(m);
   if (has('bulk')) { phase(`bulk ${o.bulk.mib} MiB x ${o.bulk.rounds}`); await runBulk(env, rec, paths, o.bulk); }
   if (has('setup')) { phase(`session setup x ${o.setup.rounds}`); await runSetup(env, rec, paths, o.setup); }
-  const tui = Boolean(env.mssh) && paths.some((p) => MSSH_PATHS.includes(p));
+  // `paths` holds an mssh path only when the mssh programs are up (filtered above).
+  const tui = paths.some((p) => MSSH_PATHS.includes(p));
   if (has('prompt')) { phase(`time to a shell prompt x ${o.prompt.rounds}`); await runPrompt(env, rec, paths, { ...o.prompt, tui }); }
   if (has('latency')) { phase(`latency ${o.latency.trips} round trips after ${o.latency.warmup}`); await runLatency(env, rec, paths, o.latency); }
   if (has('concurrency')) { phase(`concurrency ${o.concurrency.sessions} sessions`); await runConcurrency(env, rec, o.concurrency); }

@@ -10,6 +10,7 @@ import pty from 'node-pty';
 import xterm from '@xterm/headless';
 import { fixtures } from './fixtures/inject.js';
 import { waitFor } from './fixtures/net.js';
+import { visibleScreen } from './fixtures/terminal.js';
 import { makeHostKeys } from './fixtures/sshd.js';
 import { ADMIN_PASSWORD, BIN, loginUser, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
 
@@ -34,10 +35,7 @@ class TuiTerm {
     this.proc.onExit(() => (this.exited = true));
   }
   screen(): string {
-    const b = this.term.buffer.active;
-    const lines: string[] = [];
-    for (let i = 0; i < this.term.rows; i++) lines.push(b.getLine(b.viewportY + i)?.translateToString(true) ?? '');
-    return lines.join('\n');
+    return visibleScreen(this.term);
   }
   /** Everything in the buffer (scrollback included), for output that scrolled. */
   all(): string {

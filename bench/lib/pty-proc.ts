@@ -4,6 +4,7 @@
  */
 import pty from 'node-pty';
 import xterm from '@xterm/headless';
+import { visibleScreen } from '../../e2e/fixtures/terminal.js';
 import type { Command } from './paths.js';
 import { trackPty } from './procs.js';
 
@@ -32,10 +33,6 @@ export class PtyProc {
     });
   }
 
-  get running(): boolean {
-    return !this.exited;
-  }
-
   private wake(): void {
     const w = this.waiters;
     this.waiters = [];
@@ -44,10 +41,7 @@ export class PtyProc {
 
   /** What the xterm shows now (its writes are parsed asynchronously: a moment behind `raw`). */
   screen(): string {
-    const b = this.term.buffer.active;
-    const lines: string[] = [];
-    for (let i = 0; i < this.term.rows; i++) lines.push(b.getLine(b.viewportY + i)?.translateToString(true) ?? '');
-    return lines.join('\n');
+    return visibleScreen(this.term);
   }
 
   /**

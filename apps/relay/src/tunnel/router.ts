@@ -62,16 +62,11 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
   const linkOfStream = new WeakMap<ClientHttp2Stream, AgentLink>();
   /** Spliced sessions, for ending them by user (an admin disabled the account). */
   const live = new Map<string, LiveSession>();
-  /** user -> when closeSessionsOfUser last ran for them (performance.now()) and why. */
+  /** user -> when closeSessionsOfUser last ran for them (performance.now()) and why; pruned there. */
   const killMarks = new Map<string, { at: number; reason: SessionEndReason }>();
   const killMarkFor = (user: string, authAt: number): SessionEndReason | null => {
     const m = killMarks.get(user);
-    if (!m) return null;
-    if (performance.now() - m.at > KILL_MARK_TTL_MS) {
-      killMarks.delete(user);
-      return null;
-    }
-    return m.at >= authAt ? m.reason : null;
+    return m !== undefined && m.at >= authAt ? m.reason : null;
   };
   const kill = (sessionId: string, e: LiveSession, reason: SessionEndReason): void => {
     e.killed = reason;
