@@ -23,6 +23,7 @@
  * destroyed with an error that says so.
  */
 import type { Duplex } from 'node:stream';
+import { noteBytesMoved } from './buffer-reclaim.js';
 
 export const DEFAULT_MAX_BUFFERED = 32 * 1024 * 1024;
 
@@ -31,6 +32,8 @@ type Listener = (...args: any[]) => void;
 
 /** The part of a Duplex that Node's JSStreamSocket (and so HTTP/2) uses, passed through to `socket`. */
 class WriteDecoupledView {
+  private countingReads = false;
+
   constructor(
     private readonly socket: Duplex,
     private readonly maxBuffered: number,
@@ -41,7 +44,16 @@ class WriteDecoupledView {
   get destroyed(): boolean { return this.socket.destroyed; }
   readonly readableObjectMode = false;
 
-  on(event: string, fn: Listener): this { this.socket.on(event, fn); return this; }
+  on(event: string, fn: Listener): this {
+    this.socket.on(event, fn);
+    // Counted for buffer-reclaim.ts. Added next to JSStreamSocket's own reader, never before it: a
+    // 'data' listener on a socket nobody paused would start the flow before HTTP/2 is attached.
+    if (event === 'data' && !this.countingReads) {
+      this.countingReads = true;
+      this.socket.on('data', (chunk: Buffer) => noteBytesMoved(chunk.length));
+    }
+    return this;
+  }
   once(event: string, fn: Listener): this { this.socket.once(event, fn); return this; }
   removeListener(event: string, fn: Listener): this { this.socket.removeListener(event, fn); return this; }
   off(event: string, fn: Listener): this { return this.removeListener(event, fn); }
@@ -58,6 +70,7 @@ class WriteDecoupledView {
       return false;
     }
     this.socket.write(chunk);
+    noteBytesMoved(chunk.length);
     const waiting = this.socket.writableLength;
     if (waiting > this.maxBuffered) {
       const err = new Error(`peer is not reading (${waiting} bytes waiting to be sent)`);

@@ -5,6 +5,7 @@ export * from './schemas.js';
 export * from './ssh-keys.js';
 export * from './decoupled-socket.js';
 export * from './stream-bridge.js';
+export * from './buffer-reclaim.js';
 export * from './read-body.js';
 export * from './admin-format.js';
 export * from './audit.js';

@@ -96,9 +96,15 @@ function pump(src: Duplex, dst: Duplex, count: (n: number) => void, onEnd: () =>
 
 /**
  * Splice a and b until both are closed. Never rejects. `live`, when given, is kept up to date with the
- * bytes moved so far (the relay writes it periodically to its sessions index).
+ * bytes moved so far (the relay writes it periodically to its sessions index). `onBytes` is told of
+ * every chunk moved either way (the relay feeds buffer-reclaim.ts with it).
  */
-export function splice(a: Duplex, b: Duplex, live?: { bytesAtoB: number; bytesBtoA: number }): Promise<SpliceResult> {
+export function splice(
+  a: Duplex,
+  b: Duplex,
+  live?: { bytesAtoB: number; bytesBtoA: number },
+  onBytes?: (n: number) => void,
+): Promise<SpliceResult> {
   return new Promise((resolve) => {
     let bytesAtoB = 0;
     let bytesBtoA = 0;
@@ -131,8 +137,8 @@ export function splice(a: Duplex, b: Duplex, live?: { bytesAtoB: number; bytesBt
     b.on('error', onError('b'));
     a.once('close', () => onClose('a'));
     b.once('close', () => onClose('b'));
-    pump(a, b, (n) => { bytesAtoB += n; if (live) live.bytesAtoB = bytesAtoB; }, () => mark('a'));
-    pump(b, a, (n) => { bytesBtoA += n; if (live) live.bytesBtoA = bytesBtoA; }, () => mark('b'));
+    pump(a, b, (n) => { bytesAtoB += n; if (live) live.bytesAtoB = bytesAtoB; onBytes?.(n); }, () => mark('a'));
+    pump(b, a, (n) => { bytesBtoA += n; if (live) live.bytesBtoA = bytesBtoA; onBytes?.(n); }, () => mark('b'));
     // A side that was already destroyed may have emitted 'close' before we listened: settle it after
     // any pending close event had its chance (onClose ignores the second call).
     for (const x of ['a', 'b'] as const) {

@@ -13,7 +13,7 @@ import { AGENT_PING_INTERVAL_MS, AGENT_PING_TIMEOUT_MS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
 import { AgentLink, safeAudit } from './agent-link.js';
 import { SessionCaps, type SessionCapLimits } from './session-caps.js';
-import { splice } from '@mssh/protocol';
+import { noteBytesMoved, splice } from '@mssh/protocol';
 import type { AgentDirectory, SessionEndReason, SessionMeta, SpliceMeta, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
 
 export interface TunnelRouterOptions {
@@ -218,7 +218,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       meta.record?.attachCounters(() => ({ bytesFromClient: counters.bytesAtoB, bytesToClient: counters.bytesBtoA }));
       let r: Awaited<ReturnType<typeof splice>>;
       try {
-        const splicing = splice(client, agentStream, counters);
+        const splicing = splice(client, agentStream, counters, noteBytesMoved);
         // The user's sessions were ended while this one was being set up: it ends now, before a byte.
         const late = killMarkFor(meta.user, meta.authAt);
         if (late) kill(meta.sessionId, entry, late);
