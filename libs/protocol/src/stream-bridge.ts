@@ -62,10 +62,25 @@ function isSocket(s: Duplex): boolean {
   return typeof (s as Partial<{ setNoDelay: unknown }>).setNoDelay === 'function';
 }
 
+/**
+ * Bulk chunks bound for an HTTP/2 stream are gathered and written as one buffer per event-loop turn
+ * (at most COALESCE_MAX at a time). Node's HTTP/2 sends what one write() hands it in one go, but
+ * separate writes leave separately: a 16 KiB DATA frame at a time, each sealed into a full TLS record
+ * plus a tiny one (the frame header does not fit), each its own write(2) and a wake-up of the peer.
+ * On the relay that was two thirds of its writes to the agent (bench/README.md, finding 17). Chunks
+ * below COALESCE_MIN (keystrokes, prompts, SSH handshakes) are written at once, unless bulk chunks are
+ * already waiting, so that order is kept.
+ */
+export const COALESCE_MIN = 8 * 1024;
+export const COALESCE_MAX = 64 * 1024;
+
 function pump(src: Duplex, dst: Duplex, count: (n: number) => void, onEnd: () => void): void {
   let waiting = false;
   let corked = false;
   const batch = isSocket(dst);
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let flushScheduled = false;
   const uncork = (): void => {
     corked = false;
     if (!dst.destroyed) dst.uncork();
@@ -74,21 +89,44 @@ function pump(src: Duplex, dst: Duplex, count: (n: number) => void, onEnd: () =>
     waiting = false;
     if (!src.destroyed) src.resume();
   };
-  src.on('data', (chunk: Buffer) => {
-    count(chunk.length);
+  const write = (chunk: Buffer): void => {
     if (dst.destroyed || dst.writableEnded) return;
-    if (batch && !corked) {
-      corked = true;
-      dst.cork();
-      process.nextTick(uncork);
-    }
     if (!dst.write(chunk) && !waiting) {
       waiting = true;
       src.pause();
       dst.once('drain', onDrain);
     }
+  };
+  const flush = (): void => {
+    flushScheduled = false;
+    if (pending.length === 0) return;
+    const buf = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    write(buf);
+  };
+  src.on('data', (chunk: Buffer) => {
+    count(chunk.length);
+    if (dst.destroyed || dst.writableEnded) return;
+    if (!batch && (chunk.length >= COALESCE_MIN || pending.length > 0)) {
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= COALESCE_MAX) flush();
+      else if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flush);
+      }
+      return;
+    }
+    if (batch && !corked) {
+      corked = true;
+      dst.cork();
+      process.nextTick(uncork);
+    }
+    write(chunk);
   });
   src.once('end', () => {
+    flush();
     onEnd();
     if (!dst.destroyed && !dst.writableEnded) dst.end();
   });
