@@ -76,6 +76,17 @@ describe('noteBytesMoved', () => {
     expect(run({ MSSH_BUFFER_RECLAIM: 'off' })).toBe('0');
     expect(run({ MSSH_BUFFER_RECLAIM: '' })).toBe('1');
   });
+
+  it('uses the gc of a process started with --expose-gc, and leaves it in place', () => {
+    const script = `
+      import { noteBytesMoved, reclaimsRequested, RECLAIM_EVERY } from ${JSON.stringify(new URL('./buffer-reclaim.ts', import.meta.url).href)};
+      import vm from 'node:vm';
+      noteBytesMoved(RECLAIM_EVERY);
+      setImmediate(() => console.log(reclaimsRequested(), typeof globalThis.gc, vm.runInNewContext('typeof gc')));
+    `;
+    const out = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 }).trim();
+    expect(out).toBe('1 function function');
+  });
 });
 
 describe('data paths report what they move', () => {

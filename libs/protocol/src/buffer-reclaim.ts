@@ -37,6 +37,9 @@ let requested = 0;
 
 function load(): MinorGc | null {
   if (process.env.MSSH_BUFFER_RECLAIM === 'off') return null;
+  // Started with --expose-gc already (a debugging session): use that one and leave the flag alone.
+  const existing = (globalThis as { gc?: unknown }).gc;
+  if (typeof existing === 'function') return existing as MinorGc;
   try {
     v8.setFlagsFromString('--expose-gc');
     const fn: unknown = vm.runInNewContext('gc');
