@@ -22,11 +22,22 @@ function recorder(): Duplex & { writes: Buffer[]; all: () => Buffer } {
   return Object.assign(d, { writes, all: () => Buffer.concat(writes) });
 }
 
+/** a spliced to b; `close` destroys both and waits for the splice to settle. */
+function spliced() {
+  const a = recorder();
+  const b = recorder();
+  const done = splice(a, b);
+  const close = async (): Promise<void> => {
+    a.destroy();
+    b.destroy();
+    await done;
+  };
+  return { a, b, done, close };
+}
+
 describe('splice towards a non-socket stream', () => {
   it('writes the bulk chunks of one turn as one buffer per COALESCE_MAX, in order', async () => {
-    const a = recorder();
-    const b = recorder();
-    const done = splice(a, b);
+    const { a, b, close } = spliced();
     const chunks = Array.from({ length: 10 }, () => randomBytes(16 * 1024));
     for (const c of chunks) a.push(c);
     await turn();
@@ -34,27 +45,19 @@ describe('splice towards a non-socket stream', () => {
     // 160 KiB: two full 64 KiB writes as soon as they filled up, the last 32 KiB at the end of the turn.
     expect(b.writes.map((w) => w.length)).toEqual([COALESCE_MAX, COALESCE_MAX, 32 * 1024]);
     expect(b.all().equals(Buffer.concat(chunks))).toBe(true);
-    a.destroy();
-    b.destroy();
-    await done;
+    await close();
   });
 
   it('writes a small chunk at once, in the same turn', async () => {
-    const a = recorder();
-    const b = recorder();
-    const done = splice(a, b);
+    const { a, b, close } = spliced();
     a.push(Buffer.from('ls -l\r'));
     await new Promise((r) => process.nextTick(r));
     expect(b.writes.map(String)).toEqual(['ls -l\r']);
-    a.destroy();
-    b.destroy();
-    await done;
+    await close();
   });
 
   it('does not let a small chunk overtake bulk chunks that are waiting', async () => {
-    const a = recorder();
-    const b = recorder();
-    const done = splice(a, b);
+    const { a, b, close } = spliced();
     const big1 = randomBytes(COALESCE_MIN);
     const small = Buffer.from('x');
     const big2 = randomBytes(COALESCE_MIN * 2);
@@ -65,17 +68,13 @@ describe('splice towards a non-socket stream', () => {
     await turn();
     expect(b.writes).toHaveLength(1);
     expect(b.all().equals(Buffer.concat([big1, small, big2]))).toBe(true);
-    a.destroy();
-    b.destroy();
-    await done;
+    await close();
   });
 
   it('flushes what is waiting before it passes the end on', async () => {
-    const a = recorder();
-    const b = recorder();
+    const { a, b, done } = spliced();
     let ended = false;
     b.on('finish', () => (ended = true));
-    const done = splice(a, b);
     const big = randomBytes(COALESCE_MIN * 3);
     a.push(big);
     a.push(null);
