@@ -1,8 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { generateEd25519KeyPair } from '@mssh/protocol/ssh-keygen';
 import {
   addAuthorizedKey,
   authorizedKeysPath,
@@ -11,10 +11,8 @@ import {
   removeAuthorizedKey,
 } from './authorized-keys.js';
 
-const { utils } = ssh2;
-
 function keyPair(comment: string) {
-  return utils.generateKeyPairSync('ed25519', { comment });
+  return generateEd25519KeyPair(comment);
 }
 
 let dir: string;

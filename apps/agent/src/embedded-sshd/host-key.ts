@@ -9,6 +9,7 @@ import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
 import { fingerprintBlob, keyLineFromBlob } from '@mssh/protocol';
+import { generateEd25519KeyPair } from '@mssh/protocol/ssh-keygen';
 import { sshdError } from './errors.js';
 
 const { utils } = ssh2;
@@ -55,7 +56,7 @@ export async function loadOrCreateHostKey(stateDir: string, logger: Logger): Pro
     }
   }
   if (text === undefined) {
-    const pair = utils.generateKeyPairSync('ed25519', { comment: `mssh-agent@${hostname()}` });
+    const pair = generateEd25519KeyPair(`mssh-agent@${hostname()}`);
     // Written in full to a temporary file, then hard-linked into place: link() fails if the key exists,
     // so concurrent starts keep exactly one key and never read a half-written one.
     const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;

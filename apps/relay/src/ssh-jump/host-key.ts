@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { fingerprintBlob, keyLineFromBlob } from '@mssh/protocol';
+import { generateEd25519KeyPair } from '@mssh/protocol/ssh-keygen';
 import { CliError } from '../errors.js';
 
 const { utils } = ssh2;
@@ -38,7 +39,7 @@ export function loadOrCreateJumpHostKey(dataDir: string): { key: JumpHostKey; cr
   try {
     if (existsSync(path)) return { key: parse(readFileSync(path, 'utf8'), path), created: false };
     mkdirSync(join(dataDir, 'ssh'), { recursive: true, mode: 0o700 });
-    const pair = utils.generateKeyPairSync('ed25519', { comment: 'mssh-relay-jump' });
+    const pair = generateEd25519KeyPair('mssh-relay-jump');
     // Whole file first, then a hard link into place: two starts at once keep exactly one key.
     const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
     writeFileSync(tmp, pair.private, { mode: 0o600, flag: 'wx' });

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AuthenticationType, ParsedKey } from 'ssh2';
+import { generateEd25519KeyPair } from '@mssh/protocol/ssh-keygen';
 import type { CliError } from '../errors.js';
 import { noPrompter, type Prompter } from '../terminal/prompt.js';
 import { runSsh } from './run-ssh.js';
@@ -27,7 +28,7 @@ const attempts: string[] = [];
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mssh-auth-'));
-  const hostKey = utils.generateKeyPairSync('ed25519').private;
+  const hostKey = generateEd25519KeyPair().private;
   server = new Server({ hostKeys: [hostKey] }, (client) => {
     client.on('error', () => {});
     client.on('authentication', (ctx) => {

@@ -1,0 +1,48 @@
+/**
+ * Ed25519 key pairs in OpenSSH format, from ssh2's generator, checked before use.
+ *
+ * ssh2 1.17's `utils.generateKeyPairSync('ed25519')` writes the 32-byte public key as if it were a
+ * number: when its first byte is zero (about one key in 250; 79 in 20,000 here), that byte is dropped,
+ * and the file is a "Malformed OpenSSH private key" to every reader, ssh2 included. A relay or agent
+ * that saved such a key as its host key could not start again until somebody moved the file away.
+ * So every pair is read back (and its public key checked for its full length) before it is returned;
+ * a bad one is thrown away and another made.
+ *
+ * Its own entry point (`@mssh/protocol/ssh-keygen`), so that importing the protocol library does not
+ * load ssh2 (the CLI loads it only when it opens an SSH session).
+ */
+import ssh2 from 'ssh2';
+
+const { utils } = ssh2;
+
+export interface OpenSshKeyPair {
+  /** "-----BEGIN OPENSSH PRIVATE KEY-----..." */
+  private: string;
+  /** "ssh-ed25519 AAAA... comment" */
+  public: string;
+}
+
+/** Length of an ssh-ed25519 public key blob: string "ssh-ed25519" (4 + 11) + string key (4 + 32). */
+const ED25519_BLOB_LENGTH = 51;
+const ATTEMPTS = 16;
+
+/** True when `pair` reads back as a private ed25519 key with a whole public key. */
+export function isSoundEd25519Pair(pair: OpenSshKeyPair): boolean {
+  const parsed = utils.parseKey(pair.private);
+  const key = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (!key || key instanceof Error || !key.isPrivateKey()) return false;
+  const pub = utils.parseKey(pair.public);
+  const pubKey = Array.isArray(pub) ? pub[0] : pub;
+  if (!pubKey || pubKey instanceof Error) return false;
+  const blob = key.getPublicSSH();
+  return blob.length === ED25519_BLOB_LENGTH && blob.equals(pubKey.getPublicSSH());
+}
+
+/** A new ed25519 key pair that is known to read back correctly. */
+export function generateEd25519KeyPair(comment?: string): OpenSshKeyPair {
+  for (let i = 0; i < ATTEMPTS; i++) {
+    const pair = utils.generateKeyPairSync('ed25519', comment === undefined ? {} : { comment });
+    if (isSoundEd25519Pair(pair)) return pair;
+  }
+  throw new Error(`ssh2 produced ${ATTEMPTS} unreadable ed25519 keys in a row`);
+}
