@@ -65,6 +65,7 @@ function reclaim(): void {
  * callbacks are done (setImmediate), never inside a stream's own callback.
  */
 export function noteBytesMoved(n: number): void {
+  if (gcFn === null) return; // off, or no gc to be had: nothing to count for
   since += n;
   if (since < RECLAIM_EVERY || scheduled) return;
   scheduled = true;
