@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { generateEd25519KeyPair } from '@mssh/protocol/ssh-keygen';
+import { generateEd25519KeyPair } from '@mssh/protocol/ssh2-keys';
 import {
   addAuthorizedKey,
   authorizedKeysPath,

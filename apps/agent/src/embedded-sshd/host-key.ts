@@ -7,12 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { hostname } from 'node:os';
 import type { Logger } from 'pino';
-import ssh2 from 'ssh2';
 import { fingerprintBlob, keyLineFromBlob } from '@mssh/protocol';
-import { generateEd25519KeyPair } from '@mssh/protocol/ssh-keygen';
+import { generateEd25519KeyPair, parseSshKey } from '@mssh/protocol/ssh2-keys';
 import { sshdError } from './errors.js';
-
-const { utils } = ssh2;
 
 export const HOST_KEY_FILE = 'ssh_host_ed25519_key';
 
@@ -26,9 +23,8 @@ export interface HostKey {
 }
 
 function parseHostKey(text: string, path: string): HostKey {
-  const parsed = utils.parseKey(text);
-  const key = Array.isArray(parsed) ? parsed[0] : parsed;
-  if (!key || key instanceof Error || !key.isPrivateKey()) {
+  const key = parseSshKey(text);
+  if (!key?.isPrivateKey()) {
     throw sshdError(
       'AGT_ERR_SSHD_HOST_KEY',
       `${path} is not a valid unencrypted private key; move it away and restart the agent to create a new one ` +

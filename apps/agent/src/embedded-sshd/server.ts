@@ -17,13 +17,14 @@ import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
 import { fingerprintBlob } from '@mssh/protocol';
+import { parseSshKey } from '@mssh/protocol/ssh2-keys';
 import { listAuthorizedKeys, parseAuthorizedKeysLine, type AuthorizedKey, type KeyOptions } from './authorized-keys.js';
 import { loadOrCreateHostKey } from './host-key.js';
 import { duplexPair } from './duplex-pair.js';
 import { KILL_GRACE_MS } from './process-session.js';
 import { SessionRunner } from './session.js';
 
-const { Server, utils } = ssh2;
+const { Server } = ssh2;
 
 export interface EmbeddedSshdOptions {
   /** Host key at <stateDir>/ssh_host_ed25519_key (created once), authorized_keys at <stateDir>/authorized_keys. */
@@ -175,9 +176,8 @@ export async function createEmbeddedSshd(opts: EmbeddedSshdOptions): Promise<Emb
     };
     if (!match) return fail('not in authorized_keys');
     if (!ctx.signature || !ctx.blob) return ctx.accept(); // the client only asks whether this key would do
-    const pub = utils.parseKey(match.keyLine);
-    const key = Array.isArray(pub) ? pub[0] : pub;
-    if (!key || key instanceof Error) return fail('key cannot be parsed');
+    const key = parseSshKey(match.keyLine);
+    if (!key) return fail('key cannot be parsed');
     if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return fail('bad signature');
     conn.keyOptions = { ...match.options };
     conn.log.info({ key: match.fingerprint, comment: match.comment, sshUser: ctx.username }, 'authenticated');

@@ -5,12 +5,9 @@
 import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import { fingerprintBlob, keyLineFromBlob } from '@mssh/protocol';
-import { generateEd25519KeyPair } from '@mssh/protocol/ssh-keygen';
+import { generateEd25519KeyPair, parseSshKey } from '@mssh/protocol/ssh2-keys';
 import { CliError } from '../errors.js';
-
-const { utils } = ssh2;
 
 export interface JumpHostKey {
   privateKey: string;
@@ -25,9 +22,8 @@ export function jumpHostKeyPath(dataDir: string): string {
 }
 
 function parse(text: string, path: string): JumpHostKey {
-  const parsed = utils.parseKey(text);
-  const key = Array.isArray(parsed) ? parsed[0] : parsed;
-  if (!key || key instanceof Error || !key.isPrivateKey()) {
+  const key = parseSshKey(text);
+  if (!key?.isPrivateKey()) {
     throw new CliError(`${path} is not a valid unencrypted SSH private key`, 'Move it away and start the relay again to create a new one (users who pinned the old key must then forget it).');
   }
   const blob = key.getPublicSSH();

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
 import { fingerprintBlob, sanitizeForTerminal } from '@mssh/protocol';
+import { parseSshKey } from '@mssh/protocol/ssh2-keys';
 import type { RecordedSession, TunnelRouter } from '../tunnel/types.js';
 import { RelayError } from '../errors.js';
 import type { JumpHostKey } from './host-key.js';
@@ -25,7 +26,7 @@ import type { AccessService, JumpUser, SessionCaps, SessionRecorder } from './se
 import { AuthFailureLimiter } from './auth-failures.js';
 import { decideDestination } from './destination.js';
 
-const { Server, utils } = ssh2;
+const { Server } = ssh2;
 
 export interface JumpServerOptions {
   hostKey: JumpHostKey;
@@ -127,9 +128,8 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     const found = await opts.keys.userForKey(ctx.username, blob);
     if (!found) return fail('no such user, user disabled, or key not registered for the user', fp);
     if (!ctx.signature || !ctx.blob) return ctx.accept(); // the client only asks whether this key would do
-    const parsed = utils.parseKey(found.publicKey);
-    const key = Array.isArray(parsed) ? parsed[0] : parsed;
-    if (!key || key instanceof Error) return fail('registered key cannot be parsed', fp);
+    const key = parseSshKey(found.publicKey);
+    if (!key) return fail('registered key cannot be parsed', fp);
     if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return fail('bad signature', fp);
     conn.user = { name: found.name, admin: found.admin, role: found.role };
     conn.log = conn.log.child({ user: found.name });

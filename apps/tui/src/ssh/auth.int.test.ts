@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import ssh2 from 'ssh2';
 import type { AuthenticationType, ParsedKey } from 'ssh2';
-import { generateEd25519KeyPair } from '@mssh/protocol/ssh-keygen';
+import { generateEd25519KeyPair } from '@mssh/protocol/ssh2-keys';
 import type { CliError } from '../errors.js';
 import { noPrompter, type Prompter } from '../terminal/prompt.js';
 import { runSsh } from './run-ssh.js';

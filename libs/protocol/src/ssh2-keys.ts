@@ -1,5 +1,6 @@
 /**
- * Ed25519 key pairs in OpenSSH format, from ssh2's generator, checked before use.
+ * Helpers over ssh2's key utilities: reading one key, and ed25519 key pairs in OpenSSH format from ssh2's
+ * generator, checked before use.
  *
  * ssh2 1.17's `utils.generateKeyPairSync('ed25519')` writes the 32-byte public key as if it were a
  * number: when its first byte is zero (about one key in 250; 79 in 20,000 here), that byte is dropped,
@@ -8,12 +9,19 @@
  * So every pair is read back (and its public key checked for its full length) before it is returned;
  * a bad one is thrown away and another made.
  *
- * Its own entry point (`@mssh/protocol/ssh-keygen`), so that importing the protocol library does not
+ * Its own entry point (`@mssh/protocol/ssh2-keys`), so that importing the protocol library does not
  * load ssh2 (the CLI loads it only when it opens an SSH session).
  */
-import ssh2 from 'ssh2';
+import ssh2, { type ParsedKey } from 'ssh2';
 
 const { utils } = ssh2;
+
+/** The (first) key ssh2 reads from `text`, an OpenSSH private key or public key line; null when it cannot. */
+export function parseSshKey(text: string | Buffer): ParsedKey | null {
+  const parsed = utils.parseKey(text);
+  const key = Array.isArray(parsed) ? parsed[0] : parsed;
+  return !key || key instanceof Error ? null : key;
+}
 
 export interface OpenSshKeyPair {
   /** "-----BEGIN OPENSSH PRIVATE KEY-----..." */
@@ -28,12 +36,9 @@ const ATTEMPTS = 16;
 
 /** True when `pair` reads back as a private ed25519 key with a whole public key. */
 export function isSoundEd25519Pair(pair: OpenSshKeyPair): boolean {
-  const parsed = utils.parseKey(pair.private);
-  const key = Array.isArray(parsed) ? parsed[0] : parsed;
-  if (!key || key instanceof Error || !key.isPrivateKey()) return false;
-  const pub = utils.parseKey(pair.public);
-  const pubKey = Array.isArray(pub) ? pub[0] : pub;
-  if (!pubKey || pubKey instanceof Error) return false;
+  const key = parseSshKey(pair.private);
+  const pubKey = parseSshKey(pair.public);
+  if (!key?.isPrivateKey() || !pubKey) return false;
   const blob = key.getPublicSSH();
   return blob.length === ED25519_BLOB_LENGTH && blob.equals(pubKey.getPublicSSH());
 }

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import ssh2 from 'ssh2';
-import { generateEd25519KeyPair, isSoundEd25519Pair } from './ssh-keygen.js';
+import { generateEd25519KeyPair, isSoundEd25519Pair } from './ssh2-keys.js';
 
 const { utils } = ssh2;
 
