@@ -28,7 +28,8 @@ Full-screen picker of the machines on your mssh relay; Enter opens a shell on on
   -i, --identity FILE   SSH private key to log in with (default: ssh-agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa;
                   also MSSH_IDENTITY=FILE)
   -h, --help      this help
-Keys in the picker: type to filter, Up/Down or j/k, Enter connect, u login user, r refresh, ? help, q quit.`;
+Keys in the picker: type to filter (best match selected), Up/Down or j/k, Home/End, Enter connect,
+  u or Tab login user, r refresh, ? help, q quit.`;
 
 export interface TuiArgs {
   relay: string | null;
