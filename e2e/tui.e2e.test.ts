@@ -334,6 +334,9 @@ describe('mssh-tui with 301 machines', () => {
     open.push(t);
     await t.until((s) => /301\/301 machines/.test(s), 'all 301 machines listed', 20_000);
     expect(t.selectedRow()).toMatch(/^offline\s+web-000\s/);
+    // As in the report: the selection somewhere down the list (16th row) before typing.
+    t.type('j'.repeat(15));
+    await t.until((s) => /login: \S+@web-015/.test(s), 'web-015 selected');
 
     t.type('w29');
     await t.until((s) => /Filter: w29/.test(s) && /login: \S+@web-029/.test(s), 'w29 selects web-029', 5_000);
