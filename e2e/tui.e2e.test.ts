@@ -190,7 +190,7 @@ describe('mssh-tui', () => {
     copyFileSync(fixtures().sshd.clientKey, key);
     chmodSync(key, 0o600);
     execFileSync('ssh-keygen', ['-q', '-p', '-P', '', '-N', 'tui-passphrase', '-f', key], { stdio: 'ignore' });
-    const t = new TuiTerm(envFor(user), ['--host', 'alpha', '-i', key]);
+    const t = new TuiTerm(envFor(user), ['--host', 'alpha.mssh', '-i', key]); // NAME.mssh, the OpenSSH alias, is NAME
     open.push(t);
     await t.until((s) => /Authentication/.test(s) && /passphrase/.test(s), 'passphrase modal', 15_000);
     t.type('tui-passphrase\r');
