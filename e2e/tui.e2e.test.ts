@@ -6,12 +6,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appendFileSync, chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { createServer, type Socket } from 'node:net';
+import { PATHS, PROTOCOL_VERSION } from '@mssh/protocol';
 import pty from 'node-pty';
 import xterm from '@xterm/headless';
 import { fixtures } from './fixtures/inject.js';
 import { waitFor } from './fixtures/net.js';
 import { visibleScreen } from './fixtures/terminal.js';
 import { makeHostKeys } from './fixtures/sshd.js';
+import { h2From, postJson } from './fixtures/h2-raw.js';
 import { ADMIN_PASSWORD, BIN, loginUser, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
 
 const TUI = BIN.tui;
@@ -36,6 +40,15 @@ class TuiTerm {
   }
   screen(): string {
     return visibleScreen(this.term);
+  }
+  /** The text of the list row shown in inverse video (the picker's selection), or null. */
+  selectedRow(): string | null {
+    const b = this.term.buffer.active;
+    for (let y = 3; y < this.term.rows - 2; y++) {
+      const line = b.getLine(b.viewportY + y);
+      if (line?.getCell(0)?.isInverse() && line.getCell(2)?.isInverse()) return line.translateToString(true);
+    }
+    return null;
   }
   /** Everything in the buffer (scrollback included), for output that scrolled. */
   all(): string {
@@ -177,7 +190,7 @@ describe('mssh-tui', () => {
     copyFileSync(fixtures().sshd.clientKey, key);
     chmodSync(key, 0o600);
     execFileSync('ssh-keygen', ['-q', '-p', '-P', '', '-N', 'tui-passphrase', '-f', key], { stdio: 'ignore' });
-    const t = new TuiTerm(envFor(user), ['--host', 'alpha', '-i', key]);
+    const t = new TuiTerm(envFor(user), ['--host', 'alpha.mssh', '-i', key]); // NAME.mssh, the OpenSSH alias, is NAME
     open.push(t);
     await t.until((s) => /Authentication/.test(s) && /passphrase/.test(s), 'passphrase modal', 15_000);
     t.type('tui-passphrase\r');
@@ -185,10 +198,63 @@ describe('mssh-tui', () => {
     t.type('echo pass$((1+1))ok\r');
     await t.until((s) => /^pass2ok\s*$/m.test(s), 'remote shell output');
     t.type('exit\r');
-    await t.until((s) => /ended \(exit 0\)/.test(s) && /alpha\s+-\s+now\s+1\s/.test(s), 'picker back, one session of mine');
+    // MINE counts the sessions open now: back to 0 once the shell ended.
+    await t.until((s) => /ended \(exit 0\)/.test(s) && /alpha\s+-\s+now\s+0\s/.test(s), 'picker back, no session of mine open');
     expect(t.all()).not.toContain('tui-passphrase');
     t.type('q');
     await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
+  });
+
+  it('after a session and q, the shell continues below the session\'s last output, not over it', async () => {
+    const t = new TuiTerm(envFor(user), ['-i', fixtures().sshd.clientKey]);
+    open.push(t);
+    await t.until((s) => /online\s+alpha/.test(s), 'alpha listed', 15_000);
+    t.type('alpha\r');
+    await t.until((s) => !/Filter:/.test(s), 'the remote shell', 15_000);
+    t.type('echo LEFT$((40+2))OVER\r');
+    await t.until((s) => /^LEFT42OVER\s*$/m.test(s), 'remote output');
+    t.type('exit\r');
+    await t.until((s) => /ended \(exit 0\)/.test(s) && /Filter: alpha/.test(s), 'picker back');
+    t.type('\x1b');
+    await t.until((s) => /Filter:\s+login:/.test(s), 'filter cleared');
+    t.type('q');
+    await waitFor(() => /TUI-EXIT=0[\s\S]*\bicanon\b/.test(t.raw) && t.term.buffer.active.type === 'normal' || null, 10_000, `mssh-tui exit; output:\n${t.raw.slice(-2000)}`);
+    // The main screen as the session left it (like after `ssh`), and the next output below it, not over
+    // it: before the fix the cursor came back at the top left and TUI-EXIT=0 overwrote the first line.
+    const after = t.screen().split('\n');
+    expect(after.join('\n')).not.toMatch(/Filter:|Enter connect/);
+    const left = after.findIndex((l) => l === 'LEFT42OVER');
+    const exitLine = after.findIndex((l) => l.startsWith('TUI-EXIT=0'));
+    expect(left, after.join('\n')).toBeGreaterThanOrEqual(0);
+    expect(after[exitLine], after.join('\n')).toBe('TUI-EXIT=0');
+    expect(exitLine).toBeGreaterThan(left);
+    expect(after.slice(0, exitLine).some((l) => l.includes('TUI-EXIT'))).toBe(false);
+  });
+
+  it('says it is loading (not "0/0 machines, no machines yet") until the relay\'s first list arrives', async () => {
+    // A "relay" that accepts the connection and never answers: the first list never comes.
+    const held: Socket[] = [];
+    const silent = createServer((c) => held.push(c));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    try {
+      const url = `https://127.0.0.1:${(silent.address() as { port: number }).port}`;
+      const dir = mkdtempSync(join(fixtures().root, 'tui-loading-'));
+      const entry = { url, fingerprint: `SHA256:${'A'.repeat(43)}`, token: 'not-a-real-token', user: 'admin', admin: true, expiresAt: '2999-01-01T00:00:00.000Z' };
+      writeFileSync(join(dir, 'credentials.json'), JSON.stringify({ version: 1, current: url, relays: { [url]: entry } }), { mode: 0o600 });
+      const t = new TuiTerm({ ...process.env, MSSH_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', HOME: dir, TERM: 'xterm-256color' }, []);
+      open.push(t);
+      await t.until((s) => /loading machines…/.test(s) && /Loading the machines from https:\/\/127\.0\.0\.1/.test(s), 'loading state', 10_000);
+      expect(t.screen()).not.toMatch(/0\/0 machines|no machines yet/);
+      // The connection attempt times out (5 s): the banner, and still no claim that there are no machines.
+      await t.until((s) => /Relay unreachable/.test(s), 'relay unreachable banner', 15_000);
+      expect(t.screen()).toMatch(/no list yet/);
+      expect(t.screen()).not.toMatch(/0\/0 machines|no machines yet/);
+      t.type('q');
+      await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
+    } finally {
+      for (const c of held) c.destroy();
+      silent.close();
+    }
   });
 
   it('shows the login form when the stored login has expired, prefilled, then the picker', async () => {
@@ -224,6 +290,80 @@ describe('mssh-tui', () => {
     await relay.restart();
     await t.until((s) => !/Relay unreachable/.test(s) && /Relay reachable again/.test(s) && /alpha/.test(s), 'banner gone after the relay is back', 15_000);
     t.type('q');
+    await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
+  });
+});
+
+/**
+ * Issue 17.7: with 301 machines the filter selects its best match. The relay lists enrolled machines
+ * whether online or not, so the names are enrolled through the admin API and POST /v1/agents/enroll
+ * (a fresh identity key each) without running 301 agents.
+ */
+describe('mssh-tui with 301 machines', () => {
+  let relay: Relay;
+  let user: User;
+  const open: TuiTerm[] = [];
+  const names = Array.from({ length: 301 }, (_, i) => `web-${String(i).padStart(3, '0')}`);
+
+  beforeAll(async () => {
+    relay = await startRelay('pglite');
+    user = await loginUser(relay);
+    const creds = JSON.parse(readFileSync(join(user.configDir, 'credentials.json'), 'utf8')) as { relays: Record<string, { token: string }> };
+    const token = Object.values(creds.relays)[0]!.token;
+    const h2 = await h2From(relay);
+    try {
+      for (let i = 0; i < names.length; i += 20) {
+        await Promise.all(names.slice(i, i + 20).map(async (name) => {
+          const t = await postJson(h2, '/v1/admin/agents/enroll', { name }, { authorization: `Bearer ${token}` });
+          if (t.status !== 201) throw new Error(`enrolment token for ${name}: ${t.status} ${t.text}`);
+          const publicKey = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+          const e = await postJson(h2, PATHS.enroll, { token: t.body.token, name, publicKey, hostKeys: [], agentVersion: '0.0.0-test', protocolVersion: PROTOCOL_VERSION });
+          if (e.status !== 200 && e.status !== 201) throw new Error(`enrol ${name}: ${e.status} ${e.text}`);
+        }));
+      }
+    } finally {
+      h2.close();
+    }
+  }, 120_000);
+  afterAll(() => {
+    for (const t of open) t.kill();
+  });
+
+  it('selects the best match after each filter change; Home/End; Tab sets the user while filtering', async () => {
+    const t = new TuiTerm(envFor(user), []);
+    open.push(t);
+    await t.until((s) => /301\/301 machines/.test(s), 'all 301 machines listed', 20_000);
+    expect(t.selectedRow()).toMatch(/^offline\s+web-000\s/);
+    // As in the report: the selection somewhere down the list (16th row) before typing.
+    t.type('j'.repeat(15));
+    await t.until((s) => /login: \S+@web-015/.test(s), 'web-015 selected');
+
+    t.type('w29');
+    await t.until((s) => /Filter: w29/.test(s) && /login: \S+@web-029/.test(s), 'w29 selects web-029', 5_000);
+    expect(t.selectedRow()).toMatch(/^offline\s+web-029\s/);
+    // best first: the first row is the selected one
+    expect(t.screen().split('\n')[3]).toMatch(/^offline\s+web-029\s/);
+
+    t.type('\x1b');
+    await t.until((s) => /Filter:\s+login: \S+@web-029/.test(s), 'Esc clears the filter and keeps the selection');
+    t.type('web-15');
+    await t.until((s) => /Filter: web-15/.test(s) && /login: \S+@web-150/.test(s), 'web-15 selects web-150 (prefix)', 5_000);
+    expect(t.selectedRow()).toMatch(/^offline\s+web-150\s/);
+    t.type('\x7f\x7f'); // Backspace twice: "web-"
+    await t.until((s) => /Filter: web- /.test(s) && /login: \S+@web-000/.test(s), 'web- selects web-000', 5_000);
+
+    t.type('\x1b[F'); // End
+    await t.until((s) => /login: \S+@web-300/.test(s), 'End selects the last row');
+    expect(t.selectedRow()).toMatch(/^offline\s+web-300\s/);
+    t.type('\x1b[H'); // Home
+    await t.until((s) => /login: \S+@web-000/.test(s), 'Home selects the first row');
+
+    // Tab: the login user while a filter is typed (u would be a filter letter)
+    t.type('\t');
+    await t.until((s) => /Login user for web-000/.test(s), 'user prompt while filtering');
+    t.type('\x15ops\r');
+    await t.until((s) => /login: ops@web-000/.test(s) && /Filter: web-/.test(s), 'user set, filter kept');
+    t.type('\x03');
     await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
   });
 });

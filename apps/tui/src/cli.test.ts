@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { CommanderError } from 'commander';
 import { buildProgram, failureExitCode, type Handlers } from './cli.js';
-import { parseDestination, remoteCommand, wantPty } from './commands/ssh.js';
+import { connectTimeoutMs, parseDestination, remoteCommand, wantPty } from './commands/ssh.js';
+import { editDistance, suggestNames } from './commands/suggest.js';
 import { formatCliError, cliErrorFromWire, CLI_ERRORS } from './errors.js';
 import { readFileSync } from 'node:fs';
 
@@ -71,9 +72,11 @@ describe('mssh command line', () => {
 
   it('ssh: destination, options anywhere before --, and the command words after it', async () => {
     const r = await parse(['ssh', '-i', '/k', 'bob@laptop', '-t', '--', 'sh', '-c', "'exit 7'"]);
-    expect(r.calls).toEqual([['ssh', { destination: 'bob@laptop', command: ['sh', '-c', "'exit 7'"], identity: '/k', forceTty: true, noTty: false, login: undefined }]]);
+    expect(r.calls).toEqual([['ssh', { destination: 'bob@laptop', command: ['sh', '-c', "'exit 7'"], identity: '/k', forceTty: true, noTty: false, login: undefined, verbose: false, options: [] }]]);
     const shell = await parse(['ssh', 'laptop', '-T', '-l', 'root']);
-    expect(shell.calls).toEqual([['ssh', { destination: 'laptop', command: [], identity: undefined, forceTty: false, noTty: true, login: 'root' }]]);
+    expect(shell.calls).toEqual([['ssh', { destination: 'laptop', command: [], identity: undefined, forceTty: false, noTty: true, login: 'root', verbose: false, options: [] }]]);
+    const v = await parse(['ssh', '-v', '--connect-timeout', '5', '-o', 'ConnectTimeout=7', 'laptop']);
+    expect(v.calls[0]![1]).toMatchObject({ destination: 'laptop', verbose: true, connectTimeout: '5', options: ['ConnectTimeout=7'] });
     const dashes = await parse(['ssh', 'laptop', '--', 'ls', '-la', '--', 'x']);
     expect((dashes.calls[0]![1] as { command: string[] }).command).toEqual(['ls', '-la', '--', 'x']);
   });
@@ -132,6 +135,34 @@ describe('ssh argument helpers', () => {
     expect(parseDestination('bob@laptop', 'root', 'me')).toEqual({ user: 'root', host: 'laptop' });
     expect(parseDestination('a@b@laptop', undefined, 'me')).toEqual({ user: 'a@b', host: 'laptop' });
     expect(() => parseDestination('bob@', undefined, 'me')).toThrow(expect.objectContaining({ code: 'CLI_ERR_USAGE' }));
+  });
+
+  it('NAME.mssh (the OpenSSH alias of `mssh config ssh`) is the machine NAME', () => {
+    expect(parseDestination('bob@laptop.mssh', undefined, 'me')).toEqual({ user: 'bob', host: 'laptop' });
+    expect(parseDestination('Laptop.MSSH', undefined, 'me')).toEqual({ user: 'me', host: 'laptop' });
+  });
+
+  it('connect timeout: --connect-timeout, else -o ConnectTimeout=, else 30 s; anything else refused', () => {
+    expect(connectTimeoutMs({})).toBe(30_000);
+    expect(connectTimeoutMs({ connectTimeout: '5' })).toBe(5_000);
+    expect(connectTimeoutMs({ options: ['ConnectTimeout=7'] })).toBe(7_000);
+    expect(connectTimeoutMs({ options: ['connecttimeout 8'] })).toBe(8_000);
+    expect(connectTimeoutMs({ connectTimeout: '5', options: ['ConnectTimeout=7'] })).toBe(5_000);
+    for (const bad of ['0', '-1', '1.5', 'abc', '3601', '']) {
+      expect(() => connectTimeoutMs({ connectTimeout: bad })).toThrow(expect.objectContaining({ code: 'CLI_ERR_USAGE' }));
+    }
+    expect(() => connectTimeoutMs({ options: ['StrictHostKeyChecking=no'] })).toThrow(expect.objectContaining({ code: 'CLI_ERR_USAGE', message: expect.stringContaining('only -o ConnectTimeout') }));
+  });
+
+  it('did you mean: close machine names only', () => {
+    expect(editDistance('laptpo', 'laptop')).toBe(1);
+    expect(editDistance('kitten', 'sitting')).toBe(3);
+    const known = ['laptop', 'laptop-2', 'web-1', 'web-2', 'db'];
+    expect(suggestNames('laptpo', known)).toEqual(['laptop']);
+    expect(suggestNames('lap', known)).toEqual(['laptop', 'laptop-2']);
+    expect(suggestNames('web-3', known)).toEqual(['web-1', 'web-2']);
+    expect(suggestNames('xyzzy', known)).toEqual([]);
+    expect(suggestNames('laptop', known)).toEqual(['laptop-2']);
   });
 
   it('joins command words like OpenSSH', () => {

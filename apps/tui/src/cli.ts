@@ -102,16 +102,22 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .option('--json', 'print JSON instead of a table', false)
     .action((o: { json: boolean }) => done(handlers.ls({ json: o.json === true })));
 
-  configure(program.command('ssh'), 'Usage: mssh ssh [user@]host [-i KEY] [-t|-T] [-l USER] [-- command...] (put the remote command after --)')
+  configure(program.command('ssh'), 'Usage: mssh ssh [user@]host [-i KEY] [-t|-T] [-l USER] [-v] [--connect-timeout SECONDS] [-- command...] (put the remote command after --)')
     .description('open an SSH session to a machine through the relay')
-    .argument('<destination>', '[user@]host')
+    .argument('<destination>', '[user@]host (host: the machine name; NAME.mssh works too)')
     .argument('[command...]', 'remote command (after --)')
     .option('-i, --identity <file>', 'private key file (instead of ~/.ssh/id_*)')
     .addOption(new Option('-t', 'force a pseudo-terminal'))
     .addOption(new Option('-T', 'disable the pseudo-terminal'))
     .option('-l, --login <user>', 'login user on the machine')
-    .action((destination: string, command: string[], o: { identity?: string; t?: boolean; T?: boolean; login?: string }) =>
-      done(handlers.ssh({ destination, command: command ?? [], identity: o.identity, forceTty: o.t === true, noTty: o.T === true, login: o.login })),
+    .option('-v, --verbose', 'print each connection step on stderr', false)
+    .option('--connect-timeout <seconds>', 'give up when the SSH connection is not up within this time (default 30)')
+    .option('-o <option>', 'OpenSSH-style option; only ConnectTimeout=SECONDS is understood', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .action((destination: string, command: string[], o: { identity?: string; t?: boolean; T?: boolean; login?: string; verbose?: boolean; connectTimeout?: string; o?: string[] }) =>
+      done(handlers.ssh({
+        destination, command: command ?? [], identity: o.identity, forceTty: o.t === true, noTty: o.T === true, login: o.login,
+        verbose: o.verbose === true, connectTimeout: o.connectTimeout, options: o.o ?? [],
+      })),
     );
 
   configure(program.command('proxy'), "Usage: mssh proxy HOST (for ssh -o ProxyCommand='mssh proxy %n')")

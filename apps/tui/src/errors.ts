@@ -36,6 +36,7 @@ export const CLI_ERRORS = {
   CLI_ERR_HOST_KEY_NOT_ATTESTED: 'first connection, and the presented SSH host key is not one the relay attests',
   CLI_ERR_SSH_AUTH_FAILED: 'the SSH server refused every authentication method tried',
   CLI_ERR_SSH_CONNECTION: 'the SSH connection failed or was lost',
+  CLI_ERR_CONNECT_TIMEOUT: 'no SSH connection within the connect timeout (--connect-timeout, default 30 s)',
   CLI_ERR_KEY_FILE: 'a private key file cannot be read or decrypted',
   CLI_ERR_NO_TTY: 'a password or passphrase is needed but there is no terminal to ask on',
   CLI_ERR_PROMPT_ABORTED: 'a prompt was cancelled with Ctrl-C or Ctrl-D',

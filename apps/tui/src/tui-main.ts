@@ -24,11 +24,12 @@ const USAGE = `Usage: mssh-tui [--relay URL] [--host NAME] [-i FILE]
 
 Full-screen picker of the machines on your mssh relay; Enter opens a shell on one.
   --relay URL     use this relay (one you logged in to) instead of the current one
-  --host NAME     connect to NAME at once; the picker comes back when the shell ends
+  --host NAME     connect to NAME (or NAME.mssh) at once; the picker comes back when the shell ends
   -i, --identity FILE   SSH private key to log in with (default: ssh-agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa;
                   also MSSH_IDENTITY=FILE)
   -h, --help      this help
-Keys in the picker: type to filter, Up/Down or j/k, Enter connect, u login user, r refresh, ? help, q quit.`;
+Keys in the picker: type to filter (best match selected), Up/Down or j/k, Home/End, Enter connect,
+  u or Tab login user, r refresh, ? help, q quit.`;
 
 export interface TuiArgs {
   relay: string | null;
@@ -51,7 +52,7 @@ export function parseTuiArgs(argv: string[]): TuiArgs {
     };
     if (flag === '-h' || flag === '--help') out.help = true;
     else if (flag === '--relay') out.relay = value();
-    else if (flag === '--host') out.host = value().toLowerCase();
+    else if (flag === '--host') out.host = value().toLowerCase().replace(/(.)\.mssh$/, '$1'); // NAME.mssh (OpenSSH alias) is NAME
     else if (flag === '-i' || flag === '--identity') out.identity = value();
     else throw cliError('CLI_ERR_USAGE', `unknown argument ${JSON.stringify(a.slice(0, 100))}`, 'See `mssh-tui --help`.');
   }

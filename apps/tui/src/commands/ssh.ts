@@ -1,10 +1,14 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ReadStream } from 'node:tty';
-import { cliError } from '../errors.js';
+import { isValidHostName } from '@mssh/protocol';
+import { cliError, isCliError, type CliError } from '../errors.js';
+import type { RelayClient } from '../relay-client/relay-client.js';
 import { defaultIdentityFiles } from '../ssh/auth.js';
-import { assertHostName, sshViaRelay } from '../ssh/ssh-via-relay.js';
-import { openLoggedInRelay, type CliContext } from './context.js';
+import { assertHostName, sshViaRelay, type ConnectStep } from '../ssh/ssh-via-relay.js';
+import { createConnectProgress } from '../terminal/connect-progress.js';
+import { currentRelayUrl, openLoggedInRelay, type CliContext } from './context.js';
+import { didYouMean, suggestNames } from './suggest.js';
 
 export interface SshArgs {
   /** `[user@]host` */
@@ -18,12 +22,25 @@ export interface SshArgs {
   noTty: boolean;
   /** -l USER */
   login?: string;
+  /** -v: a progress line on stderr for each connection step. */
+  verbose?: boolean;
+  /** --connect-timeout SECONDS, as typed. */
+  connectTimeout?: string;
+  /** -o OPTION values, as typed (only ConnectTimeout=SECONDS is understood). */
+  options?: string[];
 }
 
-/** `[user@]host` → user and host. -l wins over user@, as in OpenSSH; the default is the local user. */
+/** The suffix `mssh config ssh` gives machine names for OpenSSH (`ssh bob@laptop.mssh`). */
+const MSSH_SUFFIX = '.mssh';
+
+/**
+ * `[user@]host` → user and host. -l wins over user@, as in OpenSSH; the default is the local user. A
+ * `NAME.mssh` host (the OpenSSH alias of `mssh config ssh`) is the machine NAME.
+ */
 export function parseDestination(destination: string, loginFlag: string | undefined, localUser: string): { user: string; host: string } {
   const at = destination.lastIndexOf('@');
-  const host = (at >= 0 ? destination.slice(at + 1) : destination).toLowerCase();
+  let host = (at >= 0 ? destination.slice(at + 1) : destination).toLowerCase();
+  if (host.endsWith(MSSH_SUFFIX) && host.length > MSSH_SUFFIX.length) host = host.slice(0, -MSSH_SUFFIX.length);
   const fromDest = at >= 0 ? destination.slice(0, at) : '';
   const user = loginFlag || fromDest || localUser;
   if (!host) throw cliError('CLI_ERR_USAGE', `no machine name in ${JSON.stringify(destination)}`, 'Usage: mssh ssh [user@]host [-- command...]');
@@ -46,11 +63,69 @@ export function wantPty(args: Pick<SshArgs, 'forceTty' | 'noTty'>, hasCommand: b
   return !hasCommand && stdinIsTty;
 }
 
-/** `mssh ssh [user@]host [-i KEY] [-t] [-T] [-l USER] [-- command...]` */
+export const DEFAULT_CONNECT_TIMEOUT_S = 30;
+
+/**
+ * The connect timeout in ms: `--connect-timeout SECONDS`, else OpenSSH's spelling `-o ConnectTimeout=SECONDS`
+ * (also `-o ConnectTimeout SECONDS`), else 30 s. Whole seconds, 1 to 3600. Any other -o is refused.
+ */
+export function connectTimeoutMs(args: Pick<SshArgs, 'connectTimeout' | 'options'>): number {
+  let value = args.connectTimeout;
+  let from = '--connect-timeout';
+  for (const o of args.options ?? []) {
+    const m = /^\s*connecttimeout\s*(?:=\s*|\s+)(.*)$/i.exec(o);
+    if (!m) {
+      throw cliError('CLI_ERR_USAGE', `-o ${JSON.stringify(o.slice(0, 100))} is not understood: mssh ssh takes only -o ConnectTimeout=SECONDS`, "For other OpenSSH options use OpenSSH itself: `ssh -o ProxyCommand='mssh proxy %n' ...` or `mssh config ssh --install`.");
+    }
+    if (value === undefined) {
+      value = m[1]!;
+      from = '-o ConnectTimeout';
+    }
+  }
+  if (value === undefined) return DEFAULT_CONNECT_TIMEOUT_S * 1000;
+  const v = value.trim();
+  if (!/^\d{1,4}$/.test(v) || Number(v) < 1 || Number(v) > 3600) {
+    throw cliError('CLI_ERR_USAGE', `${from} needs whole seconds from 1 to 3600, not ${JSON.stringify(value.slice(0, 40))}`, 'For example: mssh ssh --connect-timeout 10 laptop');
+  }
+  return Number(v) * 1000;
+}
+
+/** assertHostName, with `laptop` suggested for `laptop.example.com` (a DNS name is never a machine name). */
+function checkHostName(host: string): void {
+  try {
+    assertHostName(host);
+  } catch (e) {
+    const first = host.split('.')[0] ?? '';
+    if (isCliError(e) && first !== host && isValidHostName(first)) throw cliError(e.code, e.message, `${didYouMean([first])} ${e.hint}`);
+    throw e;
+  }
+}
+
+/** The error again, with "Did you mean ...?" from the names the relay lists for this user (close ones only). */
+async function withSuggestions(e: CliError, host: string, client: RelayClient): Promise<CliError> {
+  let names: string[] = [];
+  try {
+    names = (await client.listHosts()).map((h) => h.name);
+  } catch {
+    return e; // the original error is what matters
+  }
+  const hint = didYouMean(suggestNames(host, names));
+  return hint ? cliError(e.code, e.message, `${hint} ${e.hint}`.trim(), { cause: e }) : e;
+}
+
+const STEP_TEXT: Record<ConnectStep, (host: string) => string> = {
+  'host-keys': (h) => `asking the relay for ${h}'s attested host keys`,
+  tunnel: (h) => `opening the tunnel to ${h}`,
+  handshake: (h) => `SSH handshake with ${h}`,
+  authenticating: () => 'SSH handshake done, host key accepted; authenticating',
+};
+
+/** `mssh ssh [user@]host [-i KEY] [-t] [-T] [-l USER] [-v] [--connect-timeout S] [-o ConnectTimeout=S] [-- command...]` */
 export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
   if (args.forceTty && args.noTty) throw cliError('CLI_ERR_USAGE', '-t and -T contradict each other', 'Use -t to force a terminal or -T to disable it, not both.');
+  const limitMs = connectTimeoutMs(args);
   const { user, host } = parseDestination(args.destination, args.login, ctx.config.localUser);
-  assertHostName(host);
+  checkHostName(host);
   let identityFiles: string[];
   if (args.identity !== undefined) {
     const file = resolve(args.identity);
@@ -61,9 +136,46 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
   }
   const command = remoteCommand(args.command);
   const stdinIsTty = (ctx.io.stdin as Partial<ReadStream>).isTTY === true;
-  const { client } = await openLoggedInRelay(ctx, { keepaliveMs: 15_000 });
+  const progress = createConnectProgress(ctx.io.stderr, { verbose: args.verbose === true, host });
+  if (args.destination.toLowerCase().endsWith(MSSH_SUFFIX)) progress.detail(`${host}${MSSH_SUFFIX} is the OpenSSH name of the machine ${host}`);
+
+  // One limit from now until the SSH handshake is done (prompts after it are not limited), like
+  // OpenSSH's ConnectTimeout: relay, host keys, tunnel, the machine's sshd.
+  let step = `connecting to the relay ${currentRelayUrl(ctx)}`;
+  let client: RelayClient | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  let timedOut = false;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      progress.done();
+      client?.conn.session.destroy();
+      reject(cliError(
+        'CLI_ERR_CONNECT_TIMEOUT',
+        `no SSH connection to ${host} within ${limitMs / 1000} s (still ${step})`,
+        "The machine's agent or SSH server may be hung or overloaded; `mssh ls` shows whether it is online. --connect-timeout SECONDS waits longer.",
+      ));
+    }, limitMs);
+  });
+  expired.catch(() => {});
+  const stopTimer = () => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+  };
+  const report = (text: string) => {
+    step = text;
+    progress.step(text);
+  };
   try {
-    return await sshViaRelay({
+    progress.step(step);
+    ({ client } = await openLoggedInRelay(ctx, { keepaliveMs: 15_000, timeoutMs: limitMs }));
+    if (timedOut) {
+      // the limit passed while the relay connection was being set up
+      await client.close();
+      return await expired;
+    }
+    progress.detail(`relay connected (certificate ${client.conn.fingerprint})`);
+    const session = sshViaRelay({
       client,
       knownHosts: ctx.knownHosts,
       host,
@@ -76,9 +188,27 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
       stdin: ctx.io.stdin,
       stdout: ctx.io.stdout,
       stderr: ctx.io.stderr,
+      // ours fires first; runSsh's own limit stays as a backstop
+      handshakeTimeoutMs: limitMs + 5_000,
+      progress: (s) => {
+        report(STEP_TEXT[s](host));
+        if (s === 'authenticating') {
+          stopTimer();
+          progress.done();
+          progress.detail(`${STEP_TEXT[s](host)} as ${user}`);
+        }
+      },
+      onSessionStart: () => progress.detail(command === null ? 'session started (shell)' : 'session started (command)'),
       debug: ctx.config.debug ? (line) => ctx.io.stderr.write(`debug: ${line}\n`) : undefined,
     });
+    session.catch(() => {});
+    return await Promise.race([session, expired]);
+  } catch (e) {
+    if (isCliError(e) && client && (e.code === 'CLI_ERR_UNKNOWN_HOST' || e.code === 'CLI_ERR_NO_GRANT')) throw await withSuggestions(e, host, client);
+    throw e;
   } finally {
-    await client.close();
+    stopTimer();
+    progress.done();
+    if (client) await client.close();
   }
 }

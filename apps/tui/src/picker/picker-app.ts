@@ -23,6 +23,7 @@ import type { ConnectRelayOptions, RelayConnection } from '../relay-client/relay
 import { runSsh } from '../ssh/run-ssh.js';
 import type { Prompter } from '../terminal/prompt.js';
 import { LOGIN_USER_RE, type LoginUsers } from './login-users.js';
+import { rankByName } from './fuzzy.js';
 import { formatRow, headerLine } from './rows.js';
 import { TerminalHandoff } from './terminal-handoff.js';
 
@@ -63,11 +64,13 @@ type Mode = 'list' | 'busy' | 'session' | 'help' | 'warning' | 'input';
 const HELP = [
   '{bold}mssh-tui{/bold}: pick a machine, press Enter, you are in.',
   '',
-  '  type          filter the list (fuzzy, case-insensitive; matches highlighted)',
+  '  type          filter the list (fuzzy, case-insensitive; matches highlighted); the best',
+  '                match is selected: exact name, then prefix, then fewest gaps, then name',
   '  Backspace     delete the last filter character; Esc clears the filter',
-  '  Up/Down, j/k  move (j/k when no filter is typed)',
+  '  Up/Down, j/k  move (j/k when no filter is typed); Home/End first/last; PageUp/PageDown',
   '  Enter         open a shell on the selected machine; exit it to come back',
-  '  u             set the login user for the selected machine (remembered)',
+  '  u, Tab        set the login user for the selected machine (remembered); while a filter is',
+  '                typed letters go to the filter, so use Tab',
   '  r             refresh now (the list also refreshes every 1.5 s)',
   '  ?             this help',
   '  q, Ctrl-C     quit (q when no filter is typed)',
@@ -92,6 +95,10 @@ export class PickerApp {
 
   private mode: Mode = 'list';
   private hosts: HostInfo[] = [];
+  /** False until the relay's first list arrived: the picker says "loading", not "no machines". */
+  private loaded = false;
+  /** Set by a filter change: the next render selects the best match (the first row). */
+  private selectBest = false;
   private visible: HostInfo[] = [];
   private filter = '';
   private selected: string | null = null;
@@ -207,6 +214,7 @@ export class PickerApp {
     try {
       const client = await this.ensureRelay();
       this.hosts = await client.listHosts();
+      this.loaded = true;
       this.rttMs = await this.ping(client);
       if (this.bannerText) this.status = 'Relay reachable again.';
       this.bannerText = '';
@@ -289,6 +297,7 @@ export class PickerApp {
     this.status = `Connecting to ${user}@${host}…`;
     this.render();
     let presented: Buffer | null = null;
+    let counted = false;
     const stderr = new Writable({
       write: (chunk: Buffer, _enc, cb) => {
         if (this.handoff.active) process.stdout.write(chunk.toString('utf8').replace(/\r?\n/g, '\r\n'));
@@ -323,12 +332,15 @@ export class PickerApp {
         stderr,
         onSessionStart: () => {
           this.mine.set(host, (this.mine.get(host) ?? 0) + 1);
+          counted = true;
           this.hideModal();
           this.mode = 'session';
           this.handoff.take();
         },
       });
       this.status = `Session with ${user}@${host} ended (exit ${code}).`;
+      this.sessionEnded(host);
+      counted = false;
       this.deps.log.info({ host, code }, 'session ended');
     } catch (e) {
       const err: CliError = isCliError(e) ? e : cliError('CLI_ERR_INTERNAL', (e as Error)?.message ?? String(e), '');
@@ -339,6 +351,8 @@ export class PickerApp {
         return;
       }
       this.status = `${user}@${host}: ${sanitizeForTerminal(err.message)} [${err.code}]`;
+      if (counted) this.sessionEnded(host);
+      counted = false;
       if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_RELAY_UNREACHABLE', 'CLI_ERR_RELAY_CONNECTION_LOST'].includes(err.code)) {
         // Back to the picker first: the login form (or the banner) goes on top of it.
         this.restoreFromSession();
@@ -349,6 +363,13 @@ export class PickerApp {
     }
     this.restoreFromSession();
     this.render();
+  }
+
+  /** MINE counts the sessions of this mssh-tui that are open now. */
+  private sessionEnded(host: string): void {
+    const n = (this.mine.get(host) ?? 0) - 1;
+    if (n > 0) this.mine.set(host, n);
+    else this.mine.delete(host);
   }
 
   private restoreFromSession(): void {
@@ -489,19 +510,17 @@ export class PickerApp {
     if (name === 'down' || (name === 'j' && this.filter === '')) return this.move(1);
     if (name === 'pageup') return this.move(-10);
     if (name === 'pagedown') return this.move(10);
+    if (name === 'home') return this.move(-Infinity);
+    if (name === 'end') return this.move(Infinity);
+    // Tab: the login user, also while a filter is typed (then `u` is a filter letter: names may contain it).
+    if (name === 'tab') return void this.askUser();
     if (name === 'enter') {
       const h = this.current();
       if (h) void this.connectTo(h.name);
       return;
     }
-    if (name === 'escape') {
-      this.filter = '';
-      return this.render();
-    }
-    if (name === 'backspace') {
-      this.filter = Array.from(this.filter).slice(0, -1).join('');
-      return this.render();
-    }
+    if (name === 'escape') return this.setFilter('');
+    if (name === 'backspace') return this.setFilter(Array.from(this.filter).slice(0, -1).join(''));
     if (this.filter === '') {
       if (name === 'r') {
         this.status = 'Refreshing…';
@@ -522,10 +541,18 @@ export class PickerApp {
       }
       if (name === 'u') return void this.askUser();
     }
-    if (printable && this.filter.length < 64) {
-      this.filter += ch;
-      this.render();
-    }
+    if (printable && this.filter.length < 64) this.setFilter(this.filter + ch);
+  }
+
+  /**
+   * A changed filter selects its best match (the first row, see fuzzy.ts). A cleared filter keeps the
+   * machine that was selected, so "filter, clear, look around it" works.
+   */
+  private setFilter(filter: string): void {
+    if (filter === this.filter) return;
+    this.filter = filter;
+    this.selectBest = filter !== '';
+    this.render();
   }
 
   private onInputKey(ch: string | undefined, name: string, printable: boolean): void {
@@ -579,7 +606,7 @@ export class PickerApp {
   private move(delta: number): void {
     if (this.visible.length === 0) return;
     const i = (this.list as unknown as { selected: number }).selected;
-    const next = Math.max(0, Math.min(this.visible.length - 1, i + delta));
+    const next = delta === -Infinity ? 0 : delta === Infinity ? this.visible.length - 1 : Math.max(0, Math.min(this.visible.length - 1, i + delta));
     this.selected = this.visible[next]!.name;
     this.render();
   }
@@ -591,26 +618,23 @@ export class PickerApp {
     const now = new Date();
     const width = typeof this.screen.width === 'number' ? this.screen.width : 80;
     const ctx = { now, rttMs: this.rttMs, mine: (h: string) => this.mine.get(h) ?? 0, knownHosts: this.deps.knownHosts, width };
-    const rows: string[] = [];
-    const visible: HostInfo[] = [];
-    for (const h of [...this.hosts].sort((a, b) => a.name.localeCompare(b.name))) {
-      const row = formatRow(h, this.filter, ctx);
-      if (row !== null) {
-        rows.push(row);
-        visible.push(h);
-      }
-    }
+    // Best match first while a filter is typed (fuzzy.ts), else by name.
+    const ranked = rankByName(this.filter, this.hosts, (h) => sanitizeForTerminal(h.name));
+    const rows = ranked.map((r) => formatRow(r.item, r.positions, ctx));
+    const visible = ranked.map((r) => r.item);
     const prevIndex = (this.list as unknown as { selected: number }).selected ?? 0;
     this.visible = visible;
     this.list.setItems([...rows] as unknown as Widgets.BlessedElement[]);
-    let index = this.selected ? visible.findIndex((h) => h.name === this.selected) : -1;
+    let index = this.selectBest ? 0 : this.selected ? visible.findIndex((h) => h.name === this.selected) : -1;
+    if (this.selectBest && visible.length > 0) this.selectBest = false;
     if (index < 0) index = Math.min(prevIndex, Math.max(0, visible.length - 1));
     this.list.select(index);
     if (visible[index]) this.selected = visible[index]!.name;
     const url = this.relay?.client.url ?? this.relayUrl() ?? 'no relay';
     const who = this.relay ? ` as ${sanitizeForTerminal(this.relay.user)}` : '';
     const rtt = this.rttMs === null ? '' : `  rtt ${this.rttMs} ms`;
-    this.title.setContent(blessed.escape(` mssh-tui  ${url}${who}${rtt}  ${visible.length}/${this.hosts.length} machines`));
+    const count = this.loaded ? `${visible.length}/${this.hosts.length} machines` : 'loading machines…';
+    this.title.setContent(blessed.escape(` mssh-tui  ${url}${who}${rtt}  ${count}`));
     if (this.bannerText) {
       this.banner.setContent(blessed.escape(this.bannerText));
       this.banner.show();
@@ -621,10 +645,13 @@ export class PickerApp {
     const sel = visible[index];
     const userHint = sel ? `  login: ${blessed.escape(this.deps.users.get(sel.name))}@${blessed.escape(sel.name)}` : '';
     this.filterLine.setContent(`Filter: {bold}${blessed.escape(this.filter)}{/bold}{inverse} {/inverse}${userHint}`);
-    const keys = 'Enter connect  u user  r refresh  ? help  q quit';
+    const keys = this.filter === '' ? 'Enter connect  u user  r refresh  ? help  q quit' : 'Enter connect  Tab user  Esc clear filter  Ctrl-C quit';
     this.statusLine.setContent(blessed.escape(` ${this.status ? `${this.status}  |  ` : ''}${keys}`));
     if (rows.length === 0) {
-      this.list.setItems([(this.hosts.length === 0 ? '  (no machines yet)' : '  (no machine matches the filter)')] as unknown as Widgets.BlessedElement[]);
+      const empty = !this.loaded
+        ? this.bannerText ? '  (no list yet: the relay has not answered)' : `  Loading the machines from ${url}…`
+        : this.hosts.length === 0 ? '  (no machines yet)' : '  (no machine matches the filter)';
+      this.list.setItems([blessed.escape(empty)] as unknown as Widgets.BlessedElement[]);
     }
     this.screen.render();
   }

@@ -6,7 +6,6 @@ import { fingerprintBlob, sanitizeForTerminal, type HostInfo } from '@mssh/proto
 import blessed from 'blessed';
 import { formatAge, primaryFingerprint } from '../commands/ls.js';
 import type { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
-import { fuzzyMatch } from './fuzzy.js';
 
 export type HostStatus = 'online' | 'offline' | 'stale';
 const STALE_MS = 30 * 86_400_000;
@@ -60,11 +59,9 @@ function highlight(name: string, positions: number[]): string {
   return out;
 }
 
-/** The row text (blessed tags) for a host, with the filter matches highlighted; null when filtered out. */
-export function formatRow(h: HostInfo, filter: string, ctx: RowContext): string | null {
+/** The row text (blessed tags) for a host, with the filter matches (`positions` in its name) highlighted. */
+export function formatRow(h: HostInfo, positions: number[], ctx: RowContext): string {
   const name = sanitizeForTerminal(h.name);
-  const positions = fuzzyMatch(filter, name);
-  if (!positions) return null;
   const status = hostStatus(h, ctx.now);
   const pad = (s: string, w: number) => (s.length >= w ? `${s.slice(0, w - 2)}… ` : s.padEnd(w));
   const namePadding = ' '.repeat(Math.max(1, WIDTHS[1]! - name.length));

@@ -5,7 +5,9 @@
  *            screen, pause, silence blessed's own writer, detach blessed's stdin 'data'/'keypress' and
  *            stdout 'resize' listeners, give stdout its real write back. runSsh then sets raw mode, pipes
  *            stdin to the channel and forwards 'resize' to the remote PTY (channel.setWindow).
- *   give():  put the listeners back, resume (raw mode, input), enter the alternate screen, redraw.
+ *   give():  put the listeners back, resume (raw mode, input), enter the alternate screen with the cursor
+ *            where the shell left it (so after quitting, the shell prompt comes below the session's
+ *            last output, not over it), redraw.
  */
 import type { Widgets } from 'blessed';
 
@@ -48,7 +50,7 @@ export class TerminalHandoff {
     const saved = this.saved;
     if (!saved) return;
     this.saved = null;
-    const program = this.screen.program as unknown as { resume(): void; _owrite: unknown };
+    const program = this.screen.program as unknown as { resume(): void; _owrite: unknown; _write(text: string): unknown };
     process.stdin.removeAllListeners('data');
     process.stdin.removeAllListeners('keypress');
     for (const l of saved.data) process.stdin.on('data', l);
@@ -56,7 +58,12 @@ export class TerminalHandoff {
     for (const l of saved.resize) process.stdout.on('resize', l);
     process.stdout.write = saved.write as typeof process.stdout.write;
     program._owrite = saved.owrite;
+    // resume() moves the cursor to where blessed last had it (the top left) before enter() saves it with
+    // the main screen: quitting later would put the shell prompt over the session's last lines. Keep the
+    // cursor where the session left it (DECSC ... DECRC), so the main screen reads like after `ssh`.
+    program._write('\x1b7');
     program.resume();
+    program._write('\x1b8');
     (this.screen as unknown as { enter(): void }).enter();
     // The window may have changed size while the shell ran.
     const p = this.screen.program as unknown as { cols: number; rows: number; emit(e: string): void };

@@ -53,6 +53,8 @@ export interface RunSshOptions {
    * stdin is piped to the channel (after every prompt). The full-screen picker hands the terminal over here.
    */
   onSessionStart?: () => void;
+  /** Called once the SSH key exchange is done (host key accepted), before authentication and its prompts. */
+  onHandshake?: () => void;
   /** Receives ssh2's protocol log lines (handshake, auth, channel requests), for `MSSH_DEBUG=1`. */
   debug?: (line: string) => void;
 }
@@ -249,7 +251,10 @@ function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['C
       }
     };
 
-    client.on('handshake', () => clearTimeout(handshakeTimer));
+    client.on('handshake', () => {
+      clearTimeout(handshakeTimer);
+      opts.onHandshake?.();
+    });
     client.on('banner', (msg: string) => {
       stderr.write(sanitizeForTerminal(msg.replace(/\r\n/g, '\n')).replace(/([^\n])$/, '$1\n'));
     });

@@ -10,9 +10,14 @@ import type { RelayClient } from '../relay-client/relay-client.js';
 import { runSsh, type RunSshOptions } from './run-ssh.js';
 import { preloadSsh2 } from './ssh2-lazy.js';
 
+/** The steps of a connection, in order, for progress reports (`mssh ssh -v`, the status line). */
+export type ConnectStep = 'host-keys' | 'tunnel' | 'handshake' | 'authenticating';
+
 export type SshViaRelayOptions = Omit<RunSshOptions, 'sock' | 'hostKey'> & {
   client: RelayClient;
   knownHosts: KnownHostsFile;
+  /** Told when each step starts (`authenticating`: the key exchange is done and the host key accepted). */
+  progress?: (step: ConnectStep) => void;
 };
 
 export function assertHostName(host: string): void {
@@ -26,12 +31,26 @@ export function assertHostName(host: string): void {
 }
 
 export async function sshViaRelay(opts: SshViaRelayOptions): Promise<number> {
-  const { client, knownHosts, host, ...rest } = opts;
+  const { client, knownHosts, host, progress, ...rest } = opts;
   assertHostName(host);
   preloadSsh2(); // loads while the relay round trips below are in flight
   // The relay's attested keys are needed (and fetched) only when nothing is pinned for this name yet.
-  const attested = knownHosts.lookup(host).length > 0 ? [] : (await client.getHost(host)).hostKeys;
+  const pinned = knownHosts.lookup(host).length > 0;
+  if (!pinned) progress?.('host-keys');
+  const attested = pinned ? [] : (await client.getHost(host)).hostKeys;
   const hostKey = createHostKeyCheck({ host, knownHosts, attested });
+  progress?.('tunnel');
   const tunnel = await client.openTunnel(host);
-  return runSsh({ ...rest, host, sock: tunnel.stream, hostKey });
+  progress?.('handshake');
+  const onHandshake = rest.onHandshake;
+  return runSsh({
+    ...rest,
+    host,
+    sock: tunnel.stream,
+    hostKey,
+    onHandshake: () => {
+      progress?.('authenticating');
+      onHandshake?.();
+    },
+  });
 }
