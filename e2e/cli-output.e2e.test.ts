@@ -145,17 +145,23 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
     expect(JSON.parse(me.stdout)).toMatchObject({ user: 'admin', admin: true, relay: relay.url, expiresAt: expect.any(String) });
   });
 
-  it('mssh keys add prints the port the jump listener is bound to; a key registered by another user reveals and takes nothing', async () => {
-    const alice = await loginUser(relay, 'alice', 'alice-password-for-tests');
-    const bob = await loginUser(relay, 'bob', 'bob-password-for-tests');
-    const aliceKey = keygen('alice_ed25519');
-    const bobKey = keygen('bob_ed25519');
+  let alice: User;
+  let aliceKey: string;
 
+  it('mssh keys add prints the port the jump listener is bound to (a random one here, not 2222)', async () => {
+    alice = await loginUser(relay, 'alice', 'alice-password-for-tests');
+    aliceKey = keygen('alice_ed25519');
     const added = await alice.mssh(['keys', 'add', `${aliceKey}.pub`]);
     expect(added.code, added.stderr).toBe(0);
     expect(added.stdout).toContain(`ssh -J alice@127.0.0.1:${sshPort} LOGIN@MACHINE`);
     expect(added.stdout).toContain(`ssh -p ${sshPort} alice@127.0.0.1`);
     expect(added.stdout).not.toContain('2222');
+  });
+
+  it("bob registering alice's public key reveals nothing about alice and takes nothing from her", async () => {
+    const bob = await loginUser(relay, 'bob', 'bob-password-for-tests');
+    const bobKey = keygen('bob_ed25519');
+    expect((await alice.mssh(['keys', 'list'])).stdout).toContain('alice_ed25519'); // alice registered it first
 
     // bob registers alice's public key: the same answer as for any key, nothing about alice.
     const squat = await bob.mssh(['keys', 'add', `${aliceKey}.pub`]);
@@ -169,7 +175,11 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
     expect(again.stderr).toContain('CLI_ERR_NAME_TAKEN');
     expect(again.stderr).toContain('you already registered');
 
-    // The SSH user name picks the row: alice still logs in with her key; bob's key is not alice's.
+    // The SSH user name picks the row: alice still logs in with her key; bob's own (working) key is not alice's.
+    expect((await bob.mssh(['keys', 'add', `${bobKey}.pub`])).code).toBe(0);
+    const asBob = await jumpLogin('bob', bobKey);
+    expect(asBob.code, asBob.stderr).toBe(0);
+    expect(asBob.stdout).toContain('hello bob');
     const asAlice = await jumpLogin('alice', aliceKey);
     expect(asAlice.code, asAlice.stderr).toBe(0);
     expect(asAlice.stdout).toContain('hello alice');
@@ -178,7 +188,8 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
     expect(bobAsAlice.code).toBe(255);
     expect(bobAsAlice.stdout).not.toContain('hello');
     // bob removing his registration leaves alice's.
-    const fp = JSON.parse((await bob.mssh(['keys', 'list', '--json'])).stdout)[0].fingerprint as string;
+    const bobKeys = JSON.parse((await bob.mssh(['keys', 'list', '--json'])).stdout) as Array<{ fingerprint: string; comment: string }>;
+    const fp = bobKeys.find((k) => k.comment === 'alice_ed25519')!.fingerprint;
     expect((await bob.mssh(['keys', 'remove', fp])).code).toBe(0);
     expect((await jumpLogin('alice', aliceKey)).code).toBe(0);
     expect((JSON.parse((await alice.mssh(['keys', 'list', '--json'])).stdout) as unknown[])).toHaveLength(1);
