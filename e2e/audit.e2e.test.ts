@@ -73,7 +73,7 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
     expect(denied).toMatchObject({ code: 'SES003W', actor: 'admin', host: 'sleeper', details: { reason: 'host_offline' } });
   });
 
-  it('mssh admin audit filters by user, host, type and time, prints JSON lines or a table; a non-admin gets 403', async () => {
+  it('mssh admin audit filters by user, host, type and time, prints a JSON array or a table; a non-admin gets 403', async () => {
     const all = await audit([]);
     expect(all.map((e) => e.type)).toEqual(expect.arrayContaining(['relay.started', 'agent.enrolled', 'agent.connected', 'user.login', 'session.start', 'session.end']));
     const f = await audit(['--user', 'admin', '--host', 'echo1', '--type', 'session.start', '--since', '1h']);
@@ -88,7 +88,7 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
 
     const table = await admin.mssh(['admin', 'audit', '--type', 'session.end']);
     expect(table.code, table.stderr).toBe(0);
-    expect(table.stdout).toMatch(/^TIME\s+TYPE\s+CODE\s+ACTOR\s+HOST\s+SOURCE\s+DETAILS/);
+    expect(table.stdout).toMatch(/^TIME\s+TYPE\s+CODE\s+ACTOR\s+HOST\s+SOURCE\s+UP\s+DOWN\s+DETAILS/);
     expect(table.stdout).toContain('session.end');
     const bad = await admin.mssh(['admin', 'audit', '--since', 'yesterday']);
     expect(bad.code).toBe(1);
