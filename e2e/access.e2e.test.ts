@@ -16,7 +16,7 @@ afterAll(stopAll);
 const hostsOf = async (u: User): Promise<string[]> => {
   const r = await u.mssh(['ls', '--json']);
   expect(r.code, r.stderr).toBe(0);
-  return (JSON.parse(r.stdout) as { hosts: Array<{ name: string }> }).hosts.map((h) => h.name).sort();
+  return (JSON.parse(r.stdout) as Array<{ name: string }>).map((h) => h.name).sort();
 };
 
 const tunnelError = async (relay: Relay, token: string, host: string): Promise<{ status: number; body: { code: string; message: string } }> => {
@@ -93,7 +93,7 @@ describe('grants, users and logout (PGlite; mssh-relay through the admin socket)
     expect((await alice.mssh([...sshArgs('db-1'), '--', 'echo', 'db'])).stdout).toBe('db\n');
 
     const list = await admin.mssh(['admin', 'grants', '--json']);
-    expect(JSON.parse(list.stdout).grants.map((x: { subjectKind: string; subject: string; pattern: string }) => `${x.subjectKind}:${x.subject}:${x.pattern}`))
+    expect(JSON.parse(list.stdout).map((x: { subjectKind: string; subject: string; pattern: string }) => `${x.subjectKind}:${x.subject}:${x.pattern}`))
       .toEqual(['role:ops:db-?', 'user:alice:web-*']);
     const table = await relay.cli(['grants']);
     expect(table.stdout).toMatch(/role\s+ops\s+db-\?\s+local-admin/);
@@ -127,7 +127,7 @@ describe('grants, users and logout (PGlite; mssh-relay through the admin socket)
     const s = await relaySession(relay);
     expect((await request(s, 'POST', '/v1/auth/login', { body: { user: 'alice', password: 'alice-password' } })).status).toBe(401);
     s.close();
-    const users = JSON.parse((await relay.cli(['user', 'list', '--json'])).stdout).users as Array<{ name: string; disabled: boolean }>;
+    const users = JSON.parse((await relay.cli(['user', 'list', '--json'])).stdout) as Array<{ name: string; disabled: boolean }>;
     expect(users.find((u) => u.name === 'alice')!.disabled).toBe(true);
 
     expect((await relay.cli(['user', 'enable', 'alice'])).code).toBe(0);
@@ -200,7 +200,7 @@ describe('agents: list, revoke, re-enrol, stale (Postgres)', () => {
   afterAll(async () => { await relay?.proc.stop(); });
 
   it('agents list shows versions and fingerprints; revoking ends the live session within 2 s, the agent cannot come back; a fresh enrolment works', async () => {
-    const list = JSON.parse((await admin.mssh(['admin', 'agents', 'list', '--json'])).stdout).agents as Array<Record<string, unknown>>;
+    const list = JSON.parse((await admin.mssh(['admin', 'agents', 'list', '--json'])).stdout) as Array<Record<string, unknown>>;
     expect(list[0]).toMatchObject({ name: 'victim', online: true, revokedAt: null, stale: false, protocolVersion: 1 });
     expect(list[0]!.identityFingerprint).toMatch(/^SHA256:/);
     expect((list[0]!.hostKeyFingerprints as string[])[0]).toMatch(/^SHA256:/);
@@ -217,7 +217,7 @@ describe('agents: list, revoke, re-enrol, stale (Postgres)', () => {
     await waitFor(() => !again.running, 15_000, 'the restarted revoked agent to give up');
     expect(again.err + again.out).toMatch(/RLY_ERR_AGENT_REVOKED/);
     expect((await admin.mssh(['ls', '--json'])).stdout).not.toMatch(/victim/);
-    const listed = JSON.parse((await relay.cli(['agent', 'list', '--json'])).stdout).agents as Array<{ name: string; revokedAt: string | null }>;
+    const listed = JSON.parse((await relay.cli(['agent', 'list', '--json'])).stdout) as Array<{ name: string; revokedAt: string | null }>;
     expect(listed.find((a) => a.name === 'victim')!.revokedAt).not.toBeNull();
 
     // Re-enrolment of that name needs (and works with) a fresh token.

@@ -62,7 +62,7 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
     expect(end.details.durationMs).toEqual(expect.any(Number));
     // The sessions index agrees, and the session is no longer active.
     const s = await admin.mssh(['admin', 'sessions', '--json']);
-    const row = s.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((x: { sessionId: string }) => x.sessionId === sessionId);
+    const row = (JSON.parse(s.stdout) as Array<{ sessionId: string }>).find((x: { sessionId: string }) => x.sessionId === sessionId);
     expect(row).toMatchObject({ user: 'admin', host: 'echo1', bytesFromClient: up, bytesToClient: down, endReason: 'client_closed', active: false });
   });
 
@@ -73,7 +73,7 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
     expect(denied).toMatchObject({ code: 'SES003W', actor: 'admin', host: 'sleeper', details: { reason: 'host_offline' } });
   });
 
-  it('mssh admin audit filters by user, host, type and time, prints JSON lines or a table; a non-admin gets 403', async () => {
+  it('mssh admin audit filters by user, host, type and time, prints a JSON array or a table; a non-admin gets 403', async () => {
     const all = await audit([]);
     expect(all.map((e) => e.type)).toEqual(expect.arrayContaining(['relay.started', 'agent.enrolled', 'agent.connected', 'user.login', 'session.start', 'session.end']));
     const f = await audit(['--user', 'admin', '--host', 'echo1', '--type', 'session.start', '--since', '1h']);
@@ -88,7 +88,7 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
 
     const table = await admin.mssh(['admin', 'audit', '--type', 'session.end']);
     expect(table.code, table.stderr).toBe(0);
-    expect(table.stdout).toMatch(/^TIME\s+TYPE\s+CODE\s+ACTOR\s+HOST\s+SOURCE\s+DETAILS/);
+    expect(table.stdout).toMatch(/^TIME\s+TYPE\s+CODE\s+ACTOR\s+HOST\s+SOURCE\s+UP\s+DOWN\s+DETAILS/);
     expect(table.stdout).toContain('session.end');
     const bad = await admin.mssh(['admin', 'audit', '--since', 'yesterday']);
     expect(bad.code).toBe(1);
@@ -128,7 +128,7 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
     // The agent redials by itself; the next test needs it.
     await waitFor(async () => {
       const ls = await admin.mssh(['ls', '--json']);
-      return ls.code === 0 && (JSON.parse(ls.stdout) as { hosts: Array<{ name: string; online: boolean }> }).hosts.some((h) => h.name === 'echo1' && h.online);
+      return ls.code === 0 && (JSON.parse(ls.stdout) as Array<{ name: string; online: boolean }>).some((h) => h.name === 'echo1' && h.online);
     }, 20_000, 'echo1 online again');
   });
 
@@ -143,7 +143,7 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
     // Wait until the relay wrote the counters of all five (every 200 ms here).
     await waitFor(async () => {
       const r = await admin.mssh(['admin', 'sessions', '--active', '--json']);
-      const live = r.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { sessionId: string; bytesFromClient: number });
+      const live = JSON.parse(r.stdout) as Array<{ sessionId: string; bytesFromClient: number }>;
       return open.every((o) => live.some((l) => l.sessionId === o.sessionId && l.bytesFromClient === o.sent));
     }, 15_000, 'five live sessions');
     await new Promise((r) => setTimeout(r, 1_000));

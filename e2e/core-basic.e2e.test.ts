@@ -45,8 +45,7 @@ describe.each(['pglite', 'postgres'] as const)('core on %s', (db) => {
     const r = await user.mssh(['ls', '--json']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const parsed = JSON.parse(r.stdout);
-    const hosts = Array.isArray(parsed) ? parsed : parsed.hosts;
+    const hosts = JSON.parse(r.stdout);
     const laptop = hosts.find((h: { name: string }) => h.name === 'laptop');
     expect(laptop.online).toBe(true);
     expect(laptop.hostKeys.sort()).toEqual([...fixtures().sshd.hostKeys].sort());

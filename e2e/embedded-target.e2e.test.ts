@@ -61,8 +61,7 @@ describe('agent with the embedded SSH server', () => {
     const pub = readFileSync(join(agent.stateDir, 'ssh_host_ed25519_key.pub'), 'utf8').split(' ').slice(0, 2).join(' ');
     const r = await user.mssh(['ls', '--json']);
     expect(r.code).toBe(0);
-    const parsed = JSON.parse(r.stdout);
-    const hosts = Array.isArray(parsed) ? parsed : parsed.hosts;
+    const hosts = JSON.parse(r.stdout);
     const host = hosts.find((h: { name: string }) => h.name === 'rescue');
     expect(host.online).toBe(true);
     expect(host.hostKeys).toEqual([pub]);

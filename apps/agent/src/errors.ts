@@ -16,6 +16,7 @@ export const AGENT_ERRORS = {
   AGT_ERR_RELAY_NO_AGENT_ALPN: 'the relay does not accept agents on that port',
   AGT_ERR_RELAY_BAD_ANSWER: 'the relay answered something unexpected',
   AGT_ERR_ENROLL_REFUSED: 'the relay refused the enrolment',
+  AGT_ERR_STATE_DIR_LOCKED: 'another mssh-agent is already running on this state directory',
 } as const;
 
 export type AgentErrorCode = keyof typeof AGENT_ERRORS;

@@ -27,6 +27,7 @@ import { AgentSupervisor } from './dial/supervisor.js';
 import { enroll } from './enroll/enroll.js';
 import { loadIdentity } from './enroll/identity.js';
 import { readState, writeState } from './state/state-dir.js';
+import { lockStateDir } from './state/state-lock.js';
 import { describeResolution, openTarget, resolveTargetChoice } from './target/choose-target.js';
 import {
   addAuthorizedKey,
@@ -79,6 +80,8 @@ function refusalHint(code: string, stateDir: string, name: string): string {
 async function runCommand(flags: RunFlags): Promise<void> {
   const cfg = parseRunConfig(flags);
   const state = readState(cfg.stateDir);
+  // One agent per state directory (an OS lock held until this process ends; see state/state-lock.ts).
+  const lock = lockStateDir(cfg.stateDir);
   const identity = loadIdentity(cfg.stateDir);
   const choice = cfg.target ?? parseTargetChoice(state.target);
   if (!choice) throw new AgentError('AGT_ERR_STATE_DIR', `agent.json in ${cfg.stateDir} has a malformed target "${state.target}"; pass --target auto|embedded|HOST:PORT`);
@@ -88,6 +91,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
   if (!fingerprint) throw new AgentError('AGT_ERR_STATE_DIR', `agent.json in ${cfg.stateDir} has a malformed relay fingerprint; enrol again into an empty --state-dir`);
 
   const logger = createLogger(cfg.logLevel);
+  if (!lock.locked) logger.warn({ lock: lock.path }, 'flock(1) (util-linux) is not installed, so the state directory is not locked: make sure only one mssh-agent runs on it');
   const { resolved, why } = await resolveTargetChoice(choice);
   logger.info({ target: formatTargetChoice(choice), resolved: resolved.kind }, describeResolution(choice, resolved, why));
   if (cfg.allowForwarding && resolved.kind !== 'embedded') {

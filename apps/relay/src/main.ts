@@ -10,7 +10,7 @@ import { Command, Option } from 'commander';
 import { prepareDummyHash } from '@mssh/auth';
 import {
   GrantRequest, HostName, MIN_PROTOCOL_VERSION, RoleName, SOFTWARE_VERSION, UserName,
-  formatAgentsTable, formatGrantsTable, formatUsersTable, sanitizeForTerminal,
+  formatAgentsTable, formatGrantsTable, formatUsersTable, jsonForTerminal, sanitizeForTerminal,
 } from '@mssh/protocol';
 import {
   AgentEnrollConfigSchema, AuditPruneConfigSchema, HARDENING_DEFAULTS, InfoConfigSchema, ServeConfigSchema, StoreConfigSchema, UserAddConfigSchema,
@@ -96,8 +96,9 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     });
     cleanups.push(() => router.close());
     const relay = { url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen), fingerprint: tls.fingerprint };
+    let jumpBound: { host: string; port: number } | null = null;
     const services = createServices({
-      repos, tokens, audit, router, relay: () => relay, staleAfterMs: cfg.staleAfter, relayId: thisRelay, liveSessions: () => recorder.active(),
+      repos, tokens, audit, router, relay: () => relay, sshJump: () => (jumpBound ? { host: new URL(relay.url).hostname, port: jumpBound.port } : null), staleAfterMs: cfg.staleAfter, relayId: thisRelay, liveSessions: () => recorder.active(),
       minProtocolVersion: cfg.minProtocolVersion, hashSlots: new HashSlots({ max: cfg.maxPasswordChecks }),
     });
     const app = buildServer({
@@ -126,7 +127,6 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
 
     // The SSH jump listener (ssh -J user@relay:2222 login@machine): the same grants as the HTTPS path.
     let jump: JumpServer | null = null;
-    let jumpBound: { host: string; port: number } | null = null;
     const sshLines: string[] = [];
     const sshAt = sshJumpListen(cfg);
     if (sshAt) {
@@ -365,11 +365,12 @@ async function storeOps(flags: Record<string, unknown>): Promise<AdminOps> {
   return adminOps(cfg, async () => ({ url: '', fingerprint: '' }));
 }
 
-const printJson = (v: unknown) => out(JSON.stringify(v, null, 2));
+/** --json: a listing is one JSON array (the convention of apps/tui/README.md, "JSON output"). */
+const printJson = (v: unknown) => out(jsonForTerminal(v, 2));
 
 async function userList(flags: Record<string, unknown>): Promise<void> {
   const users = await withOps(await storeOps(flags), (o) => o.listUsers());
-  if (flags.json) printJson({ users });
+  if (flags.json) printJson(users);
   else process.stdout.write(formatUsersTable(users));
 }
 
@@ -426,13 +427,13 @@ async function grantRemove(subject: string, pattern: string, flags: Record<strin
 
 async function grantList(flags: Record<string, unknown>): Promise<void> {
   const grants = await withOps(await storeOps(flags), (o) => o.listGrants());
-  if (flags.json) printJson({ grants });
+  if (flags.json) printJson(grants);
   else process.stdout.write(grants.length ? formatGrantsTable(grants) : 'No grants: only admins reach machines. Add one with `mssh-relay grant USER PATTERN`.\n');
 }
 
 async function agentList(flags: Record<string, unknown>): Promise<void> {
   const agents = await withOps(await storeOps(flags), (o) => o.listAgents());
-  if (flags.json) printJson({ agents });
+  if (flags.json) printJson(agents);
   else process.stdout.write(formatAgentsTable(agents));
 }
 
@@ -550,7 +551,7 @@ export function buildProgram(): Command {
     .option('--password-stdin', 'read the password from the first line of stdin')
     .action((name: string, opts: Record<string, unknown>) => run(() => userAdd(name, opts))());
   storeOptions(user.command('list').description('list users'))
-    .option('--json', 'print JSON')
+    .option('--json', 'print a JSON array')
     .action((opts: Record<string, unknown>) => run(() => userList(opts))());
   storeOptions(user.command('disable').argument('<name>', 'user name').description('disable a user: their tokens stop working at once'))
     .option('--kill-sessions', 'also end their live sessions now')
@@ -570,7 +571,7 @@ export function buildProgram(): Command {
     .option('--role', 'the subject is a role')
     .action((subject: string, pattern: string, opts: Record<string, unknown>) => run(() => grantRemove(subject, pattern, opts))());
   storeOptions(program.command('grants').description('list grants'))
-    .option('--json', 'print JSON')
+    .option('--json', 'print a JSON array')
     .action((opts: Record<string, unknown>) => run(() => grantList(opts))());
 
   const keys = program.command('keys').description('manage the token signing keys');
@@ -585,7 +586,7 @@ export function buildProgram(): Command {
     .option('--tls-san <name>', 'extra name for the self-signed certificate if it does not exist yet (repeatable)', collect, [])
     .action((name: string, opts: Record<string, unknown>) => run(() => agentEnroll(name, opts))());
   storeOptions(agent.command('list').description('list machines: online, last seen, versions, key fingerprints'))
-    .option('--json', 'print JSON')
+    .option('--json', 'print a JSON array')
     .action((opts: Record<string, unknown>) => run(() => agentList(opts))());
   storeOptions(agent.command('revoke').argument('<name>', 'machine name').description('refuse a machine from now on and drop its connection and sessions'))
     .action((name: string, opts: Record<string, unknown>) => run(() => agentRevoke(name, opts))());

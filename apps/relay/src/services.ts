@@ -32,6 +32,8 @@ export function createServices(deps: {
   audit: RelayAuditSink;
   router: TunnelRouter;
   relay: () => { url: string; fingerprint: string };
+  /** Where the SSH jump listener is bound (host name clients dial, actual port); null when it is off. */
+  sshJump?: () => { host: string; port: number } | null;
   minProtocolVersion?: number;
   /** Machines not seen for this long are stale (default 30 days). */
   staleAfterMs?: number;
@@ -47,7 +49,7 @@ export function createServices(deps: {
     auth: new AuthService({ tokens, users: repos.users, revokedTokens: repos.revokedTokens, audit, hashSlots: deps.hashSlots }),
     hosts: new HostService({ agents: repos.agents, router, staleAfterMs: deps.staleAfterMs }),
     enrolment: new EnrollService({ db: repos.db, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, minProtocolVersion: deps.minProtocolVersion }),
-    sshKeys: new SshKeyService({ keys: repos.sshKeys, users: repos.users, audit }),
+    sshKeys: new SshKeyService({ keys: repos.sshKeys, users: repos.users, audit, jump: deps.sshJump }),
     admin: new AdminService({
       users: repos.users, agents: repos.agents, grants: repos.grants, enrollTokens: repos.enrollTokens, audit, relay: deps.relay,
       router, staleAfterMs: deps.staleAfterMs,

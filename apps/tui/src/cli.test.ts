@@ -92,7 +92,8 @@ describe('mssh command line', () => {
     expect((await parse(['proxy', 'laptop'])).calls).toEqual([['proxy', { host: 'laptop' }]]);
     expect((await parse(['ls', '--json'])).calls).toEqual([['ls', { json: true }]]);
     expect((await parse(['ls'])).calls).toEqual([['ls', { json: false }]]);
-    expect((await parse(['known-hosts', 'list'])).calls).toEqual([['knownHostsList', undefined]]);
+    expect((await parse(['known-hosts', 'list'])).calls).toEqual([['knownHostsList', { json: false }]]);
+    expect((await parse(['known-hosts', 'list', '--json'])).calls).toEqual([['knownHostsList', { json: true }]]);
     expect((await parse(['known-hosts', 'forget', 'laptop'])).calls).toEqual([['knownHostsForget', { host: 'laptop' }]]);
     expect((await parse(['admin', 'users', 'add', 'carol', '--admin', '--password-stdin'])).calls).toEqual([['adminUsersAdd', { name: 'carol', admin: true, passwordStdin: true }]]);
     expect((await parse(['admin', 'agents', 'enroll', 'laptop'])).calls).toEqual([['adminAgentsEnroll', { name: 'laptop', json: false }]]);
@@ -112,7 +113,8 @@ describe('mssh command line', () => {
     expect((await parse(['admin', 'audit', '--user', 'bob', '--host', 'h1', '--type', 'session.*', '--since', '24h', '--limit', '5', '--json'])).calls)
       .toEqual([['adminAudit', { user: 'bob', host: 'h1', type: 'session.*', since: '24h', until: undefined, limit: '5', json: true }]]);
     expect((await parse(['admin', 'sessions', '--active'])).calls).toEqual([['adminSessions', { active: true, limit: undefined, json: false }]]);
-    expect((await parse(['whoami'])).calls).toEqual([['whoami', undefined]]);
+    expect((await parse(['whoami'])).calls).toEqual([['whoami', { json: false }]]);
+    expect((await parse(['whoami', '--json'])).calls).toEqual([['whoami', { json: true }]]);
     expect((await parse(['logout'])).calls).toEqual([['logout', undefined]]);
   });
 

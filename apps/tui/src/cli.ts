@@ -11,16 +11,16 @@ import type { AdminAuditArgs, AdminSessionsArgs } from './commands/admin-audit.j
 export interface Handlers {
   login(a: LoginArgs): Promise<number>;
   logout(): Promise<number>;
-  whoami(): Promise<number>;
+  whoami(a: { json: boolean }): Promise<number>;
   ls(a: { json: boolean }): Promise<number>;
   ssh(a: SshArgs): Promise<number>;
   proxy(a: { host: string }): Promise<number>;
-  knownHostsList(): Promise<number>;
+  knownHostsList(a: { json: boolean }): Promise<number>;
   knownHostsForget(a: { host: string }): Promise<number>;
   knownHostsOpenssh(a: { host: string }): Promise<number>;
   configSsh(a: { install: boolean; uninstall: boolean }): Promise<number>;
   keysAdd(a: { file?: string }): Promise<number>;
-  keysList(): Promise<number>;
+  keysList(a: { json: boolean }): Promise<number>;
   keysRemove(a: { key: string }): Promise<number>;
   adminUsersAdd(a: { name: string; admin: boolean; passwordStdin: boolean }): Promise<number>;
   adminAgentsEnroll(a: { name: string; json: boolean }): Promise<number>;
@@ -93,13 +93,14 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .description('revoke the token on the relay and delete it here')
     .action(() => done(handlers.logout()));
 
-  configure(program.command('whoami'), 'Usage: mssh whoami')
+  configure(program.command('whoami'), 'Usage: mssh whoami [--json]')
     .description('show who you are logged in as')
-    .action(() => done(handlers.whoami()));
+    .option('--json', 'print one JSON object', false)
+    .action((o: { json: boolean }) => done(handlers.whoami({ json: o.json === true })));
 
   configure(program.command('ls'), 'Usage: mssh ls [--json]')
     .description('list the machines: name, online/offline, last seen, host key fingerprint')
-    .option('--json', 'print JSON instead of a table', false)
+    .option('--json', 'print a JSON array instead of a table', false)
     .action((o: { json: boolean }) => done(handlers.ls({ json: o.json === true })));
 
   configure(program.command('ssh'), 'Usage: mssh ssh [user@]host [-i KEY] [-t|-T] [-l USER] [-v] [--connect-timeout SECONDS] [-- command...] (put the remote command after --)')
@@ -126,9 +127,10 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .action((host: string) => done(handlers.proxy({ host })));
 
   const kh = configure(program.command('known-hosts'), 'Usage: mssh known-hosts list | forget HOST').description('show or forget pinned SSH host keys');
-  configure(kh.command('list'), 'Usage: mssh known-hosts list')
+  configure(kh.command('list'), 'Usage: mssh known-hosts list [--json]')
     .description('list pinned host keys')
-    .action(() => done(handlers.knownHostsList()));
+    .option('--json', 'print a JSON array', false)
+    .action((o: { json: boolean }) => done(handlers.knownHostsList({ json: o.json === true })));
   configure(kh.command('forget'), 'Usage: mssh known-hosts forget HOST')
     .description("forget a machine's pinned host keys (after you know they changed)")
     .argument('<host>', 'machine name')
@@ -151,9 +153,10 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .description('register a public key (default: the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub)')
     .argument('[file]', 'public key file')
     .action((file: string | undefined) => done(handlers.keysAdd({ file })));
-  configure(keys.command('list'), 'Usage: mssh keys list')
+  configure(keys.command('list'), 'Usage: mssh keys list [--json]')
     .description('list your registered keys')
-    .action(() => done(handlers.keysList()));
+    .option('--json', 'print a JSON array', false)
+    .action((o: { json: boolean }) => done(handlers.keysList({ json: o.json === true })));
   configure(keys.command('remove'), 'Usage: mssh keys remove FINGERPRINT|FILE')
     .description('unregister a key (it stops working at once)')
     .argument('<key>', 'SHA256:... fingerprint or public key file')
@@ -176,12 +179,12 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .action((subject: string, pattern: string, o: { role: boolean }) => done(handlers.adminRevokeGrant({ subject, pattern, role: o.role === true })));
   configure(admin.command('grants'), 'Usage: mssh admin grants [--json]')
     .description('list grants')
-    .option('--json', 'print JSON', false)
+    .option('--json', 'print a JSON array', false)
     .action((o: { json: boolean }) => done(handlers.adminGrants({ json: o.json === true })));
   const users = configure(admin.command('users'), 'Usage: mssh admin users add|list|disable|enable|passwd|set-role ...').description('manage users');
   configure(users.command('list'), 'Usage: mssh admin users list [--json]')
     .description('list users')
-    .option('--json', 'print JSON', false)
+    .option('--json', 'print a JSON array', false)
     .action((o: { json: boolean }) => done(handlers.adminUsersList({ json: o.json === true })));
   configure(users.command('disable'), 'Usage: mssh admin users disable NAME [--kill-sessions]')
     .description('disable a user: their logins stop working at once')
@@ -213,7 +216,7 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
   const agents = configure(admin.command('agents'), 'Usage: mssh admin agents enroll|list|revoke|forget ...').description('manage machines (agents)');
   configure(agents.command('list'), 'Usage: mssh admin agents list [--json]')
     .description('list machines: online, last seen, versions, identity and host key fingerprints')
-    .option('--json', 'print JSON', false)
+    .option('--json', 'print a JSON array', false)
     .action((o: { json: boolean }) => done(handlers.adminAgentsList({ json: o.json === true })));
   configure(agents.command('revoke'), 'Usage: mssh admin agents revoke NAME')
     .description('refuse a machine from now on and drop its connection and sessions')
@@ -226,25 +229,25 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
   configure(agents.command('enroll'), 'Usage: mssh admin agents enroll NAME [--json]')
     .description('create a one-time enrolment token for a machine')
     .argument('<name>', 'machine name')
-    .option('--json', 'print JSON', false)
+    .option('--json', 'print a JSON array', false)
     .action((name: string, o: { json: boolean }) => done(handlers.adminAgentsEnroll({ name, json: o.json === true })));
   const auditUsage = 'Usage: mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until TIME] [--limit N] [--json]';
   configure(admin.command('audit'), auditUsage)
     .description('show the audit trail (oldest first; the newest N when more match)')
     .option('--user <name>', 'only events of this user (actor)')
     .option('--host <name>', 'only events about this machine')
-    .option('--type <type>', 'only this event type (session.start) or prefix (session.*)')
+    .option('--type <type>', 'only this event type (session.start), prefix (session.* or session) or short form (login = user.login)')
     .option('--since <age|time>', 'from this age ago (90s, 30m, 24h, 7d, 2w) or ISO time')
     .option('--until <age|time>', 'before this age ago or ISO time')
     .option('--limit <n>', 'at most this many events (default 100, max 10000)')
-    .option('--json', 'one JSON object per line', false)
+    .option('--json', 'print a JSON array', false)
     .action((o: { user?: string; host?: string; type?: string; since?: string; until?: string; limit?: string; json: boolean }) =>
       done(handlers.adminAudit({ user: o.user, host: o.host, type: o.type, since: o.since, until: o.until, limit: o.limit, json: o.json === true })));
   configure(admin.command('sessions'), 'Usage: mssh admin sessions [--active] [--limit N] [--json]')
     .description('sessions: who is connected where, since when, bytes so far')
     .option('--active', 'only sessions open now', false)
     .option('--limit <n>', 'at most this many (default 100, newest first)')
-    .option('--json', 'one JSON object per line', false)
+    .option('--json', 'print a JSON array', false)
     .action((o: { active: boolean; limit?: string; json: boolean }) => done(handlers.adminSessions({ active: o.active === true, limit: o.limit, json: o.json === true })));
 
   return { program, result };

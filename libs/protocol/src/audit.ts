@@ -76,3 +76,45 @@ export function parseTimeArg(s: string, now: Date): Date | null {
   const t = Date.parse(s.trim());
   return Number.isFinite(t) ? new Date(t) : null;
 }
+
+/**
+ * Every audit event type the relay writes (the catalogue of apps/relay/src/audit/codes.ts and docs/audit.md;
+ * a relay test keeps the two equal). `mssh admin audit --type` checks its argument against it.
+ */
+export const AUDIT_EVENT_TYPES = [
+  'user.login', 'user.logout', 'user.created', 'user.disabled', 'user.enabled', 'user.password_changed', 'user.role_changed',
+  'token.rejected',
+  'agent.enrolled', 'agent.connected', 'agent.rejected', 'agent.disconnected', 'agent.revoked', 'agent.forgotten',
+  'session.start', 'session.end', 'session.denied',
+  'grant.added', 'grant.removed',
+  'key.rotated', 'ssh_key.added', 'ssh_key.removed',
+  'relay.started', 'relay.stopped',
+  'audit.pruned',
+] as const;
+
+export type AuditTypeFilter = { ok: true; type: string } | { ok: false; message: string; hint: string };
+
+/**
+ * The `type` filter for an audit query, from what a user typed: an exact type (`session.start`), a
+ * prefix (`session.*`), or a short form: a category alone (`session` = `session.*`) or the last part of
+ * exactly one type (`login` = `user.login`, `denied` = `session.denied`). Anything else is refused with
+ * the valid types (an ambiguous short form with the types it could mean).
+ */
+export function resolveAuditTypeFilter(input: string, types: readonly string[] = AUDIT_EVENT_TYPES): AuditTypeFilter {
+  const t = input.trim().toLowerCase();
+  const categories = [...new Set(types.map((x) => x.split('.')[0]!))];
+  if (types.includes(t)) return { ok: true, type: t };
+  if (t.endsWith('.*') && categories.includes(t.slice(0, -2))) return { ok: true, type: t };
+  if (categories.includes(t)) return { ok: true, type: `${t}.*` };
+  const bySuffix = types.filter((x) => x.split('.')[1] === t);
+  if (bySuffix.length === 1) return { ok: true, type: bySuffix[0]! };
+  const shown = JSON.stringify(input.slice(0, 64));
+  if (bySuffix.length > 1) {
+    return { ok: false, message: `--type ${shown} could mean ${bySuffix.join(' or ')}`, hint: `Name one: --type ${bySuffix[0]}.` };
+  }
+  return {
+    ok: false,
+    message: `--type ${shown} is not an audit event type`,
+    hint: `Valid types: ${types.join(', ')}; a prefix like session.* (or just session); or the last part of one type, e.g. login for user.login.`,
+  };
+}

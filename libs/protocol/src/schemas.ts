@@ -166,8 +166,18 @@ export const SshKeyInfo = z.object({
   createdAt: z.string(),
 });
 export type SshKeyInfo = z.infer<typeof SshKeyInfo>;
-export const SshKeysResponse = z.object({ keys: z.array(SshKeyInfo) });
+/**
+ * Where the relay's SSH jump listener listens: the relay's public host name and the port it is bound to
+ * (so `mssh keys` prints a working `ssh -J user@host:port`); null when the listener is off. Optional on
+ * the wire: relays before it do not send it.
+ */
+export const SshJumpInfo = z.object({ host: z.string(), port: z.number().int().min(1).max(65535) });
+export type SshJumpInfo = z.infer<typeof SshJumpInfo>;
+export const SshKeysResponse = z.object({ keys: z.array(SshKeyInfo), jump: SshJumpInfo.nullable().optional() });
 export type SshKeysResponse = z.infer<typeof SshKeysResponse>;
 /** POST /v1/ssh-keys: an OpenSSH public key line, "type base64 [comment]". */
 export const AddSshKeyRequest = z.object({ publicKey: z.string().min(1).max(16 * 1024) });
 export type AddSshKeyRequest = z.infer<typeof AddSshKeyRequest>;
+/** POST /v1/ssh-keys answers the key registered, and where the jump listener is. */
+export const AddSshKeyResponse = SshKeyInfo.extend({ jump: SshJumpInfo.nullable().optional() });
+export type AddSshKeyResponse = z.infer<typeof AddSshKeyResponse>;

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { AgentHello, EnrollRequest, GrantRequest } from './schemas.js';
 import { formatAgentsTable, formatGrantsTable, formatTable, formatUsersTable } from './admin-format.js';
+import { jsonForTerminal, sanitizeForTerminal, sanitizeTextBlock } from './names.js';
 
 const ESC = '\u001b';
 const hello = { name: 'laptop', publicKey: 'AAAA', signature: 'BBBB', hostKeys: [], agentVersion: '0.1.0', protocolVersion: 1 };
@@ -33,11 +34,31 @@ describe('agent-reported names and versions are validated', () => {
   });
 });
 
-describe('admin tables strip control characters', () => {
+describe('control characters are escaped, never passed or dropped', () => {
+  it('one line: newline, tab, ESC, C1 and bidi controls become visible escapes', () => {
+    const forged = 'evil\n{"level":30,"msg":"user admin logged in"}';
+    expect(sanitizeForTerminal(forged)).toBe('evil\\n{"level":30,"msg":"user admin logged in"}');
+    expect(sanitizeForTerminal(`a\tb\r${ESC}[2J\u009b\u202e\u2066z`)).toBe('a\\tb\\r\\x1b[2J\\x9b\\u202e\\u2066z');
+    expect(sanitizeForTerminal('plain \\ text é')).toBe('plain \\ text é');
+  });
+
+  it('a text block keeps its line breaks only', () => {
+    expect(sanitizeTextBlock(`line 1\nline\t2${ESC}[31m\r`)).toBe('line 1\nline\t2\\x1b[31m\\r');
+  });
+
+  it('JSON output escapes C1 and bidi controls too and parses to the same value', () => {
+    const v = [{ name: `a\u009b\u202e\n${ESC}` }];
+    const text = jsonForTerminal(v, 2);
+    expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e]/);
+    expect(JSON.parse(text)).toEqual(v);
+  });
+});
+
+describe('admin tables escape control characters', () => {
   it('formatTable', () => {
-    const t = formatTable(['A', 'B'], [[`x${ESC}[31m`, `y\u0007\u202e`]]);
+    const t = formatTable(['A', 'B'], [[`x${ESC}[31m`, `y\u0007\u202e\nforged`]]);
     expect(t).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e]/);
-    expect(t).toBe('A      B\nx[31m  y\n');
+    expect(t).toBe('A          B\nx\\x1b[31m  y\\x07\\u202e\\nforged\n');
   });
 
   it('users, grants and agents tables', () => {

@@ -12,13 +12,16 @@ export interface SshKeyRecord {
   createdAt: Date;
 }
 
-/** Users' SSH public keys for the jump listener. A fingerprint belongs to at most one user. */
+/**
+ * Users' SSH public keys for the jump listener, bound per user: (user, fingerprint) is unique, the same key
+ * may be registered by several users (the SSH user name picks the row at login).
+ */
 export class SshKeyRepository {
   constructor(private readonly db: Db) {}
 
-  /** Insert; null when the fingerprint is already registered (by anyone). */
+  /** Insert; null when this user already registered this fingerprint. */
   async add(k: { userName: string; publicKey: string; fingerprint: string; comment: string | null }): Promise<SshKeyRecord | null> {
-    const rows = await this.db.insert(sshKeys).values(k).onConflictDoNothing({ target: sshKeys.fingerprint }).returning();
+    const rows = await this.db.insert(sshKeys).values(k).onConflictDoNothing({ target: [sshKeys.userName, sshKeys.fingerprint] }).returning();
     return rows[0] ?? null;
   }
 

@@ -2,7 +2,7 @@
  * Users' SSH public keys for the jump listener: register, list, remove (each audited), and the lookup the
  * listener does on every authentication attempt (so a removed key, or a disabled user, stops at once).
  */
-import { fingerprintBlob, parseSshPublicKeyLine, SshPublicKey, type SshKeyInfo } from '@mssh/protocol';
+import { fingerprintBlob, parseSshPublicKeyLine, SshPublicKey, type AddSshKeyResponse, type SshJumpInfo, type SshKeyInfo, type SshKeysResponse } from '@mssh/protocol';
 import type { SshKeyRecord, SshKeyRepository, UserRepository } from '../db/index.js';
 import type { RelayAuditSink } from '../audit/audit-sink.js';
 import { AUDIT } from '../audit/codes.js';
@@ -16,10 +16,25 @@ function info(k: SshKeyRecord): SshKeyInfo {
 }
 
 export class SshKeyService {
-  constructor(private readonly deps: { keys: SshKeyRepository; users: UserRepository; audit: RelayAuditSink }) {}
+  constructor(private readonly deps: {
+    keys: SshKeyRepository;
+    users: UserRepository;
+    audit: RelayAuditSink;
+    /** Where the jump listener is bound (public host name, actual port), or null when it is off. */
+    jump?: () => SshJumpInfo | null;
+  }) {}
 
-  /** Register an OpenSSH public key line for `user`. RLY_ERR_BAD_REQUEST if not a key; RLY_ERR_NAME_TAKEN if already registered. */
-  async add(user: string, line: string, source: string): Promise<SshKeyInfo> {
+  /** The jump listener's address as clients should dial it; null when it is off. */
+  jumpAddress(): SshJumpInfo | null {
+    return this.deps.jump?.() ?? null;
+  }
+
+  /**
+   * Register an OpenSSH public key line for `user`. RLY_ERR_BAD_REQUEST if not a key; RLY_ERR_NAME_TAKEN if
+   * this user already registered it. Whether another user has the same key is never looked at: keys are
+   * bound per user, so the answer tells nothing about other users and nobody can squat someone's key.
+   */
+  async add(user: string, line: string, source: string): Promise<AddSshKeyResponse> {
     const parts = line.trim().split(/\s+/);
     const core = parts.slice(0, 2).join(' ');
     const comment = parts.slice(2).join(' ').replace(/[^\x20-\x7e]/g, '').slice(0, 200) || null;
@@ -30,13 +45,18 @@ export class SshKeyService {
     }
     const fingerprint = fingerprintBlob(parsed.blob);
     const rec = await this.deps.keys.add({ userName: user, publicKey: core, fingerprint, comment });
-    if (!rec) throw relayError('RLY_ERR_NAME_TAKEN', `the key ${fingerprint} is already registered`);
+    if (!rec) throw relayError('RLY_ERR_NAME_TAKEN', `you already registered the key ${fingerprint}; see mssh keys list`);
     this.deps.audit.emit({ ...AUDIT.sshKeyAdded, actor: user, source, details: { fingerprint, type: parsed.type, comment } });
-    return info(rec);
+    return { ...info(rec), jump: this.jumpAddress() };
   }
 
   async list(user: string): Promise<SshKeyInfo[]> {
     return (await this.deps.keys.listForUser(user)).map(info);
+  }
+
+  /** GET /v1/ssh-keys: the user's keys and where the jump listener is. */
+  async listResponse(user: string): Promise<SshKeysResponse> {
+    return { keys: await this.list(user), jump: this.jumpAddress() };
   }
 
   /** RLY_ERR_NOT_FOUND unless the user has a key with this fingerprint. */

@@ -10,9 +10,20 @@ describe('mssh admin audit / sessions output', () => {
       details: { reason: 'bad_password', note: '\x1b[31mred' },
     }]);
     expect(out).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
-    expect(out).toMatch(/^TIME\s+TYPE\s+CODE\s+ACTOR\s+HOST\s+SOURCE\s+DETAILS\n/);
+    expect(out.split('\n')).toHaveLength(3); // header, one row, and the final newline: nothing forged a line
+    expect(out).toContain('10.0.0.1\\r\\n');
+    expect(out).toMatch(/^TIME\s+TYPE\s+CODE\s+ACTOR\s+HOST\s+SOURCE\s+UP\s+DOWN\s+DETAILS\n/);
     expect(out).toContain('user.login');
     expect(out).toContain('bad_password');
+  });
+
+  it('bytes of a session.end have their own columns, outside the cut DETAILS', () => {
+    const out = formatAuditTable([{
+      id: 2, time: '2026-11-26T09:00:00.000Z', type: 'session.end', code: 'SES002I', relayId: 'r', actor: 'alice', host: 'laptop',
+      source: '127.0.0.1', sessionId: 's', details: { via: 'https', reason: 'client_closed', note: 'x'.repeat(300), bytesFromClient: 1536, bytesToClient: 3 * 1024 * 1024 },
+    }]);
+    expect(out).toMatch(/alice\s+laptop\s+127\.0\.0\.1\s+1\.5 KiB\s+3\.0 MiB\s+\{"via":"https"/);
+    expect(out).not.toContain('bytesFromClient');
   });
 
   it('the sessions table shows duration, bytes and state', () => {

@@ -1,11 +1,12 @@
 /**
  * `mssh admin audit` (the audit trail, filtered) and `mssh admin sessions` (who is connected where, since
  * when, bytes so far). Admin login needed. Everything the relay sent goes through sanitizeForTerminal
- * before it reaches the terminal; --json prints one JSON object per line (control characters escaped).
+ * before it reaches the terminal (control characters escaped, one row per event); --json prints one JSON
+ * array (apps/tui/README.md, "JSON output").
  */
-import { parseTimeArg, sanitizeForTerminal, type AuditEventInfo, type SessionInfo } from '@mssh/protocol';
+import { parseTimeArg, resolveAuditTypeFilter, sanitizeForTerminal, type AuditEventInfo, type SessionInfo } from '@mssh/protocol';
 import { cliError } from '../errors.js';
-import { println, withLoggedInRelay, type CliContext } from './context.js';
+import { printJson, println, withLoggedInRelay, type CliContext } from './context.js';
 
 export interface AdminAuditArgs {
   user?: string;
@@ -48,10 +49,19 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), ...rows.map(line)].join('\n') + '\n';
 }
 
+/** Byte counts (session.end) get their own columns, so the cut DETAILS never hides them. */
+const byteCell = (v: unknown): string => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? formatBytes(v) : '-');
+
 export function formatAuditTable(events: AuditEventInfo[]): string {
   return table(
-    ['TIME', 'TYPE', 'CODE', 'ACTOR', 'HOST', 'SOURCE', 'DETAILS'],
-    events.map((e) => [clean(e.time, 30), clean(e.type, 40), clean(e.code, 12), clean(e.actor, 64), clean(e.host, 63), clean(e.source, 64), clean(e.details, 160)]),
+    ['TIME', 'TYPE', 'CODE', 'ACTOR', 'HOST', 'SOURCE', 'UP', 'DOWN', 'DETAILS'],
+    events.map((e) => {
+      const { bytesFromClient, bytesToClient, ...rest } = e.details ?? {};
+      return [
+        clean(e.time, 30), clean(e.type, 40), clean(e.code, 12), clean(e.actor, 64), clean(e.host, 63), clean(e.source, 64),
+        byteCell(bytesFromClient), byteCell(bytesToClient), Object.keys(rest).length ? clean(rest, 160) : '-',
+      ];
+    }),
   );
 }
 
@@ -84,14 +94,20 @@ export function formatSessionsTable(sessions: SessionInfo[]): string {
 /** `mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until T] [--limit N] [--json]`. */
 export async function adminAudit(ctx: CliContext, args: AdminAuditArgs): Promise<number> {
   const now = ctx.now();
+  let type: string | undefined;
+  if (args.type !== undefined) {
+    const r = resolveAuditTypeFilter(args.type);
+    if (!r.ok) throw cliError('CLI_ERR_USAGE', r.message, r.hint);
+    type = r.type;
+  }
   const query: Record<string, string | undefined> = {
-    user: args.user, host: args.host, type: args.type,
+    user: args.user, host: args.host, type,
     since: timeArg('--since', args.since, now), until: timeArg('--until', args.until, now), limit: limitArg(args.limit),
   };
   return withLoggedInRelay(ctx, async (client) => {
     const events = await client.auditEvents(query);
     if (args.json) {
-      for (const e of events) println(ctx.io.stdout, JSON.stringify(e));
+      printJson(ctx, events);
       return 0;
     }
     ctx.io.stdout.write(formatAuditTable(events));
@@ -106,7 +122,7 @@ export async function adminSessions(ctx: CliContext, args: AdminSessionsArgs): P
   return withLoggedInRelay(ctx, async (client) => {
     const sessions = await client.sessions(query);
     if (args.json) {
-      for (const s of sessions) println(ctx.io.stdout, JSON.stringify(s));
+      printJson(ctx, sessions);
       return 0;
     }
     ctx.io.stdout.write(formatSessionsTable(sessions));

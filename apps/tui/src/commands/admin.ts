@@ -4,7 +4,7 @@ import {
 import { cliError } from '../errors.js';
 import { readFirstLine } from '../terminal/prompt.js';
 import { assertHostName } from '../ssh/ssh-via-relay.js';
-import { println, withLoggedInRelay, type CliContext } from './context.js';
+import { printJson, println, withLoggedInRelay, type CliContext } from './context.js';
 
 /** A new password: the first line of stdin (--password-stdin), else asked twice on the terminal. */
 async function readNewPassword(ctx: CliContext, name: string, fromStdin: boolean): Promise<string> {
@@ -46,7 +46,7 @@ export async function adminAgentsEnroll(ctx: CliContext, args: { name: string; j
     const expiresAt = sanitizeForTerminal(res.expiresAt);
     const command = `mssh-agent enroll --relay ${client.url} --token ${token} --name ${name} --relay-fingerprint ${client.conn.fingerprint}`;
     if (args.json) {
-      println(ctx.io.stdout, JSON.stringify({ name, token, expiresAt, relay: client.url, relayFingerprint: client.conn.fingerprint, command }, null, 2));
+      printJson(ctx, { name, token, expiresAt, relay: client.url, relayFingerprint: client.conn.fingerprint, command });
       return 0;
     }
     println(ctx.io.stdout, `Enrolment token for ${name} (single use, valid until ${expiresAt}):`);
@@ -66,12 +66,10 @@ function checkUserName(name: string, what = 'user name'): void {
   }
 }
 
-const json = (ctx: CliContext, v: unknown) => println(ctx.io.stdout, JSON.stringify(v, null, 2));
-
 /** `mssh admin users list [--json]`. */
 export async function adminUsersList(ctx: CliContext, args: { json: boolean }): Promise<number> {
   const users = await withLoggedInRelay(ctx, (c) => c.listUsers());
-  if (args.json) json(ctx, { users });
+  if (args.json) printJson(ctx, users);
   else ctx.io.stdout.write(formatUsersTable(users));
   return 0;
 }
@@ -142,7 +140,7 @@ export async function adminRevokeGrant(ctx: CliContext, args: { subject: string;
 /** `mssh admin grants [--json]`. */
 export async function adminGrants(ctx: CliContext, args: { json: boolean }): Promise<number> {
   const grants = await withLoggedInRelay(ctx, (c) => c.listGrants());
-  if (args.json) json(ctx, { grants });
+  if (args.json) printJson(ctx, grants);
   else if (grants.length === 0) println(ctx.io.stdout, "No grants: only admins reach machines. Add one with `mssh admin grant USER 'PATTERN'`.");
   else ctx.io.stdout.write(formatGrantsTable(grants));
   return 0;
@@ -151,7 +149,7 @@ export async function adminGrants(ctx: CliContext, args: { json: boolean }): Pro
 /** `mssh admin agents list [--json]`. */
 export async function adminAgentsList(ctx: CliContext, args: { json: boolean }): Promise<number> {
   const agents = await withLoggedInRelay(ctx, (c) => c.listAgents());
-  if (args.json) json(ctx, { agents });
+  if (args.json) printJson(ctx, agents);
   else ctx.io.stdout.write(formatAgentsTable(agents));
   return 0;
 }

@@ -2,6 +2,7 @@
  * What every command gets from main.ts, and the shared step "open the relay I am logged in to".
  */
 import type { Readable, Writable } from 'node:stream';
+import { jsonForTerminal } from '@mssh/protocol';
 import type { ClientConfig } from '../config/config.js';
 import type { CredentialsStore, RelayEntry } from '../config/credentials-store.js';
 import { normalizeRelayUrl } from '../config/relay-url.js';
@@ -69,4 +70,14 @@ export async function withLoggedInRelay<T>(ctx: CliContext, fn: (client: RelayCl
 
 export function println(w: Writable, line = ''): void {
   w.write(`${line}\n`);
+}
+
+/**
+ * `--json` output, one convention for every command (apps/tui/README.md, "JSON output"): a listing is
+ * ONE JSON array of its items (`[]` when empty), a single thing (whoami, an enrolment token) ONE JSON
+ * object; JSON lines are kept for streams (a future `--follow`). Indented, with DEL, C1 and bidi
+ * controls escaped too, so it is safe on a terminal.
+ */
+export function printJson(ctx: CliContext, v: unknown): void {
+  println(ctx.io.stdout, jsonForTerminal(v, 2));
 }

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fingerprintBlob, parseSshPublicKeyLine, sanitizeForTerminal } from '@mssh/protocol';
 import { cliError } from '../errors.js';
-import { println, withLoggedInRelay, type CliContext } from './context.js';
+import { printJson, println, withLoggedInRelay, type CliContext } from './context.js';
 
 const DEFAULT_PUBLIC_KEYS = ['id_ed25519.pub', 'id_ecdsa.pub', 'id_ed25519_sk.pub', 'id_ecdsa_sk.pub', 'id_rsa.pub'];
 
@@ -45,22 +45,34 @@ export async function keysAdd(ctx: CliContext, args: { file?: string }): Promise
   const line = readPublicKeyLine(path);
   return withLoggedInRelay(ctx, async (client, entry) => {
     const k = await client.addSshKey(line);
-    println(ctx.io.stdout, `Added ${k.fingerprint} (${sanitizeForTerminal(k.type)}${k.comment ? `, ${sanitizeForTerminal(k.comment)}` : ''}) for ${entry.user}.`);
+    println(ctx.io.stdout, `Added ${sanitizeForTerminal(k.fingerprint)} (${sanitizeForTerminal(k.type)}${k.comment ? `, ${sanitizeForTerminal(k.comment)}` : ''}) for ${entry.user}.`);
+    // The host we reach the relay by, and the port its jump listener is actually bound to (as it reports).
     const host = new URL(client.url).hostname;
-    println(ctx.io.stdout, `Use it with: ssh -J ${entry.user}@${host}:2222 LOGIN@MACHINE; \`ssh -p 2222 ${entry.user}@${host}\` lists the machines (2222 unless the relay set --ssh-listen).`);
+    if (k.jump === null) {
+      println(ctx.io.stdout, `The relay's SSH jump listener is off, so \`ssh -J\` does not work yet; its admin turns it on with \`mssh-relay serve --ssh-listen HOST:PORT\`.`);
+    } else if (k.jump === undefined) {
+      println(ctx.io.stdout, `Use it with: ssh -J ${entry.user}@${host}:PORT LOGIN@MACHINE, where PORT is the relay's SSH jump port (this relay does not report it; 2222 unless it set --ssh-listen: \`mssh-relay info\` on the relay).`);
+    } else {
+      const at = `${host}:${k.jump.port}`;
+      println(ctx.io.stdout, `Use it with: ssh -J ${entry.user}@${at} LOGIN@MACHINE; \`ssh -p ${k.jump.port} ${entry.user}@${host}\` lists the machines.`);
+    }
     return 0;
   });
 }
 
-export async function keysList(ctx: CliContext): Promise<number> {
+export async function keysList(ctx: CliContext, args: { json: boolean } = { json: false }): Promise<number> {
   return withLoggedInRelay(ctx, async (client, entry) => {
     const keys = await client.listSshKeys();
+    if (args.json) {
+      printJson(ctx, keys);
+      return 0;
+    }
     if (keys.length === 0) {
       println(ctx.io.stderr, `No SSH keys registered for ${entry.user}; add one with \`mssh keys add\`.`);
       return 0;
     }
     for (const k of keys) {
-      println(ctx.io.stdout, `${k.fingerprint}  ${sanitizeForTerminal(k.type)}  ${sanitizeForTerminal(k.comment ?? '-')}  ${k.createdAt}`);
+      println(ctx.io.stdout, `${sanitizeForTerminal(k.fingerprint)}  ${sanitizeForTerminal(k.type)}  ${sanitizeForTerminal(k.comment ?? '-')}  ${sanitizeForTerminal(k.createdAt)}`);
     }
     return 0;
   });

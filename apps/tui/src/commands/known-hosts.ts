@@ -1,19 +1,24 @@
 import { keyLineFromBlob, parseSshPublicKeyLine, sanitizeForTerminal } from '@mssh/protocol';
 import { cliError } from '../errors.js';
 import { assertHostName } from '../ssh/ssh-via-relay.js';
-import { openLoggedInRelay, println, type CliContext } from './context.js';
+import { openLoggedInRelay, printJson, println, type CliContext } from './context.js';
 import { machineNameOf } from './ssh-config.js';
 
-/** `mssh known-hosts list`: one line per pinned key: NAME TYPE FINGERPRINT. */
-export async function knownHostsList(ctx: CliContext): Promise<number> {
+/** `mssh known-hosts list [--json]`: one line per pinned key: NAME TYPE FINGERPRINT. */
+export async function knownHostsList(ctx: CliContext, args: { json: boolean } = { json: false }): Promise<number> {
   const keys = ctx.knownHosts.entries();
+  if (args.json) {
+    printJson(ctx, keys.map((k) => ({ hosts: k.hosts, type: k.type, fingerprint: k.fingerprint, publicKey: keyLineFromBlob(k.blob), line: k.line })));
+    return 0;
+  }
   if (keys.length === 0) {
     println(ctx.io.stderr, `No host keys pinned yet (${ctx.knownHosts.path}).`);
     return 0;
   }
-  const w = Math.max(...keys.map((k) => k.hosts.length));
-  const t = Math.max(...keys.map((k) => k.type.length));
-  for (const k of keys) println(ctx.io.stdout, `${sanitizeForTerminal(k.hosts).padEnd(w)}  ${k.type.padEnd(t)}  ${k.fingerprint}`);
+  const rows = keys.map((k) => [sanitizeForTerminal(k.hosts), sanitizeForTerminal(k.type), k.fingerprint]);
+  const w = Math.max(...rows.map((r) => r[0]!.length));
+  const t = Math.max(...rows.map((r) => r[1]!.length));
+  for (const [hosts, type, fp] of rows) println(ctx.io.stdout, `${hosts!.padEnd(w)}  ${type!.padEnd(t)}  ${fp}`);
   return 0;
 }
 

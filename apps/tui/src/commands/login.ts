@@ -3,7 +3,7 @@ import { normalizeRelayUrl, parseFingerprint } from '../config/relay-url.js';
 import { cliError, isCliError } from '../errors.js';
 import { RelayClient } from '../relay-client/relay-client.js';
 import { readFirstLine } from '../terminal/prompt.js';
-import { currentRelayUrl, openLoggedInRelay, println, withLoggedInRelay, type CliContext } from './context.js';
+import { currentRelayUrl, openLoggedInRelay, printJson, println, withLoggedInRelay, type CliContext } from './context.js';
 
 export interface LoginArgs {
   relay: string;
@@ -86,9 +86,13 @@ export async function logout(ctx: CliContext): Promise<number> {
 }
 
 /** `mssh whoami`: ask the relay who the stored token belongs to. */
-export async function whoami(ctx: CliContext): Promise<number> {
+export async function whoami(ctx: CliContext, args: { json: boolean } = { json: false }): Promise<number> {
   return withLoggedInRelay(ctx, async (client) => {
     const me = await client.whoami();
+    if (args.json) {
+      printJson(ctx, { user: me.user, admin: me.admin, relay: client.url, expiresAt: me.expiresAt });
+      return 0;
+    }
     println(ctx.io.stdout, `user:    ${sanitizeForTerminal(me.user)}${me.admin ? ' (admin)' : ''}`);
     println(ctx.io.stdout, `relay:   ${client.url}`);
     println(ctx.io.stdout, `expires: ${sanitizeForTerminal(me.expiresAt)}`);

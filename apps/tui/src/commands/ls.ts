@@ -1,5 +1,5 @@
 import { fingerprintKeyLine, parseSshPublicKeyLine, sanitizeForTerminal, type HostInfo } from '@mssh/protocol';
-import { println, withLoggedInRelay, type CliContext } from './context.js';
+import { printJson, println, withLoggedInRelay, type CliContext } from './context.js';
 
 const KEY_TYPE_ORDER = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'ssh-rsa'];
 
@@ -46,7 +46,7 @@ export async function ls(ctx: CliContext, args: { json: boolean }): Promise<numb
   return withLoggedInRelay(ctx, async (client, entry) => {
     const hosts = await client.listHosts();
     if (args.json) {
-      println(ctx.io.stdout, JSON.stringify({ hosts }, null, 2));
+      printJson(ctx, hosts);
       return 0;
     }
     ctx.io.stdout.write(formatHostsTable(hosts, ctx.now()));

@@ -8,7 +8,7 @@
  *        └──────────── shell exits: picker restored, one-line status ──┘
  */
 import { Writable } from 'node:stream';
-import { fingerprintBlob, sanitizeForTerminal, type HostInfo } from '@mssh/protocol';
+import { fingerprintBlob, sanitizeForTerminal, sanitizeTextBlock, type HostInfo } from '@mssh/protocol';
 import blessed from 'blessed';
 import type { Widgets } from 'blessed';
 import type { Logger } from 'pino';
@@ -460,7 +460,7 @@ export class PickerApp {
     const m = this.modal;
     if (!m) return;
     const lines = [`{bold}${blessed.escape(m.title)}{/bold}`];
-    if (m.info) lines.push('', blessed.escape(sanitizeForTerminal(m.info)));
+    if (m.info) lines.push('', blessed.escape(sanitizeTextBlock(m.info)));
     lines.push('');
     m.fields.forEach((f, i) => {
       const v = f.secret ? '*'.repeat(Math.min(f.value.length, 40)) : f.value;

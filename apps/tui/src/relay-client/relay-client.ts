@@ -28,6 +28,7 @@ import {
   HostsResponse,
   LoginResponse,
   PATHS,
+  AddSshKeyResponse,
   SshKeyInfo,
   SshKeysResponse,
   PROTOCOL_VERSION,
@@ -111,8 +112,8 @@ export class RelayClient {
     return (await this.call('GET', PATHS.sshKeys, { schema: SshKeysResponse })).keys;
   }
 
-  addSshKey(publicKey: string): Promise<SshKeyInfo> {
-    return this.call('POST', PATHS.sshKeys, { body: { publicKey }, schema: SshKeyInfo });
+  addSshKey(publicKey: string): Promise<AddSshKeyResponse> {
+    return this.call('POST', PATHS.sshKeys, { body: { publicKey }, schema: AddSshKeyResponse });
   }
 
   async removeSshKey(fingerprint: string): Promise<void> {

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AnyAuthMethod, AuthHandlerMiddleware, NextAuthHandler } from 'ssh2';
 import { loadSsh2 } from './ssh2-lazy.js';
-import { sanitizeForTerminal } from '@mssh/protocol';
+import { sanitizeForTerminal, sanitizeTextBlock } from '@mssh/protocol';
 import { cliError, isCliError, type CliError } from '../errors.js';
 import type { Prompter } from '../terminal/prompt.js';
 
@@ -104,7 +104,7 @@ export function createAuthHandler(username: string, host: string, opts: SshAuthO
       username,
       prompt: (name, instructions, _lang, prompts, finish) => {
         void (async () => {
-          const text = [name, instructions].map((s) => sanitizeForTerminal(s ?? '').trim()).filter(Boolean).join('\n');
+          const text = [name, instructions].map((s) => sanitizeTextBlock(s ?? '').trim()).filter(Boolean).join('\n');
           if (text) opts.prompter.say(text);
           const answers: string[] = [];
           for (const p of prompts) {

@@ -15,7 +15,7 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import type { ReadStream, WriteStream } from 'node:tty';
 import type { ClientChannel, ConnectConfig, PseudoTtyOptions } from 'ssh2';
 import { loadSsh2 } from './ssh2-lazy.js';
-import { sanitizeForTerminal } from '@mssh/protocol';
+import { sanitizeTextBlock } from '@mssh/protocol';
 import { cliError, isCliError, type CliError } from '../errors.js';
 import { createAuthHandler, type AuthState, type SshAuthOptions } from './auth.js';
 import type { HostKeyCheck } from './host-key-check.js';
@@ -256,7 +256,7 @@ function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['C
       opts.onHandshake?.();
     });
     client.on('banner', (msg: string) => {
-      stderr.write(sanitizeForTerminal(msg.replace(/\r\n/g, '\n')).replace(/([^\n])$/, '$1\n'));
+      stderr.write(sanitizeTextBlock(msg.replace(/\r\n/g, '\n')).replace(/([^\n])$/, '$1\n'));
     });
     client.on('error', (e: SshError) => {
       if (e.level === 'agent') return; // ssh-agent unusable: the next method is tried

@@ -9,7 +9,7 @@ import '../auth-types.js';
 export const sshKeyRoutes: FastifyPluginAsync<{ sshKeys: SshKeyService }> = async (app, { sshKeys }) => {
   app.addHook('preHandler', app.authenticate);
 
-  app.get(PATHS.sshKeys, async (request): Promise<SshKeysResponse> => ({ keys: await sshKeys.list(request.auth!.user) }));
+  app.get(PATHS.sshKeys, async (request): Promise<SshKeysResponse> => sshKeys.listResponse(request.auth!.user));
 
   app.post(PATHS.sshKeys, async (request, reply) => {
     const { publicKey } = parseOr400(AddSshKeyRequest, request.body);
