@@ -6,7 +6,8 @@
  * database the relay really uses.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { BIN, exec, loginUser, run, startRelay, stopAll, type Relay, type RunResult } from './fixtures/stack.js';
 import { getFixtures as fixtures } from './fixtures/state.js';
@@ -185,7 +186,7 @@ describe('no relay and no data dir', () => {
       expect(lines[0]).toContain('(RLY_CLI_ERR_NO_DATA_DIR)');
       expect(lines[1]).toMatch(/mssh-relay serve.*--data-dir/);
     }
-    expect(readdirSync(home)).toEqual(['xdg']);
+    expect(readdirSync(home)).toEqual(['xdg']); // no ~/.local/share/mssh-relay
     expect(readdirSync(join(home, 'xdg'))).toEqual([]);
 
     // An existing but empty directory is not a relay's either.
@@ -196,6 +197,17 @@ describe('no relay and no data dir', () => {
     expect(r.stderr).toContain(`no relay has been started with the data directory ${empty}`);
     expect(r.stderr).toContain('RLY_CLI_ERR_NO_DATA_DIR');
     expect(readdirSync(empty)).toEqual([]);
+
+    // A data dir of an older version (relay-id, no database.json) and no PGlite in it: its relay runs on
+    // Postgres, so opening PGlite there (creating an empty one) is refused.
+    const legacy = join(home, 'legacy');
+    mkdirSync(legacy, { mode: 0o700 });
+    writeFileSync(join(legacy, 'relay-id'), `${randomUUID()}\n`);
+    const old = await cli(['user', 'list', '--data-dir', legacy]);
+    expect(old.code).toBe(1);
+    expect(old.stderr).toContain('does not use PGlite');
+    expect(old.stderr).toContain('RLY_CLI_ERR_DATABASE_MISMATCH');
+    expect(readdirSync(legacy)).toEqual(['relay-id']);
 
     const info = await cli(['info']);
     expect(info.code).toBe(0);

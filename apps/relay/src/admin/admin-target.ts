@@ -109,6 +109,17 @@ export async function resolveAdminTarget(cfg: { dataDir: string; databaseUrl?: s
       `the relay of ${cfg.dataDir} (not running) uses ${databaseName(recorded, cfg.dataDir)}, not ${asked(requested, cfg.dataDir)}`,
       useTheRelaysDatabase(recorded, requested));
   }
+  // Opening PGlite where there is none would create an empty database: never what an admin command means.
+  // Without a record (a data dir of an older version) a missing db/ also says the relay runs on Postgres.
+  if (requested.kind === 'pglite' && !existsSync(pgliteDir(cfg.dataDir))) {
+    throw codedCliError('RLY_CLI_ERR_DATABASE_MISMATCH',
+      recorded
+        ? `the relay of ${cfg.dataDir} (not running) uses PGlite, but ${pgliteDir(cfg.dataDir)} is missing`
+        : `the relay of ${cfg.dataDir} (not running) does not use PGlite (there is no ${pgliteDir(cfg.dataDir)}), so it runs on Postgres`,
+      recorded
+        ? 'Restore that directory from a backup; `mssh-relay serve` would start on an empty database.'
+        : 'Pass its database with the password: --database-url \'postgres://USER:PASSWORD@HOST:5432/DB\' (or DATABASE_URL), as given to `mssh-relay serve`.');
+  }
   return { via: 'database', dataDir: cfg.dataDir, database: requested };
 }
 
