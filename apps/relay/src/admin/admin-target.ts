@@ -18,7 +18,7 @@ import { pgliteDir } from '../data-dir.js';
 import { adminSocketPath, socketAnswers, type AdminSocketInfo } from './admin-socket.js';
 import { AdminSocketClient } from './admin-client.js';
 import {
-  databaseRecordPath, readDatabaseRecord, requestedDatabase, sameDatabase, type DatabaseTarget,
+  databaseRecordPath, readDatabaseRecord, requestedDatabase, sameDatabase, withPasswordPlaceholder, type DatabaseTarget,
 } from './database-record.js';
 
 export type AdminTarget =
@@ -54,17 +54,6 @@ export function isRelayDataDir(dataDir: string): boolean {
   return existsSync(databaseRecordPath(dataDir)) || existsSync(join(dataDir, 'relay-id'));
 }
 
-/** `--database-url 'postgres://user:PASSWORD@host/db'`: the recorded URL with a placeholder password. */
-function urlWithPasswordPlaceholder(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.username) u.password = 'PASSWORD';
-    return u.toString();
-  } catch {
-    return url;
-  }
-}
-
 /** What was asked for, as said in messages. */
 function asked(requested: DatabaseTarget, dataDir: string): string {
   return requested.kind === 'postgres'
@@ -76,7 +65,7 @@ function asked(requested: DatabaseTarget, dataDir: string): string {
 function useTheRelaysDatabase(relays: DatabaseTarget, requested: DatabaseTarget): string {
   const other = requested.kind === 'postgres' ? `, or pass the --data-dir of the relay that uses ${requested.url}` : '';
   return relays.kind === 'postgres'
-    ? `Pass the relay's database with its password: --database-url '${urlWithPasswordPlaceholder(relays.url)}' (or DATABASE_URL)${other}.`
+    ? `Pass the relay's database with its password: --database-url '${withPasswordPlaceholder(relays.url)}' (or DATABASE_URL)${other}.`
     : `Leave out --database-url and unset DATABASE_URL to use the relay's PGlite${other}.`;
 }
 
@@ -133,7 +122,7 @@ export function checkServeDatabase(cfg: { dataDir: string; databaseUrl?: string 
   if (!recorded || sameDatabase(recorded, requested)) return;
   throw codedCliError('RLY_CLI_ERR_DATABASE_MISMATCH',
     `the data directory ${cfg.dataDir} was started with ${databaseName(recorded, cfg.dataDir)}, not ${asked(requested, cfg.dataDir)}`,
-    `${recorded.kind === 'postgres' ? `Start it with --database-url '${urlWithPasswordPlaceholder(recorded.url)}' (or DATABASE_URL)` : 'Start it without --database-url and DATABASE_URL'}, `
+    `${recorded.kind === 'postgres' ? `Start it with --database-url '${withPasswordPlaceholder(recorded.url)}' (or DATABASE_URL)` : 'Start it without --database-url and DATABASE_URL'}, `
     + `or use another --data-dir for a relay on ${requested.kind === 'postgres' ? requested.url : 'PGlite'}; to switch this one over on purpose, remove ${databaseRecordPath(cfg.dataDir)} first.`);
 }
 

@@ -10,25 +10,38 @@ import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { codedCliError } from '../errors.js';
-import { pgliteDir } from '../data-dir.js';
 
 export const DATABASE_RECORD_NAME = 'database.json';
 
 /** Where a relay's data lives: Postgres (URL without secrets) or the embedded PGlite in `<data-dir>/db`. */
 export type DatabaseTarget = { kind: 'postgres'; url: string } | { kind: 'pglite' };
 
-const SECRET_PARAMS = ['password', 'sslpassword'];
+/**
+ * A Postgres URL in parts, parsed by hand: libpq URLs such as `postgres://u@/db?host=/run/postgresql` are
+ * not WHATWG URLs. The user info ends at the last `@` of the authority (a password may contain `@`).
+ */
+function splitPostgresUrl(url: string): { scheme: string; user: string | undefined; hostport: string; path: string; params: string[] } | null {
+  const m = /^(postgres(?:ql)?):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?/i.exec(url.trim());
+  if (!m) return null;
+  const authority = m[2]!;
+  const at = authority.lastIndexOf('@');
+  return {
+    scheme: m[1]!.toLowerCase(),
+    user: at >= 0 ? authority.slice(0, at).split(':')[0] : undefined,
+    hostport: at >= 0 ? authority.slice(at + 1) : authority,
+    path: m[3] ?? '',
+    params: m[4] ? m[4].split('&').filter(Boolean) : [],
+  };
+}
 
-/** The URL with the password (and password-like query parameters) removed; unparsable stays unparsable. */
+const isSecretParam = (kv: string) => /^(ssl)?password=/i.test(kv);
+
+/** The URL with the password (and password-like query parameters) removed. */
 export function withoutSecrets(url: string): string {
-  try {
-    const u = new URL(url);
-    u.password = '';
-    for (const p of SECRET_PARAMS) u.searchParams.delete(p);
-    return u.toString();
-  } catch {
-    return '(unparsable database URL)';
-  }
+  const u = splitPostgresUrl(url);
+  if (!u) return '(unparsable database URL)';
+  const params = u.params.filter((kv) => !isSecretParam(kv));
+  return `${u.scheme}://${u.user !== undefined ? `${u.user}@` : ''}${u.hostport}${u.path}${params.length ? `?${params.join('&')}` : ''}`;
 }
 
 /** The database asked for: --database-url / DATABASE_URL, else the embedded PGlite. */
@@ -42,14 +55,17 @@ export function requestedDatabase(databaseUrl: string | undefined): DatabaseTarg
  * parameters do not matter.
  */
 function postgresIdentity(url: string): string {
-  try {
-    const u = new URL(url);
-    const host = (u.hostname || u.searchParams.get('host') || '').toLowerCase();
-    const port = u.port || u.searchParams.get('port') || '5432';
-    return `${decodeURIComponent(u.username)}@${host}:${port}/${decodeURIComponent(u.pathname.replace(/^\//, ''))}`;
-  } catch {
-    return url;
-  }
+  const u = splitPostgresUrl(url);
+  if (!u) return url;
+  const q = new URLSearchParams(u.params.filter((kv) => !isSecretParam(kv)).join('&'));
+  const dec = (s: string) => { try { return decodeURIComponent(s); } catch { return s; } };
+  let host = u.hostport.toLowerCase();
+  let port = '';
+  const m = /^(.*?):(\d+)$/.exec(host);
+  if (m && !host.includes(',')) [host, port] = [m[1]!, m[2]!];
+  host ||= q.get('host') ?? '';
+  port ||= q.get('port') ?? '5432';
+  return `${dec(u.user ?? '')}@${host}:${port}/${dec(u.path.replace(/^\//, ''))}`;
 }
 
 export function sameDatabase(a: DatabaseTarget, b: DatabaseTarget): boolean {
@@ -57,9 +73,11 @@ export function sameDatabase(a: DatabaseTarget, b: DatabaseTarget): boolean {
   return postgresIdentity(a.url) === postgresIdentity(b.url);
 }
 
-/** "postgres postgres://u@h:5432/db" or "pglite /data/db", for messages. */
-export function describeDatabase(t: DatabaseTarget, dataDir: string): string {
-  return t.kind === 'postgres' ? `postgres ${t.url}` : `pglite ${pgliteDir(dataDir)}`;
+/** `postgres://user:PASSWORD@host/db`: the URL to show in a fix, with a placeholder for the password. */
+export function withPasswordPlaceholder(url: string): string {
+  const u = splitPostgresUrl(withoutSecrets(url));
+  if (!u) return url;
+  return `${u.scheme}://${u.user || 'USER'}:PASSWORD@${u.hostport}${u.path}${u.params.length ? `?${u.params.join('&')}` : ''}`;
 }
 
 const RecordSchema = z.union([
