@@ -50,8 +50,12 @@ function expandHome(p: string): string {
 
 const nonEmpty = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
 
+/** The data directory when neither --data-dir nor MSSH_DATA_DIR says: per user, under their home. */
+export const DEFAULT_DATA_DIR = '~/.local/share/mssh-relay';
+export const defaultDataDir = (): string => resolve(expandHome(DEFAULT_DATA_DIR));
+
 const DataDir = z.preprocess(nonEmpty, z.string().optional())
-  .transform((v) => resolve(expandHome(v ?? '~/.local/share/mssh-relay')));
+  .transform((v) => (v === undefined ? defaultDataDir() : resolve(expandHome(v))));
 
 const DatabaseUrl = z.preprocess(nonEmpty, z.string().optional()).refine(
   (v) => v === undefined || /^postgres(ql)?:\/\/./.test(v),

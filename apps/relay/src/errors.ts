@@ -34,16 +34,39 @@ export function httpReason(status: number): string {
 }
 
 /**
+ * Coded failures of the `mssh-relay` command line (not wire codes: they never cross the network). Listed
+ * in apps/relay/README.md, "Command-line error codes"; stable and never reused.
+ */
+export const RELAY_CLI_ERRORS = {
+  /** An admin command found no running relay and no data directory made by `mssh-relay serve`. */
+  RLY_CLI_ERR_NO_DATA_DIR: 'no relay data directory',
+  /** The database asked for is not the one the data directory's relay uses (or used last). */
+  RLY_CLI_ERR_DATABASE_MISMATCH: 'another database than the relay uses',
+  /** `<data-dir>/database.json` cannot be read. */
+  RLY_CLI_ERR_DATABASE_RECORD: 'unreadable database record',
+} as const;
+export type RelayCliErrorCode = keyof typeof RELAY_CLI_ERRORS;
+
+/**
  * A failure of the command line or of start-up (bad flag, port in use, database unreachable). main.ts
- * prints `mssh-relay: <message>` and, when given, the hint on a second line, then exits non-zero.
+ * prints `mssh-relay: <message>` (with ` (CODE)` when coded) and, when given, the hint on a second line,
+ * then exits non-zero.
  */
 export class CliError extends Error {
   readonly hint: string | undefined;
   readonly exitCode: number;
+  code: RelayCliErrorCode | undefined;
   constructor(message: string, hint?: string, cause?: unknown, exitCode = 1) {
     super(message, cause === undefined ? undefined : { cause });
     this.name = 'CliError';
     this.hint = hint;
     this.exitCode = exitCode;
   }
+}
+
+/** A CliError with a code from RELAY_CLI_ERRORS. */
+export function codedCliError(code: RelayCliErrorCode, message: string, hint: string, cause?: unknown): CliError {
+  const e = new CliError(message, hint, cause);
+  e.code = code;
+  return e;
 }

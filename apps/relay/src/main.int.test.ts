@@ -88,7 +88,7 @@ describe.each(DB_KINDS)('mssh-relay process on %s', (kind) => {
 
   it('user add and agent enroll work through the admin socket while serving', { timeout: 180_000 }, async () => {
     const u = await cli(['user', 'add', 'carol', '--password-stdin', '--data-dir', dataDir, ...dbArgs], env, 'carol-password\n');
-    expect(u.err).toBe('');
+    expect(u.err).toBe(`(relay pid ${relay.child.pid} via admin socket ${join(dataDir, 'admin.sock')}, database ${kind === 'pglite' ? `PGlite ${join(dataDir, 'db')}` : dbArgs[1]})\n`);
     expect(u.out).toBe('Created user "carol".\nThey reach no machine until granted: mssh-relay grant carol \'PATTERN\'\n');
     expect(u.code).toBe(0);
     const e = await cli(['agent', 'enroll', 'box', '--data-dir', dataDir, ...dbArgs], env);
@@ -99,13 +99,15 @@ describe.each(DB_KINDS)('mssh-relay process on %s', (kind) => {
     expect(i.code).toBe(0);
     expect(i.out).toContain(`TLS certificate fingerprint: ${fingerprint}`);
     expect(i.out).toMatch(/Relay: running/);
-    expect(i.out).toContain(kind === 'pglite' ? 'Database: pglite' : 'Database: postgres');
+    expect(i.out).toContain(kind === 'pglite' ? `Database: pglite ${join(dataDir, 'db')} (used by the running relay)` : `Database: postgres ${dbArgs[1]} (used by the running relay)`);
   });
 
   it('fails in one or two lines, non-zero', { timeout: 180_000 }, async () => {
     const taken = await cli(['user', 'add', 'carol', '--password-stdin', '--data-dir', dataDir, ...dbArgs], env, 'carol-password\n');
     expect(taken.code).not.toBe(0);
-    expect(taken.err.trim().split('\n')).toHaveLength(2);
+    // The line naming the relay and database, then the failure in two lines.
+    expect(taken.err.trim().split('\n')).toHaveLength(3);
+    expect(taken.err).toMatch(/^\(relay pid \d+ via admin socket /);
     expect(taken.err).toMatch(/already exists/);
     const bad = await cli(['agent', 'enroll', 'Not_A_Name', '--data-dir', dataDir], env);
     expect(bad.code).not.toBe(0);
@@ -132,7 +134,7 @@ describe.each(DB_KINDS)('mssh-relay process on %s', (kind) => {
 
   it('user add works on the database while the relay is stopped', { timeout: 180_000 }, async () => {
     const u = await cli(['user', 'add', 'erin', '--admin', '--password-stdin', '--data-dir', dataDir, ...dbArgs], env, 'erin-password\n');
-    expect(u.err).toBe('');
+    expect(u.err).toBe(`(relay not running: on the database directly, ${kind === 'pglite' ? `PGlite ${join(dataDir, 'db')}` : dbArgs[1]}; data dir ${dataDir})\n`);
     expect(u.out).toBe('Created user "erin" (admin).\n');
     expect(u.code).toBe(0);
   });

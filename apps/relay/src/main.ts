@@ -31,8 +31,10 @@ import { bootstrapAdmin, BOOTSTRAP_ADMIN } from './auth/bootstrap.js';
 import { createServices } from './services.js';
 import { buildServer } from './http/server.js';
 import { createTunnelRouter } from './tunnel/router.js';
-import { adminSocketPath, claimAdminSocketPath, socketAnswers, startAdminSocket, LOCAL_ADMIN_ACTOR } from './admin/admin-socket.js';
+import { adminSocketPath, claimAdminSocketPath, startAdminSocket, LOCAL_ADMIN_ACTOR } from './admin/admin-socket.js';
 import { AdminSocketClient, type AdminOps } from './admin/admin-client.js';
+import { checkServeDatabase, describeDataDir, infoDatabase, resolveAdminTarget, runningRelay, targetLine } from './admin/admin-target.js';
+import { requestedDatabase, writeDatabaseRecord } from './admin/database-record.js';
 import { AdminService } from './admin/admin-service.js';
 import { AuditLog } from './audit/audit-log.js';
 import { readNewPassword } from './cli/password.js';
@@ -54,6 +56,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     prepareDataDir(cfg.dataDir);
     const sockPath = adminSocketPath(cfg.dataDir);
     await claimAdminSocketPath(sockPath);
+    checkServeDatabase(cfg);
 
     const tls = await loadOrCreateTls({ dataDir: cfg.dataDir, certFile: cfg.tlsCert, keyFile: cfg.tlsKey, sans: cfg.tlsSan });
     if (tls.created) logger.info({ cert: tls.certPath, names: tls.names }, 'created a self-signed TLS certificate');
@@ -68,6 +71,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       onPoolError: (err) => logger.warn({ err: err.message }, 'idle database connection failed'),
     });
     cleanups.push(() => database.close());
+    writeDatabaseRecord(cfg.dataDir, requestedDatabase(cfg.databaseUrl));
     logger.info({ kind: database.kind, where: cfg.databaseUrl ? redactDatabaseUrl(cfg.databaseUrl) : pgliteDir(cfg.dataDir) }, 'database ready');
 
     const repos = createRepositories(database.db);
@@ -184,6 +188,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
 
     const adminSock = await startAdminSocket({
       admin: services.admin, logger, path: sockPath, auditLog: services.auditLog,
+      database: requestedDatabase(cfg.databaseUrl), dataDir: cfg.dataDir,
       keys: { rotate: (by) => rotateSigningKey({ keys: repos.signingKeys, audit, tokens, by }) },
     });
     cleanups.push(() => adminSock.close());
@@ -255,19 +260,17 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
 
 async function info(flags: Record<string, unknown>): Promise<void> {
   const cfg = parseConfig(InfoConfigSchema, flags);
-  const sock = adminSocketPath(cfg.dataDir);
-  const running = existsSync(sock) && (await socketAnswers(sock));
+  const running = await runningRelay(cfg.dataDir);
   const fp = readFingerprint({ dataDir: cfg.dataDir, certFile: cfg.tlsCert });
-  out(`Data directory: ${cfg.dataDir}${existsSync(cfg.dataDir) ? '' : ' (does not exist yet)'}`);
-  out(`Database: ${cfg.databaseUrl ? `postgres ${redactDatabaseUrl(cfg.databaseUrl)}` : `pglite ${pgliteDir(cfg.dataDir)}`}`);
+  out(`Data directory: ${describeDataDir(cfg.dataDir)}${existsSync(cfg.dataDir) ? '' : ' (does not exist yet)'}`);
+  out(`Database: ${infoDatabase(cfg, running)}`);
   out(`TLS certificate: ${cfg.tlsCert ?? tlsPaths(cfg.dataDir).cert}`);
   out(`TLS certificate fingerprint: ${fp ?? '(none yet: created on the first `mssh-relay serve`)'}`);
   const sshFp = readJumpHostKeyFingerprint(cfg.dataDir);
   out(`SSH jump host key: ${jumpHostKeyPath(cfg.dataDir)}`);
   out(`SSH jump host key fingerprint: ${sshFp ?? '(none yet: created on the first `mssh-relay serve` with the SSH listener on)'}`);
   if (running) {
-    const i = await new AdminSocketClient(sock).info();
-    out(`Relay: running (pid ${i.pid}), ${i.relayUrl}`);
+    out(`Relay: running (pid ${running.info.pid}), ${running.info.relayUrl}`);
   } else {
     out('Relay: not running');
   }
@@ -275,10 +278,14 @@ async function info(flags: Record<string, unknown>): Promise<void> {
 
 // ---------------------------------------------------------------- admin commands
 
-/** Through the running relay's admin socket, or (relay stopped) straight on the database. */
+/**
+ * Through the running relay's admin socket, or (relay stopped) straight on the database the data dir's
+ * relay uses (admin/admin-target.ts refuses anything else); says which on stderr.
+ */
 async function adminOps(cfg: StoreConfig, relayInfo: () => Promise<{ url: string; fingerprint: string }>): Promise<AdminOps> {
-  const sock = adminSocketPath(cfg.dataDir);
-  if (existsSync(sock) && (await socketAnswers(sock))) return new AdminSocketClient(sock);
+  const target = await resolveAdminTarget(cfg);
+  process.stderr.write(`${sanitizeForTerminal(targetLine(target))}\n`);
+  if (target.via === 'admin-socket') return new AdminSocketClient(target.socket);
   prepareDataDir(cfg.dataDir);
   const logger = createLogger('warn');
   const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
@@ -478,7 +485,7 @@ function report(e: unknown): number {
   const line = (s: string) => process.stderr.write(`${sanitizeForTerminal(s)}\n`);
   if (e instanceof CliError) {
     const [first, ...rest] = e.message.split('\n');
-    line(`mssh-relay: ${first}`);
+    line(`mssh-relay: ${first}${e.code ? ` (${e.code})` : ''}`);
     for (const l of rest) line(l);
     if (e.hint) line(e.hint);
     return e.exitCode;

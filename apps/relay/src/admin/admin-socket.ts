@@ -14,6 +14,7 @@ import { installErrorHandling, parseOr400 } from '../http/errors-edge.js';
 import { adminOpsRoutes } from '../http/routes/admin-ops.js';
 import type { AdminService } from './admin-service.js';
 import type { AuditLog } from '../audit/audit-log.js';
+import type { DatabaseTarget } from './database-record.js';
 import { z } from 'zod';
 
 export const ADMIN_SOCKET_NAME = 'admin.sock';
@@ -74,6 +75,9 @@ export interface AdminSocketInfo {
   relayUrl: string;
   relayFingerprint: string;
   pid: number;
+  /** The database this relay uses (Postgres URL without the password), so admin commands can say so. */
+  database?: DatabaseTarget;
+  dataDir?: string;
 }
 
 /** Signing key rotation on the running relay (auth/token-keys.ts rotateSigningKey). */
@@ -81,7 +85,17 @@ export interface KeyRotator {
   rotate(by: { actor: string; source: string }): Promise<RotatedKey>;
 }
 
-export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logger; keys?: KeyRotator; auditLog?: AuditLog }): FastifyInstance {
+export interface AdminSocketDeps {
+  admin: AdminService;
+  logger: Logger;
+  keys?: KeyRotator;
+  auditLog?: AuditLog;
+  /** Reported by GET /admin/info. */
+  database?: DatabaseTarget;
+  dataDir?: string;
+}
+
+export function buildAdminSocketServer(deps: AdminSocketDeps): FastifyInstance {
   const app = fastify({ loggerInstance: deps.logger.child({ component: 'relay.admin-socket' }), bodyLimit: 64 * 1024, requestIdHeader: false }) as unknown as FastifyInstance;
   installErrorHandling(app);
   const by = { actor: LOCAL_ADMIN_ACTOR, source: 'admin.sock' };
@@ -97,12 +111,13 @@ export function buildAdminSocketServer(deps: { admin: AdminService; logger: Logg
   });
   app.get(ADMIN_SOCKET_PATHS.info, async (): Promise<AdminSocketInfo> => ({
     relayUrl: deps.admin.relayInfo.url, relayFingerprint: deps.admin.relayInfo.fingerprint, pid: process.pid,
+    ...(deps.database ? { database: deps.database } : {}), ...(deps.dataDir ? { dataDir: deps.dataDir } : {}),
   }));
   return app;
 }
 
 /** Listen on the socket (call claimAdminSocketPath first) with owner-only permissions. */
-export async function startAdminSocket(deps: { admin: AdminService; logger: Logger; path: string; keys?: KeyRotator; auditLog?: AuditLog }): Promise<{ close(): Promise<void> }> {
+export async function startAdminSocket(deps: AdminSocketDeps & { path: string }): Promise<{ close(): Promise<void> }> {
   const app = buildAdminSocketServer(deps);
   const old = process.umask(0o177);
   try {
