@@ -13,7 +13,7 @@ import { AGENT_PING_INTERVAL_MS, AGENT_PING_TIMEOUT_MS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
 import { AgentLink, safeAudit } from './agent-link.js';
 import { SessionCaps, type SessionCapLimits } from './session-caps.js';
-import { noteBytesMoved, splice } from '@mssh/protocol';
+import { noteBytesMoved, splice, tunnelEndCode } from '@mssh/protocol';
 import type { AgentDirectory, SessionEndReason, SessionMeta, SpliceMeta, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
 
 export interface TunnelRouterOptions {
@@ -74,7 +74,8 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
     try { e.agentStream.close(h2c.NGHTTP2_CANCEL); } catch { /* gone */ }
     const c = e.client as Duplex & { close?: (code?: number) => void };
     try {
-      if (typeof c.close === 'function') c.close(h2c.NGHTTP2_CANCEL);
+      // An HTTPS tunnel hears why (libs/protocol tunnel-end.ts: the client prints the reason).
+      if (typeof c.close === 'function') c.close(tunnelEndCode(reason) ?? h2c.NGHTTP2_CANCEL);
       else c.destroy();
     } catch { /* gone */ }
   };

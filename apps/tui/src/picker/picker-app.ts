@@ -221,7 +221,7 @@ export class PickerApp {
   private onRelayError(e: unknown): void {
     const err = isCliError(e) ? e : cliError('CLI_ERR_INTERNAL', (e as Error)?.message ?? String(e), '');
     this.deps.log.warn({ code: err.code, msg: err.message }, 'relay request failed');
-    if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED'].includes(err.code)) {
+    if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_SESSION_ENDED'].includes(err.code)) {
       this.dropRelay();
       if (!this.needLogin) void this.loginForm(err.message);
       return;
@@ -304,6 +304,7 @@ export class PickerApp {
       this.deps.log.info({ host, user, sessionId: tunnel.sessionId }, 'tunnel open');
       const code = await runSsh({
         sock: tunnel.stream,
+        lostReason: () => client.endedByRelay(tunnel, host),
         host,
         user,
         hostKey: {
@@ -339,7 +340,7 @@ export class PickerApp {
         return;
       }
       this.status = `${user}@${host}: ${sanitizeForTerminal(err.message)} [${err.code}]`;
-      if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_RELAY_UNREACHABLE', 'CLI_ERR_RELAY_CONNECTION_LOST'].includes(err.code)) {
+      if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_SESSION_ENDED', 'CLI_ERR_RELAY_UNREACHABLE', 'CLI_ERR_RELAY_CONNECTION_LOST'].includes(err.code)) {
         // Back to the picker first: the login form (or the banner) goes on top of it.
         this.restoreFromSession();
         this.onRelayError(err);

@@ -53,6 +53,11 @@ export interface RunSshOptions {
    * stdin is piped to the channel (after every prompt). The full-screen picker hands the terminal over here.
    */
   onSessionStart?: () => void;
+  /**
+   * Why the byte stream was ended on purpose, if its far end said so (the relay resets a tunnel with its
+   * own code when an admin disables the account or changes the role): printed instead of "connection lost".
+   */
+  lostReason?: () => CliError | null;
   /** Receives ssh2's protocol log lines (handshake, auth, channel requests), for `MSSH_DEBUG=1`. */
   debug?: (line: string) => void;
 }
@@ -151,6 +156,11 @@ function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['C
 
     const failure = (): CliError => {
       if (hostKeyError) return hostKeyError;
+      const lost = opts.lostReason?.();
+      if (lost) {
+        if (opts.pty && channel && (stderr as Partial<WriteStream>).isTTY) stderr.write('\r\n');
+        return lost;
+      }
       if (auth.fatal) return auth.fatal;
       if (handshakeTimedOut) {
         return cliError('CLI_ERR_SSH_CONNECTION', `no SSH handshake with ${host} within ${Math.round(handshakeTimeoutMs / 1000)} s`, "The machine's SSH server may be hung or overloaded; try again.");
@@ -196,7 +206,7 @@ function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['C
           if (!closed || !stderrDone) return;
           const code = exitCodeFor(exit?.code, exit?.signal);
           if (code === null) {
-            settle(cliError('CLI_ERR_SSH_CONNECTION', `the session on ${host} ended without an exit status`, ''));
+            settle(opts.lostReason?.() ?? cliError('CLI_ERR_SSH_CONNECTION', `the session on ${host} ended without an exit status`, ''));
           } else {
             settle(null, code);
           }

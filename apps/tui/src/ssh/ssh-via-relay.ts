@@ -33,5 +33,5 @@ export async function sshViaRelay(opts: SshViaRelayOptions): Promise<number> {
   const attested = knownHosts.lookup(host).length > 0 ? [] : (await client.getHost(host)).hostKeys;
   const hostKey = createHostKeyCheck({ host, knownHosts, attested });
   const tunnel = await client.openTunnel(host);
-  return runSsh({ ...rest, host, sock: tunnel.stream, hostKey });
+  return runSsh({ ...rest, host, sock: tunnel.stream, hostKey, lostReason: () => client.endedByRelay(tunnel, host) });
 }
