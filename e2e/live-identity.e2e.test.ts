@@ -104,10 +104,12 @@ describe('live connections are judged on the user as they are now', () => {
       expect(d.code, d.stderr).toBe(0);
       expect(master.running).toBe(true); // nothing closed it: only the channel's own check can refuse
       const r = await throughMaster();
-      expect(r.code).toBe(255);
+      expect(r.code, `${r.stderr} / master: ${master.err}`).toBe(255);
       expect(r.stdout).toBe('');
-      expect(r.stderr).toMatch(/administratively prohibited: mssh: your account was disabled by an admin/);
+      expect(r.stderr).toMatch(/Stdio forwarding request failed: Session open refused by peer/);
+      // The master is closed, and OpenSSH prints the reason the relay gave (the mux client only hears "refused").
       await waitFor(() => !master.running, 2_000, 'the master to be closed after the refusal');
+      expect(master.err).toMatch(/Received disconnect from 127\.0\.0\.1 port \d+:11: mssh: your account was disabled by an admin/);
     } finally {
       await master.stop();
       expect((await relay.cli(['user', 'enable', 'alice'])).code).toBe(0);
@@ -118,10 +120,13 @@ describe('live connections are judged on the user as they are now', () => {
     let master = await startMaster();
     try {
       await sql("UPDATE ssh_keys SET user_name = 'nobody-else' WHERE user_name = 'alice'");
+      expect(master.running).toBe(true);
       const r = await throughMaster();
-      expect(r.code).toBe(255);
+      expect(r.code, `${r.stderr} / master: ${master.err}`).toBe(255);
       expect(r.stdout).toBe('');
-      expect(r.stderr).toMatch(/administratively prohibited: mssh: the SSH key this connection logged in with was removed/);
+      expect(r.stderr).toMatch(/Session open refused by peer/);
+      await waitFor(() => !master.running, 2_000, 'the master to be closed after the refusal');
+      expect(master.err).toMatch(/Received disconnect .*: mssh: the SSH key this connection logged in with was removed/);
     } finally {
       await master.stop();
       await sql("UPDATE ssh_keys SET user_name = 'alice' WHERE user_name = 'nobody-else'");
@@ -129,10 +134,13 @@ describe('live connections are judged on the user as they are now', () => {
     master = await startMaster();
     try {
       await sql("UPDATE users SET role = NULL WHERE name = 'alice'");
+      expect(master.running).toBe(true);
       const r = await throughMaster();
-      expect(r.code).toBe(255);
+      expect(r.code, `${r.stderr} / master: ${master.err}`).toBe(255);
       expect(r.stdout).toBe('');
-      expect(r.stderr).toMatch(/administratively prohibited: mssh: your role changed since this connection logged in/);
+      expect(r.stderr).toMatch(/Session open refused by peer/);
+      await waitFor(() => !master.running, 2_000, 'the master to be closed after the refusal');
+      expect(master.err).toMatch(/Received disconnect .*: mssh: your role changed since this connection logged in/);
     } finally {
       await master.stop();
       await sql("UPDATE users SET role = 'ops' WHERE name = 'alice'");
@@ -145,11 +153,12 @@ describe('live connections are judged on the user as they are now', () => {
       const r = await relay.cli(['user', 'set-role', 'alice']);
       expect(r.code, r.stderr).toBe(0);
       await waitFor(() => !master.running, 2_000, 'the ControlMaster to be closed after the role change');
+      expect(master.err).toMatch(/Received disconnect .*: mssh: your role changed since this connection logged in/);
       // No master now: a new connection logs in (the key is still hers) and the grant is gone.
       const w = await throughMaster();
       expect(w.code).toBe(255);
       expect(w.stdout).toBe('');
-      expect(w.stderr).toMatch(/open failed/);
+      expect(w.stderr).toMatch(/forwarding failed/);
     } finally {
       await master.stop();
       expect((await relay.cli(['user', 'set-role', 'alice', 'ops'])).code).toBe(0);
@@ -165,6 +174,7 @@ describe('live connections are judged on the user as they are now', () => {
       const list = await alice.mssh(['keys', 'list']);
       expect(list.stdout).not.toMatch(/SHA256:/);
       await waitFor(() => !master.running, 2_000, 'the ControlMaster to be closed after the key removal');
+      expect(master.err).toMatch(/Received disconnect .*: mssh: the SSH key this connection logged in with was removed/);
       const w = await throughMaster();
       expect(w.code).toBe(255);
       expect(w.stdout).toBe('');
@@ -212,6 +222,7 @@ describe('live connections are judged on the user as they are now', () => {
     } finally {
       await sshLive.stop('SIGKILL');
       await proxyLive.stop('SIGKILL');
+      await relay.cli(['user', 'enable', 'alice']);
     }
   });
 

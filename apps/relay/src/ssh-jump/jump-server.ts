@@ -69,6 +69,8 @@ interface Conn {
   user: JumpUser | null;
   /** The user's id, and the key blob and fingerprint this connection authenticated with. */
   login: { userId: string; blob: Buffer; fingerprint: string } | null;
+  /** The login no longer holds: every further channel is refused with this reason until the connection ends. */
+  lapsed: JumpLoginLapse | 'role_changed' | null;
   triedAuth: boolean;
   authFailures: number;
   handshakeTimer?: NodeJS.Timeout;
@@ -101,6 +103,9 @@ export const LAPSE_MESSAGES: Record<JumpLoginLapse | 'role_changed', string> = {
   role_changed: 'mssh: your role changed since this connection logged in; connect again',
 };
 
+/** How long a connection whose login lapsed stays open after refusing a channel (see stillValid). */
+const LAPSE_CLOSE_DELAY_MS = 300;
+
 /** CHANNEL_OPEN_FAILURE reason code (RFC 4254): administratively prohibited. */
 const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
 
@@ -121,6 +126,34 @@ function rejectSaying(client: Connection | undefined, reject: () => void, descri
   } finally {
     if (own) proto.channelOpenFail = original;
     else delete proto.channelOpenFail;
+  }
+}
+
+/**
+ * End the SSH connection with SSH_MSG_DISCONNECT (by application) carrying a description OpenSSH prints
+ * ("Received disconnect from HOST port N:11: <description>"). ssh2's own end() sends none; this writes
+ * the packet as its Protocol.disconnect() does. False when ssh2's internals are not as expected (the
+ * caller then ends the connection without a description).
+ */
+function disconnectSaying(client: Connection | undefined, description: string): boolean {
+  type Rw = { allocStartKEX: number; alloc(len: number, force: boolean): Buffer; finalize(p: Buffer, force: boolean): Buffer };
+  const proto = (client as unknown as { _protocol?: { _packetRW?: { write?: Rw }; _cipher?: { encrypt(p: Buffer): void } } } | undefined)?._protocol;
+  const rw = proto?._packetRW?.write;
+  const cipher = proto?._cipher;
+  if (!rw || !cipher || typeof rw.alloc !== 'function' || typeof rw.finalize !== 'function' || typeof cipher.encrypt !== 'function') return false;
+  try {
+    const desc = Buffer.from(description, 'utf8');
+    let p = rw.allocStartKEX;
+    const packet = rw.alloc(1 + 4 + 4 + desc.length + 4, true);
+    packet[p] = 1; // SSH_MSG_DISCONNECT
+    packet.writeUInt32BE(11, ++p); // SSH_DISCONNECT_BY_APPLICATION
+    packet.writeUInt32BE(desc.length, (p += 4));
+    desc.copy(packet, (p += 4));
+    packet.writeUInt32BE(0, p + desc.length); // language tag
+    cipher.encrypt(rw.finalize(packet, true));
+    return true;
+  } catch {
+    return false;
   }
 }
 
@@ -192,22 +225,32 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
    */
   async function stillValid(conn: Conn, reject: () => void, what: string, extra: Record<string, unknown> = {}): Promise<JumpUser | null> {
     const login = conn.login!;
+    if (conn.lapsed) {
+      rejectSaying(conn.client, reject, LAPSE_MESSAGES[conn.lapsed]);
+      return null;
+    }
     const now = await opts.keys.currentLogin(conn.user!.name, login.blob, login.userId);
     let lapse: JumpLoginLapse | 'role_changed' | null = now.ok ? null : now.lapse;
     if (now.ok && (now.user.admin !== conn.user!.admin || now.user.role !== conn.user!.role)) lapse = 'role_changed';
     if (lapse === null && now.ok) return { name: now.user.name, admin: now.user.admin, role: now.user.role };
     conn.log.info({ what, why: lapse, key: login.fingerprint, ...extra }, 'ssh request refused: the login no longer holds');
     rejectSaying(conn.client, reject, LAPSE_MESSAGES[lapse!]);
-    closeConn(conn, lapse!);
+    // Closed a moment later, not at once: an OpenSSH ControlMaster that gets the refusal and the
+    // disconnect together exits before passing the refusal on to its mux client (`ssh -S ctl -W` then
+    // exits 0 as if it had worked).
+    if (!conn.lapsed) {
+      conn.lapsed = lapse!;
+      setTimeout(() => closeConn(conn, lapse!), LAPSE_CLOSE_DELAY_MS).unref();
+    }
     return null;
   }
 
-  /** End a connection whose login lapsed (its forwarded sessions end with it). */
-  function closeConn(conn: Conn, why: string): void {
+  /** End a connection whose login lapsed (its forwarded sessions end with it), telling the client why. */
+  function closeConn(conn: Conn, why: JumpLoginLapse | 'role_changed'): void {
     if (conn.done) return;
     conn.log.info({ why }, 'closing the ssh connection: its login no longer holds');
     try {
-      conn.client?.end();
+      if (!disconnectSaying(conn.client, LAPSE_MESSAGES[why])) conn.client?.end();
     } catch {
       // already gone
     }
@@ -376,7 +419,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
 
   /** Close the connections a change ends: a removed key's, a user's after a role change or a disable with --kill-sessions. */
   function onUserChange(change: UserChange): void {
-    let why: string | null = null;
+    let why: JumpLoginLapse | 'role_changed' | null = null;
     let matches: (c: Conn) => boolean = () => false;
     if (change.kind === 'key_removed') {
       why = 'key_removed';
@@ -402,7 +445,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       return;
     }
     const id = nextId++;
-    const conn: Conn = { id, sock, source, log: logger.child({ conn: id, source }), user: null, login: null, triedAuth: false, authFailures: 0, done: false };
+    const conn: Conn = { id, sock, source, log: logger.child({ conn: id, source }), user: null, login: null, lapsed: null, triedAuth: false, authFailures: 0, done: false };
     connections.add(conn);
     bySocket.set(sock, conn);
     sock.setNoDelay(true);
