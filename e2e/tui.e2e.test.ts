@@ -227,3 +227,31 @@ describe('mssh-tui', () => {
     await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
   });
 });
+
+describe('mssh-tui: a session an admin ends says why (issue 17 item 5)', () => {
+  let relay: Relay;
+
+  beforeAll(async () => {
+    relay = await startRelay('pglite');
+    await startAgent(relay, 'alpha');
+    expect((await relay.cli(['user', 'add', 'tess', '--password-stdin'], 'tess-password-1\n')).code).toBe(0);
+    expect((await relay.cli(['grant', 'tess', 'alpha'])).code).toBe(0);
+  });
+  afterAll(async () => { await relay?.proc.stop(); });
+
+  it('disabled with --kill-sessions while in a shell: the picker comes back saying the account was disabled by an admin', async () => {
+    const tess = await loginUser(relay, 'tess', 'tess-password-1');
+    const t = new TuiTerm(envFor(tess), ['--host', 'alpha', '-i', fixtures().sshd.clientKey]);
+    try {
+      await t.until((s) => !/Filter:/.test(s), 'the shell', 15_000);
+      t.type('echo in$((2*3))side\r');
+      await t.until((s) => /^in6side\s*$/m.test(s), 'remote shell output');
+      const d = await relay.cli(['user', 'disable', 'tess', '--kill-sessions']);
+      expect(d.code, d.stderr).toBe(0);
+      await t.until((s) => /disabled by an admin \[CLI_ERR_ACCOUNT_DISABLED\]/.test(s), 'the reason in the picker', 5_000);
+      expect(t.screen()).not.toMatch(/gone offline|was lost/);
+    } finally {
+      t.kill();
+    }
+  });
+});
