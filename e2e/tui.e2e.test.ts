@@ -253,6 +253,9 @@ describe('mssh-tui: a session an admin ends says why (issue 17 item 5)', () => {
       // The picker comes back with the reason on its status line (blessed draws it in one piece).
       await t.until((s) => /the session to alpha was ended: your account on \S+ was disabled by an admin \[CLI_ERR_ACCOUNT_DISABLED\]/.test(s), 'the reason on the status line', 5_000);
       expect(t.screen()).not.toMatch(/gone offline|was lost/);
+      // The list refresh is refused too: the banner says why, not that the relay is unreachable.
+      await t.until((s) => /your account on \S+ was disabled by an admin \[CLI_ERR_ACCOUNT_DISABLED\]; Ask an admin/.test(s), 'the banner', 5_000);
+      expect(t.screen()).not.toMatch(/Relay unreachable/);
     } finally {
       t.kill();
     }

@@ -228,7 +228,10 @@ export class PickerApp {
     }
     this.dropRelay();
     this.rttMs = null;
-    this.bannerText = ` Relay unreachable, retrying every 1.5 s (r: now; list as last seen): ${sanitizeForTerminal(err.message)} [${err.code}]`;
+    // The relay answered: it is the account that is shut out, not the relay that is gone.
+    this.bannerText = err.code === 'CLI_ERR_ACCOUNT_DISABLED'
+      ? ` ${sanitizeForTerminal(err.message)} [${err.code}]; ${err.hint}`
+      : ` Relay unreachable, retrying every 1.5 s (r: now; list as last seen): ${sanitizeForTerminal(err.message)} [${err.code}]`;
   }
 
   private async loginForm(reason: string): Promise<void> {
