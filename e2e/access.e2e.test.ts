@@ -89,6 +89,9 @@ describe('grants, users and logout (PGlite; mssh-relay through the admin socket)
     expect(await hostsOf(alice)).toEqual(['web-1']);
     const role = await relay.cli(['user', 'set-role', 'alice', 'ops']);
     expect(role.code, role.stderr).toBe(0);
+    // A role change ends the logins judged under the old role: alice logs in again.
+    expect((await alice.mssh(['ls'])).stderr).toMatch(/CLI_ERR_SESSION_ENDED/);
+    alice = await loginUser(relay, 'alice', 'alice-password');
     expect(await hostsOf(alice)).toEqual(['db-1', 'web-1']);
     expect((await alice.mssh([...sshArgs('db-1'), '--', 'echo', 'db'])).stdout).toBe('db\n');
 
@@ -131,6 +134,9 @@ describe('grants, users and logout (PGlite; mssh-relay through the admin socket)
     expect(users.find((u) => u.name === 'alice')!.disabled).toBe(true);
 
     expect((await relay.cli(['user', 'enable', 'alice'])).code).toBe(0);
+    // Enabling revives no old login: alice logs in again.
+    expect((await alice.mssh(['ls'])).stderr).toMatch(/CLI_ERR_SESSION_ENDED/);
+    alice = await loginUser(relay, 'alice', 'alice-password');
     expect(await hostsOf(alice)).toEqual(['db-1', 'web-1']);
     // password change through mssh-relay: the old password stops working
     expect((await relay.cli(['user', 'passwd', 'alice', '--password-stdin'], 'alice-new-password\n')).code).toBe(0);

@@ -367,3 +367,37 @@ describe('mssh-tui with 301 machines', () => {
     await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
   });
 });
+
+describe('mssh-tui: a session an admin ends says why (issue 17 item 5)', () => {
+  let relay: Relay;
+
+  beforeAll(async () => {
+    relay = await startRelay('pglite');
+    await startAgent(relay, 'alpha');
+    expect((await relay.cli(['user', 'add', 'tess', '--password-stdin'], 'tess-password-1\n')).code).toBe(0);
+    expect((await relay.cli(['grant', 'tess', 'alpha'])).code).toBe(0);
+  });
+  afterAll(async () => { await relay?.proc.stop(); });
+
+  it('disabled with --kill-sessions while in a shell: the picker comes back saying the account was disabled by an admin', async () => {
+    const tess = await loginUser(relay, 'tess', 'tess-password-1');
+    // Wide enough for the whole status line.
+    const t = new TuiTerm(envFor(tess), ['--host', 'alpha', '-i', fixtures().sshd.clientKey], 200, 30);
+    try {
+      // --host connects at once: the remote prompt (nothing of the picker) is the shell being ready.
+      await t.until((s) => s.trim() !== '' && !/Filter:/.test(s) && /[$#>]\s*$/m.test(s), 'the shell prompt', 20_000);
+      t.type('echo in$((2*3))side\r');
+      await t.until((s) => /^in6side\s*$/m.test(s), 'remote shell output');
+      const d = await relay.cli(['user', 'disable', 'tess', '--kill-sessions']);
+      expect(d.code, d.stderr).toBe(0);
+      // The picker comes back with the reason on its status line (blessed draws it in one piece).
+      await t.until((s) => /the session to alpha was ended: your account on \S+ was disabled by an admin \[CLI_ERR_ACCOUNT_DISABLED\]/.test(s), 'the reason on the status line', 5_000);
+      expect(t.screen()).not.toMatch(/gone offline|was lost/);
+      // The list refresh is refused too: the banner says why, not that the relay is unreachable.
+      await t.until((s) => /your account on \S+ was disabled by an admin \[CLI_ERR_ACCOUNT_DISABLED\]; Ask an admin/.test(s), 'the banner', 5_000);
+      expect(t.screen()).not.toMatch(/Relay unreachable/);
+    } finally {
+      t.kill();
+    }
+  });
+});

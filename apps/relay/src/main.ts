@@ -139,6 +139,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       const jumpServer = createJumpServer({
         hostKey,
         keys: services.sshKeys,
+        changes: services.userChanges, // a removed key or changed role closes the connections it authenticated
         hosts: { exists: (n) => services.hosts.exists(n), list: () => services.hosts.list() },
         router,
         access: {

@@ -13,6 +13,7 @@ import { SshKeyService } from './ssh-jump/ssh-key-service.js';
 import { AccessService } from './access/access-service.js';
 import { AuditLog } from './audit/audit-log.js';
 import type { LiveSessionInfo } from './audit/session-recorder.js';
+import { UserChanges } from './auth/user-changes.js';
 
 export interface RelayServices {
   auth: AuthService;
@@ -24,6 +25,8 @@ export interface RelayServices {
   /** For the HTTP layer's own events (session.denied). */
   audit: RelayAuditSink;
   auditLog: AuditLog;
+  /** Key removals, disables, role and password changes, for live connections (the SSH jump listener). */
+  userChanges: UserChanges;
 }
 
 export function createServices(deps: {
@@ -45,17 +48,19 @@ export function createServices(deps: {
   hashSlots?: { run<T>(fn: () => Promise<T>): Promise<T> };
 }): RelayServices {
   const { repos, tokens, audit, router } = deps;
+  const userChanges = new UserChanges();
   return {
     auth: new AuthService({ tokens, users: repos.users, revokedTokens: repos.revokedTokens, audit, hashSlots: deps.hashSlots }),
     hosts: new HostService({ agents: repos.agents, router, staleAfterMs: deps.staleAfterMs }),
     enrolment: new EnrollService({ db: repos.db, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, minProtocolVersion: deps.minProtocolVersion }),
-    sshKeys: new SshKeyService({ keys: repos.sshKeys, users: repos.users, audit, jump: deps.sshJump }),
+    sshKeys: new SshKeyService({ keys: repos.sshKeys, users: repos.users, audit, jump: deps.sshJump, changes: userChanges }),
     admin: new AdminService({
       users: repos.users, agents: repos.agents, grants: repos.grants, enrollTokens: repos.enrollTokens, audit, relay: deps.relay,
-      router, staleAfterMs: deps.staleAfterMs,
+      router, staleAfterMs: deps.staleAfterMs, changes: userChanges,
     }),
     access: new AccessService({ grants: repos.grants }),
     audit,
     auditLog: new AuditLog({ db: repos.db, relayId: deps.relayId ?? 'unknown', live: deps.liveSessions }),
+    userChanges,
   };
 }

@@ -3,7 +3,8 @@ import { CommanderError } from 'commander';
 import { buildProgram, failureExitCode, type Handlers } from './cli.js';
 import { connectTimeoutMs, parseDestination, remoteCommand, wantPty } from './commands/ssh.js';
 import { editDistance, suggestNames } from './commands/suggest.js';
-import { formatCliError, cliErrorFromWire, CLI_ERRORS } from './errors.js';
+import { formatCliError, cliErrorFromWire, tunnelEndedByRelay, CLI_ERRORS } from './errors.js';
+import { TUNNEL_END_CODES } from '@mssh/protocol';
 import { readFileSync } from 'node:fs';
 
 /** Parse argv with handlers that record what they were called with. */
@@ -190,6 +191,13 @@ describe('errors', () => {
     expect(cliErrorFromWire(401, body('AUTH_ERR_TOKEN_EXPIRED', 401), ctx)).toMatchObject({ code: 'CLI_ERR_TOKEN_EXPIRED', hint: expect.stringContaining('mssh login --relay https://r:8443 --user alice') });
     expect(cliErrorFromWire(401, body('AUTH_ERR_MISSING_TOKEN', 401), ctx).code).toBe('CLI_ERR_NOT_LOGGED_IN');
     expect(cliErrorFromWire(401, body('AUTH_ERR_SOMETHING_NEW', 401), ctx).code).toBe('CLI_ERR_TOKEN_REJECTED');
+    // Issue 16.6 / 17.5: who the token is no longer, said plainly.
+    expect(cliErrorFromWire(401, body('AUTH_ERR_SESSION_ENDED', 401), ctx)).toMatchObject({ code: 'CLI_ERR_SESSION_ENDED', message: expect.stringContaining('ended by an admin; log in again'), hint: expect.stringContaining('mssh login --relay https://r:8443 --user alice') });
+    expect(cliErrorFromWire(401, body('AUTH_ERR_TOKEN_OUTDATED', 401), ctx)).toMatchObject({ code: 'CLI_ERR_TOKEN_REJECTED', message: expect.stringContaining('older relay version'), hint: expect.stringContaining('mssh login') });
+    expect(cliErrorFromWire(401, body('AUTH_ERR_USER_DISABLED', 401), ctx)).toMatchObject({ code: 'CLI_ERR_ACCOUNT_DISABLED', message: expect.stringContaining('disabled by an admin') });
+    expect(tunnelEndedByRelay(TUNNEL_END_CODES.user_disabled, 'laptop', ctx)).toMatchObject({ code: 'CLI_ERR_ACCOUNT_DISABLED', message: expect.stringContaining('disabled by an admin') });
+    expect(tunnelEndedByRelay(TUNNEL_END_CODES.role_changed, 'laptop', ctx)).toMatchObject({ code: 'CLI_ERR_SESSION_ENDED', message: expect.stringContaining('ended by an admin') });
+    for (const code of [undefined, 0, 8, 2]) expect(tunnelEndedByRelay(code, 'laptop', ctx)).toBeNull();
     expect(cliErrorFromWire(502, body('RLY_ERR_AGENT_FAILED', 502), ctx).code).toBe('CLI_ERR_AGENT_FAILED');
     const other = cliErrorFromWire(400, body('RLY_ERR_BAD_REQUEST', 400), ctx);
     expect(other.code).toBe('CLI_ERR_RELAY_ERROR');

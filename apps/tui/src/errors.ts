@@ -6,7 +6,7 @@
  * and exits 255 for `mssh ssh` / `mssh proxy` (like OpenSSH) and 1 for every other command.
  * Codes are stable, never reused, and listed in apps/tui/README.md.
  */
-import { isWireErrorBody, sanitizeForTerminal, type WireErrorBody } from '@mssh/protocol';
+import { isWireErrorBody, sanitizeForTerminal, tunnelEndReason, type WireErrorBody } from '@mssh/protocol';
 
 export const CLI_ERRORS = {
   CLI_ERR_USAGE: 'the command line is not valid',
@@ -42,7 +42,8 @@ export const CLI_ERRORS = {
   CLI_ERR_PROMPT_ABORTED: 'a prompt was cancelled with Ctrl-C or Ctrl-D',
   CLI_ERR_BAD_PASSWORD: 'the password given is empty or too short',
   CLI_ERR_NO_GRANT: 'you have no grant for that machine (or it does not exist)',
-  CLI_ERR_ACCOUNT_DISABLED: 'your account on the relay is disabled',
+  CLI_ERR_ACCOUNT_DISABLED: 'your account on the relay was disabled by an admin',
+  CLI_ERR_SESSION_ENDED: 'an admin ended your session (password reset, role changed, account disabled and enabled); log in again',
   CLI_ERR_UNKNOWN_USER: 'no user with that name on the relay',
   CLI_ERR_UNKNOWN_GRANT: 'no such grant on the relay',
   CLI_ERR_INTERNAL: 'a bug in mssh (please report it)',
@@ -120,6 +121,10 @@ export function cliErrorFromWire(status: number, body: unknown, ctx: WireContext
       return notLoggedIn(ctx.relayUrl);
     case 'AUTH_ERR_TOKEN_EXPIRED':
       return cliError('CLI_ERR_TOKEN_EXPIRED', `your login to ${ctx.relayUrl} has expired`, relogin);
+    case 'AUTH_ERR_SESSION_ENDED':
+      return cliError('CLI_ERR_SESSION_ENDED', `your session on ${ctx.relayUrl} was ended by an admin; log in again`, relogin);
+    case 'AUTH_ERR_TOKEN_OUTDATED':
+      return cliError('CLI_ERR_TOKEN_REJECTED', `your login to ${ctx.relayUrl} was issued by an older relay version (${code})`, relogin);
     case 'AUTH_ERR_INVALID_TOKEN':
     case 'AUTH_ERR_TOKEN_REVOKED':
       return cliError('CLI_ERR_TOKEN_REJECTED', `the relay at ${ctx.relayUrl} no longer accepts your login (${code})`, relogin);
@@ -128,7 +133,7 @@ export function cliErrorFromWire(status: number, body: unknown, ctx: WireContext
     case 'AUTH_ERR_FORBIDDEN':
       return cliError('CLI_ERR_FORBIDDEN', 'this needs an admin account', `Log in as an admin: \`${loginCommand(ctx.relayUrl)}\`.`);
     case 'AUTH_ERR_USER_DISABLED':
-      return cliError('CLI_ERR_ACCOUNT_DISABLED', `your account on ${ctx.relayUrl} is disabled`, 'Ask an admin to enable it (`mssh admin users enable NAME`).');
+      return cliError('CLI_ERR_ACCOUNT_DISABLED', `your account on ${ctx.relayUrl} was disabled by an admin`, 'Ask an admin to enable it (`mssh admin users enable NAME`).');
     case 'RLY_ERR_NO_GRANT':
       return cliError('CLI_ERR_NO_GRANT', `you have no access to ${host || 'that machine'} on ${ctx.relayUrl} (or no such machine is enrolled)`, `Run \`mssh ls\` to see the machines you can reach; an admin grants access with \`mssh admin grant ${ctx.user ?? 'USER'} ${host || 'HOST'}\`.`);
     case 'RLY_ERR_UNKNOWN_USER':
@@ -168,4 +173,20 @@ export function cliErrorFromWire(status: number, body: unknown, ctx: WireContext
     `the relay at ${ctx.relayUrl} answered HTTP ${status} without an mssh error body`,
     'Check that the URL points at an mssh relay (`mssh-relay serve`), not another web server.',
   );
+}
+
+/**
+ * A running tunnel the relay reset with one of its own codes (libs/protocol tunnel-end.ts): why, as the
+ * error to print instead of "the connection was lost". Null for any other end.
+ */
+export function tunnelEndedByRelay(rstCode: number | undefined, host: string, ctx: { relayUrl: string; user?: string }): CliError | null {
+  const h = sanitizeForTerminal(host);
+  switch (tunnelEndReason(rstCode)) {
+    case 'user_disabled':
+      return cliError('CLI_ERR_ACCOUNT_DISABLED', `the session to ${h} was ended: your account on ${ctx.relayUrl} was disabled by an admin`, 'Ask an admin to enable it (`mssh admin users enable NAME`).');
+    case 'role_changed':
+      return cliError('CLI_ERR_SESSION_ENDED', `the session to ${h} was ended by an admin: your role on ${ctx.relayUrl} changed`, `Log in again (\`${loginCommand(ctx.relayUrl, ctx.user)}\`), then reconnect.`);
+    default:
+      return null;
+  }
 }

@@ -4,6 +4,8 @@ import { JWT_AUDIENCE, JWT_DEFAULT_TTL_SECONDS, JWT_ISSUER } from '@mssh/protoco
 import { TokenService, generateSigningKey, type SigningKey } from './tokens.js';
 import { AuthError } from './errors.js';
 
+const UID = '6f1c1f9e-3f7e-4c55-9a63-6c1a2b3c4d5e';
+
 async function service(keys?: SigningKey[], now?: () => Date) {
   const k = keys ?? [await generateSigningKey()];
   return TokenService.create(k, { now });
@@ -22,16 +24,17 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
 describe('TokenService', () => {
   it('round trip: sign then verify gives the user, admin flag, jti and expiry; claims are the contract', async () => {
     const s = await service();
-    const t = await s.sign({ user: 'alice', admin: true });
+    const t = await s.sign({ user: 'alice', userId: UID, generation: 0, admin: true });
     const v = await s.verify(t.token);
-    expect(v).toEqual({ user: 'alice', admin: true, jti: t.jti, exp: Math.floor(t.expiresAt.getTime() / 1000) });
+    expect(v).toEqual({ user: 'alice', userId: UID, generation: 0, admin: true, jti: t.jti, exp: Math.floor(t.expiresAt.getTime() / 1000) });
     const claims = decodeJwt(t.token);
     expect(claims.iss).toBe(JWT_ISSUER);
     expect(claims.aud).toBe(JWT_AUDIENCE);
     expect(claims.exp! - claims.iat!).toBe(JWT_DEFAULT_TTL_SECONDS);
     expect(claims.nbf).toBe(claims.iat);
+    expect(claims).toMatchObject({ sub: 'alice', uid: UID, gen: 0 });
     expect(decodeProtectedHeader(t.token)).toMatchObject({ alg: 'EdDSA', kid: s.signingKid });
-    const other = await s.sign({ user: 'alice', admin: false, ttlSeconds: 60 });
+    const other = await s.sign({ user: 'alice', userId: UID, generation: 0, admin: false, ttlSeconds: 60 });
     expect(other.jti).not.toBe(t.jti);
     expect((await s.verify(other.token)).admin).toBe(false);
   });
@@ -39,26 +42,26 @@ describe('TokenService', () => {
   it('an expired token is AUTH_ERR_TOKEN_EXPIRED (beyond the 30 s tolerance)', async () => {
     const keys = [await generateSigningKey()];
     const past = await service(keys, () => new Date(Date.now() - 3600_000));
-    const t = await past.sign({ user: 'alice', admin: false, ttlSeconds: 60 });
+    const t = await past.sign({ user: 'alice', userId: UID, generation: 0, admin: false, ttlSeconds: 60 });
     const s = await service(keys);
     expect(await codeOf(s.verify(t.token))).toBe('AUTH_ERR_TOKEN_EXPIRED');
     // Within the tolerance it still passes.
     const recent = await service(keys, () => new Date(Date.now() - 70_000));
-    const r = await recent.sign({ user: 'alice', admin: false, ttlSeconds: 60 });
+    const r = await recent.sign({ user: 'alice', userId: UID, generation: 0, admin: false, ttlSeconds: 60 });
     expect((await s.verify(r.token)).user).toBe('alice');
   });
 
   it('a token from the future (nbf) is refused', async () => {
     const keys = [await generateSigningKey()];
     const future = await service(keys, () => new Date(Date.now() + 3600_000));
-    const t = await future.sign({ user: 'alice', admin: false });
+    const t = await future.sign({ user: 'alice', userId: UID, generation: 0, admin: false });
     expect(await codeOf((await service(keys)).verify(t.token))).toBe('AUTH_ERR_INVALID_TOKEN');
   });
 
   it('a token signed by another key is refused, even with a known kid', async () => {
     const s = await service();
     const stranger = await service();
-    const t = await stranger.sign({ user: 'alice', admin: true });
+    const t = await stranger.sign({ user: 'alice', userId: UID, generation: 0, admin: true });
     expect(await codeOf(s.verify(t.token))).toBe('AUTH_ERR_INVALID_TOKEN');
     const foreign = await generateSigningKey();
     const forged = await new SignJWT({ admin: true })
@@ -81,7 +84,7 @@ describe('TokenService', () => {
 
   it('a tampered payload is refused', async () => {
     const s = await service();
-    const t = await s.sign({ user: 'alice', admin: false });
+    const t = await s.sign({ user: 'alice', userId: UID, generation: 0, admin: false });
     const [h, p, sig] = t.token.split('.') as [string, string, string];
     const claims = JSON.parse(new TextDecoder().decode(base64url.decode(p)));
     const tampered = base64url.encode(JSON.stringify({ ...claims, admin: true }));
@@ -91,7 +94,7 @@ describe('TokenService', () => {
   it('a wrong audience or issuer is refused', async () => {
     const key = await generateSigningKey();
     const s = await service([key]);
-    const mk = (iss: string, aud: string) => new SignJWT({ admin: false })
+    const mk = (iss: string, aud: string) => new SignJWT({ admin: false, uid: UID, gen: 0 })
       .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
       .setIssuer(iss).setAudience(aud).setSubject('alice').setJti('j').setIssuedAt().setNotBefore('0s').setExpirationTime('1h');
     const priv = await importJWK(key.privateJwk, 'EdDSA');
@@ -112,7 +115,7 @@ describe('TokenService', () => {
     const olderService = await service([old]);
     const s = await service([retired, newer, old]);
     expect(s.signingKid).toBe(newer.kid);
-    const fromOld = await olderService.sign({ user: 'bob', admin: false });
+    const fromOld = await olderService.sign({ user: 'bob', userId: UID, generation: 0, admin: false });
     expect((await s.verify(fromOld.token)).user).toBe('bob');
     const jwks = s.jwks();
     expect(jwks.keys.map((k) => k.kid).sort()).toEqual([old.kid, newer.kid, retired.kid].sort());
@@ -126,11 +129,11 @@ describe('TokenService', () => {
     const old = { ...(await generateSigningKey()), createdAt: new Date(1000) };
     let now = Date.now();
     const s = await service([old], () => new Date(now));
-    const before = await s.sign({ user: 'alice', admin: false, ttlSeconds: 600 });
+    const before = await s.sign({ user: 'alice', userId: UID, generation: 0, admin: false, ttlSeconds: 600 });
     const fresh = { ...(await generateSigningKey()), createdAt: new Date(2000) };
     await s.setKeys([{ ...old, retiredAt: new Date(now) }, fresh]);
     expect(s.signingKid).toBe(fresh.kid);
-    const after = await s.sign({ user: 'alice', admin: false });
+    const after = await s.sign({ user: 'alice', userId: UID, generation: 0, admin: false });
     expect(decodeProtectedHeader(after.token).kid).toBe(fresh.kid);
     expect((await s.verify(before.token)).user).toBe('alice');
     expect(s.jwks().keys.map((k) => k.kid).sort()).toEqual([old.kid, fresh.kid].sort());
@@ -141,11 +144,11 @@ describe('TokenService', () => {
     const k = await generateSigningKey();
     let now = Date.now();
     const s = await service([k], () => new Date(now));
-    const t = await s.sign({ user: 'alice', admin: true, ttlSeconds: 60 });
+    const t = await s.sign({ user: 'alice', userId: UID, generation: 0, admin: true, ttlSeconds: 60 });
     const first = await s.verify(t.token);
     // Again (from the cache of verified tokens): the same answer, and a copy the caller may not spoil.
     first.user = 'mallory';
-    expect(await s.verify(t.token)).toEqual({ user: 'alice', admin: true, jti: t.jti, exp: Math.floor(t.expiresAt.getTime() / 1000) });
+    expect(await s.verify(t.token)).toEqual({ user: 'alice', userId: UID, generation: 0, admin: true, jti: t.jti, exp: Math.floor(t.expiresAt.getTime() / 1000) });
     // One character of the signature changed: a different string, verified in full, refused.
     const [h, p, sig] = t.token.split('.') as [string, string, string];
     const flipped = `${h}.${p}.${sig.slice(0, 10)}${sig[10] === 'A' ? 'B' : 'A'}${sig.slice(11)}`;
@@ -157,9 +160,64 @@ describe('TokenService', () => {
     expect(await codeOf(s.verify(t.token))).toBe('AUTH_ERR_TOKEN_EXPIRED');
     // A key taken out of the set no longer verifies its tokens, cached or not.
     now = Date.now();
-    const u = await s.sign({ user: 'bob', admin: false });
+    const u = await s.sign({ user: 'bob', userId: UID, generation: 0, admin: false });
     expect((await s.verify(u.token)).user).toBe('bob');
     await s.setKeys([await generateSigningKey()]);
     expect(await codeOf(s.verify(u.token))).toBe('AUTH_ERR_INVALID_TOKEN');
+  });
+
+  // Issue 16 item 6: who a token is, and how long it may live.
+  it('a genuine token without the user id and generation (issued before they existed) is AUTH_ERR_TOKEN_OUTDATED', async () => {
+    const key = await generateSigningKey();
+    const s = await service([key]);
+    const old = await new SignJWT({ admin: true })
+      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
+      .setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice').setJti('j-old').setIssuedAt().setNotBefore('0s').setExpirationTime('1h')
+      .sign(await importJWK(key.privateJwk, 'EdDSA'));
+    expect(await codeOf(s.verify(old))).toBe('AUTH_ERR_TOKEN_OUTDATED');
+    // Half of the pair, or a malformed id or generation, is simply invalid.
+    const priv = await importJWK(key.privateJwk, 'EdDSA');
+    const signWith = (claims: Record<string, unknown>) => new SignJWT({ admin: false, ...claims })
+      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
+      .setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice').setJti('j').setIssuedAt().setNotBefore('0s').setExpirationTime('1h')
+      .sign(priv);
+    for (const claims of [{ uid: UID }, { gen: 0 }, { uid: 'alice', gen: 0 }, { uid: "x' OR 1=1", gen: 0 }, { uid: UID, gen: -1 }, { uid: UID, gen: 1.5 }, { uid: UID, gen: '0' }]) {
+      expect(await codeOf(s.verify(await signWith(claims))), JSON.stringify(claims)).toBe('AUTH_ERR_INVALID_TOKEN');
+    }
+    expect(await s.verify(await signWith({ uid: UID, gen: 7 }))).toMatchObject({ userId: UID, generation: 7 });
+  });
+
+  it('iat in the future beyond the leeway is refused, within it accepted', async () => {
+    const key = await generateSigningKey();
+    const s = await service([key]);
+    const priv = await importJWK(key.privateJwk, 'EdDSA');
+    const nowS = Math.floor(Date.now() / 1000);
+    // nbf is now (so only iat is in the future): the iat check is ours, not jose's.
+    const withIat = (iat: number) => new SignJWT({ admin: false, uid: UID, gen: 0 })
+      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
+      .setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice').setJti(`j-${iat}`)
+      .setIssuedAt(iat).setNotBefore(nowS).setExpirationTime(nowS + 3600)
+      .sign(priv);
+    expect(await codeOf(s.verify(await withIat(nowS + 120)))).toBe('AUTH_ERR_INVALID_TOKEN');
+    expect((await s.verify(await withIat(nowS + 20))).user).toBe('alice');
+  });
+
+  it('a lifetime beyond the maximum is refused, even when signed by the relay\'s key', async () => {
+    const key = await generateSigningKey();
+    const s = await TokenService.create([key], { maxTtlSeconds: 3600 });
+    const priv = await importJWK(key.privateJwk, 'EdDSA');
+    const nowS = Math.floor(Date.now() / 1000);
+    const lasting = (seconds: number, iat = nowS) => new SignJWT({ admin: false, uid: UID, gen: 0 })
+      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
+      .setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice').setJti(`j-${seconds}-${iat}`)
+      .setIssuedAt(iat).setNotBefore(nowS).setExpirationTime(iat + seconds)
+      .sign(priv);
+    expect(await codeOf(s.verify(await lasting(3601)))).toBe('AUTH_ERR_INVALID_TOKEN');
+    expect(await codeOf(s.verify(await lasting(10 * 365 * 86400)))).toBe('AUTH_ERR_INVALID_TOKEN');
+    expect((await s.verify(await lasting(3600))).user).toBe('alice');
+    // sign() itself never issues more than the maximum.
+    const t = await s.sign({ user: 'alice', userId: UID, generation: 0, admin: false, ttlSeconds: 99_999 });
+    const c = decodeJwt(t.token);
+    expect(c.exp! - c.iat!).toBe(3600);
   });
 });

@@ -9,6 +9,7 @@ import { AuthError } from './errors.js';
 export type { JWK };
 
 const ALG = 'EdDSA';
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A signing key as stored (the relay keeps these in its database). */
 export interface SigningKey {
@@ -35,6 +36,11 @@ export interface TokenServiceOptions {
   defaultTtlSeconds?: number;
   /** Leeway for exp/nbf/iat between machines. */
   clockToleranceSeconds?: number;
+  /**
+   * Longest lifetime (exp - iat) a token may have; longer ones, and ones expiring later than this from
+   * now, are refused. Default: defaultTtlSeconds.
+   */
+  maxTtlSeconds?: number;
   /** Injectable clock (tests). */
   now?: () => Date;
 }
@@ -46,7 +52,12 @@ export interface SignedToken {
 }
 
 export interface VerifiedToken {
+  /** The user's name when the token was issued (`sub`); the id is what identifies the user. */
   user: string;
+  /** The user's immutable id (claim `uid`): a user deleted and created again under the same name is another user. */
+  userId: string;
+  /** The user's token generation when the token was issued (claim `gen`); the relay compares it with the current one. */
+  generation: number;
   admin: boolean;
   jti: string;
   /** Expiry, seconds since the epoch. */
@@ -70,8 +81,8 @@ interface LoadedKey {
 }
 
 /**
- * Issues and verifies the relay's access tokens: EdDSA (Ed25519) JWTs with iss, aud, sub (user), admin,
- * iat, nbf, exp and a random jti (for revocation). The newest non-retired key signs; every key verifies
+ * Issues and verifies the relay's access tokens: EdDSA (Ed25519) JWTs with iss, aud, sub (user name), uid
+ * (the user's id), gen (the user's token generation), admin, iat, nbf, exp and a random jti (for revocation). The newest non-retired key signs; every key verifies
  * the tokens carrying its kid. Only EdDSA is accepted, so `alg: none` and HMAC confusion are refused.
  */
 export class TokenService {
@@ -79,6 +90,7 @@ export class TokenService {
   private readonly audience: string;
   private readonly defaultTtl: number;
   private readonly tolerance: number;
+  private readonly maxTtl: number;
   private readonly now: () => Date;
   /**
    * Token string -> its verified claims. A client sends the same token with every request, and the
@@ -97,6 +109,7 @@ export class TokenService {
     this.audience = opts.audience ?? JWT_AUDIENCE;
     this.defaultTtl = opts.defaultTtlSeconds ?? JWT_DEFAULT_TTL_SECONDS;
     this.tolerance = opts.clockToleranceSeconds ?? 30;
+    this.maxTtl = opts.maxTtlSeconds ?? this.defaultTtl;
     this.now = opts.now ?? (() => new Date());
   }
 
@@ -142,12 +155,16 @@ export class TokenService {
     return this.signer?.kid ?? null;
   }
 
-  async sign(input: { user: string; admin: boolean; ttlSeconds?: number }): Promise<SignedToken> {
+  /** `userId` and `generation` bind the token to that user row and to its current token generation. */
+  async sign(input: { user: string; userId: string; generation: number; admin: boolean; ttlSeconds?: number }): Promise<SignedToken> {
     if (!this.signer?.signKey) throw new Error('no signing key: every key is retired');
+    if (!UUID_RE.test(input.userId) || !Number.isSafeInteger(input.generation) || input.generation < 0) {
+      throw new Error('a token needs the user\'s id (a UUID) and token generation (an integer >= 0)');
+    }
     const nowS = Math.floor(this.now().getTime() / 1000);
-    const exp = nowS + (input.ttlSeconds ?? this.defaultTtl);
+    const exp = nowS + Math.min(input.ttlSeconds ?? this.defaultTtl, this.maxTtl);
     const jti = randomUUID();
-    const token = await new SignJWT({ admin: input.admin })
+    const token = await new SignJWT({ admin: input.admin, uid: input.userId.toLowerCase(), gen: input.generation })
       .setProtectedHeader({ alg: ALG, kid: this.signer.kid, typ: 'JWT' })
       .setIssuer(this.issuer)
       .setAudience(this.audience)
@@ -160,7 +177,11 @@ export class TokenService {
     return { token, jti, expiresAt: new Date(exp * 1000) };
   }
 
-  /** Verify a token. Throws AuthError AUTH_ERR_TOKEN_EXPIRED or AUTH_ERR_INVALID_TOKEN. */
+  /**
+   * Verify a token. Throws AuthError AUTH_ERR_TOKEN_EXPIRED, AUTH_ERR_INVALID_TOKEN (also: issued in the
+   * future beyond the leeway, or a lifetime beyond the maximum) or AUTH_ERR_TOKEN_OUTDATED (a genuine
+   * token from before tokens named the user's id and generation).
+   */
   async verify(token: string): Promise<VerifiedToken> {
     const cached = this.verified.get(token);
     if (cached && this.keys.has(cached.kid)) {
@@ -190,11 +211,20 @@ export class TokenService {
       if (e instanceof joseErrors.JWTExpired) throw new AuthError('AUTH_ERR_TOKEN_EXPIRED', undefined, { cause: e });
       throw new AuthError('AUTH_ERR_INVALID_TOKEN', undefined, { cause: e });
     }
-    const { sub, jti, exp, admin, nbf } = payload;
-    if (typeof sub !== 'string' || sub === '' || typeof jti !== 'string' || typeof exp !== 'number' || typeof admin !== 'boolean') {
+    const { sub, jti, exp, admin, nbf, iat, uid, gen } = payload;
+    if (typeof sub !== 'string' || sub === '' || typeof jti !== 'string' || typeof exp !== 'number' || typeof admin !== 'boolean' || typeof iat !== 'number') {
       throw new AuthError('AUTH_ERR_INVALID_TOKEN');
     }
-    const result: VerifiedToken = { user: sub, admin, jti, exp };
+    const nowS = Math.floor(this.now().getTime() / 1000);
+    if (iat > nowS + this.tolerance) throw new AuthError('AUTH_ERR_INVALID_TOKEN', 'token is issued in the future; check the clocks, then run `mssh login` again');
+    if (exp - iat > this.maxTtl || exp > nowS + this.maxTtl + this.tolerance) {
+      throw new AuthError('AUTH_ERR_INVALID_TOKEN', 'token lives longer than this relay allows; run `mssh login` again');
+    }
+    if (uid === undefined && gen === undefined) throw new AuthError('AUTH_ERR_TOKEN_OUTDATED');
+    if (typeof uid !== 'string' || !UUID_RE.test(uid) || typeof gen !== 'number' || !Number.isSafeInteger(gen) || gen < 0) {
+      throw new AuthError('AUTH_ERR_INVALID_TOKEN');
+    }
+    const result: VerifiedToken = { user: sub, userId: uid.toLowerCase(), generation: gen, admin, jti, exp };
     if (kid !== undefined && typeof nbf === 'number') {
       if (this.verified.size >= VERIFIED_CACHE_SIZE) this.verified.delete(this.verified.keys().next().value!);
       this.verified.set(token, { kid, result, nbf });

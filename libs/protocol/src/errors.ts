@@ -13,6 +13,8 @@ export const WIRE_ERRORS = {
   AUTH_ERR_BAD_CREDENTIALS: { status: 401, message: 'wrong user name or password' },
   AUTH_ERR_FORBIDDEN: { status: 403, message: 'this needs an admin account' },
   AUTH_ERR_USER_DISABLED: { status: 401, message: 'this account is disabled; ask an admin to enable it' },
+  AUTH_ERR_TOKEN_OUTDATED: { status: 401, message: 'this login was issued by an older relay version; run `mssh login` again' },
+  AUTH_ERR_SESSION_ENDED: { status: 401, message: 'your session was ended by an admin (password reset, account disabled or role changed); run `mssh login` again' },
   // relay
   RLY_ERR_BAD_REQUEST: { status: 400, message: 'malformed request' },
   RLY_ERR_UNKNOWN_HOST: { status: 404, message: 'no machine with that name is enrolled' },

@@ -9,3 +9,4 @@ export * from './buffer-reclaim.js';
 export * from './read-body.js';
 export * from './admin-format.js';
 export * from './audit.js';
+export * from './tunnel-end.js';

@@ -15,6 +15,7 @@ import { relayError } from '../errors.js';
 import { grantPatternProblem } from '../access/glob.js';
 import type { TunnelRouter } from '../tunnel/types.js';
 import { DEFAULT_STALE_AFTER_MS, isStale } from '../hosts/staleness.js';
+import type { UserChanges } from '../auth/user-changes.js';
 
 /** Who asks, for the audit trail. */
 export interface AdminActor {
@@ -48,6 +49,8 @@ export interface AdminServiceDeps {
   /** Machines not seen for this long are stale (default 30 days). */
   staleAfterMs?: number;
   clock?: () => Date;
+  /** Told of disables, role and password changes once committed (the jump listener closes what they end). */
+  changes?: UserChanges;
 }
 
 export function userInfo(u: UserRecord): UserInfo {
@@ -95,8 +98,10 @@ export class AdminService {
   }
 
   /**
-   * Disable a user: their tokens fail from the next request on (authentication reads the row each time).
-   * With killSessions, their live sessions end now too (reason user_disabled).
+   * Disable a user: their tokens fail from the next request on (authentication reads the row each time),
+   * and for good: the token generation is bumped, so enabling the user again does not revive them.
+   * With killSessions, their live sessions end now too (reason user_disabled), and so do their jump
+   * connections; without it, new channels on those connections are refused.
    */
   async disableUser(name: string, opts: { killSessions: boolean }, by: AdminActor): Promise<DisableUserResponse> {
     const before = await this.deps.users.findByName(name);
@@ -104,6 +109,7 @@ export class AdminService {
     const u = before.disabledAt ? before : await this.deps.users.setDisabled(name, this.now());
     if (!u) this.unknownUser(name);
     const sessionsEnded = opts.killSessions ? (this.deps.router?.closeSessionsOfUser(name, 'user_disabled') ?? 0) : 0;
+    this.deps.changes?.emit({ kind: 'disabled', user: name, killSessions: opts.killSessions });
     this.emit(AUDIT.userDisabled, by, { details: { user: name, killSessions: opts.killSessions, sessionsEnded } });
     return { ...userInfo(u), sessionsEnded };
   }
@@ -117,18 +123,27 @@ export class AdminService {
 
   async setPassword(name: string, password: string, by: AdminActor): Promise<UserInfo> {
     if (!(await this.deps.users.findByName(name))) this.unknownUser(name);
+    // Ends every token issued before (token generation bumped): a reset locks out whoever had the old password.
     const u = await this.deps.users.setPasswordHash(name, await hashPassword(password));
     if (!u) this.unknownUser(name);
+    this.deps.changes?.emit({ kind: 'password_changed', user: name });
     this.emit(AUDIT.userPasswordChanged, by, { details: { user: name } });
     return userInfo(u);
   }
 
+  /**
+   * Set or clear the role. Everything the user holds was judged under the old role, so it ends: their
+   * tokens (token generation bumped: AUTH_ERR_SESSION_ENDED), their live sessions on both doors (reason
+   * role_changed) and their jump connections. They log in again under the new role.
+   */
   async setRole(name: string, role: string | null, by: AdminActor): Promise<UserInfo> {
     const before = await this.deps.users.findByName(name);
     if (!before) this.unknownUser(name);
     const u = await this.deps.users.setRole(name, role);
     if (!u) this.unknownUser(name);
-    this.emit(AUDIT.userRoleChanged, by, { details: { user: name, from: before.role, to: role } });
+    const sessionsEnded = this.deps.router?.closeSessionsOfUser(name, 'role_changed') ?? 0;
+    this.deps.changes?.emit({ kind: 'role_changed', user: name, from: before.role, to: role });
+    this.emit(AUDIT.userRoleChanged, by, { details: { user: name, from: before.role, to: role, sessionsEnded } });
     return userInfo(u);
   }
 

@@ -22,7 +22,10 @@ export interface AuthServiceDeps {
 export class AuthService {
   constructor(private readonly deps: AuthServiceDeps) {}
 
-  /** Same answer (AUTH_ERR_BAD_CREDENTIALS) and the same work for an unknown user as for a wrong password. */
+  /**
+   * Same answer (AUTH_ERR_BAD_CREDENTIALS) and the same work for an unknown user as for a wrong password
+   * (also of a disabled account). Only the right password of a disabled account learns that it is disabled.
+   */
   async login(req: LoginRequest, source: string): Promise<LoginResponse> {
     const { users, tokens, audit } = this.deps;
     const hashing = <T>(fn: () => Promise<T>): Promise<T> => (this.deps.hashSlots ? this.deps.hashSlots.run(fn) : fn());
@@ -38,27 +41,31 @@ export class AuthService {
       throw new AuthError('AUTH_ERR_BAD_CREDENTIALS');
     }
     if (user.disabledAt) {
+      // Said only now that the password proved who is asking: a wrong password gets the answer above.
       audit.userLogin({ user: user.name, source, ok: false, reason: 'disabled' });
-      throw new AuthError('AUTH_ERR_BAD_CREDENTIALS');
+      throw new AuthError('AUTH_ERR_USER_DISABLED', 'your account was disabled by an admin; ask an admin to enable it');
     }
-    const t = await tokens.sign({ user: user.name, admin: user.isAdmin, ttlSeconds: this.deps.tokenTtlSeconds });
+    const t = await tokens.sign({ user: user.name, userId: user.id, generation: user.tokenGeneration, admin: user.isAdmin, ttlSeconds: this.deps.tokenTtlSeconds });
     audit.userLogin({ user: user.name, source, ok: true });
     return { token: t.token, expiresAt: t.expiresAt.toISOString(), user: user.name, admin: user.isAdmin };
   }
 
   /**
-   * Who is calling: verifies the `Authorization: Bearer <jwt>` header value, refuses revoked tokens and
-   * users that no longer exist or are disabled. Throws AuthError.
+   * Who is calling: verifies the `Authorization: Bearer <jwt>` header value, refuses revoked tokens, users
+   * that no longer exist (by id: a user created again under the same name is another user) or are
+   * disabled, and tokens of an older token generation (AUTH_ERR_SESSION_ENDED: a password reset, disable or
+   * role change since). One grouped lookup per request, as before. Throws AuthError.
    */
   async authenticate(authorization: string | undefined): Promise<RequestAuth> {
     const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(authorization ?? '');
     if (!m) throw new AuthError('AUTH_ERR_MISSING_TOKEN');
     const checkedAt = performance.now();
     const v = await this.deps.tokens.verify(m[1]!);
-    const { revoked, user } = await this.deps.users.findForToken(v.user, v.jti);
+    const { revoked, user } = await this.deps.users.findForToken(v.userId, v.jti);
     if (revoked) throw new AuthError('AUTH_ERR_TOKEN_REVOKED');
     if (!user) throw new AuthError('AUTH_ERR_INVALID_TOKEN', 'the account of this token no longer exists');
-    if (user.disabledAt) throw new AuthError('AUTH_ERR_USER_DISABLED', 'this account is disabled; ask an admin to enable it (mssh admin users enable NAME)');
+    if (user.disabledAt) throw new AuthError('AUTH_ERR_USER_DISABLED', 'your account was disabled by an admin; ask an admin to enable it (mssh admin users enable NAME)');
+    if (user.tokenGeneration !== v.generation) throw new AuthError('AUTH_ERR_SESSION_ENDED');
     // The row loaded here is all the access check needs too (admin, role): no second user lookup.
     return { user: user.name, admin: user.isAdmin, role: user.role, jti: v.jti, exp: v.exp, checkedAt };
   }

@@ -52,6 +52,9 @@ describe.each(DB_KINDS)('admin API on %s', (kind) => {
     expect(await visible(aliceToken)).toEqual(['web-1', 'web-2']);
     const role = await call('POST', `${PATHS.adminUser('alice')}/role`, { token: adminToken, body: { role: 'ops' } });
     expect(role.json()).toMatchObject({ name: 'alice', role: 'ops' });
+    // A role change ends the tokens judged under the old role: alice logs in again.
+    expect((await call('GET', PATHS.hosts, { token: aliceToken })).json().code).toBe('AUTH_ERR_SESSION_ENDED');
+    aliceToken = await login(ALICE.name, ALICE.password);
     expect(await visible(aliceToken)).toEqual(['db-1', 'web-1', 'web-2']);
 
     // GET one host: granted 200; ungranted and unknown look the same
@@ -75,6 +78,7 @@ describe.each(DB_KINDS)('admin API on %s', (kind) => {
     expect(again.json().code).toBe('RLY_ERR_UNKNOWN_GRANT');
     const clear = await call('POST', `${PATHS.adminUser('alice')}/role`, { token: adminToken, body: { role: null } });
     expect(clear.json()).toMatchObject({ role: null });
+    aliceToken = await login(ALICE.name, ALICE.password);
     expect(await visible(aliceToken)).toEqual([]);
 
     for (const pattern of ['Web-*', '../x', 'a b', '', 'x\u001b[2J']) {
@@ -107,10 +111,19 @@ describe.each(DB_KINDS)('admin API on %s', (kind) => {
     const refused = await call('GET', PATHS.hosts, { token: carolToken });
     expect(refused.statusCode).toBe(401);
     expect(refused.json().code).toBe('AUTH_ERR_USER_DISABLED');
-    expect((await call('POST', PATHS.login, { body: { user: 'carol', password: 'carol-password' } })).statusCode).toBe(401);
+    // The right password of a disabled account hears that it is disabled; a wrong one hears nothing more.
+    const disabledLogin = await call('POST', PATHS.login, { body: { user: 'carol', password: 'carol-password' } });
+    expect(disabledLogin.statusCode).toBe(401);
+    expect(disabledLogin.json().code).toBe('AUTH_ERR_USER_DISABLED');
+    const wrongLogin = await call('POST', PATHS.login, { body: { user: 'carol', password: 'not-carols-password' } });
+    expect(wrongLogin.json()).toEqual({ statusCode: 401, code: 'AUTH_ERR_BAD_CREDENTIALS', error: 'Unauthorized', message: 'wrong user name or password' });
 
     expect((await call('POST', `${PATHS.adminUser('carol')}/enable`, { token: adminToken })).json()).toMatchObject({ disabled: false });
-    expect((await call('GET', PATHS.hosts, { token: carolToken })).statusCode).toBe(200);
+    // Enabling does not revive the tokens the account had: they ended with the disable.
+    const revived = await call('GET', PATHS.hosts, { token: carolToken });
+    expect(revived.statusCode).toBe(401);
+    expect(revived.json().code).toBe('AUTH_ERR_SESSION_ENDED');
+    expect((await call('GET', PATHS.hosts, { token: await login('carol', 'carol-password') })).statusCode).toBe(200);
 
     const pw = await call('POST', `${PATHS.adminUser('carol')}/password`, { token: adminToken, body: { password: 'new-carol-password' } });
     expect(pw.statusCode).toBe(200);

@@ -98,13 +98,15 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
     it('an expired token', async () => {
       const keys = await r.repos.signingKeys.list();
       const past = await TokenService.create(keys, { now: () => new Date(Date.now() - 13 * 3600_000) });
-      const t = await past.sign({ user: 'admin', admin: true });
+      const admin = (await r.repos.users.findByName('admin'))!;
+      const t = await past.sign({ user: 'admin', userId: admin.id, generation: admin.tokenGeneration, admin: true });
       await expect401(t.token, 'AUTH_ERR_TOKEN_EXPIRED');
     });
 
     it('a token signed by another key (unknown kid, or forged with a known kid)', async () => {
       const other = await TokenService.create([await generateSigningKey()]);
-      await expect401((await other.sign({ user: 'admin', admin: true })).token, 'AUTH_ERR_INVALID_TOKEN');
+      const admin = (await r.repos.users.findByName('admin'))!;
+      await expect401((await other.sign({ user: 'admin', userId: admin.id, generation: admin.tokenGeneration, admin: true })).token, 'AUTH_ERR_INVALID_TOKEN');
       const foreign = await generateSigningKey();
       const forged = await new SignJWT({ admin: true }).setProtectedHeader({ alg: 'EdDSA', kid: r.tokens.signingKid! })
         .setIssuer('mssh-relay').setAudience('mssh').setSubject('admin').setJti('j1').setIssuedAt().setNotBefore('0s').setExpirationTime('1h')
@@ -119,7 +121,7 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
     });
 
     it('a valid token of a user that no longer exists', async () => {
-      const t = await r.tokens.sign({ user: 'ghost', admin: true });
+      const t = await r.tokens.sign({ user: 'ghost', userId: '00000000-0000-4000-8000-000000000000', generation: 0, admin: true });
       await expect401(t.token, 'AUTH_ERR_INVALID_TOKEN');
     });
 

@@ -9,7 +9,10 @@
  * Only direct-tcpip to an enrolled machine name the user may reach is forwarded; nothing is ever dialled.
  * A shell request (`ssh -p 2222 alice@relay`) prints the machines she may reach and exits 0. exec,
  * subsystems, remote forwards (-R), agent forwarding, X11 and streamlocal are refused.
- * Each authentication attempt re-reads the user and the key from the database.
+ * Each authentication attempt re-reads the user and the key from the database, and so does every channel
+ * a connection opens (ssh -W or -J through a ControlMaster): the user must still exist, be enabled and
+ * have that key, and the admin flag and role are the current ones. A removed key or a changed role
+ * closes the connections they authenticated at once (UserChangeSource); a disable with --kill-sessions too.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server as NetServer, type Socket } from 'node:net';
@@ -21,7 +24,8 @@ import { parseSshKey } from '@mssh/protocol/ssh2-keys';
 import type { RecordedSession, TunnelRouter } from '../tunnel/types.js';
 import { RelayError } from '../errors.js';
 import type { JumpHostKey } from './host-key.js';
-import type { SshKeyService } from './ssh-key-service.js';
+import type { JumpLoginLapse, SshKeyService } from './ssh-key-service.js';
+import type { UserChange, UserChangeSource } from '../auth/user-changes.js';
 import type { AccessService, JumpUser, SessionCaps, SessionRecorder } from './seams.js';
 import { AuthFailureLimiter } from './auth-failures.js';
 import { decideDestination } from './destination.js';
@@ -30,7 +34,9 @@ const { Server } = ssh2;
 
 export interface JumpServerOptions {
   hostKey: JumpHostKey;
-  keys: Pick<SshKeyService, 'userForKey' | 'isActive'>;
+  keys: Pick<SshKeyService, 'userForKey' | 'currentLogin'>;
+  /** Key removals, role changes and disables, to close the connections they end (absent: per-channel checks only). */
+  changes?: UserChangeSource;
   hosts: { exists(name: string): Promise<boolean>; list(): Promise<Array<{ name: string; online: boolean }>> };
   router: Pick<TunnelRouter, 'openSession' | 'spliceSession'>;
   access: AccessService;
@@ -61,6 +67,10 @@ interface Conn {
   source: string;
   log: Logger;
   user: JumpUser | null;
+  /** The user's id, and the key blob and fingerprint this connection authenticated with. */
+  login: { userId: string; blob: Buffer; fingerprint: string } | null;
+  /** The login no longer holds: every further channel is refused with this reason until the connection ends. */
+  lapsed: JumpLoginLapse | 'role_changed' | null;
   triedAuth: boolean;
   authFailures: number;
   handshakeTimer?: NodeJS.Timeout;
@@ -80,6 +90,71 @@ export function hostListText(user: string, hosts: Array<{ name: string; online: 
     lines.push('', 'Connect with:', `  ssh -J ${sanitizeForTerminal(user)}@${jump} LOGIN@MACHINE`);
   }
   return lines.join('\r\n') + '\r\n';
+}
+
+/**
+ * What OpenSSH prints after "channel N: open failed: administratively prohibited: " when a connection's
+ * login no longer holds (the account-level reasons only: grants keep their one answer for every name).
+ */
+export const LAPSE_MESSAGES: Record<JumpLoginLapse | 'role_changed', string> = {
+  user_gone: 'mssh: your account no longer exists on the relay; this connection is closed',
+  user_disabled: 'mssh: your account was disabled by an admin; this connection is closed',
+  key_removed: 'mssh: the SSH key this connection logged in with was removed from your account; this connection is closed',
+  role_changed: 'mssh: your role changed since this connection logged in; connect again',
+};
+
+/** How long a connection whose login lapsed stays open after refusing a channel (see stillValid). */
+const LAPSE_CLOSE_DELAY_MS = 300;
+
+/** CHANNEL_OPEN_FAILURE reason code (RFC 4254): administratively prohibited. */
+const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
+
+/**
+ * Refuse a channel open with a description OpenSSH shows to the user. ssh2's reject() sends no
+ * description; it calls its protocol's channelOpenFail synchronously, so that one call is given ours.
+ */
+function rejectSaying(client: Connection | undefined, reject: () => void, description: string): void {
+  const proto = (client as unknown as { _protocol?: Record<string, unknown> } | undefined)?._protocol;
+  const original = proto?.channelOpenFail;
+  if (!proto || typeof original !== 'function') return reject();
+  const own = Object.prototype.hasOwnProperty.call(proto, 'channelOpenFail');
+  proto.channelOpenFail = function (this: unknown, remote: number) {
+    return (original as (r: number, reason: number, desc: string) => unknown).call(this, remote, OPEN_ADMINISTRATIVELY_PROHIBITED, description);
+  };
+  try {
+    reject();
+  } finally {
+    if (own) proto.channelOpenFail = original;
+    else delete proto.channelOpenFail;
+  }
+}
+
+/**
+ * End the SSH connection with SSH_MSG_DISCONNECT (by application) carrying a description OpenSSH prints
+ * ("Received disconnect from HOST port N:11: <description>"). ssh2's own end() sends none; this writes
+ * the packet as its Protocol.disconnect() does. False when ssh2's internals are not as expected (the
+ * caller then ends the connection without a description).
+ */
+function disconnectSaying(client: Connection | undefined, description: string): boolean {
+  type Rw = { allocStartKEX: number; alloc(len: number, force: boolean): Buffer; finalize(p: Buffer, force: boolean): Buffer };
+  const proto = (client as unknown as { _protocol?: { _packetRW?: { write?: Rw }; _cipher?: { encrypt(p: Buffer): void } } } | undefined)?._protocol;
+  const rw = proto?._packetRW?.write;
+  const cipher = proto?._cipher;
+  if (!rw || !cipher || typeof rw.alloc !== 'function' || typeof rw.finalize !== 'function' || typeof cipher.encrypt !== 'function') return false;
+  try {
+    const desc = Buffer.from(description, 'utf8');
+    let p = rw.allocStartKEX;
+    const packet = rw.alloc(1 + 4 + 4 + desc.length + 4, true);
+    packet[p] = 1; // SSH_MSG_DISCONNECT
+    packet.writeUInt32BE(11, ++p); // SSH_DISCONNECT_BY_APPLICATION
+    packet.writeUInt32BE(desc.length, (p += 4));
+    desc.copy(packet, (p += 4));
+    packet.writeUInt32BE(0, p + desc.length); // language tag
+    cipher.encrypt(rw.finalize(packet, true));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 export function createJumpServer(opts: JumpServerOptions): JumpServer {
@@ -132,6 +207,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     if (!key) return fail('registered key cannot be parsed', fp);
     if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return fail('bad signature', fp);
     conn.user = { name: found.name, admin: found.admin, role: found.role };
+    conn.login = { userId: found.id, blob: Buffer.from(blob), fingerprint: fp };
     conn.log = conn.log.child({ user: found.name });
     conn.log.info({ key: fp }, 'ssh user authenticated');
     ctx.accept();
@@ -142,18 +218,53 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     reject();
   }
 
+  /**
+   * The connection's login judged again, now: the user (same id) enabled, the key still theirs, and the
+   * admin flag and role unchanged since the login (else the connection was authorised under privileges
+   * the user no longer has). On a lapse the channel is refused with the reason and the connection ends.
+   */
+  async function stillValid(conn: Conn, reject: () => void, what: string, extra: Record<string, unknown> = {}): Promise<JumpUser | null> {
+    const login = conn.login!;
+    if (conn.lapsed) {
+      rejectSaying(conn.client, reject, LAPSE_MESSAGES[conn.lapsed]);
+      return null;
+    }
+    const now = await opts.keys.currentLogin(conn.user!.name, login.blob, login.userId);
+    let lapse: JumpLoginLapse | 'role_changed' | null = now.ok ? null : now.lapse;
+    if (now.ok && (now.user.admin !== conn.user!.admin || now.user.role !== conn.user!.role)) lapse = 'role_changed';
+    if (lapse === null && now.ok) return { name: now.user.name, admin: now.user.admin, role: now.user.role };
+    conn.log.info({ what, why: lapse, key: login.fingerprint, ...extra }, 'ssh request refused: the login no longer holds');
+    rejectSaying(conn.client, reject, LAPSE_MESSAGES[lapse!]);
+    // Closed a moment later, not at once: an OpenSSH ControlMaster that gets the refusal and the
+    // disconnect together exits before passing the refusal on to its mux client (`ssh -S ctl -W` then
+    // exits 0 as if it had worked).
+    if (!conn.lapsed) {
+      conn.lapsed = lapse!;
+      setTimeout(() => closeConn(conn, lapse!), LAPSE_CLOSE_DELAY_MS).unref();
+    }
+    return null;
+  }
+
+  /** End a connection whose login lapsed (its forwarded sessions end with it), telling the client why. */
+  function closeConn(conn: Conn, why: JumpLoginLapse | 'role_changed'): void {
+    if (conn.done) return;
+    conn.log.info({ why }, 'closing the ssh connection: its login no longer holds');
+    try {
+      if (!disconnectSaying(conn.client, LAPSE_MESSAGES[why])) conn.client?.end();
+    } catch {
+      // already gone
+    }
+    end(conn, why);
+  }
+
   async function forward(conn: Conn, accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): Promise<void> {
-    const user = conn.user!;
     const dest = { host: String(info?.destIP ?? '').slice(0, 300), port: info?.destPort };
+    const authAt = performance.now();
+    const user = await stillValid(conn, reject, 'direct-tcpip', { dest });
+    if (!user) return;
     const decision = await decideDestination({ hostExists: (n) => opts.hosts.exists(n), access: opts.access }, user, info?.destIP, info?.destPort);
     if (!decision.ok) return refuseChannel(conn, reject, 'direct-tcpip', decision.reason, { dest });
     const host = decision.host;
-    const authAt = performance.now();
-    if (!(await opts.keys.isActive(user.name))) {
-      refuseChannel(conn, reject, 'direct-tcpip', 'user disabled', { dest });
-      conn.client?.end();
-      return;
-    }
     const source = conn.source;
     const cap = await opts.caps.acquire({ user: user.name, host, source, via: 'jump' });
     if (!cap.ok) return refuseChannel(conn, reject, 'direct-tcpip', cap.message, { dest });
@@ -198,10 +309,10 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     }
   }
 
-  async function hostList(conn: Conn): Promise<string> {
+  async function hostList(conn: Conn, user: JumpUser): Promise<string> {
     try {
       const all = await opts.hosts.list();
-      const reachable = await opts.access.filterReachable(conn.user!, all);
+      const reachable = await opts.access.filterReachable(user, all);
       return hostListText(conn.user!.name, reachable, opts.publicAddress());
     } catch (err) {
       conn.log.error({ err }, 'listing machines failed');
@@ -210,12 +321,12 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
   }
 
   /** The shell request: print the machines the user may reach, exit 0. */
-  function onShell(conn: Conn, session: Session): void {
+  function onShell(conn: Conn, session: Session, user: JumpUser): void {
     session.once('shell', (accept: () => ServerChannel | undefined) => {
       const ch = accept();
       if (!ch) return;
       ch.on('error', () => undefined);
-      void hostList(conn).then((text) => {
+      void hostList(conn, user).then((text) => {
         ch.write(text);
         ch.exit(0);
         ch.end();
@@ -253,24 +364,17 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     client.on('ready', () => clearTimeout(conn.loginTimer));
     client.on('session', (accept: () => Session, reject: () => void) => {
       if (conn.done || !conn.user) return reject();
-      const session = accept();
-      if (!session) return;
-      // A terminal and environment are harmless: the only thing we run is the list of machines.
-      session.on('pty', (ok?: () => void) => ok?.());
-      session.on('window-change', (ok?: () => void) => ok?.());
-      session.on('env', (ok?: () => void) => ok?.());
-      session.on('exec', (_ok: unknown, no?: () => void, info?: { command?: string }) => {
-        conn.log.info({ what: 'exec', command: sanitizeForTerminal(String(info?.command ?? '')).slice(0, 200) }, 'ssh request refused');
-        no?.();
+      stillValid(conn, reject, 'session').then((user) => {
+        if (user && !conn.done) openSession(conn, accept, user);
+        else if (user) reject();
+      }, (err: unknown) => {
+        conn.log.error({ err }, 'checking the login failed');
+        try {
+          reject();
+        } catch {
+          // already answered
+        }
       });
-      session.on('subsystem', (_ok: unknown, no?: () => void, info?: { name?: string }) => {
-        conn.log.info({ what: 'subsystem', name: sanitizeForTerminal(String(info?.name ?? '')).slice(0, 64) }, 'ssh request refused');
-        no?.();
-      });
-      session.on('auth-agent', (_ok: unknown, no?: () => void) => refuseChannel(conn, no ?? (() => undefined), 'auth-agent', 'agent forwarding is not offered'));
-      session.on('x11', (_ok: unknown, no?: () => void) => refuseChannel(conn, no ?? (() => undefined), 'x11', 'X11 forwarding is not offered'));
-      session.on('signal', (_ok: unknown, no?: () => void) => no?.());
-      onShell(conn, session);
     });
     client.on('tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => {
       if (conn.done || !conn.user) return reject();
@@ -291,6 +395,47 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     client.on('close', () => end(conn, 'ssh connection closed'));
   });
 
+  /** A session channel: the only thing it runs is the list of machines. */
+  function openSession(conn: Conn, accept: () => Session, user: JumpUser): void {
+    const session = accept();
+    if (!session) return;
+    // A terminal and environment are harmless: the only thing we run is the list of machines.
+    session.on('pty', (ok?: () => void) => ok?.());
+    session.on('window-change', (ok?: () => void) => ok?.());
+    session.on('env', (ok?: () => void) => ok?.());
+    session.on('exec', (_ok: unknown, no?: () => void, info?: { command?: string }) => {
+      conn.log.info({ what: 'exec', command: sanitizeForTerminal(String(info?.command ?? '')).slice(0, 200) }, 'ssh request refused');
+      no?.();
+    });
+    session.on('subsystem', (_ok: unknown, no?: () => void, info?: { name?: string }) => {
+      conn.log.info({ what: 'subsystem', name: sanitizeForTerminal(String(info?.name ?? '')).slice(0, 64) }, 'ssh request refused');
+      no?.();
+    });
+    session.on('auth-agent', (_ok: unknown, no?: () => void) => refuseChannel(conn, no ?? (() => undefined), 'auth-agent', 'agent forwarding is not offered'));
+    session.on('x11', (_ok: unknown, no?: () => void) => refuseChannel(conn, no ?? (() => undefined), 'x11', 'X11 forwarding is not offered'));
+    session.on('signal', (_ok: unknown, no?: () => void) => no?.());
+    onShell(conn, session, user);
+  }
+
+  /** Close the connections a change ends: a removed key's, a user's after a role change or a disable with --kill-sessions. */
+  function onUserChange(change: UserChange): void {
+    let why: JumpLoginLapse | 'role_changed' | null = null;
+    let matches: (c: Conn) => boolean = () => false;
+    if (change.kind === 'key_removed') {
+      why = 'key_removed';
+      matches = (c) => c.user?.name === change.user && c.login?.fingerprint === change.fingerprint;
+    } else if (change.kind === 'role_changed') {
+      why = 'role_changed';
+      matches = (c) => c.user?.name === change.user;
+    } else if (change.kind === 'disabled' && change.killSessions) {
+      why = 'user_disabled';
+      matches = (c) => c.user?.name === change.user;
+    }
+    if (why === null) return;
+    for (const conn of [...connections]) if (matches(conn)) closeConn(conn, why);
+  }
+  const unsubscribe = opts.changes?.subscribe(onUserChange);
+
   const net: NetServer = createServer((sock) => {
     const source = sock.remoteAddress ?? 'unknown';
     sock.on('error', (e: Error) => logger.debug({ err: e.message, source }, 'jump socket error'));
@@ -300,7 +445,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       return;
     }
     const id = nextId++;
-    const conn: Conn = { id, sock, source, log: logger.child({ conn: id, source }), user: null, triedAuth: false, authFailures: 0, done: false };
+    const conn: Conn = { id, sock, source, log: logger.child({ conn: id, source }), user: null, login: null, lapsed: null, triedAuth: false, authFailures: 0, done: false };
     connections.add(conn);
     bySocket.set(sock, conn);
     sock.setNoDelay(true);
@@ -337,6 +482,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     connectionCount: () => connections.size,
     async close() {
       closing = true;
+      unsubscribe?.();
       const closed = new Promise<void>((resolve) => net.close(() => resolve()));
       for (const conn of [...connections]) {
         try {

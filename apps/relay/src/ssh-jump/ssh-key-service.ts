@@ -7,6 +7,10 @@ import type { SshKeyRecord, SshKeyRepository, UserRepository } from '../db/index
 import type { RelayAuditSink } from '../audit/audit-sink.js';
 import { AUDIT } from '../audit/codes.js';
 import { relayError } from '../errors.js';
+import type { UserChanges } from '../auth/user-changes.js';
+
+/** Why a jump connection's login no longer holds (judged again at every channel it opens). */
+export type JumpLoginLapse = 'user_gone' | 'user_disabled' | 'key_removed';
 
 /** Key types the listener accepts (ssh2 verifies these; security keys are not supported by ssh2's server). */
 const ACCEPTED_TYPES = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'ssh-rsa'];
@@ -22,6 +26,7 @@ export class SshKeyService {
     audit: RelayAuditSink;
     /** Where the jump listener is bound (public host name, actual port), or null when it is off. */
     jump?: () => SshJumpInfo | null;
+    changes?: UserChanges;
   }) {}
 
   /** The jump listener's address as clients should dial it; null when it is off. */
@@ -63,25 +68,35 @@ export class SshKeyService {
   async remove(user: string, fingerprint: string, source: string): Promise<void> {
     if (!(await this.deps.keys.remove(user, fingerprint))) throw relayError('RLY_ERR_NOT_FOUND', `you have no SSH key ${fingerprint}; see mssh keys list`);
     this.deps.audit.emit({ ...AUDIT.sshKeyRemoved, actor: user, source, details: { fingerprint } });
+    // Live jump connections this key authenticated are closed now (ssh-jump/jump-server.ts).
+    this.deps.changes?.emit({ kind: 'key_removed', user, fingerprint });
   }
 
   /**
    * Who may log in to the jump listener as `userName` with this key blob: the user, when it exists, is not
    * disabled and registered this very key; else null. Asked on every attempt.
    */
-  async userForKey(userName: string, blob: Buffer): Promise<{ name: string; admin: boolean; role: string | null; publicKey: string } | null> {
-    const user = await this.deps.users.findByName(userName);
-    if (!user || user.disabledAt) return null;
-    const key = await this.deps.keys.findForUser(user.name, fingerprintBlob(blob));
-    if (!key) return null;
-    const parsed = parseSshPublicKeyLine(key.publicKey);
-    if (!parsed || !parsed.blob.equals(blob)) return null;
-    return { name: user.name, admin: user.isAdmin, role: (user as { role?: string | null }).role ?? null, publicKey: key.publicKey };
+  async userForKey(userName: string, blob: Buffer): Promise<{ id: string; name: string; admin: boolean; role: string | null; publicKey: string } | null> {
+    const r = await this.currentLogin(userName, blob);
+    return r.ok ? { ...r.user, publicKey: r.publicKey } : null;
   }
 
-  /** Is the user still there and enabled (checked again before each forwarded session). */
-  async isActive(userName: string): Promise<boolean> {
+  /**
+   * The user and key of a jump login as they are NOW: the user (by name, and when `userId` is given,
+   * the same row: a user deleted and created again under the name is another user), enabled, with this
+   * very key still registered. The jump listener asks at every channel a connection opens, and uses the
+   * admin flag and role returned (not the ones of the login).
+   */
+  async currentLogin(userName: string, blob: Buffer, userId?: string): Promise<
+    | { ok: true; user: { id: string; name: string; admin: boolean; role: string | null }; publicKey: string }
+    | { ok: false; lapse: JumpLoginLapse }
+  > {
     const user = await this.deps.users.findByName(userName);
-    return !!user && !user.disabledAt;
+    if (!user || (userId !== undefined && user.id !== userId)) return { ok: false, lapse: 'user_gone' };
+    if (user.disabledAt) return { ok: false, lapse: 'user_disabled' };
+    const key = await this.deps.keys.findForUser(user.name, fingerprintBlob(blob));
+    const parsed = key ? parseSshPublicKeyLine(key.publicKey) : null;
+    if (!key || !parsed || !parsed.blob.equals(blob)) return { ok: false, lapse: 'key_removed' };
+    return { ok: true, user: { id: user.id, name: user.name, admin: user.isAdmin, role: user.role }, publicKey: key.publicKey };
   }
 }

@@ -13,7 +13,7 @@ import { AGENT_PING_INTERVAL_MS, AGENT_PING_TIMEOUT_MS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
 import { AgentLink, safeAudit } from './agent-link.js';
 import { SessionCaps, type SessionCapLimits } from './session-caps.js';
-import { noteBytesMoved, splice } from '@mssh/protocol';
+import { noteBytesMoved, resetStream, splice, tunnelEndCode } from '@mssh/protocol';
 import type { AgentDirectory, SessionEndReason, SessionMeta, SpliceMeta, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
 
 export interface TunnelRouterOptions {
@@ -71,12 +71,17 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
   const kill = (sessionId: string, e: LiveSession, reason: SessionEndReason): void => {
     e.killed = reason;
     logger.info({ sessionId, user: e.user, reason }, 'ending session');
-    try { e.agentStream.close(h2c.NGHTTP2_CANCEL); } catch { /* gone */ }
     const c = e.client as Duplex & { close?: (code?: number) => void };
     try {
-      if (typeof c.close === 'function') c.close(h2c.NGHTTP2_CANCEL);
-      else c.destroy();
+      // The client first, so that its reset carries why (libs/protocol tunnel-end.ts: mssh prints the
+      // reason) before the agent side's end can reach it through the splice.
+      const code = tunnelEndCode(reason);
+      if (typeof c.close === 'function') {
+        if (code !== undefined) resetStream(c as Duplex & { close(code?: number): void }, code);
+        else c.close(h2c.NGHTTP2_CANCEL);
+      } else c.destroy();
     } catch { /* gone */ }
+    try { e.agentStream.close(h2c.NGHTTP2_CANCEL); } catch { /* gone */ }
   };
   let sessions = 0;
   let closing = false;

@@ -25,7 +25,7 @@ export interface EnrolledAgent {
 
 /** Why a session ended; audit uses the same words. */
 export type SessionEndReason =
-  | 'client_closed' | 'agent_closed' | 'relay_shutdown' | 'agent_revoked' | 'user_disabled' | 'idle_timeout' | 'agent_unresponsive' | 'error' | 'relay_crashed';
+  | 'client_closed' | 'agent_closed' | 'relay_shutdown' | 'agent_revoked' | 'user_disabled' | 'role_changed' | 'idle_timeout' | 'agent_unresponsive' | 'error' | 'relay_crashed';
 
 /** What is known when a session is about to start (before any byte is forwarded). */
 export interface SessionStartInfo {

@@ -73,7 +73,7 @@ export async function logout(ctx: CliContext): Promise<number> {
     }
   } catch (e) {
     // A token the relay already refuses (expired, revoked) needs no revocation.
-    const harmless = isCliError(e) && (e.code === 'CLI_ERR_TOKEN_EXPIRED' || e.code === 'CLI_ERR_TOKEN_REJECTED' || e.code === 'CLI_ERR_NOT_LOGGED_IN');
+    const harmless = isCliError(e) && (e.code === 'CLI_ERR_TOKEN_EXPIRED' || e.code === 'CLI_ERR_TOKEN_REJECTED' || e.code === 'CLI_ERR_SESSION_ENDED' || e.code === 'CLI_ERR_ACCOUNT_DISABLED' || e.code === 'CLI_ERR_NOT_LOGGED_IN');
     if (!harmless) {
       ctx.store.clearToken(url);
       if (!isCliError(e)) throw e;

@@ -229,14 +229,17 @@ export class PickerApp {
   private onRelayError(e: unknown): void {
     const err = isCliError(e) ? e : cliError('CLI_ERR_INTERNAL', (e as Error)?.message ?? String(e), '');
     this.deps.log.warn({ code: err.code, msg: err.message }, 'relay request failed');
-    if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED'].includes(err.code)) {
+    if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_SESSION_ENDED'].includes(err.code)) {
       this.dropRelay();
       if (!this.needLogin) void this.loginForm(err.message);
       return;
     }
     this.dropRelay();
     this.rttMs = null;
-    this.bannerText = ` Relay unreachable, retrying every 1.5 s (r: now; list as last seen): ${sanitizeForTerminal(err.message)} [${err.code}]`;
+    // The relay answered: it is the account that is shut out, not the relay that is gone.
+    this.bannerText = err.code === 'CLI_ERR_ACCOUNT_DISABLED'
+      ? ` ${sanitizeForTerminal(err.message)} [${err.code}]; ${err.hint}`
+      : ` Relay unreachable, retrying every 1.5 s (r: now; list as last seen): ${sanitizeForTerminal(err.message)} [${err.code}]`;
   }
 
   private async loginForm(reason: string): Promise<void> {
@@ -313,6 +316,7 @@ export class PickerApp {
       this.deps.log.info({ host, user, sessionId: tunnel.sessionId }, 'tunnel open');
       const code = await runSsh({
         sock: tunnel.stream,
+        lostReason: () => client.endedByRelay(tunnel, host),
         host,
         user,
         hostKey: {
@@ -353,7 +357,7 @@ export class PickerApp {
       this.status = `${user}@${host}: ${sanitizeForTerminal(err.message)} [${err.code}]`;
       if (counted) this.sessionEnded(host);
       counted = false;
-      if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_RELAY_UNREACHABLE', 'CLI_ERR_RELAY_CONNECTION_LOST'].includes(err.code)) {
+      if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_SESSION_ENDED', 'CLI_ERR_RELAY_UNREACHABLE', 'CLI_ERR_RELAY_CONNECTION_LOST'].includes(err.code)) {
         // Back to the picker first: the login form (or the banner) goes on top of it.
         this.restoreFromSession();
         this.onRelayError(err);

@@ -36,7 +36,7 @@ import {
   WhoamiResponse,
   type CreateUserRequest,
 } from '@mssh/protocol';
-import { cliError, cliErrorFromWire, notLoggedIn, type CliError } from '../errors.js';
+import { cliError, cliErrorFromWire, notLoggedIn, tunnelEndedByRelay, type CliError } from '../errors.js';
 import type { RelayConnection } from './relay-connection.js';
 
 const MAX_BODY = 16 * 1024 * 1024;
@@ -178,6 +178,11 @@ export class RelayClient {
 
   async sessions(query: Record<string, string | undefined>): Promise<SessionInfo[]> {
     return (await this.call('GET', withQuery(PATHS.adminSessions, query), { schema: SessionsResponse })).sessions;
+  }
+
+  /** Why the relay ended this tunnel, when it said so (an admin disabled the account, changed the role); else null. */
+  endedByRelay(tunnel: Tunnel, host: string): CliError | null {
+    return tunnelEndedByRelay(tunnel.stream.rstCode, host, { relayUrl: this.url, user: this.user });
   }
 
   private headers(method: string, path: string, auth: boolean): http2.OutgoingHttpHeaders {

@@ -55,6 +55,11 @@ export interface RunSshOptions {
   onSessionStart?: () => void;
   /** Called once the SSH key exchange is done (host key accepted), before authentication and its prompts. */
   onHandshake?: () => void;
+  /**
+   * Why the byte stream was ended on purpose, if its far end said so (the relay resets a tunnel with its
+   * own code when an admin disables the account or changes the role): printed instead of "connection lost".
+   */
+  lostReason?: () => CliError | null;
   /** Receives ssh2's protocol log lines (handshake, auth, channel requests), for `MSSH_DEBUG=1`. */
   debug?: (line: string) => void;
 }
@@ -153,6 +158,11 @@ function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['C
 
     const failure = (): CliError => {
       if (hostKeyError) return hostKeyError;
+      const lost = opts.lostReason?.();
+      if (lost) {
+        if (opts.pty && channel && (stderr as Partial<WriteStream>).isTTY) stderr.write('\r\n');
+        return lost;
+      }
       if (auth.fatal) return auth.fatal;
       if (handshakeTimedOut) {
         return cliError('CLI_ERR_SSH_CONNECTION', `no SSH handshake with ${host} within ${Math.round(handshakeTimeoutMs / 1000)} s`, "The machine's SSH server may be hung or overloaded; try again.");
@@ -198,7 +208,7 @@ function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['C
           if (!closed || !stderrDone) return;
           const code = exitCodeFor(exit?.code, exit?.signal);
           if (code === null) {
-            settle(cliError('CLI_ERR_SSH_CONNECTION', `the session on ${host} ended without an exit status`, ''));
+            settle(opts.lostReason?.() ?? cliError('CLI_ERR_SSH_CONNECTION', `the session on ${host} ended without an exit status`, ''));
           } else {
             settle(null, code);
           }

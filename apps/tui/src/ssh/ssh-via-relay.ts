@@ -48,6 +48,7 @@ export async function sshViaRelay(opts: SshViaRelayOptions): Promise<number> {
     host,
     sock: tunnel.stream,
     hostKey,
+    lostReason: () => client.endedByRelay(tunnel, host),
     onHandshake: () => {
       progress?.('authenticating');
       onHandshake?.();
