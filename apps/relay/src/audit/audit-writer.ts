@@ -271,7 +271,7 @@ export class AuditWriter {
           FROM jsonb_to_recordset(${eventRows}::jsonb) AS v(time timestamptz, type text, code text, relay_id text, actor text, host text, source text, session_id text, details jsonb)
           RETURNING 1),
         ended AS (
-          UPDATE sessions AS s SET ended_at = v.ended_at, bytes_up = v.up, bytes_down = v.down, end_reason = v.reason, progress_at = v.ended_at
+          UPDATE sessions AS s SET ended_at = GREATEST(v.ended_at, s.started_at), bytes_up = GREATEST(s.bytes_up, v.up), bytes_down = GREATEST(s.bytes_down, v.down), end_reason = v.reason, progress_at = v.ended_at
           FROM jsonb_to_recordset(${endRows}::jsonb) AS v(id text, ended_at timestamptz, up bigint, down bigint, reason text)
           WHERE s.id = v.id AND s.ended_at IS NULL
           RETURNING 1)

@@ -135,7 +135,7 @@ export class SessionRecorder implements SessionLedger {
     });
     if (rows.length === 0) return;
     try {
-      await this.opts.db.execute(sql`UPDATE sessions AS s SET bytes_up = v.up, bytes_down = v.down, progress_at = now()
+      await this.opts.db.execute(sql`UPDATE sessions AS s SET bytes_up = GREATEST(s.bytes_up, v.up), bytes_down = GREATEST(s.bytes_down, v.down), progress_at = now()
         FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS v(id text, up bigint, down bigint)
         WHERE s.id = v.id AND s.ended_at IS NULL`);
     } catch (err) {
