@@ -140,9 +140,9 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
         router,
         access: {
           // The grants decide, as on the HTTPS path; a refusal is audited (session.denied, via jump).
-          canReach: async (user, host) => {
+          canReach: async (user, host, ctx) => {
             const ok = await services.access.canReach(user, host);
-            if (!ok) audit.sessionDenied({ user: user.name, host, source: null, reason: 'no_grant', code: 'RLY_ERR_NO_GRANT', via: 'jump' });
+            if (!ok) audit.sessionDenied({ user: user.name, host, source: ctx?.source ?? null, reason: 'no_grant', code: 'RLY_ERR_NO_GRANT', via: 'jump' });
             return ok;
           },
           filterReachable: (user, hosts) => services.access.filterReachable(user, hosts),
@@ -162,6 +162,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
           },
         },
         recorder, // session.start committed before the first byte, as on the HTTPS path
+        onAuthFailure: (e) => audit.sshAuthFailed(e), // user.login USR001W, via jump (sampled)
         logger,
         publicAddress: () => `${new URL(relay.url).hostname}:${jumpBound?.port ?? sshAt.port}`,
       });
