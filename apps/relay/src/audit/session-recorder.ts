@@ -9,7 +9,7 @@
  *
  * While sessions run, their byte counters are written every progressIntervalMs (one UPDATE for all of
  * them), and sooner while bytes move: once flushBytes (1 MiB) have moved through this relay since the last
- * write (at most every minFlushGapMs, 50 ms), or flushIntervalMs (1 s) after bytes moved, the counters of
+ * write (writes at least MIN_FLUSH_GAP_MS, 20 ms, apart), or flushIntervalMs (1 s) after bytes moved, the counters of
  * the sessions that changed go into the audit writer's next group commit. So a crash loses at most the
  * bytes moved since the last write: about 1 MiB, or 1 s of a slower transfer (docs/audit.md). The data
  * path only adds to one in-memory number per chunk (noteBytes); no database work per chunk. At start-up `recoverCrashed()` closes what a previous run of this relay id left open (kill -9,
@@ -30,7 +30,7 @@ export const DEFAULT_FLUSH_BYTES = 1024 * 1024;
 /** Counters that moved are written at least this often. */
 export const DEFAULT_FLUSH_INTERVAL_MS = 1_000;
 /** Byte-triggered writes are at least this far apart (bounds the database work of fast transfers). */
-export const MIN_FLUSH_GAP_MS = 50;
+export const MIN_FLUSH_GAP_MS = 20;
 
 export interface SessionRecorderOptions {
   db: Db;
