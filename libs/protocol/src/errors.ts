@@ -34,7 +34,6 @@ export const WIRE_ERRORS = {
   // audit trail (issue 16)
   RLY_ERR_PRUNE_NOT_ALLOWED: { status: 403, message: "the relay's database role may not prune the audit trail; prune with a role granted mssh_audit_prune (--database-url)" },
   RLY_ERR_PRUNE_TOO_RECENT: { status: 400, message: 'the prune cut-off is within the retention floor set in the database' },
-  RLY_ERR_BAD_NAME: { status: 400, message: 'a name in the request contains control characters' },
   // limits (issue 3): a cap refuses new work only, never what is already running
   RLY_ERR_RATE_LIMITED: { status: 429, message: 'too many failed logins; wait for the time in Retry-After, then try again' },
   RLY_ERR_BUSY: { status: 503, message: 'the relay is busy checking passwords; try again in a moment' },

@@ -182,7 +182,7 @@ export class DbAuditSink implements RelayAuditSink {
   }
 
   loginRefusedName(e: { user: string; source: string }): void {
-    this.sampledFailure('login-name', { ...AUDIT.userLoginFailed, actor: e.user.slice(0, 128), source: e.source, details: { success: false, reason: 'invalid_name', code: 'RLY_ERR_BAD_NAME' } });
+    this.sampledFailure('login-name', { ...AUDIT.userLoginFailed, actor: e.user.slice(0, 128), source: e.source, details: { success: false, reason: 'invalid_name', code: 'RLY_ERR_BAD_REQUEST' } });
   }
 
   tokenRejected(e: { source: string; code: string; user?: string | null }): void {

@@ -1,7 +1,7 @@
 /**
  * Names never carry control characters. Every request's path parameters, query values and the name
  * fields of its JSON body (user, name, subject, role, pattern, host) are checked before validation; a
- * NUL or any other C0/C1 control character is refused with 400 RLY_ERR_BAD_NAME, instead of reaching the
+ * NUL or any other C0/C1 control character is refused with 400 RLY_ERR_BAD_REQUEST, instead of reaching the
  * database (Postgres refuses NUL in text: that was a 500) or a terminal. A refused login is audited
  * (user.login USR001W, reason invalid_name, the name with its control characters written as \uXXXX).
  */
@@ -37,6 +37,6 @@ export function installNameGuard(app: FastifyInstance, opts: { onLoginRefused?: 
     const bad = findControlChars(request);
     if (!bad) return;
     if (bad.where === 'body.user' && request.routeOptions.url === PATHS.login) opts.onLoginRefused?.({ user: bad.value, source: request.ip });
-    throw relayError('RLY_ERR_BAD_NAME', `${bad.where} contains control characters; names never do`);
+    throw relayError('RLY_ERR_BAD_REQUEST', `${bad.where} contains control characters; names never do`);
   });
 }
