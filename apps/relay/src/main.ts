@@ -20,6 +20,7 @@ import { CliError, RelayError } from './errors.js';
 import { createLogger } from './logger.js';
 import { pgliteDir, prepareDataDir, relayId } from './data-dir.js';
 import { createRepositories, openDatabase, redactDatabaseUrl, rootMessage } from './db/index.js';
+import { grantRoles } from './db/roles.js';
 import { DbAuditSink } from './audit/audit-sink.js';
 import { SessionRecorder } from './audit/session-recorder.js';
 import { AUDIT } from './audit/codes.js';
@@ -144,9 +145,9 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
         router,
         access: {
           // The grants decide, as on the HTTPS path; a refusal is audited (session.denied, via jump).
-          canReach: async (user, host) => {
+          canReach: async (user, host, ctx) => {
             const ok = await services.access.canReach(user, host);
-            if (!ok) audit.sessionDenied({ user: user.name, host, source: null, reason: 'no_grant', code: 'RLY_ERR_NO_GRANT', via: 'jump' });
+            if (!ok) audit.sessionDenied({ user: user.name, host, source: ctx?.source ?? null, reason: 'no_grant', code: 'RLY_ERR_NO_GRANT', via: 'jump' });
             return ok;
           },
           filterReachable: (user, hosts) => services.access.filterReachable(user, hosts),
@@ -166,6 +167,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
           },
         },
         recorder, // session.start committed before the first byte, as on the HTTPS path
+        onAuthFailure: (e) => audit.sshAuthFailed(e), // user.login USR001W, via jump (sampled)
         logger,
         publicAddress: () => `${new URL(relay.url).hostname}:${jumpBound?.port ?? sshAt.port}`,
       });
@@ -459,9 +461,47 @@ async function agentForget(name: string, flags: Record<string, unknown>): Promis
 
 async function auditPrune(flags: Record<string, unknown>): Promise<void> {
   const cfg = parseConfig(AuditPruneConfigSchema, flags);
-  const ops = await adminOps(cfg, async () => ({ url: '', fingerprint: '' }));
-  const r = await withOps(ops, (o) => o.pruneAudit(cfg.olderThan));
+  // On Postgres the prune runs on the database given, never through the running relay: its role is not
+  // meant to be able to prune (docs/audit.md, "Database roles"). PGlite: through the relay if it runs.
+  const r = cfg.databaseUrl ? await pruneOnDatabase(cfg, cfg.olderThan) : await withOps(await adminOps(cfg, async () => ({ url: '', fingerprint: '' })), (o) => o.pruneAudit(cfg.olderThan));
   out(`Deleted ${r.deleted} audit event(s) older than ${r.cutoff}; the prune itself is recorded as audit.pruned.`);
+}
+
+async function pruneOnDatabase(cfg: StoreConfig, olderThanMs: number): Promise<{ deleted: number; cutoff: string }> {
+  const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
+  try {
+    return await new AuditLog({ db: database.db, relayId: relayId(cfg.dataDir) }).prune(new Date(Date.now() - olderThanMs), { actor: LOCAL_ADMIN_ACTOR, source: 'cli' });
+  } finally {
+    await database.close();
+  }
+}
+
+/**
+ * `migrate`: apply the schema migrations as the database owner (serve applies them too when its role may,
+ * and otherwise only checks that none is missing), then optionally grant the relay's and the pruner's roles.
+ */
+async function migrateCmd(flags: Record<string, unknown>): Promise<void> {
+  const cfg = parseConfig(StoreConfigSchema, flags);
+  const roles = { relayRole: flags.relayRole as string | undefined, pruneRole: flags.pruneRole as string | undefined };
+  if (!cfg.databaseUrl && (roles.relayRole || roles.pruneRole)) {
+    throw new CliError('--relay-role and --prune-role need Postgres (--database-url)', 'The embedded PGlite database has a single user and no roles.');
+  }
+  if (!cfg.databaseUrl) prepareDataDir(cfg.dataDir);
+  const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
+  try {
+    out(`Database schema is up to date (${cfg.databaseUrl ? redactDatabaseUrl(cfg.databaseUrl) : pgliteDir(cfg.dataDir)}).`);
+    if (roles.relayRole || roles.pruneRole) {
+      try {
+        await grantRoles(database.db, roles);
+      } catch (e) {
+        throw new CliError(`cannot grant the roles: ${rootMessage(e)}`, 'Run migrate as the owner of the mssh tables, and create the roles first (docs/audit.md, "Database roles").', e);
+      }
+      if (roles.relayRole) out(`Granted role "${roles.relayRole}" what mssh-relay serve needs (audit_events: insert only; sessions: no delete).`);
+      if (roles.pruneRole) out(`Granted role "${roles.pruneRole}" EXECUTE on mssh_audit_prune (mssh-relay audit prune).`);
+    }
+  } finally {
+    await database.close();
+  }
 }
 
 /** `keys rotate`: through the running relay (it signs with the new key at once), else on the database. */
@@ -600,6 +640,11 @@ export function buildProgram(): Command {
     .action((name: string, opts: Record<string, unknown>) => run(() => agentRevoke(name, opts))());
   storeOptions(agent.command('forget').argument('<name>', 'machine name').description('delete a machine (revoked or not); its name is free again'))
     .action((name: string, opts: Record<string, unknown>) => run(() => agentForget(name, opts))());
+
+  storeOptions(program.command('migrate').description('apply the database migrations (as the owner role), and grant the relay\'s and the pruner\'s roles'))
+    .option('--relay-role <role>', 'Postgres role that runs `serve`: grant it what it needs, but no UPDATE/DELETE of the audit trail')
+    .option('--prune-role <role>', 'Postgres role that may run `audit prune` (EXECUTE on mssh_audit_prune)')
+    .action((opts: Record<string, unknown>) => run(() => migrateCmd(opts))());
 
   const auditCmd = program.command('audit').description('the audit trail');
   storeOptions(auditCmd.command('prune').description('delete audit events older than an age (the only way rows leave the append-only trail); records audit.pruned'))

@@ -84,7 +84,7 @@ export function parseTimeArg(s: string, now: Date): Date | null {
 export const AUDIT_EVENT_TYPES = [
   'user.login', 'user.logout', 'user.created', 'user.disabled', 'user.enabled', 'user.password_changed', 'user.role_changed',
   'token.rejected',
-  'agent.enrolled', 'agent.connected', 'agent.rejected', 'agent.disconnected', 'agent.revoked', 'agent.forgotten',
+  'agent.enrolled', 'agent.enroll_failed', 'agent.connected', 'agent.rejected', 'agent.disconnected', 'agent.revoked', 'agent.forgotten',
   'session.start', 'session.end', 'session.denied',
   'grant.added', 'grant.removed',
   'key.rotated', 'ssh_key.added', 'ssh_key.removed',

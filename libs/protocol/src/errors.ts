@@ -33,6 +33,9 @@ export const WIRE_ERRORS = {
   RLY_ERR_UNKNOWN_GRANT: { status: 404, message: 'no such grant' },
   RLY_ERR_INTERNAL: { status: 500, message: 'internal error' },
   RLY_ERR_DATABASE_UNAVAILABLE: { status: 503, message: "the relay's database is unavailable (new sessions cannot be audited, so they are refused); try again shortly" },
+  // audit trail (issue 16)
+  RLY_ERR_PRUNE_NOT_ALLOWED: { status: 403, message: "the relay's database role may not prune the audit trail; prune with a role granted mssh_audit_prune (--database-url)" },
+  RLY_ERR_PRUNE_TOO_RECENT: { status: 400, message: 'the prune cut-off is within the retention floor set in the database' },
   // limits (issue 3): a cap refuses new work only, never what is already running
   RLY_ERR_RATE_LIMITED: { status: 429, message: 'too many failed logins; wait for the time in Retry-After, then try again' },
   RLY_ERR_BUSY: { status: 503, message: 'the relay is busy checking passwords; try again in a moment' },

@@ -6,7 +6,7 @@ import { and, desc, eq, gte, isNull, like, lt, sql, type SQL } from 'drizzle-orm
 import { auditEvents, sessions } from '@mssh/migrations';
 import type { AuditEventInfo, AuditQuery, SessionInfo } from '@mssh/protocol';
 import type { Db } from '../db/index.js';
-import { AUDIT } from './codes.js';
+import { relayError } from '../errors.js';
 import type { LiveSessionInfo } from './session-recorder.js';
 
 export interface PruneResult {
@@ -58,22 +58,36 @@ export class AuditLog {
   }
 
   /**
-   * Delete audit events strictly older than `cutoff` and record audit.pruned, in one transaction. The
-   * append-only trigger lets the DELETE through only for rows older than the transaction-local
-   * mssh.audit_prune_before setting.
+   * Delete audit events strictly older than `cutoff` (and closed sessions that ended before it) and record
+   * audit.pruned, in one transaction, through the database function mssh_audit_prune (migration 0003): it
+   * refuses a cut-off inside the retention floor and writes its own audit.pruned row. On Postgres only
+   * roles granted EXECUTE on it may prune (docs/audit.md, "Database roles"); the relay's own role need not.
    */
   async prune(cutoff: Date, by: { actor: string; source: string }): Promise<PruneResult> {
     const iso = cutoff.toISOString();
-    return this.opts.db.transaction(async (tx) => {
-      await tx.execute(sql`SELECT set_config('mssh.audit_prune_before', ${iso}, true)`);
-      const res = await tx.execute(sql`WITH d AS (DELETE FROM audit_events WHERE time < ${iso}::timestamptz RETURNING 1) SELECT count(*)::int AS n FROM d`);
+    try {
+      const res = await this.opts.db.execute(sql`SELECT mssh_audit_prune(${iso}::timestamptz, ${by.actor}, ${by.source}, ${this.opts.relayId})::int AS n`);
       const deleted = Number((res as unknown as { rows: Array<{ n: number }> }).rows[0]?.n ?? 0);
-      await tx.insert(auditEvents).values({
-        ...AUDIT.auditPruned, time: this.opts.clock?.() ?? new Date(), relayId: this.opts.relayId,
-        actor: by.actor, source: by.source, details: { olderThan: iso, deleted },
-      });
       return { deleted, cutoff: iso };
-    });
+    } catch (e) {
+      const code = sqlState(e);
+      if (code === '42501') {
+        throw relayError('RLY_ERR_PRUNE_NOT_ALLOWED', 'this database role may not prune the audit trail; run `mssh-relay audit prune --database-url URL` with the URL of a role granted EXECUTE on mssh_audit_prune (docs/audit.md, "Database roles")', e);
+      }
+      if (code === '22023') throw relayError('RLY_ERR_PRUNE_TOO_RECENT', `the database refused the cut-off ${iso}: it is within the retention floor (audit_retention.min_age)`, e);
+      throw e;
+    }
   }
+}
+
+/** The SQLSTATE of a database error (drizzle wraps the driver's error as `cause`). */
+export function sqlState(e: unknown): string | undefined {
+  let cur = e;
+  for (let i = 0; i < 8 && cur; i++) {
+    const c = (cur as { code?: unknown }).code;
+    if (typeof c === 'string' && /^[0-9A-Z]{5}$/.test(c)) return c;
+    cur = (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
 }
 

@@ -21,7 +21,16 @@ export interface AuditEvent {
   details?: Record<string, unknown>;
 }
 
-export type LoginFailureReason = 'unknown_user' | 'bad_password' | 'disabled';
+export type LoginFailureReason = 'unknown_user' | 'bad_password' | 'disabled' | 'invalid_name';
+
+/**
+ * Failures any unauthenticated client can cause (a refused SSH login on the jump listener, a refused
+ * enrolment, a login with a control character in the name) are sampled so that a flood cannot fill the
+ * database: at most perSource rows per kind (SSH login, enrolment, login name), source address and window,
+ * and at most total rows per window over all of them; what was left out is counted in the next row written for that source
+ * (`details.suppressedBefore`). (Password logins over HTTPS are bounded by the login limiter instead.)
+ */
+export const FAILURE_SAMPLING = { perSource: 10, total: 600, windowMs: 60_000 } as const;
 
 /** Everything the relay records. Methods never throw and never wait for the database. */
 export interface RelayAuditSink extends TunnelAuditSink {
@@ -34,6 +43,12 @@ export interface RelayAuditSink extends TunnelAuditSink {
   sessionDenied(e: { user: string; host: string; source: string | null; reason: string; code?: string; via?: 'https' | 'jump' }): void;
   /** A bearer token was refused (sampled: at most one row per source and minute, with the count suppressed). */
   tokenRejected(e: { source: string; code: string; user?: string | null }): void;
+  /** The jump listener: a connection ended without authenticating after trying (one row per connection, sampled). */
+  sshAuthFailed(e: { user: string; source: string; attempts: number; reason: string; keys: string[] }): void;
+  /** An enrolment was refused (unknown/used token, name mismatch, name taken...; sampled). */
+  enrollFailed(e: { name: string; source: string; code: string; message: string }): void;
+  /** A login refused at the edge because the user name has control characters (sampled). */
+  loginRefusedName(e: { user: string; source: string }): void;
   /** Resolves once every write started so far has finished (or timed out; failures are logged). */
   flush(timeoutMs?: number): Promise<void>;
 }
@@ -47,9 +62,28 @@ export function agentActor(name: string): string {
 export const TOKEN_REJECTED_WINDOW_MS = 60_000;
 const MAX_SAMPLED_SOURCES = 10_000;
 
+/** Control characters cannot all be stored (Postgres text and jsonb refuse NUL): written as \uXXXX. */
+const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/g;
+export function escapeControlChars(s: string): string {
+  return s.replace(CONTROL_CHARS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+function safeText(s: string | null | undefined): string | null {
+  return s == null ? null : escapeControlChars(s);
+}
+function safeDetails(v: unknown, depth = 0): unknown {
+  if (typeof v === 'string') return escapeControlChars(v);
+  if (depth > 8 || v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map((x) => safeDetails(x, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) out[escapeControlChars(k)] = safeDetails(x, depth + 1);
+  return out;
+}
+
 export class DbAuditSink implements RelayAuditSink {
   readonly writer: AuditWriter;
   private readonly rejected = new Map<string, { windowStart: number; suppressed: number }>();
+  private readonly failureWindows = new Map<string, { start: number; n: number; suppressed: number }>();
+  private failureTotal = { start: 0, n: 0 };
 
   constructor(private readonly opts: { db: Db; relayId: string; logger: Logger; writer?: AuditWriter; clock?: () => Date }) {
     this.writer = opts.writer ?? new AuditWriter({ db: opts.db, logger: opts.logger });
@@ -64,8 +98,8 @@ export class DbAuditSink implements RelayAuditSink {
       this.writer.enqueue({
         events: [{
           time: this.opts.clock?.() ?? new Date(), type: e.type, code: e.code, relayId: this.opts.relayId,
-          actor: e.actor ?? null, host: e.host ?? null, source: e.source ?? null, sessionId: e.sessionId ?? null,
-          details: e.details ?? {},
+          actor: safeText(e.actor), host: safeText(e.host), source: safeText(e.source), sessionId: safeText(e.sessionId),
+          details: (safeDetails(e.details ?? {}) as Record<string, unknown>),
         }],
       });
     } catch (err) {
@@ -106,6 +140,49 @@ export class DbAuditSink implements RelayAuditSink {
 
   sessionDenied(e: { user: string; host: string; source: string | null; reason: string; code?: string; via?: 'https' | 'jump' }): void {
     this.emit({ ...AUDIT.sessionDenied, actor: e.user, host: e.host, source: e.source, details: { reason: e.reason, via: e.via ?? 'https', ...(e.code ? { code: e.code } : {}) } });
+  }
+
+  /** Emit a failure event under FAILURE_SAMPLING (per source and in total, per window). */
+  private sampledFailure(kind: string, e: AuditEvent & { source: string }): void {
+    const now = Date.now();
+    const { perSource, total, windowMs } = FAILURE_SAMPLING;
+    if (now - this.failureTotal.start >= windowMs) this.failureTotal = { start: now, n: 0 };
+    const key = `${kind} ${e.source}`;
+    let w = this.failureWindows.get(key);
+    if (!w) {
+      if (this.failureWindows.size >= MAX_SAMPLED_SOURCES) {
+        for (const [k, v] of this.failureWindows) if (now - v.start >= windowMs) this.failureWindows.delete(k);
+      }
+      w = { start: now, n: 0, suppressed: 0 };
+      if (this.failureWindows.size < MAX_SAMPLED_SOURCES) this.failureWindows.set(key, w);
+    } else if (now - w.start >= windowMs) {
+      w.start = now;
+      w.n = 0;
+    }
+    if (w.n >= perSource || this.failureTotal.n >= total) {
+      w.suppressed++;
+      return;
+    }
+    w.n++;
+    this.failureTotal.n++;
+    const suppressedBefore = w.suppressed;
+    w.suppressed = 0;
+    this.emit({ ...e, details: { ...(e.details ?? {}), ...(suppressedBefore > 0 ? { suppressedBefore } : {}) } });
+  }
+
+  sshAuthFailed(e: { user: string; source: string; attempts: number; reason: string; keys: string[] }): void {
+    this.sampledFailure('ssh', {
+      ...AUDIT.userLoginFailed, actor: e.user, source: e.source,
+      details: { success: false, via: 'jump', reason: e.reason, attempts: e.attempts, keys: e.keys.slice(0, 5) },
+    });
+  }
+
+  enrollFailed(e: { name: string; source: string; code: string; message: string }): void {
+    this.sampledFailure('enroll', { ...AUDIT.agentEnrollFailed, actor: null, host: e.name, source: e.source, details: { code: e.code, message: e.message } });
+  }
+
+  loginRefusedName(e: { user: string; source: string }): void {
+    this.sampledFailure('login-name', { ...AUDIT.userLoginFailed, actor: e.user.slice(0, 128), source: e.source, details: { success: false, reason: 'invalid_name', code: 'RLY_ERR_BAD_REQUEST' } });
   }
 
   tokenRejected(e: { source: string; code: string; user?: string | null }): void {

@@ -5,7 +5,7 @@
  * only after it committed, so a session start can be made durable before its first byte, at hundreds of
  * starts per second (one fsync per batch, not per row).
  *
- *   start/end/emit --queue--> [batch] --WITH (INSERT sessions), (INSERT audit_events), (UPDATE sessions) SELECT 1
+ *   start/end/emit/progress --queue--> [batch] --WITH (INSERT sessions), (INSERT audit_events), (UPDATE ends), (UPDATE progress) SELECT 1
  *
  * Two kinds of writes:
  * - commit(op): must be written now; rejects when the transaction fails (the caller refuses the session).
@@ -46,10 +46,18 @@ export interface SessionEndRow {
   endReason: string;
 }
 
+/** Byte counters of a live session (written only while it is open; counters never go down). */
+export interface SessionProgressRow {
+  id: string;
+  bytesUp: number;
+  bytesDown: number;
+}
+
 export interface WriteOp {
   events?: AuditRow[];
   starts?: SessionStartRow[];
   ends?: SessionEndRow[];
+  progress?: SessionProgressRow[];
 }
 
 interface Queued {
@@ -256,6 +264,16 @@ export class AuditWriter {
       time: e.time.toISOString(), type: e.type, code: e.code, relay_id: e.relayId, actor: e.actor, host: e.host, source: e.source, session_id: e.sessionId, details: e.details,
     })));
     const endRows = JSON.stringify(ends.map((e) => ({ id: e.id, ended_at: e.endedAt.toISOString(), up: e.bytesUp, down: e.bytesDown, reason: e.endReason })));
+    // Progress of sessions that neither start nor end in this batch (one statement must not update a row
+    // twice); the highest counters when a session's progress was queued more than once.
+    const endIds = new Set(ends.map((e) => e.id));
+    const progress = new Map<string, SessionProgressRow>();
+    for (const p of ops.flatMap((o) => o.progress ?? [])) {
+      if (startIds.has(p.id) || endIds.has(p.id)) continue;
+      const cur = progress.get(p.id);
+      progress.set(p.id, cur ? { id: p.id, bytesUp: Math.max(cur.bytesUp, p.bytesUp), bytesDown: Math.max(cur.bytesDown, p.bytesDown) } : p);
+    }
+    const progressRows = JSON.stringify([...progress.values()].map((p) => ({ id: p.id, up: p.bytesUp, down: p.bytesDown })));
     // ONE statement (data-modifying CTEs, atomic on its own) is one round trip to the database where
     // BEGIN, three statements and COMMIT were five; at hundreds of session starts per second those round
     // trips were most of the relay's database time (bench/README.md, findings).
@@ -271,8 +289,13 @@ export class AuditWriter {
           FROM jsonb_to_recordset(${eventRows}::jsonb) AS v(time timestamptz, type text, code text, relay_id text, actor text, host text, source text, session_id text, details jsonb)
           RETURNING 1),
         ended AS (
-          UPDATE sessions AS s SET ended_at = v.ended_at, bytes_up = v.up, bytes_down = v.down, end_reason = v.reason, progress_at = v.ended_at
+          UPDATE sessions AS s SET ended_at = GREATEST(v.ended_at, s.started_at), bytes_up = GREATEST(s.bytes_up, v.up), bytes_down = GREATEST(s.bytes_down, v.down), end_reason = v.reason, progress_at = v.ended_at
           FROM jsonb_to_recordset(${endRows}::jsonb) AS v(id text, ended_at timestamptz, up bigint, down bigint, reason text)
+          WHERE s.id = v.id AND s.ended_at IS NULL
+          RETURNING 1),
+        progressed AS (
+          UPDATE sessions AS s SET bytes_up = GREATEST(s.bytes_up, v.up), bytes_down = GREATEST(s.bytes_down, v.down), progress_at = now()
+          FROM jsonb_to_recordset(${progressRows}::jsonb) AS v(id text, up bigint, down bigint)
           WHERE s.id = v.id AND s.ended_at IS NULL
           RETURNING 1)
       SELECT 1`);

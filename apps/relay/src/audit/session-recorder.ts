@@ -8,7 +8,11 @@
  *   route --start()--> [sessions + session.start COMMIT] --> answer 200, splice --end()--> session.end
  *
  * While sessions run, their byte counters are written every progressIntervalMs (one UPDATE for all of
- * them). At start-up `recoverCrashed()` closes what a previous run of this relay id left open (kill -9,
+ * them), and sooner while bytes move: once flushBytes (1 MiB) have moved through this relay since the last
+ * write (writes at least MIN_FLUSH_GAP_MS, 20 ms, apart), or flushIntervalMs (1 s) after bytes moved, the counters of
+ * the sessions that changed go into the audit writer's next group commit. So a crash loses at most the
+ * bytes moved since the last write: about 1 MiB, or 1 s of a slower transfer (docs/audit.md). The data
+ * path only adds to one in-memory number per chunk (noteBytes); no database work per chunk. At start-up `recoverCrashed()` closes what a previous run of this relay id left open (kill -9,
  * power loss) with end reason relay_crashed and the last written byte counts.
  */
 import { and, eq, isNull, sql } from 'drizzle-orm';
@@ -21,6 +25,12 @@ import { AUDIT } from './codes.js';
 import type { AuditRow, AuditWriter } from './audit-writer.js';
 
 export const DEFAULT_PROGRESS_INTERVAL_MS = 10_000;
+/** Bytes moved (all sessions together) after which live counters are written without waiting. */
+export const DEFAULT_FLUSH_BYTES = 1024 * 1024;
+/** Counters that moved are written at least this often. */
+export const DEFAULT_FLUSH_INTERVAL_MS = 1_000;
+/** Byte-triggered writes are at least this far apart (bounds the database work of fast transfers). */
+export const MIN_FLUSH_GAP_MS = 20;
 
 export interface SessionRecorderOptions {
   db: Db;
@@ -30,6 +40,10 @@ export interface SessionRecorderOptions {
   clock?: () => Date;
   /** How often live byte counters are written (default 10 s). */
   progressIntervalMs?: number;
+  /** Write the counters that moved once this many bytes have moved since the last write (default 1 MiB). */
+  flushBytes?: number;
+  /** ...or this long after bytes moved (default 1 s). */
+  flushIntervalMs?: number;
 }
 
 export interface LiveSessionInfo {
@@ -60,6 +74,14 @@ class LiveSession implements RecordedSession {
     return this.counters();
   }
 
+  /** Counters as last written to the database. */
+  written = { up: 0, down: 0 };
+
+  /** The data path moved n bytes of this session (in memory only). */
+  noteBytes(n: number): void {
+    this.recorder.noteBytes(n);
+  }
+
   end(e: { reason: SessionEndReason; bytesFromClient?: number; bytesToClient?: number }): void {
     if (this.ended) return;
     this.ended = true;
@@ -72,10 +94,61 @@ export class SessionRecorder implements SessionLedger {
   private readonly live = new Map<string, LiveSession>();
   private readonly clock: () => Date;
   private timer: NodeJS.Timeout | null = null;
+  private fastTimer: NodeJS.Timeout | null = null;
   private progressing: Promise<void> | null = null;
+  /** Bytes moved since the last progress write, all sessions together. */
+  private unwritten = 0;
+  private flushing: Promise<void> | null = null;
+  private flushSoon: NodeJS.Timeout | null = null;
+  private lastFlushAt = 0;
+  private readonly flushBytes: number;
 
   constructor(private readonly opts: SessionRecorderOptions) {
     this.clock = opts.clock ?? (() => new Date());
+    this.flushBytes = opts.flushBytes ?? DEFAULT_FLUSH_BYTES;
+  }
+
+  /**
+   * Bytes moved by a live session (called per chunk by the data path): only counted here; past
+   * flushBytes a write of the changed counters is started (one at a time, MIN_FLUSH_GAP_MS apart).
+   */
+  noteBytes(n: number): void {
+    this.unwritten += n;
+    if (this.unwritten < this.flushBytes || this.flushing || this.flushSoon || !this.timer) return;
+    const wait = Math.max(0, this.lastFlushAt + MIN_FLUSH_GAP_MS - Date.now());
+    this.flushSoon = setTimeout(() => {
+      this.flushSoon = null;
+      void this.flushMoved();
+    }, wait);
+    this.flushSoon.unref();
+  }
+
+  /** Write the counters of the sessions that moved since their last write (one statement, group committed). */
+  flushMoved(): Promise<void> {
+    if (this.flushing) return this.flushing;
+    this.unwritten = 0;
+    this.lastFlushAt = Date.now();
+    const changed: Array<{ l: LiveSession; up: number; down: number }> = [];
+    for (const l of this.live.values()) {
+      const b = l.bytes();
+      if (b.bytesFromClient !== l.written.up || b.bytesToClient !== l.written.down) changed.push({ l, up: b.bytesFromClient, down: b.bytesToClient });
+    }
+    if (changed.length === 0) return Promise.resolve();
+    this.flushing = this.writeCounters(changed).finally(() => {
+      this.flushing = null;
+      // More moved while this write was in flight: go again.
+      if (this.unwritten >= this.flushBytes) this.noteBytes(0);
+    });
+    return this.flushing;
+  }
+
+  private async writeCounters(rows: Array<{ l: LiveSession; up: number; down: number }>): Promise<void> {
+    try {
+      await this.opts.writer.commit({ progress: rows.map((r) => ({ id: r.l.sessionId, bytesUp: r.up, bytesDown: r.down })) });
+      for (const r of rows) r.l.written = { up: r.up, down: r.down };
+    } catch (err) {
+      this.opts.logger.warn({ err, sessions: rows.length }, 'could not write the byte counters of live sessions');
+    }
   }
 
   /** Record the start durably; resolves after COMMIT. Rejects with RLY_ERR_DATABASE_UNAVAILABLE. */
@@ -127,20 +200,14 @@ export class SessionRecorder implements SessionLedger {
     });
   }
 
-  /** Write every live session's byte counters now, in one statement. Failures are logged. */
+  /** Write every live session's byte counters now (and its progress time), in one statement. Failures are logged. */
   async writeProgress(): Promise<void> {
     const rows = [...this.live.values()].map((l) => {
       const b = l.bytes();
-      return { id: l.sessionId, up: b.bytesFromClient, down: b.bytesToClient };
+      return { l, up: b.bytesFromClient, down: b.bytesToClient };
     });
     if (rows.length === 0) return;
-    try {
-      await this.opts.db.execute(sql`UPDATE sessions AS s SET bytes_up = v.up, bytes_down = v.down, progress_at = now()
-        FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS v(id text, up bigint, down bigint)
-        WHERE s.id = v.id AND s.ended_at IS NULL`);
-    } catch (err) {
-      this.opts.logger.warn({ err, sessions: rows.length }, 'could not write the byte counters of live sessions');
-    }
+    await this.writeCounters(rows);
   }
 
   /** Start writing byte counters periodically. */
@@ -151,12 +218,17 @@ export class SessionRecorder implements SessionLedger {
       this.progressing = this.writeProgress().finally(() => { this.progressing = null; });
     }, this.opts.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS);
     this.timer.unref();
+    this.fastTimer = setInterval(() => void this.flushMoved(), this.opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS);
+    this.fastTimer.unref();
   }
 
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
-    this.timer = null;
+    if (this.fastTimer) clearInterval(this.fastTimer);
+    if (this.flushSoon) clearTimeout(this.flushSoon);
+    this.timer = this.fastTimer = this.flushSoon = null;
     await this.progressing;
+    await this.flushing;
   }
 
   /**

@@ -9,6 +9,7 @@ import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import { readMigrationFiles } from 'drizzle-orm/migrator';
 import type { PgDatabase } from 'drizzle-orm/pg-core';
 import { migrationsFolder, schema } from '@mssh/migrations';
 import { CliError } from '../errors.js';
@@ -67,24 +68,47 @@ async function openPostgres(url: string, onPoolError?: (err: Error) => void): Pr
     );
   }
   try {
-    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
-    try {
-      await migratePg(drizzlePg(client), { migrationsFolder: migrationsFolder() });
-    } finally {
-      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+    // A relay running as a restricted role (docs/audit.md, "Database roles") cannot create anything: when
+    // the owner has already applied every migration (`mssh-relay migrate`), there is nothing to do.
+    if ((await pendingMigrations(client)) !== 0) {
+      await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+      try {
+        await migratePg(drizzlePg(client), { migrationsFolder: migrationsFolder() });
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+      }
     }
   } catch (e) {
     client.release();
     await pool.end().catch(() => {});
+    const denied = /permission denied|must be owner/i.test(rootMessage(e));
     throw new CliError(
       `cannot apply the database migrations at ${redactDatabaseUrl(url)}: ${rootMessage(e)}`,
-      'Check that the database user may create tables, and that the database belongs to mssh.',
+      denied
+        ? 'This database role may not change the schema: run `mssh-relay migrate --database-url URL` with the owner role\'s URL first (docs/audit.md, "Database roles").'
+        : 'Check that the database user may create tables, and that the database belongs to mssh.',
       e,
     );
   }
   client.release();
   const db = drizzlePg({ client: pool, schema });
   return { db, kind: 'pg', close: () => pool.end() };
+}
+
+/**
+ * How many of this build's migrations the database lacks (the same rule as drizzle's migrator: those newer
+ * than the last applied one), or -1 when that cannot be read (no migrations table yet, or no right to read it).
+ */
+export async function pendingMigrations(client: pg.ClientBase): Promise<number> {
+  const files = readMigrationFiles({ migrationsFolder: migrationsFolder() });
+  let last: number | null = null;
+  try {
+    const r = await client.query<{ created_at: string | null }>('SELECT created_at FROM drizzle.__drizzle_migrations ORDER BY created_at DESC LIMIT 1');
+    last = r.rows[0]?.created_at == null ? null : Number(r.rows[0].created_at);
+  } catch {
+    return -1;
+  }
+  return files.filter((m) => last === null || last < m.folderMillis).length;
 }
 
 async function openPglite(dir: string): Promise<Database> {

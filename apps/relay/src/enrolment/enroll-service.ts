@@ -1,7 +1,7 @@
 /**
  * Agent enrolment: an agent presents a one-time token issued for its name, its Ed25519 identity public
  * key and its target's SSH host keys. The token claim and the agent row are one transaction: a refused
- * enrolment (wrong name, taken name) leaves the token unused.
+ * enrolment (wrong name, taken name) leaves the token unused, and is audited as agent.enroll_failed.
  */
 import { createPublicKey } from 'node:crypto';
 import { MIN_PROTOCOL_VERSION, parseSshPublicKeyLine, type EnrollRequest, type EnrollResponse } from '@mssh/protocol';
@@ -74,7 +74,12 @@ export class EnrollService {
         return { agent: r.agent, tokenCreatedBy: claimed.createdBy };
       }));
     } catch (e) {
-      if (e instanceof Refusal) throw e.error;
+      if (e instanceof Refusal) {
+        // A refused enrolment is audited (agent.enroll_failed, sampled per source): reused or guessed
+        // tokens and wrong names are what an intruder's attempts look like.
+        audit.enrollFailed({ name: req.name, source, code: e.error.code, message: e.error.message });
+        throw e.error;
+      }
       throw e;
     }
     audit.agentEnrolled({ agentId: agent.id, name: agent.name, source, tokenCreatedBy, agentVersion: req.agentVersion, protocolVersion: req.protocolVersion });

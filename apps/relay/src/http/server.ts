@@ -32,6 +32,7 @@ import type { SessionLedger } from '../tunnel/types.js';
 import type { ConnectionLimits } from './connection-limits.js';
 import type { LoginGuard } from '../limits/login-guard.js';
 import { installProtocolFloor } from './protocol-floor.js';
+import { installNameGuard } from './name-guard.js';
 
 /** JSON bodies are small: credentials, names, keys. Tunnels stream and are not subject to it. */
 export const JSON_BODY_LIMIT = 64 * 1024;
@@ -99,6 +100,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   installErrorHandling(app);
   installAuth(app, deps.auth);
+  installNameGuard(app, { onLoginRefused: deps.audit ? (e) => deps.audit!.loginRefusedName(e) : undefined });
   if (hard.minProtocolVersion !== undefined) installProtocolFloor(app, hard.minProtocolVersion);
 
   // Stop taking new requests on every API connection when the server closes; long tunnels end with

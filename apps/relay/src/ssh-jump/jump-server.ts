@@ -52,6 +52,11 @@ export interface JumpServerOptions {
   /** Failed authentication attempts per connection before it is cut. Default 10. */
   maxAuthTriesPerConnection?: number;
   failures?: AuthFailureLimiter;
+  /**
+   * A connection ended without authenticating after it tried (one call per connection; the limiter
+   * bounds how many a source gets): for the audit trail.
+   */
+  onAuthFailure?: (e: { user: string; source: string; attempts: number; reason: string; keys: string[] }) => void;
 }
 
 export interface JumpServer {
@@ -73,6 +78,8 @@ interface Conn {
   lapsed: JumpLoginLapse | 'role_changed' | null;
   triedAuth: boolean;
   authFailures: number;
+  /** The last user name tried, why the last attempt was refused, the key fingerprints tried. */
+  tried?: { user: string; reason: string; keys: string[] };
   handshakeTimer?: NodeJS.Timeout;
   loginTimer?: NodeJS.Timeout;
   client?: Connection;
@@ -177,7 +184,13 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     connections.delete(conn);
     clearTimeout(conn.handshakeTimer);
     clearTimeout(conn.loginTimer);
-    if (!conn.user && conn.triedAuth) failures.fail(conn.source);
+    if (!conn.user && conn.triedAuth) {
+      failures.fail(conn.source);
+      opts.onAuthFailure?.({
+        user: conn.tried?.user ?? '', source: conn.source, attempts: conn.authFailures,
+        reason: conn.tried?.reason ?? 'disconnected before authenticating', keys: conn.tried?.keys ?? [],
+      });
+    }
     conn.log.info({ why, user: conn.user?.name ?? null }, 'ssh connection ended');
     if (!conn.sock.destroyed) {
       conn.sock.end();
@@ -189,6 +202,9 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     if (ctx.method === 'none') return ctx.reject(['publickey']);
     conn.triedAuth = true;
     const fail = (why: string, fp?: string) => {
+      const keys = conn.tried?.keys ?? [];
+      if (fp && !keys.includes(fp) && keys.length < 5) keys.push(fp);
+      conn.tried = { user: String(ctx.username).slice(0, 128), reason: why, keys };
       conn.log.info({ sshUser: sanitizeForTerminal(ctx.username).slice(0, 64), method: ctx.method, key: fp, reason: why }, 'ssh authentication refused');
       ctx.reject(['publickey']);
       if (++conn.authFailures >= maxTries) {
@@ -262,7 +278,12 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     const authAt = performance.now();
     const user = await stillValid(conn, reject, 'direct-tcpip', { dest });
     if (!user) return;
-    const decision = await decideDestination({ hostExists: (n) => opts.hosts.exists(n), access: opts.access }, user, info?.destIP, info?.destPort);
+    // The access check learns the source, so that a refusal it audits (session.denied) says where from.
+    const access: AccessService = {
+      canReach: (u, h) => opts.access.canReach(u, h, { source: conn.source }),
+      filterReachable: (u, hs) => opts.access.filterReachable(u, hs),
+    };
+    const decision = await decideDestination({ hostExists: (n) => opts.hosts.exists(n), access }, user, info?.destIP, info?.destPort);
     if (!decision.ok) return refuseChannel(conn, reject, 'direct-tcpip', decision.reason, { dest });
     const host = decision.host;
     const source = conn.source;

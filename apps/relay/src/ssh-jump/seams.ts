@@ -15,7 +15,8 @@ export interface JumpUser {
 
 /** Who may reach which machine (the grants service implements it). */
 export interface AccessService {
-  canReach(user: JumpUser, host: string): Promise<boolean>;
+  /** ctx.source: the SSH client's address (for the audit row of a refusal). */
+  canReach(user: JumpUser, host: string, ctx?: { source: string | null }): Promise<boolean>;
   filterReachable<T extends { name: string }>(user: JumpUser, hosts: T[]): Promise<T[]>;
 }
 

@@ -223,7 +223,9 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       meta.record?.attachCounters(() => ({ bytesFromClient: counters.bytesAtoB, bytesToClient: counters.bytesBtoA }));
       let r: Awaited<ReturnType<typeof splice>>;
       try {
-        const splicing = splice(client, agentStream, counters, noteBytesMoved);
+        const record = meta.record;
+        const onBytes = record?.noteBytes ? (n: number) => { noteBytesMoved(n); record.noteBytes!(n); } : noteBytesMoved;
+        const splicing = splice(client, agentStream, counters, onBytes);
         // The user's sessions were ended while this one was being set up: it ends now, before a byte.
         const late = killMarkFor(meta.user, meta.authAt);
         if (late) kill(meta.sessionId, entry, late);

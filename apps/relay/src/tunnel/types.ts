@@ -48,6 +48,8 @@ export interface RecordedSession {
   readonly sessionId: string;
   /** Live byte counters (read for the periodic progress writes). */
   attachCounters(fn: () => { bytesFromClient: number; bytesToClient: number }): void;
+  /** The data path moved n bytes (per chunk; in memory only: lets the recorder write counters sooner). */
+  noteBytes?(n: number): void;
   /** Record the end (once; later calls are ignored). Bytes default to the attached counters. */
   end(e: { reason: SessionEndReason; bytesFromClient?: number; bytesToClient?: number }): void;
 }
