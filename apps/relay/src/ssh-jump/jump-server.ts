@@ -16,7 +16,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
-import { fingerprintBlob, sanitizeForTerminal } from '@mssh/protocol';
+import { WIRE_ERRORS, fingerprintBlob, sanitizeForTerminal } from '@mssh/protocol';
 import { parseSshKey } from '@mssh/protocol/ssh2-keys';
 import type { RecordedSession, TunnelRouter } from '../tunnel/types.js';
 import { RelayError } from '../errors.js';
@@ -25,6 +25,17 @@ import type { SshKeyService } from './ssh-key-service.js';
 import type { AccessService, JumpUser, SessionCaps, SessionRecorder } from './seams.js';
 import { AuthFailureLimiter } from './auth-failures.js';
 import { decideDestination } from './destination.js';
+import { isDatabaseUnavailable } from '../db/database.js';
+import { DISCONNECT, OPEN_FAILURE, disconnectWith, rejectChannelWith } from './ssh-wire.js';
+
+const DB_DOWN = `RLY_ERR_DATABASE_UNAVAILABLE: ${WIRE_ERRORS.RLY_ERR_DATABASE_UNAVAILABLE.message}`;
+
+/** The text (CODE: message) a refusal caused by `err` sends to the client. */
+function describeFailure(err: unknown): string {
+  if (err instanceof RelayError) return `${err.code}: ${err.message}`;
+  if (isDatabaseUnavailable(err)) return DB_DOWN;
+  return 'RLY_ERR_INTERNAL: the relay could not forward this connection; try again';
+}
 
 const { Server } = ssh2;
 
@@ -137,26 +148,39 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     ctx.accept();
   }
 
-  function refuseChannel(conn: Conn, reject: () => void, what: string, why: string, extra: Record<string, unknown> = {}): void {
+  /**
+   * Refuse a request. With `wire`, a channel open is refused with that reason code and description
+   * (`CODE: message`, shown by OpenSSH as `open failed: ...: CODE: message`).
+   */
+  function refuseChannel(conn: Conn, reject: () => void, what: string, why: string, extra: Record<string, unknown> = {}, wire?: { reason: number; description: string }): void {
     conn.log.info({ what, why, ...extra }, 'ssh request refused');
-    reject();
+    if (wire) rejectChannelWith(conn.client, reject, wire.reason, wire.description);
+    else reject();
   }
+  const prohibited = (description: string) => ({ reason: OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED, description });
+  const connectFailed = (description: string) => ({ reason: OPEN_FAILURE.CONNECT_FAILED, description });
 
   async function forward(conn: Conn, accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): Promise<void> {
     const user = conn.user!;
     const dest = { host: String(info?.destIP ?? '').slice(0, 300), port: info?.destPort };
     const decision = await decideDestination({ hostExists: (n) => opts.hosts.exists(n), access: opts.access }, user, info?.destIP, info?.destPort);
-    if (!decision.ok) return refuseChannel(conn, reject, 'direct-tcpip', decision.reason, { dest });
+    if (!decision.ok) {
+      const name = sanitizeForTerminal(dest.host).slice(0, 64);
+      const text = decision.code === 'RLY_ERR_NO_GRANT'
+        ? `RLY_ERR_NO_GRANT: you have no grant for a machine named ${name} (or it does not exist); ask an admin (mssh admin grant ${user.name} ${name})`
+        : `RLY_ERR_BAD_REQUEST: ${decision.reason}; the relay forwards only to enrolled machines, by name, on port 22`;
+      return refuseChannel(conn, reject, 'direct-tcpip', decision.reason, { dest }, prohibited(text));
+    }
     const host = decision.host;
     const authAt = performance.now();
     if (!(await opts.keys.isActive(user.name))) {
-      refuseChannel(conn, reject, 'direct-tcpip', 'user disabled', { dest });
+      refuseChannel(conn, reject, 'direct-tcpip', 'user disabled', { dest }, prohibited(`AUTH_ERR_USER_DISABLED: ${WIRE_ERRORS.AUTH_ERR_USER_DISABLED.message}`));
       conn.client?.end();
       return;
     }
     const source = conn.source;
     const cap = await opts.caps.acquire({ user: user.name, host, source, via: 'jump' });
-    if (!cap.ok) return refuseChannel(conn, reject, 'direct-tcpip', cap.message, { dest });
+    if (!cap.ok) return refuseChannel(conn, reject, 'direct-tcpip', cap.message, { dest }, connectFailed(cap.message));
     const sessionId = randomUUID();
     let agentStream;
     try {
@@ -164,7 +188,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     } catch (err) {
       cap.release();
       if (!(err instanceof RelayError)) conn.log.error({ err, sessionId }, 'opening a session failed');
-      return refuseChannel(conn, reject, 'direct-tcpip', err instanceof RelayError ? `${err.code}: ${err.message}` : 'internal error', { dest, sessionId });
+      return refuseChannel(conn, reject, 'direct-tcpip', err instanceof RelayError ? `${err.code}: ${err.message}` : 'internal error', { dest, sessionId }, connectFailed(describeFailure(err)));
     }
     let record: RecordedSession;
     try {
@@ -173,7 +197,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       cap.release();
       agentStream.close();
       conn.log.error({ err, sessionId }, 'the session could not be recorded; refused');
-      return refuseChannel(conn, reject, 'direct-tcpip', 'session could not be recorded', { dest, sessionId });
+      return refuseChannel(conn, reject, 'direct-tcpip', 'session could not be recorded', { dest, sessionId }, connectFailed(err instanceof RelayError ? describeFailure(err) : DB_DOWN));
     }
     if (conn.done) {
       cap.release();
@@ -243,6 +267,11 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     client.on('authentication', (ctx: AuthContext) => {
       authenticate(conn, ctx).catch((e: unknown) => {
         conn.log.warn({ err: e }, 'authentication failed unexpectedly');
+        if (isDatabaseUnavailable(e)) {
+          // Not the user's fault: say so, instead of a bare "Connection closed" or "Permission denied".
+          disconnectWith(conn.client, DISCONNECT.SERVICE_NOT_AVAILABLE, DB_DOWN);
+          return;
+        }
         try {
           ctx.reject(['publickey']);
         } catch {
@@ -277,7 +306,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       forward(conn, accept, reject, info).catch((err: unknown) => {
         conn.log.error({ err }, 'forwarding failed unexpectedly');
         try {
-          reject();
+          rejectChannelWith(conn.client, reject, OPEN_FAILURE.CONNECT_FAILED, describeFailure(err));
         } catch {
           // already answered
         }
