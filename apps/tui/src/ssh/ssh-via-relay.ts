@@ -31,7 +31,7 @@ export async function sshViaRelay(opts: SshViaRelayOptions): Promise<number> {
   preloadSsh2(); // loads while the relay round trips below are in flight
   // The relay's attested keys are needed (and fetched) only when nothing is pinned for this name yet.
   const attested = knownHosts.lookup(host).length > 0 ? [] : (await client.getHost(host)).hostKeys;
-  const hostKey = createHostKeyCheck({ host, knownHosts, attested });
+  const hostKey = createHostKeyCheck({ host, knownHosts, attested, refresh: async () => (await client.refreshHostKeys(host)).hostKeys });
   const tunnel = await client.openTunnel(host);
   return runSsh({ ...rest, host, sock: tunnel.stream, hostKey });
 }
