@@ -110,6 +110,14 @@ const login = runSync(BIN.mssh, ['login', '--relay', url, '--user', 'admin', '--
   { input: `${adminPassword}\n`, env: { ...process.env, MSSH_CONFIG_DIR: clientDir } });
 if (login.code !== 0) die(`mssh login failed: ${(login.err || login.out).trim()}`);
 
+// 5. An OpenSSH config for this quick start: exactly what `mssh config ssh` prints (NAME.mssh through
+// `mssh proxy`, host keys only from mssh: the pinned key, else the one the relay attests), so the
+// OpenSSH command below never asks yes/no and refuses a changed key.
+const sshConfig = join(dir, 'ssh_config');
+const block = runSync(BIN.mssh, ['config', 'ssh'], { env: { ...process.env, MSSH_CONFIG_DIR: clientDir } });
+if (block.code !== 0 || !/KnownHostsCommand/.test(block.out)) die(`mssh config ssh failed: ${(block.err || block.out).trim()}`);
+writeFileSync(sshConfig, block.out, { mode: 0o600 });
+
 const user = userInfo().username;
 console.log(`
 mssh is running.
@@ -123,7 +131,7 @@ Connect from another terminal in ${root}:
   node apps/tui/bin/mssh.js ls
   node apps/tui/bin/mssh.js ssh -i ${keyFile} ${user}@${name}
   node apps/tui/bin/mssh-tui.js -i ${keyFile}            # the full-screen picker
-  ssh -o ProxyCommand='node ${BIN.mssh} proxy %n' -i ${keyFile} ${user}@${name}   # your own OpenSSH
+  ssh -F ${sshConfig} -i ${keyFile} ${user}@${name}.mssh   # your own OpenSSH (or once: mssh config ssh --install)
 ${embedded ? '' : `(The agent forwards to this machine's sshd: log in with a key or password that sshd accepts.)\n`}
 Ctrl-C stops the relay and the agent.`);
 

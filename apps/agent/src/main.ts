@@ -29,6 +29,7 @@ import { loadIdentity } from './enroll/identity.js';
 import { readState, writeState } from './state/state-dir.js';
 import { lockStateDir } from './state/state-lock.js';
 import { describeResolution, openTarget, resolveTargetChoice } from './target/choose-target.js';
+import { HostKeyRescanner } from './target/host-key-rescan.js';
 import {
   addAuthorizedKey,
   formatAuthorizedKey,
@@ -116,6 +117,8 @@ async function runCommand(flags: RunFlags): Promise<void> {
       }
     }
   }
+  // Rescans the relay asks for (a client saw a key it does not attest) scan the target at most every 10 s.
+  const rescanner = new HostKeyRescanner(() => target.hostKeys());
   const supervisor = new AgentSupervisor({
     endpoint,
     relayFingerprint: fingerprint,
@@ -123,6 +126,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
     identity,
     target,
     logger: logger.child({ component: 'agent.link' }),
+    rescanHostKeys: () => rescanner.keys(),
   });
   let signalled = false;
   const onSignal = (sig: NodeJS.Signals): void => {

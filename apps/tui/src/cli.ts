@@ -17,7 +17,7 @@ export interface Handlers {
   proxy(a: { host: string }): Promise<number>;
   knownHostsList(a: { json: boolean }): Promise<number>;
   knownHostsForget(a: { host: string }): Promise<number>;
-  knownHostsOpenssh(a: { host: string }): Promise<number>;
+  knownHostsOpenssh(a: { host: string; keyType?: string; key?: string }): Promise<number>;
   configSsh(a: { install: boolean; uninstall: boolean }): Promise<number>;
   keysAdd(a: { file?: string }): Promise<number>;
   keysList(a: { json: boolean }): Promise<number>;
@@ -136,10 +136,12 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .argument('<host>', 'machine name')
     .action((host: string) => done(handlers.knownHostsForget({ host })));
 
-  configure(kh.command('openssh'), 'Usage: mssh known-hosts openssh HOST (ssh_config: KnownHostsCommand mssh known-hosts openssh %H)')
+  configure(kh.command('openssh'), 'Usage: mssh known-hosts openssh HOST [TYPE KEY] (ssh_config: KnownHostsCommand mssh known-hosts openssh %H %t %K)')
     .description("print known_hosts lines for OpenSSH's KnownHostsCommand: the pinned keys, else the relay-attested ones (pinned now)")
     .argument('<host>', 'NAME.mssh, [NAME.mssh]:PORT or NAME')
-    .action((host: string) => done(handlers.knownHostsOpenssh({ host })));
+    .argument('[type]', 'the key type the server presented (%t; NONE before the key exchange)')
+    .argument('[key]', 'the key the server presented, base64 (%K)')
+    .action((host: string, keyType?: string, key?: string) => done(handlers.knownHostsOpenssh({ host, keyType, key })));
 
   const config = configure(program.command('config'), 'Usage: mssh config ssh [--install | --uninstall]').description('configure other programs to use mssh');
   configure(config.command('ssh'), 'Usage: mssh config ssh [--install | --uninstall]')

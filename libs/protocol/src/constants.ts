@@ -40,6 +40,8 @@ export const PATHS = {
   healthz: '/healthz',
   hosts: '/v1/hosts',
   host: (name: string) => `/v1/hosts/${encodeURIComponent(name)}`,
+  /** POST: ask the machine's agent to scan its SSH server's host keys again (rate-limited); answers HostInfo. */
+  hostKeysRefresh: (name: string) => `/v1/hosts/${encodeURIComponent(name)}/host-keys/refresh`,
   tunnel: (name: string) => `/v1/tunnel/${encodeURIComponent(name)}`,
   enroll: '/v1/agents/enroll',
   sshKeys: '/v1/ssh-keys',
@@ -59,6 +61,8 @@ export const PATHS = {
   agentHello: '/mssh/hello',
   agentWelcome: '/mssh/welcome',
   agentSession: '/mssh/session',
+  /** relay -> agent: scan the target's host keys again (the agent rate-limits scans); 200 AgentHostKeys. */
+  agentHostKeys: '/mssh/host-keys',
 } as const;
 
 /** JWT claims. */

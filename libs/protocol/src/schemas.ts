@@ -143,6 +143,10 @@ export const AgentHello = z.object({
   protocolVersion: z.number().int().min(0).max(1_000_000),
 });
 export type AgentHello = z.infer<typeof AgentHello>;
+
+/** The agent's answer to POST /mssh/host-keys: its target's host keys now (or from its last scan). */
+export const AgentHostKeys = z.object({ hostKeys: z.array(SshPublicKey).max(16) });
+export type AgentHostKeys = z.infer<typeof AgentHostKeys>;
 /**
  * POST /mssh/welcome: the relay tells the agent the verdict (request body is AgentWelcome JSON; the agent
  * answers 204). On ok=false the relay closes the link right after; the agent logs code and message.

@@ -88,3 +88,47 @@ describe('splice towards a non-socket stream', () => {
     expect(r.clean).toBe(true);
   });
 });
+
+describe('splice and a peer that resets its HTTP/2 stream', () => {
+  it('aborts the other side when the peer resets with RST_STREAM(NO_ERROR), even if that side never speaks', async () => {
+    const http2 = await import('node:http2');
+    const net = await import('node:net');
+    // A target that accepts and never speaks nor closes (not even on FIN).
+    const held = new Set<import('node:net').Socket>();
+    // held: connections whose client side has not closed yet (its FIN or RST is what the target sees).
+    const silent = net.createServer({ allowHalfOpen: true }, (s) => { held.add(s); s.on('end', () => held.delete(s)); s.on('close', () => held.delete(s)); s.on('error', () => {}); s.resume(); });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const server = http2.createServer();
+    let result: Promise<Awaited<ReturnType<typeof splice>>> | null = null;
+    let target: import('node:net').Socket | null = null;
+    server.on('stream', (stream) => {
+      stream.respond({ ':status': 200 });
+      target = net.connect({ port: (silent.address() as import('node:net').AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+      target.on('error', () => {});
+      result = splice(stream, target);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const client = http2.connect(`http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`);
+    try {
+      const req = client.request({ ':method': 'POST', ':path': '/' }, { endStream: false });
+      req.on('error', () => {});
+      await new Promise((r) => req.once('response', r));
+      req.write('SSH-2.0-client\r\n');
+      for (let i = 0; i < 100 && held.size === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(held.size).toBe(1);
+      req.destroy(); // RST_STREAM(NO_ERROR)
+      const r = await Promise.race([result!, new Promise<null>((res) => setTimeout(() => res(null), 3_000))]);
+      expect(r).not.toBeNull();
+      expect(r!.clean).toBe(false);
+      expect(r!.first).toBe('a');
+      expect(target!.destroyed).toBe(true);
+      for (let i = 0; i < 100 && held.size > 0; i++) await new Promise((res) => setTimeout(res, 10));
+      expect(held.size).toBe(0);
+    } finally {
+      client.destroy();
+      server.close();
+      for (const s of held) s.destroy();
+      silent.close();
+    }
+  });
+});

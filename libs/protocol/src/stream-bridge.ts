@@ -6,8 +6,13 @@
  *   b.readable --data--> a.write()
  *   a 'end' --> b.end()               (half-close: b can still send to a)
  *
- * A side that closes before both of its directions completed (RST, error, destroy) aborts the other
- * side, so nothing is left half-dead. Counts the bytes each way.
+ * A side that closes before both of its directions completed through the splice (RST, error, destroy,
+ * a peer gone) aborts the other side, so nothing is left half-dead. "Completed" means: its readable
+ * ended AND the splice itself ended its writable (because the other side's readable ended). A stream
+ * whose writable Node ended for us is not completed: an HTTP/2 peer that resets its stream with
+ * RST_STREAM(NO_ERROR) (what `stream.destroy()` sends) makes Node end both halves of the stream and
+ * close it "cleanly", and the other side, half-closed towards a target that never answers, would
+ * otherwise stay open for ever (issue 17.2). Counts the bytes each way.
  */
 import type { Duplex } from 'node:stream';
 import { constants as h2c } from 'node:http2';
@@ -47,7 +52,8 @@ export function abortStream(s: Duplex): void {
   }
 }
 
-function completed(s: Duplex): boolean {
+function completed(s: Duplex, endedBySplice: boolean): boolean {
+  if (!endedBySplice) return false;
   if (!(s.readableEnded && s.writableFinished)) return false;
   if (isHttp2Stream(s) && typeof s.rstCode === 'number' && s.rstCode !== h2c.NGHTTP2_NO_ERROR) return false;
   return true;
@@ -74,7 +80,7 @@ function isSocket(s: Duplex): boolean {
 export const COALESCE_MIN = 8 * 1024;
 export const COALESCE_MAX = 64 * 1024;
 
-function pump(src: Duplex, dst: Duplex, count: (n: number) => void, onEnd: () => void): void {
+function pump(src: Duplex, dst: Duplex, count: (n: number) => void, onEnd: () => void, onDstEnded: () => void): void {
   let waiting = false;
   let corked = false;
   const batch = isSocket(dst);
@@ -128,7 +134,10 @@ function pump(src: Duplex, dst: Duplex, count: (n: number) => void, onEnd: () =>
   src.once('end', () => {
     flush();
     onEnd();
-    if (!dst.destroyed && !dst.writableEnded) dst.end();
+    if (!dst.destroyed && !dst.writableEnded) {
+      onDstEnded();
+      dst.end();
+    }
   });
 }
 
@@ -150,6 +159,8 @@ export function splice(
     let error: Error | null = null;
     let clean = true;
     const isClosed = { a: false, b: false };
+    /** Whether the splice ended this side's writable (its peer's readable ended first). */
+    const endedBySplice = { a: false, b: false };
     const side = (x: 'a' | 'b'): Duplex => (x === 'a' ? a : b);
     const otherOf = (x: 'a' | 'b'): Duplex => (x === 'a' ? b : a);
     const mark = (x: 'a' | 'b'): void => {
@@ -165,7 +176,7 @@ export function splice(
       if (isClosed[x]) return;
       isClosed[x] = true;
       mark(x);
-      if (!completed(side(x))) {
+      if (!completed(side(x), endedBySplice[x])) {
         clean = false;
         abortStream(otherOf(x));
       }
@@ -175,8 +186,8 @@ export function splice(
     b.on('error', onError('b'));
     a.once('close', () => onClose('a'));
     b.once('close', () => onClose('b'));
-    pump(a, b, (n) => { bytesAtoB += n; if (live) live.bytesAtoB = bytesAtoB; onBytes?.(n); }, () => mark('a'));
-    pump(b, a, (n) => { bytesBtoA += n; if (live) live.bytesBtoA = bytesBtoA; onBytes?.(n); }, () => mark('b'));
+    pump(a, b, (n) => { bytesAtoB += n; if (live) live.bytesAtoB = bytesAtoB; onBytes?.(n); }, () => mark('a'), () => (endedBySplice.b = true));
+    pump(b, a, (n) => { bytesBtoA += n; if (live) live.bytesBtoA = bytesBtoA; onBytes?.(n); }, () => mark('b'), () => (endedBySplice.a = true));
     // A side that was already destroyed may have emitted 'close' before we listened: settle it after
     // any pending close event had its chance (onClose ignores the second call).
     for (const x of ['a', 'b'] as const) {

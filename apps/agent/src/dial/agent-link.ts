@@ -56,6 +56,11 @@ export interface AgentLinkOptions {
   welcomeTimeoutMs?: number;
   /** Called once the relay welcomed this link. */
   onWelcomed?: () => void;
+  /**
+   * The target's host keys for a rescan the relay asks for (POST /mssh/host-keys), rate-limited by the
+   * caller (HostKeyRescanner). Without it the agent answers 404, as agents before it did.
+   */
+  rescanHostKeys?: () => Promise<string[]>;
 }
 
 export type LinkOutcome =
@@ -285,6 +290,7 @@ export class AgentLink {
       path === PATHS.agentHello ? this.onHello(stream) :
       path === PATHS.agentWelcome ? this.onWelcome(stream) :
       path === PATHS.agentSession ? this.onSession(stream, headers) :
+      path === PATHS.agentHostKeys && this.o.rescanHostKeys ? this.onHostKeys(stream) :
       (this.answer(stream, 404, 'unknown path'), Promise.resolve());
     handler.catch((err: unknown) => {
       this.log.error({ err }, 'relay request failed');
@@ -318,6 +324,19 @@ export class AgentLink {
     if (stream.destroyed || stream.closed) return;
     stream.respond({ ':status': 200, 'content-type': 'application/json', [HEADERS.protocolVersion]: String(PROTOCOL_VERSION), [HEADERS.softwareVersion]: SOFTWARE_VERSION });
     stream.end(JSON.stringify(hello));
+  }
+
+  private async onHostKeys(stream: ServerHttp2Stream): Promise<void> {
+    stream.resume();
+    if (!this.welcomed) {
+      this.answer(stream, 503, 'agent link not welcomed yet');
+      return;
+    }
+    const scanned = await this.o.rescanHostKeys!();
+    const hostKeys = scanned.filter((k) => SshPublicKey.safeParse(k).success).slice(0, 16);
+    if (stream.destroyed || stream.closed) return;
+    stream.respond({ ':status': 200, 'content-type': 'application/json' });
+    stream.end(JSON.stringify({ hostKeys }));
   }
 
   private async onWelcome(stream: ServerHttp2Stream): Promise<void> {

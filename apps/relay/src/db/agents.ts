@@ -42,6 +42,10 @@ export class AgentRepository implements AgentDirectory {
       .where(eq(agents.id, id));
   }
 
+  async updateHostKeys(id: string, hostKeys: string[]): Promise<void> {
+    await this.db.update(agents).set({ hostKeys }).where(eq(agents.id, id));
+  }
+
   async markSeen(id: string, at: Date): Promise<void> {
     await this.db.update(agents).set({ lastSeenAt: at }).where(eq(agents.id, id));
   }

@@ -111,7 +111,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   app.register(healthRoutes, { hosts: deps.hosts });
   app.register(authRoutes, { auth: deps.auth, tokens: deps.tokens, loginGuard: hard.loginGuard });
-  app.register(hostRoutes, { hosts: deps.hosts, access: deps.access });
+  app.register(hostRoutes, {
+    hosts: deps.hosts,
+    access: deps.access,
+    refreshHostKeys: deps.router.refreshHostKeys ? (name) => deps.router.refreshHostKeys!(name) : undefined,
+  });
   app.register(enrollRoutes, { enrolment: deps.enrolment });
   app.register(adminRoutes, { admin: deps.admin });
   app.register(sshKeyRoutes, { sshKeys: deps.sshKeys });

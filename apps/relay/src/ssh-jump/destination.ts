@@ -7,7 +7,8 @@
 import { isValidHostName } from '@mssh/protocol';
 import type { AccessService, JumpUser } from './seams.js';
 
-export type DestinationDecision = { ok: true; host: string } | { ok: false; reason: string };
+/** A refusal carries the relay's wire code, sent to the client in the channel-open failure. */
+export type DestinationDecision = { ok: true; host: string } | { ok: false; reason: string; code: 'RLY_ERR_BAD_REQUEST' | 'RLY_ERR_NO_GRANT' };
 
 export const JUMP_TARGET_PORT = 22;
 
@@ -23,12 +24,12 @@ export async function decideDestination(
   destHost: unknown,
   destPort: unknown,
 ): Promise<DestinationDecision> {
-  if (typeof destHost !== 'string' || typeof destPort !== 'number') return { ok: false, reason: 'malformed request' };
+  if (typeof destHost !== 'string' || typeof destPort !== 'number') return { ok: false, reason: 'malformed request', code: 'RLY_ERR_BAD_REQUEST' };
   const name = destinationName(destHost);
-  if (!isValidHostName(name)) return { ok: false, reason: 'not a machine name (addresses are never dialled)' };
-  if (destPort !== JUMP_TARGET_PORT) return { ok: false, reason: `port ${destPort}: only port 22 of an enrolled machine` };
+  if (!isValidHostName(name)) return { ok: false, reason: 'not a machine name (addresses are never dialled)', code: 'RLY_ERR_BAD_REQUEST' };
+  if (destPort !== JUMP_TARGET_PORT) return { ok: false, reason: `port ${destPort}: only port 22 of an enrolled machine`, code: 'RLY_ERR_BAD_REQUEST' };
   if (!(await deps.hostExists(name)) || !(await deps.access.canReach(user, name))) {
-    return { ok: false, reason: 'no enrolled machine of that name that this user may reach' };
+    return { ok: false, reason: 'no enrolled machine of that name that this user may reach', code: 'RLY_ERR_NO_GRANT' };
   }
   return { ok: true, host: name };
 }

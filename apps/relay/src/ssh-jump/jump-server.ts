@@ -19,7 +19,7 @@ import { createServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
 import type { AuthContext, Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
-import { fingerprintBlob, sanitizeForTerminal } from '@mssh/protocol';
+import { WIRE_ERRORS, fingerprintBlob, sanitizeForTerminal } from '@mssh/protocol';
 import { parseSshKey } from '@mssh/protocol/ssh2-keys';
 import type { RecordedSession, TunnelRouter } from '../tunnel/types.js';
 import { RelayError } from '../errors.js';
@@ -29,6 +29,17 @@ import type { UserChange, UserChangeSource } from '../auth/user-changes.js';
 import type { AccessService, JumpUser, SessionCaps, SessionRecorder } from './seams.js';
 import { AuthFailureLimiter } from './auth-failures.js';
 import { decideDestination } from './destination.js';
+import { isDatabaseUnavailable } from '../db/database.js';
+import { DISCONNECT, OPEN_FAILURE, disconnectWith, rejectChannelWith } from './ssh-wire.js';
+
+const DB_DOWN = `RLY_ERR_DATABASE_UNAVAILABLE: ${WIRE_ERRORS.RLY_ERR_DATABASE_UNAVAILABLE.message}`;
+
+/** The text (CODE: message) a refusal caused by `err` sends to the client. */
+function describeFailure(err: unknown): string {
+  if (err instanceof RelayError) return `${err.code}: ${err.message}`;
+  if (isDatabaseUnavailable(err)) return DB_DOWN;
+  return 'RLY_ERR_INTERNAL: the relay could not forward this connection; try again';
+}
 
 const { Server } = ssh2;
 
@@ -105,64 +116,13 @@ export function hostListText(user: string, hosts: Array<{ name: string; online: 
  */
 export const LAPSE_MESSAGES: Record<JumpLoginLapse | 'role_changed', string> = {
   user_gone: 'mssh: your account no longer exists on the relay; this connection is closed',
-  user_disabled: 'mssh: your account was disabled by an admin; this connection is closed',
+  user_disabled: 'mssh: your account was disabled by an admin; this connection is closed (AUTH_ERR_USER_DISABLED)',
   key_removed: 'mssh: the SSH key this connection logged in with was removed from your account; this connection is closed',
-  role_changed: 'mssh: your role changed since this connection logged in; connect again',
+  role_changed: 'mssh: your role changed since this connection logged in; connect again (AUTH_ERR_SESSION_ENDED)',
 };
 
 /** How long a connection whose login lapsed stays open after refusing a channel (see stillValid). */
 const LAPSE_CLOSE_DELAY_MS = 300;
-
-/** CHANNEL_OPEN_FAILURE reason code (RFC 4254): administratively prohibited. */
-const OPEN_ADMINISTRATIVELY_PROHIBITED = 1;
-
-/**
- * Refuse a channel open with a description OpenSSH shows to the user. ssh2's reject() sends no
- * description; it calls its protocol's channelOpenFail synchronously, so that one call is given ours.
- */
-function rejectSaying(client: Connection | undefined, reject: () => void, description: string): void {
-  const proto = (client as unknown as { _protocol?: Record<string, unknown> } | undefined)?._protocol;
-  const original = proto?.channelOpenFail;
-  if (!proto || typeof original !== 'function') return reject();
-  const own = Object.prototype.hasOwnProperty.call(proto, 'channelOpenFail');
-  proto.channelOpenFail = function (this: unknown, remote: number) {
-    return (original as (r: number, reason: number, desc: string) => unknown).call(this, remote, OPEN_ADMINISTRATIVELY_PROHIBITED, description);
-  };
-  try {
-    reject();
-  } finally {
-    if (own) proto.channelOpenFail = original;
-    else delete proto.channelOpenFail;
-  }
-}
-
-/**
- * End the SSH connection with SSH_MSG_DISCONNECT (by application) carrying a description OpenSSH prints
- * ("Received disconnect from HOST port N:11: <description>"). ssh2's own end() sends none; this writes
- * the packet as its Protocol.disconnect() does. False when ssh2's internals are not as expected (the
- * caller then ends the connection without a description).
- */
-function disconnectSaying(client: Connection | undefined, description: string): boolean {
-  type Rw = { allocStartKEX: number; alloc(len: number, force: boolean): Buffer; finalize(p: Buffer, force: boolean): Buffer };
-  const proto = (client as unknown as { _protocol?: { _packetRW?: { write?: Rw }; _cipher?: { encrypt(p: Buffer): void } } } | undefined)?._protocol;
-  const rw = proto?._packetRW?.write;
-  const cipher = proto?._cipher;
-  if (!rw || !cipher || typeof rw.alloc !== 'function' || typeof rw.finalize !== 'function' || typeof cipher.encrypt !== 'function') return false;
-  try {
-    const desc = Buffer.from(description, 'utf8');
-    let p = rw.allocStartKEX;
-    const packet = rw.alloc(1 + 4 + 4 + desc.length + 4, true);
-    packet[p] = 1; // SSH_MSG_DISCONNECT
-    packet.writeUInt32BE(11, ++p); // SSH_DISCONNECT_BY_APPLICATION
-    packet.writeUInt32BE(desc.length, (p += 4));
-    desc.copy(packet, (p += 4));
-    packet.writeUInt32BE(0, p + desc.length); // language tag
-    cipher.encrypt(rw.finalize(packet, true));
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export function createJumpServer(opts: JumpServerOptions): JumpServer {
   const logger = opts.logger.child({ component: 'relay.ssh-jump' });
@@ -229,10 +189,17 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     ctx.accept();
   }
 
-  function refuseChannel(conn: Conn, reject: () => void, what: string, why: string, extra: Record<string, unknown> = {}): void {
+  /**
+   * Refuse a request. With `wire`, a channel open is refused with that reason code and description
+   * (`CODE: message`, shown by OpenSSH as `open failed: ...: CODE: message`).
+   */
+  function refuseChannel(conn: Conn, reject: () => void, what: string, why: string, extra: Record<string, unknown> = {}, wire?: { reason: number; description: string }): void {
     conn.log.info({ what, why, ...extra }, 'ssh request refused');
-    reject();
+    if (wire) rejectChannelWith(conn.client, reject, wire.reason, wire.description);
+    else reject();
   }
+  const prohibited = (description: string) => ({ reason: OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED, description });
+  const connectFailed = (description: string) => ({ reason: OPEN_FAILURE.CONNECT_FAILED, description });
 
   /**
    * The connection's login judged again, now: the user (same id) enabled, the key still theirs, and the
@@ -242,7 +209,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
   async function stillValid(conn: Conn, reject: () => void, what: string, extra: Record<string, unknown> = {}): Promise<JumpUser | null> {
     const login = conn.login!;
     if (conn.lapsed) {
-      rejectSaying(conn.client, reject, LAPSE_MESSAGES[conn.lapsed]);
+      rejectChannelWith(conn.client, reject, OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED, LAPSE_MESSAGES[conn.lapsed]);
       return null;
     }
     const now = await opts.keys.currentLogin(conn.user!.name, login.blob, login.userId);
@@ -250,7 +217,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     if (now.ok && (now.user.admin !== conn.user!.admin || now.user.role !== conn.user!.role)) lapse = 'role_changed';
     if (lapse === null && now.ok) return { name: now.user.name, admin: now.user.admin, role: now.user.role };
     conn.log.info({ what, why: lapse, key: login.fingerprint, ...extra }, 'ssh request refused: the login no longer holds');
-    rejectSaying(conn.client, reject, LAPSE_MESSAGES[lapse!]);
+    rejectChannelWith(conn.client, reject, OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED, LAPSE_MESSAGES[lapse!]);
     // Closed a moment later, not at once: an OpenSSH ControlMaster that gets the refusal and the
     // disconnect together exits before passing the refusal on to its mux client (`ssh -S ctl -W` then
     // exits 0 as if it had worked).
@@ -265,11 +232,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
   function closeConn(conn: Conn, why: JumpLoginLapse | 'role_changed'): void {
     if (conn.done) return;
     conn.log.info({ why }, 'closing the ssh connection: its login no longer holds');
-    try {
-      if (!disconnectSaying(conn.client, LAPSE_MESSAGES[why])) conn.client?.end();
-    } catch {
-      // already gone
-    }
+    disconnectWith(conn.client, DISCONNECT.BY_APPLICATION, LAPSE_MESSAGES[why]);
     end(conn, why);
   }
 
@@ -284,11 +247,17 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       filterReachable: (u, hs) => opts.access.filterReachable(u, hs),
     };
     const decision = await decideDestination({ hostExists: (n) => opts.hosts.exists(n), access }, user, info?.destIP, info?.destPort);
-    if (!decision.ok) return refuseChannel(conn, reject, 'direct-tcpip', decision.reason, { dest });
+    if (!decision.ok) {
+      const name = sanitizeForTerminal(dest.host).slice(0, 64);
+      const text = decision.code === 'RLY_ERR_NO_GRANT'
+        ? `RLY_ERR_NO_GRANT: you have no grant for a machine named ${name} (or it does not exist); ask an admin (mssh admin grant ${user.name} ${name})`
+        : `RLY_ERR_BAD_REQUEST: ${decision.reason}; the relay forwards only to enrolled machines, by name, on port 22`;
+      return refuseChannel(conn, reject, 'direct-tcpip', decision.reason, { dest }, prohibited(text));
+    }
     const host = decision.host;
     const source = conn.source;
     const cap = await opts.caps.acquire({ user: user.name, host, source, via: 'jump' });
-    if (!cap.ok) return refuseChannel(conn, reject, 'direct-tcpip', cap.message, { dest });
+    if (!cap.ok) return refuseChannel(conn, reject, 'direct-tcpip', cap.message, { dest }, connectFailed(cap.message));
     const sessionId = randomUUID();
     let agentStream;
     try {
@@ -296,7 +265,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     } catch (err) {
       cap.release();
       if (!(err instanceof RelayError)) conn.log.error({ err, sessionId }, 'opening a session failed');
-      return refuseChannel(conn, reject, 'direct-tcpip', err instanceof RelayError ? `${err.code}: ${err.message}` : 'internal error', { dest, sessionId });
+      return refuseChannel(conn, reject, 'direct-tcpip', err instanceof RelayError ? `${err.code}: ${err.message}` : 'internal error', { dest, sessionId }, connectFailed(describeFailure(err)));
     }
     let record: RecordedSession;
     try {
@@ -305,7 +274,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       cap.release();
       agentStream.close();
       conn.log.error({ err, sessionId }, 'the session could not be recorded; refused');
-      return refuseChannel(conn, reject, 'direct-tcpip', 'session could not be recorded', { dest, sessionId });
+      return refuseChannel(conn, reject, 'direct-tcpip', 'session could not be recorded', { dest, sessionId }, connectFailed(err instanceof RelayError ? describeFailure(err) : DB_DOWN));
     }
     if (conn.done) {
       cap.release();
@@ -375,6 +344,11 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     client.on('authentication', (ctx: AuthContext) => {
       authenticate(conn, ctx).catch((e: unknown) => {
         conn.log.warn({ err: e }, 'authentication failed unexpectedly');
+        if (isDatabaseUnavailable(e)) {
+          // Not the user's fault: say so, instead of a bare "Connection closed" or "Permission denied".
+          disconnectWith(conn.client, DISCONNECT.SERVICE_NOT_AVAILABLE, DB_DOWN);
+          return;
+        }
         try {
           ctx.reject(['publickey']);
         } catch {
@@ -402,7 +376,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       forward(conn, accept, reject, info).catch((err: unknown) => {
         conn.log.error({ err }, 'forwarding failed unexpectedly');
         try {
-          reject();
+          rejectChannelWith(conn.client, reject, OPEN_FAILURE.CONNECT_FAILED, describeFailure(err));
         } catch {
           // already answered
         }

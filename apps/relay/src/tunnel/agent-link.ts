@@ -12,6 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import type pino from 'pino';
 import {
   AgentHello,
+  AgentHostKeys,
   H2_CONNECTION_WINDOW,
   H2_SETTINGS,
   HEADERS,
@@ -91,6 +92,8 @@ export class AgentLink {
   private guardTimer: NodeJS.Timeout | null = null;
   private readonly log: pino.Logger;
   private finalized = false;
+  /** The host keys this agent last reported (hello, then rescans). */
+  private reportedHostKeys: string[] | null = null;
   private readonly closedWaiters: Array<() => void> = [];
 
   constructor(
@@ -209,6 +212,7 @@ export class AgentLink {
       return;
     }
     const agent = verdict.agent;
+    this.reportedHostKeys = hello.hostKeys;
     try {
       await this.deps.directory.markConnected(agent.id, {
         hostKeys: hello.hostKeys,
@@ -441,6 +445,34 @@ export class AgentLink {
           });
       });
     });
+  }
+
+  /**
+   * Ask the agent for its target's host keys (it rescans, rate-limited) and store them when they differ
+   * from what it reported before. Only the agent's own report is ever stored: the client that asked
+   * for the rescan has no say in the keys.
+   */
+  async refreshHostKeys(): Promise<string[]> {
+    const agent = this.agent;
+    if (this.state !== 'online' || !agent) throw relayError('RLY_ERR_AGENT_OFFLINE', 'the agent is not connected');
+    let keys: string[];
+    try {
+      const res = await this.request(PATHS.agentHostKeys, null, HELLO_MAX_BYTES);
+      if (res.status !== 200) throw new Error(`the agent answered ${res.status} (an agent that cannot rescan: upgrade it, or restart it)`);
+      const parsed = AgentHostKeys.safeParse(JSON.parse(res.body.toString('utf8')));
+      if (!parsed.success) throw new Error('malformed answer');
+      keys = parsed.data.hostKeys;
+    } catch (err) {
+      throw relayError('RLY_ERR_AGENT_FAILED', `the agent of ${agent.name} could not rescan its host keys: ${sanitizeForTerminal((err as Error).message).slice(0, 200)}`, err);
+    }
+    const before = this.reportedHostKeys;
+    const changed = before === null || keys.length !== before.length || keys.some((k) => !before.includes(k));
+    if (changed && keys.length > 0) {
+      await this.deps.directory.updateHostKeys?.(agent.id, keys);
+      this.log.warn({ name: agent.name, keys }, `agent ${agent.name} reported new host keys for its target`);
+    }
+    this.reportedHostKeys = keys;
+    return keys;
   }
 
   /** Close the link; its sessions end with sessionReason. Idempotent. */

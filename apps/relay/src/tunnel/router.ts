@@ -45,6 +45,8 @@ const MAX_PENDING_AGENT_SOCKETS = 256;
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
 const CLOSE_WAIT_MS = 5_000;
+/** A host key rescan of one agent is asked for at most this often; callers in between share the last one. */
+const HOST_KEY_REFRESH_MIN_INTERVAL_MS = 2_000;
 /**
  * How long "end this user's sessions" still reaches sessions that were being set up when it ran. Setting
  * one up (token and grant lookups, the agent's open, the audit commit) is bounded by the open timeout and
@@ -89,6 +91,8 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
   const refusedIds = new Map<string, SessionEndReason>();
   const REFUSED_MAX = 10_000;
   const caps = new SessionCaps(opts.sessionCaps);
+  /** name -> the last host key rescan asked of that agent (shared while in flight and shortly after). */
+  const refreshes = new Map<string, { link: AgentLink; at: number; keys: Promise<string[]> }>();
   const maxAgents = opts.maxAgents ?? DEFAULT_MAX_AGENTS;
 
   const deps = {
@@ -204,6 +208,24 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       else stream.once('close', release);
       linkOfStream.set(stream, link);
       return stream;
+    },
+
+    refreshHostKeys(name: string): Promise<string[]> {
+      const link = byName.get(name);
+      if (!link || link.state !== 'online') return Promise.reject(relayError('RLY_ERR_AGENT_OFFLINE', `${name} is enrolled but its agent is not connected`));
+      const now = performance.now();
+      const last = refreshes.get(name);
+      if (last && last.link === link && now - last.at < HOST_KEY_REFRESH_MIN_INTERVAL_MS) return last.keys;
+      if (refreshes.size > 10_000) refreshes.clear();
+      const keys = link.refreshHostKeys();
+      const entry = { link, at: now, keys };
+      refreshes.set(name, entry);
+      // Held while in flight; afterwards for the min interval only.
+      keys.then(
+        () => { entry.at = performance.now(); },
+        () => { if (refreshes.get(name) === entry) refreshes.delete(name); },
+      );
+      return keys;
     },
 
     agentIdOf(name: string): string {

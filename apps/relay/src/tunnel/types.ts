@@ -12,6 +12,8 @@ export interface AgentDirectory {
   findByPublicKey(publicKey: string): Promise<EnrolledAgent | null>;
   /** The agent proved its key: store what it reported and mark it seen now. */
   markConnected(id: string, info: { hostKeys: string[]; agentVersion: string; protocolVersion: number; at: Date }): Promise<void>;
+  /** The agent reported its target's host keys again (a rescan asked for by a client). */
+  updateHostKeys?(id: string, hostKeys: string[]): Promise<void>;
   /** The agent's link ended (or it is still up: periodic touch). */
   markSeen(id: string, at: Date): Promise<void>;
 }
@@ -154,6 +156,13 @@ export interface TunnelRouter {
    * Resolves (never rejects) when both streams are closed.
    */
   spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SpliceMeta): Promise<TunnelSessionSummary>;
+  /**
+   * Ask the named agent to scan its target's host keys again and store what it reports (a client saw a
+   * key the relay does not attest, e.g. after the machine's keys were replaced). Concurrent and
+   * back-to-back calls for one agent share one request; the agent rate-limits its scans itself.
+   * Rejects RLY_ERR_AGENT_OFFLINE (no link) or RLY_ERR_AGENT_FAILED (no usable answer: an older agent).
+   */
+  refreshHostKeys?(name: string): Promise<string[]>;
   /** The id of the agent connected under this name ('' when none). */
   agentIdOf?(name: string): string;
   /**

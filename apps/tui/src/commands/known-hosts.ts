@@ -1,5 +1,6 @@
 import { keyLineFromBlob, parseSshPublicKeyLine, sanitizeForTerminal } from '@mssh/protocol';
 import { cliError } from '../errors.js';
+import { hostKeyRefusal } from '../known-hosts/host-key-policy.js';
 import { assertHostName } from '../ssh/ssh-via-relay.js';
 import { openLoggedInRelay, printJson, println, type CliContext } from './context.js';
 import { machineNameOf } from './ssh-config.js';
@@ -32,32 +33,61 @@ export async function knownHostsForget(ctx: CliContext, args: { host: string }):
 }
 
 /**
- * `mssh known-hosts openssh HOST`, for OpenSSH's `KnownHostsCommand ... %H` (written by `mssh config ssh`):
- * print known_hosts lines for HOST, as OpenSSH searches it (`laptop.mssh`, `[laptop.mssh]:2222`). The keys
- * pinned for the machine win; with none pinned, the keys the relay attests are pinned now and printed, so a
- * later change is refused exactly as with `mssh ssh`. OpenSSH (StrictHostKeyChecking yes) then accepts the
- * server only if it presents one of these keys; with nothing printed it refuses.
+ * `mssh known-hosts openssh HOST [TYPE KEY]`, for OpenSSH's `KnownHostsCommand ... %H %t %K` (written by
+ * `mssh config ssh`): print known_hosts lines for HOST, as OpenSSH searches it (`laptop.mssh`,
+ * `[laptop.mssh]:2222`). The keys pinned for the machine win; with none pinned, the keys the relay attests
+ * (pinned once the server presented one of them), so a later change is refused exactly as with `mssh ssh`.
+ * OpenSSH (StrictHostKeyChecking yes) then accepts the server only if it presents one of these keys.
+ *
+ * With the presented key (TYPE KEY; OpenSSH passes NONE NONE when it only asks which key types to
+ * prefer): a key that differs from the pinned one gets the mssh fix on stderr, where OpenSSH shows it
+ * next to its own (useless here) `ssh-keygen -R` advice; with nothing pinned and a key the relay does
+ * not attest, the agent is asked to rescan first (its SSH server's keys may just have been replaced).
+ * Without TYPE KEY (a block written by an older mssh), the attested keys are pinned at once, as before.
  */
-export async function knownHostsOpenssh(ctx: CliContext, args: { host: string }): Promise<number> {
+export async function knownHostsOpenssh(ctx: CliContext, args: { host: string; keyType?: string; key?: string }): Promise<number> {
   const field = args.host.trim();
-  if (!/^[\x21-\x7e]+$/.test(field) || field.includes(',')) throw cliError('CLI_ERR_USAGE', `${JSON.stringify(field.slice(0, 100))} is not a host name`, 'Usage: mssh known-hosts openssh HOST (from ssh_config: KnownHostsCommand mssh known-hosts openssh %H)');
+  if (!/^[\x21-\x7e]+$/.test(field) || field.includes(',')) throw cliError('CLI_ERR_USAGE', `${JSON.stringify(field.slice(0, 100))} is not a host name`, 'Usage: mssh known-hosts openssh HOST [TYPE KEY] (from ssh_config: KnownHostsCommand mssh known-hosts openssh %H %t %K)');
   const name = machineNameOf(field);
   assertHostName(name);
-  let blobs = ctx.knownHosts.lookup(name).map((k) => k.blob);
-  if (blobs.length === 0) {
-    const { client } = await openLoggedInRelay(ctx);
-    let attested: string[];
-    try {
-      attested = (await client.getHost(name)).hostKeys;
-    } finally {
-      await client.close();
+  const print = (blobs: Buffer[]): number => {
+    for (const b of blobs) println(ctx.io.stdout, `${field} ${keyLineFromBlob(b)}`);
+    return 0;
+  };
+  const withKey = args.keyType !== undefined;
+  const presented = withKey && args.keyType !== 'NONE' && args.key && args.key !== 'NONE' ? Buffer.from(args.key, 'base64') : null;
+  const pinned = ctx.knownHosts.lookup(name).map((k) => k.blob);
+  if (pinned.length > 0) {
+    if (presented && !pinned.some((p) => p.equals(presented))) {
+      const e = hostKeyRefusal(name, presented, { kind: 'changed', pinned }, ctx.knownHosts.path);
+      println(ctx.io.stderr, `mssh: ${e.message} [${e.code}]`);
+      if (e.hint) println(ctx.io.stderr, `mssh: ${e.hint}`);
     }
-    blobs = attested.flatMap((l) => parseSshPublicKeyLine(l)?.blob ?? []);
-    if (blobs.length === 0) {
-      throw cliError('CLI_ERR_HOST_KEY_NOT_ATTESTED', `cannot verify ${name}: the relay attests no SSH host keys for it`, `The agent on ${name} reports its keys when it connects; restart it there.`);
-    }
-    for (const b of blobs) ctx.knownHosts.add(name, b);
+    return print(pinned);
   }
-  for (const b of blobs) println(ctx.io.stdout, `${field} ${keyLineFromBlob(b)}`);
-  return 0;
+  const { client } = await openLoggedInRelay(ctx);
+  let blobs: Buffer[];
+  try {
+    const parse = (lines: string[]) => lines.flatMap((l) => parseSshPublicKeyLine(l)?.blob ?? []);
+    blobs = parse((await client.getHost(name)).hostKeys);
+    if (presented && !blobs.some((b) => b.equals(presented))) {
+      const fresh = await client.refreshHostKeys(name).then((h) => parse(h.hostKeys), () => null);
+      if (fresh && fresh.length > 0) blobs = fresh;
+    }
+  } finally {
+    await client.close();
+  }
+  if (blobs.length === 0) {
+    throw cliError('CLI_ERR_HOST_KEY_NOT_ATTESTED', `cannot verify ${name}: the relay attests no SSH host keys for it`, `The agent on ${name} reports its keys when it connects; restart it there.`);
+  }
+  if (presented && !blobs.some((b) => b.equals(presented))) {
+    const e = hostKeyRefusal(name, presented, { kind: 'not-attested', attested: blobs }, ctx.knownHosts.path);
+    println(ctx.io.stderr, `mssh: ${e.message} [${e.code}]`);
+    if (e.hint) println(ctx.io.stderr, `mssh: ${e.hint}`);
+    return 0; // nothing known: OpenSSH refuses (StrictHostKeyChecking yes)
+  }
+  // Pin when the server showed an attested key (or when an older block gives us no key at all); the
+  // NONE NONE call before the key exchange only orders the key types.
+  if (presented || !withKey) for (const b of blobs) ctx.knownHosts.add(name, b);
+  return print(blobs);
 }

@@ -11,11 +11,24 @@ import { machineNameOf } from './ssh-config.js';
  * with backpressure both ways (pipe). stdin EOF half-closes the tunnel; when the far side ends, we end
  * ours. Resolves 0 when the tunnel ended cleanly; rejects CLI_ERR_TUNNEL_BROKEN when it was reset, or
  * the reason the relay gave for resetting it (`endedByRelay`: account disabled, role changed).
+ *
+ * `clientGone`, when given, is asked every second once stdin has ended: OpenSSH never half-closes its
+ * ProxyCommand's stdin, it closes it when it exits, and when it was killed (no SIGHUP for us) nothing
+ * else tells us: a target that never answers would keep the tunnel, and the session on the relay, open
+ * for ever (issue 17.2). When it says yes, the tunnel is cancelled.
  */
-export function spliceTunnel(stream: http2.ClientHttp2Stream, stdin: Readable, stdout: Writable, host: string, endedByRelay?: () => CliError | null): Promise<number> {
+export function spliceTunnel(
+  stream: http2.ClientHttp2Stream,
+  stdin: Readable,
+  stdout: Writable,
+  host: string,
+  endedByRelay?: () => CliError | null,
+  clientGone?: () => boolean,
+): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     let lastError: Error | null = null;
     let consumerGone = false;
+    let watch: NodeJS.Timeout | null = null;
     const detach = () => {
       stdin.unpipe(stream);
       stdin.pause();
@@ -31,7 +44,18 @@ export function spliceTunnel(stream: http2.ClientHttp2Stream, stdin: Readable, s
       detach();
       if (!stream.writableEnded) stream.end();
     });
+    if (clientGone) {
+      stdin.once('end', () => {
+        watch = setInterval(() => {
+          if (!clientGone()) return;
+          consumerGone = true;
+          if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        }, 1_000);
+        watch.unref();
+      });
+    }
     stream.on('close', () => {
+      if (watch) clearInterval(watch);
       detach();
       if (consumerGone || (endedCleanly(stream) && stream.readableEnded)) return resolve(0);
       const why = endedByRelay?.();
@@ -56,7 +80,9 @@ export async function proxy(ctx: CliContext, args: { host: string }): Promise<nu
   const { client } = await openLoggedInRelay(ctx, { keepaliveMs: 15_000 });
   try {
     const tunnel = await client.openTunnel(host);
-    return await spliceTunnel(tunnel.stream, ctx.io.stdin, ctx.io.stdout, host, () => client.endedByRelay(tunnel, host));
+    // Our parent (ssh, which runs `exec mssh proxy ...`) is gone when we have been re-parented.
+    const parent = process.ppid;
+    return await spliceTunnel(tunnel.stream, ctx.io.stdin, ctx.io.stdout, host, () => client.endedByRelay(tunnel, host), () => process.ppid !== parent);
   } finally {
     await client.close();
   }

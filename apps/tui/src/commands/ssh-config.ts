@@ -52,7 +52,8 @@ export function sshConfigBlock(mssh: string[]): string {
     `Host *.${MSSH_DOMAIN}`,
     `    ProxyCommand ${cmd} proxy %n`,
     // Host keys come only from mssh: the pinned key for the name, else the keys the relay attests.
-    `    KnownHostsCommand ${cmd} known-hosts openssh %H`,
+    // %t %K: the key the server presented (NONE before the key exchange), so a refusal can say the fix.
+    `    KnownHostsCommand ${cmd} known-hosts openssh %H %t %K`,
     '    UserKnownHostsFile /dev/null',
     '    GlobalKnownHostsFile /dev/null',
     '    StrictHostKeyChecking yes',

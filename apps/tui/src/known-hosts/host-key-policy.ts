@@ -56,7 +56,7 @@ export function hostKeyRefusal(host: string, presented: Buffer, decision: HostKe
     return cliError(
       'CLI_ERR_HOST_KEY_NOT_ATTESTED',
       `refusing ${host}: it presented host key ${describe(presented)}, which is not one the relay attests for it (${decision.attested.map(fingerprintBlob).join(', ')})`,
-      `Someone may be intercepting the connection, or the agent on ${host} has not reported new keys yet (restart it there). If you checked the key on the machine yourself, add \`${line}\` to ${knownHostsPath}.`,
+      `Someone may be intercepting the connection, or the agent on ${host} still reports other keys (it was asked to look again; if its SSH server's keys just changed, try again in a few seconds). If you checked the key on the machine yourself, add \`${line}\` to ${knownHostsPath}.`,
     );
   }
   throw new Error(`not a refusal: ${decision.kind}`);
@@ -91,16 +91,33 @@ export function preferredHostKeyAlgorithms(keyTypes: string[]): string[] | null 
  * The HostKeyCheck for `mssh ssh host`: pinned keys from known_hosts, else the relay's attested keys
  * (`attested`, from GET /v1/hosts/:name; only consulted when nothing is pinned).
  */
-export function createHostKeyCheck(opts: { host: string; knownHosts: KnownHostsFile; attested: string[] }): HostKeyCheck {
+export function createHostKeyCheck(opts: {
+  host: string;
+  knownHosts: KnownHostsFile;
+  attested: string[];
+  /**
+   * Nothing is pinned and the presented key is not attested: ask the relay to have the agent rescan
+   * (its SSH server's keys may have been replaced since the agent last reported), and answer the fresh
+   * attested keys. Asked once per check; a failure keeps the keys known before.
+   */
+  refresh?: () => Promise<string[]>;
+}): HostKeyCheck {
   const { host, knownHosts } = opts;
   const pinned = knownHosts.lookup(host);
   const types = pinned.length > 0 ? pinned.map((k) => k.type) : opts.attested.flatMap((l) => parseSshPublicKeyLine(l)?.type ?? []);
+  let refreshed = false;
   return {
     algorithms: preferredHostKeyAlgorithms(types),
-    verify(presented: Buffer) {
+    async verify(presented: Buffer) {
       // Re-read: another mssh may have pinned meanwhile, and a rekey must see our own pin.
       const now = knownHosts.lookup(host).map((k) => k.blob);
-      const decision = decideHostKey({ presented, pinned: now, attested: opts.attested });
+      let decision = decideHostKey({ presented, pinned: now, attested: opts.attested });
+      if (decision.kind === 'not-attested' && opts.refresh && !refreshed) {
+        // Only ever with nothing pinned: a pinned key is never replaced by a fresh attestation.
+        refreshed = true;
+        opts.attested = await opts.refresh().catch(() => opts.attested);
+        decision = decideHostKey({ presented, pinned: knownHosts.lookup(host).map((k) => k.blob), attested: opts.attested });
+      }
       if (decision.kind === 'known') return;
       if (decision.kind === 'pin') {
         knownHosts.add(host, presented);

@@ -128,3 +128,38 @@ describe('host key rule', () => {
     expect(preferredHostKeyAlgorithms(['ssh-rsa'])!.slice(0, 3)).toEqual(['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa']);
   });
 });
+
+describe('host key check: the rescan asked for on an unattested key (issue 17.4)', () => {
+  it('with nothing pinned, accepts and pins a key the fresh attestation has, asking once', async () => {
+    const old = edBlob();
+    const fresh = edBlob();
+    let asked = 0;
+    const check = createHostKeyCheck({ host: 'laptop', knownHosts: kh, attested: [line(old)], refresh: async () => { asked++; return [line(fresh)]; } });
+    await check.verify(fresh);
+    expect(asked).toBe(1);
+    expect(kh.lookup('laptop').map((k) => k.blob)).toEqual([fresh]);
+  });
+
+  it('never consults it when a key is pinned: the pinned key wins even if the relay now attests another', async () => {
+    const pinned = edBlob();
+    const other = edBlob();
+    kh.add('laptop', pinned);
+    let asked = 0;
+    const check = createHostKeyCheck({ host: 'laptop', knownHosts: kh, attested: [], refresh: async () => { asked++; return [line(other)]; } });
+    const err = await Promise.resolve(check.verify(other)).then(() => null, (e: unknown) => e);
+    expect(isCliError(err) && err.code).toBe('CLI_ERR_HOST_KEY_CHANGED');
+    expect(asked).toBe(0);
+    expect(kh.lookup('laptop').map((k) => k.blob)).toEqual([pinned]);
+  });
+
+  it('refuses when the fresh attestation still lacks the key (and when the rescan fails)', async () => {
+    const presented = edBlob();
+    const check = createHostKeyCheck({ host: 'laptop', knownHosts: kh, attested: [line(edBlob())], refresh: async () => [line(edBlob())] });
+    const err = await Promise.resolve(check.verify(presented)).then(() => null, (e: unknown) => e);
+    expect(isCliError(err) && err.code).toBe('CLI_ERR_HOST_KEY_NOT_ATTESTED');
+    const failing = createHostKeyCheck({ host: 'laptop', knownHosts: kh, attested: [line(edBlob())], refresh: async () => { throw new Error('agent offline'); } });
+    const err2 = await Promise.resolve(failing.verify(presented)).then(() => null, (e: unknown) => e);
+    expect(isCliError(err2) && err2.code).toBe('CLI_ERR_HOST_KEY_NOT_ATTESTED');
+    expect(kh.lookup('laptop')).toEqual([]);
+  });
+});

@@ -108,6 +108,11 @@ export class RelayClient {
     return this.call('GET', PATHS.host(name), { schema: HostInfo, host: name });
   }
 
+  /** Have the machine's agent rescan its host keys (rate-limited there), then the host as getHost. */
+  refreshHostKeys(name: string): Promise<HostInfo> {
+    return this.call('POST', PATHS.hostKeysRefresh(name), { body: {}, schema: HostInfo, host: name });
+  }
+
   async listSshKeys(): Promise<SshKeyInfo[]> {
     return (await this.call('GET', PATHS.sshKeys, { schema: SshKeysResponse })).keys;
   }

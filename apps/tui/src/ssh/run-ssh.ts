@@ -15,7 +15,7 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import type { ReadStream, WriteStream } from 'node:tty';
 import type { ClientChannel, ConnectConfig, PseudoTtyOptions } from 'ssh2';
 import { loadSsh2 } from './ssh2-lazy.js';
-import { sanitizeTextBlock } from '@mssh/protocol';
+import { abortStream, sanitizeForTerminal, sanitizeTextBlock } from '@mssh/protocol';
 import { cliError, isCliError, type CliError } from '../errors.js';
 import { createAuthHandler, type AuthState, type SshAuthOptions } from './auth.js';
 import type { HostKeyCheck } from './host-key-check.js';
@@ -139,7 +139,8 @@ function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['C
     let settled = false;
     const handshakeTimer = setTimeout(() => {
       handshakeTimedOut = true;
-      opts.sock.destroy();
+      // An HTTP/2 tunnel is cancelled (RST_STREAM CANCEL), so the relay ends the session at once.
+      abortStream(opts.sock);
     }, handshakeTimeoutMs);
 
     const settle = (err: CliError | null, code = 0) => {

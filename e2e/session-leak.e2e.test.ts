@@ -1,0 +1,213 @@
+/**
+ * Issue 17.2: a client that goes away ends its session on the relay within seconds, whatever the target
+ * does. The target here accepts TCP and then never says a word (nor closes, not even on FIN); each door
+ * gives up on it (its own handshake deadline, or it is killed), and then:
+ *
+ *   - `mssh admin sessions --active` no longer lists the session, within a few seconds;
+ *   - the session's row has ended, with the reason `client_closed`;
+ *   - the agent has closed its TCP connection to the target (the target sees the FIN).
+ *
+ * Doors: `mssh ssh` (its 30 s handshake deadline), `mssh-tui --host` (the same), OpenSSH with
+ * `mssh proxy` (killed with SIGKILL, so that mssh proxy only sees its stdin end), and the relay's SSH
+ * jump listener (`ssh -J` with ConnectTimeout).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import pty from 'node-pty';
+import { SessionInfo } from '@mssh/protocol';
+import { fixtures } from './fixtures/inject.js';
+import { freePort, waitFor } from './fixtures/net.js';
+import { BIN, Proc, loginUser, startAgent, startRelay, stopAll, type Relay, type User } from './fixtures/stack.js';
+
+afterAll(stopAll);
+
+/**
+ * A target that passes connections through to the fixture sshd while `silent` is false (so the agent
+ * can enrol and report host keys), and afterwards accepts connections and never answers.
+ */
+async function startSwitchableTarget(sshPort: number) {
+  const silentConns = new Set<net.Socket>();
+  const state = { silent: false, opened: 0, endedByAgent: 0 };
+  const all = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    all.add(s);
+    s.on('close', () => all.delete(s));
+    s.on('error', () => {});
+    if (!state.silent) {
+      const up = net.connect(sshPort, '127.0.0.1');
+      all.add(up);
+      up.on('error', () => s.destroy());
+      up.on('close', () => { all.delete(up); s.destroy(); });
+      s.on('close', () => up.destroy());
+      s.pipe(up).pipe(s);
+      return;
+    }
+    state.opened++;
+    silentConns.add(s);
+    s.resume(); // read and drop: never a byte back, never a FIN
+    const gone = (): void => {
+      if (silentConns.delete(s)) state.endedByAgent++;
+    };
+    s.on('end', gone);
+    s.on('close', gone);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    state,
+    /** Silent connections the agent still holds open. */
+    held: () => silentConns.size,
+    close: () => new Promise<void>((resolve) => {
+      for (const s of all) s.destroy();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+describe('sessions end on the relay when the client goes away, with a target that never speaks', () => {
+  let relay: Relay;
+  let admin: User;
+  let target: Awaited<ReturnType<typeof startSwitchableTarget>>;
+  let dir: string;
+  let sshPort: number;
+  let jumpKey: string;
+
+  const sessions = async (active: boolean): Promise<SessionInfo[]> => {
+    const r = await admin.mssh(['admin', 'sessions', ...(active ? ['--active'] : []), '--json']);
+    if (r.code !== 0) throw new Error(`mssh admin sessions failed (${r.code}): ${r.stderr}`);
+    return r.stdout.split('\n').filter(Boolean).map((l) => SessionInfo.parse(JSON.parse(l)));
+  };
+  const ids = async (): Promise<Set<string>> => new Set((await sessions(false)).map((s) => s.sessionId));
+
+  /** The door's client gave up: wait (bounded) for the session to be inactive, and check its row and the target. */
+  async function expectEnded(before: Set<string>, via: string): Promise<void> {
+    // The session did start (the client reached the target through the relay).
+    const started = await waitFor(async () => (await sessions(false)).find((s) => !before.has(s.sessionId) && s.host === 'silent') ?? null, 10_000, 'the session row');
+    expect(started.via).toBe(via);
+    const t0 = Date.now();
+    await waitFor(async () => !(await sessions(true)).some((s) => s.sessionId === started.sessionId), 10_000, `session ${started.sessionId} (${via}) to be no longer active`, 250);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    const row = (await sessions(false)).find((s) => s.sessionId === started.sessionId)!;
+    expect(row.active).toBe(false);
+    expect(row.endedAt).not.toBeNull();
+    expect(row.endReason).toBe('client_closed');
+    // The agent's TCP connection to the target is closed too.
+    await waitFor(() => target.held() === 0 || null, 10_000, `the agent to close its connection to the target (still ${target.held()} open)`);
+  }
+
+  beforeAll(async () => {
+    const f = fixtures();
+    target = await startSwitchableTarget(f.sshd.port);
+    sshPort = await freePort();
+    relay = await startRelay('pglite', ['--ssh-listen', `127.0.0.1:${sshPort}`]);
+    await startAgent(relay, 'silent', { target: `127.0.0.1:${target.port}` });
+    admin = await loginUser(relay);
+    target.state.silent = true;
+    dir = mkdtempSync(join(f.root, 'leak-'));
+    jumpKey = join(dir, 'jump_ed25519');
+    execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', jumpKey]);
+    const r = await admin.mssh(['keys', 'add', `${jumpKey}.pub`]);
+    expect(r.code, r.stderr).toBe(0);
+  }, 120_000);
+  afterAll(async () => {
+    await relay?.proc.stop();
+    await target?.close();
+  });
+
+  it('mssh ssh: gives up after its 30 s handshake deadline; the session ends on the relay within seconds', { timeout: 90_000 }, async () => {
+    const before = await ids();
+    const f = fixtures();
+    const r = await admin.mssh(['ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@silent`, '--', 'true'], { timeoutMs: 60_000 });
+    expect(r.code).toBe(255);
+    expect(r.stderr).toMatch(/no SSH handshake with silent within 30 s/);
+    await expectEnded(before, 'https');
+  });
+
+  it('mssh-tui: gives up after its handshake deadline and stays open; the session ends on the relay within seconds', { timeout: 90_000 }, async () => {
+    const before = await ids();
+    const home = join(admin.configDir, 'home');
+    mkdirSync(home, { recursive: true });
+    const env = { ...admin.env, HOME: home, TERM: 'xterm-256color', LANG: 'C.UTF-8', XDG_STATE_HOME: join(home, 'state') } as Record<string, string>;
+    let out = '';
+    const p = pty.spawn(process.execPath, [BIN.tui, '--host', 'silent', '-i', fixtures().sshd.clientKey], { name: 'xterm-256color', cols: 120, rows: 30, cwd: process.cwd(), env });
+    let exited = false;
+    p.onData((d) => (out += d));
+    p.onExit(() => (exited = true));
+    try {
+      await waitFor(() => /no SSH handshake/.test(out) || null, 60_000, `the TUI to report the handshake timeout; output: ${out.slice(-2000)}`, 250);
+      // The picker is still running (its connection to the relay stays open): only the session must end.
+      expect(exited).toBe(false);
+      await expectEnded(before, 'https');
+    } finally {
+      if (!exited) p.kill('SIGKILL');
+    }
+  });
+
+  it('ssh + mssh proxy: the ssh client is killed (mssh proxy sees its stdin end); the session ends on the relay within seconds', { timeout: 60_000 }, async () => {
+    const before = await ids();
+    const f = fixtures();
+    const p = new Proc(spawn('ssh', [
+      '-F', '/dev/null', '-o', `ProxyCommand=${process.execPath} ${BIN.mssh} proxy %n`,
+      '-o', `UserKnownHostsFile=${join(dir, 'known_hosts_proxy')}`, '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR',
+      '-i', f.sshd.clientKey, `${f.sshd.user}@silent`, 'true',
+    ], { env: admin.env, stdio: ['pipe', 'pipe', 'pipe'] }));
+    await waitFor(async () => (await sessions(true)).some((s) => s.host === 'silent' && !before.has(s.sessionId)) || null, 15_000, 'the proxied session to start');
+    p.child.kill('SIGKILL');
+    await p.exited;
+    await expectEnded(before, 'https');
+  });
+
+  /** An ssh_config for the jump listener (ConnectTimeout 5 s, strict host keys) and the path of it. */
+  function jumpConfig(controlPath?: string): string {
+    const f = fixtures();
+    const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+    const knownHosts = join(dir, 'known_hosts_jump');
+    writeFileSync(knownHosts, `[127.0.0.1]:${sshPort} ${relayKey}\n${f.sshd.hostKeys.map((k) => `silent ${k}`).join('\n')}\n`);
+    const cfg = join(dir, controlPath ? 'ssh_config_cm' : 'ssh_config');
+    writeFileSync(cfg, [
+      'Host 127.0.0.1', `    IdentityFile ${jumpKey}`, ...(controlPath ? [`    ControlPath ${controlPath}`] : []),
+      'Host silent', `    IdentityFile ${f.sshd.clientKey}`,
+      'Host *', `    UserKnownHostsFile ${knownHosts}`, '    GlobalKnownHostsFile /dev/null', '    StrictHostKeyChecking yes',
+      '    IdentitiesOnly yes', '    BatchMode yes', '    LogLevel ERROR', '    ConnectTimeout 5', '',
+    ].join('\n'));
+    return cfg;
+  }
+  const sshEnv = () => ({ ...process.env, SSH_AUTH_SOCK: '' });
+
+  async function jumpGivesUp(cfg: string): Promise<void> {
+    const f = fixtures();
+    const p = new Proc(spawn('ssh', ['-F', cfg, '-J', `admin@127.0.0.1:${sshPort}`, `${f.sshd.user}@silent`, 'true'], { env: sshEnv(), stdio: ['pipe', 'pipe', 'pipe'] }));
+    const t = setTimeout(() => p.child.kill('SIGKILL'), 30_000);
+    const code = await p.exited;
+    clearTimeout(t);
+    expect(code, p.err).toBe(255);
+    expect(p.err).toMatch(/timed out/i);
+  }
+
+  it('ssh -J: the inner ssh gives up (ConnectTimeout); the session ends on the relay within seconds', { timeout: 60_000 }, async () => {
+    const before = await ids();
+    await jumpGivesUp(jumpConfig());
+    await expectEnded(before, 'jump');
+  });
+
+  it('ssh -J over a shared connection (ControlMaster): the channel is closed, the connection stays; the session ends within seconds', { timeout: 60_000 }, async () => {
+    const control = join(dir, 'cm');
+    const cfg = jumpConfig(control);
+    const master = new Proc(spawn('ssh', ['-F', cfg, '-o', 'ControlMaster=yes', '-N', '-p', String(sshPort), 'admin@127.0.0.1'], { env: sshEnv(), stdio: ['pipe', 'pipe', 'pipe'] }));
+    try {
+      await waitFor(() => {
+        if (!master.running) throw new Error(`the master connection exited: ${master.err}`);
+        try { execFileSync('ssh', ['-F', cfg, '-O', 'check', '-p', String(sshPort), 'admin@127.0.0.1'], { stdio: 'ignore', env: sshEnv() }); return true; } catch { return null; }
+      }, 15_000, 'the master connection');
+      const before = await ids();
+      await jumpGivesUp(cfg);
+      expect(master.running).toBe(true);
+      await expectEnded(before, 'jump');
+    } finally {
+      await master.stop('SIGKILL');
+    }
+  });
+});
