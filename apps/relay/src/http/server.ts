@@ -5,7 +5,7 @@
  *                                                      /v1/agents/enroll, /v1/tunnel/:host, /v1/ssh-keys
  *   agent  --TLS, ALPN mssh-agent/1---------> router.acceptAgentSocket (never reaches fastify)
  */
-import fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import type { TokenService } from '@mssh/auth';
 import type { TunnelRouter } from '../tunnel/types.js';
@@ -99,7 +99,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     // X-Forwarded-For reaches fastify normalised (bare addresses; see http/source-limits.ts admit()).
     trustProxy: trusted.length > 0 ? trusted : false,
     // Two info lines per request made a flood fill the disk (issue 16 item 3): see request-hygiene.ts.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Request ids are ours, never taken from a client header.
     requestIdHeader: false,
     // While closing, in-flight requests finish normally and GOAWAY stops new ones (fastify's own 503

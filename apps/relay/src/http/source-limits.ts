@@ -66,6 +66,8 @@ const SOURCE_LIMIT_BODY = JSON.stringify({
 export class SourceLimits {
   private readonly counts = new Map<string, Counts>();
   private readonly refusedBySession = new WeakMap<Http2Session, number>();
+  /** session.socket is a proxy that throws on destroy(): the raw socket, from 'secureConnection'. */
+  private readonly socketOf = new WeakMap<Http2Session, TLSSocket>();
   private readonly tcpKey = new Map<string, string>();
   private refused = { connections: 0, streams: 0, sessionsClosed: 0 };
   private readonly refusedKeys = new Map<string, number>();
@@ -123,6 +125,7 @@ export class SourceLimits {
   }
 
   private onSecure(socket: TLSSocket, session: ServerHttp2Session | null): void {
+    if (session) this.socketOf.set(session, socket);
     const peer = socket.remoteAddress;
     if (!peer) return;
     const id = `${peer}|${socket.remotePort}`;
@@ -219,7 +222,7 @@ export class SourceLimits {
     this.refusedBySession.set(session, n);
     if (n === this.opts.refusalsBeforeGoaway) {
       this.refused.sessionsClosed++;
-      closeSession(session, session.socket as TLSSocket);
+      closeSession(session, this.socketOf.get(session));
     }
   }
 
@@ -251,13 +254,31 @@ export class SourceLimits {
   }
 }
 
-/** GOAWAY with ENHANCE_YOUR_CALM, then the socket goes (a peer that never reads cannot keep it). */
+/**
+ * GOAWAY with ENHANCE_YOUR_CALM, then the session and socket go. The GOAWAY is sent first on its own:
+ * destroying the session at once drops its open streams and the frame was lost with them. The socket
+ * goes after a grace period (a peer that never reads cannot keep it).
+ */
 function closeSession(session: Http2Session, socket: TLSSocket | undefined): void {
   try {
-    // With an error, the code is sent in the GOAWAY (destroy(undefined, code) would send NO_ERROR).
-    session.destroy(new Error('per-address limit: connection closed'), h2c.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.goaway(h2c.NGHTTP2_ENHANCE_YOUR_CALM);
   } catch {
     // already closing
   }
-  if (socket) setTimeout(() => socket.destroy(), 1_000).unref();
+  setTimeout(() => {
+    try {
+      session.destroy();
+    } catch {
+      // already gone
+    }
+  }, 200).unref();
+  if (socket) {
+    setTimeout(() => {
+      try {
+        socket.destroy();
+      } catch {
+        // already gone
+      }
+    }, 1_000).unref();
+  }
 }
