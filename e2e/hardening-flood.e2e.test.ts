@@ -135,8 +135,8 @@ describe('a flood of unauthenticated HTTP/2 streams', () => {
     clearInterval(sampler);
     const rssAfterFlood = rss();
     const relayCpu = cpuSeconds(pid) - cpuBefore;
-    expect(code, floodErr).toBe(0);
-    const result = JSON.parse(floodOut.trim().split('\n').pop()!) as FloodResult;
+    const last = floodOut.trim().split('\n').pop();
+    const result = (last ? JSON.parse(last) : null) as FloodResult;
     const newLog = relay.proc.err.split('\n').slice(logBefore - 1);
     const logLines = newLog.length - 1;
 
@@ -157,6 +157,7 @@ describe('a flood of unauthenticated HTTP/2 streams', () => {
       loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
     };
     console.log(`flood-figures ${JSON.stringify(figures)}`);
+    expect(code, floodErr).toBe(0);
 
     // Refused with codes. The relay refuses streams beyond 128 unanswered per address (RST_STREAM
     // REFUSED_STREAM) and closes a connection that keeps trying (GOAWAY ENHANCE_YOUR_CALM: its queued
