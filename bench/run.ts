@@ -119,8 +119,13 @@ async function main(): Promise<void> {
 
   // The concurrency metric holds N sessions of ONE user to ONE machine: lift the relay's session caps
   // (defaults 64 per user, 256 per machine, 4096 in all) above N, as an operator expecting that load would.
+  // All of it comes from one address (loopback), N tunnels on one connection or N connections: lift the
+  // per-connection stream limit (128) and the per-address limits (32 connections, 128 unanswered requests).
   const cap = String(Math.max(o.concurrency.sessions + 100, 4096));
-  const relayArgs = ['--max-sessions-per-user', cap, '--max-sessions-per-agent', cap, '--max-sessions', cap];
+  const relayArgs = [
+    '--max-sessions-per-user', cap, '--max-sessions-per-agent', cap, '--max-sessions', cap,
+    '--max-streams-per-connection', cap, '--max-connections-per-address', '0', '--max-pending-per-address', '0',
+  ];
   const env = await setUp({ mssh: wantMssh, profileDir: o.profileDir, relayArgs });
   let paths = o.paths;
   if (!env.mssh) {

@@ -106,6 +106,9 @@ function garbageHeaders(r: Rng, good: string): http2.OutgoingHttpHeaders {
 /** A client pool of HTTP/2 sessions from distinct source addresses; dead sessions are replaced. */
 class Pool {
   private readonly sessions: Array<http2.ClientHttp2Session | null>;
+  /** One connect per slot at a time: workers that find the same dead session share its replacement
+   * (each used to open its own and drop all but one, unclosed, until the relay's per-address limit). */
+  private readonly connecting = new Map<number, Promise<http2.ClientHttp2Session>>();
   constructor(private readonly relay: Relay, size: number) {
     this.sessions = Array.from({ length: size }, () => null);
   }
@@ -113,9 +116,12 @@ class Pool {
     const k = i % this.sessions.length;
     const s = this.sessions[k];
     if (s && !s.destroyed && !s.closed) return s;
-    const fresh = await h2From(this.relay, `127.0.${10 + k}.1`);
-    this.sessions[k] = fresh;
-    return fresh;
+    let pending = this.connecting.get(k);
+    if (!pending) {
+      pending = h2From(this.relay, `127.0.${10 + k}.1`).then((fresh) => (this.sessions[k] = fresh)).finally(() => this.connecting.delete(k));
+      this.connecting.set(k, pending);
+    }
+    return pending;
   }
   close(): void {
     for (const s of this.sessions) s?.destroy();

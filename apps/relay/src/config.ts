@@ -143,6 +143,12 @@ const count = (dflt: number, max = 1_000_000_000) => z.preprocess(
   z.number({ message: 'must be a whole number' }).int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`).optional(),
 ).transform((v) => v ?? dflt);
 
+/** Like count, but 0 is allowed and means "no limit". */
+const countOrOff = (dflt: number, max = 1_000_000_000) => z.preprocess(
+  (v) => (v === undefined || v === '' ? undefined : typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v),
+  z.number({ message: 'must be a whole number' }).int('must be a whole number').min(0, 'must be 0 (off) or more').max(max, `must be at most ${max}`).optional(),
+).transform((v) => v ?? dflt);
+
 /**
  * Issue 3 limits; README "Hardening and limits" documents each. A cap reached refuses new work only.
  * Defaults are generous for one relay on a small machine.
@@ -157,6 +163,11 @@ export const HARDENING_DEFAULTS = {
   handshakeTimeout: 10,
   loginAttempts: 5,
   maxPasswordChecks: 4,
+  // Issue 16 item 3: what one address may hold open on the API side.
+  maxStreamsPerConnection: 128,
+  maxConnectionsPerAddress: 32,
+  maxPendingPerAddress: 128,
+  bodyTimeout: 10,
 } as const;
 
 const HardeningSchema = z.object({
@@ -171,6 +182,10 @@ const HardeningSchema = z.object({
   handshakeTimeout: count(HARDENING_DEFAULTS.handshakeTimeout, 3600),
   loginAttempts: count(HARDENING_DEFAULTS.loginAttempts, 1_000_000),
   maxPasswordChecks: count(HARDENING_DEFAULTS.maxPasswordChecks, 1024),
+  maxStreamsPerConnection: count(HARDENING_DEFAULTS.maxStreamsPerConnection, 100_000),
+  maxConnectionsPerAddress: countOrOff(HARDENING_DEFAULTS.maxConnectionsPerAddress, 1_000_000),
+  maxPendingPerAddress: countOrOff(HARDENING_DEFAULTS.maxPendingPerAddress, 1_000_000),
+  bodyTimeout: count(HARDENING_DEFAULTS.bodyTimeout, 3600),
 });
 
 export const ServeConfigSchema = StoreSchema.extend({
@@ -225,6 +240,8 @@ const FLAG_NAMES: Record<string, string> = {
   maxSessionsPerAgent: '--max-sessions-per-agent', maxSessions: '--max-sessions', maxAgents: '--max-agents',
   maxHeaderBytes: '--max-header-bytes', maxBodyBytes: '--max-body-bytes', handshakeTimeout: '--handshake-timeout',
   loginAttempts: '--login-attempts', maxPasswordChecks: '--max-password-checks',
+  maxStreamsPerConnection: '--max-streams-per-connection', maxConnectionsPerAddress: '--max-connections-per-address',
+  maxPendingPerAddress: '--max-pending-per-address', bodyTimeout: '--body-timeout',
 };
 
 /** Flags win over the environment. */

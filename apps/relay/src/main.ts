@@ -111,7 +111,11 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       hardening: {
         trustedProxies: cfg.trustedProxy,
         maxBodyBytes: cfg.maxBodyBytes,
-        connection: { handshakeTimeoutMs: cfg.handshakeTimeout * 1000, maxHeaderBytes: cfg.maxHeaderBytes },
+        connection: {
+          handshakeTimeoutMs: cfg.handshakeTimeout * 1000, maxHeaderBytes: cfg.maxHeaderBytes, maxStreamsPerConnection: cfg.maxStreamsPerConnection,
+          maxConnectionsPerAddress: cfg.maxConnectionsPerAddress, maxPendingPerAddress: cfg.maxPendingPerAddress,
+        },
+        bodyTimeoutMs: cfg.bodyTimeout * 1000,
         loginGuard: new LoginGuard({ perSource: cfg.loginAttempts, perUser: cfg.loginAttempts * 2 }),
         minProtocolVersion: cfg.minProtocolVersion,
       },
@@ -587,6 +591,10 @@ export function buildProgram(): Command {
     .option('--handshake-timeout <seconds>', `drop connections that finish no TLS handshake / first request in time (default ${HARDENING_DEFAULTS.handshakeTimeout})`)
     .option('--login-attempts <n>', `failed logins per minute and address before back-off (default ${HARDENING_DEFAULTS.loginAttempts}; per user name: twice that)`)
     .option('--max-password-checks <n>', `password hashes at once; more wait briefly, then get 503 (default ${HARDENING_DEFAULTS.maxPasswordChecks})`)
+    .option('--max-streams-per-connection <n>', `concurrent HTTP/2 streams (API calls and tunnels) per client connection (default ${HARDENING_DEFAULTS.maxStreamsPerConnection})`)
+    .option('--max-connections-per-address <n>', `API connections per client address, IPv6 per /64; trusted proxies exempt; 0: no limit (default ${HARDENING_DEFAULTS.maxConnectionsPerAddress})`)
+    .option('--max-pending-per-address <n>', `requests not yet answered per client address (forwarded address behind a trusted proxy); 0: no limit (default ${HARDENING_DEFAULTS.maxPendingPerAddress})`)
+    .option('--body-timeout <seconds>', `a JSON request body must arrive within this time, else 408 (default ${HARDENING_DEFAULTS.bodyTimeout})`)
     .action((opts: Record<string, unknown>) => run(() => serve(opts))());
 
   storeOptions(program.command('info').description('show the data dir, database and certificate fingerprint'))

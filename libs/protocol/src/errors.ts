@@ -43,6 +43,8 @@ export const WIRE_ERRORS = {
   RLY_ERR_AGENT_SESSION_LIMIT: { status: 429, message: 'this machine has as many sessions open as the relay allows; close one first' },
   RLY_ERR_RELAY_SESSION_LIMIT: { status: 503, message: 'the relay carries as many sessions as it allows; try again later' },
   RLY_ERR_AGENT_LIMIT: { status: 503, message: 'the relay has as many agents connected as it allows' },
+  RLY_ERR_SOURCE_LIMIT: { status: 429, message: 'too many connections or unanswered requests from your address; finish some, then try again' },
+  RLY_ERR_BODY_TIMEOUT: { status: 408, message: 'the request body did not arrive in time' },
   // agent (answers on relay -> agent session streams)
   AGT_ERR_TARGET_UNREACHABLE: { status: 502, message: 'the agent could not connect to its SSH target' },
 } as const;

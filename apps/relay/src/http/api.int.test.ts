@@ -252,7 +252,8 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
       const res = await call('GET', PATHS.healthz);
       expect(res.statusCode).toBe(200);
       const body = res.json();
-      expect(Object.keys(body).sort()).toEqual(['activeSessions', 'agentsEnrolled', 'agentsOnline', 'agentsStale', 'status']);
+      expect(Object.keys(body).sort()).toEqual(['activeSessions', 'agentsEnrolled', 'agentsOnline', 'agentsStale', 'limits', 'status']);
+      expect(Object.keys(body.limits).sort()).toEqual(['limiterEntries', 'sourcesTracked']);
       expect(body).toMatchObject({ status: 'ok', agentsOnline: r.router.online.size, activeSessions: 3 });
       expect(body.agentsEnrolled).toBe((await r.repos.agents.list()).length);
       expect(res.body).not.toMatch(/laptop/);

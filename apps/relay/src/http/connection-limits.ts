@@ -21,15 +21,31 @@ export interface ConnectionLimits {
   responseStartTimeoutMs: number;
   /** Largest request header block, HTTP/2 and HTTP/1.1 (default 16 KiB). */
   maxHeaderBytes: number;
+  /**
+   * SETTINGS_MAX_CONCURRENT_STREAMS on API connections (default 128). A client multiplexes its tunnels
+   * (one stream each) and API calls over one connection; agent links set their own on the agent side.
+   */
+  maxStreamsPerConnection: number;
+  /** API connections per source address; twice as many may be in their TLS handshake (default 32, 0: off). */
+  maxConnectionsPerAddress: number;
+  /** Requests per client address not yet answered (default 128, 0: off). See source-limits.ts. */
+  maxPendingPerAddress: number;
 }
 
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   handshakeTimeoutMs: 10_000,
   responseStartTimeoutMs: 30_000,
   maxHeaderBytes: 16 * 1024,
+  maxStreamsPerConnection: 128,
+  maxConnectionsPerAddress: 32,
+  maxPendingPerAddress: 128,
 };
 
-export function applyConnectionLimits(server: Http2SecureServer, limits: ConnectionLimits): void {
+/**
+ * Returns sessionOf(socket): the HTTP/2 session of an API socket, valid inside 'secureConnection'
+ * listeners registered after this call.
+ */
+export function applyConnectionLimits(server: Http2SecureServer, limits: ConnectionLimits): (socket: TLSSocket) => ServerHttp2Session | null {
   // HTTP/1.1 fallback: node's HTTP/1 parser reads this property of the server.
   (server as unknown as { maxHeaderSize: number }).maxHeaderSize = limits.maxHeaderBytes;
 
@@ -38,6 +54,7 @@ export function applyConnectionLimits(server: Http2SecureServer, limits: Connect
   // The raw socket is what gets destroyed (session.destroy() only half-closes, and a peer that never
   // reads would keep it open).
   let justCreated: ServerHttp2Session | null = null;
+  let current: { socket: TLSSocket; session: ServerHttp2Session | null } | null = null;
   server.on('session', (session: ServerHttp2Session) => {
     justCreated = session;
   });
@@ -66,6 +83,7 @@ export function applyConnectionLimits(server: Http2SecureServer, limits: Connect
     // The session's socket is a proxy of this one: same peer (a mismatch would mean node changed how it
     // emits 'session'; then h2 connections get no deadline rather than a wrong one).
     const session = created && created.socket?.remotePort === socket.remotePort && created.socket?.remoteAddress === socket.remoteAddress ? created : null;
+    current = { socket, session };
     if (socket.alpnProtocol === 'h2' && !session) return;
     const timer = setTimeout(() => {
       if (!started.has(socket) && !socket.destroyed) socket.destroy();
@@ -79,4 +97,5 @@ export function applyConnectionLimits(server: Http2SecureServer, limits: Connect
       });
     }
   });
+  return (socket) => (current && current.socket === socket ? current.session : null);
 }

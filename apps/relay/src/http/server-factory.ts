@@ -10,9 +10,12 @@ import type { TLSSocket } from 'node:tls';
 import { AGENT_ALPN, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
 import { agentAlpnCallback, routeAgentSockets } from '../tunnel/alpn-dispatch.js';
 import { applyConnectionLimits, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.js';
+import { SourceLimits, type RefusalReport } from './source-limits.js';
 
 export interface RelayHttpServer {
   server: Http2SecureServer;
+  /** Per-address connection and request counts (source-limits.ts). */
+  sourceLimits: SourceLimits;
   /** Ask every API connection to finish (GOAWAY), and destroy what is left after graceMs. */
   closeConnections(graceMs: number): Promise<void>;
 }
@@ -24,11 +27,22 @@ export function createRelayHttpServer(
     cert: string | Buffer;
     acceptAgentSocket: (socket: TLSSocket) => void;
     onSessionError?: (err: Error) => void;
-    /** Connection deadlines and header cap (http/connection-limits.ts); defaults there. */
+    /** Connection deadlines, header, stream and per-address caps (http/connection-limits.ts); defaults there. */
     limits?: Partial<ConnectionLimits>;
+    /** Peers whose X-Forwarded-For is believed (their connections are not counted per address). */
+    isTrustedProxy?: (address: string) => boolean;
+    /** What the per-address limits refused lately (at most one call per 10 s). */
+    onRefusals?: (r: RefusalReport) => void;
   },
 ): RelayHttpServer {
   const limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits };
+  const sourceLimits = new SourceLimits({
+    maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
+    maxPendingPerAddress: limits.maxPendingPerAddress,
+    refusalsBeforeGoaway: 2 * limits.maxStreamsPerConnection,
+    isTrustedProxy: opts.isTrustedProxy ?? (() => false),
+    onRefusals: opts.onRefusals,
+  });
   const server = http2.createSecureServer(
     {
       key: opts.key,
@@ -36,12 +50,15 @@ export function createRelayHttpServer(
       allowHTTP1: true,
       // A TLS handshake that does not complete in time is dropped (a silent TCP connection included).
       handshakeTimeout: limits.handshakeTimeoutMs,
-      settings: { ...H2_SETTINGS, maxHeaderListSize: limits.maxHeaderBytes },
+      // Agent links are not affected: there the agent is the HTTP/2 server and sets its own.
+      settings: { ...H2_SETTINGS, maxHeaderListSize: limits.maxHeaderBytes, maxConcurrentStreams: limits.maxStreamsPerConnection },
       // Many concurrent tunnels share one client session; nghttp2's default 10 MB would refuse streams.
       maxSessionMemory: 64,
       ALPNCallback: agentAlpnCallback,
     },
-    handler,
+    (req, res) => {
+      if (sourceLimits.admit(req, res)) handler(req, res);
+    },
   );
   const sessions = new Set<ServerHttp2Session>();
   const sockets = new Set<TLSSocket>();
@@ -62,10 +79,12 @@ export function createRelayHttpServer(
     socket.once('close', () => sockets.delete(socket));
   });
   routeAgentSockets(server, opts.acceptAgentSocket);
-  applyConnectionLimits(server, limits);
+  const sessionOf = applyConnectionLimits(server, limits);
+  sourceLimits.install(server, sessionOf);
 
   return {
     server,
+    sourceLimits,
     async closeConnections(graceMs: number) {
       for (const s of sessions) {
         try {
@@ -78,6 +97,7 @@ export function createRelayHttpServer(
       for (let i = 0; i < 1000 && sockets.size > 0 && Date.now() < deadline; i++) await new Promise((r) => setTimeout(r, 25));
       for (const s of sessions) s.destroy();
       for (const s of sockets) s.destroy();
+      sourceLimits.close();
     },
   };
 }

@@ -5,7 +5,7 @@
  *                                                      /v1/agents/enroll, /v1/tunnel/:host, /v1/ssh-keys
  *   agent  --TLS, ALPN mssh-agent/1---------> router.acceptAgentSocket (never reaches fastify)
  */
-import fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import type { TokenService } from '@mssh/auth';
 import type { TunnelRouter } from '../tunnel/types.js';
@@ -33,6 +33,8 @@ import type { ConnectionLimits } from './connection-limits.js';
 import type { LoginGuard } from '../limits/login-guard.js';
 import { installProtocolFloor } from './protocol-floor.js';
 import { installNameGuard } from './name-guard.js';
+import { trustedProxyMatcher } from '../limits/source-address.js';
+import { installBodyTimeout, installRequestLogging } from './request-hygiene.js';
 
 /** JSON bodies are small: credentials, names, keys. Tunnels stream and are not subject to it. */
 export const JSON_BODY_LIMIT = 64 * 1024;
@@ -68,12 +70,15 @@ export interface HttpHardening {
   loginGuard?: LoginGuard;
   /** Oldest client protocol (x-mssh-protocol header) accepted. */
   minProtocolVersion?: number;
+  /** A JSON body must have arrived this long after the request's headers (default 10 s; tunnels exempt). */
+  bodyTimeoutMs?: number;
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
   const hard = deps.hardening ?? {};
   let relayServer: RelayHttpServer | undefined;
   const httpLogger = deps.logger.child({ component: 'relay.http' });
+  const trusted = hard.trustedProxies ?? [];
   const app = fastify({
     http2: true,
     https: { key: deps.tls.key, cert: deps.tls.cert, allowHTTP1: true },
@@ -85,12 +90,17 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         acceptAgentSocket: (socket) => deps.router.acceptAgentSocket(socket),
         onSessionError: (err) => httpLogger.debug({ err: err.message }, 'HTTP/2 session error'),
         limits: hard.connection,
+        isTrustedProxy: trustedProxyMatcher(trusted),
+        onRefusals: (r) => httpLogger.warn(r, `per-address limits refused ${r.connections} connection(s) and ${r.streams} request(s), closed ${r.sessionsClosed} connection(s) in the last 10 s (most from ${r.top})`),
       });
       return relayServer.server;
     },
     loggerInstance: httpLogger,
     bodyLimit: hard.maxBodyBytes ?? JSON_BODY_LIMIT,
-    trustProxy: hard.trustedProxies && hard.trustedProxies.length > 0 ? hard.trustedProxies : false,
+    // X-Forwarded-For reaches fastify normalised (bare addresses; see http/source-limits.ts admit()).
+    trustProxy: trusted.length > 0 ? trusted : false,
+    // Two info lines per request made a flood fill the disk (issue 16 item 3): see request-hygiene.ts.
+    logController: new LogController({ disableRequestLogging: true }),
     // Request ids are ours, never taken from a client header.
     requestIdHeader: false,
     // While closing, in-flight requests finish normally and GOAWAY stops new ones (fastify's own 503
@@ -99,6 +109,8 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   }) as unknown as FastifyInstance;
 
   installErrorHandling(app);
+  installRequestLogging(app);
+  installBodyTimeout(app, hard.bodyTimeoutMs ?? 10_000);
   installAuth(app, deps.auth);
   installNameGuard(app, { onLoginRefused: deps.audit ? (e) => deps.audit!.loginRefusedName(e) : undefined });
   if (hard.minProtocolVersion !== undefined) installProtocolFloor(app, hard.minProtocolVersion);
@@ -109,7 +121,12 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
     await relayServer?.closeConnections(deps.closeGraceMs ?? 2_000);
   });
 
-  app.register(healthRoutes, { hosts: deps.hosts });
+  app.addHook('onClose', async () => hard.loginGuard?.close());
+
+  app.register(healthRoutes, {
+    hosts: deps.hosts,
+    limits: () => ({ limiterEntries: hard.loginGuard?.entries ?? 0, sourcesTracked: relayServer?.sourceLimits.size ?? 0 }),
+  });
   app.register(authRoutes, { auth: deps.auth, tokens: deps.tokens, loginGuard: hard.loginGuard });
   app.register(hostRoutes, {
     hosts: deps.hosts,

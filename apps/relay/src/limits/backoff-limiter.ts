@@ -6,7 +6,9 @@
  *   fail(k) x limit within windowMs --> blocked baseBlockMs --> (fail again after) blocked 2x, 4x ... max
  *
  * Memory is bounded: at most `maxEntries` keys (the least recently touched one goes first), and an entry
- * is forgotten `forgetAfterMs` after its last failure or block ended.
+ * is forgotten `forgetAfterMs` after its last failure or block ended: `sweep()` drops every such entry,
+ * and runs by itself every `sweepIntervalMs` on an unref'd timer until `close()`. `size` is the number of
+ * entries held (shown in /healthz as `limiterEntries`).
  */
 export interface BackoffLimiterOptions {
   /** Free failures per window (default 5). */
@@ -21,6 +23,8 @@ export interface BackoffLimiterOptions {
   forgetAfterMs?: number;
   /** Most keys remembered (default 10,000). */
   maxEntries?: number;
+  /** How often forgotten entries are swept out (default 60 s; 0: never by itself, call sweep()). */
+  sweepIntervalMs?: number;
   now?: () => number;
 }
 
@@ -44,6 +48,7 @@ export class BackoffLimiter {
   private readonly forgetAfterMs: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
+  private sweeper: NodeJS.Timeout | null = null;
 
   constructor(opts: BackoffLimiterOptions = {}) {
     this.limit = Math.max(1, opts.limit ?? 5);
@@ -53,6 +58,30 @@ export class BackoffLimiter {
     this.forgetAfterMs = opts.forgetAfterMs ?? 15 * 60_000;
     this.maxEntries = Math.max(1, opts.maxEntries ?? 10_000);
     this.now = opts.now ?? Date.now;
+    const every = opts.sweepIntervalMs ?? 60_000;
+    if (every > 0) {
+      this.sweeper = setInterval(() => this.sweep(), every);
+      this.sweeper.unref();
+    }
+  }
+
+  /** Drop every entry that has been quiet for forgetAfterMs; returns how many went. */
+  sweep(): number {
+    const t = this.now();
+    let dropped = 0;
+    for (const [k, e] of this.entries) {
+      if (this.expired(e, t)) {
+        this.entries.delete(k);
+        dropped++;
+      }
+    }
+    return dropped;
+  }
+
+  /** Stop the sweep timer (the entries stay usable). */
+  close(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = null;
   }
 
   get size(): number {

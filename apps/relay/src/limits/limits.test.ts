@@ -136,3 +136,60 @@ describe('LoginGuard', () => {
     expect(await g.attempt('a', 's', async () => 'ok')).toBe('ok');
   });
 });
+
+describe('BackoffLimiter sweep (issue 16 item 8)', () => {
+  it('500 one-shot sources are all swept out once forgotten; live ones stay', () => {
+    const c = clock();
+    const l = new BackoffLimiter({ limit: 5, forgetAfterMs: 15 * 60_000, sweepIntervalMs: 0, now: c.now });
+    for (let i = 0; i < 500; i++) l.fail(`198.51.100.${i % 250}-${i}`);
+    expect(l.size).toBe(500);
+    c.advance(10 * 60_000);
+    l.fail('still-active');
+    expect(l.sweep()).toBe(0);
+    expect(l.size).toBe(501);
+    c.advance(5 * 60_000);
+    expect(l.sweep()).toBe(500);
+    expect(l.size).toBe(1);
+    c.advance(15 * 60_000);
+    l.sweep();
+    expect(l.size).toBe(0);
+  });
+
+  it('a blocked key is kept until its block has ended and it has been quiet for forgetAfterMs', () => {
+    const c = clock();
+    const l = new BackoffLimiter({ limit: 1, baseBlockMs: 10 * 60_000, forgetAfterMs: 60_000, sweepIntervalMs: 0, now: c.now });
+    l.fail('k');
+    c.advance(5 * 60_000);
+    expect(l.sweep()).toBe(0);
+    expect(l.check('k').ok).toBe(false);
+    c.advance(6 * 60_000);
+    expect(l.sweep()).toBe(1);
+    expect(l.size).toBe(0);
+  });
+
+  it('sweeps by itself on an unref\'d timer, which close() stops', async () => {
+    let t = 0;
+    const l = new BackoffLimiter({ forgetAfterMs: 1_000, sweepIntervalMs: 20, now: () => t });
+    for (let i = 0; i < 50; i++) l.fail(`k${i}`);
+    t = 5_000;
+    const deadline = Date.now() + 2_000;
+    while (l.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect(l.size).toBe(0);
+    l.close();
+    l.fail('after-close');
+    t = 20_000;
+    await new Promise((r) => setTimeout(r, 80));
+    expect(l.size).toBe(1); // no timer any more: nothing swept
+  });
+
+  it('LoginGuard counts both limiters\' entries and keys sources by address only', async () => {
+    const g = new LoginGuard({ perSource: 2, perUser: 100, limiter: { sweepIntervalMs: 0 } });
+    const bad = () => Promise.reject(new AuthError('AUTH_ERR_BAD_CREDENTIALS'));
+    await expect(g.attempt('u', '2001:db8::1', bad)).rejects.toMatchObject({ code: 'AUTH_ERR_BAD_CREDENTIALS' });
+    await expect(g.attempt('u', '2001:db8::2', bad)).rejects.toMatchObject({ code: 'AUTH_ERR_BAD_CREDENTIALS' });
+    // Same /64: blocked.
+    await expect(g.attempt('u', '2001:db8::ffff:3', bad)).rejects.toMatchObject({ code: 'RLY_ERR_RATE_LIMITED' });
+    expect(g.entries).toBe(2); // one source key, one user key
+    g.close();
+  });
+});

@@ -8,6 +8,7 @@
 import { AuthError } from '@mssh/auth';
 import { relayError } from '../errors.js';
 import { BackoffLimiter, type BackoffLimiterOptions } from './backoff-limiter.js';
+import { limitKey } from './source-address.js';
 
 export interface LoginGuardOptions {
   /** Free failed logins per minute and source address (default 5). */
@@ -27,9 +28,24 @@ export class LoginGuard {
     this.byUser = new BackoffLimiter({ ...opts.limiter, limit: opts.perUser ?? 10 });
   }
 
-  /** Run one login attempt under the limits; only AUTH_ERR_BAD_CREDENTIALS counts as a failure. */
-  async attempt<T>(user: string, source: string, login: () => Promise<T>): Promise<T> {
+  /** Entries both limiters hold (forgotten ones are swept out every minute). */
+  get entries(): number {
+    return this.bySource.size + this.byUser.size;
+  }
+
+  /** Stop the limiters' sweep timers (buildServer does it when the server closes). */
+  close(): void {
+    this.bySource.close();
+    this.byUser.close();
+  }
+
+  /**
+   * Run one login attempt under the limits; only AUTH_ERR_BAD_CREDENTIALS counts as a failure. `source`
+   * is counted by address only (limitKey: no port, IPv6 by /64).
+   */
+  async attempt<T>(user: string, rawSource: string, login: () => Promise<T>): Promise<T> {
     const userKey = user.toLowerCase();
+    const source = limitKey(rawSource);
     const blocked = [this.bySource.check(source), this.byUser.check(userKey)].find((v) => !v.ok);
     if (blocked && !blocked.ok) throw rateLimited(blocked.retryAfterMs);
     try {
