@@ -100,6 +100,16 @@ describe.each(DB_KINDS)('mssh-relay process on %s', (kind) => {
     expect(i.out).toContain(`TLS certificate fingerprint: ${fingerprint}`);
     expect(i.out).toMatch(/Relay: running/);
     expect(i.out).toContain(kind === 'pglite' ? `Database: pglite ${join(dataDir, 'db')} (used by the running relay)` : `Database: postgres ${dbArgs[1]} (used by the running relay)`);
+    // --json: one object with the same facts (issue 17.8).
+    const j = await cli(['info', '--json', '--data-dir', dataDir, ...dbArgs], env);
+    expect(j.code, j.err).toBe(0);
+    expect(JSON.parse(j.out)).toMatchObject({
+      dataDir,
+      dataDirExists: true,
+      database: { kind, where: kind === 'pglite' ? join(dataDir, 'db') : dbArgs[1], source: 'running-relay', differsFromFlags: null },
+      tlsFingerprint: fingerprint,
+      relay: { running: true, pid: relay.child.pid, url: `https://127.0.0.1:${port}` },
+    });
   });
 
   it('fails in one or two lines, non-zero', { timeout: 180_000 }, async () => {

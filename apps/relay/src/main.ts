@@ -34,7 +34,7 @@ import { buildServer } from './http/server.js';
 import { createTunnelRouter } from './tunnel/router.js';
 import { adminSocketPath, claimAdminSocketPath, startAdminSocket, LOCAL_ADMIN_ACTOR } from './admin/admin-socket.js';
 import { AdminSocketClient, type AdminOps } from './admin/admin-client.js';
-import { checkServeDatabase, describeDataDir, infoDatabase, resolveAdminTarget, runningRelay, targetLine } from './admin/admin-target.js';
+import { checkServeDatabase, describeDataDir, infoDatabase, infoDatabaseOf, resolveAdminTarget, runningRelay, targetLine } from './admin/admin-target.js';
 import { requestedDatabase, writeDatabaseRecord } from './admin/database-record.js';
 import { AdminService } from './admin/admin-service.js';
 import { AuditLog } from './audit/audit-log.js';
@@ -269,11 +269,25 @@ async function info(flags: Record<string, unknown>): Promise<void> {
   const cfg = parseConfig(InfoConfigSchema, flags);
   const running = await runningRelay(cfg.dataDir);
   const fp = readFingerprint({ dataDir: cfg.dataDir, certFile: cfg.tlsCert });
+  const sshFp = readJumpHostKeyFingerprint(cfg.dataDir);
+  const tlsCert = cfg.tlsCert ?? tlsPaths(cfg.dataDir).cert;
+  if (flags.json) {
+    printJson({
+      dataDir: cfg.dataDir,
+      dataDirExists: existsSync(cfg.dataDir),
+      database: infoDatabaseOf(cfg, running),
+      tlsCertificate: tlsCert,
+      tlsFingerprint: fp ?? null,
+      sshJumpHostKey: jumpHostKeyPath(cfg.dataDir),
+      sshJumpHostKeyFingerprint: sshFp ?? null,
+      relay: running ? { running: true, pid: running.info.pid, url: running.info.relayUrl } : { running: false, pid: null, url: null },
+    });
+    return;
+  }
   out(`Data directory: ${describeDataDir(cfg.dataDir)}${existsSync(cfg.dataDir) ? '' : ' (does not exist yet)'}`);
   out(`Database: ${infoDatabase(cfg, running)}`);
-  out(`TLS certificate: ${cfg.tlsCert ?? tlsPaths(cfg.dataDir).cert}`);
+  out(`TLS certificate: ${tlsCert}`);
   out(`TLS certificate fingerprint: ${fp ?? '(none yet: created on the first `mssh-relay serve`)'}`);
-  const sshFp = readJumpHostKeyFingerprint(cfg.dataDir);
   out(`SSH jump host key: ${jumpHostKeyPath(cfg.dataDir)}`);
   out(`SSH jump host key fingerprint: ${sshFp ?? '(none yet: created on the first `mssh-relay serve` with the SSH listener on)'}`);
   if (running) {
@@ -379,7 +393,7 @@ async function storeOps(flags: Record<string, unknown>): Promise<AdminOps> {
   return adminOps(cfg, async () => ({ url: '', fingerprint: '' }));
 }
 
-/** --json: a listing is one JSON array (the convention of apps/tui/README.md, "JSON output"). */
+/** --json: a listing is one JSON array, a single thing (info) one object (the convention of apps/tui/README.md, "JSON output"). */
 const printJson = (v: unknown) => out(jsonForTerminal(v, 2));
 
 async function userList(flags: Record<string, unknown>): Promise<void> {
@@ -599,6 +613,7 @@ export function buildProgram(): Command {
 
   storeOptions(program.command('info').description('show the data dir, database and certificate fingerprint'))
     .option('--tls-cert <file>', 'the certificate the relay uses, when not the self-signed one')
+    .option('--json', 'print one JSON object')
     .action((opts: Record<string, unknown>) => run(() => info(opts))());
 
   const user = program.command('user').description('manage users');

@@ -135,21 +135,48 @@ export function targetLine(t: AdminTarget): string {
   return `(relay not running: on the database directly, ${databaseName(t.database, t.dataDir)}; data dir ${t.dataDir})`;
 }
 
+/** Where `info` learnt the database from, and what it is (no password). */
+export interface InfoDatabase {
+  kind: 'postgres' | 'pglite' | 'unknown';
+  /** The Postgres URL without its password, or the PGlite directory; null when unknown. */
+  where: string | null;
+  source: 'running-relay' | 'recorded' | 'flags';
+  /** Set when a --database-url was given that differs (admin commands refuse it). */
+  differsFromFlags: string | null;
+  /** Why it is unknown (an unreadable record). */
+  problem?: string;
+}
+
 /**
- * `info`'s "Database:" value: the running relay's database (it says which), else the one recorded by the
- * last `serve`, else what the flags ask for; a --database-url that differs is pointed out.
+ * `info`'s database: the running relay's (it says which), else the one recorded by the last `serve`,
+ * else what the flags ask for; a --database-url that differs is pointed out.
  */
-export function infoDatabase(cfg: { dataDir: string; databaseUrl?: string }, running: { info: AdminSocketInfo } | null): string {
+export function infoDatabaseOf(cfg: { dataDir: string; databaseUrl?: string }, running: { info: AdminSocketInfo } | null): InfoDatabase {
   const requested = requestedDatabase(cfg.databaseUrl);
-  const show = (t: DatabaseTarget) => `${t.kind} ${t.kind === 'postgres' ? t.url : pgliteDir(cfg.dataDir)}`;
-  const differs = (t: DatabaseTarget) => (cfg.databaseUrl && !sameDatabase(t, requested) ? `; not ${requested.kind === 'postgres' ? requested.url : 'PGlite'} as given, which admin commands refuse` : '');
-  if (running?.info.database) return `${show(running.info.database)} (used by the running relay${differs(running.info.database)})`;
+  const of = (t: DatabaseTarget, source: InfoDatabase['source']): InfoDatabase => ({
+    kind: t.kind,
+    where: t.kind === 'postgres' ? t.url : pgliteDir(cfg.dataDir),
+    source,
+    differsFromFlags: cfg.databaseUrl && !sameDatabase(t, requested) ? (requested.kind === 'postgres' ? requested.url : 'PGlite') : null,
+  });
+  if (running?.info.database) return of(running.info.database, 'running-relay');
   let recorded: DatabaseTarget | null;
   try {
     recorded = readDatabaseRecord(cfg.dataDir);
   } catch (e) {
-    return `unknown (${(e as Error).message})`;
+    return { kind: 'unknown', where: null, source: 'recorded', differsFromFlags: null, problem: (e as Error).message };
   }
-  if (recorded) return `${show(recorded)} (${running ? 'the running relay does not say; ' : ''}recorded by the last \`mssh-relay serve\`${differs(recorded)})`;
-  return `${show(requested)} (from the flags: no \`mssh-relay serve\` has recorded one for this data directory yet)`;
+  if (recorded) return of(recorded, 'recorded');
+  return { ...of(requested, 'flags'), differsFromFlags: null };
+}
+
+/** `info`'s "Database:" line for `infoDatabaseOf`. */
+export function infoDatabase(cfg: { dataDir: string; databaseUrl?: string }, running: { info: AdminSocketInfo } | null): string {
+  const d = infoDatabaseOf(cfg, running);
+  if (d.kind === 'unknown') return `unknown (${d.problem})`;
+  const differs = d.differsFromFlags ? `; not ${d.differsFromFlags} as given, which admin commands refuse` : '';
+  const show = `${d.kind} ${d.where}`;
+  if (d.source === 'running-relay') return `${show} (used by the running relay${differs})`;
+  if (d.source === 'recorded') return `${show} (${running ? 'the running relay does not say; ' : ''}recorded by the last \`mssh-relay serve\`${differs})`;
+  return `${show} (from the flags: no \`mssh-relay serve\` has recorded one for this data directory yet)`;
 }
