@@ -170,7 +170,8 @@ describe('mssh-relay admin commands on the database of a stopped relay (PGlite)'
   }, 120_000);
   afterAll(async () => { await relay?.proc.stop(); });
 
-  it('grant, role, disable and agent revoke work offline and hold after the restart', async () => {
+  // Seven offline commands each open the embedded database (PGlite, ~5 s apiece on 2 cores) plus two restarts.
+  it('grant, role, disable and agent revoke work offline and hold after the restart', { timeout: 180_000 }, async () => {
     await relay.proc.stop();
     const g = await relay.cli(['grant', 'carl', 'web-*']);
     expect(g.code, g.stderr).toBe(0);
