@@ -60,13 +60,16 @@ class Shell {
   }
 }
 
+const BODY_TIMEOUT_S = 2;
+
 describe('a flood of unauthenticated HTTP/2 streams', () => {
   let relay: Relay;
   let h2: http2.ClientHttp2Session;
   let shell: Shell;
 
   beforeAll(async () => {
-    relay = await startRelay('pglite');
+    // A 2 s body deadline, so that the streams the relay keeps are timed out (408) while the flood runs.
+    relay = await startRelay('pglite', ['--body-timeout', String(BODY_TIMEOUT_S)]);
     await startAgent(relay, 'laptop');
     let token: string;
     ({ h2, token } = await adminSession(relay));
@@ -91,7 +94,7 @@ describe('a flood of unauthenticated HTTP/2 streams', () => {
     const logBefore = relay.proc.err.split('\n').length;
 
     // The flood ends when 40,000 of its streams have ended (or after 150 s): the connections the relay
-    // keeps (one here) get their 128 unanswered streams timed out (408) every 10 s and would take hours
+    // keeps (one here) get their 128 unanswered streams timed out (408) every 2 s here and would take long
     // to go through 10,000; the others are refused within seconds.
     const cpuBefore = cpuSeconds(pid);
     const flood = spawn(process.execPath, [FLOOD, String(relay.port), '5', '10000', '127.0.0.2', '150000', '40000'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -171,7 +174,10 @@ describe('a flood of unauthenticated HTTP/2 streams', () => {
     // client then failed there (ERR_HTTP2_INVALID_SESSION) without reaching the relay.
     expect(result.goaway[String(NGHTTP2_ENHANCE_YOUR_CALM)] ?? 0).toBeGreaterThanOrEqual(4);
     expect(result.settled).toBeGreaterThanOrEqual(40_000);
-    expect(result.status['408'] ?? 0).toBeGreaterThan(0);
+    // The streams the relay kept waited for their bodies and got 408, when the flood lasted past the body
+    // deadline (on a fast machine the 40,000 refusals can come first; the 408 itself is asserted in
+    // hardening-edge).
+    if (result.elapsedMs > BODY_TIMEOUT_S * 1_000 + 1_000) expect(result.status['408'] ?? 0).toBeGreaterThan(0);
     expect(Object.keys(result.status).filter((s) => s !== '408')).toEqual([]);
     // The shell answered every keystroke, promptly (target p99 < 50 ms; bound generous for a loaded CI).
     expect(during.length).toBeGreaterThan(20);

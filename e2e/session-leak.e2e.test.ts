@@ -78,7 +78,7 @@ describe('sessions end on the relay when the client goes away, with a target tha
   const sessions = async (active: boolean): Promise<SessionInfo[]> => {
     const r = await admin.mssh(['admin', 'sessions', ...(active ? ['--active'] : []), '--json']);
     if (r.code !== 0) throw new Error(`mssh admin sessions failed (${r.code}): ${r.stderr}`);
-    return r.stdout.split('\n').filter(Boolean).map((l) => SessionInfo.parse(JSON.parse(l)));
+    return (JSON.parse(r.stdout) as unknown[]).map((x) => SessionInfo.parse(x));
   };
   const ids = async (): Promise<Set<string>> => new Set((await sessions(false)).map((s) => s.sessionId));
 
@@ -117,12 +117,12 @@ describe('sessions end on the relay when the client goes away, with a target tha
     await target?.close();
   });
 
-  it('mssh ssh: gives up after its 30 s handshake deadline; the session ends on the relay within seconds', { timeout: 90_000 }, async () => {
+  it('mssh ssh: gives up at its connect deadline (--connect-timeout 3); the session ends on the relay within seconds', { timeout: 90_000 }, async () => {
     const before = await ids();
     const f = fixtures();
-    const r = await admin.mssh(['ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@silent`, '--', 'true'], { timeoutMs: 60_000 });
+    const r = await admin.mssh(['ssh', '--connect-timeout', '3', '-i', f.sshd.clientKey, `${f.sshd.user}@silent`, '--', 'true'], { timeoutMs: 60_000 });
     expect(r.code).toBe(255);
-    expect(r.stderr).toMatch(/no SSH handshake with silent within 30 s/);
+    expect(r.stderr).toMatch(/no SSH connection to silent within 3 s \(still SSH handshake with silent\) \[CLI_ERR_CONNECT_TIMEOUT\]/);
     await expectEnded(before, 'https');
   });
 
