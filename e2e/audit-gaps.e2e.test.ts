@@ -18,6 +18,7 @@ import pg from 'pg';
 import { PATHS } from '@mssh/protocol';
 import { fixtures } from './fixtures/inject.js';
 import { runCommand } from './fixtures/files.js';
+import { sshKeygen, writeSshConfig } from './fixtures/openssh.js';
 import { freePort, waitFor } from './fixtures/net.js';
 import { BIN, ADMIN_PASSWORD, enrollToken, exec, loginUser, startAgent, startRelay, stopAll, type Relay } from './fixtures/stack.js';
 import { relaySession, request } from './fixtures/tunnel-client.js';
@@ -36,31 +37,9 @@ describe('audit gaps (issue 16 item 4)', () => {
   const rows = async (where: string, params: unknown[] = []): Promise<Row[]> =>
     (await db.query<Row>(`SELECT type, code, actor, host, source, details FROM audit_events WHERE ${where} ORDER BY id`, params)).rows;
 
-  function keygen(name: string): string {
-    const f = join(dir, name);
-    execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', f]);
-    return f;
-  }
+  const keygen = (name: string): string => sshKeygen(dir, name);
 
-  function sshConfig(name: string, key: string): string {
-    const path = join(dir, name);
-    writeFileSync(path, [
-      'Host 127.0.0.1',
-      `    IdentityFile ${key}`,
-      'Host vault',
-      `    IdentityFile ${fixtures().sshd.clientKey}`,
-      'Host *',
-      `    UserKnownHostsFile ${join(dir, 'known_hosts')}`,
-      '    GlobalKnownHostsFile /dev/null',
-      '    StrictHostKeyChecking yes',
-      '    IdentitiesOnly yes',
-      '    BatchMode yes',
-      '    LogLevel ERROR',
-      '    ConnectTimeout 20',
-      '',
-    ].join('\n'));
-    return path;
-  }
+  const sshConfig = (name: string, key: string): string => writeSshConfig(dir, name, [['127.0.0.1', key], ['vault', fixtures().sshd.clientKey]]);
   const ssh = (config: string, args: string[]) => runCommand('ssh', ['-F', config, ...args], { env: { ...process.env, SSH_AUTH_SOCK: '' }, timeoutMs: 30_000 });
 
   beforeAll(async () => {

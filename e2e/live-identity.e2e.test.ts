@@ -10,12 +10,13 @@
  * `ssh -o ProxyCommand='mssh proxy %n'` session ended by an admin says why, with its code.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { fixtures } from './fixtures/inject.js';
 import { runCommand } from './fixtures/files.js';
+import { sshKeygen, writeSshConfig } from './fixtures/openssh.js';
 import { freePort, waitFor } from './fixtures/net.js';
 import { BIN, Proc, exec, loginUser, proxyCommandSshOpts, run, sshArgs, startAgent, startRelay, stopAll, type Relay, type User } from './fixtures/stack.js';
 
@@ -69,25 +70,12 @@ describe('live connections are judged on the user as they are now', () => {
     dir = mkdtempSync(join(fixtures().root, 'live-id-'));
     // A short path: unix socket paths are limited to ~100 bytes.
     ctlDir = mkdtempSync('/tmp/mssh-ctl-');
-    aliceKey = join(dir, 'alice_ed25519');
-    execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', aliceKey]);
+    aliceKey = sshKeygen(dir, 'alice_ed25519');
     const add = await alice.mssh(['keys', 'add', `${aliceKey}.pub`]);
     expect(add.code, add.stderr).toBe(0);
     const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
     writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${sshPort} ${relayKey}\n`);
-    cfg = join(dir, 'ssh_config');
-    writeFileSync(cfg, [
-      'Host *',
-      `    IdentityFile ${aliceKey}`,
-      `    UserKnownHostsFile ${join(dir, 'known_hosts')}`,
-      '    GlobalKnownHostsFile /dev/null',
-      '    StrictHostKeyChecking yes',
-      '    IdentitiesOnly yes',
-      '    BatchMode yes',
-      '    LogLevel ERROR',
-      '    ConnectTimeout 20',
-      '',
-    ].join('\n'));
+    cfg = writeSshConfig(dir, 'ssh_config', [['*', aliceKey]]);
     db = new pg.Client({ connectionString: relay.databaseUrl });
     await db.connect();
   }, 120_000);

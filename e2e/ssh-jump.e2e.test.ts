@@ -15,6 +15,7 @@ import pg from 'pg';
 import { fixtures } from './fixtures/inject.js';
 import { MiB, runCommand, sha256File, writeRandomFile } from './fixtures/files.js';
 import { freePort, waitFor } from './fixtures/net.js';
+import { sshKeygen, writeSshConfig } from './fixtures/openssh.js';
 import { startRelay, startAgent, loginUser, stopAll, Proc, type Relay, type User } from './fixtures/stack.js';
 import { relaySession, request } from './fixtures/tunnel-client.js';
 import { PATHS } from '@mssh/protocol';
@@ -31,32 +32,11 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
   let aliceKey: string;
   let cfg: string;
 
-  function keygen(name: string): string {
-    const f = join(dir, name);
-    execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', f]);
-    return f;
-  }
+  const keygen = (name: string): string => sshKeygen(dir, name);
 
   /** An ssh_config where the jump host (127.0.0.1:PORT) logs in with `jumpKey` and the machines with the fixture key. */
   function writeConfig(name: string, jumpKey: string): string {
-    const f = fixtures();
-    const path = join(dir, name);
-    writeFileSync(path, [
-      'Host 127.0.0.1',
-      `    IdentityFile ${jumpKey}`,
-      'Host laptop desktop',
-      `    IdentityFile ${f.sshd.clientKey}`,
-      'Host *',
-      `    UserKnownHostsFile ${join(dir, 'known_hosts')}`,
-      '    GlobalKnownHostsFile /dev/null',
-      '    StrictHostKeyChecking yes',
-      '    IdentitiesOnly yes',
-      '    BatchMode yes',
-      '    LogLevel ERROR',
-      '    ConnectTimeout 20',
-      '',
-    ].join('\n'));
-    return path;
+    return writeSshConfig(dir, name, [['127.0.0.1', jumpKey], ['laptop desktop', fixtures().sshd.clientKey]]);
   }
 
   const jump = () => `alice@127.0.0.1:${sshPort}`;
