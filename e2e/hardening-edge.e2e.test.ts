@@ -119,6 +119,39 @@ describe('per-address limits at the edge', () => {
   });
 });
 
+describe('a connection whose requests keep timing out', () => {
+  let relay: Relay;
+  let s: http2.ClientHttp2Session | undefined;
+  beforeAll(async () => {
+    relay = await startRelay('pglite', ['--max-pending-per-address', '64', '--body-timeout', '1']);
+  });
+  afterAll(async () => {
+    s?.destroy();
+    await relay?.proc.stop();
+  });
+
+  it('is closed with GOAWAY ENHANCE_YOUR_CALM after 32 body timeouts (a quarter of its stream limit), not answered round after round', async () => {
+    s = await h2From(relay, '127.0.0.20');
+    const goaway = new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => resolve(null), 15_000);
+      s!.once('goaway', (code: number) => { clearTimeout(timer); resolve(code); });
+    });
+    const ends = await Promise.all(Array.from({ length: 40 }, () => stalledLogin(s!)));
+    expect(await goaway).toBe(NGHTTP2_ENHANCE_YOUR_CALM);
+    // The answers written before the connection went carry the code; the rest ended with it.
+    const timedOut = ends.filter((e) => e.status === 408 && e.body?.code === 'RLY_ERR_BODY_TIMEOUT').length;
+    expect(timedOut).toBeGreaterThan(0);
+    expect(ends.filter((e) => e.status !== 408 && e.status !== 0)).toEqual([]);
+    // The address itself is not blocked: a new connection logs in.
+    const again = await h2From(relay, '127.0.0.20');
+    try {
+      expect((await postJson(again, PATHS.login, { user: 'admin', password: ADMIN_PASSWORD })).status).toBe(200);
+    } finally {
+      again.destroy();
+    }
+  });
+});
+
 describe('forwarded source addresses behind a trusted proxy', () => {
   let relay: Relay;
   let proxy: http2.ClientHttp2Session;

@@ -15,7 +15,10 @@ export interface Health {
 
 /** What users see of enrolled machines: name, online, last seen, attested host keys. */
 export class HostService {
-  constructor(private readonly deps: { agents: AgentRepository; router: TunnelRouter; staleAfterMs?: number; clock?: () => Date }) {}
+  /** The database counts of the last /healthz, and when they were read (see health()). */
+  private counts: { at: number; value: Promise<{ enrolled: number; stale: number }> } | null = null;
+
+  constructor(private readonly deps: { agents: AgentRepository; router: TunnelRouter; staleAfterMs?: number; clock?: () => Date; healthCountsTtlMs?: number }) {}
 
   private get staleAfterMs(): number {
     return this.deps.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
@@ -41,13 +44,34 @@ export class HostService {
   }
 
   /** Counts only: no names. */
+  /**
+   * /healthz is unauthenticated: the two database counts in it are read at most once per
+   * healthCountsTtlMs (default 500 ms) and shared by every request in between, so that a flood of
+   * /healthz costs no database work (on the embedded PGlite a query runs on the relay's event loop and
+   * would delay every session). The in-memory counts (online, sessions) are always current.
+   */
   async health(): Promise<Health> {
+    const ttl = this.deps.healthCountsTtlMs ?? 500;
+    const t = performance.now();
+    if (!this.counts || t - this.counts.at >= ttl) {
+      const value = (async () => ({
+        enrolled: await this.deps.agents.countEnrolled(),
+        stale: await this.deps.agents.countStale(new Date(this.now().getTime() - this.staleAfterMs)),
+      }))();
+      const entry = { at: t, value };
+      this.counts = entry;
+      // A failed read is not kept: the next request tries again.
+      value.catch(() => {
+        if (this.counts === entry) this.counts = null;
+      });
+    }
+    const { enrolled, stale } = await this.counts.value;
     return {
       status: 'ok',
       agentsOnline: this.deps.router.onlineNames().length,
-      agentsEnrolled: await this.deps.agents.countEnrolled(),
+      agentsEnrolled: enrolled,
       activeSessions: this.deps.router.activeSessions(),
-      agentsStale: await this.deps.agents.countStale(new Date(this.now().getTime() - this.staleAfterMs)),
+      agentsStale: stale,
     };
   }
 

@@ -16,7 +16,8 @@ import { relayError } from '../errors.js';
 /** Tunnel bodies are the session's byte stream, read by the route itself: no deadline. */
 const STREAMING_PREFIX = '/v1/tunnel/';
 
-export function installBodyTimeout(app: FastifyInstance, bodyTimeoutMs: number): void {
+/** onTimeout: told of each timed-out request (the per-address limits count it against its connection). */
+export function installBodyTimeout(app: FastifyInstance, bodyTimeoutMs: number, onTimeout?: (raw: Http2ServerRequest) => void): void {
   app.addHook('preParsing', (request, reply, payload, done) => {
     const raw = request.raw as unknown as Http2ServerRequest & { complete?: boolean };
     if (request.method === 'GET' || request.method === 'HEAD' || raw.complete || request.routeOptions.url?.startsWith(STREAMING_PREFIX)) {
@@ -40,6 +41,7 @@ export function installBodyTimeout(app: FastifyInstance, bodyTimeoutMs: number):
         stream.once('finish', close);
         setTimeout(close, 5_000).unref();
       }
+      onTimeout?.(raw);
       body.destroy(relayError('RLY_ERR_BODY_TIMEOUT', `the request body did not arrive within ${Math.round(bodyTimeoutMs / 1000)} s`));
     }, bodyTimeoutMs);
     timer.unref();

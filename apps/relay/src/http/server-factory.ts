@@ -39,7 +39,9 @@ export function createRelayHttpServer(
   const sourceLimits = new SourceLimits({
     maxConnectionsPerAddress: limits.maxConnectionsPerAddress,
     maxPendingPerAddress: limits.maxPendingPerAddress,
-    refusalsBeforeGoaway: 2 * limits.maxStreamsPerConnection,
+    // A client with its streams refused this often is flooding (a real one waits for its answers); closing it
+    // early spares the relay the work of creating and refusing its further streams (issue 16 item 3).
+    refusalsBeforeGoaway: Math.max(16, Math.floor(limits.maxStreamsPerConnection / 4)),
     isTrustedProxy: opts.isTrustedProxy ?? (() => false),
     onRefusals: opts.onRefusals,
   });

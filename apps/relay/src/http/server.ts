@@ -110,7 +110,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   installErrorHandling(app);
   installRequestLogging(app);
-  installBodyTimeout(app, hard.bodyTimeoutMs ?? 10_000);
+  installBodyTimeout(app, hard.bodyTimeoutMs ?? 10_000, (raw) => relayServer?.sourceLimits.strike(raw.stream));
   installAuth(app, deps.auth);
   installNameGuard(app, { onLoginRefused: deps.audit ? (e) => deps.audit!.loginRefusedName(e) : undefined });
   if (hard.minProtocolVersion !== undefined) installProtocolFloor(app, hard.minProtocolVersion);

@@ -7,7 +7,7 @@
  *                                                                         http/1.1: 429 RLY_ERR_SOURCE_LIMIT
  *   request      --more than maxPendingPerAddress unanswered requests-->  h2: RST_STREAM REFUSED_STREAM
  *                                                                         http/1.1: 429 RLY_ERR_SOURCE_LIMIT
- *   h2 session   --more than refusalsBeforeGoaway refused streams-->      GOAWAY ENHANCE_YOUR_CALM
+ *   h2 session   --refusalsBeforeGoaway refused or timed-out streams-->   GOAWAY ENHANCE_YOUR_CALM
  *
  * The per-connection stream cap itself (SETTINGS_MAX_CONCURRENT_STREAMS) is nghttp2's: streams beyond it
  * are refused (REFUSED_STREAM) or the connection closed (PROTOCOL_ERROR) without reaching JavaScript.
@@ -203,6 +203,25 @@ export class SourceLimits {
     return true;
   }
 
+  /**
+   * A stream of this h2 connection was answered for misbehaving (its body never came: 408). It counts
+   * toward refusalsBeforeGoaway like a refused stream, so a connection that keeps its streams open
+   * without bodies is closed after one round instead of being answered 128 streams at a time for ever.
+   */
+  strike(stream: Http2ServerRequest['stream'] | undefined): void {
+    const session = stream?.session;
+    if (session) this.countStrike(session);
+  }
+
+  private countStrike(session: Http2Session): void {
+    const n = (this.refusedBySession.get(session) ?? 0) + 1;
+    this.refusedBySession.set(session, n);
+    if (n === this.opts.refusalsBeforeGoaway) {
+      this.refused.sessionsClosed++;
+      closeSession(session, this.socketOf.get(session));
+    }
+  }
+
   private refuse(req: AnyRequest, res: AnyResponse): void {
     const stream = req.stream;
     if (!stream) {
@@ -216,14 +235,7 @@ export class SourceLimits {
     } catch {
       // already gone
     }
-    const session = stream.session;
-    if (!session) return;
-    const n = (this.refusedBySession.get(session) ?? 0) + 1;
-    this.refusedBySession.set(session, n);
-    if (n === this.opts.refusalsBeforeGoaway) {
-      this.refused.sessionsClosed++;
-      closeSession(session, this.socketOf.get(session));
-    }
+    if (stream.session) this.countStrike(stream.session);
   }
 
   private noteRefused(kind: 'connections' | 'streams', key: string): void {
