@@ -132,3 +132,74 @@ describe('splice and a peer that resets its HTTP/2 stream', () => {
     }
   });
 });
+
+/** A connected loopback TCP pair: [the end we splice, the peer the test drives]. */
+async function socketPair(): Promise<[import('node:net').Socket, import('node:net').Socket]> {
+  const net = await import('node:net');
+  const server = net.createServer({ allowHalfOpen: true });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as import('node:net').AddressInfo).port;
+  const accepted = new Promise<import('node:net').Socket>((r) => server.once('connection', r));
+  const client = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  await new Promise((r) => client.once('connect', r));
+  const peer = await accepted;
+  server.close();
+  return [peer, client];
+}
+
+describe('splice half-close linger', () => {
+  it('a side that sent EOF while the other stays silent: both aborted after the linger, not clean', async () => {
+    const [a, aPeer] = await socketPair();
+    const [b, bPeer] = await socketPair();
+    const t0 = Date.now();
+    const done = splice(a, b, undefined, undefined, { halfCloseLingerMs: 300 });
+    aPeer.end(); // the client's EOF; bPeer (the target) never writes nor ends
+    // The target's connection is closed too (FIN or RST: it sees its end or an error).
+    const bGone = new Promise((r) => { bPeer.once('end', r); bPeer.once('error', r); bPeer.once('close', r); });
+    bPeer.resume();
+    bPeer.on('error', () => {});
+    aPeer.on('error', () => {});
+    const r = await Promise.race([done, new Promise<null>((res) => setTimeout(() => res(null), 5_000))]);
+    expect(r).not.toBeNull();
+    expect(r!.clean).toBe(false);
+    expect(r!.first).toBe('a');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+    expect(await Promise.race([bGone.then(() => 'gone'), new Promise((res) => setTimeout(() => res('still open'), 5_000))])).toBe('gone');
+    aPeer.destroy();
+    bPeer.destroy();
+  });
+
+  it('bytes from the other side keep a half-closed splice open; its own EOF then ends it cleanly', async () => {
+    const [a, aPeer] = await socketPair();
+    const [b, bPeer] = await socketPair();
+    const done = splice(a, b, undefined, undefined, { halfCloseLingerMs: 300 });
+    aPeer.resume();
+    aPeer.end();
+    // The other side answers for longer than the linger, a chunk every 100 ms.
+    for (let i = 0; i < 8; i++) {
+      bPeer.write(`chunk ${i}\n`);
+      await new Promise((res) => setTimeout(res, 100));
+    }
+    expect(a.destroyed).toBe(false);
+    bPeer.end();
+    const r = await Promise.race([done, new Promise<null>((res) => setTimeout(() => res(null), 5_000))]);
+    expect(r).toMatchObject({ clean: true, bytesAtoB: 0 });
+    expect(r!.bytesBtoA).toBeGreaterThan(0);
+  });
+
+  it('without a linger, a half-closed splice towards a silent side stays open', async () => {
+    const [a, aPeer] = await socketPair();
+    const [b, bPeer] = await socketPair();
+    const done = splice(a, b);
+    aPeer.end();
+    // bPeer sees the EOF passed on; nothing else happens on its own.
+    await new Promise((r) => bPeer.once('end', r));
+    bPeer.resume();
+    expect(a.destroyed || b.destroyed).toBe(false);
+    a.destroy();
+    b.destroy();
+    await done;
+    aPeer.destroy();
+    bPeer.destroy();
+  });
+});

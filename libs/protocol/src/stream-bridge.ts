@@ -13,6 +13,12 @@
  * RST_STREAM(NO_ERROR) (what `stream.destroy()` sends) makes Node end both halves of the stream and
  * close it "cleanly", and the other side, half-closed towards a target that never answers, would
  * otherwise stay open for ever (issue 17.2). Counts the bytes each way.
+ *
+ * Half-close linger (opts.halfCloseLingerMs): once one side's readable has ended, the other side must
+ * move a byte or end within that time, else both are aborted. An SSH transport is never half-closed on
+ * purpose, so a half-closed splice that goes quiet is a peer gone: an OpenSSH ControlMaster whose
+ * `ssh -J` client gave up sends EOF on its forwarding channel but no CLOSE until the target speaks, and
+ * a target that never speaks would keep the session open until the master ends (issue 17.2).
  */
 import type { Duplex } from 'node:stream';
 import { constants as h2c } from 'node:http2';
@@ -146,11 +152,17 @@ function pump(src: Duplex, dst: Duplex, count: (n: number) => void, onEnd: () =>
  * bytes moved so far (the relay writes it periodically to its sessions index). `onBytes` is told of
  * every chunk moved either way (the relay feeds buffer-reclaim.ts with it).
  */
+export interface SpliceOptions {
+  /** See above: after one side's EOF, the most the other may stay quiet before both are aborted. */
+  halfCloseLingerMs?: number;
+}
+
 export function splice(
   a: Duplex,
   b: Duplex,
   live?: { bytesAtoB: number; bytesBtoA: number },
   onBytes?: (n: number) => void,
+  opts: SpliceOptions = {},
 ): Promise<SpliceResult> {
   return new Promise((resolve) => {
     let bytesAtoB = 0;
@@ -180,14 +192,42 @@ export function splice(
         clean = false;
         abortStream(otherOf(x));
       }
-      if (isClosed.a && isClosed.b) resolve({ bytesAtoB, bytesBtoA, first: first ?? 'a', clean, error });
+      if (isClosed.a && isClosed.b) {
+        if (linger) clearTimeout(linger);
+        resolve({ bytesAtoB, bytesBtoA, first: first ?? 'a', clean, error });
+      }
+    };
+    // The half-close linger: armed by the first EOF, pushed back by every byte, cleared when both close.
+    let linger: NodeJS.Timeout | null = null;
+    let halfClosed = false;
+    const lingerMs = opts.halfCloseLingerMs ?? 0;
+    const armLinger = (): void => {
+      if (lingerMs <= 0 || (isClosed.a && isClosed.b)) return;
+      if (linger) linger.refresh();
+      else {
+        linger = setTimeout(() => {
+          if (isClosed.a && isClosed.b) return;
+          clean = false;
+          abortStream(a);
+          abortStream(b);
+        }, lingerMs);
+        linger.unref();
+      }
+    };
+    const onEof = (x: 'a' | 'b'): void => {
+      mark(x);
+      halfClosed = true;
+      armLinger();
+    };
+    const moved = (): void => {
+      if (halfClosed && linger) linger.refresh();
     };
     a.on('error', onError('a'));
     b.on('error', onError('b'));
     a.once('close', () => onClose('a'));
     b.once('close', () => onClose('b'));
-    pump(a, b, (n) => { bytesAtoB += n; if (live) live.bytesAtoB = bytesAtoB; onBytes?.(n); }, () => mark('a'), () => (endedBySplice.b = true));
-    pump(b, a, (n) => { bytesBtoA += n; if (live) live.bytesBtoA = bytesBtoA; onBytes?.(n); }, () => mark('b'), () => (endedBySplice.a = true));
+    pump(a, b, (n) => { bytesAtoB += n; if (live) live.bytesAtoB = bytesAtoB; onBytes?.(n); moved(); }, () => onEof('a'), () => (endedBySplice.b = true));
+    pump(b, a, (n) => { bytesBtoA += n; if (live) live.bytesBtoA = bytesBtoA; onBytes?.(n); moved(); }, () => onEof('b'), () => (endedBySplice.a = true));
     // A side that was already destroyed may have emitted 'close' before we listened: settle it after
     // any pending close event had its chance (onClose ignores the second call).
     for (const x of ['a', 'b'] as const) {

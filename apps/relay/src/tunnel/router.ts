@@ -36,6 +36,8 @@ export interface TunnelRouterOptions {
   sessionCaps?: Partial<SessionCapLimits>;
   /** Most agents connected at once (default 1024); more are refused RLY_ERR_AGENT_LIMIT. */
   maxAgents?: number;
+  /** After one side of a session sent EOF, the most the other may stay quiet (default 5 s; 0: for ever). */
+  halfCloseLingerMs?: number;
 }
 
 export const DEFAULT_MAX_AGENTS = 1024;
@@ -44,6 +46,11 @@ const MAX_PENDING_AGENT_SOCKETS = 256;
 
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEFAULT_OPEN_TIMEOUT_MS = 10_000;
+/**
+ * A session half-closed by one side ends when the other side has been quiet this long (stream-bridge.ts):
+ * a real sshd closes at once on its client's EOF, and an SSH client at once on its server's.
+ */
+export const DEFAULT_HALF_CLOSE_LINGER_MS = 5_000;
 const CLOSE_WAIT_MS = 5_000;
 /** A host key rescan of one agent is asked for at most this often; callers in between share the last one. */
 const HOST_KEY_REFRESH_MIN_INTERVAL_MS = 2_000;
@@ -247,7 +254,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       try {
         const record = meta.record;
         const onBytes = record?.noteBytes ? (n: number) => { noteBytesMoved(n); record.noteBytes!(n); } : noteBytesMoved;
-        const splicing = splice(client, agentStream, counters, onBytes);
+        const splicing = splice(client, agentStream, counters, onBytes, { halfCloseLingerMs: opts.halfCloseLingerMs ?? DEFAULT_HALF_CLOSE_LINGER_MS });
         // The user's sessions were ended while this one was being set up: it ends now, before a byte.
         const late = killMarkFor(meta.user, meta.authAt);
         if (late) kill(meta.sessionId, entry, late);
