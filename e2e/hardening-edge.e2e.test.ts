@@ -2,7 +2,7 @@
  * Issue 16 items 3 and 7 through the real relay: per-address limits at the edge (connections, unanswered
  * requests, body deadline, the API's stream limit, cheap request logging) and forwarded source addresses
  * behind a trusted proxy (ports stripped, non-addresses dropped, limits keyed on the address).
- * The flood itself (a running shell during 5 x 10,000 streams) is in hardening-flood.e2e.test.ts.
+ * The flood itself (a running shell during 5 x 10,000 streams) is in hardening-flood.solo.e2e.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http2 from 'node:http2';
