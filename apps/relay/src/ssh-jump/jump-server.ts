@@ -28,7 +28,7 @@ import type { UserChange, UserChangeSource } from '../auth/user-changes.js';
 import type { AccessService, JumpUser, SessionCaps, SessionRecorder } from './seams.js';
 import { decideDestination } from './destination.js';
 import { isDatabaseUnavailable } from '../db/database.js';
-import { AuthFailureLimiter } from './auth-failures.js';
+import { LoginGuard } from '../limits/login-guard.js';
 
 const DB_DOWN = `RLY_ERR_DATABASE_UNAVAILABLE: ${WIRE_ERRORS.RLY_ERR_DATABASE_UNAVAILABLE.message}`;
 
@@ -58,12 +58,17 @@ export interface JumpServerOptions {
   loginGraceMs?: number;
   /** Failed authentication attempts per connection before it is cut. Default 10. */
   maxAuthTriesPerConnection?: number;
-  failures?: AuthFailureLimiter;
+  /**
+   * The relay's login limiter (the one POST /v1/auth/login uses, --login-attempts): a connection that
+   * ends without authenticating after it tried, or misses the handshake deadline, counts as one failed
+   * login; a blocked address or user name is disconnected with RLY_ERR_RATE_LIMITED. Default: its own.
+   */
+  loginGuard?: LoginGuard;
   /**
    * A connection ended without authenticating after it tried (one call per connection; the limiter
-   * bounds how many a source gets): for the audit trail.
+   * bounds how many a source gets): for the audit trail. `code`: the refusal's error code, if it had one.
    */
-  onAuthFailure?: (e: { user: string; source: string; attempts: number; reason: string; keys: string[] }) => void;
+  onAuthFailure?: (e: { user: string; source: string; attempts: number; reason: string; keys: string[]; code?: string }) => void;
 }
 
 export interface JumpServer {
@@ -81,6 +86,8 @@ interface JumpConnState {
   login: { userId: string; blob: Buffer; fingerprint: string } | null;
   /** The login no longer holds: every further channel is refused with this reason until the connection ends. */
   lapsed: JumpLoginLapse | 'role_changed' | null;
+  /** Refused by the login limiter: already counted, so its end is not counted again. */
+  rateLimited: boolean;
 }
 type Conn = ConnOf<JumpConnState>;
 
@@ -113,7 +120,8 @@ const LAPSE_CLOSE_DELAY_MS = 300;
 
 export function createJumpServer(opts: JumpServerOptions): JumpServer {
   const logger = opts.logger.child({ component: 'relay.ssh-jump' });
-  const failures = opts.failures ?? new AuthFailureLimiter();
+  const guard = opts.loginGuard ?? new LoginGuard();
+  const ownGuard = opts.loginGuard === undefined;
 
   const core = createSshServerCore<JumpConnState>({
     hostKeys: [opts.hostKey.privateKey],
@@ -122,6 +130,12 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
     loginGraceMs: opts.loginGraceMs ?? 60_000,
     maxAuthTries: opts.maxAuthTriesPerConnection ?? 10,
+    admit(conn, user) {
+      const refused = guard.refusal(user, conn.source);
+      if (!refused) return null;
+      conn.rateLimited = true;
+      return { reason: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, description: `${refused.code}: ${refused.message}` };
+    },
     // Each attempt re-reads the user and the key from the database.
     async findKey(conn, { user, blob, fingerprint }) {
       const found = await opts.keys.userForKey(user, blob);
@@ -133,21 +147,23 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
           conn.login = { userId: found.id, blob: Buffer.from(blob), fingerprint };
           conn.log = conn.log.child({ user: found.name });
           conn.log.info({ key: fingerprint }, 'ssh user authenticated');
+          guard.succeeded(found.name);
         },
       };
     },
     // Not the user's fault: say so, instead of a bare "Connection closed" or "Permission denied".
     onAuthError: (_conn, e) => (isDatabaseUnavailable(e) ? { reason: DISCONNECT.SERVICE_NOT_AVAILABLE, description: DB_DOWN } : null),
     onDeadline(conn, which) {
-      if (which === 'handshake') failures.fail(conn.source);
+      if (which === 'handshake') guard.failed(null, conn.source);
     },
     onClient,
     onEnd(conn) {
       if (!conn.user && conn.triedAuth) {
-        failures.fail(conn.source);
+        if (!conn.rateLimited) guard.failed(conn.tried?.user ?? null, conn.source);
         opts.onAuthFailure?.({
           user: conn.tried?.user ?? '', source: conn.source, attempts: conn.authFailures,
           reason: conn.tried?.reason ?? 'disconnected before authenticating', keys: conn.tried?.keys ?? [],
+          ...(conn.rateLimited ? { code: 'RLY_ERR_RATE_LIMITED' } : {}),
         });
       }
       return { user: conn.user?.name ?? null };
@@ -366,14 +382,8 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
 
   const net: NetServer = createServer((sock) => {
     const source = sock.remoteAddress ?? 'unknown';
-    if (failures.blocked(source)) {
-      sock.on('error', () => undefined);
-      logger.info({ source }, 'too many failed SSH logins from this address: connection dropped');
-      sock.destroy();
-      return;
-    }
     sock.setNoDelay(true);
-    core.accept(sock, { source, user: null, login: null, lapsed: null }, { source });
+    core.accept(sock, { source, user: null, login: null, lapsed: null, rateLimited: false }, { source });
   });
 
   return {
@@ -394,6 +404,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       unsubscribe?.();
       const closed = new Promise<void>((resolve) => net.close(() => resolve()));
       await core.close('relay shutting down');
+      if (ownGuard) guard.close();
       await Promise.race([closed, new Promise<void>((r) => setTimeout(r, 2_000).unref())]);
     },
   };
