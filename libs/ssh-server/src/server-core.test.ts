@@ -193,6 +193,27 @@ describe('ssh server core', () => {
     expect(core.connections()[0]!.authenticated).toBe(true);
   });
 
+  it('a re-key after authentication does not start the login deadline again', async () => {
+    const deadlines: string[] = [];
+    const { core, port } = await start({ handshakeTimeoutMs: 5_000, loginGraceMs: 200, onDeadline: (_c, w) => void deadlines.push(w) });
+    const r = await sshClient(port, 'alice', alice.private);
+    expect(r.ready).toBe(true);
+    const server = core.connections()[0]!.client! as Connection & { rekey(cb: (err?: Error) => void): void };
+    await new Promise<void>((resolve, reject) => server.rekey((err?: Error) => (err ? reject(err) : resolve())));
+    // Nothing happens, so there is no event to wait for: watch 3 login graces long (bounded) that the
+    // connection is not cut (ssh2 emits 'handshake' again on every re-key).
+    const cut = await new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), 600);
+      r.client.once('close', () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+    expect(cut).toBe(false);
+    expect(deadlines).toEqual([]);
+    expect(core.size).toBe(1);
+  });
+
   it('close(): ends every connection, waits for drain, refuses new ones', async () => {
     const { core, port, ended } = await start();
     const a = await sshClient(port, 'alice', alice.private);

@@ -131,7 +131,7 @@ export function createSshServerCore<S extends object>(opts: SshServerCoreOptions
   function setDeadline(conn: ConnOf<S>, which: 'handshake' | 'login', ms: number): void {
     clearTimeout(deadlines.get(conn));
     const t = setTimeout(() => {
-      if (conn.done || conn.authenticated) return;
+      if (conn.done) return;
       conn.log.info(which === 'handshake' ? 'SSH handshake not done in time: disconnecting' : 'not authenticated in time: disconnecting');
       opts.onDeadline?.(conn, which);
       end(conn, `${which} timeout`);
