@@ -1,15 +1,22 @@
 /**
  * Issue 3, login abuse and token keys, through the real relay: the login limiter (per source address,
  * behind a trusted proxy's X-Forwarded-For or by socket address), the same answer for an unknown user
- * and a wrong password, and signing key rotation while the relay runs.
+ * and a wrong password, and signing key rotation while the relay runs. Issue 18: the SSH jump listener
+ * uses the same limiter (--login-attempts), one budget for both doors.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import type http2 from 'node:http2';
+import { join } from 'node:path';
 import pg from 'pg';
 import { decodeProtectedHeader } from 'jose';
 import { PATHS } from '@mssh/protocol';
 import { startRelay, stopAll, ADMIN_PASSWORD, type Relay } from './fixtures/stack.js';
 import { h2From, postJson, rawRequest } from './fixtures/h2-raw.js';
+import { fixtures } from './fixtures/inject.js';
+import { runCommand } from './fixtures/files.js';
+import { freePort, waitFor } from './fixtures/net.js';
+import { sshKeygen, writeSshConfig } from './fixtures/openssh.js';
 
 afterAll(stopAll);
 
@@ -86,6 +93,62 @@ describe('login limiter behind a trusted proxy', () => {
     expect(wrong.headers['x-mssh-error']).toBe(unknown.headers['x-mssh-error']);
     expect(wrong.headers['content-type']).toBe(unknown.headers['content-type']);
     expect(unknown.body).toMatchObject({ code: 'AUTH_ERR_BAD_CREDENTIALS' });
+  });
+});
+
+describe('--login-attempts applies to the SSH jump listener too (Postgres)', () => {
+  let relay: Relay;
+  let sshPort: number;
+  let cfg: string;
+  let h2: http2.ClientHttp2Session | undefined;
+
+  beforeAll(async () => {
+    sshPort = await freePort();
+    // 2, below the default of 5: the third failed login from an address is refused.
+    relay = await startRelay('postgres', ['--ssh-listen', `127.0.0.1:${sshPort}`, '--login-attempts', '2']);
+    const r = await relay.cli(['user', 'add', 'alice', '--password-stdin'], `${PASSWORD}\n`);
+    expect(r.code, r.stderr).toBe(0);
+    const dir = mkdtempSync(join(fixtures().root, 'jump-limit-'));
+    const stranger = sshKeygen(dir, 'stranger'); // registered nowhere
+    const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+    writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${sshPort} ${relayKey}\n`);
+    cfg = writeSshConfig(dir, 'ssh_config', [['127.0.0.1', stranger]]);
+  });
+  afterAll(async () => {
+    h2?.close();
+    await relay?.proc.stop();
+  });
+
+  it('two failed SSH logins, then RLY_ERR_RATE_LIMITED on SSH (audited) and on the HTTPS login from the same address', async () => {
+    const ssh = () => runCommand('ssh', ['-F', cfg, '-p', String(sshPort), '-T', 'alice@127.0.0.1'], { env: { ...process.env, SSH_AUTH_SOCK: '' }, timeoutMs: 30_000 });
+    for (let i = 0; i < 2; i++) {
+      const denied = await ssh();
+      expect(denied.code).toBe(255);
+      expect(denied.stderr).toMatch(/Permission denied \(publickey\)/);
+    }
+    const limited = await ssh();
+    expect(limited.code).toBe(255);
+    expect(limited.stderr).toMatch(/Received disconnect from 127\.0\.0\.1 port \d+:14: RLY_ERR_RATE_LIMITED: too many failed logins; try again in \d+ s/);
+    expect(limited.stderr).not.toMatch(/Permission denied/);
+
+    // One limiter for both doors: the right password over HTTPS from that address is refused too.
+    h2 = await h2From(relay, '127.0.0.1');
+    const login = await postJson(h2, PATHS.login, { user: 'alice', password: PASSWORD });
+    expect(login.status).toBe(429);
+    expect(login.body).toMatchObject({ code: 'RLY_ERR_RATE_LIMITED' });
+
+    const c = new pg.Client({ connectionString: relay.databaseUrl });
+    await c.connect();
+    try {
+      const rows = await waitFor(async () => {
+        const q = await c.query(`SELECT code, actor, source, details FROM audit_events WHERE type = 'user.login' AND details->>'via' = 'jump' ORDER BY id`);
+        return q.rows.length >= 3 ? q.rows : null;
+      }, 10_000, 'three user.login rows via jump');
+      expect(rows.map((x) => x.details.code ?? null)).toEqual([null, null, 'RLY_ERR_RATE_LIMITED']);
+      expect(rows[2]).toMatchObject({ code: 'USR001W', actor: 'alice', source: '127.0.0.1', details: { success: false, reason: expect.stringMatching(/^RLY_ERR_RATE_LIMITED: /) } });
+    } finally {
+      await c.end();
+    }
   });
 });
 

@@ -106,6 +106,8 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
       repos, tokens, audit, router, relay: () => relay, sshJump: () => (jumpBound ? { host: new URL(relay.url).hostname, port: jumpBound.port } : null), staleAfterMs: cfg.staleAfter, relayId: thisRelay, liveSessions: () => recorder.active(),
       minProtocolVersion: cfg.minProtocolVersion, hashSlots: new HashSlots({ max: cfg.maxPasswordChecks }),
     });
+    // One login limiter for both doors (POST /v1/auth/login and the SSH jump listener), per --login-attempts.
+    const loginGuard = new LoginGuard({ perSource: cfg.loginAttempts, perUser: cfg.loginAttempts * 2 });
     const app = buildServer({
       tls, logger, router, tokens, ...services, sessions: recorder, audit,
       hardening: {
@@ -116,7 +118,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
           maxConnectionsPerAddress: cfg.maxConnectionsPerAddress, maxPendingPerAddress: cfg.maxPendingPerAddress,
         },
         bodyTimeoutMs: cfg.bodyTimeout * 1000,
-        loginGuard: new LoginGuard({ perSource: cfg.loginAttempts, perUser: cfg.loginAttempts * 2 }),
+        loginGuard,
         minProtocolVersion: cfg.minProtocolVersion,
       },
     });
@@ -172,6 +174,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
         },
         recorder, // session.start committed before the first byte, as on the HTTPS path
         onAuthFailure: (e) => audit.sshAuthFailed(e), // user.login USR001W, via jump (sampled)
+        loginGuard, // the HTTPS login's limiter: one budget of failed logins per address and user name
         logger,
         publicAddress: () => `${new URL(relay.url).hostname}:${jumpBound?.port ?? sshAt.port}`,
       });

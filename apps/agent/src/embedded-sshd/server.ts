@@ -14,17 +14,13 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { homedir, userInfo } from 'node:os';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import ssh2 from 'ssh2';
-import type { AuthContext, Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
-import { fingerprintBlob } from '@mssh/protocol';
-import { parseSshKey } from '@mssh/protocol/ssh2-keys';
+import type { Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
+import { createSshServerCore, type ConnOf } from '@mssh/ssh-server';
 import { listAuthorizedKeys, parseAuthorizedKeysLine, type AuthorizedKey, type KeyOptions } from './authorized-keys.js';
 import { loadOrCreateHostKey } from './host-key.js';
 import { duplexPair } from './duplex-pair.js';
 import { KILL_GRACE_MS } from './process-session.js';
 import { SessionRunner } from './session.js';
-
-const { Server } = ssh2;
 
 export interface EmbeddedSshdOptions {
   /** Host key at <stateDir>/ssh_host_ed25519_key (created once), authorized_keys at <stateDir>/authorized_keys. */
@@ -69,24 +65,17 @@ export const SFTP_SERVER_CANDIDATES = [
   '/usr/libexec/ssh/sftp-server',
 ];
 
-const MAX_AUTH_FAILURES = 10;
 const NO_OPTIONS: KeyOptions = { noPty: false, noPortForwarding: false, noAgentForwarding: false, noX11Forwarding: false };
 
-interface Conn {
-  id: number;
-  sock: Duplex;
-  log: Logger;
+/** The embedded server's own part of a connection record (the rest is @mssh/ssh-server's). */
+interface EmbeddedConnState {
   sessionId?: string;
-  client?: Connection;
-  authenticated: boolean;
   keyOptions: KeyOptions;
   keys?: Promise<AuthorizedKey[]>;
-  authFailures: number;
   sessions: Set<SessionRunner>;
   forwards: Set<Socket>;
-  loginTimer?: NodeJS.Timeout;
-  done: boolean;
 }
+type Conn = ConnOf<EmbeddedConnState>;
 
 export function loginBanner(user: string): string {
   return (
@@ -114,19 +103,31 @@ export async function createEmbeddedSshd(opts: EmbeddedSshdOptions): Promise<Emb
   const loginGraceMs = opts.loginGraceMs ?? 120_000;
   const allowForwarding = opts.allowForwarding === true;
 
-  const server = new Server({
+  const core = createSshServerCore<EmbeddedConnState>({
     hostKeys: [hostKey.privateKey],
     banner: loginBanner(user),
     ident: 'mssh_embedded',
-    keepaliveInterval: 30_000,
-    keepaliveCountMax: 3,
+    logger,
+    loginGraceMs,
+    // authorized_keys (and the extra keys) are read once per connection, at its first attempt.
+    async findKey(conn, { user: sshUser, blob }) {
+      conn.keys ??= loadKeys(conn);
+      const match = (await conn.keys).find((k) => k.blob.equals(blob));
+      if (!match) return { refused: 'not in authorized_keys' };
+      return {
+        publicKey: match.keyLine,
+        accepted: () => {
+          conn.keyOptions = { ...match.options };
+          conn.log.info({ key: match.fingerprint, comment: match.comment, sshUser }, 'authenticated');
+        },
+      };
+    },
+    onClient,
+    onEnd(conn) {
+      for (const f of conn.forwards) f.destroy();
+      return { sessions: conn.sessions.size };
+    },
   });
-  server.on('error', (e: Error) => logger.warn({ err: e }, 'ssh server error'));
-
-  const connections = new Set<Conn>();
-  const bySocket = new WeakMap<object, Conn>();
-  let nextId = 1;
-  let closing = false;
   logger.info(
     { hostKey: hostKey.fingerprint, user, shell, sftp: sftpServerPath ?? 'built-in', allowForwarding },
     'embedded SSH server ready',
@@ -154,49 +155,9 @@ export async function createEmbeddedSshd(opts: EmbeddedSshdOptions): Promise<Emb
     return keys;
   }
 
-  async function authenticate(conn: Conn, ctx: AuthContext): Promise<void> {
-    if (ctx.method !== 'publickey') {
-      if (ctx.method !== 'none') conn.log.info({ method: ctx.method }, 'authentication method refused (public keys only)');
-      return ctx.reject(['publickey']);
-    }
-    conn.keys ??= loadKeys(conn);
-    const keys = await conn.keys;
-    const blob = ctx.key?.data;
-    const match = Buffer.isBuffer(blob) ? keys.find((k) => k.blob.equals(blob)) : undefined;
-    const fp = Buffer.isBuffer(blob) ? fingerprintBlob(blob) : undefined;
-    const fail = (why: string) => {
-      conn.log.info({ key: fp, sshUser: ctx.username, reason: why }, 'public key refused');
-      if (++conn.authFailures >= MAX_AUTH_FAILURES) {
-        conn.log.warn('too many authentication failures: disconnecting');
-        ctx.reject(['publickey']);
-        conn.client?.end();
-        return;
-      }
-      ctx.reject(['publickey']);
-    };
-    if (!match) return fail('not in authorized_keys');
-    if (!ctx.signature || !ctx.blob) return ctx.accept(); // the client only asks whether this key would do
-    const key = parseSshKey(match.keyLine);
-    if (!key) return fail('key cannot be parsed');
-    if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return fail('bad signature');
-    conn.keyOptions = { ...match.options };
-    conn.log.info({ key: match.fingerprint, comment: match.comment, sshUser: ctx.username }, 'authenticated');
-    ctx.accept();
-  }
-
+  /** End the connection (once) and terminate its sessions; resolves when they are gone. */
   function teardown(conn: Conn, why: string): Promise<void> {
-    if (!conn.done) {
-      conn.done = true;
-      connections.delete(conn);
-      if (conn.loginTimer) clearTimeout(conn.loginTimer);
-      conn.log.info({ why, sessions: conn.sessions.size }, 'connection ended');
-      for (const f of conn.forwards) f.destroy();
-      const s = conn.sock;
-      if (!s.destroyed) {
-        s.end();
-        setTimeout(() => s.destroy(), 5000).unref();
-      }
-    }
+    core.end(conn, why);
     return Promise.all([...conn.sessions].map((r) => r.terminate())).then(() => undefined);
   }
 
@@ -229,29 +190,8 @@ export async function createEmbeddedSshd(opts: EmbeddedSshdOptions): Promise<Emb
     });
   }
 
-  server.on('connection', (client: Connection) => {
-    const conn = bySocket.get((client as unknown as { _sock: object })._sock);
-    if (!conn) {
-      client.on('error', () => undefined);
-      client.end();
-      return;
-    }
-    conn.client = client;
-    client.on('error', (e: Error & { level?: string }) => conn.log.debug({ err: e.message, level: e.level }, 'ssh connection error'));
-    client.on('authentication', (ctx: AuthContext) => {
-      authenticate(conn, ctx).catch((e: unknown) => {
-        conn.log.warn({ err: e }, 'authentication failed unexpectedly');
-        try {
-          ctx.reject(['publickey']);
-        } catch {
-          // the connection is already gone
-        }
-      });
-    });
-    client.on('ready', () => {
-      conn.authenticated = true;
-      if (conn.loginTimer) clearTimeout(conn.loginTimer);
-    });
+  /** What an authenticated connection may ask for: sessions, direct-tcpip when allowed, nothing else. */
+  function onClient(conn: Conn, client: Connection): void {
     client.on('session', (accept: () => Session, reject: () => void) => {
       if (conn.done) return reject();
       const session = accept();
@@ -285,67 +225,20 @@ export async function createEmbeddedSshd(opts: EmbeddedSshdOptions): Promise<Emb
     });
     client.on('end', () => void teardown(conn, 'ssh connection ended'));
     client.on('close', () => void teardown(conn, 'ssh connection closed'));
-  });
-
-  function handleConnection(sock: Duplex, info?: { sessionId?: string; user?: string }): void {
-    const id = nextId++;
-    const log = logger.child({ conn: id, ...(info?.sessionId ? { sessionId: info.sessionId } : {}) });
-    if (closing) {
-      sock.destroy();
-      return;
-    }
-    const conn: Conn = {
-      id,
-      sock,
-      log,
-      sessionId: info?.sessionId,
-      authenticated: false,
-      keyOptions: { ...NO_OPTIONS },
-      authFailures: 0,
-      sessions: new Set(),
-      forwards: new Set(),
-      done: false,
-    };
-    connections.add(conn);
-    bySocket.set(sock, conn);
-    log.info({ relayUser: info?.user }, 'connection');
-    sock.on('error', (e: Error) => {
-      log.debug({ err: e.message }, 'stream error');
-      void teardown(conn, 'stream error');
-    });
-    sock.once('end', () => void teardown(conn, 'stream ended'));
-    sock.once('close', () => void teardown(conn, 'stream closed'));
-    conn.loginTimer = setTimeout(() => {
-      if (!conn.authenticated) {
-        log.info('not authenticated in time: disconnecting');
-        sock.destroy();
-      }
-    }, loginGraceMs);
-    conn.loginTimer.unref();
-    try {
-      server.injectSocket(sock as unknown as Socket);
-    } catch (e) {
-      log.warn({ err: e }, 'could not start the SSH protocol on this stream');
-      sock.destroy();
-      void teardown(conn, 'inject failed');
-    }
   }
 
-  async function close(): Promise<void> {
-    closing = true;
-    const all = [...connections];
-    const pending: Promise<void>[] = [];
-    for (const conn of all) {
-      try {
-        conn.client?.end();
-      } catch {
-        // already gone
-      }
-      pending.push(teardown(conn, 'agent shutting down'));
-      for (const r of conn.sessions) pending.push(r.kill());
-    }
-    await Promise.all(pending);
-    for (const conn of all) conn.sock.destroy();
+  function handleConnection(sock: Duplex, info?: { sessionId?: string; user?: string }): void {
+    const state: EmbeddedConnState = { sessionId: info?.sessionId, keyOptions: { ...NO_OPTIONS }, sessions: new Set(), forwards: new Set() };
+    const conn = core.accept(sock, state, info?.sessionId ? { sessionId: info.sessionId } : {});
+    if (!conn) return;
+    conn.log.info({ relayUser: info?.user }, 'connection');
+    // The stream ending also ends the connection's sessions.
+    for (const ev of ['end', 'close', 'error']) sock.once(ev, () => void teardown(conn, `stream ${ev}`));
+  }
+
+  /** End every connection and kill every process session; resolves when they are gone. */
+  function close(): Promise<void> {
+    return core.close('agent shutting down', (conn) => Promise.all([teardown(conn, 'agent shutting down'), ...[...conn.sessions].map((r) => r.kill())]));
   }
 
   function openSession(info?: { sessionId?: string; user?: string }): Duplex {
@@ -358,7 +251,7 @@ export async function createEmbeddedSshd(opts: EmbeddedSshdOptions): Promise<Emb
     hostPublicKeys: () => [hostKey.publicLine],
     handleConnection,
     openSession,
-    connectionCount: () => connections.size,
+    connectionCount: () => core.size,
     close,
   };
 }

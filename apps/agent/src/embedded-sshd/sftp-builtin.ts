@@ -10,6 +10,7 @@ import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
 import type { SFTPWrapper, Attributes, InputAttributes, FileEntry } from 'ssh2';
+import { sendExitStatus } from '@mssh/ssh-server';
 
 const { utils } = ssh2;
 const { STATUS_CODE, OPEN_MODE } = utils.sftp;
@@ -318,9 +319,8 @@ export function serveBuiltinSftp(sftp: SFTPWrapper, opts: { home: string; logger
     cleanup();
     try {
       // Exit status 0 before the close, as sshd sends when sftp-server exits: scp(1) in SFTP mode fails
-      // without one. ssh2's SFTP object has no public exit(); its channel protocol does (ssh2 1.x).
-      const ch = sftp as unknown as { _protocol?: { exitStatus?: (id: number, code: number) => void }; outgoing?: { id: number; state: string } };
-      if (ch.outgoing?.state === 'open' && typeof ch._protocol?.exitStatus === 'function') ch._protocol.exitStatus(ch.outgoing.id, 0);
+      // without one (ssh2's SFTP object has no public exit(); see @mssh/ssh-server's ssh2-internals).
+      sendExitStatus(sftp, 0);
       sftp.end();
     } catch {
       // channel already gone

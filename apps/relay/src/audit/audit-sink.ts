@@ -44,7 +44,7 @@ export interface RelayAuditSink extends TunnelAuditSink {
   /** A bearer token was refused (sampled: at most one row per source and minute, with the count suppressed). */
   tokenRejected(e: { source: string; code: string; user?: string | null }): void;
   /** The jump listener: a connection ended without authenticating after trying (one row per connection, sampled). */
-  sshAuthFailed(e: { user: string; source: string; attempts: number; reason: string; keys: string[] }): void;
+  sshAuthFailed(e: { user: string; source: string; attempts: number; reason: string; keys: string[]; code?: string }): void;
   /** An enrolment was refused (unknown/used token, name mismatch, name taken...; sampled). */
   enrollFailed(e: { name: string; source: string; code: string; message: string }): void;
   /** A login refused at the edge because the user name has control characters (sampled). */
@@ -170,10 +170,10 @@ export class DbAuditSink implements RelayAuditSink {
     this.emit({ ...e, details: { ...(e.details ?? {}), ...(suppressedBefore > 0 ? { suppressedBefore } : {}) } });
   }
 
-  sshAuthFailed(e: { user: string; source: string; attempts: number; reason: string; keys: string[] }): void {
+  sshAuthFailed(e: { user: string; source: string; attempts: number; reason: string; keys: string[]; code?: string }): void {
     this.sampledFailure('ssh', {
       ...AUDIT.userLoginFailed, actor: e.user, source: e.source,
-      details: { success: false, via: 'jump', reason: e.reason, attempts: e.attempts, keys: e.keys.slice(0, 5) },
+      details: { success: false, via: 'jump', reason: e.reason, attempts: e.attempts, keys: e.keys.slice(0, 5), ...(e.code ? { code: e.code } : {}) },
     });
   }
 

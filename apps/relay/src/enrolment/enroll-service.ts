@@ -3,11 +3,11 @@
  * key and its target's SSH host keys. The token claim and the agent row are one transaction: a refused
  * enrolment (wrong name, taken name) leaves the token unused, and is audited as agent.enroll_failed.
  */
-import { createPublicKey } from 'node:crypto';
 import { MIN_PROTOCOL_VERSION, parseSshPublicKeyLine, type EnrollRequest, type EnrollResponse } from '@mssh/protocol';
 import type { AgentRecord, AgentRepository, Db, EnrollTokenRepository } from '../db/index.js';
 import type { RelayAuditSink } from '../audit/audit-sink.js';
 import { RelayError, relayError } from '../errors.js';
+import { parseAgentPublicKey } from '../tunnel/agent-proof.js';
 
 export interface EnrollServiceDeps {
   db: Db;
@@ -15,18 +15,6 @@ export interface EnrollServiceDeps {
   enrollTokens: EnrollTokenRepository;
   audit: RelayAuditSink;
   minProtocolVersion?: number;
-}
-
-/** True when `b64` is the base64 SPKI DER of an Ed25519 public key. */
-export function isEd25519Spki(b64: string): boolean {
-  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return false;
-  try {
-    const der = Buffer.from(b64, 'base64');
-    const key = createPublicKey({ key: der, format: 'der', type: 'spki' });
-    return key.asymmetricKeyType === 'ed25519' && Buffer.from(key.export({ format: 'der', type: 'spki' })).equals(der);
-  } catch {
-    return false;
-  }
 }
 
 class Refusal extends Error {
@@ -43,7 +31,7 @@ export class EnrollService {
     if (req.protocolVersion < (this.deps.minProtocolVersion ?? MIN_PROTOCOL_VERSION)) {
       throw relayError('RLY_ERR_PROTOCOL_TOO_OLD', `agent protocol ${req.protocolVersion} is too old for this relay; upgrade mssh-agent`);
     }
-    if (!isEd25519Spki(req.publicKey)) {
+    if (!parseAgentPublicKey(req.publicKey)) {
       throw relayError('RLY_ERR_BAD_REQUEST', 'publicKey must be an Ed25519 public key (SPKI DER, base64)');
     }
     for (const line of req.hostKeys) {

@@ -130,6 +130,27 @@ describe('LoginGuard', () => {
     expect(await g.attempt('carol', '10.2.0.1', async () => 'ok')).toBe('ok');
   });
 
+  it('one budget for both doors: SSH failures (failed/refusal) and password failures (attempt) count together', async () => {
+    const g = new LoginGuard({ perSource: 3, perUser: 100, limiter: { sweepIntervalMs: 0 } });
+    g.failed(null, '10.3.0.1'); // an SSH handshake that timed out: the address only
+    g.failed('alice', '10.3.0.1:51000'); // an SSH connection that failed to log in (port ignored)
+    expect(g.refusal('alice', '10.3.0.1')).toBeNull();
+    await g.attempt('alice', '10.3.0.1', bad).catch(() => {});
+    expect(g.refusal('carol', '10.3.0.1')).toMatchObject({ code: 'RLY_ERR_RATE_LIMITED' });
+    await expect(g.attempt('alice', '10.3.0.1', async () => 'ok')).rejects.toMatchObject({ code: 'RLY_ERR_RATE_LIMITED' });
+    expect(g.refusal('alice', '10.3.0.2')).toBeNull();
+    // A successful login forgets the failures of its name (not of its address).
+    const n = new LoginGuard({ perSource: 100, perUser: 2, limiter: { sweepIntervalMs: 0 } });
+    n.failed('Dave', '10.4.0.1');
+    n.succeeded('dave');
+    n.failed('dave', '10.4.0.2');
+    expect(n.refusal('dave', '10.4.0.3')).toBeNull();
+    n.failed('DAVE', '10.4.0.4');
+    expect(n.refusal('dave', '10.4.0.3')).toMatchObject({ code: 'RLY_ERR_RATE_LIMITED' });
+    g.close();
+    n.close();
+  });
+
   it('other errors (busy, internal) do not count as failed logins', async () => {
     const g = new LoginGuard({ perSource: 2 });
     for (let i = 0; i < 10; i++) await g.attempt('a', 's', () => Promise.reject(new Error('db down'))).catch(() => {});

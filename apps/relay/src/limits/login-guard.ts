@@ -1,12 +1,14 @@
 /**
- * Login abuse guard for POST /v1/auth/login: failed logins are counted per source address and per user
- * name (each with its own back-off, see backoff-limiter.ts); a blocked source or name is answered 429
- * RLY_ERR_RATE_LIMITED with Retry-After before any password is hashed. A refused attempt does not count
+ * Login abuse guard for POST /v1/auth/login and the SSH jump listener (one instance for both, so a
+ * guesser gets one budget whatever door it knocks on): failed logins are counted per source address and
+ * per user name (each with its own back-off, see backoff-limiter.ts); a blocked source or name is
+ * answered RLY_ERR_RATE_LIMITED (HTTP 429 with Retry-After, before any password is hashed; on SSH a
+ * disconnect with that code, before any key is looked up). A refused attempt does not count
  * again, so an attacker hammering from one address cannot lock the user out elsewhere: the per-name
  * limit (looser) only trips on failures spread over many addresses. A successful login clears the name.
  */
 import { AuthError } from '@mssh/auth';
-import { relayError } from '../errors.js';
+import { relayError, type RelayError } from '../errors.js';
 import { BackoffLimiter, type BackoffLimiterOptions } from './backoff-limiter.js';
 import { limitKey } from './source-address.js';
 
@@ -40,29 +42,42 @@ export class LoginGuard {
   }
 
   /**
-   * Run one login attempt under the limits; only AUTH_ERR_BAD_CREDENTIALS counts as a failure. `source`
-   * is counted by address only (limitKey: no port, IPv6 by /64).
+   * Null when `user` from `rawSource` may try to log in now; else the RLY_ERR_RATE_LIMITED error to
+   * answer with (and the attempt does not count again). `rawSource` is counted by address only
+   * (limitKey: no port, IPv6 by /64).
    */
+  refusal(user: string, rawSource: string): RelayError | null {
+    const blocked = [this.bySource.check(limitKey(rawSource)), this.byUser.check(user.toLowerCase())].find((v) => !v.ok);
+    return blocked && !blocked.ok ? rateLimited(blocked.retryAfterMs) : null;
+  }
+
+  /** A failed login; `user` null counts the address only (a connection that never named a user). */
+  failed(user: string | null, rawSource: string): void {
+    this.bySource.fail(limitKey(rawSource));
+    if (user !== null) this.byUser.fail(user.toLowerCase());
+  }
+
+  /** A successful login forgets the failures of the user name. */
+  succeeded(user: string): void {
+    this.byUser.reset(user.toLowerCase());
+  }
+
+  /** Run one password login under the limits; only AUTH_ERR_BAD_CREDENTIALS counts as a failure. */
   async attempt<T>(user: string, rawSource: string, login: () => Promise<T>): Promise<T> {
-    const userKey = user.toLowerCase();
-    const source = limitKey(rawSource);
-    const blocked = [this.bySource.check(source), this.byUser.check(userKey)].find((v) => !v.ok);
-    if (blocked && !blocked.ok) throw rateLimited(blocked.retryAfterMs);
+    const refused = this.refusal(user, rawSource);
+    if (refused) throw refused;
     try {
       const r = await login();
-      this.byUser.reset(userKey);
+      this.succeeded(user);
       return r;
     } catch (err) {
-      if (err instanceof AuthError && err.code === 'AUTH_ERR_BAD_CREDENTIALS') {
-        this.bySource.fail(source);
-        this.byUser.fail(userKey);
-      }
+      if (err instanceof AuthError && err.code === 'AUTH_ERR_BAD_CREDENTIALS') this.failed(user, rawSource);
       throw err;
     }
   }
 }
 
-function rateLimited(retryAfterMs: number) {
+function rateLimited(retryAfterMs: number): RelayError {
   const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
   const e = relayError('RLY_ERR_RATE_LIMITED', `too many failed logins; try again in ${seconds} s`);
   e.retryAfterSeconds = seconds;

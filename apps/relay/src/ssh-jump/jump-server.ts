@@ -15,22 +15,20 @@
  * closes the connections they authenticated at once (UserChangeSource); a disable with --kill-sessions too.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server as NetServer, type Socket } from 'node:net';
+import { createServer, type Server as NetServer } from 'node:net';
 import type { Logger } from 'pino';
-import ssh2 from 'ssh2';
-import type { AuthContext, Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
-import { WIRE_ERRORS, fingerprintBlob, sanitizeForTerminal } from '@mssh/protocol';
-import { parseSshKey } from '@mssh/protocol/ssh2-keys';
+import type { Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
+import { WIRE_ERRORS, sanitizeForTerminal } from '@mssh/protocol';
+import { DISCONNECT, OPEN_FAILURE, createSshServerCore, disconnectWith, rejectChannelWith, type ConnOf } from '@mssh/ssh-server';
 import type { RecordedSession, TunnelRouter } from '../tunnel/types.js';
 import { RelayError } from '../errors.js';
 import type { JumpHostKey } from './host-key.js';
 import type { JumpLoginLapse, SshKeyService } from './ssh-key-service.js';
 import type { UserChange, UserChangeSource } from '../auth/user-changes.js';
 import type { AccessService, JumpUser, SessionCaps, SessionRecorder } from './seams.js';
-import { AuthFailureLimiter } from './auth-failures.js';
 import { decideDestination } from './destination.js';
 import { isDatabaseUnavailable } from '../db/database.js';
-import { DISCONNECT, OPEN_FAILURE, disconnectWith, rejectChannelWith } from './ssh-wire.js';
+import { LoginGuard } from '../limits/login-guard.js';
 
 const DB_DOWN = `RLY_ERR_DATABASE_UNAVAILABLE: ${WIRE_ERRORS.RLY_ERR_DATABASE_UNAVAILABLE.message}`;
 
@@ -40,8 +38,6 @@ function describeFailure(err: unknown): string {
   if (isDatabaseUnavailable(err)) return DB_DOWN;
   return 'RLY_ERR_INTERNAL: the relay could not forward this connection; try again';
 }
-
-const { Server } = ssh2;
 
 export interface JumpServerOptions {
   hostKey: JumpHostKey;
@@ -62,12 +58,17 @@ export interface JumpServerOptions {
   loginGraceMs?: number;
   /** Failed authentication attempts per connection before it is cut. Default 10. */
   maxAuthTriesPerConnection?: number;
-  failures?: AuthFailureLimiter;
+  /**
+   * The relay's login limiter (the one POST /v1/auth/login uses, --login-attempts): a connection that
+   * ends without authenticating after it tried, or misses the handshake deadline, counts as one failed
+   * login; a blocked address or user name is disconnected with RLY_ERR_RATE_LIMITED. Default: its own.
+   */
+  loginGuard?: LoginGuard;
   /**
    * A connection ended without authenticating after it tried (one call per connection; the limiter
-   * bounds how many a source gets): for the audit trail.
+   * bounds how many a source gets): for the audit trail. `code`: the refusal's error code, if it had one.
    */
-  onAuthFailure?: (e: { user: string; source: string; attempts: number; reason: string; keys: string[] }) => void;
+  onAuthFailure?: (e: { user: string; source: string; attempts: number; reason: string; keys: string[]; code?: string }) => void;
 }
 
 export interface JumpServer {
@@ -77,25 +78,18 @@ export interface JumpServer {
   close(): Promise<void>;
 }
 
-interface Conn {
-  id: number;
-  sock: Socket;
+/** The jump listener's own part of a connection record (the rest is @mssh/ssh-server's). */
+interface JumpConnState {
   source: string;
-  log: Logger;
   user: JumpUser | null;
   /** The user's id, and the key blob and fingerprint this connection authenticated with. */
   login: { userId: string; blob: Buffer; fingerprint: string } | null;
   /** The login no longer holds: every further channel is refused with this reason until the connection ends. */
   lapsed: JumpLoginLapse | 'role_changed' | null;
-  triedAuth: boolean;
-  authFailures: number;
-  /** The last user name tried, why the last attempt was refused, the key fingerprints tried. */
-  tried?: { user: string; reason: string; keys: string[] };
-  handshakeTimer?: NodeJS.Timeout;
-  loginTimer?: NodeJS.Timeout;
-  client?: Connection;
-  done: boolean;
+  /** Refused by the login limiter: already counted, so its end is not counted again. */
+  rateLimited: boolean;
 }
+type Conn = ConnOf<JumpConnState>;
 
 export function hostListText(user: string, hosts: Array<{ name: string; online: boolean }>, jump: string): string {
   const lines = [`mssh relay: hello ${sanitizeForTerminal(user)}. This SSH endpoint only forwards to machines; it has no shell.`, ''];
@@ -126,68 +120,56 @@ const LAPSE_CLOSE_DELAY_MS = 300;
 
 export function createJumpServer(opts: JumpServerOptions): JumpServer {
   const logger = opts.logger.child({ component: 'relay.ssh-jump' });
-  const failures = opts.failures ?? new AuthFailureLimiter();
-  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 10_000;
-  const loginGraceMs = opts.loginGraceMs ?? 60_000;
-  const maxTries = opts.maxAuthTriesPerConnection ?? 10;
-  const connections = new Set<Conn>();
-  const bySocket = new WeakMap<object, Conn>();
-  let nextId = 1;
-  let closing = false;
+  const guard = opts.loginGuard ?? new LoginGuard();
+  const ownGuard = opts.loginGuard === undefined;
 
-  const ssh = new Server({ hostKeys: [opts.hostKey.privateKey], ident: 'mssh_relay_jump', keepaliveInterval: 30_000, keepaliveCountMax: 3 });
-  ssh.on('error', (e: Error) => logger.warn({ err: e }, 'ssh server error'));
-
-  function end(conn: Conn, why: string): void {
-    if (conn.done) return;
-    conn.done = true;
-    connections.delete(conn);
-    clearTimeout(conn.handshakeTimer);
-    clearTimeout(conn.loginTimer);
-    if (!conn.user && conn.triedAuth) {
-      failures.fail(conn.source);
-      opts.onAuthFailure?.({
-        user: conn.tried?.user ?? '', source: conn.source, attempts: conn.authFailures,
-        reason: conn.tried?.reason ?? 'disconnected before authenticating', keys: conn.tried?.keys ?? [],
-      });
-    }
-    conn.log.info({ why, user: conn.user?.name ?? null }, 'ssh connection ended');
-    if (!conn.sock.destroyed) {
-      conn.sock.end();
-      setTimeout(() => conn.sock.destroy(), 2_000).unref();
-    }
-  }
-
-  async function authenticate(conn: Conn, ctx: AuthContext): Promise<void> {
-    if (ctx.method === 'none') return ctx.reject(['publickey']);
-    conn.triedAuth = true;
-    const fail = (why: string, fp?: string) => {
-      const keys = conn.tried?.keys ?? [];
-      if (fp && !keys.includes(fp) && keys.length < 5) keys.push(fp);
-      conn.tried = { user: String(ctx.username).slice(0, 128), reason: why, keys };
-      conn.log.info({ sshUser: sanitizeForTerminal(ctx.username).slice(0, 64), method: ctx.method, key: fp, reason: why }, 'ssh authentication refused');
-      ctx.reject(['publickey']);
-      if (++conn.authFailures >= maxTries) {
-        conn.log.warn('too many failed authentication attempts: disconnecting');
-        conn.client?.end();
+  const core = createSshServerCore<JumpConnState>({
+    hostKeys: [opts.hostKey.privateKey],
+    ident: 'mssh_relay_jump',
+    logger,
+    handshakeTimeoutMs: opts.handshakeTimeoutMs ?? 10_000,
+    loginGraceMs: opts.loginGraceMs ?? 60_000,
+    maxAuthTries: opts.maxAuthTriesPerConnection ?? 10,
+    admit(conn, user) {
+      const refused = guard.refusal(user, conn.source);
+      if (!refused) return null;
+      conn.rateLimited = true;
+      return { reason: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, description: `${refused.code}: ${refused.message}` };
+    },
+    // Each attempt re-reads the user and the key from the database.
+    async findKey(conn, { user, blob, fingerprint }) {
+      const found = await opts.keys.userForKey(user, blob);
+      if (!found) return { refused: 'no such user, user disabled, or key not registered for the user' };
+      return {
+        publicKey: found.publicKey,
+        accepted: () => {
+          conn.user = { name: found.name, admin: found.admin, role: found.role };
+          conn.login = { userId: found.id, blob: Buffer.from(blob), fingerprint };
+          conn.log = conn.log.child({ user: found.name });
+          conn.log.info({ key: fingerprint }, 'ssh user authenticated');
+          guard.succeeded(found.name);
+        },
+      };
+    },
+    // Not the user's fault: say so, instead of a bare "Connection closed" or "Permission denied".
+    onAuthError: (_conn, e) => (isDatabaseUnavailable(e) ? { reason: DISCONNECT.SERVICE_NOT_AVAILABLE, description: DB_DOWN } : null),
+    onDeadline(conn, which) {
+      if (which === 'handshake') guard.failed(null, conn.source);
+    },
+    onClient,
+    onEnd(conn) {
+      if (!conn.user && conn.triedAuth) {
+        if (!conn.rateLimited) guard.failed(conn.tried?.user ?? null, conn.source);
+        opts.onAuthFailure?.({
+          user: conn.tried?.user ?? '', source: conn.source, attempts: conn.authFailures,
+          reason: conn.tried?.reason ?? 'disconnected before authenticating', keys: conn.tried?.keys ?? [],
+          ...(conn.rateLimited ? { code: 'RLY_ERR_RATE_LIMITED' } : {}),
+        });
       }
-    };
-    if (ctx.method !== 'publickey') return fail('public keys only');
-    const blob = ctx.key?.data;
-    if (!Buffer.isBuffer(blob)) return fail('no key');
-    const fp = fingerprintBlob(blob);
-    const found = await opts.keys.userForKey(ctx.username, blob);
-    if (!found) return fail('no such user, user disabled, or key not registered for the user', fp);
-    if (!ctx.signature || !ctx.blob) return ctx.accept(); // the client only asks whether this key would do
-    const key = parseSshKey(found.publicKey);
-    if (!key) return fail('registered key cannot be parsed', fp);
-    if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return fail('bad signature', fp);
-    conn.user = { name: found.name, admin: found.admin, role: found.role };
-    conn.login = { userId: found.id, blob: Buffer.from(blob), fingerprint: fp };
-    conn.log = conn.log.child({ user: found.name });
-    conn.log.info({ key: fp }, 'ssh user authenticated');
-    ctx.accept();
-  }
+      return { user: conn.user?.name ?? null };
+    },
+  });
+  const end = (conn: Conn, why: string) => core.end(conn, why);
 
   /**
    * Refuse a request. With `wire`, a channel open is refused with that reason code and description
@@ -324,39 +306,8 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     });
   }
 
-  ssh.on('connection', (client: Connection) => {
-    const conn = bySocket.get((client as unknown as { _sock: object })._sock);
-    if (!conn) {
-      client.on('error', () => undefined);
-      client.end();
-      return;
-    }
-    conn.client = client;
-    client.on('error', (e: Error & { level?: string }) => conn.log.debug({ err: e.message, level: e.level }, 'ssh connection error'));
-    client.on('handshake', () => {
-      clearTimeout(conn.handshakeTimer);
-      conn.loginTimer = setTimeout(() => {
-        conn.log.info('not authenticated in time: disconnecting');
-        end(conn, 'login timeout');
-      }, loginGraceMs);
-      conn.loginTimer.unref();
-    });
-    client.on('authentication', (ctx: AuthContext) => {
-      authenticate(conn, ctx).catch((e: unknown) => {
-        conn.log.warn({ err: e }, 'authentication failed unexpectedly');
-        if (isDatabaseUnavailable(e)) {
-          // Not the user's fault: say so, instead of a bare "Connection closed" or "Permission denied".
-          disconnectWith(conn.client, DISCONNECT.SERVICE_NOT_AVAILABLE, DB_DOWN);
-          return;
-        }
-        try {
-          ctx.reject(['publickey']);
-        } catch {
-          // already gone
-        }
-      });
-    });
-    client.on('ready', () => clearTimeout(conn.loginTimer));
+  /** What an SSH connection may ask for: a session (the list of machines), direct-tcpip, nothing else. */
+  function onClient(conn: Conn, client: Connection): void {
     client.on('session', (accept: () => Session, reject: () => void) => {
       if (conn.done || !conn.user) return reject();
       stillValid(conn, reject, 'session').then((user) => {
@@ -386,9 +337,7 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     client.on('request', (_accept: unknown, reject: (() => void) | undefined, name: string) => {
       refuseChannel(conn, reject ?? (() => undefined), `global request ${sanitizeForTerminal(String(name)).slice(0, 64)}`, 'remote forwarding is not offered');
     });
-    client.on('end', () => end(conn, 'ssh connection ended'));
-    client.on('close', () => end(conn, 'ssh connection closed'));
-  });
+  }
 
   /** A session channel: the only thing it runs is the list of machines. */
   function openSession(conn: Conn, accept: () => Session, user: JumpUser): void {
@@ -427,38 +376,14 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       matches = (c) => c.user?.name === change.user;
     }
     if (why === null) return;
-    for (const conn of [...connections]) if (matches(conn)) closeConn(conn, why);
+    for (const conn of core.connections()) if (matches(conn)) closeConn(conn, why);
   }
   const unsubscribe = opts.changes?.subscribe(onUserChange);
 
   const net: NetServer = createServer((sock) => {
     const source = sock.remoteAddress ?? 'unknown';
-    sock.on('error', (e: Error) => logger.debug({ err: e.message, source }, 'jump socket error'));
-    if (closing || failures.blocked(source)) {
-      if (!closing) logger.info({ source }, 'too many failed SSH logins from this address: connection dropped');
-      sock.destroy();
-      return;
-    }
-    const id = nextId++;
-    const conn: Conn = { id, sock, source, log: logger.child({ conn: id, source }), user: null, login: null, lapsed: null, triedAuth: false, authFailures: 0, done: false };
-    connections.add(conn);
-    bySocket.set(sock, conn);
     sock.setNoDelay(true);
-    sock.once('close', () => end(conn, 'socket closed'));
-    conn.handshakeTimer = setTimeout(() => {
-      conn.log.info('SSH handshake not done in time: disconnecting');
-      failures.fail(source);
-      end(conn, 'handshake timeout');
-      sock.destroy();
-    }, handshakeTimeoutMs);
-    conn.handshakeTimer.unref();
-    try {
-      ssh.injectSocket(sock);
-    } catch (e) {
-      conn.log.warn({ err: e }, 'could not start SSH on this connection');
-      end(conn, 'inject failed');
-      sock.destroy();
-    }
+    core.accept(sock, { source, user: null, login: null, lapsed: null, rateLimited: false }, { source });
   });
 
   return {
@@ -474,20 +399,12 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
         });
       });
     },
-    connectionCount: () => connections.size,
+    connectionCount: () => core.size,
     async close() {
-      closing = true;
       unsubscribe?.();
       const closed = new Promise<void>((resolve) => net.close(() => resolve()));
-      for (const conn of [...connections]) {
-        try {
-          conn.client?.end();
-        } catch {
-          // already gone
-        }
-        end(conn, 'relay shutting down');
-        conn.sock.destroy();
-      }
+      await core.close('relay shutting down');
+      if (ownGuard) guard.close();
       await Promise.race([closed, new Promise<void>((r) => setTimeout(r, 2_000).unref())]);
     },
   };

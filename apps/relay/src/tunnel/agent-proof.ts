@@ -13,11 +13,18 @@ export function agentProofMaterial(socket: TLSSocket): Buffer {
   return socket.exportKeyingMaterial(AGENT_PROOF_EKM_LENGTH, AGENT_PROOF_EKM_LABEL, undefined as unknown as Buffer);
 }
 
-/** Parse an Ed25519 public key given as SPKI DER, base64. Null when it is not one. */
+/**
+ * The one parser of an agent's identity key (enrolment and every link hello): an Ed25519 public key as
+ * SPKI DER in canonical base64 (what the agent sends, `identity.ts`). Null for anything else: another
+ * key type, characters outside base64, or DER that does not re-encode to the same bytes (trailing data).
+ */
 export function parseAgentPublicKey(publicKey: string): KeyObject | null {
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(publicKey)) return null;
   try {
-    const key = createPublicKey({ key: Buffer.from(publicKey, 'base64'), format: 'der', type: 'spki' });
-    return key.asymmetricKeyType === 'ed25519' ? key : null;
+    const der = Buffer.from(publicKey, 'base64');
+    const key = createPublicKey({ key: der, format: 'der', type: 'spki' });
+    if (key.asymmetricKeyType !== 'ed25519') return null;
+    return Buffer.from(key.export({ format: 'der', type: 'spki' })).equals(der) ? key : null;
   } catch {
     return null;
   }

@@ -3,27 +3,17 @@
  * `reject()` always sends an empty description, so OpenSSH prints `open failed: connect failed: `) and a
  * disconnect (`end()` sends none, so OpenSSH prints `Connection closed`). These send the same messages
  * with a description that names the relay's code, e.g. `RLY_ERR_NO_GRANT: ...`; OpenSSH shows both on
- * stderr even at LogLevel ERROR. They reach into ssh2's Protocol object (ssh2 1.x); when that is not
- * there they fall back to the plain API, without the text.
+ * stderr even at LogLevel ERROR. They reach into ssh2's Protocol object (ssh2 1.x, through
+ * ssh2-internals.ts); when that is not there they fall back to the plain API, without the text.
  */
-import { createRequire } from 'node:module';
 import type { Connection } from 'ssh2';
 import { sanitizeForTerminal } from '@mssh/protocol';
+import { packetSender, protocolOf, type Ssh2Protocol } from './ssh2-internals.js';
 
 /** RFC 4254 5.1 reason codes. */
 export const OPEN_FAILURE = { ADMINISTRATIVELY_PROHIBITED: 1, CONNECT_FAILED: 2 } as const;
 /** RFC 4253 11.1 reason codes. */
-export const DISCONNECT = { SERVICE_NOT_AVAILABLE: 7, BY_APPLICATION: 11 } as const;
-
-interface Ssh2Protocol {
-  channelOpenFail(remote: number, reason: number, desc: string): void;
-  _packetRW?: { write: { allocStartKEX: number; alloc(n: number, force?: boolean): Buffer; finalize(p: Buffer, force?: boolean): Buffer } };
-}
-
-function protocolOf(client: Connection | undefined): Ssh2Protocol | null {
-  const p = (client as unknown as { _protocol?: Ssh2Protocol } | undefined)?._protocol;
-  return p && typeof p.channelOpenFail === 'function' ? p : null;
-}
+export const DISCONNECT = { SERVICE_NOT_AVAILABLE: 7, BY_APPLICATION: 11, NO_MORE_AUTH_METHODS_AVAILABLE: 14 } as const;
 
 /** One line, printable, at most 300 characters: what goes into an SSH description string. */
 export function sshDescription(text: string): string {
@@ -48,22 +38,10 @@ export function rejectChannelWith(client: Connection | undefined, reject: () => 
   }
 }
 
-let sendPacket: ((proto: unknown, packet: Buffer, bypass?: boolean) => void) | null | undefined;
-function sender(): typeof sendPacket {
-  if (sendPacket === undefined) {
-    try {
-      sendPacket = (createRequire(import.meta.url)('ssh2/lib/protocol/utils.js') as { sendPacket?: typeof sendPacket }).sendPacket ?? null;
-    } catch {
-      sendPacket = null;
-    }
-  }
-  return sendPacket;
-}
-
 /** SSH_MSG_DISCONNECT with `description` (ssh2 sends an empty one), then the connection is ended. */
 export function disconnectWith(client: Connection | undefined, reason: number, description: string): void {
   const proto = protocolOf(client);
-  const send = sender();
+  const send = packetSender();
   try {
     if (proto?._packetRW && send) {
       const desc = Buffer.from(sshDescription(description), 'utf8');
