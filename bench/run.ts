@@ -65,7 +65,7 @@ function parse() {
     if (!Number.isInteger(n) || n < 1 || n > max) fail(`--${what} must be an integer from 1 to ${max}`);
     return n;
   };
-  const quick = v.quick!;
+  const quick = v.quick;
   return {
     quick,
     profileDir: v.profile ? resolve(v.profile) : undefined,

@@ -80,6 +80,7 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
     // Stored with its control characters escaped (\u000a), and printed as one row.
     expect(row).toContain('evil\\u000a{"level":30,"msg":"user admin logged in"}');
     expect(lines.some((l) => l.startsWith('{"level"'))).toBe(false);
+    // eslint-disable-next-line no-control-regex -- asserts no control character is printed
     expect(table).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
     // --json carries the name as the audit trail stored it.
     const json = await admin.mssh(['admin', 'audit', '--type', 'user.login', '--json']);

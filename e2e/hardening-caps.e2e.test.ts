@@ -55,7 +55,7 @@ describe('session and agent caps', () => {
 
   it('with --max-sessions-per-user 3 the 4th session is refused at once with the code; the first three keep working', async () => {
     for (let i = 0; i < 3; i++) sessions.push(await catSession(h2, token, 'laptop'));
-    const refused = await openTunnel(h2, token, 'laptop').then(() => null, (e: { status: number; body: any }) => e);
+    const refused = await openTunnel(h2, token, 'laptop').then(() => null, (e: { status: number; body: { message: string } }) => e);
     expect(refused).not.toBeNull();
     expect(refused!.status).toBe(429);
     expect(refused!.body).toMatchObject({ statusCode: 429, code: 'RLY_ERR_USER_SESSION_LIMIT' });

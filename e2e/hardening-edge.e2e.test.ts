@@ -16,7 +16,7 @@ afterAll(stopAll);
 const { NGHTTP2_REFUSED_STREAM, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 
 /** A login stream that announces a body and never sends it; resolves with how it ended. */
-function stalledLogin(s: http2.ClientHttp2Session, timeoutMs = 20_000): Promise<{ status: number; rst: number; body: any; ms: number }> {
+function stalledLogin(s: http2.ClientHttp2Session, timeoutMs = 20_000): Promise<{ status: number; rst: number; body: unknown; ms: number }> {
   const t0 = Date.now();
   return new Promise((resolve) => {
     const req = s.request({ ':method': 'POST', ':path': PATHS.login, 'content-type': 'application/json', 'content-length': '100' }, { endStream: false });

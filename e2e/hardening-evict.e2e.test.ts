@@ -65,7 +65,7 @@ describe('unresponsive agent eviction', () => {
 
     const attemptAt = Date.now();
     const refused = await Promise.race([
-      openTunnel(h2, token, 'frozen').then(() => 'opened', (e: { status: number; body: any }) => e),
+      openTunnel(h2, token, 'frozen').then(() => 'opened', (e: { status: number; body: unknown }) => e),
       new Promise((r) => setTimeout(() => r('no answer within 5 s'), 5_000)),
     ]);
     expect(refused).toMatchObject({ status: 503, body: { code: 'RLY_ERR_AGENT_OFFLINE' } });

@@ -19,7 +19,6 @@ import { fixtures } from './fixtures/inject.js';
 import { startRelay, startAgent, stopAll, type Relay } from './fixtures/stack.js';
 import { adminSession, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
 import { h2From, rawRequest, rssOf } from './fixtures/h2-raw.js';
-import { waitFor } from './fixtures/net.js';
 
 afterAll(stopAll);
 
@@ -86,7 +85,7 @@ describe('a flood of unauthenticated HTTP/2 streams', () => {
 
   it('5 x 10,000 streams from one address: refused with codes; the shell answers, memory stays bounded and returns', async () => {
     const pid = relay.proc.child.pid!;
-    const rss = () => rssOf(pid, readFileSync as never);
+    const rss = () => rssOf(pid, readFileSync);
     for (let i = 0; i < 30; i++) await shell.keystroke();
     const quiet: number[] = [];
     for (let i = 0; i < 50; i++) quiet.push(await shell.keystroke());

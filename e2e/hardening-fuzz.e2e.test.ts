@@ -230,7 +230,7 @@ describe('malformed input fuzz', () => {
         let session: http2.ClientHttp2Session;
         try {
           session = await pool.get(w + i);
-        } catch (e) {
+        } catch {
           tally(`connect error`);
           continue;
         }

@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
 import { freePort } from './fixtures/net.js';
-import { Proc, run, stopAll } from './fixtures/stack.js';
+import { type Proc, run, stopAll } from './fixtures/stack.js';
 import { runCommand } from './fixtures/files.js';
 
 afterAll(stopAll);

@@ -46,6 +46,7 @@ describe('mssh ssh: names and the connect timeout', () => {
     expect(r.stderr).toMatch(/^mssh: opening the tunnel to alpha \(\+\d+ ms\)$/m);
     expect(r.stderr).toMatch(/^mssh: SSH handshake with alpha \(\+\d+ ms\)$/m);
     expect(r.stderr).toMatch(/^mssh: SSH handshake done, host key accepted; authenticating as \S+ \(\+\d+ ms\)$/m);
+    // eslint-disable-next-line no-control-regex -- asserts no CR or ESC is printed
     expect(r.stderr).not.toMatch(/[\r\x1b]/);
     // without -v and without a terminal: nothing at all on stderr
     const quiet = await user.mssh(['ssh', '-i', key(), `${login()}@alpha.mssh`, '--', 'true']);
@@ -88,7 +89,7 @@ describe('mssh ssh: names and the connect timeout', () => {
     let raw = '';
     let exit: number | null = null;
     const p = pty.spawn(process.execPath, [BIN.mssh, 'ssh', '--connect-timeout', '3', '-i', key(), `${login()}@hung`, '--', 'true'], {
-      name: 'xterm-256color', cols: 100, rows: 10, cwd: process.cwd(), env: user.env as Record<string, string>,
+      name: 'xterm-256color', cols: 100, rows: 10, cwd: process.cwd(), env: user.env,
     });
     p.onData((d) => {
       raw += d;

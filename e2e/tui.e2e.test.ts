@@ -31,7 +31,7 @@ class TuiTerm {
   constructor(env: NodeJS.ProcessEnv, args: string[], cols = 100, rows = 30) {
     this.term = new xterm.Terminal({ cols, rows, allowProposedApi: true, scrollback: 200 });
     const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(TUI)} ${args.map((a) => JSON.stringify(a)).join(' ')}; echo "TUI-EXIT=$?"; stty -a`;
-    this.proc = pty.spawn('/bin/sh', ['-c', cmd], { name: 'xterm-256color', cols, rows, cwd: process.cwd(), env: env as Record<string, string> });
+    this.proc = pty.spawn('/bin/sh', ['-c', cmd], { name: 'xterm-256color', cols, rows, cwd: process.cwd(), env });
     this.proc.onData((d) => {
       this.raw += d;
       this.term.write(d);

@@ -54,7 +54,7 @@ export function bastionClient(env: BenchEnv, timeoutMs = 60_000): Promise<SshCli
 /** Open a direct-tcpip channel through the bastion to 127.0.0.1:port (what `ssh -W` does for -J). */
 export function jumpChannel(bastion: SshClient, port: number): Promise<Duplex> {
   return new Promise((resolve, reject) => {
-    bastion.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (err, ch) => (err ? reject(err) : resolve(ch as unknown as Duplex)));
+    bastion.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (err, ch) => (err ? reject(err) : resolve(ch)));
   });
 }
 

@@ -86,6 +86,7 @@ export class PtyProc {
   }
 
   describe(): string {
+    // eslint-disable-next-line no-control-regex -- ANSI sequences are stripped from the tail
     const tail = this.raw.slice(-300).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/[^\x20-\x7e\n]/g, '.');
     return `[output: ${tail.trim()}]`;
   }

@@ -24,7 +24,7 @@ export async function relaySession(relay: Relay): Promise<http2.ClientHttp2Sessi
     s.once('error', reject);
   });
   socket.setNoDelay(true);
-  const session = http2.connect(relay.url, { createConnection: () => decoupleWrites(socket) as never, settings: H2_SETTINGS });
+  const session = http2.connect(relay.url, { createConnection: () => decoupleWrites(socket), settings: H2_SETTINGS });
   session.on('error', () => {});
   session.setLocalWindowSize(H2_CONNECTION_WINDOW);
   return session;

@@ -47,7 +47,7 @@ export function gitInfo(root: string): { commit: string; dirty: string[] } {
 }
 
 export function machineInfo(): Machine {
-  let openssh = '';
+  let openssh: string;
   try {
     openssh = execFileSync('/usr/bin/ssh', ['-V'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   } catch (e) {

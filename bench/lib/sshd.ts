@@ -105,7 +105,7 @@ export async function startBenchSshd(name: string, root: string, key: ClientKey)
         await waitForPort(port, 10_000, () => c.exitCode !== null);
       } catch (e) {
         c.kill('SIGKILL');
-        throw new Error(`sshd (${name}) did not start on 127.0.0.1:${port}: ${stderr || (e as Error).message}`);
+        throw new Error(`sshd (${name}) did not start on 127.0.0.1:${port}: ${stderr || (e as Error).message}`, { cause: e });
       }
     },
     async kill() {

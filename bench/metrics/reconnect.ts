@@ -87,7 +87,7 @@ export async function runReconnect(env: BenchEnv, rec: Recorder, opts: { rounds:
           await m.relay.restart();
         } catch (e) {
           const tail = (m.relay.proc.out + m.relay.proc.err).trim().split('\n').slice(-3).join(' | ');
-          throw new Error(`${(e as Error).message}; relay output: ${tail}`);
+          throw new Error(`${(e as Error).message}; relay output: ${tail}`, { cause: e });
         }
         watch(m.relay.proc.child);
         return tDown;

@@ -24,8 +24,8 @@ function start(args: string[], env: NodeJS.ProcessEnv): Proc {
   const child = spawn(process.execPath, ['--import', 'tsx', MAIN, ...args], { cwd: ROOT, env, stdio: ['pipe', 'pipe', 'pipe'] });
   live.add(child);
   const p: Proc = { child, out: '', err: '', exited: new Promise((res) => child.once('exit', (code, sig) => { live.delete(child); res(code ?? (sig ? 128 : null)); })) };
-  child.stdout!.on('data', (d: Buffer) => (p.out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (p.err += d.toString()));
+  child.stdout.on('data', (d: Buffer) => (p.out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (p.err += d.toString()));
   return p;
 }
 

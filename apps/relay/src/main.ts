@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { Command, Option } from 'commander';
 import { prepareDummyHash } from '@mssh/auth';
 import {
-  GrantRequest, HostName, MIN_PROTOCOL_VERSION, RoleName, SOFTWARE_VERSION, UserName,
+  GrantRequest, HostName, RoleName, SOFTWARE_VERSION, UserName,
   formatAgentsTable, formatGrantsTable, formatUsersTable, jsonForTerminal, sanitizeForTerminal,
 } from '@mssh/protocol';
 import {
@@ -384,8 +384,8 @@ async function agentEnroll(name: string, flags: Record<string, unknown>): Promis
   out(`  mssh-agent enroll --relay ${t.relayUrl} --token ${t.token} --name ${t.name} --relay-fingerprint ${t.relayFingerprint}`);
 }
 
-/** Validate a name argument with its zod schema, or a CliError naming the rule. */
-function checkName(schema: typeof UserName | typeof HostName | typeof RoleName, value: string, what: string): string {
+/** Validate a name argument with its zod schema (UserName, HostName or RoleName: one type), or a CliError naming the rule. */
+function checkName(schema: typeof UserName, value: string, what: string): string {
   const r = schema.safeParse(value);
   if (!r.success) throw new CliError(`${JSON.stringify(sanitizeForTerminal(value))} is not a valid ${what}`, r.error.issues[0]?.message ?? '');
   return r.data;

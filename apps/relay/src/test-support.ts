@@ -32,7 +32,7 @@ export const DB_KINDS: DbKind[] = ['pglite', 'postgres'];
 export const silentLogger = () => pino({ level: 'silent' });
 
 /** A migrated database of the given kind, private to the caller. */
-export async function openTestDatabase(kind: DbKind): Promise<{ database: Database; cleanup(): Promise<void> }> {
+export async function openTestDatabase(kind: DbKind): Promise<{ database: Database; cleanup: () => Promise<void> }> {
   const f = fixtures();
   if (kind === 'pglite') {
     const dir = mkdtempSync(join(f.root, 'relay-unit-'));

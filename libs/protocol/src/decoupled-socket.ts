@@ -28,6 +28,7 @@ import { noteBytesMoved } from './buffer-reclaim.js';
 export const DEFAULT_MAX_BUFFERED = 32 * 1024 * 1024;
 
 // Listeners of any shape are passed through to the socket untouched.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- unknown[] would refuse every typed listener
 type Listener = (...args: any[]) => void;
 
 /** The part of a Duplex that Node's JSStreamSocket (and so HTTP/2) uses, passed through to `socket`. */

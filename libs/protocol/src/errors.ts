@@ -53,7 +53,8 @@ export type WireErrorCode = keyof typeof WIRE_ERRORS;
 
 export interface WireErrorBody {
   statusCode: number;
-  code: WireErrorCode | string;
+  /** A WireErrorCode, or a code this version does not know yet (TypeScript reads the union as string). */
+  code: string;
   error: string;
   message: string;
 }

@@ -49,6 +49,7 @@ describe('control characters are escaped, never passed or dropped', () => {
   it('JSON output escapes C1 and bidi controls too and parses to the same value', () => {
     const v = [{ name: `a\u009b\u202e\n${ESC}` }];
     const text = jsonForTerminal(v, 2);
+    // eslint-disable-next-line no-control-regex -- asserts no control character is left
     expect(text).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e]/);
     expect(JSON.parse(text)).toEqual(v);
   });
@@ -57,6 +58,7 @@ describe('control characters are escaped, never passed or dropped', () => {
 describe('admin tables escape control characters', () => {
   it('formatTable', () => {
     const t = formatTable(['A', 'B'], [[`x${ESC}[31m`, `y\u0007\u202e\nforged`]]);
+    // eslint-disable-next-line no-control-regex -- asserts no control character is left
     expect(t).not.toMatch(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e]/);
     expect(t).toBe('A          B\nx\\x1b[31m  y\\x07\\u202e\\nforged\n');
   });

@@ -28,6 +28,7 @@ export function rejectChannelWith(client: Connection | undefined, reject: () => 
   const proto = protocolOf(client);
   if (!proto) return reject();
   const own = Object.prototype.hasOwnProperty.call(proto, 'channelOpenFail');
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- kept to be put back, and called with .call(proto)
   const original = proto.channelOpenFail;
   proto.channelOpenFail = (remote: number, _reason: number, _desc: string) => original.call(proto, remote, reason, sshDescription(description));
   try {

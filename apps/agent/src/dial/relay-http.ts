@@ -32,7 +32,7 @@ export async function postJson(url: URL, fingerprint: string | null, path: strin
           [HEADERS.softwareVersion]: SOFTWARE_VERSION,
         });
       } catch (err) {
-        reject(err as Error);
+        reject(err);
         return;
       }
       let settled = false;

@@ -45,7 +45,7 @@ describe('embedded sshd with the OpenSSH client', () => {
       name: 'xterm-256color',
       cols: 80,
       rows: 24,
-      env: { ...process.env, TERM: 'xterm-256color' } as Record<string, string>,
+      env: { ...process.env, TERM: 'xterm-256color' },
     });
     let out = '';
     p.onData((d) => (out += d));

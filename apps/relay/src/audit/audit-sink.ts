@@ -63,6 +63,7 @@ export const TOKEN_REJECTED_WINDOW_MS = 60_000;
 const MAX_SAMPLED_SOURCES = 10_000;
 
 /** Control characters cannot all be stored (Postgres text and jsonb refuse NUL): written as \uXXXX. */
+// eslint-disable-next-line no-control-regex -- the characters to escape
 const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f]/g;
 export function escapeControlChars(s: string): string {
   return s.replace(CONTROL_CHARS, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);

@@ -47,7 +47,7 @@ describe.each(DB_KINDS)('byte counters of live sessions on %s', (kind) => {
 
   it('1 MiB moved is written without waiting for the periodic or the 1 s write, batched', async () => {
     const s = await rec.start({ sessionId: `pf-${kind}`, user: 'alice', host: 'laptop', source: '127.0.0.1', via: 'https' });
-    let up = 0;
+    const up = 0;
     let down = 0;
     s.attachCounters(() => ({ bytesFromClient: up, bytesToClient: down }));
     const batchesBefore = writer.batches;

@@ -15,7 +15,7 @@
  * path only adds to one in-memory number per chunk (noteBytes); no database work per chunk. At start-up `recoverCrashed()` closes what a previous run of this relay id left open (kill -9,
  * power loss) with end reason relay_crashed and the last written byte counts.
  */
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, eq, isNull } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { sessions } from '@mssh/migrations';
 import type { Db } from '../db/index.js';

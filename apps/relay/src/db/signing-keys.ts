@@ -1,7 +1,6 @@
 import { and, asc, isNull, ne, sql } from 'drizzle-orm';
 import { signingKeys } from '@mssh/migrations';
 import { generateSigningKey, type SigningKey } from '@mssh/auth';
-import type { JWK } from '@mssh/auth';
 import type { Db } from './database.js';
 
 /** Key of the transaction advisory lock that keeps relays sharing a database from each creating a first key. */
@@ -14,8 +13,8 @@ export class SigningKeyRepository {
     const rows = await tx.select().from(signingKeys).orderBy(asc(signingKeys.createdAt));
     return rows.map((r) => ({
       kid: r.kid,
-      privateJwk: r.privateJwk as JWK,
-      publicJwk: r.publicJwk as JWK,
+      privateJwk: r.privateJwk,
+      publicJwk: r.publicJwk,
       createdAt: r.createdAt,
       retiredAt: r.retiredAt,
     }));

@@ -85,8 +85,9 @@ export class UserRepository {
       FROM unnest(ARRAY[${list(batch.map((w) => w.userId))}]::uuid[], ARRAY[${list(batch.map((w) => w.jti))}]::text[])
         WITH ORDINALITY AS k(uid, jti, i)
       LEFT JOIN users AS u ON u.id = k.uid`);
-    const rows = (res as unknown as { rows: Array<Record<string, unknown>> }).rows;
-    const date = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
+    // What pg and PGlite give for these columns: text, numbers, booleans and timestamps.
+    const rows = (res as unknown as { rows: Array<Record<string, string | number | boolean | Date | null>> }).rows;
+    const date = (v: string | number | boolean | Date | null | undefined): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
     const answers = new Array<{ user: UserRecord | null; revoked: boolean }>(batch.length);
     for (const row of rows) {
       const user: UserRecord | null = row.id == null ? null : {

@@ -6,7 +6,7 @@
 import { MIN_PROTOCOL_VERSION, parseSshPublicKeyLine, type EnrollRequest, type EnrollResponse } from '@mssh/protocol';
 import type { AgentRecord, AgentRepository, Db, EnrollTokenRepository } from '../db/index.js';
 import type { RelayAuditSink } from '../audit/audit-sink.js';
-import { RelayError, relayError } from '../errors.js';
+import { type RelayError, relayError } from '../errors.js';
 import { parseAgentPublicKey } from '../tunnel/agent-proof.js';
 
 export interface EnrollServiceDeps {

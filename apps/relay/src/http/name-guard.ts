@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { PATHS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
 
+// eslint-disable-next-line no-control-regex -- the characters a name may not carry
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 /** Body fields that hold names (passwords and keys are not names and are not checked). */
 const NAME_FIELDS = ['user', 'name', 'subject', 'role', 'pattern', 'host'] as const;

@@ -5,7 +5,7 @@
  *                                                      /v1/agents/enroll, /v1/tunnel/:host, /v1/ssh-keys
  *   agent  --TLS, ALPN mssh-agent/1---------> router.acceptAgentSocket (never reaches fastify)
  */
-import fastify, { LogController, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { TokenService } from '@mssh/auth';
 import type { TunnelRouter } from '../tunnel/types.js';
@@ -25,7 +25,7 @@ import { hostRoutes } from './routes/hosts.js';
 import { enrollRoutes } from './routes/enroll.js';
 import { adminRoutes } from './routes/admin.js';
 import { sshKeyRoutes } from './routes/ssh-keys.js';
-import { tunnelRoutes, type TunnelRoutesOptions } from './tunnel-routes.js';
+import { tunnelRoutes } from './tunnel-routes.js';
 import { adminAuditRoutes } from './routes/admin-audit.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { SessionLedger } from '../tunnel/types.js';
@@ -137,7 +137,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.register(adminRoutes, { admin: deps.admin });
   app.register(sshKeyRoutes, { sshKeys: deps.sshKeys });
   app.register(adminAuditRoutes, { auditLog: deps.auditLog });
-  app.register(tunnelRoutes as FastifyPluginAsync<TunnelRoutesOptions>, {
+  app.register(tunnelRoutes, {
     router: deps.router,
     hostExists: (name) => deps.hosts.exists(name),
     canReach: (user, host) => deps.access.canReach(user, host),

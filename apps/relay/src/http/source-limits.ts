@@ -190,6 +190,7 @@ export class SourceLimits {
     const stream = req.stream;
     if (stream) {
       // The answer starts with respond() (fastify's replies and the tunnel route's raw streams alike).
+      // eslint-disable-next-line @typescript-eslint/unbound-method -- wrapped below and called with .apply(this)
       const respond = stream.respond;
       stream.respond = function (this: typeof stream, ...args: Parameters<typeof respond>) {
         release();

@@ -25,7 +25,7 @@ import {
   type AgentWelcome,
   type WireErrorCode,
 } from '@mssh/protocol';
-import { RelayError, relayError } from '../errors.js';
+import { type RelayError, relayError } from '../errors.js';
 import { agentProofMaterial, verifyAgentProof } from './agent-proof.js';
 import { readBody } from '@mssh/protocol';
 import type { AgentDirectory, EnrolledAgent, SessionEndReason, SessionMeta, TunnelAuditSink } from './types.js';
@@ -319,7 +319,7 @@ export class AgentLink {
           { endStream: body === null },
         );
       } catch (err) {
-        reject(err as Error);
+        reject(err);
         return;
       }
       let settled = false;
@@ -438,7 +438,7 @@ export class AgentLink {
           return;
         }
         const headerCode = typeof headers[HEADERS.errorCode] === 'string' ? (headers[HEADERS.errorCode] as string) : null;
-        readBody(stream, ERROR_BODY_MAX_BYTES, 2000)
+        void readBody(stream, ERROR_BODY_MAX_BYTES, 2000)
           .catch(() => Buffer.alloc(0))
           .then((buf) => {
             fail(relayError('RLY_ERR_AGENT_FAILED', agentFailureMessage(name, status, headerCode, buf)));

@@ -9,6 +9,7 @@ describe('mssh admin audit / sessions output', () => {
       actor: 'eve\x1b[2J\x1b]0;pwned\x07', host: null, source: '10.0.0.1\r\n', sessionId: null,
       details: { reason: 'bad_password', note: '\x1b[31mred' },
     }]);
+    // eslint-disable-next-line no-control-regex -- asserts no control character is printed
     expect(out).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
     expect(out.split('\n')).toHaveLength(3); // header, one row, and the final newline: nothing forged a line
     expect(out).toContain('10.0.0.1\\r\\n');

@@ -110,7 +110,7 @@ export async function configSsh(ctx: CliContext, args: { install: boolean; unins
     ctx.io.stdout.write(block);
     return 0;
   }
-  let old = '';
+  let old: string;
   try {
     old = existsSync(path) ? readFileSync(path, 'utf8') : '';
   } catch (e) {

@@ -103,7 +103,7 @@ function checkHostName(host: string): void {
 
 /** The error again, with "Did you mean ...?" from the names the relay lists for this user (close ones only). */
 async function withSuggestions(e: CliError, host: string, client: RelayClient): Promise<CliError> {
-  let names: string[] = [];
+  let names: string[];
   try {
     names = (await client.listHosts()).map((h) => h.name);
   } catch {

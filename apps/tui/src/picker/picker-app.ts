@@ -356,7 +356,6 @@ export class PickerApp {
       }
       this.status = `${user}@${host}: ${sanitizeForTerminal(err.message)} [${err.code}]`;
       if (counted) this.sessionEnded(host);
-      counted = false;
       if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_SESSION_ENDED', 'CLI_ERR_RELAY_UNREACHABLE', 'CLI_ERR_RELAY_CONNECTION_LOST'].includes(err.code)) {
         // Back to the picker first: the login form (or the banner) goes on top of it.
         this.restoreFromSession();
@@ -628,7 +627,7 @@ export class PickerApp {
     const visible = ranked.map((r) => r.item);
     const prevIndex = (this.list as unknown as { selected: number }).selected ?? 0;
     this.visible = visible;
-    this.list.setItems([...rows] as unknown as Widgets.BlessedElement[]);
+    this.list.setItems([...rows]);
     let index = this.selectBest ? 0 : this.selected ? visible.findIndex((h) => h.name === this.selected) : -1;
     if (this.selectBest && visible.length > 0) this.selectBest = false;
     if (index < 0) index = Math.min(prevIndex, Math.max(0, visible.length - 1));
@@ -655,7 +654,7 @@ export class PickerApp {
       const empty = !this.loaded
         ? this.bannerText ? '  (no list yet: the relay has not answered)' : `  Loading the machines from ${url}…`
         : this.hosts.length === 0 ? '  (no machines yet)' : '  (no machine matches the filter)';
-      this.list.setItems([blessed.escape(empty)] as unknown as Widgets.BlessedElement[]);
+      this.list.setItems([blessed.escape(empty)]);
     }
     this.screen.render();
   }

@@ -25,6 +25,7 @@ export class TerminalHandoff {
   take(): void {
     if (this.saved) return;
     const program = this.screen.program as unknown as { pause(): void; _owrite: unknown; flush(): void };
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- kept to be put back, and called with .call(process.stdout)
     const realWrite = process.stdout.write;
     (this.screen as unknown as { leave(): void }).leave();
     program.flush();
@@ -34,6 +35,7 @@ export class TerminalHandoff {
       keypress: process.stdin.listeners('keypress') as Listener[],
       resize: process.stdout.listeners('resize') as Listener[],
       owrite: program._owrite,
+      // eslint-disable-next-line @typescript-eslint/unbound-method -- saved to be put back as it was (give())
       write: process.stdout.write,
     };
     for (const l of saved.data) process.stdin.removeListener('data', l);

@@ -17,6 +17,6 @@ export function createTuiLogger(path: string): Logger {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   return pino(
     { base: { component: 'tui' }, redact: ['token', 'password', 'authorization', '*.token', '*.password'] },
-    pino.destination({ dest: path, sync: true, mode: 0o600 } as Parameters<typeof pino.destination>[0]),
+    pino.destination({ dest: path, sync: true, mode: 0o600 }),
   );
 }

@@ -29,7 +29,7 @@ import {
   LoginResponse,
   PATHS,
   AddSshKeyResponse,
-  SshKeyInfo,
+  type SshKeyInfo,
   SshKeysResponse,
   PROTOCOL_VERSION,
   SOFTWARE_VERSION,

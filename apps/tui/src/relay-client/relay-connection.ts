@@ -164,7 +164,7 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
       socket.setKeepAlive(true, 15_000);
       // Both ends of this link are Node: keep reading while our writes wait (libs/protocol decoupled-socket.ts),
       // or a session saturated in both directions can freeze the link.
-      const session = http2.connect(url, { createConnection: () => decoupleWrites(socket) as never, settings: { ...H2_SETTINGS } });
+      const session = http2.connect(url, { createConnection: () => decoupleWrites(socket), settings: { ...H2_SETTINGS } });
       // Errors surface on the streams that use the session; keep the process alive through them.
       session.on('error', () => {});
       const setWindow = () => {

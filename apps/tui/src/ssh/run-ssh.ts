@@ -15,7 +15,7 @@ import type { Duplex, Readable, Writable } from 'node:stream';
 import type { ReadStream, WriteStream } from 'node:tty';
 import type { ClientChannel, ConnectConfig, PseudoTtyOptions } from 'ssh2';
 import { loadSsh2 } from './ssh2-lazy.js';
-import { abortStream, sanitizeForTerminal, sanitizeTextBlock } from '@mssh/protocol';
+import { abortStream, sanitizeTextBlock } from '@mssh/protocol';
 import { cliError, isCliError, type CliError } from '../errors.js';
 import { createAuthHandler, type AuthState, type SshAuthOptions } from './auth.js';
 import type { HostKeyCheck } from './host-key-check.js';

@@ -9,7 +9,7 @@ type Ssh2Module = typeof Ssh2;
 let loading: Promise<Ssh2Module> | undefined;
 
 export function loadSsh2(): Promise<Ssh2Module> {
-  loading ??= import('ssh2').then((m) => (m as unknown as { default?: Ssh2Module }).default ?? (m as unknown as Ssh2Module));
+  loading ??= import('ssh2').then((m) => (m as unknown as { default?: Ssh2Module }).default ?? m);
   return loading;
 }
 
