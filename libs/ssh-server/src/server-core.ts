@@ -230,18 +230,17 @@ export function createSshServerCore<S extends object>(opts: SshServerCoreOptions
   function accept(sock: Duplex, state: S, logFields: Record<string, unknown> = {}): ConnOf<S> | null {
     const id = nextId++;
     const log = logger.child({ conn: id, ...logFields });
-    let conn: ConnOf<S> | undefined;
-    sock.on('error', (e: Error) => {
-      log.debug({ err: e.message }, 'stream error');
-      if (conn) end(conn, 'stream error');
-    });
     if (closing) {
+      sock.on('error', () => {});
       sock.destroy();
       return null;
     }
     const base: SshConn = { id, sock, log, authenticated: false, triedAuth: false, authFailures: 0, done: false };
     const c: ConnOf<S> = Object.assign(state, base);
-    conn = c;
+    sock.on('error', (e: Error) => {
+      log.debug({ err: e.message }, 'stream error');
+      end(c, 'stream error');
+    });
     live.add(c);
     bySocket.set(sock, c);
     sock.once('end', () => end(c, 'stream ended'));
