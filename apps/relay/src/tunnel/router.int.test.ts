@@ -472,8 +472,13 @@ describe('tunnel router + route + real agent + real sshd', () => {
       ['othername', misnamed, 'RLY_ERR_NAME_TAKEN', true],
     ];
     for (const [name, identity, code, permanent] of cases) {
-      const { outcome } = startLink(relay, name, identity, sshdTarget());
-      const out = await outcome;
+      const { link, outcome } = startLink(relay, name, identity, sshdTarget());
+      // Bounded, and an agent let in is a failure at once (not a hang until the test's timeout).
+      let out: LinkOutcome | null = null;
+      void outcome.then((o) => (out = o));
+      await waitFor(() => out !== null || link.isWelcomed, 15_000, `an answer to ${name}'s proof`);
+      if (link.isWelcomed) await link.close(1_000);
+      expect(link.isWelcomed, `${name} was let in`).toBe(false);
       expect(out).toMatchObject({ kind: 'refused', code, permanent });
       expect(relay.audit.events.some((e) => e.type === 'agent.rejected' && e.code === code)).toBe(true);
     }
