@@ -129,9 +129,9 @@ describe('one session gate for every door', () => {
 
   it('a refusal is the same on both doors: the code of the check that refused, and one session.denied row each', async () => {
     const cases: Array<[host: string, code: WireErrorCode, reason: string, wire: RegExp]> = [
-      ['vault', 'RLY_ERR_NO_GRANT', 'no_grant', /open failed: administratively prohibited: RLY_ERR_NO_GRANT: you have no grant for a machine named vault/],
-      ['ghost', 'RLY_ERR_UNKNOWN_HOST', 'unknown_host', /open failed: administratively prohibited: RLY_ERR_UNKNOWN_HOST: no machine named ghost is enrolled/],
       ['desktop', 'RLY_ERR_AGENT_OFFLINE', 'host_offline', /open failed: connect failed: RLY_ERR_AGENT_OFFLINE: desktop is enrolled but its agent is not connected/],
+      ['ghost', 'RLY_ERR_UNKNOWN_HOST', 'unknown_host', /open failed: administratively prohibited: RLY_ERR_UNKNOWN_HOST: no machine named ghost is enrolled/],
+      ['vault', 'RLY_ERR_NO_GRANT', 'no_grant', /open failed: administratively prohibited: RLY_ERR_NO_GRANT: you have no grant for a machine named vault/],
     ];
     for (const [host, code, reason, wire] of cases) {
       const https = await refusal(openTunnel(h2, token, host));
