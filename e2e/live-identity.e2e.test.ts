@@ -97,7 +97,7 @@ describe('live connections are judged on the user as they are now', () => {
       expect(r.stderr).toMatch(/Stdio forwarding request failed: Session open refused by peer/);
       // The master is closed, and OpenSSH prints the reason the relay gave (the mux client only hears "refused").
       await waitFor(() => !master.running, 2_000, 'the master to be closed after the refusal');
-      expect(master.err).toMatch(/Received disconnect from 127\.0\.0\.1 port \d+:11: mssh: your account was disabled by an admin/);
+      expect(master.err).toMatch(/Received disconnect from 127\.0\.0\.1 port \d+:11: mssh: your account was disabled by an admin; this connection is closed \(AUTH_ERR_USER_DISABLED\)/);
     } finally {
       await master.stop();
       expect((await relay.cli(['user', 'enable', 'alice'])).code).toBe(0);
@@ -128,7 +128,7 @@ describe('live connections are judged on the user as they are now', () => {
       expect(r.stdout).toBe('');
       expect(r.stderr).toMatch(/Session open refused by peer/);
       await waitFor(() => !master.running, 2_000, 'the master to be closed after the refusal');
-      expect(master.err).toMatch(/Received disconnect .*: mssh: your role changed since this connection logged in/);
+      expect(master.err).toMatch(/Received disconnect .*: mssh: your role changed since this connection logged in; connect again \(AUTH_ERR_SESSION_ENDED\)/);
     } finally {
       await master.stop();
       await sql("UPDATE users SET role = 'ops' WHERE name = 'alice'");
@@ -141,7 +141,7 @@ describe('live connections are judged on the user as they are now', () => {
       const r = await relay.cli(['user', 'set-role', 'alice']);
       expect(r.code, r.stderr).toBe(0);
       await waitFor(() => !master.running, 2_000, 'the ControlMaster to be closed after the role change');
-      expect(master.err).toMatch(/Received disconnect .*: mssh: your role changed since this connection logged in/);
+      expect(master.err).toMatch(/Received disconnect .*: mssh: your role changed since this connection logged in; connect again \(AUTH_ERR_SESSION_ENDED\)/);
       // No master now: a new connection logs in (the key is still hers) and the grant is gone.
       const w = await throughMaster();
       expect(w.code).toBe(255);

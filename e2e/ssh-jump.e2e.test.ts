@@ -152,15 +152,27 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
     expect(r.stdout).toContain(`ssh -J alice@127.0.0.1:${sshPort} LOGIN@MACHINE`);
   });
 
-  it('direct-tcpip to an address, localhost, an unenrolled name, an ungranted machine or another port is refused', async () => {
+  it('direct-tcpip to an address, localhost, an unenrolled name, an ungranted machine or another port is refused by the guard that owns it', async () => {
     const f = fixtures();
-    for (const dest of ['vault:22', 'vault.mssh:22', '127.0.0.1:22', `127.0.0.1:${f.sshd.port}`, `localhost:${f.sshd.port}`, 'localhost:80', 'not-enrolled:22', 'laptop:80', `laptop:${f.sshd.port}`, '[::1]:22']) {
-      const r = await ssh(['-W', dest, '-p', String(sshPort), 'alice@127.0.0.1']);
+    // The destination check (ssh-jump/destination.ts) refuses what is not a machine name on port 22, before
+    // the session gate; the gate refuses names alice has no grant for. Each says so with its code.
+    const address = 'RLY_ERR_BAD_REQUEST: not a machine name (addresses are never dialled)';
+    const port = (p: number) => `RLY_ERR_BAD_REQUEST: port ${p}: only port 22 of an enrolled machine`;
+    const noGrant = (h: string) => `RLY_ERR_NO_GRANT: you have no grant for a machine named ${h}`;
+    const cases: Array<[dest: string, said: string]> = [
+      ['vault:22', noGrant('vault')], ['vault.mssh:22', noGrant('vault')], ['not-enrolled:22', noGrant('not-enrolled')], ['localhost:22', noGrant('localhost')],
+      ['127.0.0.1:22', address], [`127.0.0.1:${f.sshd.port}`, address], ['[::1]:22', address],
+      [`localhost:${f.sshd.port}`, port(f.sshd.port)], ['localhost:80', port(80)], ['laptop:80', port(80)], [`laptop:${f.sshd.port}`, port(f.sshd.port)],
+    ];
+    for (const [dest, said] of cases) {
+      // LogLevel INFO: OpenSSH prints a refused channel's reason (`open failed: ...: CODE: message`) at INFO.
+      const r = await ssh(['-o', 'LogLevel=INFO', '-W', dest, '-p', String(sshPort), 'alice@127.0.0.1']);
       expect(r.code, dest).toBe(255);
-      expect(r.stderr, dest).toMatch(/open failed|forwarding failed/);
+      expect(r.stderr, dest).toContain(`open failed: administratively prohibited: ${said}`);
       expect(r.stdout, dest).toBe('');
     }
-    // The same names through -J: the inner ssh never gets a byte of an SSH server.
+    // The same names through -J (whose inner ssh logs at the config's LogLevel ERROR: the codes are
+    // asserted above and in ssh-jump-reasons): the inner ssh never gets a byte of an SSH server.
     const viaJ = await ssh(['-J', jump(), `${f.sshd.user}@localhost`, 'true']);
     expect(viaJ.code).toBe(255);
     // vault is online and reachable for an admin, but not for alice: refused, and audited as denied.

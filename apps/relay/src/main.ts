@@ -41,6 +41,7 @@ import { AuditLog } from './audit/audit-log.js';
 import { readNewPassword } from './cli/password.js';
 import { loadOrCreateJumpHostKey, readJumpHostKeyFingerprint, jumpHostKeyPath } from './ssh-jump/host-key.js';
 import { createJumpServer, type JumpServer } from './ssh-jump/jump-server.js';
+import { createSessionGate } from './session/gate.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -108,8 +109,10 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     });
     // One login limiter for both doors (POST /v1/auth/login and the SSH jump listener), per --login-attempts.
     const loginGuard = new LoginGuard({ perSource: cfg.loginAttempts, perUser: cfg.loginAttempts * 2 });
+    // The one place a session is admitted, whatever door it came through (session/gate.ts).
+    const gate = createSessionGate({ router, hosts: services.hosts, access: services.access, ledger: recorder, audit, logger });
     const app = buildServer({
-      tls, logger, router, tokens, ...services, sessions: recorder, audit,
+      tls, logger, router, tokens, ...services, gate, audit,
       hardening: {
         trustedProxies: cfg.trustedProxy,
         maxBodyBytes: cfg.maxBodyBytes,
@@ -147,32 +150,9 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
         hostKey,
         keys: services.sshKeys,
         changes: services.userChanges, // a removed key or changed role closes the connections it authenticated
-        hosts: { exists: (n) => services.hosts.exists(n), list: () => services.hosts.list() },
-        router,
-        access: {
-          // The grants decide, as on the HTTPS path; a refusal is audited (session.denied, via jump).
-          canReach: async (user, host, ctx) => {
-            const ok = await services.access.canReach(user, host);
-            if (!ok) audit.sessionDenied({ user: user.name, host, source: ctx?.source ?? null, reason: 'no_grant', code: 'RLY_ERR_NO_GRANT', via: 'jump' });
-            return ok;
-          },
-          filterReachable: (user, hosts) => services.access.filterReachable(user, hosts),
-        },
-        caps: {
-          // The router enforces the session caps in openSession; checking first makes a refusal a
-          // session.denied (reason cap) instead of a failed open.
-          acquire: async (e) => {
-            try {
-              router.checkSessionSlot?.(e.user, e.host);
-              return { ok: true, release: () => undefined };
-            } catch (err) {
-              if (!(err instanceof RelayError)) throw err;
-              audit.sessionDenied({ user: e.user, host: e.host, source: e.source, reason: 'cap', code: err.code, via: 'jump' });
-              return { ok: false, message: `${err.code}: ${err.message}` };
-            }
-          },
-        },
-        recorder, // session.start committed before the first byte, as on the HTTPS path
+        gate, // the same admission as the HTTPS tunnel: grants, host, caps, committed session.start, audit
+        hosts: services.hosts, // the shell's list of machines
+        access: services.access,
         onAuthFailure: (e) => audit.sshAuthFailed(e), // user.login USR001W, via jump (sampled)
         loginGuard, // the HTTPS login's limiter: one budget of failed logins per address and user name
         logger,

@@ -24,6 +24,7 @@ import { createServices, type RelayServices } from './services.js';
 import { buildServer } from './http/server.js';
 import { loadOrCreateTls, type RelayTls } from './tls/certificate.js';
 import { relayError } from './errors.js';
+import { createSessionGate, type SessionGate } from './session/gate.js';
 import type { TunnelRouter } from './tunnel/types.js';
 
 export type DbKind = 'pglite' | 'postgres';
@@ -80,6 +81,8 @@ export interface TestRelay {
   recorder: SessionRecorder;
   router: ReturnType<typeof stubRouter>;
   services: RelayServices;
+  /** The session gate the tunnel route uses (the jump listener of a test can share it). */
+  gate: SessionGate;
   tls: RelayTls;
   tmp: string;
   close(): Promise<void>;
@@ -100,10 +103,11 @@ export async function startTestRelay(kind: DbKind): Promise<TestRelay> {
   const relay = { url: 'https://relay.test:8443', fingerprint: tls.fingerprint };
   const recorder = new SessionRecorder({ db: database.db, writer: audit.writer, relayId: 'test-relay', logger });
   const services = createServices({ repos, tokens, audit, router, relay: () => relay, relayId: 'test-relay', liveSessions: () => recorder.active() });
-  const app = buildServer({ tls, logger, router, tokens, ...services, sessions: recorder, audit, closeGraceMs: 200 });
+  const gate = createSessionGate({ router, hosts: services.hosts, access: services.access, ledger: recorder, audit, logger });
+  const app = buildServer({ tls, logger, router, tokens, ...services, gate, audit, closeGraceMs: 200 });
   await app.ready();
   return {
-    app, database, repos, tokens, audit, recorder, router, services, tls, tmp,
+    app, database, repos, tokens, audit, recorder, router, services, gate, tls, tmp,
     async close() {
       await app.close();
       await recorder.close();

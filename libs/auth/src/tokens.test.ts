@@ -21,6 +21,20 @@ async function codeOf(p: Promise<unknown>): Promise<string> {
   throw new Error('expected a rejection');
 }
 
+/**
+ * The refusal's code and the code of the check that refused (jose's error, kept as `cause`): every bad
+ * token is AUTH_ERR_INVALID_TOKEN on the wire, so only the cause says which guard stopped it.
+ */
+async function refusedBy(p: Promise<unknown>): Promise<[code: string, guard: string | undefined]> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(AuthError);
+    return [(e as AuthError).code, ((e as AuthError).cause as { code?: string } | undefined)?.code];
+  }
+  throw new Error('expected a rejection');
+}
+
 describe('TokenService', () => {
   it('round trip: sign then verify gives the user, admin flag, jti and expiry; claims are the contract', async () => {
     const s = await service();
@@ -71,15 +85,26 @@ describe('TokenService', () => {
     expect(await codeOf(s.verify(forged))).toBe('AUTH_ERR_INVALID_TOKEN');
   });
 
-  it('an `alg: none` token is refused', async () => {
+  it('an `alg: none` token is refused by the algorithm pin', async () => {
     const s = await service();
     const none = new UnsecuredJWT({ admin: true }).setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice')
       .setJti('x').setIssuedAt().setNotBefore('0s').setExpirationTime('1h').encode();
-    expect(await codeOf(s.verify(none))).toBe('AUTH_ERR_INVALID_TOKEN');
+    expect(await refusedBy(s.verify(none))).toEqual(['AUTH_ERR_INVALID_TOKEN', 'ERR_JOSE_ALG_NOT_ALLOWED']);
     // Same with the kid of a real key in the header.
     const [, payload] = none.split('.');
     const header = base64url.encode(JSON.stringify({ alg: 'none', kid: s.signingKid }));
-    expect(await codeOf(s.verify(`${header}.${payload}.`))).toBe('AUTH_ERR_INVALID_TOKEN');
+    expect(await refusedBy(s.verify(`${header}.${payload}.`))).toEqual(['AUTH_ERR_INVALID_TOKEN', 'ERR_JOSE_ALG_NOT_ALLOWED']);
+  });
+
+  it("the algorithm pin is the guard: a token the relay's own key signed under another algorithm name (alg Ed25519) is refused", async () => {
+    // Without `algorithms: ['EdDSA']` jose would take this one: the signature is good and the key fits.
+    const key = await generateSigningKey();
+    const s = await service([key]);
+    const other = await new SignJWT({ admin: false, uid: UID, gen: 0 })
+      .setProtectedHeader({ alg: 'Ed25519', kid: key.kid })
+      .setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice').setJti('x').setIssuedAt().setNotBefore('0s').setExpirationTime('1h')
+      .sign(await importJWK({ ...key.privateJwk, alg: 'Ed25519' }, 'Ed25519'));
+    expect(await refusedBy(s.verify(other))).toEqual(['AUTH_ERR_INVALID_TOKEN', 'ERR_JOSE_ALG_NOT_ALLOWED']);
   });
 
   it('a tampered payload is refused', async () => {

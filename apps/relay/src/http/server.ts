@@ -28,7 +28,7 @@ import { sshKeyRoutes } from './routes/ssh-keys.js';
 import { tunnelRoutes } from './tunnel-routes.js';
 import { adminAuditRoutes } from './routes/admin-audit.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { SessionLedger } from '../tunnel/types.js';
+import type { SessionGate } from '../session/gate.js';
 import type { ConnectionLimits } from './connection-limits.js';
 import type { LoginGuard } from '../limits/login-guard.js';
 import { installProtocolFloor } from './protocol-floor.js';
@@ -51,9 +51,9 @@ export interface ServerDeps {
   sshKeys: SshKeyService;
   access: AccessService;
   auditLog: AuditLog;
-  /** The session-start gate (audit/session-recorder.ts): tunnels start only once recorded. */
-  sessions?: SessionLedger;
-  /** For session.denied. */
+  /** The session gate (session/gate.ts): the tunnel route admits every session through it. */
+  gate: SessionGate;
+  /** For the edge's own audit rows (refused login names). */
   audit?: RelayAuditSink;
   /** How long shutdown waits for API connections to finish before cutting them (default 2 s). */
   closeGraceMs?: number;
@@ -137,12 +137,6 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.register(adminRoutes, { admin: deps.admin });
   app.register(sshKeyRoutes, { sshKeys: deps.sshKeys });
   app.register(adminAuditRoutes, { auditLog: deps.auditLog });
-  app.register(tunnelRoutes, {
-    router: deps.router,
-    hostExists: (name) => deps.hosts.exists(name),
-    canReach: (user, host) => deps.access.canReach(user, host),
-    ledger: deps.sessions,
-    onDenied: deps.audit ? (e) => deps.audit!.sessionDenied({ ...e, via: 'https' }) : undefined,
-  });
+  app.register(tunnelRoutes, { gate: deps.gate });
   return app;
 }

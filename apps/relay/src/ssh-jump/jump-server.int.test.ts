@@ -13,12 +13,13 @@ import { and, eq } from 'drizzle-orm';
 import { auditEvents, users } from '@mssh/migrations';
 import { PATHS, SshKeyInfo, SshKeysResponse } from '@mssh/protocol';
 import { fixtures } from '../../../../e2e/fixtures/inject.js';
-import { ALICE, agentIdentity, apiCall, apiLogin, silentLogger, startTestRelay, type TestRelay } from '../test-support.js';
+import { ALICE, agentIdentity, apiCall, apiLogin, auditRowsOfType, silentLogger, startTestRelay, type TestRelay } from '../test-support.js';
 import { relayError } from '../errors.js';
 import { LoginGuard } from '../limits/login-guard.js';
 import { loadOrCreateJumpHostKey } from './host-key.js';
 import { createJumpServer, type JumpServer } from './jump-server.js';
-import { NO_CAPS, type AccessService } from './seams.js';
+import { createSessionGate } from '../session/gate.js';
+import type { MachineFilter } from './seams.js';
 
 function ssh(args: string[], timeoutMs = 20_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -42,27 +43,28 @@ describe('SSH jump listener in-process', () => {
   const opened: string[] = [];
   const loginGuard = new LoginGuard({ perSource: 3, perUser: 100 });
 
-  /** Grants as they will be: alice may not reach "secret". */
-  const access: AccessService = {
+  /** Grants as they will be: alice may reach every name but "secret". */
+  const access: MachineFilter & { canReach(u: { name: string }, h: string): Promise<boolean> } = {
     canReach: async (u, h) => !(u.name === 'alice' && h === 'secret'),
     filterReachable: async (u, hosts) => hosts.filter((h) => !(u.name === 'alice' && h.name === 'secret')),
   };
 
   const api = (method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown) => apiCall(r, method, url, { token: aliceToken, body });
 
-  const sshOpts = (key = aliceKey) => [
-    '-F', '/dev/null', '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR',
+  /** At LogLevel INFO OpenSSH prints a refused channel's reason (`open failed: ...: CODE: message`). */
+  const sshOpts = (key = aliceKey, logLevel = 'ERROR') => [
+    '-F', '/dev/null', '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', `LogLevel=${logLevel}`,
     '-o', `UserKnownHostsFile=${join(dir, 'known_hosts')}`, '-o', 'StrictHostKeyChecking=yes', '-p', String(port),
   ];
 
   beforeAll(async () => {
     r = await startTestRelay('pglite');
     dir = mkdtempSync(join(fixtures().root, 'jump-int-'));
-    for (const name of ['laptop', 'secret']) {
+    for (const name of ['laptop', 'secret', 'sleeper']) {
       const id = agentIdentity();
       const c = await r.repos.agents.create({ name, publicKey: id.publicKey, hostKeys: [id.hostKey], agentVersion: '0.1.0', protocolVersion: 1 });
       expect(c.ok).toBe(true);
-      r.router.online.add(name);
+      if (name !== 'sleeper') r.router.online.add(name); // sleeper: enrolled, its agent not connected
     }
     r.router.openSession = async (name: string) => {
       opened.push(name);
@@ -75,11 +77,9 @@ describe('SSH jump listener in-process', () => {
     jump = createJumpServer({
       hostKey: key,
       keys: r.services.sshKeys,
-      hosts: { exists: (n) => r.services.hosts.exists(n), list: () => r.services.hosts.list() },
-      router: r.router,
+      gate: createSessionGate({ router: r.router, hosts: r.services.hosts, access, ledger: r.recorder, audit: r.audit, logger: silentLogger() }),
+      hosts: r.services.hosts,
       access,
-      caps: NO_CAPS,
-      recorder: r.recorder,
       logger: silentLogger(),
       publicAddress: () => `relay.test:${port}`,
       handshakeTimeoutMs: 500,
@@ -115,7 +115,7 @@ describe('SSH jump listener in-process', () => {
     const res = await ssh([...sshOpts(), '-T', 'alice@127.0.0.1']);
     expect(res.stderr).toBe('');
     expect(res.code).toBe(0);
-    expect([...res.stdout.matchAll(/^ {2}(\S+)\s+(online|offline)\r?$/gm)].map((m) => m[1])).toEqual(['laptop']);
+    expect([...res.stdout.matchAll(/^ {2}(\S+)\s+(online|offline)\r?$/gm)].map((m) => m[1])).toEqual(['laptop', 'sleeper']);
   });
 
   it('a machine without a grant is refused before any session is opened; a granted one is opened', async () => {
@@ -126,6 +126,32 @@ describe('SSH jump listener in-process', () => {
     const granted = await ssh([...sshOpts(), '-W', 'laptop:22', 'alice@127.0.0.1']);
     expect(granted.code).toBe(255); // the stub router has no agent link
     expect(opened).toEqual(['laptop']);
+  });
+
+  it('each refusal names the guard that refused (code in the channel-open failure), and the gate audits it with the client address', async () => {
+    opened.length = 0;
+    const before = (await auditRowsOfType(r, 'session.denied')).length;
+    const cases: Array<[dest: string, wire: RegExp, audited: { reason: string; code: string } | null]> = [
+      ['secret:22', /open failed: administratively prohibited: RLY_ERR_NO_GRANT: you have no grant for a machine named secret/, { reason: 'no_grant', code: 'RLY_ERR_NO_GRANT' }],
+      ['ghost:22', /open failed: administratively prohibited: RLY_ERR_UNKNOWN_HOST: no machine named ghost is enrolled/, { reason: 'unknown_host', code: 'RLY_ERR_UNKNOWN_HOST' }],
+      ['sleeper:22', /open failed: connect failed: RLY_ERR_AGENT_OFFLINE: sleeper is enrolled but its agent is not connected/, { reason: 'host_offline', code: 'RLY_ERR_AGENT_OFFLINE' }],
+      // The destination check, before the gate: an address or another port never reaches a grant or an agent.
+      ['127.0.0.1:22', /open failed: administratively prohibited: RLY_ERR_BAD_REQUEST: not a machine name/, null],
+      ['laptop:2222', /open failed: administratively prohibited: RLY_ERR_BAD_REQUEST: port 2222/, null],
+    ];
+    for (const [dest, wire] of cases) {
+      const res = await ssh([...sshOpts(aliceKey, 'INFO'), '-W', dest, 'alice@127.0.0.1']);
+      expect(res.code, dest).toBe(255);
+      expect(res.stdout, dest).toBe('');
+      expect(res.stderr, dest).toMatch(wire);
+    }
+    expect(opened).toEqual([]);
+    const rows = (await auditRowsOfType(r, 'session.denied')).slice(before);
+    const expected = cases.filter(([, , a]) => a !== null).map(([dest, , a]) => ({
+      code: 'SES003W', actor: 'alice', host: dest.split(':')[0], source: '127.0.0.1', details: { via: 'jump', reason: a!.reason, code: a!.code },
+    }));
+    expect(rows).toHaveLength(expected.length);
+    expected.forEach((e, i) => expect(rows[i]).toMatchObject(e));
   });
 
   it('a disabled user cannot log in, even with a registered key', async () => {

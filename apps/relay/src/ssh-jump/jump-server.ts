@@ -3,10 +3,12 @@
  *
  *   ssh -J alice@relay:2222 bob@laptop
  *     ssh --TCP--> this listener (ssh2 Server; alice = mssh user, her registered public key)
- *         direct-tcpip "laptop:22" --router.openSession(laptop)--> agent --> laptop's sshd
+ *         direct-tcpip "laptop:22" --gate.admit(alice, laptop, 'jump', source)--> agent --> laptop's sshd
  *     (the inner SSH session bob@laptop is end to end; the relay moves its ciphertext)
  *
- * Only direct-tcpip to an enrolled machine name the user may reach is forwarded; nothing is ever dialled.
+ * Only direct-tcpip to a machine name on port 22 goes to the session gate (session/gate.ts), which admits
+ * it as it admits an HTTPS tunnel (grant, enrolled and online, caps, committed session.start) or refuses it
+ * with a code this listener sends as the channel-open failure (`CODE: message`); nothing is ever dialled.
  * A shell request (`ssh -p 2222 alice@relay`) prints the machines she may reach and exits 0. exec,
  * subsystems, remote forwards (-R), agent forwarding, X11 and streamlocal are refused.
  * Each authentication attempt re-reads the user and the key from the database, and so does every channel
@@ -14,23 +16,30 @@
  * have that key, and the admin flag and role are the current ones. A removed key or a changed role
  * closes the connections they authenticated at once (UserChangeSource); a disable with --kill-sessions too.
  */
-import { randomUUID } from 'node:crypto';
 import { createServer, type Server as NetServer } from 'node:net';
 import type { Logger } from 'pino';
 import type { Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
 import { WIRE_ERRORS, sanitizeForTerminal } from '@mssh/protocol';
 import { DISCONNECT, OPEN_FAILURE, createSshServerCore, disconnectWith, rejectChannelWith, type ConnOf } from '@mssh/ssh-server';
-import type { RecordedSession, TunnelRouter } from '../tunnel/types.js';
+import type { AdmittedSession, SessionGate } from '../session/gate.js';
 import { RelayError } from '../errors.js';
 import type { JumpHostKey } from './host-key.js';
 import type { JumpLoginLapse, SshKeyService } from './ssh-key-service.js';
 import type { UserChange, UserChangeSource } from '../auth/user-changes.js';
-import type { AccessService, JumpUser, SessionCaps, SessionRecorder } from './seams.js';
+import type { JumpUser, MachineFilter } from './seams.js';
 import { decideDestination } from './destination.js';
 import { isDatabaseUnavailable } from '../db/database.js';
 import { LoginGuard } from '../limits/login-guard.js';
 
 const DB_DOWN = `RLY_ERR_DATABASE_UNAVAILABLE: ${WIRE_ERRORS.RLY_ERR_DATABASE_UNAVAILABLE.message}`;
+
+/** Refusals about what was asked for (OpenSSH: "administratively prohibited"); the rest are "connect failed". */
+const PROHIBITED_CODES = new Set<string>(['RLY_ERR_NO_GRANT', 'RLY_ERR_UNKNOWN_HOST', 'RLY_ERR_BAD_REQUEST']);
+
+/** The session gate's refusal as a channel-open failure: the reason code, and `CODE: message` as its description. */
+export function channelRefusal(err: RelayError): { reason: number; description: string } {
+  return { reason: PROHIBITED_CODES.has(err.code) ? OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED : OPEN_FAILURE.CONNECT_FAILED, description: `${err.code}: ${err.message}` };
+}
 
 /** The text (CODE: message) a refusal caused by `err` sends to the client. */
 function describeFailure(err: unknown): string {
@@ -44,11 +53,12 @@ export interface JumpServerOptions {
   keys: Pick<SshKeyService, 'userForKey' | 'currentLogin'>;
   /** Key removals, role changes and disables, to close the connections they end (absent: per-channel checks only). */
   changes?: UserChangeSource;
-  hosts: { exists(name: string): Promise<boolean>; list(): Promise<Array<{ name: string; online: boolean }>> };
-  router: Pick<TunnelRouter, 'openSession' | 'spliceSession'>;
-  access: AccessService;
-  caps: SessionCaps;
-  recorder: SessionRecorder;
+  /** Admits every forwarded session (grant, host, caps, agent stream, committed session.start): session/gate.ts. */
+  gate: SessionGate;
+  /** The machines, for the list a shell request prints. */
+  hosts: { list(): Promise<Array<{ name: string; online: boolean }>> };
+  /** Which of them the user may reach, for that list. */
+  access: MachineFilter;
   logger: Logger;
   /** How the jump host is named in the help text, e.g. "relay.example.org:2222". */
   publicAddress: () => string;
@@ -181,7 +191,6 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     else reject();
   }
   const prohibited = (description: string) => ({ reason: OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED, description });
-  const connectFailed = (description: string) => ({ reason: OPEN_FAILURE.CONNECT_FAILED, description });
 
   /**
    * The connection's login judged again, now: the user (same id) enabled, the key still theirs, and the
@@ -223,62 +232,27 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     const authAt = performance.now();
     const user = await stillValid(conn, reject, 'direct-tcpip', { dest });
     if (!user) return;
-    // The access check learns the source, so that a refusal it audits (session.denied) says where from.
-    const access: AccessService = {
-      canReach: (u, h) => opts.access.canReach(u, h, { source: conn.source }),
-      filterReachable: (u, hs) => opts.access.filterReachable(u, hs),
-    };
-    const decision = await decideDestination({ hostExists: (n) => opts.hosts.exists(n), access }, user, info?.destIP, info?.destPort);
+    // Only a machine name on port 22 is a destination (addresses are never dialled); the gate does the rest.
+    const decision = decideDestination(info?.destIP, info?.destPort);
     if (!decision.ok) {
-      const name = sanitizeForTerminal(dest.host).slice(0, 64);
-      const text = decision.code === 'RLY_ERR_NO_GRANT'
-        ? `RLY_ERR_NO_GRANT: you have no grant for a machine named ${name} (or it does not exist); ask an admin (mssh admin grant ${user.name} ${name})`
-        : `RLY_ERR_BAD_REQUEST: ${decision.reason}; the relay forwards only to enrolled machines, by name, on port 22`;
-      return refuseChannel(conn, reject, 'direct-tcpip', decision.reason, { dest }, prohibited(text));
+      return refuseChannel(conn, reject, 'direct-tcpip', decision.reason, { dest }, prohibited(`${decision.code}: ${decision.reason}; the relay forwards only to enrolled machines, by name, on port 22`));
     }
     const host = decision.host;
-    const source = conn.source;
-    const cap = await opts.caps.acquire({ user: user.name, host, source, via: 'jump' });
-    if (!cap.ok) return refuseChannel(conn, reject, 'direct-tcpip', cap.message, { dest }, connectFailed(cap.message));
-    const sessionId = randomUUID();
-    let agentStream;
+    let session: AdmittedSession;
     try {
-      agentStream = await opts.router.openSession(host, { sessionId, user: user.name });
+      session = await opts.gate.admit({ principal: { ...user, authAt }, host, door: 'jump', source: conn.source });
     } catch (err) {
-      cap.release();
-      if (!(err instanceof RelayError)) conn.log.error({ err, sessionId }, 'opening a session failed');
-      return refuseChannel(conn, reject, 'direct-tcpip', err instanceof RelayError ? `${err.code}: ${err.message}` : 'internal error', { dest, sessionId }, connectFailed(describeFailure(err)));
+      if (!(err instanceof RelayError)) throw err; // forward()'s caller refuses with RLY_ERR_INTERNAL or the database code
+      return refuseChannel(conn, reject, 'direct-tcpip', `${err.code}: ${err.message}`, { dest }, channelRefusal(err));
     }
-    let record: RecordedSession;
-    try {
-      record = await opts.recorder.start({ sessionId, user: user.name, host, source, via: 'jump' });
-    } catch (err) {
-      cap.release();
-      agentStream.close();
-      conn.log.error({ err, sessionId }, 'the session could not be recorded; refused');
-      return refuseChannel(conn, reject, 'direct-tcpip', 'session could not be recorded', { dest, sessionId }, connectFailed(err instanceof RelayError ? describeFailure(err) : DB_DOWN));
-    }
-    if (conn.done) {
-      cap.release();
-      agentStream.close();
-      record.end({ reason: 'client_closed', bytesFromClient: 0, bytesToClient: 0 });
-      return;
-    }
+    const { sessionId } = session;
+    if (conn.done) return session.cancel('client_closed');
     const channel = accept();
-    if (!channel) {
-      cap.release();
-      agentStream.close();
-      record.end({ reason: 'client_closed', bytesFromClient: 0, bytesToClient: 0 });
-      return;
-    }
+    if (!channel) return session.cancel('client_closed');
     channel.on('error', (e: Error) => conn.log.debug({ err: e.message, sessionId }, 'jump channel error'));
     conn.log.info({ sessionId, host }, 'jump session opened');
-    try {
-      const summary = await opts.router.spliceSession(channel, agentStream, { sessionId, user: user.name, host, source, via: 'jump', record, authAt });
-      conn.log.info({ sessionId, host, bytesFromClient: summary.bytesFromClient, bytesToClient: summary.bytesToClient, reason: summary.reason }, 'jump session closed');
-    } finally {
-      cap.release();
-    }
+    const summary = await session.splice(channel);
+    conn.log.info({ sessionId, host, bytesFromClient: summary.bytesFromClient, bytesToClient: summary.bytesToClient, reason: summary.reason }, 'jump session closed');
   }
 
   async function hostList(conn: Conn, user: JumpUser): Promise<string> {

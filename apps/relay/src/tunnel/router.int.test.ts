@@ -27,9 +27,10 @@ import { identityFromPrivateKey, type AgentIdentity } from '../../../agent/src/e
 import { TcpTarget } from '../../../agent/src/target/tcp-target.js';
 import { RelayError } from '../errors.js';
 import { tunnelRoutes } from '../http/tunnel-routes.js';
+import { createSessionGate } from '../session/gate.js';
 import { agentAlpnCallback, routeAgentSockets } from './alpn-dispatch.js';
 import { createTunnelRouter } from './router.js';
-import type { AgentDirectory, EnrolledAgent, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
+import type { AgentDirectory, EnrolledAgent, SessionLedger, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
 
 const { Client } = ssh2;
 const log = pino({ level: process.env.MSSH_TEST_LOG_LEVEL ?? 'silent' });
@@ -66,6 +67,7 @@ class RecordingAudit implements TunnelAuditSink {
   agentDisconnected(e: object): void { this.events.push({ type: 'agent.disconnected', ...e }); }
   agentRejected(e: object): void { this.events.push({ type: 'agent.rejected', ...e }); }
   sessionEnded(e: TunnelSessionSummary): void { this.ended.push(e); }
+  sessionDenied(e: object): void { this.events.push({ type: 'session.denied', ...e }); }
 }
 
 function newIdentity(): AgentIdentity {
@@ -132,7 +134,10 @@ async function startRelay(): Promise<Relay> {
     }
     return true;
   };
-  await app.register(tunnelRoutes, { router, hostExists: async (name: string) => directory.hasName(name), canReach });
+  // The session-start commit is the database's (tested in audit/ and e2e/): here every start is taken at once.
+  const ledger: SessionLedger = { start: async (st) => ({ sessionId: st.sessionId, attachCounters: () => undefined, end: () => undefined }) };
+  const gate = createSessionGate({ router, hosts: { exists: async (name: string) => directory.hasName(name) }, access: { canReach }, ledger, audit, logger: log });
+  await app.register(tunnelRoutes, { gate });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as net.AddressInfo).port;
   return { app, port, fingerprint: certFingerprint(new X509Certificate(pems.cert).raw), router, directory, audit, agentSockets: () => agentSockets, acceptedSockets, access };
@@ -467,8 +472,13 @@ describe('tunnel router + route + real agent + real sshd', () => {
       ['othername', misnamed, 'RLY_ERR_NAME_TAKEN', true],
     ];
     for (const [name, identity, code, permanent] of cases) {
-      const { outcome } = startLink(relay, name, identity, sshdTarget());
-      const out = await outcome;
+      const { link, outcome } = startLink(relay, name, identity, sshdTarget());
+      // Bounded, and an agent let in is a failure at once (not a hang until the test's timeout).
+      let out: LinkOutcome | null = null;
+      void outcome.then((o) => (out = o));
+      await waitFor(() => out !== null || link.isWelcomed, 15_000, `an answer to ${name}'s proof`);
+      if (link.isWelcomed) await link.close(1_000);
+      expect(link.isWelcomed, `${name} was let in`).toBe(false);
       expect(out).toMatchObject({ kind: 'refused', code, permanent });
       expect(relay.audit.events.some((e) => e.type === 'agent.rejected' && e.code === code)).toBe(true);
     }

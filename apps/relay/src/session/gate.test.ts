@@ -1,0 +1,122 @@
+/**
+ * The gate's decisions at unit level, over in-memory stand-ins of the router and the ledger (the real ones,
+ * the database and both doors are in e2e/session-gate.e2e.test.ts): the order of the checks, what each
+ * refusal audits, the race where a concurrent session takes the last slot between the check and the open,
+ * and the one end path of an admitted session.
+ */
+import { describe, expect, it } from 'vitest';
+import type { ClientHttp2Stream } from 'node:http2';
+import { PassThrough } from 'node:stream';
+import pino from 'pino';
+import { RelayError, relayError } from '../errors.js';
+import type { RecordedSession, SessionStartInfo, TunnelSessionSummary } from '../tunnel/types.js';
+import { createSessionGate, type AdmitRequest } from './gate.js';
+
+interface World {
+  online: Set<string>;
+  enrolled: Set<string>;
+  grants: Set<string>;
+  capError: RelayError | null;
+  openError: RelayError | null;
+  ledgerError: Error | null;
+  opened: string[];
+  closedStreams: number[];
+  ends: Array<{ reason: string }>;
+  denied: Array<{ reason: string; code: string; via: string; source: string | null }>;
+  spliced: number;
+}
+
+function gateOver(w: World) {
+  const stream = () => ({ close: (code: number) => w.closedStreams.push(code) }) as unknown as ClientHttp2Stream;
+  return createSessionGate({
+    router: {
+      isOnline: (n) => w.online.has(n),
+      checkSessionSlot: () => { if (w.capError) throw w.capError; },
+      openSession: async (n) => { w.opened.push(n); if (w.openError) throw w.openError; return stream(); },
+      spliceSession: async (_c, _s, meta) => { w.spliced++; return { sessionId: meta.sessionId } as TunnelSessionSummary; },
+      agentIdOf: () => 'agent-1',
+    },
+    hosts: { exists: async (n) => w.enrolled.has(n) },
+    access: { canReach: async (u, h) => u.admin || w.grants.has(h) },
+    ledger: {
+      start: async (s: SessionStartInfo): Promise<RecordedSession> => {
+        if (w.ledgerError) throw w.ledgerError;
+        return { sessionId: s.sessionId, attachCounters: () => undefined, end: (e) => w.ends.push(e) };
+      },
+    },
+    audit: { sessionDenied: (e) => w.denied.push(e) },
+    logger: pino({ level: 'silent' }),
+  });
+}
+
+function world(): World {
+  return {
+    online: new Set(['laptop']), enrolled: new Set(['laptop', 'desktop']), grants: new Set(['laptop', 'desktop', 'ghost']),
+    capError: null, openError: null, ledgerError: null, opened: [], closedStreams: [], ends: [], denied: [], spliced: 0,
+  };
+}
+
+const req = (host: string, door: 'https' | 'jump' = 'jump'): AdmitRequest => ({ principal: { name: 'alice', admin: false, role: null, authAt: 0 }, host, door, source: '192.0.2.7' });
+
+async function refusal(p: Promise<unknown>): Promise<RelayError> {
+  const e = await p.then(() => null, (err: unknown) => err);
+  expect(e).toBeInstanceOf(RelayError);
+  return e as RelayError;
+}
+
+describe('session gate', () => {
+  it('checks grant, then enrolled/online, then caps, each refusal with its code and one session.denied row; nothing is opened', async () => {
+    const w = world();
+    const g = gateOver(w);
+    expect((await refusal(g.admit(req('vault')))).code).toBe('RLY_ERR_NO_GRANT');
+    expect((await refusal(g.admit(req('ghost')))).code).toBe('RLY_ERR_UNKNOWN_HOST');
+    expect((await refusal(g.admit(req('desktop')))).code).toBe('RLY_ERR_AGENT_OFFLINE');
+    w.capError = relayError('RLY_ERR_AGENT_SESSION_LIMIT');
+    expect((await refusal(g.admit(req('laptop', 'https')))).code).toBe('RLY_ERR_AGENT_SESSION_LIMIT');
+    expect(w.denied).toEqual([
+      expect.objectContaining({ reason: 'no_grant', code: 'RLY_ERR_NO_GRANT', via: 'jump', source: '192.0.2.7' }),
+      expect.objectContaining({ reason: 'unknown_host', code: 'RLY_ERR_UNKNOWN_HOST', via: 'jump', source: '192.0.2.7' }),
+      expect.objectContaining({ reason: 'host_offline', code: 'RLY_ERR_AGENT_OFFLINE', via: 'jump', source: '192.0.2.7' }),
+      expect.objectContaining({ reason: 'cap', code: 'RLY_ERR_AGENT_SESSION_LIMIT', via: 'https', source: '192.0.2.7' }),
+    ]);
+    expect(w.opened).toEqual([]);
+    expect((await refusal(g.admit(req('not a name')))).code).toBe('RLY_ERR_BAD_REQUEST');
+    expect(w.denied).toHaveLength(4);
+  });
+
+  it('a concurrent session took the last slot between the check and the open: refused as a cap, its committed start ended as error', async () => {
+    const w = world();
+    w.openError = relayError('RLY_ERR_USER_SESSION_LIMIT');
+    expect((await refusal(gateOver(w).admit(req('laptop')))).code).toBe('RLY_ERR_USER_SESSION_LIMIT');
+    expect(w.denied).toEqual([expect.objectContaining({ reason: 'cap', code: 'RLY_ERR_USER_SESSION_LIMIT' })]);
+    expect(w.ends).toEqual([expect.objectContaining({ reason: 'error', bytesFromClient: 0, bytesToClient: 0 })]);
+  });
+
+  it('a start that cannot be committed: RLY_ERR_DATABASE_UNAVAILABLE, the opened agent stream cancelled, nothing spliced', async () => {
+    const w = world();
+    w.ledgerError = new Error('connection refused');
+    const e = await refusal(gateOver(w).admit(req('laptop')));
+    expect(e.code).toBe('RLY_ERR_DATABASE_UNAVAILABLE');
+    expect(e.statusCode).toBe(503);
+    expect(w.opened).toEqual(['laptop']);
+    expect(w.closedStreams).toEqual([8]); // NGHTTP2_CANCEL
+    expect(w.spliced).toBe(0);
+    expect(w.denied).toEqual([]);
+  });
+
+  it('an admitted session ends one way only: cancel after splice does nothing, splice after cancel throws', async () => {
+    const w = world();
+    const g = gateOver(w);
+    const a = await g.admit(req('laptop'));
+    await a.splice(new PassThrough());
+    a.cancel('client_closed');
+    expect(w.closedStreams).toEqual([]);
+    const b = await g.admit(req('laptop'));
+    b.cancel('client_closed');
+    b.cancel('error');
+    expect(w.closedStreams).toEqual([8]);
+    expect(w.ends).toEqual([expect.objectContaining({ reason: 'client_closed' })]);
+    expect(() => b.splice(new PassThrough())).toThrow(/already spliced or cancelled/);
+    expect(w.spliced).toBe(1);
+  });
+});
