@@ -110,7 +110,7 @@ function main(): void {
     config,
     store,
     knownHosts: new KnownHostsFile(join(config.configDir, 'known_hosts')),
-    users: new LoginUsers(config.configDir, config.localUser),
+    users: new LoginUsers(config.configDir, config.localUser, { onDamaged: (d) => log.warn(d, 'tui-users.json is damaged: set aside, not overwritten') }),
     log,
     identityFiles,
     connect: connectRelay,
