@@ -58,7 +58,10 @@ export class AgentSupervisor {
       this.link = null;
       try {
         this.o.onOutcome?.(out);
-      } catch { /* observer bugs must not stop the agent */ }
+      } catch (err) {
+        // An observer's bug must not stop the agent, nor go unseen.
+        this.log.error({ err, outcome: out.kind }, 'an onOutcome observer threw; the agent keeps dialling');
+      }
       if (this.stopping) break;
       let kind: FailureKind = 'other';
       if (out.kind === 'failed') {
