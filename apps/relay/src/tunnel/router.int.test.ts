@@ -19,7 +19,7 @@ import ssh2 from 'ssh2';
 import { AGENT_ALPN, certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS, HEADERS, PATHS, PROTOCOL_VERSION } from '@mssh/protocol';
 import { fixtures } from '../../../../e2e/fixtures/inject.js';
 import { waitFor } from '../../../../e2e/fixtures/net.js';
-import { AgentLink, type LinkOutcome } from '../../../agent/src/dial/agent-link.js';
+import { RelayLink, type LinkOutcome } from '../../../agent/src/dial/relay-link.js';
 import { Backoff } from '../../../agent/src/dial/backoff.js';
 import { decoupleWrites } from '@mssh/protocol';
 import { AgentSupervisor } from '../../../agent/src/dial/supervisor.js';
@@ -244,8 +244,8 @@ async function echo(s: Ssh, payload: Buffer): Promise<void> {
 }
 
 /** A standalone agent link (no reconnects) for one scenario; resolves its outcome when it ends. */
-function startLink(relay: Relay, name: string, identity: AgentIdentity, target: TcpTarget): { link: AgentLink; outcome: Promise<LinkOutcome> } {
-  const link = new AgentLink({ endpoint: { host: '127.0.0.1', port: relay.port }, relayFingerprint: relay.fingerprint, name, identity, target, logger: log });
+function startLink(relay: Relay, name: string, identity: AgentIdentity, target: TcpTarget): { link: RelayLink; outcome: Promise<LinkOutcome> } {
+  const link = new RelayLink({ endpoint: { host: '127.0.0.1', port: relay.port }, relayFingerprint: relay.fingerprint, name, identity, target, logger: log });
   return { link, outcome: link.run() };
 }
 
@@ -650,7 +650,7 @@ describe('tunnel router + route + real agent + real sshd', () => {
       s.pause(); // completes TLS, then never reads a byte
     });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-    const link = new AgentLink({
+    const link = new RelayLink({
       endpoint: { host: '127.0.0.1', port: (silent.address() as net.AddressInfo).port },
       relayFingerprint: certFingerprint(new X509Certificate(pems.cert).raw),
       name: 'lonely',
@@ -674,7 +674,7 @@ describe('tunnel router + route + real agent + real sshd', () => {
       s.on('data', (d: Buffer) => seen.push(d));
     });
     await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', r));
-    const link = new AgentLink({
+    const link = new RelayLink({
       endpoint: { host: '127.0.0.1', port: (impostor.address() as net.AddressInfo).port },
       relayFingerprint: relay.fingerprint,
       name: 'laptop',
