@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fixtures } from '../../../e2e/fixtures/inject.js';
-import { clonePglite } from '../../../e2e/fixtures/pglite.js';
-import { createTestDatabase } from '../../../e2e/fixtures/postgres.js';
-import { waitFor } from '../../../e2e/fixtures/net.js';
+import { fixtures } from '@mssh/test-fixtures/inject';
+import { clonePglite } from '@mssh/test-fixtures/pglite';
+import { createTestDatabase } from '@mssh/test-fixtures/postgres';
+import { waitFor } from '@mssh/test-fixtures/net';
 import { DB_KINDS } from './test-support.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { freePort, waitFor } from '../../../../e2e/fixtures/net.js';
+import { freePort, waitFor } from '@mssh/test-fixtures/net';
 import { identityFromPrivateKey } from '../enroll/identity.js';
 import { TcpTarget } from '../target/tcp-target.js';
 import { Backoff } from './backoff.js';

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { waitFor } from '../../../../e2e/fixtures/net.js';
+import { waitFor } from '@mssh/test-fixtures/net';
 import { SessionSurvivorsError, sessionMembers, terminateSession, type SendSignal } from './process-session.js';
 import { pgrep } from './test-support.js';
 
