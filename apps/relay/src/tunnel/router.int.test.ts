@@ -548,8 +548,13 @@ describe('tunnel router + route + real agent + real sshd', () => {
     // A session whose user check comes after the kill (say the account was enabled again) lives on.
     const later = await openTunnel(client, 'laptop');
     await readUntil(later, /SSH-2\.0-OpenSSH/);
-    await new Promise((r) => setTimeout(r, 300));
+    // Witness: one more session through relay, agent and sshd; by the time it answers, a kill aimed at
+    // \`later\` would have landed.
+    const witness = await openTunnel(client, 'laptop');
+    await readUntil(witness, /SSH-2\.0-OpenSSH/);
+    witness.close(http2.constants.NGHTTP2_CANCEL);
     expect(later.destroyed).toBe(false);
+    expect(relay.audit.ended.filter((e) => e.reason === 'user_disabled')).toHaveLength(endedBefore + 1);
     later.close(http2.constants.NGHTTP2_CANCEL);
   });
 
@@ -673,6 +678,8 @@ describe('tunnel router + route + real agent + real sshd', () => {
       s.on('error', () => {});
       s.on('data', (d: Buffer) => seen.push(d));
     });
+    // The TCP connection's end: after it, nothing more can arrive.
+    const tcpClosed = new Promise<void>((r) => impostor.once('connection', (raw: net.Socket) => raw.once('close', () => r())));
     await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', r));
     const link = new RelayLink({
       endpoint: { host: '127.0.0.1', port: (impostor.address() as net.AddressInfo).port },
@@ -684,7 +691,7 @@ describe('tunnel router + route + real agent + real sshd', () => {
     });
     const out = await link.run();
     expect(out).toMatchObject({ kind: 'failed', error: { code: 'AGT_ERR_RELAY_FINGERPRINT_MISMATCH' } });
-    await new Promise((r) => setTimeout(r, 100));
+    await Promise.race([tcpClosed, new Promise((_, reject) => setTimeout(() => reject(new Error('the refused connection is still open 5 s later')), 5_000).unref())]);
     expect(Buffer.concat(seen).length).toBe(0);
     impostor.close();
   });
