@@ -18,6 +18,7 @@ import {
 } from './config.js';
 import { CliError, RelayError } from './errors.js';
 import { createLogger } from './logger.js';
+import { installBufferReclaim } from '@mssh/protocol/transport';
 import { loadOrCreateRelayId, pgliteDir, prepareDataDir } from './data-dir.js';
 import { createRepositories, openDatabase, redactDatabaseUrl, rootMessage } from './db/index.js';
 import { grantRoles } from './db/roles.js';
@@ -48,6 +49,7 @@ const out = (line: string) => process.stdout.write(`${line}\n`);
 
 async function serve(flags: Record<string, unknown>): Promise<void> {
   const cfg = parseConfig(ServeConfigSchema, flags);
+  installBufferReclaim(); // sessions move bulk data through this process (libs/protocol buffer-reclaim.ts)
   const logger = createLogger(cfg.logLevel);
   const cleanups: Array<() => Promise<void>> = [];
   const cleanup = async () => {

@@ -36,11 +36,11 @@ import {
 import { AgentError, errnoOf } from '../errors.js';
 import type { AgentIdentity } from '../enroll/identity.js';
 import type { SessionTarget } from '../target/session-target.js';
-import { splice } from '@mssh/protocol';
+import { splice } from '@mssh/protocol/transport';
 import { formatHostPort, type HostPort } from './endpoint.js';
-import { decoupleWrites } from '@mssh/protocol';
+import { decoupleWrites } from '@mssh/protocol/transport';
 import { connectPinned, DEFAULT_TLS_TIMEOUT_MS } from './pinned-tls.js';
-import { readBody } from '@mssh/protocol';
+import { readBody } from '@mssh/protocol/transport';
 
 export interface RelayLinkOptions {
   /** Where to dial (the relay's agent endpoint). */

@@ -30,7 +30,7 @@ import {
 } from '@mssh/protocol';
 import { RelayError, relayError } from '../errors.js';
 import { agentProofMaterial, verifyAgentProof } from './agent-proof.js';
-import { readBody } from '@mssh/protocol';
+import { readBody } from '@mssh/protocol/transport';
 import type { AgentDirectory, EnrolledAgent, SessionEndReason, SessionMeta, TunnelAuditSink } from './types.js';
 
 export const HELLO_MAX_BYTES = 64 * 1024;

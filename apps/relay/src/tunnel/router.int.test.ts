@@ -21,7 +21,7 @@ import { fixtures } from '@mssh/test-fixtures/inject';
 import { waitFor } from '@mssh/test-fixtures/net';
 import { RelayLink, type LinkOutcome } from '../../../agent/src/dial/relay-link.js';
 import { Backoff } from '../../../agent/src/dial/backoff.js';
-import { decoupleWrites } from '@mssh/protocol';
+import { decoupleWrites } from '@mssh/protocol/transport';
 import { AgentSupervisor } from '../../../agent/src/dial/supervisor.js';
 import { identityFromPrivateKey, type AgentIdentity } from '../../../agent/src/enroll/identity.js';
 import { TcpTarget } from '../../../agent/src/target/tcp-target.js';
