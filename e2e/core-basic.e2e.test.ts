@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair, SignJWT, UnsecuredJWT } from 'jose';
 import type http2 from 'node:http2';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
 import { startRelay, startAgent, loginUser, sshArgs, stopAll, type Relay, type User } from './fixtures/stack.js';
@@ -129,5 +129,33 @@ describe.each(['pglite', 'postgres'] as const)('core on %s', (db) => {
     const after = await u2.mssh(['ls']);
     expect(after.code).not.toBe(0);
     expect(after.stderr).toMatch(/mssh login/);
+  });
+
+  it('logout with a damaged credentials file revokes the token it still holds and fails with CLI_ERR_CONFIG', async () => {
+    // Valid JSON with a wrong version (hand-edited, or a newer mssh): the entry itself is intact.
+    const u3 = await loginUser(relay);
+    const tok3 = storedToken(u3.configDir);
+    const file3 = join(u3.configDir, 'credentials.json');
+    const damaged = JSON.stringify({ ...JSON.parse(readFileSync(file3, 'utf8')), version: 7 });
+    writeFileSync(file3, damaged);
+    const r3 = await u3.mssh(['logout']);
+    expect(r3.code, r3.stderr).toBe(1);
+    expect(r3.stderr).toContain('[CLI_ERR_CONFIG]');
+    expect(r3.stderr).toContain(`${file3} is damaged`);
+    expect(r3.stderr).toMatch(/was revoked on the relay/);
+    expect(r3.stderr).toMatch(/Delete it and log in again/);
+    expect(r3.stderr + r3.stdout).not.toMatch(/Not logged in/);
+    expect((await request(h2, 'GET', PATHS.hosts, { token: tok3 })).status).toBe(401);
+    expect(readFileSync(file3, 'utf8')).toBe(damaged);
+
+    // Not JSON at all: no token can be read, so none is revoked, and it says so.
+    const u4 = await loginUser(relay);
+    const tok4 = storedToken(u4.configDir);
+    writeFileSync(join(u4.configDir, 'credentials.json'), '{"version": 1, "cur');
+    const r4 = await u4.mssh(['logout']);
+    expect(r4.code, r4.stderr).toBe(1);
+    expect(r4.stderr).toContain('[CLI_ERR_CONFIG]');
+    expect(r4.stderr).toMatch(/none was revoked/);
+    expect((await request(h2, 'GET', PATHS.hosts, { token: tok4 })).status).toBe(200);
   });
 });

@@ -99,9 +99,12 @@ describe('mssh ssh: names and the connect timeout', () => {
     try {
       await waitFor(() => /hung: SSH handshake with hung… \d s/.test(raw) || null, 10_000, `the status line; output: ${JSON.stringify(raw)}`);
       await waitFor(() => exit !== null || null, 15_000, 'mssh ssh exit');
-      await new Promise((r) => setTimeout(r, 100));
       expect(exit).toBe(255);
-      const screen = visibleScreen(term);
+      // The terminal parses what it was given asynchronously: wait for the last line, written after the erase.
+      const screen = await waitFor(() => {
+        const v = visibleScreen(term);
+        return /\[CLI_ERR_CONNECT_TIMEOUT\]$/m.test(v) ? v : null;
+      }, 5_000, `the final error line; output: ${JSON.stringify(raw)}`);
       expect(screen).toMatch(/^mssh: no SSH connection to hung within 3 s \(still SSH handshake with hung\) \[CLI_ERR_CONNECT_TIMEOUT\]$/m);
       expect(screen).not.toMatch(/SSH handshake with hung… \d s/); // erased
     } finally {

@@ -8,7 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { waitForPort } from '../../e2e/fixtures/net.js';
+import { waitForPort } from '@mssh/test-fixtures/net';
 import { RECONNECT_BASE_MS, RECONNECT_CAP_MS, RECONNECT_HEALTHY_RESET_MS } from '@mssh/protocol';
 import { spawnTracked, exited } from './procs.js';
 

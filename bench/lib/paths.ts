@@ -3,7 +3,7 @@
  * would type. Each path runs `remote` (one shell command string) on the target.
  */
 import { join } from 'node:path';
-import { BIN } from '../../e2e/fixtures/stack.js';
+import { BIN } from '@mssh/test-fixtures/stack';
 import { SSH, BASTION_ALIAS } from './openssh.js';
 import { TARGET_HOST, type BenchEnv } from './env.js';
 

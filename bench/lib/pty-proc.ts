@@ -4,7 +4,7 @@
  */
 import pty from 'node-pty';
 import xterm from '@xterm/headless';
-import { visibleScreen } from '../../e2e/fixtures/terminal.js';
+import { visibleScreen } from '@mssh/test-fixtures/terminal';
 import type { Command } from './paths.js';
 import { trackPty } from './procs.js';
 

@@ -8,8 +8,9 @@
  */
 import http2 from 'node:http2';
 import tls from 'node:tls';
-import { decoupleWrites, certFingerprint, H2_SETTINGS, H2_CONNECTION_WINDOW } from '@mssh/protocol';
-import type { Relay } from '../../e2e/fixtures/stack.js';
+import { certFingerprint, H2_SETTINGS, H2_CONNECTION_WINDOW } from '@mssh/protocol';
+import { decoupleWrites } from '@mssh/protocol/transport';
+import type { Relay } from '@mssh/test-fixtures/stack';
 
 export async function relaySession(relay: Relay): Promise<http2.ClientHttp2Session> {
   const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {

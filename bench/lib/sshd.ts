@@ -8,8 +8,8 @@ import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { userInfo } from 'node:os';
-import { makeHostKeys, requireOpenSsh } from '../../e2e/fixtures/sshd.js';
-import { freePort, waitForPort } from '../../e2e/fixtures/net.js';
+import { makeHostKeys, requireOpenSsh } from '@mssh/test-fixtures/sshd';
+import { freePort, waitForPort } from '@mssh/test-fixtures/net';
 import { spawnTracked, exited, descendants, killPid, alive } from './procs.js';
 
 /** The prompt of a login shell on the benchmark's sshds (their sessions' HOME has a .profile setting it). */

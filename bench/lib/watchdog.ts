@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync, rmSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { ADMIN_URL } from '../../e2e/fixtures/postgres.js';
+import { ADMIN_URL } from '@mssh/test-fixtures/postgres';
 
 let listFile: string | undefined;
 const watched = new Set<number>();

@@ -9,7 +9,7 @@
  */
 import type { Duplex } from 'node:stream';
 import type http2 from 'node:http2';
-import { openTunnel } from '../../e2e/fixtures/tunnel-client.js';
+import { openTunnel } from '@mssh/test-fixtures/tunnel-client';
 import { relaySession } from '../lib/relay-session.js';
 import { TARGET_HOST, type BenchEnv } from '../lib/env.js';
 import { bastionClient, jumpChannel, firstBytes, closeStream, type SshClient } from '../lib/inproc.js';

@@ -9,6 +9,7 @@
  */
 import { Command } from 'commander';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
+import { installBufferReclaim } from '@mssh/protocol/transport';
 import {
   formatTargetChoice,
   parseAuthorizeStateDir,
@@ -79,6 +80,7 @@ function refusalHint(code: string, stateDir: string, name: string): string {
 }
 
 async function runCommand(flags: RunFlags): Promise<void> {
+  installBufferReclaim(); // sessions move bulk data through this process (libs/protocol buffer-reclaim.ts)
   const cfg = parseRunConfig(flags);
   const state = readState(cfg.stateDir);
   // One agent per state directory (an OS lock held until this process ends; see state/state-lock.ts).

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { CliError } from './errors.js';
+import { CliError, codedCliError } from './errors.js';
 
 /** Create the data directory (0700) or tighten it to 0700: it holds keys, the database and the admin socket. */
 export function prepareDataDir(dir: string): void {
@@ -13,17 +13,53 @@ export function prepareDataDir(dir: string): void {
   }
 }
 
-/** This relay's id in the audit trail: created once, kept in the data dir. */
-export function relayId(dir: string): string {
-  const path = join(dir, 'relay-id');
+export function relayIdPath(dir: string): string {
+  return join(dir, 'relay-id');
+}
+
+const RELAY_ID_RE = /^[0-9a-f-]{36}$/;
+
+function damagedRelayId(path: string, why: string, cause?: unknown): CliError {
+  return codedCliError('RLY_CLI_ERR_RELAY_ID', `cannot read this relay's id from ${path}: ${why}`,
+    `The audit trail and the crash recovery of open sessions use it: restore the file (one line, the UUID from a backup or from the relay_id column of the sessions table), or, to start as a new relay on purpose, move it away.`, cause);
+}
+
+/**
+ * This relay's id as recorded in `<data-dir>/relay-id`, or null when the file does not exist. Any other
+ * failure (unreadable, a directory, not a UUID) is an error: starting with a new id would leave the
+ * sessions a previous run left open for ever open, since crash recovery looks for this relay's own.
+ */
+export function readRelayId(dir: string): string | null {
+  const path = relayIdPath(dir);
+  let text: string;
   try {
-    const id = readFileSync(path, 'utf8').trim();
-    if (/^[0-9a-f-]{36}$/.test(id)) return id;
-  } catch {
-    // first start
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    throw damagedRelayId(path, code ?? (e as Error).message, e);
   }
+  const id = text.trim();
+  if (!RELAY_ID_RE.test(id)) throw damagedRelayId(path, 'the file does not hold a relay id (a UUID)');
+  return id;
+}
+
+/**
+ * This relay's id in the audit trail: read from the data dir, or created there (0600) when the data dir
+ * has none yet. Called once at start (serve, and the admin commands acting on the database directly).
+ */
+export function loadOrCreateRelayId(dir: string): string {
+  const existing = readRelayId(dir);
+  if (existing !== null) return existing;
   const id = randomUUID();
-  writeFileSync(path, `${id}\n`, { mode: 0o600 });
+  try {
+    // 'wx': never replace a file that appeared in the meantime.
+    writeFileSync(relayIdPath(dir), `${id}\n`, { mode: 0o600, flag: 'wx' });
+  } catch (e) {
+    const raced = (e as NodeJS.ErrnoException).code === 'EEXIST' ? readRelayId(dir) : null;
+    if (raced !== null) return raced;
+    throw new CliError(`cannot create ${relayIdPath(dir)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'Check that the data directory is writable (--data-dir or MSSH_DATA_DIR).', e);
+  }
   return id;
 }
 

@@ -44,6 +44,10 @@ export const RELAY_CLI_ERRORS = {
   RLY_CLI_ERR_DATABASE_MISMATCH: 'another database than the relay uses',
   /** `<data-dir>/database.json` cannot be read. */
   RLY_CLI_ERR_DATABASE_RECORD: 'unreadable database record',
+  /** `<data-dir>/relay-id` exists but cannot be read or holds no relay id. */
+  RLY_CLI_ERR_RELAY_ID: 'unreadable relay id',
+  /** The TLS certificate or the SSH jump host key exists but cannot be read or parsed. */
+  RLY_CLI_ERR_KEY_FILE: 'unreadable certificate or key file',
 } as const;
 export type RelayCliErrorCode = keyof typeof RELAY_CLI_ERRORS;
 

@@ -5,12 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { fixtures } from '../../../e2e/fixtures/inject.js';
-import { clonePglite } from '../../../e2e/fixtures/pglite.js';
-import { createTestDatabase } from '../../../e2e/fixtures/postgres.js';
-import { waitFor } from '../../../e2e/fixtures/net.js';
+import { fixtures } from '@mssh/test-fixtures/inject';
+import { clonePglite } from '@mssh/test-fixtures/pglite';
+import { createTestDatabase } from '@mssh/test-fixtures/postgres';
+import { waitFor } from '@mssh/test-fixtures/net';
 import { DB_KINDS } from './test-support.js';
 
 const ROOT = resolve(import.meta.dirname, '../../..');
@@ -147,5 +147,41 @@ describe.each(DB_KINDS)('mssh-relay process on %s', (kind) => {
     expect(u.err).toBe(`(relay not running: on the database directly, ${kind === 'pglite' ? `PGlite ${join(dataDir, 'db')}` : dbArgs[1]}; data dir ${dataDir})\n`);
     expect(u.out).toBe('Created user "erin" (admin).\n');
     expect(u.code).toBe(0);
+  });
+});
+
+describe('mssh-relay info with damaged key files', () => {
+  it('tells a missing certificate or host key ("none yet") from a damaged one (RLY_CLI_ERR_KEY_FILE)', { timeout: 120_000 }, async () => {
+    const dir = mkdtempSync(join(fixtures().root, 'relay-info-'));
+    const env = { ...process.env, DATABASE_URL: '', MSSH_DATA_DIR: '' };
+    const info = () => cli(['info', '--data-dir', dir], env);
+    const fresh = await info();
+    expect(fresh.code, fresh.err).toBe(0);
+    expect(fresh.out).toMatch(/TLS certificate fingerprint: \(none yet/);
+    expect(fresh.out).toMatch(/SSH jump host key fingerprint: \(none yet/);
+
+    const cert = join(dir, 'tls', 'cert.pem');
+    mkdirSync(join(dir, 'tls'));
+    writeFileSync(cert, 'not a certificate\n');
+    const badCert = await info();
+    expect(badCert.code).toBe(1);
+    expect(badCert.err).toContain('(RLY_CLI_ERR_KEY_FILE)');
+    expect(badCert.err).toContain(`${cert} is not a PEM certificate`);
+    expect(badCert.out).not.toMatch(/TLS certificate fingerprint/);
+    rmSync(join(dir, 'tls'), { recursive: true });
+
+    const key = join(dir, 'ssh', 'ssh_host_ed25519_key');
+    mkdirSync(key, { recursive: true }); // unreadable as a file: EISDIR (root reads through chmod 000)
+    const unreadableKey = await info();
+    expect(unreadableKey.code).toBe(1);
+    expect(unreadableKey.err).toContain('(RLY_CLI_ERR_KEY_FILE)');
+    expect(unreadableKey.err).toContain(`cannot read the SSH jump host key ${key}: EISDIR`);
+    rmSync(key, { recursive: true });
+    writeFileSync(key, '-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n-----END OPENSSH PRIVATE KEY-----\n', { mode: 0o600 });
+    const badKey = await info();
+    expect(badKey.code).toBe(1);
+    expect(badKey.err).toContain('(RLY_CLI_ERR_KEY_FILE)');
+    expect(badKey.err).toContain(`${key} is not a valid unencrypted SSH private key`);
+    expect(badKey.out).not.toMatch(/SSH jump host key fingerprint/);
   });
 });

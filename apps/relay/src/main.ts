@@ -18,7 +18,8 @@ import {
 } from './config.js';
 import { CliError, RelayError } from './errors.js';
 import { createLogger } from './logger.js';
-import { pgliteDir, prepareDataDir, relayId } from './data-dir.js';
+import { installBufferReclaim } from '@mssh/protocol/transport';
+import { loadOrCreateRelayId, pgliteDir, prepareDataDir } from './data-dir.js';
 import { createRepositories, openDatabase, redactDatabaseUrl, rootMessage } from './db/index.js';
 import { grantRoles } from './db/roles.js';
 import { DbAuditSink } from './audit/audit-sink.js';
@@ -49,6 +50,7 @@ const out = (line: string) => process.stdout.write(`${line}\n`);
 
 async function serve(flags: Record<string, unknown>): Promise<void> {
   const cfg = parseConfig(ServeConfigSchema, flags);
+  installBufferReclaim(); // sessions move bulk data through this process (libs/protocol buffer-reclaim.ts)
   const logger = createLogger(cfg.logLevel);
   const cleanups: Array<() => Promise<void>> = [];
   const cleanup = async () => {
@@ -56,6 +58,7 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
   };
   try {
     prepareDataDir(cfg.dataDir);
+    const thisRelay = loadOrCreateRelayId(cfg.dataDir); // before anything else: a damaged id refuses the start
     const sockPath = adminSocketPath(cfg.dataDir);
     await claimAdminSocketPath(sockPath);
     checkServeDatabase(cfg);
@@ -77,7 +80,6 @@ async function serve(flags: Record<string, unknown>): Promise<void> {
     logger.info({ kind: database.kind, where: cfg.databaseUrl ? redactDatabaseUrl(cfg.databaseUrl) : pgliteDir(cfg.dataDir) }, 'database ready');
 
     const repos = createRepositories(database.db);
-    const thisRelay = relayId(cfg.dataDir);
     const auditLogger = logger.child({ component: 'relay.audit' });
     const audit = new DbAuditSink({ db: database.db, relayId: thisRelay, logger: auditLogger });
     cleanups.push(() => audit.flush());
@@ -294,8 +296,8 @@ async function adminOps(cfg: StoreConfig, relayInfo: () => Promise<{ url: string
   const logger = createLogger('warn');
   const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
   const repos = createRepositories(database.db);
-  const audit = new DbAuditSink({ db: database.db, relayId: relayId(cfg.dataDir), logger });
-  const auditLog = new AuditLog({ db: database.db, relayId: relayId(cfg.dataDir) });
+  const audit = new DbAuditSink({ db: database.db, relayId: loadOrCreateRelayId(cfg.dataDir), logger });
+  const auditLog = new AuditLog({ db: database.db, relayId: loadOrCreateRelayId(cfg.dataDir) });
   let relay: { url: string; fingerprint: string } = { url: '', fingerprint: '' };
   // No router: the relay is not running, so there are no live sessions or agent links to end.
   const admin = new AdminService({ users: repos.users, agents: repos.agents, grants: repos.grants, enrollTokens: repos.enrollTokens, audit, relay: () => relay });
@@ -471,7 +473,7 @@ async function auditPrune(flags: Record<string, unknown>): Promise<void> {
 async function pruneOnDatabase(cfg: StoreConfig, olderThanMs: number): Promise<{ deleted: number; cutoff: string }> {
   const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
   try {
-    return await new AuditLog({ db: database.db, relayId: relayId(cfg.dataDir) }).prune(new Date(Date.now() - olderThanMs), { actor: LOCAL_ADMIN_ACTOR, source: 'cli' });
+    return await new AuditLog({ db: database.db, relayId: loadOrCreateRelayId(cfg.dataDir) }).prune(new Date(Date.now() - olderThanMs), { actor: LOCAL_ADMIN_ACTOR, source: 'cli' });
   } finally {
     await database.close();
   }

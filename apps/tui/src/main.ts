@@ -26,6 +26,7 @@ import { cliError, formatCliError, isCliError, type CliError } from './errors.js
 import { KnownHostsFile } from './known-hosts/known-hosts-file.js';
 import { connectRelay } from './relay-client/relay-connection.js';
 import { TtyPrompter } from './terminal/prompt.js';
+import { installBufferReclaim } from '@mssh/protocol/transport';
 
 function flush(stream: NodeJS.WriteStream): Promise<void> {
   return new Promise((resolve) => {
@@ -55,6 +56,7 @@ function printError(e: CliError, oneLine: boolean): void {
 }
 
 async function main(): Promise<void> {
+  installBufferReclaim(); // mssh ssh / proxy move bulk data through this process (libs/protocol buffer-reclaim.ts)
   const argv = process.argv.slice(2);
   const failCode = failureExitCode(argv);
   let config: ClientConfig;

@@ -19,6 +19,7 @@ import { createTuiLogger, tuiLogPath } from './picker/tui-log.js';
 import { connectRelay } from './relay-client/relay-connection.js';
 import { defaultIdentityFiles } from './ssh/auth.js';
 import { assertHostName } from './ssh/ssh-via-relay.js';
+import { installBufferReclaim } from '@mssh/protocol/transport';
 
 const USAGE = `Usage: mssh-tui [--relay URL] [--host NAME] [-i FILE]
 
@@ -65,6 +66,7 @@ function fail(e: CliError): never {
 }
 
 function main(): void {
+  installBufferReclaim(); // the picker's sessions move data through this process (libs/protocol buffer-reclaim.ts)
   let config: ClientConfig;
   let args: TuiArgs;
   try {
@@ -110,7 +112,7 @@ function main(): void {
     config,
     store,
     knownHosts: new KnownHostsFile(join(config.configDir, 'known_hosts')),
-    users: new LoginUsers(config.configDir, config.localUser),
+    users: new LoginUsers(config.configDir, config.localUser, { onDamaged: (d) => log.warn(d, 'tui-users.json is damaged: set aside, not overwritten') }),
     log,
     identityFiles,
     connect: connectRelay,

@@ -10,11 +10,14 @@ import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { PerformanceObserver, constants as perf } from 'node:perf_hooks';
 import vm from 'node:vm';
-import { RECLAIM_EVERY, noteBytesMoved, reclaimsRequested } from './buffer-reclaim.js';
+import { RECLAIM_EVERY, installBufferReclaim, noteBytesMoved, reclaimsRequested } from './buffer-reclaim.js';
 import { decoupleWrites } from './decoupled-socket.js';
 import { splice } from './stream-bridge.js';
 
 const tick = (): Promise<void> => new Promise((r) => setImmediate(r));
+
+// A program's main does this; this test file is such a program.
+installBufferReclaim();
 
 /** Counts the young-generation GCs V8 reports while `fn` runs (entries arrive asynchronously). */
 async function minorGcsDuring(fn: () => Promise<void>): Promise<number> {
@@ -67,7 +70,8 @@ describe('noteBytesMoved', () => {
 
   it('MSSH_BUFFER_RECLAIM=off asks for nothing', () => {
     const script = `
-      import { noteBytesMoved, reclaimsRequested, RECLAIM_EVERY } from ${JSON.stringify(new URL('./buffer-reclaim.ts', import.meta.url).href)};
+      import { installBufferReclaim, noteBytesMoved, reclaimsRequested, RECLAIM_EVERY } from ${JSON.stringify(new URL('./buffer-reclaim.ts', import.meta.url).href)};
+      installBufferReclaim();
       noteBytesMoved(RECLAIM_EVERY * 3);
       setImmediate(() => console.log(reclaimsRequested()));
     `;
@@ -77,10 +81,21 @@ describe('noteBytesMoved', () => {
     expect(run({ MSSH_BUFFER_RECLAIM: '' })).toBe('1');
   });
 
+  it('is off until a program installs it: importing the module (or the transport) asks for nothing', () => {
+    const script = `
+      import { noteBytesMoved, reclaimsRequested, RECLAIM_EVERY } from ${JSON.stringify(new URL('./transport.ts', import.meta.url).href)};
+      noteBytesMoved(RECLAIM_EVERY * 3);
+      setImmediate(() => console.log(reclaimsRequested()));
+    `;
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, MSSH_BUFFER_RECLAIM: '' }, encoding: 'utf8', timeout: 30_000 }).trim();
+    expect(out).toBe('0');
+  });
+
   it('uses the gc of a process started with --expose-gc, and leaves it in place', () => {
     const script = `
-      import { noteBytesMoved, reclaimsRequested, RECLAIM_EVERY } from ${JSON.stringify(new URL('./buffer-reclaim.ts', import.meta.url).href)};
+      import { installBufferReclaim, noteBytesMoved, reclaimsRequested, RECLAIM_EVERY } from ${JSON.stringify(new URL('./buffer-reclaim.ts', import.meta.url).href)};
       import vm from 'node:vm';
+      installBufferReclaim();
       noteBytesMoved(RECLAIM_EVERY);
       setImmediate(() => console.log(reclaimsRequested(), typeof globalThis.gc, vm.runInNewContext('typeof gc')));
     `;

@@ -21,6 +21,9 @@
  *
  * Interactive sessions move far less than RECLAIM_EVERY between keystrokes: they are not affected.
  * `MSSH_BUFFER_RECLAIM=off` turns it off.
+ *
+ * A process-wide effect, so a program opts in: its main calls installBufferReclaim() once. Importing
+ * this module (a library, a test) changes nothing, and until the install noteBytesMoved counts nothing.
  */
 import v8 from 'node:v8';
 import vm from 'node:vm';
@@ -30,13 +33,14 @@ export const RECLAIM_EVERY = 2 * 1024 * 1024;
 
 type MinorGc = (opts: { type: 'minor' }) => void;
 
-let gcFn: MinorGc | null | undefined;
+/** null: not installed (or off, or no gc to be had); undefined: installed, the gc not fetched yet. */
+let gcFn: MinorGc | null | undefined = null;
+let installed = false;
 let since = 0;
 let scheduled = false;
 let requested = 0;
 
 function load(): MinorGc | null {
-  if (process.env.MSSH_BUFFER_RECLAIM === 'off') return null;
   // Started with --expose-gc already (a debugging session): use that one and leave the flag alone.
   const existing = (globalThis as { gc?: unknown }).gc;
   if (typeof existing === 'function') return existing as MinorGc;
@@ -61,11 +65,24 @@ function reclaim(): void {
 }
 
 /**
+ * Switch buffer reclaim on for this process (a program's main, once; later calls do nothing). The gc
+ * function is fetched at the first reclaim, so start-up costs nothing. Returns false when
+ * MSSH_BUFFER_RECLAIM=off.
+ */
+export function installBufferReclaim(env: NodeJS.ProcessEnv = process.env): boolean {
+  if (!installed) {
+    installed = true;
+    gcFn = env.MSSH_BUFFER_RECLAIM === 'off' ? null : undefined;
+  }
+  return gcFn !== null;
+}
+
+/**
  * Count `n` bytes moved by this process; past RECLAIM_EVERY a scavenge runs once the current I/O
  * callbacks are done (setImmediate), never inside a stream's own callback.
  */
 export function noteBytesMoved(n: number): void {
-  if (gcFn === null) return; // off, or no gc to be had: nothing to count for
+  if (gcFn === null) return; // not installed, off, or no gc to be had: nothing to count for
   since += n;
   if (since < RECLAIM_EVERY || scheduled) return;
   scheduled = true;

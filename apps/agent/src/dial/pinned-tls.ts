@@ -13,7 +13,7 @@ import http2, { type ClientHttp2Session } from 'node:http2';
 import tls, { type TLSSocket } from 'node:tls';
 import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
 import { AgentError, errnoOf } from '../errors.js';
-import { decoupleWrites } from '@mssh/protocol';
+import { decoupleWrites } from '@mssh/protocol/transport';
 import { formatHostPort, serverNameFor, urlHostPort, type HostPort } from './endpoint.js';
 
 export const DEFAULT_TLS_TIMEOUT_MS = 10_000;

@@ -5,7 +5,7 @@ import { constants as h2c, type ClientHttp2Stream } from 'node:http2';
 import { HEADERS, PROTOCOL_VERSION, SOFTWARE_VERSION } from '@mssh/protocol';
 import { AgentError } from '../errors.js';
 import { http2ConnectPinned } from './pinned-tls.js';
-import { readBody } from '@mssh/protocol';
+import { readBody } from '@mssh/protocol/transport';
 
 export interface JsonAnswer {
   status: number;

@@ -1,16 +1,16 @@
 /**
- * Keeps the agent online: one AgentLink at a time, reconnecting with backoff after every failure or
+ * Keeps the agent online: one RelayLink at a time, reconnecting with backoff after every failure or
  * drop, until stopped (SIGTERM) or refused permanently by the relay (exit status 78, EX_CONFIG).
  */
 import type pino from 'pino';
 import { Backoff, type FailureKind } from './backoff.js';
-import { AgentLink, type AgentLinkOptions, type LinkOutcome } from './agent-link.js';
+import { RelayLink, type RelayLinkOptions, type LinkOutcome } from './relay-link.js';
 import { formatHostPort } from './endpoint.js';
 
 /** Exit status for a permanent refusal (sysexits EX_CONFIG): a service manager should not restart. */
 export const EXIT_REFUSED = 78;
 
-export interface SupervisorOptions extends Omit<AgentLinkOptions, 'onWelcomed'> {
+export interface SupervisorOptions extends Omit<RelayLinkOptions, 'onWelcomed'> {
   backoff?: Backoff;
   /** Called with every link outcome (tests, metrics). */
   onOutcome?: (o: LinkOutcome) => void;
@@ -26,7 +26,7 @@ export class AgentSupervisor {
   private readonly o: SupervisorOptions;
   private readonly log: pino.Logger;
   private readonly backoff: Backoff;
-  private link: AgentLink | null = null;
+  private link: RelayLink | null = null;
   private stopping = false;
   private wake: (() => void) | null = null;
   private running: Promise<SupervisorResult> | null = null;
@@ -38,7 +38,7 @@ export class AgentSupervisor {
   }
 
   /** The current link, if one is up or being dialled. */
-  current(): AgentLink | null {
+  current(): RelayLink | null {
     return this.link;
   }
 
@@ -52,13 +52,16 @@ export class AgentSupervisor {
     const where = formatHostPort(this.o.endpoint);
     for (let attempt = 1; !this.stopping; attempt++) {
       this.log.debug({ relay: where, attempt }, `connecting to relay ${where}`);
-      const link = new AgentLink({ ...this.o, onWelcomed: () => this.backoff.connected() });
+      const link = new RelayLink({ ...this.o, onWelcomed: () => this.backoff.connected() });
       this.link = link;
       const out = await link.run();
       this.link = null;
       try {
         this.o.onOutcome?.(out);
-      } catch { /* observer bugs must not stop the agent */ }
+      } catch (err) {
+        // An observer's bug must not stop the agent, nor go unseen.
+        this.log.error({ err, outcome: out.kind }, 'an onOutcome observer threw; the agent keeps dialling');
+      }
       if (this.stopping) break;
       let kind: FailureKind = 'other';
       if (out.kind === 'failed') {

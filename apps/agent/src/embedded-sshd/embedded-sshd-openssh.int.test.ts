@@ -6,7 +6,7 @@ import { createWriteStream, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as pty from 'node-pty';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../../../e2e/fixtures/net.js';
+import { waitFor } from '@mssh/test-fixtures/net';
 import { addAuthorizedKey, removeAuthorizedKey } from './authorized-keys.js';
 import { makeClientKey, pgrep, run, sha256, startTestSshd, type TestSshd } from './test-support.js';
 

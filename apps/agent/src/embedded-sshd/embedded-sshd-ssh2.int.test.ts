@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ConnectConfig } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../../../../e2e/fixtures/net.js';
+import { waitFor } from '@mssh/test-fixtures/net';
 import { EmbeddedTarget } from './embedded-target.js';
 import { pgrep, run, sha256, startTestSshd, type TestSshd } from './test-support.js';
 

@@ -46,20 +46,34 @@ export async function sessionMembers(sid: number): Promise<ProcInfo[]> {
   return out;
 }
 
-function kill(target: number, signal: NodeJS.Signals): void {
+/** A signal the kernel refused for another reason than "no such process" (EPERM: not ours). */
+export interface SignalFailure {
+  target: number;
+  signal: NodeJS.Signals;
+  code: string;
+}
+
+/** How signals are sent: process.kill, replaceable in tests (a refusal cannot be staged as root). */
+export type SendSignal = (target: number, signal: NodeJS.Signals) => void;
+const sendSignal: SendSignal = (target, signal) => process.kill(target, signal);
+
+function kill(send: SendSignal, target: number, signal: NodeJS.Signals, failures?: SignalFailure[]): void {
   try {
-    process.kill(target, signal);
-  } catch {
-    // already gone (ESRCH) or not ours (EPERM): nothing to do
+    send(target, signal);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    if (code === 'ESRCH') return; // already gone
+    failures?.push({ target, signal, code });
   }
 }
 
 /** Send `signal` to the leader's process group and to every process group and process of its session. */
-export async function signalSession(sid: number, signal: NodeJS.Signals): Promise<ProcInfo[]> {
+export async function signalSession(sid: number, signal: NodeJS.Signals, opts: { send?: SendSignal; failures?: SignalFailure[] } = {}): Promise<ProcInfo[]> {
+  const send = opts.send ?? sendSignal;
   const members = await sessionMembers(sid);
   const groups = new Set<number>([sid, ...members.map((m) => m.pgid)]);
-  for (const g of groups) if (g > 1) kill(-g, signal);
-  for (const m of members) if (m.pid > 1) kill(m.pid, signal);
+  for (const g of groups) if (g > 1) kill(send, -g, signal, opts.failures);
+  for (const m of members) if (m.pid > 1) kill(send, m.pid, signal, opts.failures);
   return members;
 }
 
@@ -69,12 +83,30 @@ async function stillMember(pid: number, sid: number): Promise<boolean> {
   return st !== null && st.sid === sid && st.state !== 'Z' && st.state !== 'X';
 }
 
-/** SIGHUP the whole session; whatever is still alive after graceMs gets SIGKILL. Resolves when done. */
-export async function terminateSession(sid: number, graceMs = KILL_GRACE_MS): Promise<void> {
+/** Processes of a session still alive after SIGKILL (a refused signal, or stuck in the kernel: state D). */
+export class SessionSurvivorsError extends Error {
+  constructor(readonly sid: number, readonly survivors: ProcInfo[], readonly failures: SignalFailure[]) {
+    const refused = failures.length > 0 ? `; signals refused: ${failures.map((f) => `${f.signal} to ${f.target} (${f.code})`).join(', ')}` : '';
+    super(`${survivors.length} process(es) of session ${sid} still alive after SIGKILL: ${survivors.map((m) => `${m.pid} (state ${m.state})`).join(', ')}${refused}`);
+    this.name = 'SessionSurvivorsError';
+  }
+}
+
+/** How long terminateSession waits for SIGKILLed processes to disappear before reporting them. */
+const REAP_WAIT_MS = 1000;
+
+/**
+ * SIGHUP the whole session; whatever is still alive after graceMs gets SIGKILL. Resolves when everything
+ * is gone; rejects with SessionSurvivorsError (pids, states, refused signals) when processes are still
+ * alive a moment after SIGKILL, so the caller can log them rather than leave them running unseen.
+ */
+export async function terminateSession(sid: number, graceMs = KILL_GRACE_MS, opts: { send?: SendSignal } = {}): Promise<void> {
   if (!Number.isInteger(sid) || sid <= 1) return;
-  kill(-sid, 'SIGHUP'); // the leader's own group at once; the /proc scan below finds the other groups
-  let known = await signalSession(sid, 'SIGHUP');
-  kill(-sid, 'SIGCONT'); // stopped jobs only see SIGHUP once continued
+  const send = opts.send ?? sendSignal;
+  const failures: SignalFailure[] = [];
+  kill(send, -sid, 'SIGHUP', failures); // the leader's own group at once; the /proc scan below finds the other groups
+  let known = await signalSession(sid, 'SIGHUP', { send, failures });
+  kill(send, -sid, 'SIGCONT', failures); // stopped jobs only see SIGHUP once continued
   const deadline = Date.now() + graceMs;
   const maxPolls = Math.ceil(graceMs / POLL_MS) + 1;
   for (let i = 0; i < maxPolls && Date.now() < deadline; i++) {
@@ -89,7 +121,17 @@ export async function terminateSession(sid: number, graceMs = KILL_GRACE_MS): Pr
     known = await sessionMembers(sid);
     if (known.length === 0) return;
   }
-  await signalSession(sid, 'SIGKILL');
+  await signalSession(sid, 'SIGKILL', { send, failures });
+  if (!HAS_PROC) return;
+  // SIGKILL is not refused by a process, but it can be by the kernel (EPERM) or wait on one stuck in D state.
+  let survivors: ProcInfo[] = [];
+  const reapDeadline = Date.now() + REAP_WAIT_MS;
+  for (let i = 0; i < Math.ceil(REAP_WAIT_MS / POLL_MS) + 1; i++) {
+    survivors = await sessionMembers(sid);
+    if (survivors.length === 0 || Date.now() >= reapDeadline) break;
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  if (survivors.length > 0) throw new SessionSurvivorsError(sid, survivors, failures);
 }
 
 function groupAlive(pgid: number): boolean {

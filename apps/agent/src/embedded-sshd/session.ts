@@ -10,7 +10,7 @@ import * as pty from 'node-pty';
 import type { Logger } from 'pino';
 import type { PseudoTtyInfo, ServerChannel, Session, SFTPWrapper } from 'ssh2';
 import type { KeyOptions } from './authorized-keys.js';
-import { signalSession, terminateSession } from './process-session.js';
+import { SessionSurvivorsError, signalSession, terminateSession } from './process-session.js';
 import { serveBuiltinSftp } from './sftp-builtin.js';
 import { guardStderrWindow } from './stderr-window.js';
 
@@ -303,7 +303,7 @@ export class SessionRunner {
     if (this.finished) return;
     this.finished = true;
     const pid = this.leaderPid;
-    if (pid !== undefined) void signalSession(pid, 'SIGHUP').catch(() => undefined);
+    if (pid !== undefined) void signalSession(pid, 'SIGHUP').catch((e: unknown) => this.log.warn({ err: e, pid }, 'could not hang up the processes the session left'));
     await Promise.race([Promise.all([flushed(channel), flushed(channel.stderr)]), this.closedPromise]);
     if (this.closed) return;
     try {
@@ -329,9 +329,7 @@ export class SessionRunner {
     // Not started, built-in sftp, or finished (leftovers already got SIGHUP): nothing to force.
     if (this.finished || pid === undefined) return Promise.resolve();
     this.log.info({ pid }, 'session closed while running: killing its processes');
-    this.terminating = terminateSession(pid, this.ctx.killGraceMs).catch((e: unknown) =>
-      this.log.warn({ err: e, pid }, 'could not kill the session processes'),
-    );
+    this.terminating = terminateSession(pid, this.ctx.killGraceMs).catch((e: unknown) => this.reportSurvivors(e, pid, 'channel closed'));
     return this.terminating;
   }
 
@@ -353,7 +351,19 @@ export class SessionRunner {
     const pid = this.leaderPid;
     this.markClosed();
     if (pid === undefined) return Promise.resolve();
-    this.terminating ??= terminateSession(pid, this.ctx.killGraceMs).catch(() => undefined);
+    this.terminating ??= terminateSession(pid, this.ctx.killGraceMs).catch((e: unknown) => this.reportSurvivors(e, pid, 'agent shutdown'));
     return this.terminating;
+  }
+
+  /**
+   * terminateSession already sent SIGHUP then SIGKILL: whatever is still alive cannot be killed harder from
+   * here (a refused signal, or a process stuck in the kernel), so say which processes, loudly.
+   */
+  private reportSurvivors(e: unknown, pid: number, why: string): void {
+    if (e instanceof SessionSurvivorsError) {
+      this.log.error({ err: e, pid, why, survivors: e.survivors, refusedSignals: e.failures }, 'session processes still alive after SIGKILL');
+    } else {
+      this.log.error({ err: e, pid, why }, 'could not kill the session processes');
+    }
   }
 }

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, statSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { PATHS, LoginResponse } from '@mssh/protocol';
-import { fixtures } from '../../../../e2e/fixtures/inject.js';
+import { fixtures } from '@mssh/test-fixtures/inject';
 import { DB_KINDS, agentIdentity, silentLogger, startTestRelay, type TestRelay } from '../test-support.js';
 import { adminSocketPath, claimAdminSocketPath, socketAnswers, startAdminSocket } from './admin-socket.js';
 import { AdminSocketClient } from './admin-client.js';

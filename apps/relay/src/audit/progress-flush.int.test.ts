@@ -79,10 +79,19 @@ describe.each(DB_KINDS)('byte counters of live sessions on %s', (kind) => {
       return x.bytesUp === 500 ? x : null;
     }, 10_000, 'the 1 s write');
     expect(r.progressAt).not.toBeNull();
+    // A witness session that moves bytes now: once its counters are written, a 1 s tick has run since
+    // the quiet session's write, and that tick wrote the witness alone (one batch, the quiet row as it was).
+    const w = await slow.start({ sessionId: `pt-witness-${kind}`, user: 'alice', host: 'laptop', source: '127.0.0.1', via: 'https' });
+    let wUp = 0;
+    w.attachCounters(() => ({ bytesFromClient: wUp, bytesToClient: 0 }));
     const quiet = writer.batches;
-    await new Promise((res) => setTimeout(res, 1_300));
-    expect(writer.batches).toBe(quiet);
+    wUp = 700;
+    w.noteBytes!(700);
+    await until(async () => ((await row(`pt-witness-${kind}`)).bytesUp === 700 ? true : null), 10_000, 'the witness write');
+    expect(writer.batches - quiet).toBe(1);
+    expect((await row(`pt-${kind}`)).progressAt).toEqual(r.progressAt);
     s.end({ reason: 'client_closed' });
+    w.end({ reason: 'client_closed' });
     await writer.drain();
   });
 });

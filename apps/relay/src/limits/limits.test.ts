@@ -198,8 +198,14 @@ describe('BackoffLimiter sweep (issue 16 item 8)', () => {
     expect(l.size).toBe(0);
     l.close();
     l.fail('after-close');
+    // A witness on the same interval and clock, left running: once it has swept, the closed one would have too.
+    const witness = new BackoffLimiter({ forgetAfterMs: 1_000, sweepIntervalMs: 20, now: () => t });
+    witness.fail('w');
     t = 20_000;
-    await new Promise((r) => setTimeout(r, 80));
+    const until = Date.now() + 2_000;
+    while (witness.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    witness.close();
+    expect(witness.size).toBe(0);
     expect(l.size).toBe(1); // no timer any more: nothing swept
   });
 

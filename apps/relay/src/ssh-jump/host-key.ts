@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fingerprintBlob, keyLineFromBlob } from '@mssh/protocol';
 import { generateEd25519KeyPair, parseSshKey } from '@mssh/protocol/ssh2-keys';
-import { CliError } from '../errors.js';
+import { CliError, codedCliError } from '../errors.js';
 
 export interface JumpHostKey {
   privateKey: string;
@@ -24,7 +24,7 @@ export function jumpHostKeyPath(dataDir: string): string {
 function parse(text: string, path: string): JumpHostKey {
   const key = parseSshKey(text);
   if (!key?.isPrivateKey()) {
-    throw new CliError(`${path} is not a valid unencrypted SSH private key`, 'Move it away and start the relay again to create a new one (users who pinned the old key must then forget it).');
+    throw codedCliError('RLY_CLI_ERR_KEY_FILE', `${path} is not a valid unencrypted SSH private key`, 'Move it away and start the relay again to create a new one (users who pinned the old key must then forget it).');
   }
   const blob = key.getPublicSSH();
   return { privateKey: text, publicLine: keyLineFromBlob(blob), fingerprint: fingerprintBlob(blob), path };
@@ -55,13 +55,20 @@ export function loadOrCreateJumpHostKey(dataDir: string): { key: JumpHostKey; cr
   }
 }
 
-/** Fingerprint of the existing key, without creating one; null when none exists yet. */
+/**
+ * Fingerprint of the existing key, without creating one; null when none exists yet. A key file that
+ * exists but cannot be read or parsed is an error (RLY_CLI_ERR_KEY_FILE), never "none yet".
+ */
 export function readJumpHostKeyFingerprint(dataDir: string): string | null {
   const path = jumpHostKeyPath(dataDir);
-  if (!existsSync(path)) return null;
+  let text: string;
   try {
-    return parse(readFileSync(path, 'utf8'), path).fingerprint;
-  } catch {
-    return null;
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return null;
+    throw codedCliError('RLY_CLI_ERR_KEY_FILE', `cannot read the SSH jump host key ${path}: ${code ?? (e as Error).message}`,
+      'Check its permissions; to make a new one, move it away and start the relay (users who pinned the old key must then forget it).', e);
   }
+  return parse(text, path).fingerprint;
 }

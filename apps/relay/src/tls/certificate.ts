@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { certFingerprint } from '@mssh/protocol';
-import { CliError } from '../errors.js';
+import { CliError, codedCliError } from '../errors.js';
 
 export interface RelayTls {
   key: string;
@@ -71,14 +71,27 @@ export async function loadOrCreateTls(opts: { dataDir: string; certFile?: string
   return loadFiles(p.cert, p.key, true, []);
 }
 
-/** Fingerprint of the certificate the relay would use, without creating anything; null when none exists yet. */
+/**
+ * Fingerprint of the certificate the relay would use, without creating anything; null when the data
+ * dir's self-signed certificate does not exist yet. A certificate that exists but cannot be read or
+ * parsed (or an operator's --tls-cert that is missing) is an error (RLY_CLI_ERR_KEY_FILE), never "none yet".
+ */
 export function readFingerprint(opts: { dataDir: string; certFile?: string }): string | null {
   const path = opts.certFile ?? tlsPaths(opts.dataDir).cert;
-  if (!existsSync(path)) return null;
+  let pem: Buffer;
   try {
-    return certFingerprint(new X509Certificate(readFileSync(path)).raw);
-  } catch {
-    return null;
+    pem = readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && !opts.certFile) return null;
+    throw codedCliError('RLY_CLI_ERR_KEY_FILE', `cannot read the TLS certificate ${path}: ${code ?? (e as Error).message}`,
+      opts.certFile ? 'Check the path given to --tls-cert and its permissions.' : `Check its permissions; to make a new self-signed one, move ${tlsPaths(opts.dataDir).dir} away and start the relay (clients and agents must then re-pin).`, e);
+  }
+  try {
+    return certFingerprint(new X509Certificate(pem).raw);
+  } catch (e) {
+    throw codedCliError('RLY_CLI_ERR_KEY_FILE', `${path} is not a PEM certificate: ${(e as Error).message}`,
+      opts.certFile ? 'Give --tls-cert a PEM certificate (chain).' : `Restore it from a backup, or move ${tlsPaths(opts.dataDir).dir} away and start the relay to make a new one (clients and agents must then re-pin).`, e);
   }
 }
 
@@ -89,14 +102,14 @@ function loadFiles(certPath: string, keyPath: string, created: boolean, missingS
     cert = readFileSync(certPath, 'utf8');
     key = readFileSync(keyPath, 'utf8');
   } catch (e) {
-    throw new CliError(`cannot read the TLS certificate or key: ${(e as Error).message}`, 'Check the paths given to --tls-cert/--tls-key and their permissions.', e);
+    throw codedCliError('RLY_CLI_ERR_KEY_FILE', `cannot read the TLS certificate or key: ${(e as Error).message}`, 'Check the paths given to --tls-cert/--tls-key and their permissions.', e);
   }
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);
     createPrivateKey(key);
   } catch (e) {
-    throw new CliError(`${certPath} or ${keyPath} is not a PEM certificate and private key: ${(e as Error).message}`, 'Give a PEM certificate (chain) and its unencrypted PEM private key.', e);
+    throw codedCliError('RLY_CLI_ERR_KEY_FILE', `${certPath} or ${keyPath} is not a PEM certificate and private key: ${(e as Error).message}`, 'Give a PEM certificate (chain) and its unencrypted PEM private key.', e);
   }
   if (!x509.checkPrivateKey(createPrivateKey(key))) {
     throw new CliError(`the private key in ${keyPath} does not belong to the certificate in ${certPath}`, 'Give the key that matches the certificate.');

@@ -6,6 +6,9 @@
  *   agent --TLS--> relay            relay --POST /mssh/hello-->   agent  (AgentHello JSON back)
  *                                   relay --POST /mssh/welcome--> agent  (AgentWelcome JSON, 204 back)
  *                                   relay --POST /mssh/session--> agent  (200 once the target accepted)
+ *
+ * Named for the side it talks to: the agent's end of the same connection is `RelayLink`
+ * (apps/agent/src/dial/relay-link.ts).
  */
 import http2, { constants as h2c, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
@@ -27,7 +30,7 @@ import {
 } from '@mssh/protocol';
 import { type RelayError, relayError } from '../errors.js';
 import { agentProofMaterial, verifyAgentProof } from './agent-proof.js';
-import { readBody } from '@mssh/protocol';
+import { readBody } from '@mssh/protocol/transport';
 import type { AgentDirectory, EnrolledAgent, SessionEndReason, SessionMeta, TunnelAuditSink } from './types.js';
 
 export const HELLO_MAX_BYTES = 64 * 1024;

@@ -17,11 +17,11 @@ import pino from 'pino';
 import { generate } from 'selfsigned';
 import ssh2 from 'ssh2';
 import { AGENT_ALPN, certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS, HEADERS, PATHS, PROTOCOL_VERSION } from '@mssh/protocol';
-import { fixtures } from '../../../../e2e/fixtures/inject.js';
-import { waitFor } from '../../../../e2e/fixtures/net.js';
-import { AgentLink, type LinkOutcome } from '../../../agent/src/dial/agent-link.js';
+import { fixtures } from '@mssh/test-fixtures/inject';
+import { waitFor } from '@mssh/test-fixtures/net';
+import { RelayLink, type LinkOutcome } from '../../../agent/src/dial/relay-link.js';
 import { Backoff } from '../../../agent/src/dial/backoff.js';
-import { decoupleWrites } from '@mssh/protocol';
+import { decoupleWrites } from '@mssh/protocol/transport';
 import { AgentSupervisor } from '../../../agent/src/dial/supervisor.js';
 import { identityFromPrivateKey, type AgentIdentity } from '../../../agent/src/enroll/identity.js';
 import { TcpTarget } from '../../../agent/src/target/tcp-target.js';
@@ -249,8 +249,8 @@ async function echo(s: Ssh, payload: Buffer): Promise<void> {
 }
 
 /** A standalone agent link (no reconnects) for one scenario; resolves its outcome when it ends. */
-function startLink(relay: Relay, name: string, identity: AgentIdentity, target: TcpTarget): { link: AgentLink; outcome: Promise<LinkOutcome> } {
-  const link = new AgentLink({ endpoint: { host: '127.0.0.1', port: relay.port }, relayFingerprint: relay.fingerprint, name, identity, target, logger: log });
+function startLink(relay: Relay, name: string, identity: AgentIdentity, target: TcpTarget): { link: RelayLink; outcome: Promise<LinkOutcome> } {
+  const link = new RelayLink({ endpoint: { host: '127.0.0.1', port: relay.port }, relayFingerprint: relay.fingerprint, name, identity, target, logger: log });
   return { link, outcome: link.run() };
 }
 
@@ -558,8 +558,13 @@ describe('tunnel router + route + real agent + real sshd', () => {
     // A session whose user check comes after the kill (say the account was enabled again) lives on.
     const later = await openTunnel(client, 'laptop');
     await readUntil(later, /SSH-2\.0-OpenSSH/);
-    await new Promise((r) => setTimeout(r, 300));
+    // Witness: one more session through relay, agent and sshd; by the time it answers, a kill aimed at
+    // \`later\` would have landed.
+    const witness = await openTunnel(client, 'laptop');
+    await readUntil(witness, /SSH-2\.0-OpenSSH/);
+    witness.close(http2.constants.NGHTTP2_CANCEL);
     expect(later.destroyed).toBe(false);
+    expect(relay.audit.ended.filter((e) => e.reason === 'user_disabled')).toHaveLength(endedBefore + 1);
     later.close(http2.constants.NGHTTP2_CANCEL);
   });
 
@@ -660,7 +665,7 @@ describe('tunnel router + route + real agent + real sshd', () => {
       s.pause(); // completes TLS, then never reads a byte
     });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-    const link = new AgentLink({
+    const link = new RelayLink({
       endpoint: { host: '127.0.0.1', port: (silent.address() as net.AddressInfo).port },
       relayFingerprint: certFingerprint(new X509Certificate(pems.cert).raw),
       name: 'lonely',
@@ -683,8 +688,10 @@ describe('tunnel router + route + real agent + real sshd', () => {
       s.on('error', () => {});
       s.on('data', (d: Buffer) => seen.push(d));
     });
+    // The TCP connection's end: after it, nothing more can arrive.
+    const tcpClosed = new Promise<void>((r) => impostor.once('connection', (raw: net.Socket) => raw.once('close', () => r())));
     await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', r));
-    const link = new AgentLink({
+    const link = new RelayLink({
       endpoint: { host: '127.0.0.1', port: (impostor.address() as net.AddressInfo).port },
       relayFingerprint: relay.fingerprint,
       name: 'laptop',
@@ -694,7 +701,7 @@ describe('tunnel router + route + real agent + real sshd', () => {
     });
     const out = await link.run();
     expect(out).toMatchObject({ kind: 'failed', error: { code: 'AGT_ERR_RELAY_FINGERPRINT_MISMATCH' } });
-    await new Promise((r) => setTimeout(r, 100));
+    await Promise.race([tcpClosed, new Promise((_, reject) => setTimeout(() => reject(new Error('the refused connection is still open 5 s later')), 5_000).unref())]);
     expect(Buffer.concat(seen).length).toBe(0);
     impostor.close();
   });

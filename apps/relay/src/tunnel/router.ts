@@ -13,7 +13,8 @@ import { AGENT_PING_INTERVAL_MS, AGENT_PING_TIMEOUT_MS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
 import { AgentLink, safeAudit } from './agent-link.js';
 import { SessionCaps, type SessionCapLimits } from './session-caps.js';
-import { noteBytesMoved, resetStream, splice, tunnelEndCode } from '@mssh/protocol';
+import { resetStream, tunnelEndCode } from '@mssh/protocol';
+import { noteBytesMoved, splice } from '@mssh/protocol/transport';
 import type { AgentDirectory, SessionEndReason, SessionMeta, SpliceMeta, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
 
 export interface TunnelRouterOptions {

@@ -1,6 +1,7 @@
 import { sanitizeForTerminal } from '@mssh/protocol';
 import { normalizeRelayUrl, parseFingerprint } from '../config/relay-url.js';
-import { cliError, isCliError } from '../errors.js';
+import type { RelayEntry } from '../config/credentials-store.js';
+import { cliError, isCliError, type CliError } from '../errors.js';
 import { RelayClient } from '../relay-client/relay-client.js';
 import { readFirstLine } from '../terminal/prompt.js';
 import { currentRelayUrl, openLoggedInRelay, printJson, println, withLoggedInRelay, type CliContext } from './context.js';
@@ -50,16 +51,23 @@ export async function login(ctx: CliContext, args: LoginArgs): Promise<number> {
 /**
  * `mssh logout`: revoke the token on the relay, then delete it here. The relay's pin is kept. When the
  * relay cannot be reached the token is still deleted here, and the failure says it was not revoked.
+ * A damaged or unreadable credentials file is reported (CLI_ERR_CONFIG, exit 1) after revoking the
+ * token it still names, if any; the file is left as it is.
  */
 export async function logout(ctx: CliContext): Promise<number> {
   let url: string;
+  let entry: RelayEntry | null;
   try {
     url = currentRelayUrl(ctx);
-  } catch {
-    println(ctx.io.stderr, 'Not logged in.');
-    return 0;
+    entry = ctx.store.get(url);
+  } catch (e) {
+    if (isCliError(e) && e.code === 'CLI_ERR_NOT_LOGGED_IN') {
+      println(ctx.io.stderr, 'Not logged in.');
+      return 0;
+    }
+    if (isCliError(e) && e.code === 'CLI_ERR_CONFIG') return logoutFromDamagedStore(ctx, e);
+    throw e;
   }
-  const entry = ctx.store.get(url);
   if (!entry?.token) {
     println(ctx.io.stderr, `Not logged in to ${url}.`);
     return 0;
@@ -72,9 +80,7 @@ export async function logout(ctx: CliContext): Promise<number> {
       await client.close();
     }
   } catch (e) {
-    // A token the relay already refuses (expired, revoked) needs no revocation.
-    const harmless = isCliError(e) && (e.code === 'CLI_ERR_TOKEN_EXPIRED' || e.code === 'CLI_ERR_TOKEN_REJECTED' || e.code === 'CLI_ERR_SESSION_ENDED' || e.code === 'CLI_ERR_ACCOUNT_DISABLED' || e.code === 'CLI_ERR_NOT_LOGGED_IN');
-    if (!harmless) {
+    if (!harmlessRevokeFailure(e)) {
       ctx.store.clearToken(url);
       if (!isCliError(e)) throw e;
       throw cliError(e.code, `${e.message}; the token was deleted here but not revoked on the relay`, `It stays valid there until ${entry.expiresAt ?? 'it expires'}.`, e);
@@ -83,6 +89,46 @@ export async function logout(ctx: CliContext): Promise<number> {
   ctx.store.clearToken(url);
   println(ctx.io.stdout, `Logged out of ${url}.`);
   return 0;
+}
+
+/** A token the relay already refuses (expired, revoked) needs no revocation. */
+function harmlessRevokeFailure(e: unknown): boolean {
+  return isCliError(e) && (e.code === 'CLI_ERR_TOKEN_EXPIRED' || e.code === 'CLI_ERR_TOKEN_REJECTED' || e.code === 'CLI_ERR_SESSION_ENDED' || e.code === 'CLI_ERR_ACCOUNT_DISABLED' || e.code === 'CLI_ERR_NOT_LOGGED_IN');
+}
+
+/** POST logout with a salvaged entry's token, over a connection checked against its pin (the store cannot be updated). */
+async function revoke(ctx: CliContext, entry: RelayEntry & { token: string }): Promise<void> {
+  const conn = await ctx.connect({ url: entry.url, trust: { pin: entry.fingerprint, explicit: false } });
+  const client = new RelayClient(conn, { token: entry.token, user: entry.user });
+  try {
+    await client.logout();
+  } finally {
+    await client.close();
+  }
+}
+
+/**
+ * The credentials file cannot be read or parsed: revoke the current relay's token if the file still holds
+ * it intact, then fail with the damage (never "Not logged in.", which would leave a live token behind).
+ */
+async function logoutFromDamagedStore(ctx: CliContext, damage: CliError): Promise<number> {
+  const found = ctx.store.salvage();
+  const url = ctx.config.relayOverride ? normalizeRelayUrl(ctx.config.relayOverride) : found.current;
+  const entry = url ? found.relays[url] : undefined;
+  let outcome: string;
+  if (!entry?.token) {
+    outcome = url ? `no token for ${url} could be read from it, so none was revoked` : 'no token could be read from it, so none was revoked';
+  } else {
+    try {
+      await revoke(ctx, { ...entry, token: entry.token });
+      outcome = `the token for ${url} it still holds was revoked on the relay`;
+    } catch (e) {
+      if (harmlessRevokeFailure(e)) outcome = `the token for ${url} it still holds was no longer valid on the relay`;
+      else if (isCliError(e)) outcome = `the token for ${url} it still holds was NOT revoked (${e.message} [${e.code}])`;
+      else throw e;
+    }
+  }
+  throw cliError('CLI_ERR_CONFIG', `${damage.message}; ${outcome}`, damage.hint ?? `Delete ${ctx.store.path} and log in again.`, damage);
 }
 
 /** `mssh whoami`: ask the relay who the stored token belongs to. */

@@ -51,6 +51,33 @@ export class CredentialsStore {
     return parsed.data;
   }
 
+  /**
+   * What can still be used in a file `load` refuses: each relay entry that is valid on its own, and the
+   * current relay if named. Nothing when the file is not JSON or cannot be read. For `mssh logout`, which
+   * revokes what it can find before reporting the damage.
+   */
+  salvage(): { current: string | null; relays: Record<string, RelayEntry> } {
+    const none = { current: null, relays: {} };
+    let json: unknown;
+    try {
+      const text = readPrivateFile(this.path);
+      if (text === null) return none;
+      json = JSON.parse(text);
+    } catch {
+      return none; // unreadable or not JSON: load() already said so, with its code
+    }
+    if (typeof json !== 'object' || json === null) return none;
+    const { current, relays } = json as { current?: unknown; relays?: unknown };
+    const found: Record<string, RelayEntry> = {};
+    if (typeof relays === 'object' && relays !== null) {
+      for (const [url, v] of Object.entries(relays)) {
+        const e = RelayEntry.safeParse(v);
+        if (e.success && e.data.url === url) found[url] = e.data;
+      }
+    }
+    return { current: typeof current === 'string' ? current : null, relays: found };
+  }
+
   private save(data: CredentialsFile): void {
     writePrivateFile(this.path, JSON.stringify(data, null, 2) + '\n');
   }

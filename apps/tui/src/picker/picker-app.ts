@@ -595,8 +595,14 @@ export class PickerApp {
     if (user && !LOGIN_USER_RE.test(user)) {
       this.status = `Not a user name: ${sanitizeForTerminal(user).slice(0, 64)}`;
     } else {
-      this.deps.users.set(h.name, user);
-      this.status = `Login user for ${h.name}: ${this.deps.users.get(h.name)}`;
+      try {
+        this.deps.users.set(h.name, user);
+        this.status = `Login user for ${h.name}: ${this.deps.users.get(h.name)}`;
+      } catch (e) {
+        if (!isCliError(e)) throw e;
+        this.deps.log.warn({ err: e.message, code: e.code }, 'login user not saved');
+        this.status = `Login user not saved: ${e.message} [${e.code}]`;
+      }
     }
     this.render();
   }
@@ -647,6 +653,8 @@ export class PickerApp {
     this.header.setContent(blessed.escape(headerLine()));
     const sel = visible[index];
     const userHint = sel ? `  login: ${blessed.escape(this.deps.users.get(sel.name))}@${blessed.escape(sel.name)}` : '';
+    const usersNotice = this.deps.users.takeNotice(); // a damaged tui-users.json was set aside (login-users.ts)
+    if (usersNotice) this.status = usersNotice;
     this.filterLine.setContent(`Filter: {bold}${blessed.escape(this.filter)}{/bold}{inverse} {/inverse}${userHint}`);
     const keys = this.filter === '' ? 'Enter connect  u user  r refresh  ? help  q quit' : 'Enter connect  Tab user  Esc clear filter  Ctrl-C quit';
     this.statusLine.setContent(blessed.escape(` ${this.status ? `${this.status}  |  ` : ''}${keys}`));

@@ -19,7 +19,8 @@
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import { isIP } from 'node:net';
-import { certFingerprint, decoupleWrites, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
+import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
+import { decoupleWrites } from '@mssh/protocol/transport';
 import { cliError, type CliError } from '../errors.js';
 import { relayHostPort } from '../config/relay-url.js';
 

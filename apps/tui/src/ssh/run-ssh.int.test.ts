@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { fingerprintKeyLine, parseSshPublicKeyLine } from '@mssh/protocol';
-import { fixtures } from '../../../../e2e/fixtures/inject.js';
+import { fixtures } from '@mssh/test-fixtures/inject';
 import { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
 import { createHostKeyCheck } from '../known-hosts/host-key-policy.js';
 import { noPrompter } from '../terminal/prompt.js';

@@ -8,6 +8,9 @@
  *   POST /mssh/session  -> connect the configured target; 200 and splice, or 502 AGT_ERR_TARGET_UNREACHABLE
  *
  *   client --> relay ==(this one TLS connection, many HTTP/2 streams)==> agent --> target sshd
+ *
+ * Named for the side it talks to: the relay's end of the same connection is `AgentLink`
+ * (apps/relay/src/tunnel/agent-link.ts).
  */
 import http2, { type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
@@ -33,13 +36,13 @@ import {
 import { AgentError, errnoOf } from '../errors.js';
 import type { AgentIdentity } from '../enroll/identity.js';
 import type { SessionTarget } from '../target/session-target.js';
-import { splice } from '@mssh/protocol';
+import { splice } from '@mssh/protocol/transport';
 import { formatHostPort, type HostPort } from './endpoint.js';
-import { decoupleWrites } from '@mssh/protocol';
+import { decoupleWrites } from '@mssh/protocol/transport';
 import { connectPinned, DEFAULT_TLS_TIMEOUT_MS } from './pinned-tls.js';
-import { readBody } from '@mssh/protocol';
+import { readBody } from '@mssh/protocol/transport';
 
-export interface AgentLinkOptions {
+export interface RelayLinkOptions {
   /** Where to dial (the relay's agent endpoint). */
   endpoint: HostPort;
   /** Pinned relay certificate fingerprint, "SHA256:...". */
@@ -81,8 +84,8 @@ function headerString(h: IncomingHttpHeaders, name: string, max: number): string
   return sanitizeForTerminal(s).slice(0, max);
 }
 
-export class AgentLink {
-  private readonly o: AgentLinkOptions;
+export class RelayLink {
+  private readonly o: RelayLinkOptions;
   private readonly log: pino.Logger;
   private readonly abort = new AbortController();
   private socket: TLSSocket | null = null;
@@ -100,7 +103,7 @@ export class AgentLink {
   private closedResolve: (() => void) | null = null;
   private readonly closed = new Promise<void>((resolve) => (this.closedResolve = resolve));
 
-  constructor(opts: AgentLinkOptions) {
+  constructor(opts: RelayLinkOptions) {
     this.o = opts;
     this.log = opts.logger;
   }
