@@ -270,6 +270,7 @@ export function parseConfig<S extends z.ZodType>(schema: S, flags: Record<string
     return `${FLAG_NAMES[key] ?? (key || 'options')}: ${i.message}`;
   });
   throw new CliError(
+    'CLI_ERR_USAGE',
     lines.length === 1 ? `invalid option ${lines[0]}` : `invalid options:\n  ${lines.join('\n  ')}`,
     'See `mssh-relay --help` (or the command\'s --help) for the accepted values.',
   );

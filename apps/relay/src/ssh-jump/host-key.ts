@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fingerprintBlob, keyLineFromBlob } from '@mssh/protocol';
 import { generateEd25519KeyPair, parseSshKey } from '@mssh/protocol/ssh2-keys';
-import { CliError } from '../errors.js';
+import { CliError, cliFailure } from '../errors.js';
 
 export interface JumpHostKey {
   privateKey: string;
@@ -24,7 +24,7 @@ export function jumpHostKeyPath(dataDir: string): string {
 function parse(text: string, path: string): JumpHostKey {
   const key = parseSshKey(text);
   if (!key?.isPrivateKey()) {
-    throw new CliError(`${path} is not a valid unencrypted SSH private key`, 'Move it away and start the relay again to create a new one (users who pinned the old key must then forget it).');
+    throw cliFailure(`${path} is not a valid unencrypted SSH private key`, 'Move it away and start the relay again to create a new one (users who pinned the old key must then forget it).');
   }
   const blob = key.getPublicSSH();
   return { privateKey: text, publicLine: keyLineFromBlob(blob), fingerprint: fingerprintBlob(blob), path };
@@ -51,7 +51,7 @@ export function loadOrCreateJumpHostKey(dataDir: string): { key: JumpHostKey; cr
     return { key, created: true };
   } catch (e) {
     if (e instanceof CliError) throw e;
-    throw new CliError(`cannot read or create the SSH jump host key ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'Check the data directory permissions, or disable the listener with --ssh-listen off.', e);
+    throw cliFailure(`cannot read or create the SSH jump host key ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'Check the data directory permissions, or disable the listener with --ssh-listen off.', e);
   }
 }
 

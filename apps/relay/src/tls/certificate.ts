@@ -9,7 +9,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { certFingerprint } from '@mssh/protocol';
-import { CliError } from '../errors.js';
+import { cliFailure } from '../errors.js';
 
 export interface RelayTls {
   key: string;
@@ -39,7 +39,7 @@ export function defaultSans(extra: string[] = []): string[] {
 /** Load the operator's certificate, or the self-signed one in the data dir, creating it on first start. */
 export async function loadOrCreateTls(opts: { dataDir: string; certFile?: string; keyFile?: string; sans?: string[] }): Promise<RelayTls> {
   if (opts.certFile || opts.keyFile) {
-    if (!opts.certFile || !opts.keyFile) throw new CliError('--tls-cert and --tls-key go together', 'Give both, or neither for a self-signed certificate.');
+    if (!opts.certFile || !opts.keyFile) throw cliFailure('--tls-cert and --tls-key go together', 'Give both, or neither for a self-signed certificate.');
     return loadFiles(opts.certFile, opts.keyFile, false, []);
   }
   const p = tlsPaths(opts.dataDir);
@@ -89,17 +89,17 @@ function loadFiles(certPath: string, keyPath: string, created: boolean, missingS
     cert = readFileSync(certPath, 'utf8');
     key = readFileSync(keyPath, 'utf8');
   } catch (e) {
-    throw new CliError(`cannot read the TLS certificate or key: ${(e as Error).message}`, 'Check the paths given to --tls-cert/--tls-key and their permissions.', e);
+    throw cliFailure(`cannot read the TLS certificate or key: ${(e as Error).message}`, 'Check the paths given to --tls-cert/--tls-key and their permissions.', e);
   }
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);
     createPrivateKey(key);
   } catch (e) {
-    throw new CliError(`${certPath} or ${keyPath} is not a PEM certificate and private key: ${(e as Error).message}`, 'Give a PEM certificate (chain) and its unencrypted PEM private key.', e);
+    throw cliFailure(`${certPath} or ${keyPath} is not a PEM certificate and private key: ${(e as Error).message}`, 'Give a PEM certificate (chain) and its unencrypted PEM private key.', e);
   }
   if (!x509.checkPrivateKey(createPrivateKey(key))) {
-    throw new CliError(`the private key in ${keyPath} does not belong to the certificate in ${certPath}`, 'Give the key that matches the certificate.');
+    throw cliFailure(`the private key in ${keyPath} does not belong to the certificate in ${certPath}`, 'Give the key that matches the certificate.');
   }
   const names = (x509.subjectAltName ?? '')
     .split(', ')
