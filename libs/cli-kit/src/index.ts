@@ -2,6 +2,6 @@ export { CliError, EXIT, KIT_ERRORS, exitCodeOf, isCliError, usageError, type Cl
 export { formatCliError, reportError, toCliError, type ReportOptions } from './report.js';
 export { TtyPrompter, noPrompter, readFirstLine, type Prompter } from './prompt.js';
 export { PASSWORD_MAX, PASSWORD_MIN, checkNewPassword, readNewPassword, type NewPasswordOptions } from './password.js';
-export { PRIVATE_FILE_MODE, writePrivateFile } from './private-file.js';
+export { PRIVATE_FILE_MODE, writeFileAtomic, writePrivateFile } from './private-file.js';
 export { commanderExitCode } from './commander.js';
 export { checkHostName, checkUserName, createAdminCommands, grantRequest, type AdminCommandOps, type AdminCommands, type AdminCommandsOptions } from './admin-commands.js';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writePrivateFile } from './private-file.js';
+import { writeFileAtomic, writePrivateFile } from './private-file.js';
 
 describe('writePrivateFile', () => {
   it('writes 0600 whatever the umask and the old mode, replacing the file, and leaves no temporary file', () => {
@@ -18,6 +18,14 @@ describe('writePrivateFile', () => {
     expect(readFileSync(path, 'utf8')).toBe('new');
     expect(statSync(path).mode & 0o777).toBe(0o600);
     expect(readdirSync(dir)).toEqual(['state.json']);
+  });
+
+  it('writeFileAtomic: the mode asked for (a certificate beside its key), also replacing atomically', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kit-pf-'));
+    const path = join(dir, 'cert.pem');
+    writeFileAtomic(path, 'cert', 0o644);
+    expect(statSync(path).mode & 0o777).toBe(0o644);
+    expect(readdirSync(dir)).toEqual(['cert.pem']);
   });
 
   it('uses an unguessable temporary name: a planted `<file>.tmp-<pid>` symlink is neither followed nor fatal', () => {

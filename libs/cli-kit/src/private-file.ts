@@ -15,17 +15,22 @@ export const PRIVATE_FILE_MODE = 0o600;
 
 /** Replace `path` with `content` (mode 0600). Throws the file system's error; the caller adds its code. */
 export function writePrivateFile(path: string, content: string | Uint8Array): void {
+  writeFileAtomic(path, content, PRIVATE_FILE_MODE);
+}
+
+/** The same with another mode, for the public half of a pair (a certificate next to its key). */
+export function writeFileAtomic(path: string, content: string | Uint8Array, mode: number): void {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.${randomBytes(8).toString('hex')}.tmp`);
   try {
-    const fd = openSync(tmp, 'wx', PRIVATE_FILE_MODE);
+    const fd = openSync(tmp, 'wx', PRIVATE_FILE_MODE); // never readable by others, even briefly
     try {
       writeSync(fd, typeof content === 'string' ? Buffer.from(content, 'utf8') : content);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
-    chmodSync(tmp, PRIVATE_FILE_MODE); // O_CREAT's mode is masked by the umask; 0600 is never looser
+    chmodSync(tmp, mode); // O_CREAT's mode is masked by the umask: set the one asked for
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });

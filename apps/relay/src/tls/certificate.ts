@@ -3,12 +3,13 @@
  * created on first start in <data-dir>/tls. Clients and agents pin its SHA-256 fingerprint.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { certFingerprint } from '@mssh/protocol';
+import { writeFileAtomic, writePrivateFile } from '@mssh/cli-kit';
 import { cliFailure } from '../errors.js';
 
 export interface RelayTls {
@@ -66,8 +67,8 @@ export async function loadOrCreateTls(opts: { dataDir: string; certFile?: string
       { name: 'subjectAltName', altNames: wanted.map((n) => (isIP(n) ? { type: 7 as const, ip: n } : { type: 2 as const, value: n })) },
     ],
   });
-  writeAtomic(p.key, pems.private, 0o600);
-  writeAtomic(p.cert, pems.cert, 0o644);
+  writePrivateFile(p.key, pems.private);
+  writeFileAtomic(p.cert, pems.cert, 0o644);
   return loadFiles(p.cert, p.key, true, []);
 }
 
@@ -118,9 +119,3 @@ function normalizeIp(ip: string): string {
   }
 }
 
-function writeAtomic(path: string, data: string, mode: number): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, path);
-}
