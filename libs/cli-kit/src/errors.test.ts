@@ -35,6 +35,7 @@ describe('reporter', () => {
     const e = new CliError('CLI_ERR_USAGE', 'invalid options:\n  --a: bad\n  --b: bad', 'See --help.');
     expect(formatCliError('mssh-relay', e)).toBe('mssh-relay: invalid options: [CLI_ERR_USAGE]\n  --a: bad\n  --b: bad\nSee --help.');
     expect(formatCliError('mssh', new CliError('CLI_ERR_NO_GRANT', 'no', 'Ask.'), true)).toBe('mssh: no [CLI_ERR_NO_GRANT] Ask.');
+    expect(formatCliError('mssh-agent', new CliError('AGT_ERR_STATE_DIR_LOCKED', 'locked', 'Stop it.\nOr enrol another.'))).toBe('mssh-agent: locked [AGT_ERR_STATE_DIR_LOCKED]\nStop it.\nOr enrol another.');
   });
 
   it('strips control characters (a relay or a file could put escape sequences in a message)', () => {

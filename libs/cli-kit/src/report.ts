@@ -38,7 +38,8 @@ export function toCliError(e: unknown, opts: ReportOptions): CliError {
 export function formatCliError(program: string, e: CliError, oneLine = false): string {
   const [first, ...rest] = e.message.split('\n');
   const head = `${program}: ${first ?? ''}${e.code ? ` [${e.code}]` : ''}`;
-  const lines = oneLine ? [[head, ...rest.map((l) => l.trim()), e.hint].filter((l) => l).join(' ')] : [head, ...rest, ...(e.hint ? [e.hint] : [])];
+  const hint = e.hint ? e.hint.split('\n') : [];
+  const lines = oneLine ? [[head, ...rest, ...hint].map((l) => l.trim()).filter((l) => l).join(' ')] : [head, ...rest, ...hint];
   return lines.map((l) => sanitizeForTerminal(l)).join('\n');
 }
 
