@@ -45,6 +45,8 @@ export const RELAY_CLI_ERRORS = {
   RLY_CLI_ERR_DATABASE_MISMATCH: 'another database than the relay uses',
   /** `<data-dir>/database.json` cannot be read. */
   RLY_CLI_ERR_DATABASE_RECORD: 'unreadable database record',
+  /** `serve` cannot bind the HTTPS listener, or the SSH jump listener asked for with --ssh-listen. */
+  RLY_CLI_ERR_LISTEN: 'cannot listen on the address',
 } as const;
 export type RelayCliErrorCode = keyof typeof RELAY_CLI_ERRORS;
 

@@ -98,6 +98,7 @@ describe('relay component', () => {
     const relay = createRelay({ cfg, logger: silentLogger(), out: () => undefined, onStopStep: (s) => void steps.push(s) });
     const err = await relay.start().then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(CliError);
+    expect((err as CliError).code).toBe('RLY_CLI_ERR_LISTEN');
     expect((err as CliError).message).toBe(`cannot listen on 127.0.0.1:${port}: the address is already in use`);
     await relay.stop('start failed');
     expect(steps).toEqual([...STOP_STEPS]);

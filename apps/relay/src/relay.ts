@@ -21,7 +21,7 @@ import type { Logger } from 'pino';
 import { prepareDummyHash } from '@mssh/auth';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
 import { defaultPublicUrl, formatHostPort, sshJumpListen, type ServeConfig } from './config.js';
-import { cliFailure, RelayError } from './errors.js';
+import { cliFailure, codedCliError, RelayError } from './errors.js';
 import { listenErrorReason } from './listen-error.js';
 import { pgliteDir, prepareDataDir, relayId } from './data-dir.js';
 import { createRepositories, openDatabase, redactDatabaseUrl, rootMessage, type Database } from './db/index.js';
@@ -197,7 +197,8 @@ export function createRelay(opts: RelayOptions): Relay {
     try {
       await http.listen({ host: cfg.listen.host, port: cfg.listen.port });
     } catch (e) {
-      throw cliFailure(
+      throw codedCliError(
+        'RLY_CLI_ERR_LISTEN',
         `cannot listen on ${formatHostPort(cfg.listen.host, cfg.listen.port)}: ${listenErrorReason(e)}`,
         'Pick another address with --listen HOST:PORT (or MSSH_LISTEN), or stop the program using it.',
         e,
@@ -253,7 +254,7 @@ export function createRelay(opts: RelayOptions): Relay {
         const why = listenErrorReason(e);
         const hint = 'Pick another address with --ssh-listen HOST:PORT (or MSSH_SSH_LISTEN), or turn the SSH jump listener off with --ssh-listen off.';
         // Asked for explicitly: a failure stops the relay. The default port being taken only turns the listener off.
-        if (cfg.sshListen !== undefined) throw cliFailure(`cannot listen for SSH on ${formatHostPort(sshAt.host, sshAt.port)}: ${why}`, hint, e);
+        if (cfg.sshListen !== undefined) throw codedCliError('RLY_CLI_ERR_LISTEN', `cannot listen for SSH on ${formatHostPort(sshAt.host, sshAt.port)}: ${why}`, hint, e);
         logger.warn({ listen: formatHostPort(sshAt.host, sshAt.port), err: why }, `SSH jump listener not started: ${why}. ${hint}`);
         sshLines.push(`SSH jump listener: off (${formatHostPort(sshAt.host, sshAt.port)}: ${why}; see --ssh-listen)`);
       }
