@@ -14,6 +14,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    maxWorkers: 2,
+    minWorkers: 1,
     reporters: ['default'],
     projects: [
       {
@@ -22,8 +24,6 @@ export default defineConfig({
           name: 'suite',
           include: ['libs/**/src/**/*.test.ts', 'migrations/src/**/*.test.ts', 'apps/**/src/**/*.test.ts', 'e2e/**/*.test.ts'],
           exclude: [SOLO, '**/node_modules/**'],
-          maxWorkers: 2,
-          minWorkers: 1,
           sequence: { groupOrder: 0 },
         },
       },
@@ -31,9 +31,9 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'solo',
+          // Its own group, after the suite: with one worker per file, a file here runs alone while the
+          // group has one file (more of them would run two at a time, like the suite).
           include: [SOLO],
-          maxWorkers: 1,
-          minWorkers: 1,
           sequence: { groupOrder: 1 },
         },
       },

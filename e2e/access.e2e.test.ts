@@ -110,7 +110,7 @@ describe('grants, users and logout (PGlite; mssh-relay through the admin socket)
     expect(again.code).not.toBe(0);
     expect(again.stderr).toMatch(/RLY_ERR_UNKNOWN_GRANT/);
     const bad = await admin.mssh(['admin', 'grant', 'alice', 'Web/*']);
-    expect(bad.code).toBe(1);
+    expect(bad.code).toBe(64); // usage (docs/cli.md, "Exit codes")
     expect(bad.stderr).toMatch(/CLI_ERR_USAGE.*\n.*wildcards/);
     // alice is no admin
     expect((await alice.mssh(['admin', 'grants'])).stderr).toMatch(/CLI_ERR_FORBIDDEN/);
@@ -180,7 +180,8 @@ describe('mssh-relay admin commands on the database of a stopped relay (PGlite)'
     expect((await relay.cli(['user', 'list'])).stdout).toMatch(/carl\s+no\s+ops\s+active/);
     const bad = await relay.cli(['grant', 'carl', 'WEB']);
     expect(bad.code).not.toBe(0);
-    expect(bad.stderr).toMatch(/invalid grant.*\n.*wildcards/);
+    expect(bad.code).toBe(64);
+    expect(bad.stderr).toMatch(/not a valid grant pattern \[CLI_ERR_USAGE\]\n.*wildcards/);
     await relay.restart();
     const carl = await loginUser(relay, 'carl', 'carl-password');
     expect(await hostsOf(carl)).toEqual(['web-9']);

@@ -94,7 +94,7 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
     expect(short.stdout).toMatch(/user\.login\s+USR001I\s+admin/);
 
     const unknown = await admin.mssh(['admin', 'audit', '--type', 'logins']);
-    expect(unknown.code).toBe(1);
+    expect(unknown.code).toBe(64); // usage
     expect(unknown.stdout).toBe('');
     expect(unknown.stderr).toContain('[CLI_ERR_USAGE]');
     expect(unknown.stderr).toContain('"logins" is not an audit event type');

@@ -139,7 +139,7 @@ describe('a connection whose requests keep timing out', () => {
     const ends = await Promise.all(Array.from({ length: 40 }, () => stalledLogin(s!)));
     expect(await goaway).toBe(NGHTTP2_ENHANCE_YOUR_CALM);
     // The answers written before the connection went carry the code; the rest ended with it.
-    const timedOut = ends.filter((e) => e.status === 408 && e.body?.code === 'RLY_ERR_BODY_TIMEOUT').length;
+    const timedOut = ends.filter((e) => e.status === 408 && (e.body as { code?: string } | null)?.code === 'RLY_ERR_BODY_TIMEOUT').length;
     expect(timedOut).toBeGreaterThan(0);
     expect(ends.filter((e) => e.status !== 408 && e.status !== 0)).toEqual([]);
     // The address itself is not blocked: a new connection logs in.

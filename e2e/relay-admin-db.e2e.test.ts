@@ -183,7 +183,7 @@ describe('no relay and no data dir', () => {
       const lines = r.stderr.trim().split('\n');
       expect(lines).toHaveLength(2);
       expect(lines[0]).toContain(`no relay data directory at ${dflt} (the default for user `);
-      expect(lines[0]).toContain('(RLY_CLI_ERR_NO_DATA_DIR)');
+      expect(lines[0]).toContain('[RLY_CLI_ERR_NO_DATA_DIR]');
       expect(lines[1]).toMatch(/mssh-relay serve.*--data-dir/);
     }
     expect(readdirSync(home)).toEqual(['xdg']); // no ~/.local/share/mssh-relay

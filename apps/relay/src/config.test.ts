@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { HARDENING_DEFAULTS, ServeConfigSchema, UserAddConfigSchema, isCidr, parseConfig, parseListen, defaultPublicUrl, sshJumpListen } from './config.js';
+import { AuditPruneConfigSchema, HARDENING_DEFAULTS, ServeConfigSchema, UserAddConfigSchema, isCidr, parseConfig, parseListen, defaultPublicUrl, sshJumpListen } from './config.js';
 import { CliError } from './errors.js';
 
 describe('relay config', () => {
@@ -40,12 +40,17 @@ describe('relay config', () => {
     expect(() => parseConfig(ServeConfigSchema, { sshListen: 'nope' }, {})).toThrow(/--ssh-listen \(MSSH_SSH_LISTEN\)/);
   });
 
+  it('--stale-after and --older-than share one duration grammar: both accept 2w (issue 18: --stale-after 2w failed)', () => {
+    expect(parseConfig(ServeConfigSchema, { staleAfter: '2w' }, {}).staleAfter).toBe(14 * 86_400_000);
+    expect(parseConfig(AuditPruneConfigSchema, { olderThan: '2w' }, {}).olderThan).toBe(14 * 86_400_000);
+  });
+
   it('--stale-after: 30 days by default, durations with a unit, refused otherwise', () => {
     expect(parseConfig(ServeConfigSchema, {}, {}).staleAfter).toBe(30 * 86_400_000);
     expect(parseConfig(ServeConfigSchema, { staleAfter: '12h' }, {}).staleAfter).toBe(12 * 3_600_000);
     expect(parseConfig(ServeConfigSchema, {}, { MSSH_STALE_AFTER: '90m' }).staleAfter).toBe(90 * 60_000);
     expect(parseConfig(ServeConfigSchema, { staleAfter: '45' }, {}).staleAfter).toBe(45_000);
-    for (const bad of ['0d', '-1d', '3w', 'soon', '1.5d']) {
+    for (const bad of ['0d', '-1d', '3y', 'soon', '1.5d']) {
       expect(() => parseConfig(ServeConfigSchema, { staleAfter: bad }, {}), bad).toThrow(/--stale-after.*duration/);
     }
   });

@@ -6,9 +6,9 @@ import { homedir, hostname } from 'node:os';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_RELAY_PORT, DEFAULT_SSH_JUMP_PORT, HostName, MIN_PROTOCOL_VERSION, UserName, parseAge } from '@mssh/protocol';
+import { DEFAULT_RELAY_PORT, DEFAULT_SSH_JUMP_PORT, HostName, MIN_PROTOCOL_VERSION, UserName, parseDuration } from '@mssh/protocol';
 import { CliError } from './errors.js';
-import { DEFAULT_STALE_AFTER_MS, parseDuration } from './hosts/staleness.js';
+import { DEFAULT_STALE_AFTER_MS } from './hosts/staleness.js';
 
 export const DEFAULT_LISTEN = `0.0.0.0:${DEFAULT_RELAY_PORT}`;
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -109,9 +109,9 @@ const TlsSan = z.string().refine((s) => isIP(s) !== 0 || /^(\*\.)?[A-Za-z0-9]([A
 
 const StaleAfter = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx) => {
   if (v === undefined) return DEFAULT_STALE_AFTER_MS;
-  const ms = parseDuration(v);
-  if (ms === null) {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (e.g. 30d, 12h, 90m, 45s)` });
+  const ms = parseDuration(v, { bareSeconds: true });
+  if (ms === null || ms <= 0) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration (e.g. 30d, 2w, 12h, 90m, 45s)` });
     return z.NEVER;
   }
   return ms;
@@ -217,7 +217,7 @@ export type AgentEnrollConfig = z.infer<typeof AgentEnrollConfigSchema>;
 
 export const AuditPruneConfigSchema = StoreSchema.extend({
   olderThan: z.string().transform((v, ctx) => {
-    const ms = parseAge(v);
+    const ms = parseDuration(v);
     if (ms === null || ms < 86_400_000) {
       ctx.addIssue({ code: 'custom', message: `"${v}" is not an age of at least one day (e.g. 365d, 52w, 90d)` });
       return z.NEVER;
@@ -270,6 +270,7 @@ export function parseConfig<S extends z.ZodType>(schema: S, flags: Record<string
     return `${FLAG_NAMES[key] ?? (key || 'options')}: ${i.message}`;
   });
   throw new CliError(
+    'CLI_ERR_USAGE',
     lines.length === 1 ? `invalid option ${lines[0]}` : `invalid options:\n  ${lines.join('\n  ')}`,
     'See `mssh-relay --help` (or the command\'s --help) for the accepted values.',
   );

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
-import { CliError, codedCliError } from './errors.js';
+import { type CliError, cliFailure, codedCliError } from './errors.js';
 
 /** Create the data directory (0700) or tighten it to 0700: it holds keys, the database and the admin socket. */
 export function prepareDataDir(dir: string): void {
@@ -9,7 +9,7 @@ export function prepareDataDir(dir: string): void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
   } catch (e) {
-    throw new CliError(`cannot create the data directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'Choose a writable place with --data-dir (or MSSH_DATA_DIR).', e);
+    throw cliFailure(`cannot create the data directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'Choose a writable place with --data-dir (or MSSH_DATA_DIR).', e);
   }
 }
 
@@ -58,7 +58,7 @@ export function loadOrCreateRelayId(dir: string): string {
   } catch (e) {
     const raced = (e as NodeJS.ErrnoException).code === 'EEXIST' ? readRelayId(dir) : null;
     if (raced !== null) return raced;
-    throw new CliError(`cannot create ${relayIdPath(dir)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'Check that the data directory is writable (--data-dir or MSSH_DATA_DIR).', e);
+    throw cliFailure(`cannot create ${relayIdPath(dir)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'Check that the data directory is writable (--data-dir or MSSH_DATA_DIR).', e);
   }
   return id;
 }

@@ -1,3 +1,4 @@
+import { CliError } from '@mssh/cli-kit';
 import { WIRE_ERRORS, type WireErrorCode, type WireErrorBody } from '@mssh/protocol';
 
 /**
@@ -48,29 +49,24 @@ export const RELAY_CLI_ERRORS = {
   RLY_CLI_ERR_RELAY_ID: 'unreadable relay id',
   /** The TLS certificate or the SSH jump host key exists but cannot be read or parsed. */
   RLY_CLI_ERR_KEY_FILE: 'unreadable certificate or key file',
+  /** `serve` cannot bind the HTTPS listener, or the SSH jump listener asked for with --ssh-listen. */
+  RLY_CLI_ERR_LISTEN: 'cannot listen on the address',
 } as const;
 export type RelayCliErrorCode = keyof typeof RELAY_CLI_ERRORS;
 
 /**
- * A failure of the command line or of start-up (bad flag, port in use, database unreachable). main.ts
- * prints `mssh-relay: <message>` (with ` (CODE)` when coded) and, when given, the hint on a second line,
- * then exits non-zero.
+ * A failure of the command line or of start-up (bad flag, port in use, database unreachable) is the shared
+ * CliError of @mssh/cli-kit; its reporter prints `mssh-relay: <message> [CODE]` and the hint, and exits by
+ * the policy of docs/cli.md ("Exit codes").
  */
-export class CliError extends Error {
-  readonly hint: string | undefined;
-  readonly exitCode: number;
-  code: RelayCliErrorCode | undefined;
-  constructor(message: string, hint?: string, cause?: unknown, exitCode = 1) {
-    super(message, cause === undefined ? undefined : { cause });
-    this.name = 'CliError';
-    this.hint = hint;
-    this.exitCode = exitCode;
-  }
+export { CliError } from '@mssh/cli-kit';
+
+/** An uncoded CliError (exit 1). */
+export function cliFailure(message: string, hint = '', cause?: unknown): CliError {
+  return new CliError(undefined, message, hint, { cause });
 }
 
 /** A CliError with a code from RELAY_CLI_ERRORS. */
 export function codedCliError(code: RelayCliErrorCode, message: string, hint: string, cause?: unknown): CliError {
-  const e = new CliError(message, hint, cause);
-  e.code = code;
-  return e;
+  return new CliError(code, message, hint, { cause });
 }

@@ -119,15 +119,16 @@ describe('mssh command line', () => {
     expect((await parse(['logout'])).calls).toEqual([['logout', undefined]]);
   });
 
-  it('--help and --version exit 0; failures of ssh/proxy exit 255, others 1', async () => {
+  it('--help and --version exit 0; failures of ssh/proxy exit 255, others by the policy (usage 64, other failures 1)', async () => {
     const h = await parse(['--help']);
     expect((h.error as CommanderError).exitCode).toBe(0);
     expect(h.out).toContain('ssh [options] <destination> [command...]');
     expect((await parse(['--version'])).out.trim()).toMatch(/^\d+\.\d+\.\d+$/);
-    expect(failureExitCode(['ssh', 'x'])).toBe(255);
-    expect(failureExitCode(['proxy', 'x'])).toBe(255);
-    expect(failureExitCode(['ls'])).toBe(1);
-    expect(failureExitCode([])).toBe(1);
+    expect(failureExitCode(['ssh', 'x'], 64)).toBe(255);
+    expect(failureExitCode(['proxy', 'x'], 1)).toBe(255);
+    expect(failureExitCode(['ls'], 1)).toBe(1);
+    expect(failureExitCode(['ls', '--bogus'], 64)).toBe(64);
+    expect(failureExitCode([], 70)).toBe(70);
   });
 });
 

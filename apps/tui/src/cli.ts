@@ -4,6 +4,7 @@
  */
 import { Command, Option } from 'commander';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
+import { EXIT } from '@mssh/cli-kit';
 import type { LoginArgs } from './commands/login.js';
 import type { SshArgs } from './commands/ssh.js';
 import type { AdminAuditArgs, AdminSessionsArgs } from './commands/admin-audit.js';
@@ -44,12 +45,13 @@ export interface CliOutput {
   writeErr(s: string): void;
 }
 
-/** Commands whose failures exit 255 (like OpenSSH); every other failure exits 1. */
+/** Commands whose failures all exit 255 (like OpenSSH's ssh). */
 export const SSH_LIKE_COMMANDS = ['ssh', 'proxy'];
 
-export function failureExitCode(argv: string[]): number {
+/** The exit code of a failure: 255 for ssh-like commands, else `policyCode` (the CliError's, docs/cli.md). */
+export function failureExitCode(argv: string[], policyCode: number): number {
   const first = argv.find((a) => !a.startsWith('-'));
-  return first !== undefined && SSH_LIKE_COMMANDS.includes(first) ? 255 : 1;
+  return first !== undefined && SSH_LIKE_COMMANDS.includes(first) ? EXIT.SSH : policyCode;
 }
 
 /**

@@ -1,11 +1,14 @@
 /**
- * Coded errors of the `mssh` client. Every expected failure is a CliError: a one-line message saying what
- * went wrong and (usually) a second line saying what to do. main.ts prints them as
+ * Coded errors of the `mssh` client. Every expected failure is a CliError (@mssh/cli-kit): a one-line
+ * message saying what went wrong and (usually) a second line saying what to do. main.ts prints them with
+ * the kit's reporter as
  *   mssh: <message> [CODE]
  *   <hint>
- * and exits 255 for `mssh ssh` / `mssh proxy` (like OpenSSH) and 1 for every other command.
- * Codes are stable, never reused, and listed in apps/tui/README.md.
+ * and exits 255 for `mssh ssh` / `mssh proxy` (like OpenSSH), else by the policy of docs/cli.md (usage 64,
+ * unusable config 78, bug 70, any other failure 1). Codes are stable, never reused, and listed in
+ * apps/tui/README.md.
  */
+import { CliError, formatCliError as formatKitError } from '@mssh/cli-kit';
 import { isWireErrorBody, sanitizeForTerminal, tunnelEndReason, type WireErrorBody } from '@mssh/protocol';
 
 export const CLI_ERRORS = {
@@ -51,30 +54,16 @@ export const CLI_ERRORS = {
 
 export type CliErrorCode = keyof typeof CLI_ERRORS;
 
-export class CliError extends Error {
-  readonly code: CliErrorCode;
-  /** What to do about it (second line); may be empty. */
-  readonly hint: string;
-  constructor(code: CliErrorCode, message: string, hint = '', options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'CliError';
-    this.code = code;
-    this.hint = hint;
-  }
-}
+/** The shared CliError of @mssh/cli-kit (exit codes: docs/cli.md, "Exit codes"). */
+export { CliError, isCliError } from '@mssh/cli-kit';
 
 export function cliError(code: CliErrorCode, message: string, hint = '', cause?: unknown): CliError {
-  return new CliError(code, message, hint, cause === undefined ? undefined : { cause });
+  return new CliError(code, message, hint, { cause });
 }
 
-export function isCliError(e: unknown): e is CliError {
-  return e instanceof CliError;
-}
-
-/** The two lines main.ts prints for an error (no trailing newline). */
-export function formatCliError(e: CliError): string {
-  const first = `mssh: ${e.message} [${e.code}]`;
-  return e.hint ? `${first}\n${e.hint}` : first;
+/** The lines main.ts prints for an error (no trailing newline): `mssh: <message> [CODE]` and the hint. */
+export function formatCliError(e: CliError, oneLine = false): string {
+  return formatKitError('mssh', e, oneLine);
 }
 
 /** `mssh login --relay URL --user NAME`, filled in with what is known. */

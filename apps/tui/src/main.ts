@@ -4,7 +4,7 @@
  */
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import { CommanderError } from 'commander';
+import { commanderExitCode, reportError, TtyPrompter } from '@mssh/cli-kit';
 import { buildProgram, failureExitCode, type Handlers } from './cli.js';
 import { parseConfig, type ClientConfig } from './config/config.js';
 import { CredentialsStore } from './config/credentials-store.js';
@@ -25,7 +25,6 @@ import { ssh } from './commands/ssh.js';
 import { cliError, formatCliError, isCliError, type CliError } from './errors.js';
 import { KnownHostsFile } from './known-hosts/known-hosts-file.js';
 import { connectRelay } from './relay-client/relay-connection.js';
-import { TtyPrompter } from './terminal/prompt.js';
 import { installBufferReclaim } from '@mssh/protocol/transport';
 
 function flush(stream: NodeJS.WriteStream): Promise<void> {
@@ -51,20 +50,19 @@ async function exit(code: number): Promise<never> {
 }
 
 function printError(e: CliError, oneLine: boolean): void {
-  const text = oneLine ? `mssh: ${e.message} [${e.code}]${e.hint ? ` ${e.hint}` : ''}` : formatCliError(e);
-  process.stderr.write(`${text}\n`);
+  process.stderr.write(`${formatCliError(e, oneLine)}\n`);
 }
 
 async function main(): Promise<void> {
   installBufferReclaim(); // mssh ssh / proxy move bulk data through this process (libs/protocol buffer-reclaim.ts)
   const argv = process.argv.slice(2);
-  const failCode = failureExitCode(argv);
   let config: ClientConfig;
   try {
     config = parseConfig(process.env);
   } catch (e) {
-    printError(cliError('CLI_ERR_CONFIG', `invalid environment: ${(e as Error).message}`, 'Check the MSSH_* environment variables.'), false);
-    return exit(failCode);
+    const err = cliError('CLI_ERR_CONFIG', `invalid environment: ${(e as Error).message}`, 'Check the MSSH_* environment variables.');
+    printError(err, false);
+    return exit(failureExitCode(argv, err.exitCode));
   }
   // A terminal left in raw mode is unusable: put it back whatever ends the process.
   for (const sig of ['SIGTERM', 'SIGHUP'] as const) {
@@ -129,17 +127,13 @@ async function main(): Promise<void> {
     return exit(result.code ?? 0);
   } catch (e) {
     restoreTerminal();
-    if (e instanceof CommanderError) {
-      // Help and version exit 0; usage errors were printed by commander already.
-      return exit(e.exitCode === 0 ? 0 : failCode);
-    }
-    if (isCliError(e)) {
-      printError(e, argv[0] === 'proxy' || (argv[0] === 'known-hosts' && argv[1] === 'openssh'));
-      return exit(failCode);
-    }
-    printError(cliError('CLI_ERR_INTERNAL', `unexpected error: ${(e as Error)?.message ?? String(e)}`, 'Please report this, with the command you ran (MSSH_DEBUG=1 prints details).'), false);
-    if (config.debug) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
-    return exit(failCode);
+    // Help and version exit 0; usage errors were printed by commander already.
+    const usage = commanderExitCode(e);
+    if (usage !== null) return exit(usage === 0 ? 0 : failureExitCode(argv, usage));
+    const oneLine = argv[0] === 'proxy' || (argv[0] === 'known-hosts' && argv[1] === 'openssh');
+    const code = reportError(e, { program: 'mssh', oneLine, bugHint: 'Please report this, with the command you ran (MSSH_DEBUG=1 prints details).' });
+    if (!isCliError(e) && config.debug) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
+    return exit(failureExitCode(argv, code));
   }
 }
 

@@ -2,6 +2,7 @@
  * The audit API (admin token): `GET /v1/admin/audit` (events, filtered) and `GET /v1/admin/sessions`
  * (one row per session, live byte counts for running ones). Also the age/time syntax the CLIs accept.
  */
+import { parseDuration } from './duration.js';
 import { z } from 'zod';
 
 const IsoTime = z.string().refine((s) => Number.isFinite(Date.parse(s)), 'must be an ISO 8601 time');
@@ -59,18 +60,9 @@ export type SessionInfo = z.infer<typeof SessionInfo>;
 export const SessionsResponse = z.object({ sessions: z.array(SessionInfo) });
 export type SessionsResponse = z.infer<typeof SessionsResponse>;
 
-const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 };
-
-/** "90s", "30m", "24h", "365d", "2w" -> milliseconds; null when not that syntax. */
-export function parseAge(s: string): number | null {
-  const m = /^(\d{1,7})([smhdw])$/.exec(s.trim());
-  if (!m) return null;
-  return Number(m[1]) * UNIT_MS[m[2]!]!;
-}
-
 /** An age ("24h": that long before now) or an ISO time, as a Date; null when neither. */
 export function parseTimeArg(s: string, now: Date): Date | null {
-  const age = parseAge(s);
+  const age = parseDuration(s);
   if (age !== null) return new Date(now.getTime() - age);
   if (!/^\d{4}-\d{2}-\d{2}/.test(s.trim())) return null;
   const t = Date.parse(s.trim());

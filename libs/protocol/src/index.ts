@@ -10,3 +10,4 @@ export * from './ssh-keys.js';
 export * from './admin-format.js';
 export * from './audit.js';
 export * from './tunnel-end.js';
+export * from './duration.js';

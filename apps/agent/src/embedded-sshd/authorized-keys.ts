@@ -7,8 +7,8 @@
  * environment=, permitopen=, cert-authority, ...) is skipped, so a restriction is never silently dropped.
  */
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { randomBytes } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import { writePrivateFile } from '@mssh/cli-kit';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { fingerprintBlob, parseSshPublicKeyLine } from '@mssh/protocol';
@@ -211,14 +211,10 @@ export async function listAuthorizedKeys(stateDir: string): Promise<{ keys: Auth
 
 async function writeAtomically(stateDir: string, text: string): Promise<void> {
   const path = authorizedKeysPath(stateDir);
-  const tmp = `${path}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
   try {
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
-    await writeFile(tmp, text, { mode: 0o600 });
-    await chmod(tmp, 0o600);
-    await rename(tmp, path);
+    writePrivateFile(path, text);
   } catch (e) {
-    await rm(tmp, { force: true }).catch(() => undefined);
     throw sshdError('AGT_ERR_AUTHKEY_WRITE', `cannot write ${path}: ${(e as Error).message}; check the state directory's permissions`, e);
   }
 }

@@ -7,7 +7,8 @@
  * Default DIR: /var/lib/mssh-agent as root, else ~/.local/share/mssh-agent; env MSSH_AGENT_STATE_DIR;
  * flag --state-dir.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { writePrivateFile as writeKitPrivateFile } from '@mssh/cli-kit';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -47,13 +48,10 @@ export function ensureStateDir(dir: string): void {
   }
 }
 
-/** Write a file atomically with mode 0600. */
+/** Write a file atomically with mode 0600 (@mssh/cli-kit: fsync, unguessable temporary name, rename). */
 export function writePrivateFile(path: string, data: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
   try {
-    writeFileSync(tmp, data, { mode: 0o600 });
-    chmodSync(tmp, 0o600);
-    renameSync(tmp, path);
+    writeKitPrivateFile(path, data);
   } catch (err) {
     throw new AgentError('AGT_ERR_STATE_DIR', `cannot write ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
   }
@@ -94,4 +92,22 @@ export function readState(dir: string): AgentState {
 
 export function writeState(dir: string, state: AgentState): void {
   writePrivateFile(statePath(dir), JSON.stringify(state, null, 2) + '\n');
+}
+
+/** Record the target's host keys in agent.json (offered to the relay when a fresh scan fails). */
+export function storeHostKeys(dir: string, hostKeys: string[]): void {
+  writeState(dir, { ...readState(dir), hostKeys });
+}
+
+/**
+ * Record the embedded server's host keys when they differ from the stored ones (its key is created on
+ * first start). A failure is logged, not fatal: the keys are only a fallback for a failed scan.
+ */
+export function storeHostKeysIfChanged(dir: string, stored: string[], keys: string[], log: { warn(obj: object, msg: string): void }): void {
+  if (keys.length === stored.length && keys.every((k) => stored.includes(k))) return;
+  try {
+    storeHostKeys(dir, keys);
+  } catch (err) {
+    log.warn({ err: (err as Error).message }, 'could not store the embedded server host key in agent.json');
+  }
 }

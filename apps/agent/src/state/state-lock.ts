@@ -58,7 +58,7 @@ export function lockStateDir(dir: string, opts: { flock?: string; pid?: number }
     const who = holder ? `another mssh-agent (pid ${holder})` : 'another mssh-agent';
     throw new AgentError(
       'AGT_ERR_STATE_DIR_LOCKED',
-      `${who} is already running on the state directory ${dir} [AGT_ERR_STATE_DIR_LOCKED]\n` +
+      `${who} is already running on the state directory ${dir}\n` +
         `Two agents with one identity would keep replacing each other on the relay. Stop that one first${holder ? ` (kill ${holder})` : ''}, ` +
         'or give this one its own machine name: mssh-agent enroll ... --state-dir OTHER_DIR.',
     );

@@ -4,7 +4,7 @@
  */
 import { request } from 'node:http';
 import { isWireErrorBody, WIRE_ERRORS, type WireErrorCode } from '@mssh/protocol';
-import { CliError, RelayError } from '../errors.js';
+import { cliFailure, RelayError } from '../errors.js';
 import type { AgentAdminInfo, DisableUserResponse, GrantInfo, GrantRequest, RevokeAgentResponse, UserInfo } from '@mssh/protocol';
 import type { CreatedUser, IssuedEnrollToken } from './admin-service.js';
 import type { PruneResult } from '../audit/audit-log.js';
@@ -123,18 +123,18 @@ export class AdminSocketClient implements AdminOps {
           try {
             parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
           } catch {
-            reject(new CliError(`the relay's admin socket gave an unreadable answer (HTTP ${res.statusCode})`, 'Check that the program on the socket is mssh-relay of the same version.'));
+            reject(cliFailure(`the relay's admin socket gave an unreadable answer (HTTP ${res.statusCode})`, 'Check that the program on the socket is mssh-relay of the same version.'));
             return;
           }
           const status = res.statusCode ?? 0;
           if (status >= 200 && status < 300) { resolve(parsed as T); return; }
           if (isWireErrorBody(parsed) && parsed.code in WIRE_ERRORS) { reject(new RelayError(parsed.code as WireErrorCode, parsed.message)); return; }
-          reject(new CliError(`the relay refused (HTTP ${status})`, 'See the relay log for details.'));
+          reject(cliFailure(`the relay refused (HTTP ${status})`, 'See the relay log for details.'));
         });
         res.on('error', reject);
       });
       req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
-      req.on('error', (e) => reject(new CliError(`cannot talk to the running relay on ${this.path}: ${e.message}`, 'Check that mssh-relay is running and healthy, then try again.', e)));
+      req.on('error', (e) => reject(cliFailure(`cannot talk to the running relay on ${this.path}: ${e.message}`, 'Check that mssh-relay is running and healthy, then try again.', e)));
       req.end(payload);
     });
   }

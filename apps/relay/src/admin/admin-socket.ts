@@ -8,7 +8,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { CliError, relayError } from '../errors.js';
+import { cliFailure, relayError } from '../errors.js';
 import type { RotatedKey } from '../auth/token-keys.js';
 import { installErrorHandling, parseOr400 } from '../http/errors-edge.js';
 import { adminOpsRoutes } from '../http/routes/admin-ops.js';
@@ -56,7 +56,7 @@ export function socketAnswers(path: string, timeoutMs = 2_000): Promise<boolean>
  */
 export async function claimAdminSocketPath(path: string): Promise<void> {
   if (Buffer.byteLength(path) > MAX_SOCKET_PATH) {
-    throw new CliError(`the admin socket path ${path} is too long for a unix socket`, 'Use a shorter --data-dir.');
+    throw cliFailure(`the admin socket path ${path} is too long for a unix socket`, 'Use a shorter --data-dir.');
   }
   let st;
   try {
@@ -64,9 +64,9 @@ export async function claimAdminSocketPath(path: string): Promise<void> {
   } catch {
     return;
   }
-  if (!st.isSocket()) throw new CliError(`${path} exists and is not a socket`, 'Move it out of the data directory, then start again.');
+  if (!st.isSocket()) throw cliFailure(`${path} exists and is not a socket`, 'Move it out of the data directory, then start again.');
   if (await socketAnswers(path)) {
-    throw new CliError(`another mssh-relay is already running with this data directory (${path} answers)`, 'Stop it first, or use another --data-dir.');
+    throw cliFailure(`another mssh-relay is already running with this data directory (${path} answers)`, 'Stop it first, or use another --data-dir.');
   }
   unlinkSync(path);
 }
@@ -123,7 +123,7 @@ export async function startAdminSocket(deps: AdminSocketDeps & { path: string })
   try {
     await app.listen({ path: deps.path });
   } catch (e) {
-    throw new CliError(`cannot listen on the admin socket ${deps.path}: ${(e as Error).message}`, 'Check the data directory permissions.', e);
+    throw cliFailure(`cannot listen on the admin socket ${deps.path}: ${(e as Error).message}`, 'Check the data directory permissions.', e);
   } finally {
     process.umask(old);
   }

@@ -6,7 +6,8 @@
  * The record holds the Postgres URL without its password (and without password-like query parameters):
  * enough to name the database in messages and to compare, nothing to log in with.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writePrivateFile } from '@mssh/cli-kit';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { codedCliError } from '../errors.js';
@@ -107,8 +108,6 @@ export function readDatabaseRecord(dataDir: string): DatabaseTarget | null {
 /** Record the database (0600, replaced atomically); called by serve once the database is open. */
 export function writeDatabaseRecord(dataDir: string, t: DatabaseTarget): void {
   const path = databaseRecordPath(dataDir);
-  const tmp = `${path}.${process.pid}.tmp`;
   const body = t.kind === 'postgres' ? { kind: t.kind, url: withoutSecrets(t.url) } : { kind: t.kind };
-  writeFileSync(tmp, `${JSON.stringify({ ...body, note: 'written by mssh-relay serve; the password is not stored' }, null, 2)}\n`, { mode: 0o600 });
-  renameSync(tmp, path);
+  writePrivateFile(path, `${JSON.stringify({ ...body, note: 'written by mssh-relay serve; the password is not stored' }, null, 2)}\n`);
 }

@@ -12,7 +12,7 @@ import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { readMigrationFiles } from 'drizzle-orm/migrator';
 import type { PgDatabase } from 'drizzle-orm/pg-core';
 import { migrationsFolder, schema } from '@mssh/migrations';
-import { CliError } from '../errors.js';
+import { cliFailure } from '../errors.js';
 
 /** The drizzle database, whichever driver is underneath. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -61,7 +61,7 @@ async function openPostgres(url: string, onPoolError?: (err: Error) => void): Pr
     client = await pool.connect();
   } catch (e) {
     await pool.end().catch(() => {});
-    throw new CliError(
+    throw cliFailure(
       `cannot connect to the database at ${redactDatabaseUrl(url)}: ${(e as Error).message}`,
       'Check --database-url / DATABASE_URL and that Postgres is running and reachable.',
       e,
@@ -82,7 +82,7 @@ async function openPostgres(url: string, onPoolError?: (err: Error) => void): Pr
     client.release();
     await pool.end().catch(() => {});
     const denied = /permission denied|must be owner/i.test(rootMessage(e));
-    throw new CliError(
+    throw cliFailure(
       `cannot apply the database migrations at ${redactDatabaseUrl(url)}: ${rootMessage(e)}`,
       denied
         ? 'This database role may not change the schema: run `mssh-relay migrate --database-url URL` with the owner role\'s URL first (docs/audit.md, "Database roles").'
@@ -117,7 +117,7 @@ async function openPglite(dir: string): Promise<Database> {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     client = await PGlite.create(dir);
   } catch (e) {
-    throw new CliError(
+    throw cliFailure(
       `cannot open the embedded database in ${dir}: ${rootMessage(e)}`,
       'Check the data directory permissions and free disk space, or use Postgres with --database-url.',
       e,
@@ -128,7 +128,7 @@ async function openPglite(dir: string): Promise<Database> {
     await migratePglite(db, { migrationsFolder: migrationsFolder() });
   } catch (e) {
     await client.close().catch(() => {});
-    throw new CliError(
+    throw cliFailure(
       `cannot apply the database migrations in ${dir}: ${rootMessage(e)}`,
       'The embedded database may be damaged or from a newer mssh-relay; restore it or start with an empty data dir.',
       e,

@@ -8,12 +8,3 @@ export function isStale(a: { lastSeenAt: Date | null; enrolledAt: Date }, now: D
   return now.getTime() - seen.getTime() > staleAfterMs;
 }
 
-/** "30d", "12h", "90m", "45s" (or plain seconds) -> milliseconds; null when not a positive duration. */
-export function parseDuration(s: string): number | null {
-  const m = /^(\d{1,9})([smhd]?)$/.exec(s.trim());
-  if (!m) return null;
-  const n = Number(m[1]);
-  if (n <= 0) return null;
-  const unit = { '': 1000, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
-  return n * unit;
-}

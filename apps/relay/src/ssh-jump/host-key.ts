@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fingerprintBlob, keyLineFromBlob } from '@mssh/protocol';
 import { generateEd25519KeyPair, parseSshKey } from '@mssh/protocol/ssh2-keys';
-import { CliError, codedCliError } from '../errors.js';
+import { CliError, cliFailure, codedCliError } from '../errors.js';
 
 export interface JumpHostKey {
   privateKey: string;
@@ -51,7 +51,7 @@ export function loadOrCreateJumpHostKey(dataDir: string): { key: JumpHostKey; cr
     return { key, created: true };
   } catch (e) {
     if (e instanceof CliError) throw e;
-    throw new CliError(`cannot read or create the SSH jump host key ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'Check the data directory permissions, or disable the listener with --ssh-listen off.', e);
+    throw cliFailure(`cannot read or create the SSH jump host key ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'Check the data directory permissions, or disable the listener with --ssh-listen off.', e);
   }
 }
 

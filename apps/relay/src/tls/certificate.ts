@@ -3,13 +3,14 @@
  * created on first start in <data-dir>/tls. Clients and agents pin its SHA-256 fingerprint.
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
 import { certFingerprint } from '@mssh/protocol';
-import { CliError, codedCliError } from '../errors.js';
+import { writeFileAtomic, writePrivateFile } from '@mssh/cli-kit';
+import { cliFailure, codedCliError } from '../errors.js';
 
 export interface RelayTls {
   key: string;
@@ -39,7 +40,7 @@ export function defaultSans(extra: string[] = []): string[] {
 /** Load the operator's certificate, or the self-signed one in the data dir, creating it on first start. */
 export async function loadOrCreateTls(opts: { dataDir: string; certFile?: string; keyFile?: string; sans?: string[] }): Promise<RelayTls> {
   if (opts.certFile || opts.keyFile) {
-    if (!opts.certFile || !opts.keyFile) throw new CliError('--tls-cert and --tls-key go together', 'Give both, or neither for a self-signed certificate.');
+    if (!opts.certFile || !opts.keyFile) throw cliFailure('--tls-cert and --tls-key go together', 'Give both, or neither for a self-signed certificate.');
     return loadFiles(opts.certFile, opts.keyFile, false, []);
   }
   const p = tlsPaths(opts.dataDir);
@@ -66,8 +67,8 @@ export async function loadOrCreateTls(opts: { dataDir: string; certFile?: string
       { name: 'subjectAltName', altNames: wanted.map((n) => (isIP(n) ? { type: 7 as const, ip: n } : { type: 2 as const, value: n })) },
     ],
   });
-  writeAtomic(p.key, pems.private, 0o600);
-  writeAtomic(p.cert, pems.cert, 0o644);
+  writePrivateFile(p.key, pems.private);
+  writeFileAtomic(p.cert, pems.cert, 0o644);
   return loadFiles(p.cert, p.key, true, []);
 }
 
@@ -112,7 +113,7 @@ function loadFiles(certPath: string, keyPath: string, created: boolean, missingS
     throw codedCliError('RLY_CLI_ERR_KEY_FILE', `${certPath} or ${keyPath} is not a PEM certificate and private key: ${(e as Error).message}`, 'Give a PEM certificate (chain) and its unencrypted PEM private key.', e);
   }
   if (!x509.checkPrivateKey(createPrivateKey(key))) {
-    throw new CliError(`the private key in ${keyPath} does not belong to the certificate in ${certPath}`, 'Give the key that matches the certificate.');
+    throw cliFailure(`the private key in ${keyPath} does not belong to the certificate in ${certPath}`, 'Give the key that matches the certificate.');
   }
   const names = (x509.subjectAltName ?? '')
     .split(', ')
@@ -131,9 +132,3 @@ function normalizeIp(ip: string): string {
   }
 }
 
-function writeAtomic(path: string, data: string, mode: number): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { mode });
-  chmodSync(tmp, mode);
-  renameSync(tmp, path);
-}

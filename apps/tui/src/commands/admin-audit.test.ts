@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseAge, parseTimeArg } from '@mssh/protocol';
+import { parseDuration, parseTimeArg } from '@mssh/protocol';
 import { formatAuditTable, formatBytes, formatDuration, formatSessionsTable } from './admin-audit.js';
 
 describe('mssh admin audit / sessions output', () => {
@@ -41,9 +41,9 @@ describe('mssh admin audit / sessions output', () => {
 
   it('ages and times for --since/--until and --older-than', () => {
     const now = new Date('2026-11-26T10:00:00Z');
-    expect(parseAge('365d')).toBe(365 * 86_400_000);
-    expect(parseAge('2w')).toBe(14 * 86_400_000);
-    expect(parseAge('24')).toBeNull();
+    expect(parseDuration('365d')).toBe(365 * 86_400_000);
+    expect(parseDuration('2w')).toBe(14 * 86_400_000);
+    expect(parseDuration('24')).toBeNull();
     expect(parseTimeArg('24h', now)?.toISOString()).toBe('2026-11-25T10:00:00.000Z');
     expect(parseTimeArg('2026-11-01T00:00:00Z', now)?.toISOString()).toBe('2026-11-01T00:00:00.000Z');
     expect(parseTimeArg('yesterday', now)).toBeNull();

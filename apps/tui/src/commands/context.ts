@@ -10,7 +10,7 @@ import { cliError, loginCommand, notLoggedIn } from '../errors.js';
 import type { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
 import { RelayClient } from '../relay-client/relay-client.js';
 import type { ConnectRelayOptions, RelayConnection } from '../relay-client/relay-connection.js';
-import type { Prompter } from '../terminal/prompt.js';
+import type { Prompter } from '@mssh/cli-kit';
 
 export interface CliIo {
   stdin: Readable;

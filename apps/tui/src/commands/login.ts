@@ -1,9 +1,9 @@
 import { sanitizeForTerminal } from '@mssh/protocol';
 import { normalizeRelayUrl, parseFingerprint } from '../config/relay-url.js';
 import type { RelayEntry } from '../config/credentials-store.js';
-import { cliError, isCliError, type CliError } from '../errors.js';
+import { cliError, isCliError, type CliError, type CliErrorCode } from '../errors.js';
 import { RelayClient } from '../relay-client/relay-client.js';
-import { readFirstLine } from '../terminal/prompt.js';
+import { readFirstLine } from '@mssh/cli-kit';
 import { currentRelayUrl, openLoggedInRelay, printJson, println, withLoggedInRelay, type CliContext } from './context.js';
 
 export interface LoginArgs {
@@ -83,7 +83,7 @@ export async function logout(ctx: CliContext): Promise<number> {
     if (!harmlessRevokeFailure(e)) {
       ctx.store.clearToken(url);
       if (!isCliError(e)) throw e;
-      throw cliError(e.code, `${e.message}; the token was deleted here but not revoked on the relay`, `It stays valid there until ${entry.expiresAt ?? 'it expires'}.`, e);
+      throw cliError(e.code as CliErrorCode, `${e.message}; the token was deleted here but not revoked on the relay`, `It stays valid there until ${entry.expiresAt ?? 'it expires'}.`, e);
     }
   }
   ctx.store.clearToken(url);

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ReadStream } from 'node:tty';
 import { isValidHostName } from '@mssh/protocol';
-import { cliError, isCliError, type CliError } from '../errors.js';
+import { cliError, isCliError, type CliError, type CliErrorCode } from '../errors.js';
 import type { RelayClient } from '../relay-client/relay-client.js';
 import { defaultIdentityFiles } from '../ssh/auth.js';
 import { assertHostName, sshViaRelay, type ConnectStep } from '../ssh/ssh-via-relay.js';
@@ -96,7 +96,7 @@ function checkHostName(host: string): void {
     assertHostName(host);
   } catch (e) {
     const first = host.split('.')[0] ?? '';
-    if (isCliError(e) && first !== host && isValidHostName(first)) throw cliError(e.code, e.message, `${didYouMean([first])} ${e.hint}`);
+    if (isCliError(e) && first !== host && isValidHostName(first)) throw cliError(e.code as CliErrorCode, e.message, `${didYouMean([first])} ${e.hint}`);
     throw e;
   }
 }
@@ -110,7 +110,7 @@ async function withSuggestions(e: CliError, host: string, client: RelayClient): 
     return e; // the original error is what matters
   }
   const hint = didYouMean(suggestNames(host, names));
-  return hint ? cliError(e.code, e.message, `${hint} ${e.hint}`.trim(), { cause: e }) : e;
+  return hint ? cliError(e.code as CliErrorCode, e.message, `${hint} ${e.hint}`.trim(), e) : e;
 }
 
 const STEP_TEXT: Record<ConnectStep, (host: string) => string> = {

@@ -2,9 +2,9 @@
  * Private state on disk: the directory is 0700 and every file 0600, whatever the umask. Whole-file writes
  * go to a temporary file that is renamed over the old one, so a crash never leaves half a file.
  */
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { writePrivateFile as writeKitPrivateFile } from '@mssh/cli-kit';
 import { cliError } from '../errors.js';
 
 export const DIR_MODE = 0o700;
@@ -36,22 +36,12 @@ export function readPrivateFile(path: string): string | null {
   }
 }
 
-/** Replace a file atomically; the new file is 0600 from its first byte. */
+/** Replace a file atomically; the new file is 0600 from its first byte (@mssh/cli-kit: fsync, rename). */
 export function writePrivateFile(path: string, content: string): void {
   ensurePrivateDir(dirname(path));
-  const tmp = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const fd = openSync(tmp, 'wx', FILE_MODE);
-    try {
-      writeSync(fd, content);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    chmodSync(tmp, FILE_MODE);
-    renameSync(tmp, path);
+    writeKitPrivateFile(path, content);
   } catch (e) {
-    rmSync(tmp, { force: true });
     throw configError('write', path, e);
   }
 }

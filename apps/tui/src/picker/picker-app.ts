@@ -21,7 +21,7 @@ import { typeOfBlob, type KnownHostsFile } from '../known-hosts/known-hosts-file
 import { RelayClient } from '../relay-client/relay-client.js';
 import type { ConnectRelayOptions, RelayConnection } from '../relay-client/relay-connection.js';
 import { runSsh } from '../ssh/run-ssh.js';
-import type { Prompter } from '../terminal/prompt.js';
+import type { Prompter } from '@mssh/cli-kit';
 import { LOGIN_USER_RE, type LoginUsers } from './login-users.js';
 import { rankByName } from './fuzzy.js';
 import { formatRow, headerLine } from './rows.js';
@@ -229,7 +229,7 @@ export class PickerApp {
   private onRelayError(e: unknown): void {
     const err = isCliError(e) ? e : cliError('CLI_ERR_INTERNAL', (e as Error)?.message ?? String(e), '');
     this.deps.log.warn({ code: err.code, msg: err.message }, 'relay request failed');
-    if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_SESSION_ENDED'].includes(err.code)) {
+    if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_SESSION_ENDED'].includes(err.code ?? '')) {
       this.dropRelay();
       if (!this.needLogin) void this.loginForm(err.message);
       return;
@@ -356,7 +356,7 @@ export class PickerApp {
       }
       this.status = `${user}@${host}: ${sanitizeForTerminal(err.message)} [${err.code}]`;
       if (counted) this.sessionEnded(host);
-      if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_SESSION_ENDED', 'CLI_ERR_RELAY_UNREACHABLE', 'CLI_ERR_RELAY_CONNECTION_LOST'].includes(err.code)) {
+      if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_SESSION_ENDED', 'CLI_ERR_RELAY_UNREACHABLE', 'CLI_ERR_RELAY_CONNECTION_LOST'].includes(err.code ?? '')) {
         // Back to the picker first: the login form (or the banner) goes on top of it.
         this.restoreFromSession();
         this.onRelayError(err);

@@ -26,7 +26,7 @@ import { spliceTunnel } from '../commands/proxy.js';
 import type { CliError } from '../errors.js';
 import { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
 import { sshViaRelay } from '../ssh/ssh-via-relay.js';
-import { noPrompter } from '../terminal/prompt.js';
+import { noPrompter } from '@mssh/cli-kit';
 import { RelayClient } from './relay-client.js';
 import { connectRelay, type RelayTrust } from './relay-connection.js';
 

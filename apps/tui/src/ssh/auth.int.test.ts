@@ -14,7 +14,7 @@ import ssh2 from 'ssh2';
 import type { AuthenticationType, ParsedKey } from 'ssh2';
 import { generateEd25519KeyPair } from '@mssh/protocol/ssh2-keys';
 import type { CliError } from '../errors.js';
-import { noPrompter, type Prompter } from '../terminal/prompt.js';
+import { noPrompter, type Prompter } from '@mssh/cli-kit';
 import { runSsh } from './run-ssh.js';
 
 const { Server, utils } = ssh2;

@@ -9,7 +9,7 @@ import type { AnyAuthMethod, AuthHandlerMiddleware, NextAuthHandler } from 'ssh2
 import { loadSsh2 } from './ssh2-lazy.js';
 import { sanitizeForTerminal, sanitizeTextBlock } from '@mssh/protocol';
 import { cliError, isCliError, type CliError } from '../errors.js';
-import type { Prompter } from '../terminal/prompt.js';
+import type { Prompter } from '@mssh/cli-kit';
 
 
 export interface SshAuthOptions {

@@ -15,7 +15,7 @@ import { fingerprintKeyLine, parseSshPublicKeyLine } from '@mssh/protocol';
 import { fixtures } from '@mssh/test-fixtures/inject';
 import { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
 import { createHostKeyCheck } from '../known-hosts/host-key-policy.js';
-import { noPrompter } from '../terminal/prompt.js';
+import { noPrompter } from '@mssh/cli-kit';
 import { runSsh, exitCodeFor, type RunSshOptions } from './run-ssh.js';
 import type { CliError } from '../errors.js';
 

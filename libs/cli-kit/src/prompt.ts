@@ -6,7 +6,7 @@ import { closeSync, openSync } from 'node:fs';
 import { ReadStream, WriteStream } from 'node:tty';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
-import { cliError } from '../errors.js';
+import { CliError } from './errors.js';
 
 export interface Prompter {
   /** True when there is a terminal to ask on. */
@@ -20,7 +20,7 @@ export interface Prompter {
 /** A Prompter for contexts with no terminal: never available. */
 export const noPrompter: Prompter = {
   available: () => false,
-  ask: () => Promise.reject(cliError('CLI_ERR_NO_TTY', 'there is no terminal to ask on', '')),
+  ask: () => Promise.reject(new CliError('CLI_ERR_NO_TTY', 'there is no terminal to ask on', '')),
   say: () => {},
 };
 
@@ -62,7 +62,7 @@ export class TtyPrompter implements Prompter {
       rfd = openSync(this.device, 'r');
       wfd = openSync(this.device, 'w');
     } catch (e) {
-      return Promise.reject(cliError('CLI_ERR_NO_TTY', 'there is no terminal to ask on', '', e));
+      return Promise.reject(new CliError('CLI_ERR_NO_TTY', 'there is no terminal to ask on', '', { cause: e }));
     }
     const input = new ReadStream(rfd);
     const output = new WriteStream(wfd);
@@ -81,7 +81,7 @@ export class TtyPrompter implements Prompter {
         for (const ch of decoder.write(chunk)) {
           if (ch === '\r' || ch === '\n') return finish(null);
           if (ch === '\u0003' || (ch === '\u0004' && answer === '')) {
-            return finish(cliError('CLI_ERR_PROMPT_ABORTED', 'cancelled at the prompt', ''));
+            return finish(new CliError('CLI_ERR_PROMPT_ABORTED', 'cancelled at the prompt', ''));
           }
           if (ch === '\u007f' || ch === '\b') {
             if (answer.length > 0) {

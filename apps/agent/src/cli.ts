@@ -1,0 +1,62 @@
+/**
+ * The `mssh-agent` command line grammar (commander). It only parses: each command calls one handler of
+ * AgentHandlers; main.ts supplies them. Usage errors throw commander's CommanderError (exit 64,
+ * @mssh/cli-kit) after printing `mssh-agent: <problem>` and a hint.
+ */
+import { Command } from 'commander';
+import { SOFTWARE_VERSION } from '@mssh/protocol';
+import type { AuthorizeFlags, EnrollFlags, RunFlags } from './config.js';
+
+export interface AgentHandlers {
+  enroll(flags: EnrollFlags): Promise<void>;
+  run(flags: RunFlags): Promise<void>;
+  authorizeAdd(keyFile: string, flags: AuthorizeFlags): Promise<void>;
+  authorizeList(flags: AuthorizeFlags): Promise<void>;
+  authorizeRemove(what: string, flags: AuthorizeFlags): Promise<void>;
+}
+
+export function buildProgram(h: AgentHandlers): Command {
+  const program = new Command('mssh-agent')
+    .description('Keeps this machine reachable over SSH through an mssh relay (outbound connection only).')
+    .version(SOFTWARE_VERSION)
+    .showHelpAfterError('(run mssh-agent --help for usage)')
+    .exitOverride()
+    .configureOutput({ outputError: (s, write) => write(`mssh-agent: ${s.replace(/^error: /, '')}`) });
+  program
+    .command('enroll')
+    .description('enrol this machine on a relay with a one-time token')
+    .option('--relay <url>', 'relay URL, e.g. https://relay.example:8443 (env MSSH_RELAY_URL)')
+    .option('--token <token>', 'one-time enrolment token from `mssh-relay agent enroll NAME` (env MSSH_ENROLL_TOKEN)')
+    .option('--name <name>', 'name of this machine, as the token was issued (env MSSH_AGENT_NAME)')
+    .option('--relay-fingerprint <fp>', 'pin the relay certificate: SHA256:... from `mssh-relay info` (default: trust on first use)')
+    .option('--state-dir <dir>', 'state directory (env MSSH_AGENT_STATE_DIR; default /var/lib/mssh-agent as root, else ~/.local/share/mssh-agent)')
+    .option('--target <target>', 'auto (the SSH server on 127.0.0.1:22 if one answers, else the embedded one), embedded, or HOST:PORT (env MSSH_AGENT_TARGET; default auto)')
+    .action((flags: EnrollFlags) => h.enroll(flags));
+  program
+    .command('run')
+    .description('keep the connection to the relay up and serve SSH sessions')
+    .option('--state-dir <dir>', 'state directory written by `mssh-agent enroll`')
+    .option('--target <target>', 'auto, embedded or HOST:PORT: override the target stored at enrolment (env MSSH_AGENT_TARGET)')
+    .option('--allow-forwarding', 'let the embedded SSH server accept TCP forwarding (-L); refused by default')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env MSSH_LOG_LEVEL; default info)')
+    .action((flags: RunFlags) => h.run(flags));
+  const authorize = program
+    .command('authorize')
+    .description("manage the public keys the embedded SSH server accepts (<state-dir>/authorized_keys)");
+  authorize
+    .command('add <keyfile>')
+    .description('accept the public key(s) in KEYFILE (e.g. ~/.ssh/id_ed25519.pub); effective at the next connection')
+    .option('--state-dir <dir>', 'state directory (env MSSH_AGENT_STATE_DIR)')
+    .action((keyFile: string, flags: AuthorizeFlags) => h.authorizeAdd(keyFile, flags));
+  authorize
+    .command('list')
+    .description('list the accepted keys: fingerprint, type, comment, options')
+    .option('--state-dir <dir>', 'state directory (env MSSH_AGENT_STATE_DIR)')
+    .action((flags: AuthorizeFlags) => h.authorizeList(flags));
+  authorize
+    .command('remove <fingerprint-or-comment>')
+    .description('stop accepting the key(s) with that fingerprint (SHA256:...) or comment')
+    .option('--state-dir <dir>', 'state directory (env MSSH_AGENT_STATE_DIR)')
+    .action((what: string, flags: AuthorizeFlags) => h.authorizeRemove(what, flags));
+  return program;
+}

@@ -1,0 +1,190 @@
+/**
+ * The `mssh-relay` commands other than `serve` (main.ts): `info`, the admin commands (defined once in
+ * @mssh/cli-kit, shared with `mssh admin`), `agent enroll`, `keys rotate`, `audit prune` and `migrate`.
+ * Each validates its flags with its config schema, works through the running relay's admin socket or on
+ * the database (admin/offline-ops.ts), and prints its result on stdout.
+ */
+import { existsSync } from 'node:fs';
+import { createAdminCommands, CliError, TtyPrompter } from '@mssh/cli-kit';
+import { jsonForTerminal } from '@mssh/protocol';
+import {
+  AgentEnrollConfigSchema, AuditPruneConfigSchema, InfoConfigSchema, StoreConfigSchema, defaultPublicUrl, parseConfig, type StoreConfig,
+} from '../config.js';
+import { cliFailure, RelayError } from '../errors.js';
+import { loadOrCreateRelayId, pgliteDir, prepareDataDir } from '../data-dir.js';
+import { openDatabase, redactDatabaseUrl, rootMessage } from '../db/index.js';
+import { grantRoles } from '../db/roles.js';
+import { AuditLog } from '../audit/audit-log.js';
+import { loadOrCreateTls, readFingerprint, tlsPaths } from '../tls/certificate.js';
+import { LOCAL_ADMIN_ACTOR } from '../admin/admin-socket.js';
+import type { AdminOps } from '../admin/admin-client.js';
+import { describeDataDir, infoDatabase, infoDatabaseOf, runningRelay } from '../admin/admin-target.js';
+import { adminOps, withOps } from '../admin/offline-ops.js';
+import { readJumpHostKeyFingerprint, jumpHostKeyPath } from '../ssh-jump/host-key.js';
+import type { Flags, RelayHandlers } from './program.js';
+
+const out = (line: string) => process.stdout.write(`${line}\n`);
+
+/** --json: a listing is one JSON array, a single thing (info) one object (the convention of apps/tui/README.md, "JSON output"). */
+const printJson = (v: unknown) => out(jsonForTerminal(v, 2));
+
+async function storeOps(flags: Flags): Promise<AdminOps> {
+  return adminOps(parseConfig(StoreConfigSchema, flags));
+}
+
+/** The admin commands of @mssh/cli-kit on this relay's ops, for the store flags of one command. */
+function admin(flags: Flags) {
+  return createAdminCommands<AdminOps>({
+    withOps: async (fn) => withOps(await storeOps(flags), fn),
+    stdout: process.stdout,
+    password: { stdin: process.stdin, prompter: new TtyPrompter() },
+    spell: { grant: 'mssh-relay grant', enroll: 'mssh-relay agent enroll', usersAdd: 'mssh-relay user add', usersPasswd: 'mssh-relay user passwd' },
+  });
+}
+
+// ---------------------------------------------------------------- info
+
+async function info(flags: Record<string, unknown>): Promise<void> {
+  const cfg = parseConfig(InfoConfigSchema, flags);
+  const running = await runningRelay(cfg.dataDir);
+  const fp = readFingerprint({ dataDir: cfg.dataDir, certFile: cfg.tlsCert });
+  const sshFp = readJumpHostKeyFingerprint(cfg.dataDir);
+  const tlsCert = cfg.tlsCert ?? tlsPaths(cfg.dataDir).cert;
+  if (flags.json) {
+    printJson({
+      dataDir: cfg.dataDir,
+      dataDirExists: existsSync(cfg.dataDir),
+      database: infoDatabaseOf(cfg, running),
+      tlsCertificate: tlsCert,
+      tlsFingerprint: fp ?? null,
+      sshJumpHostKey: jumpHostKeyPath(cfg.dataDir),
+      sshJumpHostKeyFingerprint: sshFp ?? null,
+      relay: running ? { running: true, pid: running.info.pid, url: running.info.relayUrl } : { running: false, pid: null, url: null },
+    });
+    return;
+  }
+  out(`Data directory: ${describeDataDir(cfg.dataDir)}${existsSync(cfg.dataDir) ? '' : ' (does not exist yet)'}`);
+  out(`Database: ${infoDatabase(cfg, running)}`);
+  out(`TLS certificate: ${tlsCert}`);
+  out(`TLS certificate fingerprint: ${fp ?? '(none yet: created on the first `mssh-relay serve`)'}`);
+  out(`SSH jump host key: ${jumpHostKeyPath(cfg.dataDir)}`);
+  out(`SSH jump host key fingerprint: ${sshFp ?? '(none yet: created on the first `mssh-relay serve` with the SSH listener on)'}`);
+  if (running) {
+    out(`Relay: running (pid ${running.info.pid}), ${running.info.relayUrl}`);
+  } else {
+    out('Relay: not running');
+  }
+}
+
+// ---------------------------------------------------------------- enrolment, keys, audit, migrations
+
+async function agentEnroll(name: string, flags: Record<string, unknown>): Promise<void> {
+  const cfg = parseConfig(AgentEnrollConfigSchema, { ...flags, name });
+  const offlineRelay = async () => {
+    // The relay is not running: the URL comes from the flags, the fingerprint from its certificate.
+    const fingerprint = cfg.tlsCert
+      ? readFingerprint({ dataDir: cfg.dataDir, certFile: cfg.tlsCert })
+      : (await loadOrCreateTls({ dataDir: cfg.dataDir, sans: cfg.tlsSan })).fingerprint;
+    if (!fingerprint) throw cliFailure(`cannot read the certificate ${cfg.tlsCert}`, 'Check the path given to --tls-cert.');
+    return { url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen), fingerprint };
+  };
+  const ops = await adminOps(cfg, offlineRelay);
+  const t = await withOps(ops, (o) => o.createEnrollToken(cfg.name));
+  out(`Enrolment token for "${t.name}" (one use, expires ${t.expiresAt}):`);
+  out(`  ${t.token}`);
+  out('On the machine to enrol, run:');
+  out(`  mssh-agent enroll --relay ${t.relayUrl} --token ${t.token} --name ${t.name} --relay-fingerprint ${t.relayFingerprint}`);
+}
+
+async function auditPrune(flags: Record<string, unknown>): Promise<void> {
+  const cfg = parseConfig(AuditPruneConfigSchema, flags);
+  // On Postgres the prune runs on the database given, never through the running relay: its role is not
+  // meant to be able to prune (docs/audit.md, "Database roles"). PGlite: through the relay if it runs.
+  const r = cfg.databaseUrl ? await pruneOnDatabase(cfg, cfg.olderThan) : await withOps(await adminOps(cfg, async () => ({ url: '', fingerprint: '' })), (o) => o.pruneAudit(cfg.olderThan));
+  out(`Deleted ${r.deleted} audit event(s) older than ${r.cutoff}; the prune itself is recorded as audit.pruned.`);
+}
+
+async function pruneOnDatabase(cfg: StoreConfig, olderThanMs: number): Promise<{ deleted: number; cutoff: string }> {
+  const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
+  try {
+    return await new AuditLog({ db: database.db, relayId: loadOrCreateRelayId(cfg.dataDir) }).prune(new Date(Date.now() - olderThanMs), { actor: LOCAL_ADMIN_ACTOR, source: 'cli' });
+  } finally {
+    await database.close();
+  }
+}
+
+/**
+ * `migrate`: apply the schema migrations as the database owner (serve applies them too when its role may,
+ * and otherwise only checks that none is missing), then optionally grant the relay's and the pruner's roles.
+ */
+async function migrateCmd(flags: Record<string, unknown>): Promise<void> {
+  const cfg = parseConfig(StoreConfigSchema, flags);
+  const roles = { relayRole: flags.relayRole as string | undefined, pruneRole: flags.pruneRole as string | undefined };
+  if (!cfg.databaseUrl && (roles.relayRole || roles.pruneRole)) {
+    throw cliFailure('--relay-role and --prune-role need Postgres (--database-url)', 'The embedded PGlite database has a single user and no roles.');
+  }
+  if (!cfg.databaseUrl) prepareDataDir(cfg.dataDir);
+  const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
+  try {
+    out(`Database schema is up to date (${cfg.databaseUrl ? redactDatabaseUrl(cfg.databaseUrl) : pgliteDir(cfg.dataDir)}).`);
+    if (roles.relayRole || roles.pruneRole) {
+      try {
+        await grantRoles(database.db, roles);
+      } catch (e) {
+        throw cliFailure(`cannot grant the roles: ${rootMessage(e)}`, 'Run migrate as the owner of the mssh tables, and create the roles first (docs/audit.md, "Database roles").', e);
+      }
+      if (roles.relayRole) out(`Granted role "${roles.relayRole}" what mssh-relay serve needs (audit_events: insert only; sessions: no delete).`);
+      if (roles.pruneRole) out(`Granted role "${roles.pruneRole}" EXECUTE on mssh_audit_prune (mssh-relay audit prune).`);
+    }
+  } finally {
+    await database.close();
+  }
+}
+
+/** `keys rotate`: through the running relay (it signs with the new key at once), else on the database. */
+async function keysRotate(flags: Record<string, unknown>): Promise<void> {
+  const r = await withOps(await storeOps(flags), (o) => o.rotateKeys());
+  out(`New signing key ${r.kid}: new tokens are signed with it.`);
+  if (r.retired.length > 0) out(`Retired ${r.retired.join(', ')}: still verifying the tokens it issued until they expire (12 h at most).`);
+  out('Other relays on the same database pick the new key up within a minute.');
+}
+
+// ---------------------------------------------------------------- errors
+
+const RELAY_ERROR_HINTS: Partial<Record<string, string>> = {
+  RLY_ERR_NAME_TAKEN: 'Pick another name.',
+  RLY_ERR_BAD_REQUEST: 'Check the arguments; see --help.',
+  RLY_ERR_UNKNOWN_USER: 'Check the name: mssh-relay user list.',
+  RLY_ERR_UNKNOWN_GRANT: 'See the existing grants: mssh-relay grants.',
+  RLY_ERR_UNKNOWN_HOST: 'Check the name: mssh-relay agent list.',
+};
+
+/** A RelayError the admin socket or the database answered, as the CliError to print (other errors: null). */
+export function relayCliError(e: unknown): CliError | null {
+  if (!(e instanceof RelayError)) return null;
+  return new CliError(e.code, e.message, RELAY_ERROR_HINTS[e.code] ?? 'See the relay log for details.', { cause: e });
+}
+
+/** Every command but serve. */
+export function commandHandlers(): Omit<RelayHandlers, 'serve'> {
+  const flag = (flags: Flags, name: string) => flags[name] === true;
+  return {
+    info,
+    userAdd: (name, flags) => admin(flags).usersAdd({ name, admin: flag(flags, 'admin'), passwordStdin: flag(flags, 'passwordStdin') }),
+    userList: (flags) => admin(flags).usersList({ json: flag(flags, 'json') }),
+    userDisable: (name, flags) => admin(flags).usersDisable({ name, killSessions: flag(flags, 'killSessions') }),
+    userEnable: (name, flags) => admin(flags).usersEnable({ name }),
+    userPasswd: (name, flags) => admin(flags).usersPasswd({ name, passwordStdin: flag(flags, 'passwordStdin') }),
+    userSetRole: (name, role, flags) => admin(flags).usersSetRole({ name, role }),
+    grant: (subject, pattern, flags) => admin(flags).grant({ subject, pattern, role: flag(flags, 'role') }),
+    revokeGrant: (subject, pattern, flags) => admin(flags).revokeGrant({ subject, pattern, role: flag(flags, 'role') }),
+    grants: (flags) => admin(flags).grants({ json: flag(flags, 'json') }),
+    keysRotate,
+    agentEnroll,
+    agentList: (flags) => admin(flags).agentsList({ json: flag(flags, 'json') }),
+    agentRevoke: (name, flags) => admin(flags).agentsRevoke({ name }),
+    agentForget: (name, flags) => admin(flags).agentsForget({ name }),
+    migrate: migrateCmd,
+    auditPrune,
+  };
+}

@@ -1,0 +1,290 @@
+/**
+ * The running relay as one component: `start()` builds and starts every part, `drain()` stops accepting,
+ * `stop()` ends everything in ONE order, the same after a signal and after a failed start:
+ *
+ *   1. timers          periodic purges and key reloads stop
+ *   2. listeners       the HTTPS listener stops accepting (open API calls finish), the SSH jump listener
+ *                      closes with its connections (drain() is steps 1-2)
+ *   3. agent links     closing them ends every running session (session.end written)
+ *   4. http            the HTTPS server has finished closing
+ *   5. admin socket
+ *   6. sessions        the recorder's last byte counts and session ends
+ *   7. audit           relay.stopped, then pending audit writes flushed
+ *   8. database        last: every step above may still write to it
+ *
+ * A step whose part was never started is skipped; a failing step is logged and the next one runs.
+ *
+ *   mssh (client) --HTTPS/h2, JWT--> relay --one TLS+h2 link per agent--> mssh-agent --> sshd
+ */
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { prepareDummyHash } from '@mssh/auth';
+import { SOFTWARE_VERSION } from '@mssh/protocol';
+import { defaultPublicUrl, formatHostPort, sshJumpListen, type ServeConfig } from './config.js';
+import { cliFailure, codedCliError } from './errors.js';
+import { listenErrorReason } from './listen-error.js';
+import { loadOrCreateRelayId, pgliteDir, prepareDataDir } from './data-dir.js';
+import { createSessionGate } from './session/gate.js';
+import { createRepositories, openDatabase, redactDatabaseUrl, rootMessage, type Database } from './db/index.js';
+import { DbAuditSink } from './audit/audit-sink.js';
+import { SessionRecorder } from './audit/session-recorder.js';
+import { AUDIT } from './audit/codes.js';
+import { loadOrCreateTls, tlsPaths } from './tls/certificate.js';
+import { loadTokenService, reloadTokenKeys, rotateSigningKey } from './auth/token-keys.js';
+import { HashSlots } from './limits/hash-slots.js';
+import { LoginGuard } from './limits/login-guard.js';
+import { bootstrapAdmin, BOOTSTRAP_ADMIN } from './auth/bootstrap.js';
+import { createServices } from './services.js';
+import { buildServer } from './http/server.js';
+import { createTunnelRouter } from './tunnel/router.js';
+import { adminSocketPath, claimAdminSocketPath, startAdminSocket } from './admin/admin-socket.js';
+import { checkServeDatabase } from './admin/admin-target.js';
+import { requestedDatabase, writeDatabaseRecord } from './admin/database-record.js';
+import { loadOrCreateJumpHostKey } from './ssh-jump/host-key.js';
+import { createJumpServer, type JumpServer } from './ssh-jump/jump-server.js';
+
+/** The steps of stop(), in order (see the comment above). */
+export const STOP_STEPS = ['timers', 'listeners', 'agent links', 'http', 'admin socket', 'sessions', 'audit', 'database'] as const;
+export type StopStep = (typeof STOP_STEPS)[number];
+
+export interface RelayOptions {
+  cfg: ServeConfig;
+  logger: Logger;
+  /** The lines others parse (listening address, fingerprint, bootstrap password). */
+  out: (line: string) => void;
+  /** Told (and awaited) before each stop step runs (tests; the log says the same at debug level). */
+  onStopStep?: (step: StopStep) => void | Promise<void>;
+}
+
+export interface Relay {
+  start(): Promise<void>;
+  /** Stop accepting: timers and both listeners (steps 1-2 of stop). */
+  drain(): Promise<void>;
+  /** Everything, in STOP_STEPS order; the same promise when called again. */
+  stop(reason: string): Promise<void>;
+  /** The bound HTTPS and SSH ports once started (SSH null when off). */
+  readonly ports: { https: number; ssh: number | null } | null;
+}
+
+export function createRelay(opts: RelayOptions): Relay {
+  const { cfg, logger, out } = opts;
+  let database: Database | null = null;
+  let audit: DbAuditSink | null = null;
+  let recorder: SessionRecorder | null = null;
+  let router: ReturnType<typeof createTunnelRouter> | null = null;
+  let app: ReturnType<typeof buildServer> | null = null;
+  let appClosing: Promise<void> | null = null;
+  let jump: JumpServer | null = null;
+  let adminSock: { close(): Promise<void> } | null = null;
+  const timers: NodeJS.Timeout[] = [];
+  let ports: Relay['ports'] = null;
+  let stopping: Promise<void> | null = null;
+  let draining: Promise<void> | null = null;
+
+  const step = async (name: StopStep, fn: () => Promise<void> | void) => {
+    await opts.onStopStep?.(name);
+    logger.debug({ step: name }, 'stopping');
+    try {
+      await fn();
+    } catch (err) {
+      logger.error({ err, step: name }, `stopping: ${name} failed`);
+    }
+  };
+
+  const drain = (): Promise<void> => {
+    draining ??= (async () => {
+      await step('timers', () => {
+        for (const t of timers) clearInterval(t);
+      });
+      await step('listeners', async () => {
+        appClosing = app ? app.close().catch((err: unknown) => logger.error({ err }, 'closing the HTTP server failed')) : null;
+        await jump?.close();
+      });
+    })();
+    return draining;
+  };
+
+  const stop = (reason: string): Promise<void> => {
+    stopping ??= (async () => {
+      await drain();
+      await step('agent links', async () => {
+        await router?.close();
+      });
+      await step('http', async () => {
+        await appClosing;
+      });
+      await step('admin socket', async () => {
+        await adminSock?.close();
+      });
+      await step('sessions', async () => {
+        await recorder?.close();
+      });
+      await step('audit', async () => {
+        if (!audit) return;
+        if (ports) audit.emit({ ...AUDIT.relayStopped, details: { signal: reason, pid: process.pid } });
+        await audit.flush();
+        audit.writer.close();
+      });
+      await step('database', async () => {
+        await database?.close();
+      });
+    })();
+    return stopping;
+  };
+
+  async function start(): Promise<void> {
+    prepareDataDir(cfg.dataDir);
+    const thisRelay = loadOrCreateRelayId(cfg.dataDir); // before anything else: a damaged id refuses the start
+    const sockPath = adminSocketPath(cfg.dataDir);
+    await claimAdminSocketPath(sockPath);
+    checkServeDatabase(cfg);
+
+    const tls = await loadOrCreateTls({ dataDir: cfg.dataDir, certFile: cfg.tlsCert, keyFile: cfg.tlsKey, sans: cfg.tlsSan });
+    if (tls.created) logger.info({ cert: tls.certPath, names: tls.names }, 'created a self-signed TLS certificate');
+    if (tls.missingSans.length > 0) {
+      logger.warn({ missing: tls.missingSans, cert: tls.certPath },
+        `the existing certificate does not name ${tls.missingSans.join(', ')}; to include them, move ${tlsPaths(cfg.dataDir).dir} away and restart (the fingerprint changes: re-pin clients and agents)`);
+    }
+
+    database = await openDatabase({
+      databaseUrl: cfg.databaseUrl,
+      pgliteDir: pgliteDir(cfg.dataDir),
+      onPoolError: (err) => logger.warn({ err: err.message }, 'idle database connection failed'),
+    });
+    writeDatabaseRecord(cfg.dataDir, requestedDatabase(cfg.databaseUrl));
+    logger.info({ kind: database.kind, where: cfg.databaseUrl ? redactDatabaseUrl(cfg.databaseUrl) : pgliteDir(cfg.dataDir) }, 'database ready');
+
+    const repos = createRepositories(database.db);
+    const auditLogger = logger.child({ component: 'relay.audit' });
+    audit = new DbAuditSink({ db: database.db, relayId: thisRelay, logger: auditLogger });
+    recorder = new SessionRecorder({ db: database.db, writer: audit.writer, relayId: thisRelay, logger: auditLogger, progressIntervalMs: cfg.auditProgressMs });
+    // Sessions a previous run left open (kill -9, power loss) are closed before anything else starts.
+    let recovered: number;
+    try {
+      recovered = await recorder.recoverCrashed();
+    } catch (e) {
+      throw cliFailure(`cannot close the sessions a previous run left open: ${rootMessage(e)}`, 'Check that the database is reachable and writable, then start again.', e);
+    }
+    if (recovered > 0) logger.warn({ sessions: recovered }, `closed ${recovered} session(s) left open by a previous run (end reason relay_crashed)`);
+    const { tokens, createdKey } = await loadTokenService(repos.signingKeys);
+    if (createdKey) logger.info({ kid: tokens.signingKid }, 'created the token signing key');
+    await prepareDummyHash();
+    const boot = await bootstrapAdmin({ users: repos.users, audit }, cfg.bootstrapPassword);
+
+    router = createTunnelRouter({
+      directory: repos.agents, audit, logger, minProtocolVersion: cfg.minProtocolVersion, maxAgents: cfg.maxAgents,
+      sessionCaps: { maxSessionsPerUser: cfg.maxSessionsPerUser, maxSessionsPerAgent: cfg.maxSessionsPerAgent, maxSessions: cfg.maxSessions },
+    });
+    const relay = { url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen), fingerprint: tls.fingerprint };
+    let jumpBound: { host: string; port: number } | null = null;
+    const services = createServices({
+      repos, tokens, audit, router, relay: () => relay, sshJump: () => (jumpBound ? { host: new URL(relay.url).hostname, port: jumpBound.port } : null), staleAfterMs: cfg.staleAfter, relayId: thisRelay, liveSessions: () => recorder!.active(),
+      minProtocolVersion: cfg.minProtocolVersion, hashSlots: new HashSlots({ max: cfg.maxPasswordChecks }),
+    });
+    // One login limiter for both doors (POST /v1/auth/login and the SSH jump listener), per --login-attempts.
+    const loginGuard = new LoginGuard({ perSource: cfg.loginAttempts, perUser: cfg.loginAttempts * 2 });
+    // The one place a session is admitted, whatever door it came through (session/gate.ts).
+    const gate = createSessionGate({ router, hosts: services.hosts, access: services.access, ledger: recorder, audit, logger });
+    const http = buildServer({
+      tls, logger, router, tokens, ...services, gate, audit,
+      hardening: {
+        trustedProxies: cfg.trustedProxy,
+        maxBodyBytes: cfg.maxBodyBytes,
+        connection: {
+          handshakeTimeoutMs: cfg.handshakeTimeout * 1000, maxHeaderBytes: cfg.maxHeaderBytes, maxStreamsPerConnection: cfg.maxStreamsPerConnection,
+          maxConnectionsPerAddress: cfg.maxConnectionsPerAddress, maxPendingPerAddress: cfg.maxPendingPerAddress,
+        },
+        bodyTimeoutMs: cfg.bodyTimeout * 1000,
+        loginGuard,
+        minProtocolVersion: cfg.minProtocolVersion,
+      },
+    });
+    try {
+      await http.listen({ host: cfg.listen.host, port: cfg.listen.port });
+    } catch (e) {
+      throw codedCliError(
+        'RLY_CLI_ERR_LISTEN',
+        `cannot listen on ${formatHostPort(cfg.listen.host, cfg.listen.port)}: ${listenErrorReason(e)}`,
+        'Pick another address with --listen HOST:PORT (or MSSH_LISTEN), or stop the program using it.',
+        e,
+      );
+    }
+    app = http;
+    const bound = http.server.address() as AddressInfo;
+    relay.url = cfg.publicUrl ?? defaultPublicUrl({ host: cfg.listen.host, port: bound.port });
+
+    // The SSH jump listener (ssh -J user@relay:2222 login@machine): the same grants as the HTTPS path.
+    const sshLines: string[] = [];
+    const sshAt = sshJumpListen(cfg);
+    if (sshAt) {
+      const { key: hostKey, created } = loadOrCreateJumpHostKey(cfg.dataDir);
+      if (created) logger.info({ path: hostKey.path, fingerprint: hostKey.fingerprint }, 'created the SSH jump host key');
+      const jumpServer = createJumpServer({
+        hostKey,
+        keys: services.sshKeys,
+        changes: services.userChanges, // a removed key or changed role closes the connections it authenticated
+        gate, // the same admission as the HTTPS tunnel: grants, host, caps, committed session.start, audit
+        hosts: services.hosts, // the shell's list of machines
+        access: services.access,
+        onAuthFailure: (e) => audit!.sshAuthFailed(e), // user.login USR001W, via jump (sampled)
+        loginGuard, // the HTTPS login's limiter: one budget of failed logins per address and user name
+        logger,
+        publicAddress: () => `${new URL(relay.url).hostname}:${jumpBound?.port ?? sshAt.port}`,
+      });
+      try {
+        jumpBound = await jumpServer.listen(sshAt.host, sshAt.port);
+      } catch (e) {
+        const why = listenErrorReason(e);
+        const hint = 'Pick another address with --ssh-listen HOST:PORT (or MSSH_SSH_LISTEN), or turn the SSH jump listener off with --ssh-listen off.';
+        // Asked for explicitly: a failure stops the relay. The default port being taken only turns the listener off.
+        if (cfg.sshListen !== undefined) throw codedCliError('RLY_CLI_ERR_LISTEN', `cannot listen for SSH on ${formatHostPort(sshAt.host, sshAt.port)}: ${why}`, hint, e);
+        logger.warn({ listen: formatHostPort(sshAt.host, sshAt.port), err: why }, `SSH jump listener not started: ${why}. ${hint}`);
+        sshLines.push(`SSH jump listener: off (${formatHostPort(sshAt.host, sshAt.port)}: ${why}; see --ssh-listen)`);
+      }
+      if (jumpBound) {
+        jump = jumpServer;
+        sshLines.push(`SSH jump listener on ${formatHostPort(sshAt.host, jumpBound.port)}`, `SSH host key fingerprint: ${hostKey.fingerprint}`);
+      }
+    }
+
+    adminSock = await startAdminSocket({
+      admin: services.admin, logger, path: sockPath, auditLog: services.auditLog,
+      database: requestedDatabase(cfg.databaseUrl), dataDir: cfg.dataDir,
+      keys: { rotate: (by) => rotateSigningKey({ keys: repos.signingKeys, audit: audit!, tokens, by }) },
+    });
+
+    recorder.startProgress();
+    audit.emit({
+      ...AUDIT.relayStarted, source: formatHostPort(cfg.listen.host, bound.port),
+      details: { version: SOFTWARE_VERSION, url: relay.url, pid: process.pid, database: database.kind, recoveredSessions: recovered },
+    });
+    ports = { https: bound.port, ssh: jumpBound?.port ?? null };
+
+    const purge = setInterval(() => {
+      repos.revokedTokens.purgeExpired().catch((err) => logger.warn({ err }, 'purging expired revocations failed'));
+    }, 3600_000);
+    // Relays sharing a database pick up a key rotated on another one.
+    const keyReload = setInterval(() => {
+      reloadTokenKeys(repos.signingKeys, tokens).catch((err) => logger.warn({ err }, 'reloading the signing keys failed'));
+    }, 60_000);
+    for (const t of [purge, keyReload]) {
+      t.unref();
+      timers.push(t);
+    }
+
+    out(`mssh-relay listening on https://${formatHostPort(cfg.listen.host, bound.port)}`);
+    out(`TLS certificate fingerprint: ${tls.fingerprint}`);
+    if (boot.created) out(`Created user "${BOOTSTRAP_ADMIN}" with password: ${boot.password} (shown once)`);
+    for (const l of sshLines) out(l);
+    logger.info({ url: relay.url, listen: formatHostPort(cfg.listen.host, bound.port), adminSocket: sockPath, version: SOFTWARE_VERSION }, 'relay started');
+  }
+
+  return {
+    start,
+    drain,
+    stop,
+    get ports() {
+      return ports;
+    },
+  };
+}
