@@ -22,7 +22,12 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'suite',
-          include: ['libs/**/src/**/*.test.ts', 'migrations/src/**/*.test.ts', 'apps/**/src/**/*.test.ts', 'e2e/**/*.test.ts'],
+          include: [
+            'libs/**/src/**/*.test.ts',
+            'migrations/src/**/*.test.ts',
+            'apps/**/src/**/*.test.ts',
+            'e2e/**/*.test.ts',
+          ],
           exclude: [SOLO, '**/node_modules/**'],
           sequence: { groupOrder: 0 },
         },

@@ -72,9 +72,14 @@ process.stdout.on('error', () => process.exit(0));
 const pct = (us: number) => `${((100 * us) / total).toFixed(1).padStart(5)}%`;
 const print = (title: string, m: Map<string, number>) => {
   process.stdout.write(`\n${title}\n`);
-  for (const [k, us] of [...m].sort((a, b) => b[1] - a[1]).slice(0, top)) process.stdout.write(`${pct(us)} ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}\n`);
+  for (const [k, us] of [...m].sort((a, b) => b[1] - a[1]).slice(0, top))
+    process.stdout.write(`${pct(us)} ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}\n`);
 };
-process.stdout.write(`${file}: ${(total / 1e6).toFixed(2)} s sampled over ${((p.endTime - p.startTime) / 1e6).toFixed(2)} s\n`);
-process.stdout.write(`busy % per second: ${Array.from(busyPerSecond, (us, i) => `${i}:${Math.round((us ?? 0) / 1e4)}`).join(' ')}\n`);
+process.stdout.write(
+  `${file}: ${(total / 1e6).toFixed(2)} s sampled over ${((p.endTime - p.startTime) / 1e6).toFixed(2)} s\n`,
+);
+process.stdout.write(
+  `busy % per second: ${Array.from(busyPerSecond, (us, i) => `${i}:${Math.round((us ?? 0) / 1e4)}`).join(' ')}\n`,
+);
 print('self time by function', fnTotals);
 print('self time by file', fileTotals);

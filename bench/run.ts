@@ -54,7 +54,10 @@ function parse() {
   }
   const list = <T extends string>(s: string | undefined, all: readonly T[], what: string): T[] => {
     if (!s) return [...all];
-    const items = s.split(',').map((x) => x.trim()).filter(Boolean);
+    const items = s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
     const bad = items.filter((x) => !all.includes(x as T));
     if (bad.length) fail(`unknown ${what}: ${bad.join(', ')} (known: ${all.join(', ')})`);
     return items as T[];
@@ -75,7 +78,12 @@ function parse() {
     setup: { rounds: quick ? 3 : 10 },
     prompt: { rounds: quick ? 3 : 10 },
     latency: { warmup: quick ? 1000 : 3000, trips: quick ? 100 : 500 },
-    concurrency: { sessions: int(v.sessions, quick ? 50 : 1000, 'sessions', 5000), parallel: quick ? 25 : 100, timeoutMs: quick ? 60_000 : 300_000, fresh: !quick },
+    concurrency: {
+      sessions: int(v.sessions, quick ? 50 : 1000, 'sessions', 5000),
+      parallel: quick ? 25 : 100,
+      timeoutMs: quick ? 60_000 : 300_000,
+      fresh: !quick,
+    },
     rate: { seconds: quick ? 3 : 10, parallel: 32, conns: 4 },
     reconnect: { rounds: quick ? 1 : 3, timeoutMs: 30_000, healthyMs: quick ? 0 : 61_000 },
     limitMs: quick ? 5 * 60_000 : 45 * 60_000,
@@ -97,7 +105,12 @@ const INPROC_ROWS: Row[] = [
     { label: `time until all up [${variant}]`, metric: 'conc_up_s', variant },
     { label: `relay/bastion mem at 0 [${variant}]`, metric: 'conc_middle_mib_0', variant },
     { label: `relay/bastion mem at N [${variant}]`, metric: 'conc_middle_mib_n', variant },
-    { label: `relay/bastion per session [${variant}]`, metric: 'conc_middle_kib_per_session', variant, target: 'relay <= 64 KiB' },
+    {
+      label: `relay/bastion per session [${variant}]`,
+      metric: 'conc_middle_kib_per_session',
+      variant,
+      target: 'relay <= 64 KiB',
+    },
     { label: `agent/ssh -R per session [${variant}]`, metric: 'conc_edge_kib_per_session', variant },
     { label: `target sshd per session [${variant}]`, metric: 'conc_target_kib_per_session', variant },
   ]),
@@ -115,7 +128,9 @@ async function main(): Promise<void> {
   const file = join(ROOT, 'bench/results', `${stamp}${o.quick ? '-quick' : ''}.jsonl`);
   const rec = new Recorder(file, { runAt: new Date().toISOString(), mode: o.quick ? 'quick' : 'full', machine, git });
   const wantMssh = o.paths.some((p) => MSSH_PATHS.includes(p));
-  process.stderr.write(`bench: ${o.quick ? 'quick' : 'full'} run, metrics ${o.metrics.join(', ')}; paths ${o.paths.join(', ')}\n`);
+  process.stderr.write(
+    `bench: ${o.quick ? 'quick' : 'full'} run, metrics ${o.metrics.join(', ')}; paths ${o.paths.join(', ')}\n`,
+  );
 
   // The concurrency metric holds N sessions of ONE user to ONE machine: lift the relay's session caps
   // (defaults 64 per user, 256 per machine, 4096 in all) above N, as an operator expecting that load would.
@@ -123,8 +138,18 @@ async function main(): Promise<void> {
   // per-connection stream limit (128) and the per-address limits (32 connections, 128 unanswered requests).
   const cap = String(Math.max(o.concurrency.sessions + 100, 4096));
   const relayArgs = [
-    '--max-sessions-per-user', cap, '--max-sessions-per-agent', cap, '--max-sessions', cap,
-    '--max-streams-per-connection', cap, '--max-connections-per-address', '0', '--max-pending-per-address', '0',
+    '--max-sessions-per-user',
+    cap,
+    '--max-sessions-per-agent',
+    cap,
+    '--max-sessions',
+    cap,
+    '--max-streams-per-connection',
+    cap,
+    '--max-connections-per-address',
+    '0',
+    '--max-pending-per-address',
+    '0',
   ];
   const env = await setUp({ mssh: wantMssh, profileDir: o.profileDir, relayArgs });
   let paths = o.paths;
@@ -132,32 +157,72 @@ async function main(): Promise<void> {
     if (wantMssh) process.stderr.write(`bench: mssh paths ${env.msshProblem}; measuring the OpenSSH paths only\n`);
     paths = paths.filter((p) => !MSSH_PATHS.includes(p));
   }
-  const phase = (name: string) => process.stderr.write(`bench: == ${name} (${Math.round((Date.now() - t0) / 1000)} s)\n`);
+  const phase = (name: string) =>
+    process.stderr.write(`bench: == ${name} (${Math.round((Date.now() - t0) / 1000)} s)\n`);
   const has = (m: Metric) => o.metrics.includes(m);
-  if (has('bulk')) { phase(`bulk ${o.bulk.mib} MiB x ${o.bulk.rounds}`); await runBulk(env, rec, paths, o.bulk); }
-  if (has('setup')) { phase(`session setup x ${o.setup.rounds}`); await runSetup(env, rec, paths, o.setup); }
+  if (has('bulk')) {
+    phase(`bulk ${o.bulk.mib} MiB x ${o.bulk.rounds}`);
+    await runBulk(env, rec, paths, o.bulk);
+  }
+  if (has('setup')) {
+    phase(`session setup x ${o.setup.rounds}`);
+    await runSetup(env, rec, paths, o.setup);
+  }
   // `paths` holds an mssh path only when the mssh programs are up (filtered above).
   const tui = paths.some((p) => MSSH_PATHS.includes(p));
-  if (has('prompt')) { phase(`time to a shell prompt x ${o.prompt.rounds}`); await runPrompt(env, rec, paths, { ...o.prompt, tui }); }
-  if (has('latency')) { phase(`latency ${o.latency.trips} round trips after ${o.latency.warmup}`); await runLatency(env, rec, paths, o.latency); }
-  if (has('concurrency')) { phase(`concurrency ${o.concurrency.sessions} sessions`); await runConcurrency(env, rec, o.concurrency); }
-  if (has('rate')) { phase(`session start rate ${o.rate.seconds} s`); await runRate(env, rec, o.rate); }
-  if (has('reconnect')) { phase(`reconnect x ${o.reconnect.rounds}`); await runReconnect(env, rec, o.reconnect); }
+  if (has('prompt')) {
+    phase(`time to a shell prompt x ${o.prompt.rounds}`);
+    await runPrompt(env, rec, paths, { ...o.prompt, tui });
+  }
+  if (has('latency')) {
+    phase(`latency ${o.latency.trips} round trips after ${o.latency.warmup}`);
+    await runLatency(env, rec, paths, o.latency);
+  }
+  if (has('concurrency')) {
+    phase(`concurrency ${o.concurrency.sessions} sessions`);
+    await runConcurrency(env, rec, o.concurrency);
+  }
+  if (has('rate')) {
+    phase(`session start rate ${o.rate.seconds} s`);
+    await runRate(env, rec, o.rate);
+  }
+  if (has('reconnect')) {
+    phase(`reconnect x ${o.reconnect.rounds}`);
+    await runReconnect(env, rec, o.reconnect);
+  }
   phase('done');
 
   const bulkLabel = { ...PROCESS_ROWS[0]!, label: `bulk ${o.bulk.mib} MiB into wc -c` };
   // mssh-tui has a column when it was measured (metric prompt only).
   const tuiMeasured = rec.results.some((r) => r.path === TUI_PATH);
-  const procCols = [...paths.map((p): [string, string] => [PATH_LABELS[p], p]), ...(tuiMeasured ? [['mssh-tui', TUI_PATH] as [string, string]] : [])];
+  const procCols = [
+    ...paths.map((p): [string, string] => [PATH_LABELS[p], p]),
+    ...(tuiMeasured ? [['mssh-tui', TUI_PATH] as [string, string]] : []),
+  ];
   const procRatios = [
-    ...(['mssh-ssh', 'mssh-proxy'] as const).filter((p) => paths.includes(p) && paths.includes('jump')).map((p): [string, string, string] => [`${p === 'mssh-ssh' ? 'ssh' : 'proxy'}/jump`, p, 'jump']),
+    ...(['mssh-ssh', 'mssh-proxy'] as const)
+      .filter((p) => paths.includes(p) && paths.includes('jump'))
+      .map((p): [string, string, string] => [`${p === 'mssh-ssh' ? 'ssh' : 'proxy'}/jump`, p, 'jump']),
     ...(tuiMeasured && paths.includes('jump') ? [['tui/jump', TUI_PATH, 'jump'] as [string, string, string]] : []),
   ];
-  const inprocRows = INPROC_ROWS.map((r) => (r.metric === 'conc_ok' ? { ...r, label: r.label.replace('sessions up', `sessions up of ${o.concurrency.sessions}`) } : r));
+  const inprocRows = INPROC_ROWS.map((r) =>
+    r.metric === 'conc_ok'
+      ? { ...r, label: r.label.replace('sessions up', `sessions up of ${o.concurrency.sessions}`) }
+      : r,
+  );
   const t1 = table(rec, [bulkLabel, ...PROCESS_ROWS.slice(1)], procCols, procRatios);
-  const t2 = table(rec, inprocRows, [['OpenSSH jump', 'jump'], ['mssh', 'mssh']], env.mssh ? [['mssh/jump', 'mssh', 'jump']] : []);
+  const t2 = table(
+    rec,
+    inprocRows,
+    [
+      ['OpenSSH jump', 'jump'],
+      ['mssh', 'mssh'],
+    ],
+    env.mssh ? [['mssh/jump', 'mssh', 'jump']] : [],
+  );
   const failed = rec.results.filter((r) => !r.ok);
-  const heading = `mssh bench, ${o.quick ? 'quick' : 'full'} run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ` +
+  const heading =
+    `mssh bench, ${o.quick ? 'quick' : 'full'} run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ` +
     `${machine.cpus} x ${machine.cpu}, ${machine.memGiB} GiB, Linux ${machine.kernel}, Node ${machine.node}, ${machine.openssh}, ${machine.postgres}`;
   const gitLine = `Commit ${git.commit}${git.dirty.length ? ` plus uncommitted changes to ${git.dirty.length} program file(s): ${git.dirty.slice(0, 5).join(', ')}${git.dirty.length > 5 ? ', ...' : ''}` : ' (clean tree)'}.`;
   const text = [
@@ -167,7 +232,15 @@ async function main(): Promise<void> {
     ...(t1 ? ['Client processes (as a user runs them):', '', t1, ''] : []),
     ...(t2 ? ['In-process ssh2 clients (many sessions, tight loops):', '', t2, ''] : []),
     ...(env.mssh ? [] : [`mssh paths not measured: ${env.msshProblem}`, '']),
-    ...(failed.length ? ['Failures (a value marked ! is partial):', ...failed.map((r) => `- ${r.metric}${r.variant ? ` [${r.variant}]` : ''} ${r.path}: ${r.error ?? 'incomplete'}`), ''] : []),
+    ...(failed.length
+      ? [
+          'Failures (a value marked ! is partial):',
+          ...failed.map(
+            (r) => `- ${r.metric}${r.variant ? ` [${r.variant}]` : ''} ${r.path}: ${r.error ?? 'incomplete'}`,
+          ),
+          '',
+        ]
+      : []),
     `JSON lines: ${file.slice(ROOT.length + 1)}`,
   ].join('\n');
   writeFileSync(file.replace(/\.jsonl$/, '.md'), text + '\n');

@@ -7,7 +7,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
-import { BIN, loginUser, run, sshArgs, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
+import {
+  BIN,
+  loginUser,
+  run,
+  sshArgs,
+  startAgent,
+  startRelay,
+  stopAll,
+  type Agent,
+  type Relay,
+  type User,
+} from './fixtures/stack.js';
 import { login as apiLogin, openTunnel, relaySession, request } from './fixtures/tunnel-client.js';
 import { waitFor } from './fixtures/net.js';
 
@@ -19,10 +30,20 @@ const hostsOf = async (u: User): Promise<string[]> => {
   return (JSON.parse(r.stdout) as Array<{ name: string }>).map((h) => h.name).sort();
 };
 
-const tunnelError = async (relay: Relay, token: string, host: string): Promise<{ status: number; body: { code: string; message: string } }> => {
+const tunnelError = async (
+  relay: Relay,
+  token: string,
+  host: string,
+): Promise<{ status: number; body: { code: string; message: string } }> => {
   const s = await relaySession(relay);
   try {
-    const t = await openTunnel(s, token, host).then((d) => { d.destroy(); return null; }, (e: { status: number; body: { code: string; message: string } }) => e);
+    const t = await openTunnel(s, token, host).then(
+      (d) => {
+        d.destroy();
+        return null;
+      },
+      (e: { status: number; body: { code: string; message: string } }) => e,
+    );
     if (!t) throw new Error(`tunnel to ${host} was opened`);
     return t;
   } finally {
@@ -51,7 +72,9 @@ describe('grants, users and logout (PGlite; mssh-relay through the admin socket)
     expect(add.code, add.stderr).toBe(0);
     alice = await loginUser(relay, 'alice', 'alice-password');
   }, 120_000);
-  afterAll(async () => { await relay?.proc.stop(); });
+  afterAll(async () => {
+    await relay?.proc.stop();
+  });
 
   it('a new user reaches nothing; grants (user and role) open exactly what they match; revoking applies at once', async () => {
     expect(await hostsOf(admin)).toEqual(['db-1', 'web-1']);
@@ -96,8 +119,11 @@ describe('grants, users and logout (PGlite; mssh-relay through the admin socket)
     expect((await alice.mssh([...sshArgs('db-1'), '--', 'echo', 'db'])).stdout).toBe('db\n');
 
     const list = await admin.mssh(['admin', 'grants', '--json']);
-    expect(JSON.parse(list.stdout).map((x: { subjectKind: string; subject: string; pattern: string }) => `${x.subjectKind}:${x.subject}:${x.pattern}`))
-      .toEqual(['role:ops:db-?', 'user:alice:web-*']);
+    expect(
+      JSON.parse(list.stdout).map(
+        (x: { subjectKind: string; subject: string; pattern: string }) => `${x.subjectKind}:${x.subject}:${x.pattern}`,
+      ),
+    ).toEqual(['role:ops:db-?', 'user:alice:web-*']);
     const table = await relay.cli(['grants']);
     expect(table.stdout).toMatch(/role\s+ops\s+db-\?\s+local-admin/);
 
@@ -122,15 +148,20 @@ describe('grants, users and logout (PGlite; mssh-relay through the admin socket)
     const d = await admin.mssh(['admin', 'users', 'disable', 'alice', '--kill-sessions']);
     expect(d.code, d.stderr).toBe(0);
     expect(d.stdout).toMatch(/Ended 1 live session/);
-    await waitFor(() => !live.running, 2_000, 'the disabled user\'s session to end');
+    await waitFor(() => !live.running, 2_000, "the disabled user's session to end");
 
     const ls = await alice.mssh(['ls']);
     expect(ls.code).toBe(1);
     expect(ls.stderr).toMatch(/CLI_ERR_ACCOUNT_DISABLED/);
     const s = await relaySession(relay);
-    expect((await request(s, 'POST', '/v1/auth/login', { body: { user: 'alice', password: 'alice-password' } })).status).toBe(401);
+    expect(
+      (await request(s, 'POST', '/v1/auth/login', { body: { user: 'alice', password: 'alice-password' } })).status,
+    ).toBe(401);
     s.close();
-    const users = JSON.parse((await relay.cli(['user', 'list', '--json'])).stdout) as Array<{ name: string; disabled: boolean }>;
+    const users = JSON.parse((await relay.cli(['user', 'list', '--json'])).stdout) as Array<{
+      name: string;
+      disabled: boolean;
+    }>;
     expect(users.find((u) => u.name === 'alice')!.disabled).toBe(true);
 
     expect((await relay.cli(['user', 'enable', 'alice'])).code).toBe(0);
@@ -141,14 +172,20 @@ describe('grants, users and logout (PGlite; mssh-relay through the admin socket)
     // password change through mssh-relay: the old password stops working
     expect((await relay.cli(['user', 'passwd', 'alice', '--password-stdin'], 'alice-new-password\n')).code).toBe(0);
     const s2 = await relaySession(relay);
-    expect((await request(s2, 'POST', '/v1/auth/login', { body: { user: 'alice', password: 'alice-password' } })).status).toBe(401);
-    expect((await request(s2, 'POST', '/v1/auth/login', { body: { user: 'alice', password: 'alice-new-password' } })).status).toBe(200);
+    expect(
+      (await request(s2, 'POST', '/v1/auth/login', { body: { user: 'alice', password: 'alice-password' } })).status,
+    ).toBe(401);
+    expect(
+      (await request(s2, 'POST', '/v1/auth/login', { body: { user: 'alice', password: 'alice-new-password' } })).status,
+    ).toBe(200);
     s2.close();
   });
 
   it('mssh logout revokes the token on the relay: the old token stops working', async () => {
     const u = await loginUser(relay);
-    const creds = JSON.parse(readFileSync(join(u.configDir, 'credentials.json'), 'utf8')) as { relays: Record<string, { token?: string }> };
+    const creds = JSON.parse(readFileSync(join(u.configDir, 'credentials.json'), 'utf8')) as {
+      relays: Record<string, { token?: string }>;
+    };
     const token = Object.values(creds.relays)[0]!.token!;
     const s = await relaySession(relay);
     expect((await request(s, 'GET', '/v1/hosts', { token })).status).toBe(200);
@@ -168,31 +205,37 @@ describe('mssh-relay admin commands on the database of a stopped relay (PGlite)'
     await startAgent(relay, 'web-9');
     expect((await relay.cli(['user', 'add', 'carl', '--password-stdin'], 'carl-password\n')).code).toBe(0);
   }, 120_000);
-  afterAll(async () => { await relay?.proc.stop(); });
+  afterAll(async () => {
+    await relay?.proc.stop();
+  });
 
   // Seven offline commands each open the embedded database (PGlite, ~5 s apiece on 2 cores) plus two restarts.
-  it('grant, role, disable and agent revoke work offline and hold after the restart', { timeout: 180_000 }, async () => {
-    await relay.proc.stop();
-    const g = await relay.cli(['grant', 'carl', 'web-*']);
-    expect(g.code, g.stderr).toBe(0);
-    expect((await relay.cli(['grants', '--json'])).stdout).toMatch(/"pattern": "web-\*"/);
-    expect((await relay.cli(['user', 'set-role', 'carl', 'ops'])).code).toBe(0);
-    expect((await relay.cli(['user', 'list'])).stdout).toMatch(/carl\s+no\s+ops\s+active/);
-    const bad = await relay.cli(['grant', 'carl', 'WEB']);
-    expect(bad.code).not.toBe(0);
-    expect(bad.code).toBe(64);
-    expect(bad.stderr).toMatch(/not a valid grant pattern \[CLI_ERR_USAGE\]\n.*wildcards/);
-    await relay.restart();
-    const carl = await loginUser(relay, 'carl', 'carl-password');
-    expect(await hostsOf(carl)).toEqual(['web-9']);
-    await relay.proc.stop();
-    expect((await relay.cli(['user', 'disable', 'carl'])).code).toBe(0);
-    const rv = await relay.cli(['agent', 'revoke', 'web-9']);
-    expect(rv.code, rv.stderr).toBe(0);
-    await relay.restart();
-    expect((await carl.mssh(['ls'])).stderr).toMatch(/CLI_ERR_ACCOUNT_DISABLED/);
-    expect((await relay.cli(['agent', 'list', '--json'])).stdout).toMatch(/"revokedAt": "20/);
-  });
+  it(
+    'grant, role, disable and agent revoke work offline and hold after the restart',
+    { timeout: 180_000 },
+    async () => {
+      await relay.proc.stop();
+      const g = await relay.cli(['grant', 'carl', 'web-*']);
+      expect(g.code, g.stderr).toBe(0);
+      expect((await relay.cli(['grants', '--json'])).stdout).toMatch(/"pattern": "web-\*"/);
+      expect((await relay.cli(['user', 'set-role', 'carl', 'ops'])).code).toBe(0);
+      expect((await relay.cli(['user', 'list'])).stdout).toMatch(/carl\s+no\s+ops\s+active/);
+      const bad = await relay.cli(['grant', 'carl', 'WEB']);
+      expect(bad.code).not.toBe(0);
+      expect(bad.code).toBe(64);
+      expect(bad.stderr).toMatch(/not a valid grant pattern \[CLI_ERR_USAGE\]\n.*wildcards/);
+      await relay.restart();
+      const carl = await loginUser(relay, 'carl', 'carl-password');
+      expect(await hostsOf(carl)).toEqual(['web-9']);
+      await relay.proc.stop();
+      expect((await relay.cli(['user', 'disable', 'carl'])).code).toBe(0);
+      const rv = await relay.cli(['agent', 'revoke', 'web-9']);
+      expect(rv.code, rv.stderr).toBe(0);
+      await relay.restart();
+      expect((await carl.mssh(['ls'])).stderr).toMatch(/CLI_ERR_ACCOUNT_DISABLED/);
+      expect((await relay.cli(['agent', 'list', '--json'])).stdout).toMatch(/"revokedAt": "20/);
+    },
+  );
 });
 
 describe('agents: list, revoke, re-enrol, stale (Postgres)', () => {
@@ -205,10 +248,14 @@ describe('agents: list, revoke, re-enrol, stale (Postgres)', () => {
     admin = await loginUser(relay);
     victim = await startAgent(relay, 'victim');
   }, 120_000);
-  afterAll(async () => { await relay?.proc.stop(); });
+  afterAll(async () => {
+    await relay?.proc.stop();
+  });
 
   it('agents list shows versions and fingerprints; revoking ends the live session within 2 s, the agent cannot come back; a fresh enrolment works', async () => {
-    const list = JSON.parse((await admin.mssh(['admin', 'agents', 'list', '--json'])).stdout) as Array<Record<string, unknown>>;
+    const list = JSON.parse((await admin.mssh(['admin', 'agents', 'list', '--json'])).stdout) as Array<
+      Record<string, unknown>
+    >;
     expect(list[0]).toMatchObject({ name: 'victim', online: true, revokedAt: null, stale: false, protocolVersion: 1 });
     expect(list[0]!.identityFingerprint).toMatch(/^SHA256:/);
     expect((list[0]!.hostKeyFingerprints as string[])[0]).toMatch(/^SHA256:/);
@@ -217,7 +264,7 @@ describe('agents: list, revoke, re-enrol, stale (Postgres)', () => {
     const live = await liveSession(admin, 'victim');
     const r = await admin.mssh(['admin', 'agents', 'revoke', 'victim']);
     expect(r.code, r.stderr).toBe(0);
-    await waitFor(() => !live.running, 2_000, 'the revoked agent\'s session to end');
+    await waitFor(() => !live.running, 2_000, "the revoked agent's session to end");
     // The agent is refused from now on: it gives up (permanent refusal), and so does a fresh start.
     await waitFor(() => !victim.proc.running, 15_000, 'the revoked agent to stop');
     expect(victim.proc.err + victim.proc.out).toMatch(/RLY_ERR_AGENT_REVOKED/);
@@ -225,7 +272,10 @@ describe('agents: list, revoke, re-enrol, stale (Postgres)', () => {
     await waitFor(() => !again.running, 15_000, 'the restarted revoked agent to give up');
     expect(again.err + again.out).toMatch(/RLY_ERR_AGENT_REVOKED/);
     expect((await admin.mssh(['ls', '--json'])).stdout).not.toMatch(/victim/);
-    const listed = JSON.parse((await relay.cli(['agent', 'list', '--json'])).stdout) as Array<{ name: string; revokedAt: string | null }>;
+    const listed = JSON.parse((await relay.cli(['agent', 'list', '--json'])).stdout) as Array<{
+      name: string;
+      revokedAt: string | null;
+    }>;
     expect(listed.find((a) => a.name === 'victim')!.revokedAt).not.toBeNull();
 
     // Re-enrolment of that name needs (and works with) a fresh token.
@@ -259,8 +309,15 @@ describe('agents: list, revoke, re-enrol, stale (Postgres)', () => {
       const token = await apiLogin(s, 'bob', 'bob-password');
       s.close();
       expect((await tunnelError(relay, token, 'old')).body.code).toBe('RLY_ERR_NO_GRANT');
-      await waitFor(async () => (await c.query(`SELECT 1 FROM audit_events WHERE type = 'session.denied' AND actor = 'bob'`)).rowCount, 5_000, 'the denial in the audit trail');
-      const denied = await c.query(`SELECT code, host, details FROM audit_events WHERE type = 'session.denied' AND actor = 'bob'`);
+      await waitFor(
+        async () =>
+          (await c.query(`SELECT 1 FROM audit_events WHERE type = 'session.denied' AND actor = 'bob'`)).rowCount,
+        5_000,
+        'the denial in the audit trail',
+      );
+      const denied = await c.query(
+        `SELECT code, host, details FROM audit_events WHERE type = 'session.denied' AND actor = 'bob'`,
+      );
       expect(denied.rows[0]).toMatchObject({ code: 'SES003W', host: 'old', details: { reason: 'no_grant' } });
 
       const f = await relay.cli(['agent', 'forget', 'old']);

@@ -41,15 +41,25 @@ describe('byte counters survive kill -9 within the documented bound', () => {
     const big = join(mkdtempSync(join(f.root, 'crash-bytes-')), 'big');
     writeRandomFile(big, N);
     // Upload N bytes, then keep the session open (the remote side sleeps).
-    const client = runCommand(process.execPath, [BIN.mssh, 'ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@laptop`, '--', 'cat > /dev/null; sleep 60'],
-      { env: admin.env, stdinFile: big, timeoutMs: 120_000 });
+    const client = runCommand(
+      process.execPath,
+      [BIN.mssh, 'ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@laptop`, '--', 'cat > /dev/null; sleep 60'],
+      { env: admin.env, stdinFile: big, timeoutMs: 120_000 },
+    );
     let firstAt = 0;
-    const live = await waitFor(async () => {
-      const r = await request(h2, 'GET', `${PATHS.adminSessions}?active=true`, { token });
-      const s = (r.body.sessions as Array<{ sessionId: string; host: string; bytesFromClient: number }>).find((x) => x.host === 'laptop');
-      if (s && s.bytesFromClient > 0 && !firstAt) firstAt = performance.now();
-      return s && s.bytesFromClient >= N ? s : null;
-    }, 90_000, 'the upload through the relay', 10);
+    const live = await waitFor(
+      async () => {
+        const r = await request(h2, 'GET', `${PATHS.adminSessions}?active=true`, { token });
+        const s = (r.body.sessions as Array<{ sessionId: string; host: string; bytesFromClient: number }>).find(
+          (x) => x.host === 'laptop',
+        );
+        if (s && s.bytesFromClient > 0 && !firstAt) firstAt = performance.now();
+        return s && s.bytesFromClient >= N ? s : null;
+      },
+      90_000,
+      'the upload through the relay',
+      10,
+    );
     relay.proc.child.kill('SIGKILL');
     await relay.proc.exited;
     const seconds = Math.max(0.05, (performance.now() - firstAt) / 1000);
@@ -60,16 +70,35 @@ describe('byte counters survive kill -9 within the documented bound', () => {
     const db = new pg.Client({ connectionString: relay.databaseUrl });
     await db.connect();
     try {
-      const row = await waitFor(async () => (await db.query<{ bytes_up: string; end_reason: string | null }>(
-        'SELECT bytes_up, end_reason FROM sessions WHERE id = $1 AND ended_at IS NOT NULL', [live.sessionId])).rows[0] ?? null, 20_000, 'the crash-closed row');
+      const row = await waitFor(
+        async () =>
+          (
+            await db.query<{ bytes_up: string; end_reason: string | null }>(
+              'SELECT bytes_up, end_reason FROM sessions WHERE id = $1 AND ended_at IS NOT NULL',
+              [live.sessionId],
+            )
+          ).rows[0] ?? null,
+        20_000,
+        'the crash-closed row',
+      );
       expect(row.end_reason).toBe('relay_crashed');
       const recorded = Number(row.bytes_up);
       const lost = live.bytesFromClient - recorded;
       const bound = boundFor(rate);
-      process.stdout.write(`crash-bytes: moved ${live.bytesFromClient} at ${(rate / MiB).toFixed(1)} MiB/s, recorded ${recorded}, lost ${lost}, bound ${bound.toFixed(0)}\n`);
-      expect(lost, `moved ${live.bytesFromClient} at ${(rate / MiB).toFixed(1)} MiB/s, recorded ${recorded}, bound ${bound.toFixed(0)}`).toBeLessThanOrEqual(bound);
+      process.stdout.write(
+        `crash-bytes: moved ${live.bytesFromClient} at ${(rate / MiB).toFixed(1)} MiB/s, recorded ${recorded}, lost ${lost}, bound ${bound.toFixed(0)}\n`,
+      );
+      expect(
+        lost,
+        `moved ${live.bytesFromClient} at ${(rate / MiB).toFixed(1)} MiB/s, recorded ${recorded}, bound ${bound.toFixed(0)}`,
+      ).toBeLessThanOrEqual(bound);
       expect(recorded).toBeLessThanOrEqual(live.bytesFromClient + MiB);
-      const end = (await db.query<{ details: Record<string, unknown> }>(`SELECT details FROM audit_events WHERE type = 'session.end' AND session_id = $1`, [live.sessionId])).rows[0]!;
+      const end = (
+        await db.query<{ details: Record<string, unknown> }>(
+          `SELECT details FROM audit_events WHERE type = 'session.end' AND session_id = $1`,
+          [live.sessionId],
+        )
+      ).rows[0]!;
       expect(end.details).toMatchObject({ reason: 'relay_crashed', bytesFromClient: recorded });
     } finally {
       await db.end();

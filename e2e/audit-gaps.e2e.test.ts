@@ -20,12 +20,29 @@ import { fixtures } from './fixtures/inject.js';
 import { runCommand } from './fixtures/files.js';
 import { sshKeygen, writeSshConfig } from './fixtures/openssh.js';
 import { freePort, waitFor } from './fixtures/net.js';
-import { BIN, ADMIN_PASSWORD, enrollToken, exec, loginUser, startAgent, startRelay, stopAll, type Relay } from './fixtures/stack.js';
+import {
+  BIN,
+  ADMIN_PASSWORD,
+  enrollToken,
+  exec,
+  loginUser,
+  startAgent,
+  startRelay,
+  stopAll,
+  type Relay,
+} from './fixtures/stack.js';
 import { relaySession, request } from './fixtures/tunnel-client.js';
 
 afterAll(stopAll);
 
-interface Row { type: string; code: string; actor: string | null; host: string | null; source: string | null; details: Record<string, unknown> }
+interface Row {
+  type: string;
+  code: string;
+  actor: string | null;
+  host: string | null;
+  source: string | null;
+  details: Record<string, unknown>;
+}
 
 describe('audit gaps (issue 16 item 4)', () => {
   let relay: Relay;
@@ -35,12 +52,22 @@ describe('audit gaps (issue 16 item 4)', () => {
   let dir: string;
 
   const rows = async (where: string, params: unknown[] = []): Promise<Row[]> =>
-    (await db.query<Row>(`SELECT type, code, actor, host, source, details FROM audit_events WHERE ${where} ORDER BY id`, params)).rows;
+    (
+      await db.query<Row>(
+        `SELECT type, code, actor, host, source, details FROM audit_events WHERE ${where} ORDER BY id`,
+        params,
+      )
+    ).rows;
 
   const keygen = (name: string): string => sshKeygen(dir, name);
 
-  const sshConfig = (name: string, key: string): string => writeSshConfig(dir, name, [['127.0.0.1', key], ['vault', fixtures().sshd.clientKey]]);
-  const ssh = (config: string, args: string[]) => runCommand('ssh', ['-F', config, ...args], { env: { ...process.env, SSH_AUTH_SOCK: '' }, timeoutMs: 30_000 });
+  const sshConfig = (name: string, key: string): string =>
+    writeSshConfig(dir, name, [
+      ['127.0.0.1', key],
+      ['vault', fixtures().sshd.clientKey],
+    ]);
+  const ssh = (config: string, args: string[]) =>
+    runCommand('ssh', ['-F', config, ...args], { env: { ...process.env, SSH_AUTH_SOCK: '' }, timeoutMs: 30_000 });
 
   beforeAll(async () => {
     sshPort = await freePort();
@@ -50,7 +77,11 @@ describe('audit gaps (issue 16 item 4)', () => {
     await db.connect();
     h2 = await relaySession(relay);
     dir = mkdtempSync(join(fixtures().root, 'audit-gaps-'));
-    const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+    const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8')
+      .trim()
+      .split(/\s+/)
+      .slice(0, 2)
+      .join(' ');
     writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${sshPort} ${relayKey}\n`);
   }, 120_000);
   afterAll(async () => {
@@ -63,13 +94,28 @@ describe('audit gaps (issue 16 item 4)', () => {
     expect(r.status).toBe(400);
     expect(r.body).toMatchObject({ statusCode: 400, code: 'RLY_ERR_BAD_REQUEST', error: 'Bad Request' });
     expect(JSON.stringify(r.body)).not.toMatch(/stack|\bat \S+ \(|\.js:\d+|\.ts:\d+|invalid byte sequence/);
-    const esc = await request(h2, 'POST', PATHS.login, { body: { user: 'adm\u001b[2Jin', password: 'whatever-password' } });
-    expect(esc.body).toMatchObject({ code: 'RLY_ERR_BAD_REQUEST', message: 'body.user contains control characters; names never do' });
-    const audited = await waitFor(async () => {
-      const x = await rows(`type = 'user.login' AND details->>'reason' = 'invalid_name'`);
-      return x.length >= 2 ? x : null;
-    }, 10_000, 'user.login invalid_name rows');
-    expect(audited[0]).toMatchObject({ type: 'user.login', code: 'USR001W', actor: 'admin\\u0000', source: '127.0.0.1', details: { success: false, code: 'RLY_ERR_BAD_REQUEST' } });
+    const esc = await request(h2, 'POST', PATHS.login, {
+      body: { user: 'adm\u001b[2Jin', password: 'whatever-password' },
+    });
+    expect(esc.body).toMatchObject({
+      code: 'RLY_ERR_BAD_REQUEST',
+      message: 'body.user contains control characters; names never do',
+    });
+    const audited = await waitFor(
+      async () => {
+        const x = await rows(`type = 'user.login' AND details->>'reason' = 'invalid_name'`);
+        return x.length >= 2 ? x : null;
+      },
+      10_000,
+      'user.login invalid_name rows',
+    );
+    expect(audited[0]).toMatchObject({
+      type: 'user.login',
+      code: 'USR001W',
+      actor: 'admin\\u0000',
+      source: '127.0.0.1',
+      details: { success: false, code: 'RLY_ERR_BAD_REQUEST' },
+    });
     expect(audited[1]!.actor).toBe('adm\\u001b[2Jin');
     // Still serving: a real login works and a control character in a path parameter is refused too.
     const ok = await request(h2, 'POST', PATHS.login, { body: { user: 'admin', password: ADMIN_PASSWORD } });
@@ -81,8 +127,22 @@ describe('audit gaps (issue 16 item 4)', () => {
 
   it('refused enrolments (name mismatch, reused token) are audited as agent.enroll_failed with code and source', async () => {
     const token = await enrollToken(relay, 'box1');
-    const enroll = (name: string) => exec(BIN.agent, ['enroll', '--relay', relay.url, '--token', token, '--name', name, '--relay-fingerprint', relay.fingerprint,
-      '--state-dir', mkdtempSync(join(dir, `agent-${name}-`)), '--target', `127.0.0.1:${fixtures().sshd.port}`]);
+    const enroll = (name: string) =>
+      exec(BIN.agent, [
+        'enroll',
+        '--relay',
+        relay.url,
+        '--token',
+        token,
+        '--name',
+        name,
+        '--relay-fingerprint',
+        relay.fingerprint,
+        '--state-dir',
+        mkdtempSync(join(dir, `agent-${name}-`)),
+        '--target',
+        `127.0.0.1:${fixtures().sshd.port}`,
+      ]);
     const wrong = await enroll('box2');
     expect(wrong.code).not.toBe(0);
     expect(wrong.stdout + wrong.stderr).toMatch(/RLY_ERR_ENROLL_NAME_MISMATCH|issued for/);
@@ -90,12 +150,26 @@ describe('audit gaps (issue 16 item 4)', () => {
     expect(right.code, right.stderr).toBe(0);
     const reused = await enroll('box1');
     expect(reused.code).not.toBe(0);
-    const audited = await waitFor(async () => {
-      const x = await rows(`type = 'agent.enroll_failed'`);
-      return x.length >= 2 ? x : null;
-    }, 10_000, 'agent.enroll_failed rows');
-    expect(audited[0]).toMatchObject({ code: 'AGT001W', host: 'box2', source: '127.0.0.1', details: { code: 'RLY_ERR_ENROLL_NAME_MISMATCH' } });
-    expect(audited[1]).toMatchObject({ code: 'AGT001W', host: 'box1', source: '127.0.0.1', details: { code: 'RLY_ERR_ENROLL_TOKEN_INVALID' } });
+    const audited = await waitFor(
+      async () => {
+        const x = await rows(`type = 'agent.enroll_failed'`);
+        return x.length >= 2 ? x : null;
+      },
+      10_000,
+      'agent.enroll_failed rows',
+    );
+    expect(audited[0]).toMatchObject({
+      code: 'AGT001W',
+      host: 'box2',
+      source: '127.0.0.1',
+      details: { code: 'RLY_ERR_ENROLL_NAME_MISMATCH' },
+    });
+    expect(audited[1]).toMatchObject({
+      code: 'AGT001W',
+      host: 'box1',
+      source: '127.0.0.1',
+      details: { code: 'RLY_ERR_ENROLL_TOKEN_INVALID' },
+    });
   });
 
   it('a jump session.denied carries the client address', async () => {
@@ -106,10 +180,25 @@ describe('audit gaps (issue 16 item 4)', () => {
     const key = keygen('carol_ed25519');
     const k = await carol.mssh(['keys', 'add', `${key}.pub`]);
     expect(k.code, k.stderr).toBe(0);
-    const r = await ssh(sshConfig('carol_config', key), ['-J', `carol@127.0.0.1:${sshPort}`, `${fixtures().sshd.user}@vault`, '--', 'true']);
+    const r = await ssh(sshConfig('carol_config', key), [
+      '-J',
+      `carol@127.0.0.1:${sshPort}`,
+      `${fixtures().sshd.user}@vault`,
+      '--',
+      'true',
+    ]);
     expect(r.code).toBe(255);
-    const denied = await waitFor(async () => (await rows(`type = 'session.denied' AND actor = 'carol'`))[0] ?? null, 10_000, 'session.denied');
-    expect(denied).toMatchObject({ code: 'SES003W', host: 'vault', source: '127.0.0.1', details: { reason: 'no_grant', via: 'jump' } });
+    const denied = await waitFor(
+      async () => (await rows(`type = 'session.denied' AND actor = 'carol'`))[0] ?? null,
+      10_000,
+      'session.denied',
+    );
+    expect(denied).toMatchObject({
+      code: 'SES003W',
+      host: 'vault',
+      source: '127.0.0.1',
+      details: { reason: 'no_grant', via: 'jump' },
+    });
   });
 
   it('refused SSH logins on the jump listener are audited (via jump), at most 10 rows per address and minute', async () => {
@@ -118,19 +207,42 @@ describe('audit gaps (issue 16 item 4)', () => {
     const first = await ssh(config, ['-p', String(sshPort), 'mallory@127.0.0.1']);
     expect(first.code).toBe(255);
     expect(first.stderr).toMatch(/Permission denied \(publickey\)/);
-    const row = await waitFor(async () => (await rows(`type = 'user.login' AND details->>'via' = 'jump'`))[0] ?? null, 10_000, 'jump user.login failure');
-    expect(row).toMatchObject({ code: 'USR001W', actor: 'mallory', source: '127.0.0.1', details: { success: false, via: 'jump' } });
+    const row = await waitFor(
+      async () => (await rows(`type = 'user.login' AND details->>'via' = 'jump'`))[0] ?? null,
+      10_000,
+      'jump user.login failure',
+    );
+    expect(row).toMatchObject({
+      code: 'USR001W',
+      actor: 'mallory',
+      source: '127.0.0.1',
+      details: { success: false, via: 'jump' },
+    });
     expect(String(row.details.reason)).toMatch(/key not registered/);
-    const fp = execFileSync('/usr/bin/ssh-keygen', ['-l', '-f', `${key}.pub`]).toString().split(/\s+/)[1];
+    const fp = execFileSync('/usr/bin/ssh-keygen', ['-l', '-f', `${key}.pub`])
+      .toString()
+      .split(/\s+/)[1];
     expect(row.details.keys).toEqual([fp]);
     // 13 more refused connections (the listener blocks an address at 20): rows stop at 10 for the minute.
-    for (let i = 0; i < 13; i++) expect((await ssh(config, ['-p', String(sshPort), `mallory${i}@127.0.0.1`])).code).toBe(255);
+    for (let i = 0; i < 13; i++)
+      expect((await ssh(config, ['-p', String(sshPort), `mallory${i}@127.0.0.1`])).code).toBe(255);
     // Witness: a refusal from another address, audited after those (the audit writer keeps order): once
     // its row is there, every row the 13 above could have made is there too.
     expect((await ssh(config, ['-b', '127.0.0.2', '-p', String(sshPort), 'witness@127.0.0.1'])).code).toBe(255);
-    await waitFor(async () => (await rows(`type = 'user.login' AND details->>'via' = 'jump' AND source = '127.0.0.2'`))[0] ?? null, 10_000, 'the witness row from 127.0.0.2');
-    await waitFor(async () => ((await rows(`type = 'user.login' AND details->>'via' = 'jump'`)).length >= 10 ? true : null), 10_000,
-      `10 rows (have ${(await rows(`type = 'user.login' AND details->>'via' = 'jump'`)).length}; relay log: ${relay.proc.err.split('\n').filter((l) => /ssh/.test(l)).slice(-6).join('\n')})`);
+    await waitFor(
+      async () => (await rows(`type = 'user.login' AND details->>'via' = 'jump' AND source = '127.0.0.2'`))[0] ?? null,
+      10_000,
+      'the witness row from 127.0.0.2',
+    );
+    await waitFor(
+      async () => ((await rows(`type = 'user.login' AND details->>'via' = 'jump'`)).length >= 10 ? true : null),
+      10_000,
+      `10 rows (have ${(await rows(`type = 'user.login' AND details->>'via' = 'jump'`)).length}; relay log: ${relay.proc.err
+        .split('\n')
+        .filter((l) => /ssh/.test(l))
+        .slice(-6)
+        .join('\n')})`,
+    );
     expect((await rows(`type = 'user.login' AND details->>'via' = 'jump' AND source = '127.0.0.1'`)).length).toBe(10);
   });
 });

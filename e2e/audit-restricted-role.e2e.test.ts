@@ -58,7 +58,17 @@ describe('the relay serves as a restricted database role; only the prune role pr
 
   it('migrate as the owner grants the roles', async () => {
     const dataDir = mkdtempSync(join(fixtures().root, 'migrate-'));
-    const r = await exec(BIN.relay, ['migrate', '--database-url', ownerUrl, '--data-dir', dataDir, '--relay-role', R, '--prune-role', P]);
+    const r = await exec(BIN.relay, [
+      'migrate',
+      '--database-url',
+      ownerUrl,
+      '--data-dir',
+      dataDir,
+      '--relay-role',
+      R,
+      '--prune-role',
+      P,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Database schema is up to date/);
     expect(r.stdout).toContain(`Granted role "${R}"`);
@@ -70,16 +80,28 @@ describe('the relay serves as a restricted database role; only the prune role pr
     await startAgent(relay, 'laptop');
     const admin = await loginUser(relay);
     const f = fixtures();
-    const s = await admin.mssh(['ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@laptop`, '--', 'echo', 'restricted-ok'], { timeoutMs: 60_000 });
+    const s = await admin.mssh(
+      ['ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@laptop`, '--', 'echo', 'restricted-ok'],
+      { timeoutMs: 60_000 },
+    );
     expect(s.stdout).toBe('restricted-ok\n');
     expect(s.code, s.stderr).toBe(0);
-    const current = await owner.query<{ u: string }>(`SELECT usename AS u FROM pg_stat_activity WHERE datname = current_database() AND usename = $1 LIMIT 1`, [R]);
+    const current = await owner.query<{ u: string }>(
+      `SELECT usename AS u FROM pg_stat_activity WHERE datname = current_database() AND usename = $1 LIMIT 1`,
+      [R],
+    );
     expect(current.rows[0]?.u).toBe(R);
     // Recorded: the session row closed, its start and end, the login, the enrolment.
-    const session = await waitRow(`SELECT id, user_name, host, end_reason, bytes_up FROM sessions WHERE host = 'laptop' AND ended_at IS NOT NULL`);
+    const session = await waitRow(
+      `SELECT id, user_name, host, end_reason, bytes_up FROM sessions WHERE host = 'laptop' AND ended_at IS NOT NULL`,
+    );
     expect(session).toMatchObject({ user_name: 'admin', host: 'laptop', end_reason: 'client_closed' });
     expect(Number(session.bytes_up)).toBeGreaterThan(0);
-    const types = (await owner.query<{ type: string }>(`SELECT type FROM audit_events WHERE session_id = $1 ORDER BY id`, [session.id])).rows.map((x) => x.type);
+    const types = (
+      await owner.query<{ type: string }>(`SELECT type FROM audit_events WHERE session_id = $1 ORDER BY id`, [
+        session.id,
+      ])
+    ).rows.map((x) => x.type);
     expect(types).toEqual(['session.start', 'session.end']);
     for (const t of ['user.login', 'agent.enrolled', 'relay.started']) {
       expect((await owner.query(`SELECT 1 FROM audit_events WHERE type = $1`, [t])).rowCount, t).toBeGreaterThan(0);
@@ -94,11 +116,23 @@ describe('the relay serves as a restricted database role; only the prune role pr
   });
 
   it('audit prune as the prune role deletes and records audit.pruned', async () => {
-    await owner.query(`INSERT INTO audit_events (time, type, code, relay_id) VALUES (now() - interval '30 days', 'test.old', 'TST001I', 'x')`);
-    const r = await exec(BIN.relay, ['audit', 'prune', '--older-than', '7d', '--database-url', urlAs(ownerUrl, P), '--data-dir', relay.dataDir]);
+    await owner.query(
+      `INSERT INTO audit_events (time, type, code, relay_id) VALUES (now() - interval '30 days', 'test.old', 'TST001I', 'x')`,
+    );
+    const r = await exec(BIN.relay, [
+      'audit',
+      'prune',
+      '--older-than',
+      '7d',
+      '--database-url',
+      urlAs(ownerUrl, P),
+      '--data-dir',
+      relay.dataDir,
+    ]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Deleted 1 audit event\(s\) older than/);
-    const pruned = (await owner.query(`SELECT actor, source, details FROM audit_events WHERE type = 'audit.pruned'`)).rows;
+    const pruned = (await owner.query(`SELECT actor, source, details FROM audit_events WHERE type = 'audit.pruned'`))
+      .rows;
     expect(pruned).toHaveLength(1);
     expect(pruned[0]).toMatchObject({ actor: 'local-admin', source: 'cli', details: { deleted: 1, dbUser: P } });
   });
@@ -109,7 +143,21 @@ describe('the relay serves as a restricted database role; only the prune role pr
     await a.query(`CREATE DATABASE ${emptyDb}`);
     await a.end();
     const dataDir = mkdtempSync(join(fixtures().root, 'unmigrated-'));
-    const r = await exec(BIN.relay, ['serve', '--listen', '127.0.0.1:0', '--ssh-listen', 'off', '--data-dir', dataDir, '--database-url', urlAs(dbUrl(emptyDb), R)], { timeoutMs: 30_000 });
+    const r = await exec(
+      BIN.relay,
+      [
+        'serve',
+        '--listen',
+        '127.0.0.1:0',
+        '--ssh-listen',
+        'off',
+        '--data-dir',
+        dataDir,
+        '--database-url',
+        urlAs(dbUrl(emptyDb), R),
+      ],
+      { timeoutMs: 30_000 },
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/cannot apply the database migrations/);
     expect(r.stderr).toMatch(/mssh-relay migrate --database-url URL/);

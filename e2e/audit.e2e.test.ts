@@ -7,7 +7,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type http2 from 'node:http2';
 import type { AuditEventInfo } from '@mssh/protocol';
-import { adminAuditEvents, startRelay, startAgent, loginUser, stopAll, type Relay, type User } from './fixtures/stack.js';
+import {
+  adminAuditEvents,
+  startRelay,
+  startAgent,
+  loginUser,
+  stopAll,
+  type Relay,
+  type User,
+} from './fixtures/stack.js';
 import { adminSession, relaySession } from './fixtures/tunnel-client.js';
 import { startEchoTarget, openSession, exchange, type EchoTarget } from './fixtures/echo-target.js';
 import { waitFor } from './fixtures/net.js';
@@ -15,7 +23,8 @@ import { fixtures } from './fixtures/inject.js';
 
 type Ev = AuditEventInfo;
 
-const closed = (s: http2.ClientHttp2Stream) => new Promise<void>((resolve) => (s.closed ? resolve() : s.once('close', () => resolve())));
+const closed = (s: http2.ClientHttp2Stream) =>
+  new Promise<void>((resolve) => (s.closed ? resolve() : s.once('close', () => resolve())));
 
 describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (kind) => {
   let relay: Relay;
@@ -45,15 +54,25 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
     await exchange(stream, n, echo.greeting + n);
     stream.end();
     await closed(stream);
-    const evs = await waitFor(async () => {
-      const e = (await audit(['--type', 'session.*', '--host', 'echo1'])).filter((x) => x.sessionId === sessionId);
-      return e.length === 2 ? e : null;
-    }, 15_000, 'session.start and session.end');
+    const evs = await waitFor(
+      async () => {
+        const e = (await audit(['--type', 'session.*', '--host', 'echo1'])).filter((x) => x.sessionId === sessionId);
+        return e.length === 2 ? e : null;
+      },
+      15_000,
+      'session.start and session.end',
+    );
     const [start, end] = evs as [Ev, Ev];
     expect(start).toMatchObject({ type: 'session.start', code: 'SES001I', actor: 'admin', host: 'echo1' });
     expect(start.source).toMatch(/127\.0\.0\.1/);
     expect(start.details).toMatchObject({ via: 'https' });
-    expect(end).toMatchObject({ type: 'session.end', code: 'SES002I', actor: 'admin', host: 'echo1', source: start.source });
+    expect(end).toMatchObject({
+      type: 'session.end',
+      code: 'SES002I',
+      actor: 'admin',
+      host: 'echo1',
+      source: start.source,
+    });
     expect(end.details.reason).toBe('client_closed');
     const up = end.details.bytesFromClient as number;
     const down = end.details.bytesToClient as number;
@@ -62,20 +81,50 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
     expect(end.details.durationMs).toEqual(expect.any(Number));
     // The sessions index agrees, and the session is no longer active.
     const s = await admin.mssh(['admin', 'sessions', '--json']);
-    const row = (JSON.parse(s.stdout) as Array<{ sessionId: string }>).find((x: { sessionId: string }) => x.sessionId === sessionId);
-    expect(row).toMatchObject({ user: 'admin', host: 'echo1', bytesFromClient: up, bytesToClient: down, endReason: 'client_closed', active: false });
+    const row = (JSON.parse(s.stdout) as Array<{ sessionId: string }>).find(
+      (x: { sessionId: string }) => x.sessionId === sessionId,
+    );
+    expect(row).toMatchObject({
+      user: 'admin',
+      host: 'echo1',
+      bytesFromClient: up,
+      bytesToClient: down,
+      endReason: 'client_closed',
+      active: false,
+    });
   });
 
   it('a session to an offline machine is refused and produces session.denied', async () => {
     await startAgent(relay, 'sleeper', { start: false });
-    await expect(openSession(h2, token, 'sleeper')).rejects.toMatchObject({ status: 503, body: { code: 'RLY_ERR_AGENT_OFFLINE' } });
-    const denied = await waitFor(async () => (await audit(['--type', 'session.denied', '--host', 'sleeper']))[0], 15_000, 'session.denied');
-    expect(denied).toMatchObject({ code: 'SES003W', actor: 'admin', host: 'sleeper', details: { reason: 'host_offline' } });
+    await expect(openSession(h2, token, 'sleeper')).rejects.toMatchObject({
+      status: 503,
+      body: { code: 'RLY_ERR_AGENT_OFFLINE' },
+    });
+    const denied = await waitFor(
+      async () => (await audit(['--type', 'session.denied', '--host', 'sleeper']))[0],
+      15_000,
+      'session.denied',
+    );
+    expect(denied).toMatchObject({
+      code: 'SES003W',
+      actor: 'admin',
+      host: 'sleeper',
+      details: { reason: 'host_offline' },
+    });
   });
 
   it('mssh admin audit filters by user, host, type and time, prints a JSON array or a table; a non-admin gets 403', async () => {
     const all = await audit([]);
-    expect(all.map((e) => e.type)).toEqual(expect.arrayContaining(['relay.started', 'agent.enrolled', 'agent.connected', 'user.login', 'session.start', 'session.end']));
+    expect(all.map((e) => e.type)).toEqual(
+      expect.arrayContaining([
+        'relay.started',
+        'agent.enrolled',
+        'agent.connected',
+        'user.login',
+        'session.start',
+        'session.end',
+      ]),
+    );
     const f = await audit(['--user', 'admin', '--host', 'echo1', '--type', 'session.start', '--since', '1h']);
     expect(f.length).toBeGreaterThan(0);
     expect(f.every((e) => e.actor === 'admin' && e.host === 'echo1' && e.type === 'session.start')).toBe(true);
@@ -97,7 +146,10 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
     const add = await relay.cli(['user', 'add', 'bob', '--password-stdin'], 'bob-password-1\n');
     expect(add.code, add.stderr).toBe(0);
     const bob = await loginUser(relay, 'bob', 'bob-password-1');
-    for (const cmd of [['admin', 'audit'], ['admin', 'sessions']]) {
+    for (const cmd of [
+      ['admin', 'audit'],
+      ['admin', 'sessions'],
+    ]) {
       const r = await bob.mssh(cmd);
       expect(r.code).toBe(1);
       expect(r.stderr).toMatch(/CLI_ERR_FORBIDDEN/);
@@ -120,17 +172,30 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
     const s = await openSession(h2, token, 'echo1');
     await exchange(s.stream, 2_000, 3_000);
     await relay.restart();
-    const end = await waitFor(async () => (await audit(['--type', 'session.end'])).find((e) => e.sessionId === s.sessionId), 20_000, 'session.end');
+    const end = await waitFor(
+      async () => (await audit(['--type', 'session.end'])).find((e) => e.sessionId === s.sessionId),
+      20_000,
+      'session.end',
+    );
     expect(end.details).toMatchObject({ reason: 'relay_shutdown', bytesFromClient: 2_000, bytesToClient: 3_000 });
     expect((await audit(['--type', 'relay.stopped'])).length).toBeGreaterThan(0);
     s.stream.destroy();
     h2.close();
     h2 = await relaySession(relay);
     // The agent redials by itself; the next test needs it.
-    await waitFor(async () => {
-      const ls = await admin.mssh(['ls', '--json']);
-      return ls.code === 0 && (JSON.parse(ls.stdout) as Array<{ name: string; online: boolean }>).some((h) => h.name === 'echo1' && h.online);
-    }, 20_000, 'echo1 online again');
+    await waitFor(
+      async () => {
+        const ls = await admin.mssh(['ls', '--json']);
+        return (
+          ls.code === 0 &&
+          (JSON.parse(ls.stdout) as Array<{ name: string; online: boolean }>).some(
+            (h) => h.name === 'echo1' && h.online,
+          )
+        );
+      },
+      20_000,
+      'echo1 online again',
+    );
   });
 
   it('kill -9 of the relay in the middle of 5 sessions: after the restart each has session.end relay_crashed', async () => {
@@ -142,18 +207,26 @@ describe.each(['pglite', 'postgres'] as const)('audit trail end to end on %s', (
       open.push({ ...s, sent });
     }
     // Wait until the relay wrote the counters of all five (every 200 ms here).
-    await waitFor(async () => {
-      const r = await admin.mssh(['admin', 'sessions', '--active', '--json']);
-      const live = JSON.parse(r.stdout) as Array<{ sessionId: string; bytesFromClient: number }>;
-      return open.every((o) => live.some((l) => l.sessionId === o.sessionId && l.bytesFromClient === o.sent));
-    }, 15_000, 'five live sessions');
+    await waitFor(
+      async () => {
+        const r = await admin.mssh(['admin', 'sessions', '--active', '--json']);
+        const live = JSON.parse(r.stdout) as Array<{ sessionId: string; bytesFromClient: number }>;
+        return open.every((o) => live.some((l) => l.sessionId === o.sessionId && l.bytesFromClient === o.sent));
+      },
+      15_000,
+      'five live sessions',
+    );
     await new Promise((r) => setTimeout(r, 1_000));
     await relay.proc.stop('SIGKILL');
     await relay.restart();
-    const ends = await waitFor(async () => {
-      const e = (await audit(['--type', 'session.end'])).filter((x) => open.some((o) => o.sessionId === x.sessionId));
-      return e.length >= 5 ? e : null;
-    }, 20_000, 'five session.end events');
+    const ends = await waitFor(
+      async () => {
+        const e = (await audit(['--type', 'session.end'])).filter((x) => open.some((o) => o.sessionId === x.sessionId));
+        return e.length >= 5 ? e : null;
+      },
+      20_000,
+      'five session.end events',
+    );
     expect(ends).toHaveLength(5);
     for (const o of open) {
       const e = ends.find((x) => x.sessionId === o.sessionId)!;

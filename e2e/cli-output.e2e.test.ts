@@ -18,7 +18,18 @@ import { join } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
 import { runCommand } from './fixtures/files.js';
 import { freePort, waitFor } from './fixtures/net.js';
-import { BIN, exec, loginUser, run, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
+import {
+  BIN,
+  exec,
+  loginUser,
+  run,
+  startAgent,
+  startRelay,
+  stopAll,
+  type Agent,
+  type Relay,
+  type User,
+} from './fixtures/stack.js';
 
 afterAll(stopAll);
 
@@ -42,11 +53,31 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
     return f;
   };
   /** `ssh -p JUMP USER@127.0.0.1` with one key: the jump listener's machine list, or a refusal. */
-  const jumpLogin = (user: string, key: string) => runCommand('ssh', [
-    '-F', '/dev/null', '-p', String(sshPort), '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes',
-    '-o', 'StrictHostKeyChecking=accept-new', '-o', `UserKnownHostsFile=${join(dir, 'known_hosts')}`, '-o', 'LogLevel=ERROR',
-    '-T', `${user}@127.0.0.1`,
-  ], { env: { ...process.env, SSH_AUTH_SOCK: '' }, timeoutMs: 30_000 });
+  const jumpLogin = (user: string, key: string) =>
+    runCommand(
+      'ssh',
+      [
+        '-F',
+        '/dev/null',
+        '-p',
+        String(sshPort),
+        '-i',
+        key,
+        '-o',
+        'IdentitiesOnly=yes',
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'StrictHostKeyChecking=accept-new',
+        '-o',
+        `UserKnownHostsFile=${join(dir, 'known_hosts')}`,
+        '-o',
+        'LogLevel=ERROR',
+        '-T',
+        `${user}@127.0.0.1`,
+      ],
+      { env: { ...process.env, SSH_AUTH_SOCK: '' }, timeoutMs: 30_000 },
+    );
 
   beforeAll(async () => {
     sshPort = await freePort();
@@ -60,20 +91,30 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
     }
     dir = mkdtempSync(join(fixtures().root, 'cli-output-'));
   });
-  afterAll(async () => { await relay?.proc.stop(); });
+  afterAll(async () => {
+    await relay?.proc.stop();
+  });
 
   it('a failed login as a name with a newline stays on one escaped row of mssh admin audit', async () => {
     const cfg = mkdtempSync(join(fixtures().root, 'user-evil-'));
     const env = { ...process.env, MSSH_CONFIG_DIR: cfg, SSH_AUTH_SOCK: '' };
-    const bad = await exec(BIN.mssh, ['login', '--relay', relay.url, '--user', FORGED, '--password-stdin', '--relay-fingerprint', relay.fingerprint], { env, input: 'wrong-password\n' });
+    const bad = await exec(
+      BIN.mssh,
+      ['login', '--relay', relay.url, '--user', FORGED, '--password-stdin', '--relay-fingerprint', relay.fingerprint],
+      { env, input: 'wrong-password\n' },
+    );
     expect(bad.code).toBe(1);
     // The relay refuses control characters in any name at its edge (issue 16.4) and audits the attempt.
     expect(bad.stderr).toContain('RLY_ERR_BAD_REQUEST');
 
-    const table = await waitFor(async () => {
-      const r = await admin.mssh(['admin', 'audit', '--type', 'user.login']);
-      return r.code === 0 && r.stdout.includes('evil') ? r.stdout : null;
-    }, 15_000, 'the failed login in the audit table');
+    const table = await waitFor(
+      async () => {
+        const r = await admin.mssh(['admin', 'audit', '--type', 'user.login']);
+        return r.code === 0 && r.stdout.includes('evil') ? r.stdout : null;
+      },
+      15_000,
+      'the failed login in the audit table',
+    );
     const lines = table.split('\n');
     const row = lines.find((l) => l.includes('evil'))!;
     expect(row).toContain('USR001W');
@@ -84,7 +125,9 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
     expect(table).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
     // --json carries the name as the audit trail stored it.
     const json = await admin.mssh(['admin', 'audit', '--type', 'user.login', '--json']);
-    expect((JSON.parse(json.stdout) as Array<{ actor: string }>).some((e) => e.actor === FORGED.replace('\n', '\\u000a'))).toBe(true);
+    expect(
+      (JSON.parse(json.stdout) as Array<{ actor: string }>).some((e) => e.actor === FORGED.replace('\n', '\\u000a')),
+    ).toBe(true);
   });
 
   it('mssh admin audit --type: short forms work, an unknown type names the valid ones; bytes have their own columns', async () => {
@@ -98,15 +141,30 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
     expect(unknown.stdout).toBe('');
     expect(unknown.stderr).toContain('[CLI_ERR_USAGE]');
     expect(unknown.stderr).toContain('"logins" is not an audit event type');
-    for (const t of ['user.login', 'session.start', 'session.end', 'agent.connected']) expect(unknown.stderr).toContain(t);
+    for (const t of ['user.login', 'session.start', 'session.end', 'agent.connected'])
+      expect(unknown.stderr).toContain(t);
 
     // One session through the relay, then its end row shows the bytes in UP and DOWN.
-    const s = await admin.mssh(['ssh', '-i', fixtures().sshd.clientKey, `${fixtures().sshd.user}@laptop`, '--', 'head', '-c', '5000', '/dev/zero']);
+    const s = await admin.mssh([
+      'ssh',
+      '-i',
+      fixtures().sshd.clientKey,
+      `${fixtures().sshd.user}@laptop`,
+      '--',
+      'head',
+      '-c',
+      '5000',
+      '/dev/zero',
+    ]);
     expect(s.code, s.stderr).toBe(0);
-    const table = await waitFor(async () => {
-      const r = await admin.mssh(['admin', 'audit', '--type', 'session.end']);
-      return r.code === 0 && r.stdout.includes('SES002I') ? r.stdout : null;
-    }, 15_000, 'a session.end row');
+    const table = await waitFor(
+      async () => {
+        const r = await admin.mssh(['admin', 'audit', '--type', 'session.end']);
+        return r.code === 0 && r.stdout.includes('SES002I') ? r.stdout : null;
+      },
+      15_000,
+      'a session.end row',
+    );
     const [header, ...rows] = table.trimEnd().split('\n');
     expect(header).toMatch(/^TIME\s+TYPE\s+CODE\s+ACTOR\s+HOST\s+SOURCE\s+UP\s+DOWN\s+DETAILS$/);
     const up = header!.indexOf('UP');
@@ -126,7 +184,10 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
       [['ls'], (a) => expect(a.map((h) => h.name)).toContain('laptop')],
       [['known-hosts', 'list'], (a) => expect(a.map((h) => h.hosts)).toContain('laptop')],
       [['keys', 'list'], (a) => expect(a.map((x) => x.comment)).toContain('admin_ed25519')],
-      [['admin', 'users', 'list'], (a) => expect(a.map((u) => u.name)).toEqual(expect.arrayContaining(['admin', 'alice', 'bob']))],
+      [
+        ['admin', 'users', 'list'],
+        (a) => expect(a.map((u) => u.name)).toEqual(expect.arrayContaining(['admin', 'alice', 'bob'])),
+      ],
       [['admin', 'grants'], (a) => expect(a.map((g) => g.subject)).toEqual(expect.arrayContaining(['alice', 'bob']))],
       [['admin', 'agents', 'list'], (a) => expect(a.map((x) => x.name)).toEqual(['laptop'])],
       [['admin', 'audit'], (a) => expect(a.map((e) => e.type)).toContain('user.login')],
@@ -145,7 +206,12 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
     }
     const me = await admin.mssh(['whoami', '--json']);
     expect(me.code, me.stderr).toBe(0);
-    expect(JSON.parse(me.stdout)).toMatchObject({ user: 'admin', admin: true, relay: relay.url, expiresAt: expect.any(String) });
+    expect(JSON.parse(me.stdout)).toMatchObject({
+      user: 'admin',
+      admin: true,
+      relay: relay.url,
+      expiresAt: expect.any(String),
+    });
   });
 
   let alice: User;
@@ -191,20 +257,27 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
     expect(bobAsAlice.code).toBe(255);
     expect(bobAsAlice.stdout).not.toContain('hello');
     // bob removing his registration leaves alice's.
-    const bobKeys = JSON.parse((await bob.mssh(['keys', 'list', '--json'])).stdout) as Array<{ fingerprint: string; comment: string }>;
+    const bobKeys = JSON.parse((await bob.mssh(['keys', 'list', '--json'])).stdout) as Array<{
+      fingerprint: string;
+      comment: string;
+    }>;
     const fp = bobKeys.find((k) => k.comment === 'alice_ed25519')!.fingerprint;
     expect((await bob.mssh(['keys', 'remove', fp])).code).toBe(0);
     expect((await jumpLogin('alice', aliceKey)).code).toBe(0);
-    expect((JSON.parse((await alice.mssh(['keys', 'list', '--json'])).stdout) as unknown[])).toHaveLength(1);
+    expect(JSON.parse((await alice.mssh(['keys', 'list', '--json'])).stdout) as unknown[]).toHaveLength(1);
   });
 
   it('a second mssh-agent run on the same state dir refuses naming the first pid; after kill -9 of the first a new one starts', async () => {
     const first = agent.proc;
     expect(first.running).toBe(true);
-    const second = await exec(BIN.agent, ['run', '--state-dir', agent.stateDir, '--log-level', 'info'], { timeoutMs: 20_000 });
+    const second = await exec(BIN.agent, ['run', '--state-dir', agent.stateDir, '--log-level', 'info'], {
+      timeoutMs: 20_000,
+    });
     expect(second.code).toBe(1);
     expect(second.stderr).toContain('AGT_ERR_STATE_DIR_LOCKED');
-    expect(second.stderr).toContain(`another mssh-agent (pid ${first.child.pid}) is already running on the state directory ${agent.stateDir}`);
+    expect(second.stderr).toContain(
+      `another mssh-agent (pid ${first.child.pid}) is already running on the state directory ${agent.stateDir}`,
+    );
     expect(second.stderr).toMatch(/Stop that one first \(kill \d+\)/);
     expect(first.running).toBe(true);
     expect(readFileSync(join(agent.stateDir, 'agent.lock'), 'utf8').trim()).toBe(String(first.child.pid));
@@ -213,10 +286,19 @@ describe('mssh output: escaping, --json, audit filters, keys, one agent per stat
     const third = run(BIN.agent, ['run', '--state-dir', agent.stateDir, '--log-level', 'info']);
     await third.waitOutput(/connected to relay/, 15_000, 'both');
     expect(third.err).not.toContain('AGT_ERR_STATE_DIR_LOCKED');
-    await waitFor(async () => {
-      const ls = await admin.mssh(['ls', '--json']);
-      return ls.code === 0 && (JSON.parse(ls.stdout) as Array<{ name: string; online: boolean }>).some((h) => h.name === 'laptop' && h.online);
-    }, 15_000, 'laptop online again');
+    await waitFor(
+      async () => {
+        const ls = await admin.mssh(['ls', '--json']);
+        return (
+          ls.code === 0 &&
+          (JSON.parse(ls.stdout) as Array<{ name: string; online: boolean }>).some(
+            (h) => h.name === 'laptop' && h.online,
+          )
+        );
+      },
+      15_000,
+      'laptop online again',
+    );
     await third.stop();
   });
 });

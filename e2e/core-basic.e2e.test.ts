@@ -81,9 +81,20 @@ describe.each(['pglite', 'postgres'] as const)('core on %s', (db) => {
 
   it('no token, a garbage token, a token signed by another key and alg:none all get 401 and see no hosts', async () => {
     const other = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
-    const forged = await new SignJWT({ admin: true }).setProtectedHeader({ alg: 'EdDSA', kid: 'x' }).setSubject('admin')
-      .setIssuer('mssh-relay').setAudience('mssh').setIssuedAt().setExpirationTime('1h').sign(other.privateKey);
-    const none = new UnsecuredJWT({ admin: true }).setSubject('admin').setIssuer('mssh-relay').setAudience('mssh').setExpirationTime('1h').encode();
+    const forged = await new SignJWT({ admin: true })
+      .setProtectedHeader({ alg: 'EdDSA', kid: 'x' })
+      .setSubject('admin')
+      .setIssuer('mssh-relay')
+      .setAudience('mssh')
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .sign(other.privateKey);
+    const none = new UnsecuredJWT({ admin: true })
+      .setSubject('admin')
+      .setIssuer('mssh-relay')
+      .setAudience('mssh')
+      .setExpirationTime('1h')
+      .encode();
     const cases: Array<{ name: string; rawAuth?: string; token?: string }> = [
       { name: 'none' },
       { name: 'garbage', token: 'not.a.jwt' },
@@ -96,14 +107,20 @@ describe.each(['pglite', 'postgres'] as const)('core on %s', (db) => {
       expect(r.status, c.name).toBe(401);
       expect(r.body.code, c.name).toMatch(/^AUTH_ERR_/);
       expect(JSON.stringify(r.body), c.name).not.toContain('laptop');
-      const t = await openTunnel(h2, c.token ?? '', 'laptop').then(() => 200, (e) => e.status);
+      const t = await openTunnel(h2, c.token ?? '', 'laptop').then(
+        () => 200,
+        (e) => e.status,
+      );
       expect(t, `tunnel with ${c.name}`).toBe(401);
     }
   });
 
   it('a client naming 127.0.0.1:22, localhost or an unenrolled name reaches nothing', async () => {
     for (const target of ['127.0.0.1:22', '127.0.0.1', 'localhost', 'not-enrolled', '..', 'laptop:22']) {
-      const status = await openTunnel(h2, token, target).then(() => 200, (e) => e.status);
+      const status = await openTunnel(h2, token, target).then(
+        () => 200,
+        (e) => e.status,
+      );
       expect([400, 404], target).toContain(status);
     }
     const r = await user.mssh([...sshArgs('localhost'), '--', 'true']);

@@ -6,14 +6,29 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import type http2 from 'node:http2';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, loginUser, stopAll, BIN, run, type Relay, type Agent, type User } from './fixtures/stack.js';
+import {
+  startRelay,
+  startAgent,
+  loginUser,
+  stopAll,
+  BIN,
+  run,
+  type Relay,
+  type Agent,
+  type User,
+} from './fixtures/stack.js';
 import { adminSession, openTunnel, sshExec, readKey, tcpConnectionsTo } from './fixtures/tunnel-client.js';
 import { waitFor } from './fixtures/net.js';
 import type ssh2 from 'ssh2';
 
 afterAll(stopAll);
 
-interface Sess { client: ssh2.Client; channel: ssh2.ClientChannel; received: Buffer[]; closed: boolean }
+interface Sess {
+  client: ssh2.Client;
+  channel: ssh2.ClientChannel;
+  received: Buffer[];
+  closed: boolean;
+}
 
 /** Write `payload` to a `cat` session and wait until exactly it came back. */
 async function echo(s: Sess, payload: Buffer, timeoutMs = 30_000): Promise<void> {
@@ -61,7 +76,9 @@ describe('50 concurrent sessions over one agent connection', () => {
     sessions.push(...opened);
     console.log(`[figure] 49 concurrent ssh sessions through the relay up in ${Date.now() - t0} ms`);
 
-    const proc = run(BIN.mssh, ['ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@laptop`, '--', 'cat'], { env: user.env });
+    const proc = run(BIN.mssh, ['ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@laptop`, '--', 'cat'], {
+      env: user.env,
+    });
     proc.child.stdin!.write('marker-from-process\n');
     await proc.waitOutput(/marker-from-process/, 20_000, 'out');
 

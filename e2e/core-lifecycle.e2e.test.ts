@@ -8,7 +8,18 @@ import { existsSync, rmSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, loginUser, stopAll, enrollToken, exec, run, BIN, type Relay, type User } from './fixtures/stack.js';
+import {
+  startRelay,
+  startAgent,
+  loginUser,
+  stopAll,
+  enrollToken,
+  exec,
+  run,
+  BIN,
+  type Relay,
+  type User,
+} from './fixtures/stack.js';
 import { adminSession, openTunnel } from './fixtures/tunnel-client.js';
 import { startSshd } from './fixtures/sshd.js';
 import { waitFor } from './fixtures/net.js';
@@ -16,14 +27,31 @@ import { waitFor } from './fixtures/net.js';
 afterAll(stopAll);
 
 function agentEnroll(relay: Relay, name: string, token: string, stateDir: string) {
-  return exec(BIN.agent, ['enroll', '--relay', relay.url, '--token', token, '--name', name, '--relay-fingerprint', relay.fingerprint,
-    '--state-dir', stateDir, '--target', `127.0.0.1:${fixtures().sshd.port}`]);
+  return exec(BIN.agent, [
+    'enroll',
+    '--relay',
+    relay.url,
+    '--token',
+    token,
+    '--name',
+    name,
+    '--relay-fingerprint',
+    relay.fingerprint,
+    '--state-dir',
+    stateDir,
+    '--target',
+    `127.0.0.1:${fixtures().sshd.port}`,
+  ]);
 }
 
 describe('enrolment refusals (Postgres)', () => {
   let relay: Relay;
-  beforeAll(async () => { relay = await startRelay('postgres'); });
-  afterAll(async () => { await relay?.proc.stop(); });
+  beforeAll(async () => {
+    relay = await startRelay('postgres');
+  });
+  afterAll(async () => {
+    await relay?.proc.stop();
+  });
 
   it('a reused enrolment token is refused', async () => {
     const token = await enrollToken(relay, 'once');
@@ -69,7 +97,9 @@ describe('enrolment refusals (Postgres)', () => {
   it('an agent with an unknown key is refused and says so in its log', async () => {
     const agent = await startAgent(relay, 'ghost', { start: false });
     const { privateKey } = generateKeyPairSync('ed25519');
-    writeFileSync(join(agent.stateDir, 'identity.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    writeFileSync(join(agent.stateDir, 'identity.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }), {
+      mode: 0o600,
+    });
     if (existsSync(join(agent.stateDir, 'identity.pub'))) rmSync(join(agent.stateDir, 'identity.pub'));
     const p = run(BIN.agent, ['run', '--state-dir', agent.stateDir]);
     const t = setTimeout(() => p.child.kill('SIGKILL'), 20_000);
@@ -89,7 +119,9 @@ describe('relay restart and agent death (PGlite)', () => {
     relay = await startRelay('pglite');
     user = await loginUser(relay);
   });
-  afterAll(async () => { await relay?.proc.stop(); });
+  afterAll(async () => {
+    await relay?.proc.stop();
+  });
 
   it('after a relay restart the agent is reachable again within 5 s of the relay coming back', async () => {
     const f = fixtures();
@@ -99,11 +131,16 @@ describe('relay restart and agent death (PGlite)', () => {
     await relay.restart();
     const back = Date.now();
     const { h2, token } = await adminSession(relay);
-    await waitFor(async () => {
-      const s = await openTunnel(h2, token, 'phoenix').catch(() => null);
-      s?.destroy();
-      return s !== null;
-    }, 5_000, 'the agent to be reachable after the relay restart', 100);
+    await waitFor(
+      async () => {
+        const s = await openTunnel(h2, token, 'phoenix').catch(() => null);
+        s?.destroy();
+        return s !== null;
+      },
+      5_000,
+      'the agent to be reachable after the relay restart',
+      100,
+    );
     console.log(`[figure] agent reachable ${Date.now() - back} ms after the relay was back`);
     h2.close();
     const r = await user.mssh(['ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@phoenix`, '--', 'echo', 'back']);
@@ -116,7 +153,9 @@ describe('relay restart and agent death (PGlite)', () => {
     agent.proc.child.kill('SIGKILL');
     await agent.proc.exited;
     const t0 = Date.now();
-    const r = await user.mssh(['ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@mortal`, '--', 'true'], { timeoutMs: 10_000 });
+    const r = await user.mssh(['ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@mortal`, '--', 'true'], {
+      timeoutMs: 10_000,
+    });
     const ms = Date.now() - t0;
     expect(r.code).toBe(255);
     expect(r.stderr).toMatch(/offline|not connected/i);
@@ -131,7 +170,9 @@ describe('host key changed on the target', () => {
     relay = await startRelay('pglite');
     user = await loginUser(relay);
   });
-  afterAll(async () => { await relay?.proc.stop(); });
+  afterAll(async () => {
+    await relay?.proc.stop();
+  });
 
   it('mssh ssh refuses with both fingerprints and the fix, even after the relay attests the new key', async () => {
     const f = fixtures();

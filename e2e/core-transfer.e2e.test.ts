@@ -8,7 +8,17 @@ import { createReadStream, mkdtempSync, readFileSync } from 'node:fs';
 import { MiB, runCommand, sha256File, writeRandomFile } from './fixtures/files.js';
 import { join } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, loginUser, stopAll, BIN, proxyCommandSshOpts, run, type Relay, type User } from './fixtures/stack.js';
+import {
+  startRelay,
+  startAgent,
+  loginUser,
+  stopAll,
+  BIN,
+  proxyCommandSshOpts,
+  run,
+  type Relay,
+  type User,
+} from './fixtures/stack.js';
 
 afterAll(stopAll);
 
@@ -27,14 +37,20 @@ describe('bulk transfer through the relay', () => {
     big = join(dir, 'big.bin');
     bigSum = writeRandomFile(big, 64 * MiB);
   });
-  afterAll(async () => { await relay?.proc.stop(); });
+  afterAll(async () => {
+    await relay?.proc.stop();
+  });
 
   const openSshOpts = (): string[] => proxyCommandSshOpts(join(dir, 'openssh_known_hosts'), fixtures().sshd.clientKey);
 
   it('64 MiB through `mssh ssh laptop -- sha256sum` matches the local checksum', async () => {
     const f = fixtures();
     const t0 = Date.now();
-    const r = await runCommand(process.execPath, [BIN.mssh, 'ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@laptop`, '--', 'sha256sum'], { env: user.env, stdinFile: big });
+    const r = await runCommand(
+      process.execPath,
+      [BIN.mssh, 'ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@laptop`, '--', 'sha256sum'],
+      { env: user.env, stdinFile: big },
+    );
     const secs = (Date.now() - t0) / 1000;
     console.log(`[figure] mssh ssh 64 MiB -> sha256sum: ${secs.toFixed(2)} s, ${(64 / secs).toFixed(1)} MiB/s`);
     expect(r.stderr).toBe('');
@@ -45,9 +61,14 @@ describe('bulk transfer through the relay', () => {
   it('64 MiB through OpenSSH ssh with ProxyCommand=mssh proxy %n matches', async () => {
     const f = fixtures();
     const t0 = Date.now();
-    const r = await runCommand('ssh', [...openSshOpts(), `${f.sshd.user}@laptop`, 'sha256sum'], { env: user.env, stdinFile: big });
+    const r = await runCommand('ssh', [...openSshOpts(), `${f.sshd.user}@laptop`, 'sha256sum'], {
+      env: user.env,
+      stdinFile: big,
+    });
     const secs = (Date.now() - t0) / 1000;
-    console.log(`[figure] OpenSSH via mssh proxy 64 MiB -> sha256sum: ${secs.toFixed(2)} s, ${(64 / secs).toFixed(1)} MiB/s`);
+    console.log(
+      `[figure] OpenSSH via mssh proxy 64 MiB -> sha256sum: ${secs.toFixed(2)} s, ${(64 / secs).toFixed(1)} MiB/s`,
+    );
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.split(/\s+/)[0]).toBe(bigSum);
@@ -66,7 +87,9 @@ describe('bulk transfer through the relay', () => {
     expect(up.stderr).toBe('');
     expect(up.code).toBe(0);
     expect(sha256File(remote)).toBe(sum);
-    const down = await runCommand('scp', [...openSshOpts(), `${f.sshd.user}@laptop:${remote}`, back], { env: user.env });
+    const down = await runCommand('scp', [...openSshOpts(), `${f.sshd.user}@laptop:${remote}`, back], {
+      env: user.env,
+    });
     expect(down.code).toBe(0);
     expect(sha256File(back)).toBe(sum);
   });

@@ -13,7 +13,18 @@ import { join } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
 import { runCommand, sha256File } from './fixtures/files.js';
 import { freePort, waitFor, waitForPort } from './fixtures/net.js';
-import { BIN, exec, loginUser, proxyCommandSshOpts, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
+import {
+  BIN,
+  exec,
+  loginUser,
+  proxyCommandSshOpts,
+  startAgent,
+  startRelay,
+  stopAll,
+  type Agent,
+  type Relay,
+  type User,
+} from './fixtures/stack.js';
 
 afterAll(stopAll);
 
@@ -39,7 +50,8 @@ describe('agent with the embedded SSH server', () => {
   let dir: string;
   let key: string;
 
-  const authorize = (args: string[]) => exec(BIN.agent, ['authorize', ...args, '--state-dir', agent.stateDir], { timeoutMs: 15_000 });
+  const authorize = (args: string[]) =>
+    exec(BIN.agent, ['authorize', ...args, '--state-dir', agent.stateDir], { timeoutMs: 15_000 });
 
   const openSshOpts = (): string[] => proxyCommandSshOpts(join(dir, 'openssh_known_hosts'), key);
 
@@ -106,7 +118,10 @@ describe('agent with the embedded SSH server', () => {
   });
 
   it('stock OpenSSH through mssh proxy runs a command', async () => {
-    const r = await runCommand('ssh', [...openSshOpts(), 'x@rescue', 'echo', 'ok'], { env: user.env, timeoutMs: 30_000 });
+    const r = await runCommand('ssh', [...openSshOpts(), 'x@rescue', 'echo', 'ok'], {
+      env: user.env,
+      timeoutMs: 30_000,
+    });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(r.stdout.trim()).toBe('ok');
@@ -119,19 +134,37 @@ describe('agent with the embedded SSH server', () => {
     const back = join(dir, 'one.back.bin');
     const batch = join(dir, 'batch.txt');
     writeFileSync(batch, `put ${src} ${remote}\nget ${remote} ${back}\n`);
-    const r = await runCommand('sftp', [...openSshOpts(), '-b', batch, 'x@rescue'], { env: user.env, timeoutMs: 30_000 });
+    const r = await runCommand('sftp', [...openSshOpts(), '-b', batch, 'x@rescue'], {
+      env: user.env,
+      timeoutMs: 30_000,
+    });
     expect(r.code).toBe(0);
     expect(sha256File(remote)).toBe(sha256File(src));
     expect(sha256File(back)).toBe(sha256File(src));
   });
 
   it('refuses TCP forwarding by default: -L and -W (direct-tcpip) get no connection', async () => {
-    const w = await runCommand('ssh', [...openSshOpts(), '-W', `127.0.0.1:${relay.port}`, 'x@rescue'], { env: user.env, timeoutMs: 30_000 });
+    const w = await runCommand('ssh', [...openSshOpts(), '-W', `127.0.0.1:${relay.port}`, 'x@rescue'], {
+      env: user.env,
+      timeoutMs: 30_000,
+    });
     expect(w.code).not.toBe(0);
     expect(w.stderr).toMatch(/stdio forwarding failed|open failed|prohibited/i);
 
     const localPort = await freePort();
-    const l = spawn('ssh', ['-o', 'LogLevel=INFO', ...openSshOpts(), '-N', '-L', `127.0.0.1:${localPort}:127.0.0.1:${relay.port}`, 'x@rescue'], { env: user.env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const l = spawn(
+      'ssh',
+      [
+        '-o',
+        'LogLevel=INFO',
+        ...openSshOpts(),
+        '-N',
+        '-L',
+        `127.0.0.1:${localPort}:127.0.0.1:${relay.port}`,
+        'x@rescue',
+      ],
+      { env: user.env, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     let lErr = '';
     l.stderr.on('data', (d) => (lErr += d));
     const killer = setTimeout(() => l.kill('SIGKILL'), 30_000);
@@ -172,10 +205,16 @@ describe('agent with the embedded SSH server', () => {
       const state = JSON.parse(readFileSync(join(auto.stateDir, 'agent.json'), 'utf8'));
       expect(state.target).toBe('auto');
       if (listening) {
-        expect(auto.proc.err).toMatch(/sessions go to the SSH server at 127\.0\.0\.1:22 \(--target auto: an SSH server answers on 127\.0\.0\.1:22\)/);
+        expect(auto.proc.err).toMatch(
+          /sessions go to the SSH server at 127\.0\.0\.1:22 \(--target auto: an SSH server answers on 127\.0\.0\.1:22\)/,
+        );
       } else {
-        expect(auto.proc.err).toMatch(/sessions go to the embedded SSH server \(--target auto: no SSH server answers on 127\.0\.0\.1:22\)/);
-        const add = await exec(BIN.agent, ['authorize', 'add', `${key}.pub`, '--state-dir', auto.stateDir], { timeoutMs: 15_000 });
+        expect(auto.proc.err).toMatch(
+          /sessions go to the embedded SSH server \(--target auto: no SSH server answers on 127\.0\.0\.1:22\)/,
+        );
+        const add = await exec(BIN.agent, ['authorize', 'add', `${key}.pub`, '--state-dir', auto.stateDir], {
+          timeoutMs: 15_000,
+        });
         expect(add.code).toBe(0);
         const ok = await user.mssh(['ssh', '-i', key, 'x@rescue-auto', '--', 'echo', 'hi'], { timeoutMs: 30_000 });
         expect(ok.code).toBe(0);

@@ -10,11 +10,30 @@ describe('shared fixtures', () => {
     const f = fixtures();
     const banner = await new Promise<string>((resolve, reject) => {
       const c = connect(f.sshd.port, '127.0.0.1');
-      c.once('data', (d) => { c.destroy(); resolve(d.toString()); });
+      c.once('data', (d) => {
+        c.destroy();
+        resolve(d.toString());
+      });
       c.once('error', reject);
     });
     expect(banner).toMatch(/^SSH-2\.0-OpenSSH/);
-    const out = execFileSync('ssh', ['-i', f.sshd.clientKey, '-p', String(f.sshd.port), '-o', 'StrictHostKeyChecking=no', '-o', 'UserKnownHostsFile=/dev/null', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR', `${f.sshd.user}@127.0.0.1`, 'echo', 'fixture-ok']).toString();
+    const out = execFileSync('ssh', [
+      '-i',
+      f.sshd.clientKey,
+      '-p',
+      String(f.sshd.port),
+      '-o',
+      'StrictHostKeyChecking=no',
+      '-o',
+      'UserKnownHostsFile=/dev/null',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      'LogLevel=ERROR',
+      `${f.sshd.user}@127.0.0.1`,
+      'echo',
+      'fixture-ok',
+    ]).toString();
     expect(out.trim()).toBe('fixture-ok');
   });
 
@@ -22,7 +41,9 @@ describe('shared fixtures', () => {
     const url = await createTestDatabase(fixtures().runId);
     const c = new pg.Client(url);
     await c.connect();
-    const r = await c.query(`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name IN ('users','agents','audit_events')`);
+    const r = await c.query(
+      `SELECT count(*)::int AS n FROM information_schema.tables WHERE table_name IN ('users','agents','audit_events')`,
+    );
     await c.end();
     expect(r.rows[0].n).toBe(3);
   });

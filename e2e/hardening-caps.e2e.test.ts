@@ -9,7 +9,19 @@ import { createHash, randomBytes } from 'node:crypto';
 import type http2 from 'node:http2';
 import { PATHS } from '@mssh/protocol';
 import { fixtures } from './fixtures/inject.js';
-import { adminAuditEvents, startRelay, startAgent, stopAll, run, exec, loginUser, sshArgs, BIN, ADMIN_PASSWORD, type Relay } from './fixtures/stack.js';
+import {
+  adminAuditEvents,
+  startRelay,
+  startAgent,
+  stopAll,
+  run,
+  exec,
+  loginUser,
+  sshArgs,
+  BIN,
+  ADMIN_PASSWORD,
+  type Relay,
+} from './fixtures/stack.js';
 import { adminSession, login, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
 import { h2From, rawRequest } from './fixtures/h2-raw.js';
 import { waitFor } from './fixtures/net.js';
@@ -17,12 +29,21 @@ import type ssh2 from 'ssh2';
 
 afterAll(stopAll);
 
-interface Sess { client: ssh2.Client; channel: ssh2.ClientChannel; received: Buffer[]; closed: boolean }
+interface Sess {
+  client: ssh2.Client;
+  channel: ssh2.ClientChannel;
+  received: Buffer[];
+  closed: boolean;
+}
 
 async function catSession(h2: http2.ClientHttp2Session, token: string, host: string): Promise<Sess> {
   const f = fixtures();
   const sock = await openTunnel(h2, token, host);
-  const { client, channel } = await sshExec(sock, { user: f.sshd.user, privateKey: readKey(f.sshd.clientKey), command: 'cat' });
+  const { client, channel } = await sshExec(sock, {
+    user: f.sshd.user,
+    privateKey: readKey(f.sshd.clientKey),
+    command: 'cat',
+  });
   const s: Sess = { client, channel, received: [], closed: false };
   channel.on('data', (d: Buffer) => s.received.push(d));
   channel.on('close', () => (s.closed = true));
@@ -33,7 +54,9 @@ async function echo(s: Sess, payload: Buffer): Promise<void> {
   s.received.length = 0;
   s.channel.write(payload);
   await waitFor(() => Buffer.concat(s.received).length >= payload.length || s.closed, 20_000, 'echo');
-  expect(createHash('sha256').update(Buffer.concat(s.received)).digest('hex')).toBe(createHash('sha256').update(payload).digest('hex'));
+  expect(createHash('sha256').update(Buffer.concat(s.received)).digest('hex')).toBe(
+    createHash('sha256').update(payload).digest('hex'),
+  );
 }
 
 describe('session and agent caps', () => {
@@ -55,7 +78,10 @@ describe('session and agent caps', () => {
 
   it('with --max-sessions-per-user 3 the 4th session is refused at once with the code; the first three keep working', async () => {
     for (let i = 0; i < 3; i++) sessions.push(await catSession(h2, token, 'laptop'));
-    const refused = await openTunnel(h2, token, 'laptop').then(() => null, (e: { status: number; body: { message: string } }) => e);
+    const refused = await openTunnel(h2, token, 'laptop').then(
+      () => null,
+      (e: { status: number; body: { message: string } }) => e,
+    );
     expect(refused).not.toBeNull();
     expect(refused!.status).toBe(429);
     expect(refused!.body).toMatchObject({ statusCode: 429, code: 'RLY_ERR_USER_SESSION_LIMIT' });
@@ -75,7 +101,9 @@ describe('session and agent caps', () => {
     expect(events.filter((e) => e.type === 'session.start')).toHaveLength(3);
     const denied = events.filter((e) => e.type === 'session.denied');
     expect(denied).toHaveLength(2);
-    expect(denied.every((e) => e.details.reason === 'cap' && e.details.code === 'RLY_ERR_USER_SESSION_LIMIT')).toBe(true);
+    expect(denied.every((e) => e.details.reason === 'cap' && e.details.code === 'RLY_ERR_USER_SESSION_LIMIT')).toBe(
+      true,
+    );
 
     // Another user is not affected by admin's cap.
     const add = await relay.cli(['user', 'add', 'bob', '--password-stdin'], 'bob-long-password\n');
@@ -102,7 +130,9 @@ describe('session and agent caps', () => {
     await second.proc.waitOutput(/RLY_ERR_AGENT_LIMIT/, 20_000, 'err');
     expect(second.proc.running).toBe(true); // not permanent: it retries with back-off
     const hosts = await rawRequest(h2, { ':method': 'GET', ':path': PATHS.hosts, authorization: `Bearer ${token}` });
-    const online = (hosts.body.hosts as Array<{ name: string; online: boolean }>).filter((h) => h.online).map((h) => h.name);
+    const online = (hosts.body.hosts as Array<{ name: string; online: boolean }>)
+      .filter((h) => h.online)
+      .map((h) => h.name);
     expect(online).toEqual(['laptop']);
     await second.proc.stop();
   });
@@ -119,31 +149,57 @@ describe('protocol floor (--min-protocol-version)', () => {
     const agent = await startAgent(relay, 'oldie');
     // The same relay again, now refusing protocol 1 (what this build speaks).
     await relay.proc.stop();
-    const args = ['serve', '--listen', `127.0.0.1:${relay.port}`, '--data-dir', relay.dataDir, '--log-level', 'info', '--min-protocol-version', '2'];
+    const args = [
+      'serve',
+      '--listen',
+      `127.0.0.1:${relay.port}`,
+      '--data-dir',
+      relay.dataDir,
+      '--log-level',
+      'info',
+      '--min-protocol-version',
+      '2',
+    ];
     relay.proc = run(BIN.relay, args, { env: { ...process.env, DATABASE_URL: '' } });
     await relay.proc.waitOutput(/mssh-relay listening on/, 30_000, 'out');
 
     await agent.proc.waitOutput(/RLY_ERR_PROTOCOL_TOO_OLD/, 30_000, 'err');
-    expect(await Promise.race([agent.proc.exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))])).toBe(78);
+    expect(
+      await Promise.race([agent.proc.exited, new Promise((r) => setTimeout(() => r('still running'), 10_000))]),
+    ).toBe(78);
     expect(agent.proc.err).toMatch(/agent protocol 1 is older than the relay accepts \(2\); upgrade mssh-agent/);
     expect(agent.proc.err).toMatch(/Upgrade mssh-agent/);
 
     const f = fixtures();
-    const r = await exec(BIN.mssh, ['login', '--relay', relay.url, '--user', 'admin', '--password-stdin', '--relay-fingerprint', relay.fingerprint], {
-      env: { ...process.env, MSSH_CONFIG_DIR: `${f.root}/floor-client-${Date.now()}` }, input: `${ADMIN_PASSWORD}\n`,
-    });
+    const r = await exec(
+      BIN.mssh,
+      ['login', '--relay', relay.url, '--user', 'admin', '--password-stdin', '--relay-fingerprint', relay.fingerprint],
+      {
+        env: { ...process.env, MSSH_CONFIG_DIR: `${f.root}/floor-client-${Date.now()}` },
+        input: `${ADMIN_PASSWORD}\n`,
+      },
+    );
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/CLI_ERR_PROTOCOL_TOO_OLD|newer mssh/);
 
     const h2 = await h2From(relay);
     try {
-      const old = await rawRequest(h2, { ':method': 'GET', ':path': PATHS.healthz, 'x-mssh-protocol': '1', 'x-mssh-version': '0.1.0' });
+      const old = await rawRequest(h2, {
+        ':method': 'GET',
+        ':path': PATHS.healthz,
+        'x-mssh-protocol': '1',
+        'x-mssh-version': '0.1.0',
+      });
       expect(old.status).toBe(426);
       expect(old.body).toMatchObject({ code: 'RLY_ERR_PROTOCOL_TOO_OLD' });
       expect(old.body.message).toMatch(/protocol 1 .*accepts 2 or newer: upgrade mssh/);
-      expect((await rawRequest(h2, { ':method': 'GET', ':path': PATHS.healthz, 'x-mssh-protocol': '2' })).status).toBe(200);
+      expect((await rawRequest(h2, { ':method': 'GET', ':path': PATHS.healthz, 'x-mssh-protocol': '2' })).status).toBe(
+        200,
+      );
       expect((await rawRequest(h2, { ':method': 'GET', ':path': PATHS.healthz })).status).toBe(200);
-      expect((await rawRequest(h2, { ':method': 'GET', ':path': PATHS.healthz, 'x-mssh-protocol': 'banana' })).status).toBe(400);
+      expect(
+        (await rawRequest(h2, { ':method': 'GET', ':path': PATHS.healthz, 'x-mssh-protocol': 'banana' })).status,
+      ).toBe(400);
     } finally {
       h2.close();
     }

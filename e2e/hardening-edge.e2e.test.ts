@@ -16,10 +16,16 @@ afterAll(stopAll);
 const { NGHTTP2_REFUSED_STREAM, NGHTTP2_ENHANCE_YOUR_CALM } = http2.constants;
 
 /** A login stream that announces a body and never sends it; resolves with how it ended. */
-function stalledLogin(s: http2.ClientHttp2Session, timeoutMs = 20_000): Promise<{ status: number; rst: number; body: unknown; ms: number }> {
+function stalledLogin(
+  s: http2.ClientHttp2Session,
+  timeoutMs = 20_000,
+): Promise<{ status: number; rst: number; body: unknown; ms: number }> {
   const t0 = Date.now();
   return new Promise((resolve) => {
-    const req = s.request({ ':method': 'POST', ':path': PATHS.login, 'content-type': 'application/json', 'content-length': '100' }, { endStream: false });
+    const req = s.request(
+      { ':method': 'POST', ':path': PATHS.login, 'content-type': 'application/json', 'content-length': '100' },
+      { endStream: false },
+    );
     let status = 0;
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => req.close(http2.constants.NGHTTP2_CANCEL), timeoutMs);
@@ -29,7 +35,11 @@ function stalledLogin(s: http2.ClientHttp2Session, timeoutMs = 20_000): Promise<
     req.on('close', () => {
       clearTimeout(timer);
       let body: unknown = Buffer.concat(chunks).toString();
-      try { body = JSON.parse(body as string); } catch { /* not JSON */ }
+      try {
+        body = JSON.parse(body as string);
+      } catch {
+        /* not JSON */
+      }
       resolve({ status, rst: req.rstCode ?? 0, body, ms: Date.now() - t0 });
     });
   });
@@ -38,10 +48,21 @@ function stalledLogin(s: http2.ClientHttp2Session, timeoutMs = 20_000): Promise<
 describe('per-address limits at the edge', () => {
   let relay: Relay;
   const sessions: http2.ClientHttp2Session[] = [];
-  const session = async (from: string) => { const s = await h2From(relay, from); sessions.push(s); return s; };
+  const session = async (from: string) => {
+    const s = await h2From(relay, from);
+    sessions.push(s);
+    return s;
+  };
 
   beforeAll(async () => {
-    relay = await startRelay('pglite', ['--max-connections-per-address', '2', '--max-pending-per-address', '4', '--body-timeout', '2']);
+    relay = await startRelay('pglite', [
+      '--max-connections-per-address',
+      '2',
+      '--max-pending-per-address',
+      '4',
+      '--body-timeout',
+      '2',
+    ]);
   });
   afterAll(async () => {
     for (const s of sessions) s.destroy();
@@ -53,7 +74,10 @@ describe('per-address limits at the edge', () => {
     // h2From returns before the relay's SETTINGS frame is read: it arrives as this event.
     const settings = await new Promise<http2.Settings | null>((resolve) => {
       const timer = setTimeout(() => resolve(null), 5_000);
-      s.once('remoteSettings', (v: http2.Settings) => { clearTimeout(timer); resolve(v); });
+      s.once('remoteSettings', (v: http2.Settings) => {
+        clearTimeout(timer);
+        resolve(v);
+      });
     });
     expect(settings?.maxConcurrentStreams).toBe(128);
     s.close();
@@ -67,7 +91,10 @@ describe('per-address limits at the edge', () => {
     const c = await session('127.0.0.3');
     const goaway = await new Promise<number | null>((resolve) => {
       const timer = setTimeout(() => resolve(null), 5_000);
-      c.once('goaway', (code: number) => { clearTimeout(timer); resolve(code); });
+      c.once('goaway', (code: number) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
     });
     expect(goaway).toBe(NGHTTP2_ENHANCE_YOUR_CALM);
     // Another address is not affected.
@@ -75,13 +102,17 @@ describe('per-address limits at the edge', () => {
     expect((await rawRequest(other, { ':method': 'GET', ':path': PATHS.healthz })).status).toBe(200);
     // Once one of the two closes, the address may connect again.
     a.close();
-    await waitFor(async () => {
-      const d = await h2From(relay, '127.0.0.3');
-      sessions.push(d);
-      const r = await rawRequest(d, { ':method': 'GET', ':path': PATHS.healthz }, undefined, 3_000).catch(() => null);
-      if (!r) d.destroy();
-      return r?.status === 200;
-    }, 10_000, 'a new connection from 127.0.0.3 once one closed');
+    await waitFor(
+      async () => {
+        const d = await h2From(relay, '127.0.0.3');
+        sessions.push(d);
+        const r = await rawRequest(d, { ':method': 'GET', ':path': PATHS.healthz }, undefined, 3_000).catch(() => null);
+        if (!r) d.destroy();
+        return r?.status === 200;
+      },
+      10_000,
+      'a new connection from 127.0.0.3 once one closed',
+    );
   });
 
   it('unanswered requests per address: the 5th stalled login is refused REFUSED_STREAM; the stalled ones get 408 RLY_ERR_BODY_TIMEOUT', async () => {
@@ -109,12 +140,17 @@ describe('per-address limits at the edge', () => {
   it('routine requests are not logged at info; /healthz shows the limiter and source counts', async () => {
     const s = await session('127.0.0.7');
     const before = relay.proc.err.split('\n').length;
-    for (let i = 0; i < 20; i++) expect((await rawRequest(s, { ':method': 'GET', ':path': PATHS.healthz })).status).toBe(200);
-    for (let i = 0; i < 3; i++) expect((await postJson(s, PATHS.login, { user: `nobody-${i}`, password: 'wrong-password' })).status).toBe(401);
+    for (let i = 0; i < 20; i++)
+      expect((await rawRequest(s, { ':method': 'GET', ':path': PATHS.healthz })).status).toBe(200);
+    for (let i = 0; i < 3; i++)
+      expect((await postJson(s, PATHS.login, { user: `nobody-${i}`, password: 'wrong-password' })).status).toBe(401);
     const health = await rawRequest(s, { ':method': 'GET', ':path': PATHS.healthz });
     expect(health.body.limits.limiterEntries).toBeGreaterThanOrEqual(4); // 127.0.0.7 + three user names
     expect(health.body.limits.sourcesTracked).toBeGreaterThanOrEqual(1);
-    const lines = relay.proc.err.split('\n').slice(before - 1).filter((l) => /"url":"\/(healthz|v1\/auth\/login)"/.test(l) || /incoming request|request completed/.test(l));
+    const lines = relay.proc.err
+      .split('\n')
+      .slice(before - 1)
+      .filter((l) => /"url":"\/(healthz|v1\/auth\/login)"/.test(l) || /incoming request|request completed/.test(l));
     expect(lines).toEqual([]);
   });
 });
@@ -134,12 +170,17 @@ describe('a connection whose requests keep timing out', () => {
     s = await h2From(relay, '127.0.0.20');
     const goaway = new Promise<number | null>((resolve) => {
       const timer = setTimeout(() => resolve(null), 15_000);
-      s!.once('goaway', (code: number) => { clearTimeout(timer); resolve(code); });
+      s!.once('goaway', (code: number) => {
+        clearTimeout(timer);
+        resolve(code);
+      });
     });
     const ends = await Promise.all(Array.from({ length: 40 }, () => stalledLogin(s!)));
     expect(await goaway).toBe(NGHTTP2_ENHANCE_YOUR_CALM);
     // The answers written before the connection went carry the code; the rest ended with it.
-    const timedOut = ends.filter((e) => e.status === 408 && (e.body as { code?: string } | null)?.code === 'RLY_ERR_BODY_TIMEOUT').length;
+    const timedOut = ends.filter(
+      (e) => e.status === 408 && (e.body as { code?: string } | null)?.code === 'RLY_ERR_BODY_TIMEOUT',
+    ).length;
     expect(timedOut).toBeGreaterThan(0);
     expect(ends.filter((e) => e.status !== 408 && e.status !== 0)).toEqual([]);
     // The address itself is not blocked: a new connection logs in.
@@ -160,7 +201,12 @@ describe('forwarded source addresses behind a trusted proxy', () => {
   beforeAll(async () => {
     relay = await startRelay('pglite', ['--trusted-proxy', '127.0.0.1/32']);
     proxy = await h2From(relay, '127.0.0.1');
-    const r = await postJson(proxy, PATHS.login, { user: 'admin', password: ADMIN_PASSWORD }, { 'x-forwarded-for': '192.0.2.200' });
+    const r = await postJson(
+      proxy,
+      PATHS.login,
+      { user: 'admin', password: ADMIN_PASSWORD },
+      { 'x-forwarded-for': '192.0.2.200' },
+    );
     expect(r.status).toBe(200);
     admin = r.body.token;
   });
@@ -188,9 +234,18 @@ describe('forwarded source addresses behind a trusted proxy', () => {
   });
 
   it('bracketed IPv6 with ports, and addresses of the same /64: one source', async () => {
-    expectFiveThenLimited(await tenFailures('nobody-v6', (i) => (i % 2 ? `[2001:db8::9]:${40001 + i}` : `2001:db8::${(i + 1).toString(16)}`)));
+    expectFiveThenLimited(
+      await tenFailures('nobody-v6', (i) =>
+        i % 2 ? `[2001:db8::9]:${40001 + i}` : `2001:db8::${(i + 1).toString(16)}`,
+      ),
+    );
     // Another /64 is another source.
-    const other = await postJson(proxy, PATHS.login, { user: 'nobody-v6b', password: 'wrong' }, { 'x-forwarded-for': '[2001:db8:0:1::9]:1' });
+    const other = await postJson(
+      proxy,
+      PATHS.login,
+      { user: 'nobody-v6b', password: 'wrong' },
+      { 'x-forwarded-for': '[2001:db8:0:1::9]:1' },
+    );
     expect(other.status).toBe(401);
   });
 
@@ -201,21 +256,38 @@ describe('forwarded source addresses behind a trusted proxy', () => {
   it('garbage and over-long X-Forwarded-For fall back to the peer address; the audit source is an IP', async () => {
     const long = 'x'.repeat(301);
     for (const xff of ['garbage', long, '203.0.113.9, garbage']) {
-      const a = await postJson(proxy, PATHS.login, { user: 'nobody-garbage', password: 'wrong' }, { 'x-forwarded-for': xff });
+      const a = await postJson(
+        proxy,
+        PATHS.login,
+        { user: 'nobody-garbage', password: 'wrong' },
+        { 'x-forwarded-for': xff },
+      );
       expect(a.status).toBe(401);
     }
     // The three failures counted against the proxy's own address (127.0.0.1): two more and it is blocked
     // (without X-Forwarded-For, the peer is the source).
-    for (let i = 0; i < 2; i++) expect((await postJson(proxy, PATHS.login, { user: 'nobody-garbage2', password: 'wrong' })).status).toBe(401);
+    for (let i = 0; i < 2; i++)
+      expect((await postJson(proxy, PATHS.login, { user: 'nobody-garbage2', password: 'wrong' })).status).toBe(401);
     const blocked = await postJson(proxy, PATHS.login, { user: 'nobody-garbage3', password: 'wrong' });
     expect(blocked.status).toBe(429);
     expect(blocked.body).toMatchObject({ code: 'RLY_ERR_RATE_LIMITED' });
 
-    const events = await waitFor(async () => {
-      const r = await rawRequest(proxy, { ':method': 'GET', ':path': `${PATHS.adminAudit}?type=user.login&limit=1000`, authorization: `Bearer ${admin}`, 'x-forwarded-for': '192.0.2.200' });
-      const evs = (r.body.events as Array<{ actor: string | null; source: string | null; details: unknown }>).filter((e) => JSON.stringify(e).includes('nobody-'));
-      return evs.length >= 21 ? evs : null; // 5 + 5 + 1 + 5 failed logins above, 3 + 2 here
-    }, 15_000, 'login audit events');
+    const events = await waitFor(
+      async () => {
+        const r = await rawRequest(proxy, {
+          ':method': 'GET',
+          ':path': `${PATHS.adminAudit}?type=user.login&limit=1000`,
+          authorization: `Bearer ${admin}`,
+          'x-forwarded-for': '192.0.2.200',
+        });
+        const evs = (r.body.events as Array<{ actor: string | null; source: string | null; details: unknown }>).filter(
+          (e) => JSON.stringify(e).includes('nobody-'),
+        );
+        return evs.length >= 21 ? evs : null; // 5 + 5 + 1 + 5 failed logins above, 3 + 2 here
+      },
+      15_000,
+      'login audit events',
+    );
     const sources = new Set(events.map((e) => e.source));
     for (const s of sources) expect(s).toMatch(/^(\d{1,3}\.){3}\d{1,3}$|^[0-9a-f:]+$/);
     expect([...sources].sort()).toEqual(expect.arrayContaining(['9.9.9.9', '8.8.4.4', '127.0.0.1']));

@@ -7,7 +7,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type http2 from 'node:http2';
 import { PATHS } from '@mssh/protocol';
 import { fixtures } from './fixtures/inject.js';
-import { startRelay, startAgent, stopAll, loginUser, sshArgs, run, BIN, type Relay, type Agent } from './fixtures/stack.js';
+import {
+  startRelay,
+  startAgent,
+  stopAll,
+  loginUser,
+  sshArgs,
+  run,
+  BIN,
+  type Relay,
+  type Agent,
+} from './fixtures/stack.js';
 import { adminSession, openTunnel, sshExec, readKey } from './fixtures/tunnel-client.js';
 import { rawRequest } from './fixtures/h2-raw.js';
 import { waitFor } from './fixtures/net.js';
@@ -35,14 +45,22 @@ describe('unresponsive agent eviction', () => {
   });
 
   const online = async () => {
-    const r = await rawRequest(h2, { ':method': 'GET', ':path': PATHS.host('frozen'), authorization: `Bearer ${token}` });
+    const r = await rawRequest(h2, {
+      ':method': 'GET',
+      ':path': PATHS.host('frozen'),
+      authorization: `Bearer ${token}`,
+    });
     return r.body.online as boolean;
   };
 
   it('a SIGSTOPped agent is evicted within 15 s; its session ends with a reason; a new attempt fails within 5 s', async () => {
     const f = fixtures();
     const sock = await openTunnel(h2, token, 'frozen');
-    const { client, channel } = await sshExec(sock, { user: f.sshd.user, privateKey: readKey(f.sshd.clientKey), command: 'cat' });
+    const { client, channel } = await sshExec(sock, {
+      user: f.sshd.user,
+      privateKey: readKey(f.sshd.clientKey),
+      command: 'cat',
+    });
     let sessionClosed = false;
     channel.on('close', () => (sessionClosed = true));
     client.on('close', () => (sessionClosed = true));
@@ -65,7 +83,10 @@ describe('unresponsive agent eviction', () => {
 
     const attemptAt = Date.now();
     const refused = await Promise.race([
-      openTunnel(h2, token, 'frozen').then(() => 'opened', (e: { status: number; body: unknown }) => e),
+      openTunnel(h2, token, 'frozen').then(
+        () => 'opened',
+        (e: { status: number; body: unknown }) => e,
+      ),
       new Promise((r) => setTimeout(() => r('no answer within 5 s'), 5_000)),
     ]);
     expect(refused).toMatchObject({ status: 503, body: { code: 'RLY_ERR_AGENT_OFFLINE' } });

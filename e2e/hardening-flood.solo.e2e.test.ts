@@ -26,9 +26,15 @@ const MB = 1024 * 1024;
 const FLOOD = join(import.meta.dirname, 'fixtures/stream-flood.mjs');
 
 interface FloodResult {
-  opened: number; settled: number; elapsedMs: number;
-  status: Record<string, number>; rst: Record<string, number>; goaway: Record<string, number>;
-  sessionErrors: Record<string, number>; streamErrors: Record<string, number>; connectErrors: Record<string, number>;
+  opened: number;
+  settled: number;
+  elapsedMs: number;
+  status: Record<string, number>;
+  rst: Record<string, number>;
+  goaway: Record<string, number>;
+  sessionErrors: Record<string, number>;
+  streamErrors: Record<string, number>;
+  connectErrors: Record<string, number>;
 }
 
 /** CPU time (user + system) a process has used, in seconds (from /proc; 100 ticks per second). */
@@ -45,14 +51,27 @@ function pct(xs: number[], p: number): number {
 /** A `cat` over SSH through the relay: one byte out, the same byte back = one keystroke's round trip. */
 class Shell {
   private waiting: ((d: Buffer) => void) | null = null;
-  constructor(readonly client: ssh2.Client, readonly channel: ssh2.ClientChannel) {
-    channel.on('data', (d: Buffer) => { const w = this.waiting; this.waiting = null; w?.(d); });
+  constructor(
+    readonly client: ssh2.Client,
+    readonly channel: ssh2.ClientChannel,
+  ) {
+    channel.on('data', (d: Buffer) => {
+      const w = this.waiting;
+      this.waiting = null;
+      w?.(d);
+    });
   }
   async keystroke(timeoutMs = 15_000): Promise<number> {
     const t0 = performance.now();
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => { this.waiting = null; reject(new Error(`no echo within ${timeoutMs} ms`)); }, timeoutMs);
-      this.waiting = () => { clearTimeout(timer); resolve(); };
+      const timer = setTimeout(() => {
+        this.waiting = null;
+        reject(new Error(`no echo within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.waiting = () => {
+        clearTimeout(timer);
+        resolve();
+      };
       this.channel.write('x');
     });
     return performance.now() - t0;
@@ -74,7 +93,11 @@ describe('a flood of unauthenticated HTTP/2 streams', () => {
     ({ h2, token } = await adminSession(relay));
     const f = fixtures();
     const sock = await openTunnel(h2, token, 'laptop');
-    const { client, channel } = await sshExec(sock, { user: f.sshd.user, privateKey: readKey(f.sshd.clientKey), command: 'cat' });
+    const { client, channel } = await sshExec(sock, {
+      user: f.sshd.user,
+      privateKey: readKey(f.sshd.clientKey),
+      command: 'cat',
+    });
     shell = new Shell(client, channel);
   });
   afterAll(async () => {
@@ -96,10 +119,16 @@ describe('a flood of unauthenticated HTTP/2 streams', () => {
     // unanswered streams the relay keeps gets them timed out (408) after 2 s here and is then closed (32
     // timeouts count as refusals); the others are refused within seconds.
     const cpuBefore = cpuSeconds(pid);
-    const flood = spawn(process.execPath, [FLOOD, String(relay.port), '5', '10000', '127.0.0.2', '150000', '40000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const flood = spawn(process.execPath, [FLOOD, String(relay.port), '5', '10000', '127.0.0.2', '150000', '40000'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     // The attacker's CPU is not the relay host's in real life: here it shares two cores, so it runs at
     // the lowest priority and what is measured is the relay's work, not the flood generator's.
-    try { setPriority(flood.pid!, 19); } catch { /* not permitted: measure anyway */ }
+    try {
+      setPriority(flood.pid!, 19);
+    } catch {
+      /* not permitted: measure anyway */
+    }
     let floodOut = '';
     let floodErr = '';
     flood.stdout.on('data', (d: Buffer) => (floodOut += d.toString()));
@@ -110,7 +139,13 @@ describe('a flood of unauthenticated HTTP/2 streams', () => {
     const killer = setTimeout(() => flood.kill('SIGKILL'), 170_000);
 
     let peak = rssBefore;
-    const sampler = setInterval(() => { try { peak = Math.max(peak, rss()); } catch { /* exited */ } }, 100);
+    const sampler = setInterval(() => {
+      try {
+        peak = Math.max(peak, rss());
+      } catch {
+        /* exited */
+      }
+    }, 100);
     // /healthz from another address during the flood.
     const probe = await h2From(relay, '127.0.0.1');
     const healthz: number[] = [];
@@ -150,9 +185,21 @@ describe('a flood of unauthenticated HTTP/2 streams', () => {
     }
     const figures = {
       flood: result,
-      keystrokeMs: { quietP50: pct(quiet, 50), quietP99: pct(quiet, 99), p50: pct(during, 50), p99: pct(during, 99), max: Math.max(...during), n: during.length },
+      keystrokeMs: {
+        quietP50: pct(quiet, 50),
+        quietP99: pct(quiet, 99),
+        p50: pct(during, 50),
+        p99: pct(during, 99),
+        max: Math.max(...during),
+        n: during.length,
+      },
       healthzMs: { p50: pct(healthz, 50), p99: pct(healthz, 99), max: Math.max(...healthz), n: healthz.length },
-      rssMB: { before: +(rssBefore / MB).toFixed(1), peak: +(peak / MB).toFixed(1), afterFlood: +(rssAfterFlood / MB).toFixed(1), settled: +(rssSettled / MB).toFixed(1) },
+      rssMB: {
+        before: +(rssBefore / MB).toFixed(1),
+        peak: +(peak / MB).toFixed(1),
+        afterFlood: +(rssAfterFlood / MB).toFixed(1),
+        settled: +(rssSettled / MB).toFixed(1),
+      },
       relayLogLines: logLines,
       relayLog: newLog.filter((l) => l.includes('per-address limits')).map((l) => JSON.parse(l).msg as string),
       relayCpuSeconds: +relayCpu.toFixed(2),
@@ -172,7 +219,9 @@ describe('a flood of unauthenticated HTTP/2 streams', () => {
     // All five connections were closed with ENHANCE_YOUR_CALM (four for refused streams, the one the relay
     // kept for its timed-out ones, when the flood lasted past the body deadline); the streams still queued
     // in the client then failed there (ERR_HTTP2_INVALID_SESSION) without reaching the relay.
-    expect(result.goaway[String(NGHTTP2_ENHANCE_YOUR_CALM)] ?? 0).toBeGreaterThanOrEqual(result.elapsedMs > BODY_TIMEOUT_S * 1_000 + 1_000 ? 5 : 4);
+    expect(result.goaway[String(NGHTTP2_ENHANCE_YOUR_CALM)] ?? 0).toBeGreaterThanOrEqual(
+      result.elapsedMs > BODY_TIMEOUT_S * 1_000 + 1_000 ? 5 : 4,
+    );
     expect(result.settled).toBeGreaterThanOrEqual(40_000);
     // The streams the relay kept waited for their bodies and got 408, when the flood lasted past the body
     // deadline (on a fast machine the 40,000 refusals can come first; the 408 itself is asserted in

@@ -20,11 +20,17 @@ afterAll(stopAll);
 function closedWithin(sock: Duplex, timeoutMs: number): Promise<number> {
   const t0 = Date.now();
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => { sock.destroy(); reject(new Error(`still open after ${timeoutMs} ms`)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`still open after ${timeoutMs} ms`));
+    }, timeoutMs);
     sock.on('error', () => {});
     // Read whatever comes (e.g. the server's SETTINGS), so that its FIN is seen.
     sock.resume();
-    sock.once('close', () => { clearTimeout(timer); resolve(Date.now() - t0); });
+    sock.once('close', () => {
+      clearTimeout(timer);
+      resolve(Date.now() - t0);
+    });
   });
 }
 
@@ -46,42 +52,66 @@ describe('connection deadlines', () => {
     await relay?.proc.stop();
   });
 
-  it('silent connections are dropped within 10 s while an idle SSH session survives 2 minutes', { timeout: 240_000 }, async () => {
-    const f = fixtures();
-    // The long-lived session first, so the two minutes overlap the silent connections' checks.
-    const { h2, token } = await adminSession(relay);
-    const sock = await openTunnel(h2, token, 'idle');
-    const { client, channel } = await sshExec(sock, { user: f.sshd.user, privateKey: readKey(f.sshd.clientKey), command: 'cat' });
-    let closed = false;
-    const received: Buffer[] = [];
-    channel.on('data', (d: Buffer) => received.push(d));
-    channel.on('close', () => (closed = true));
-    client.on('close', () => (closed = true));
-    const openedAt = Date.now();
+  it(
+    'silent connections are dropped within 10 s while an idle SSH session survives 2 minutes',
+    { timeout: 240_000 },
+    async () => {
+      const f = fixtures();
+      // The long-lived session first, so the two minutes overlap the silent connections' checks.
+      const { h2, token } = await adminSession(relay);
+      const sock = await openTunnel(h2, token, 'idle');
+      const { client, channel } = await sshExec(sock, {
+        user: f.sshd.user,
+        privateKey: readKey(f.sshd.clientKey),
+        command: 'cat',
+      });
+      let closed = false;
+      const received: Buffer[] = [];
+      channel.on('data', (d: Buffer) => received.push(d));
+      channel.on('close', () => (closed = true));
+      client.on('close', () => (closed = true));
+      const openedAt = Date.now();
 
-    // 1. TCP connected, not a byte sent (no TLS ClientHello).
-    const tcp = net.connect(relay.port, '127.0.0.1');
-    await new Promise((r) => tcp.once('connect', r));
-    // 2. TLS up with h2, then no HTTP/2 preface or stream.
-    const h2Silent = await tlsUp(relay, ['h2']);
-    // 3. TLS up with HTTP/1.1, then no request.
-    const h1Silent = await tlsUp(relay, ['http/1.1']);
-    // 4. An HTTP/2 session with a proper preface that never opens a stream.
-    const idleSession = http2.connect(relay.url, { rejectUnauthorized: false });
-    idleSession.on('error', () => {});
-    const idleClosed = new Promise<number>((resolve) => { const t0 = Date.now(); idleSession.once('close', () => resolve(Date.now() - t0)); });
+      // 1. TCP connected, not a byte sent (no TLS ClientHello).
+      const tcp = net.connect(relay.port, '127.0.0.1');
+      await new Promise((r) => tcp.once('connect', r));
+      // 2. TLS up with h2, then no HTTP/2 preface or stream.
+      const h2Silent = await tlsUp(relay, ['h2']);
+      // 3. TLS up with HTTP/1.1, then no request.
+      const h1Silent = await tlsUp(relay, ['http/1.1']);
+      // 4. An HTTP/2 session with a proper preface that never opens a stream.
+      const idleSession = http2.connect(relay.url, { rejectUnauthorized: false });
+      idleSession.on('error', () => {});
+      const idleClosed = new Promise<number>((resolve) => {
+        const t0 = Date.now();
+        idleSession.once('close', () => resolve(Date.now() - t0));
+      });
 
-    const [a, b, c] = await Promise.all([closedWithin(tcp, 15_000), closedWithin(h2Silent, 15_000), closedWithin(h1Silent, 15_000)]);
-    const d = await Promise.race([idleClosed, new Promise<number>((_, rej) => setTimeout(() => rej(new Error('idle h2 session still open after 15 s')), 15_000))]);
-    for (const ms of [a, b, c, d]) expect(ms).toBeLessThanOrEqual(12_000);
+      const [a, b, c] = await Promise.all([
+        closedWithin(tcp, 15_000),
+        closedWithin(h2Silent, 15_000),
+        closedWithin(h1Silent, 15_000),
+      ]);
+      const d = await Promise.race([
+        idleClosed,
+        new Promise<number>((_, rej) =>
+          setTimeout(() => rej(new Error('idle h2 session still open after 15 s')), 15_000),
+        ),
+      ]);
+      for (const ms of [a, b, c, d]) expect(ms).toBeLessThanOrEqual(12_000);
 
-    // The SSH session, silent all along, is still there after 2 minutes and still works.
-    await waitFor(() => Date.now() - openedAt >= 125_000 || closed, 130_000, 'two minutes to pass', 1_000);
-    expect(closed).toBe(false);
-    channel.write('still-alive\n');
-    await waitFor(() => Buffer.concat(received).toString().includes('still-alive') || closed, 10_000, 'echo after 2 minutes idle');
-    expect(Buffer.concat(received).toString()).toContain('still-alive');
-    client.end();
-    h2.close();
-  });
+      // The SSH session, silent all along, is still there after 2 minutes and still works.
+      await waitFor(() => Date.now() - openedAt >= 125_000 || closed, 130_000, 'two minutes to pass', 1_000);
+      expect(closed).toBe(false);
+      channel.write('still-alive\n');
+      await waitFor(
+        () => Buffer.concat(received).toString().includes('still-alive') || closed,
+        10_000,
+        'echo after 2 minutes idle',
+      );
+      expect(Buffer.concat(received).toString()).toContain('still-alive');
+      client.end();
+      h2.close();
+    },
+  );
 });

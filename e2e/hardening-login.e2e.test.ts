@@ -25,7 +25,11 @@ const PASSWORD = 'alice-long-password';
 describe('login limiter behind a trusted proxy', () => {
   let relay: Relay;
   const sessions: http2.ClientHttp2Session[] = [];
-  const session = async (from: string) => { const s = await h2From(relay, from); sessions.push(s); return s; };
+  const session = async (from: string) => {
+    const s = await h2From(relay, from);
+    sessions.push(s);
+    return s;
+  };
 
   beforeAll(async () => {
     relay = await startRelay('pglite', ['--trusted-proxy', '127.0.0.1/32']);
@@ -41,7 +45,8 @@ describe('login limiter behind a trusted proxy', () => {
     const proxy = await session('127.0.0.1');
     const attacker = { 'x-forwarded-for': '192.0.2.1, 203.0.113.7' };
     const answers = [];
-    for (let i = 0; i < 20; i++) answers.push(await postJson(proxy, PATHS.login, { user: 'alice', password: `wrong-${i}` }, attacker));
+    for (let i = 0; i < 20; i++)
+      answers.push(await postJson(proxy, PATHS.login, { user: 'alice', password: `wrong-${i}` }, attacker));
     expect(answers.slice(0, 5).map((a) => a.status)).toEqual([401, 401, 401, 401, 401]);
     const limited = answers.slice(5);
     expect(limited.every((a) => a.status === 429)).toBe(true);
@@ -52,7 +57,12 @@ describe('login limiter behind a trusted proxy', () => {
     expect((await postJson(proxy, PATHS.login, { user: 'alice', password: PASSWORD }, attacker)).status).toBe(429);
 
     // Another client address behind the same proxy logs in.
-    const ok = await postJson(proxy, PATHS.login, { user: 'alice', password: PASSWORD }, { 'x-forwarded-for': '203.0.113.8' });
+    const ok = await postJson(
+      proxy,
+      PATHS.login,
+      { user: 'alice', password: PASSWORD },
+      { 'x-forwarded-for': '203.0.113.8' },
+    );
     expect(ok.status).toBe(200);
     expect(ok.body).toMatchObject({ user: 'alice' });
     // The proxy's own address (no X-Forwarded-For) is another source too.
@@ -61,10 +71,24 @@ describe('login limiter behind a trusted proxy', () => {
     // so its header naming a fresh address is ignored and its own socket address counts.
     const direct = await session('127.0.0.2');
     for (let i = 0; i < 5; i++) {
-      const a = await postJson(direct, PATHS.login, { user: 'alice', password: 'nope' }, { 'x-forwarded-for': `198.51.100.${i}` });
+      const a = await postJson(
+        direct,
+        PATHS.login,
+        { user: 'alice', password: 'nope' },
+        { 'x-forwarded-for': `198.51.100.${i}` },
+      );
       expect(a.status).toBe(401);
     }
-    expect((await postJson(direct, PATHS.login, { user: 'alice', password: PASSWORD }, { 'x-forwarded-for': '198.51.100.99' })).status).toBe(429);
+    expect(
+      (
+        await postJson(
+          direct,
+          PATHS.login,
+          { user: 'alice', password: PASSWORD },
+          { 'x-forwarded-for': '198.51.100.99' },
+        )
+      ).status,
+    ).toBe(429);
     // ...and a third socket address is unaffected by either block.
     const other = await session('127.0.0.3');
     expect((await postJson(other, PATHS.login, { user: 'alice', password: PASSWORD })).status).toBe(200);
@@ -74,7 +98,10 @@ describe('login limiter behind a trusted proxy', () => {
     const s = await session('127.0.0.5');
     const fine = await rawRequest(s, { ':method': 'GET', ':path': PATHS.healthz, 'x-pad': 'p'.repeat(8 * 1024) });
     expect(fine.status).toBe(200);
-    const huge = await rawRequest(s, { ':method': 'GET', ':path': PATHS.healthz, 'x-pad': 'p'.repeat(20 * 1024) }).then((a) => a.status, () => 'reset');
+    const huge = await rawRequest(s, { ':method': 'GET', ':path': PATHS.healthz, 'x-pad': 'p'.repeat(20 * 1024) }).then(
+      (a) => a.status,
+      () => 'reset',
+    );
     expect(huge === 'reset' || huge === 431).toBe(true);
     const s2 = await session('127.0.0.5');
     const big = await postJson(s2, PATHS.login, { user: 'alice', password: 'x'.repeat(70 * 1024) });
@@ -110,7 +137,11 @@ describe('--login-attempts applies to the SSH jump listener too (Postgres)', () 
     expect(r.code, r.stderr).toBe(0);
     const dir = mkdtempSync(join(fixtures().root, 'jump-limit-'));
     const stranger = sshKeygen(dir, 'stranger'); // registered nowhere
-    const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+    const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8')
+      .trim()
+      .split(/\s+/)
+      .slice(0, 2)
+      .join(' ');
     writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${sshPort} ${relayKey}\n`);
     cfg = writeSshConfig(dir, 'ssh_config', [['127.0.0.1', stranger]]);
   });
@@ -120,7 +151,11 @@ describe('--login-attempts applies to the SSH jump listener too (Postgres)', () 
   });
 
   it('two failed SSH logins, then RLY_ERR_RATE_LIMITED on SSH (audited) and on the HTTPS login from the same address', async () => {
-    const ssh = () => runCommand('ssh', ['-F', cfg, '-p', String(sshPort), '-T', 'alice@127.0.0.1'], { env: { ...process.env, SSH_AUTH_SOCK: '' }, timeoutMs: 30_000 });
+    const ssh = () =>
+      runCommand('ssh', ['-F', cfg, '-p', String(sshPort), '-T', 'alice@127.0.0.1'], {
+        env: { ...process.env, SSH_AUTH_SOCK: '' },
+        timeoutMs: 30_000,
+      });
     for (let i = 0; i < 2; i++) {
       const denied = await ssh();
       expect(denied.code).toBe(255);
@@ -128,7 +163,9 @@ describe('--login-attempts applies to the SSH jump listener too (Postgres)', () 
     }
     const limited = await ssh();
     expect(limited.code).toBe(255);
-    expect(limited.stderr).toMatch(/Received disconnect from 127\.0\.0\.1 port \d+:14: RLY_ERR_RATE_LIMITED: too many failed logins; try again in \d+ s/);
+    expect(limited.stderr).toMatch(
+      /Received disconnect from 127\.0\.0\.1 port \d+:14: RLY_ERR_RATE_LIMITED: too many failed logins; try again in \d+ s/,
+    );
     expect(limited.stderr).not.toMatch(/Permission denied/);
 
     // One limiter for both doors: the right password over HTTPS from that address is refused too.
@@ -140,12 +177,23 @@ describe('--login-attempts applies to the SSH jump listener too (Postgres)', () 
     const c = new pg.Client({ connectionString: relay.databaseUrl });
     await c.connect();
     try {
-      const rows = await waitFor(async () => {
-        const q = await c.query(`SELECT code, actor, source, details FROM audit_events WHERE type = 'user.login' AND details->>'via' = 'jump' ORDER BY id`);
-        return q.rows.length >= 3 ? q.rows : null;
-      }, 10_000, 'three user.login rows via jump');
+      const rows = await waitFor(
+        async () => {
+          const q = await c.query(
+            `SELECT code, actor, source, details FROM audit_events WHERE type = 'user.login' AND details->>'via' = 'jump' ORDER BY id`,
+          );
+          return q.rows.length >= 3 ? q.rows : null;
+        },
+        10_000,
+        'three user.login rows via jump',
+      );
       expect(rows.map((x) => x.details.code ?? null)).toEqual([null, null, 'RLY_ERR_RATE_LIMITED']);
-      expect(rows[2]).toMatchObject({ code: 'USR001W', actor: 'alice', source: '127.0.0.1', details: { success: false, reason: expect.stringMatching(/^RLY_ERR_RATE_LIMITED: /) } });
+      expect(rows[2]).toMatchObject({
+        code: 'USR001W',
+        actor: 'alice',
+        source: '127.0.0.1',
+        details: { success: false, reason: expect.stringMatching(/^RLY_ERR_RATE_LIMITED: /) },
+      });
     } finally {
       await c.end();
     }
@@ -172,7 +220,9 @@ describe('signing key rotation while the relay runs (Postgres)', () => {
   const whoami = (s: http2.ClientHttp2Session, token: string) =>
     rawRequest(s, { ':method': 'GET', ':path': PATHS.whoami, authorization: `Bearer ${token}` });
   const jwksKids = async (s: http2.ClientHttp2Session) =>
-    ((await rawRequest(s, { ':method': 'GET', ':path': PATHS.jwks })).body.keys as Array<{ kid: string }>).map((k) => k.kid).sort();
+    ((await rawRequest(s, { ':method': 'GET', ':path': PATHS.jwks })).body.keys as Array<{ kid: string }>)
+      .map((k) => k.kid)
+      .sort();
 
   it('old tokens keep working, new tokens use the new key, JWKS lists both, key.rotated is audited', async () => {
     const oldToken = await login(h2);
@@ -218,8 +268,12 @@ describe('signing key rotation while the relay runs (Postgres)', () => {
     try {
       const rows = (await c.query(`SELECT code, actor, details FROM audit_events WHERE type = 'key.rotated'`)).rows;
       expect(rows).toHaveLength(2);
-      expect(rows).toContainEqual(expect.objectContaining({ code: 'KEY001I', actor: 'local-admin', details: { kid: newKid, retired: [oldKid] } }));
-      expect(rows).toContainEqual(expect.objectContaining({ code: 'KEY001I', details: { kid: thirdKid, retired: [newKid] } }));
+      expect(rows).toContainEqual(
+        expect.objectContaining({ code: 'KEY001I', actor: 'local-admin', details: { kid: newKid, retired: [oldKid] } }),
+      );
+      expect(rows).toContainEqual(
+        expect.objectContaining({ code: 'KEY001I', details: { kid: thirdKid, retired: [newKid] } }),
+      );
     } finally {
       await c.end();
     }

@@ -31,9 +31,30 @@ describe('a target whose host keys change while its agent runs', () => {
   let admin: User;
   let cfg: string;
 
-  const msshSsh = (word: string) => admin.mssh(['ssh', '-i', sshd.clientKey, `${sshd.user}@laptop`, '--', 'echo', word], { timeoutMs: 60_000 });
-  const openssh = (word: string) => runCommand('ssh', ['-F', cfg, '-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes', '-i', sshd.clientKey, `${sshd.user}@laptop.mssh`, 'echo', word], { env: { ...admin.env }, timeoutMs: 60_000 });
-  const pinnedLines = () => readFileSync(join(admin.configDir, 'known_hosts'), 'utf8').split('\n').filter((l) => l.startsWith('laptop '));
+  const msshSsh = (word: string) =>
+    admin.mssh(['ssh', '-i', sshd.clientKey, `${sshd.user}@laptop`, '--', 'echo', word], { timeoutMs: 60_000 });
+  const openssh = (word: string) =>
+    runCommand(
+      'ssh',
+      [
+        '-F',
+        cfg,
+        '-o',
+        'BatchMode=yes',
+        '-o',
+        'IdentitiesOnly=yes',
+        '-i',
+        sshd.clientKey,
+        `${sshd.user}@laptop.mssh`,
+        'echo',
+        word,
+      ],
+      { env: { ...admin.env }, timeoutMs: 60_000 },
+    );
+  const pinnedLines = () =>
+    readFileSync(join(admin.configDir, 'known_hosts'), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('laptop '));
 
   beforeAll(async () => {
     sshdDir = mkdtempSync(join(fixtures().root, 'sshd-rekey-'));
@@ -51,49 +72,58 @@ describe('a target whose host keys change while its agent runs', () => {
     await sshd?.stop();
   });
 
-  it('refuses the changed key with the mssh fix on both paths, and after forget connects without an agent restart', { timeout: 180_000 }, async () => {
-    const first = await msshSsh('one');
-    expect(first.stdout, first.stderr).toBe('one\n');
-    expect(pinnedLines().map((l) => l.split(' ').slice(1).join(' '))).toEqual([expect.toBeOneOf(sshd.hostKeys)]);
-    const viaOpenssh = await openssh('one');
-    expect(viaOpenssh.stdout, viaOpenssh.stderr).toBe('one\n');
-    const agentPid = agent.proc.child.pid;
+  it(
+    'refuses the changed key with the mssh fix on both paths, and after forget connects without an agent restart',
+    { timeout: 180_000 },
+    async () => {
+      const first = await msshSsh('one');
+      expect(first.stdout, first.stderr).toBe('one\n');
+      expect(pinnedLines().map((l) => l.split(' ').slice(1).join(' '))).toEqual([expect.toBeOneOf(sshd.hostKeys)]);
+      const viaOpenssh = await openssh('one');
+      expect(viaOpenssh.stdout, viaOpenssh.stderr).toBe('one\n');
+      const agentPid = agent.proc.child.pid;
 
-    // New host keys for the SSH server, same port; the agent keeps running.
-    const oldKeys = sshd.hostKeys;
-    await sshd.stop();
-    sshd = await startSshd({ dir: sshdDir, port: sshd.port });
-    expect(sshd.hostKeys.some((k) => oldKeys.includes(k))).toBe(false);
+      // New host keys for the SSH server, same port; the agent keeps running.
+      const oldKeys = sshd.hostKeys;
+      await sshd.stop();
+      sshd = await startSshd({ dir: sshdDir, port: sshd.port });
+      expect(sshd.hostKeys.some((k) => oldKeys.includes(k))).toBe(false);
 
-    const refused = await msshSsh('two');
-    expect(refused.code).toBe(255);
-    expect(refused.stdout).toBe('');
-    expect(refused.stderr).toContain('CLI_ERR_HOST_KEY_CHANGED');
-    expect(refused.stderr).toContain('mssh known-hosts forget laptop');
+      const refused = await msshSsh('two');
+      expect(refused.code).toBe(255);
+      expect(refused.stdout).toBe('');
+      expect(refused.stderr).toContain('CLI_ERR_HOST_KEY_CHANGED');
+      expect(refused.stderr).toContain('mssh known-hosts forget laptop');
 
-    const refusedOpenssh = await openssh('two');
-    expect(refusedOpenssh.code).toBe(255);
-    expect(refusedOpenssh.stdout).toBe('');
-    expect(refusedOpenssh.stderr).toMatch(/Host key verification failed/);
-    expect(refusedOpenssh.stderr).toContain('mssh known-hosts forget laptop');
-    // The pinned key still wins: nothing was replaced by the refusals.
-    expect(pinnedLines().map((l) => l.split(' ').slice(1).join(' '))).toEqual([expect.toBeOneOf(oldKeys)]);
+      const refusedOpenssh = await openssh('two');
+      expect(refusedOpenssh.code).toBe(255);
+      expect(refusedOpenssh.stdout).toBe('');
+      expect(refusedOpenssh.stderr).toMatch(/Host key verification failed/);
+      expect(refusedOpenssh.stderr).toContain('mssh known-hosts forget laptop');
+      // The pinned key still wins: nothing was replaced by the refusals.
+      expect(pinnedLines().map((l) => l.split(' ').slice(1).join(' '))).toEqual([expect.toBeOneOf(oldKeys)]);
 
-    const forget = await admin.mssh(['known-hosts', 'forget', 'laptop']);
-    expect(forget.code, forget.stderr).toBe(0);
+      const forget = await admin.mssh(['known-hosts', 'forget', 'laptop']);
+      expect(forget.code, forget.stderr).toBe(0);
 
-    // Bounded: the agent rescans at most every 10 s, so a retry may be needed; no restart, no yes/no.
-    const t0 = Date.now();
-    const ok = await waitFor(async () => {
-      const r = await msshSsh('three');
-      return r.code === 0 ? r : null;
-    }, 40_000, 'mssh ssh to work again after forget', 2_000);
-    expect(ok.stdout).toBe('three\n');
-    expect(Date.now() - t0).toBeLessThan(40_000);
-    expect(agent.proc.running).toBe(true);
-    expect(agent.proc.child.pid).toBe(agentPid);
-    expect(pinnedLines().map((l) => l.split(' ').slice(1).join(' '))).toEqual([expect.toBeOneOf(sshd.hostKeys)]);
-    const after = await openssh('four');
-    expect(after.stdout, after.stderr).toBe('four\n');
-  });
+      // Bounded: the agent rescans at most every 10 s, so a retry may be needed; no restart, no yes/no.
+      const t0 = Date.now();
+      const ok = await waitFor(
+        async () => {
+          const r = await msshSsh('three');
+          return r.code === 0 ? r : null;
+        },
+        40_000,
+        'mssh ssh to work again after forget',
+        2_000,
+      );
+      expect(ok.stdout).toBe('three\n');
+      expect(Date.now() - t0).toBeLessThan(40_000);
+      expect(agent.proc.running).toBe(true);
+      expect(agent.proc.child.pid).toBe(agentPid);
+      expect(pinnedLines().map((l) => l.split(' ').slice(1).join(' '))).toEqual([expect.toBeOneOf(sshd.hostKeys)]);
+      const after = await openssh('four');
+      expect(after.stdout, after.stderr).toBe('four\n');
+    },
+  );
 });

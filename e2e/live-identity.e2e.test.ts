@@ -18,7 +18,20 @@ import { fixtures } from './fixtures/inject.js';
 import { runCommand } from './fixtures/files.js';
 import { sshKeygen, writeSshConfig } from './fixtures/openssh.js';
 import { freePort, waitFor } from './fixtures/net.js';
-import { BIN, Proc, exec, loginUser, proxyCommandSshOpts, run, sshArgs, startAgent, startRelay, stopAll, type Relay, type User } from './fixtures/stack.js';
+import {
+  BIN,
+  Proc,
+  exec,
+  loginUser,
+  proxyCommandSshOpts,
+  run,
+  sshArgs,
+  startAgent,
+  startRelay,
+  stopAll,
+  type Relay,
+  type User,
+} from './fixtures/stack.js';
 
 afterAll(stopAll);
 
@@ -38,16 +51,33 @@ describe('live connections are judged on the user as they are now', () => {
   const ctl = () => join(ctlDir, 'ctl');
   const jumpArgs = () => ['-F', cfg, '-p', String(sshPort)];
   /** `ssh -S ctl -W emb-1:22` through the master (it falls back to a new connection only if the master is gone). */
-  const throughMaster = () => runCommand('ssh', [...jumpArgs(), '-S', ctl(), '-o', 'ControlMaster=no', '-W', 'emb-1:22', 'alice@127.0.0.1'], { env: env(), timeoutMs: 30_000 });
+  const throughMaster = () =>
+    runCommand('ssh', [...jumpArgs(), '-S', ctl(), '-o', 'ControlMaster=no', '-W', 'emb-1:22', 'alice@127.0.0.1'], {
+      env: env(),
+      timeoutMs: 30_000,
+    });
 
   async function startMaster(): Promise<Proc> {
     rmSync(ctl(), { force: true });
-    const master = new Proc(spawn('ssh', [...jumpArgs(), '-M', '-S', ctl(), '-o', 'ControlPersist=no', '-N', 'alice@127.0.0.1'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] }));
-    await waitFor(async () => {
-      if (!master.running) throw new Error(`the ControlMaster exited (${master.child.exitCode}): ${master.err}`);
-      const check = await runCommand('ssh', [...jumpArgs(), '-S', ctl(), '-O', 'check', 'alice@127.0.0.1'], { env: env(), timeoutMs: 5_000 });
-      return check.code === 0;
-    }, 20_000, 'the ControlMaster to be up', 200);
+    const master = new Proc(
+      spawn('ssh', [...jumpArgs(), '-M', '-S', ctl(), '-o', 'ControlPersist=no', '-N', 'alice@127.0.0.1'], {
+        env: env(),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    );
+    await waitFor(
+      async () => {
+        if (!master.running) throw new Error(`the ControlMaster exited (${master.child.exitCode}): ${master.err}`);
+        const check = await runCommand('ssh', [...jumpArgs(), '-S', ctl(), '-O', 'check', 'alice@127.0.0.1'], {
+          env: env(),
+          timeoutMs: 5_000,
+        });
+        return check.code === 0;
+      },
+      20_000,
+      'the ControlMaster to be up',
+      200,
+    );
     // The master forwards: the machine's sshd answers through it.
     const ok = await throughMaster();
     expect(ok.stdout, ok.stderr).toMatch(/^SSH-2\.0-/);
@@ -73,7 +103,11 @@ describe('live connections are judged on the user as they are now', () => {
     aliceKey = sshKeygen(dir, 'alice_ed25519');
     const add = await alice.mssh(['keys', 'add', `${aliceKey}.pub`]);
     expect(add.code, add.stderr).toBe(0);
-    const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
+    const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8')
+      .trim()
+      .split(/\s+/)
+      .slice(0, 2)
+      .join(' ');
     writeFileSync(join(dir, 'known_hosts'), `[127.0.0.1]:${sshPort} ${relayKey}\n`);
     cfg = writeSshConfig(dir, 'ssh_config', [['*', aliceKey]]);
     db = new pg.Client({ connectionString: relay.databaseUrl });
@@ -97,14 +131,16 @@ describe('live connections are judged on the user as they are now', () => {
       expect(r.stderr).toMatch(/Stdio forwarding request failed: Session open refused by peer/);
       // The master is closed, and OpenSSH prints the reason the relay gave (the mux client only hears "refused").
       await waitFor(() => !master.running, 2_000, 'the master to be closed after the refusal');
-      expect(master.err).toMatch(/Received disconnect from 127\.0\.0\.1 port \d+:11: mssh: your account was disabled by an admin; this connection is closed \(AUTH_ERR_USER_DISABLED\)/);
+      expect(master.err).toMatch(
+        /Received disconnect from 127\.0\.0\.1 port \d+:11: mssh: your account was disabled by an admin; this connection is closed \(AUTH_ERR_USER_DISABLED\)/,
+      );
     } finally {
       await master.stop();
       expect((await relay.cli(['user', 'enable', 'alice'])).code).toBe(0);
     }
   });
 
-  it('key taken from alice and role changed behind the relay\'s back (SQL): the next channel is refused with the reason', async () => {
+  it("key taken from alice and role changed behind the relay's back (SQL): the next channel is refused with the reason", async () => {
     let master = await startMaster();
     try {
       await sql("UPDATE ssh_keys SET user_name = 'nobody-else' WHERE user_name = 'alice'");
@@ -114,7 +150,9 @@ describe('live connections are judged on the user as they are now', () => {
       expect(r.stdout).toBe('');
       expect(r.stderr).toMatch(/Session open refused by peer/);
       await waitFor(() => !master.running, 2_000, 'the master to be closed after the refusal');
-      expect(master.err).toMatch(/Received disconnect .*: mssh: the SSH key this connection logged in with was removed/);
+      expect(master.err).toMatch(
+        /Received disconnect .*: mssh: the SSH key this connection logged in with was removed/,
+      );
     } finally {
       await master.stop();
       await sql("UPDATE ssh_keys SET user_name = 'alice' WHERE user_name = 'nobody-else'");
@@ -128,7 +166,9 @@ describe('live connections are judged on the user as they are now', () => {
       expect(r.stdout).toBe('');
       expect(r.stderr).toMatch(/Session open refused by peer/);
       await waitFor(() => !master.running, 2_000, 'the master to be closed after the refusal');
-      expect(master.err).toMatch(/Received disconnect .*: mssh: your role changed since this connection logged in; connect again \(AUTH_ERR_SESSION_ENDED\)/);
+      expect(master.err).toMatch(
+        /Received disconnect .*: mssh: your role changed since this connection logged in; connect again \(AUTH_ERR_SESSION_ENDED\)/,
+      );
     } finally {
       await master.stop();
       await sql("UPDATE users SET role = 'ops' WHERE name = 'alice'");
@@ -141,7 +181,9 @@ describe('live connections are judged on the user as they are now', () => {
       const r = await relay.cli(['user', 'set-role', 'alice']);
       expect(r.code, r.stderr).toBe(0);
       await waitFor(() => !master.running, 2_000, 'the ControlMaster to be closed after the role change');
-      expect(master.err).toMatch(/Received disconnect .*: mssh: your role changed since this connection logged in; connect again \(AUTH_ERR_SESSION_ENDED\)/);
+      expect(master.err).toMatch(
+        /Received disconnect .*: mssh: your role changed since this connection logged in; connect again \(AUTH_ERR_SESSION_ENDED\)/,
+      );
       // No master now: a new connection logs in (the key is still hers) and the grant is gone.
       const w = await throughMaster();
       expect(w.code).toBe(255);
@@ -162,7 +204,9 @@ describe('live connections are judged on the user as they are now', () => {
       const list = await alice.mssh(['keys', 'list']);
       expect(list.stdout).not.toMatch(/SHA256:/);
       await waitFor(() => !master.running, 2_000, 'the ControlMaster to be closed after the key removal');
-      expect(master.err).toMatch(/Received disconnect .*: mssh: the SSH key this connection logged in with was removed/);
+      expect(master.err).toMatch(
+        /Received disconnect .*: mssh: the SSH key this connection logged in with was removed/,
+      );
       const w = await throughMaster();
       expect(w.code).toBe(255);
       expect(w.stdout).toBe('');
@@ -176,7 +220,17 @@ describe('live connections are judged on the user as they are now', () => {
     alice = await loginUser(relay, 'alice', ALICE_PASSWORD);
     const f = fixtures();
     const sshLive = run(BIN.mssh, [...sshArgs('emb-1'), '--', 'echo started; sleep 60'], { env: alice.env });
-    const proxyLive = new Proc(spawn('ssh', [...proxyCommandSshOpts(join(dir, 'known_hosts_proxy'), f.sshd.clientKey), `${f.sshd.user}@emb-1`, 'echo started; sleep 60'], { env: alice.env, stdio: ['pipe', 'pipe', 'pipe'] }));
+    const proxyLive = new Proc(
+      spawn(
+        'ssh',
+        [
+          ...proxyCommandSshOpts(join(dir, 'known_hosts_proxy'), f.sshd.clientKey),
+          `${f.sshd.user}@emb-1`,
+          'echo started; sleep 60',
+        ],
+        { env: alice.env, stdio: ['pipe', 'pipe', 'pipe'] },
+      ),
+    );
     try {
       await sshLive.waitOutput(/started/, 20_000, 'out');
       await proxyLive.waitOutput(/started/, 20_000, 'out');
@@ -192,7 +246,16 @@ describe('live connections are judged on the user as they are now', () => {
       expect(proxyLive.err).not.toMatch(/gone offline|was cut/);
 
       // A fresh login: the right password hears why; a wrong one only "wrong user name or password".
-      const loginArgs = ['login', '--relay', relay.url, '--user', 'alice', '--password-stdin', '--relay-fingerprint', relay.fingerprint];
+      const loginArgs = [
+        'login',
+        '--relay',
+        relay.url,
+        '--user',
+        'alice',
+        '--password-stdin',
+        '--relay-fingerprint',
+        relay.fingerprint,
+      ];
       const right = await exec(BIN.mssh, loginArgs, { env: alice.env, input: `${ALICE_PASSWORD}\n` });
       expect(right.code).not.toBe(0);
       expect(right.stderr).toMatch(/disabled by an admin \[CLI_ERR_ACCOUNT_DISABLED\]/);

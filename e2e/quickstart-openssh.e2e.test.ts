@@ -25,7 +25,10 @@ describe('quick start: the printed OpenSSH command', () => {
   it('connects with BatchMode=yes and no yes/no, and a changed key is refused', { timeout: 240_000 }, async () => {
     const dir = mkdtempSync(join(fixtures().root, 'quickstart-'));
     const port = await freePort();
-    qs = run(join(ROOT, 'scripts/quickstart.mjs'), [], { cwd: ROOT, env: { ...process.env, MSSH_QUICKSTART_DIR: dir, MSSH_LISTEN: `127.0.0.1:${port}`, DATABASE_URL: '' } });
+    qs = run(join(ROOT, 'scripts/quickstart.mjs'), [], {
+      cwd: ROOT,
+      env: { ...process.env, MSSH_QUICKSTART_DIR: dir, MSSH_LISTEN: `127.0.0.1:${port}`, DATABASE_URL: '' },
+    });
     await qs.waitOutput(/Ctrl-C stops the relay and the agent/, 180_000, 'out');
     const configDir = qs.out.match(/^\s*export MSSH_CONFIG_DIR=(\S+)$/m)?.[1];
     const line = qs.out.match(/^\s*(ssh \S.*?)\s+# your own OpenSSH/m)?.[1];

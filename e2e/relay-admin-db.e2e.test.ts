@@ -24,11 +24,22 @@ function withPassword(url: string): string {
   u.password = SECRET;
   return u.toString();
 }
-const shown = (url: string) => { const u = new URL(url); u.password = ''; return u.toString(); };
+const shown = (url: string) => {
+  const u = new URL(url);
+  u.password = '';
+  return u.toString();
+};
 
 /** mssh-relay with a clean environment: no DATABASE_URL, no MSSH_DATA_DIR, HOME in a scratch dir. */
 function relayCli(home: string) {
-  const env = { ...process.env, HOME: home, XDG_DATA_HOME: join(home, 'xdg'), DATABASE_URL: '', MSSH_DATA_DIR: '', MSSH_SSH_LISTEN: 'off' };
+  const env = {
+    ...process.env,
+    HOME: home,
+    XDG_DATA_HOME: join(home, 'xdg'),
+    DATABASE_URL: '',
+    MSSH_DATA_DIR: '',
+    MSSH_SSH_LISTEN: 'off',
+  };
   return (args: string[], opts: { input?: string; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> =>
     exec(BIN.relay, args, { env: { ...env, ...opts.env }, input: opts.input, timeoutMs: 60_000 });
 }
@@ -64,10 +75,16 @@ describe('relay on Postgres with --data-dir D', () => {
   });
 
   it('(a) user add --data-dir D goes through the admin socket, names the relay pid and database; alice logs in', async () => {
-    const r = await cli(['user', 'add', 'alice', '--password-stdin', '--data-dir', relay.dataDir], { input: `${ALICE}\n` });
+    const r = await cli(['user', 'add', 'alice', '--password-stdin', '--data-dir', relay.dataDir], {
+      input: `${ALICE}\n`,
+    });
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toBe('Created user "alice".\nThey reach no machine until granted: mssh-relay grant alice \'PATTERN\'\n');
-    expect(r.stderr).toBe(`(relay pid ${relay.proc.child.pid} via admin socket ${join(relay.dataDir, 'admin.sock')}, database ${shown(dbUrl)})\n`);
+    expect(r.stdout).toBe(
+      'Created user "alice".\nThey reach no machine until granted: mssh-relay grant alice \'PATTERN\'\n',
+    );
+    expect(r.stderr).toBe(
+      `(relay pid ${relay.proc.child.pid} via admin socket ${join(relay.dataDir, 'admin.sock')}, database ${shown(dbUrl)})\n`,
+    );
     expect(r.stderr + r.stdout).not.toContain(SECRET);
     await loginUser(relay, 'alice', ALICE); // throws unless `mssh login` succeeds against the running relay
     expect(existsSync(join(relay.dataDir, 'db'))).toBe(false); // no PGlite appeared beside the Postgres relay
@@ -76,7 +93,11 @@ describe('relay on Postgres with --data-dir D', () => {
   it('--json output stays clean: the relay line is on stderr only', async () => {
     const r = await cli(['user', 'list', '--json', '--data-dir', relay.dataDir]);
     expect(r.code, r.stderr).toBe(0);
-    expect(JSON.parse(r.stdout).map((u: { name: string }) => u.name).sort()).toEqual(['admin', 'alice']);
+    expect(
+      JSON.parse(r.stdout)
+        .map((u: { name: string }) => u.name)
+        .sort(),
+    ).toEqual(['admin', 'alice']);
     expect(r.stderr).toMatch(/^\(relay pid \d+ via admin socket .*\)\n$/);
   });
 
@@ -92,7 +113,7 @@ describe('relay on Postgres with --data-dir D', () => {
     expect(JSON.parse(grants.stdout)).toEqual([]);
   });
 
-  it('(d) info shows the running relay\'s Postgres database, not PGlite', async () => {
+  it("(d) info shows the running relay's Postgres database, not PGlite", async () => {
     const r = await cli(['info', '--data-dir', relay.dataDir]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`Data directory: ${relay.dataDir}\n`);
@@ -113,7 +134,10 @@ describe('relay on Postgres with --data-dir D', () => {
     expect(none.stderr).toContain(`--database-url '${new URL(shown(dbUrl)).protocol}//postgres:PASSWORD@`);
     expect(existsSync(join(relay.dataDir, 'db'))).toBe(false);
 
-    const wrong = await cli(['user', 'add', 'mallory', '--password-stdin', '--data-dir', relay.dataDir, '--database-url', other], { input: 'mallory-password\n' });
+    const wrong = await cli(
+      ['user', 'add', 'mallory', '--password-stdin', '--data-dir', relay.dataDir, '--database-url', other],
+      { input: 'mallory-password\n' },
+    );
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain('RLY_CLI_ERR_DATABASE_MISMATCH');
     expect(wrong.stderr).toContain(shown(other));
@@ -121,8 +145,14 @@ describe('relay on Postgres with --data-dir D', () => {
 
     const right = await cli(['user', 'list', '--json', '--data-dir', relay.dataDir], { env: { DATABASE_URL: dbUrl } });
     expect(right.code, right.stderr).toBe(0);
-    expect(JSON.parse(right.stdout).map((u: { name: string }) => u.name).sort()).toEqual(['admin', 'alice']);
-    expect(right.stderr).toBe(`(relay not running: on the database directly, ${shown(dbUrl)}; data dir ${relay.dataDir})\n`);
+    expect(
+      JSON.parse(right.stdout)
+        .map((u: { name: string }) => u.name)
+        .sort(),
+    ).toEqual(['admin', 'alice']);
+    expect(right.stderr).toBe(
+      `(relay not running: on the database directly, ${shown(dbUrl)}; data dir ${relay.dataDir})\n`,
+    );
 
     const info = await cli(['info', '--data-dir', relay.dataDir]);
     expect(info.stdout).toContain(`Database: postgres ${shown(dbUrl)} (recorded by the last \`mssh-relay serve\`)\n`);
@@ -167,7 +197,9 @@ describe('relay on PGlite', () => {
     expect(stopped.stderr).toMatch(/unset DATABASE_URL/);
     const offline = await cli(['user', 'list', '--data-dir', relay.dataDir]);
     expect(offline.code, offline.stderr).toBe(0);
-    expect(offline.stderr).toBe(`(relay not running: on the database directly, PGlite ${join(relay.dataDir, 'db')}; data dir ${relay.dataDir})\n`);
+    expect(offline.stderr).toBe(
+      `(relay not running: on the database directly, PGlite ${join(relay.dataDir, 'db')}; data dir ${relay.dataDir})\n`,
+    );
   });
 });
 
@@ -176,7 +208,12 @@ describe('no relay and no data dir', () => {
     const home = scratchHome();
     const cli = relayCli(home);
     const dflt = join(home, '.local', 'share', 'mssh-relay');
-    for (const args of [['user', 'add', 'alice', '--password-stdin'], ['agent', 'enroll', 'laptop'], ['grants'], ['keys', 'rotate']]) {
+    for (const args of [
+      ['user', 'add', 'alice', '--password-stdin'],
+      ['agent', 'enroll', 'laptop'],
+      ['grants'],
+      ['keys', 'rotate'],
+    ]) {
       const r = await cli(args, { input: `${ALICE}\n` });
       expect(r.code, args.join(' ')).toBe(1);
       expect(r.stdout).toBe('');
@@ -222,14 +259,23 @@ describe('no relay and no data dir', () => {
     const dbUrl = await createTestDatabase(fixtures().runId);
     const dflt = join(home, '.local', 'share', 'mssh-relay');
     const serve = run(BIN.relay, ['serve', '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
-      env: { ...process.env, HOME: home, DATABASE_URL: dbUrl, MSSH_DATA_DIR: '', MSSH_SSH_LISTEN: 'off', MSSH_BOOTSTRAP_PASSWORD: 'bootstrap-password-17' },
+      env: {
+        ...process.env,
+        HOME: home,
+        DATABASE_URL: dbUrl,
+        MSSH_DATA_DIR: '',
+        MSSH_SSH_LISTEN: 'off',
+        MSSH_BOOTSTRAP_PASSWORD: 'bootstrap-password-17',
+      },
     });
     try {
       await serve.waitOutput(/TLS certificate fingerprint: /, 30_000, 'out');
       expect(statSync(dflt).mode & 0o777).toBe(0o700);
       const r = await cli(['user', 'add', 'bob', '--password-stdin'], { input: 'bob-long-password\n' });
       expect(r.code, r.stderr).toBe(0);
-      expect(r.stderr).toBe(`(relay pid ${serve.child.pid} via admin socket ${join(dflt, 'admin.sock')}, database ${dbUrl})\n`);
+      expect(r.stderr).toBe(
+        `(relay pid ${serve.child.pid} via admin socket ${join(dflt, 'admin.sock')}, database ${dbUrl})\n`,
+      );
       const info = await cli(['info']);
       expect(info.stdout).toContain(`Data directory: ${dflt} (the default for user `);
       expect(info.stdout).toContain(`Database: postgres ${dbUrl} (used by the running relay)`);

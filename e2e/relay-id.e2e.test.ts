@@ -43,8 +43,13 @@ describe('a damaged relay id refuses the start instead of orphaning the open ses
     await exchange(stream, 1_000, echo.greeting + 1_000);
     const idFile = join(relay.dataDir, 'relay-id');
     const id = readFileSync(idFile, 'utf8');
-    const row = async () => (await db.query<{ relay_id: string; ended_at: Date | null; end_reason: string | null }>(
-      'SELECT relay_id, ended_at, end_reason FROM sessions WHERE id = $1', [sessionId])).rows[0];
+    const row = async () =>
+      (
+        await db.query<{ relay_id: string; ended_at: Date | null; end_reason: string | null }>(
+          'SELECT relay_id, ended_at, end_reason FROM sessions WHERE id = $1',
+          [sessionId],
+        )
+      ).rows[0];
     expect(await row()).toMatchObject({ relay_id: id.trim(), ended_at: null });
 
     await relay.proc.stop('SIGKILL');
@@ -75,10 +80,14 @@ describe('a damaged relay id refuses the start instead of orphaning the open ses
     rmSync(idFile, { recursive: true });
     writeFileSync(idFile, id, { mode: 0o600 });
     await relay.restart();
-    const closed = await waitFor(async () => {
-      const r = await row();
-      return r?.ended_at ? r : null;
-    }, 20_000, 'the crash-closed session row');
+    const closed = await waitFor(
+      async () => {
+        const r = await row();
+        return r?.ended_at ? r : null;
+      },
+      20_000,
+      'the crash-closed session row',
+    );
     expect(closed.end_reason).toBe('relay_crashed');
     expect(readFileSync(idFile, 'utf8')).toBe(id);
   });

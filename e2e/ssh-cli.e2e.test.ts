@@ -28,7 +28,15 @@ describe('mssh ssh: names and the connect timeout', () => {
     silent = createServer((c) => held.push(c));
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
     const hung = await startAgent(relay, 'hung', { start: false });
-    const p = run(BIN.agent, ['run', '--state-dir', hung.stateDir, '--target', `127.0.0.1:${(silent.address() as { port: number }).port}`, '--log-level', 'info']);
+    const p = run(BIN.agent, [
+      'run',
+      '--state-dir',
+      hung.stateDir,
+      '--target',
+      `127.0.0.1:${(silent.address() as { port: number }).port}`,
+      '--log-level',
+      'info',
+    ]);
     await p.waitOutput(/connected to relay/, 15_000, 'both');
     user = await loginUser(relay);
   }, 90_000);
@@ -67,16 +75,25 @@ describe('mssh ssh: names and the connect timeout', () => {
     // a DNS name is never a machine name: its first label is suggested
     const dns = await user.mssh(['ssh', `${login()}@alpha.example.com`, '--', 'true']);
     expect(dns.code).toBe(255);
-    expect(dns.stderr).toMatch(/"alpha\.example\.com" is not a machine name \[CLI_ERR_BAD_HOST_NAME\]\nDid you mean `alpha`\?/);
+    expect(dns.stderr).toMatch(
+      /"alpha\.example\.com" is not a machine name \[CLI_ERR_BAD_HOST_NAME\]\nDid you mean `alpha`\?/,
+    );
   });
 
   it('--connect-timeout and -o ConnectTimeout= give up on a machine whose sshd never answers, naming the step', async () => {
-    for (const flag of [['--connect-timeout', '2'], ['-o', 'ConnectTimeout=2']]) {
+    for (const flag of [
+      ['--connect-timeout', '2'],
+      ['-o', 'ConnectTimeout=2'],
+    ]) {
       const started = Date.now();
-      const r = await user.mssh(['ssh', ...flag, '-v', '-i', key(), `${login()}@hung`, '--', 'true'], { timeoutMs: 60_000 });
+      const r = await user.mssh(['ssh', ...flag, '-v', '-i', key(), `${login()}@hung`, '--', 'true'], {
+        timeoutMs: 60_000,
+      });
       const took = Date.now() - started;
       expect(r.code, r.stderr).toBe(255);
-      expect(r.stderr).toMatch(/^mssh: no SSH connection to hung within 2 s \(still SSH handshake with hung\) \[CLI_ERR_CONNECT_TIMEOUT\]\n/m);
+      expect(r.stderr).toMatch(
+        /^mssh: no SSH connection to hung within 2 s \(still SSH handshake with hung\) \[CLI_ERR_CONNECT_TIMEOUT\]\n/m,
+      );
       expect(r.stderr).toMatch(/--connect-timeout SECONDS waits longer/);
       expect(r.stderr).toMatch(/^mssh: opening the tunnel to hung \(\+\d+ ms\)$/m);
       // it gave up at its limit, not at the 30 s default
@@ -88,24 +105,42 @@ describe('mssh ssh: names and the connect timeout', () => {
     const term = new xterm.Terminal({ cols: 100, rows: 10, allowProposedApi: true });
     let raw = '';
     let exit: number | null = null;
-    const p = pty.spawn(process.execPath, [BIN.mssh, 'ssh', '--connect-timeout', '3', '-i', key(), `${login()}@hung`, '--', 'true'], {
-      name: 'xterm-256color', cols: 100, rows: 10, cwd: process.cwd(), env: user.env,
-    });
+    const p = pty.spawn(
+      process.execPath,
+      [BIN.mssh, 'ssh', '--connect-timeout', '3', '-i', key(), `${login()}@hung`, '--', 'true'],
+      {
+        name: 'xterm-256color',
+        cols: 100,
+        rows: 10,
+        cwd: process.cwd(),
+        env: user.env,
+      },
+    );
     p.onData((d) => {
       raw += d;
       term.write(d);
     });
     p.onExit((e) => (exit = e.exitCode));
     try {
-      await waitFor(() => /hung: SSH handshake with hung… \d s/.test(raw) || null, 10_000, `the status line; output: ${JSON.stringify(raw)}`);
+      await waitFor(
+        () => /hung: SSH handshake with hung… \d s/.test(raw) || null,
+        10_000,
+        `the status line; output: ${JSON.stringify(raw)}`,
+      );
       await waitFor(() => exit !== null || null, 15_000, 'mssh ssh exit');
       expect(exit).toBe(255);
       // The terminal parses what it was given asynchronously: wait for the last line, written after the erase.
-      const screen = await waitFor(() => {
-        const v = visibleScreen(term);
-        return /\[CLI_ERR_CONNECT_TIMEOUT\]$/m.test(v) ? v : null;
-      }, 5_000, `the final error line; output: ${JSON.stringify(raw)}`);
-      expect(screen).toMatch(/^mssh: no SSH connection to hung within 3 s \(still SSH handshake with hung\) \[CLI_ERR_CONNECT_TIMEOUT\]$/m);
+      const screen = await waitFor(
+        () => {
+          const v = visibleScreen(term);
+          return /\[CLI_ERR_CONNECT_TIMEOUT\]$/m.test(v) ? v : null;
+        },
+        5_000,
+        `the final error line; output: ${JSON.stringify(raw)}`,
+      );
+      expect(screen).toMatch(
+        /^mssh: no SSH connection to hung within 3 s \(still SSH handshake with hung\) \[CLI_ERR_CONNECT_TIMEOUT\]$/m,
+      );
       expect(screen).not.toMatch(/SSH handshake with hung… \d s/); // erased
     } finally {
       if (exit === null) p.kill('SIGKILL');
@@ -115,9 +150,13 @@ describe('mssh ssh: names and the connect timeout', () => {
   it('a connect timeout that is not whole seconds, or another -o, is a usage error with the fix', async () => {
     const bad = await user.mssh(['ssh', '--connect-timeout', 'soon', 'alpha', '--', 'true']);
     expect(bad.code).toBe(255);
-    expect(bad.stderr).toMatch(/^mssh: --connect-timeout needs whole seconds from 1 to 3600, not "soon" \[CLI_ERR_USAGE\]\nFor example: mssh ssh --connect-timeout 10 laptop/);
+    expect(bad.stderr).toMatch(
+      /^mssh: --connect-timeout needs whole seconds from 1 to 3600, not "soon" \[CLI_ERR_USAGE\]\nFor example: mssh ssh --connect-timeout 10 laptop/,
+    );
     const other = await user.mssh(['ssh', '-o', 'StrictHostKeyChecking=no', 'alpha', '--', 'true']);
     expect(other.code).toBe(255);
-    expect(other.stderr).toMatch(/only -o ConnectTimeout=SECONDS \[CLI_ERR_USAGE\]\nFor other OpenSSH options use OpenSSH itself/);
+    expect(other.stderr).toMatch(
+      /only -o ConnectTimeout=SECONDS \[CLI_ERR_USAGE\]\nFor other OpenSSH options use OpenSSH itself/,
+    );
   });
 });

@@ -29,7 +29,8 @@ describe('SSH jump listener: refusals carry the relay code', () => {
   let sshPort: number;
   let cfg: string;
 
-  const ssh = (args: string[]) => runCommand('ssh', ['-F', cfg, ...args], { env: { ...process.env, SSH_AUTH_SOCK: '' }, timeoutMs: 30_000 });
+  const ssh = (args: string[]) =>
+    runCommand('ssh', ['-F', cfg, ...args], { env: { ...process.env, SSH_AUTH_SOCK: '' }, timeoutMs: 30_000 });
   const jump = () => `alice@127.0.0.1:${sshPort}`;
 
   beforeAll(async () => {
@@ -49,16 +50,38 @@ describe('SSH jump listener: refusals carry the relay code', () => {
     execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', key]);
     const r = await alice.mssh(['keys', 'add', `${key}.pub`]);
     expect(r.code, r.stderr).toBe(0);
-    const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
-    writeFileSync(join(dir, 'known_hosts'), [`[127.0.0.1]:${sshPort} ${relayKey}`, ...['laptop', 'vault', 'desktop'].flatMap((h) => f.sshd.hostKeys.map((k) => `${h} ${k}`)), ''].join('\n'));
+    const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8')
+      .trim()
+      .split(/\s+/)
+      .slice(0, 2)
+      .join(' ');
+    writeFileSync(
+      join(dir, 'known_hosts'),
+      [
+        `[127.0.0.1]:${sshPort} ${relayKey}`,
+        ...['laptop', 'vault', 'desktop'].flatMap((h) => f.sshd.hostKeys.map((k) => `${h} ${k}`)),
+        '',
+      ].join('\n'),
+    );
     cfg = join(dir, 'ssh_config');
-    writeFileSync(cfg, [
-      'Host 127.0.0.1', `    IdentityFile ${key}`,
-      'Host laptop vault desktop', `    IdentityFile ${f.sshd.clientKey}`,
-      'Host *', `    UserKnownHostsFile ${join(dir, 'known_hosts')}`, '    GlobalKnownHostsFile /dev/null', '    StrictHostKeyChecking yes',
-      // LogLevel stays at OpenSSH's default (INFO), as users have it: `open failed` is logged at INFO.
-      '    IdentitiesOnly yes', '    BatchMode yes', '    ConnectTimeout 20', '',
-    ].join('\n'));
+    writeFileSync(
+      cfg,
+      [
+        'Host 127.0.0.1',
+        `    IdentityFile ${key}`,
+        'Host laptop vault desktop',
+        `    IdentityFile ${f.sshd.clientKey}`,
+        'Host *',
+        `    UserKnownHostsFile ${join(dir, 'known_hosts')}`,
+        '    GlobalKnownHostsFile /dev/null',
+        '    StrictHostKeyChecking yes',
+        // LogLevel stays at OpenSSH's default (INFO), as users have it: `open failed` is logged at INFO.
+        '    IdentitiesOnly yes',
+        '    BatchMode yes',
+        '    ConnectTimeout 20',
+        '',
+      ].join('\n'),
+    );
   }, 180_000);
   afterAll(async () => {
     await stopAll();
@@ -72,7 +95,9 @@ describe('SSH jump listener: refusals carry the relay code', () => {
 
     const denied = await ssh(['-J', jump(), `${f.sshd.user}@vault`, 'true']);
     expect(denied.code).toBe(255);
-    expect(denied.stderr).toMatch(/open failed: administratively prohibited: RLY_ERR_NO_GRANT: you have no grant for a machine named vault/);
+    expect(denied.stderr).toMatch(
+      /open failed: administratively prohibited: RLY_ERR_NO_GRANT: you have no grant for a machine named vault/,
+    );
     expect(denied.stderr).toContain('mssh admin grant alice vault');
 
     const port = await ssh(['-W', 'laptop:80', '-p', String(sshPort), 'alice@127.0.0.1']);
@@ -81,22 +106,33 @@ describe('SSH jump listener: refusals carry the relay code', () => {
 
     const offline = await ssh(['-J', jump(), `${f.sshd.user}@desktop`, 'true']);
     expect(offline.code).toBe(255);
-    expect(offline.stderr).toMatch(/open failed: connect failed: RLY_ERR_AGENT_OFFLINE: desktop is enrolled but its agent is not connected/);
+    expect(offline.stderr).toMatch(
+      /open failed: connect failed: RLY_ERR_AGENT_OFFLINE: desktop is enrolled but its agent is not connected/,
+    );
   });
 
-  it('during a database outage the jump listener says RLY_ERR_DATABASE_UNAVAILABLE, and works again afterwards', { timeout: 90_000 }, async () => {
-    const f = fixtures();
-    pg.stop();
-    try {
-      const r = await ssh(['-J', jump(), `${f.sshd.user}@laptop`, 'true']);
-      expect(r.code).toBe(255);
-      expect(r.stderr).toMatch(/RLY_ERR_DATABASE_UNAVAILABLE: the relay's database is unavailable/);
-    } finally {
-      pg.start();
-    }
-    await waitFor(async () => {
-      const r = await ssh(['-J', jump(), `${f.sshd.user}@laptop`, 'echo', 'back']);
-      return r.stdout === 'back\n' || null;
-    }, 60_000, 'jump sessions to work again once the database is back', 1_000);
-  });
+  it(
+    'during a database outage the jump listener says RLY_ERR_DATABASE_UNAVAILABLE, and works again afterwards',
+    { timeout: 90_000 },
+    async () => {
+      const f = fixtures();
+      pg.stop();
+      try {
+        const r = await ssh(['-J', jump(), `${f.sshd.user}@laptop`, 'true']);
+        expect(r.code).toBe(255);
+        expect(r.stderr).toMatch(/RLY_ERR_DATABASE_UNAVAILABLE: the relay's database is unavailable/);
+      } finally {
+        pg.start();
+      }
+      await waitFor(
+        async () => {
+          const r = await ssh(['-J', jump(), `${f.sshd.user}@laptop`, 'echo', 'back']);
+          return r.stdout === 'back\n' || null;
+        },
+        60_000,
+        'jump sessions to work again once the database is back',
+        1_000,
+      );
+    },
+  );
 });

@@ -36,13 +36,17 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
 
   /** An ssh_config where the jump host (127.0.0.1:PORT) logs in with `jumpKey` and the machines with the fixture key. */
   function writeConfig(name: string, jumpKey: string): string {
-    return writeSshConfig(dir, name, [['127.0.0.1', jumpKey], ['laptop desktop', fixtures().sshd.clientKey]]);
+    return writeSshConfig(dir, name, [
+      ['127.0.0.1', jumpKey],
+      ['laptop desktop', fixtures().sshd.clientKey],
+    ]);
   }
 
   const jump = () => `alice@127.0.0.1:${sshPort}`;
   const target = () => `${fixtures().sshd.user}@laptop`;
   const env = () => ({ ...process.env, SSH_AUTH_SOCK: '' });
-  const ssh = (args: string[], config = cfg) => runCommand('ssh', ['-F', config, ...args], { env: env(), timeoutMs: 30_000 });
+  const ssh = (args: string[], config = cfg) =>
+    runCommand('ssh', ['-F', config, ...args], { env: env(), timeoutMs: 30_000 });
 
   beforeAll(async () => {
     sshPort = await freePort();
@@ -64,28 +68,39 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/Added SHA256:/);
     // known_hosts: the relay's jump host key (from its data dir) and the machine's keys under its name.
-    const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
-    writeFileSync(join(dir, 'known_hosts'), [
-      `[127.0.0.1]:${sshPort} ${relayKey}`,
-      ...fixtures().sshd.hostKeys.map((k) => `laptop ${k}`),
-      '',
-    ].join('\n'));
+    const relayKey = readFileSync(join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8')
+      .trim()
+      .split(/\s+/)
+      .slice(0, 2)
+      .join(' ');
+    writeFileSync(
+      join(dir, 'known_hosts'),
+      [`[127.0.0.1]:${sshPort} ${relayKey}`, ...fixtures().sshd.hostKeys.map((k) => `laptop ${k}`), ''].join('\n'),
+    );
     cfg = writeConfig('ssh_config', aliceKey);
   });
-  afterAll(async () => { await relay?.proc.stop(); });
+  afterAll(async () => {
+    await relay?.proc.stop();
+  });
 
   it('mssh-relay info shows the SSH host key fingerprint the relay printed', async () => {
     const printed = relay.proc.out.match(/SSH host key fingerprint: (SHA256:\S+)/)![1];
     const info = await relay.cli(['info']);
     expect(info.stdout).toContain(`SSH jump host key fingerprint: ${printed}`);
-    const fp = execFileSync('/usr/bin/ssh-keygen', ['-l', '-f', join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub')]).toString();
+    const fp = execFileSync('/usr/bin/ssh-keygen', [
+      '-l',
+      '-f',
+      join(relay.dataDir, 'ssh', 'ssh_host_ed25519_key.pub'),
+    ]).toString();
     expect(fp).toContain(printed);
   });
 
   it('mssh keys list shows the registered key', async () => {
     const r = await alice.mssh(['keys', 'list']);
     expect(r.code).toBe(0);
-    const fp = execFileSync('/usr/bin/ssh-keygen', ['-l', '-f', `${aliceKey}.pub`]).toString().split(/\s+/)[1];
+    const fp = execFileSync('/usr/bin/ssh-keygen', ['-l', '-f', `${aliceKey}.pub`])
+      .toString()
+      .split(/\s+/)[1];
     expect(r.stdout).toContain(fp);
   });
 
@@ -99,7 +114,11 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
     try {
       let rows: Array<{ type: string; actor: string; host: string; details: { via?: string } }> = [];
       for (let i = 0; i < 50; i++) {
-        rows = (await db.query("select type, actor, host, details from audit_events where type in ('session.start','session.end') and actor = 'alice'")).rows;
+        rows = (
+          await db.query(
+            "select type, actor, host, details from audit_events where type in ('session.start','session.end') and actor = 'alice'",
+          )
+        ).rows;
         if (rows.length >= 2) break;
         await new Promise((res) => setTimeout(res, 100));
       }
@@ -108,7 +127,9 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
         expect(x.host).toBe('laptop');
         expect(x.details.via).toBe('jump');
       }
-      const keyEvents = (await db.query("select type from audit_events where type = 'ssh_key.added' and actor = 'alice'")).rows;
+      const keyEvents = (
+        await db.query("select type from audit_events where type = 'ssh_key.added' and actor = 'alice'")
+      ).rows;
       expect(keyEvents).toHaveLength(1);
     } finally {
       await db.end();
@@ -133,7 +154,12 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
     const h2 = await relaySession(relay);
     try {
       const active = async () => (await request(h2, 'GET', PATHS.healthz)).body.activeSessions as number;
-      const p = new Proc(spawn('ssh', ['-F', cfg, '-J', jump(), target(), 'echo started; sleep 60'], { env: env(), stdio: ['pipe', 'pipe', 'pipe'] }));
+      const p = new Proc(
+        spawn('ssh', ['-F', cfg, '-J', jump(), target(), 'echo started; sleep 60'], {
+          env: env(),
+          stdio: ['pipe', 'pipe', 'pipe'],
+        }),
+      );
       await p.waitOutput(/started/, 20_000, 'out');
       expect(await active()).toBe(1);
       p.child.kill('SIGKILL');
@@ -148,7 +174,10 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
     const r = await ssh(['-T', '-p', String(sshPort), 'alice@127.0.0.1']);
     expect(r.code).toBe(0);
     const listed = [...r.stdout.matchAll(/^ {2}(\S+)\s+(online|offline)\r?$/gm)].map((m) => [m[1], m[2]]);
-    expect(listed).toEqual([['desktop', 'offline'], ['laptop', 'online']]);
+    expect(listed).toEqual([
+      ['desktop', 'offline'],
+      ['laptop', 'online'],
+    ]);
     expect(r.stdout).toContain(`ssh -J alice@127.0.0.1:${sshPort} LOGIN@MACHINE`);
   });
 
@@ -160,9 +189,17 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
     const port = (p: number) => `RLY_ERR_BAD_REQUEST: port ${p}: only port 22 of an enrolled machine`;
     const noGrant = (h: string) => `RLY_ERR_NO_GRANT: you have no grant for a machine named ${h}`;
     const cases: Array<[dest: string, said: string]> = [
-      ['vault:22', noGrant('vault')], ['vault.mssh:22', noGrant('vault')], ['not-enrolled:22', noGrant('not-enrolled')], ['localhost:22', noGrant('localhost')],
-      ['127.0.0.1:22', address], [`127.0.0.1:${f.sshd.port}`, address], ['[::1]:22', address],
-      [`localhost:${f.sshd.port}`, port(f.sshd.port)], ['localhost:80', port(80)], ['laptop:80', port(80)], [`laptop:${f.sshd.port}`, port(f.sshd.port)],
+      ['vault:22', noGrant('vault')],
+      ['vault.mssh:22', noGrant('vault')],
+      ['not-enrolled:22', noGrant('not-enrolled')],
+      ['localhost:22', noGrant('localhost')],
+      ['127.0.0.1:22', address],
+      [`127.0.0.1:${f.sshd.port}`, address],
+      ['[::1]:22', address],
+      [`localhost:${f.sshd.port}`, port(f.sshd.port)],
+      ['localhost:80', port(80)],
+      ['laptop:80', port(80)],
+      [`laptop:${f.sshd.port}`, port(f.sshd.port)],
     ];
     for (const [dest, said] of cases) {
       // LogLevel INFO: OpenSSH prints a refused channel's reason (`open failed: ...: CODE: message`) at INFO.
@@ -186,10 +223,22 @@ describe('SSH jump listener (ssh -J) with stock OpenSSH', () => {
     expect(exec.code).toBe(255);
     expect(exec.stderr).toMatch(/exec request failed/);
     expect(exec.stdout).toBe('');
-    const sftp = await runCommand('sftp', ['-F', cfg, '-b', '/dev/null', '-P', String(sshPort), 'alice@127.0.0.1'], { env: env(), timeoutMs: 30_000 });
+    const sftp = await runCommand('sftp', ['-F', cfg, '-b', '/dev/null', '-P', String(sshPort), 'alice@127.0.0.1'], {
+      env: env(),
+      timeoutMs: 30_000,
+    });
     expect(sftp.code).not.toBe(0);
     expect(sftp.stderr).toMatch(/subsystem request failed/);
-    const fwd = await ssh(['-N', '-o', 'ExitOnForwardFailure=yes', '-R', '127.0.0.1:0:127.0.0.1:22', '-p', String(sshPort), 'alice@127.0.0.1']);
+    const fwd = await ssh([
+      '-N',
+      '-o',
+      'ExitOnForwardFailure=yes',
+      '-R',
+      '127.0.0.1:0:127.0.0.1:22',
+      '-p',
+      String(sshPort),
+      'alice@127.0.0.1',
+    ]);
     expect(fwd.code).toBe(255);
     expect(fwd.stderr).toMatch(/remote port forwarding failed/i);
   });

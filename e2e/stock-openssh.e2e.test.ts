@@ -12,7 +12,17 @@ import { join } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
 import { MiB, runCommand, sha256File, writeRandomFile } from './fixtures/files.js';
 import { freePort, waitFor } from './fixtures/net.js';
-import { startRelay, startAgent, loginUser, stopAll, exec, BIN, Proc, type Relay, type User } from './fixtures/stack.js';
+import {
+  startRelay,
+  startAgent,
+  loginUser,
+  stopAll,
+  exec,
+  BIN,
+  Proc,
+  type Relay,
+  type User,
+} from './fixtures/stack.js';
 
 afterAll(stopAll);
 
@@ -36,10 +46,23 @@ describe('stock OpenSSH with the generated ssh config', () => {
     cfg = join(dir, 'ssh_config');
     writeFileSync(cfg, r.stdout);
   });
-  afterAll(async () => { await relay?.proc.stop(); });
+  afterAll(async () => {
+    await relay?.proc.stop();
+  });
 
   /** Options every OpenSSH tool gets: only the generated config, the fixture's client key, no prompts. */
-  const opts = () => ['-F', cfg, '-i', fixtures().sshd.clientKey, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', 'LogLevel=ERROR'];
+  const opts = () => [
+    '-F',
+    cfg,
+    '-i',
+    fixtures().sshd.clientKey,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    'LogLevel=ERROR',
+  ];
   const dest = () => `${fixtures().sshd.user}@laptop.mssh`;
 
   it('the config names the absolute mssh and strict host key checking', () => {
@@ -55,7 +78,9 @@ describe('stock OpenSSH with the generated ssh config', () => {
     const r = await runCommand('ssh', [...opts(), dest(), 'true'], { env, timeoutMs: 30_000 });
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const pinned = readFileSync(join(user.configDir, 'known_hosts'), 'utf8').split('\n').filter((l) => l.startsWith('laptop '));
+    const pinned = readFileSync(join(user.configDir, 'known_hosts'), 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('laptop '));
     expect(pinned.length).toBeGreaterThan(0);
     for (const l of pinned) expect(fixtures().sshd.hostKeys).toContain(l.split(/\s+/).slice(1, 3).join(' '));
     const echo = await runCommand('ssh', [...opts(), dest(), 'echo', 'ok'], { env, timeoutMs: 30_000 });
@@ -108,26 +133,39 @@ describe('stock OpenSSH with the generated ssh config', () => {
     await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
     const targetPort = (echo.address() as { port: number }).port;
     const local = await freePort();
-    const fwd = new Proc(spawn('ssh', [...opts(), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${local}:127.0.0.1:${targetPort}`, dest()], { env, stdio: ['pipe', 'pipe', 'pipe'] }));
+    const fwd = new Proc(
+      spawn(
+        'ssh',
+        [...opts(), '-N', '-o', 'ExitOnForwardFailure=yes', '-L', `127.0.0.1:${local}:127.0.0.1:${targetPort}`, dest()],
+        { env, stdio: ['pipe', 'pipe', 'pipe'] },
+      ),
+    );
     try {
-      const answer = await waitFor(async () => {
-        if (!fwd.running) throw new Error(`ssh -L exited: ${fwd.err}`);
-        return new Promise<string | null>((resolve) => {
-          const c = connect(local, '127.0.0.1');
-          let got = '';
-          c.on('data', (d) => {
-            got += d.toString();
-            if (got.includes('\n')) {
+      const answer = await waitFor(
+        async () => {
+          if (!fwd.running) throw new Error(`ssh -L exited: ${fwd.err}`);
+          return new Promise<string | null>((resolve) => {
+            const c = connect(local, '127.0.0.1');
+            let got = '';
+            c.on('data', (d) => {
+              got += d.toString();
+              if (got.includes('\n')) {
+                c.destroy();
+                resolve(got);
+              }
+            });
+            c.on('error', () => resolve(null));
+            c.on('close', () => resolve(got.includes('\n') ? got : null));
+            c.write('ping through -L\n');
+            setTimeout(() => {
               c.destroy();
-              resolve(got);
-            }
+              resolve(null);
+            }, 2_000);
           });
-          c.on('error', () => resolve(null));
-          c.on('close', () => resolve(got.includes('\n') ? got : null));
-          c.write('ping through -L\n');
-          setTimeout(() => { c.destroy(); resolve(null); }, 2_000);
-        });
-      }, 20_000, 'a round trip through ssh -L');
+        },
+        20_000,
+        'a round trip through ssh -L',
+      );
       expect(answer).toBe('ping through -L\n');
     } finally {
       await fwd.stop();

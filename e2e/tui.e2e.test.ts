@@ -16,7 +16,17 @@ import { waitFor } from './fixtures/net.js';
 import { visibleScreen } from './fixtures/terminal.js';
 import { makeHostKeys } from './fixtures/sshd.js';
 import { h2From, postJson } from './fixtures/h2-raw.js';
-import { ADMIN_PASSWORD, BIN, loginUser, startAgent, startRelay, stopAll, type Agent, type Relay, type User } from './fixtures/stack.js';
+import {
+  ADMIN_PASSWORD,
+  BIN,
+  loginUser,
+  startAgent,
+  startRelay,
+  stopAll,
+  type Agent,
+  type Relay,
+  type User,
+} from './fixtures/stack.js';
 
 const TUI = BIN.tui;
 
@@ -107,7 +117,10 @@ describe('mssh-tui', () => {
     capture('picker', t.screen());
 
     t.type('al');
-    await t.until((s) => /Filter: al/.test(s) && /alpha/.test(s) && !/bravo/.test(s), 'filter narrows the list to alpha');
+    await t.until(
+      (s) => /Filter: al/.test(s) && /alpha/.test(s) && !/bravo/.test(s),
+      'filter narrows the list to alpha',
+    );
 
     t.type('\r');
     await t.until((s) => !/Filter:/.test(s), 'the picker hands the terminal to the shell');
@@ -130,7 +143,10 @@ describe('mssh-tui', () => {
     await t.until((s) => /^c7c\s*$/m.test(s), 'Ctrl-C reaches the remote side');
 
     t.type('exit\r');
-    await t.until((s) => /Filter: al/.test(s) && /online\s+alpha/.test(s) && /ended \(exit 0\)/.test(s), 'picker back with the filter kept');
+    await t.until(
+      (s) => /Filter: al/.test(s) && /online\s+alpha/.test(s) && /ended \(exit 0\)/.test(s),
+      'picker back with the filter kept',
+    );
     expect(t.screen()).not.toMatch(/bravo/);
 
     // Clear the filter; take bravo's agent down: the live refresh shows it offline within 3 s.
@@ -153,7 +169,12 @@ describe('mssh-tui', () => {
     expect(JSON.parse(readFileSync(join(user.configDir, 'tui-users.json'), 'utf8')).hosts).toEqual({ bravo: 'deploy' });
 
     t.type('q');
-    await waitFor(() => /TUI-EXIT=0[\s\S]*\bspeed\b[\s\S]*\bicanon\b/.test(t.raw) && t.term.buffer.active.type === 'normal' || null, 10_000, `mssh-tui exit and stty -a; output:\n${t.raw.slice(-2000)}`);
+    await waitFor(
+      () =>
+        (/TUI-EXIT=0[\s\S]*\bspeed\b[\s\S]*\bicanon\b/.test(t.raw) && t.term.buffer.active.type === 'normal') || null,
+      10_000,
+      `mssh-tui exit and stty -a; output:\n${t.raw.slice(-2000)}`,
+    );
     const stty = t.raw.slice(t.raw.indexOf('TUI-EXIT=0'));
     expect(stty).toMatch(/(^|\s)icanon(\s|$)/m);
     expect(stty).toMatch(/(^|\s)echo(\s|$)/m);
@@ -168,17 +189,32 @@ describe('mssh-tui', () => {
     appendFileSync(join(other.configDir, 'known_hosts'), `alpha ${pubs[0]}\n`, { mode: 0o600 });
     const t = new TuiTerm(envFor(other), ['--host', 'alpha', '-i', fixtures().sshd.clientKey]);
     open.push(t);
-    await t.until((s) => /HOST KEY FOR alpha HAS CHANGED/.test(s) && /mssh known-hosts forget alpha/.test(s), 'host key warning screen', 15_000);
+    await t.until(
+      (s) => /HOST KEY FOR alpha HAS CHANGED/.test(s) && /mssh known-hosts forget alpha/.test(s),
+      'host key warning screen',
+      15_000,
+    );
     expect(t.screen()).toMatch(/Pinned before:\s+SHA256:/);
     expect(t.screen()).toMatch(/Presented now:\s+SHA256:/);
     capture('host-key-warning', t.screen());
     t.type('\r');
-    await t.until((s) => /Not connected to alpha/.test(s) && /online\s+alpha/.test(s), 'back to the picker, not connected');
+    await t.until(
+      (s) => /Not connected to alpha/.test(s) && /online\s+alpha/.test(s),
+      'back to the picker, not connected',
+    );
     expect(t.screen()).toMatch(/MINE[\s\S]*alpha\s+-\s+now\s+0\s/);
     // SIGTERM restores the terminal too.
-    const pid = Number(execFileSync('pgrep', ['-P', String(t.proc.pid)], { encoding: 'utf8' }).trim().split('\n')[0]);
+    const pid = Number(
+      execFileSync('pgrep', ['-P', String(t.proc.pid)], { encoding: 'utf8' })
+        .trim()
+        .split('\n')[0],
+    );
     process.kill(pid, 'SIGTERM');
-    await waitFor(() => /TUI-EXIT=143[\s\S]*\bicanon\b/.test(t.raw) && t.term.buffer.active.type === 'normal' || null, 10_000, `mssh-tui exit on SIGTERM; screen:\n${t.screen()}`);
+    await waitFor(
+      () => (/TUI-EXIT=143[\s\S]*\bicanon\b/.test(t.raw) && t.term.buffer.active.type === 'normal') || null,
+      10_000,
+      `mssh-tui exit on SIGTERM; screen:\n${t.screen()}`,
+    );
     expect(t.raw.slice(t.raw.indexOf('TUI-EXIT=143'))).toMatch(/(^|\s)icanon(\s|$)/m);
     expect(t.term.buffer.active.type).toBe('normal');
     expect(t.raw.lastIndexOf('\x1b[?25h')).toBeGreaterThan(t.raw.lastIndexOf('\x1b[?25l'));
@@ -199,13 +235,16 @@ describe('mssh-tui', () => {
     await t.until((s) => /^pass2ok\s*$/m.test(s), 'remote shell output');
     t.type('exit\r');
     // MINE counts the sessions open now: back to 0 once the shell ended.
-    await t.until((s) => /ended \(exit 0\)/.test(s) && /alpha\s+-\s+now\s+0\s/.test(s), 'picker back, no session of mine open');
+    await t.until(
+      (s) => /ended \(exit 0\)/.test(s) && /alpha\s+-\s+now\s+0\s/.test(s),
+      'picker back, no session of mine open',
+    );
     expect(t.all()).not.toContain('tui-passphrase');
     t.type('q');
     await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
   });
 
-  it('after a session and q, the shell continues below the session\'s last output, not over it', async () => {
+  it("after a session and q, the shell continues below the session's last output, not over it", async () => {
     const t = new TuiTerm(envFor(user), ['-i', fixtures().sshd.clientKey]);
     open.push(t);
     await t.until((s) => /online\s+alpha/.test(s), 'alpha listed', 15_000);
@@ -218,7 +257,11 @@ describe('mssh-tui', () => {
     t.type('\x1b');
     await t.until((s) => /Filter:\s+login:/.test(s), 'filter cleared');
     t.type('q');
-    await waitFor(() => /TUI-EXIT=0[\s\S]*\bicanon\b/.test(t.raw) && t.term.buffer.active.type === 'normal' || null, 10_000, `mssh-tui exit; output:\n${t.raw.slice(-2000)}`);
+    await waitFor(
+      () => (/TUI-EXIT=0[\s\S]*\bicanon\b/.test(t.raw) && t.term.buffer.active.type === 'normal') || null,
+      10_000,
+      `mssh-tui exit; output:\n${t.raw.slice(-2000)}`,
+    );
     // The main screen as the session left it (like after `ssh`), and the next output below it, not over
     // it: before the fix the cursor came back at the top left and TUI-EXIT=0 overwrote the first line.
     const after = t.screen().split('\n');
@@ -239,11 +282,29 @@ describe('mssh-tui', () => {
     try {
       const url = `https://127.0.0.1:${(silent.address() as { port: number }).port}`;
       const dir = mkdtempSync(join(fixtures().root, 'tui-loading-'));
-      const entry = { url, fingerprint: `SHA256:${'A'.repeat(43)}`, token: 'not-a-real-token', user: 'admin', admin: true, expiresAt: '2999-01-01T00:00:00.000Z' };
-      writeFileSync(join(dir, 'credentials.json'), JSON.stringify({ version: 1, current: url, relays: { [url]: entry } }), { mode: 0o600 });
-      const t = new TuiTerm({ ...process.env, MSSH_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', HOME: dir, TERM: 'xterm-256color' }, []);
+      const entry = {
+        url,
+        fingerprint: `SHA256:${'A'.repeat(43)}`,
+        token: 'not-a-real-token',
+        user: 'admin',
+        admin: true,
+        expiresAt: '2999-01-01T00:00:00.000Z',
+      };
+      writeFileSync(
+        join(dir, 'credentials.json'),
+        JSON.stringify({ version: 1, current: url, relays: { [url]: entry } }),
+        { mode: 0o600 },
+      );
+      const t = new TuiTerm(
+        { ...process.env, MSSH_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', HOME: dir, TERM: 'xterm-256color' },
+        [],
+      );
       open.push(t);
-      await t.until((s) => /loading machines…/.test(s) && /Loading the machines from https:\/\/127\.0\.0\.1/.test(s), 'loading state', 10_000);
+      await t.until(
+        (s) => /loading machines…/.test(s) && /Loading the machines from https:\/\/127\.0\.0\.1/.test(s),
+        'loading state',
+        10_000,
+      );
       expect(t.screen()).not.toMatch(/0\/0 machines|no machines yet/);
       // The connection attempt times out (5 s): the banner, and still no claim that there are no machines.
       await t.until((s) => /Relay unreachable/.test(s), 'relay unreachable banner', 15_000);
@@ -259,12 +320,21 @@ describe('mssh-tui', () => {
 
   it('shows the login form when the stored login has expired, prefilled, then the picker', async () => {
     const dir = mkdtempSync(join(fixtures().root, 'tui-expired-'));
-    const creds = JSON.parse(readFileSync(join(user.configDir, 'credentials.json'), 'utf8')) as { relays: Record<string, { expiresAt?: string }> };
+    const creds = JSON.parse(readFileSync(join(user.configDir, 'credentials.json'), 'utf8')) as {
+      relays: Record<string, { expiresAt?: string }>;
+    };
     for (const r of Object.values(creds.relays)) r.expiresAt = '2000-01-01T00:00:00.000Z';
     writeFileSync(join(dir, 'credentials.json'), JSON.stringify(creds), { mode: 0o600 });
-    const t = new TuiTerm({ ...process.env, MSSH_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', HOME: dir, TERM: 'xterm-256color' }, []);
+    const t = new TuiTerm(
+      { ...process.env, MSSH_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', HOME: dir, TERM: 'xterm-256color' },
+      [],
+    );
     open.push(t);
-    await t.until((s) => /expired/.test(s) && /Relay URL: https:\/\/127\.0\.0\.1/.test(s) && /User: admin/.test(s), 'login form, prefilled', 15_000);
+    await t.until(
+      (s) => /expired/.test(s) && /Relay URL: https:\/\/127\.0\.0\.1/.test(s) && /User: admin/.test(s),
+      'login form, prefilled',
+      15_000,
+    );
     t.type(`\r\r${ADMIN_PASSWORD}\r`);
     await t.until((s) => /online\s+alpha/.test(s) && /Logged in to/.test(s), 'picker after login', 15_000);
     t.type('q');
@@ -273,7 +343,10 @@ describe('mssh-tui', () => {
 
   it('asks for a login in the TUI when not logged in, then shows the picker', async () => {
     const dir = mkdtempSync(join(fixtures().root, 'tui-nologin-'));
-    const t = new TuiTerm({ ...process.env, MSSH_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', HOME: dir, TERM: 'xterm-256color' }, []);
+    const t = new TuiTerm(
+      { ...process.env, MSSH_CONFIG_DIR: dir, SSH_AUTH_SOCK: '', HOME: dir, TERM: 'xterm-256color' },
+      [],
+    );
     open.push(t);
     await t.until((s) => /Log in to a relay/.test(s) && /Relay URL:/.test(s), 'login form', 15_000);
     t.type(`${relay.url}\r`);
@@ -288,7 +361,11 @@ describe('mssh-tui', () => {
     capture('relay-unreachable', t.screen());
     expect(t.all()).not.toMatch(/\n\s+at .+\(.*:\d+:\d+\)/);
     await relay.restart();
-    await t.until((s) => !/Relay unreachable/.test(s) && /Relay reachable again/.test(s) && /alpha/.test(s), 'banner gone after the relay is back', 15_000);
+    await t.until(
+      (s) => !/Relay unreachable/.test(s) && /Relay reachable again/.test(s) && /alpha/.test(s),
+      'banner gone after the relay is back',
+      15_000,
+    );
     t.type('q');
     await waitFor(() => /TUI-EXIT=0/.test(t.raw) || null, 10_000, 'mssh-tui exit');
   });
@@ -308,18 +385,31 @@ describe('mssh-tui with 301 machines', () => {
   beforeAll(async () => {
     relay = await startRelay('pglite');
     user = await loginUser(relay);
-    const creds = JSON.parse(readFileSync(join(user.configDir, 'credentials.json'), 'utf8')) as { relays: Record<string, { token: string }> };
+    const creds = JSON.parse(readFileSync(join(user.configDir, 'credentials.json'), 'utf8')) as {
+      relays: Record<string, { token: string }>;
+    };
     const token = Object.values(creds.relays)[0]!.token;
     const h2 = await h2From(relay);
     try {
       for (let i = 0; i < names.length; i += 20) {
-        await Promise.all(names.slice(i, i + 20).map(async (name) => {
-          const t = await postJson(h2, '/v1/admin/agents/enroll', { name }, { authorization: `Bearer ${token}` });
-          if (t.status !== 201) throw new Error(`enrolment token for ${name}: ${t.status} ${t.text}`);
-          const publicKey = generateKeyPairSync('ed25519').publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
-          const e = await postJson(h2, PATHS.enroll, { token: t.body.token, name, publicKey, hostKeys: [], agentVersion: '0.0.0-test', protocolVersion: PROTOCOL_VERSION });
-          if (e.status !== 200 && e.status !== 201) throw new Error(`enrol ${name}: ${e.status} ${e.text}`);
-        }));
+        await Promise.all(
+          names.slice(i, i + 20).map(async (name) => {
+            const t = await postJson(h2, '/v1/admin/agents/enroll', { name }, { authorization: `Bearer ${token}` });
+            if (t.status !== 201) throw new Error(`enrolment token for ${name}: ${t.status} ${t.text}`);
+            const publicKey = generateKeyPairSync('ed25519')
+              .publicKey.export({ format: 'der', type: 'spki' })
+              .toString('base64');
+            const e = await postJson(h2, PATHS.enroll, {
+              token: t.body.token,
+              name,
+              publicKey,
+              hostKeys: [],
+              agentVersion: '0.0.0-test',
+              protocolVersion: PROTOCOL_VERSION,
+            });
+            if (e.status !== 200 && e.status !== 201) throw new Error(`enrol ${name}: ${e.status} ${e.text}`);
+          }),
+        );
       }
     } finally {
       h2.close();
@@ -347,7 +437,11 @@ describe('mssh-tui with 301 machines', () => {
     t.type('\x1b');
     await t.until((s) => /Filter:\s+login: \S+@web-029/.test(s), 'Esc clears the filter and keeps the selection');
     t.type('web-15');
-    await t.until((s) => /Filter: web-15/.test(s) && /login: \S+@web-150/.test(s), 'web-15 selects web-150 (prefix)', 5_000);
+    await t.until(
+      (s) => /Filter: web-15/.test(s) && /login: \S+@web-150/.test(s),
+      'web-15 selects web-150 (prefix)',
+      5_000,
+    );
     expect(t.selectedRow()).toMatch(/^offline\s+web-150\s/);
     t.type('\x7f\x7f'); // Backspace twice: "web-"
     await t.until((s) => /Filter: web- /.test(s) && /login: \S+@web-000/.test(s), 'web- selects web-000', 5_000);
@@ -377,7 +471,9 @@ describe('mssh-tui: a session an admin ends says why (issue 17 item 5)', () => {
     expect((await relay.cli(['user', 'add', 'tess', '--password-stdin'], 'tess-password-1\n')).code).toBe(0);
     expect((await relay.cli(['grant', 'tess', 'alpha'])).code).toBe(0);
   });
-  afterAll(async () => { await relay?.proc.stop(); });
+  afterAll(async () => {
+    await relay?.proc.stop();
+  });
 
   it('disabled with --kill-sessions while in a shell: the picker comes back saying the account was disabled by an admin', async () => {
     const tess = await loginUser(relay, 'tess', 'tess-password-1');
@@ -391,10 +487,21 @@ describe('mssh-tui: a session an admin ends says why (issue 17 item 5)', () => {
       const d = await relay.cli(['user', 'disable', 'tess', '--kill-sessions']);
       expect(d.code, d.stderr).toBe(0);
       // The picker comes back with the reason on its status line (blessed draws it in one piece).
-      await t.until((s) => /the session to alpha was ended: your account on \S+ was disabled by an admin \[CLI_ERR_ACCOUNT_DISABLED\]/.test(s), 'the reason on the status line', 5_000);
+      await t.until(
+        (s) =>
+          /the session to alpha was ended: your account on \S+ was disabled by an admin \[CLI_ERR_ACCOUNT_DISABLED\]/.test(
+            s,
+          ),
+        'the reason on the status line',
+        5_000,
+      );
       expect(t.screen()).not.toMatch(/gone offline|was lost/);
       // The list refresh is refused too: the banner says why, not that the relay is unreachable.
-      await t.until((s) => /your account on \S+ was disabled by an admin \[CLI_ERR_ACCOUNT_DISABLED\]; Ask an admin/.test(s), 'the banner', 5_000);
+      await t.until(
+        (s) => /your account on \S+ was disabled by an admin \[CLI_ERR_ACCOUNT_DISABLED\]; Ask an admin/.test(s),
+        'the banner',
+        5_000,
+      );
       expect(t.screen()).not.toMatch(/Relay unreachable/);
     } finally {
       t.kill();

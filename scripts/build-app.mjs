@@ -15,7 +15,12 @@ import { resolve } from 'node:path';
 const args = process.argv.slice(2);
 const keep = args.includes('--keep');
 const cjs = args.includes('--cjs');
-const inline = new Set(args.filter((a) => a.startsWith('--inline=')).flatMap((a) => a.slice('--inline='.length).split(',')).filter(Boolean));
+const inline = new Set(
+  args
+    .filter((a) => a.startsWith('--inline='))
+    .flatMap((a) => a.slice('--inline='.length).split(','))
+    .filter(Boolean),
+);
 const [entry, outfile] = args.filter((a) => !a.startsWith('--'));
 if (!entry || !outfile) {
   console.error('usage: build-app.mjs ENTRY OUTFILE [--keep]');
@@ -50,7 +55,11 @@ await build({
   logLevel: 'warning',
   ...(cjs
     ? { supported: { 'dynamic-import': false } }
-    : { banner: { js: "import { createRequire as __mssh_cr } from 'node:module'; const require = __mssh_cr(import.meta.url);" } }),
+    : {
+        banner: {
+          js: "import { createRequire as __mssh_cr } from 'node:module'; const require = __mssh_cr(import.meta.url);",
+        },
+      }),
 });
 // The relay applies drizzle migrations at start; ship the SQL next to the bundle.
 if (seen.has('@mssh/migrations')) {

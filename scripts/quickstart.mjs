@@ -39,12 +39,18 @@ function start(name, bin, args, ready, env = process.env) {
   children.push(child);
   let seen = '';
   return new Promise((resolveReady, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name} did not start within 60 s; see ${join(dir, `${name}.log`)}`)), 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`${name} did not start within 60 s; see ${join(dir, `${name}.log`)}`)),
+      60_000,
+    );
     const onData = (d) => {
       log.write(d);
       seen += d.toString();
       const m = seen.match(ready);
-      if (m) { clearTimeout(timer); resolveReady({ child, match: m, output: () => seen }); }
+      if (m) {
+        clearTimeout(timer);
+        resolveReady({ child, match: m, output: () => seen });
+      }
     };
     child.stdout.on('data', onData);
     child.stderr.on('data', onData);
@@ -65,22 +71,53 @@ const adminPassword = readFileSync(pwFile, 'utf8').trim();
 const relayDir = join(dir, 'relay');
 let relay;
 try {
-  relay = await start('relay', BIN.relay, ['serve', '--listen', listen, '--data-dir', relayDir],
-    /TLS certificate fingerprint: (SHA256:\S+)/, { ...process.env, MSSH_BOOTSTRAP_PASSWORD: adminPassword });
+  relay = await start(
+    'relay',
+    BIN.relay,
+    ['serve', '--listen', listen, '--data-dir', relayDir],
+    /TLS certificate fingerprint: (SHA256:\S+)/,
+    { ...process.env, MSSH_BOOTSTRAP_PASSWORD: adminPassword },
+  );
 } catch (e) {
-  die(`the relay did not start: ${e.message}`, `Is ${listen} in use? Pick another address: MSSH_LISTEN=127.0.0.1:9443 npm start`);
+  die(
+    `the relay did not start: ${e.message}`,
+    `Is ${listen} in use? Pick another address: MSSH_LISTEN=127.0.0.1:9443 npm start`,
+  );
 }
 const fingerprint = relay.match[1];
 const url = relay.output().match(/mssh-relay listening on (https:\/\/\S+)/)[1];
 
 // 2. This machine's agent: enrolled once, then reused.
-const name = (hostname().toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 63)) || 'this-machine';
+const name =
+  hostname()
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63) || 'this-machine';
 const agentDir = join(dir, 'agent');
 if (!existsSync(join(agentDir, 'agent.json'))) {
   const t = runSync(BIN.relay, ['agent', 'enroll', name, '--data-dir', relayDir]);
   const token = t.out.match(/--token\s+(\S+)/)?.[1];
-  if (t.code !== 0 || !token) die(`could not create an enrolment token for "${name}": ${(t.err || t.out).trim()}`, `Remove ${dir} to start afresh.`);
-  const e = runSync(BIN.agent, ['enroll', '--relay', url, '--token', token, '--name', name, '--relay-fingerprint', fingerprint, '--state-dir', agentDir, '--target', 'auto']);
+  if (t.code !== 0 || !token)
+    die(
+      `could not create an enrolment token for "${name}": ${(t.err || t.out).trim()}`,
+      `Remove ${dir} to start afresh.`,
+    );
+  const e = runSync(BIN.agent, [
+    'enroll',
+    '--relay',
+    url,
+    '--token',
+    token,
+    '--name',
+    name,
+    '--relay-fingerprint',
+    fingerprint,
+    '--state-dir',
+    agentDir,
+    '--target',
+    'auto',
+  ]);
   if (e.code !== 0) die(`mssh-agent enroll failed: ${(e.err || e.out).trim()}`);
 }
 
@@ -106,8 +143,11 @@ const embedded = /embedded/i.test(agent.output());
 
 // 4. A logged-in mssh config for this quick start.
 const clientDir = join(dir, 'client');
-const login = runSync(BIN.mssh, ['login', '--relay', url, '--user', 'admin', '--password-stdin', '--relay-fingerprint', fingerprint],
-  { input: `${adminPassword}\n`, env: { ...process.env, MSSH_CONFIG_DIR: clientDir } });
+const login = runSync(
+  BIN.mssh,
+  ['login', '--relay', url, '--user', 'admin', '--password-stdin', '--relay-fingerprint', fingerprint],
+  { input: `${adminPassword}\n`, env: { ...process.env, MSSH_CONFIG_DIR: clientDir } },
+);
 if (login.code !== 0) die(`mssh login failed: ${(login.err || login.out).trim()}`);
 
 // 5. An OpenSSH config for this quick start: exactly what `mssh config ssh` prints (NAME.mssh through
@@ -115,14 +155,15 @@ if (login.code !== 0) die(`mssh login failed: ${(login.err || login.out).trim()}
 // OpenSSH command below never asks yes/no and refuses a changed key.
 const sshConfig = join(dir, 'ssh_config');
 const block = runSync(BIN.mssh, ['config', 'ssh'], { env: { ...process.env, MSSH_CONFIG_DIR: clientDir } });
-if (block.code !== 0 || !/KnownHostsCommand/.test(block.out)) die(`mssh config ssh failed: ${(block.err || block.out).trim()}`);
+if (block.code !== 0 || !/KnownHostsCommand/.test(block.out))
+  die(`mssh config ssh failed: ${(block.err || block.out).trim()}`);
 writeFileSync(sshConfig, block.out, { mode: 0o600 });
 
 const user = userInfo().username;
 console.log(`
 mssh is running.
   relay   ${url}   (certificate ${fingerprint})
-  agent   "${name}" is online, serving ${embedded ? "its embedded SSH server (sessions run as " + user + ")" : 'the SSH server on 127.0.0.1:22'}
+  agent   "${name}" is online, serving ${embedded ? 'its embedded SSH server (sessions run as ' + user + ')' : 'the SSH server on 127.0.0.1:22'}
   admin   user "admin", password in ${pwFile}
   logs    ${join(dir, 'relay.log')}, ${join(dir, 'agent.log')}
 
@@ -144,4 +185,10 @@ function stop() {
 }
 process.on('SIGINT', stop);
 process.on('SIGTERM', stop);
-for (const c of children) c.once('exit', (code) => { if (!stopping) { console.error(`quickstart: a program exited (${code}); see the logs above`); stop(); } });
+for (const c of children)
+  c.once('exit', (code) => {
+    if (!stopping) {
+      console.error(`quickstart: a program exited (${code}); see the logs above`);
+      stop();
+    }
+  });

@@ -21,7 +21,9 @@ export function cleanup(): Promise<void> {
       try {
         await Promise.race([
           Promise.resolve().then(step.fn),
-          new Promise<void>((_, reject) => { timer = setTimeout(() => reject(new Error('timed out after 15 s')), 15_000); }),
+          new Promise<void>((_, reject) => {
+            timer = setTimeout(() => reject(new Error('timed out after 15 s')), 15_000);
+          }),
         ]);
       } catch (e) {
         process.stderr.write(`bench: cleanup step "${step.what}" failed: ${(e as Error).message}\n`);

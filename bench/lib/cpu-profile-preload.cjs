@@ -21,8 +21,13 @@ if (dir) {
       const sub = process.argv[2] || '';
       try {
         mkdirSync(dir, { recursive: true });
-        writeFileSync(join(dir, `${name}${sub ? `-${sub}` : ''}-${process.pid}.cpuprofile`), JSON.stringify(res.profile));
-      } catch { /* nowhere to report it */ }
+        writeFileSync(
+          join(dir, `${name}${sub ? `-${sub}` : ''}-${process.pid}.cpuprofile`),
+          JSON.stringify(res.profile),
+        );
+      } catch {
+        /* nowhere to report it */
+      }
     });
   });
 }

@@ -18,7 +18,17 @@ import type http2 from 'node:http2';
 import { setFixtures } from '@mssh/test-fixtures/state';
 import { createTemplate, dropRunDatabases } from '@mssh/test-fixtures/postgres';
 import { freePort, waitForPort } from '@mssh/test-fixtures/net';
-import { startRelay, startAgent, loginUser, stopAll, BIN, ADMIN_PASSWORD, type Relay, type Agent, type User } from '@mssh/test-fixtures/stack';
+import {
+  startRelay,
+  startAgent,
+  loginUser,
+  stopAll,
+  BIN,
+  ADMIN_PASSWORD,
+  type Relay,
+  type Agent,
+  type User,
+} from '@mssh/test-fixtures/stack';
 import { login } from '@mssh/test-fixtures/tunnel-client';
 import { relaySession } from './relay-session.js';
 import { onCleanup } from './cleanup.js';
@@ -81,13 +91,23 @@ export async function setUp(opts: { mssh: boolean; profileDir?: string; relayArg
   log('starting the target and bastion sshds');
   const target = await startBenchSshd('target', root, key);
   const bastion = await startBenchSshd('bastion', root, key);
-  onCleanup('stop sshds', async () => { await target.kill(); await bastion.kill(); });
+  onCleanup('stop sshds', async () => {
+    await target.kill();
+    await bastion.kill();
+  });
 
   const nullPort = await freePort();
   const nullKey = join(root, 'null_host_ed25519');
   execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', nullKey], { stdio: 'ignore' });
-  const nullProc = spawnTracked(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'null-target.ts'), String(nullPort), nullKey], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
-  onCleanup('stop null target', async () => { nullProc.kill('SIGTERM'); await exited(nullProc); });
+  const nullProc = spawnTracked(
+    process.execPath,
+    ['--import', 'tsx', join(import.meta.dirname, 'null-target.ts'), String(nullPort), nullKey],
+    { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  onCleanup('stop null target', async () => {
+    nullProc.kill('SIGTERM');
+    await exited(nullProc);
+  });
   await waitForPort(nullPort, 60_000, () => nullProc.exitCode !== null);
 
   const rport = await freePort();
@@ -113,9 +133,27 @@ export async function setUp(opts: { mssh: boolean; profileDir?: string; relayArg
   await tunnel.waitUp(60_000);
 
   const profileEnv: NodeJS.ProcessEnv = opts.profileDir
-    ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${join(import.meta.dirname, 'cpu-profile-preload.cjs')}`.trim(), MSSH_BENCH_PROFILE_DIR: opts.profileDir }
+    ? {
+        NODE_OPTIONS:
+          `${process.env.NODE_OPTIONS ?? ''} --require ${join(import.meta.dirname, 'cpu-profile-preload.cjs')}`.trim(),
+        MSSH_BENCH_PROFILE_DIR: opts.profileDir,
+      }
     : {};
-  const env: BenchEnv = { runId, root, key, user: target.user, target, bastion, sshConfig, rport, nullRport, nullPort, tunnel, profileEnv, linksUpAt: Date.now() };
+  const env: BenchEnv = {
+    runId,
+    root,
+    key,
+    user: target.user,
+    target,
+    bastion,
+    sshConfig,
+    rport,
+    nullRport,
+    nullPort,
+    tunnel,
+    profileEnv,
+    linksUpAt: Date.now(),
+  };
 
   log('creating the Postgres template database');
   onCleanup('drop databases', () => dropRunDatabases(runId));
@@ -124,7 +162,15 @@ export async function setUp(opts: { mssh: boolean; profileDir?: string; relayArg
     runId,
     root,
     pgliteTemplate: join(root, 'no-pglite-in-bench'),
-    sshd: { port: target.port, dir: target.dir, pid: target.pid(), hostKeys: target.hostKeys, clientKey: key.path, clientPub: key.pub, user: target.user },
+    sshd: {
+      port: target.port,
+      dir: target.dir,
+      pid: target.pid(),
+      hostKeys: target.hostKeys,
+      clientKey: key.path,
+      clientPub: key.pub,
+      user: target.user,
+    },
   });
 
   if (!opts.mssh) {
@@ -132,7 +178,11 @@ export async function setUp(opts: { mssh: boolean; profileDir?: string; relayArg
     return env;
   }
   // The bundles the bins load (the mssh CLI's is CommonJS, run with its code cache: apps/tui/bin/mssh.js).
-  const bundles = [join(BIN.relay, '../../dist/main.js'), join(BIN.agent, '../../dist/main.js'), join(BIN.mssh, '../../dist/main.cjs')];
+  const bundles = [
+    join(BIN.relay, '../../dist/main.js'),
+    join(BIN.agent, '../../dist/main.js'),
+    join(BIN.mssh, '../../dist/main.cjs'),
+  ];
   const missing = bundles.filter((f) => !existsSync(f));
   if (missing.length) {
     env.msshProblem = `not built (${missing.map((m) => m.slice(ROOT.length + 1)).join(', ')} missing): run npm run build`;
@@ -141,7 +191,12 @@ export async function setUp(opts: { mssh: boolean; profileDir?: string; relayArg
   onCleanup('stop relay and agents', async () => {
     // SIGTERM first (a graceful exit writes the --profile CPU profiles), then SIGKILL whatever is left.
     const m = env.mssh;
-    if (m) await Promise.all([m.relay.proc.stop('SIGTERM', 10_000), m.agent.proc.stop('SIGTERM', 10_000), m.nullAgent.proc.stop('SIGTERM', 10_000)]);
+    if (m)
+      await Promise.all([
+        m.relay.proc.stop('SIGTERM', 10_000),
+        m.agent.proc.stop('SIGTERM', 10_000),
+        m.nullAgent.proc.stop('SIGTERM', 10_000),
+      ]);
     await stopAll();
   });
   // --profile: the relay and agents inherit NODE_OPTIONS and write a V8 CPU profile when they exit.

@@ -24,12 +24,27 @@ function hostVerifier(hostKeys: string[]): (k: Buffer) => boolean {
   return (k: Buffer) => allowed.has(k.toString('base64'));
 }
 
-function connect(env: BenchEnv, hostKeys: string[], how: { sock: Duplex } | { port: number }, timeoutMs: number): Promise<SshClient> {
+function connect(
+  env: BenchEnv,
+  hostKeys: string[],
+  how: { sock: Duplex } | { port: number },
+  timeoutMs: number,
+): Promise<SshClient> {
   return new Promise((resolve, reject) => {
     const c = new Client();
-    const t = setTimeout(() => { c.destroy(); reject(new Error(`ssh handshake timed out after ${timeoutMs} ms`)); }, timeoutMs);
-    c.once('ready', () => { clearTimeout(t); resolve(c); });
-    c.once('error', (e) => { clearTimeout(t); c.destroy(); reject(e); });
+    const t = setTimeout(() => {
+      c.destroy();
+      reject(new Error(`ssh handshake timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    c.once('ready', () => {
+      clearTimeout(t);
+      resolve(c);
+    });
+    c.once('error', (e) => {
+      clearTimeout(t);
+      c.destroy();
+      reject(e);
+    });
     c.on('error', () => {});
     c.connect({
       ...('sock' in how ? { sock: how.sock } : { host: '127.0.0.1', port: how.port }),
@@ -65,10 +80,22 @@ export function execChannel(c: SshClient, command: string): Promise<ssh2.ClientC
 /** Resolve with the first bytes the stream yields (an SSH server's identification line). */
 export function firstBytes(sock: Duplex, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => { cleanup(); reject(new Error(`no data within ${timeoutMs} ms`)); }, timeoutMs);
-    const onData = (d: Buffer) => { cleanup(); resolve(d); };
-    const onEnd = () => { cleanup(); reject(new Error('stream ended before any data')); };
-    const onError = (e: Error) => { cleanup(); reject(e); };
+    const t = setTimeout(() => {
+      cleanup();
+      reject(new Error(`no data within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onData = (d: Buffer) => {
+      cleanup();
+      resolve(d);
+    };
+    const onEnd = () => {
+      cleanup();
+      reject(new Error('stream ended before any data'));
+    };
+    const onError = (e: Error) => {
+      cleanup();
+      reject(e);
+    };
     const cleanup = () => {
       clearTimeout(t);
       sock.off('data', onData);
@@ -85,11 +112,16 @@ export function firstBytes(sock: Duplex, timeoutMs: number): Promise<Buffer> {
 export function closeStream(sock: Duplex, timeoutMs: number): Promise<void> {
   return new Promise((resolve) => {
     if (sock.destroyed) return resolve();
-    const t = setTimeout(() => { sock.destroy(); resolve(); }, timeoutMs);
-    sock.once('close', () => { clearTimeout(t); resolve(); });
+    const t = setTimeout(() => {
+      sock.destroy();
+      resolve();
+    }, timeoutMs);
+    sock.once('close', () => {
+      clearTimeout(t);
+      resolve();
+    });
     sock.on('error', () => {});
     sock.resume();
     sock.end();
   });
 }
-

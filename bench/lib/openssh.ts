@@ -25,9 +25,14 @@ export interface KnownHost {
  * Write an ssh_config used by every OpenSSH command of the run (`ssh -F file`). `-F` is handed on to
  * the `ssh -W` that `-J` starts, so the jump hop gets the same settings.
  */
-export function writeSshConfig(dir: string, opts: { identity: string; user: string; bastionPort: number; knownHosts: KnownHost[] }): string {
+export function writeSshConfig(
+  dir: string,
+  opts: { identity: string; user: string; bastionPort: number; knownHosts: KnownHost[] },
+): string {
   const knownHosts = join(dir, 'known_hosts');
-  writeFileSync(knownHosts, opts.knownHosts.flatMap((h) => h.keys.map((k) => `${h.pattern} ${k}`)).join('\n') + '\n', { mode: 0o600 });
+  writeFileSync(knownHosts, opts.knownHosts.flatMap((h) => h.keys.map((k) => `${h.pattern} ${k}`)).join('\n') + '\n', {
+    mode: 0o600,
+  });
   const file = join(dir, 'ssh_config');
   writeFileSync(
     file,
@@ -74,17 +79,25 @@ export interface ReverseTunnel {
  * mssh agent uses (RECONNECT_BASE_MS doubling to RECONNECT_CAP_MS, reset after RECONNECT_HEALTHY_RESET_MS
  * up; no jitter). autossh would do the same job; on loopback nothing is gained by its monitoring port.
  */
-export function startReverseTunnel(sshConfig: string, forwards: { remotePort: number; localPort: number }[]): ReverseTunnel {
+export function startReverseTunnel(
+  sshConfig: string,
+  forwards: { remotePort: number; localPort: number }[],
+): ReverseTunnel {
   let child: ChildProcess | undefined;
   let stopped = false;
   let starts = 0;
   let delay = RECONNECT_BASE_MS;
   let timer: NodeJS.Timeout | undefined;
   const args = [
-    '-F', sshConfig, '-N',
-    '-o', 'ExitOnForwardFailure=yes',
-    '-o', 'ServerAliveInterval=5',
-    '-o', 'ServerAliveCountMax=2',
+    '-F',
+    sshConfig,
+    '-N',
+    '-o',
+    'ExitOnForwardFailure=yes',
+    '-o',
+    'ServerAliveInterval=5',
+    '-o',
+    'ServerAliveCountMax=2',
     ...forwards.flatMap((f) => ['-R', `${f.remotePort}:127.0.0.1:${f.localPort}`]),
     BASTION_ALIAS,
   ];

@@ -33,7 +33,12 @@ export interface Command {
  * in the run's temp dir (removed at the end) instead of the user's ~/.cache.
  */
 function clientEnv(env: BenchEnv, ...parts: NodeJS.ProcessEnv[]): NodeJS.ProcessEnv {
-  const out: NodeJS.ProcessEnv = Object.assign({}, process.env, { SSH_AUTH_SOCK: '', MSSH_CACHE_DIR: join(env.root, 'mssh-cache') }, ...parts);
+  const out: NodeJS.ProcessEnv = Object.assign(
+    {},
+    process.env,
+    { SSH_AUTH_SOCK: '', MSSH_CACHE_DIR: join(env.root, 'mssh-cache') },
+    ...parts,
+  );
   delete out.NODE_EXTRA_CA_CERTS;
   return out;
 }
@@ -48,19 +53,39 @@ export function commandFor(env: BenchEnv, path: PathId, remote: string | null, o
   const cmd = remote === null ? [] : [remote];
   switch (path) {
     case 'direct':
-      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-p', String(env.target.port), '127.0.0.1', ...cmd], env: base };
+      return {
+        cmd: SSH,
+        args: ['-F', env.sshConfig, ...tty, '-p', String(env.target.port), '127.0.0.1', ...cmd],
+        env: base,
+      };
     case 'jump':
-      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-J', BASTION_ALIAS, '-p', String(env.rport), '127.0.0.1', ...cmd], env: base };
+      return {
+        cmd: SSH,
+        args: ['-F', env.sshConfig, ...tty, '-J', BASTION_ALIAS, '-p', String(env.rport), '127.0.0.1', ...cmd],
+        env: base,
+      };
     case 'mssh-proxy': {
       const m = needMssh(env);
       const proxy = `${process.execPath} ${BIN.mssh} proxy %n`;
-      return { cmd: SSH, args: ['-F', env.sshConfig, ...tty, '-o', `ProxyCommand=${proxy}`, TARGET_HOST, ...cmd], env: clientEnv(env, m.user.env, env.profileEnv) };
+      return {
+        cmd: SSH,
+        args: ['-F', env.sshConfig, ...tty, '-o', `ProxyCommand=${proxy}`, TARGET_HOST, ...cmd],
+        env: clientEnv(env, m.user.env, env.profileEnv),
+      };
     }
     case 'mssh-ssh': {
       const m = needMssh(env);
       return {
         cmd: process.execPath,
-        args: [BIN.mssh, 'ssh', '-i', env.key.path, ...(opts.tty ? ['-t'] : []), `${env.user}@${TARGET_HOST}`, ...(remote === null ? [] : ['--', remote])],
+        args: [
+          BIN.mssh,
+          'ssh',
+          '-i',
+          env.key.path,
+          ...(opts.tty ? ['-t'] : []),
+          `${env.user}@${TARGET_HOST}`,
+          ...(remote === null ? [] : ['--', remote]),
+        ],
         env: clientEnv(env, m.user.env, env.profileEnv),
       };
     }

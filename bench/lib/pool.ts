@@ -1,5 +1,10 @@
 /** Run fn(0..count-1) with at most `concurrency` in flight; stops starting new ones after `deadline` (ms epoch). */
-export async function pool<T>(count: number, concurrency: number, deadline: number, fn: (i: number) => Promise<T>): Promise<PromiseSettledResult<T>[]> {
+export async function pool<T>(
+  count: number,
+  concurrency: number,
+  deadline: number,
+  fn: (i: number) => Promise<T>,
+): Promise<PromiseSettledResult<T>[]> {
   const results: PromiseSettledResult<T>[] = [];
   let next = 0;
   const worker = async () => {
@@ -22,7 +27,9 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
   let t: NodeJS.Timeout | undefined;
   return Promise.race([
     p.finally(() => clearTimeout(t)),
-    new Promise<never>((_, reject) => { t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms); }),
+    new Promise<never>((_, reject) => {
+      t = setTimeout(() => reject(new Error(`${what} timed out after ${ms} ms`)), ms);
+    }),
   ]);
 }
 

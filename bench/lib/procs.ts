@@ -33,7 +33,11 @@ export function spawnTracked(cmd: string, args: string[], opts: SpawnOptions = {
 export async function killTracked(): Promise<void> {
   for (const c of [...live]) c.kill('SIGKILL');
   for (const p of [...livePtys]) {
-    try { p.kill('SIGKILL'); } catch { /* gone */ }
+    try {
+      p.kill('SIGKILL');
+    } catch {
+      /* gone */
+    }
   }
   const deadline = Date.now() + 5_000;
   while ((live.size || livePtys.size) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));

@@ -58,7 +58,10 @@ export class PtyProc {
       if (left <= 0) throw new Error(`${what}: timed out after ${timeoutMs} ms ${this.describe()}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.min(left, 20));
-        this.waiters.push(() => { clearTimeout(t); resolve(); });
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
       });
     }
     throw new Error(`${what}: too many wake-ups`);
@@ -81,13 +84,20 @@ export class PtyProc {
 
   kill(): void {
     if (!this.exited) {
-      try { this.proc.kill('SIGKILL'); } catch { /* gone */ }
+      try {
+        this.proc.kill('SIGKILL');
+      } catch {
+        /* gone */
+      }
     }
   }
 
   describe(): string {
-    // eslint-disable-next-line no-control-regex -- ANSI sequences are stripped from the tail
-    const tail = this.raw.slice(-300).replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/[^\x20-\x7e\n]/g, '.');
+    const tail = this.raw
+      .slice(-300)
+      // eslint-disable-next-line no-control-regex -- ANSI sequences are stripped from the tail
+      .replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '')
+      .replace(/[^\x20-\x7e\n]/g, '.');
     return `[output: ${tail.trim()}]`;
   }
 }

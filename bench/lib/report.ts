@@ -38,8 +38,13 @@ export interface Machine {
 export function gitInfo(root: string): { commit: string; dirty: string[] } {
   try {
     const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'apps', 'libs', 'migrations'], { cwd: root, encoding: 'utf8' })
-      .split('\n').filter(Boolean).map((l) => l.slice(3));
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'apps', 'libs', 'migrations'], {
+      cwd: root,
+      encoding: 'utf8',
+    })
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.slice(3));
     return { commit, dirty };
   } catch {
     return { commit: 'unknown', dirty: [] };
@@ -56,12 +61,18 @@ export function machineInfo(): Machine {
   if (!openssh) {
     try {
       openssh = execFileSync('sh', ['-c', '/usr/bin/ssh -V 2>&1'], { encoding: 'utf8' }).trim();
-    } catch { /* unknown */ }
+    } catch {
+      /* unknown */
+    }
   }
   let postgres = '';
   try {
-    postgres = execFileSync('sh', ['-c', 'ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1'], { encoding: 'utf8' }).trim();
-  } catch { /* unknown */ }
+    postgres = execFileSync('sh', ['-c', 'ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1'], {
+      encoding: 'utf8',
+    }).trim();
+  } catch {
+    /* unknown */
+  }
   return {
     cpu: cpus()[0]?.model ?? 'unknown',
     cpus: cpus().length,
@@ -75,7 +86,10 @@ export function machineInfo(): Machine {
 
 export class Recorder {
   readonly results: Result[] = [];
-  constructor(private readonly file: string, private readonly common: Record<string, unknown>) {
+  constructor(
+    private readonly file: string,
+    private readonly common: Record<string, unknown>,
+  ) {
     mkdirSync(join(file, '..'), { recursive: true });
   }
   add(r: Result): void {
@@ -83,7 +97,9 @@ export class Recorder {
     const line = { ...this.common, ...r, value: Number.isFinite(r.value) ? r.value : null };
     appendFileSync(this.file, JSON.stringify(line) + '\n');
     const shown = Number.isFinite(r.value) ? `${fmt(r.value)} ${r.unit}` : 'n/a';
-    process.stderr.write(`bench:   ${r.metric}${r.variant ? ` [${r.variant}]` : ''} ${r.path}: ${shown}${r.ok ? '' : `  FAILED: ${r.error ?? ''}`}\n`);
+    process.stderr.write(
+      `bench:   ${r.metric}${r.variant ? ` [${r.variant}]` : ''} ${r.path}: ${shown}${r.ok ? '' : `  FAILED: ${r.error ?? ''}`}\n`,
+    );
   }
   find(metric: string, path: string, variant?: string): Result | undefined {
     return this.results.find((r) => r.metric === metric && r.path === path && r.variant === variant);
@@ -118,7 +134,12 @@ export interface Row {
 }
 
 /** A markdown table; `cols` are [header, path] pairs, `ratios` are [header, path, baselinePath]. */
-export function table(rec: Recorder, rows: Row[], cols: [string, string][], ratios: [string, string, string][]): string {
+export function table(
+  rec: Recorder,
+  rows: Row[],
+  cols: [string, string][],
+  ratios: [string, string, string][],
+): string {
   const header = ['metric', ...cols.map((c) => c[0]), ...ratios.map((r) => r[0]), 'target'];
   const lines = rows
     .filter((row) => cols.some(([, p]) => rec.find(row.metric, p, row.variant)))
@@ -127,12 +148,19 @@ export function table(rec: Recorder, rows: Row[], cols: [string, string][], rati
       return [
         `${row.label} (${unit})`,
         ...cols.map(([, p]) => cell(rec.find(row.metric, p, row.variant))),
-        ...ratios.map(([, p, base]) => ratio(rec.find(row.metric, p, row.variant), rec.find(row.metric, base, row.variant))),
+        ...ratios.map(([, p, base]) =>
+          ratio(rec.find(row.metric, p, row.variant), rec.find(row.metric, base, row.variant)),
+        ),
         row.target ?? '',
       ];
     });
   if (!lines.length) return '';
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
-  const fmtLine = (l: string[]) => `| ${l.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
-  return [fmtLine(header), `|${widths.map((w, i) => (i === 0 ? ':' : '-') + '-'.repeat(w) + (i === 0 ? '-' : ':')).join('|')}|`, ...lines.map(fmtLine)].join('\n');
+  const fmtLine = (l: string[]) =>
+    `| ${l.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  return [
+    fmtLine(header),
+    `|${widths.map((w, i) => (i === 0 ? ':' : '-') + '-'.repeat(w) + (i === 0 ? '-' : ':')).join('|')}|`,
+    ...lines.map(fmtLine),
+  ].join('\n');
 }

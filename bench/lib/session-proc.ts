@@ -41,19 +41,26 @@ export class SessionProc {
     const deadline = Date.now() + timeoutMs;
     for (let i = 0; i < 10_000_000; i++) {
       if (pred(this.out)) return;
-      if (!this.running) throw new Error(`${what}: process exited (${this.child.exitCode ?? this.child.signalCode}) ${this.describe()}`);
+      if (!this.running)
+        throw new Error(`${what}: process exited (${this.child.exitCode ?? this.child.signalCode}) ${this.describe()}`);
       const left = deadline - Date.now();
       if (left <= 0) throw new Error(`${what}: timed out after ${timeoutMs} ms ${this.describe()}`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
-        this.waiters.push(() => { clearTimeout(t); resolve(); });
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
       });
     }
     throw new Error(`${what}: too many wake-ups`);
   }
 
   describe(): string {
-    const o = this.out.toString('latin1').slice(-200).replace(/[^\x20-\x7e]/g, '.');
+    const o = this.out
+      .toString('latin1')
+      .slice(-200)
+      .replace(/[^\x20-\x7e]/g, '.');
     return `[stdout: ${o}] [stderr: ${this.err.trim().slice(-400)}]`;
   }
 
@@ -61,9 +68,18 @@ export class SessionProc {
   async write(chunk: Buffer): Promise<void> {
     if (!this.child.stdin!.write(chunk)) {
       await new Promise<void>((resolve, reject) => {
-        const onDrain = () => { cleanup(); resolve(); };
-        const onExit = () => { cleanup(); reject(new Error(`process exited while writing ${this.describe()}`)); };
-        const cleanup = () => { this.child.stdin!.off('drain', onDrain); this.child.off('exit', onExit); };
+        const onDrain = () => {
+          cleanup();
+          resolve();
+        };
+        const onExit = () => {
+          cleanup();
+          reject(new Error(`process exited while writing ${this.describe()}`));
+        };
+        const cleanup = () => {
+          this.child.stdin!.off('drain', onDrain);
+          this.child.off('exit', onExit);
+        };
         this.child.stdin!.once('drain', onDrain);
         this.child.once('exit', onExit);
       });

@@ -22,7 +22,9 @@ export interface ClientKey {
 
 export function makeClientKey(dir: string): ClientKey {
   const path = join(dir, 'client_ed25519');
-  execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'mssh-bench', '-f', path], { stdio: 'ignore' });
+  execFileSync('/usr/bin/ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'mssh-bench', '-f', path], {
+    stdio: 'ignore',
+  });
   return { path, pub: readFileSync(`${path}.pub`, 'utf8').trim() };
 }
 
@@ -99,13 +101,17 @@ export async function startBenchSshd(name: string, root: string, key: ClientKey)
     async start() {
       stderr = '';
       const c = spawnTracked('/usr/sbin/sshd', ['-D', '-e', '-f', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-      c.stderr!.on('data', (d: Buffer) => { if (stderr.length < 64_000) stderr += d.toString(); });
+      c.stderr!.on('data', (d: Buffer) => {
+        if (stderr.length < 64_000) stderr += d.toString();
+      });
       child = c;
       try {
         await waitForPort(port, 10_000, () => c.exitCode !== null);
       } catch (e) {
         c.kill('SIGKILL');
-        throw new Error(`sshd (${name}) did not start on 127.0.0.1:${port}: ${stderr || (e as Error).message}`, { cause: e });
+        throw new Error(`sshd (${name}) did not start on 127.0.0.1:${port}: ${stderr || (e as Error).message}`, {
+          cause: e,
+        });
       }
     },
     async kill() {

@@ -35,15 +35,21 @@ rm -rf "$root" "$list"
 export function startWatchdog(root: string, runId: string): () => void {
   listFile = join(root, '..', `${root.split('/').pop()}.pids`);
   save();
-  const w = spawn('/bin/sh', ['-c', SCRIPT, 'mssh-bench-watchdog', String(process.pid), listFile, root, ADMIN_URL, `mssh_t_${runId}_%`], {
-    detached: true,
-    stdio: 'ignore',
-  });
+  const w = spawn(
+    '/bin/sh',
+    ['-c', SCRIPT, 'mssh-bench-watchdog', String(process.pid), listFile, root, ADMIN_URL, `mssh_t_${runId}_%`],
+    {
+      detached: true,
+      stdio: 'ignore',
+    },
+  );
   w.unref();
   return () => {
     try {
       if (w.pid) process.kill(w.pid, 'SIGKILL');
-    } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
     if (listFile) rmSync(listFile, { force: true });
     listFile = undefined;
   };

@@ -35,7 +35,12 @@ async function once(env: BenchEnv, path: PathId, mib: number, block: Buffer): Pr
   }
 }
 
-export async function runBulk(env: BenchEnv, rec: Recorder, paths: PathId[], opts: { mib: number; rounds: number }): Promise<void> {
+export async function runBulk(
+  env: BenchEnv,
+  rec: Recorder,
+  paths: PathId[],
+  opts: { mib: number; rounds: number },
+): Promise<void> {
   const block = randomBytes(CHUNK);
   const samples = new Map<PathId, number[]>(paths.map((p) => [p, []]));
   const errors = new Map<PathId, string>();
@@ -55,9 +60,15 @@ export async function runBulk(env: BenchEnv, rec: Recorder, paths: PathId[], opt
   for (const path of paths) {
     const s = samples.get(path)!;
     rec.add({
-      metric: 'bulk_mbps', path, value: round(median(s), 1), unit: 'MB/s', better: 'higher',
-      ok: !errors.has(path) && s.length === opts.rounds, error: errors.get(path),
-      samples: s.map((x) => round(x, 1)), extra: { mib: opts.mib, rounds: opts.rounds, verified: 'wc -c count equals bytes sent' },
+      metric: 'bulk_mbps',
+      path,
+      value: round(median(s), 1),
+      unit: 'MB/s',
+      better: 'higher',
+      ok: !errors.has(path) && s.length === opts.rounds,
+      error: errors.get(path),
+      samples: s.map((x) => round(x, 1)),
+      extra: { mib: opts.mib, rounds: opts.rounds, verified: 'wc -c count equals bytes sent' },
     });
   }
 }

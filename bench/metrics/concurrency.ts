@@ -51,14 +51,23 @@ function shapes(env: BenchEnv): Shape[] {
   let sharedBastion: SshClient | undefined;
   const jumpMem = () => ({ middle: treePss(env.bastion.pid()).bytes, edge: rssBytes(env.tunnel.proc()?.pid ?? 0) });
   out.push({
-    path: 'jump', variant: '1 client conn',
-    async prepare() { sharedBastion = await bastionClient(env); },
-    async open() { return { sock: await jumpChannel(sharedBastion!, env.rport) }; },
+    path: 'jump',
+    variant: '1 client conn',
+    async prepare() {
+      sharedBastion = await bastionClient(env);
+    },
+    async open() {
+      return { sock: await jumpChannel(sharedBastion!, env.rport) };
+    },
     memory: jumpMem,
-    async release() { sharedBastion?.end(); sharedBastion = undefined; },
+    async release() {
+      sharedBastion?.end();
+      sharedBastion = undefined;
+    },
   });
   out.push({
-    path: 'jump', variant: 'conn/session',
+    path: 'jump',
+    variant: 'conn/session',
     async prepare() {},
     async open() {
       const b = await bastionClient(env);
@@ -77,14 +86,23 @@ function shapes(env: BenchEnv): Shape[] {
     let shared: http2.ClientHttp2Session | undefined;
     const msshMem = () => ({ middle: rssBytes(m.relay.proc.child.pid!), edge: rssBytes(m.agent.proc.child.pid!) });
     out.push({
-      path: 'mssh', variant: '1 client conn',
-      async prepare() { shared = await relaySession(m.relay); },
-      async open() { return { sock: await openTunnel(shared!, m.token, TARGET_HOST) }; },
+      path: 'mssh',
+      variant: '1 client conn',
+      async prepare() {
+        shared = await relaySession(m.relay);
+      },
+      async open() {
+        return { sock: await openTunnel(shared!, m.token, TARGET_HOST) };
+      },
       memory: msshMem,
-      async release() { shared?.close(); shared = undefined; },
+      async release() {
+        shared?.close();
+        shared = undefined;
+      },
     });
     out.push({
-      path: 'mssh', variant: 'conn/session',
+      path: 'mssh',
+      variant: 'conn/session',
       async prepare() {},
       async open() {
         const h2 = await relaySession(m.relay);
@@ -127,7 +145,11 @@ function targetProcs(env: BenchEnv): number {
   return descendants(env.target.pid()).length;
 }
 
-export async function runConcurrency(env: BenchEnv, rec: Recorder, opts: { sessions: number; parallel: number; timeoutMs: number; fresh: boolean }): Promise<void> {
+export async function runConcurrency(
+  env: BenchEnv,
+  rec: Recorder,
+  opts: { sessions: number; parallel: number; timeoutMs: number; fresh: boolean },
+): Promise<void> {
   for (const shape of shapes(env)) {
     const label = `${shape.path} [${shape.variant}]`;
     const sessions: Sess[] = [];
@@ -141,11 +163,16 @@ export async function runConcurrency(env: BenchEnv, rec: Recorder, opts: { sessi
       const mem0 = shape.memory();
       const target0 = treePss(env.target.pid()).bytes;
       const t0 = Date.now();
-      const results = await pool(opts.sessions, opts.parallel, t0 + opts.timeoutMs, (i) => withTimeout(openSession(env, shape), 60_000, `session ${i}`));
+      const results = await pool(opts.sessions, opts.parallel, t0 + opts.timeoutMs, (i) =>
+        withTimeout(openSession(env, shape), 60_000, `session ${i}`),
+      );
       const upMs = Date.now() - t0;
       for (const r of results) {
         if (r.status === 'fulfilled') sessions.push(r.value);
-        else { failures++; firstError ??= (r.reason as Error).message; }
+        else {
+          failures++;
+          firstError ??= (r.reason as Error).message;
+        }
       }
       failures += opts.sessions - results.length;
       await sleep(1_000);
@@ -159,16 +186,84 @@ export async function runConcurrency(env: BenchEnv, rec: Recorder, opts: { sessi
       const ok = alive;
       const per = (a: number, b: number) => (ok ? round((b - a) / ok / 1024, 1) : NaN);
       const base = { path: shape.path, variant: shape.variant };
-      const extra = { attempted: opts.sessions, parallel: opts.parallel, failures: failures + (sessions.length - alive), firstError };
-      rec.add({ ...base, metric: 'conc_ok', value: ok, unit: 'sessions', better: 'higher', ok: ok === opts.sessions, error: firstError, extra });
-      rec.add({ ...base, metric: 'conc_up_s', value: round(upMs / 1000, 2), unit: 's', better: 'lower', ok: ok === opts.sessions });
-      rec.add({ ...base, metric: 'conc_middle_mib_0', value: round(mem0.middle / MiB, 1), unit: 'MiB', better: 'lower', ok: true });
-      rec.add({ ...base, metric: 'conc_middle_mib_n', value: round(memN.middle / MiB, 1), unit: 'MiB', better: 'lower', ok: true, extra: { sessions: ok } });
-      rec.add({ ...base, metric: 'conc_middle_kib_per_session', value: per(mem0.middle, memN.middle), unit: 'KiB', better: 'lower', ok: ok > 0 });
-      rec.add({ ...base, metric: 'conc_edge_kib_per_session', value: per(mem0.edge, memN.edge), unit: 'KiB', better: 'lower', ok: ok > 0, extra: { at0MiB: round(mem0.edge / MiB, 1), atNMiB: round(memN.edge / MiB, 1) } });
-      rec.add({ ...base, metric: 'conc_target_kib_per_session', value: per(target0, targetN.bytes), unit: 'KiB', better: 'lower', ok: ok > 0, extra: { targetProcesses: targetN.processes } });
+      const extra = {
+        attempted: opts.sessions,
+        parallel: opts.parallel,
+        failures: failures + (sessions.length - alive),
+        firstError,
+      };
+      rec.add({
+        ...base,
+        metric: 'conc_ok',
+        value: ok,
+        unit: 'sessions',
+        better: 'higher',
+        ok: ok === opts.sessions,
+        error: firstError,
+        extra,
+      });
+      rec.add({
+        ...base,
+        metric: 'conc_up_s',
+        value: round(upMs / 1000, 2),
+        unit: 's',
+        better: 'lower',
+        ok: ok === opts.sessions,
+      });
+      rec.add({
+        ...base,
+        metric: 'conc_middle_mib_0',
+        value: round(mem0.middle / MiB, 1),
+        unit: 'MiB',
+        better: 'lower',
+        ok: true,
+      });
+      rec.add({
+        ...base,
+        metric: 'conc_middle_mib_n',
+        value: round(memN.middle / MiB, 1),
+        unit: 'MiB',
+        better: 'lower',
+        ok: true,
+        extra: { sessions: ok },
+      });
+      rec.add({
+        ...base,
+        metric: 'conc_middle_kib_per_session',
+        value: per(mem0.middle, memN.middle),
+        unit: 'KiB',
+        better: 'lower',
+        ok: ok > 0,
+      });
+      rec.add({
+        ...base,
+        metric: 'conc_edge_kib_per_session',
+        value: per(mem0.edge, memN.edge),
+        unit: 'KiB',
+        better: 'lower',
+        ok: ok > 0,
+        extra: { at0MiB: round(mem0.edge / MiB, 1), atNMiB: round(memN.edge / MiB, 1) },
+      });
+      rec.add({
+        ...base,
+        metric: 'conc_target_kib_per_session',
+        value: per(target0, targetN.bytes),
+        unit: 'KiB',
+        better: 'lower',
+        ok: ok > 0,
+        extra: { targetProcesses: targetN.processes },
+      });
     } catch (e) {
-      rec.add({ path: shape.path, variant: shape.variant, metric: 'conc_ok', value: sessions.length, unit: 'sessions', better: 'higher', ok: false, error: (e as Error).message });
+      rec.add({
+        path: shape.path,
+        variant: shape.variant,
+        metric: 'conc_ok',
+        value: sessions.length,
+        unit: 'sessions',
+        better: 'higher',
+        ok: false,
+        error: (e as Error).message,
+      });
     } finally {
       process.stderr.write(`bench:     closing ${sessions.length} sessions of ${label}\n`);
       for (const s of sessions) {

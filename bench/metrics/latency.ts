@@ -56,7 +56,12 @@ class Echo {
   }
 }
 
-export async function runLatency(env: BenchEnv, rec: Recorder, paths: PathId[], opts: { warmup: number; trips: number }): Promise<void> {
+export async function runLatency(
+  env: BenchEnv,
+  rec: Recorder,
+  paths: PathId[],
+  opts: { warmup: number; trips: number },
+): Promise<void> {
   if (opts.warmup < opts.trips) throw new Error('latency: the warm-up must be at least as long as the cold sample');
   const sessions = new Map<PathId, Echo>();
   const errors = new Map<PathId, string>();
@@ -99,12 +104,52 @@ export async function runLatency(env: BenchEnv, rec: Recorder, paths: PathId[], 
   for (const path of paths) {
     const s = samples.get(path)!;
     const ok = !errors.has(path) && s.length === opts.trips;
-    const extra = { trips: s.length, warmup: opts.warmup, p90: round(percentile(s, 90), 0), max: round(Math.max(...s), 0), pty: true };
-    rec.add({ metric: 'latency_p50_us', path, value: round(percentile(s, 50), 0), unit: 'us', better: 'lower', ok, error: errors.get(path), extra });
-    rec.add({ metric: 'latency_p99_us', path, value: round(percentile(s, 99), 0), unit: 'us', better: 'lower', ok, error: errors.get(path), extra });
+    const extra = {
+      trips: s.length,
+      warmup: opts.warmup,
+      p90: round(percentile(s, 90), 0),
+      max: round(Math.max(...s), 0),
+      pty: true,
+    };
+    rec.add({
+      metric: 'latency_p50_us',
+      path,
+      value: round(percentile(s, 50), 0),
+      unit: 'us',
+      better: 'lower',
+      ok,
+      error: errors.get(path),
+      extra,
+    });
+    rec.add({
+      metric: 'latency_p99_us',
+      path,
+      value: round(percentile(s, 99), 0),
+      unit: 'us',
+      better: 'lower',
+      ok,
+      error: errors.get(path),
+      extra,
+    });
     const c = cold.get(path)!;
     const coldOk = !errors.has(path) && c.length === opts.trips;
-    const coldExtra = { trips: c.length, firstTrips: true, p90: round(percentile(c, 90), 0), p99: round(percentile(c, 99), 0), max: round(Math.max(...c), 0), pty: true };
-    rec.add({ metric: 'latency_cold_p50_us', path, value: round(percentile(c, 50), 0), unit: 'us', better: 'lower', ok: coldOk, error: errors.get(path), extra: coldExtra });
+    const coldExtra = {
+      trips: c.length,
+      firstTrips: true,
+      p90: round(percentile(c, 90), 0),
+      p99: round(percentile(c, 99), 0),
+      max: round(Math.max(...c), 0),
+      pty: true,
+    };
+    rec.add({
+      metric: 'latency_cold_p50_us',
+      path,
+      value: round(percentile(c, 50), 0),
+      unit: 'us',
+      better: 'lower',
+      ok: coldOk,
+      error: errors.get(path),
+      extra: coldExtra,
+    });
   }
 }

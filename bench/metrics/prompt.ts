@@ -45,7 +45,11 @@ class Picker {
       const listed = new RegExp(`online\\s+${TARGET_HOST}`);
       await p.until(() => listed.test(p.screen()), 30_000, 'mssh-tui: the picker lists the target online');
       p.type(FILTER);
-      await p.until(() => p.screen().includes(`Filter: ${FILTER}`) && !p.screen().includes(NULL_HOST), 10_000, 'mssh-tui: the filter narrows the list to the target');
+      await p.until(
+        () => p.screen().includes(`Filter: ${FILTER}`) && !p.screen().includes(NULL_HOST),
+        10_000,
+        'mssh-tui: the filter narrows the list to the target',
+      );
       return new Picker(p);
     } catch (e) {
       p.kill();
@@ -58,9 +62,17 @@ class Picker {
     const from = this.p.raw.length;
     const t0 = process.hrtime.bigint();
     this.p.type('\r');
-    const t1 = await this.p.until(() => this.p.raw.indexOf(PROMPT_MARK, from) >= 0, 30_000, 'mssh-tui: shell prompt after Enter');
+    const t1 = await this.p.until(
+      () => this.p.raw.indexOf(PROMPT_MARK, from) >= 0,
+      30_000,
+      'mssh-tui: shell prompt after Enter',
+    );
     this.p.type('exit\r');
-    await this.p.until(() => this.p.screen().includes(`Filter: ${FILTER}`), 15_000, 'mssh-tui: the picker back after exit');
+    await this.p.until(
+      () => this.p.screen().includes(`Filter: ${FILTER}`),
+      15_000,
+      'mssh-tui: the picker back after exit',
+    );
     return ms(t0, t1);
   }
 
@@ -70,7 +82,12 @@ class Picker {
   }
 }
 
-export async function runPrompt(env: BenchEnv, rec: Recorder, paths: PathId[], opts: { rounds: number; tui: boolean }): Promise<void> {
+export async function runPrompt(
+  env: BenchEnv,
+  rec: Recorder,
+  paths: PathId[],
+  opts: { rounds: number; tui: boolean },
+): Promise<void> {
   const ways: Way[] = [...paths, ...(opts.tui ? [TUI_PATH as Way] : [])];
   const samples = new Map<Way, number[]>(ways.map((w) => [w, []]));
   const errors = new Map<Way, string>();
@@ -100,10 +117,20 @@ export async function runPrompt(env: BenchEnv, rec: Recorder, paths: PathId[], o
   for (const w of ways) {
     const s = samples.get(w)!;
     rec.add({
-      metric: 'prompt_ms', path: w, value: round(median(s), 1), unit: 'ms', better: 'lower',
-      ok: !errors.has(w) && s.length === opts.rounds, error: errors.get(w),
+      metric: 'prompt_ms',
+      path: w,
+      value: round(median(s), 1),
+      unit: 'ms',
+      better: 'lower',
+      ok: !errors.has(w) && s.length === opts.rounds,
+      error: errors.get(w),
       samples: s.map((x) => round(x, 1)),
-      extra: { rounds: opts.rounds, min: round(Math.min(...s), 1), p90: round(percentile(s, 90), 1), from: w === TUI_PATH ? 'Enter in the picker' : 'process spawn' },
+      extra: {
+        rounds: opts.rounds,
+        min: round(Math.min(...s), 1),
+        p90: round(percentile(s, 90), 1),
+        from: w === TUI_PATH ? 'Enter in the picker' : 'process spawn',
+      },
     });
   }
 }

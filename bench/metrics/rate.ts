@@ -31,7 +31,10 @@ async function auditCount(url: string | undefined, since: Date): Promise<number 
   const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
   try {
     await c.connect();
-    const r = await c.query<{ n: string }>(`SELECT count(*) AS n FROM audit_events WHERE type = 'session.start' AND time >= $1`, [since]);
+    const r = await c.query<{ n: string }>(
+      `SELECT count(*) AS n FROM audit_events WHERE type = 'session.start' AND time >= $1`,
+      [since],
+    );
     return Number(r.rows[0]!.n);
   } catch {
     return undefined;
@@ -40,23 +43,37 @@ async function auditCount(url: string | undefined, since: Date): Promise<number 
   }
 }
 
-export async function runRate(env: BenchEnv, rec: Recorder, opts: { seconds: number; parallel: number; conns: number }): Promise<void> {
+export async function runRate(
+  env: BenchEnv,
+  rec: Recorder,
+  opts: { seconds: number; parallel: number; conns: number },
+): Promise<void> {
   const sides: Side[] = [];
   let bastions: SshClient[] = [];
   sides.push({
     path: 'jump',
-    async prepare(k) { bastions = await Promise.all(Array.from({ length: k }, () => bastionClient(env))); },
+    async prepare(k) {
+      bastions = await Promise.all(Array.from({ length: k }, () => bastionClient(env)));
+    },
     open: (slot) => jumpChannel(bastions[slot % bastions.length]!, env.nullRport),
-    async release() { for (const b of bastions) b.end(); bastions = []; },
+    async release() {
+      for (const b of bastions) b.end();
+      bastions = [];
+    },
   });
   const m = env.mssh;
   if (m) {
     let sessions: http2.ClientHttp2Session[] = [];
     sides.push({
       path: 'mssh',
-      async prepare(k) { sessions = await Promise.all(Array.from({ length: k }, () => relaySession(m.relay))); },
+      async prepare(k) {
+        sessions = await Promise.all(Array.from({ length: k }, () => relaySession(m.relay)));
+      },
       open: (slot) => openTunnel(sessions[slot % sessions.length]!, m.token, NULL_HOST),
-      async release() { for (const s of sessions) s.close(); sessions = []; },
+      async release() {
+        for (const s of sessions) s.close();
+        sessions = [];
+      },
     });
   }
   for (const side of sides) {
@@ -100,17 +117,36 @@ export async function runRate(env: BenchEnv, rec: Recorder, opts: { seconds: num
         }
       }
       rec.add({
-        metric: 'rate_starts_per_s', path: side.path, value: round(starts / elapsed, 0), unit: 'starts/s', better: 'higher',
-        ok: failures === 0 && starts > 0, error: firstError,
+        metric: 'rate_starts_per_s',
+        path: side.path,
+        value: round(starts / elapsed, 0),
+        unit: 'starts/s',
+        better: 'higher',
+        ok: failures === 0 && starts > 0,
+        error: firstError,
         extra: {
-          starts, failures, seconds: round(elapsed, 2), parallel: opts.parallel, clientConnections: opts.conns,
-          openP50ms: round(percentile(openMs, 50), 2), openP99ms: round(percentile(openMs, 99), 2),
-          closeP50ms: round(percentile(closeMs, 50), 2), closeP99ms: round(percentile(closeMs, 99), 2),
+          starts,
+          failures,
+          seconds: round(elapsed, 2),
+          parallel: opts.parallel,
+          clientConnections: opts.conns,
+          openP50ms: round(percentile(openMs, 50), 2),
+          openP99ms: round(percentile(openMs, 99), 2),
+          closeP50ms: round(percentile(closeMs, 50), 2),
+          closeP99ms: round(percentile(closeMs, 99), 2),
           ...(side.path === 'mssh' ? { auditedSessionStarts: audited } : {}),
         },
       });
     } catch (e) {
-      rec.add({ metric: 'rate_starts_per_s', path: side.path, value: NaN, unit: 'starts/s', better: 'higher', ok: false, error: (e as Error).message });
+      rec.add({
+        metric: 'rate_starts_per_s',
+        path: side.path,
+        value: NaN,
+        unit: 'starts/s',
+        better: 'higher',
+        ok: false,
+        error: (e as Error).message,
+      });
     } finally {
       await side.release().catch(() => {});
     }

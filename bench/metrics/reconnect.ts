@@ -52,29 +52,44 @@ interface Side {
  * Rounds interleave the two sides. Before each round both links have been up for `healthyMs`, so the
  * back-off of the agent and of the tunnel supervisor starts from its base value every time.
  */
-export async function runReconnect(env: BenchEnv, rec: Recorder, opts: { rounds: number; timeoutMs: number; healthyMs: number }): Promise<void> {
+export async function runReconnect(
+  env: BenchEnv,
+  rec: Recorder,
+  opts: { rounds: number; timeoutMs: number; healthyMs: number },
+): Promise<void> {
   let client: SshClient | undefined;
   let h2: http2.ClientHttp2Session | undefined;
-  const sides: Side[] = [{
-    path: 'jump',
-    async bounce() {
-      const tDown = Date.now();
-      await env.bastion.kill();
-      await sleep(500);
-      await env.bastion.start();
-      return tDown;
+  const sides: Side[] = [
+    {
+      path: 'jump',
+      async bounce() {
+        const tDown = Date.now();
+        await env.bastion.kill();
+        await sleep(500);
+        await env.bastion.start();
+        return tDown;
+      },
+      async probe() {
+        client ??= await bastionClient(env, 2_000).catch((e) => {
+          client = undefined;
+          throw e;
+        });
+        try {
+          return await jumpChannel(client, env.rport);
+        } catch (e) {
+          if (/not connected|No response/i.test((e as Error).message)) {
+            client.end();
+            client = undefined;
+          }
+          throw e;
+        }
+      },
+      reset() {
+        client?.end();
+        client = undefined;
+      },
     },
-    async probe() {
-      client ??= await bastionClient(env, 2_000).catch((e) => { client = undefined; throw e; });
-      try {
-        return await jumpChannel(client, env.rport);
-      } catch (e) {
-        if (/not connected|No response/i.test((e as Error).message)) { client.end(); client = undefined; }
-        throw e;
-      }
-    },
-    reset() { client?.end(); client = undefined; },
-  }];
+  ];
   const m = env.mssh;
   if (m) {
     sides.push({
@@ -96,7 +111,10 @@ export async function runReconnect(env: BenchEnv, rec: Recorder, opts: { rounds:
         if (!h2 || h2.closed || h2.destroyed) h2 = await relaySession(m.relay);
         return openTunnel(h2, m.token, TARGET_HOST);
       },
-      reset() { h2?.close(); h2 = undefined; },
+      reset() {
+        h2?.close();
+        h2 = undefined;
+      },
     });
   }
   const back = new Map<string, number[]>(sides.map((s) => [s.path, []]));
@@ -106,7 +124,9 @@ export async function runReconnect(env: BenchEnv, rec: Recorder, opts: { rounds:
   for (let r = 0; r < opts.rounds; r++) {
     const wait = lastUp + opts.healthyMs - Date.now();
     if (wait > 0) {
-      process.stderr.write(`bench:     waiting ${Math.ceil(wait / 1000)} s so both back-offs reset (links healthy for ${opts.healthyMs / 1000} s)\n`);
+      process.stderr.write(
+        `bench:     waiting ${Math.ceil(wait / 1000)} s so both back-offs reset (links healthy for ${opts.healthyMs / 1000} s)\n`,
+      );
       await sleep(wait);
     }
     for (const side of sides) {
@@ -117,7 +137,9 @@ export async function runReconnect(env: BenchEnv, rec: Recorder, opts: { rounds:
         const ms = await untilReachable(() => side.probe(), opts.timeoutMs);
         back.get(side.path)!.push(ms);
         fromDown.get(side.path)!.push(tBack + ms - tDown);
-        process.stderr.write(`bench:     reconnect ${side.path} round ${r + 1}: ${ms} ms after back, ${tBack + ms - tDown} ms after down\n`);
+        process.stderr.write(
+          `bench:     reconnect ${side.path} round ${r + 1}: ${ms} ms after back, ${tBack + ms - tDown} ms after down\n`,
+        );
       } catch (e) {
         errors.set(side.path, (e as Error).message);
       } finally {
@@ -131,14 +153,26 @@ export async function runReconnect(env: BenchEnv, rec: Recorder, opts: { rounds:
     try {
       m.h2.close();
       m.h2 = await relaySession(m.relay);
-    } catch { /* the relay did not come back; reported below */ }
+    } catch {
+      /* the relay did not come back; reported below */
+    }
   }
   for (const side of sides) {
     const s = back.get(side.path)!;
     rec.add({
-      metric: 'reconnect_ms', path: side.path, value: round(median(s), 0), unit: 'ms', better: 'lower',
-      ok: !errors.has(side.path) && s.length === opts.rounds, error: errors.get(side.path), samples: s,
-      extra: { fromDownMs: fromDown.get(side.path), healthyWaitMs: opts.healthyMs, ...(side.path === 'jump' ? { sshStarts: env.tunnel.starts() } : {}) },
+      metric: 'reconnect_ms',
+      path: side.path,
+      value: round(median(s), 0),
+      unit: 'ms',
+      better: 'lower',
+      ok: !errors.has(side.path) && s.length === opts.rounds,
+      error: errors.get(side.path),
+      samples: s,
+      extra: {
+        fromDownMs: fromDown.get(side.path),
+        healthyWaitMs: opts.healthyMs,
+        ...(side.path === 'jump' ? { sshStarts: env.tunnel.starts() } : {}),
+      },
     });
   }
 }

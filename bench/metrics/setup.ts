@@ -38,9 +38,15 @@ export async function runSetup(env: BenchEnv, rec: Recorder, paths: PathId[], op
   for (const path of paths) {
     const s = samples.get(path)!;
     rec.add({
-      metric: 'setup_ms', path, value: round(median(s), 1), unit: 'ms', better: 'lower',
-      ok: !errors.has(path) && s.length === opts.rounds, error: errors.get(path),
-      samples: s.map((x) => round(x, 1)), extra: { rounds: opts.rounds, min: round(Math.min(...s), 1), p90: round(percentile(s, 90), 1), command: 'true' },
+      metric: 'setup_ms',
+      path,
+      value: round(median(s), 1),
+      unit: 'ms',
+      better: 'lower',
+      ok: !errors.has(path) && s.length === opts.rounds,
+      error: errors.get(path),
+      samples: s.map((x) => round(x, 1)),
+      extra: { rounds: opts.rounds, min: round(Math.min(...s), 1), p90: round(percentile(s, 90), 1), command: 'true' },
     });
   }
 }

@@ -28,21 +28,36 @@ export function buildProgram(h: AgentHandlers): Command {
     .option('--relay <url>', 'relay URL, e.g. https://relay.example:8443 (env MSSH_RELAY_URL)')
     .option('--token <token>', 'one-time enrolment token from `mssh-relay agent enroll NAME` (env MSSH_ENROLL_TOKEN)')
     .option('--name <name>', 'name of this machine, as the token was issued (env MSSH_AGENT_NAME)')
-    .option('--relay-fingerprint <fp>', 'pin the relay certificate: SHA256:... from `mssh-relay info` (default: trust on first use)')
-    .option('--state-dir <dir>', 'state directory (env MSSH_AGENT_STATE_DIR; default /var/lib/mssh-agent as root, else ~/.local/share/mssh-agent)')
-    .option('--target <target>', 'auto (the SSH server on 127.0.0.1:22 if one answers, else the embedded one), embedded, or HOST:PORT (env MSSH_AGENT_TARGET; default auto)')
+    .option(
+      '--relay-fingerprint <fp>',
+      'pin the relay certificate: SHA256:... from `mssh-relay info` (default: trust on first use)',
+    )
+    .option(
+      '--state-dir <dir>',
+      'state directory (env MSSH_AGENT_STATE_DIR; default /var/lib/mssh-agent as root, else ~/.local/share/mssh-agent)',
+    )
+    .option(
+      '--target <target>',
+      'auto (the SSH server on 127.0.0.1:22 if one answers, else the embedded one), embedded, or HOST:PORT (env MSSH_AGENT_TARGET; default auto)',
+    )
     .action((flags: EnrollFlags) => h.enroll(flags));
   program
     .command('run')
     .description('keep the connection to the relay up and serve SSH sessions')
     .option('--state-dir <dir>', 'state directory written by `mssh-agent enroll`')
-    .option('--target <target>', 'auto, embedded or HOST:PORT: override the target stored at enrolment (env MSSH_AGENT_TARGET)')
+    .option(
+      '--target <target>',
+      'auto, embedded or HOST:PORT: override the target stored at enrolment (env MSSH_AGENT_TARGET)',
+    )
     .option('--allow-forwarding', 'let the embedded SSH server accept TCP forwarding (-L); refused by default')
-    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (env MSSH_LOG_LEVEL; default info)')
+    .option(
+      '--log-level <level>',
+      'fatal, error, warn, info, debug, trace or silent (env MSSH_LOG_LEVEL; default info)',
+    )
     .action((flags: RunFlags) => h.run(flags));
   const authorize = program
     .command('authorize')
-    .description("manage the public keys the embedded SSH server accepts (<state-dir>/authorized_keys)");
+    .description('manage the public keys the embedded SSH server accepts (<state-dir>/authorized_keys)');
   authorize
     .command('add <keyfile>')
     .description('accept the public key(s) in KEYFILE (e.g. ~/.ssh/id_ed25519.pub); effective at the next connection')

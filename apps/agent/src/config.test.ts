@@ -16,8 +16,16 @@ describe('agent config', () => {
     expect(c.relayFingerprint).toBe(FP);
     expect(c.target).toEqual({ kind: 'auto' });
     const r = parseRunConfig({ target: '10.0.0.5:2222' }, { MSSH_LOG_LEVEL: 'debug', MSSH_AGENT_STATE_DIR: '/srv/a' });
-    expect(r).toEqual({ stateDir: '/srv/a', target: { kind: 'tcp', address: { host: '10.0.0.5', port: 2222 } }, allowForwarding: false, logLevel: 'debug' });
-    expect(parseRunConfig({ allowForwarding: true }, { MSSH_AGENT_TARGET: 'embedded' })).toMatchObject({ target: { kind: 'embedded' }, allowForwarding: true });
+    expect(r).toEqual({
+      stateDir: '/srv/a',
+      target: { kind: 'tcp', address: { host: '10.0.0.5', port: 2222 } },
+      allowForwarding: false,
+      logLevel: 'debug',
+    });
+    expect(parseRunConfig({ allowForwarding: true }, { MSSH_AGENT_TARGET: 'embedded' })).toMatchObject({
+      target: { kind: 'embedded' },
+      allowForwarding: true,
+    });
     expect(parseRunConfig({}, { MSSH_AGENT_STATE_DIR: '/srv/a' }).target).toBeNull();
   });
 
@@ -41,7 +49,8 @@ describe('agent config', () => {
   });
 
   it('parses and formats the target choice as it is stored in agent.json', () => {
-    for (const t of ['auto', 'embedded', '127.0.0.1:22', 'sshd.internal:2222']) expect(formatTargetChoice(parseTargetChoice(t)!)).toBe(t);
+    for (const t of ['auto', 'embedded', '127.0.0.1:22', 'sshd.internal:2222'])
+      expect(formatTargetChoice(parseTargetChoice(t)!)).toBe(t);
     expect(parseTargetChoice('Embedded')).toEqual({ kind: 'embedded' });
     expect(parseTargetChoice('nonsense')).toBeNull();
     expect(parseTargetChoice('')).toBeNull();

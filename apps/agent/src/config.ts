@@ -44,39 +44,58 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 const targetSchema = z.string().transform((s, ctx): TargetChoice => {
   const c = parseTargetChoice(s);
   if (!c) {
-    ctx.addIssue({ code: 'custom', message: `--target must be auto, embedded or HOST:PORT (e.g. 127.0.0.1:22), not "${s}"` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `--target must be auto, embedded or HOST:PORT (e.g. 127.0.0.1:22), not "${s}"`,
+    });
     return z.NEVER;
   }
   return c;
 });
 
-const stateDirSchema = z.string().min(1, '--state-dir must not be empty').transform((s) => resolve(s));
+const stateDirSchema = z
+  .string()
+  .min(1, '--state-dir must not be empty')
+  .transform((s) => resolve(s));
 
 const logLevelSchema = z.enum(LOG_LEVELS, { error: `--log-level must be one of ${LOG_LEVELS.join(', ')}` });
 
 export const EnrollConfig = z.object({
-  relayUrl: z.string({ error: '--relay is required (e.g. --relay https://relay.example:8443)' }).transform((s, ctx): URL => {
-    const url = parseRelayUrl(s);
-    if (!url) {
-      ctx.addIssue({ code: 'custom', message: `--relay must be an https URL such as https://relay.example:8443, not "${s}"` });
-      return z.NEVER;
-    }
-    return url;
-  }),
-  token: z.string({ error: '--token is required (the one-time token from `mssh-relay agent enroll NAME`)' })
+  relayUrl: z
+    .string({ error: '--relay is required (e.g. --relay https://relay.example:8443)' })
+    .transform((s, ctx): URL => {
+      const url = parseRelayUrl(s);
+      if (!url) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `--relay must be an https URL such as https://relay.example:8443, not "${s}"`,
+        });
+        return z.NEVER;
+      }
+      return url;
+    }),
+  token: z
+    .string({ error: '--token is required (the one-time token from `mssh-relay agent enroll NAME`)' })
     .min(16, '--token looks truncated; copy the whole token that `mssh-relay agent enroll` printed')
     .max(256, '--token is too long'),
-  name: z.string({ error: '--name is required (the name the token was issued for)' })
+  name: z
+    .string({ error: '--name is required (the name the token was issued for)' })
     .regex(HOST_NAME_RE, '--name must be 1-63 chars of a-z, 0-9 and -, starting with a letter or digit'),
-  relayFingerprint: z.string().nullable().transform((s, ctx): string | null => {
-    if (s === null) return null;
-    const fp = normalizeFingerprint(s);
-    if (!fp) {
-      ctx.addIssue({ code: 'custom', message: '--relay-fingerprint must look like SHA256:<43 base64 chars> (as `mssh-relay info` prints it)' });
-      return z.NEVER;
-    }
-    return fp;
-  }),
+  relayFingerprint: z
+    .string()
+    .nullable()
+    .transform((s, ctx): string | null => {
+      if (s === null) return null;
+      const fp = normalizeFingerprint(s);
+      if (!fp) {
+        ctx.addIssue({
+          code: 'custom',
+          message: '--relay-fingerprint must look like SHA256:<43 base64 chars> (as `mssh-relay info` prints it)',
+        });
+        return z.NEVER;
+      }
+      return fp;
+    }),
   stateDir: stateDirSchema,
   target: targetSchema,
 });

@@ -11,7 +11,14 @@
 import { CliError, EXIT, commanderExitCode, reportError } from '@mssh/cli-kit';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
 import { installBufferReclaim } from '@mssh/protocol/transport';
-import { formatTargetChoice, parseEnrollConfig, parseRunConfig, parseTargetChoice, type EnrollFlags, type RunFlags } from './config.js';
+import {
+  formatTargetChoice,
+  parseEnrollConfig,
+  parseRunConfig,
+  parseTargetChoice,
+  type EnrollFlags,
+  type RunFlags,
+} from './config.js';
 import { buildProgram } from './cli.js';
 import { AgentError } from './errors.js';
 import { createLogger } from './log.js';
@@ -35,14 +42,21 @@ function agentCliError(e: unknown): CliError | null {
   if (!(e instanceof AgentError) && !(e instanceof SshdError)) return null;
   const [first, ...rest] = e.message.split('\n');
   // Option problems are listed one per line: all of them are the message.
-  if (e.code === 'AGT_ERR_CONFIG') return new CliError(e.code, e.message, 'See mssh-agent --help.', { cause: e, exitCode: EXIT.USAGE });
+  if (e.code === 'AGT_ERR_CONFIG')
+    return new CliError(e.code, e.message, 'See mssh-agent --help.', { cause: e, exitCode: EXIT.USAGE });
   return new CliError(e.code, first ?? '', rest.join('\n'), { cause: e });
 }
 
 function fail(e: unknown): never {
   const commander = commanderExitCode(e);
   if (commander !== null) process.exit(commander); // commander printed the problem already
-  process.exit(reportError(e, { program: 'mssh-agent', toCliError: agentCliError, bugHint: 'Run again with --log-level debug, and report it if it persists.' }));
+  process.exit(
+    reportError(e, {
+      program: 'mssh-agent',
+      toCliError: agentCliError,
+      bugHint: 'Run again with --log-level debug, and report it if it persists.',
+    }),
+  );
 }
 
 async function enrollCommand(flags: EnrollFlags): Promise<void> {
@@ -58,18 +72,39 @@ async function runCommand(flags: RunFlags): Promise<void> {
   const lock = lockStateDir(cfg.stateDir);
   const identity = loadIdentity(cfg.stateDir);
   const choice = cfg.target ?? parseTargetChoice(state.target);
-  if (!choice) throw new AgentError('AGT_ERR_STATE_DIR', `agent.json in ${cfg.stateDir} has a malformed target "${state.target}"; pass --target auto|embedded|HOST:PORT`);
+  if (!choice)
+    throw new AgentError(
+      'AGT_ERR_STATE_DIR',
+      `agent.json in ${cfg.stateDir} has a malformed target "${state.target}"; pass --target auto|embedded|HOST:PORT`,
+    );
   const endpoint = agentDialTarget(state.relayUrl, state.agentEndpoint);
-  if (!endpoint) throw new AgentError('AGT_ERR_STATE_DIR', `agent.json in ${cfg.stateDir} has a malformed relay address; enrol again into an empty --state-dir`);
+  if (!endpoint)
+    throw new AgentError(
+      'AGT_ERR_STATE_DIR',
+      `agent.json in ${cfg.stateDir} has a malformed relay address; enrol again into an empty --state-dir`,
+    );
   const fingerprint = normalizeFingerprint(state.relayFingerprint);
-  if (!fingerprint) throw new AgentError('AGT_ERR_STATE_DIR', `agent.json in ${cfg.stateDir} has a malformed relay fingerprint; enrol again into an empty --state-dir`);
+  if (!fingerprint)
+    throw new AgentError(
+      'AGT_ERR_STATE_DIR',
+      `agent.json in ${cfg.stateDir} has a malformed relay fingerprint; enrol again into an empty --state-dir`,
+    );
 
   const logger = createLogger(cfg.logLevel);
-  if (!lock.locked) logger.warn({ lock: lock.path }, 'flock(1) (util-linux) is not installed, so the state directory is not locked: make sure only one mssh-agent runs on it');
+  if (!lock.locked)
+    logger.warn(
+      { lock: lock.path },
+      'flock(1) (util-linux) is not installed, so the state directory is not locked: make sure only one mssh-agent runs on it',
+    );
   const { resolved, why } = await resolveTargetChoice(choice);
-  logger.info({ target: formatTargetChoice(choice), resolved: resolved.kind }, describeResolution(choice, resolved, why));
+  logger.info(
+    { target: formatTargetChoice(choice), resolved: resolved.kind },
+    describeResolution(choice, resolved, why),
+  );
   if (cfg.allowForwarding && resolved.kind !== 'embedded') {
-    logger.warn('--allow-forwarding applies to the embedded SSH server only; the SSH server at the target decides for itself');
+    logger.warn(
+      '--allow-forwarding applies to the embedded SSH server only; the SSH server at the target decides for itself',
+    );
   }
   const opened = await openTarget(resolved, {
     stateDir: cfg.stateDir,

@@ -1,7 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { AuditPruneConfigSchema, HARDENING_DEFAULTS, ServeConfigSchema, UserAddConfigSchema, isCidr, parseConfig, parseListen, defaultPublicUrl, sshJumpListen } from './config.js';
+import {
+  AuditPruneConfigSchema,
+  HARDENING_DEFAULTS,
+  ServeConfigSchema,
+  UserAddConfigSchema,
+  isCidr,
+  parseConfig,
+  parseListen,
+  defaultPublicUrl,
+  sshJumpListen,
+} from './config.js';
 import { CliError } from './errors.js';
 
 describe('relay config', () => {
@@ -10,7 +20,8 @@ describe('relay config', () => {
     expect(parseListen('[::1]:0')).toEqual({ host: '::1', port: 0 });
     expect(parseListen(':9000')).toEqual({ host: '0.0.0.0', port: 9000 });
     expect(parseListen('relay.local:443')).toEqual({ host: 'relay.local', port: 443 });
-    for (const bad of ['8443', 'host:', 'host:99999', '[zz]:1', 'a b:1', '::1:80']) expect(parseListen(bad), bad).toBeNull();
+    for (const bad of ['8443', 'host:', 'host:99999', '[zz]:1', 'a b:1', '::1:80'])
+      expect(parseListen(bad), bad).toBeNull();
     expect(defaultPublicUrl({ host: '127.0.0.1', port: 5 })).toBe('https://127.0.0.1:5');
     expect(defaultPublicUrl({ host: '::1', port: 5 })).toBe('https://[::1]:5');
   });
@@ -22,9 +33,19 @@ describe('relay config', () => {
     expect(c.databaseUrl).toBeUndefined();
     expect(c.logLevel).toBe('info');
     expect(c.tlsSan).toEqual([]);
-    const env = { MSSH_LISTEN: '127.0.0.1:1', MSSH_DATA_DIR: '/tmp/x', DATABASE_URL: 'postgres://u@h/db', MSSH_BOOTSTRAP_PASSWORD: 'long-enough' };
+    const env = {
+      MSSH_LISTEN: '127.0.0.1:1',
+      MSSH_DATA_DIR: '/tmp/x',
+      DATABASE_URL: 'postgres://u@h/db',
+      MSSH_BOOTSTRAP_PASSWORD: 'long-enough',
+    };
     const e = parseConfig(ServeConfigSchema, {}, env);
-    expect(e).toMatchObject({ listen: { host: '127.0.0.1', port: 1 }, dataDir: '/tmp/x', databaseUrl: 'postgres://u@h/db', bootstrapPassword: 'long-enough' });
+    expect(e).toMatchObject({
+      listen: { host: '127.0.0.1', port: 1 },
+      dataDir: '/tmp/x',
+      databaseUrl: 'postgres://u@h/db',
+      bootstrapPassword: 'long-enough',
+    });
     const f = parseConfig(ServeConfigSchema, { listen: '127.0.0.1:2', dataDir: '/tmp/y', databaseUrl: '' }, env);
     expect(f.listen.port).toBe(2);
     expect(f.dataDir).toBe('/tmp/y');
@@ -34,9 +55,14 @@ describe('relay config', () => {
   it('--ssh-listen: default port 2222 on the --listen host, HOST:PORT, off; a bad value is reported', () => {
     const d = parseConfig(ServeConfigSchema, { listen: '127.0.0.1:8443' }, {});
     expect(sshJumpListen(d)).toEqual({ host: '127.0.0.1', port: 2222 });
-    expect(sshJumpListen(parseConfig(ServeConfigSchema, { sshListen: '127.0.0.1:0' }, {}))).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(sshJumpListen(parseConfig(ServeConfigSchema, { sshListen: '127.0.0.1:0' }, {}))).toEqual({
+      host: '127.0.0.1',
+      port: 0,
+    });
     expect(sshJumpListen(parseConfig(ServeConfigSchema, {}, { MSSH_SSH_LISTEN: 'off' }))).toBeNull();
-    expect(sshJumpListen(parseConfig(ServeConfigSchema, { sshListen: 'OFF' }, { MSSH_SSH_LISTEN: '0.0.0.0:22' }))).toBeNull();
+    expect(
+      sshJumpListen(parseConfig(ServeConfigSchema, { sshListen: 'OFF' }, { MSSH_SSH_LISTEN: '0.0.0.0:22' })),
+    ).toBeNull();
     expect(() => parseConfig(ServeConfigSchema, { sshListen: 'nope' }, {})).toThrow(/--ssh-listen \(MSSH_SSH_LISTEN\)/);
   });
 
@@ -58,13 +84,18 @@ describe('relay config', () => {
   it('lists every problem at once', () => {
     let err: unknown;
     try {
-      parseConfig(ServeConfigSchema, { listen: 'nope', databaseUrl: 'mysql://x', tlsCert: '/c.pem', logLevel: 'loud', publicUrl: 'http://x' }, {});
+      parseConfig(
+        ServeConfigSchema,
+        { listen: 'nope', databaseUrl: 'mysql://x', tlsCert: '/c.pem', logLevel: 'loud', publicUrl: 'http://x' },
+        {},
+      );
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(CliError);
     const msg = (err as CliError).message;
-    for (const f of ['--listen', '--database-url', '--tls-key', '--log-level', '--public-url']) expect(msg).toContain(f);
+    for (const f of ['--listen', '--database-url', '--tls-key', '--log-level', '--public-url'])
+      expect(msg).toContain(f);
     expect((err as CliError).hint).toBeTruthy();
   });
 
@@ -76,20 +107,39 @@ describe('relay config', () => {
   it('hardening flags: defaults, numbers from strings, CIDRs checked, every problem listed', () => {
     const d = parseConfig(ServeConfigSchema, {}, {});
     expect(d).toMatchObject({ ...HARDENING_DEFAULTS, trustedProxy: [], minProtocolVersion: 1 });
-    const c = parseConfig(ServeConfigSchema, {
-      trustedProxy: ['10.0.0.0/8', '127.0.0.1', '::1/128'], maxSessionsPerUser: '3', maxAgents: '7', minProtocolVersion: '2', handshakeTimeout: '5',
-    }, {});
-    expect(c).toMatchObject({ trustedProxy: ['10.0.0.0/8', '127.0.0.1', '::1/128'], maxSessionsPerUser: 3, maxAgents: 7, minProtocolVersion: 2, handshakeTimeout: 5 });
+    const c = parseConfig(
+      ServeConfigSchema,
+      {
+        trustedProxy: ['10.0.0.0/8', '127.0.0.1', '::1/128'],
+        maxSessionsPerUser: '3',
+        maxAgents: '7',
+        minProtocolVersion: '2',
+        handshakeTimeout: '5',
+      },
+      {},
+    );
+    expect(c).toMatchObject({
+      trustedProxy: ['10.0.0.0/8', '127.0.0.1', '::1/128'],
+      maxSessionsPerUser: 3,
+      maxAgents: 7,
+      minProtocolVersion: 2,
+      handshakeTimeout: 5,
+    });
     expect(isCidr('10.0.0.0/33')).toBe(false);
     expect(isCidr('fe80::/129')).toBe(false);
     expect(isCidr('example.org')).toBe(false);
     let err: CliError | undefined;
     try {
-      parseConfig(ServeConfigSchema, { trustedProxy: ['nope'], maxSessions: '0', maxHeaderBytes: '12', loginAttempts: 'many' }, {});
+      parseConfig(
+        ServeConfigSchema,
+        { trustedProxy: ['nope'], maxSessions: '0', maxHeaderBytes: '12', loginAttempts: 'many' },
+        {},
+      );
     } catch (e) {
       err = e as CliError;
     }
     expect(err).toBeInstanceOf(CliError);
-    for (const flag of ['--trusted-proxy', '--max-sessions', '--max-header-bytes', '--login-attempts']) expect(err!.message).toContain(flag);
+    for (const flag of ['--trusted-proxy', '--max-sessions', '--max-header-bytes', '--login-attempts'])
+      expect(err!.message).toContain(flag);
   });
 });

@@ -6,7 +6,14 @@ import { homedir, hostname } from 'node:os';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_RELAY_PORT, DEFAULT_SSH_JUMP_PORT, HostName, MIN_PROTOCOL_VERSION, UserName, parseDuration } from '@mssh/protocol';
+import {
+  DEFAULT_RELAY_PORT,
+  DEFAULT_SSH_JUMP_PORT,
+  HostName,
+  MIN_PROTOCOL_VERSION,
+  UserName,
+  parseDuration,
+} from '@mssh/protocol';
 import { CliError } from './errors.js';
 import { DEFAULT_STALE_AFTER_MS } from './hosts/staleness.js';
 
@@ -54,13 +61,13 @@ const nonEmpty = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? und
 export const DEFAULT_DATA_DIR = '~/.local/share/mssh-relay';
 export const defaultDataDir = (): string => resolve(expandHome(DEFAULT_DATA_DIR));
 
-const DataDir = z.preprocess(nonEmpty, z.string().optional())
+const DataDir = z
+  .preprocess(nonEmpty, z.string().optional())
   .transform((v) => (v === undefined ? defaultDataDir() : resolve(expandHome(v))));
 
-const DatabaseUrl = z.preprocess(nonEmpty, z.string().optional()).refine(
-  (v) => v === undefined || /^postgres(ql)?:\/\/./.test(v),
-  'must be a postgres:// or postgresql:// URL',
-);
+const DatabaseUrl = z
+  .preprocess(nonEmpty, z.string().optional())
+  .refine((v) => v === undefined || /^postgres(ql)?:\/\/./.test(v), 'must be a postgres:// or postgresql:// URL');
 
 const Listen = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx) => {
   const parsed = parseListen(v ?? DEFAULT_LISTEN);
@@ -72,16 +79,18 @@ const Listen = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx) 
 });
 
 /** --ssh-listen: HOST:PORT, `off`, or unset (port DEFAULT_SSH_JUMP_PORT on the host of --listen). */
-const SshListen = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx): ListenAddress | 'off' | undefined => {
-  if (v === undefined) return undefined;
-  if (v.trim().toLowerCase() === 'off') return 'off';
-  const parsed = parseListen(v);
-  if (!parsed) {
-    ctx.addIssue({ code: 'custom', message: `"${v}" is not HOST:PORT or off (e.g. 0.0.0.0:2222, 127.0.0.1:0, off)` });
-    return z.NEVER;
-  }
-  return parsed;
-});
+const SshListen = z
+  .preprocess(nonEmpty, z.string().optional())
+  .transform((v, ctx): ListenAddress | 'off' | undefined => {
+    if (v === undefined) return undefined;
+    if (v.trim().toLowerCase() === 'off') return 'off';
+    const parsed = parseListen(v);
+    if (!parsed) {
+      ctx.addIssue({ code: 'custom', message: `"${v}" is not HOST:PORT or off (e.g. 0.0.0.0:2222, 127.0.0.1:0, off)` });
+      return z.NEVER;
+    }
+    return parsed;
+  });
 
 /** Where the SSH jump listener listens, or null when it is off. */
 export function sshJumpListen(cfg: { listen: ListenAddress; sshListen?: ListenAddress | 'off' }): ListenAddress | null {
@@ -105,7 +114,12 @@ const PublicUrl = z.preprocess(nonEmpty, z.string().optional()).transform((v, ct
   return `https://${u.host}`;
 });
 
-const TlsSan = z.string().refine((s) => isIP(s) !== 0 || /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/.test(s), 'must be a DNS name or an IP address');
+const TlsSan = z
+  .string()
+  .refine(
+    (s) => isIP(s) !== 0 || /^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*$/.test(s),
+    'must be a DNS name or an IP address',
+  );
 
 const StaleAfter = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx) => {
   if (v === undefined) return DEFAULT_STALE_AFTER_MS;
@@ -138,16 +152,34 @@ export function isCidr(s: string): boolean {
 }
 
 /** A positive whole number flag (commander hands strings), with its default. */
-const count = (dflt: number, max = 1_000_000_000) => z.preprocess(
-  (v) => (v === undefined || v === '' ? undefined : typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v),
-  z.number({ message: 'must be a whole number' }).int('must be a whole number').min(1, 'must be at least 1').max(max, `must be at most ${max}`).optional(),
-).transform((v) => v ?? dflt);
+const count = (dflt: number, max = 1_000_000_000) =>
+  z
+    .preprocess(
+      (v) =>
+        v === undefined || v === '' ? undefined : typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v,
+      z
+        .number({ message: 'must be a whole number' })
+        .int('must be a whole number')
+        .min(1, 'must be at least 1')
+        .max(max, `must be at most ${max}`)
+        .optional(),
+    )
+    .transform((v) => v ?? dflt);
 
 /** Like count, but 0 is allowed and means "no limit". */
-const countOrOff = (dflt: number, max = 1_000_000_000) => z.preprocess(
-  (v) => (v === undefined || v === '' ? undefined : typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v),
-  z.number({ message: 'must be a whole number' }).int('must be a whole number').min(0, 'must be 0 (off) or more').max(max, `must be at most ${max}`).optional(),
-).transform((v) => v ?? dflt);
+const countOrOff = (dflt: number, max = 1_000_000_000) =>
+  z
+    .preprocess(
+      (v) =>
+        v === undefined || v === '' ? undefined : typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v,
+      z
+        .number({ message: 'must be a whole number' })
+        .int('must be a whole number')
+        .min(0, 'must be 0 (off) or more')
+        .max(max, `must be at most ${max}`)
+        .optional(),
+    )
+    .transform((v) => v ?? dflt);
 
 /**
  * Issue 3 limits; README "Hardening and limits" documents each. A cap reached refuses new work only.
@@ -171,14 +203,22 @@ export const HARDENING_DEFAULTS = {
 } as const;
 
 const HardeningSchema = z.object({
-  trustedProxy: z.array(z.string().refine(isCidr, 'must be an IP address or CIDR block, e.g. 10.0.0.0/8 or 127.0.0.1')).default([]),
+  trustedProxy: z
+    .array(z.string().refine(isCidr, 'must be an IP address or CIDR block, e.g. 10.0.0.0/8 or 127.0.0.1'))
+    .default([]),
   minProtocolVersion: count(MIN_PROTOCOL_VERSION, 1_000_000),
   maxSessionsPerUser: count(HARDENING_DEFAULTS.maxSessionsPerUser),
   maxSessionsPerAgent: count(HARDENING_DEFAULTS.maxSessionsPerAgent),
   maxSessions: count(HARDENING_DEFAULTS.maxSessions),
   maxAgents: count(HARDENING_DEFAULTS.maxAgents),
-  maxHeaderBytes: count(HARDENING_DEFAULTS.maxHeaderBytes, 1024 * 1024).refine((v) => v >= 1024, 'must be at least 1024'),
-  maxBodyBytes: count(HARDENING_DEFAULTS.maxBodyBytes, 64 * 1024 * 1024).refine((v) => v >= 1024, 'must be at least 1024'),
+  maxHeaderBytes: count(HARDENING_DEFAULTS.maxHeaderBytes, 1024 * 1024).refine(
+    (v) => v >= 1024,
+    'must be at least 1024',
+  ),
+  maxBodyBytes: count(HARDENING_DEFAULTS.maxBodyBytes, 64 * 1024 * 1024).refine(
+    (v) => v >= 1024,
+    'must be at least 1024',
+  ),
   handshakeTimeout: count(HARDENING_DEFAULTS.handshakeTimeout, 3600),
   loginAttempts: count(HARDENING_DEFAULTS.loginAttempts, 1_000_000),
   maxPasswordChecks: count(HARDENING_DEFAULTS.maxPasswordChecks, 1024),
@@ -197,22 +237,34 @@ export const ServeConfigSchema = StoreSchema.extend({
   ...HardeningSchema.shape,
   bootstrapPassword: z.preprocess(nonEmpty, z.string().min(8, 'must be at least 8 characters').max(1024).optional()),
   /** How often live sessions' byte counters are written (ms). */
-  auditProgressMs: z.preprocess(nonEmpty, z.coerce.number().int().min(100, 'must be at least 100 (ms)').max(3_600_000).optional()).transform((v) => v ?? 10_000),
-}).extend(TlsSchema.shape).refine((c) => !!c.tlsCert === !!c.tlsKey, {
-  path: ['tlsKey'],
-  message: '--tls-cert and --tls-key go together: give both, or neither for a self-signed certificate',
-  // Checked even when other options are wrong, so that every problem is listed at once.
-  when: (p) => typeof p.value === 'object' && p.value !== null,
-});
+  auditProgressMs: z
+    .preprocess(nonEmpty, z.coerce.number().int().min(100, 'must be at least 100 (ms)').max(3_600_000).optional())
+    .transform((v) => v ?? 10_000),
+})
+  .extend(TlsSchema.shape)
+  .refine((c) => !!c.tlsCert === !!c.tlsKey, {
+    path: ['tlsKey'],
+    message: '--tls-cert and --tls-key go together: give both, or neither for a self-signed certificate',
+    // Checked even when other options are wrong, so that every problem is listed at once.
+    when: (p) => typeof p.value === 'object' && p.value !== null,
+  });
 export type ServeConfig = z.infer<typeof ServeConfigSchema>;
 
 export const StoreConfigSchema = StoreSchema;
 export type StoreConfig = z.infer<typeof StoreConfigSchema>;
 
-export const UserAddConfigSchema = StoreSchema.extend({ name: UserName, admin: z.boolean().default(false), passwordStdin: z.boolean().default(false) });
+export const UserAddConfigSchema = StoreSchema.extend({
+  name: UserName,
+  admin: z.boolean().default(false),
+  passwordStdin: z.boolean().default(false),
+});
 export type UserAddConfig = z.infer<typeof UserAddConfigSchema>;
 
-export const AgentEnrollConfigSchema = StoreSchema.extend({ name: HostName, listen: Listen, publicUrl: PublicUrl }).extend(TlsSchema.shape);
+export const AgentEnrollConfigSchema = StoreSchema.extend({
+  name: HostName,
+  listen: Listen,
+  publicUrl: PublicUrl,
+}).extend(TlsSchema.shape);
 export type AgentEnrollConfig = z.infer<typeof AgentEnrollConfigSchema>;
 
 export const AuditPruneConfigSchema = StoreSchema.extend({
@@ -232,16 +284,37 @@ export type InfoConfig = z.infer<typeof InfoConfigSchema>;
 
 /** Flag names as the user typed them, for messages. */
 const FLAG_NAMES: Record<string, string> = {
-  dataDir: '--data-dir (MSSH_DATA_DIR)', databaseUrl: '--database-url (DATABASE_URL)', listen: '--listen (MSSH_LISTEN)', sshListen: '--ssh-listen (MSSH_SSH_LISTEN)',
-  publicUrl: '--public-url (MSSH_PUBLIC_URL)', logLevel: '--log-level (MSSH_LOG_LEVEL)', bootstrapPassword: 'MSSH_BOOTSTRAP_PASSWORD',
-  staleAfter: '--stale-after (MSSH_STALE_AFTER)', tlsCert: '--tls-cert', tlsKey: '--tls-key', tlsSan: '--tls-san', name: 'NAME', admin: '--admin', passwordStdin: '--password-stdin',
-  auditProgressMs: 'MSSH_AUDIT_PROGRESS_MS', olderThan: '--older-than',
-  trustedProxy: '--trusted-proxy', minProtocolVersion: '--min-protocol-version', maxSessionsPerUser: '--max-sessions-per-user',
-  maxSessionsPerAgent: '--max-sessions-per-agent', maxSessions: '--max-sessions', maxAgents: '--max-agents',
-  maxHeaderBytes: '--max-header-bytes', maxBodyBytes: '--max-body-bytes', handshakeTimeout: '--handshake-timeout',
-  loginAttempts: '--login-attempts', maxPasswordChecks: '--max-password-checks',
-  maxStreamsPerConnection: '--max-streams-per-connection', maxConnectionsPerAddress: '--max-connections-per-address',
-  maxPendingPerAddress: '--max-pending-per-address', bodyTimeout: '--body-timeout',
+  dataDir: '--data-dir (MSSH_DATA_DIR)',
+  databaseUrl: '--database-url (DATABASE_URL)',
+  listen: '--listen (MSSH_LISTEN)',
+  sshListen: '--ssh-listen (MSSH_SSH_LISTEN)',
+  publicUrl: '--public-url (MSSH_PUBLIC_URL)',
+  logLevel: '--log-level (MSSH_LOG_LEVEL)',
+  bootstrapPassword: 'MSSH_BOOTSTRAP_PASSWORD',
+  staleAfter: '--stale-after (MSSH_STALE_AFTER)',
+  tlsCert: '--tls-cert',
+  tlsKey: '--tls-key',
+  tlsSan: '--tls-san',
+  name: 'NAME',
+  admin: '--admin',
+  passwordStdin: '--password-stdin',
+  auditProgressMs: 'MSSH_AUDIT_PROGRESS_MS',
+  olderThan: '--older-than',
+  trustedProxy: '--trusted-proxy',
+  minProtocolVersion: '--min-protocol-version',
+  maxSessionsPerUser: '--max-sessions-per-user',
+  maxSessionsPerAgent: '--max-sessions-per-agent',
+  maxSessions: '--max-sessions',
+  maxAgents: '--max-agents',
+  maxHeaderBytes: '--max-header-bytes',
+  maxBodyBytes: '--max-body-bytes',
+  handshakeTimeout: '--handshake-timeout',
+  loginAttempts: '--login-attempts',
+  maxPasswordChecks: '--max-password-checks',
+  maxStreamsPerConnection: '--max-streams-per-connection',
+  maxConnectionsPerAddress: '--max-connections-per-address',
+  maxPendingPerAddress: '--max-pending-per-address',
+  bodyTimeout: '--body-timeout',
 };
 
 /** Flags win over the environment. */
@@ -262,7 +335,11 @@ export function withEnv(flags: Record<string, unknown>, env: NodeJS.ProcessEnv):
 }
 
 /** Parse once; on failure a CliError listing every problem. */
-export function parseConfig<S extends z.ZodType>(schema: S, flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): z.infer<S> {
+export function parseConfig<S extends z.ZodType>(
+  schema: S,
+  flags: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = process.env,
+): z.infer<S> {
   const r = schema.safeParse(withEnv(flags, env));
   if (r.success) return r.data;
   const lines = r.error.issues.map((i) => {
@@ -272,6 +349,6 @@ export function parseConfig<S extends z.ZodType>(schema: S, flags: Record<string
   throw new CliError(
     'CLI_ERR_USAGE',
     lines.length === 1 ? `invalid option ${lines[0]}` : `invalid options:\n  ${lines.join('\n  ')}`,
-    'See `mssh-relay --help` (or the command\'s --help) for the accepted values.',
+    "See `mssh-relay --help` (or the command's --help) for the accepted values.",
   );
 }

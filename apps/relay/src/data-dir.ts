@@ -9,7 +9,11 @@ export function prepareDataDir(dir: string): void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     if ((statSync(dir).mode & 0o077) !== 0) chmodSync(dir, 0o700);
   } catch (e) {
-    throw cliFailure(`cannot create the data directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'Choose a writable place with --data-dir (or MSSH_DATA_DIR).', e);
+    throw cliFailure(
+      `cannot create the data directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      'Choose a writable place with --data-dir (or MSSH_DATA_DIR).',
+      e,
+    );
   }
 }
 
@@ -20,8 +24,12 @@ export function relayIdPath(dir: string): string {
 const RELAY_ID_RE = /^[0-9a-f-]{36}$/;
 
 function damagedRelayId(path: string, why: string, cause?: unknown): CliError {
-  return codedCliError('RLY_CLI_ERR_RELAY_ID', `cannot read this relay's id from ${path}: ${why}`,
-    `The audit trail and the crash recovery of open sessions use it: restore the file (one line, the UUID from a backup or from the relay_id column of the sessions table), or, to start as a new relay on purpose, move it away.`, cause);
+  return codedCliError(
+    'RLY_CLI_ERR_RELAY_ID',
+    `cannot read this relay's id from ${path}: ${why}`,
+    `The audit trail and the crash recovery of open sessions use it: restore the file (one line, the UUID from a backup or from the relay_id column of the sessions table), or, to start as a new relay on purpose, move it away.`,
+    cause,
+  );
 }
 
 /**
@@ -58,7 +66,11 @@ export function loadOrCreateRelayId(dir: string): string {
   } catch (e) {
     const raced = (e as NodeJS.ErrnoException).code === 'EEXIST' ? readRelayId(dir) : null;
     if (raced !== null) return raced;
-    throw cliFailure(`cannot create ${relayIdPath(dir)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'Check that the data directory is writable (--data-dir or MSSH_DATA_DIR).', e);
+    throw cliFailure(
+      `cannot create ${relayIdPath(dir)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      'Check that the data directory is writable (--data-dir or MSSH_DATA_DIR).',
+      e,
+    );
   }
   return id;
 }

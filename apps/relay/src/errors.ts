@@ -27,9 +27,18 @@ export function relayError(code: WireErrorCode, message?: string, cause?: unknow
 
 export function httpReason(status: number): string {
   const reasons: Record<number, string> = {
-    400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict',
-    408: 'Request Timeout', 413: 'Payload Too Large', 426: 'Upgrade Required', 429: 'Too Many Requests', 500: 'Internal Server Error',
-    502: 'Bad Gateway', 503: 'Service Unavailable',
+    400: 'Bad Request',
+    401: 'Unauthorized',
+    403: 'Forbidden',
+    404: 'Not Found',
+    409: 'Conflict',
+    408: 'Request Timeout',
+    413: 'Payload Too Large',
+    426: 'Upgrade Required',
+    429: 'Too Many Requests',
+    500: 'Internal Server Error',
+    502: 'Bad Gateway',
+    503: 'Service Unavailable',
   };
   return reasons[status] ?? 'Error';
 }

@@ -54,12 +54,16 @@ async function serve(flags: Flags): Promise<void> {
 function fail(e: unknown): never {
   const commander = commanderExitCode(e);
   if (commander !== null) process.exit(commander); // commander printed the problem already
-  process.exit(reportError(e, {
-    program: 'mssh-relay',
-    toCliError: relayCliError,
-    describe: rootMessage,
-    bugHint: 'This is a bug in mssh-relay; please report it together with the relay log.',
-  }));
+  process.exit(
+    reportError(e, {
+      program: 'mssh-relay',
+      toCliError: relayCliError,
+      describe: rootMessage,
+      bugHint: 'This is a bug in mssh-relay; please report it together with the relay log.',
+    }),
+  );
 }
 
-await buildProgram({ serve, ...commandHandlers() }).parseAsync(process.argv).catch(fail);
+await buildProgram({ serve, ...commandHandlers() })
+  .parseAsync(process.argv)
+  .catch(fail);

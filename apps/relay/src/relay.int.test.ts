@@ -38,79 +38,113 @@ afterAll(async () => {
 async function serveConfig(extra: Record<string, unknown> = {}) {
   const dataDir = mkdtempSync(join(fixtures().root, 'relay-component-'));
   const databaseUrl = await createTestDatabase(fixtures().runId);
-  return { databaseUrl, cfg: parseConfig(ServeConfigSchema, { listen: '127.0.0.1:0', sshListen: '127.0.0.1:0', dataDir, databaseUrl, ...extra }, {}) };
+  return {
+    databaseUrl,
+    cfg: parseConfig(
+      ServeConfigSchema,
+      { listen: '127.0.0.1:0', sshListen: '127.0.0.1:0', dataDir, databaseUrl, ...extra },
+      {},
+    ),
+  };
 }
 
 describe('relay component', () => {
-  it('stop: listeners closed (with the jump listener connections) before the audit flush; the database last', { timeout: 60_000 }, async () => {
-    const { cfg, databaseUrl } = await serveConfig();
-    const steps: StopStep[] = [];
-    const seen: Record<string, unknown> = {};
-    let ports: { https: number; ssh: number | null } | null = null;
-    const lines: string[] = [];
-    const check = await openDatabase({ databaseUrl });
-    closers.push(() => check.close());
-    const stoppedRows = () => check.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'relay.stopped'), eq(auditEvents.relayId, readRelayId(cfg.dataDir)!)));
-    const relay = createRelay({
-      cfg, logger: silentLogger(), out: (l) => lines.push(l),
-      onStopStep: async (step) => {
-        steps.push(step);
-        if (step === 'agent links') seen.httpsAfterListeners = await tryConnect(ports!.https);
-        if (step === 'agent links') seen.sshAfterListeners = await tryConnect(ports!.ssh!);
-        if (step === 'database') seen.stoppedRowsBeforeDbClose = (await stoppedRows()).length;
-      },
-    });
-    await relay.start();
-    ports = relay.ports;
-    expect(lines[0]).toBe(`mssh-relay listening on https://127.0.0.1:${ports!.https}`);
-    expect(ports!.ssh).toBeGreaterThan(0);
+  it(
+    'stop: listeners closed (with the jump listener connections) before the audit flush; the database last',
+    { timeout: 60_000 },
+    async () => {
+      const { cfg, databaseUrl } = await serveConfig();
+      const steps: StopStep[] = [];
+      const seen: Record<string, unknown> = {};
+      let ports: { https: number; ssh: number | null } | null = null;
+      const lines: string[] = [];
+      const check = await openDatabase({ databaseUrl });
+      closers.push(() => check.close());
+      const stoppedRows = () =>
+        check.db
+          .select()
+          .from(auditEvents)
+          .where(and(eq(auditEvents.type, 'relay.stopped'), eq(auditEvents.relayId, readRelayId(cfg.dataDir)!)));
+      const relay = createRelay({
+        cfg,
+        logger: silentLogger(),
+        out: (l) => lines.push(l),
+        onStopStep: async (step) => {
+          steps.push(step);
+          if (step === 'agent links') seen.httpsAfterListeners = await tryConnect(ports!.https);
+          if (step === 'agent links') seen.sshAfterListeners = await tryConnect(ports!.ssh!);
+          if (step === 'database') seen.stoppedRowsBeforeDbClose = (await stoppedRows()).length;
+        },
+      });
+      await relay.start();
+      ports = relay.ports;
+      expect(lines[0]).toBe(`mssh-relay listening on https://127.0.0.1:${ports!.https}`);
+      expect(ports!.ssh).toBeGreaterThan(0);
 
-    // A live SSH connection on the jump listener (banner received): stop must end it.
-    const ssh: Socket = connect({ host: '127.0.0.1', port: ports!.ssh! });
-    await new Promise<void>((resolve, reject) => {
-      ssh.once('data', () => resolve());
-      ssh.once('error', reject);
-    });
-    const sshClosed = new Promise<void>((resolve) => ssh.once('close', () => resolve()));
+      // A live SSH connection on the jump listener (banner received): stop must end it.
+      const ssh: Socket = connect({ host: '127.0.0.1', port: ports!.ssh! });
+      await new Promise<void>((resolve, reject) => {
+        ssh.once('data', () => resolve());
+        ssh.once('error', reject);
+      });
+      const sshClosed = new Promise<void>((resolve) => ssh.once('close', () => resolve()));
 
-    await relay.stop('SIGTERM');
-    expect(steps).toEqual([...STOP_STEPS]);
-    // After drain the HTTPS listener refuses or resets new connections (fastify finishes its close later);
-    // the SSH listener is gone.
-    expect(seen.httpsAfterListeners).not.toBe('connected');
-    expect(seen.sshAfterListeners).toBe('ECONNREFUSED');
-    expect(await tryConnect(ports!.https)).toBe('ECONNREFUSED');
-    await sshClosed;
-    // relay.stopped was written before the database closed.
-    expect(seen.stoppedRowsBeforeDbClose).toBe(1);
-    // Called again: the same stop, nothing runs twice.
-    await relay.stop('SIGTERM');
-    expect(steps).toEqual([...STOP_STEPS]);
-  });
+      await relay.stop('SIGTERM');
+      expect(steps).toEqual([...STOP_STEPS]);
+      // After drain the HTTPS listener refuses or resets new connections (fastify finishes its close later);
+      // the SSH listener is gone.
+      expect(seen.httpsAfterListeners).not.toBe('connected');
+      expect(seen.sshAfterListeners).toBe('ECONNREFUSED');
+      expect(await tryConnect(ports!.https)).toBe('ECONNREFUSED');
+      await sshClosed;
+      // relay.stopped was written before the database closed.
+      expect(seen.stoppedRowsBeforeDbClose).toBe(1);
+      // Called again: the same stop, nothing runs twice.
+      await relay.stop('SIGTERM');
+      expect(steps).toEqual([...STOP_STEPS]);
+    },
+  );
 
-  it('a failed start stops in the same order, skipping what never started, and writes no relay.stopped', { timeout: 60_000 }, async () => {
-    const taken: Server = createServer();
-    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
-    closers.push(() => new Promise((resolve) => taken.close(() => resolve())));
-    const port = (taken.address() as { port: number }).port;
-    const { cfg, databaseUrl } = await serveConfig({ listen: `127.0.0.1:${port}` });
-    const steps: StopStep[] = [];
-    const relay = createRelay({ cfg, logger: silentLogger(), out: () => undefined, onStopStep: (s) => void steps.push(s) });
-    const err = await relay.start().then(() => null, (e: unknown) => e);
-    expect(err).toBeInstanceOf(CliError);
-    expect((err as CliError).code).toBe('RLY_CLI_ERR_LISTEN');
-    expect((err as CliError).message).toBe(`cannot listen on 127.0.0.1:${port}: the address is already in use`);
-    await relay.stop('start failed');
-    expect(steps).toEqual([...STOP_STEPS]);
-    const check = await openDatabase({ databaseUrl });
-    closers.push(() => check.close());
-    const rows = await check.db.select().from(auditEvents).where(eq(auditEvents.relayId, readRelayId(cfg.dataDir)!));
-    expect(rows.map((r) => r.type)).not.toContain('relay.stopped');
-    expect(rows.map((r) => r.type)).not.toContain('relay.started');
-  });
+  it(
+    'a failed start stops in the same order, skipping what never started, and writes no relay.stopped',
+    { timeout: 60_000 },
+    async () => {
+      const taken: Server = createServer();
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+      closers.push(() => new Promise((resolve) => taken.close(() => resolve())));
+      const port = (taken.address() as { port: number }).port;
+      const { cfg, databaseUrl } = await serveConfig({ listen: `127.0.0.1:${port}` });
+      const steps: StopStep[] = [];
+      const relay = createRelay({
+        cfg,
+        logger: silentLogger(),
+        out: () => undefined,
+        onStopStep: (s) => void steps.push(s),
+      });
+      const err = await relay.start().then(
+        () => null,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(CliError);
+      expect((err as CliError).code).toBe('RLY_CLI_ERR_LISTEN');
+      expect((err as CliError).message).toBe(`cannot listen on 127.0.0.1:${port}: the address is already in use`);
+      await relay.stop('start failed');
+      expect(steps).toEqual([...STOP_STEPS]);
+      const check = await openDatabase({ databaseUrl });
+      closers.push(() => check.close());
+      const rows = await check.db
+        .select()
+        .from(auditEvents)
+        .where(eq(auditEvents.relayId, readRelayId(cfg.dataDir)!));
+      expect(rows.map((r) => r.type)).not.toContain('relay.stopped');
+      expect(rows.map((r) => r.type)).not.toContain('relay.started');
+    },
+  );
 
   it('says why a listener failed the same way for both listeners', () => {
-    expect(listenErrorReason(Object.assign(new Error('x'), { code: 'EADDRINUSE' }))).toBe('the address is already in use');
+    expect(listenErrorReason(Object.assign(new Error('x'), { code: 'EADDRINUSE' }))).toBe(
+      'the address is already in use',
+    );
     expect(listenErrorReason(Object.assign(new Error('x'), { code: 'EACCES' }))).toBe('permission denied');
     expect(listenErrorReason(new Error('something else'))).toBe('something else');
   });

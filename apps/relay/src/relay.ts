@@ -44,7 +44,16 @@ import { loadOrCreateJumpHostKey } from './ssh-jump/host-key.js';
 import { createJumpServer, type JumpServer } from './ssh-jump/jump-server.js';
 
 /** The steps of stop(), in order (see the comment above). */
-export const STOP_STEPS = ['timers', 'listeners', 'agent links', 'http', 'admin socket', 'sessions', 'audit', 'database'] as const;
+export const STOP_STEPS = [
+  'timers',
+  'listeners',
+  'agent links',
+  'http',
+  'admin socket',
+  'sessions',
+  'audit',
+  'database',
+] as const;
 export type StopStep = (typeof STOP_STEPS)[number];
 
 export interface RelayOptions {
@@ -97,7 +106,9 @@ export function createRelay(opts: RelayOptions): Relay {
         for (const t of timers) clearInterval(t);
       });
       await step('listeners', async () => {
-        appClosing = app ? app.close().catch((err: unknown) => logger.error({ err }, 'closing the HTTP server failed')) : null;
+        appClosing = app
+          ? app.close().catch((err: unknown) => logger.error({ err }, 'closing the HTTP server failed'))
+          : null;
         await jump?.close();
       });
     })();
@@ -139,11 +150,18 @@ export function createRelay(opts: RelayOptions): Relay {
     await claimAdminSocketPath(sockPath);
     checkServeDatabase(cfg);
 
-    const tls = await loadOrCreateTls({ dataDir: cfg.dataDir, certFile: cfg.tlsCert, keyFile: cfg.tlsKey, sans: cfg.tlsSan });
+    const tls = await loadOrCreateTls({
+      dataDir: cfg.dataDir,
+      certFile: cfg.tlsCert,
+      keyFile: cfg.tlsKey,
+      sans: cfg.tlsSan,
+    });
     if (tls.created) logger.info({ cert: tls.certPath, names: tls.names }, 'created a self-signed TLS certificate');
     if (tls.missingSans.length > 0) {
-      logger.warn({ missing: tls.missingSans, cert: tls.certPath },
-        `the existing certificate does not name ${tls.missingSans.join(', ')}; to include them, move ${tlsPaths(cfg.dataDir).dir} away and restart (the fingerprint changes: re-pin clients and agents)`);
+      logger.warn(
+        { missing: tls.missingSans, cert: tls.certPath },
+        `the existing certificate does not name ${tls.missingSans.join(', ')}; to include them, move ${tlsPaths(cfg.dataDir).dir} away and restart (the fingerprint changes: re-pin clients and agents)`,
+      );
     }
 
     database = await openDatabase({
@@ -152,47 +170,97 @@ export function createRelay(opts: RelayOptions): Relay {
       onPoolError: (err) => logger.warn({ err: err.message }, 'idle database connection failed'),
     });
     writeDatabaseRecord(cfg.dataDir, requestedDatabase(cfg.databaseUrl));
-    logger.info({ kind: database.kind, where: cfg.databaseUrl ? redactDatabaseUrl(cfg.databaseUrl) : pgliteDir(cfg.dataDir) }, 'database ready');
+    logger.info(
+      { kind: database.kind, where: cfg.databaseUrl ? redactDatabaseUrl(cfg.databaseUrl) : pgliteDir(cfg.dataDir) },
+      'database ready',
+    );
 
     const repos = createRepositories(database.db);
     const auditLogger = logger.child({ component: 'relay.audit' });
     audit = new DbAuditSink({ db: database.db, relayId: thisRelay, logger: auditLogger });
-    recorder = new SessionRecorder({ db: database.db, writer: audit.writer, relayId: thisRelay, logger: auditLogger, progressIntervalMs: cfg.auditProgressMs });
+    recorder = new SessionRecorder({
+      db: database.db,
+      writer: audit.writer,
+      relayId: thisRelay,
+      logger: auditLogger,
+      progressIntervalMs: cfg.auditProgressMs,
+    });
     // Sessions a previous run left open (kill -9, power loss) are closed before anything else starts.
     let recovered: number;
     try {
       recovered = await recorder.recoverCrashed();
     } catch (e) {
-      throw cliFailure(`cannot close the sessions a previous run left open: ${rootMessage(e)}`, 'Check that the database is reachable and writable, then start again.', e);
+      throw cliFailure(
+        `cannot close the sessions a previous run left open: ${rootMessage(e)}`,
+        'Check that the database is reachable and writable, then start again.',
+        e,
+      );
     }
-    if (recovered > 0) logger.warn({ sessions: recovered }, `closed ${recovered} session(s) left open by a previous run (end reason relay_crashed)`);
+    if (recovered > 0)
+      logger.warn(
+        { sessions: recovered },
+        `closed ${recovered} session(s) left open by a previous run (end reason relay_crashed)`,
+      );
     const { tokens, createdKey } = await loadTokenService(repos.signingKeys);
     if (createdKey) logger.info({ kid: tokens.signingKid }, 'created the token signing key');
     await prepareDummyHash();
     const boot = await bootstrapAdmin({ users: repos.users, audit }, cfg.bootstrapPassword);
 
     router = createTunnelRouter({
-      directory: repos.agents, audit, logger, minProtocolVersion: cfg.minProtocolVersion, maxAgents: cfg.maxAgents,
-      sessionCaps: { maxSessionsPerUser: cfg.maxSessionsPerUser, maxSessionsPerAgent: cfg.maxSessionsPerAgent, maxSessions: cfg.maxSessions },
+      directory: repos.agents,
+      audit,
+      logger,
+      minProtocolVersion: cfg.minProtocolVersion,
+      maxAgents: cfg.maxAgents,
+      sessionCaps: {
+        maxSessionsPerUser: cfg.maxSessionsPerUser,
+        maxSessionsPerAgent: cfg.maxSessionsPerAgent,
+        maxSessions: cfg.maxSessions,
+      },
     });
     const relay = { url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen), fingerprint: tls.fingerprint };
     let jumpBound: { host: string; port: number } | null = null;
     const services = createServices({
-      repos, tokens, audit, router, relay: () => relay, sshJump: () => (jumpBound ? { host: new URL(relay.url).hostname, port: jumpBound.port } : null), staleAfterMs: cfg.staleAfter, relayId: thisRelay, liveSessions: () => recorder!.active(),
-      minProtocolVersion: cfg.minProtocolVersion, hashSlots: new HashSlots({ max: cfg.maxPasswordChecks }),
+      repos,
+      tokens,
+      audit,
+      router,
+      relay: () => relay,
+      sshJump: () => (jumpBound ? { host: new URL(relay.url).hostname, port: jumpBound.port } : null),
+      staleAfterMs: cfg.staleAfter,
+      relayId: thisRelay,
+      liveSessions: () => recorder!.active(),
+      minProtocolVersion: cfg.minProtocolVersion,
+      hashSlots: new HashSlots({ max: cfg.maxPasswordChecks }),
     });
     // One login limiter for both doors (POST /v1/auth/login and the SSH jump listener), per --login-attempts.
     const loginGuard = new LoginGuard({ perSource: cfg.loginAttempts, perUser: cfg.loginAttempts * 2 });
     // The one place a session is admitted, whatever door it came through (session/gate.ts).
-    const gate = createSessionGate({ router, hosts: services.hosts, access: services.access, ledger: recorder, audit, logger });
+    const gate = createSessionGate({
+      router,
+      hosts: services.hosts,
+      access: services.access,
+      ledger: recorder,
+      audit,
+      logger,
+    });
     const http = buildServer({
-      tls, logger, router, tokens, ...services, gate, audit,
+      tls,
+      logger,
+      router,
+      tokens,
+      ...services,
+      gate,
+      audit,
       hardening: {
         trustedProxies: cfg.trustedProxy,
         maxBodyBytes: cfg.maxBodyBytes,
         connection: {
-          handshakeTimeoutMs: cfg.handshakeTimeout * 1000, maxHeaderBytes: cfg.maxHeaderBytes, maxStreamsPerConnection: cfg.maxStreamsPerConnection,
-          maxConnectionsPerAddress: cfg.maxConnectionsPerAddress, maxPendingPerAddress: cfg.maxPendingPerAddress,
+          handshakeTimeoutMs: cfg.handshakeTimeout * 1000,
+          maxHeaderBytes: cfg.maxHeaderBytes,
+          maxStreamsPerConnection: cfg.maxStreamsPerConnection,
+          maxConnectionsPerAddress: cfg.maxConnectionsPerAddress,
+          maxPendingPerAddress: cfg.maxPendingPerAddress,
         },
         bodyTimeoutMs: cfg.bodyTimeout * 1000,
         loginGuard,
@@ -218,7 +286,8 @@ export function createRelay(opts: RelayOptions): Relay {
     const sshAt = sshJumpListen(cfg);
     if (sshAt) {
       const { key: hostKey, created } = loadOrCreateJumpHostKey(cfg.dataDir);
-      if (created) logger.info({ path: hostKey.path, fingerprint: hostKey.fingerprint }, 'created the SSH jump host key');
+      if (created)
+        logger.info({ path: hostKey.path, fingerprint: hostKey.fingerprint }, 'created the SSH jump host key');
       const jumpServer = createJumpServer({
         hostKey,
         keys: services.sshKeys,
@@ -235,28 +304,52 @@ export function createRelay(opts: RelayOptions): Relay {
         jumpBound = await jumpServer.listen(sshAt.host, sshAt.port);
       } catch (e) {
         const why = listenErrorReason(e);
-        const hint = 'Pick another address with --ssh-listen HOST:PORT (or MSSH_SSH_LISTEN), or turn the SSH jump listener off with --ssh-listen off.';
+        const hint =
+          'Pick another address with --ssh-listen HOST:PORT (or MSSH_SSH_LISTEN), or turn the SSH jump listener off with --ssh-listen off.';
         // Asked for explicitly: a failure stops the relay. The default port being taken only turns the listener off.
-        if (cfg.sshListen !== undefined) throw codedCliError('RLY_CLI_ERR_LISTEN', `cannot listen for SSH on ${formatHostPort(sshAt.host, sshAt.port)}: ${why}`, hint, e);
-        logger.warn({ listen: formatHostPort(sshAt.host, sshAt.port), err: why }, `SSH jump listener not started: ${why}. ${hint}`);
+        if (cfg.sshListen !== undefined)
+          throw codedCliError(
+            'RLY_CLI_ERR_LISTEN',
+            `cannot listen for SSH on ${formatHostPort(sshAt.host, sshAt.port)}: ${why}`,
+            hint,
+            e,
+          );
+        logger.warn(
+          { listen: formatHostPort(sshAt.host, sshAt.port), err: why },
+          `SSH jump listener not started: ${why}. ${hint}`,
+        );
         sshLines.push(`SSH jump listener: off (${formatHostPort(sshAt.host, sshAt.port)}: ${why}; see --ssh-listen)`);
       }
       if (jumpBound) {
         jump = jumpServer;
-        sshLines.push(`SSH jump listener on ${formatHostPort(sshAt.host, jumpBound.port)}`, `SSH host key fingerprint: ${hostKey.fingerprint}`);
+        sshLines.push(
+          `SSH jump listener on ${formatHostPort(sshAt.host, jumpBound.port)}`,
+          `SSH host key fingerprint: ${hostKey.fingerprint}`,
+        );
       }
     }
 
     adminSock = await startAdminSocket({
-      admin: services.admin, logger, path: sockPath, auditLog: services.auditLog,
-      database: requestedDatabase(cfg.databaseUrl), dataDir: cfg.dataDir,
+      admin: services.admin,
+      logger,
+      path: sockPath,
+      auditLog: services.auditLog,
+      database: requestedDatabase(cfg.databaseUrl),
+      dataDir: cfg.dataDir,
       keys: { rotate: (by) => rotateSigningKey({ keys: repos.signingKeys, audit: audit!, tokens, by }) },
     });
 
     recorder.startProgress();
     audit.emit({
-      ...AUDIT.relayStarted, source: formatHostPort(cfg.listen.host, bound.port),
-      details: { version: SOFTWARE_VERSION, url: relay.url, pid: process.pid, database: database.kind, recoveredSessions: recovered },
+      ...AUDIT.relayStarted,
+      source: formatHostPort(cfg.listen.host, bound.port),
+      details: {
+        version: SOFTWARE_VERSION,
+        url: relay.url,
+        pid: process.pid,
+        database: database.kind,
+        recoveredSessions: recovered,
+      },
     });
     ports = { https: bound.port, ssh: jumpBound?.port ?? null };
 
@@ -265,7 +358,9 @@ export function createRelay(opts: RelayOptions): Relay {
     }, 3600_000);
     // Relays sharing a database pick up a key rotated on another one.
     const keyReload = setInterval(() => {
-      reloadTokenKeys(repos.signingKeys, tokens).catch((err) => logger.warn({ err }, 'reloading the signing keys failed'));
+      reloadTokenKeys(repos.signingKeys, tokens).catch((err) =>
+        logger.warn({ err }, 'reloading the signing keys failed'),
+      );
     }, 60_000);
     for (const t of [purge, keyReload]) {
       t.unref();
@@ -276,7 +371,15 @@ export function createRelay(opts: RelayOptions): Relay {
     out(`TLS certificate fingerprint: ${tls.fingerprint}`);
     if (boot.created) out(`Created user "${BOOTSTRAP_ADMIN}" with password: ${boot.password} (shown once)`);
     for (const l of sshLines) out(l);
-    logger.info({ url: relay.url, listen: formatHostPort(cfg.listen.host, bound.port), adminSocket: sockPath, version: SOFTWARE_VERSION }, 'relay started');
+    logger.info(
+      {
+        url: relay.url,
+        listen: formatHostPort(cfg.listen.host, bound.port),
+        adminSocket: sockPath,
+        version: SOFTWARE_VERSION,
+      },
+      'relay started',
+    );
   }
 
   return {

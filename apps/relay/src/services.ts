@@ -50,13 +50,38 @@ export function createServices(deps: {
   const { repos, tokens, audit, router } = deps;
   const userChanges = new UserChanges();
   return {
-    auth: new AuthService({ tokens, users: repos.users, revokedTokens: repos.revokedTokens, audit, hashSlots: deps.hashSlots }),
+    auth: new AuthService({
+      tokens,
+      users: repos.users,
+      revokedTokens: repos.revokedTokens,
+      audit,
+      hashSlots: deps.hashSlots,
+    }),
     hosts: new HostService({ agents: repos.agents, router, staleAfterMs: deps.staleAfterMs }),
-    enrolment: new EnrollService({ db: repos.db, agents: repos.agents, enrollTokens: repos.enrollTokens, audit, minProtocolVersion: deps.minProtocolVersion }),
-    sshKeys: new SshKeyService({ keys: repos.sshKeys, users: repos.users, audit, jump: deps.sshJump, changes: userChanges }),
+    enrolment: new EnrollService({
+      db: repos.db,
+      agents: repos.agents,
+      enrollTokens: repos.enrollTokens,
+      audit,
+      minProtocolVersion: deps.minProtocolVersion,
+    }),
+    sshKeys: new SshKeyService({
+      keys: repos.sshKeys,
+      users: repos.users,
+      audit,
+      jump: deps.sshJump,
+      changes: userChanges,
+    }),
     admin: new AdminService({
-      users: repos.users, agents: repos.agents, grants: repos.grants, enrollTokens: repos.enrollTokens, audit, relay: deps.relay,
-      router, staleAfterMs: deps.staleAfterMs, changes: userChanges,
+      users: repos.users,
+      agents: repos.agents,
+      grants: repos.grants,
+      enrollTokens: repos.enrollTokens,
+      audit,
+      relay: deps.relay,
+      router,
+      staleAfterMs: deps.staleAfterMs,
+      changes: userChanges,
     }),
     access: new AccessService({ grants: repos.grants }),
     audit,

@@ -39,14 +39,25 @@ export async function openTestDatabase(kind: DbKind): Promise<{ database: Databa
     const dir = mkdtempSync(join(f.root, 'relay-unit-'));
     clonePglite(f.pgliteTemplate, join(dir, 'db'));
     const database = await openDatabase({ pgliteDir: join(dir, 'db') });
-    return { database, cleanup: async () => { await database.close(); rmSync(dir, { recursive: true, force: true }); } };
+    return {
+      database,
+      cleanup: async () => {
+        await database.close();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
   }
   const database = await openDatabase({ databaseUrl: await createTestDatabase(f.runId) });
   return { database, cleanup: () => database.close() };
 }
 
 /** A tunnel router with no tunnels: online-ness is whatever the test says. */
-export function stubRouter(): TunnelRouter & { online: Set<string>; sessions: number; acceptedSockets: number; closed: Array<{ kind: 'user' | 'agent'; name: string; reason: string }> } {
+export function stubRouter(): TunnelRouter & {
+  online: Set<string>;
+  sessions: number;
+  acceptedSockets: number;
+  closed: Array<{ kind: 'user' | 'agent'; name: string; reason: string }>;
+} {
   const online = new Set<string>();
   const r = {
     online,
@@ -59,14 +70,30 @@ export function stubRouter(): TunnelRouter & { online: Set<string>; sessions: nu
     isOnline: (name: string) => online.has(name),
     onlineNames: () => [...online],
     activeSessions: () => r.sessions,
-    openSession: async () => { throw relayError('RLY_ERR_AGENT_OFFLINE'); },
-    spliceSession: async () => { throw new Error('stub router does not splice'); },
+    openSession: async () => {
+      throw relayError('RLY_ERR_AGENT_OFFLINE');
+    },
+    spliceSession: async () => {
+      throw new Error('stub router does not splice');
+    },
     closed: [] as Array<{ kind: 'user' | 'agent'; name: string; reason: string }>,
-    closeSessionsOfUser: (user: string, reason: string) => { r.closed.push({ kind: 'user', name: user, reason }); return 0; },
-    closeAgent: (name: string, reason: string) => { r.closed.push({ kind: 'agent', name, reason }); online.delete(name); return false; },
+    closeSessionsOfUser: (user: string, reason: string) => {
+      r.closed.push({ kind: 'user', name: user, reason });
+      return 0;
+    },
+    closeAgent: (name: string, reason: string) => {
+      r.closed.push({ kind: 'agent', name, reason });
+      online.delete(name);
+      return false;
+    },
     close: async () => {},
   };
-  return r as unknown as TunnelRouter & { online: Set<string>; sessions: number; acceptedSockets: number; closed: Array<{ kind: 'user' | 'agent'; name: string; reason: string }> };
+  return r as unknown as TunnelRouter & {
+    online: Set<string>;
+    sessions: number;
+    acceptedSockets: number;
+    closed: Array<{ kind: 'user' | 'agent'; name: string; reason: string }>;
+  };
 }
 
 export const ADMIN = { name: 'admin', password: 'admin-password-1' };
@@ -102,12 +129,37 @@ export async function startTestRelay(kind: DbKind): Promise<TestRelay> {
   const router = stubRouter();
   const relay = { url: 'https://relay.test:8443', fingerprint: tls.fingerprint };
   const recorder = new SessionRecorder({ db: database.db, writer: audit.writer, relayId: 'test-relay', logger });
-  const services = createServices({ repos, tokens, audit, router, relay: () => relay, relayId: 'test-relay', liveSessions: () => recorder.active() });
-  const gate = createSessionGate({ router, hosts: services.hosts, access: services.access, ledger: recorder, audit, logger });
+  const services = createServices({
+    repos,
+    tokens,
+    audit,
+    router,
+    relay: () => relay,
+    relayId: 'test-relay',
+    liveSessions: () => recorder.active(),
+  });
+  const gate = createSessionGate({
+    router,
+    hosts: services.hosts,
+    access: services.access,
+    ledger: recorder,
+    audit,
+    logger,
+  });
   const app = buildServer({ tls, logger, router, tokens, ...services, gate, audit, closeGraceMs: 200 });
   await app.ready();
   return {
-    app, database, repos, tokens, audit, recorder, router, services, gate, tls, tmp,
+    app,
+    database,
+    repos,
+    tokens,
+    audit,
+    recorder,
+    router,
+    services,
+    gate,
+    tls,
+    tmp,
     async close() {
       await app.close();
       await recorder.close();
@@ -142,7 +194,8 @@ export function apiCall(
   opts: { token?: string; body?: unknown; headers?: Record<string, string> } = {},
 ) {
   return r.app.inject({
-    method, url,
+    method,
+    url,
     headers: { ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}), ...opts.headers },
     ...(opts.body !== undefined ? { payload: opts.body as object } : {}),
   });

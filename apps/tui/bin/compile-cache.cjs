@@ -76,7 +76,11 @@ function writeCache(dir, file, script) {
     const prefix = base.slice(0, base.lastIndexOf('-') + 1);
     for (const name of fs.readdirSync(dir)) {
       if (name !== base && name.startsWith(prefix) && name.endsWith(SUFFIX)) {
-        try { fs.unlinkSync(path.join(dir, name)); } catch { /* another run removed it */ }
+        try {
+          fs.unlinkSync(path.join(dir, name));
+        } catch {
+          /* another run removed it */
+        }
       }
     }
   } catch {
@@ -97,7 +101,8 @@ function runCompiled(file, opts = {}) {
   let cacheFile = null;
   let cached;
   if (dir !== null && privateDir(dir)) {
-    const key = crypto.createHash('sha256')
+    const key = crypto
+      .createHash('sha256')
       .update(`${process.version}\0${process.versions.v8}\0${process.arch}\0`)
       .update(source)
       .digest('hex')

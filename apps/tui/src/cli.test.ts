@@ -8,7 +8,9 @@ import { TUNNEL_END_CODES } from '@mssh/protocol';
 import { readFileSync } from 'node:fs';
 
 /** Parse argv with handlers that record what they were called with. */
-async function parse(argv: string[]): Promise<{ calls: Array<[string, unknown]>; out: string; err: string; error?: unknown }> {
+async function parse(
+  argv: string[],
+): Promise<{ calls: Array<[string, unknown]>; out: string; err: string; error?: unknown }> {
   const calls: Array<[string, unknown]> = [];
   const rec = (name: string) => async (a?: unknown) => {
     calls.push([name, a]);
@@ -57,10 +59,23 @@ async function parse(argv: string[]): Promise<{ calls: Array<[string, unknown]>;
 
 describe('mssh command line', () => {
   it('login takes --relay, --user, --password-stdin and --relay-fingerprint', async () => {
-    const r = await parse(['login', '--relay', 'https://r:8443', '--user', 'alice', '--password-stdin', '--relay-fingerprint', 'SHA256:x']);
-    expect(r.calls).toEqual([['login', { relay: 'https://r:8443', user: 'alice', passwordStdin: true, relayFingerprint: 'SHA256:x' }]]);
+    const r = await parse([
+      'login',
+      '--relay',
+      'https://r:8443',
+      '--user',
+      'alice',
+      '--password-stdin',
+      '--relay-fingerprint',
+      'SHA256:x',
+    ]);
+    expect(r.calls).toEqual([
+      ['login', { relay: 'https://r:8443', user: 'alice', passwordStdin: true, relayFingerprint: 'SHA256:x' }],
+    ]);
     const bare = await parse(['login', '--relay', 'r', '--user', 'bob']);
-    expect(bare.calls).toEqual([['login', { relay: 'r', user: 'bob', passwordStdin: false, relayFingerprint: undefined }]]);
+    expect(bare.calls).toEqual([
+      ['login', { relay: 'r', user: 'bob', passwordStdin: false, relayFingerprint: undefined }],
+    ]);
   });
 
   it('login without --relay is a usage error printed as mssh: ... with a hint', async () => {
@@ -73,11 +88,44 @@ describe('mssh command line', () => {
 
   it('ssh: destination, options anywhere before --, and the command words after it', async () => {
     const r = await parse(['ssh', '-i', '/k', 'bob@laptop', '-t', '--', 'sh', '-c', "'exit 7'"]);
-    expect(r.calls).toEqual([['ssh', { destination: 'bob@laptop', command: ['sh', '-c', "'exit 7'"], identity: '/k', forceTty: true, noTty: false, login: undefined, verbose: false, options: [] }]]);
+    expect(r.calls).toEqual([
+      [
+        'ssh',
+        {
+          destination: 'bob@laptop',
+          command: ['sh', '-c', "'exit 7'"],
+          identity: '/k',
+          forceTty: true,
+          noTty: false,
+          login: undefined,
+          verbose: false,
+          options: [],
+        },
+      ],
+    ]);
     const shell = await parse(['ssh', 'laptop', '-T', '-l', 'root']);
-    expect(shell.calls).toEqual([['ssh', { destination: 'laptop', command: [], identity: undefined, forceTty: false, noTty: true, login: 'root', verbose: false, options: [] }]]);
+    expect(shell.calls).toEqual([
+      [
+        'ssh',
+        {
+          destination: 'laptop',
+          command: [],
+          identity: undefined,
+          forceTty: false,
+          noTty: true,
+          login: 'root',
+          verbose: false,
+          options: [],
+        },
+      ],
+    ]);
     const v = await parse(['ssh', '-v', '--connect-timeout', '5', '-o', 'ConnectTimeout=7', 'laptop']);
-    expect(v.calls[0]![1]).toMatchObject({ destination: 'laptop', verbose: true, connectTimeout: '5', options: ['ConnectTimeout=7'] });
+    expect(v.calls[0]![1]).toMatchObject({
+      destination: 'laptop',
+      verbose: true,
+      connectTimeout: '5',
+      options: ['ConnectTimeout=7'],
+    });
     const dashes = await parse(['ssh', 'laptop', '--', 'ls', '-la', '--', 'x']);
     expect((dashes.calls[0]![1] as { command: string[] }).command).toEqual(['ls', '-la', '--', 'x']);
   });
@@ -95,25 +143,73 @@ describe('mssh command line', () => {
     expect((await parse(['ls'])).calls).toEqual([['ls', { json: false }]]);
     expect((await parse(['known-hosts', 'list'])).calls).toEqual([['knownHostsList', { json: false }]]);
     expect((await parse(['known-hosts', 'list', '--json'])).calls).toEqual([['knownHostsList', { json: true }]]);
-    expect((await parse(['known-hosts', 'forget', 'laptop'])).calls).toEqual([['knownHostsForget', { host: 'laptop' }]]);
-    expect((await parse(['admin', 'users', 'add', 'carol', '--admin', '--password-stdin'])).calls).toEqual([['adminUsersAdd', { name: 'carol', admin: true, passwordStdin: true }]]);
-    expect((await parse(['admin', 'agents', 'enroll', 'laptop'])).calls).toEqual([['adminAgentsEnroll', { name: 'laptop', json: false }]]);
-    expect((await parse(['admin', 'grant', 'alice', 'web-*'])).calls).toEqual([['adminGrant', { subject: 'alice', pattern: 'web-*', role: false }]]);
-    expect((await parse(['admin', 'grant', '--role', 'ops', 'db-?'])).calls).toEqual([['adminGrant', { subject: 'ops', pattern: 'db-?', role: true }]]);
-    expect((await parse(['admin', 'revoke-grant', '--role', 'ops', 'db-?'])).calls).toEqual([['adminRevokeGrant', { subject: 'ops', pattern: 'db-?', role: true }]]);
+    expect((await parse(['known-hosts', 'forget', 'laptop'])).calls).toEqual([
+      ['knownHostsForget', { host: 'laptop' }],
+    ]);
+    expect((await parse(['admin', 'users', 'add', 'carol', '--admin', '--password-stdin'])).calls).toEqual([
+      ['adminUsersAdd', { name: 'carol', admin: true, passwordStdin: true }],
+    ]);
+    expect((await parse(['admin', 'agents', 'enroll', 'laptop'])).calls).toEqual([
+      ['adminAgentsEnroll', { name: 'laptop', json: false }],
+    ]);
+    expect((await parse(['admin', 'grant', 'alice', 'web-*'])).calls).toEqual([
+      ['adminGrant', { subject: 'alice', pattern: 'web-*', role: false }],
+    ]);
+    expect((await parse(['admin', 'grant', '--role', 'ops', 'db-?'])).calls).toEqual([
+      ['adminGrant', { subject: 'ops', pattern: 'db-?', role: true }],
+    ]);
+    expect((await parse(['admin', 'revoke-grant', '--role', 'ops', 'db-?'])).calls).toEqual([
+      ['adminRevokeGrant', { subject: 'ops', pattern: 'db-?', role: true }],
+    ]);
     expect((await parse(['admin', 'grants', '--json'])).calls).toEqual([['adminGrants', { json: true }]]);
     expect((await parse(['admin', 'users', 'list'])).calls).toEqual([['adminUsersList', { json: false }]]);
-    expect((await parse(['admin', 'users', 'disable', 'bob', '--kill-sessions'])).calls).toEqual([['adminUsersDisable', { name: 'bob', killSessions: true }]]);
+    expect((await parse(['admin', 'users', 'disable', 'bob', '--kill-sessions'])).calls).toEqual([
+      ['adminUsersDisable', { name: 'bob', killSessions: true }],
+    ]);
     expect((await parse(['admin', 'users', 'enable', 'bob'])).calls).toEqual([['adminUsersEnable', { name: 'bob' }]]);
-    expect((await parse(['admin', 'users', 'passwd', 'bob', '--password-stdin'])).calls).toEqual([['adminUsersPasswd', { name: 'bob', passwordStdin: true }]]);
-    expect((await parse(['admin', 'users', 'set-role', 'bob', 'ops'])).calls).toEqual([['adminUsersSetRole', { name: 'bob', role: 'ops' }]]);
-    expect((await parse(['admin', 'users', 'set-role', 'bob'])).calls).toEqual([['adminUsersSetRole', { name: 'bob', role: undefined }]]);
+    expect((await parse(['admin', 'users', 'passwd', 'bob', '--password-stdin'])).calls).toEqual([
+      ['adminUsersPasswd', { name: 'bob', passwordStdin: true }],
+    ]);
+    expect((await parse(['admin', 'users', 'set-role', 'bob', 'ops'])).calls).toEqual([
+      ['adminUsersSetRole', { name: 'bob', role: 'ops' }],
+    ]);
+    expect((await parse(['admin', 'users', 'set-role', 'bob'])).calls).toEqual([
+      ['adminUsersSetRole', { name: 'bob', role: undefined }],
+    ]);
     expect((await parse(['admin', 'agents', 'list', '--json'])).calls).toEqual([['adminAgentsList', { json: true }]]);
-    expect((await parse(['admin', 'agents', 'revoke', 'laptop'])).calls).toEqual([['adminAgentsRevoke', { name: 'laptop' }]]);
-    expect((await parse(['admin', 'agents', 'forget', 'laptop'])).calls).toEqual([['adminAgentsForget', { name: 'laptop' }]]);
-    expect((await parse(['admin', 'audit', '--user', 'bob', '--host', 'h1', '--type', 'session.*', '--since', '24h', '--limit', '5', '--json'])).calls)
-      .toEqual([['adminAudit', { user: 'bob', host: 'h1', type: 'session.*', since: '24h', until: undefined, limit: '5', json: true }]]);
-    expect((await parse(['admin', 'sessions', '--active'])).calls).toEqual([['adminSessions', { active: true, limit: undefined, json: false }]]);
+    expect((await parse(['admin', 'agents', 'revoke', 'laptop'])).calls).toEqual([
+      ['adminAgentsRevoke', { name: 'laptop' }],
+    ]);
+    expect((await parse(['admin', 'agents', 'forget', 'laptop'])).calls).toEqual([
+      ['adminAgentsForget', { name: 'laptop' }],
+    ]);
+    expect(
+      (
+        await parse([
+          'admin',
+          'audit',
+          '--user',
+          'bob',
+          '--host',
+          'h1',
+          '--type',
+          'session.*',
+          '--since',
+          '24h',
+          '--limit',
+          '5',
+          '--json',
+        ])
+      ).calls,
+    ).toEqual([
+      [
+        'adminAudit',
+        { user: 'bob', host: 'h1', type: 'session.*', since: '24h', until: undefined, limit: '5', json: true },
+      ],
+    ]);
+    expect((await parse(['admin', 'sessions', '--active'])).calls).toEqual([
+      ['adminSessions', { active: true, limit: undefined, json: false }],
+    ]);
     expect((await parse(['whoami'])).calls).toEqual([['whoami', { json: false }]]);
     expect((await parse(['whoami', '--json'])).calls).toEqual([['whoami', { json: true }]]);
     expect((await parse(['logout'])).calls).toEqual([['logout', undefined]]);
@@ -153,9 +249,13 @@ describe('ssh argument helpers', () => {
     expect(connectTimeoutMs({ options: ['connecttimeout 8'] })).toBe(8_000);
     expect(connectTimeoutMs({ connectTimeout: '5', options: ['ConnectTimeout=7'] })).toBe(5_000);
     for (const bad of ['0', '-1', '1.5', 'abc', '3601', '']) {
-      expect(() => connectTimeoutMs({ connectTimeout: bad })).toThrow(expect.objectContaining({ code: 'CLI_ERR_USAGE' }));
+      expect(() => connectTimeoutMs({ connectTimeout: bad })).toThrow(
+        expect.objectContaining({ code: 'CLI_ERR_USAGE' }),
+      );
     }
-    expect(() => connectTimeoutMs({ options: ['StrictHostKeyChecking=no'] })).toThrow(expect.objectContaining({ code: 'CLI_ERR_USAGE', message: expect.stringContaining('only -o ConnectTimeout') }));
+    expect(() => connectTimeoutMs({ options: ['StrictHostKeyChecking=no'] })).toThrow(
+      expect.objectContaining({ code: 'CLI_ERR_USAGE', message: expect.stringContaining('only -o ConnectTimeout') }),
+    );
   });
 
   it('did you mean: close machine names only', () => {
@@ -186,25 +286,62 @@ describe('ssh argument helpers', () => {
 describe('errors', () => {
   it('relay wire codes map to coded client errors that say what to do', () => {
     const ctx = { relayUrl: 'https://r:8443', host: 'laptop', user: 'alice' };
-    const body = (code: string, statusCode: number) => ({ statusCode, code, error: 'x', message: 'relay says \u001b[31mred' });
-    expect(cliErrorFromWire(404, body('RLY_ERR_UNKNOWN_HOST', 404), ctx)).toMatchObject({ code: 'CLI_ERR_UNKNOWN_HOST', hint: expect.stringContaining('mssh ls') });
-    expect(cliErrorFromWire(503, body('RLY_ERR_AGENT_OFFLINE', 503), ctx)).toMatchObject({ code: 'CLI_ERR_HOST_OFFLINE', message: expect.stringContaining('not connected') });
-    expect(cliErrorFromWire(401, body('AUTH_ERR_TOKEN_EXPIRED', 401), ctx)).toMatchObject({ code: 'CLI_ERR_TOKEN_EXPIRED', hint: expect.stringContaining('mssh login --relay https://r:8443 --user alice') });
+    const body = (code: string, statusCode: number) => ({
+      statusCode,
+      code,
+      error: 'x',
+      message: 'relay says \u001b[31mred',
+    });
+    expect(cliErrorFromWire(404, body('RLY_ERR_UNKNOWN_HOST', 404), ctx)).toMatchObject({
+      code: 'CLI_ERR_UNKNOWN_HOST',
+      hint: expect.stringContaining('mssh ls'),
+    });
+    expect(cliErrorFromWire(503, body('RLY_ERR_AGENT_OFFLINE', 503), ctx)).toMatchObject({
+      code: 'CLI_ERR_HOST_OFFLINE',
+      message: expect.stringContaining('not connected'),
+    });
+    expect(cliErrorFromWire(401, body('AUTH_ERR_TOKEN_EXPIRED', 401), ctx)).toMatchObject({
+      code: 'CLI_ERR_TOKEN_EXPIRED',
+      hint: expect.stringContaining('mssh login --relay https://r:8443 --user alice'),
+    });
     expect(cliErrorFromWire(401, body('AUTH_ERR_MISSING_TOKEN', 401), ctx).code).toBe('CLI_ERR_NOT_LOGGED_IN');
     expect(cliErrorFromWire(401, body('AUTH_ERR_SOMETHING_NEW', 401), ctx).code).toBe('CLI_ERR_TOKEN_REJECTED');
     // Issue 16.6 / 17.5: who the token is no longer, said plainly.
-    expect(cliErrorFromWire(401, body('AUTH_ERR_SESSION_ENDED', 401), ctx)).toMatchObject({ code: 'CLI_ERR_SESSION_ENDED', message: expect.stringContaining('ended by an admin; log in again'), hint: expect.stringContaining('mssh login --relay https://r:8443 --user alice') });
-    expect(cliErrorFromWire(401, body('AUTH_ERR_TOKEN_OUTDATED', 401), ctx)).toMatchObject({ code: 'CLI_ERR_TOKEN_REJECTED', message: expect.stringContaining('older relay version'), hint: expect.stringContaining('mssh login') });
-    expect(cliErrorFromWire(401, body('AUTH_ERR_USER_DISABLED', 401), ctx)).toMatchObject({ code: 'CLI_ERR_ACCOUNT_DISABLED', message: expect.stringContaining('disabled by an admin') });
-    expect(tunnelEndedByRelay(TUNNEL_END_CODES.user_disabled, 'laptop', ctx)).toMatchObject({ code: 'CLI_ERR_ACCOUNT_DISABLED', message: expect.stringContaining('disabled by an admin') });
-    expect(tunnelEndedByRelay(TUNNEL_END_CODES.role_changed, 'laptop', ctx)).toMatchObject({ code: 'CLI_ERR_SESSION_ENDED', message: expect.stringContaining('ended by an admin') });
+    expect(cliErrorFromWire(401, body('AUTH_ERR_SESSION_ENDED', 401), ctx)).toMatchObject({
+      code: 'CLI_ERR_SESSION_ENDED',
+      message: expect.stringContaining('ended by an admin; log in again'),
+      hint: expect.stringContaining('mssh login --relay https://r:8443 --user alice'),
+    });
+    expect(cliErrorFromWire(401, body('AUTH_ERR_TOKEN_OUTDATED', 401), ctx)).toMatchObject({
+      code: 'CLI_ERR_TOKEN_REJECTED',
+      message: expect.stringContaining('older relay version'),
+      hint: expect.stringContaining('mssh login'),
+    });
+    expect(cliErrorFromWire(401, body('AUTH_ERR_USER_DISABLED', 401), ctx)).toMatchObject({
+      code: 'CLI_ERR_ACCOUNT_DISABLED',
+      message: expect.stringContaining('disabled by an admin'),
+    });
+    expect(tunnelEndedByRelay(TUNNEL_END_CODES.user_disabled, 'laptop', ctx)).toMatchObject({
+      code: 'CLI_ERR_ACCOUNT_DISABLED',
+      message: expect.stringContaining('disabled by an admin'),
+    });
+    expect(tunnelEndedByRelay(TUNNEL_END_CODES.role_changed, 'laptop', ctx)).toMatchObject({
+      code: 'CLI_ERR_SESSION_ENDED',
+      message: expect.stringContaining('ended by an admin'),
+    });
     for (const code of [undefined, 0, 8, 2]) expect(tunnelEndedByRelay(code, 'laptop', ctx)).toBeNull();
     expect(cliErrorFromWire(502, body('RLY_ERR_AGENT_FAILED', 502), ctx).code).toBe('CLI_ERR_AGENT_FAILED');
     const other = cliErrorFromWire(400, body('RLY_ERR_BAD_REQUEST', 400), ctx);
     expect(other.code).toBe('CLI_ERR_RELAY_ERROR');
     expect(other.message).not.toContain('\u001b');
     expect(cliErrorFromWire(502, '<html>', ctx).code).toBe('CLI_ERR_RELAY_BAD_RESPONSE');
-    for (const [code, status] of [['RLY_ERR_RATE_LIMITED', 429], ['RLY_ERR_BUSY', 503], ['RLY_ERR_USER_SESSION_LIMIT', 429], ['RLY_ERR_AGENT_SESSION_LIMIT', 429], ['RLY_ERR_RELAY_SESSION_LIMIT', 503]] as const) {
+    for (const [code, status] of [
+      ['RLY_ERR_RATE_LIMITED', 429],
+      ['RLY_ERR_BUSY', 503],
+      ['RLY_ERR_USER_SESSION_LIMIT', 429],
+      ['RLY_ERR_AGENT_SESSION_LIMIT', 429],
+      ['RLY_ERR_RELAY_SESSION_LIMIT', 503],
+    ] as const) {
       const e = cliErrorFromWire(status, body(code, status), ctx);
       expect(e).toMatchObject({ code: 'CLI_ERR_RELAY_LIMIT', message: expect.stringContaining(code) });
       expect(e.hint).not.toBe('');
@@ -213,7 +350,13 @@ describe('errors', () => {
   });
 
   it('prints at most two lines, the first naming the code', () => {
-    const text = formatCliError(cliErrorFromWire(404, { statusCode: 404, code: 'RLY_ERR_UNKNOWN_HOST', error: 'Not Found', message: 'x' }, { relayUrl: 'https://r:8443', host: 'nas' }));
+    const text = formatCliError(
+      cliErrorFromWire(
+        404,
+        { statusCode: 404, code: 'RLY_ERR_UNKNOWN_HOST', error: 'Not Found', message: 'x' },
+        { relayUrl: 'https://r:8443', host: 'nas' },
+      ),
+    );
     const lines = text.split('\n');
     expect(lines.length).toBeLessThanOrEqual(2);
     expect(lines[0]).toMatch(/^mssh: no machine named nas .*\[CLI_ERR_UNKNOWN_HOST\]$/);

@@ -59,7 +59,10 @@ export function failureExitCode(argv: string[], policyCode: number): number {
  * `program.parseAsync(argv, { from: 'user' })`; usage errors throw commander's CommanderError after
  * printing `mssh: <problem>` and a hint.
  */
-export function buildProgram(handlers: Handlers, out: CliOutput): { program: Command; result: { code: number | null } } {
+export function buildProgram(
+  handlers: Handlers,
+  out: CliOutput,
+): { program: Command; result: { code: number | null } } {
   const result: { code: number | null } = { code: null };
   const done = async (p: Promise<number>) => {
     result.code = await p;
@@ -81,14 +84,24 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .helpCommand(true)
     .enablePositionalOptions();
 
-  configure(program.command('login'), 'Usage: mssh login --relay URL --user NAME [--password-stdin] [--relay-fingerprint SHA256:...]')
+  configure(
+    program.command('login'),
+    'Usage: mssh login --relay URL --user NAME [--password-stdin] [--relay-fingerprint SHA256:...]',
+  )
     .description('log in to a relay and remember it as the current one')
     .requiredOption('--relay <url>', 'relay URL, e.g. https://relay.example.com:8443')
     .requiredOption('--user <name>', 'your user name on the relay')
     .option('--password-stdin', 'read the password from the first line of stdin', false)
     .option('--relay-fingerprint <fp>', "the relay certificate's SHA256 fingerprint (from `mssh-relay info`)")
     .action((o: { relay: string; user: string; passwordStdin: boolean; relayFingerprint?: string }) =>
-      done(handlers.login({ relay: o.relay, user: o.user, passwordStdin: o.passwordStdin === true, relayFingerprint: o.relayFingerprint })),
+      done(
+        handlers.login({
+          relay: o.relay,
+          user: o.user,
+          passwordStdin: o.passwordStdin === true,
+          relayFingerprint: o.relayFingerprint,
+        }),
+      ),
     );
 
   configure(program.command('logout'), 'Usage: mssh logout')
@@ -105,7 +118,10 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .option('--json', 'print a JSON array instead of a table', false)
     .action((o: { json: boolean }) => done(handlers.ls({ json: o.json === true })));
 
-  configure(program.command('ssh'), 'Usage: mssh ssh [user@]host [-i KEY] [-t|-T] [-l USER] [-v] [--connect-timeout SECONDS] [-- command...] (put the remote command after --)')
+  configure(
+    program.command('ssh'),
+    'Usage: mssh ssh [user@]host [-i KEY] [-t|-T] [-l USER] [-v] [--connect-timeout SECONDS] [-- command...] (put the remote command after --)',
+  )
     .description('open an SSH session to a machine through the relay')
     .argument('<destination>', '[user@]host (host: the machine name; NAME.mssh works too)')
     .argument('[command...]', 'remote command (after --)')
@@ -115,12 +131,39 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .option('-l, --login <user>', 'login user on the machine')
     .option('-v, --verbose', 'print each connection step on stderr', false)
     .option('--connect-timeout <seconds>', 'give up when the SSH connection is not up within this time (default 30)')
-    .option('-o <option>', 'OpenSSH-style option; only ConnectTimeout=SECONDS is understood', (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .action((destination: string, command: string[], o: { identity?: string; t?: boolean; T?: boolean; login?: string; verbose?: boolean; connectTimeout?: string; o?: string[] }) =>
-      done(handlers.ssh({
-        destination, command: command ?? [], identity: o.identity, forceTty: o.t === true, noTty: o.T === true, login: o.login,
-        verbose: o.verbose === true, connectTimeout: o.connectTimeout, options: o.o ?? [],
-      })),
+    .option(
+      '-o <option>',
+      'OpenSSH-style option; only ConnectTimeout=SECONDS is understood',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .action(
+      (
+        destination: string,
+        command: string[],
+        o: {
+          identity?: string;
+          t?: boolean;
+          T?: boolean;
+          login?: string;
+          verbose?: boolean;
+          connectTimeout?: string;
+          o?: string[];
+        },
+      ) =>
+        done(
+          handlers.ssh({
+            destination,
+            command: command ?? [],
+            identity: o.identity,
+            forceTty: o.t === true,
+            noTty: o.T === true,
+            login: o.login,
+            verbose: o.verbose === true,
+            connectTimeout: o.connectTimeout,
+            options: o.o ?? [],
+          }),
+        ),
     );
 
   configure(program.command('proxy'), "Usage: mssh proxy HOST (for ssh -o ProxyCommand='mssh proxy %n')")
@@ -128,7 +171,9 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .argument('<host>', 'machine name')
     .action((host: string) => done(handlers.proxy({ host })));
 
-  const kh = configure(program.command('known-hosts'), 'Usage: mssh known-hosts list | forget HOST').description('show or forget pinned SSH host keys');
+  const kh = configure(program.command('known-hosts'), 'Usage: mssh known-hosts list | forget HOST').description(
+    'show or forget pinned SSH host keys',
+  );
   configure(kh.command('list'), 'Usage: mssh known-hosts list [--json]')
     .description('list pinned host keys')
     .option('--json', 'print a JSON array', false)
@@ -138,21 +183,33 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .argument('<host>', 'machine name')
     .action((host: string) => done(handlers.knownHostsForget({ host })));
 
-  configure(kh.command('openssh'), 'Usage: mssh known-hosts openssh HOST [TYPE KEY] (ssh_config: KnownHostsCommand mssh known-hosts openssh %H %t %K)')
-    .description("print known_hosts lines for OpenSSH's KnownHostsCommand: the pinned keys, else the relay-attested ones (pinned now)")
+  configure(
+    kh.command('openssh'),
+    'Usage: mssh known-hosts openssh HOST [TYPE KEY] (ssh_config: KnownHostsCommand mssh known-hosts openssh %H %t %K)',
+  )
+    .description(
+      "print known_hosts lines for OpenSSH's KnownHostsCommand: the pinned keys, else the relay-attested ones (pinned now)",
+    )
     .argument('<host>', 'NAME.mssh, [NAME.mssh]:PORT or NAME')
     .argument('[type]', 'the key type the server presented (%t; NONE before the key exchange)')
     .argument('[key]', 'the key the server presented, base64 (%K)')
     .action((host: string, keyType?: string, key?: string) => done(handlers.knownHostsOpenssh({ host, keyType, key })));
 
-  const config = configure(program.command('config'), 'Usage: mssh config ssh [--install | --uninstall]').description('configure other programs to use mssh');
+  const config = configure(program.command('config'), 'Usage: mssh config ssh [--install | --uninstall]').description(
+    'configure other programs to use mssh',
+  );
   configure(config.command('ssh'), 'Usage: mssh config ssh [--install | --uninstall]')
     .description('print (or install in ~/.ssh/config) the OpenSSH config that routes NAME.mssh through mssh')
     .option('--install', 'write the block into ~/.ssh/config (idempotent; the rest of the file is kept)', false)
     .option('--uninstall', 'remove the block from ~/.ssh/config', false)
-    .action((o: { install: boolean; uninstall: boolean }) => done(handlers.configSsh({ install: o.install === true, uninstall: o.uninstall === true })));
+    .action((o: { install: boolean; uninstall: boolean }) =>
+      done(handlers.configSsh({ install: o.install === true, uninstall: o.uninstall === true })),
+    );
 
-  const keys = configure(program.command('keys'), 'Usage: mssh keys add [FILE] | list | remove FINGERPRINT|FILE').description("your SSH public keys for the relay's SSH jump listener (ssh -J)");
+  const keys = configure(
+    program.command('keys'),
+    'Usage: mssh keys add [FILE] | list | remove FINGERPRINT|FILE',
+  ).description("your SSH public keys for the relay's SSH jump listener (ssh -J)");
   configure(keys.command('add'), 'Usage: mssh keys add [FILE]')
     .description('register a public key (default: the first of ~/.ssh/id_ed25519.pub, id_ecdsa.pub, id_rsa.pub)')
     .argument('[file]', 'public key file')
@@ -166,26 +223,38 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .argument('<key>', 'SHA256:... fingerprint or public key file')
     .action((key: string) => done(handlers.keysRemove({ key })));
 
-
-  const admin = configure(program.command('admin'), 'Usage: mssh admin users ... | agents ... | grant|revoke-grant|grants ... | audit [filters] | sessions [--active]').description('administer the relay (admin login needed)');
-  const grantUsage = "Usage: mssh admin grant [--role] SUBJECT 'PATTERN' (e.g. mssh admin grant alice 'web-*', mssh admin grant --role ops 'db-?')";
+  const admin = configure(
+    program.command('admin'),
+    'Usage: mssh admin users ... | agents ... | grant|revoke-grant|grants ... | audit [filters] | sessions [--active]',
+  ).description('administer the relay (admin login needed)');
+  const grantUsage =
+    "Usage: mssh admin grant [--role] SUBJECT 'PATTERN' (e.g. mssh admin grant alice 'web-*', mssh admin grant --role ops 'db-?')";
   configure(admin.command('grant'), grantUsage)
-    .description('let a user (or, with --role, every user of a role) reach the machines matching a glob (* any run, ? one character)')
+    .description(
+      'let a user (or, with --role, every user of a role) reach the machines matching a glob (* any run, ? one character)',
+    )
     .argument('<subject>', 'user name (role name with --role)')
     .argument('<pattern>', "host glob, e.g. 'web-*'")
     .option('--role', 'the subject is a role', false)
-    .action((subject: string, pattern: string, o: { role: boolean }) => done(handlers.adminGrant({ subject, pattern, role: o.role === true })));
+    .action((subject: string, pattern: string, o: { role: boolean }) =>
+      done(handlers.adminGrant({ subject, pattern, role: o.role === true })),
+    );
   configure(admin.command('revoke-grant'), "Usage: mssh admin revoke-grant [--role] SUBJECT 'PATTERN' (as granted)")
     .description('remove a grant (same arguments as grant); applies to the next session at once')
     .argument('<subject>', 'user name (role name with --role)')
     .argument('<pattern>', 'the pattern as granted')
     .option('--role', 'the subject is a role', false)
-    .action((subject: string, pattern: string, o: { role: boolean }) => done(handlers.adminRevokeGrant({ subject, pattern, role: o.role === true })));
+    .action((subject: string, pattern: string, o: { role: boolean }) =>
+      done(handlers.adminRevokeGrant({ subject, pattern, role: o.role === true })),
+    );
   configure(admin.command('grants'), 'Usage: mssh admin grants [--json]')
     .description('list grants')
     .option('--json', 'print a JSON array', false)
     .action((o: { json: boolean }) => done(handlers.adminGrants({ json: o.json === true })));
-  const users = configure(admin.command('users'), 'Usage: mssh admin users add|list|disable|enable|passwd|set-role ...').description('manage users');
+  const users = configure(
+    admin.command('users'),
+    'Usage: mssh admin users add|list|disable|enable|passwd|set-role ...',
+  ).description('manage users');
   configure(users.command('list'), 'Usage: mssh admin users list [--json]')
     .description('list users')
     .option('--json', 'print a JSON array', false)
@@ -194,7 +263,9 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .description('disable a user: their logins stop working at once')
     .argument('<name>', 'user name')
     .option('--kill-sessions', 'also end their live sessions now', false)
-    .action((name: string, o: { killSessions: boolean }) => done(handlers.adminUsersDisable({ name, killSessions: o.killSessions === true })));
+    .action((name: string, o: { killSessions: boolean }) =>
+      done(handlers.adminUsersDisable({ name, killSessions: o.killSessions === true })),
+    );
   configure(users.command('enable'), 'Usage: mssh admin users enable NAME')
     .description('enable a disabled user')
     .argument('<name>', 'user name')
@@ -203,7 +274,9 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .description("set a user's password")
     .argument('<name>', 'user name')
     .option('--password-stdin', 'read the password from the first line of stdin', false)
-    .action((name: string, o: { passwordStdin: boolean }) => done(handlers.adminUsersPasswd({ name, passwordStdin: o.passwordStdin === true })));
+    .action((name: string, o: { passwordStdin: boolean }) =>
+      done(handlers.adminUsersPasswd({ name, passwordStdin: o.passwordStdin === true })),
+    );
   configure(users.command('set-role'), 'Usage: mssh admin users set-role NAME [ROLE] (no ROLE clears it)')
     .description("set or clear a user's role (grants may name a role)")
     .argument('<name>', 'user name')
@@ -217,7 +290,10 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .action((name: string, o: { admin: boolean; passwordStdin: boolean }) =>
       done(handlers.adminUsersAdd({ name, admin: o.admin === true, passwordStdin: o.passwordStdin === true })),
     );
-  const agents = configure(admin.command('agents'), 'Usage: mssh admin agents enroll|list|revoke|forget ...').description('manage machines (agents)');
+  const agents = configure(
+    admin.command('agents'),
+    'Usage: mssh admin agents enroll|list|revoke|forget ...',
+  ).description('manage machines (agents)');
   configure(agents.command('list'), 'Usage: mssh admin agents list [--json]')
     .description('list machines: online, last seen, versions, identity and host key fingerprints')
     .option('--json', 'print a JSON array', false)
@@ -235,24 +311,50 @@ export function buildProgram(handlers: Handlers, out: CliOutput): { program: Com
     .argument('<name>', 'machine name')
     .option('--json', 'print a JSON array', false)
     .action((name: string, o: { json: boolean }) => done(handlers.adminAgentsEnroll({ name, json: o.json === true })));
-  const auditUsage = 'Usage: mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until TIME] [--limit N] [--json]';
+  const auditUsage =
+    'Usage: mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until TIME] [--limit N] [--json]';
   configure(admin.command('audit'), auditUsage)
     .description('show the audit trail (oldest first; the newest N when more match)')
     .option('--user <name>', 'only events of this user (actor)')
     .option('--host <name>', 'only events about this machine')
-    .option('--type <type>', 'only this event type (session.start), prefix (session.* or session) or short form (login = user.login)')
+    .option(
+      '--type <type>',
+      'only this event type (session.start), prefix (session.* or session) or short form (login = user.login)',
+    )
     .option('--since <age|time>', 'from this age ago (90s, 30m, 24h, 7d, 2w) or ISO time')
     .option('--until <age|time>', 'before this age ago or ISO time')
     .option('--limit <n>', 'at most this many events (default 100, max 10000)')
     .option('--json', 'print a JSON array', false)
-    .action((o: { user?: string; host?: string; type?: string; since?: string; until?: string; limit?: string; json: boolean }) =>
-      done(handlers.adminAudit({ user: o.user, host: o.host, type: o.type, since: o.since, until: o.until, limit: o.limit, json: o.json === true })));
+    .action(
+      (o: {
+        user?: string;
+        host?: string;
+        type?: string;
+        since?: string;
+        until?: string;
+        limit?: string;
+        json: boolean;
+      }) =>
+        done(
+          handlers.adminAudit({
+            user: o.user,
+            host: o.host,
+            type: o.type,
+            since: o.since,
+            until: o.until,
+            limit: o.limit,
+            json: o.json === true,
+          }),
+        ),
+    );
   configure(admin.command('sessions'), 'Usage: mssh admin sessions [--active] [--limit N] [--json]')
     .description('sessions: who is connected where, since when, bytes so far')
     .option('--active', 'only sessions open now', false)
     .option('--limit <n>', 'at most this many (default 100, newest first)')
     .option('--json', 'print a JSON array', false)
-    .action((o: { active: boolean; limit?: string; json: boolean }) => done(handlers.adminSessions({ active: o.active === true, limit: o.limit, json: o.json === true })));
+    .action((o: { active: boolean; limit?: string; json: boolean }) =>
+      done(handlers.adminSessions({ active: o.active === true, limit: o.limit, json: o.json === true })),
+    );
 
   return { program, result };
 }

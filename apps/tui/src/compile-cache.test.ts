@@ -16,14 +16,24 @@ let n = 0;
 /** A program that needs a working require() and prints what it is. */
 function program(tag: string): string {
   const file = join(root, `prog-${++n}.cjs`);
-  writeFileSync(file, `const { basename } = require('node:path');\nconsole.log(JSON.stringify({ tag: ${JSON.stringify(tag)}, name: basename(__filename) }));\n`);
+  writeFileSync(
+    file,
+    `const { basename } = require('node:path');\nconsole.log(JSON.stringify({ tag: ${JSON.stringify(tag)}, name: basename(__filename) }));\n`,
+  );
   return file;
 }
 
 /** Run `file` through the loader in a new process; what it printed and what the loader reported. */
-function run(file: string, env: Record<string, string>): { out: { tag: string; name: string }; cache: { cacheFile: string | null; usedCache: boolean } } {
+function run(
+  file: string,
+  env: Record<string, string>,
+): { out: { tag: string; name: string }; cache: { cacheFile: string | null; usedCache: boolean } } {
   const script = `const r = require(${JSON.stringify(LOADER)}).runCompiled(${JSON.stringify(file)}); process.on('exit', () => process.stderr.write(JSON.stringify(r)));`;
-  const p = spawnSync(process.execPath, ['-e', script], { env: { PATH: process.env.PATH ?? '', HOME: join(root, 'home'), ...env }, encoding: 'utf8', timeout: 30_000 });
+  const p = spawnSync(process.execPath, ['-e', script], {
+    env: { PATH: process.env.PATH ?? '', HOME: join(root, 'home'), ...env },
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
   if (p.status !== 0) throw new Error(`loader run failed (${p.status}): ${p.stderr}`);
   return { out: JSON.parse(p.stdout.trim()), cache: JSON.parse(p.stderr) };
 }
@@ -51,7 +61,10 @@ describe('compile cache of the mssh launcher', () => {
     const dir = join(root, 'c2');
     const file = program('aaaa');
     const a = run(file, { MSSH_CACHE_DIR: dir });
-    writeFileSync(file, `const { basename } = require('node:path');\nconsole.log(JSON.stringify({ tag: "bbbb", name: basename(__filename) }));\n`);
+    writeFileSync(
+      file,
+      `const { basename } = require('node:path');\nconsole.log(JSON.stringify({ tag: "bbbb", name: basename(__filename) }));\n`,
+    );
     const b = run(file, { MSSH_CACHE_DIR: dir });
     expect(b.out.tag).toBe('bbbb');
     expect(b.cache.usedCache).toBe(false);

@@ -46,7 +46,8 @@ export const CLI_ERRORS = {
   CLI_ERR_BAD_PASSWORD: 'the password given is empty or too short',
   CLI_ERR_NO_GRANT: 'you have no grant for that machine (or it does not exist)',
   CLI_ERR_ACCOUNT_DISABLED: 'your account on the relay was disabled by an admin',
-  CLI_ERR_SESSION_ENDED: 'an admin ended your session (password reset, role changed, account disabled and enabled); log in again',
+  CLI_ERR_SESSION_ENDED:
+    'an admin ended your session (password reset, role changed, account disabled and enabled); log in again',
   CLI_ERR_UNKNOWN_USER: 'no user with that name on the relay',
   CLI_ERR_UNKNOWN_GRANT: 'no such grant on the relay',
   CLI_ERR_INTERNAL: 'a bug in mssh (please report it)',
@@ -91,8 +92,9 @@ const LIMIT_HINTS: Record<string, string> = {
   RLY_ERR_RATE_LIMITED: 'Wait as long as it says, then log in with the right password.',
   RLY_ERR_BUSY: 'Try again in a moment.',
   RLY_ERR_USER_SESSION_LIMIT: 'Close one of your sessions (`mssh ls` shows how many are yours), then try again.',
-  RLY_ERR_AGENT_SESSION_LIMIT: 'Try again once other sessions to that machine have ended, or ask an admin to raise the limit.',
-  RLY_ERR_RELAY_SESSION_LIMIT: 'Try again later, or ask an admin to raise the relay\'s --max-sessions.',
+  RLY_ERR_AGENT_SESSION_LIMIT:
+    'Try again once other sessions to that machine have ended, or ask an admin to raise the limit.',
+  RLY_ERR_RELAY_SESSION_LIMIT: "Try again later, or ask an admin to raise the relay's --max-sessions.",
 };
 
 /**
@@ -111,37 +113,89 @@ export function cliErrorFromWire(status: number, body: unknown, ctx: WireContext
     case 'AUTH_ERR_TOKEN_EXPIRED':
       return cliError('CLI_ERR_TOKEN_EXPIRED', `your login to ${ctx.relayUrl} has expired`, relogin);
     case 'AUTH_ERR_SESSION_ENDED':
-      return cliError('CLI_ERR_SESSION_ENDED', `your session on ${ctx.relayUrl} was ended by an admin; log in again`, relogin);
+      return cliError(
+        'CLI_ERR_SESSION_ENDED',
+        `your session on ${ctx.relayUrl} was ended by an admin; log in again`,
+        relogin,
+      );
     case 'AUTH_ERR_TOKEN_OUTDATED':
-      return cliError('CLI_ERR_TOKEN_REJECTED', `your login to ${ctx.relayUrl} was issued by an older relay version (${code})`, relogin);
+      return cliError(
+        'CLI_ERR_TOKEN_REJECTED',
+        `your login to ${ctx.relayUrl} was issued by an older relay version (${code})`,
+        relogin,
+      );
     case 'AUTH_ERR_INVALID_TOKEN':
     case 'AUTH_ERR_TOKEN_REVOKED':
-      return cliError('CLI_ERR_TOKEN_REJECTED', `the relay at ${ctx.relayUrl} no longer accepts your login (${code})`, relogin);
+      return cliError(
+        'CLI_ERR_TOKEN_REJECTED',
+        `the relay at ${ctx.relayUrl} no longer accepts your login (${code})`,
+        relogin,
+      );
     case 'AUTH_ERR_BAD_CREDENTIALS':
-      return cliError('CLI_ERR_BAD_CREDENTIALS', 'wrong user name or password', 'Check both and try again; an admin can create or reset your account.');
+      return cliError(
+        'CLI_ERR_BAD_CREDENTIALS',
+        'wrong user name or password',
+        'Check both and try again; an admin can create or reset your account.',
+      );
     case 'AUTH_ERR_FORBIDDEN':
-      return cliError('CLI_ERR_FORBIDDEN', 'this needs an admin account', `Log in as an admin: \`${loginCommand(ctx.relayUrl)}\`.`);
+      return cliError(
+        'CLI_ERR_FORBIDDEN',
+        'this needs an admin account',
+        `Log in as an admin: \`${loginCommand(ctx.relayUrl)}\`.`,
+      );
     case 'AUTH_ERR_USER_DISABLED':
-      return cliError('CLI_ERR_ACCOUNT_DISABLED', `your account on ${ctx.relayUrl} was disabled by an admin`, 'Ask an admin to enable it (`mssh admin users enable NAME`).');
+      return cliError(
+        'CLI_ERR_ACCOUNT_DISABLED',
+        `your account on ${ctx.relayUrl} was disabled by an admin`,
+        'Ask an admin to enable it (`mssh admin users enable NAME`).',
+      );
     case 'RLY_ERR_NO_GRANT':
-      return cliError('CLI_ERR_NO_GRANT', `you have no access to ${host || 'that machine'} on ${ctx.relayUrl} (or no such machine is enrolled)`, `Run \`mssh ls\` to see the machines you can reach; an admin grants access with \`mssh admin grant ${ctx.user ?? 'USER'} ${host || 'HOST'}\`.`);
+      return cliError(
+        'CLI_ERR_NO_GRANT',
+        `you have no access to ${host || 'that machine'} on ${ctx.relayUrl} (or no such machine is enrolled)`,
+        `Run \`mssh ls\` to see the machines you can reach; an admin grants access with \`mssh admin grant ${ctx.user ?? 'USER'} ${host || 'HOST'}\`.`,
+      );
     case 'RLY_ERR_UNKNOWN_USER':
-      return cliError('CLI_ERR_UNKNOWN_USER', said || 'no user with that name', 'See the users with `mssh admin users list`.');
+      return cliError(
+        'CLI_ERR_UNKNOWN_USER',
+        said || 'no user with that name',
+        'See the users with `mssh admin users list`.',
+      );
     case 'RLY_ERR_UNKNOWN_GRANT':
       return cliError('CLI_ERR_UNKNOWN_GRANT', said || 'no such grant', 'See the grants with `mssh admin grants`.');
     case 'RLY_ERR_UNKNOWN_HOST':
-      return cliError('CLI_ERR_UNKNOWN_HOST', `no machine named ${host || '(that name)'} is enrolled on ${ctx.relayUrl}`, 'Run `mssh ls` to see the machines you can reach.');
+      return cliError(
+        'CLI_ERR_UNKNOWN_HOST',
+        `no machine named ${host || '(that name)'} is enrolled on ${ctx.relayUrl}`,
+        'Run `mssh ls` to see the machines you can reach.',
+      );
     case 'RLY_ERR_AGENT_OFFLINE':
-      return cliError('CLI_ERR_HOST_OFFLINE', `${host || 'the machine'} is offline: the agent on that machine is not connected to the relay`, `Start it there (\`mssh-agent run\`), or check \`mssh ls\` for when it was last seen.`);
+      return cliError(
+        'CLI_ERR_HOST_OFFLINE',
+        `${host || 'the machine'} is offline: the agent on that machine is not connected to the relay`,
+        `Start it there (\`mssh-agent run\`), or check \`mssh ls\` for when it was last seen.`,
+      );
     case 'RLY_ERR_AGENT_FAILED':
     case 'AGT_ERR_TARGET_UNREACHABLE':
-      return cliError('CLI_ERR_AGENT_FAILED', `the agent on ${host || 'the machine'} could not open the session${said ? `: ${said}` : ''}`, "Check that the machine's SSH server is running and matches the agent's --target.");
+      return cliError(
+        'CLI_ERR_AGENT_FAILED',
+        `the agent on ${host || 'the machine'} could not open the session${said ? `: ${said}` : ''}`,
+        "Check that the machine's SSH server is running and matches the agent's --target.",
+      );
     case 'RLY_ERR_NAME_TAKEN':
       return cliError('CLI_ERR_NAME_TAKEN', said || 'that name is already in use', 'Pick another name.');
     case 'RLY_ERR_DATABASE_UNAVAILABLE':
-      return cliError('CLI_ERR_RELAY_ERROR', `the relay at ${ctx.relayUrl} cannot reach its database, so it refuses new sessions (${code})`, 'Sessions already open are not affected. Try again in a moment; if it persists, tell whoever runs the relay.');
+      return cliError(
+        'CLI_ERR_RELAY_ERROR',
+        `the relay at ${ctx.relayUrl} cannot reach its database, so it refuses new sessions (${code})`,
+        'Sessions already open are not affected. Try again in a moment; if it persists, tell whoever runs the relay.',
+      );
     case 'RLY_ERR_PROTOCOL_TOO_OLD':
-      return cliError('CLI_ERR_PROTOCOL_TOO_OLD', `the relay at ${ctx.relayUrl} needs a newer mssh`, 'Upgrade mssh on this machine.');
+      return cliError(
+        'CLI_ERR_PROTOCOL_TOO_OLD',
+        `the relay at ${ctx.relayUrl} needs a newer mssh`,
+        'Upgrade mssh on this machine.',
+      );
     case 'RLY_ERR_RATE_LIMITED':
     case 'RLY_ERR_BUSY':
     case 'RLY_ERR_USER_SESSION_LIMIT':
@@ -152,10 +206,18 @@ export function cliErrorFromWire(status: number, body: unknown, ctx: WireContext
       break;
   }
   if (status === 401) {
-    return cliError('CLI_ERR_TOKEN_REJECTED', `the relay at ${ctx.relayUrl} refused your login${code ? ` (${code})` : ''}`, relogin);
+    return cliError(
+      'CLI_ERR_TOKEN_REJECTED',
+      `the relay at ${ctx.relayUrl} refused your login${code ? ` (${code})` : ''}`,
+      relogin,
+    );
   }
   if (wire) {
-    return cliError('CLI_ERR_RELAY_ERROR', `the relay answered ${status}: ${said || 'no message'} (${code || 'no code'})`, '');
+    return cliError(
+      'CLI_ERR_RELAY_ERROR',
+      `the relay answered ${status}: ${said || 'no message'} (${code || 'no code'})`,
+      '',
+    );
   }
   return cliError(
     'CLI_ERR_RELAY_BAD_RESPONSE',
@@ -168,13 +230,25 @@ export function cliErrorFromWire(status: number, body: unknown, ctx: WireContext
  * A running tunnel the relay reset with one of its own codes (libs/protocol tunnel-end.ts): why, as the
  * error to print instead of "the connection was lost". Null for any other end.
  */
-export function tunnelEndedByRelay(rstCode: number | undefined, host: string, ctx: { relayUrl: string; user?: string }): CliError | null {
+export function tunnelEndedByRelay(
+  rstCode: number | undefined,
+  host: string,
+  ctx: { relayUrl: string; user?: string },
+): CliError | null {
   const h = sanitizeForTerminal(host);
   switch (tunnelEndReason(rstCode)) {
     case 'user_disabled':
-      return cliError('CLI_ERR_ACCOUNT_DISABLED', `the session to ${h} was ended: your account on ${ctx.relayUrl} was disabled by an admin`, 'Ask an admin to enable it (`mssh admin users enable NAME`).');
+      return cliError(
+        'CLI_ERR_ACCOUNT_DISABLED',
+        `the session to ${h} was ended: your account on ${ctx.relayUrl} was disabled by an admin`,
+        'Ask an admin to enable it (`mssh admin users enable NAME`).',
+      );
     case 'role_changed':
-      return cliError('CLI_ERR_SESSION_ENDED', `the session to ${h} was ended by an admin: your role on ${ctx.relayUrl} changed`, `Log in again (\`${loginCommand(ctx.relayUrl, ctx.user)}\`), then reconnect.`);
+      return cliError(
+        'CLI_ERR_SESSION_ENDED',
+        `the session to ${h} was ended by an admin: your role on ${ctx.relayUrl} changed`,
+        `Log in again (\`${loginCommand(ctx.relayUrl, ctx.user)}\`), then reconnect.`,
+      );
     default:
       return null;
   }

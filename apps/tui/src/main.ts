@@ -10,8 +10,19 @@ import { parseConfig, type ClientConfig } from './config/config.js';
 import { CredentialsStore } from './config/credentials-store.js';
 import { ensurePrivateDir } from './config/secure-files.js';
 import {
-  adminAgentsEnroll, adminAgentsForget, adminAgentsList, adminAgentsRevoke, adminGrant, adminGrants, adminRevokeGrant,
-  adminUsersAdd, adminUsersDisable, adminUsersEnable, adminUsersList, adminUsersPasswd, adminUsersSetRole,
+  adminAgentsEnroll,
+  adminAgentsForget,
+  adminAgentsList,
+  adminAgentsRevoke,
+  adminGrant,
+  adminGrants,
+  adminRevokeGrant,
+  adminUsersAdd,
+  adminUsersDisable,
+  adminUsersEnable,
+  adminUsersList,
+  adminUsersPasswd,
+  adminUsersSetRole,
 } from './commands/admin.js';
 import { adminAudit, adminSessions } from './commands/admin-audit.js';
 import type { CliContext } from './commands/context.js';
@@ -60,7 +71,11 @@ async function main(): Promise<void> {
   try {
     config = parseConfig(process.env);
   } catch (e) {
-    const err = cliError('CLI_ERR_CONFIG', `invalid environment: ${(e as Error).message}`, 'Check the MSSH_* environment variables.');
+    const err = cliError(
+      'CLI_ERR_CONFIG',
+      `invalid environment: ${(e as Error).message}`,
+      'Check the MSSH_* environment variables.',
+    );
     printError(err, false);
     return exit(failureExitCode(argv, err.exitCode));
   }
@@ -84,10 +99,12 @@ async function main(): Promise<void> {
     connect: connectRelay,
     now: () => new Date(),
   };
-  const withDir = <A extends unknown[]>(f: (...a: A) => Promise<number>) => (...a: A) => {
-    ensurePrivateDir(config.configDir);
-    return f(...a);
-  };
+  const withDir =
+    <A extends unknown[]>(f: (...a: A) => Promise<number>) =>
+    (...a: A) => {
+      ensurePrivateDir(config.configDir);
+      return f(...a);
+    };
   const handlers: Handlers = {
     login: withDir((a) => login(ctx, a)),
     logout: withDir(() => logout(ctx)),
@@ -131,7 +148,11 @@ async function main(): Promise<void> {
     const usage = commanderExitCode(e);
     if (usage !== null) return exit(usage === 0 ? 0 : failureExitCode(argv, usage));
     const oneLine = argv[0] === 'proxy' || (argv[0] === 'known-hosts' && argv[1] === 'openssh');
-    const code = reportError(e, { program: 'mssh', oneLine, bugHint: 'Please report this, with the command you ran (MSSH_DEBUG=1 prints details).' });
+    const code = reportError(e, {
+      program: 'mssh',
+      oneLine,
+      bugHint: 'Please report this, with the command you ran (MSSH_DEBUG=1 prints details).',
+    });
     if (!isCliError(e) && config.debug) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
     return exit(failureExitCode(argv, code));
   }

@@ -48,14 +48,19 @@ export function parseTuiArgs(argv: string[]): TuiArgs {
     const inline = a.startsWith('--') && eq > 0 ? a.slice(eq + 1) : undefined;
     const value = (): string => {
       const v = inline ?? argv[++i];
-      if (v === undefined || v === '') throw cliError('CLI_ERR_USAGE', `${flag} needs a value`, 'See `mssh-tui --help`.');
+      if (v === undefined || v === '')
+        throw cliError('CLI_ERR_USAGE', `${flag} needs a value`, 'See `mssh-tui --help`.');
       return v;
     };
     if (flag === '-h' || flag === '--help') out.help = true;
     else if (flag === '--relay') out.relay = value();
-    else if (flag === '--host') out.host = value().toLowerCase().replace(/(.)\.mssh$/, '$1'); // NAME.mssh (OpenSSH alias) is NAME
+    else if (flag === '--host')
+      out.host = value()
+        .toLowerCase()
+        .replace(/(.)\.mssh$/, '$1'); // NAME.mssh (OpenSSH alias) is NAME
     else if (flag === '-i' || flag === '--identity') out.identity = value();
-    else throw cliError('CLI_ERR_USAGE', `unknown argument ${JSON.stringify(a.slice(0, 100))}`, 'See `mssh-tui --help`.');
+    else
+      throw cliError('CLI_ERR_USAGE', `unknown argument ${JSON.stringify(a.slice(0, 100))}`, 'See `mssh-tui --help`.');
   }
   return out;
 }
@@ -73,14 +78,28 @@ function main(): void {
     config = parseConfig(process.env);
     args = parseTuiArgs(process.argv.slice(2));
   } catch (e) {
-    fail(isCliError(e) ? e : cliError('CLI_ERR_CONFIG', `invalid environment: ${(e as Error).message}`, 'Check the MSSH_* environment variables.'));
+    fail(
+      isCliError(e)
+        ? e
+        : cliError(
+            'CLI_ERR_CONFIG',
+            `invalid environment: ${(e as Error).message}`,
+            'Check the MSSH_* environment variables.',
+          ),
+    );
   }
   if (args.help) {
     process.stdout.write(`${USAGE}\n`);
     process.exit(0);
   }
   if (!process.stdin.isTTY || !process.stdout.isTTY) {
-    fail(cliError('CLI_ERR_NO_TTY', 'mssh-tui needs a terminal (stdin and stdout)', 'Run it in a terminal; for scripts use `mssh ls` and `mssh ssh`.'));
+    fail(
+      cliError(
+        'CLI_ERR_NO_TTY',
+        'mssh-tui needs a terminal (stdin and stdout)',
+        'Run it in a terminal; for scripts use `mssh ls` and `mssh ssh`.',
+      ),
+    );
   }
   let identityFiles: string[];
   const identity = args.identity ?? process.env.MSSH_IDENTITY ?? null;
@@ -89,7 +108,8 @@ function main(): void {
     if (args.relay) args.relay = normalizeRelayUrl(args.relay);
     if (identity) {
       const file = resolve(identity);
-      if (!existsSync(file)) throw cliError('CLI_ERR_KEY_FILE', `the key file ${file} does not exist`, 'Check the path given to -i.');
+      if (!existsSync(file))
+        throw cliError('CLI_ERR_KEY_FILE', `the key file ${file} does not exist`, 'Check the path given to -i.');
       identityFiles = [file];
     } else {
       identityFiles = defaultIdentityFiles(config.home);
@@ -100,7 +120,19 @@ function main(): void {
   }
   const store = new CredentialsStore(config.configDir);
   if (args.relay && !store.get(args.relay)?.token) {
-    fail(cliError('CLI_ERR_NOT_LOGGED_IN', `not logged in to ${args.relay}`, `Logged in: ${store.list().filter((r) => r.token).map((r) => r.url).join(', ') || 'none'}. Run \`mssh login --relay ${args.relay} --user NAME\` first.`));
+    fail(
+      cliError(
+        'CLI_ERR_NOT_LOGGED_IN',
+        `not logged in to ${args.relay}`,
+        `Logged in: ${
+          store
+            .list()
+            .filter((r) => r.token)
+            .map((r) => r.url)
+            .join(', ') || 'none'
+        }. Run \`mssh login --relay ${args.relay} --user NAME\` first.`,
+      ),
+    );
   }
   const logPath = tuiLogPath(process.env, config.home, config.configDir);
   const log = createTuiLogger(logPath);
@@ -112,7 +144,9 @@ function main(): void {
     config,
     store,
     knownHosts: new KnownHostsFile(join(config.configDir, 'known_hosts')),
-    users: new LoginUsers(config.configDir, config.localUser, { onDamaged: (d) => log.warn(d, 'tui-users.json is damaged: set aside, not overwritten') }),
+    users: new LoginUsers(config.configDir, config.localUser, {
+      onDamaged: (d) => log.warn(d, 'tui-users.json is damaged: set aside, not overwritten'),
+    }),
     log,
     identityFiles,
     connect: connectRelay,
@@ -137,7 +171,10 @@ function main(): void {
     }
   };
   process.on('exit', restore);
-  for (const [sig, num] of [['SIGTERM', 15], ['SIGHUP', 1]] as const) {
+  for (const [sig, num] of [
+    ['SIGTERM', 15],
+    ['SIGHUP', 1],
+  ] as const) {
     process.on(sig, () => {
       log.info({ signal: sig }, 'mssh-tui stopped by signal');
       restore();
@@ -147,7 +184,9 @@ function main(): void {
   process.on('uncaughtException', (e) => {
     log.error({ err: e }, 'mssh-tui crashed');
     restore();
-    process.stderr.write(`mssh-tui: unexpected error: ${e?.message ?? String(e)} [CLI_ERR_INTERNAL]\nPlease report this; details are in ${logPath}.\n`);
+    process.stderr.write(
+      `mssh-tui: unexpected error: ${e?.message ?? String(e)} [CLI_ERR_INTERNAL]\nPlease report this; details are in ${logPath}.\n`,
+    );
     process.exit(1);
   });
   process.on('unhandledRejection', (e) => {

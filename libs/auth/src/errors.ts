@@ -17,7 +17,12 @@ export class AuthError extends Error {
     this.statusCode = WIRE_ERRORS[code].status;
   }
   toBody(): WireErrorBody {
-    return { statusCode: this.statusCode, code: this.code, error: this.statusCode === 403 ? 'Forbidden' : 'Unauthorized', message: this.message };
+    return {
+      statusCode: this.statusCode,
+      code: this.code,
+      error: this.statusCode === 403 ? 'Forbidden' : 'Unauthorized',
+      message: this.message,
+    };
   }
 }
 

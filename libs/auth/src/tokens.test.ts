@@ -40,7 +40,14 @@ describe('TokenService', () => {
     const s = await service();
     const t = await s.sign({ user: 'alice', userId: UID, generation: 0, admin: true });
     const v = await s.verify(t.token);
-    expect(v).toEqual({ user: 'alice', userId: UID, generation: 0, admin: true, jti: t.jti, exp: Math.floor(t.expiresAt.getTime() / 1000) });
+    expect(v).toEqual({
+      user: 'alice',
+      userId: UID,
+      generation: 0,
+      admin: true,
+      jti: t.jti,
+      exp: Math.floor(t.expiresAt.getTime() / 1000),
+    });
     const claims = decodeJwt(t.token);
     expect(claims.iss).toBe(JWT_ISSUER);
     expect(claims.aud).toBe(JWT_AUDIENCE);
@@ -80,20 +87,36 @@ describe('TokenService', () => {
     const foreign = await generateSigningKey();
     const forged = await new SignJWT({ admin: true })
       .setProtectedHeader({ alg: 'EdDSA', kid: s.signingKid! })
-      .setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice').setJti('x').setIssuedAt().setNotBefore('0s').setExpirationTime('1h')
+      .setIssuer(JWT_ISSUER)
+      .setAudience(JWT_AUDIENCE)
+      .setSubject('alice')
+      .setJti('x')
+      .setIssuedAt()
+      .setNotBefore('0s')
+      .setExpirationTime('1h')
       .sign(await importJWK(foreign.privateJwk, 'EdDSA'));
     expect(await codeOf(s.verify(forged))).toBe('AUTH_ERR_INVALID_TOKEN');
   });
 
   it('an `alg: none` token is refused by the algorithm pin', async () => {
     const s = await service();
-    const none = new UnsecuredJWT({ admin: true }).setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice')
-      .setJti('x').setIssuedAt().setNotBefore('0s').setExpirationTime('1h').encode();
+    const none = new UnsecuredJWT({ admin: true })
+      .setIssuer(JWT_ISSUER)
+      .setAudience(JWT_AUDIENCE)
+      .setSubject('alice')
+      .setJti('x')
+      .setIssuedAt()
+      .setNotBefore('0s')
+      .setExpirationTime('1h')
+      .encode();
     expect(await refusedBy(s.verify(none))).toEqual(['AUTH_ERR_INVALID_TOKEN', 'ERR_JOSE_ALG_NOT_ALLOWED']);
     // Same with the kid of a real key in the header.
     const [, payload] = none.split('.');
     const header = base64url.encode(JSON.stringify({ alg: 'none', kid: s.signingKid }));
-    expect(await refusedBy(s.verify(`${header}.${payload}.`))).toEqual(['AUTH_ERR_INVALID_TOKEN', 'ERR_JOSE_ALG_NOT_ALLOWED']);
+    expect(await refusedBy(s.verify(`${header}.${payload}.`))).toEqual([
+      'AUTH_ERR_INVALID_TOKEN',
+      'ERR_JOSE_ALG_NOT_ALLOWED',
+    ]);
   });
 
   it("the algorithm pin is the guard: a token the relay's own key signed under another algorithm name (alg Ed25519) is refused", async () => {
@@ -102,7 +125,13 @@ describe('TokenService', () => {
     const s = await service([key]);
     const other = await new SignJWT({ admin: false, uid: UID, gen: 0 })
       .setProtectedHeader({ alg: 'Ed25519', kid: key.kid })
-      .setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice').setJti('x').setIssuedAt().setNotBefore('0s').setExpirationTime('1h')
+      .setIssuer(JWT_ISSUER)
+      .setAudience(JWT_AUDIENCE)
+      .setSubject('alice')
+      .setJti('x')
+      .setIssuedAt()
+      .setNotBefore('0s')
+      .setExpirationTime('1h')
       .sign(await importJWK({ ...key.privateJwk, alg: 'Ed25519' }, 'Ed25519'));
     expect(await refusedBy(s.verify(other))).toEqual(['AUTH_ERR_INVALID_TOKEN', 'ERR_JOSE_ALG_NOT_ALLOWED']);
   });
@@ -119,9 +148,16 @@ describe('TokenService', () => {
   it('a wrong audience or issuer is refused', async () => {
     const key = await generateSigningKey();
     const s = await service([key]);
-    const mk = (iss: string, aud: string) => new SignJWT({ admin: false, uid: UID, gen: 0 })
-      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
-      .setIssuer(iss).setAudience(aud).setSubject('alice').setJti('j').setIssuedAt().setNotBefore('0s').setExpirationTime('1h');
+    const mk = (iss: string, aud: string) =>
+      new SignJWT({ admin: false, uid: UID, gen: 0 })
+        .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
+        .setIssuer(iss)
+        .setAudience(aud)
+        .setSubject('alice')
+        .setJti('j')
+        .setIssuedAt()
+        .setNotBefore('0s')
+        .setExpirationTime('1h');
     const priv = await importJWK(key.privateJwk, 'EdDSA');
     expect(await codeOf(s.verify(await mk(JWT_ISSUER, 'someone-else').sign(priv)))).toBe('AUTH_ERR_INVALID_TOKEN');
     expect(await codeOf(s.verify(await mk('evil', JWT_AUDIENCE).sign(priv)))).toBe('AUTH_ERR_INVALID_TOKEN');
@@ -130,7 +166,8 @@ describe('TokenService', () => {
 
   it('garbage is refused', async () => {
     const s = await service();
-    for (const g of ['', 'x', 'a.b.c', 'eyJ.eyJ.', '...']) expect(await codeOf(s.verify(g))).toBe('AUTH_ERR_INVALID_TOKEN');
+    for (const g of ['', 'x', 'a.b.c', 'eyJ.eyJ.', '...'])
+      expect(await codeOf(s.verify(g))).toBe('AUTH_ERR_INVALID_TOKEN');
   });
 
   it('the newest non-retired key signs, every key verifies, jwks lists public keys only', async () => {
@@ -161,7 +198,12 @@ describe('TokenService', () => {
     const after = await s.sign({ user: 'alice', userId: UID, generation: 0, admin: false });
     expect(decodeProtectedHeader(after.token).kid).toBe(fresh.kid);
     expect((await s.verify(before.token)).user).toBe('alice');
-    expect(s.jwks().keys.map((k) => k.kid).sort()).toEqual([old.kid, fresh.kid].sort());
+    expect(
+      s
+        .jwks()
+        .keys.map((k) => k.kid)
+        .sort(),
+    ).toEqual([old.kid, fresh.kid].sort());
     now += 601_000 + 30_000;
     expect(await codeOf(s.verify(before.token))).toBe('AUTH_ERR_TOKEN_EXPIRED');
   });
@@ -173,7 +215,14 @@ describe('TokenService', () => {
     const first = await s.verify(t.token);
     // Again (from the cache of verified tokens): the same answer, and a copy the caller may not spoil.
     first.user = 'mallory';
-    expect(await s.verify(t.token)).toEqual({ user: 'alice', userId: UID, generation: 0, admin: true, jti: t.jti, exp: Math.floor(t.expiresAt.getTime() / 1000) });
+    expect(await s.verify(t.token)).toEqual({
+      user: 'alice',
+      userId: UID,
+      generation: 0,
+      admin: true,
+      jti: t.jti,
+      exp: Math.floor(t.expiresAt.getTime() / 1000),
+    });
     // One character of the signature changed: a different string, verified in full, refused.
     const [h, p, sig] = t.token.split('.') as [string, string, string];
     const flipped = `${h}.${p}.${sig.slice(0, 10)}${sig[10] === 'A' ? 'B' : 'A'}${sig.slice(11)}`;
@@ -197,16 +246,37 @@ describe('TokenService', () => {
     const s = await service([key]);
     const old = await new SignJWT({ admin: true })
       .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
-      .setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice').setJti('j-old').setIssuedAt().setNotBefore('0s').setExpirationTime('1h')
+      .setIssuer(JWT_ISSUER)
+      .setAudience(JWT_AUDIENCE)
+      .setSubject('alice')
+      .setJti('j-old')
+      .setIssuedAt()
+      .setNotBefore('0s')
+      .setExpirationTime('1h')
       .sign(await importJWK(key.privateJwk, 'EdDSA'));
     expect(await codeOf(s.verify(old))).toBe('AUTH_ERR_TOKEN_OUTDATED');
     // Half of the pair, or a malformed id or generation, is simply invalid.
     const priv = await importJWK(key.privateJwk, 'EdDSA');
-    const signWith = (claims: Record<string, unknown>) => new SignJWT({ admin: false, ...claims })
-      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
-      .setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice').setJti('j').setIssuedAt().setNotBefore('0s').setExpirationTime('1h')
-      .sign(priv);
-    for (const claims of [{ uid: UID }, { gen: 0 }, { uid: 'alice', gen: 0 }, { uid: "x' OR 1=1", gen: 0 }, { uid: UID, gen: -1 }, { uid: UID, gen: 1.5 }, { uid: UID, gen: '0' }]) {
+    const signWith = (claims: Record<string, unknown>) =>
+      new SignJWT({ admin: false, ...claims })
+        .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
+        .setIssuer(JWT_ISSUER)
+        .setAudience(JWT_AUDIENCE)
+        .setSubject('alice')
+        .setJti('j')
+        .setIssuedAt()
+        .setNotBefore('0s')
+        .setExpirationTime('1h')
+        .sign(priv);
+    for (const claims of [
+      { uid: UID },
+      { gen: 0 },
+      { uid: 'alice', gen: 0 },
+      { uid: "x' OR 1=1", gen: 0 },
+      { uid: UID, gen: -1 },
+      { uid: UID, gen: 1.5 },
+      { uid: UID, gen: '0' },
+    ]) {
       expect(await codeOf(s.verify(await signWith(claims))), JSON.stringify(claims)).toBe('AUTH_ERR_INVALID_TOKEN');
     }
     expect(await s.verify(await signWith({ uid: UID, gen: 7 }))).toMatchObject({ userId: UID, generation: 7 });
@@ -218,25 +288,37 @@ describe('TokenService', () => {
     const priv = await importJWK(key.privateJwk, 'EdDSA');
     const nowS = Math.floor(Date.now() / 1000);
     // nbf is now (so only iat is in the future): the iat check is ours, not jose's.
-    const withIat = (iat: number) => new SignJWT({ admin: false, uid: UID, gen: 0 })
-      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
-      .setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice').setJti(`j-${iat}`)
-      .setIssuedAt(iat).setNotBefore(nowS).setExpirationTime(nowS + 3600)
-      .sign(priv);
+    const withIat = (iat: number) =>
+      new SignJWT({ admin: false, uid: UID, gen: 0 })
+        .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
+        .setIssuer(JWT_ISSUER)
+        .setAudience(JWT_AUDIENCE)
+        .setSubject('alice')
+        .setJti(`j-${iat}`)
+        .setIssuedAt(iat)
+        .setNotBefore(nowS)
+        .setExpirationTime(nowS + 3600)
+        .sign(priv);
     expect(await codeOf(s.verify(await withIat(nowS + 120)))).toBe('AUTH_ERR_INVALID_TOKEN');
     expect((await s.verify(await withIat(nowS + 20))).user).toBe('alice');
   });
 
-  it('a lifetime beyond the maximum is refused, even when signed by the relay\'s key', async () => {
+  it("a lifetime beyond the maximum is refused, even when signed by the relay's key", async () => {
     const key = await generateSigningKey();
     const s = await TokenService.create([key], { maxTtlSeconds: 3600 });
     const priv = await importJWK(key.privateJwk, 'EdDSA');
     const nowS = Math.floor(Date.now() / 1000);
-    const lasting = (seconds: number, iat = nowS) => new SignJWT({ admin: false, uid: UID, gen: 0 })
-      .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
-      .setIssuer(JWT_ISSUER).setAudience(JWT_AUDIENCE).setSubject('alice').setJti(`j-${seconds}-${iat}`)
-      .setIssuedAt(iat).setNotBefore(nowS).setExpirationTime(iat + seconds)
-      .sign(priv);
+    const lasting = (seconds: number, iat = nowS) =>
+      new SignJWT({ admin: false, uid: UID, gen: 0 })
+        .setProtectedHeader({ alg: 'EdDSA', kid: key.kid })
+        .setIssuer(JWT_ISSUER)
+        .setAudience(JWT_AUDIENCE)
+        .setSubject('alice')
+        .setJti(`j-${seconds}-${iat}`)
+        .setIssuedAt(iat)
+        .setNotBefore(nowS)
+        .setExpirationTime(iat + seconds)
+        .sign(priv);
     expect(await codeOf(s.verify(await lasting(3601)))).toBe('AUTH_ERR_INVALID_TOKEN');
     expect(await codeOf(s.verify(await lasting(10 * 365 * 86400)))).toBe('AUTH_ERR_INVALID_TOKEN');
     expect((await s.verify(await lasting(3600))).user).toBe('alice');

@@ -1,7 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import {
-  SignJWT, jwtVerify, generateKeyPair, exportJWK, importJWK, calculateJwkThumbprint, errors as joseErrors,
-  type JWK, type CryptoKey, type JWTPayload, type JWSHeaderParameters,
+  SignJWT,
+  jwtVerify,
+  generateKeyPair,
+  exportJWK,
+  importJWK,
+  calculateJwkThumbprint,
+  errors as joseErrors,
+  type JWK,
+  type CryptoKey,
+  type JWTPayload,
+  type JWSHeaderParameters,
 } from 'jose';
 import { JWT_AUDIENCE, JWT_DEFAULT_TTL_SECONDS, JWT_ISSUER } from '@mssh/protocol';
 import { AuthError } from './errors.js';
@@ -156,10 +165,16 @@ export class TokenService {
   }
 
   /** `userId` and `generation` bind the token to that user row and to its current token generation. */
-  async sign(input: { user: string; userId: string; generation: number; admin: boolean; ttlSeconds?: number }): Promise<SignedToken> {
+  async sign(input: {
+    user: string;
+    userId: string;
+    generation: number;
+    admin: boolean;
+    ttlSeconds?: number;
+  }): Promise<SignedToken> {
     if (!this.signer?.signKey) throw new Error('no signing key: every key is retired');
     if (!UUID_RE.test(input.userId) || !Number.isSafeInteger(input.generation) || input.generation < 0) {
-      throw new Error('a token needs the user\'s id (a UUID) and token generation (an integer >= 0)');
+      throw new Error("a token needs the user's id (a UUID) and token generation (an integer >= 0)");
     }
     const nowS = Math.floor(this.now().getTime() / 1000);
     const exp = nowS + Math.min(input.ttlSeconds ?? this.defaultTtl, this.maxTtl);
@@ -212,16 +227,36 @@ export class TokenService {
       throw new AuthError('AUTH_ERR_INVALID_TOKEN', undefined, { cause: e });
     }
     const { sub, jti, exp, admin, nbf, iat, uid, gen } = payload;
-    if (typeof sub !== 'string' || sub === '' || typeof jti !== 'string' || typeof exp !== 'number' || typeof admin !== 'boolean' || typeof iat !== 'number') {
+    if (
+      typeof sub !== 'string' ||
+      sub === '' ||
+      typeof jti !== 'string' ||
+      typeof exp !== 'number' ||
+      typeof admin !== 'boolean' ||
+      typeof iat !== 'number'
+    ) {
       throw new AuthError('AUTH_ERR_INVALID_TOKEN');
     }
     const nowS = Math.floor(this.now().getTime() / 1000);
-    if (iat > nowS + this.tolerance) throw new AuthError('AUTH_ERR_INVALID_TOKEN', 'token is issued in the future; check the clocks, then run `mssh login` again');
+    if (iat > nowS + this.tolerance)
+      throw new AuthError(
+        'AUTH_ERR_INVALID_TOKEN',
+        'token is issued in the future; check the clocks, then run `mssh login` again',
+      );
     if (exp - iat > this.maxTtl || exp > nowS + this.maxTtl + this.tolerance) {
-      throw new AuthError('AUTH_ERR_INVALID_TOKEN', 'token lives longer than this relay allows; run `mssh login` again');
+      throw new AuthError(
+        'AUTH_ERR_INVALID_TOKEN',
+        'token lives longer than this relay allows; run `mssh login` again',
+      );
     }
     if (uid === undefined && gen === undefined) throw new AuthError('AUTH_ERR_TOKEN_OUTDATED');
-    if (typeof uid !== 'string' || !UUID_RE.test(uid) || typeof gen !== 'number' || !Number.isSafeInteger(gen) || gen < 0) {
+    if (
+      typeof uid !== 'string' ||
+      !UUID_RE.test(uid) ||
+      typeof gen !== 'number' ||
+      !Number.isSafeInteger(gen) ||
+      gen < 0
+    ) {
       throw new AuthError('AUTH_ERR_INVALID_TOKEN');
     }
     const result: VerifiedToken = { user: sub, userId: uid.toLowerCase(), generation: gen, admin, jti, exp };

@@ -17,28 +17,86 @@ function memoryOps(via?: string) {
   };
   const ops: AdminCommandOps = {
     via,
-    async createUser(r) { calls.push(`createUser ${r.name} ${r.password} ${r.admin}`); users.set(r.name, { name: r.name, admin: r.admin, role: null, disabled: false } as unknown as UserInfo); },
-    async listUsers() { return [...users.values()]; },
-    async disableUser(name, kill) { calls.push(`disable ${name} ${kill}`); return { ...user(name), sessionsEnded: kill ? 2 : 0 }; },
-    async enableUser(name) { return user(name); },
-    async setPassword(name, pw) { calls.push(`passwd ${name} ${pw}`); return user(name); },
-    async setRole(name, role) { const u = { ...user(name), role }; users.set(name, u); return u; },
-    async addGrant(r) { const had = grants.some((g) => g.subject === r.subject && g.pattern === r.pattern); if (!had) grants.push(r); return { changed: !had }; },
-    async removeGrant() { return { changed: true }; },
-    async listGrants() { return []; },
-    async listAgents() { return []; },
-    async revokeAgent(name) { return { name, wasOnline: true } as never; },
-    async forgetAgent() { return { wasOnline: false }; },
+    async createUser(r) {
+      calls.push(`createUser ${r.name} ${r.password} ${r.admin}`);
+      users.set(r.name, { name: r.name, admin: r.admin, role: null, disabled: false } as unknown as UserInfo);
+    },
+    async listUsers() {
+      return [...users.values()];
+    },
+    async disableUser(name, kill) {
+      calls.push(`disable ${name} ${kill}`);
+      return { ...user(name), sessionsEnded: kill ? 2 : 0 };
+    },
+    async enableUser(name) {
+      return user(name);
+    },
+    async setPassword(name, pw) {
+      calls.push(`passwd ${name} ${pw}`);
+      return user(name);
+    },
+    async setRole(name, role) {
+      const u = { ...user(name), role };
+      users.set(name, u);
+      return u;
+    },
+    async addGrant(r) {
+      const had = grants.some((g) => g.subject === r.subject && g.pattern === r.pattern);
+      if (!had) grants.push(r);
+      return { changed: !had };
+    },
+    async removeGrant() {
+      return { changed: true };
+    },
+    async listGrants() {
+      return [];
+    },
+    async listAgents() {
+      return [];
+    },
+    async revokeAgent(name) {
+      return { name, wasOnline: true } as never;
+    },
+    async forgetAgent() {
+      return { wasOnline: false };
+    },
   };
-  return { ops, calls, closed: () => closed, withOps: async <T,>(fn: (o: AdminCommandOps) => Promise<T>) => { try { return await fn(ops); } finally { closed++; } } };
+  return {
+    ops,
+    calls,
+    closed: () => closed,
+    withOps: async <T>(fn: (o: AdminCommandOps) => Promise<T>) => {
+      try {
+        return await fn(ops);
+      } finally {
+        closed++;
+      }
+    },
+  };
 }
 
 function commands(program: 'mssh-relay' | 'mssh', m = memoryOps(), stdin = '') {
   let out = '';
-  const spell = program === 'mssh-relay'
-    ? { grant: 'mssh-relay grant', enroll: 'mssh-relay agent enroll', usersAdd: 'mssh-relay user add', usersPasswd: 'mssh-relay user passwd' }
-    : { grant: 'mssh admin grant', enroll: 'mssh admin agents enroll', usersAdd: 'mssh admin users add', usersPasswd: 'mssh admin users passwd' };
-  const c = createAdminCommands({ withOps: m.withOps, stdout: { write: (s: string) => (out += s) }, password: { stdin: Readable.from([Buffer.from(stdin)]), prompter: noPrompter }, spell });
+  const spell =
+    program === 'mssh-relay'
+      ? {
+          grant: 'mssh-relay grant',
+          enroll: 'mssh-relay agent enroll',
+          usersAdd: 'mssh-relay user add',
+          usersPasswd: 'mssh-relay user passwd',
+        }
+      : {
+          grant: 'mssh admin grant',
+          enroll: 'mssh admin agents enroll',
+          usersAdd: 'mssh admin users add',
+          usersPasswd: 'mssh admin users passwd',
+        };
+  const c = createAdminCommands({
+    withOps: m.withOps,
+    stdout: { write: (s: string) => (out += s) },
+    password: { stdin: Readable.from([Buffer.from(stdin)]), prompter: noPrompter },
+    spell,
+  });
   return { c, m, out: () => out };
 }
 
@@ -48,8 +106,12 @@ describe('admin commands (shared by mssh-relay and mssh admin)', () => {
     const mssh = commands('mssh', memoryOps(), 'alice-password\n');
     await relay.c.usersAdd({ name: 'alice', admin: false, passwordStdin: true });
     await mssh.c.usersAdd({ name: 'alice', admin: false, passwordStdin: true });
-    expect(relay.out()).toBe('Created user "alice".\nThey reach no machine until granted: mssh-relay grant alice \'PATTERN\'\n');
-    expect(mssh.out()).toBe('Created user "alice".\nThey reach no machine until granted: mssh admin grant alice \'PATTERN\'\n');
+    expect(relay.out()).toBe(
+      'Created user "alice".\nThey reach no machine until granted: mssh-relay grant alice \'PATTERN\'\n',
+    );
+    expect(mssh.out()).toBe(
+      'Created user "alice".\nThey reach no machine until granted: mssh admin grant alice \'PATTERN\'\n',
+    );
     expect(relay.m.calls).toEqual(['createUser alice alice-password false']);
     expect(relay.m.closed()).toBe(1);
   });
@@ -87,11 +149,23 @@ describe('admin commands (shared by mssh-relay and mssh admin)', () => {
 
   it('refuses bad names and patterns before asking for anything (usage, exit 64; host names CLI_ERR_BAD_HOST_NAME)', async () => {
     const { c, m } = commands('mssh');
-    await expect(c.usersAdd({ name: 'Not A Name', admin: false, passwordStdin: true })).rejects.toMatchObject({ code: 'CLI_ERR_USAGE', exitCode: 64 });
-    await expect(c.grant({ subject: 'alice', pattern: 'Web/*', role: false })).rejects.toMatchObject({ code: 'CLI_ERR_USAGE', message: '"Web/*" is not a valid grant pattern', hint: expect.stringContaining("mssh admin grant alice 'web-*'") });
-    await expect(c.grant({ subject: 'Bad Role', pattern: 'web-*', role: true })).rejects.toMatchObject({ code: 'CLI_ERR_USAGE', message: '"Bad Role" is not a valid role name' });
+    await expect(c.usersAdd({ name: 'Not A Name', admin: false, passwordStdin: true })).rejects.toMatchObject({
+      code: 'CLI_ERR_USAGE',
+      exitCode: 64,
+    });
+    await expect(c.grant({ subject: 'alice', pattern: 'Web/*', role: false })).rejects.toMatchObject({
+      code: 'CLI_ERR_USAGE',
+      message: '"Web/*" is not a valid grant pattern',
+      hint: expect.stringContaining("mssh admin grant alice 'web-*'"),
+    });
+    await expect(c.grant({ subject: 'Bad Role', pattern: 'web-*', role: true })).rejects.toMatchObject({
+      code: 'CLI_ERR_USAGE',
+      message: '"Bad Role" is not a valid role name',
+    });
     await expect(c.agentsRevoke({ name: 'web_1' })).rejects.toMatchObject({ code: 'CLI_ERR_BAD_HOST_NAME' });
-    await expect(c.usersPasswd({ name: 'alice', passwordStdin: true })).rejects.toMatchObject({ code: 'CLI_ERR_BAD_PASSWORD' });
+    await expect(c.usersPasswd({ name: 'alice', passwordStdin: true })).rejects.toMatchObject({
+      code: 'CLI_ERR_BAD_PASSWORD',
+    });
     expect(m.calls).toEqual([]);
     expect(m.closed()).toBe(0);
   });

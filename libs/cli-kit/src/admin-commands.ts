@@ -10,8 +10,19 @@
  */
 import type { Readable } from 'node:stream';
 import {
-  GrantRequest, HostName, UserName, formatAgentsTable, formatGrantsTable, formatUsersTable, jsonForTerminal, sanitizeForTerminal,
-  type AgentAdminInfo, type DisableUserResponse, type GrantInfo, type RevokeAgentResponse, type UserInfo,
+  GrantRequest,
+  HostName,
+  UserName,
+  formatAgentsTable,
+  formatGrantsTable,
+  formatUsersTable,
+  jsonForTerminal,
+  sanitizeForTerminal,
+  type AgentAdminInfo,
+  type DisableUserResponse,
+  type GrantInfo,
+  type RevokeAgentResponse,
+  type UserInfo,
 } from '@mssh/protocol';
 import { CliError } from './errors.js';
 import { readNewPassword } from './password.js';
@@ -66,7 +77,11 @@ const q = (s: string) => JSON.stringify(sanitizeForTerminal(s));
 /** A user or role name, or a usage error naming the rule. */
 export function checkUserName(name: string, what: 'user name' | 'role name' = 'user name'): string {
   if (!UserName.safeParse(name).success) {
-    throw new CliError('CLI_ERR_USAGE', `${q(name)} is not a valid ${what}`, `${what === 'role name' ? 'Role' : 'User'} names are 1-64 characters of a-z, 0-9, ., _ and -, starting with a letter or digit.`);
+    throw new CliError(
+      'CLI_ERR_USAGE',
+      `${q(name)} is not a valid ${what}`,
+      `${what === 'role name' ? 'Role' : 'User'} names are 1-64 characters of a-z, 0-9, ., _ and -, starting with a letter or digit.`,
+    );
   }
   return name;
 }
@@ -75,18 +90,28 @@ export function checkUserName(name: string, what: 'user name' | 'role name' = 'u
 export function checkHostName(name: string): string {
   const lower = name.toLowerCase();
   if (!HostName.safeParse(lower).success) {
-    throw new CliError('CLI_ERR_BAD_HOST_NAME', `${q(name.slice(0, 100))} is not a machine name`, 'Machine names are 1-63 characters of a-z, 0-9 and -, as enrolled.');
+    throw new CliError(
+      'CLI_ERR_BAD_HOST_NAME',
+      `${q(name.slice(0, 100))} is not a machine name`,
+      'Machine names are 1-63 characters of a-z, 0-9 and -, as enrolled.',
+    );
   }
   return lower;
 }
 
 /** A grant request, or a usage error saying what a pattern may contain. */
-export function grantRequest(a: { subject: string; pattern: string; role: boolean }, grantCommand: string): GrantRequest {
+export function grantRequest(
+  a: { subject: string; pattern: string; role: boolean },
+  grantCommand: string,
+): GrantRequest {
   checkUserName(a.subject, a.role ? 'role name' : 'user name');
   const r = GrantRequest.safeParse({ subjectKind: a.role ? 'role' : 'user', subject: a.subject, pattern: a.pattern });
   if (!r.success) {
-    throw new CliError('CLI_ERR_USAGE', `${q(a.pattern)} is not a valid grant pattern`,
-      `Patterns are host name characters (a-z, 0-9, -) with the wildcards * (any run) and ? (one character); quote them: ${grantCommand} alice 'web-*'.`);
+    throw new CliError(
+      'CLI_ERR_USAGE',
+      `${q(a.pattern)} is not a valid grant pattern`,
+      `Patterns are host name characters (a-z, 0-9, -) with the wildcards * (any run) and ? (one character); quote them: ${grantCommand} alice 'web-*'.`,
+    );
   }
   return r.data;
 }
@@ -96,7 +121,13 @@ export function createAdminCommands<O extends AdminCommandOps>(o: AdminCommandsO
   const printJson = (v: unknown) => println(jsonForTerminal(v, 2));
   const subject = (req: GrantRequest) => `${req.subjectKind} ${q(req.subject)}`;
   const newPassword = (name: string, fromStdin: boolean, command: string) =>
-    readNewPassword({ fromStdin, name, command: `${command} ${name}`, stdin: o.password.stdin, prompter: o.password.prompter });
+    readNewPassword({
+      fromStdin,
+      name,
+      command: `${command} ${name}`,
+      stdin: o.password.stdin,
+      prompter: o.password.prompter,
+    });
 
   return {
     async usersAdd(a) {
@@ -117,9 +148,15 @@ export function createAdminCommands<O extends AdminCommandOps>(o: AdminCommandsO
     },
     async usersDisable(a) {
       checkUserName(a.name);
-      const { u, via } = await o.withOps(async (ops) => ({ u: await ops.disableUser(a.name, a.killSessions), via: ops.via }));
-      println(`Disabled user ${q(u.name)}: their logins stop working now.${a.killSessions ? ` Ended ${u.sessionsEnded} live session(s).` : ' Live sessions go on (add --kill-sessions to end them).'}`);
-      if (a.killSessions && via === 'database') println('(The relay is not running, so there were no live sessions to end.)');
+      const { u, via } = await o.withOps(async (ops) => ({
+        u: await ops.disableUser(a.name, a.killSessions),
+        via: ops.via,
+      }));
+      println(
+        `Disabled user ${q(u.name)}: their logins stop working now.${a.killSessions ? ` Ended ${u.sessionsEnded} live session(s).` : ' Live sessions go on (add --kill-sessions to end them).'}`,
+      );
+      if (a.killSessions && via === 'database')
+        println('(The relay is not running, so there were no live sessions to end.)');
     },
     async usersEnable(a) {
       checkUserName(a.name);
@@ -141,7 +178,11 @@ export function createAdminCommands<O extends AdminCommandOps>(o: AdminCommandsO
     async grant(a) {
       const req = grantRequest(a, o.spell.grant);
       const r = await o.withOps((ops) => ops.addGrant(req));
-      println(r.changed ? `Granted ${subject(req)} access to ${req.pattern}.` : `${subject(req)} already had access to ${req.pattern}.`);
+      println(
+        r.changed
+          ? `Granted ${subject(req)} access to ${req.pattern}.`
+          : `${subject(req)} already had access to ${req.pattern}.`,
+      );
     },
     async revokeGrant(a) {
       const req = grantRequest(a, o.spell.grant);
@@ -151,7 +192,8 @@ export function createAdminCommands<O extends AdminCommandOps>(o: AdminCommandsO
     async grants(a) {
       const grants = await o.withOps((ops) => ops.listGrants());
       if (a.json) printJson(grants);
-      else if (grants.length === 0) println(`No grants: only admins reach machines. Add one with \`${o.spell.grant} USER 'PATTERN'\`.`);
+      else if (grants.length === 0)
+        println(`No grants: only admins reach machines. Add one with \`${o.spell.grant} USER 'PATTERN'\`.`);
       else o.stdout.write(formatGrantsTable(grants));
     },
     async agentsList(a) {
@@ -162,7 +204,9 @@ export function createAdminCommands<O extends AdminCommandOps>(o: AdminCommandsO
     async agentsRevoke(a) {
       const name = checkHostName(a.name);
       const r = await o.withOps((ops) => ops.revokeAgent(name));
-      println(`Revoked ${q(name)}${r.wasOnline ? ' and dropped its connection and sessions' : ''}; it is refused from now on. To enrol it again: ${o.spell.enroll} ${name}`);
+      println(
+        `Revoked ${q(name)}${r.wasOnline ? ' and dropped its connection and sessions' : ''}; it is refused from now on. To enrol it again: ${o.spell.enroll} ${name}`,
+      );
     },
     async agentsForget(a) {
       const name = checkHostName(a.name);

@@ -27,29 +27,48 @@ describe('reporter', () => {
   it('prints `<program>: <message> [CODE]` and the hint, the same for every program', () => {
     const e = new CliError('CLI_ERR_NO_GRANT', 'you have no access to web-1', 'Run `mssh ls`.');
     expect(formatCliError('mssh', e)).toBe('mssh: you have no access to web-1 [CLI_ERR_NO_GRANT]\nRun `mssh ls`.');
-    expect(formatCliError('mssh-relay', e)).toBe('mssh-relay: you have no access to web-1 [CLI_ERR_NO_GRANT]\nRun `mssh ls`.');
-    expect(formatCliError('mssh-agent', new CliError(undefined, 'no hint, no code'))).toBe('mssh-agent: no hint, no code');
+    expect(formatCliError('mssh-relay', e)).toBe(
+      'mssh-relay: you have no access to web-1 [CLI_ERR_NO_GRANT]\nRun `mssh ls`.',
+    );
+    expect(formatCliError('mssh-agent', new CliError(undefined, 'no hint, no code'))).toBe(
+      'mssh-agent: no hint, no code',
+    );
   });
 
   it('keeps the code on the first line of a multi-line message; one-line mode joins everything', () => {
     const e = new CliError('CLI_ERR_USAGE', 'invalid options:\n  --a: bad\n  --b: bad', 'See --help.');
-    expect(formatCliError('mssh-relay', e)).toBe('mssh-relay: invalid options: [CLI_ERR_USAGE]\n  --a: bad\n  --b: bad\nSee --help.');
-    expect(formatCliError('mssh', new CliError('CLI_ERR_NO_GRANT', 'no', 'Ask.'), true)).toBe('mssh: no [CLI_ERR_NO_GRANT] Ask.');
-    expect(formatCliError('mssh-agent', new CliError('AGT_ERR_STATE_DIR_LOCKED', 'locked', 'Stop it.\nOr enrol another.'))).toBe('mssh-agent: locked [AGT_ERR_STATE_DIR_LOCKED]\nStop it.\nOr enrol another.');
+    expect(formatCliError('mssh-relay', e)).toBe(
+      'mssh-relay: invalid options: [CLI_ERR_USAGE]\n  --a: bad\n  --b: bad\nSee --help.',
+    );
+    expect(formatCliError('mssh', new CliError('CLI_ERR_NO_GRANT', 'no', 'Ask.'), true)).toBe(
+      'mssh: no [CLI_ERR_NO_GRANT] Ask.',
+    );
+    expect(
+      formatCliError('mssh-agent', new CliError('AGT_ERR_STATE_DIR_LOCKED', 'locked', 'Stop it.\nOr enrol another.')),
+    ).toBe('mssh-agent: locked [AGT_ERR_STATE_DIR_LOCKED]\nStop it.\nOr enrol another.');
   });
 
   it('strips control characters (a relay or a file could put escape sequences in a message)', () => {
-    // eslint-disable-next-line no-control-regex -- the test looks for the control characters that must be gone
-    expect(formatCliError('mssh', new CliError('CLI_ERR_USAGE', 'bad \u001b[2Jname', 'x\u0007'))).not.toMatch(/[\u0000-\u0008\u001b]/);
+    expect(formatCliError('mssh', new CliError('CLI_ERR_USAGE', 'bad \u001b[2Jname', 'x\u0007'))).not.toMatch(
+      // eslint-disable-next-line no-control-regex -- the test looks for the control characters that must be gone
+      /[\u0000-\u0008\u001b]/,
+    );
   });
 
   it('an error that is not a CliError is a bug: CLI_ERR_INTERNAL, exit 70; a program maps its own coded errors first', () => {
     const lines: string[] = [];
     const stderr = { write: (s: string) => lines.push(s) };
-    expect(reportError(new TypeError('x is undefined'), { program: 'mssh-agent', stderr, bugHint: 'Report it.' })).toBe(70);
+    expect(reportError(new TypeError('x is undefined'), { program: 'mssh-agent', stderr, bugHint: 'Report it.' })).toBe(
+      70,
+    );
     expect(lines.join('')).toBe('mssh-agent: unexpected error: x is undefined [CLI_ERR_INTERNAL]\nReport it.\n');
-    class OwnError extends Error { code = 'AGT_ERR_IDENTITY'; }
-    const mapped = toCliError(new OwnError('bad key'), { program: 'mssh-agent', toCliError: (e) => (e instanceof OwnError ? new CliError(e.code, e.message) : null) });
+    class OwnError extends Error {
+      code = 'AGT_ERR_IDENTITY';
+    }
+    const mapped = toCliError(new OwnError('bad key'), {
+      program: 'mssh-agent',
+      toCliError: (e) => (e instanceof OwnError ? new CliError(e.code, e.message) : null),
+    });
     expect([mapped.code, mapped.exitCode]).toEqual(['AGT_ERR_IDENTITY', 1]);
   });
 });

@@ -1,7 +1,24 @@
-export { CliError, EXIT, KIT_ERRORS, exitCodeOf, isCliError, usageError, type CliErrorOptions, type KitErrorCode } from './errors.js';
+export {
+  CliError,
+  EXIT,
+  KIT_ERRORS,
+  exitCodeOf,
+  isCliError,
+  usageError,
+  type CliErrorOptions,
+  type KitErrorCode,
+} from './errors.js';
 export { formatCliError, reportError, toCliError, type ReportOptions } from './report.js';
 export { TtyPrompter, noPrompter, readFirstLine, type Prompter } from './prompt.js';
 export { PASSWORD_MAX, PASSWORD_MIN, checkNewPassword, readNewPassword, type NewPasswordOptions } from './password.js';
 export { PRIVATE_FILE_MODE, writeFileAtomic, writePrivateFile } from './private-file.js';
 export { commanderExitCode } from './commander.js';
-export { checkHostName, checkUserName, createAdminCommands, grantRequest, type AdminCommandOps, type AdminCommands, type AdminCommandsOptions } from './admin-commands.js';
+export {
+  checkHostName,
+  checkUserName,
+  createAdminCommands,
+  grantRequest,
+  type AdminCommandOps,
+  type AdminCommands,
+  type AdminCommandsOptions,
+} from './admin-commands.js';

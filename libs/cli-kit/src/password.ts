@@ -27,11 +27,20 @@ export async function readNewPassword(opts: NewPasswordOptions): Promise<string>
     password = await readFirstLine(opts.stdin);
   } else {
     if (!opts.prompter.available()) {
-      throw new CliError('CLI_ERR_NO_TTY', 'there is no terminal to ask for the new password', `Pass it as the first line of stdin: printf '%s\\n' "$PW" | ${opts.command} --password-stdin`);
+      throw new CliError(
+        'CLI_ERR_NO_TTY',
+        'there is no terminal to ask for the new password',
+        `Pass it as the first line of stdin: printf '%s\\n' "$PW" | ${opts.command} --password-stdin`,
+      );
     }
     password = await opts.prompter.ask(`New password for ${opts.name}: `, { echo: false });
     const again = await opts.prompter.ask('Repeat it: ', { echo: false });
-    if (again !== password) throw new CliError('CLI_ERR_BAD_PASSWORD', 'the two passwords differ', 'Run the command again and type the same password twice.');
+    if (again !== password)
+      throw new CliError(
+        'CLI_ERR_BAD_PASSWORD',
+        'the two passwords differ',
+        'Run the command again and type the same password twice.',
+      );
   }
   checkNewPassword(password);
   return password;
@@ -41,6 +50,12 @@ export async function readNewPassword(opts: NewPasswordOptions): Promise<string>
 export function checkNewPassword(password: string): void {
   const n = password.length; // UTF-16 units, as the relay's schema counts
   if (n < PASSWORD_MIN || n > PASSWORD_MAX) {
-    throw new CliError('CLI_ERR_BAD_PASSWORD', `the password must be ${PASSWORD_MIN} to ${PASSWORD_MAX} characters`, password === '' ? 'Give the password on the first line.' : `Choose one of ${PASSWORD_MIN} to ${PASSWORD_MAX} characters.`);
+    throw new CliError(
+      'CLI_ERR_BAD_PASSWORD',
+      `the password must be ${PASSWORD_MIN} to ${PASSWORD_MAX} characters`,
+      password === ''
+        ? 'Give the password on the first line.'
+        : `Choose one of ${PASSWORD_MIN} to ${PASSWORD_MAX} characters.`,
+    );
   }
 }

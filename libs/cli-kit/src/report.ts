@@ -31,7 +31,12 @@ export function toCliError(e: unknown, opts: ReportOptions): CliError {
   const mapped = opts.toCliError?.(e);
   if (mapped) return mapped;
   const what = opts.describe ? opts.describe(e) : e instanceof Error ? e.message : String(e);
-  return new CliError('CLI_ERR_INTERNAL', `unexpected error: ${what}`, opts.bugHint ?? `This is a bug in ${opts.program}; please report it.`, { cause: e, exitCode: EXIT.SOFTWARE });
+  return new CliError(
+    'CLI_ERR_INTERNAL',
+    `unexpected error: ${what}`,
+    opts.bugHint ?? `This is a bug in ${opts.program}; please report it.`,
+    { cause: e, exitCode: EXIT.SOFTWARE },
+  );
 }
 
 /** The text to print (no trailing newline), sanitised for the terminal. */
@@ -39,7 +44,14 @@ export function formatCliError(program: string, e: CliError, oneLine = false): s
   const [first, ...rest] = e.message.split('\n');
   const head = `${program}: ${first ?? ''}${e.code ? ` [${e.code}]` : ''}`;
   const hint = e.hint ? e.hint.split('\n') : [];
-  const lines = oneLine ? [[head, ...rest, ...hint].map((l) => l.trim()).filter((l) => l).join(' ')] : [head, ...rest, ...hint];
+  const lines = oneLine
+    ? [
+        [head, ...rest, ...hint]
+          .map((l) => l.trim())
+          .filter((l) => l)
+          .join(' '),
+      ]
+    : [head, ...rest, ...hint];
   return lines.map((l) => sanitizeForTerminal(l)).join('\n');
 }
 

@@ -9,28 +9,45 @@ import type { AgentAdminInfo, GrantInfo, UserInfo } from './schemas.js';
 export function formatTable(header: string[], rows: string[][]): string {
   const clean = rows.map((r) => r.map((c) => sanitizeForTerminal(c)));
   const widths = header.map((h, i) => Math.max(h.length, ...clean.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...clean.map(line)].join('\n') + '\n';
 }
 
 export function formatUsersTable(users: UserInfo[]): string {
-  return formatTable(['NAME', 'ADMIN', 'ROLE', 'STATUS', 'CREATED'], users.map((u) => [
-    u.name, u.admin ? 'yes' : 'no', u.role ?? '-', u.disabled ? `disabled ${u.disabledAt ?? ''}`.trim() : 'active', u.createdAt,
-  ]));
+  return formatTable(
+    ['NAME', 'ADMIN', 'ROLE', 'STATUS', 'CREATED'],
+    users.map((u) => [
+      u.name,
+      u.admin ? 'yes' : 'no',
+      u.role ?? '-',
+      u.disabled ? `disabled ${u.disabledAt ?? ''}`.trim() : 'active',
+      u.createdAt,
+    ]),
+  );
 }
 
 export function formatGrantsTable(grants: GrantInfo[]): string {
-  return formatTable(['KIND', 'SUBJECT', 'PATTERN', 'BY', 'CREATED'], grants.map((g) => [g.subjectKind, g.subject, g.pattern, g.createdBy, g.createdAt]));
+  return formatTable(
+    ['KIND', 'SUBJECT', 'PATTERN', 'BY', 'CREATED'],
+    grants.map((g) => [g.subjectKind, g.subject, g.pattern, g.createdBy, g.createdAt]),
+  );
 }
 
 export function formatAgentsTable(agents: AgentAdminInfo[]): string {
-  return formatTable(['NAME', 'STATUS', 'LAST SEEN', 'PROTO', 'VERSION', 'IDENTITY', 'HOST KEYS'], agents.map((a) => [
-    a.name,
-    a.revokedAt ? 'revoked' : a.online ? 'online' : a.stale ? 'stale' : 'offline',
-    a.lastSeen ?? 'never',
-    a.protocolVersion === null ? '-' : String(a.protocolVersion),
-    a.agentVersion ?? '-',
-    a.identityFingerprint,
-    a.hostKeyFingerprints.join(',') || '-',
-  ]));
+  return formatTable(
+    ['NAME', 'STATUS', 'LAST SEEN', 'PROTO', 'VERSION', 'IDENTITY', 'HOST KEYS'],
+    agents.map((a) => [
+      a.name,
+      a.revokedAt ? 'revoked' : a.online ? 'online' : a.stale ? 'stale' : 'offline',
+      a.lastSeen ?? 'never',
+      a.protocolVersion === null ? '-' : String(a.protocolVersion),
+      a.agentVersion ?? '-',
+      a.identityFingerprint,
+      a.hostKeyFingerprints.join(',') || '-',
+    ]),
+  );
 }

@@ -13,7 +13,12 @@ export const AuditQuery = z.object({
   user: z.string().min(1).max(64).optional(),
   host: z.string().min(1).max(63).optional(),
   /** Exact type (`session.start`) or a prefix ending in `.*` (`session.*`). */
-  type: z.string().min(1).max(64).regex(/^[a-z_]+(\.[a-z_]+)?(\.\*)?$/, 'a dotted type like session.start, or a prefix like session.*').optional(),
+  type: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[a-z_]+(\.[a-z_]+)?(\.\*)?$/, 'a dotted type like session.start, or a prefix like session.*')
+    .optional(),
   since: IsoTime.optional(),
   until: IsoTime.optional(),
   limit: z.coerce.number().int().min(1).max(AUDIT_QUERY_MAX_LIMIT).default(100),
@@ -37,7 +42,10 @@ export const AuditEventsResponse = z.object({ events: z.array(AuditEventInfo) })
 export type AuditEventsResponse = z.infer<typeof AuditEventsResponse>;
 
 export const SessionsQuery = z.object({
-  active: z.enum(['true', 'false', '1', '0']).optional().transform((v) => v === 'true' || v === '1'),
+  active: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .transform((v) => v === 'true' || v === '1'),
   limit: z.coerce.number().int().min(1).max(AUDIT_QUERY_MAX_LIMIT).default(100),
 });
 
@@ -74,13 +82,31 @@ export function parseTimeArg(s: string, now: Date): Date | null {
  * a relay test keeps the two equal). `mssh admin audit --type` checks its argument against it.
  */
 export const AUDIT_EVENT_TYPES = [
-  'user.login', 'user.logout', 'user.created', 'user.disabled', 'user.enabled', 'user.password_changed', 'user.role_changed',
+  'user.login',
+  'user.logout',
+  'user.created',
+  'user.disabled',
+  'user.enabled',
+  'user.password_changed',
+  'user.role_changed',
   'token.rejected',
-  'agent.enrolled', 'agent.enroll_failed', 'agent.connected', 'agent.rejected', 'agent.disconnected', 'agent.revoked', 'agent.forgotten',
-  'session.start', 'session.end', 'session.denied',
-  'grant.added', 'grant.removed',
-  'key.rotated', 'ssh_key.added', 'ssh_key.removed',
-  'relay.started', 'relay.stopped',
+  'agent.enrolled',
+  'agent.enroll_failed',
+  'agent.connected',
+  'agent.rejected',
+  'agent.disconnected',
+  'agent.revoked',
+  'agent.forgotten',
+  'session.start',
+  'session.end',
+  'session.denied',
+  'grant.added',
+  'grant.removed',
+  'key.rotated',
+  'ssh_key.added',
+  'ssh_key.removed',
+  'relay.started',
+  'relay.stopped',
   'audit.pruned',
 ] as const;
 
@@ -102,7 +128,11 @@ export function resolveAuditTypeFilter(input: string, types: readonly string[] =
   if (bySuffix.length === 1) return { ok: true, type: bySuffix[0]! };
   const shown = JSON.stringify(input.slice(0, 64));
   if (bySuffix.length > 1) {
-    return { ok: false, message: `--type ${shown} could mean ${bySuffix.join(' or ')}`, hint: `Name one: --type ${bySuffix[0]}.` };
+    return {
+      ok: false,
+      message: `--type ${shown} could mean ${bySuffix.join(' or ')}`,
+      hint: `Name one: --type ${bySuffix[0]}.`,
+    };
   }
   return {
     ok: false,

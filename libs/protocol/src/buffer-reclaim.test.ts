@@ -23,7 +23,8 @@ installBufferReclaim();
 async function minorGcsDuring(fn: () => Promise<void>): Promise<number> {
   let n = 0;
   const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === perf.NODE_PERFORMANCE_GC_MINOR) n++;
+    for (const e of list.getEntries())
+      if ((e as unknown as { detail?: { kind?: number } }).detail?.kind === perf.NODE_PERFORMANCE_GC_MINOR) n++;
   });
   obs.observe({ entryTypes: ['gc'] });
   try {
@@ -76,7 +77,11 @@ describe('noteBytesMoved', () => {
       setImmediate(() => console.log(reclaimsRequested()));
     `;
     const run = (env: NodeJS.ProcessEnv): string =>
-      execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 30_000 }).trim();
+      execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        env: { ...process.env, ...env },
+        encoding: 'utf8',
+        timeout: 30_000,
+      }).trim();
     expect(run({ MSSH_BUFFER_RECLAIM: 'off' })).toBe('0');
     expect(run({ MSSH_BUFFER_RECLAIM: '' })).toBe('1');
   });
@@ -87,7 +92,11 @@ describe('noteBytesMoved', () => {
       noteBytesMoved(RECLAIM_EVERY * 3);
       setImmediate(() => console.log(reclaimsRequested()));
     `;
-    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, MSSH_BUFFER_RECLAIM: '' }, encoding: 'utf8', timeout: 30_000 }).trim();
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      env: { ...process.env, MSSH_BUFFER_RECLAIM: '' },
+      encoding: 'utf8',
+      timeout: 30_000,
+    }).trim();
     expect(out).toBe('0');
   });
 
@@ -99,7 +108,11 @@ describe('noteBytesMoved', () => {
       noteBytesMoved(RECLAIM_EVERY);
       setImmediate(() => console.log(reclaimsRequested(), typeof globalThis.gc, vm.runInNewContext('typeof gc')));
     `;
-    const out = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 30_000 }).trim();
+    const out = execFileSync(
+      process.execPath,
+      ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', script],
+      { encoding: 'utf8', timeout: 30_000 },
+    ).trim();
     expect(out).toBe('1 function function');
   });
 });
@@ -107,7 +120,13 @@ describe('noteBytesMoved', () => {
 describe('data paths report what they move', () => {
   it('splice tells onBytes of every chunk, both ways', async () => {
     // Duplexes whose two sides are separate (a PassThrough would feed what it is given straight back).
-    const end = (): Duplex => new Duplex({ read() {}, write(_c, _e, cb) { cb(); } });
+    const end = (): Duplex =>
+      new Duplex({
+        read() {},
+        write(_c, _e, cb) {
+          cb();
+        },
+      });
     const a = end();
     const b = end();
     let seen = 0;
@@ -133,12 +152,27 @@ describe('data paths report what they move', () => {
     await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
     const port = (tcp.address() as net.AddressInfo).port;
     const sock = net.connect(port, '127.0.0.1');
-    await new Promise<void>((r, j) => { sock.once('connect', r); sock.once('error', j); });
+    await new Promise<void>((r, j) => {
+      sock.once('connect', r);
+      sock.once('error', j);
+    });
     const session = http2.connect(`http://127.0.0.1:${port}`, { createConnection: () => decoupleWrites(sock) });
-    return { session, close: () => { session.destroy(); sock.destroy(); tcp.close(); server.close(); } };
+    return {
+      session,
+      close: () => {
+        session.destroy();
+        sock.destroy();
+        tcp.close();
+        server.close();
+      },
+    };
   }
 
-  async function exchange(session: http2.ClientHttp2Session, method: 'GET' | 'POST', body: Buffer | null): Promise<number> {
+  async function exchange(
+    session: http2.ClientHttp2Session,
+    method: 'GET' | 'POST',
+    body: Buffer | null,
+  ): Promise<number> {
     const stream = session.request({ ':method': method, ':path': '/' }, { endStream: body === null });
     let got = 0;
     stream.on('data', (c: Buffer) => (got += c.length));

@@ -40,9 +40,15 @@ class WriteDecoupledView {
     private readonly maxBuffered: number,
   ) {}
 
-  get readable(): boolean { return this.socket.readable; }
-  get writable(): boolean { return this.socket.writable; }
-  get destroyed(): boolean { return this.socket.destroyed; }
+  get readable(): boolean {
+    return this.socket.readable;
+  }
+  get writable(): boolean {
+    return this.socket.writable;
+  }
+  get destroyed(): boolean {
+    return this.socket.destroyed;
+  }
   readonly readableObjectMode = false;
 
   on(event: string, fn: Listener): this {
@@ -55,14 +61,32 @@ class WriteDecoupledView {
     }
     return this;
   }
-  once(event: string, fn: Listener): this { this.socket.once(event, fn); return this; }
-  removeListener(event: string, fn: Listener): this { this.socket.removeListener(event, fn); return this; }
-  off(event: string, fn: Listener): this { return this.removeListener(event, fn); }
-  pause(): this { this.socket.pause(); return this; }
-  resume(): this { this.socket.resume(); return this; }
+  once(event: string, fn: Listener): this {
+    this.socket.once(event, fn);
+    return this;
+  }
+  removeListener(event: string, fn: Listener): this {
+    this.socket.removeListener(event, fn);
+    return this;
+  }
+  off(event: string, fn: Listener): this {
+    return this.removeListener(event, fn);
+  }
+  pause(): this {
+    this.socket.pause();
+    return this;
+  }
+  resume(): this {
+    this.socket.resume();
+    return this;
+  }
   // HTTP/2 writes a frame header and its payload corked: TLS seals what one cork holds into one record.
-  cork(): void { this.socket.cork(); }
-  uncork(): void { this.socket.uncork(); }
+  cork(): void {
+    this.socket.cork();
+  }
+  uncork(): void {
+    this.socket.uncork();
+  }
 
   /** Queues `chunk` on the socket and reports the write done at once (the point of this view). */
   write(chunk: Buffer, cb?: (err?: Error | null) => void): boolean {

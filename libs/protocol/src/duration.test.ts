@@ -15,6 +15,7 @@ describe('parseDuration', () => {
     expect(parseDuration('24', { bareSeconds: true })).toBe(24_000);
   });
   it('refuses fractions, signs, words, other units and absurd lengths', () => {
-    for (const bad of ['', '1.5h', '-1d', '+1d', '2 days', '3y', 'd', '1dd', '1234567890s', 'yesterday']) expect(parseDuration(bad), bad).toBeNull();
+    for (const bad of ['', '1.5h', '-1d', '+1d', '2 days', '3y', 'd', '1dd', '1234567890s', 'yesterday'])
+      expect(parseDuration(bad), bad).toBeNull();
   });
 });

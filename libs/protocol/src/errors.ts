@@ -13,8 +13,15 @@ export const WIRE_ERRORS = {
   AUTH_ERR_BAD_CREDENTIALS: { status: 401, message: 'wrong user name or password' },
   AUTH_ERR_FORBIDDEN: { status: 403, message: 'this needs an admin account' },
   AUTH_ERR_USER_DISABLED: { status: 401, message: 'this account is disabled; ask an admin to enable it' },
-  AUTH_ERR_TOKEN_OUTDATED: { status: 401, message: 'this login was issued by an older relay version; run `mssh login` again' },
-  AUTH_ERR_SESSION_ENDED: { status: 401, message: 'your session was ended by an admin (password reset, account disabled or role changed); run `mssh login` again' },
+  AUTH_ERR_TOKEN_OUTDATED: {
+    status: 401,
+    message: 'this login was issued by an older relay version; run `mssh login` again',
+  },
+  AUTH_ERR_SESSION_ENDED: {
+    status: 401,
+    message:
+      'your session was ended by an admin (password reset, account disabled or role changed); run `mssh login` again',
+  },
   // relay
   RLY_ERR_BAD_REQUEST: { status: 400, message: 'malformed request' },
   RLY_ERR_UNKNOWN_HOST: { status: 404, message: 'no machine with that name is enrolled' },
@@ -32,18 +39,44 @@ export const WIRE_ERRORS = {
   RLY_ERR_UNKNOWN_USER: { status: 404, message: 'no user with that name' },
   RLY_ERR_UNKNOWN_GRANT: { status: 404, message: 'no such grant' },
   RLY_ERR_INTERNAL: { status: 500, message: 'internal error' },
-  RLY_ERR_DATABASE_UNAVAILABLE: { status: 503, message: "the relay's database is unavailable (new sessions cannot be audited, so they are refused); try again shortly" },
+  RLY_ERR_DATABASE_UNAVAILABLE: {
+    status: 503,
+    message:
+      "the relay's database is unavailable (new sessions cannot be audited, so they are refused); try again shortly",
+  },
   // audit trail (issue 16)
-  RLY_ERR_PRUNE_NOT_ALLOWED: { status: 403, message: "the relay's database role may not prune the audit trail; prune with a role granted mssh_audit_prune (--database-url)" },
-  RLY_ERR_PRUNE_TOO_RECENT: { status: 400, message: 'the prune cut-off is within the retention floor set in the database' },
+  RLY_ERR_PRUNE_NOT_ALLOWED: {
+    status: 403,
+    message:
+      "the relay's database role may not prune the audit trail; prune with a role granted mssh_audit_prune (--database-url)",
+  },
+  RLY_ERR_PRUNE_TOO_RECENT: {
+    status: 400,
+    message: 'the prune cut-off is within the retention floor set in the database',
+  },
   // limits (issue 3): a cap refuses new work only, never what is already running
-  RLY_ERR_RATE_LIMITED: { status: 429, message: 'too many failed logins; wait for the time in Retry-After, then try again' },
+  RLY_ERR_RATE_LIMITED: {
+    status: 429,
+    message: 'too many failed logins; wait for the time in Retry-After, then try again',
+  },
   RLY_ERR_BUSY: { status: 503, message: 'the relay is busy checking passwords; try again in a moment' },
-  RLY_ERR_USER_SESSION_LIMIT: { status: 429, message: 'you have as many sessions open as the relay allows per user; close one first' },
-  RLY_ERR_AGENT_SESSION_LIMIT: { status: 429, message: 'this machine has as many sessions open as the relay allows; close one first' },
-  RLY_ERR_RELAY_SESSION_LIMIT: { status: 503, message: 'the relay carries as many sessions as it allows; try again later' },
+  RLY_ERR_USER_SESSION_LIMIT: {
+    status: 429,
+    message: 'you have as many sessions open as the relay allows per user; close one first',
+  },
+  RLY_ERR_AGENT_SESSION_LIMIT: {
+    status: 429,
+    message: 'this machine has as many sessions open as the relay allows; close one first',
+  },
+  RLY_ERR_RELAY_SESSION_LIMIT: {
+    status: 503,
+    message: 'the relay carries as many sessions as it allows; try again later',
+  },
   RLY_ERR_AGENT_LIMIT: { status: 503, message: 'the relay has as many agents connected as it allows' },
-  RLY_ERR_SOURCE_LIMIT: { status: 429, message: 'too many connections or unanswered requests from your address; finish some, then try again' },
+  RLY_ERR_SOURCE_LIMIT: {
+    status: 429,
+    message: 'too many connections or unanswered requests from your address; finish some, then try again',
+  },
   RLY_ERR_BODY_TIMEOUT: { status: 408, message: 'the request body did not arrive in time' },
   // agent (answers on relay -> agent session streams)
   AGT_ERR_TARGET_UNREACHABLE: { status: 502, message: 'the agent could not connect to its SSH target' },
@@ -61,7 +94,8 @@ export interface WireErrorBody {
 
 export function isWireErrorBody(x: unknown): x is WireErrorBody {
   return (
-    typeof x === 'object' && x !== null &&
+    typeof x === 'object' &&
+    x !== null &&
     typeof (x as WireErrorBody).code === 'string' &&
     typeof (x as WireErrorBody).message === 'string'
   );

@@ -47,5 +47,8 @@ export function sanitizeTextBlock(s: string): string {
  * escaped too (`\u009b`), so the text is safe on a terminal and parses to the same value.
  */
 export function jsonForTerminal(v: unknown, indent?: number): string {
-  return JSON.stringify(v, null, indent).replace(/[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(v, null, indent).replace(
+    /[\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }

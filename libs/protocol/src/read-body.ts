@@ -5,7 +5,10 @@
 import type { Readable } from 'node:stream';
 
 export class BodyReadError extends Error {
-  constructor(message: string, readonly reason: 'too_large' | 'timeout' | 'closed' | 'error') {
+  constructor(
+    message: string,
+    readonly reason: 'too_large' | 'timeout' | 'closed' | 'error',
+  ) {
     super(message);
     this.name = 'BodyReadError';
   }

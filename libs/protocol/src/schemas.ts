@@ -5,13 +5,22 @@ import { HOST_NAME_RE, USER_NAME_RE } from './names.js';
 export const SshPublicKey = z
   .string()
   .max(16 * 1024)
-  .regex(/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]+$/);
+  .regex(
+    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/=]+$/,
+  );
 
-export const HostName = z.string().regex(HOST_NAME_RE, 'host names are 1-63 chars of a-z, 0-9 and -, starting with a letter or digit');
-export const UserName = z.string().regex(USER_NAME_RE, 'user names are 1-64 chars of a-z, 0-9, ., _ and -, starting with a letter or digit');
+export const HostName = z
+  .string()
+  .regex(HOST_NAME_RE, 'host names are 1-63 chars of a-z, 0-9 and -, starting with a letter or digit');
+export const UserName = z
+  .string()
+  .regex(USER_NAME_RE, 'user names are 1-64 chars of a-z, 0-9, ., _ and -, starting with a letter or digit');
 
 /** Short version strings, printable ASCII only. */
-export const VersionString = z.string().max(64).regex(/^[\x20-\x7e]*$/);
+export const VersionString = z
+  .string()
+  .max(64)
+  .regex(/^[\x20-\x7e]*$/);
 
 // ---- auth ----
 export const LoginRequest = z.object({ user: z.string().min(1).max(64), password: z.string().min(1).max(1024) });
@@ -64,14 +73,20 @@ export const EnrollResponse = z.object({
 export type EnrollResponse = z.infer<typeof EnrollResponse>;
 
 // ---- admin ----
-export const CreateUserRequest = z.object({ name: UserName, password: z.string().min(8).max(1024), admin: z.boolean().default(false) });
+export const CreateUserRequest = z.object({
+  name: UserName,
+  password: z.string().min(8).max(1024),
+  admin: z.boolean().default(false),
+});
 export type CreateUserRequest = z.infer<typeof CreateUserRequest>;
 export const CreateEnrollTokenRequest = z.object({ name: HostName });
 export const CreateEnrollTokenResponse = z.object({ name: z.string(), token: z.string(), expiresAt: z.string() });
 export type CreateEnrollTokenResponse = z.infer<typeof CreateEnrollTokenResponse>;
 
 /** Role names: the user-name alphabet. */
-export const RoleName = z.string().regex(USER_NAME_RE, 'role names are 1-64 chars of a-z, 0-9, ., _ and -, starting with a letter or digit');
+export const RoleName = z
+  .string()
+  .regex(USER_NAME_RE, 'role names are 1-64 chars of a-z, 0-9, ., _ and -, starting with a letter or digit');
 
 export const UserInfo = z.object({
   name: z.string(),
@@ -99,7 +114,11 @@ export type SetRoleRequest = z.infer<typeof SetRoleRequest>;
 export const GrantRequest = z.object({
   subjectKind: z.enum(['user', 'role']),
   subject: UserName,
-  pattern: z.string().min(1).max(128).regex(/^[a-z0-9*?-]+$/, 'grant patterns are host name characters (a-z, 0-9, -) plus the wildcards * and ?'),
+  pattern: z
+    .string()
+    .min(1)
+    .max(128)
+    .regex(/^[a-z0-9*?-]+$/, 'grant patterns are host name characters (a-z, 0-9, -) plus the wildcards * and ?'),
 });
 export type GrantRequest = z.infer<typeof GrantRequest>;
 export const GrantInfo = GrantRequest.extend({ createdBy: z.string(), createdAt: z.string() });
@@ -180,7 +199,12 @@ export type SshJumpInfo = z.infer<typeof SshJumpInfo>;
 export const SshKeysResponse = z.object({ keys: z.array(SshKeyInfo), jump: SshJumpInfo.nullable().optional() });
 export type SshKeysResponse = z.infer<typeof SshKeysResponse>;
 /** POST /v1/ssh-keys: an OpenSSH public key line, "type base64 [comment]". */
-export const AddSshKeyRequest = z.object({ publicKey: z.string().min(1).max(16 * 1024) });
+export const AddSshKeyRequest = z.object({
+  publicKey: z
+    .string()
+    .min(1)
+    .max(16 * 1024),
+});
 export type AddSshKeyRequest = z.infer<typeof AddSshKeyRequest>;
 /** POST /v1/ssh-keys answers the key registered, and where the jump listener is. */
 export const AddSshKeyResponse = SshKeyInfo.extend({ jump: SshJumpInfo.nullable().optional() });

@@ -96,14 +96,24 @@ describe('splice and a peer that resets its HTTP/2 stream', () => {
     // A target that accepts and never speaks nor closes (not even on FIN).
     const held = new Set<import('node:net').Socket>();
     // held: connections whose client side has not closed yet (its FIN or RST is what the target sees).
-    const silent = net.createServer({ allowHalfOpen: true }, (s) => { held.add(s); s.on('end', () => held.delete(s)); s.on('close', () => held.delete(s)); s.on('error', () => {}); s.resume(); });
+    const silent = net.createServer({ allowHalfOpen: true }, (s) => {
+      held.add(s);
+      s.on('end', () => held.delete(s));
+      s.on('close', () => held.delete(s));
+      s.on('error', () => {});
+      s.resume();
+    });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
     const server = http2.createServer();
     let result: Promise<Awaited<ReturnType<typeof splice>>> | null = null;
     let target: import('node:net').Socket | null = null;
     server.on('stream', (stream) => {
       stream.respond({ ':status': 200 });
-      target = net.connect({ port: (silent.address() as import('node:net').AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+      target = net.connect({
+        port: (silent.address() as import('node:net').AddressInfo).port,
+        host: '127.0.0.1',
+        allowHalfOpen: true,
+      });
       target.on('error', () => {});
       result = splice(stream, target);
     });
@@ -155,7 +165,11 @@ describe('splice half-close linger', () => {
     const done = splice(a, b, undefined, undefined, { halfCloseLingerMs: 300 });
     aPeer.end(); // the client's EOF; bPeer (the target) never writes nor ends
     // The target's connection is closed too (FIN or RST: it sees its end or an error).
-    const bGone = new Promise((r) => { bPeer.once('end', r); bPeer.once('error', r); bPeer.once('close', r); });
+    const bGone = new Promise((r) => {
+      bPeer.once('end', r);
+      bPeer.once('error', r);
+      bPeer.once('close', r);
+    });
     bPeer.resume();
     bPeer.on('error', () => {});
     aPeer.on('error', () => {});
@@ -164,7 +178,9 @@ describe('splice half-close linger', () => {
     expect(r!.clean).toBe(false);
     expect(r!.first).toBe('a');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
-    expect(await Promise.race([bGone.then(() => 'gone'), new Promise((res) => setTimeout(() => res('still open'), 5_000))])).toBe('gone');
+    expect(
+      await Promise.race([bGone.then(() => 'gone'), new Promise((res) => setTimeout(() => res('still open'), 5_000))]),
+    ).toBe('gone');
     aPeer.destroy();
     bPeer.destroy();
   });

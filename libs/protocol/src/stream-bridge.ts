@@ -54,7 +54,11 @@ export function abortStream(s: Duplex): void {
     if (isHttp2Stream(s)) s.close(h2c.NGHTTP2_CANCEL);
     else s.destroy();
   } catch {
-    try { s.destroy(); } catch { /* already gone */ }
+    try {
+      s.destroy();
+    } catch {
+      /* already gone */
+    }
   }
 }
 
@@ -178,12 +182,14 @@ export function splice(
     const mark = (x: 'a' | 'b'): void => {
       if (first === null) first = x;
     };
-    const onError = (x: 'a' | 'b') => (err: Error): void => {
-      if (!error) error = err;
-      clean = false;
-      mark(x);
-      abortStream(otherOf(x));
-    };
+    const onError =
+      (x: 'a' | 'b') =>
+      (err: Error): void => {
+        if (!error) error = err;
+        clean = false;
+        mark(x);
+        abortStream(otherOf(x));
+      };
     const onClose = (x: 'a' | 'b'): void => {
       if (isClosed[x]) return;
       isClosed[x] = true;
@@ -226,8 +232,30 @@ export function splice(
     b.on('error', onError('b'));
     a.once('close', () => onClose('a'));
     b.once('close', () => onClose('b'));
-    pump(a, b, (n) => { bytesAtoB += n; if (live) live.bytesAtoB = bytesAtoB; onBytes?.(n); moved(); }, () => onEof('a'), () => (endedBySplice.b = true));
-    pump(b, a, (n) => { bytesBtoA += n; if (live) live.bytesBtoA = bytesBtoA; onBytes?.(n); moved(); }, () => onEof('b'), () => (endedBySplice.a = true));
+    pump(
+      a,
+      b,
+      (n) => {
+        bytesAtoB += n;
+        if (live) live.bytesAtoB = bytesAtoB;
+        onBytes?.(n);
+        moved();
+      },
+      () => onEof('a'),
+      () => (endedBySplice.b = true),
+    );
+    pump(
+      b,
+      a,
+      (n) => {
+        bytesBtoA += n;
+        if (live) live.bytesBtoA = bytesBtoA;
+        onBytes?.(n);
+        moved();
+      },
+      () => onEof('b'),
+      () => (endedBySplice.a = true),
+    );
     // A side that was already destroyed may have emitted 'close' before we listened: settle it after
     // any pending close event had its chance (onClose ignores the second call).
     for (const x of ['a', 'b'] as const) {

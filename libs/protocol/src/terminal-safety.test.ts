@@ -8,7 +8,14 @@ import { formatAgentsTable, formatGrantsTable, formatTable, formatUsersTable } f
 import { jsonForTerminal, sanitizeForTerminal, sanitizeTextBlock } from './names.js';
 
 const ESC = '\u001b';
-const hello = { name: 'laptop', publicKey: 'AAAA', signature: 'BBBB', hostKeys: [], agentVersion: '0.1.0', protocolVersion: 1 };
+const hello = {
+  name: 'laptop',
+  publicKey: 'AAAA',
+  signature: 'BBBB',
+  hostKeys: [],
+  agentVersion: '0.1.0',
+  protocolVersion: 1,
+};
 
 describe('agent-reported names and versions are validated', () => {
   it('accepts a plain hello', () => {
@@ -29,8 +36,12 @@ describe('agent-reported names and versions are validated', () => {
   });
 
   it('grant patterns cannot carry control characters', () => {
-    expect(GrantRequest.safeParse({ subjectKind: 'user', subject: 'alice', pattern: `web-${ESC}[2J` }).success).toBe(false);
-    expect(GrantRequest.safeParse({ subjectKind: 'user', subject: `al${ESC}ice`, pattern: 'web-*' }).success).toBe(false);
+    expect(GrantRequest.safeParse({ subjectKind: 'user', subject: 'alice', pattern: `web-${ESC}[2J` }).success).toBe(
+      false,
+    );
+    expect(GrantRequest.safeParse({ subjectKind: 'user', subject: `al${ESC}ice`, pattern: 'web-*' }).success).toBe(
+      false,
+    );
   });
 });
 
@@ -65,12 +76,26 @@ describe('admin tables escape control characters', () => {
 
   it('users, grants and agents tables', () => {
     const out = [
-      formatUsersTable([{ name: `eve${ESC}[2J`, admin: false, role: `r${ESC}`, disabled: false, disabledAt: null, createdAt: 'now' }]),
-      formatGrantsTable([{ subjectKind: 'user', subject: 'alice', pattern: 'web-*', createdBy: `adm${ESC}in`, createdAt: 'now' }]),
-      formatAgentsTable([{
-        name: 'box', online: false, lastSeen: null, enrolledAt: 'now', revokedAt: null, stale: true, protocolVersion: 1,
-        agentVersion: `1.0${ESC}]0;title\u0007`, identityFingerprint: 'SHA256:x', hostKeyFingerprints: [],
-      }]),
+      formatUsersTable([
+        { name: `eve${ESC}[2J`, admin: false, role: `r${ESC}`, disabled: false, disabledAt: null, createdAt: 'now' },
+      ]),
+      formatGrantsTable([
+        { subjectKind: 'user', subject: 'alice', pattern: 'web-*', createdBy: `adm${ESC}in`, createdAt: 'now' },
+      ]),
+      formatAgentsTable([
+        {
+          name: 'box',
+          online: false,
+          lastSeen: null,
+          enrolledAt: 'now',
+          revokedAt: null,
+          stale: true,
+          protocolVersion: 1,
+          agentVersion: `1.0${ESC}]0;title\u0007`,
+          identityFingerprint: 'SHA256:x',
+          hostKeyFingerprints: [],
+        },
+      ]),
     ].join('');
     expect(out).not.toContain(ESC);
     expect(out).not.toContain('\u0007');

@@ -37,7 +37,9 @@ export function tunnelEndReason(code: number | undefined): TunnelEndReason | nul
  */
 export function resetStream(stream: { close(code?: number): void }, code: number): void {
   const sym = Object.getOwnPropertySymbols(stream).find((s) => s.description === 'kHandle');
-  const handle = sym ? (stream as unknown as Record<symbol, { rstStream?: (code: number) => unknown } | undefined>)[sym] : undefined;
+  const handle = sym
+    ? (stream as unknown as Record<symbol, { rstStream?: (code: number) => unknown } | undefined>)[sym]
+    : undefined;
   try {
     if (handle && typeof handle.rstStream === 'function') handle.rstStream(code);
   } catch {

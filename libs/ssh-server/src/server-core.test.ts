@@ -8,7 +8,13 @@ import pino from 'pino';
 import ssh2 from 'ssh2';
 import type { Connection } from 'ssh2';
 import { generateEd25519KeyPair } from '@mssh/protocol/ssh2-keys';
-import { createSshServerCore, DISCONNECT, type ConnOf, type SshServerCore, type SshServerCoreOptions } from './index.js';
+import {
+  createSshServerCore,
+  DISCONNECT,
+  type ConnOf,
+  type SshServerCore,
+  type SshServerCoreOptions,
+} from './index.js';
 
 const hostKey = generateEd25519KeyPair('test-host').private;
 const alice = generateEd25519KeyPair('alice');
@@ -27,7 +33,9 @@ afterEach(async () => {
 });
 
 /** A core behind a TCP listener on 127.0.0.1; alice's key is the only one registered (for user "alice"). */
-async function start(o: Partial<SshServerCoreOptions<State>> = {}): Promise<{ core: SshServerCore<State>; port: number; ended: Array<{ conn: Conn; why: string }> }> {
+async function start(
+  o: Partial<SshServerCoreOptions<State>> = {},
+): Promise<{ core: SshServerCore<State>; port: number; ended: Array<{ conn: Conn; why: string }> }> {
   const ended: Array<{ conn: Conn; why: string }> = [];
   const core = createSshServerCore<State>({
     hostKeys: [hostKey],
@@ -36,7 +44,9 @@ async function start(o: Partial<SshServerCoreOptions<State>> = {}): Promise<{ co
     loginGraceMs: 10_000,
     maxAuthTries: 3,
     findKey: async (conn, { user }) =>
-      user === 'alice' ? { publicKey: alice.public, accepted: () => (conn.accepted = true) } : { refused: 'unknown user' },
+      user === 'alice'
+        ? { publicKey: alice.public, accepted: () => (conn.accepted = true) }
+        : { refused: 'unknown user' },
     onClient: () => undefined,
     onEnd: (conn, why) => void ended.push({ conn, why }),
     ...o,
@@ -51,7 +61,11 @@ async function start(o: Partial<SshServerCoreOptions<State>> = {}): Promise<{ co
 }
 
 /** ssh2's client: resolves 'ready', or the error/close that came instead. */
-function sshClient(port: number, username: string, privateKey: string): Promise<{ ready: boolean; error?: Error & { code?: unknown }; client: InstanceType<typeof ssh2.Client> }> {
+function sshClient(
+  port: number,
+  username: string,
+  privateKey: string,
+): Promise<{ ready: boolean; error?: Error & { code?: unknown }; client: InstanceType<typeof ssh2.Client> }> {
   const client = new ssh2.Client();
   cleanups.push(() => void client.end());
   return new Promise((resolve) => {
@@ -116,9 +130,13 @@ describe('ssh server core', () => {
     const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
     client.on('error', () => undefined);
     client.connect({
-      host: '127.0.0.1', port, username: 'alice', hostVerifier: () => true,
+      host: '127.0.0.1',
+      port,
+      username: 'alice',
+      hostVerifier: () => true,
       // Offers the wrong key again and again (up to 6 times), as a guesser would.
-      authHandler: (_methods, _partial, next) => (offered++ < 6 ? next({ type: 'publickey', username: 'alice', key: mallory.private }) : next(false as never)),
+      authHandler: (_methods, _partial, next) =>
+        offered++ < 6 ? next({ type: 'publickey', username: 'alice', key: mallory.private }) : next(false as never),
     });
     await closed;
     await until(() => ended.length === 1);
@@ -128,7 +146,10 @@ describe('ssh server core', () => {
 
   it('admit() refuses with a disconnect whose reason and description the client gets', async () => {
     const { port, ended } = await start({
-      admit: (_conn, user) => (user === 'alice' ? { reason: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, description: 'TEST_ERR_BARRED: not now' } : null),
+      admit: (_conn, user) =>
+        user === 'alice'
+          ? { reason: DISCONNECT.NO_MORE_AUTH_METHODS_AVAILABLE, description: 'TEST_ERR_BARRED: not now' }
+          : null,
     });
     const r = await sshClient(port, 'alice', alice.private);
     expect(r.ready).toBe(false);
@@ -177,7 +198,11 @@ describe('ssh server core', () => {
 
   it('the login deadline runs after the handshake and stops at authentication', async () => {
     const deadlines: string[] = [];
-    const { core, port } = await start({ handshakeTimeoutMs: 5_000, loginGraceMs: 300, onDeadline: (_c, w) => void deadlines.push(w) });
+    const { core, port } = await start({
+      handshakeTimeoutMs: 5_000,
+      loginGraceMs: 300,
+      onDeadline: (_c, w) => void deadlines.push(w),
+    });
     // Authenticated: outlives the login deadline.
     const r = await sshClient(port, 'alice', alice.private);
     expect(r.ready).toBe(true);
@@ -186,7 +211,13 @@ describe('ssh server core', () => {
     cleanups.push(() => void stuck.end());
     const stuckClosed = new Promise<void>((resolve) => stuck.once('close', () => resolve()));
     stuck.on('error', () => undefined);
-    stuck.connect({ host: '127.0.0.1', port, username: 'alice', hostVerifier: () => true, authHandler: (_m, _p, _cb) => undefined });
+    stuck.connect({
+      host: '127.0.0.1',
+      port,
+      username: 'alice',
+      hostVerifier: () => true,
+      authHandler: (_m, _p, _cb) => undefined,
+    });
     await stuckClosed;
     expect(deadlines).toEqual(['login']);
     expect(core.size).toBe(1);
@@ -195,7 +226,11 @@ describe('ssh server core', () => {
 
   it('a re-key after authentication does not start the login deadline again', async () => {
     const deadlines: string[] = [];
-    const { core, port } = await start({ handshakeTimeoutMs: 5_000, loginGraceMs: 200, onDeadline: (_c, w) => void deadlines.push(w) });
+    const { core, port } = await start({
+      handshakeTimeoutMs: 5_000,
+      loginGraceMs: 200,
+      onDeadline: (_c, w) => void deadlines.push(w),
+    });
     const r = await sshClient(port, 'alice', alice.private);
     expect(r.ready).toBe(true);
     const server = core.connections()[0]!.client! as Connection & { rekey(cb: (err?: Error) => void): void };

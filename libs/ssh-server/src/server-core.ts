@@ -132,7 +132,11 @@ export function createSshServerCore<S extends object>(opts: SshServerCoreOptions
     clearTimeout(deadlines.get(conn));
     const t = setTimeout(() => {
       if (conn.done) return;
-      conn.log.info(which === 'handshake' ? 'SSH handshake not done in time: disconnecting' : 'not authenticated in time: disconnecting');
+      conn.log.info(
+        which === 'handshake'
+          ? 'SSH handshake not done in time: disconnecting'
+          : 'not authenticated in time: disconnecting',
+      );
       opts.onDeadline?.(conn, which);
       end(conn, `${which} timeout`);
       conn.sock.destroy();
@@ -160,7 +164,15 @@ export function createSshServerCore<S extends object>(opts: SshServerCoreOptions
     const keys = conn.tried?.keys ?? [];
     if (fingerprint && !keys.includes(fingerprint) && keys.length < MAX_TRIED_KEYS) keys.push(fingerprint);
     conn.tried = { user: String(ctx.username).slice(0, 128), reason: why, keys };
-    conn.log.info({ sshUser: sanitizeForTerminal(String(ctx.username)).slice(0, 64), method: ctx.method, key: fingerprint, reason: why }, 'ssh authentication refused');
+    conn.log.info(
+      {
+        sshUser: sanitizeForTerminal(String(ctx.username)).slice(0, 64),
+        method: ctx.method,
+        key: fingerprint,
+        reason: why,
+      },
+      'ssh authentication refused',
+    );
     ctx.reject(['publickey']);
     if (++conn.authFailures >= maxTries) {
       conn.log.warn('too many failed authentication attempts: disconnecting');
@@ -173,7 +185,10 @@ export function createSshServerCore<S extends object>(opts: SshServerCoreOptions
     if (barred) {
       conn.triedAuth = true;
       conn.tried = { user: String(ctx.username).slice(0, 128), reason: barred.description, keys: [] };
-      conn.log.info({ sshUser: sanitizeForTerminal(String(ctx.username)).slice(0, 64), reason: barred.description }, 'ssh authentication refused: disconnecting');
+      conn.log.info(
+        { sshUser: sanitizeForTerminal(String(ctx.username)).slice(0, 64), reason: barred.description },
+        'ssh authentication refused: disconnecting',
+      );
       disconnectWith(conn.client, barred.reason, barred.description);
       return;
     }
@@ -188,7 +203,8 @@ export function createSshServerCore<S extends object>(opts: SshServerCoreOptions
     if (!ctx.signature || !ctx.blob) return ctx.accept(); // the client only asks whether this key would do
     const key = parseSshKey(found.publicKey);
     if (!key) return refuse(conn, ctx, 'registered key cannot be parsed', fingerprint);
-    if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true) return refuse(conn, ctx, 'bad signature', fingerprint);
+    if (key.verify(ctx.blob, ctx.signature, ctx.hashAlgo) !== true)
+      return refuse(conn, ctx, 'bad signature', fingerprint);
     found.accepted();
     ctx.accept();
   }
@@ -203,7 +219,9 @@ export function createSshServerCore<S extends object>(opts: SshServerCoreOptions
       return;
     }
     conn.client = client;
-    client.on('error', (e: Error & { level?: string }) => conn.log.debug({ err: e.message, level: e.level }, 'ssh connection error'));
+    client.on('error', (e: Error & { level?: string }) =>
+      conn.log.debug({ err: e.message, level: e.level }, 'ssh connection error'),
+    );
     // 'handshake' comes again on every re-key: only the first one starts the login deadline.
     if (handshakeTimeoutMs !== undefined) client.once('handshake', () => setDeadline(conn, 'login', loginGraceMs));
     client.on('authentication', (ctx: AuthContext) => {

@@ -17,20 +17,28 @@ export const DISCONNECT = { SERVICE_NOT_AVAILABLE: 7, BY_APPLICATION: 11, NO_MOR
 
 /** One line, printable, at most 300 characters: what goes into an SSH description string. */
 export function sshDescription(text: string): string {
-  return sanitizeForTerminal(text).replace(/[\r\n]+/g, ' ').slice(0, 300);
+  return sanitizeForTerminal(text)
+    .replace(/[\r\n]+/g, ' ')
+    .slice(0, 300);
 }
 
 /**
  * Call ssh2's `reject()` for a channel open, with `reason` and `description` in the failure message
  * instead of ssh2's empty one.
  */
-export function rejectChannelWith(client: Connection | undefined, reject: () => void, reason: number, description: string): void {
+export function rejectChannelWith(
+  client: Connection | undefined,
+  reject: () => void,
+  reason: number,
+  description: string,
+): void {
   const proto = protocolOf(client);
   if (!proto) return reject();
   const own = Object.prototype.hasOwnProperty.call(proto, 'channelOpenFail');
   // eslint-disable-next-line @typescript-eslint/unbound-method -- kept to be put back, and called with .call(proto)
   const original = proto.channelOpenFail;
-  proto.channelOpenFail = (remote: number, _reason: number, _desc: string) => original.call(proto, remote, reason, sshDescription(description));
+  proto.channelOpenFail = (remote: number, _reason: number, _desc: string) =>
+    original.call(proto, remote, reason, sshDescription(description));
   try {
     reject();
   } finally {

@@ -22,7 +22,9 @@ afterEach(async () => {
 });
 
 /** An ssh2 server fed sockets by injectSocket (as server-core does); resolves with the injected socket and ssh2's connection. */
-async function connectPair(onClient: (c: Connection) => void = () => undefined): Promise<{ injected: Socket; conn: Connection }> {
+async function connectPair(
+  onClient: (c: Connection) => void = () => undefined,
+): Promise<{ injected: Socket; conn: Connection }> {
   const server = new ssh2.Server({ hostKeys: [hostKey] });
   let injected: Socket | undefined;
   const got = new Promise<Connection>((resolve) => {
@@ -40,7 +42,12 @@ async function connectPair(onClient: (c: Connection) => void = () => undefined):
   client = new ssh2.Client();
   client.on('error', () => undefined);
   const ready = new Promise<void>((resolve) => client!.once('ready', () => resolve()));
-  client.connect({ host: '127.0.0.1', port: (net.address() as AddressInfo).port, username: 'u', hostVerifier: () => true });
+  client.connect({
+    host: '127.0.0.1',
+    port: (net.address() as AddressInfo).port,
+    username: 'u',
+    hostVerifier: () => true,
+  });
   const conn = await got;
   await ready;
   return { injected: injected!, conn };

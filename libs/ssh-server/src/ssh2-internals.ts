@@ -22,7 +22,13 @@ export function socketOf(client: Connection): object | null {
 
 export interface Ssh2Protocol {
   channelOpenFail(remote: number, reason: number, desc: string): void;
-  _packetRW?: { write: { allocStartKEX: number; alloc(n: number, force?: boolean): Buffer; finalize(p: Buffer, force?: boolean): Buffer } };
+  _packetRW?: {
+    write: {
+      allocStartKEX: number;
+      alloc(n: number, force?: boolean): Buffer;
+      finalize(p: Buffer, force?: boolean): Buffer;
+    };
+  };
 }
 
 /** ssh2's Protocol object of a connection, when it has the method we use. */
@@ -36,7 +42,9 @@ let sendPacket: ((proto: unknown, packet: Buffer, bypass?: boolean) => void) | n
 export function packetSender(): typeof sendPacket {
   if (sendPacket === undefined) {
     try {
-      sendPacket = (createRequire(import.meta.url)('ssh2/lib/protocol/utils.js') as { sendPacket?: typeof sendPacket }).sendPacket ?? null;
+      sendPacket =
+        (createRequire(import.meta.url)('ssh2/lib/protocol/utils.js') as { sendPacket?: typeof sendPacket })
+          .sendPacket ?? null;
     } catch {
       sendPacket = null;
     }
@@ -49,7 +57,10 @@ export function packetSender(): typeof sendPacket {
  * its channel protocol does). False when the channel is not open or ssh2 no longer has the method.
  */
 export function sendExitStatus(channel: object, code: number): boolean {
-  const ch = channel as { _protocol?: { exitStatus?: (id: number, code: number) => void }; outgoing?: { id: number; state: string } };
+  const ch = channel as {
+    _protocol?: { exitStatus?: (id: number, code: number) => void };
+    outgoing?: { id: number; state: string };
+  };
   if (ch.outgoing?.state !== 'open' || typeof ch._protocol?.exitStatus !== 'function') return false;
   ch._protocol.exitStatus(ch.outgoing.id, code);
   return true;

@@ -15,5 +15,9 @@ export const auditEvents = pgTable(
     sessionId: text('session_id'),
     details: jsonb('details').$type<Record<string, unknown>>().notNull().default({}),
   },
-  (t) => [index('audit_events_time_idx').on(t.time), index('audit_events_type_idx').on(t.type), index('audit_events_session_idx').on(t.sessionId)],
+  (t) => [
+    index('audit_events_time_idx').on(t.time),
+    index('audit_events_type_idx').on(t.type),
+    index('audit_events_session_idx').on(t.sessionId),
+  ],
 );

@@ -17,5 +17,8 @@ export const sshKeys = pgTable(
     comment: text('comment'),
     createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [index('ssh_keys_user_idx').on(t.userName), uniqueIndex('ssh_keys_user_fingerprint_idx').on(t.userName, t.fingerprint)],
+  (t) => [
+    index('ssh_keys_user_idx').on(t.userName),
+    uniqueIndex('ssh_keys_user_fingerprint_idx').on(t.userName, t.fingerprint),
+  ],
 );

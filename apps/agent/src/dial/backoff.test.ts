@@ -3,7 +3,12 @@ import { Backoff } from './backoff.js';
 
 function clock(start = 0) {
   let t = start;
-  return { now: () => t, advance: (ms: number) => { t += ms; } };
+  return {
+    now: () => t,
+    advance: (ms: number) => {
+      t += ms;
+    },
+  };
 }
 
 describe('Backoff (exponential, full jitter)', () => {

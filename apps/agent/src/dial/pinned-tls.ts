@@ -50,7 +50,11 @@ export interface PinnedSocket {
 function connectError(err: Error, where: string): AgentError {
   const code = errnoOf(err);
   if (code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL') {
-    return new AgentError('AGT_ERR_RELAY_NO_AGENT_ALPN', `the relay at ${where} refused the offered protocol (no matching ALPN); check the relay address and version`, { cause: err });
+    return new AgentError(
+      'AGT_ERR_RELAY_NO_AGENT_ALPN',
+      `the relay at ${where} refused the offered protocol (no matching ALPN); check the relay address and version`,
+      { cause: err },
+    );
   }
   const detail = code ?? err.message;
   return new AgentError('AGT_ERR_RELAY_UNREACHABLE', `cannot reach the relay at ${where} (${detail})`, { cause: err });
@@ -81,15 +85,28 @@ export function connectPinned(opts: PinnedConnectOptions): Promise<PinnedSocket>
       reject(e);
     };
     const timer = setTimeout(
-      () => fail(new AgentError('AGT_ERR_RELAY_UNREACHABLE', `cannot reach the relay at ${where} (no TLS handshake within ${timeoutMs} ms)`)),
+      () =>
+        fail(
+          new AgentError(
+            'AGT_ERR_RELAY_UNREACHABLE',
+            `cannot reach the relay at ${where} (no TLS handshake within ${timeoutMs} ms)`,
+          ),
+        ),
       timeoutMs,
     );
     timer.unref();
-    const onAbort = (): void => fail(new AgentError('AGT_ERR_RELAY_UNREACHABLE', `connection to the relay at ${where} abandoned`));
+    const onAbort = (): void =>
+      fail(new AgentError('AGT_ERR_RELAY_UNREACHABLE', `connection to the relay at ${where} abandoned`));
     if (opts.signal?.aborted) queueMicrotask(onAbort);
     else opts.signal?.addEventListener('abort', onAbort, { once: true });
     socket.on('error', (err) => fail(connectError(err, where)));
-    const onEarlyClose = (): void => fail(new AgentError('AGT_ERR_RELAY_UNREACHABLE', `the relay at ${where} closed the connection during the TLS handshake`));
+    const onEarlyClose = (): void =>
+      fail(
+        new AgentError(
+          'AGT_ERR_RELAY_UNREACHABLE',
+          `the relay at ${where} closed the connection during the TLS handshake`,
+        ),
+      );
     socket.once('close', onEarlyClose);
     socket.once('secureConnect', () => {
       if (settled) return;
@@ -119,19 +136,35 @@ export function connectPinned(opts: PinnedConnectOptions): Promise<PinnedSocket>
 }
 
 /** An HTTP/2 session (h2 ALPN) to a relay URL over a pinned TLS connection. */
-export async function http2ConnectPinned(url: URL, fingerprint: string | null, timeoutMs = DEFAULT_TLS_TIMEOUT_MS): Promise<{ session: ClientHttp2Session; fingerprint: string }> {
+export async function http2ConnectPinned(
+  url: URL,
+  fingerprint: string | null,
+  timeoutMs = DEFAULT_TLS_TIMEOUT_MS,
+): Promise<{ session: ClientHttp2Session; fingerprint: string }> {
   const hp = urlHostPort(url);
   const { socket, fingerprint: got } = await connectPinned({ ...hp, alpn: ['h2'], fingerprint, timeoutMs });
   if (socket.alpnProtocol !== 'h2') {
     socket.destroy();
-    throw new AgentError('AGT_ERR_RELAY_BAD_ANSWER', `the server at ${formatHostPort(hp)} does not speak HTTP/2; is it an mssh relay?`);
+    throw new AgentError(
+      'AGT_ERR_RELAY_BAD_ANSWER',
+      `the server at ${formatHostPort(hp)} does not speak HTTP/2; is it an mssh relay?`,
+    );
   }
   // A write-decoupled view of the socket keeps the session reading while its writes wait (see
   // decoupled-socket.ts): Node-to-Node HTTP/2 links can otherwise freeze under load in both directions.
-  const session = http2.connect(url.origin, { createConnection: () => decoupleWrites(socket), settings: { ...H2_SETTINGS } });
-  session.on('error', () => { /* surfaced through the requests made on it */ });
+  const session = http2.connect(url.origin, {
+    createConnection: () => decoupleWrites(socket),
+    settings: { ...H2_SETTINGS },
+  });
+  session.on('error', () => {
+    /* surfaced through the requests made on it */
+  });
   session.once('connect', () => {
-    try { session.setLocalWindowSize(H2_CONNECTION_WINDOW); } catch { /* closed meanwhile */ }
+    try {
+      session.setLocalWindowSize(H2_CONNECTION_WINDOW);
+    } catch {
+      /* closed meanwhile */
+    }
   });
   return { session, fingerprint: got };
 }

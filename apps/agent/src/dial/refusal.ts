@@ -19,5 +19,10 @@ export function refusalHint(code: string, stateDir: string, name: string): strin
 }
 
 export function refusalError(refusal: { code: string; message: string }, stateDir: string, name: string): CliError {
-  return new CliError(refusal.code, `the relay refused this agent for good: ${refusal.message}`, refusalHint(refusal.code, stateDir, name), { exitCode: EXIT_REFUSED });
+  return new CliError(
+    refusal.code,
+    `the relay refused this agent for good: ${refusal.message}`,
+    refusalHint(refusal.code, stateDir, name),
+    { exitCode: EXIT_REFUSED },
+  );
 }

@@ -17,7 +17,13 @@ export interface JsonAnswer {
 
 const ANSWER_MAX_BYTES = 1024 * 1024;
 
-export async function postJson(url: URL, fingerprint: string | null, path: string, payload: unknown, timeoutMs = 15_000): Promise<JsonAnswer> {
+export async function postJson(
+  url: URL,
+  fingerprint: string | null,
+  path: string,
+  payload: unknown,
+  timeoutMs = 15_000,
+): Promise<JsonAnswer> {
   const { session, fingerprint: seen } = await http2ConnectPinned(url, fingerprint, timeoutMs);
   try {
     const answer = await new Promise<{ status: number; body: Buffer }>((resolve, reject) => {
@@ -75,9 +81,15 @@ export async function postJson(url: URL, fingerprint: string | null, path: strin
     return { status: answer.status, body, fingerprint: seen };
   } catch (err) {
     if (err instanceof AgentError) throw err;
-    throw new AgentError('AGT_ERR_RELAY_UNREACHABLE', `the request to ${url.origin}${path} failed (${(err as Error).message}); check that the relay is running`, { cause: err });
+    throw new AgentError(
+      'AGT_ERR_RELAY_UNREACHABLE',
+      `the request to ${url.origin}${path} failed (${(err as Error).message}); check that the relay is running`,
+      { cause: err },
+    );
   } finally {
     session.close();
-    setTimeout(() => { if (!session.destroyed) session.destroy(); }, 1_000).unref();
+    setTimeout(() => {
+      if (!session.destroyed) session.destroy();
+    }, 1_000).unref();
   }
 }

@@ -12,7 +12,12 @@
  * Named for the side it talks to: the relay's end of the same connection is `AgentLink`
  * (apps/relay/src/tunnel/agent-link.ts).
  */
-import http2, { type Http2Server, type IncomingHttpHeaders, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import http2, {
+  type Http2Server,
+  type IncomingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type pino from 'pino';
 import {
@@ -143,7 +148,14 @@ export class RelayLink {
         signal: this.abort.signal,
       }));
     } catch (err) {
-      const e = err instanceof AgentError ? err : new AgentError('AGT_ERR_RELAY_UNREACHABLE', `cannot reach the relay at ${where} (${(err as Error).message})`, { cause: err });
+      const e =
+        err instanceof AgentError
+          ? err
+          : new AgentError(
+              'AGT_ERR_RELAY_UNREACHABLE',
+              `cannot reach the relay at ${where} (${(err as Error).message})`,
+              { cause: err },
+            );
       return { kind: 'failed', error: e, refused: errnoOf(e) === 'ECONNREFUSED' };
     }
     this.socket = socket;
@@ -166,10 +178,22 @@ export class RelayLink {
     }
     try {
       // No context argument (Node's typings want one; undefined means "none", as on the relay side).
-      this.ekm = socket.exportKeyingMaterial(AGENT_PROOF_EKM_LENGTH, AGENT_PROOF_EKM_LABEL, undefined as unknown as Buffer);
+      this.ekm = socket.exportKeyingMaterial(
+        AGENT_PROOF_EKM_LENGTH,
+        AGENT_PROOF_EKM_LABEL,
+        undefined as unknown as Buffer,
+      );
     } catch (err) {
       socket.destroy();
-      return { kind: 'failed', refused: false, error: new AgentError('AGT_ERR_RELAY_BAD_ANSWER', `cannot derive the connection proof (${(err as Error).message})`, { cause: err }) };
+      return {
+        kind: 'failed',
+        refused: false,
+        error: new AgentError(
+          'AGT_ERR_RELAY_BAD_ANSWER',
+          `cannot derive the connection proof (${(err as Error).message})`,
+          { cause: err },
+        ),
+      };
     }
     return new Promise<LinkOutcome>((resolve) => this.serve(socket, resolve));
   }
@@ -185,7 +209,12 @@ export class RelayLink {
       this.stopTimers();
       if (!socket.destroyed) socket.destroy();
       if (this.refusal) resolve({ kind: 'refused', ...this.refusal });
-      else resolve({ kind: 'closed', reason: this.closeReason ?? 'the relay closed the connection', welcomed: this.welcomed });
+      else
+        resolve({
+          kind: 'closed',
+          reason: this.closeReason ?? 'the relay closed the connection',
+          welcomed: this.welcomed,
+        });
     };
     try {
       // HTTP/2 gets a write-decoupled view of the socket, so this link can never freeze with both
@@ -207,7 +236,11 @@ export class RelayLink {
       if (this.closeReason === null) this.closeReason = `link error: ${err.message}`;
     });
     s.on('goaway', (code) => {
-      if (this.closeReason === null) this.closeReason = code === http2.constants.NGHTTP2_NO_ERROR ? 'the relay is going away' : `the relay ended the connection (GOAWAY ${code})`;
+      if (this.closeReason === null)
+        this.closeReason =
+          code === http2.constants.NGHTTP2_NO_ERROR
+            ? 'the relay is going away'
+            : `the relay ended the connection (GOAWAY ${code})`;
     });
     s.once('close', finish);
     s.setTimeout(0);
@@ -217,7 +250,10 @@ export class RelayLink {
       this.log.debug({ err: (err as Error).message }, 'setLocalWindowSize failed');
     }
     this.welcomeTimer = setTimeout(() => {
-      if (!this.welcomed) this.destroy(`the relay did not welcome this agent within ${this.o.welcomeTimeoutMs ?? DEFAULT_WELCOME_TIMEOUT_MS} ms`);
+      if (!this.welcomed)
+        this.destroy(
+          `the relay did not welcome this agent within ${this.o.welcomeTimeoutMs ?? DEFAULT_WELCOME_TIMEOUT_MS} ms`,
+        );
     }, this.o.welcomeTimeoutMs ?? DEFAULT_WELCOME_TIMEOUT_MS);
     this.welcomeTimer.unref();
     this.startPing(s);
@@ -257,8 +293,16 @@ export class RelayLink {
   destroy(reason: string): void {
     if (this.closeReason === null) this.closeReason = reason;
     this.abort.abort();
-    try { this.session?.destroy(); } catch { /* gone */ }
-    try { this.socket?.destroy(); } catch { /* gone */ }
+    try {
+      this.session?.destroy();
+    } catch {
+      /* gone */
+    }
+    try {
+      this.socket?.destroy();
+    } catch {
+      /* gone */
+    }
   }
 
   /**
@@ -271,7 +315,11 @@ export class RelayLink {
     this.abort.abort();
     const s = this.session;
     if (s && !s.destroyed) {
-      try { s.close(); } catch { /* already closing */ }
+      try {
+        s.close();
+      } catch {
+        /* already closing */
+      }
       const t = setTimeout(() => this.destroy('agent shutting down'), graceMs);
       t.unref();
       await this.closed;
@@ -290,11 +338,15 @@ export class RelayLink {
       return;
     }
     const handler =
-      path === PATHS.agentHello ? this.onHello(stream) :
-      path === PATHS.agentWelcome ? this.onWelcome(stream) :
-      path === PATHS.agentSession ? this.onSession(stream, headers) :
-      path === PATHS.agentHostKeys && this.o.rescanHostKeys ? this.onHostKeys(stream) :
-      (this.answer(stream, 404, 'unknown path'), Promise.resolve());
+      path === PATHS.agentHello
+        ? this.onHello(stream)
+        : path === PATHS.agentWelcome
+          ? this.onWelcome(stream)
+          : path === PATHS.agentSession
+            ? this.onSession(stream, headers)
+            : path === PATHS.agentHostKeys && this.o.rescanHostKeys
+              ? this.onHostKeys(stream)
+              : (this.answer(stream, 404, 'unknown path'), Promise.resolve());
     handler.catch((err: unknown) => {
       this.log.error({ err }, 'relay request failed');
       if (!stream.headersSent) this.answer(stream, 500, 'agent error');
@@ -325,7 +377,12 @@ export class RelayLink {
       protocolVersion: PROTOCOL_VERSION,
     };
     if (stream.destroyed || stream.closed) return;
-    stream.respond({ ':status': 200, 'content-type': 'application/json', [HEADERS.protocolVersion]: String(PROTOCOL_VERSION), [HEADERS.softwareVersion]: SOFTWARE_VERSION });
+    stream.respond({
+      ':status': 200,
+      'content-type': 'application/json',
+      [HEADERS.protocolVersion]: String(PROTOCOL_VERSION),
+      [HEADERS.softwareVersion]: SOFTWARE_VERSION,
+    });
     stream.end(JSON.stringify(hello));
   }
 
@@ -360,7 +417,10 @@ export class RelayLink {
       this.welcomed = true;
       if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
       this.welcomeTimer = null;
-      this.log.info({ name: this.o.name, relay: formatHostPort(this.o.endpoint) }, `connected to relay as ${this.o.name}`);
+      this.log.info(
+        { name: this.o.name, relay: formatHostPort(this.o.endpoint) },
+        `connected to relay as ${this.o.name}`,
+      );
       this.o.onWelcomed?.();
       return;
     }
@@ -387,7 +447,8 @@ export class RelayLink {
       try {
         conn = await this.o.target.open({ sessionId, user });
       } catch (err) {
-        const message = err instanceof AgentError ? err.message : `cannot connect to the SSH server at ${this.o.target.description}`;
+        const message =
+          err instanceof AgentError ? err.message : `cannot connect to the SSH server at ${this.o.target.description}`;
         this.log.warn({ sessionId, user, err: message }, `session ${sessionId} for ${user}: target unreachable`);
         this.answer(stream, 502, message, { [HEADERS.errorCode]: 'AGT_ERR_TARGET_UNREACHABLE' });
         return;

@@ -11,7 +11,10 @@ import { AgentSupervisor } from './supervisor.js';
 describe('AgentSupervisor', () => {
   it('logs an observer that throws (with the outcome) and keeps dialling', async () => {
     const lines: Array<{ level: number; msg: string; outcome?: string; err?: { message: string } }> = [];
-    const logger = pino({ level: 'debug' }, new Writable({ write: (c: Buffer, _e, cb) => (lines.push(JSON.parse(c.toString())), cb()) }));
+    const logger = pino(
+      { level: 'debug' },
+      new Writable({ write: (c: Buffer, _e, cb) => (lines.push(JSON.parse(c.toString())), cb()) }),
+    );
     const port = await freePort(); // nothing listens: every dial fails at once (ECONNREFUSED)
     let calls = 0;
     const supervisor = new AgentSupervisor({

@@ -16,8 +16,12 @@ export async function authorizeList(flags: AuthorizeFlags): Promise<void> {
   const stateDir = parseAuthorizeStateDir(flags);
   const { keys, skipped } = await listAuthorizedKeys(stateDir);
   for (const k of keys) process.stdout.write(`${formatAuthorizedKey(k)}\n`);
-  if (keys.length === 0) process.stderr.write(`mssh-agent: no authorized keys in ${stateDir}; add one with \`mssh-agent authorize add KEY.pub --state-dir ${stateDir}\`\n`);
-  for (const s of skipped) process.stderr.write(`mssh-agent: warning: authorized_keys line ${s.lineNo} skipped: ${s.reason}\n`);
+  if (keys.length === 0)
+    process.stderr.write(
+      `mssh-agent: no authorized keys in ${stateDir}; add one with \`mssh-agent authorize add KEY.pub --state-dir ${stateDir}\`\n`,
+    );
+  for (const s of skipped)
+    process.stderr.write(`mssh-agent: warning: authorized_keys line ${s.lineNo} skipped: ${s.reason}\n`);
 }
 
 export async function authorizeRemove(what: string, flags: AuthorizeFlags): Promise<void> {

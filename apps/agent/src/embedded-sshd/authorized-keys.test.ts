@@ -40,7 +40,12 @@ describe('parseAuthorizedKeysLine', () => {
     expect(p.key.comment).toBe('alice@laptop');
     expect(p.key.fingerprint).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
     expect(p.key.keyLine).toBe(`${type} ${b64}`);
-    expect(p.key.options).toEqual({ noPty: false, noPortForwarding: false, noAgentForwarding: false, noX11Forwarding: false });
+    expect(p.key.options).toEqual({
+      noPty: false,
+      noPortForwarding: false,
+      noAgentForwarding: false,
+      noX11Forwarding: false,
+    });
   });
 
   it('parses enforceable options, including a quoted command with escaped quotes and blanks', () => {
@@ -58,7 +63,10 @@ describe('parseAuthorizedKeysLine', () => {
   });
 
   it('skips lines with options it cannot enforce, certificates, unknown types and malformed keys', () => {
-    expect(parseAuthorizedKeysLine(`from="10.0.0.1" ${type} ${b64}`)).toMatchObject({ kind: 'invalid', reason: expect.stringMatching(/from/) });
+    expect(parseAuthorizedKeysLine(`from="10.0.0.1" ${type} ${b64}`)).toMatchObject({
+      kind: 'invalid',
+      reason: expect.stringMatching(/from/),
+    });
     expect(parseAuthorizedKeysLine(`ssh-ed25519-cert-v01@openssh.com ${b64}`)).toMatchObject({ kind: 'invalid' });
     expect(parseAuthorizedKeysLine('ssh-foo AAAA')).toMatchObject({ kind: 'invalid' });
     expect(parseAuthorizedKeysLine(`ssh-rsa ${b64}`)).toMatchObject({ kind: 'invalid' }); // type does not match the blob
@@ -99,7 +107,9 @@ describe('addAuthorizedKey / listAuthorizedKeys / removeAuthorizedKey', () => {
     const priv = join(dir, 'id');
     writeFileSync(priv, a.private);
     await expect(addAuthorizedKey(dir, priv)).rejects.toMatchObject({ code: 'AGT_ERR_AUTHKEY_PRIVATE' });
-    await expect(addAuthorizedKey(dir, join(dir, 'nope.pub'))).rejects.toMatchObject({ code: 'AGT_ERR_AUTHKEY_INVALID' });
+    await expect(addAuthorizedKey(dir, join(dir, 'nope.pub'))).rejects.toMatchObject({
+      code: 'AGT_ERR_AUTHKEY_INVALID',
+    });
     const junk = join(dir, 'junk.pub');
     writeFileSync(junk, 'hello world\n');
     await expect(addAuthorizedKey(dir, junk)).rejects.toMatchObject({ code: 'AGT_ERR_AUTHKEY_INVALID' });
@@ -115,7 +125,9 @@ describe('addAuthorizedKey / listAuthorizedKeys / removeAuthorizedKey', () => {
     const fpB = keys.find((k) => k.comment === 'bob@desk')!.fingerprint;
 
     expect((await removeAuthorizedKey(dir, fpA)).removed.map((k) => k.comment)).toEqual(['alice@laptop']);
-    expect((await removeAuthorizedKey(dir, fpB.slice('SHA256:'.length))).removed.map((k) => k.comment)).toEqual(['bob@desk']);
+    expect((await removeAuthorizedKey(dir, fpB.slice('SHA256:'.length))).removed.map((k) => k.comment)).toEqual([
+      'bob@desk',
+    ]);
     expect((await removeAuthorizedKey(dir, 'carol@box')).removed).toHaveLength(1);
     expect((await listAuthorizedKeys(dir)).keys).toEqual([]);
     await expect(removeAuthorizedKey(dir, 'nobody')).rejects.toMatchObject({ code: 'AGT_ERR_AUTHKEY_NOT_FOUND' });

@@ -47,15 +47,17 @@ export interface SkippedLine {
   reason: string;
 }
 
-export type ParsedLine =
-  | { kind: 'blank' }
-  | { kind: 'key'; key: AuthorizedKey }
-  | { kind: 'invalid'; reason: string };
+export type ParsedLine = { kind: 'blank' } | { kind: 'key'; key: AuthorizedKey } | { kind: 'invalid'; reason: string };
 
 const KEY_TYPE_RE =
   /^(ssh-(rsa|dss|ed25519)|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com|[a-z0-9-]+-cert-v01@openssh\.com)$/;
 
-const NO_OPTIONS: KeyOptions = { noPty: false, noPortForwarding: false, noAgentForwarding: false, noX11Forwarding: false };
+const NO_OPTIONS: KeyOptions = {
+  noPty: false,
+  noPortForwarding: false,
+  noAgentForwarding: false,
+  noX11Forwarding: false,
+};
 
 /** Split the options field (up to the first unquoted blank) from the rest of the line. */
 function splitOptions(line: string): { optionsText: string; rest: string } | null {
@@ -109,15 +111,33 @@ function parseOptions(text: string): { options: KeyOptions } | { error: string }
       case 'restrict':
         opts.noPty = opts.noPortForwarding = opts.noAgentForwarding = opts.noX11Forwarding = true;
         break;
-      case 'no-pty': opts.noPty = true; break;
-      case 'pty': opts.noPty = false; break;
-      case 'no-port-forwarding': opts.noPortForwarding = true; break;
-      case 'port-forwarding': opts.noPortForwarding = false; break;
-      case 'no-agent-forwarding': opts.noAgentForwarding = true; break;
-      case 'agent-forwarding': opts.noAgentForwarding = false; break;
-      case 'no-x11-forwarding': opts.noX11Forwarding = true; break;
-      case 'x11-forwarding': opts.noX11Forwarding = false; break;
-      case 'no-user-rc': case 'user-rc': break; // the embedded server never runs ~/.ssh/rc
+      case 'no-pty':
+        opts.noPty = true;
+        break;
+      case 'pty':
+        opts.noPty = false;
+        break;
+      case 'no-port-forwarding':
+        opts.noPortForwarding = true;
+        break;
+      case 'port-forwarding':
+        opts.noPortForwarding = false;
+        break;
+      case 'no-agent-forwarding':
+        opts.noAgentForwarding = true;
+        break;
+      case 'agent-forwarding':
+        opts.noAgentForwarding = false;
+        break;
+      case 'no-x11-forwarding':
+        opts.noX11Forwarding = true;
+        break;
+      case 'x11-forwarding':
+        opts.noX11Forwarding = false;
+        break;
+      case 'no-user-rc':
+      case 'user-rc':
+        break; // the embedded server never runs ~/.ssh/rc
       case 'command': {
         if (rawValue === undefined || !rawValue.startsWith('"') || !rawValue.endsWith('"') || rawValue.length < 2) {
           return { error: 'command= needs a double-quoted value' };
@@ -157,7 +177,8 @@ export function parseAuthorizedKeysLine(rawLine: string, lineNo = 0): ParsedLine
   if (!key) return { kind: 'invalid', reason: 'the key data is malformed' };
   const keyLine = `${key.type} ${key.blob.toString('base64')}`;
   const check = utils.parseKey(keyLine);
-  if (check instanceof Error) return { kind: 'invalid', reason: `key type ${type} is not supported (${check.message})` };
+  if (check instanceof Error)
+    return { kind: 'invalid', reason: `key type ${type} is not supported (${check.message})` };
   return {
     kind: 'key',
     key: {
@@ -215,7 +236,11 @@ async function writeAtomically(stateDir: string, text: string): Promise<void> {
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
     writePrivateFile(path, text);
   } catch (e) {
-    throw sshdError('AGT_ERR_AUTHKEY_WRITE', `cannot write ${path}: ${(e as Error).message}; check the state directory's permissions`, e);
+    throw sshdError(
+      'AGT_ERR_AUTHKEY_WRITE',
+      `cannot write ${path}: ${(e as Error).message}; check the state directory's permissions`,
+      e,
+    );
   }
 }
 
@@ -247,12 +272,18 @@ export async function addAuthorizedKey(
     );
   }
   if (/PRIVATE KEY-----/.test(text)) {
-    throw sshdError('AGT_ERR_AUTHKEY_PRIVATE', `${source} is a private key; pass the public key (the .pub file) instead`);
+    throw sshdError(
+      'AGT_ERR_AUTHKEY_PRIVATE',
+      `${source} is a private key; pass the public key (the .pub file) instead`,
+    );
   }
   const { keys: incoming, skipped } = parseAuthorizedKeys(text);
   if (skipped.length > 0 || incoming.length === 0) {
     const why = skipped[0] ? `line ${skipped[0].lineNo}: ${skipped[0].reason}` : 'it contains no key';
-    throw sshdError('AGT_ERR_AUTHKEY_INVALID', `${source} is not a usable OpenSSH public key (${why}); pass a .pub file such as ~/.ssh/id_ed25519.pub`);
+    throw sshdError(
+      'AGT_ERR_AUTHKEY_INVALID',
+      `${source} is not a usable OpenSSH public key (${why}); pass a .pub file such as ~/.ssh/id_ed25519.pub`,
+    );
   }
   const path = authorizedKeysPath(stateDir);
   let existingText: string;
@@ -285,7 +316,10 @@ export async function addAuthorizedKey(
  * Remove every key whose fingerprint ("SHA256:..." or the part after it) or comment equals the argument.
  * Other lines (comments, keys, skipped lines) are kept verbatim.
  */
-export async function removeAuthorizedKey(stateDir: string, fingerprintOrComment: string): Promise<{ removed: AuthorizedKey[] }> {
+export async function removeAuthorizedKey(
+  stateDir: string,
+  fingerprintOrComment: string,
+): Promise<{ removed: AuthorizedKey[] }> {
   const path = authorizedKeysPath(stateDir);
   const wanted = fingerprintOrComment.trim();
   const wantedFp = wanted.startsWith('SHA256:') ? wanted : `SHA256:${wanted}`;
@@ -301,7 +335,8 @@ export async function removeAuthorizedKey(stateDir: string, fingerprintOrComment
   if (lines[lines.length - 1] === '') lines.pop();
   lines.forEach((line, i) => {
     const p = parseAuthorizedKeysLine(line, i + 1);
-    if (wanted !== '' && p.kind === 'key' && (p.key.fingerprint === wantedFp || p.key.comment === wanted)) removed.push(p.key);
+    if (wanted !== '' && p.kind === 'key' && (p.key.fingerprint === wantedFp || p.key.comment === wanted))
+      removed.push(p.key);
     else kept.push(line);
   });
   if (removed.length === 0) {

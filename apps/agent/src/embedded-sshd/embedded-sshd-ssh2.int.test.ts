@@ -4,7 +4,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { connect as http2Connect, createServer as createHttp2Server, type ClientHttp2Stream, type ServerHttp2Stream } from 'node:http2';
+import {
+  connect as http2Connect,
+  createServer as createHttp2Server,
+  type ClientHttp2Stream,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import { connect as netConnect, createServer as createNetServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
@@ -75,7 +80,12 @@ class EmptyAgent extends BaseAgent {
   getIdentities(cb: (err: Error | undefined, keys?: Buffer[]) => void): void {
     cb(undefined, []);
   }
-  sign(_pubKey: unknown, _data: Buffer, _opts: unknown, cb?: (err: Error | undefined, signature?: Buffer) => void): void {
+  sign(
+    _pubKey: unknown,
+    _data: Buffer,
+    _opts: unknown,
+    cb?: (err: Error | undefined, signature?: Buffer) => void,
+  ): void {
     cb?.(new Error('no keys'));
   }
 }
@@ -105,7 +115,9 @@ describe('embedded sshd with the ssh2 client', () => {
     const c = await connectClient(t);
     try {
       const ch = await new Promise<ClientChannel>((resolve, reject) =>
-        c.shell({ term: 'vt220', cols: 80, rows: 24 }, { env: { LANG: 'C.UTF-8' } }, (e, s) => (e ? reject(e) : resolve(s))),
+        c.shell({ term: 'vt220', cols: 80, rows: 24 }, { env: { LANG: 'C.UTF-8' } }, (e, s) =>
+          e ? reject(e) : resolve(s),
+        ),
       );
       let out = '';
       ch.on('data', (d: Buffer) => (out += d.toString('utf8')));
@@ -127,10 +139,14 @@ describe('embedded sshd with the ssh2 client', () => {
   it('refuses direct-tcpip, tcpip-forward, agent forwarding and X11 by default', async () => {
     const c = await connectClient(t, { agent: new EmptyAgent(), agentForward: true });
     try {
-      await expect(new Promise((resolve, reject) => c.forwardOut('127.0.0.1', 0, '127.0.0.1', t.port, (e, ch) => (e ? reject(e) : resolve(ch)))))
-        .rejects.toThrow(/prohibited|failure/i);
-      await expect(new Promise((resolve, reject) => c.forwardIn('127.0.0.1', 0, (e, p) => (e ? reject(e) : resolve(p)))))
-        .rejects.toThrow();
+      await expect(
+        new Promise((resolve, reject) =>
+          c.forwardOut('127.0.0.1', 0, '127.0.0.1', t.port, (e, ch) => (e ? reject(e) : resolve(ch))),
+        ),
+      ).rejects.toThrow(/prohibited|failure/i);
+      await expect(
+        new Promise((resolve, reject) => c.forwardIn('127.0.0.1', 0, (e, p) => (e ? reject(e) : resolve(p)))),
+      ).rejects.toThrow();
       await expect(exec(c, 'true', { agentForward: true } as ssh2.ExecOptions)).rejects.toThrow(/agent forwarding/i);
     } finally {
       c.end();
@@ -146,8 +162,14 @@ describe('embedded sshd with the ssh2 client', () => {
   });
 
   it('refuses password authentication and survives garbage on the wire', async () => {
-    await expect(connectClient(t, { privateKey: undefined, password: 'secret' })).rejects.toThrow(/authentication methods failed/i);
-    for (const junk of [randomBytes(4096), Buffer.from('SSH-2.0-x\r\n' + 'A'.repeat(70_000)), Buffer.from('GET / HTTP/1.1\r\n\r\n')]) {
+    await expect(connectClient(t, { privateKey: undefined, password: 'secret' })).rejects.toThrow(
+      /authentication methods failed/i,
+    );
+    for (const junk of [
+      randomBytes(4096),
+      Buffer.from('SSH-2.0-x\r\n' + 'A'.repeat(70_000)),
+      Buffer.from('GET / HTTP/1.1\r\n\r\n'),
+    ]) {
       await new Promise<void>((resolve) => {
         const s = netConnect(t.port, '127.0.0.1', () => s.end(junk));
         s.on('error', () => resolve());
@@ -188,7 +210,11 @@ describe('embedded sshd with the ssh2 client', () => {
       await waitFor(() => pgrep(`^sleep ${marker}`).length > 0, 10_000, 'sleep to start');
       for (const s of streams) s.close(0x8); // RST_STREAM CANCEL: the tunnel stream is gone
       const deadline = Date.now() + 2000;
-      await waitFor(() => pgrep(`^sleep ${marker}`).length === 0 || Date.now() > deadline, 2500, 'the session to be killed');
+      await waitFor(
+        () => pgrep(`^sleep ${marker}`).length === 0 || Date.now() > deadline,
+        2500,
+        'the session to be killed',
+      );
       expect(pgrep(`^sleep ${marker}`)).toEqual([]);
     } finally {
       c.end();
@@ -225,7 +251,11 @@ describe('EmbeddedTarget / openSession(): the client end as an in-memory Duplex'
       await waitFor(() => pgrep(`^sleep ${marker}`).length > 0, 10_000, 'sleep to start');
       sock.destroy();
       const deadline = Date.now() + 2000;
-      await waitFor(() => pgrep(`^sleep ${marker}`).length === 0 || Date.now() > deadline, 2500, 'the session to be killed');
+      await waitFor(
+        () => pgrep(`^sleep ${marker}`).length === 0 || Date.now() > deadline,
+        2500,
+        'the session to be killed',
+      );
       expect(pgrep(`^sleep ${marker}`)).toEqual([]);
     } finally {
       c.end();
@@ -246,56 +276,71 @@ describe('embedded sshd options: built-in SFTP, allowForwarding, close()', () =>
     await new Promise<void>((r) => echo.close(() => r()));
   });
 
-  it('built-in SFTP: sftp put/get of 10 MiB byte-exact, mkdir/rename/ls/rm, scp (SFTP protocol) and scp -O', BULK, async () => {
-    const src = join(u.dir, 'src.bin');
-    const data = randomBytes(10 * 1024 * 1024);
-    writeFileSync(src, data);
-    const rdir = join(u.dir, 'rdir');
-    const batch = join(u.dir, 'batch');
-    writeFileSync(batch, [
-      `mkdir ${rdir}`,
-      `put ${src} ${rdir}/a.bin`,
-      `rename ${rdir}/a.bin ${rdir}/b.bin`,
-      `ls -l ${rdir}`,
-      `get ${rdir}/b.bin ${u.dir}/back.bin`,
-      `chmod 600 ${rdir}/b.bin`,
-      '',
-    ].join('\n'));
-    const sftpArgs = [...u.sshOpts(), '-P', String(u.port)];
-    const r = await run('sftp', [...sftpArgs, '-b', batch, 'x@127.0.0.1'], { timeoutMs: BULK.timeout - 10_000 });
-    expect(r.stderr).toBe('');
-    expect(r.code).toBe(0);
-    expect(r.stdout.toString()).toMatch(/b\.bin/);
-    expect(sha256(readFileSync(join(rdir, 'b.bin')))).toBe(sha256(data));
-    expect(sha256(readFileSync(join(u.dir, 'back.bin')))).toBe(sha256(data));
+  it(
+    'built-in SFTP: sftp put/get of 10 MiB byte-exact, mkdir/rename/ls/rm, scp (SFTP protocol) and scp -O',
+    BULK,
+    async () => {
+      const src = join(u.dir, 'src.bin');
+      const data = randomBytes(10 * 1024 * 1024);
+      writeFileSync(src, data);
+      const rdir = join(u.dir, 'rdir');
+      const batch = join(u.dir, 'batch');
+      writeFileSync(
+        batch,
+        [
+          `mkdir ${rdir}`,
+          `put ${src} ${rdir}/a.bin`,
+          `rename ${rdir}/a.bin ${rdir}/b.bin`,
+          `ls -l ${rdir}`,
+          `get ${rdir}/b.bin ${u.dir}/back.bin`,
+          `chmod 600 ${rdir}/b.bin`,
+          '',
+        ].join('\n'),
+      );
+      const sftpArgs = [...u.sshOpts(), '-P', String(u.port)];
+      const r = await run('sftp', [...sftpArgs, '-b', batch, 'x@127.0.0.1'], { timeoutMs: BULK.timeout - 10_000 });
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      expect(r.stdout.toString()).toMatch(/b\.bin/);
+      expect(sha256(readFileSync(join(rdir, 'b.bin')))).toBe(sha256(data));
+      expect(sha256(readFileSync(join(u.dir, 'back.bin')))).toBe(sha256(data));
 
-    const small = data.subarray(0, 1024 * 1024);
-    writeFileSync(join(u.dir, 'small.bin'), small);
-    for (const legacy of [false, true]) {
-      const dest = join(rdir, legacy ? 'scp-legacy.bin' : 'scp-sftp.bin');
-      const s = await run('scp', [...(legacy ? ['-O'] : []), ...sftpArgs, join(u.dir, 'small.bin'), `x@127.0.0.1:${dest}`], { timeoutMs: 30_000 });
-      expect(s.stderr).toBe('');
-      expect(s.code).toBe(0);
-      expect(sha256(readFileSync(dest))).toBe(sha256(small));
-    }
+      const small = data.subarray(0, 1024 * 1024);
+      writeFileSync(join(u.dir, 'small.bin'), small);
+      for (const legacy of [false, true]) {
+        const dest = join(rdir, legacy ? 'scp-legacy.bin' : 'scp-sftp.bin');
+        const s = await run(
+          'scp',
+          [...(legacy ? ['-O'] : []), ...sftpArgs, join(u.dir, 'small.bin'), `x@127.0.0.1:${dest}`],
+          { timeoutMs: 30_000 },
+        );
+        expect(s.stderr).toBe('');
+        expect(s.code).toBe(0);
+        expect(sha256(readFileSync(dest))).toBe(sha256(small));
+      }
 
-    writeFileSync(batch, `rm ${rdir}/*\nrmdir ${rdir}\n`);
-    expect((await run('sftp', [...sftpArgs, '-b', batch, 'x@127.0.0.1'])).code).toBe(0);
-    expect(existsSync(rdir)).toBe(false);
-  });
+      writeFileSync(batch, `rm ${rdir}/*\nrmdir ${rdir}\n`);
+      expect((await run('sftp', [...sftpArgs, '-b', batch, 'x@127.0.0.1'])).code).toBe(0);
+      expect(existsSync(rdir)).toBe(false);
+    },
+  );
 
   it('allowForwarding: direct-tcpip reaches a local port, remote forwarding stays refused', async () => {
     const c = await connectClient(u);
     try {
       const ch = await new Promise<ClientChannel>((resolve, reject) =>
-        c.forwardOut('127.0.0.1', 0, '127.0.0.1', (echo.address() as { port: number }).port, (e, s) => (e ? reject(e) : resolve(s))),
+        c.forwardOut('127.0.0.1', 0, '127.0.0.1', (echo.address() as { port: number }).port, (e, s) =>
+          e ? reject(e) : resolve(s),
+        ),
       );
       let got = '';
       ch.on('data', (d: Buffer) => (got += d.toString()));
       ch.write('ping through the tunnel');
       await waitFor(() => got === 'ping through the tunnel', 10_000, 'the echo');
       ch.end();
-      await expect(new Promise((resolve, reject) => c.forwardIn('127.0.0.1', 0, (e, p) => (e ? reject(e) : resolve(p))))).rejects.toThrow();
+      await expect(
+        new Promise((resolve, reject) => c.forwardIn('127.0.0.1', 0, (e, p) => (e ? reject(e) : resolve(p)))),
+      ).rejects.toThrow();
     } finally {
       c.end();
     }

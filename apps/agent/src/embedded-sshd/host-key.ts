@@ -41,14 +41,22 @@ export async function loadOrCreateHostKey(stateDir: string, logger: Logger): Pro
   try {
     await mkdir(stateDir, { recursive: true, mode: 0o700 });
   } catch (e) {
-    throw sshdError('AGT_ERR_SSHD_STATE_DIR', `cannot create ${stateDir}: ${(e as Error).message}; pass a writable --state-dir`, e);
+    throw sshdError(
+      'AGT_ERR_SSHD_STATE_DIR',
+      `cannot create ${stateDir}: ${(e as Error).message}; pass a writable --state-dir`,
+      e,
+    );
   }
   let text: string | undefined;
   try {
     text = await readFile(path, 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw sshdError('AGT_ERR_SSHD_HOST_KEY', `cannot read ${path}: ${(e as Error).message}; check its owner and permissions`, e);
+      throw sshdError(
+        'AGT_ERR_SSHD_HOST_KEY',
+        `cannot read ${path}: ${(e as Error).message}; check its owner and permissions`,
+        e,
+      );
     }
   }
   if (text === undefined) {
@@ -66,7 +74,11 @@ export async function loadOrCreateHostKey(stateDir: string, logger: Logger): Pro
       );
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-        throw sshdError('AGT_ERR_SSHD_HOST_KEY', `cannot write ${path}: ${(e as Error).message}; pass a writable --state-dir`, e);
+        throw sshdError(
+          'AGT_ERR_SSHD_HOST_KEY',
+          `cannot write ${path}: ${(e as Error).message}; pass a writable --state-dir`,
+          e,
+        );
       }
       text = await readFile(path, 'utf8');
     } finally {

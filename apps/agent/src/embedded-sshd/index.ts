@@ -1,5 +1,11 @@
 export { duplexPair } from './duplex-pair.js';
-export { createEmbeddedSshd, loginBanner, SFTP_SERVER_CANDIDATES, type EmbeddedSshd, type EmbeddedSshdOptions } from './server.js';
+export {
+  createEmbeddedSshd,
+  loginBanner,
+  SFTP_SERVER_CANDIDATES,
+  type EmbeddedSshd,
+  type EmbeddedSshdOptions,
+} from './server.js';
 export {
   addAuthorizedKey,
   listAuthorizedKeys,

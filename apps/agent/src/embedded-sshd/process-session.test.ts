@@ -32,7 +32,10 @@ describe('terminateSession', () => {
 
   it('rejects with the survivors and the refused signals when processes outlive SIGKILL, instead of resolving silently', async () => {
     const tag = `${Date.now() % 100000}`;
-    const child = spawn('/bin/bash', ['-c', `trap '' HUP; sleep 1000.${tag}3; true`], { detached: true, stdio: 'ignore' });
+    const child = spawn('/bin/bash', ['-c', `trap '' HUP; sleep 1000.${tag}3; true`], {
+      detached: true,
+      stdio: 'ignore',
+    });
     const exited = new Promise<void>((r) => child.once('exit', () => r()));
     // The kernel refusing SIGKILL (EPERM: a member that is not ours) cannot be staged as root: refuse it here.
     const refuseKill: SendSignal = (target, signal) => {
@@ -41,7 +44,10 @@ describe('terminateSession', () => {
     };
     try {
       await waitFor(() => pgrep(`^sleep 1000\\.${tag}3`).length === 1, 10_000, 'the sleep to start');
-      const err = await terminateSession(child.pid!, 200, { send: refuseKill }).then(() => null, (e: unknown) => e);
+      const err = await terminateSession(child.pid!, 200, { send: refuseKill }).then(
+        () => null,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(SessionSurvivorsError);
       const e = err as SessionSurvivorsError;
       expect(e.sid).toBe(child.pid);

@@ -41,7 +41,8 @@ export async function sessionMembers(sid: number): Promise<ProcInfo[]> {
   for (const name of names) {
     if (!/^\d+$/.test(name)) continue;
     const st = await readStat(Number(name));
-    if (st && st.sid === sid && st.state !== 'Z' && st.state !== 'X') out.push({ pid: st.pid, pgid: st.pgid, state: st.state });
+    if (st && st.sid === sid && st.state !== 'Z' && st.state !== 'X')
+      out.push({ pid: st.pid, pgid: st.pgid, state: st.state });
   }
   return out;
 }
@@ -68,7 +69,11 @@ function kill(send: SendSignal, target: number, signal: NodeJS.Signals, failures
 }
 
 /** Send `signal` to the leader's process group and to every process group and process of its session. */
-export async function signalSession(sid: number, signal: NodeJS.Signals, opts: { send?: SendSignal; failures?: SignalFailure[] } = {}): Promise<ProcInfo[]> {
+export async function signalSession(
+  sid: number,
+  signal: NodeJS.Signals,
+  opts: { send?: SendSignal; failures?: SignalFailure[] } = {},
+): Promise<ProcInfo[]> {
   const send = opts.send ?? sendSignal;
   const members = await sessionMembers(sid);
   const groups = new Set<number>([sid, ...members.map((m) => m.pgid)]);
@@ -85,9 +90,18 @@ async function stillMember(pid: number, sid: number): Promise<boolean> {
 
 /** Processes of a session still alive after SIGKILL (a refused signal, or stuck in the kernel: state D). */
 export class SessionSurvivorsError extends Error {
-  constructor(readonly sid: number, readonly survivors: ProcInfo[], readonly failures: SignalFailure[]) {
-    const refused = failures.length > 0 ? `; signals refused: ${failures.map((f) => `${f.signal} to ${f.target} (${f.code})`).join(', ')}` : '';
-    super(`${survivors.length} process(es) of session ${sid} still alive after SIGKILL: ${survivors.map((m) => `${m.pid} (state ${m.state})`).join(', ')}${refused}`);
+  constructor(
+    readonly sid: number,
+    readonly survivors: ProcInfo[],
+    readonly failures: SignalFailure[],
+  ) {
+    const refused =
+      failures.length > 0
+        ? `; signals refused: ${failures.map((f) => `${f.signal} to ${f.target} (${f.code})`).join(', ')}`
+        : '';
+    super(
+      `${survivors.length} process(es) of session ${sid} still alive after SIGKILL: ${survivors.map((m) => `${m.pid} (state ${m.state})`).join(', ')}${refused}`,
+    );
     this.name = 'SessionSurvivorsError';
   }
 }
@@ -100,7 +114,11 @@ const REAP_WAIT_MS = 1000;
  * is gone; rejects with SessionSurvivorsError (pids, states, refused signals) when processes are still
  * alive a moment after SIGKILL, so the caller can log them rather than leave them running unseen.
  */
-export async function terminateSession(sid: number, graceMs = KILL_GRACE_MS, opts: { send?: SendSignal } = {}): Promise<void> {
+export async function terminateSession(
+  sid: number,
+  graceMs = KILL_GRACE_MS,
+  opts: { send?: SendSignal } = {},
+): Promise<void> {
   if (!Number.isInteger(sid) || sid <= 1) return;
   const send = opts.send ?? sendSignal;
   const failures: SignalFailure[] = [];

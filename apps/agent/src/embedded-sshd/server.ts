@@ -65,7 +65,12 @@ export const SFTP_SERVER_CANDIDATES = [
   '/usr/libexec/ssh/sftp-server',
 ];
 
-const NO_OPTIONS: KeyOptions = { noPty: false, noPortForwarding: false, noAgentForwarding: false, noX11Forwarding: false };
+const NO_OPTIONS: KeyOptions = {
+  noPty: false,
+  noPortForwarding: false,
+  noAgentForwarding: false,
+  noX11Forwarding: false,
+};
 
 /** The embedded server's own part of a connection record (the rest is @mssh/ssh-server's). */
 interface EmbeddedConnState {
@@ -96,9 +101,10 @@ export async function createEmbeddedSshd(opts: EmbeddedSshdOptions): Promise<Emb
     }
   })();
   const shell = opts.shell || process.env.SHELL || '/bin/sh';
-  const sftpServerPath = opts.sftpServerPath === undefined
-    ? (SFTP_SERVER_CANDIDATES.find((p) => existsSync(p)) ?? null)
-    : opts.sftpServerPath;
+  const sftpServerPath =
+    opts.sftpServerPath === undefined
+      ? (SFTP_SERVER_CANDIDATES.find((p) => existsSync(p)) ?? null)
+      : opts.sftpServerPath;
   const killGraceMs = opts.killGraceMs ?? KILL_GRACE_MS;
   const loginGraceMs = opts.loginGraceMs ?? 120_000;
   const allowForwarding = opts.allowForwarding === true;
@@ -163,7 +169,12 @@ export async function createEmbeddedSshd(opts: EmbeddedSshdOptions): Promise<Emb
 
   function onTcpip(conn: Conn, accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): void {
     const dest = `${info?.destIP}:${info?.destPort}`;
-    if (!allowForwarding || conn.keyOptions.noPortForwarding || typeof info?.destIP !== 'string' || !(info.destPort > 0 && info.destPort < 65536)) {
+    if (
+      !allowForwarding ||
+      conn.keyOptions.noPortForwarding ||
+      typeof info?.destIP !== 'string' ||
+      !(info.destPort > 0 && info.destPort < 65536)
+    ) {
       conn.log.info({ dest }, 'TCP forwarding refused');
       return reject();
     }
@@ -228,7 +239,12 @@ export async function createEmbeddedSshd(opts: EmbeddedSshdOptions): Promise<Emb
   }
 
   function handleConnection(sock: Duplex, info?: { sessionId?: string; user?: string }): void {
-    const state: EmbeddedConnState = { sessionId: info?.sessionId, keyOptions: { ...NO_OPTIONS }, sessions: new Set(), forwards: new Set() };
+    const state: EmbeddedConnState = {
+      sessionId: info?.sessionId,
+      keyOptions: { ...NO_OPTIONS },
+      sessions: new Set(),
+      forwards: new Set(),
+    };
     const conn = core.accept(sock, state, info?.sessionId ? { sessionId: info.sessionId } : {});
     if (!conn) return;
     conn.log.info({ relayUser: info?.user }, 'connection');
@@ -238,7 +254,9 @@ export async function createEmbeddedSshd(opts: EmbeddedSshdOptions): Promise<Emb
 
   /** End every connection and kill every process session; resolves when they are gone. */
   function close(): Promise<void> {
-    return core.close('agent shutting down', (conn) => Promise.all([teardown(conn, 'agent shutting down'), ...[...conn.sessions].map((r) => r.kill())]));
+    return core.close('agent shutting down', (conn) =>
+      Promise.all([teardown(conn, 'agent shutting down'), ...[...conn.sessions].map((r) => r.kill())]),
+    );
   }
 
   function openSession(info?: { sessionId?: string; user?: string }): Duplex {

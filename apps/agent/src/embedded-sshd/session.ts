@@ -27,7 +27,21 @@ export interface SessionContext {
 }
 
 /** Signals a client may send (RFC 4254 section 6.10). */
-const SSH_SIGNALS = new Set(['ABRT', 'ALRM', 'FPE', 'HUP', 'ILL', 'INT', 'KILL', 'PIPE', 'QUIT', 'SEGV', 'TERM', 'USR1', 'USR2']);
+const SSH_SIGNALS = new Set([
+  'ABRT',
+  'ALRM',
+  'FPE',
+  'HUP',
+  'ILL',
+  'INT',
+  'KILL',
+  'PIPE',
+  'QUIT',
+  'SEGV',
+  'TERM',
+  'USR1',
+  'USR2',
+]);
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const MAX_ENV_VARS = 64;
 
@@ -58,7 +72,13 @@ function flushed(w: Writable): Promise<void> {
  * Write `chunk`; when the channel's window is full, pause the source until it drains. After the channel
  * closed, output is dropped (state.dropped), so a dead client never makes buffers grow.
  */
-function pump(dest: Writable, chunk: Buffer, pause: () => void, resume: () => void, state: { waiting: boolean; dropped: boolean }): void {
+function pump(
+  dest: Writable,
+  chunk: Buffer,
+  pause: () => void,
+  resume: () => void,
+  state: { waiting: boolean; dropped: boolean },
+): void {
   if (state.dropped || !dest.writable) return;
   if (!dest.write(chunk) && !state.waiting) {
     state.waiting = true;
@@ -70,10 +90,7 @@ function pump(dest: Writable, chunk: Buffer, pause: () => void, resume: () => vo
   }
 }
 
-type Start =
-  | { kind: 'shell' }
-  | { kind: 'exec'; command: string }
-  | { kind: 'subsystem'; name: string };
+type Start = { kind: 'shell' } | { kind: 'exec'; command: string } | { kind: 'subsystem'; name: string };
 
 export class SessionRunner {
   private readonly ctx: SessionContext;
@@ -95,63 +112,120 @@ export class SessionRunner {
   constructor(session: Session, ctx: SessionContext) {
     this.ctx = ctx;
     this.log = ctx.logger;
-    const guard = <A extends unknown[]>(what: string, fn: (...a: A) => void) => (...a: A) => {
-      try {
-        fn(...a);
-      } catch (e) {
-        this.log.warn({ err: e, request: what }, 'session request failed');
-      }
-    };
+    const guard =
+      <A extends unknown[]>(what: string, fn: (...a: A) => void) =>
+      (...a: A) => {
+        try {
+          fn(...a);
+        } catch (e) {
+          this.log.warn({ err: e, request: what }, 'session request failed');
+        }
+      };
 
-    session.on('pty', guard('pty', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: PseudoTtyInfo) => {
-      if (this.started || this.ctx.keyOptions.noPty || !info || !(info.cols >= 0) || !(info.rows >= 0)) return reject?.();
-      this.ptyInfo = info;
-      accept?.();
-    }));
-    session.on('window-change', guard('window-change', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { cols: number; rows: number; width: number; height: number }) => {
-      if (!this.ptyInfo || !info) return reject?.();
-      this.ptyInfo = { ...this.ptyInfo, cols: info.cols, rows: info.rows, width: info.width, height: info.height };
-      if (this.ptyProc && dim(info.cols, 0) > 0 && dim(info.rows, 0) > 0) this.ptyProc.resize(dim(info.cols, 80), dim(info.rows, 24));
-      accept?.();
-    }));
-    session.on('env', guard('env', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { key: string; val: string }) => {
-      const key = String(info?.key ?? '');
-      const val = String(info?.val ?? '');
-      const allowed = key === 'TERM' || key === 'LANG' || /^LC_[A-Z_]{1,32}$/.test(key);
-      if (this.started || !allowed || val.length > 1024 || val.includes('\0') || Object.keys(this.clientEnv).length >= MAX_ENV_VARS) {
-        this.log.debug({ key }, 'env request refused');
-        return reject?.();
-      }
-      this.clientEnv[key] = val;
-      accept?.();
-    }));
-    session.on('shell', guard('shell', (accept: () => ServerChannel, reject: (() => void) | undefined) =>
-      this.start(accept, reject, { kind: 'shell' })));
-    session.on('exec', guard('exec', (accept: () => ServerChannel, reject: (() => void) | undefined, info: { command: string }) =>
-      this.start(accept, reject, { kind: 'exec', command: String(info?.command ?? '') })));
+    session.on(
+      'pty',
+      guard('pty', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: PseudoTtyInfo) => {
+        if (this.started || this.ctx.keyOptions.noPty || !info || !(info.cols >= 0) || !(info.rows >= 0))
+          return reject?.();
+        this.ptyInfo = info;
+        accept?.();
+      }),
+    );
+    session.on(
+      'window-change',
+      guard(
+        'window-change',
+        (
+          accept: (() => void) | undefined,
+          reject: (() => void) | undefined,
+          info: { cols: number; rows: number; width: number; height: number },
+        ) => {
+          if (!this.ptyInfo || !info) return reject?.();
+          this.ptyInfo = { ...this.ptyInfo, cols: info.cols, rows: info.rows, width: info.width, height: info.height };
+          if (this.ptyProc && dim(info.cols, 0) > 0 && dim(info.rows, 0) > 0)
+            this.ptyProc.resize(dim(info.cols, 80), dim(info.rows, 24));
+          accept?.();
+        },
+      ),
+    );
+    session.on(
+      'env',
+      guard(
+        'env',
+        (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { key: string; val: string }) => {
+          const key = String(info?.key ?? '');
+          const val = String(info?.val ?? '');
+          const allowed = key === 'TERM' || key === 'LANG' || /^LC_[A-Z_]{1,32}$/.test(key);
+          if (
+            this.started ||
+            !allowed ||
+            val.length > 1024 ||
+            val.includes('\0') ||
+            Object.keys(this.clientEnv).length >= MAX_ENV_VARS
+          ) {
+            this.log.debug({ key }, 'env request refused');
+            return reject?.();
+          }
+          this.clientEnv[key] = val;
+          accept?.();
+        },
+      ),
+    );
+    session.on(
+      'shell',
+      guard('shell', (accept: () => ServerChannel, reject: (() => void) | undefined) =>
+        this.start(accept, reject, { kind: 'shell' }),
+      ),
+    );
+    session.on(
+      'exec',
+      guard('exec', (accept: () => ServerChannel, reject: (() => void) | undefined, info: { command: string }) =>
+        this.start(accept, reject, { kind: 'exec', command: String(info?.command ?? '') }),
+      ),
+    );
     if (ctx.sftpServerPath === null && ctx.keyOptions.command === undefined) {
-      session.on('sftp', guard('sftp', (accept: () => SFTPWrapper, reject: (() => void) | undefined) => this.startBuiltinSftp(accept, reject)));
+      session.on(
+        'sftp',
+        guard('sftp', (accept: () => SFTPWrapper, reject: (() => void) | undefined) =>
+          this.startBuiltinSftp(accept, reject),
+        ),
+      );
     }
-    session.on('subsystem', guard('subsystem', (accept: () => ServerChannel, reject: (() => void) | undefined, info: { name: string }) =>
-      this.start(accept, reject, { kind: 'subsystem', name: String(info?.name ?? '') })));
-    session.on('signal', guard('signal', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { name: string }) => {
-      const name = String(info?.name ?? '').toUpperCase().replace(/^SIG/, '');
-      if (!SSH_SIGNALS.has(name) || this.leaderPid === undefined || this.finished) return reject?.();
-      try {
-        process.kill(-this.leaderPid, `SIG${name}` as NodeJS.Signals);
-      } catch {
-        return reject?.();
-      }
-      accept?.();
-    }));
-    session.on('auth-agent', guard('auth-agent', (_accept: unknown, reject: (() => void) | undefined) => {
-      this.log.info('agent forwarding refused');
-      reject?.();
-    }));
-    session.on('x11', guard('x11', (_accept: unknown, reject: (() => void) | undefined) => {
-      this.log.info('X11 forwarding refused');
-      reject?.();
-    }));
+    session.on(
+      'subsystem',
+      guard('subsystem', (accept: () => ServerChannel, reject: (() => void) | undefined, info: { name: string }) =>
+        this.start(accept, reject, { kind: 'subsystem', name: String(info?.name ?? '') }),
+      ),
+    );
+    session.on(
+      'signal',
+      guard('signal', (accept: (() => void) | undefined, reject: (() => void) | undefined, info: { name: string }) => {
+        const name = String(info?.name ?? '')
+          .toUpperCase()
+          .replace(/^SIG/, '');
+        if (!SSH_SIGNALS.has(name) || this.leaderPid === undefined || this.finished) return reject?.();
+        try {
+          process.kill(-this.leaderPid, `SIG${name}` as NodeJS.Signals);
+        } catch {
+          return reject?.();
+        }
+        accept?.();
+      }),
+    );
+    session.on(
+      'auth-agent',
+      guard('auth-agent', (_accept: unknown, reject: (() => void) | undefined) => {
+        this.log.info('agent forwarding refused');
+        reject?.();
+      }),
+    );
+    session.on(
+      'x11',
+      guard('x11', (_accept: unknown, reject: (() => void) | undefined) => {
+        this.log.info('X11 forwarding refused');
+        reject?.();
+      }),
+    );
     session.on('close', () => void this.terminate());
   }
 
@@ -201,7 +275,10 @@ export class SessionRunner {
     const channel = accept();
     if (!channel) return;
     this.started = true;
-    this.log.info({ request: what.kind, pty: usePty, subsystem: what.kind === 'subsystem' ? what.name : undefined }, 'session started');
+    this.log.info(
+      { request: what.kind, pty: usePty, subsystem: what.kind === 'subsystem' ? what.name : undefined },
+      'session started',
+    );
     this.log.debug({ command: what.kind === 'exec' ? what.command : undefined }, 'session command');
     channel.on('error', (e: Error) => this.log.debug({ err: e }, 'channel error'));
     guardStderrWindow(channel);
@@ -236,7 +313,13 @@ export class SessionRunner {
     });
     p.onData((d: string | Buffer) => {
       const buf = typeof d === 'string' ? Buffer.from(d, 'utf8') : d;
-      pump(channel, buf, () => p.pause(), () => p.resume(), state);
+      pump(
+        channel,
+        buf,
+        () => p.pause(),
+        () => p.resume(),
+        state,
+      );
     });
     channel.on('data', (d: Buffer) => {
       if (!this.finished && !this.closed) p.write(d);
@@ -273,8 +356,24 @@ export class SessionRunner {
       child.stdout!.resume();
       child.stderr!.resume();
     });
-    child.stdout!.on('data', (d: Buffer) => pump(channel, d, () => child.stdout!.pause(), () => child.stdout!.resume(), out));
-    child.stderr!.on('data', (d: Buffer) => pump(channel.stderr, d, () => child.stderr!.pause(), () => child.stderr!.resume(), err));
+    child.stdout!.on('data', (d: Buffer) =>
+      pump(
+        channel,
+        d,
+        () => child.stdout!.pause(),
+        () => child.stdout!.resume(),
+        out,
+      ),
+    );
+    child.stderr!.on('data', (d: Buffer) =>
+      pump(
+        channel.stderr,
+        d,
+        () => child.stderr!.pause(),
+        () => child.stderr!.resume(),
+        err,
+      ),
+    );
     const stdin = child.stdin!;
     stdin.on('error', () => {
       // the command closed its stdin (EPIPE): discard whatever the client still sends
@@ -303,7 +402,10 @@ export class SessionRunner {
     if (this.finished) return;
     this.finished = true;
     const pid = this.leaderPid;
-    if (pid !== undefined) void signalSession(pid, 'SIGHUP').catch((e: unknown) => this.log.warn({ err: e, pid }, 'could not hang up the processes the session left'));
+    if (pid !== undefined)
+      void signalSession(pid, 'SIGHUP').catch((e: unknown) =>
+        this.log.warn({ err: e, pid }, 'could not hang up the processes the session left'),
+      );
     await Promise.race([Promise.all([flushed(channel), flushed(channel.stderr)]), this.closedPromise]);
     if (this.closed) return;
     try {
@@ -329,7 +431,9 @@ export class SessionRunner {
     // Not started, built-in sftp, or finished (leftovers already got SIGHUP): nothing to force.
     if (this.finished || pid === undefined) return Promise.resolve();
     this.log.info({ pid }, 'session closed while running: killing its processes');
-    this.terminating = terminateSession(pid, this.ctx.killGraceMs).catch((e: unknown) => this.reportSurvivors(e, pid, 'channel closed'));
+    this.terminating = terminateSession(pid, this.ctx.killGraceMs).catch((e: unknown) =>
+      this.reportSurvivors(e, pid, 'channel closed'),
+    );
     return this.terminating;
   }
 
@@ -351,7 +455,9 @@ export class SessionRunner {
     const pid = this.leaderPid;
     this.markClosed();
     if (pid === undefined) return Promise.resolve();
-    this.terminating ??= terminateSession(pid, this.ctx.killGraceMs).catch((e: unknown) => this.reportSurvivors(e, pid, 'agent shutdown'));
+    this.terminating ??= terminateSession(pid, this.ctx.killGraceMs).catch((e: unknown) =>
+      this.reportSurvivors(e, pid, 'agent shutdown'),
+    );
     return this.terminating;
   }
 
@@ -361,7 +467,10 @@ export class SessionRunner {
    */
   private reportSurvivors(e: unknown, pid: number, why: string): void {
     if (e instanceof SessionSurvivorsError) {
-      this.log.error({ err: e, pid, why, survivors: e.survivors, refusedSignals: e.failures }, 'session processes still alive after SIGKILL');
+      this.log.error(
+        { err: e, pid, why, survivors: e.survivors, refusedSignals: e.failures },
+        'session processes still alive after SIGKILL',
+      );
     } else {
       this.log.error({ err: e, pid, why }, 'could not kill the session processes');
     }

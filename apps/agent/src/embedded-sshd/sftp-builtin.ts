@@ -5,7 +5,24 @@
  * mkdir/rmdir, remove, rename. Relative paths are relative to the agent user's home directory.
  */
 import { constants as fsc, type Stats } from 'node:fs';
-import { lstat, mkdir, open, readdir, readlink, realpath, rename, rmdir, stat, symlink, unlink, chmod, chown, utimes, truncate, type FileHandle } from 'node:fs/promises';
+import {
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  readlink,
+  realpath,
+  rename,
+  rmdir,
+  stat,
+  symlink,
+  unlink,
+  chmod,
+  chown,
+  utimes,
+  truncate,
+  type FileHandle,
+} from 'node:fs/promises';
 import { posix } from 'node:path';
 import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
@@ -19,8 +36,7 @@ const MAX_READ = 64 * 1024;
 const DIR_BATCH = 64;
 
 type Handle =
-  | { kind: 'file'; fh: FileHandle; path: string }
-  | { kind: 'dir'; path: string; names: string[] | null; pos: number };
+  { kind: 'file'; fh: FileHandle; path: string } | { kind: 'dir'; path: string; names: string[] | null; pos: number };
 
 function toAttrs(st: Stats): Attributes {
   return {
@@ -36,12 +52,20 @@ function toAttrs(st: Stats): Attributes {
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
 function modeString(mode: number): string {
-  const type = (mode & fsc.S_IFMT) === fsc.S_IFDIR ? 'd'
-    : (mode & fsc.S_IFMT) === fsc.S_IFLNK ? 'l'
-    : (mode & fsc.S_IFMT) === fsc.S_IFCHR ? 'c'
-    : (mode & fsc.S_IFMT) === fsc.S_IFBLK ? 'b'
-    : (mode & fsc.S_IFMT) === fsc.S_IFIFO ? 'p'
-    : (mode & fsc.S_IFMT) === fsc.S_IFSOCK ? 's' : '-';
+  const type =
+    (mode & fsc.S_IFMT) === fsc.S_IFDIR
+      ? 'd'
+      : (mode & fsc.S_IFMT) === fsc.S_IFLNK
+        ? 'l'
+        : (mode & fsc.S_IFMT) === fsc.S_IFCHR
+          ? 'c'
+          : (mode & fsc.S_IFMT) === fsc.S_IFBLK
+            ? 'b'
+            : (mode & fsc.S_IFMT) === fsc.S_IFIFO
+              ? 'p'
+              : (mode & fsc.S_IFMT) === fsc.S_IFSOCK
+                ? 's'
+                : '-';
   const rwx = (bits: number) => `${bits & 4 ? 'r' : '-'}${bits & 2 ? 'w' : '-'}${bits & 1 ? 'x' : '-'}`;
   return type + rwx(mode >> 6) + rwx(mode >> 3) + rwx(mode);
 }
@@ -50,17 +74,25 @@ function modeString(mode: number): string {
 function longname(name: string, st: Stats): string {
   const d = st.mtime;
   const recent = Math.abs(Date.now() - d.getTime()) < 180 * 24 * 3600 * 1000;
-  const when = `${MONTHS[d.getMonth()]} ${String(d.getDate()).padStart(2)} ` +
-    (recent ? `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}` : ` ${d.getFullYear()}`);
+  const when =
+    `${MONTHS[d.getMonth()]} ${String(d.getDate()).padStart(2)} ` +
+    (recent
+      ? `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`
+      : ` ${d.getFullYear()}`);
   return `${modeString(st.mode)} ${String(st.nlink).padStart(3)} ${String(st.uid).padEnd(8)} ${String(st.gid).padEnd(8)} ${String(st.size).padStart(8)} ${when} ${name}`;
 }
 
 function statusFor(e: unknown): { code: number; message: string } {
   const err = e as NodeJS.ErrnoException;
   switch (err?.code) {
-    case 'ENOENT': case 'ENOTDIR': return { code: STATUS_CODE.NO_SUCH_FILE, message: 'No such file' };
-    case 'EACCES': case 'EPERM': return { code: STATUS_CODE.PERMISSION_DENIED, message: 'Permission denied' };
-    default: return { code: STATUS_CODE.FAILURE, message: err?.message ?? 'Failure' };
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return { code: STATUS_CODE.NO_SUCH_FILE, message: 'No such file' };
+    case 'EACCES':
+    case 'EPERM':
+      return { code: STATUS_CODE.PERMISSION_DENIED, message: 'Permission denied' };
+    default:
+      return { code: STATUS_CODE.FAILURE, message: err?.message ?? 'Failure' };
   }
 }
 
@@ -151,7 +183,10 @@ export function serveBuiltinSftp(sftp: SFTPWrapper, opts: { home: string; logger
 
   sftp.on('OPEN', (id, filename, flags, attrs) =>
     run(id, 'open', async () => {
-      const mode = attrs.mode !== undefined ? (typeof attrs.mode === 'string' ? parseInt(attrs.mode, 8) : attrs.mode) & 0o7777 : 0o666;
+      const mode =
+        attrs.mode !== undefined
+          ? (typeof attrs.mode === 'string' ? parseInt(attrs.mode, 8) : attrs.mode) & 0o7777
+          : 0o666;
       const path = abs(filename);
       const fh = await open(path, openFlags(flags), mode);
       if (closed) {
@@ -254,58 +289,84 @@ export function serveBuiltinSftp(sftp: SFTPWrapper, opts: { home: string; logger
     }),
   );
 
-  sftp.on('LSTAT', (id, path) => run(id, 'lstat', async () => {
-    const st = await lstat(abs(path));
-    reply(() => sftp.attrs(id, toAttrs(st)));
-  }));
-  sftp.on('STAT', (id, path) => run(id, 'stat', async () => {
-    const st = await stat(abs(path));
-    reply(() => sftp.attrs(id, toAttrs(st)));
-  }));
-  sftp.on('SETSTAT', (id, path, attrs) => run(id, 'setstat', async () => {
-    await applyAttrs(attrs, { path: abs(path) });
-    ok(id);
-  }));
-  sftp.on('REMOVE', (id, path) => run(id, 'remove', async () => {
-    await unlink(abs(path));
-    ok(id);
-  }));
-  sftp.on('RMDIR', (id, path) => run(id, 'rmdir', async () => {
-    await rmdir(abs(path));
-    ok(id);
-  }));
-  sftp.on('MKDIR', (id, path, attrs) => run(id, 'mkdir', async () => {
-    const mode = attrs.mode !== undefined ? (typeof attrs.mode === 'string' ? parseInt(attrs.mode, 8) : attrs.mode) & 0o7777 : 0o777;
-    await mkdir(abs(path), { mode });
-    ok(id);
-  }));
-  sftp.on('RENAME', (id, oldPath, newPath) => run(id, 'rename', async () => {
-    // SFTP v3 RENAME must not overwrite an existing target.
-    const target = abs(newPath);
-    const exists = await lstat(target).then(() => true, () => false);
-    if (exists) {
-      reply(() => sftp.status(id, STATUS_CODE.FAILURE, 'Target exists'));
-      return;
-    }
-    await rename(abs(oldPath), target);
-    ok(id);
-  }));
-  sftp.on('REALPATH', (id, path) => run(id, 'realpath', async () => {
-    const p = abs(path);
-    const resolved = await realpath(p).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') return p;
-      throw e;
-    });
-    reply(() => sftp.name(id, [{ filename: resolved, longname: resolved, attrs: {} as Attributes }]));
-  }));
-  sftp.on('READLINK', (id, path) => run(id, 'readlink', async () => {
-    const target = await readlink(abs(path));
-    reply(() => sftp.name(id, [{ filename: target, longname: target, attrs: {} as Attributes }]));
-  }));
-  sftp.on('SYMLINK', (id, linkPath, targetPath) => run(id, 'symlink', async () => {
-    await symlink(targetPath, abs(linkPath));
-    ok(id);
-  }));
+  sftp.on('LSTAT', (id, path) =>
+    run(id, 'lstat', async () => {
+      const st = await lstat(abs(path));
+      reply(() => sftp.attrs(id, toAttrs(st)));
+    }),
+  );
+  sftp.on('STAT', (id, path) =>
+    run(id, 'stat', async () => {
+      const st = await stat(abs(path));
+      reply(() => sftp.attrs(id, toAttrs(st)));
+    }),
+  );
+  sftp.on('SETSTAT', (id, path, attrs) =>
+    run(id, 'setstat', async () => {
+      await applyAttrs(attrs, { path: abs(path) });
+      ok(id);
+    }),
+  );
+  sftp.on('REMOVE', (id, path) =>
+    run(id, 'remove', async () => {
+      await unlink(abs(path));
+      ok(id);
+    }),
+  );
+  sftp.on('RMDIR', (id, path) =>
+    run(id, 'rmdir', async () => {
+      await rmdir(abs(path));
+      ok(id);
+    }),
+  );
+  sftp.on('MKDIR', (id, path, attrs) =>
+    run(id, 'mkdir', async () => {
+      const mode =
+        attrs.mode !== undefined
+          ? (typeof attrs.mode === 'string' ? parseInt(attrs.mode, 8) : attrs.mode) & 0o7777
+          : 0o777;
+      await mkdir(abs(path), { mode });
+      ok(id);
+    }),
+  );
+  sftp.on('RENAME', (id, oldPath, newPath) =>
+    run(id, 'rename', async () => {
+      // SFTP v3 RENAME must not overwrite an existing target.
+      const target = abs(newPath);
+      const exists = await lstat(target).then(
+        () => true,
+        () => false,
+      );
+      if (exists) {
+        reply(() => sftp.status(id, STATUS_CODE.FAILURE, 'Target exists'));
+        return;
+      }
+      await rename(abs(oldPath), target);
+      ok(id);
+    }),
+  );
+  sftp.on('REALPATH', (id, path) =>
+    run(id, 'realpath', async () => {
+      const p = abs(path);
+      const resolved = await realpath(p).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return p;
+        throw e;
+      });
+      reply(() => sftp.name(id, [{ filename: resolved, longname: resolved, attrs: {} as Attributes }]));
+    }),
+  );
+  sftp.on('READLINK', (id, path) =>
+    run(id, 'readlink', async () => {
+      const target = await readlink(abs(path));
+      reply(() => sftp.name(id, [{ filename: target, longname: target, attrs: {} as Attributes }]));
+    }),
+  );
+  sftp.on('SYMLINK', (id, linkPath, targetPath) =>
+    run(id, 'symlink', async () => {
+      await symlink(targetPath, abs(linkPath));
+      ok(id);
+    }),
+  );
 
   const cleanup = () => {
     if (closed) return;

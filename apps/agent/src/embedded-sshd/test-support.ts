@@ -38,7 +38,9 @@ export function makeClientKey(dir: string, name: string): { key: string; pub: st
   return { key, pub: `${key}.pub` };
 }
 
-export async function startTestSshd(opts: Partial<Omit<EmbeddedSshdOptions, 'stateDir' | 'logger'>> = {}): Promise<TestSshd> {
+export async function startTestSshd(
+  opts: Partial<Omit<EmbeddedSshdOptions, 'stateDir' | 'logger'>> = {},
+): Promise<TestSshd> {
   const dir = mkdtempSync(join(tmpdir(), 'mssh-esd-'));
   const stateDir = join(dir, 'state');
   const { key, pub } = makeClientKey(dir, 'client');
@@ -57,7 +59,13 @@ export async function startTestSshd(opts: Partial<Omit<EmbeddedSshdOptions, 'sta
   });
   const port = (server.address() as { port: number }).port;
   const knownHosts = join(dir, 'known_hosts');
-  writeFileSync(knownHosts, sshd.hostPublicKeys().map((k) => `[127.0.0.1]:${port} ${k}\n`).join(''));
+  writeFileSync(
+    knownHosts,
+    sshd
+      .hostPublicKeys()
+      .map((k) => `[127.0.0.1]:${port} ${k}\n`)
+      .join(''),
+  );
   return {
     dir,
     stateDir,
@@ -67,14 +75,22 @@ export async function startTestSshd(opts: Partial<Omit<EmbeddedSshdOptions, 'sta
     sshd,
     sockets,
     sshOpts: (k = key) => [
-      '-F', '/dev/null',
-      '-i', k,
-      '-o', 'IdentitiesOnly=yes',
-      '-o', 'IdentityAgent=none',
-      '-o', 'BatchMode=yes',
-      '-o', `UserKnownHostsFile=${knownHosts}`,
-      '-o', 'StrictHostKeyChecking=yes',
-      '-o', 'LogLevel=ERROR',
+      '-F',
+      '/dev/null',
+      '-i',
+      k,
+      '-o',
+      'IdentitiesOnly=yes',
+      '-o',
+      'IdentityAgent=none',
+      '-o',
+      'BatchMode=yes',
+      '-o',
+      `UserKnownHostsFile=${knownHosts}`,
+      '-o',
+      'StrictHostKeyChecking=yes',
+      '-o',
+      'LogLevel=ERROR',
     ],
     stop: async () => {
       await sshd.close();
@@ -120,7 +136,14 @@ export function run(
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
-      resolve({ code, signal, stdout: Buffer.concat(chunks), stdoutSha256: hash.digest('hex'), stdoutBytes: bytes, stderr });
+      resolve({
+        code,
+        signal,
+        stdout: Buffer.concat(chunks),
+        stdoutSha256: hash.digest('hex'),
+        stdoutBytes: bytes,
+        stderr,
+      });
     });
     child.stdin.on('error', () => undefined);
     child.stdin.end(o.input ?? '');
@@ -130,10 +153,7 @@ export function run(
 /** pids whose full command line matches the extended regex (pgrep -f), excluding pgrep itself. */
 export function pgrep(pattern: string): number[] {
   try {
-    return execFileSync('pgrep', ['-f', pattern], { encoding: 'utf8' })
-      .split('\n')
-      .filter(Boolean)
-      .map(Number);
+    return execFileSync('pgrep', ['-f', pattern], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
   } catch {
     return []; // exit 1: no match
   }

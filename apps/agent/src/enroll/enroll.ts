@@ -8,7 +8,15 @@
  *   4. POST /v1/agents/enroll { token, name, publicKey, hostKeys, versions }
  *   5. DIR/agent.json records the relay, its fingerprint, the name, the agent id and the target
  */
-import { EnrollResponse, PATHS, PROTOCOL_VERSION, SOFTWARE_VERSION, isWireErrorBody, sanitizeForTerminal, type EnrollRequest } from '@mssh/protocol';
+import {
+  EnrollResponse,
+  PATHS,
+  PROTOCOL_VERSION,
+  SOFTWARE_VERSION,
+  isWireErrorBody,
+  sanitizeForTerminal,
+  type EnrollRequest,
+} from '@mssh/protocol';
 import { AgentError } from '../errors.js';
 import pino from 'pino';
 import { formatTargetChoice, type TargetChoice } from '../config.js';
@@ -68,9 +76,10 @@ export async function enroll(o: EnrollOptions): Promise<AgentState> {
   }
   const { resolved, why } = await resolveTargetChoice(o.target);
   if (o.target.kind === 'auto') o.print(`Target: ${describeResolution(o.target, resolved, why)}.`);
-  const hostKeys = resolved.kind === 'tcp'
-    ? await scanHostKeys(resolved.address, o.scanTimeoutMs)
-    : [(await loadOrCreateHostKey(o.stateDir, pino({ level: 'silent' }))).publicLine];
+  const hostKeys =
+    resolved.kind === 'tcp'
+      ? await scanHostKeys(resolved.address, o.scanTimeoutMs)
+      : [(await loadOrCreateHostKey(o.stateDir, pino({ level: 'silent' }))).publicLine];
   const { identity } = loadOrCreateIdentity(o.stateDir);
   const request: EnrollRequest = {
     token: o.token,
@@ -81,10 +90,13 @@ export async function enroll(o: EnrollOptions): Promise<AgentState> {
     protocolVersion: PROTOCOL_VERSION,
   };
   const answer = await postJson(o.relayUrl, o.relayFingerprint, PATHS.enroll, request);
-  if (o.relayFingerprint === null) o.print(`Relay certificate fingerprint: ${answer.fingerprint} (trusted on first use)`);
+  if (o.relayFingerprint === null)
+    o.print(`Relay certificate fingerprint: ${answer.fingerprint} (trusted on first use)`);
   if (answer.status < 200 || answer.status > 299) {
     if (isWireErrorBody(answer.body)) {
-      throw new AgentError('AGT_ERR_ENROLL_REFUSED', refusalMessage(answer.body.code, answer.body.message, o), { relayCode: answer.body.code });
+      throw new AgentError('AGT_ERR_ENROLL_REFUSED', refusalMessage(answer.body.code, answer.body.message, o), {
+        relayCode: answer.body.code,
+      });
     }
     throw new AgentError(
       'AGT_ERR_RELAY_BAD_ANSWER',
@@ -93,7 +105,10 @@ export async function enroll(o: EnrollOptions): Promise<AgentState> {
   }
   const parsed = EnrollResponse.safeParse(answer.body);
   if (!parsed.success) {
-    throw new AgentError('AGT_ERR_RELAY_BAD_ANSWER', `the relay's enrolment answer is malformed; check that relay and agent versions match`);
+    throw new AgentError(
+      'AGT_ERR_RELAY_BAD_ANSWER',
+      `the relay's enrolment answer is malformed; check that relay and agent versions match`,
+    );
   }
   const state: AgentState = {
     version: 1,

@@ -17,7 +17,11 @@ export interface AgentIdentity {
 }
 
 export function identityFromPrivateKey(key: KeyObject): AgentIdentity {
-  if (key.asymmetricKeyType !== 'ed25519') throw new AgentError('AGT_ERR_IDENTITY', 'the identity key is not an Ed25519 key; enrol again into an empty --state-dir');
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new AgentError(
+      'AGT_ERR_IDENTITY',
+      'the identity key is not an Ed25519 key; enrol again into an empty --state-dir',
+    );
   const publicKey = createPublicKey(key).export({ format: 'der', type: 'spki' }).toString('base64');
   return { publicKey, sign: (data) => sign(null, data, key) };
 }
@@ -32,13 +36,21 @@ export function loadIdentity(dir: string): AgentIdentity {
   try {
     pem = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new AgentError('AGT_ERR_IDENTITY', `cannot read the identity key ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); enrol again with \`mssh-agent enroll\``, { cause: err });
+    throw new AgentError(
+      'AGT_ERR_IDENTITY',
+      `cannot read the identity key ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); enrol again with \`mssh-agent enroll\``,
+      { cause: err },
+    );
   }
   let key: KeyObject;
   try {
     key = createPrivateKey({ key: pem, format: 'pem' });
   } catch (err) {
-    throw new AgentError('AGT_ERR_IDENTITY', `${path} is not a readable private key; enrol again into an empty --state-dir`, { cause: err });
+    throw new AgentError(
+      'AGT_ERR_IDENTITY',
+      `${path} is not a readable private key; enrol again into an empty --state-dir`,
+      { cause: err },
+    );
   }
   return identityFromPrivateKey(key);
 }

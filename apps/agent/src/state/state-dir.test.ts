@@ -9,7 +9,17 @@ const KEY_B = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBkCZ5OOWJ7ELlq3J0I+WeyWGt7wQ
 
 function enrolled(): string {
   const dir = mkdtempSync(join(tmpdir(), 'agent-state-'));
-  const state: AgentState = { version: 1, relayUrl: 'https://r:8443', relayFingerprint: 'SHA256:x', name: 'web-1', agentId: 'a1', agentEndpoint: null, target: 'embedded', hostKeys: [KEY_A], enrolledAt: new Date(0).toISOString() };
+  const state: AgentState = {
+    version: 1,
+    relayUrl: 'https://r:8443',
+    relayFingerprint: 'SHA256:x',
+    name: 'web-1',
+    agentId: 'a1',
+    agentEndpoint: null,
+    target: 'embedded',
+    hostKeys: [KEY_A],
+    enrolledAt: new Date(0).toISOString(),
+  };
   writeState(dir, state);
   return dir;
 }

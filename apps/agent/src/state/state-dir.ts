@@ -18,7 +18,11 @@ import { AgentError } from '../errors.js';
 export const IDENTITY_FILE = 'identity.key';
 export const STATE_FILE = 'agent.json';
 
-export function defaultStateDir(env: NodeJS.ProcessEnv = process.env, uid: number | null = process.getuid?.() ?? null, home: string = homedir()): string {
+export function defaultStateDir(
+  env: NodeJS.ProcessEnv = process.env,
+  uid: number | null = process.getuid?.() ?? null,
+  home: string = homedir(),
+): string {
   if (env.MSSH_AGENT_STATE_DIR) return resolve(env.MSSH_AGENT_STATE_DIR);
   return uid === 0 ? '/var/lib/mssh-agent' : join(home, '.local', 'share', 'mssh-agent');
 }
@@ -44,7 +48,11 @@ export function ensureStateDir(dir: string): void {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
   } catch (err) {
-    throw new AgentError('AGT_ERR_STATE_DIR', `cannot create the state directory ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); pass a writable --state-dir`, { cause: err });
+    throw new AgentError(
+      'AGT_ERR_STATE_DIR',
+      `cannot create the state directory ${dir} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); pass a writable --state-dir`,
+      { cause: err },
+    );
   }
 }
 
@@ -53,7 +61,11 @@ export function writePrivateFile(path: string, data: string): void {
   try {
     writeKitPrivateFile(path, data);
   } catch (err) {
-    throw new AgentError('AGT_ERR_STATE_DIR', `cannot write ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+    throw new AgentError(
+      'AGT_ERR_STATE_DIR',
+      `cannot write ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      { cause: err },
+    );
   }
 }
 
@@ -72,20 +84,32 @@ export function readState(dir: string): AgentState {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-      throw new AgentError('AGT_ERR_NOT_ENROLLED', `no enrolment found in ${dir}; run \`mssh-agent enroll --relay URL --token T --name NAME --state-dir ${dir}\` first`);
+      throw new AgentError(
+        'AGT_ERR_NOT_ENROLLED',
+        `no enrolment found in ${dir}; run \`mssh-agent enroll --relay URL --token T --name NAME --state-dir ${dir}\` first`,
+      );
     }
-    throw new AgentError('AGT_ERR_STATE_DIR', `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); check the --state-dir and its permissions`, { cause: err });
+    throw new AgentError(
+      'AGT_ERR_STATE_DIR',
+      `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); check the --state-dir and its permissions`,
+      { cause: err },
+    );
   }
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new AgentError('AGT_ERR_STATE_DIR', `${path} is not valid JSON; enrol again into an empty --state-dir`, { cause: err });
+    throw new AgentError('AGT_ERR_STATE_DIR', `${path} is not valid JSON; enrol again into an empty --state-dir`, {
+      cause: err,
+    });
   }
   const parsed = AgentState.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new AgentError('AGT_ERR_STATE_DIR', `${path} is damaged (${issue?.path.join('.') || 'root'}: ${issue?.message ?? 'invalid'}); enrol again into an empty --state-dir`);
+    throw new AgentError(
+      'AGT_ERR_STATE_DIR',
+      `${path} is damaged (${issue?.path.join('.') || 'root'}: ${issue?.message ?? 'invalid'}); enrol again into an empty --state-dir`,
+    );
   }
   return parsed.data;
 }
@@ -103,7 +127,12 @@ export function storeHostKeys(dir: string, hostKeys: string[]): void {
  * Record the embedded server's host keys when they differ from the stored ones (its key is created on
  * first start). A failure is logged, not fatal: the keys are only a fallback for a failed scan.
  */
-export function storeHostKeysIfChanged(dir: string, stored: string[], keys: string[], log: { warn(obj: object, msg: string): void }): void {
+export function storeHostKeysIfChanged(
+  dir: string,
+  stored: string[],
+  keys: string[],
+  log: { warn(obj: object, msg: string): void },
+): void {
   if (keys.length === stored.length && keys.every((k) => stored.includes(k))) return;
   try {
     storeHostKeys(dir, keys);

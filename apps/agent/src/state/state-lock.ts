@@ -43,7 +43,11 @@ export function lockStateDir(dir: string, opts: { flock?: string; pid?: number }
     // Not O_TRUNC: the file holds the current holder's pid until we have the lock.
     fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
   } catch (err) {
-    throw new AgentError('AGT_ERR_STATE_DIR', `cannot open ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); check the --state-dir and its permissions`, { cause: err });
+    throw new AgentError(
+      'AGT_ERR_STATE_DIR',
+      `cannot open ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); check the --state-dir and its permissions`,
+      { cause: err },
+    );
   }
   const r = spawnSync(opts.flock ?? 'flock', ['--nonblock', '--conflict-exit-code', String(CONFLICT), '3'], {
     stdio: ['ignore', 'ignore', 'pipe', fd],
@@ -65,8 +69,13 @@ export function lockStateDir(dir: string, opts: { flock?: string; pid?: number }
   }
   if (r.status !== 0) {
     closeSync(fd);
-    const why = r.error ? r.error.message : `flock exited ${r.status ?? r.signal}: ${r.stderr?.toString().trim() || 'no message'}`;
-    throw new AgentError('AGT_ERR_STATE_DIR', `cannot lock ${path} (${why}); check the --state-dir (a local file system that supports flock)`);
+    const why = r.error
+      ? r.error.message
+      : `flock exited ${r.status ?? r.signal}: ${r.stderr?.toString().trim() || 'no message'}`;
+    throw new AgentError(
+      'AGT_ERR_STATE_DIR',
+      `cannot lock ${path} (${why}); check the --state-dir (a local file system that supports flock)`,
+    );
   }
   try {
     ftruncateSync(fd, 0);

@@ -47,19 +47,26 @@ export function probeSshServer(address: HostPort, timeoutMs = SSH_PROBE_TIMEOUT_
 export type ResolvedTarget = { kind: 'tcp'; address: HostPort } | { kind: 'embedded' };
 
 /** Resolve `auto` (probing 127.0.0.1:22); the other choices are returned as they are. */
-export async function resolveTargetChoice(choice: TargetChoice, probeTimeoutMs = SSH_PROBE_TIMEOUT_MS): Promise<{ resolved: ResolvedTarget; why: string }> {
+export async function resolveTargetChoice(
+  choice: TargetChoice,
+  probeTimeoutMs = SSH_PROBE_TIMEOUT_MS,
+): Promise<{ resolved: ResolvedTarget; why: string }> {
   if (choice.kind === 'tcp') return { resolved: choice, why: `--target ${formatHostPort(choice.address)}` };
   if (choice.kind === 'embedded') return { resolved: { kind: 'embedded' }, why: '--target embedded' };
   const where = formatHostPort(AUTO_TCP_TARGET);
   if (await probeSshServer(AUTO_TCP_TARGET, probeTimeoutMs)) {
-    return { resolved: { kind: 'tcp', address: AUTO_TCP_TARGET }, why: `--target auto: an SSH server answers on ${where}` };
+    return {
+      resolved: { kind: 'tcp', address: AUTO_TCP_TARGET },
+      why: `--target auto: an SSH server answers on ${where}`,
+    };
   }
   return { resolved: { kind: 'embedded' }, why: `--target auto: no SSH server answers on ${where}` };
 }
 
 /** One line for logs and the CLI: "target auto -> SSH server 127.0.0.1:22 (...)". */
 export function describeResolution(choice: TargetChoice, resolved: ResolvedTarget, why: string): string {
-  const to = resolved.kind === 'tcp' ? `the SSH server at ${formatHostPort(resolved.address)}` : 'the embedded SSH server';
+  const to =
+    resolved.kind === 'tcp' ? `the SSH server at ${formatHostPort(resolved.address)}` : 'the embedded SSH server';
   return `sessions go to ${to} (${why})`;
 }
 

@@ -5,7 +5,11 @@ describe('HostKeyRescanner (issue 17.4: rescans asked for by the relay are rate-
   it('scans at most once per interval; callers in between share the last scan', async () => {
     let now = 0;
     let scans = 0;
-    const r = new HostKeyRescanner(async () => [`ssh-ed25519 KEY${++scans}`], 10_000, () => now);
+    const r = new HostKeyRescanner(
+      async () => [`ssh-ed25519 KEY${++scans}`],
+      10_000,
+      () => now,
+    );
     const [a, b] = await Promise.all([r.keys(), r.keys()]);
     expect(a).toEqual(['ssh-ed25519 KEY1']);
     expect(b).toEqual(['ssh-ed25519 KEY1']);

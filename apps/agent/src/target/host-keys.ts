@@ -9,7 +9,13 @@ import { formatHostPort, type HostPort } from '../dial/endpoint.js';
 
 const { Client } = ssh2;
 
-export const HOST_KEY_ALGORITHMS = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'rsa-sha2-512'] as const;
+export const HOST_KEY_ALGORITHMS = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'rsa-sha2-512',
+] as const;
 export const DEFAULT_SCAN_TIMEOUT_MS = 5_000;
 
 type ScanResult = { key: Buffer } | { error: Error };
@@ -22,10 +28,20 @@ function scanOne(target: HostPort, algorithm: string, timeoutMs: number): Promis
       if (done) return;
       done = true;
       clearTimeout(timer);
-      try { client.end(); } catch { /* not connected */ }
+      try {
+        client.end();
+      } catch {
+        /* not connected */
+      }
       resolve(r);
     };
-    const timer = setTimeout(() => finish({ error: Object.assign(new Error(`no SSH key exchange within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }) }), timeoutMs);
+    const timer = setTimeout(
+      () =>
+        finish({
+          error: Object.assign(new Error(`no SSH key exchange within ${timeoutMs} ms`), { code: 'ETIMEDOUT' }),
+        }),
+      timeoutMs,
+    );
     timer.unref();
     // Keep listening for errors after we are done: ssh2 reports the refused verification as one.
     client.on('error', (err: Error) => finish({ error: err }));
@@ -50,7 +66,16 @@ function scanOne(target: HostPort, algorithm: string, timeoutMs: number): Promis
   });
 }
 
-const UNREACHABLE = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'ECONNRESET', 'EADDRNOTAVAIL']);
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'ECONNRESET',
+  'EADDRNOTAVAIL',
+]);
 
 /**
  * The target's host keys as OpenSSH lines without comment, in algorithm order, deduplicated.

@@ -37,7 +37,11 @@ export class TcpTarget implements SessionTarget {
       const keys = await scanHostKeys(this.o.address, this.o.scanTimeoutMs ?? DEFAULT_SCAN_TIMEOUT_MS);
       const changed = keys.length !== this.known.length || keys.some((k) => !this.known.includes(k));
       if (changed) {
-        if (this.known.length > 0) this.o.logger.warn({ target: this.description, keys }, `the host keys of ${this.description} changed; reporting the new ones to the relay`);
+        if (this.known.length > 0)
+          this.o.logger.warn(
+            { target: this.description, keys },
+            `the host keys of ${this.description} changed; reporting the new ones to the relay`,
+          );
         this.known = keys;
         try {
           this.o.onHostKeysChanged?.(keys);
@@ -47,7 +51,10 @@ export class TcpTarget implements SessionTarget {
       }
       return keys;
     } catch (err) {
-      this.o.logger.warn({ target: this.description, err: (err as Error).message }, `cannot scan the host keys of ${this.description}; reporting the last known ones`);
+      this.o.logger.warn(
+        { target: this.description, err: (err as Error).message },
+        `cannot scan the host keys of ${this.description}; reporting the last known ones`,
+      );
       return [...this.known];
     }
   }
@@ -64,9 +71,18 @@ export class TcpTarget implements SessionTarget {
         clearTimeout(timer);
         sock.destroy();
         const code = errnoOf(err) ?? err.message;
-        reject(new AgentError('AGT_ERR_TARGET_UNREACHABLE', `cannot connect to the SSH server at ${this.description} (${code})`, { cause: err }));
+        reject(
+          new AgentError(
+            'AGT_ERR_TARGET_UNREACHABLE',
+            `cannot connect to the SSH server at ${this.description} (${code})`,
+            { cause: err },
+          ),
+        );
       };
-      const timer = setTimeout(() => fail(Object.assign(new Error(`no connection within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
+      const timer = setTimeout(
+        () => fail(Object.assign(new Error(`no connection within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })),
+        timeoutMs,
+      );
       timer.unref();
       // Stays attached: once settled it ignores errors, so a late one is never unhandled.
       sock.on('error', fail);

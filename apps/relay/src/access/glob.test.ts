@@ -75,7 +75,10 @@ describe('AccessService', () => {
   it('filterReachable keeps order and costs one query', async () => {
     calls.length = 0;
     const hosts = [{ name: 'web-2' }, { name: 'db-1' }, { name: 'web-1' }];
-    expect(await access.filterReachable({ name: 'alice', admin: false, role: 'ops' }, hosts)).toEqual([{ name: 'web-2' }, { name: 'web-1' }]);
+    expect(await access.filterReachable({ name: 'alice', admin: false, role: 'ops' }, hosts)).toEqual([
+      { name: 'web-2' },
+      { name: 'web-1' },
+    ]);
     expect(calls).toEqual([['alice', 'ops']]);
     expect(await access.filterReachable({ name: 'x', admin: true, role: null }, hosts)).toHaveLength(3);
   });

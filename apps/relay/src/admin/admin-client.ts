@@ -5,7 +5,14 @@
 import { request } from 'node:http';
 import { isWireErrorBody, WIRE_ERRORS, type WireErrorCode } from '@mssh/protocol';
 import { cliFailure, RelayError } from '../errors.js';
-import type { AgentAdminInfo, DisableUserResponse, GrantInfo, GrantRequest, RevokeAgentResponse, UserInfo } from '@mssh/protocol';
+import type {
+  AgentAdminInfo,
+  DisableUserResponse,
+  GrantInfo,
+  GrantRequest,
+  RevokeAgentResponse,
+  UserInfo,
+} from '@mssh/protocol';
 import type { CreatedUser, IssuedEnrollToken } from './admin-service.js';
 import type { PruneResult } from '../audit/audit-log.js';
 import { ADMIN_SOCKET_PATHS, type AdminSocketInfo } from './admin-socket.js';
@@ -36,7 +43,10 @@ export interface AdminOps {
 
 export class AdminSocketClient implements AdminOps {
   readonly via = 'admin-socket' as const;
-  constructor(private readonly path: string, private readonly timeoutMs = 30_000) {}
+  constructor(
+    private readonly path: string,
+    private readonly timeoutMs = 30_000,
+  ) {}
 
   createUser(req: { name: string; password: string; admin: boolean }): Promise<CreatedUser> {
     return this.call<CreatedUser>('POST', ADMIN_SOCKET_PATHS.users, req);
@@ -107,34 +117,62 @@ export class AdminSocketClient implements AdminOps {
   private call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     return new Promise<T>((resolve, reject) => {
-      const req = request({
-        socketPath: this.path, method, path, timeout: this.timeoutMs,
-        headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
-      }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (d: Buffer) => {
-          size += d.length;
-          if (size > 1024 * 1024) { req.destroy(new Error('answer too large')); return; }
-          chunks.push(d);
-        });
-        res.on('end', () => {
-          let parsed: unknown;
-          try {
-            parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-          } catch {
-            reject(cliFailure(`the relay's admin socket gave an unreadable answer (HTTP ${res.statusCode})`, 'Check that the program on the socket is mssh-relay of the same version.'));
-            return;
-          }
-          const status = res.statusCode ?? 0;
-          if (status >= 200 && status < 300) { resolve(parsed as T); return; }
-          if (isWireErrorBody(parsed) && parsed.code in WIRE_ERRORS) { reject(new RelayError(parsed.code as WireErrorCode, parsed.message)); return; }
-          reject(cliFailure(`the relay refused (HTTP ${status})`, 'See the relay log for details.'));
-        });
-        res.on('error', reject);
-      });
+      const req = request(
+        {
+          socketPath: this.path,
+          method,
+          path,
+          timeout: this.timeoutMs,
+          headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (d: Buffer) => {
+            size += d.length;
+            if (size > 1024 * 1024) {
+              req.destroy(new Error('answer too large'));
+              return;
+            }
+            chunks.push(d);
+          });
+          res.on('end', () => {
+            let parsed: unknown;
+            try {
+              parsed = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+            } catch {
+              reject(
+                cliFailure(
+                  `the relay's admin socket gave an unreadable answer (HTTP ${res.statusCode})`,
+                  'Check that the program on the socket is mssh-relay of the same version.',
+                ),
+              );
+              return;
+            }
+            const status = res.statusCode ?? 0;
+            if (status >= 200 && status < 300) {
+              resolve(parsed as T);
+              return;
+            }
+            if (isWireErrorBody(parsed) && parsed.code in WIRE_ERRORS) {
+              reject(new RelayError(parsed.code as WireErrorCode, parsed.message));
+              return;
+            }
+            reject(cliFailure(`the relay refused (HTTP ${status})`, 'See the relay log for details.'));
+          });
+          res.on('error', reject);
+        },
+      );
       req.on('timeout', () => req.destroy(new Error(`no answer within ${this.timeoutMs} ms`)));
-      req.on('error', (e) => reject(cliFailure(`cannot talk to the running relay on ${this.path}: ${e.message}`, 'Check that mssh-relay is running and healthy, then try again.', e)));
+      req.on('error', (e) =>
+        reject(
+          cliFailure(
+            `cannot talk to the running relay on ${this.path}: ${e.message}`,
+            'Check that mssh-relay is running and healthy, then try again.',
+            e,
+          ),
+        ),
+      );
       req.end(payload);
     });
   }

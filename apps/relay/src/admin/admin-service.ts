@@ -5,10 +5,25 @@
  */
 import { hashPassword } from '@mssh/auth';
 import {
-  ENROLL_TOKEN_TTL_SECONDS, fingerprintBlob, fingerprintKeyLine,
-  type AgentAdminInfo, type CreateEnrollTokenResponse, type DisableUserResponse, type GrantInfo, type GrantRequest, type RevokeAgentResponse, type UserInfo,
+  ENROLL_TOKEN_TTL_SECONDS,
+  fingerprintBlob,
+  fingerprintKeyLine,
+  type AgentAdminInfo,
+  type CreateEnrollTokenResponse,
+  type DisableUserResponse,
+  type GrantInfo,
+  type GrantRequest,
+  type RevokeAgentResponse,
+  type UserInfo,
 } from '@mssh/protocol';
-import type { AgentRecord, AgentRepository, EnrollTokenRepository, GrantRepository, UserRecord, UserRepository } from '../db/index.js';
+import type {
+  AgentRecord,
+  AgentRepository,
+  EnrollTokenRepository,
+  GrantRepository,
+  UserRecord,
+  UserRepository,
+} from '../db/index.js';
 import type { RelayAuditSink } from '../audit/audit-sink.js';
 import { AUDIT } from '../audit/codes.js';
 import { relayError } from '../errors.js';
@@ -55,8 +70,12 @@ export interface AdminServiceDeps {
 
 export function userInfo(u: UserRecord): UserInfo {
   return {
-    name: u.name, admin: u.isAdmin, role: u.role, disabled: u.disabledAt !== null,
-    disabledAt: u.disabledAt ? u.disabledAt.toISOString() : null, createdAt: u.createdAt.toISOString(),
+    name: u.name,
+    admin: u.isAdmin,
+    role: u.role,
+    disabled: u.disabledAt !== null,
+    disabledAt: u.disabledAt ? u.disabledAt.toISOString() : null,
+    createdAt: u.createdAt.toISOString(),
   };
 }
 
@@ -75,15 +94,29 @@ export class AdminService {
     return this.deps.clock?.() ?? new Date();
   }
 
-  private emit(kind: { type: string; code: string }, by: AdminActor, extra: { host?: string; details?: Record<string, unknown> }): void {
-    this.deps.audit.emit({ ...kind, actor: by.actor, source: by.source, host: extra.host ?? null, details: extra.details ?? {} });
+  private emit(
+    kind: { type: string; code: string },
+    by: AdminActor,
+    extra: { host?: string; details?: Record<string, unknown> },
+  ): void {
+    this.deps.audit.emit({
+      ...kind,
+      actor: by.actor,
+      source: by.source,
+      host: extra.host ?? null,
+      details: extra.details ?? {},
+    });
   }
 
   // ------------------------------------------------------------ users
 
   /** Expects a validated CreateUserRequest. A taken name is RLY_ERR_NAME_TAKEN. */
   async createUser(req: { name: string; password: string; admin: boolean }, by: AdminActor): Promise<CreatedUser> {
-    const user = await this.deps.users.create({ name: req.name, passwordHash: await hashPassword(req.password), isAdmin: req.admin });
+    const user = await this.deps.users.create({
+      name: req.name,
+      passwordHash: await hashPassword(req.password),
+      isAdmin: req.admin,
+    });
     if (!user) throw relayError('RLY_ERR_NAME_TAKEN', `a user named "${req.name}" already exists`);
     this.deps.audit.userCreated({ user: user.name, admin: user.isAdmin, actor: by.actor, source: by.source });
     return { name: user.name, admin: user.isAdmin, createdAt: user.createdAt.toISOString() };
@@ -155,22 +188,34 @@ export class AdminService {
     if (problem) throw relayError('RLY_ERR_BAD_REQUEST', problem);
     if (req.subjectKind === 'user' && !(await this.deps.users.findByName(req.subject))) this.unknownUser(req.subject);
     const changed = await this.deps.grants.add({ ...req, createdBy: by.actor });
-    if (changed) this.emit(AUDIT.grantAdded, by, { details: { subjectKind: req.subjectKind, subject: req.subject, pattern: req.pattern } });
+    if (changed)
+      this.emit(AUDIT.grantAdded, by, {
+        details: { subjectKind: req.subjectKind, subject: req.subject, pattern: req.pattern },
+      });
     return { changed };
   }
 
   async removeGrant(req: GrantRequest, by: AdminActor): Promise<{ changed: boolean }> {
     const changed = await this.deps.grants.remove(req);
     if (!changed) {
-      throw relayError('RLY_ERR_UNKNOWN_GRANT', `there is no grant of "${req.pattern}" to ${req.subjectKind} "${req.subject}"; see mssh admin grants`);
+      throw relayError(
+        'RLY_ERR_UNKNOWN_GRANT',
+        `there is no grant of "${req.pattern}" to ${req.subjectKind} "${req.subject}"; see mssh admin grants`,
+      );
     }
-    this.emit(AUDIT.grantRemoved, by, { details: { subjectKind: req.subjectKind, subject: req.subject, pattern: req.pattern } });
+    this.emit(AUDIT.grantRemoved, by, {
+      details: { subjectKind: req.subjectKind, subject: req.subject, pattern: req.pattern },
+    });
     return { changed };
   }
 
   async listGrants(): Promise<GrantInfo[]> {
     return (await this.deps.grants.list()).map((g) => ({
-      subjectKind: g.subjectKind, subject: g.subject, pattern: g.pattern, createdBy: g.createdBy, createdAt: g.createdAt.toISOString(),
+      subjectKind: g.subjectKind,
+      subject: g.subject,
+      pattern: g.pattern,
+      createdBy: g.createdBy,
+      createdAt: g.createdAt.toISOString(),
     }));
   }
 
@@ -183,13 +228,24 @@ export class AdminService {
   async createEnrollToken(name: string, by: AdminActor): Promise<IssuedEnrollToken> {
     const existing = await this.deps.agents.findByName(name);
     if (existing && !existing.revokedAt) {
-      throw relayError('RLY_ERR_NAME_TAKEN', `a machine named "${name}" is already enrolled; pick another name, or revoke or forget it first`);
+      throw relayError(
+        'RLY_ERR_NAME_TAKEN',
+        `a machine named "${name}" is already enrolled; pick another name, or revoke or forget it first`,
+      );
     }
     const { token, expiresAt } = await this.deps.enrollTokens.create({
-      name, createdBy: by.actor, ttlSeconds: this.deps.enrollTokenTtlSeconds ?? ENROLL_TOKEN_TTL_SECONDS,
+      name,
+      createdBy: by.actor,
+      ttlSeconds: this.deps.enrollTokenTtlSeconds ?? ENROLL_TOKEN_TTL_SECONDS,
     });
     const relay = this.deps.relay();
-    return { name, token, expiresAt: expiresAt.toISOString(), relayUrl: relay.url, relayFingerprint: relay.fingerprint };
+    return {
+      name,
+      token,
+      expiresAt: expiresAt.toISOString(),
+      relayUrl: relay.url,
+      relayFingerprint: relay.fingerprint,
+    };
   }
 
   agentInfo(a: AgentRecord): AgentAdminInfo {
@@ -215,7 +271,8 @@ export class AdminService {
   /** Refuse the agent from now on and drop its live link and sessions (reason agent_revoked). */
   async revokeAgent(name: string, by: AdminActor): Promise<RevokeAgentResponse> {
     const a = await this.deps.agents.revoke(name, this.now());
-    if (!a) throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh admin agents list`);
+    if (!a)
+      throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh admin agents list`);
     const wasOnline = this.deps.router?.closeAgent(name, 'agent_revoked', a.id) ?? false;
     this.emit(AUDIT.agentRevoked, by, { host: name, details: { agentId: a.id, wasOnline } });
     return { ...this.agentInfo(a), wasOnline };
@@ -224,7 +281,8 @@ export class AdminService {
   /** Delete the agent's row (drop its link first): the name is free and its key unknown. */
   async forgetAgent(name: string, by: AdminActor): Promise<{ name: string; wasOnline: boolean }> {
     const a = await this.deps.agents.findByName(name);
-    if (!a) throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh admin agents list`);
+    if (!a)
+      throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh admin agents list`);
     await this.deps.agents.forget(name);
     const wasOnline = this.deps.router?.closeAgent(name, 'agent_revoked', a.id) ?? false;
     this.emit(AUDIT.agentForgotten, by, { host: name, details: { agentId: a.id, wasOnline } });

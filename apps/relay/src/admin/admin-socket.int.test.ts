@@ -44,8 +44,12 @@ describe.each(DB_KINDS)('admin socket on %s', (kind) => {
     expect(u).toMatchObject({ name: 'dave', admin: false });
     const res = await fetchLogin(port, 'dave', 'dave-password');
     expect(LoginResponse.parse(res).user).toBe('dave');
-    await expect(client.createUser({ name: 'dave', password: 'dave-password', admin: false })).rejects.toMatchObject({ code: 'RLY_ERR_NAME_TAKEN' });
-    await expect(client.createUser({ name: 'Bad Name', password: 'dave-password', admin: false })).rejects.toBeInstanceOf(RelayError);
+    await expect(client.createUser({ name: 'dave', password: 'dave-password', admin: false })).rejects.toMatchObject({
+      code: 'RLY_ERR_NAME_TAKEN',
+    });
+    await expect(
+      client.createUser({ name: 'Bad Name', password: 'dave-password', admin: false }),
+    ).rejects.toBeInstanceOf(RelayError);
     const rows = await r.repos.users.findByName('dave');
     expect(rows?.isAdmin).toBe(false);
   });
@@ -53,11 +57,23 @@ describe.each(DB_KINDS)('admin socket on %s', (kind) => {
   it('issues an enrolment token that an agent can use', async () => {
     const client = new AdminSocketClient(adminSocketPath(dataDir));
     const t = await client.createEnrollToken('sockbox');
-    expect(t).toMatchObject({ name: 'sockbox', relayUrl: 'https://relay.test:8443', relayFingerprint: r.tls.fingerprint });
+    expect(t).toMatchObject({
+      name: 'sockbox',
+      relayUrl: 'https://relay.test:8443',
+      relayFingerprint: r.tls.fingerprint,
+    });
     const id = agentIdentity();
     const res = await r.app.inject({
-      method: 'POST', url: PATHS.enroll,
-      payload: { token: t.token, name: 'sockbox', publicKey: id.publicKey, hostKeys: [id.hostKey], agentVersion: '0.1.0', protocolVersion: 1 },
+      method: 'POST',
+      url: PATHS.enroll,
+      payload: {
+        token: t.token,
+        name: 'sockbox',
+        publicKey: id.publicKey,
+        hostKeys: [id.hostKey],
+        agentVersion: '0.1.0',
+        protocolVersion: 1,
+      },
     });
     expect(res.statusCode, res.body).toBe(201);
     expect((await client.info()).relayFingerprint).toBe(r.tls.fingerprint);
@@ -70,7 +86,10 @@ describe.each(DB_KINDS)('admin socket on %s', (kind) => {
       const s = tls.connect({ host: '127.0.0.1', port, ALPNProtocols: ['mssh-agent/1'], rejectUnauthorized: false });
       // The stub router answers a line and ends the socket: by then it has taken it over.
       s.on('data', () => {});
-      s.on('end', () => { resolve(s.alpnProtocol ?? false); s.destroy(); });
+      s.on('end', () => {
+        resolve(s.alpnProtocol ?? false);
+        s.destroy();
+      });
       s.on('error', reject);
     });
     expect(alpn).toBe('mssh-agent/1');
@@ -89,7 +108,14 @@ describe('stale admin socket', () => {
     const path = adminSocketPath(dir);
     // A process killed with -9 leaves its socket file behind.
     const { spawnSync } = await import('node:child_process');
-    spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`], { timeout: 20_000 });
+    spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `require('net').createServer().listen(${JSON.stringify(path)}, () => process.kill(process.pid, 'SIGKILL'))`,
+      ],
+      { timeout: 20_000 },
+    );
     expect(existsSync(path)).toBe(true);
     expect(await socketAnswers(path)).toBe(false);
     await claimAdminSocketPath(path);
@@ -109,13 +135,27 @@ describe('stale admin socket', () => {
 async function fetchLogin(port: number, user: string, password: string): Promise<unknown> {
   const { request } = await import('node:https');
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: PATHS.login, method: 'POST', rejectUnauthorized: false, headers: { 'content-type': 'application/json' } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (d: Buffer) => chunks.push(d));
-      res.on('end', () => {
-        try { resolve(JSON.parse(Buffer.concat(chunks).toString())); } catch (e) { reject(e); }
-      });
-    });
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: PATHS.login,
+        method: 'POST',
+        rejectUnauthorized: false,
+        headers: { 'content-type': 'application/json' },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => {
+          try {
+            resolve(JSON.parse(Buffer.concat(chunks).toString()));
+          } catch (e) {
+            reject(e);
+          }
+        });
+      },
+    );
     req.on('error', reject);
     req.end(JSON.stringify({ user, password }));
   });

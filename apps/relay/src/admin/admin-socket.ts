@@ -44,9 +44,19 @@ export function adminSocketPath(dataDir: string): string {
 export function socketAnswers(path: string, timeoutMs = 2_000): Promise<boolean> {
   return new Promise((resolve) => {
     const s = connect(path);
-    const t = setTimeout(() => { s.destroy(); resolve(false); }, timeoutMs);
-    s.once('connect', () => { clearTimeout(t); s.destroy(); resolve(true); });
-    s.once('error', () => { clearTimeout(t); resolve(false); });
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve(false);
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => {
+      clearTimeout(t);
+      resolve(false);
+    });
   });
 }
 
@@ -64,9 +74,13 @@ export async function claimAdminSocketPath(path: string): Promise<void> {
   } catch {
     return;
   }
-  if (!st.isSocket()) throw cliFailure(`${path} exists and is not a socket`, 'Move it out of the data directory, then start again.');
+  if (!st.isSocket())
+    throw cliFailure(`${path} exists and is not a socket`, 'Move it out of the data directory, then start again.');
   if (await socketAnswers(path)) {
-    throw cliFailure(`another mssh-relay is already running with this data directory (${path} answers)`, 'Stop it first, or use another --data-dir.');
+    throw cliFailure(
+      `another mssh-relay is already running with this data directory (${path} answers)`,
+      'Stop it first, or use another --data-dir.',
+    );
   }
   unlinkSync(path);
 }
@@ -96,7 +110,11 @@ export interface AdminSocketDeps {
 }
 
 export function buildAdminSocketServer(deps: AdminSocketDeps): FastifyInstance {
-  const app = fastify({ loggerInstance: deps.logger.child({ component: 'relay.admin-socket' }), bodyLimit: 64 * 1024, requestIdHeader: false }) as unknown as FastifyInstance;
+  const app = fastify({
+    loggerInstance: deps.logger.child({ component: 'relay.admin-socket' }),
+    bodyLimit: 64 * 1024,
+    requestIdHeader: false,
+  }) as unknown as FastifyInstance;
   installErrorHandling(app);
   const by = { actor: LOCAL_ADMIN_ACTOR, source: 'admin.sock' };
   app.register(adminOpsRoutes, { prefix: '/admin', admin: deps.admin, actor: () => by });
@@ -106,12 +124,18 @@ export function buildAdminSocketServer(deps: AdminSocketDeps): FastifyInstance {
     return deps.auditLog.prune(new Date(Date.now() - olderThanMs), by);
   });
   app.post(ADMIN_SOCKET_PATHS.keysRotate, async (_request, reply) => {
-    if (!deps.keys) return reply.code(404).send(relayError('RLY_ERR_NOT_FOUND', 'key rotation is not available on this socket').toBody());
+    if (!deps.keys)
+      return reply
+        .code(404)
+        .send(relayError('RLY_ERR_NOT_FOUND', 'key rotation is not available on this socket').toBody());
     return reply.code(201).send(await deps.keys.rotate(by));
   });
   app.get(ADMIN_SOCKET_PATHS.info, async (): Promise<AdminSocketInfo> => ({
-    relayUrl: deps.admin.relayInfo.url, relayFingerprint: deps.admin.relayInfo.fingerprint, pid: process.pid,
-    ...(deps.database ? { database: deps.database } : {}), ...(deps.dataDir ? { dataDir: deps.dataDir } : {}),
+    relayUrl: deps.admin.relayInfo.url,
+    relayFingerprint: deps.admin.relayInfo.fingerprint,
+    pid: process.pid,
+    ...(deps.database ? { database: deps.database } : {}),
+    ...(deps.dataDir ? { dataDir: deps.dataDir } : {}),
   }));
   return app;
 }
@@ -123,7 +147,11 @@ export async function startAdminSocket(deps: AdminSocketDeps & { path: string })
   try {
     await app.listen({ path: deps.path });
   } catch (e) {
-    throw cliFailure(`cannot listen on the admin socket ${deps.path}: ${(e as Error).message}`, 'Check the data directory permissions.', e);
+    throw cliFailure(
+      `cannot listen on the admin socket ${deps.path}: ${(e as Error).message}`,
+      'Check the data directory permissions.',
+      e,
+    );
   } finally {
     process.umask(old);
   }

@@ -18,7 +18,12 @@ import { pgliteDir } from '../data-dir.js';
 import { adminSocketPath, socketAnswers, type AdminSocketInfo } from './admin-socket.js';
 import { AdminSocketClient } from './admin-client.js';
 import {
-  databaseRecordPath, readDatabaseRecord, requestedDatabase, sameDatabase, withPasswordPlaceholder, type DatabaseTarget,
+  databaseRecordPath,
+  readDatabaseRecord,
+  requestedDatabase,
+  sameDatabase,
+  withPasswordPlaceholder,
+  type DatabaseTarget,
 } from './database-record.js';
 
 export type AdminTarget =
@@ -80,34 +85,44 @@ export async function resolveAdminTarget(cfg: { dataDir: string; databaseUrl?: s
     const theirs = running.info.database;
     // Through the socket the command acts on the relay's database; asking for another one is a mistake.
     if (cfg.databaseUrl && theirs && !sameDatabase(theirs, requested)) {
-      throw codedCliError('RLY_CLI_ERR_DATABASE_MISMATCH',
+      throw codedCliError(
+        'RLY_CLI_ERR_DATABASE_MISMATCH',
         `the relay running on ${cfg.dataDir} (pid ${running.info.pid}) uses ${databaseName(theirs, cfg.dataDir)}, not ${asked(requested, cfg.dataDir)}`,
-        `Leave out --database-url (and DATABASE_URL) to act through the running relay on its database, or pass the --data-dir of the relay that uses ${databaseName(requested, cfg.dataDir)}.`);
+        `Leave out --database-url (and DATABASE_URL) to act through the running relay on its database, or pass the --data-dir of the relay that uses ${databaseName(requested, cfg.dataDir)}.`,
+      );
     }
     return { via: 'admin-socket', dataDir: cfg.dataDir, ...running };
   }
   if (!isRelayDataDir(cfg.dataDir)) {
-    const what = existsSync(cfg.dataDir) ? 'no relay has been started with the data directory' : 'no relay data directory at';
-    throw codedCliError('RLY_CLI_ERR_NO_DATA_DIR',
+    const what = existsSync(cfg.dataDir)
+      ? 'no relay has been started with the data directory'
+      : 'no relay data directory at';
+    throw codedCliError(
+      'RLY_CLI_ERR_NO_DATA_DIR',
       `${what} ${describeDataDir(cfg.dataDir)}, and no relay runs there`,
-      'Run `mssh-relay serve` first (it creates the data directory), or pass the data directory your relay runs with: --data-dir DIR (or MSSH_DATA_DIR).');
+      'Run `mssh-relay serve` first (it creates the data directory), or pass the data directory your relay runs with: --data-dir DIR (or MSSH_DATA_DIR).',
+    );
   }
   const recorded = readDatabaseRecord(cfg.dataDir);
   if (recorded && !sameDatabase(recorded, requested)) {
-    throw codedCliError('RLY_CLI_ERR_DATABASE_MISMATCH',
+    throw codedCliError(
+      'RLY_CLI_ERR_DATABASE_MISMATCH',
       `the relay of ${cfg.dataDir} (not running) uses ${databaseName(recorded, cfg.dataDir)}, not ${asked(requested, cfg.dataDir)}`,
-      useTheRelaysDatabase(recorded, requested));
+      useTheRelaysDatabase(recorded, requested),
+    );
   }
   // Opening PGlite where there is none would create an empty database: never what an admin command means.
   // Without a record (a data dir of an older version) a missing db/ also says the relay runs on Postgres.
   if (requested.kind === 'pglite' && !existsSync(pgliteDir(cfg.dataDir))) {
-    throw codedCliError('RLY_CLI_ERR_DATABASE_MISMATCH',
+    throw codedCliError(
+      'RLY_CLI_ERR_DATABASE_MISMATCH',
       recorded
         ? `the relay of ${cfg.dataDir} (not running) uses PGlite, but ${pgliteDir(cfg.dataDir)} is missing`
         : `the relay of ${cfg.dataDir} (not running) does not use PGlite (there is no ${pgliteDir(cfg.dataDir)}), so it runs on Postgres`,
       recorded
         ? 'Restore that directory from a backup; `mssh-relay serve` would start on an empty database.'
-        : 'Pass its database with the password: --database-url \'postgres://USER:PASSWORD@HOST:5432/DB\' (or DATABASE_URL), as given to `mssh-relay serve`.');
+        : "Pass its database with the password: --database-url 'postgres://USER:PASSWORD@HOST:5432/DB' (or DATABASE_URL), as given to `mssh-relay serve`.",
+    );
   }
   return { via: 'database', dataDir: cfg.dataDir, database: requested };
 }
@@ -120,10 +135,12 @@ export function checkServeDatabase(cfg: { dataDir: string; databaseUrl?: string 
   const recorded = readDatabaseRecord(cfg.dataDir);
   const requested = requestedDatabase(cfg.databaseUrl);
   if (!recorded || sameDatabase(recorded, requested)) return;
-  throw codedCliError('RLY_CLI_ERR_DATABASE_MISMATCH',
+  throw codedCliError(
+    'RLY_CLI_ERR_DATABASE_MISMATCH',
     `the data directory ${cfg.dataDir} was started with ${databaseName(recorded, cfg.dataDir)}, not ${asked(requested, cfg.dataDir)}`,
-    `${recorded.kind === 'postgres' ? `Start it with --database-url '${withPasswordPlaceholder(recorded.url)}' (or DATABASE_URL)` : 'Start it without --database-url and DATABASE_URL'}, `
-    + `or use another --data-dir for a relay on ${requested.kind === 'postgres' ? requested.url : 'PGlite'}; to switch this one over on purpose, remove ${databaseRecordPath(cfg.dataDir)} first.`);
+    `${recorded.kind === 'postgres' ? `Start it with --database-url '${withPasswordPlaceholder(recorded.url)}' (or DATABASE_URL)` : 'Start it without --database-url and DATABASE_URL'}, ` +
+      `or use another --data-dir for a relay on ${requested.kind === 'postgres' ? requested.url : 'PGlite'}; to switch this one over on purpose, remove ${databaseRecordPath(cfg.dataDir)} first.`,
+  );
 }
 
 /** The line every admin command prints on stderr: which relay and database it acted on. */
@@ -151,13 +168,21 @@ export interface InfoDatabase {
  * `info`'s database: the running relay's (it says which), else the one recorded by the last `serve`,
  * else what the flags ask for; a --database-url that differs is pointed out.
  */
-export function infoDatabaseOf(cfg: { dataDir: string; databaseUrl?: string }, running: { info: AdminSocketInfo } | null): InfoDatabase {
+export function infoDatabaseOf(
+  cfg: { dataDir: string; databaseUrl?: string },
+  running: { info: AdminSocketInfo } | null,
+): InfoDatabase {
   const requested = requestedDatabase(cfg.databaseUrl);
   const of = (t: DatabaseTarget, source: InfoDatabase['source']): InfoDatabase => ({
     kind: t.kind,
     where: t.kind === 'postgres' ? t.url : pgliteDir(cfg.dataDir),
     source,
-    differsFromFlags: cfg.databaseUrl && !sameDatabase(t, requested) ? (requested.kind === 'postgres' ? requested.url : 'PGlite') : null,
+    differsFromFlags:
+      cfg.databaseUrl && !sameDatabase(t, requested)
+        ? requested.kind === 'postgres'
+          ? requested.url
+          : 'PGlite'
+        : null,
   });
   if (running?.info.database) return of(running.info.database, 'running-relay');
   let recorded: DatabaseTarget | null;
@@ -171,12 +196,16 @@ export function infoDatabaseOf(cfg: { dataDir: string; databaseUrl?: string }, r
 }
 
 /** `info`'s "Database:" line for `infoDatabaseOf`. */
-export function infoDatabase(cfg: { dataDir: string; databaseUrl?: string }, running: { info: AdminSocketInfo } | null): string {
+export function infoDatabase(
+  cfg: { dataDir: string; databaseUrl?: string },
+  running: { info: AdminSocketInfo } | null,
+): string {
   const d = infoDatabaseOf(cfg, running);
   if (d.kind === 'unknown') return `unknown (${d.problem})`;
   const differs = d.differsFromFlags ? `; not ${d.differsFromFlags} as given, which admin commands refuse` : '';
   const show = `${d.kind} ${d.where}`;
   if (d.source === 'running-relay') return `${show} (used by the running relay${differs})`;
-  if (d.source === 'recorded') return `${show} (${running ? 'the running relay does not say; ' : ''}recorded by the last \`mssh-relay serve\`${differs})`;
+  if (d.source === 'recorded')
+    return `${show} (${running ? 'the running relay does not say; ' : ''}recorded by the last \`mssh-relay serve\`${differs})`;
   return `${show} (from the flags: no \`mssh-relay serve\` has recorded one for this data directory yet)`;
 }

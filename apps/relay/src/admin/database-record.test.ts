@@ -6,18 +6,30 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readDatabaseRecord, requestedDatabase, sameDatabase, withPasswordPlaceholder, withoutSecrets, writeDatabaseRecord } from './database-record.js';
+import {
+  readDatabaseRecord,
+  requestedDatabase,
+  sameDatabase,
+  withPasswordPlaceholder,
+  withoutSecrets,
+  writeDatabaseRecord,
+} from './database-record.js';
 
 const pgUrl = (url: string) => requestedDatabase(url);
 
 describe('database record', () => {
   it('drops the password and password-like parameters, keeps the rest', () => {
-    expect(withoutSecrets('postgres://mssh:s3cret@db.example:6432/mssh?sslmode=require&password=x&sslpassword=y'))
-      .toBe('postgres://mssh@db.example:6432/mssh?sslmode=require');
+    expect(withoutSecrets('postgres://mssh:s3cret@db.example:6432/mssh?sslmode=require&password=x&sslpassword=y')).toBe(
+      'postgres://mssh@db.example:6432/mssh?sslmode=require',
+    );
     expect(withoutSecrets('postgres://mssh:p@ss@db.example/mssh')).toBe('postgres://mssh@db.example/mssh');
-    expect(withoutSecrets('postgresql://mssh:pw@/mssh?host=/run/postgresql')).toBe('postgresql://mssh@/mssh?host=/run/postgresql');
+    expect(withoutSecrets('postgresql://mssh:pw@/mssh?host=/run/postgresql')).toBe(
+      'postgresql://mssh@/mssh?host=/run/postgresql',
+    );
     expect(withoutSecrets('not a url')).toBe('(unparsable database URL)');
-    expect(withPasswordPlaceholder('postgres://mssh:s3cret@db.example/mssh?sslmode=require')).toBe('postgres://mssh:PASSWORD@db.example/mssh?sslmode=require');
+    expect(withPasswordPlaceholder('postgres://mssh:s3cret@db.example/mssh?sslmode=require')).toBe(
+      'postgres://mssh:PASSWORD@db.example/mssh?sslmode=require',
+    );
     expect(withPasswordPlaceholder('postgres://db.example/mssh')).toBe('postgres://USER:PASSWORD@db.example/mssh');
   });
 
@@ -28,8 +40,15 @@ describe('database record', () => {
     expect(sameDatabase(a, pgUrl('postgres://other@db.example/mssh'))).toBe(false);
     expect(sameDatabase(a, pgUrl('postgres://mssh@db.example/mssh2'))).toBe(false);
     expect(sameDatabase(a, pgUrl('postgres://mssh@db2.example/mssh'))).toBe(false);
-    expect(sameDatabase(pgUrl('postgres://mssh@/mssh?host=/run/postgresql'), pgUrl('postgres://mssh:pw@/mssh?host=/tmp'))).toBe(false);
-    expect(sameDatabase(pgUrl('postgres://mssh@/mssh?host=/tmp'), pgUrl('postgres://mssh:pw@/mssh?host=/tmp&sslmode=disable'))).toBe(true);
+    expect(
+      sameDatabase(pgUrl('postgres://mssh@/mssh?host=/run/postgresql'), pgUrl('postgres://mssh:pw@/mssh?host=/tmp')),
+    ).toBe(false);
+    expect(
+      sameDatabase(
+        pgUrl('postgres://mssh@/mssh?host=/tmp'),
+        pgUrl('postgres://mssh:pw@/mssh?host=/tmp&sslmode=disable'),
+      ),
+    ).toBe(true);
     expect(sameDatabase(a, requestedDatabase(undefined))).toBe(false);
     expect(sameDatabase(requestedDatabase(undefined), requestedDatabase(''))).toBe(true);
   });

@@ -21,7 +21,9 @@ export type DatabaseTarget = { kind: 'postgres'; url: string } | { kind: 'pglite
  * A Postgres URL in parts, parsed by hand: libpq URLs such as `postgres://u@/db?host=/run/postgresql` are
  * not WHATWG URLs. The user info ends at the last `@` of the authority (a password may contain `@`).
  */
-function splitPostgresUrl(url: string): { scheme: string; user: string | undefined; hostport: string; path: string; params: string[] } | null {
+function splitPostgresUrl(
+  url: string,
+): { scheme: string; user: string | undefined; hostport: string; path: string; params: string[] } | null {
   const m = /^(postgres(?:ql)?):\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?/i.exec(url.trim());
   if (!m) return null;
   const authority = m[2]!;
@@ -59,7 +61,13 @@ function postgresIdentity(url: string): string {
   const u = splitPostgresUrl(url);
   if (!u) return url;
   const q = new URLSearchParams(u.params.filter((kv) => !isSecretParam(kv)).join('&'));
-  const dec = (s: string) => { try { return decodeURIComponent(s); } catch { return s; } };
+  const dec = (s: string) => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      return s;
+    }
+  };
   let host = u.hostport.toLowerCase();
   let port = '';
   const m = /^(.*?):(\d+)$/.exec(host);
@@ -98,9 +106,12 @@ export function readDatabaseRecord(dataDir: string): DatabaseTarget | null {
   try {
     parsed = RecordSchema.parse(JSON.parse(readFileSync(path, 'utf8')));
   } catch (e) {
-    throw codedCliError('RLY_CLI_ERR_DATABASE_RECORD',
-      `cannot read ${path}, where mssh-relay serve records the database of this data directory: ${e instanceof SyntaxError ? 'not JSON' : (e as NodeJS.ErrnoException).code ?? 'not a database record'}`,
-      `Remove it; the next \`mssh-relay serve\` with the right --database-url writes it again.`, e);
+    throw codedCliError(
+      'RLY_CLI_ERR_DATABASE_RECORD',
+      `cannot read ${path}, where mssh-relay serve records the database of this data directory: ${e instanceof SyntaxError ? 'not JSON' : ((e as NodeJS.ErrnoException).code ?? 'not a database record')}`,
+      `Remove it; the next \`mssh-relay serve\` with the right --database-url writes it again.`,
+      e,
+    );
   }
   return parsed.kind === 'postgres' ? { kind: 'postgres', url: withoutSecrets(parsed.url) } : { kind: 'pglite' };
 }
@@ -109,5 +120,8 @@ export function readDatabaseRecord(dataDir: string): DatabaseTarget | null {
 export function writeDatabaseRecord(dataDir: string, t: DatabaseTarget): void {
   const path = databaseRecordPath(dataDir);
   const body = t.kind === 'postgres' ? { kind: t.kind, url: withoutSecrets(t.url) } : { kind: t.kind };
-  writePrivateFile(path, `${JSON.stringify({ ...body, note: 'written by mssh-relay serve; the password is not stored' }, null, 2)}\n`);
+  writePrivateFile(
+    path,
+    `${JSON.stringify({ ...body, note: 'written by mssh-relay serve; the password is not stored' }, null, 2)}\n`,
+  );
 }

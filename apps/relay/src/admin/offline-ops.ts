@@ -23,7 +23,11 @@ export type RelayInfo = { url: string; fingerprint: string };
 /** The URL and fingerprint an enrolment token names, read when the relay is not running. */
 export const NO_RELAY_INFO = async (): Promise<RelayInfo> => ({ url: '', fingerprint: '' });
 
-export async function adminOps(cfg: StoreConfig, relayInfo: () => Promise<RelayInfo> = NO_RELAY_INFO, stderr: { write(s: string): unknown } = process.stderr): Promise<AdminOps> {
+export async function adminOps(
+  cfg: StoreConfig,
+  relayInfo: () => Promise<RelayInfo> = NO_RELAY_INFO,
+  stderr: { write(s: string): unknown } = process.stderr,
+): Promise<AdminOps> {
   const target = await resolveAdminTarget(cfg);
   stderr.write(`${sanitizeForTerminal(targetLine(target))}\n`);
   if (target.via === 'admin-socket') return new AdminSocketClient(target.socket);
@@ -40,7 +44,14 @@ export async function openOfflineOps(cfg: StoreConfig, relayInfo: () => Promise<
   const auditLog = new AuditLog({ db: database.db, relayId: loadOrCreateRelayId(cfg.dataDir) });
   let relay: RelayInfo = { url: '', fingerprint: '' };
   // No router: the relay is not running, so there are no live sessions or agent links to end.
-  const admin = new AdminService({ users: repos.users, agents: repos.agents, grants: repos.grants, enrollTokens: repos.enrollTokens, audit, relay: () => relay });
+  const admin = new AdminService({
+    users: repos.users,
+    agents: repos.agents,
+    grants: repos.grants,
+    enrollTokens: repos.enrollTokens,
+    audit,
+    relay: () => relay,
+  });
   const by = { actor: LOCAL_ADMIN_ACTOR, source: 'cli' };
   return {
     via: 'database',

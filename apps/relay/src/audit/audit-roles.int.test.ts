@@ -32,7 +32,10 @@ function urlAs(url: string, role: string): string {
 
 /** The error a query fails with (SQLSTATE and message), or null when it succeeded. */
 async function failure(p: Promise<unknown>): Promise<{ code: string | undefined; message: string } | null> {
-  return p.then(() => null, (e: unknown) => ({ code: sqlState(e), message: (e as Error).message }));
+  return p.then(
+    () => null,
+    (e: unknown) => ({ code: sqlState(e), message: (e as Error).message }),
+  );
 }
 
 describe('audit roles on postgres', () => {
@@ -62,7 +65,9 @@ describe('audit roles on postgres', () => {
       await ownerDb.close();
     }
     // The role of the issue's report: SELECT, INSERT, DELETE on audit_events and nothing else.
-    await owner.query(`GRANT USAGE ON SCHEMA public TO ${roles.issue}; GRANT SELECT, INSERT, DELETE ON audit_events TO ${roles.issue}`);
+    await owner.query(
+      `GRANT USAGE ON SCHEMA public TO ${roles.issue}; GRANT SELECT, INSERT, DELETE ON audit_events TO ${roles.issue}`,
+    );
     // History: a year-old and a recent login, and a closed and an open session.
     await owner.query(`INSERT INTO audit_events (time, type, code, relay_id, actor) VALUES
       (now() - interval '400 days', 'user.login', 'USR001I', 'r1', 'old'), (now() - interval '1 hour', 'user.login', 'USR001I', 'r1', 'recent')`);
@@ -83,7 +88,8 @@ describe('audit roles on postgres', () => {
     }
   });
 
-  const loginCount = async () => Number((await owner.query(`SELECT count(*) AS n FROM audit_events WHERE type = 'user.login'`)).rows[0].n);
+  const loginCount = async () =>
+    Number((await owner.query(`SELECT count(*) AS n FROM audit_events WHERE type = 'user.login'`)).rows[0].n);
 
   it('a role with DELETE cannot prune with SET LOCAL mssh.audit_prune_before (SQLSTATE 42501, append-only)', async () => {
     const c = await as(roles.issue);
@@ -114,10 +120,14 @@ describe('audit roles on postgres', () => {
   });
 
   it('the relay role cannot rewrite a closed session row or delete sessions', async () => {
-    const rewrite = await failure(relay.query(`UPDATE sessions SET bytes_up = 0, user_name = 'nobody' WHERE id = 'closed-1'`));
+    const rewrite = await failure(
+      relay.query(`UPDATE sessions SET bytes_up = 0, user_name = 'nobody' WHERE id = 'closed-1'`),
+    );
     expect(rewrite).toMatchObject({ code: '42501' });
     expect(rewrite!.message).toMatch(/session closed-1 is closed: its row cannot be changed/);
-    const reopen = await failure(relay.query(`UPDATE sessions SET ended_at = NULL, end_reason = NULL WHERE id = 'closed-1'`));
+    const reopen = await failure(
+      relay.query(`UPDATE sessions SET ended_at = NULL, end_reason = NULL WHERE id = 'closed-1'`),
+    );
     expect(reopen).toMatchObject({ code: '42501' });
     const del = await failure(relay.query(`DELETE FROM sessions WHERE id = 'closed-1'`));
     expect(del).toMatchObject({ code: '42501' });
@@ -136,9 +146,13 @@ describe('audit roles on postgres', () => {
     const who = await failure(relay.query(`UPDATE sessions SET user_name = 'nobody' WHERE id = 'open-1'`));
     expect(who).toMatchObject({ code: '42501' });
     expect(who!.message).toMatch(/only the byte counters and the end of an open session may change/);
-    const grow = await relay.query(`UPDATE sessions SET bytes_up = 150, bytes_down = 250, progress_at = now() WHERE id = 'open-1'`);
+    const grow = await relay.query(
+      `UPDATE sessions SET bytes_up = 150, bytes_down = 250, progress_at = now() WHERE id = 'open-1'`,
+    );
     expect(grow.rowCount).toBe(1);
-    const close = await relay.query(`UPDATE sessions SET ended_at = now(), end_reason = 'client_closed', bytes_up = 160, bytes_down = 260 WHERE id = 'open-1' AND ended_at IS NULL`);
+    const close = await relay.query(
+      `UPDATE sessions SET ended_at = now(), end_reason = 'client_closed', bytes_up = 160, bytes_down = 260 WHERE id = 'open-1' AND ended_at IS NULL`,
+    );
     expect(close.rowCount).toBe(1);
     const after = await failure(relay.query(`UPDATE sessions SET bytes_up = 999 WHERE id = 'open-1'`));
     expect(after!.message).toMatch(/session open-1 is closed/);
@@ -152,42 +166,67 @@ describe('audit roles on postgres', () => {
     const direct = await failure(pruner.query(`DELETE FROM audit_events`));
     expect(direct!.message).toMatch(/permission denied for table audit_events/);
 
-    const tooRecent = await failure(pruner.query(`SELECT mssh_audit_prune(now() - interval '1 hour', 'ops', 'cli', 'r1')`));
+    const tooRecent = await failure(
+      pruner.query(`SELECT mssh_audit_prune(now() - interval '1 hour', 'ops', 'cli', 'r1')`),
+    );
     expect(tooRecent).toMatchObject({ code: '22023' });
     expect(tooRecent!.message).toMatch(/within the retention floor of 1 day/);
     // The owner may raise the floor; the relay role may not lower it.
-    expect(await failure(relay.query(`UPDATE audit_retention SET min_age = interval '1 day'`))).toMatchObject({ code: '42501' });
+    expect(await failure(relay.query(`UPDATE audit_retention SET min_age = interval '1 day'`))).toMatchObject({
+      code: '42501',
+    });
     await owner.query(`UPDATE audit_retention SET min_age = interval '500 days'`);
-    const belowRaised = await failure(pruner.query(`SELECT mssh_audit_prune(now() - interval '365 days', 'ops', 'cli', 'r1')`));
+    const belowRaised = await failure(
+      pruner.query(`SELECT mssh_audit_prune(now() - interval '365 days', 'ops', 'cli', 'r1')`),
+    );
     expect(belowRaised).toMatchObject({ code: '22023' });
     await owner.query(`UPDATE audit_retention SET min_age = interval '1 day'`);
 
     // Same transaction: rolled back, neither the delete nor audit.pruned remain.
     await pruner.query('BEGIN');
-    const n = (await pruner.query(`SELECT mssh_audit_prune(now() - interval '365 days', 'ops', 'cli', 'r1') AS n`)).rows[0].n;
+    const n = (await pruner.query(`SELECT mssh_audit_prune(now() - interval '365 days', 'ops', 'cli', 'r1') AS n`))
+      .rows[0].n;
     await pruner.query('ROLLBACK');
     expect(Number(n)).toBe(1);
-    expect((await owner.query(`SELECT count(*) AS n FROM audit_events WHERE type = 'audit.pruned'`)).rows[0].n).toBe('0');
+    expect((await owner.query(`SELECT count(*) AS n FROM audit_events WHERE type = 'audit.pruned'`)).rows[0].n).toBe(
+      '0',
+    );
     expect((await owner.query(`SELECT count(*) AS n FROM audit_events WHERE actor = 'old'`)).rows[0].n).toBe('1');
 
     // Through the relay's code path (mssh-relay audit prune --database-url <prune role>).
     const asPruner = await openDatabase({ databaseUrl: urlAs(url, roles.prune) });
     const asRelay = await openDatabase({ databaseUrl: urlAs(url, roles.relay) });
     try {
-      const refused = await new AuditLog({ db: asRelay.db, relayId: 'r1' }).prune(new Date(Date.now() - 365 * DAY), { actor: 'local-admin', source: 'cli' }).catch((e: unknown) => e);
+      const refused = await new AuditLog({ db: asRelay.db, relayId: 'r1' })
+        .prune(new Date(Date.now() - 365 * DAY), { actor: 'local-admin', source: 'cli' })
+        .catch((e: unknown) => e);
       expect(refused).toBeInstanceOf(RelayError);
       expect((refused as RelayError).code).toBe('RLY_ERR_PRUNE_NOT_ALLOWED');
-      const tooNew = await new AuditLog({ db: asPruner.db, relayId: 'r1' }).prune(new Date(Date.now() - 3_600_000), { actor: 'local-admin', source: 'cli' }).catch((e: unknown) => e);
+      const tooNew = await new AuditLog({ db: asPruner.db, relayId: 'r1' })
+        .prune(new Date(Date.now() - 3_600_000), { actor: 'local-admin', source: 'cli' })
+        .catch((e: unknown) => e);
       expect((tooNew as RelayError).code).toBe('RLY_ERR_PRUNE_TOO_RECENT');
-      const r = await new AuditLog({ db: asPruner.db, relayId: 'r1' }).prune(new Date(Date.now() - 365 * DAY), { actor: 'local-admin', source: 'cli' });
+      const r = await new AuditLog({ db: asPruner.db, relayId: 'r1' }).prune(new Date(Date.now() - 365 * DAY), {
+        actor: 'local-admin',
+        source: 'cli',
+      });
       expect(r.deleted).toBe(1);
     } finally {
       await asPruner.close();
       await asRelay.close();
     }
-    const rows = (await owner.query(`SELECT actor, type, code, source, details FROM audit_events WHERE actor IN ('old', 'recent', 'local-admin') ORDER BY id`)).rows;
+    const rows = (
+      await owner.query(
+        `SELECT actor, type, code, source, details FROM audit_events WHERE actor IN ('old', 'recent', 'local-admin') ORDER BY id`,
+      )
+    ).rows;
     expect(rows.map((x) => x.actor)).toEqual(['recent', 'local-admin']);
-    expect(rows[1]).toMatchObject({ type: 'audit.pruned', code: 'AUD001I', source: 'cli', details: { deleted: 1, sessionsDeleted: 0, dbUser: roles.prune } });
+    expect(rows[1]).toMatchObject({
+      type: 'audit.pruned',
+      code: 'AUD001I',
+      source: 'cli',
+      details: { deleted: 1, sessionsDeleted: 0, dbUser: roles.prune },
+    });
   });
 
   it('the relay opens the database as the restricted role once the owner has migrated it', async () => {
@@ -213,13 +252,25 @@ describe('audit triggers on pglite (one superuser: the owner)', () => {
 
   it('a closed session row cannot be rewritten; prune works through the function and audits itself', async () => {
     const db = t.database.db;
-    await db.execute(sql`INSERT INTO sessions (id, relay_id, user_name, host, started_at, ended_at, end_reason) VALUES ('c1', 'r1', 'alice', 'laptop', now() - interval '800 days', now() - interval '799 days', 'client_closed')`);
-    const err = await db.execute(sql`UPDATE sessions SET user_name = 'nobody' WHERE id = 'c1'`).then(() => null, (e: unknown) => e);
+    await db.execute(
+      sql`INSERT INTO sessions (id, relay_id, user_name, host, started_at, ended_at, end_reason) VALUES ('c1', 'r1', 'alice', 'laptop', now() - interval '800 days', now() - interval '799 days', 'client_closed')`,
+    );
+    const err = await db.execute(sql`UPDATE sessions SET user_name = 'nobody' WHERE id = 'c1'`).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(sqlState(err)).toBe('42501');
-    await db.execute(sql`INSERT INTO audit_events (time, type, code, relay_id) VALUES (now() - interval '800 days', 'user.login', 'USR001I', 'r1')`);
-    const r = await new AuditLog({ db, relayId: 'r1' }).prune(new Date(Date.now() - 365 * DAY), { actor: 'local-admin', source: 'cli' });
+    await db.execute(
+      sql`INSERT INTO audit_events (time, type, code, relay_id) VALUES (now() - interval '800 days', 'user.login', 'USR001I', 'r1')`,
+    );
+    const r = await new AuditLog({ db, relayId: 'r1' }).prune(new Date(Date.now() - 365 * DAY), {
+      actor: 'local-admin',
+      source: 'cli',
+    });
     expect(r.deleted).toBeGreaterThanOrEqual(1);
     const pruned = await db.execute(sql`SELECT details FROM audit_events WHERE type = 'audit.pruned'`);
-    expect((pruned as unknown as { rows: Array<{ details: Record<string, unknown> }> }).rows[0]!.details).toMatchObject({ sessionsDeleted: 1 });
+    expect((pruned as unknown as { rows: Array<{ details: Record<string, unknown> }> }).rows[0]!.details).toMatchObject(
+      { sessionsDeleted: 1 },
+    );
   });
 });

@@ -35,16 +35,41 @@ export const FAILURE_SAMPLING = { perSource: 10, total: 600, windowMs: 60_000 } 
 /** Everything the relay records. Methods never throw and never wait for the database. */
 export interface RelayAuditSink extends TunnelAuditSink {
   emit(e: AuditEvent): void;
-  userLogin(e: { user: string; source: string; ok: true } | { user: string; source: string; ok: false; reason: LoginFailureReason }): void;
+  userLogin(
+    e:
+      | { user: string; source: string; ok: true }
+      | { user: string; source: string; ok: false; reason: LoginFailureReason },
+  ): void;
   userLogout(e: { user: string; source: string; jti: string }): void;
   userCreated(e: { user: string; admin: boolean; actor: string; source: string }): void;
-  agentEnrolled(e: { agentId: string; name: string; source: string; tokenCreatedBy: string; agentVersion: string; protocolVersion: number }): void;
+  agentEnrolled(e: {
+    agentId: string;
+    name: string;
+    source: string;
+    tokenCreatedBy: string;
+    agentVersion: string;
+    protocolVersion: number;
+  }): void;
   /** A session refused before it started (host offline, unknown host; others add no_grant, cap...). */
-  sessionDenied(e: { user: string; host: string; source: string | null; reason: string; code?: string; via?: 'https' | 'jump' }): void;
+  sessionDenied(e: {
+    user: string;
+    host: string;
+    source: string | null;
+    reason: string;
+    code?: string;
+    via?: 'https' | 'jump';
+  }): void;
   /** A bearer token was refused (sampled: at most one row per source and minute, with the count suppressed). */
   tokenRejected(e: { source: string; code: string; user?: string | null }): void;
   /** The jump listener: a connection ended without authenticating after trying (one row per connection, sampled). */
-  sshAuthFailed(e: { user: string; source: string; attempts: number; reason: string; keys: string[]; code?: string }): void;
+  sshAuthFailed(e: {
+    user: string;
+    source: string;
+    attempts: number;
+    reason: string;
+    keys: string[];
+    code?: string;
+  }): void;
   /** An enrolment was refused (unknown/used token, name mismatch, name taken...; sampled). */
   enrollFailed(e: { name: string; source: string; code: string; message: string }): void;
   /** A login refused at the edge because the user name has control characters (sampled). */
@@ -86,7 +111,9 @@ export class DbAuditSink implements RelayAuditSink {
   private readonly failureWindows = new Map<string, { start: number; n: number; suppressed: number }>();
   private failureTotal = { start: 0, n: 0 };
 
-  constructor(private readonly opts: { db: Db; relayId: string; logger: Logger; writer?: AuditWriter; clock?: () => Date }) {
+  constructor(
+    private readonly opts: { db: Db; relayId: string; logger: Logger; writer?: AuditWriter; clock?: () => Date },
+  ) {
     this.writer = opts.writer ?? new AuditWriter({ db: opts.db, logger: opts.logger });
   }
 
@@ -97,11 +124,19 @@ export class DbAuditSink implements RelayAuditSink {
   emit(e: AuditEvent): void {
     try {
       this.writer.enqueue({
-        events: [{
-          time: this.opts.clock?.() ?? new Date(), type: e.type, code: e.code, relayId: this.opts.relayId,
-          actor: safeText(e.actor), host: safeText(e.host), source: safeText(e.source), sessionId: safeText(e.sessionId),
-          details: (safeDetails(e.details ?? {}) as Record<string, unknown>),
-        }],
+        events: [
+          {
+            time: this.opts.clock?.() ?? new Date(),
+            type: e.type,
+            code: e.code,
+            relayId: this.opts.relayId,
+            actor: safeText(e.actor),
+            host: safeText(e.host),
+            source: safeText(e.source),
+            sessionId: safeText(e.sessionId),
+            details: safeDetails(e.details ?? {}) as Record<string, unknown>,
+          },
+        ],
       });
     } catch (err) {
       this.opts.logger.error({ err, auditType: e.type, auditCode: e.code }, 'audit write failed');
@@ -109,7 +144,13 @@ export class DbAuditSink implements RelayAuditSink {
   }
   userLogin(e: Parameters<RelayAuditSink['userLogin']>[0]): void {
     if (e.ok) this.emit({ ...AUDIT.userLogin, actor: e.user, source: e.source, details: { success: true } });
-    else this.emit({ ...AUDIT.userLoginFailed, actor: e.user, source: e.source, details: { success: false, reason: e.reason } });
+    else
+      this.emit({
+        ...AUDIT.userLoginFailed,
+        actor: e.user,
+        source: e.source,
+        details: { success: false, reason: e.reason },
+      });
   }
 
   userLogout(e: { user: string; source: string; jti: string }): void {
@@ -120,27 +161,73 @@ export class DbAuditSink implements RelayAuditSink {
     this.emit({ ...AUDIT.userCreated, actor: e.actor, source: e.source, details: { user: e.user, admin: e.admin } });
   }
 
-  agentEnrolled(e: { agentId: string; name: string; source: string; tokenCreatedBy: string; agentVersion: string; protocolVersion: number }): void {
+  agentEnrolled(e: {
+    agentId: string;
+    name: string;
+    source: string;
+    tokenCreatedBy: string;
+    agentVersion: string;
+    protocolVersion: number;
+  }): void {
     this.emit({
-      ...AUDIT.agentEnrolled, actor: e.tokenCreatedBy, host: e.name, source: e.source,
+      ...AUDIT.agentEnrolled,
+      actor: e.tokenCreatedBy,
+      host: e.name,
+      source: e.source,
       details: { agentId: e.agentId, agentVersion: e.agentVersion, protocolVersion: e.protocolVersion },
     });
   }
 
-  agentConnected(e: { agentId: string; name: string; source: string; agentVersion: string; protocolVersion: number }): void {
-    this.emit({ ...AUDIT.agentConnected, actor: agentActor(e.name), host: e.name, source: e.source, details: { agentId: e.agentId, agentVersion: e.agentVersion, protocolVersion: e.protocolVersion } });
+  agentConnected(e: {
+    agentId: string;
+    name: string;
+    source: string;
+    agentVersion: string;
+    protocolVersion: number;
+  }): void {
+    this.emit({
+      ...AUDIT.agentConnected,
+      actor: agentActor(e.name),
+      host: e.name,
+      source: e.source,
+      details: { agentId: e.agentId, agentVersion: e.agentVersion, protocolVersion: e.protocolVersion },
+    });
   }
 
   agentDisconnected(e: { agentId: string; name: string; reason: string }): void {
-    this.emit({ ...AUDIT.agentDisconnected, actor: agentActor(e.name), host: e.name, details: { agentId: e.agentId, reason: e.reason } });
+    this.emit({
+      ...AUDIT.agentDisconnected,
+      actor: agentActor(e.name),
+      host: e.name,
+      details: { agentId: e.agentId, reason: e.reason },
+    });
   }
 
   agentRejected(e: { name: string | null; source: string; code: string; message: string }): void {
-    this.emit({ ...AUDIT.agentRejected, actor: e.name ? agentActor(e.name) : null, host: e.name, source: e.source, details: { code: e.code, message: e.message } });
+    this.emit({
+      ...AUDIT.agentRejected,
+      actor: e.name ? agentActor(e.name) : null,
+      host: e.name,
+      source: e.source,
+      details: { code: e.code, message: e.message },
+    });
   }
 
-  sessionDenied(e: { user: string; host: string; source: string | null; reason: string; code?: string; via?: 'https' | 'jump' }): void {
-    this.emit({ ...AUDIT.sessionDenied, actor: e.user, host: e.host, source: e.source, details: { reason: e.reason, via: e.via ?? 'https', ...(e.code ? { code: e.code } : {}) } });
+  sessionDenied(e: {
+    user: string;
+    host: string;
+    source: string | null;
+    reason: string;
+    code?: string;
+    via?: 'https' | 'jump';
+  }): void {
+    this.emit({
+      ...AUDIT.sessionDenied,
+      actor: e.user,
+      host: e.host,
+      source: e.source,
+      details: { reason: e.reason, via: e.via ?? 'https', ...(e.code ? { code: e.code } : {}) },
+    });
   }
 
   /** Emit a failure event under FAILURE_SAMPLING (per source and in total, per window). */
@@ -171,19 +258,46 @@ export class DbAuditSink implements RelayAuditSink {
     this.emit({ ...e, details: { ...(e.details ?? {}), ...(suppressedBefore > 0 ? { suppressedBefore } : {}) } });
   }
 
-  sshAuthFailed(e: { user: string; source: string; attempts: number; reason: string; keys: string[]; code?: string }): void {
+  sshAuthFailed(e: {
+    user: string;
+    source: string;
+    attempts: number;
+    reason: string;
+    keys: string[];
+    code?: string;
+  }): void {
     this.sampledFailure('ssh', {
-      ...AUDIT.userLoginFailed, actor: e.user, source: e.source,
-      details: { success: false, via: 'jump', reason: e.reason, attempts: e.attempts, keys: e.keys.slice(0, 5), ...(e.code ? { code: e.code } : {}) },
+      ...AUDIT.userLoginFailed,
+      actor: e.user,
+      source: e.source,
+      details: {
+        success: false,
+        via: 'jump',
+        reason: e.reason,
+        attempts: e.attempts,
+        keys: e.keys.slice(0, 5),
+        ...(e.code ? { code: e.code } : {}),
+      },
     });
   }
 
   enrollFailed(e: { name: string; source: string; code: string; message: string }): void {
-    this.sampledFailure('enroll', { ...AUDIT.agentEnrollFailed, actor: null, host: e.name, source: e.source, details: { code: e.code, message: e.message } });
+    this.sampledFailure('enroll', {
+      ...AUDIT.agentEnrollFailed,
+      actor: null,
+      host: e.name,
+      source: e.source,
+      details: { code: e.code, message: e.message },
+    });
   }
 
   loginRefusedName(e: { user: string; source: string }): void {
-    this.sampledFailure('login-name', { ...AUDIT.userLoginFailed, actor: e.user.slice(0, 128), source: e.source, details: { success: false, reason: 'invalid_name', code: 'RLY_ERR_BAD_REQUEST' } });
+    this.sampledFailure('login-name', {
+      ...AUDIT.userLoginFailed,
+      actor: e.user.slice(0, 128),
+      source: e.source,
+      details: { success: false, reason: 'invalid_name', code: 'RLY_ERR_BAD_REQUEST' },
+    });
   }
 
   tokenRejected(e: { source: string; code: string; user?: string | null }): void {
@@ -199,7 +313,9 @@ export class DbAuditSink implements RelayAuditSink {
     }
     this.rejected.set(e.source, { windowStart: now, suppressed: 0 });
     this.emit({
-      ...AUDIT.tokenRejected, actor: e.user ?? null, source: e.source,
+      ...AUDIT.tokenRejected,
+      actor: e.user ?? null,
+      source: e.source,
       details: { code: e.code, suppressedBefore: cur?.suppressed ?? 0, sampleWindowS: TOKEN_REJECTED_WINDOW_MS / 1000 },
     });
   }

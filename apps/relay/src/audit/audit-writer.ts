@@ -113,7 +113,10 @@ export class AuditWriter {
       const i = this.queue.findIndex((q) => q.durable);
       if (i >= 0) {
         const [dropped] = this.queue.splice(i, 1);
-        this.opts.logger.error({ dropped: dropped!.op.events?.map((e) => e.type) }, 'audit queue full: dropped the oldest unwritten audit record');
+        this.opts.logger.error(
+          { dropped: dropped!.op.events?.map((e) => e.type) },
+          'audit queue full: dropped the oldest unwritten audit record',
+        );
         dropped!.resolve();
       }
     }
@@ -132,7 +135,10 @@ export class AuditWriter {
     let timer: NodeJS.Timeout | undefined;
     const done = await Promise.race([
       new Promise<boolean>((resolve) => this.idle.push(() => resolve(true))),
-      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); timer.unref(); }),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+        timer.unref();
+      }),
     ]);
     clearTimeout(timer);
     return done;
@@ -194,7 +200,10 @@ export class AuditWriter {
       this.failures++;
       this.retryAt = Date.now() + Math.min(MAX_BACKOFF_MS, 100 * 2 ** Math.min(this.failures, 10));
       if (this.failures === 1 || this.failures % 20 === 0) {
-        this.opts.logger.error({ err, failures: this.failures, queued: this.queue.length + batch.length }, 'audit write failed; session starts are refused until the database answers');
+        this.opts.logger.error(
+          { err, failures: this.failures, queued: this.queue.length + batch.length },
+          'audit write failed; session starts are refused until the database answers',
+        );
       }
       this.queue = [...batch.filter((b) => b.durable), ...this.queue];
       for (const b of batch) if (!b.durable) b.reject(err);
@@ -216,7 +225,10 @@ export class AuditWriter {
         } else if (isDatabaseUnavailable(err)) {
           this.queue.unshift(b);
         } else {
-          this.opts.logger.error({ err, types: b.op.events?.map((e) => e.type) }, 'audit record refused by the database; dropped');
+          this.opts.logger.error(
+            { err, types: b.op.events?.map((e) => e.type) },
+            'audit record refused by the database; dropped',
+          );
           b.resolve();
         }
       }
@@ -233,10 +245,13 @@ export class AuditWriter {
 
   private scheduleRetry(): void {
     if (this.retryTimer || this.queue.length === 0) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
-      this.kick();
-    }, Math.max(10, this.retryAt - Date.now()));
+    this.retryTimer = setTimeout(
+      () => {
+        this.retryTimer = null;
+        this.kick();
+      },
+      Math.max(10, this.retryAt - Date.now()),
+    );
     this.retryTimer.unref();
   }
 
@@ -253,17 +268,46 @@ export class AuditWriter {
       else if (!endOfStart.has(e.id)) endOfStart.set(e.id, e);
     }
     // Rows travel as ONE jsonb parameter per table: no per-value query building, any batch size.
-    const startRows = JSON.stringify(starts.map((r) => {
-      const end = endOfStart.get(r.id);
-      return {
-        id: r.id, relay_id: r.relayId, user_name: r.userName, host: r.host, source: r.source, via: r.via, started_at: r.startedAt.toISOString(),
-        ended_at: end?.endedAt.toISOString() ?? null, up: end?.bytesUp ?? 0, down: end?.bytesDown ?? 0, reason: end?.endReason ?? null,
-      };
-    }));
-    const eventRows = JSON.stringify(events.map((e) => ({
-      time: e.time.toISOString(), type: e.type, code: e.code, relay_id: e.relayId, actor: e.actor, host: e.host, source: e.source, session_id: e.sessionId, details: e.details,
-    })));
-    const endRows = JSON.stringify(ends.map((e) => ({ id: e.id, ended_at: e.endedAt.toISOString(), up: e.bytesUp, down: e.bytesDown, reason: e.endReason })));
+    const startRows = JSON.stringify(
+      starts.map((r) => {
+        const end = endOfStart.get(r.id);
+        return {
+          id: r.id,
+          relay_id: r.relayId,
+          user_name: r.userName,
+          host: r.host,
+          source: r.source,
+          via: r.via,
+          started_at: r.startedAt.toISOString(),
+          ended_at: end?.endedAt.toISOString() ?? null,
+          up: end?.bytesUp ?? 0,
+          down: end?.bytesDown ?? 0,
+          reason: end?.endReason ?? null,
+        };
+      }),
+    );
+    const eventRows = JSON.stringify(
+      events.map((e) => ({
+        time: e.time.toISOString(),
+        type: e.type,
+        code: e.code,
+        relay_id: e.relayId,
+        actor: e.actor,
+        host: e.host,
+        source: e.source,
+        session_id: e.sessionId,
+        details: e.details,
+      })),
+    );
+    const endRows = JSON.stringify(
+      ends.map((e) => ({
+        id: e.id,
+        ended_at: e.endedAt.toISOString(),
+        up: e.bytesUp,
+        down: e.bytesDown,
+        reason: e.endReason,
+      })),
+    );
     // Progress of sessions that neither start nor end in this batch (one statement must not update a row
     // twice); the highest counters when a session's progress was queued more than once.
     const endIds = new Set(ends.map((e) => e.id));
@@ -271,9 +315,16 @@ export class AuditWriter {
     for (const p of ops.flatMap((o) => o.progress ?? [])) {
       if (startIds.has(p.id) || endIds.has(p.id)) continue;
       const cur = progress.get(p.id);
-      progress.set(p.id, cur ? { id: p.id, bytesUp: Math.max(cur.bytesUp, p.bytesUp), bytesDown: Math.max(cur.bytesDown, p.bytesDown) } : p);
+      progress.set(
+        p.id,
+        cur
+          ? { id: p.id, bytesUp: Math.max(cur.bytesUp, p.bytesUp), bytesDown: Math.max(cur.bytesDown, p.bytesDown) }
+          : p,
+      );
     }
-    const progressRows = JSON.stringify([...progress.values()].map((p) => ({ id: p.id, up: p.bytesUp, down: p.bytesDown })));
+    const progressRows = JSON.stringify(
+      [...progress.values()].map((p) => ({ id: p.id, up: p.bytesUp, down: p.bytesDown })),
+    );
     // ONE statement (data-modifying CTEs, atomic on its own) is one round trip to the database where
     // BEGIN, three statements and COMMIT were five; at hundreds of session starts per second those round
     // trips were most of the relay's database time (bench/README.md, findings).

@@ -22,7 +22,10 @@ describe('audit event types', () => {
     expect(unknown).toMatchObject({ ok: false, message: '--type "logins" is not an audit event type' });
     expect(!unknown.ok && unknown.hint).toContain('user.login, user.logout');
     const ambiguous = resolveAuditTypeFilter('rejected');
-    expect(ambiguous).toMatchObject({ ok: false, message: '--type "rejected" could mean token.rejected or agent.rejected' });
+    expect(ambiguous).toMatchObject({
+      ok: false,
+      message: '--type "rejected" could mean token.rejected or agent.rejected',
+    });
     expect(resolveAuditTypeFilter('nope.*').ok).toBe(false);
   });
 });

@@ -30,10 +30,24 @@ describe.each(DB_KINDS)('byte counters of live sessions on %s', (kind) => {
     t = await openTestDatabase(kind);
     writer = new AuditWriter({ db: t.database.db, logger: silentLogger() });
     // The periodic write is an hour away and the time trigger a minute: only the byte trigger can write.
-    rec = new SessionRecorder({ db: t.database.db, writer, relayId: 'r-progress', logger: silentLogger(), progressIntervalMs: 3_600_000, flushIntervalMs: 60_000 });
+    rec = new SessionRecorder({
+      db: t.database.db,
+      writer,
+      relayId: 'r-progress',
+      logger: silentLogger(),
+      progressIntervalMs: 3_600_000,
+      flushIntervalMs: 60_000,
+    });
     rec.startProgress();
     // ... and here only the 1 s trigger.
-    slow = new SessionRecorder({ db: t.database.db, writer, relayId: 'r-progress-2', logger: silentLogger(), progressIntervalMs: 3_600_000, flushBytes: 2 ** 40 });
+    slow = new SessionRecorder({
+      db: t.database.db,
+      writer,
+      relayId: 'r-progress-2',
+      logger: silentLogger(),
+      progressIntervalMs: 3_600_000,
+      flushBytes: 2 ** 40,
+    });
     slow.startProgress();
   });
   afterAll(async () => {
@@ -46,7 +60,13 @@ describe.each(DB_KINDS)('byte counters of live sessions on %s', (kind) => {
   const row = async (id: string) => (await t.database.db.select().from(sessions).where(eq(sessions.id, id)))[0]!;
 
   it('1 MiB moved is written without waiting for the periodic or the 1 s write, batched', async () => {
-    const s = await rec.start({ sessionId: `pf-${kind}`, user: 'alice', host: 'laptop', source: '127.0.0.1', via: 'https' });
+    const s = await rec.start({
+      sessionId: `pf-${kind}`,
+      user: 'alice',
+      host: 'laptop',
+      source: '127.0.0.1',
+      via: 'https',
+    });
     const up = 0;
     let down = 0;
     s.attachCounters(() => ({ bytesFromClient: up, bytesToClient: down }));
@@ -56,10 +76,14 @@ describe.each(DB_KINDS)('byte counters of live sessions on %s', (kind) => {
       down += 65_536;
       s.noteBytes!(65_536);
     }
-    const written = await until(async () => {
-      const r = await row(`pf-${kind}`);
-      return r.bytesDown >= 2 * MiB ? r : null;
-    }, 10_000, 'the byte-triggered write');
+    const written = await until(
+      async () => {
+        const r = await row(`pf-${kind}`);
+        return r.bytesDown >= 2 * MiB ? r : null;
+      },
+      10_000,
+      'the byte-triggered write',
+    );
     expect(written.endedAt).toBeNull();
     // Batched: a few writes for 48 chunks, not one per chunk.
     expect(writer.batches - batchesBefore).toBeLessThanOrEqual(3);
@@ -69,25 +93,45 @@ describe.each(DB_KINDS)('byte counters of live sessions on %s', (kind) => {
   });
 
   it('a trickle below 1 MiB is written within about a second; nothing is written while nothing moves', async () => {
-    const s = await slow.start({ sessionId: `pt-${kind}`, user: 'alice', host: 'laptop', source: '127.0.0.1', via: 'https' });
+    const s = await slow.start({
+      sessionId: `pt-${kind}`,
+      user: 'alice',
+      host: 'laptop',
+      source: '127.0.0.1',
+      via: 'https',
+    });
     let up = 0;
     s.attachCounters(() => ({ bytesFromClient: up, bytesToClient: 0 }));
     up = 500;
     s.noteBytes!(500);
-    const r = await until(async () => {
-      const x = await row(`pt-${kind}`);
-      return x.bytesUp === 500 ? x : null;
-    }, 10_000, 'the 1 s write');
+    const r = await until(
+      async () => {
+        const x = await row(`pt-${kind}`);
+        return x.bytesUp === 500 ? x : null;
+      },
+      10_000,
+      'the 1 s write',
+    );
     expect(r.progressAt).not.toBeNull();
     // A witness session that moves bytes now: once its counters are written, a 1 s tick has run since
     // the quiet session's write, and that tick wrote the witness alone (one batch, the quiet row as it was).
-    const w = await slow.start({ sessionId: `pt-witness-${kind}`, user: 'alice', host: 'laptop', source: '127.0.0.1', via: 'https' });
+    const w = await slow.start({
+      sessionId: `pt-witness-${kind}`,
+      user: 'alice',
+      host: 'laptop',
+      source: '127.0.0.1',
+      via: 'https',
+    });
     let wUp = 0;
     w.attachCounters(() => ({ bytesFromClient: wUp, bytesToClient: 0 }));
     const quiet = writer.batches;
     wUp = 700;
     w.noteBytes!(700);
-    await until(async () => ((await row(`pt-witness-${kind}`)).bytesUp === 700 ? true : null), 10_000, 'the witness write');
+    await until(
+      async () => ((await row(`pt-witness-${kind}`)).bytesUp === 700 ? true : null),
+      10_000,
+      'the witness write',
+    );
     expect(writer.batches - quiet).toBe(1);
     expect((await row(`pt-${kind}`)).progressAt).toEqual(r.progressAt);
     s.end({ reason: 'client_closed' });

@@ -58,9 +58,16 @@ export interface LiveSessionInfo {
 }
 
 class LiveSession implements RecordedSession {
-  private counters: () => { bytesFromClient: number; bytesToClient: number } = () => ({ bytesFromClient: 0, bytesToClient: 0 });
+  private counters: () => { bytesFromClient: number; bytesToClient: number } = () => ({
+    bytesFromClient: 0,
+    bytesToClient: 0,
+  });
   ended = false;
-  constructor(readonly info: SessionStartInfo, readonly startedAt: Date, private readonly recorder: SessionRecorder) {}
+  constructor(
+    readonly info: SessionStartInfo,
+    readonly startedAt: Date,
+    private readonly recorder: SessionRecorder,
+  ) {}
 
   get sessionId(): string {
     return this.info.sessionId;
@@ -131,7 +138,8 @@ export class SessionRecorder implements SessionLedger {
     const changed: Array<{ l: LiveSession; up: number; down: number }> = [];
     for (const l of this.live.values()) {
       const b = l.bytes();
-      if (b.bytesFromClient !== l.written.up || b.bytesToClient !== l.written.down) changed.push({ l, up: b.bytesFromClient, down: b.bytesToClient });
+      if (b.bytesFromClient !== l.written.up || b.bytesToClient !== l.written.down)
+        changed.push({ l, up: b.bytesFromClient, down: b.bytesToClient });
     }
     if (changed.length === 0) return Promise.resolve();
     this.flushing = this.writeCounters(changed).finally(() => {
@@ -144,7 +152,9 @@ export class SessionRecorder implements SessionLedger {
 
   private async writeCounters(rows: Array<{ l: LiveSession; up: number; down: number }>): Promise<void> {
     try {
-      await this.opts.writer.commit({ progress: rows.map((r) => ({ id: r.l.sessionId, bytesUp: r.up, bytesDown: r.down })) });
+      await this.opts.writer.commit({
+        progress: rows.map((r) => ({ id: r.l.sessionId, bytesUp: r.up, bytesDown: r.down })),
+      });
       for (const r of rows) r.l.written = { up: r.up, down: r.down };
     } catch (err) {
       this.opts.logger.warn({ err, sessions: rows.length }, 'could not write the byte counters of live sessions');
@@ -155,13 +165,28 @@ export class SessionRecorder implements SessionLedger {
   async start(s: SessionStartInfo): Promise<RecordedSession> {
     const startedAt = this.clock();
     const event: AuditRow = {
-      ...AUDIT.sessionStart, time: startedAt, relayId: this.opts.relayId,
-      actor: s.user, host: s.host, source: s.source, sessionId: s.sessionId,
+      ...AUDIT.sessionStart,
+      time: startedAt,
+      relayId: this.opts.relayId,
+      actor: s.user,
+      host: s.host,
+      source: s.source,
+      sessionId: s.sessionId,
       details: { via: s.via, ...(s.agentId ? { agentId: s.agentId } : {}), ...(s.details ?? {}) },
     };
     try {
       await this.opts.writer.commit({
-        starts: [{ id: s.sessionId, relayId: this.opts.relayId, userName: s.user, host: s.host, source: s.source, via: s.via, startedAt }],
+        starts: [
+          {
+            id: s.sessionId,
+            relayId: this.opts.relayId,
+            userName: s.user,
+            host: s.host,
+            source: s.source,
+            via: s.via,
+            startedAt,
+          },
+        ],
         events: [event],
       });
     } catch (err) {
@@ -179,7 +204,13 @@ export class SessionRecorder implements SessionLedger {
   /** Sessions open on this relay now. */
   active(): LiveSessionInfo[] {
     return [...this.live.values()].map((l) => ({
-      sessionId: l.sessionId, user: l.info.user, host: l.info.host, source: l.info.source, via: l.info.via, startedAt: l.startedAt, ...l.bytes(),
+      sessionId: l.sessionId,
+      user: l.info.user,
+      host: l.info.host,
+      source: l.info.source,
+      via: l.info.via,
+      startedAt: l.startedAt,
+      ...l.bytes(),
     }));
   }
 
@@ -189,14 +220,26 @@ export class SessionRecorder implements SessionLedger {
     const endedAt = this.clock();
     this.opts.writer.enqueue({
       ends: [{ id: l.sessionId, endedAt, bytesUp: bytesFromClient, bytesDown: bytesToClient, endReason: reason }],
-      events: [{
-        ...AUDIT.sessionEnd, time: endedAt, relayId: this.opts.relayId,
-        actor: l.info.user, host: l.info.host, source: l.info.source, sessionId: l.sessionId,
-        details: {
-          via: l.info.via, ...(l.info.agentId ? { agentId: l.info.agentId } : {}), reason, bytesFromClient, bytesToClient,
-          startedAt: l.startedAt.toISOString(), durationMs: endedAt.getTime() - l.startedAt.getTime(),
+      events: [
+        {
+          ...AUDIT.sessionEnd,
+          time: endedAt,
+          relayId: this.opts.relayId,
+          actor: l.info.user,
+          host: l.info.host,
+          source: l.info.source,
+          sessionId: l.sessionId,
+          details: {
+            via: l.info.via,
+            ...(l.info.agentId ? { agentId: l.info.agentId } : {}),
+            reason,
+            bytesFromClient,
+            bytesToClient,
+            startedAt: l.startedAt.toISOString(),
+            durationMs: endedAt.getTime() - l.startedAt.getTime(),
+          },
         },
-      }],
+      ],
     });
   }
 
@@ -215,7 +258,9 @@ export class SessionRecorder implements SessionLedger {
     if (this.timer) return;
     this.timer = setInterval(() => {
       if (this.progressing) return;
-      this.progressing = this.writeProgress().finally(() => { this.progressing = null; });
+      this.progressing = this.writeProgress().finally(() => {
+        this.progressing = null;
+      });
     }, this.opts.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS);
     this.timer.unref();
     this.fastTimer = setInterval(() => void this.flushMoved(), this.opts.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS);
@@ -237,21 +282,40 @@ export class SessionRecorder implements SessionLedger {
    * many. Throws when the database fails (the relay must not start with open sessions it cannot close).
    */
   async recoverCrashed(): Promise<number> {
-    const open = await this.opts.db.select().from(sessions).where(and(eq(sessions.relayId, this.opts.relayId), isNull(sessions.endedAt)));
+    const open = await this.opts.db
+      .select()
+      .from(sessions)
+      .where(and(eq(sessions.relayId, this.opts.relayId), isNull(sessions.endedAt)));
     if (open.length === 0) return 0;
     const now = this.clock();
     for (let i = 0; i < open.length; i += 500) {
       const chunk = open.slice(i, i + 500);
       await this.opts.writer.commit({
-        ends: chunk.map((r) => ({ id: r.id, endedAt: r.progressAt ?? r.startedAt, bytesUp: r.bytesUp, bytesDown: r.bytesDown, endReason: 'relay_crashed' })),
+        ends: chunk.map((r) => ({
+          id: r.id,
+          endedAt: r.progressAt ?? r.startedAt,
+          bytesUp: r.bytesUp,
+          bytesDown: r.bytesDown,
+          endReason: 'relay_crashed',
+        })),
         events: chunk.map((r): AuditRow => {
           const endedAt = r.progressAt ?? r.startedAt;
           return {
-            ...AUDIT.sessionEnd, time: now, relayId: this.opts.relayId,
-            actor: r.userName, host: r.host, source: r.source, sessionId: r.id,
+            ...AUDIT.sessionEnd,
+            time: now,
+            relayId: this.opts.relayId,
+            actor: r.userName,
+            host: r.host,
+            source: r.source,
+            sessionId: r.id,
             details: {
-              via: r.via, reason: 'relay_crashed', bytesFromClient: r.bytesUp, bytesToClient: r.bytesDown,
-              startedAt: r.startedAt.toISOString(), endedAt: endedAt.toISOString(), durationMs: endedAt.getTime() - r.startedAt.getTime(),
+              via: r.via,
+              reason: 'relay_crashed',
+              bytesFromClient: r.bytesUp,
+              bytesToClient: r.bytesDown,
+              startedAt: r.startedAt.toISOString(),
+              endedAt: endedAt.toISOString(),
+              durationMs: endedAt.getTime() - r.startedAt.getTime(),
               bytesAsOf: r.progressAt ? r.progressAt.toISOString() : null,
             },
           };

@@ -45,7 +45,13 @@ export class AuthService {
       audit.userLogin({ user: user.name, source, ok: false, reason: 'disabled' });
       throw new AuthError('AUTH_ERR_USER_DISABLED', 'your account was disabled by an admin; ask an admin to enable it');
     }
-    const t = await tokens.sign({ user: user.name, userId: user.id, generation: user.tokenGeneration, admin: user.isAdmin, ttlSeconds: this.deps.tokenTtlSeconds });
+    const t = await tokens.sign({
+      user: user.name,
+      userId: user.id,
+      generation: user.tokenGeneration,
+      admin: user.isAdmin,
+      ttlSeconds: this.deps.tokenTtlSeconds,
+    });
     audit.userLogin({ user: user.name, source, ok: true });
     return { token: t.token, expiresAt: t.expiresAt.toISOString(), user: user.name, admin: user.isAdmin };
   }
@@ -64,7 +70,11 @@ export class AuthService {
     const { revoked, user } = await this.deps.users.findForToken(v.userId, v.jti);
     if (revoked) throw new AuthError('AUTH_ERR_TOKEN_REVOKED');
     if (!user) throw new AuthError('AUTH_ERR_INVALID_TOKEN', 'the account of this token no longer exists');
-    if (user.disabledAt) throw new AuthError('AUTH_ERR_USER_DISABLED', 'your account was disabled by an admin; ask an admin to enable it (mssh admin users enable NAME)');
+    if (user.disabledAt)
+      throw new AuthError(
+        'AUTH_ERR_USER_DISABLED',
+        'your account was disabled by an admin; ask an admin to enable it (mssh admin users enable NAME)',
+      );
     if (user.tokenGeneration !== v.generation) throw new AuthError('AUTH_ERR_SESSION_ENDED');
     // The row loaded here is all the access check needs too (admin, role): no second user lookup.
     return { user: user.name, admin: user.isAdmin, role: user.role, jti: v.jti, exp: v.exp, checkedAt };

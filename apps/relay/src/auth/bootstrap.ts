@@ -9,7 +9,10 @@ export const BOOTSTRAP_ADMIN = 'admin';
  * First start: when there are no users at all, create `admin` (an admin) with the given password or a
  * random one. Returns the password only when it created the user (the caller shows it once).
  */
-export async function bootstrapAdmin(deps: { users: UserRepository; audit: RelayAuditSink }, password?: string): Promise<{ created: false } | { created: true; password: string; generated: boolean }> {
+export async function bootstrapAdmin(
+  deps: { users: UserRepository; audit: RelayAuditSink },
+  password?: string,
+): Promise<{ created: false } | { created: true; password: string; generated: boolean }> {
   if ((await deps.users.count()) > 0) return { created: false };
   const generated = !password;
   const pw = password || randomBytes(18).toString('base64url');

@@ -17,10 +17,14 @@ export function liveKeys(keys: SigningKey[], now: Date, ttlSeconds = JWT_DEFAULT
 }
 
 /** The relay's token service over the persisted signing keys, creating the first key on first start. */
-export async function loadTokenService(keys: SigningKeyRepository, opts: { tokenTtlSeconds?: number } = {}): Promise<{ tokens: TokenService; createdKey: boolean }> {
+export async function loadTokenService(
+  keys: SigningKeyRepository,
+  opts: { tokenTtlSeconds?: number } = {},
+): Promise<{ tokens: TokenService; createdKey: boolean }> {
   const { keys: list, created } = await keys.loadOrCreate();
   const tokens = await TokenService.create(liveKeys(list, new Date(), opts.tokenTtlSeconds), {
-    defaultTtlSeconds: opts.tokenTtlSeconds, clockToleranceSeconds: CLOCK_TOLERANCE_SECONDS,
+    defaultTtlSeconds: opts.tokenTtlSeconds,
+    clockToleranceSeconds: CLOCK_TOLERANCE_SECONDS,
   });
   return { tokens, createdKey: created };
 }
@@ -47,6 +51,11 @@ export async function rotateSigningKey(deps: {
 }): Promise<RotatedKey> {
   const r = await deps.keys.rotate();
   if (deps.tokens) await deps.tokens.setKeys(liveKeys(r.keys, new Date()));
-  deps.audit.emit({ ...AUDIT.keyRotated, actor: deps.by.actor, source: deps.by.source, details: { kid: r.kid, retired: r.retired } });
+  deps.audit.emit({
+    ...AUDIT.keyRotated,
+    actor: deps.by.actor,
+    source: deps.by.source,
+    details: { kid: r.kid, retired: r.retired },
+  });
   return { kid: r.kid, retired: r.retired };
 }

@@ -8,7 +8,13 @@ import { existsSync } from 'node:fs';
 import { createAdminCommands, CliError, TtyPrompter } from '@mssh/cli-kit';
 import { jsonForTerminal } from '@mssh/protocol';
 import {
-  AgentEnrollConfigSchema, AuditPruneConfigSchema, InfoConfigSchema, StoreConfigSchema, defaultPublicUrl, parseConfig, type StoreConfig,
+  AgentEnrollConfigSchema,
+  AuditPruneConfigSchema,
+  InfoConfigSchema,
+  StoreConfigSchema,
+  defaultPublicUrl,
+  parseConfig,
+  type StoreConfig,
 } from '../config.js';
 import { cliFailure, RelayError } from '../errors.js';
 import { loadOrCreateRelayId, pgliteDir, prepareDataDir } from '../data-dir.js';
@@ -38,7 +44,12 @@ function admin(flags: Flags) {
     withOps: async (fn) => withOps(await storeOps(flags), fn),
     stdout: process.stdout,
     password: { stdin: process.stdin, prompter: new TtyPrompter() },
-    spell: { grant: 'mssh-relay grant', enroll: 'mssh-relay agent enroll', usersAdd: 'mssh-relay user add', usersPasswd: 'mssh-relay user passwd' },
+    spell: {
+      grant: 'mssh-relay grant',
+      enroll: 'mssh-relay agent enroll',
+      usersAdd: 'mssh-relay user add',
+      usersPasswd: 'mssh-relay user passwd',
+    },
   });
 }
 
@@ -59,7 +70,9 @@ async function info(flags: Record<string, unknown>): Promise<void> {
       tlsFingerprint: fp ?? null,
       sshJumpHostKey: jumpHostKeyPath(cfg.dataDir),
       sshJumpHostKeyFingerprint: sshFp ?? null,
-      relay: running ? { running: true, pid: running.info.pid, url: running.info.relayUrl } : { running: false, pid: null, url: null },
+      relay: running
+        ? { running: true, pid: running.info.pid, url: running.info.relayUrl }
+        : { running: false, pid: null, url: null },
     });
     return;
   }
@@ -68,7 +81,9 @@ async function info(flags: Record<string, unknown>): Promise<void> {
   out(`TLS certificate: ${tlsCert}`);
   out(`TLS certificate fingerprint: ${fp ?? '(none yet: created on the first `mssh-relay serve`)'}`);
   out(`SSH jump host key: ${jumpHostKeyPath(cfg.dataDir)}`);
-  out(`SSH jump host key fingerprint: ${sshFp ?? '(none yet: created on the first `mssh-relay serve` with the SSH listener on)'}`);
+  out(
+    `SSH jump host key fingerprint: ${sshFp ?? '(none yet: created on the first `mssh-relay serve` with the SSH listener on)'}`,
+  );
   if (running) {
     out(`Relay: running (pid ${running.info.pid}), ${running.info.relayUrl}`);
   } else {
@@ -85,7 +100,8 @@ async function agentEnroll(name: string, flags: Record<string, unknown>): Promis
     const fingerprint = cfg.tlsCert
       ? readFingerprint({ dataDir: cfg.dataDir, certFile: cfg.tlsCert })
       : (await loadOrCreateTls({ dataDir: cfg.dataDir, sans: cfg.tlsSan })).fingerprint;
-    if (!fingerprint) throw cliFailure(`cannot read the certificate ${cfg.tlsCert}`, 'Check the path given to --tls-cert.');
+    if (!fingerprint)
+      throw cliFailure(`cannot read the certificate ${cfg.tlsCert}`, 'Check the path given to --tls-cert.');
     return { url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen), fingerprint };
   };
   const ops = await adminOps(cfg, offlineRelay);
@@ -93,21 +109,30 @@ async function agentEnroll(name: string, flags: Record<string, unknown>): Promis
   out(`Enrolment token for "${t.name}" (one use, expires ${t.expiresAt}):`);
   out(`  ${t.token}`);
   out('On the machine to enrol, run:');
-  out(`  mssh-agent enroll --relay ${t.relayUrl} --token ${t.token} --name ${t.name} --relay-fingerprint ${t.relayFingerprint}`);
+  out(
+    `  mssh-agent enroll --relay ${t.relayUrl} --token ${t.token} --name ${t.name} --relay-fingerprint ${t.relayFingerprint}`,
+  );
 }
 
 async function auditPrune(flags: Record<string, unknown>): Promise<void> {
   const cfg = parseConfig(AuditPruneConfigSchema, flags);
   // On Postgres the prune runs on the database given, never through the running relay: its role is not
   // meant to be able to prune (docs/audit.md, "Database roles"). PGlite: through the relay if it runs.
-  const r = cfg.databaseUrl ? await pruneOnDatabase(cfg, cfg.olderThan) : await withOps(await adminOps(cfg, async () => ({ url: '', fingerprint: '' })), (o) => o.pruneAudit(cfg.olderThan));
+  const r = cfg.databaseUrl
+    ? await pruneOnDatabase(cfg, cfg.olderThan)
+    : await withOps(await adminOps(cfg, async () => ({ url: '', fingerprint: '' })), (o) =>
+        o.pruneAudit(cfg.olderThan),
+      );
   out(`Deleted ${r.deleted} audit event(s) older than ${r.cutoff}; the prune itself is recorded as audit.pruned.`);
 }
 
 async function pruneOnDatabase(cfg: StoreConfig, olderThanMs: number): Promise<{ deleted: number; cutoff: string }> {
   const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
   try {
-    return await new AuditLog({ db: database.db, relayId: loadOrCreateRelayId(cfg.dataDir) }).prune(new Date(Date.now() - olderThanMs), { actor: LOCAL_ADMIN_ACTOR, source: 'cli' });
+    return await new AuditLog({ db: database.db, relayId: loadOrCreateRelayId(cfg.dataDir) }).prune(
+      new Date(Date.now() - olderThanMs),
+      { actor: LOCAL_ADMIN_ACTOR, source: 'cli' },
+    );
   } finally {
     await database.close();
   }
@@ -121,20 +146,33 @@ async function migrateCmd(flags: Record<string, unknown>): Promise<void> {
   const cfg = parseConfig(StoreConfigSchema, flags);
   const roles = { relayRole: flags.relayRole as string | undefined, pruneRole: flags.pruneRole as string | undefined };
   if (!cfg.databaseUrl && (roles.relayRole || roles.pruneRole)) {
-    throw cliFailure('--relay-role and --prune-role need Postgres (--database-url)', 'The embedded PGlite database has a single user and no roles.');
+    throw cliFailure(
+      '--relay-role and --prune-role need Postgres (--database-url)',
+      'The embedded PGlite database has a single user and no roles.',
+    );
   }
   if (!cfg.databaseUrl) prepareDataDir(cfg.dataDir);
   const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
   try {
-    out(`Database schema is up to date (${cfg.databaseUrl ? redactDatabaseUrl(cfg.databaseUrl) : pgliteDir(cfg.dataDir)}).`);
+    out(
+      `Database schema is up to date (${cfg.databaseUrl ? redactDatabaseUrl(cfg.databaseUrl) : pgliteDir(cfg.dataDir)}).`,
+    );
     if (roles.relayRole || roles.pruneRole) {
       try {
         await grantRoles(database.db, roles);
       } catch (e) {
-        throw cliFailure(`cannot grant the roles: ${rootMessage(e)}`, 'Run migrate as the owner of the mssh tables, and create the roles first (docs/audit.md, "Database roles").', e);
+        throw cliFailure(
+          `cannot grant the roles: ${rootMessage(e)}`,
+          'Run migrate as the owner of the mssh tables, and create the roles first (docs/audit.md, "Database roles").',
+          e,
+        );
       }
-      if (roles.relayRole) out(`Granted role "${roles.relayRole}" what mssh-relay serve needs (audit_events: insert only; sessions: no delete).`);
-      if (roles.pruneRole) out(`Granted role "${roles.pruneRole}" EXECUTE on mssh_audit_prune (mssh-relay audit prune).`);
+      if (roles.relayRole)
+        out(
+          `Granted role "${roles.relayRole}" what mssh-relay serve needs (audit_events: insert only; sessions: no delete).`,
+        );
+      if (roles.pruneRole)
+        out(`Granted role "${roles.pruneRole}" EXECUTE on mssh_audit_prune (mssh-relay audit prune).`);
     }
   } finally {
     await database.close();
@@ -145,7 +183,8 @@ async function migrateCmd(flags: Record<string, unknown>): Promise<void> {
 async function keysRotate(flags: Record<string, unknown>): Promise<void> {
   const r = await withOps(await storeOps(flags), (o) => o.rotateKeys());
   out(`New signing key ${r.kid}: new tokens are signed with it.`);
-  if (r.retired.length > 0) out(`Retired ${r.retired.join(', ')}: still verifying the tokens it issued until they expire (12 h at most).`);
+  if (r.retired.length > 0)
+    out(`Retired ${r.retired.join(', ')}: still verifying the tokens it issued until they expire (12 h at most).`);
   out('Other relays on the same database pick the new key up within a minute.');
 }
 
@@ -170,7 +209,8 @@ export function commandHandlers(): Omit<RelayHandlers, 'serve'> {
   const flag = (flags: Flags, name: string) => flags[name] === true;
   return {
     info,
-    userAdd: (name, flags) => admin(flags).usersAdd({ name, admin: flag(flags, 'admin'), passwordStdin: flag(flags, 'passwordStdin') }),
+    userAdd: (name, flags) =>
+      admin(flags).usersAdd({ name, admin: flag(flags, 'admin'), passwordStdin: flag(flags, 'passwordStdin') }),
     userList: (flags) => admin(flags).usersList({ json: flag(flags, 'json') }),
     userDisable: (name, flags) => admin(flags).usersDisable({ name, killSessions: flag(flags, 'killSessions') }),
     userEnable: (name, flags) => admin(flags).usersEnable({ name }),

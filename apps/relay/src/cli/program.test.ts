@@ -7,20 +7,34 @@ function parse(argv: string[]) {
   const calls: unknown[][] = [];
   let err = '';
   const h = new Proxy({} as RelayHandlers, {
-    get: (_t, name: string) => async (...args: unknown[]) => void calls.push([name, ...args]),
+    get:
+      (_t, name: string) =>
+      async (...args: unknown[]) =>
+        void calls.push([name, ...args]),
   });
   const program = buildProgram(h, { writeOut: () => undefined, writeErr: (s) => (err += s) });
-  return program.parseAsync(['node', 'mssh-relay', ...argv]).then(() => ({ calls, err, error: null as unknown }), (error: unknown) => ({ calls, err, error }));
+  return program.parseAsync(['node', 'mssh-relay', ...argv]).then(
+    () => ({ calls, err, error: null as unknown }),
+    (error: unknown) => ({ calls, err, error }),
+  );
 }
 
 describe('mssh-relay grammar', () => {
   it('each command calls its handler with its arguments and flags', async () => {
-    expect((await parse(['user', 'add', 'alice', '--admin', '--password-stdin'])).calls).toEqual([['userAdd', 'alice', { admin: true, passwordStdin: true }]]);
+    expect((await parse(['user', 'add', 'alice', '--admin', '--password-stdin'])).calls).toEqual([
+      ['userAdd', 'alice', { admin: true, passwordStdin: true }],
+    ]);
     expect((await parse(['user', 'set-role', 'alice'])).calls).toEqual([['userSetRole', 'alice', undefined, {}]]);
     expect((await parse(['grant', '--role', 'ops', 'db-?'])).calls).toEqual([['grant', 'ops', 'db-?', { role: true }]]);
-    expect((await parse(['agent', 'revoke', 'web-1', '--data-dir', '/d'])).calls).toEqual([['agentRevoke', 'web-1', { dataDir: '/d' }]]);
-    expect((await parse(['serve', '--stale-after', '2w', '--tls-san', 'a', '--tls-san', 'b'])).calls).toEqual([['serve', { staleAfter: '2w', tlsSan: ['a', 'b'], trustedProxy: [] }]]);
-    expect((await parse(['audit', 'prune', '--older-than', '52w'])).calls).toEqual([['auditPrune', { olderThan: '52w' }]]);
+    expect((await parse(['agent', 'revoke', 'web-1', '--data-dir', '/d'])).calls).toEqual([
+      ['agentRevoke', 'web-1', { dataDir: '/d' }],
+    ]);
+    expect((await parse(['serve', '--stale-after', '2w', '--tls-san', 'a', '--tls-san', 'b'])).calls).toEqual([
+      ['serve', { staleAfter: '2w', tlsSan: ['a', 'b'], trustedProxy: [] }],
+    ]);
+    expect((await parse(['audit', 'prune', '--older-than', '52w'])).calls).toEqual([
+      ['auditPrune', { olderThan: '52w' }],
+    ]);
   });
 
   it('usage errors print `mssh-relay: <problem>` and the help hint, and map to exit 64; --help to 0', async () => {

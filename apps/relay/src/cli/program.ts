@@ -38,12 +38,16 @@ export interface CliOutput {
 }
 
 const storeOptions = (c: Command) =>
-  c.option('--data-dir <dir>', 'data directory (env MSSH_DATA_DIR, default ~/.local/share/mssh-relay)')
+  c
+    .option('--data-dir <dir>', 'data directory (env MSSH_DATA_DIR, default ~/.local/share/mssh-relay)')
     .option('--database-url <url>', 'Postgres URL instead of the embedded PGlite (env DATABASE_URL)');
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
-export function buildProgram(h: RelayHandlers, out: CliOutput = { writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) }): Command {
+export function buildProgram(
+  h: RelayHandlers,
+  out: CliOutput = { writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) },
+): Command {
   const program = new Command('mssh-relay')
     .description('The mssh relay: reach machines behind NAT over SSH, end to end encrypted.')
     .version(SOFTWARE_VERSION)
@@ -52,33 +56,78 @@ export function buildProgram(h: RelayHandlers, out: CliOutput = { writeOut: (s) 
     .configureOutput({
       writeOut: (s) => out.writeOut(s),
       writeErr: (s) => out.writeErr(s),
-      outputError: (str, write) => write(`mssh-relay: ${str.replace(/^error: /, '').trim()}\nRun \`mssh-relay --help\` for usage.\n`),
+      outputError: (str, write) =>
+        write(`mssh-relay: ${str.replace(/^error: /, '').trim()}\nRun \`mssh-relay --help\` for usage.\n`),
     });
 
   storeOptions(program.command('serve').description('run the relay'))
     .option('--listen <host:port>', `address to listen on (env MSSH_LISTEN, default 0.0.0.0:8443)`)
-    .option('--ssh-listen <host:port|off>', 'SSH jump listener for stock OpenSSH `ssh -J` (env MSSH_SSH_LISTEN, default port 2222 on the --listen host; off disables it)')
+    .option(
+      '--ssh-listen <host:port|off>',
+      'SSH jump listener for stock OpenSSH `ssh -J` (env MSSH_SSH_LISTEN, default port 2222 on the --listen host; off disables it)',
+    )
     .option('--tls-cert <file>', 'PEM certificate (chain); default: a self-signed one in the data dir')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
     .option('--tls-san <name>', 'extra name for the self-signed certificate (repeatable)', collect, [])
-    .option('--public-url <url>', 'URL clients and agents use, e.g. https://relay.example.org:8443 (env MSSH_PUBLIC_URL)')
+    .option(
+      '--public-url <url>',
+      'URL clients and agents use, e.g. https://relay.example.org:8443 (env MSSH_PUBLIC_URL)',
+    )
     .addOption(new Option('--log-level <level>', 'log level (env MSSH_LOG_LEVEL, default info)'))
-    .option('--stale-after <duration>', 'mark machines not seen for this long as stale, e.g. 30d, 12h (env MSSH_STALE_AFTER, default 30d)')
-    .option('--trusted-proxy <cidr>', 'believe X-Forwarded-For from this proxy address or CIDR (repeatable; default: none, the socket address counts)', collect, [])
-    .option('--min-protocol-version <n>', 'refuse agents and clients speaking an older protocol (default: the oldest this build speaks)')
-    .option('--max-sessions-per-user <n>', `open sessions per mssh user (default ${HARDENING_DEFAULTS.maxSessionsPerUser})`)
-    .option('--max-sessions-per-agent <n>', `open sessions per machine (default ${HARDENING_DEFAULTS.maxSessionsPerAgent})`)
+    .option(
+      '--stale-after <duration>',
+      'mark machines not seen for this long as stale, e.g. 30d, 12h (env MSSH_STALE_AFTER, default 30d)',
+    )
+    .option(
+      '--trusted-proxy <cidr>',
+      'believe X-Forwarded-For from this proxy address or CIDR (repeatable; default: none, the socket address counts)',
+      collect,
+      [],
+    )
+    .option(
+      '--min-protocol-version <n>',
+      'refuse agents and clients speaking an older protocol (default: the oldest this build speaks)',
+    )
+    .option(
+      '--max-sessions-per-user <n>',
+      `open sessions per mssh user (default ${HARDENING_DEFAULTS.maxSessionsPerUser})`,
+    )
+    .option(
+      '--max-sessions-per-agent <n>',
+      `open sessions per machine (default ${HARDENING_DEFAULTS.maxSessionsPerAgent})`,
+    )
     .option('--max-sessions <n>', `open sessions on this relay (default ${HARDENING_DEFAULTS.maxSessions})`)
     .option('--max-agents <n>', `agents connected at once (default ${HARDENING_DEFAULTS.maxAgents})`)
     .option('--max-header-bytes <n>', `largest request header block (default ${HARDENING_DEFAULTS.maxHeaderBytes})`)
     .option('--max-body-bytes <n>', `largest JSON request body (default ${HARDENING_DEFAULTS.maxBodyBytes})`)
-    .option('--handshake-timeout <seconds>', `drop connections that finish no TLS handshake / first request in time (default ${HARDENING_DEFAULTS.handshakeTimeout})`)
-    .option('--login-attempts <n>', `failed logins per minute and address before back-off (default ${HARDENING_DEFAULTS.loginAttempts}; per user name: twice that)`)
-    .option('--max-password-checks <n>', `password hashes at once; more wait briefly, then get 503 (default ${HARDENING_DEFAULTS.maxPasswordChecks})`)
-    .option('--max-streams-per-connection <n>', `concurrent HTTP/2 streams (API calls and tunnels) per client connection (default ${HARDENING_DEFAULTS.maxStreamsPerConnection})`)
-    .option('--max-connections-per-address <n>', `API connections per client address, IPv6 per /64; trusted proxies exempt; 0: no limit (default ${HARDENING_DEFAULTS.maxConnectionsPerAddress})`)
-    .option('--max-pending-per-address <n>', `requests not yet answered per client address (forwarded address behind a trusted proxy); 0: no limit (default ${HARDENING_DEFAULTS.maxPendingPerAddress})`)
-    .option('--body-timeout <seconds>', `a JSON request body must arrive within this time, else 408 (default ${HARDENING_DEFAULTS.bodyTimeout})`)
+    .option(
+      '--handshake-timeout <seconds>',
+      `drop connections that finish no TLS handshake / first request in time (default ${HARDENING_DEFAULTS.handshakeTimeout})`,
+    )
+    .option(
+      '--login-attempts <n>',
+      `failed logins per minute and address before back-off (default ${HARDENING_DEFAULTS.loginAttempts}; per user name: twice that)`,
+    )
+    .option(
+      '--max-password-checks <n>',
+      `password hashes at once; more wait briefly, then get 503 (default ${HARDENING_DEFAULTS.maxPasswordChecks})`,
+    )
+    .option(
+      '--max-streams-per-connection <n>',
+      `concurrent HTTP/2 streams (API calls and tunnels) per client connection (default ${HARDENING_DEFAULTS.maxStreamsPerConnection})`,
+    )
+    .option(
+      '--max-connections-per-address <n>',
+      `API connections per client address, IPv6 per /64; trusted proxies exempt; 0: no limit (default ${HARDENING_DEFAULTS.maxConnectionsPerAddress})`,
+    )
+    .option(
+      '--max-pending-per-address <n>',
+      `requests not yet answered per client address (forwarded address behind a trusted proxy); 0: no limit (default ${HARDENING_DEFAULTS.maxPendingPerAddress})`,
+    )
+    .option(
+      '--body-timeout <seconds>',
+      `a JSON request body must arrive within this time, else 408 (default ${HARDENING_DEFAULTS.bodyTimeout})`,
+    )
     .action((opts: Flags) => h.serve(opts));
 
   storeOptions(program.command('info').description('show the data dir, database and certificate fingerprint'))
@@ -87,28 +136,56 @@ export function buildProgram(h: RelayHandlers, out: CliOutput = { writeOut: (s) 
     .action((opts: Flags) => h.info(opts));
 
   const user = program.command('user').description('manage users');
-  storeOptions(user.command('add').argument('<name>', 'user name').description('create a user (through the running relay, else on the database)'))
+  storeOptions(
+    user
+      .command('add')
+      .argument('<name>', 'user name')
+      .description('create a user (through the running relay, else on the database)'),
+  )
     .option('--admin', 'make the user an admin')
     .option('--password-stdin', 'read the password from the first line of stdin')
     .action((name: string, opts: Flags) => h.userAdd(name, opts));
   storeOptions(user.command('list').description('list users'))
     .option('--json', 'print a JSON array')
     .action((opts: Flags) => h.userList(opts));
-  storeOptions(user.command('disable').argument('<name>', 'user name').description('disable a user: their tokens stop working at once'))
+  storeOptions(
+    user
+      .command('disable')
+      .argument('<name>', 'user name')
+      .description('disable a user: their tokens stop working at once'),
+  )
     .option('--kill-sessions', 'also end their live sessions now')
     .action((name: string, opts: Flags) => h.userDisable(name, opts));
-  storeOptions(user.command('enable').argument('<name>', 'user name').description('enable a disabled user'))
-    .action((name: string, opts: Flags) => h.userEnable(name, opts));
-  storeOptions(user.command('passwd').argument('<name>', 'user name').description('set a user\'s password'))
+  storeOptions(user.command('enable').argument('<name>', 'user name').description('enable a disabled user')).action(
+    (name: string, opts: Flags) => h.userEnable(name, opts),
+  );
+  storeOptions(user.command('passwd').argument('<name>', 'user name').description("set a user's password"))
     .option('--password-stdin', 'read the password from the first line of stdin')
     .action((name: string, opts: Flags) => h.userPasswd(name, opts));
-  storeOptions(user.command('set-role').argument('<name>', 'user name').argument('[role]', 'role name (omit to clear the role)').description('set or clear a user\'s role'))
-    .action((name: string, role: string | undefined, opts: Flags) => h.userSetRole(name, role, opts));
+  storeOptions(
+    user
+      .command('set-role')
+      .argument('<name>', 'user name')
+      .argument('[role]', 'role name (omit to clear the role)')
+      .description("set or clear a user's role"),
+  ).action((name: string, role: string | undefined, opts: Flags) => h.userSetRole(name, role, opts));
 
-  storeOptions(program.command('grant').argument('<subject>', 'user (or role, with --role)').argument('<pattern>', "host glob, e.g. 'web-*' or 'db-?'").description('let a user (or a role) reach the machines matching a pattern'))
+  storeOptions(
+    program
+      .command('grant')
+      .argument('<subject>', 'user (or role, with --role)')
+      .argument('<pattern>', "host glob, e.g. 'web-*' or 'db-?'")
+      .description('let a user (or a role) reach the machines matching a pattern'),
+  )
     .option('--role', 'the subject is a role')
     .action((subject: string, pattern: string, opts: Flags) => h.grant(subject, pattern, opts));
-  storeOptions(program.command('revoke-grant').argument('<subject>', 'user (or role, with --role)').argument('<pattern>', 'the pattern as granted').description('remove a grant'))
+  storeOptions(
+    program
+      .command('revoke-grant')
+      .argument('<subject>', 'user (or role, with --role)')
+      .argument('<pattern>', 'the pattern as granted')
+      .description('remove a grant'),
+  )
     .option('--role', 'the subject is a role')
     .action((subject: string, pattern: string, opts: Flags) => h.revokeGrant(subject, pattern, opts));
   storeOptions(program.command('grants').description('list grants'))
@@ -116,31 +193,66 @@ export function buildProgram(h: RelayHandlers, out: CliOutput = { writeOut: (s) 
     .action((opts: Flags) => h.grants(opts));
 
   const keys = program.command('keys').description('manage the token signing keys');
-  storeOptions(keys.command('rotate').description('add a new signing key; the old one verifies its tokens until they expire'))
-    .action((opts: Flags) => h.keysRotate(opts));
+  storeOptions(
+    keys.command('rotate').description('add a new signing key; the old one verifies its tokens until they expire'),
+  ).action((opts: Flags) => h.keysRotate(opts));
 
   const agent = program.command('agent').description('manage machines');
-  storeOptions(agent.command('enroll').argument('<name>', 'machine name').description('issue a one-time enrolment token for a machine'))
+  storeOptions(
+    agent
+      .command('enroll')
+      .argument('<name>', 'machine name')
+      .description('issue a one-time enrolment token for a machine'),
+  )
     .option('--public-url <url>', 'relay URL to print when the relay is not running (env MSSH_PUBLIC_URL)')
-    .option('--listen <host:port>', 'the relay\'s listen address, to derive the URL when the relay is not running (env MSSH_LISTEN)')
-    .option('--tls-cert <file>', 'the relay\'s certificate, when not the self-signed one')
-    .option('--tls-san <name>', 'extra name for the self-signed certificate if it does not exist yet (repeatable)', collect, [])
+    .option(
+      '--listen <host:port>',
+      "the relay's listen address, to derive the URL when the relay is not running (env MSSH_LISTEN)",
+    )
+    .option('--tls-cert <file>', "the relay's certificate, when not the self-signed one")
+    .option(
+      '--tls-san <name>',
+      'extra name for the self-signed certificate if it does not exist yet (repeatable)',
+      collect,
+      [],
+    )
     .action((name: string, opts: Flags) => h.agentEnroll(name, opts));
   storeOptions(agent.command('list').description('list machines: online, last seen, versions, key fingerprints'))
     .option('--json', 'print a JSON array')
     .action((opts: Flags) => h.agentList(opts));
-  storeOptions(agent.command('revoke').argument('<name>', 'machine name').description('refuse a machine from now on and drop its connection and sessions'))
-    .action((name: string, opts: Flags) => h.agentRevoke(name, opts));
-  storeOptions(agent.command('forget').argument('<name>', 'machine name').description('delete a machine (revoked or not); its name is free again'))
-    .action((name: string, opts: Flags) => h.agentForget(name, opts));
+  storeOptions(
+    agent
+      .command('revoke')
+      .argument('<name>', 'machine name')
+      .description('refuse a machine from now on and drop its connection and sessions'),
+  ).action((name: string, opts: Flags) => h.agentRevoke(name, opts));
+  storeOptions(
+    agent
+      .command('forget')
+      .argument('<name>', 'machine name')
+      .description('delete a machine (revoked or not); its name is free again'),
+  ).action((name: string, opts: Flags) => h.agentForget(name, opts));
 
-  storeOptions(program.command('migrate').description('apply the database migrations (as the owner role), and grant the relay\'s and the pruner\'s roles'))
-    .option('--relay-role <role>', 'Postgres role that runs `serve`: grant it what it needs, but no UPDATE/DELETE of the audit trail')
+  storeOptions(
+    program
+      .command('migrate')
+      .description("apply the database migrations (as the owner role), and grant the relay's and the pruner's roles"),
+  )
+    .option(
+      '--relay-role <role>',
+      'Postgres role that runs `serve`: grant it what it needs, but no UPDATE/DELETE of the audit trail',
+    )
     .option('--prune-role <role>', 'Postgres role that may run `audit prune` (EXECUTE on mssh_audit_prune)')
     .action((opts: Flags) => h.migrate(opts));
 
   const auditCmd = program.command('audit').description('the audit trail');
-  storeOptions(auditCmd.command('prune').description('delete audit events older than an age (the only way rows leave the append-only trail); records audit.pruned'))
+  storeOptions(
+    auditCmd
+      .command('prune')
+      .description(
+        'delete audit events older than an age (the only way rows leave the append-only trail); records audit.pruned',
+      ),
+  )
     .requiredOption('--older-than <age>', 'age like 365d, 52w or 90d (at least 1d)')
     .action((opts: Flags) => h.auditPrune(opts));
 

@@ -32,13 +32,24 @@ export class AgentRepository implements AgentDirectory {
   async findByPublicKey(publicKey: string): Promise<EnrolledAgent | null> {
     const rows = await this.db
       .select({ id: agents.id, name: agents.name, publicKey: agents.publicKey, revokedAt: agents.revokedAt })
-      .from(agents).where(eq(agents.publicKey, publicKey)).limit(1);
+      .from(agents)
+      .where(eq(agents.publicKey, publicKey))
+      .limit(1);
     return rows[0] ?? null;
   }
 
-  async markConnected(id: string, info: { hostKeys: string[]; agentVersion: string; protocolVersion: number; at: Date }): Promise<void> {
-    await this.db.update(agents)
-      .set({ hostKeys: info.hostKeys, agentVersion: info.agentVersion, protocolVersion: info.protocolVersion, lastSeenAt: info.at })
+  async markConnected(
+    id: string,
+    info: { hostKeys: string[]; agentVersion: string; protocolVersion: number; at: Date },
+  ): Promise<void> {
+    await this.db
+      .update(agents)
+      .set({
+        hostKeys: info.hostKeys,
+        agentVersion: info.agentVersion,
+        protocolVersion: info.protocolVersion,
+        lastSeenAt: info.at,
+      })
       .where(eq(agents.id, id));
   }
 
@@ -66,8 +77,11 @@ export class AgentRepository implements AgentDirectory {
 
   /** Mark the agent revoked (idempotent: an earlier revocation time is kept). Null when there is no such agent. */
   async revoke(name: string, at: Date): Promise<AgentRecord | null> {
-    const rows = await this.db.update(agents).set({ revokedAt: at })
-      .where(and(eq(agents.name, name), isNull(agents.revokedAt))).returning();
+    const rows = await this.db
+      .update(agents)
+      .set({ revokedAt: at })
+      .where(and(eq(agents.name, name), isNull(agents.revokedAt)))
+      .returning();
     return rows[0] ?? (await this.findByName(name));
   }
 
@@ -79,16 +93,24 @@ export class AgentRepository implements AgentDirectory {
 
   /** Delete the row of a revoked agent with this name (re-enrolment of a revoked name). */
   async forgetRevoked(name: string, tx: Db = this.db): Promise<boolean> {
-    const rows = await tx.delete(agents).where(and(eq(agents.name, name), isNotNull(agents.revokedAt))).returning({ id: agents.id });
+    const rows = await tx
+      .delete(agents)
+      .where(and(eq(agents.name, name), isNotNull(agents.revokedAt)))
+      .returning({ id: agents.id });
     return rows.length > 0;
   }
 
   /** Enrolled (not revoked) agents not seen since `before` (or never seen and enrolled before it). */
   async countStale(before: Date): Promise<number> {
-    const [row] = await this.db.select({ n: count() }).from(agents).where(and(
-      isNull(agents.revokedAt),
-      or(lt(agents.lastSeenAt, before), and(isNull(agents.lastSeenAt), lt(agents.enrolledAt, before))),
-    ));
+    const [row] = await this.db
+      .select({ n: count() })
+      .from(agents)
+      .where(
+        and(
+          isNull(agents.revokedAt),
+          or(lt(agents.lastSeenAt, before), and(isNull(agents.lastSeenAt), lt(agents.enrolledAt, before))),
+        ),
+      );
     return row?.n ?? 0;
   }
 
@@ -105,8 +127,11 @@ export class AgentRepository implements AgentDirectory {
 
   /** Is a non-revoked agent enrolled under this name? */
   async exists(name: string): Promise<boolean> {
-    const rows = await this.db.select({ id: agents.id }).from(agents)
-      .where(and(eq(agents.name, name), isNull(agents.revokedAt))).limit(1);
+    const rows = await this.db
+      .select({ id: agents.id })
+      .from(agents)
+      .where(and(eq(agents.name, name), isNull(agents.revokedAt)))
+      .limit(1);
     return rows.length > 0;
   }
 

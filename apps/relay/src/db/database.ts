@@ -54,7 +54,12 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
 }
 
 async function openPostgres(url: string, onPoolError?: (err: Error) => void): Promise<Database> {
-  const pool = new pg.Pool({ connectionString: url, max: 10, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 30_000 });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: 10,
+    connectionTimeoutMillis: 10_000,
+    idleTimeoutMillis: 30_000,
+  });
   pool.on('error', (err) => onPoolError?.(err));
   let client: pg.PoolClient;
   try {
@@ -103,7 +108,9 @@ export async function pendingMigrations(client: pg.ClientBase): Promise<number> 
   const files = readMigrationFiles({ migrationsFolder: migrationsFolder() });
   let last: number | null = null;
   try {
-    const r = await client.query<{ created_at: string | null }>('SELECT created_at FROM drizzle.__drizzle_migrations ORDER BY created_at DESC LIMIT 1');
+    const r = await client.query<{ created_at: string | null }>(
+      'SELECT created_at FROM drizzle.__drizzle_migrations ORDER BY created_at DESC LIMIT 1',
+    );
     last = r.rows[0]?.created_at == null ? null : Number(r.rows[0].created_at);
   } catch {
     return -1;
@@ -148,8 +155,24 @@ export function rootMessage(e: unknown): string {
   return cur instanceof Error ? cur.message : String(cur);
 }
 
-const DB_DOWN_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH', '57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006']);
-const DB_DOWN_MESSAGE = /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable|the database system is (shutting down|starting up)|terminating connection/i;
+const DB_DOWN_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  '57P01',
+  '57P02',
+  '57P03',
+  '08000',
+  '08001',
+  '08003',
+  '08004',
+  '08006',
+]);
+const DB_DOWN_MESSAGE =
+  /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|not queryable|the database system is (shutting down|starting up)|terminating connection/i;
 
 /** Is this (or its cause chain) a failure to reach the database, rather than a bug? */
 export function isDatabaseUnavailable(err: unknown): boolean {

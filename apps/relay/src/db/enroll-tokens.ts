@@ -18,18 +18,32 @@ export class EnrollTokenRepository {
   constructor(private readonly db: Db) {}
 
   /** Issue a one-time token for `name`, valid for ttlSeconds. Returns the clear token (shown once). */
-  async create(input: { name: string; createdBy: string; ttlSeconds: number; now?: Date }): Promise<{ token: string; expiresAt: Date }> {
+  async create(input: {
+    name: string;
+    createdBy: string;
+    ttlSeconds: number;
+    now?: Date;
+  }): Promise<{ token: string; expiresAt: Date }> {
     const token = randomBytes(32).toString('base64url');
     const expiresAt = new Date((input.now ?? new Date()).getTime() + input.ttlSeconds * 1000);
-    await this.db.insert(enrollTokens).values({ tokenHash: hashEnrollToken(token), name: input.name, createdBy: input.createdBy, expiresAt });
+    await this.db
+      .insert(enrollTokens)
+      .values({ tokenHash: hashEnrollToken(token), name: input.name, createdBy: input.createdBy, expiresAt });
     return { token, expiresAt };
   }
 
   /** The still-usable token's name, without claiming it; null when unknown, used or expired. */
   async peek(token: string, tx: Db = this.db): Promise<ClaimedEnrollToken | null> {
-    const rows = await tx.select({ id: enrollTokens.id, name: enrollTokens.name, createdBy: enrollTokens.createdBy })
+    const rows = await tx
+      .select({ id: enrollTokens.id, name: enrollTokens.name, createdBy: enrollTokens.createdBy })
       .from(enrollTokens)
-      .where(and(eq(enrollTokens.tokenHash, hashEnrollToken(token)), isNull(enrollTokens.usedAt), gt(enrollTokens.expiresAt, sql`now()`)))
+      .where(
+        and(
+          eq(enrollTokens.tokenHash, hashEnrollToken(token)),
+          isNull(enrollTokens.usedAt),
+          gt(enrollTokens.expiresAt, sql`now()`),
+        ),
+      )
       .limit(1);
     return rows[0] ?? null;
   }
@@ -39,9 +53,16 @@ export class EnrollTokenRepository {
    * is unknown, already used or expired.
    */
   async claim(token: string, tx: Db = this.db): Promise<ClaimedEnrollToken | null> {
-    const rows = await tx.update(enrollTokens)
+    const rows = await tx
+      .update(enrollTokens)
       .set({ usedAt: sql`now()` })
-      .where(and(eq(enrollTokens.tokenHash, hashEnrollToken(token)), isNull(enrollTokens.usedAt), gt(enrollTokens.expiresAt, sql`now()`)))
+      .where(
+        and(
+          eq(enrollTokens.tokenHash, hashEnrollToken(token)),
+          isNull(enrollTokens.usedAt),
+          gt(enrollTokens.expiresAt, sql`now()`),
+        ),
+      )
       .returning({ id: enrollTokens.id, name: enrollTokens.name, createdBy: enrollTokens.createdBy });
     return rows[0] ?? null;
   }

@@ -17,23 +17,36 @@ export class GrantRepository {
   constructor(private readonly db: Db) {}
 
   /** Add a grant; false when the very same grant exists already. */
-  async add(g: { subjectKind: GrantSubjectKind; subject: string; pattern: string; createdBy: string }): Promise<boolean> {
+  async add(g: {
+    subjectKind: GrantSubjectKind;
+    subject: string;
+    pattern: string;
+    createdBy: string;
+  }): Promise<boolean> {
     const rows = await this.db.insert(grants).values(g).onConflictDoNothing().returning({ id: grants.id });
     return rows.length > 0;
   }
 
   /** Remove a grant; false when there was no such grant. */
   async remove(g: { subjectKind: GrantSubjectKind; subject: string; pattern: string }): Promise<boolean> {
-    const rows = await this.db.delete(grants)
+    const rows = await this.db
+      .delete(grants)
       .where(and(eq(grants.subjectKind, g.subjectKind), eq(grants.subject, g.subject), eq(grants.pattern, g.pattern)))
       .returning({ id: grants.id });
     return rows.length > 0;
   }
 
   async list(): Promise<GrantRecord[]> {
-    const rows = await this.db.select({
-      subjectKind: grants.subjectKind, subject: grants.subject, pattern: grants.pattern, createdBy: grants.createdBy, createdAt: grants.createdAt,
-    }).from(grants).orderBy(asc(grants.subjectKind), asc(grants.subject), asc(grants.pattern));
+    const rows = await this.db
+      .select({
+        subjectKind: grants.subjectKind,
+        subject: grants.subject,
+        pattern: grants.pattern,
+        createdBy: grants.createdBy,
+        createdAt: grants.createdAt,
+      })
+      .from(grants)
+      .orderBy(asc(grants.subjectKind), asc(grants.subject), asc(grants.pattern));
     return rows as GrantRecord[];
   }
 

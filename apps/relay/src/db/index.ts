@@ -7,7 +7,15 @@ import { SigningKeyRepository } from './signing-keys.js';
 import { SshKeyRepository } from './ssh-keys.js';
 import { GrantRepository } from './grants.js';
 
-export { openDatabase, redactDatabaseUrl, rootMessage, isDatabaseUnavailable, type Db, type Database, type OpenDatabaseOptions } from './database.js';
+export {
+  openDatabase,
+  redactDatabaseUrl,
+  rootMessage,
+  isDatabaseUnavailable,
+  type Db,
+  type Database,
+  type OpenDatabaseOptions,
+} from './database.js';
 export { UserRepository, type UserRecord } from './users.js';
 export { AgentRepository, type AgentRecord, type NewAgent, type CreateAgentResult } from './agents.js';
 export { EnrollTokenRepository, hashEnrollToken, type ClaimedEnrollToken } from './enroll-tokens.js';

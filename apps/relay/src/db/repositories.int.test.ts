@@ -15,7 +15,9 @@ describe.each(DB_KINDS)('repositories on %s', (kind) => {
     ({ database, cleanup } = await openTestDatabase(kind));
     repos = createRepositories(database.db);
   });
-  afterAll(async () => { await cleanup?.(); });
+  afterAll(async () => {
+    await cleanup?.();
+  });
 
   it('an enrolment token is claimed once, even by concurrent claims; only its hash is stored', async () => {
     const { token } = await repos.enrollTokens.create({ name: 'race', createdBy: 'admin', ttlSeconds: 3600 });
@@ -39,7 +41,11 @@ describe.each(DB_KINDS)('repositories on %s', (kind) => {
   });
 
   it('users: unique names, count, list', async () => {
-    expect(await repos.users.create({ name: 'u1', passwordHash: 'h', isAdmin: false })).toMatchObject({ name: 'u1', isAdmin: false, disabledAt: null });
+    expect(await repos.users.create({ name: 'u1', passwordHash: 'h', isAdmin: false })).toMatchObject({
+      name: 'u1',
+      isAdmin: false,
+      disabledAt: null,
+    });
     expect(await repos.users.create({ name: 'u1', passwordHash: 'h2', isAdmin: true })).toBeNull();
     expect(await repos.users.count()).toBe(1);
     expect((await repos.users.list()).map((u) => u.name)).toEqual(['u1']);
@@ -47,16 +53,47 @@ describe.each(DB_KINDS)('repositories on %s', (kind) => {
 
   it('agents: create reports conflicts; the tunnel directory view updates last seen and host keys', async () => {
     const id = agentIdentity();
-    const created = await repos.agents.create({ name: 'box', publicKey: id.publicKey, hostKeys: [id.hostKey], agentVersion: '0.1.0', protocolVersion: 1 });
+    const created = await repos.agents.create({
+      name: 'box',
+      publicKey: id.publicKey,
+      hostKeys: [id.hostKey],
+      agentVersion: '0.1.0',
+      protocolVersion: 1,
+    });
     expect(created.ok).toBe(true);
     const other = agentIdentity();
-    expect(await repos.agents.create({ name: 'box', publicKey: other.publicKey, hostKeys: [], agentVersion: '0.1.0', protocolVersion: 1 })).toEqual({ ok: false, conflict: 'name' });
-    expect(await repos.agents.create({ name: 'box2', publicKey: id.publicKey, hostKeys: [], agentVersion: '0.1.0', protocolVersion: 1 })).toEqual({ ok: false, conflict: 'publicKey' });
+    expect(
+      await repos.agents.create({
+        name: 'box',
+        publicKey: other.publicKey,
+        hostKeys: [],
+        agentVersion: '0.1.0',
+        protocolVersion: 1,
+      }),
+    ).toEqual({ ok: false, conflict: 'name' });
+    expect(
+      await repos.agents.create({
+        name: 'box2',
+        publicKey: id.publicKey,
+        hostKeys: [],
+        agentVersion: '0.1.0',
+        protocolVersion: 1,
+      }),
+    ).toEqual({ ok: false, conflict: 'publicKey' });
     const found = await repos.agents.findByPublicKey(id.publicKey);
     expect(found).toMatchObject({ name: 'box', revokedAt: null });
     const at = new Date(Date.now() - 1000);
-    await repos.agents.markConnected(found!.id, { hostKeys: [other.hostKey], agentVersion: '0.2.0', protocolVersion: 1, at });
-    expect(await repos.agents.findByName('box')).toMatchObject({ hostKeys: [other.hostKey], agentVersion: '0.2.0', lastSeenAt: at });
+    await repos.agents.markConnected(found!.id, {
+      hostKeys: [other.hostKey],
+      agentVersion: '0.2.0',
+      protocolVersion: 1,
+      at,
+    });
+    expect(await repos.agents.findByName('box')).toMatchObject({
+      hostKeys: [other.hostKey],
+      agentVersion: '0.2.0',
+      lastSeenAt: at,
+    });
     const later = new Date();
     await repos.agents.markSeen(found!.id, later);
     expect((await repos.agents.findByName('box'))!.lastSeenAt).toEqual(later);
@@ -67,17 +104,32 @@ describe.each(DB_KINDS)('repositories on %s', (kind) => {
   });
 
   it('grants: add is idempotent, remove reports, patternsFor takes user and role in one query', async () => {
-    expect(await repos.grants.add({ subjectKind: 'user', subject: 'gina', pattern: 'web-*', createdBy: 'admin' })).toBe(true);
-    expect(await repos.grants.add({ subjectKind: 'user', subject: 'gina', pattern: 'web-*', createdBy: 'admin' })).toBe(false);
-    expect(await repos.grants.add({ subjectKind: 'role', subject: 'ops', pattern: 'db-?', createdBy: 'admin' })).toBe(true);
-    expect(await repos.grants.add({ subjectKind: 'role', subject: 'gina', pattern: 'role-only', createdBy: 'admin' })).toBe(true);
-    expect(await repos.grants.add({ subjectKind: 'user', subject: 'other', pattern: '*', createdBy: 'admin' })).toBe(true);
+    expect(await repos.grants.add({ subjectKind: 'user', subject: 'gina', pattern: 'web-*', createdBy: 'admin' })).toBe(
+      true,
+    );
+    expect(await repos.grants.add({ subjectKind: 'user', subject: 'gina', pattern: 'web-*', createdBy: 'admin' })).toBe(
+      false,
+    );
+    expect(await repos.grants.add({ subjectKind: 'role', subject: 'ops', pattern: 'db-?', createdBy: 'admin' })).toBe(
+      true,
+    );
+    expect(
+      await repos.grants.add({ subjectKind: 'role', subject: 'gina', pattern: 'role-only', createdBy: 'admin' }),
+    ).toBe(true);
+    expect(await repos.grants.add({ subjectKind: 'user', subject: 'other', pattern: '*', createdBy: 'admin' })).toBe(
+      true,
+    );
     expect((await repos.grants.patternsFor('gina', null)).sort()).toEqual(['web-*']);
     expect((await repos.grants.patternsFor('gina', 'ops')).sort()).toEqual(['db-?', 'web-*']);
     expect(await repos.grants.patternsFor('nobody', null)).toEqual([]);
     expect(await repos.grants.patternsFor('nobody', 'ops')).toEqual(['db-?']);
     const all = await repos.grants.list();
-    expect(all.map((g) => `${g.subjectKind}:${g.subject}:${g.pattern}`)).toEqual(['role:gina:role-only', 'role:ops:db-?', 'user:gina:web-*', 'user:other:*']);
+    expect(all.map((g) => `${g.subjectKind}:${g.subject}:${g.pattern}`)).toEqual([
+      'role:gina:role-only',
+      'role:ops:db-?',
+      'user:gina:web-*',
+      'user:other:*',
+    ]);
     expect(all[0]!.createdBy).toBe('admin');
     expect(await repos.grants.remove({ subjectKind: 'user', subject: 'gina', pattern: 'web-*' })).toBe(true);
     expect(await repos.grants.remove({ subjectKind: 'user', subject: 'gina', pattern: 'web-*' })).toBe(false);
@@ -96,7 +148,13 @@ describe.each(DB_KINDS)('repositories on %s', (kind) => {
 
   it('agents: revoke keeps the first time, forgetRevoked only forgets revoked rows, countStale', async () => {
     const id = agentIdentity();
-    await repos.agents.create({ name: 'gone', publicKey: id.publicKey, hostKeys: [], agentVersion: '0.1.0', protocolVersion: 1 });
+    await repos.agents.create({
+      name: 'gone',
+      publicKey: id.publicKey,
+      hostKeys: [],
+      agentVersion: '0.1.0',
+      protocolVersion: 1,
+    });
     expect(await repos.agents.forgetRevoked('gone')).toBe(false);
     const t1 = new Date(Date.now() - 5000);
     expect((await repos.agents.revoke('gone', t1))!.revokedAt).toEqual(t1);
@@ -115,7 +173,11 @@ describe.each(DB_KINDS)('repositories on %s', (kind) => {
     const luB = (await repos.users.create({ name: 'lu-b', passwordHash: 'pb', isAdmin: false }))!;
     await repos.users.setDisabled('lu-b', new Date());
     // Lookups are by the user's id: a name never finds a user, an unknown id finds none.
-    const idOf: Record<string, string> = { 'lu-a': luA.id, 'lu-b': luB.id, 'lu-nobody': '00000000-0000-4000-8000-000000000000' };
+    const idOf: Record<string, string> = {
+      'lu-a': luA.id,
+      'lu-b': luB.id,
+      'lu-nobody': '00000000-0000-4000-8000-000000000000',
+    };
     await repos.revokedTokens.revoke('lu-jti-revoked', new Date(Date.now() + 3600_000));
     // The same repository code on a database handle that counts the statements it is sent.
     let statements = 0;
@@ -123,7 +185,10 @@ describe.each(DB_KINDS)('repositories on %s', (kind) => {
       get(target, prop, receiver) {
         const v = Reflect.get(target, prop, receiver) as unknown;
         if (prop !== 'execute' || typeof v !== 'function') return v;
-        return (...args: unknown[]) => { statements++; return (v as (...a: unknown[]) => unknown).apply(target, args); };
+        return (...args: unknown[]) => {
+          statements++;
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
       },
     });
     const users = new UserRepository(counted);
@@ -136,7 +201,12 @@ describe.each(DB_KINDS)('repositories on %s', (kind) => {
       const a = asks[i]!;
       expect(ans.revoked, `ask ${i}`).toBe(a.jti === 'lu-jti-revoked');
       if (a.name === 'lu-nobody') expect(ans.user, `ask ${i}`).toBeNull();
-      else expect(ans.user, `ask ${i}`).toMatchObject({ name: a.name, isAdmin: a.name === 'lu-a', passwordHash: a.name === 'lu-a' ? 'pa' : 'pb' });
+      else
+        expect(ans.user, `ask ${i}`).toMatchObject({
+          name: a.name,
+          isAdmin: a.name === 'lu-a',
+          passwordHash: a.name === 'lu-a' ? 'pa' : 'pb',
+        });
       if (a.name === 'lu-b') expect(ans.user!).toMatchObject({ disabledAt: expect.any(Date), tokenGeneration: 1 });
       if (a.name === 'lu-a') expect(ans.user!.tokenGeneration).toBe(0);
     });
@@ -151,13 +221,17 @@ describe.each(DB_KINDS)('repositories on %s', (kind) => {
     await before;
 
     // A failed query fails the lookups it carried and leaves the next ones working.
-    const broken = new UserRepository(new Proxy(database.db, {
-      get(target, prop, receiver) {
-        if (prop === 'execute') return () => Promise.reject(new Error('connection lost'));
-        return Reflect.get(target, prop, receiver) as unknown;
-      },
-    }));
-    await expect(Promise.all([broken.findForToken(luA.id, 'x'), broken.findForToken(luA.id, 'y')])).rejects.toThrow('connection lost');
+    const broken = new UserRepository(
+      new Proxy(database.db, {
+        get(target, prop, receiver) {
+          if (prop === 'execute') return () => Promise.reject(new Error('connection lost'));
+          return Reflect.get(target, prop, receiver) as unknown;
+        },
+      }),
+    );
+    await expect(Promise.all([broken.findForToken(luA.id, 'x'), broken.findForToken(luA.id, 'y')])).rejects.toThrow(
+      'connection lost',
+    );
     expect((await users.findForToken(luA.id, 'lu-jti-ok')).user?.name).toBe('lu-a');
     await database.db.delete(revokedTokens).where(inArray(revokedTokens.jti, ['lu-jti-revoked', 'lu-jti-late']));
   });

@@ -11,13 +11,18 @@ export class RevokedTokenRepository {
   }
 
   async isRevoked(jti: string): Promise<boolean> {
-    const rows = await this.db.select({ jti: revokedTokens.jti }).from(revokedTokens).where(eq(revokedTokens.jti, jti)).limit(1);
+    const rows = await this.db
+      .select({ jti: revokedTokens.jti })
+      .from(revokedTokens)
+      .where(eq(revokedTokens.jti, jti))
+      .limit(1);
     return rows.length > 0;
   }
 
   /** Forget revocations of tokens that have expired anyway (plus a margin for clock tolerance). */
   async purgeExpired(): Promise<number> {
-    const rows = await this.db.delete(revokedTokens)
+    const rows = await this.db
+      .delete(revokedTokens)
       .where(lt(revokedTokens.expiresAt, sql`now() - interval '5 minutes'`))
       .returning({ jti: revokedTokens.jti });
     return rows.length;

@@ -49,7 +49,10 @@ export function pruneRoleGrants(role: string): string[] {
 
 /** Run the grants for the given roles in one transaction (as the owner). */
 export async function grantRoles(db: Db, roles: { relayRole?: string; pruneRole?: string }): Promise<string[]> {
-  const stmts = [...(roles.relayRole ? relayRoleGrants(roles.relayRole) : []), ...(roles.pruneRole ? pruneRoleGrants(roles.pruneRole) : [])];
+  const stmts = [
+    ...(roles.relayRole ? relayRoleGrants(roles.relayRole) : []),
+    ...(roles.pruneRole ? pruneRoleGrants(roles.pruneRole) : []),
+  ];
   await db.transaction(async (tx) => {
     for (const s of stmts) await tx.execute(sql.raw(s));
   });

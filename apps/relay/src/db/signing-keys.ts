@@ -29,7 +29,11 @@ export class SigningKeyRepository {
       const again = await this.list(tx);
       if (again.some((k) => !k.retiredAt)) return { keys: again, created: false };
       const k = await generateSigningKey();
-      await tx.insert(signingKeys).values({ kid: k.kid, privateJwk: k.privateJwk as Record<string, unknown>, publicJwk: k.publicJwk as Record<string, unknown> });
+      await tx.insert(signingKeys).values({
+        kid: k.kid,
+        privateJwk: k.privateJwk as Record<string, unknown>,
+        publicJwk: k.publicJwk as Record<string, unknown>,
+      });
       return { keys: await this.list(tx), created: true };
     });
   }
@@ -42,8 +46,14 @@ export class SigningKeyRepository {
     return this.db.transaction(async (tx) => {
       await tx.execute(sql`SELECT pg_advisory_xact_lock(${KEY_CREATION_LOCK})`);
       const k = await generateSigningKey();
-      await tx.insert(signingKeys).values({ kid: k.kid, privateJwk: k.privateJwk as Record<string, unknown>, publicJwk: k.publicJwk as Record<string, unknown> });
-      const retired = await tx.update(signingKeys).set({ retiredAt: sql`now()` })
+      await tx.insert(signingKeys).values({
+        kid: k.kid,
+        privateJwk: k.privateJwk as Record<string, unknown>,
+        publicJwk: k.publicJwk as Record<string, unknown>,
+      });
+      const retired = await tx
+        .update(signingKeys)
+        .set({ retiredAt: sql`now()` })
         .where(and(isNull(signingKeys.retiredAt), ne(signingKeys.kid, k.kid)))
         .returning({ kid: signingKeys.kid });
       return { kid: k.kid, retired: retired.map((r) => r.kid), keys: await this.list(tx) };

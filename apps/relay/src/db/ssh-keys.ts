@@ -20,8 +20,17 @@ export class SshKeyRepository {
   constructor(private readonly db: Db) {}
 
   /** Insert; null when this user already registered this fingerprint. */
-  async add(k: { userName: string; publicKey: string; fingerprint: string; comment: string | null }): Promise<SshKeyRecord | null> {
-    const rows = await this.db.insert(sshKeys).values(k).onConflictDoNothing({ target: [sshKeys.userName, sshKeys.fingerprint] }).returning();
+  async add(k: {
+    userName: string;
+    publicKey: string;
+    fingerprint: string;
+    comment: string | null;
+  }): Promise<SshKeyRecord | null> {
+    const rows = await this.db
+      .insert(sshKeys)
+      .values(k)
+      .onConflictDoNothing({ target: [sshKeys.userName, sshKeys.fingerprint] })
+      .returning();
     return rows[0] ?? null;
   }
 
@@ -31,15 +40,20 @@ export class SshKeyRepository {
 
   /** The key with this fingerprint if it belongs to `userName`. */
   async findForUser(userName: string, fingerprint: string): Promise<SshKeyRecord | null> {
-    const rows = await this.db.select().from(sshKeys)
-      .where(and(eq(sshKeys.userName, userName), eq(sshKeys.fingerprint, fingerprint))).limit(1);
+    const rows = await this.db
+      .select()
+      .from(sshKeys)
+      .where(and(eq(sshKeys.userName, userName), eq(sshKeys.fingerprint, fingerprint)))
+      .limit(1);
     return rows[0] ?? null;
   }
 
   /** Remove the user's key; false when they have none with this fingerprint. */
   async remove(userName: string, fingerprint: string): Promise<boolean> {
-    const rows = await this.db.delete(sshKeys)
-      .where(and(eq(sshKeys.userName, userName), eq(sshKeys.fingerprint, fingerprint))).returning({ id: sshKeys.id });
+    const rows = await this.db
+      .delete(sshKeys)
+      .where(and(eq(sshKeys.userName, userName), eq(sshKeys.fingerprint, fingerprint)))
+      .returning({ id: sshKeys.id });
     return rows.length > 0;
   }
 }

@@ -68,33 +68,49 @@ export class UserRepository {
     const batch = this.waiting.splice(0, MAX_LOOKUP_BATCH);
     if (batch.length === 0) return;
     this.lookupInFlight = true;
-    this.lookup(batch).then(
-      (answers) => batch.forEach((w, i) => w.resolve(answers[i]!)),
-      (err: unknown) => batch.forEach((w) => w.reject(err)),
-    ).finally(() => {
-      this.lookupInFlight = false;
-      this.sendLookups();
-    });
+    this.lookup(batch)
+      .then(
+        (answers) => batch.forEach((w, i) => w.resolve(answers[i]!)),
+        (err: unknown) => batch.forEach((w) => w.reject(err)),
+      )
+      .finally(() => {
+        this.lookupInFlight = false;
+        this.sendLookups();
+      });
   }
 
   /** One query for every (user id, jti) of `batch`, answers in the same order. */
   private async lookup(batch: readonly PendingLookup[]): Promise<Array<{ user: UserRecord | null; revoked: boolean }>> {
-    const list = (xs: string[]) => sql.join(xs.map((x) => sql`${x}`), sql`, `);
-    const res = await this.db.execute(sql`SELECT k.i, EXISTS (SELECT 1 FROM revoked_tokens AS r WHERE r.jti = k.jti) AS revoked,
+    const list = (xs: string[]) =>
+      sql.join(
+        xs.map((x) => sql`${x}`),
+        sql`, `,
+      );
+    const res = await this.db
+      .execute(sql`SELECT k.i, EXISTS (SELECT 1 FROM revoked_tokens AS r WHERE r.jti = k.jti) AS revoked,
         u.id, u.name, u.password_hash, u.is_admin, u.role, u.disabled_at, u.token_generation, u.created_at
       FROM unnest(ARRAY[${list(batch.map((w) => w.userId))}]::uuid[], ARRAY[${list(batch.map((w) => w.jti))}]::text[])
         WITH ORDINALITY AS k(uid, jti, i)
       LEFT JOIN users AS u ON u.id = k.uid`);
     // What pg and PGlite give for these columns: text, numbers, booleans and timestamps.
     const rows = (res as unknown as { rows: Array<Record<string, string | number | boolean | Date | null>> }).rows;
-    const date = (v: string | number | boolean | Date | null | undefined): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
+    const date = (v: string | number | boolean | Date | null | undefined): Date | null =>
+      v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v));
     const answers = new Array<{ user: UserRecord | null; revoked: boolean }>(batch.length);
     for (const row of rows) {
-      const user: UserRecord | null = row.id == null ? null : {
-        id: String(row.id), name: String(row.name), passwordHash: String(row.password_hash), isAdmin: row.is_admin === true,
-        role: row.role == null ? null : String(row.role), disabledAt: date(row.disabled_at),
-        tokenGeneration: Number(row.token_generation), createdAt: date(row.created_at)!,
-      };
+      const user: UserRecord | null =
+        row.id == null
+          ? null
+          : {
+              id: String(row.id),
+              name: String(row.name),
+              passwordHash: String(row.password_hash),
+              isAdmin: row.is_admin === true,
+              role: row.role == null ? null : String(row.role),
+              disabledAt: date(row.disabled_at),
+              tokenGeneration: Number(row.token_generation),
+              createdAt: date(row.created_at)!,
+            };
       answers[Number(row.i) - 1] = { user, revoked: row.revoked === true };
     }
     for (let i = 0; i < batch.length; i++) {
@@ -112,20 +128,31 @@ export class UserRepository {
    * Disabling bumps the token generation, so enabling the user again does not revive their old tokens.
    */
   async setDisabled(name: string, at: Date | null): Promise<UserRecord | null> {
-    const rows = await this.db.update(users).set(at ? { disabledAt: at, tokenGeneration: nextGeneration } : { disabledAt: null })
-      .where(eq(users.name, name)).returning();
+    const rows = await this.db
+      .update(users)
+      .set(at ? { disabledAt: at, tokenGeneration: nextGeneration } : { disabledAt: null })
+      .where(eq(users.name, name))
+      .returning();
     return rows[0] ?? null;
   }
 
   /** A new password ends every token issued before it (token generation bumped). */
   async setPasswordHash(name: string, passwordHash: string): Promise<UserRecord | null> {
-    const rows = await this.db.update(users).set({ passwordHash, tokenGeneration: nextGeneration }).where(eq(users.name, name)).returning();
+    const rows = await this.db
+      .update(users)
+      .set({ passwordHash, tokenGeneration: nextGeneration })
+      .where(eq(users.name, name))
+      .returning();
     return rows[0] ?? null;
   }
 
   /** A role change ends every token issued before it (token generation bumped): they were judged under the old role. */
   async setRole(name: string, role: string | null): Promise<UserRecord | null> {
-    const rows = await this.db.update(users).set({ role, tokenGeneration: nextGeneration }).where(eq(users.name, name)).returning();
+    const rows = await this.db
+      .update(users)
+      .set({ role, tokenGeneration: nextGeneration })
+      .where(eq(users.name, name))
+      .returning();
     return rows[0] ?? null;
   }
 

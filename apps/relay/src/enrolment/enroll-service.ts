@@ -29,13 +29,17 @@ export class EnrollService {
   async enroll(req: EnrollRequest, source: string): Promise<EnrollResponse> {
     const { db, agents, enrollTokens, audit } = this.deps;
     if (req.protocolVersion < (this.deps.minProtocolVersion ?? MIN_PROTOCOL_VERSION)) {
-      throw relayError('RLY_ERR_PROTOCOL_TOO_OLD', `agent protocol ${req.protocolVersion} is too old for this relay; upgrade mssh-agent`);
+      throw relayError(
+        'RLY_ERR_PROTOCOL_TOO_OLD',
+        `agent protocol ${req.protocolVersion} is too old for this relay; upgrade mssh-agent`,
+      );
     }
     if (!parseAgentPublicKey(req.publicKey)) {
       throw relayError('RLY_ERR_BAD_REQUEST', 'publicKey must be an Ed25519 public key (SPKI DER, base64)');
     }
     for (const line of req.hostKeys) {
-      if (!parseSshPublicKeyLine(line)) throw relayError('RLY_ERR_BAD_REQUEST', 'a host key is not a well-formed OpenSSH public key');
+      if (!parseSshPublicKeyLine(line))
+        throw relayError('RLY_ERR_BAD_REQUEST', 'a host key is not a well-formed OpenSSH public key');
     }
     let agent: AgentRecord;
     let tokenCreatedBy: string;
@@ -43,21 +47,42 @@ export class EnrollService {
       ({ agent, tokenCreatedBy } = await db.transaction(async (tx) => {
         const claimed = await enrollTokens.claim(req.token, tx);
         if (!claimed) {
-          throw new Refusal(relayError('RLY_ERR_ENROLL_TOKEN_INVALID', 'enrolment token is unknown, used or expired; ask an admin for a new one (mssh-relay agent enroll NAME)'));
+          throw new Refusal(
+            relayError(
+              'RLY_ERR_ENROLL_TOKEN_INVALID',
+              'enrolment token is unknown, used or expired; ask an admin for a new one (mssh-relay agent enroll NAME)',
+            ),
+          );
         }
         if (claimed.name !== req.name) {
-          throw new Refusal(relayError('RLY_ERR_ENROLL_NAME_MISMATCH', `this enrolment token was issued for "${claimed.name}", not "${req.name}"`));
+          throw new Refusal(
+            relayError(
+              'RLY_ERR_ENROLL_NAME_MISMATCH',
+              `this enrolment token was issued for "${claimed.name}", not "${req.name}"`,
+            ),
+          );
         }
         // A revoked machine of that name is replaced (an admin issued this fresh token for it).
         await agents.forgetRevoked(req.name, tx);
-        const r = await agents.create({
-          name: req.name, publicKey: req.publicKey, hostKeys: [...new Set(req.hostKeys)],
-          agentVersion: req.agentVersion, protocolVersion: req.protocolVersion,
-        }, tx);
+        const r = await agents.create(
+          {
+            name: req.name,
+            publicKey: req.publicKey,
+            hostKeys: [...new Set(req.hostKeys)],
+            agentVersion: req.agentVersion,
+            protocolVersion: req.protocolVersion,
+          },
+          tx,
+        );
         if (!r.ok) {
-          throw new Refusal(r.conflict === 'name'
-            ? relayError('RLY_ERR_NAME_TAKEN', `a machine named "${req.name}" is already enrolled`)
-            : relayError('RLY_ERR_BAD_REQUEST', 'this agent key is already enrolled under another name; enrol with a fresh identity'));
+          throw new Refusal(
+            r.conflict === 'name'
+              ? relayError('RLY_ERR_NAME_TAKEN', `a machine named "${req.name}" is already enrolled`)
+              : relayError(
+                  'RLY_ERR_BAD_REQUEST',
+                  'this agent key is already enrolled under another name; enrol with a fresh identity',
+                ),
+          );
         }
         return { agent: r.agent, tokenCreatedBy: claimed.createdBy };
       }));
@@ -70,7 +95,14 @@ export class EnrollService {
       }
       throw e;
     }
-    audit.agentEnrolled({ agentId: agent.id, name: agent.name, source, tokenCreatedBy, agentVersion: req.agentVersion, protocolVersion: req.protocolVersion });
+    audit.agentEnrolled({
+      agentId: agent.id,
+      name: agent.name,
+      source,
+      tokenCreatedBy,
+      agentVersion: req.agentVersion,
+      protocolVersion: req.protocolVersion,
+    });
     return { agentId: agent.id, name: agent.name, agentEndpoint: null };
   }
 }

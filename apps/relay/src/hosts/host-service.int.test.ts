@@ -18,12 +18,30 @@ describe.each(DB_KINDS)('HostService.health on %s', (kind) => {
     const real = createRepositories(db.database.db).agents;
     // The real repository; only the two count queries are counted on their way through.
     agents = Object.create(real, {
-      countEnrolled: { value: () => { queries++; return real.countEnrolled(); } },
-      countStale: { value: (before: Date) => { queries++; return real.countStale(before); } },
+      countEnrolled: {
+        value: () => {
+          queries++;
+          return real.countEnrolled();
+        },
+      },
+      countStale: {
+        value: (before: Date) => {
+          queries++;
+          return real.countStale(before);
+        },
+      },
     }) as AgentRepository;
-    await real.create({ name: 'box-1', publicKey: agentIdentity().publicKey, hostKeys: [], agentVersion: '0.1.0', protocolVersion: 1 });
+    await real.create({
+      name: 'box-1',
+      publicKey: agentIdentity().publicKey,
+      hostKeys: [],
+      agentVersion: '0.1.0',
+      protocolVersion: 1,
+    });
   });
-  afterAll(async () => { await db?.cleanup(); });
+  afterAll(async () => {
+    await db?.cleanup();
+  });
 
   it('200 concurrent /healthz read the database once; a change shows after the TTL', async () => {
     const hosts = new HostService({ agents, router: stubRouter(), healthCountsTtlMs: 1_500 });
@@ -32,7 +50,13 @@ describe.each(DB_KINDS)('HostService.health on %s', (kind) => {
     expect(queries).toBe(2); // countEnrolled + countStale, once
     expect(new Set(answers.map((a) => a.agentsEnrolled))).toEqual(new Set([1]));
 
-    await createRepositories(db.database.db).agents.create({ name: 'box-2', publicKey: agentIdentity().publicKey, hostKeys: [], agentVersion: '0.1.0', protocolVersion: 1 });
+    await createRepositories(db.database.db).agents.create({
+      name: 'box-2',
+      publicKey: agentIdentity().publicKey,
+      hostKeys: [],
+      agentVersion: '0.1.0',
+      protocolVersion: 1,
+    });
     expect((await hosts.health()).agentsEnrolled).toBe(1); // still within the TTL
     expect(queries).toBe(2);
     const t0 = Date.now();

@@ -18,7 +18,15 @@ export class HostService {
   /** The database counts of the last /healthz, and when they were read (see health()). */
   private counts: { at: number; value: Promise<{ enrolled: number; stale: number }> } | null = null;
 
-  constructor(private readonly deps: { agents: AgentRepository; router: TunnelRouter; staleAfterMs?: number; clock?: () => Date; healthCountsTtlMs?: number }) {}
+  constructor(
+    private readonly deps: {
+      agents: AgentRepository;
+      router: TunnelRouter;
+      staleAfterMs?: number;
+      clock?: () => Date;
+      healthCountsTtlMs?: number;
+    },
+  ) {}
 
   private get staleAfterMs(): number {
     return this.deps.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
@@ -35,7 +43,8 @@ export class HostService {
   /** RLY_ERR_UNKNOWN_HOST unless an agent (not revoked) is enrolled under this name. */
   async get(name: string): Promise<HostInfo> {
     const a = await this.deps.agents.findByName(name);
-    if (!a || a.revokedAt) throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh ls`);
+    if (!a || a.revokedAt)
+      throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh ls`);
     return this.info(a);
   }
 

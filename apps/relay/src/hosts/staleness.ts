@@ -7,4 +7,3 @@ export function isStale(a: { lastSeenAt: Date | null; enrolledAt: Date }, now: D
   const seen = a.lastSeenAt ?? a.enrolledAt;
   return now.getTime() - seen.getTime() > staleAfterMs;
 }
-

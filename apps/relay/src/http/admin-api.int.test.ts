@@ -4,24 +4,54 @@
  * live tunnels are in e2e/access.e2e.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentsResponse, CreateEnrollTokenResponse, GrantsResponse, HostsResponse, PATHS, UsersResponse } from '@mssh/protocol';
-import { ADMIN, ALICE, DB_KINDS, agentIdentity, apiCall, apiLogin, auditRowsOfType, startTestRelay, type TestRelay } from '../test-support.js';
+import {
+  AgentsResponse,
+  CreateEnrollTokenResponse,
+  GrantsResponse,
+  HostsResponse,
+  PATHS,
+  UsersResponse,
+} from '@mssh/protocol';
+import {
+  ADMIN,
+  ALICE,
+  DB_KINDS,
+  agentIdentity,
+  apiCall,
+  apiLogin,
+  auditRowsOfType,
+  startTestRelay,
+  type TestRelay,
+} from '../test-support.js';
 
 describe.each(DB_KINDS)('admin API on %s', (kind) => {
   let r: TestRelay;
   let adminToken: string;
   let aliceToken: string;
 
-  const call = (method: Parameters<typeof apiCall>[1], url: string, opts?: Parameters<typeof apiCall>[3]) => apiCall(r, method, url, opts);
+  const call = (method: Parameters<typeof apiCall>[1], url: string, opts?: Parameters<typeof apiCall>[3]) =>
+    apiCall(r, method, url, opts);
   const login = (user: string, password: string) => apiLogin(r, user, password);
   const enrol = async (name: string) => {
-    const t = CreateEnrollTokenResponse.parse((await call('POST', PATHS.adminAgentEnroll, { token: adminToken, body: { name } })).json()).token;
+    const t = CreateEnrollTokenResponse.parse(
+      (await call('POST', PATHS.adminAgentEnroll, { token: adminToken, body: { name } })).json(),
+    ).token;
     const id = agentIdentity();
-    const res = await call('POST', PATHS.enroll, { body: { token: t, name, publicKey: id.publicKey, hostKeys: [id.hostKey], agentVersion: '0.1.0', protocolVersion: 1 } });
+    const res = await call('POST', PATHS.enroll, {
+      body: {
+        token: t,
+        name,
+        publicKey: id.publicKey,
+        hostKeys: [id.hostKey],
+        agentVersion: '0.1.0',
+        protocolVersion: 1,
+      },
+    });
     expect(res.statusCode, res.body).toBe(201);
     return id;
   };
-  const visible = async (token: string) => HostsResponse.parse((await call('GET', PATHS.hosts, { token })).json()).hosts.map((h) => h.name);
+  const visible = async (token: string) =>
+    HostsResponse.parse((await call('GET', PATHS.hosts, { token })).json()).hosts.map((h) => h.name);
   const audit = (type: string) => auditRowsOfType(r, type);
 
   beforeAll(async () => {
@@ -30,10 +60,18 @@ describe.each(DB_KINDS)('admin API on %s', (kind) => {
     aliceToken = await login(ALICE.name, ALICE.password);
     for (const n of ['web-1', 'web-2', 'db-1', 'db-12']) await enrol(n);
   });
-  afterAll(async () => { await r?.close(); });
+  afterAll(async () => {
+    await r?.close();
+  });
 
   it('admin routes are 403 for non-admins', async () => {
-    for (const [m, url] of [['GET', PATHS.adminUsers], ['GET', PATHS.adminGrants], ['GET', PATHS.adminAgents], ['POST', `${PATHS.adminAgent('web-1')}/revoke`], ['DELETE', PATHS.adminAgent('web-1')]] as const) {
+    for (const [m, url] of [
+      ['GET', PATHS.adminUsers],
+      ['GET', PATHS.adminGrants],
+      ['GET', PATHS.adminAgents],
+      ['POST', `${PATHS.adminAgent('web-1')}/revoke`],
+      ['DELETE', PATHS.adminAgent('web-1')],
+    ] as const) {
       const res = await call(m, url, { token: aliceToken, body: m === 'POST' ? {} : undefined });
       expect(res.statusCode, url).toBe(403);
     }
@@ -42,13 +80,30 @@ describe.each(DB_KINDS)('admin API on %s', (kind) => {
   it('grants: nothing until granted; user and role grants; revoke applies at once; bad patterns refused', async () => {
     expect(await visible(adminToken)).toEqual(['db-1', 'db-12', 'web-1', 'web-2']);
     expect(await visible(aliceToken)).toEqual([]);
-    const add = await call('POST', PATHS.adminGrants, { token: adminToken, body: { subjectKind: 'user', subject: 'alice', pattern: 'web-*' } });
+    const add = await call('POST', PATHS.adminGrants, {
+      token: adminToken,
+      body: { subjectKind: 'user', subject: 'alice', pattern: 'web-*' },
+    });
     expect(add.statusCode, add.body).toBe(201);
-    expect((await call('POST', PATHS.adminGrants, { token: adminToken, body: { subjectKind: 'user', subject: 'alice', pattern: 'web-*' } })).json()).toEqual({ changed: false });
+    expect(
+      (
+        await call('POST', PATHS.adminGrants, {
+          token: adminToken,
+          body: { subjectKind: 'user', subject: 'alice', pattern: 'web-*' },
+        })
+      ).json(),
+    ).toEqual({ changed: false });
     expect(await visible(aliceToken)).toEqual(['web-1', 'web-2']);
 
     // role grant reaches alice once she has the role
-    expect((await call('POST', PATHS.adminGrants, { token: adminToken, body: { subjectKind: 'role', subject: 'ops', pattern: 'db-?' } })).statusCode).toBe(201);
+    expect(
+      (
+        await call('POST', PATHS.adminGrants, {
+          token: adminToken,
+          body: { subjectKind: 'role', subject: 'ops', pattern: 'db-?' },
+        })
+      ).statusCode,
+    ).toBe(201);
     expect(await visible(aliceToken)).toEqual(['web-1', 'web-2']);
     const role = await call('POST', `${PATHS.adminUser('alice')}/role`, { token: adminToken, body: { role: 'ops' } });
     expect(role.json()).toMatchObject({ name: 'alice', role: 'ops' });
@@ -67,13 +122,22 @@ describe.each(DB_KINDS)('admin API on %s', (kind) => {
     expect(unknown.json().message.replaceAll('db-99', 'X')).toBe(ungranted.json().message.replaceAll('db-12', 'X'));
 
     const list = GrantsResponse.parse((await call('GET', PATHS.adminGrants, { token: adminToken })).json()).grants;
-    expect(list.map((g) => `${g.subjectKind}:${g.subject}:${g.pattern}`)).toEqual(['role:ops:db-?', 'user:alice:web-*']);
+    expect(list.map((g) => `${g.subjectKind}:${g.subject}:${g.pattern}`)).toEqual([
+      'role:ops:db-?',
+      'user:alice:web-*',
+    ]);
     expect(list[1]!.createdBy).toBe('admin');
 
-    const rm = await call('POST', PATHS.adminGrantsRemove, { token: adminToken, body: { subjectKind: 'user', subject: 'alice', pattern: 'web-*' } });
+    const rm = await call('POST', PATHS.adminGrantsRemove, {
+      token: adminToken,
+      body: { subjectKind: 'user', subject: 'alice', pattern: 'web-*' },
+    });
     expect(rm.statusCode).toBe(200);
     expect(await visible(aliceToken)).toEqual(['db-1']);
-    const again = await call('POST', PATHS.adminGrantsRemove, { token: adminToken, body: { subjectKind: 'user', subject: 'alice', pattern: 'web-*' } });
+    const again = await call('POST', PATHS.adminGrantsRemove, {
+      token: adminToken,
+      body: { subjectKind: 'user', subject: 'alice', pattern: 'web-*' },
+    });
     expect(again.statusCode).toBe(404);
     expect(again.json().code).toBe('RLY_ERR_UNKNOWN_GRANT');
     const clear = await call('POST', `${PATHS.adminUser('alice')}/role`, { token: adminToken, body: { role: null } });
@@ -82,29 +146,45 @@ describe.each(DB_KINDS)('admin API on %s', (kind) => {
     expect(await visible(aliceToken)).toEqual([]);
 
     for (const pattern of ['Web-*', '../x', 'a b', '', 'x\u001b[2J']) {
-      const bad = await call('POST', PATHS.adminGrants, { token: adminToken, body: { subjectKind: 'user', subject: 'alice', pattern } });
+      const bad = await call('POST', PATHS.adminGrants, {
+        token: adminToken,
+        body: { subjectKind: 'user', subject: 'alice', pattern },
+      });
       expect(bad.statusCode, pattern).toBe(400);
       expect(bad.json().code).toBe('RLY_ERR_BAD_REQUEST');
     }
-    const nobody = await call('POST', PATHS.adminGrants, { token: adminToken, body: { subjectKind: 'user', subject: 'nobody', pattern: '*' } });
+    const nobody = await call('POST', PATHS.adminGrants, {
+      token: adminToken,
+      body: { subjectKind: 'user', subject: 'nobody', pattern: '*' },
+    });
     expect(nobody.statusCode).toBe(404);
     expect(nobody.json().code).toBe('RLY_ERR_UNKNOWN_USER');
 
     const added = await audit('grant.added');
-    expect(added.find((e) => (e.details as { pattern?: string }).pattern === 'web-*')).toMatchObject({ code: 'GRT001I', actor: 'admin', details: { subjectKind: 'user', subject: 'alice' } });
+    expect(added.find((e) => (e.details as { pattern?: string }).pattern === 'web-*')).toMatchObject({
+      code: 'GRT001I',
+      actor: 'admin',
+      details: { subjectKind: 'user', subject: 'alice' },
+    });
     expect((await audit('grant.removed')).length).toBe(1);
     expect((await audit('user.role_changed')).length).toBe(2);
   });
 
   it('users: list, disable (tokens fail at once, sessions ended on request), enable, password', async () => {
-    const created = await call('POST', PATHS.adminUsers, { token: adminToken, body: { name: 'carol', password: 'carol-password' } });
+    const created = await call('POST', PATHS.adminUsers, {
+      token: adminToken,
+      body: { name: 'carol', password: 'carol-password' },
+    });
     expect(created.statusCode).toBe(201);
     const carolToken = await login('carol', 'carol-password');
     const users = UsersResponse.parse((await call('GET', PATHS.adminUsers, { token: adminToken })).json()).users;
     expect(users.map((u) => u.name)).toEqual(['admin', 'alice', 'carol']);
     expect(users.find((u) => u.name === 'carol')).toMatchObject({ admin: false, role: null, disabled: false });
 
-    const dis = await call('POST', `${PATHS.adminUser('carol')}/disable`, { token: adminToken, body: { killSessions: true } });
+    const dis = await call('POST', `${PATHS.adminUser('carol')}/disable`, {
+      token: adminToken,
+      body: { killSessions: true },
+    });
     expect(dis.statusCode, dis.body).toBe(200);
     expect(dis.json()).toMatchObject({ name: 'carol', disabled: true, sessionsEnded: 0 });
     expect(r.router.closed).toContainEqual({ kind: 'user', name: 'carol', reason: 'user_disabled' });
@@ -116,26 +196,45 @@ describe.each(DB_KINDS)('admin API on %s', (kind) => {
     expect(disabledLogin.statusCode).toBe(401);
     expect(disabledLogin.json().code).toBe('AUTH_ERR_USER_DISABLED');
     const wrongLogin = await call('POST', PATHS.login, { body: { user: 'carol', password: 'not-carols-password' } });
-    expect(wrongLogin.json()).toEqual({ statusCode: 401, code: 'AUTH_ERR_BAD_CREDENTIALS', error: 'Unauthorized', message: 'wrong user name or password' });
+    expect(wrongLogin.json()).toEqual({
+      statusCode: 401,
+      code: 'AUTH_ERR_BAD_CREDENTIALS',
+      error: 'Unauthorized',
+      message: 'wrong user name or password',
+    });
 
-    expect((await call('POST', `${PATHS.adminUser('carol')}/enable`, { token: adminToken })).json()).toMatchObject({ disabled: false });
+    expect((await call('POST', `${PATHS.adminUser('carol')}/enable`, { token: adminToken })).json()).toMatchObject({
+      disabled: false,
+    });
     // Enabling does not revive the tokens the account had: they ended with the disable.
     const revived = await call('GET', PATHS.hosts, { token: carolToken });
     expect(revived.statusCode).toBe(401);
     expect(revived.json().code).toBe('AUTH_ERR_SESSION_ENDED');
     expect((await call('GET', PATHS.hosts, { token: await login('carol', 'carol-password') })).statusCode).toBe(200);
 
-    const pw = await call('POST', `${PATHS.adminUser('carol')}/password`, { token: adminToken, body: { password: 'new-carol-password' } });
+    const pw = await call('POST', `${PATHS.adminUser('carol')}/password`, {
+      token: adminToken,
+      body: { password: 'new-carol-password' },
+    });
     expect(pw.statusCode).toBe(200);
-    expect((await call('POST', PATHS.login, { body: { user: 'carol', password: 'carol-password' } })).statusCode).toBe(401);
+    expect((await call('POST', PATHS.login, { body: { user: 'carol', password: 'carol-password' } })).statusCode).toBe(
+      401,
+    );
     await login('carol', 'new-carol-password');
-    expect((await call('POST', `${PATHS.adminUser('carol')}/password`, { token: adminToken, body: { password: 'short' } })).statusCode).toBe(400);
+    expect(
+      (await call('POST', `${PATHS.adminUser('carol')}/password`, { token: adminToken, body: { password: 'short' } }))
+        .statusCode,
+    ).toBe(400);
 
     const ghost = await call('POST', `${PATHS.adminUser('ghost')}/disable`, { token: adminToken, body: {} });
     expect(ghost.statusCode).toBe(404);
     expect(ghost.json().code).toBe('RLY_ERR_UNKNOWN_USER');
 
-    expect((await audit('user.disabled'))[0]).toMatchObject({ code: 'USR004I', actor: 'admin', details: { user: 'carol', killSessions: true } });
+    expect((await audit('user.disabled'))[0]).toMatchObject({
+      code: 'USR004I',
+      actor: 'admin',
+      details: { user: 'carol', killSessions: true },
+    });
     expect((await audit('user.enabled')).length).toBe(1);
     expect((await audit('user.password_changed')).length).toBe(1);
   });
@@ -143,7 +242,13 @@ describe.each(DB_KINDS)('admin API on %s', (kind) => {
   it('agents: list with fingerprints, revoke (link dropped, name re-enrollable), forget, stale in healthz', async () => {
     const before = AgentsResponse.parse((await call('GET', PATHS.adminAgents, { token: adminToken })).json()).agents;
     const web1 = before.find((a) => a.name === 'web-1')!;
-    expect(web1).toMatchObject({ online: false, revokedAt: null, stale: false, protocolVersion: 1, agentVersion: '0.1.0' });
+    expect(web1).toMatchObject({
+      online: false,
+      revokedAt: null,
+      stale: false,
+      protocolVersion: 1,
+      agentVersion: '0.1.0',
+    });
     expect(web1.identityFingerprint).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
     expect(web1.hostKeyFingerprints[0]).toMatch(/^SHA256:/);
 
@@ -157,13 +262,17 @@ describe.each(DB_KINDS)('admin API on %s', (kind) => {
 
     // re-enrolment of the revoked name with a fresh token works (and replaces the revoked row)
     const id2 = await enrol('web-1');
-    expect((await r.repos.agents.findByName('web-1'))).toMatchObject({ publicKey: id2.publicKey, revokedAt: null });
+    expect(await r.repos.agents.findByName('web-1')).toMatchObject({ publicKey: id2.publicKey, revokedAt: null });
 
     const forget = await call('DELETE', PATHS.adminAgent('web-2'), { token: adminToken });
     expect(forget.statusCode, forget.body).toBe(200);
     expect(await r.repos.agents.findByName('web-2')).toBeNull();
-    expect((await call('DELETE', PATHS.adminAgent('web-2'), { token: adminToken })).json().code).toBe('RLY_ERR_UNKNOWN_HOST');
-    expect((await call('POST', `${PATHS.adminAgent('nope')}/revoke`, { token: adminToken, body: {} })).statusCode).toBe(404);
+    expect((await call('DELETE', PATHS.adminAgent('web-2'), { token: adminToken })).json().code).toBe(
+      'RLY_ERR_UNKNOWN_HOST',
+    );
+    expect((await call('POST', `${PATHS.adminAgent('nope')}/revoke`, { token: adminToken, body: {} })).statusCode).toBe(
+      404,
+    );
 
     // stale: not seen for more than 30 days
     const db1 = await r.repos.agents.findByName('db-1');

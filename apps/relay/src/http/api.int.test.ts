@@ -7,15 +7,34 @@ import { SignJWT, UnsecuredJWT, importJWK } from 'jose';
 import { eq } from 'drizzle-orm';
 import { enrollTokens } from '@mssh/migrations';
 import { generateSigningKey, TokenService } from '@mssh/auth';
-import { PATHS, fingerprintKeyLine, HostsResponse, LoginResponse, CreateEnrollTokenResponse, EnrollResponse, HostInfo } from '@mssh/protocol';
-import { ADMIN, ALICE, DB_KINDS, agentIdentity, apiCall, apiLogin, auditRowsOfType, startTestRelay, type TestRelay } from '../test-support.js';
+import {
+  PATHS,
+  fingerprintKeyLine,
+  HostsResponse,
+  LoginResponse,
+  CreateEnrollTokenResponse,
+  EnrollResponse,
+  HostInfo,
+} from '@mssh/protocol';
+import {
+  ADMIN,
+  ALICE,
+  DB_KINDS,
+  agentIdentity,
+  apiCall,
+  apiLogin,
+  auditRowsOfType,
+  startTestRelay,
+  type TestRelay,
+} from '../test-support.js';
 
 describe.each(DB_KINDS)('relay API on %s', (kind) => {
   let r: TestRelay;
   let adminToken: string;
   let aliceToken: string;
 
-  const call = (method: Parameters<typeof apiCall>[1], url: string, opts?: Parameters<typeof apiCall>[3]) => apiCall(r, method, url, opts);
+  const call = (method: Parameters<typeof apiCall>[1], url: string, opts?: Parameters<typeof apiCall>[3]) =>
+    apiCall(r, method, url, opts);
 
   const login = (user: string, password: string) => apiLogin(r, user, password);
 
@@ -26,7 +45,9 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
   };
 
   const enroll = (token: string, name: string, id = agentIdentity()) =>
-    call('POST', PATHS.enroll, { body: { token, name, publicKey: id.publicKey, hostKeys: [id.hostKey], agentVersion: '0.1.0', protocolVersion: 1 } });
+    call('POST', PATHS.enroll, {
+      body: { token, name, publicKey: id.publicKey, hostKeys: [id.hostKey], agentVersion: '0.1.0', protocolVersion: 1 },
+    });
 
   const auditRows = (type: string) => auditRowsOfType(r, type);
 
@@ -35,7 +56,9 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
     adminToken = await login(ADMIN.name, ADMIN.password);
     aliceToken = await login(ALICE.name, ALICE.password);
   });
-  afterAll(async () => { await r?.close(); });
+  afterAll(async () => {
+    await r?.close();
+  });
 
   describe('login', () => {
     it('issues a token that whoami accepts', async () => {
@@ -53,11 +76,21 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
       const unknown = await call('POST', PATHS.login, { body: { user: 'mallory', password: 'whatever-password' } });
       for (const res of [wrong, unknown]) {
         expect(res.statusCode).toBe(401);
-        expect(res.json()).toEqual({ statusCode: 401, code: 'AUTH_ERR_BAD_CREDENTIALS', error: 'Unauthorized', message: 'wrong user name or password' });
+        expect(res.json()).toEqual({
+          statusCode: 401,
+          code: 'AUTH_ERR_BAD_CREDENTIALS',
+          error: 'Unauthorized',
+          message: 'wrong user name or password',
+        });
       }
       const rows = await auditRows('user.login');
-      expect(rows.find((x) => x.actor === 'mallory')).toMatchObject({ code: 'USR001W', details: { success: false, reason: 'unknown_user' } });
-      expect(rows.find((x) => x.actor === 'alice' && x.code === 'USR001W')).toMatchObject({ details: { reason: 'bad_password' } });
+      expect(rows.find((x) => x.actor === 'mallory')).toMatchObject({
+        code: 'USR001W',
+        details: { success: false, reason: 'unknown_user' },
+      });
+      expect(rows.find((x) => x.actor === 'alice' && x.code === 'USR001W')).toMatchObject({
+        details: { reason: 'bad_password' },
+      });
       expect(rows.find((x) => x.actor === 'alice' && x.code === 'USR001I')).toBeDefined();
       expect(rows.every((x) => x.relayId === 'test-relay')).toBe(true);
     });
@@ -66,16 +99,26 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
       const missing = await call('POST', PATHS.login, { body: { user: 'alice' } });
       expect(missing.statusCode).toBe(400);
       expect(missing.json()).toMatchObject({ statusCode: 400, code: 'RLY_ERR_BAD_REQUEST', error: 'Bad Request' });
-      const bad = await r.app.inject({ method: 'POST', url: PATHS.login, headers: { 'content-type': 'application/json' }, payload: '{nope' });
+      const bad = await r.app.inject({
+        method: 'POST',
+        url: PATHS.login,
+        headers: { 'content-type': 'application/json' },
+        payload: '{nope',
+      });
       expect(bad.json()).toMatchObject({ statusCode: 400, code: 'RLY_ERR_BAD_REQUEST' });
       const big = await call('POST', PATHS.login, { body: { user: 'alice', password: 'x'.repeat(100 * 1024) } });
-      expect(big.json()).toMatchObject({ statusCode: 400, code: 'RLY_ERR_BAD_REQUEST', message: 'request body is too large' });
+      expect(big.json()).toMatchObject({
+        statusCode: 400,
+        code: 'RLY_ERR_BAD_REQUEST',
+        message: 'request body is too large',
+      });
     });
   });
 
   describe('the authentication wall', () => {
     async function expect401(token: string | undefined, code: string, raw?: string) {
-      const headers: Record<string, string> = raw !== undefined ? { authorization: raw } : token !== undefined ? { authorization: `Bearer ${token}` } : {};
+      const headers: Record<string, string> =
+        raw !== undefined ? { authorization: raw } : token !== undefined ? { authorization: `Bearer ${token}` } : {};
       for (const url of [PATHS.hosts, PATHS.host('laptop'), PATHS.whoami]) {
         const res = await r.app.inject({ method: 'GET', url, headers });
         expect(res.statusCode, url).toBe(401);
@@ -106,22 +149,44 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
     it('a token signed by another key (unknown kid, or forged with a known kid)', async () => {
       const other = await TokenService.create([await generateSigningKey()]);
       const admin = (await r.repos.users.findByName('admin'))!;
-      await expect401((await other.sign({ user: 'admin', userId: admin.id, generation: admin.tokenGeneration, admin: true })).token, 'AUTH_ERR_INVALID_TOKEN');
+      await expect401(
+        (await other.sign({ user: 'admin', userId: admin.id, generation: admin.tokenGeneration, admin: true })).token,
+        'AUTH_ERR_INVALID_TOKEN',
+      );
       const foreign = await generateSigningKey();
-      const forged = await new SignJWT({ admin: true }).setProtectedHeader({ alg: 'EdDSA', kid: r.tokens.signingKid! })
-        .setIssuer('mssh-relay').setAudience('mssh').setSubject('admin').setJti('j1').setIssuedAt().setNotBefore('0s').setExpirationTime('1h')
+      const forged = await new SignJWT({ admin: true })
+        .setProtectedHeader({ alg: 'EdDSA', kid: r.tokens.signingKid! })
+        .setIssuer('mssh-relay')
+        .setAudience('mssh')
+        .setSubject('admin')
+        .setJti('j1')
+        .setIssuedAt()
+        .setNotBefore('0s')
+        .setExpirationTime('1h')
         .sign(await importJWK(foreign.privateJwk, 'EdDSA'));
       await expect401(forged, 'AUTH_ERR_INVALID_TOKEN');
     });
 
     it('an `alg: none` token', async () => {
-      const none = new UnsecuredJWT({ admin: true }).setIssuer('mssh-relay').setAudience('mssh').setSubject('admin')
-        .setJti('j2').setIssuedAt().setNotBefore('0s').setExpirationTime('1h').encode();
+      const none = new UnsecuredJWT({ admin: true })
+        .setIssuer('mssh-relay')
+        .setAudience('mssh')
+        .setSubject('admin')
+        .setJti('j2')
+        .setIssuedAt()
+        .setNotBefore('0s')
+        .setExpirationTime('1h')
+        .encode();
       await expect401(none, 'AUTH_ERR_INVALID_TOKEN');
     });
 
     it('a valid token of a user that no longer exists', async () => {
-      const t = await r.tokens.sign({ user: 'ghost', userId: '00000000-0000-4000-8000-000000000000', generation: 0, admin: true });
+      const t = await r.tokens.sign({
+        user: 'ghost',
+        userId: '00000000-0000-4000-8000-000000000000',
+        generation: 0,
+        admin: true,
+      });
       await expect401(t.token, 'AUTH_ERR_INVALID_TOKEN');
     });
 
@@ -156,14 +221,25 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
       expect(res.statusCode, res.body).toBe(201);
       const body = EnrollResponse.parse(res.json());
       expect(body).toMatchObject({ name: 'laptop', agentEndpoint: null });
-      expect(await r.repos.agents.findByPublicKey(id.publicKey)).toMatchObject({ id: body.agentId, name: 'laptop', revokedAt: null });
+      expect(await r.repos.agents.findByPublicKey(id.publicKey)).toMatchObject({
+        id: body.agentId,
+        name: 'laptop',
+        revokedAt: null,
+      });
 
       // alice (not an admin) sees nothing until granted.
       expect(HostsResponse.parse((await call('GET', PATHS.hosts, { token: aliceToken })).json()).hosts).toEqual([]);
       await r.repos.grants.add({ subjectKind: 'user', subject: 'alice', pattern: 'lap*', createdBy: 'test' });
       const list = HostsResponse.parse((await call('GET', PATHS.hosts, { token: aliceToken })).json());
       const laptop = list.hosts.find((h) => h.name === 'laptop')!;
-      expect(laptop).toMatchObject({ online: false, lastSeen: null, hostKeys: [id.hostKey], hostKeyFingerprints: [fingerprintKeyLine(id.hostKey)], agentVersion: '0.1.0', protocolVersion: 1 });
+      expect(laptop).toMatchObject({
+        online: false,
+        lastSeen: null,
+        hostKeys: [id.hostKey],
+        hostKeyFingerprints: [fingerprintKeyLine(id.hostKey)],
+        agentVersion: '0.1.0',
+        protocolVersion: 1,
+      });
       r.router.online.add('laptop');
       const one = HostInfo.parse((await call('GET', PATHS.host('laptop'), { token: aliceToken })).json());
       expect(one.online).toBe(true);
@@ -181,7 +257,10 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
 
     it('refuses an expired token and an unknown one', async () => {
       const token = await issueEnrollToken('late');
-      await r.database.db.update(enrollTokens).set({ expiresAt: new Date(Date.now() - 60_000) }).where(eq(enrollTokens.name, 'late'));
+      await r.database.db
+        .update(enrollTokens)
+        .set({ expiresAt: new Date(Date.now() - 60_000) })
+        .where(eq(enrollTokens.name, 'late'));
       const res = await enroll(token, 'late');
       expect(res.statusCode).toBe(401);
       expect(res.json()).toMatchObject({ code: 'RLY_ERR_ENROLL_TOKEN_INVALID' });
@@ -213,9 +292,14 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
     it('refuses a key that is not Ed25519, and a key already enrolled', async () => {
       const token = await issueEnrollToken('badkey');
       const id = agentIdentity();
-      const rsa = (await import('node:crypto')).generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ format: 'der', type: 'spki' }).toString('base64');
+      const rsa = (await import('node:crypto'))
+        .generateKeyPairSync('rsa', { modulusLength: 1024 })
+        .publicKey.export({ format: 'der', type: 'spki' })
+        .toString('base64');
       for (const publicKey of ['AAAA', rsa.slice(0, 200)]) {
-        const res = await call('POST', PATHS.enroll, { body: { token, name: 'badkey', publicKey, hostKeys: [], agentVersion: '0.1.0', protocolVersion: 1 } });
+        const res = await call('POST', PATHS.enroll, {
+          body: { token, name: 'badkey', publicKey, hostKeys: [], agentVersion: '0.1.0', protocolVersion: 1 },
+        });
         expect(res.statusCode).toBe(400);
         expect(res.json()).toMatchObject({ code: 'RLY_ERR_BAD_REQUEST' });
       }
@@ -252,7 +336,14 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
       const res = await call('GET', PATHS.healthz);
       expect(res.statusCode).toBe(200);
       const body = res.json();
-      expect(Object.keys(body).sort()).toEqual(['activeSessions', 'agentsEnrolled', 'agentsOnline', 'agentsStale', 'limits', 'status']);
+      expect(Object.keys(body).sort()).toEqual([
+        'activeSessions',
+        'agentsEnrolled',
+        'agentsOnline',
+        'agentsStale',
+        'limits',
+        'status',
+      ]);
       expect(Object.keys(body.limits).sort()).toEqual(['limiterEntries', 'sourcesTracked']);
       expect(body).toMatchObject({ status: 'ok', agentsOnline: r.router.online.size, activeSessions: 3 });
       expect(body.agentsEnrolled).toBe((await r.repos.agents.list()).length);
@@ -262,7 +353,10 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
 
   describe('admin routes', () => {
     it('are 403 for a non-admin and 401 without a token', async () => {
-      for (const [url, body] of [[PATHS.adminUsers, { name: 'eve', password: 'eve-password', admin: true }], [PATHS.adminAgentEnroll, { name: 'evebox' }]] as const) {
+      for (const [url, body] of [
+        [PATHS.adminUsers, { name: 'eve', password: 'eve-password', admin: true }],
+        [PATHS.adminAgentEnroll, { name: 'evebox' }],
+      ] as const) {
         const res = await call('POST', url, { token: aliceToken, body });
         expect(res.statusCode, url).toBe(403);
         expect(res.json()).toMatchObject({ statusCode: 403, code: 'AUTH_ERR_FORBIDDEN', error: 'Forbidden' });
@@ -272,24 +366,42 @@ describe.each(DB_KINDS)('relay API on %s', (kind) => {
     });
 
     it('create users (refusing taken names and short passwords)', async () => {
-      const res = await call('POST', PATHS.adminUsers, { token: adminToken, body: { name: 'bob', password: 'bob-password' } });
+      const res = await call('POST', PATHS.adminUsers, {
+        token: adminToken,
+        body: { name: 'bob', password: 'bob-password' },
+      });
       expect(res.statusCode).toBe(201);
       expect(res.json()).toMatchObject({ name: 'bob', admin: false });
-      expect((await call('POST', PATHS.login, { body: { user: 'bob', password: 'bob-password' } })).statusCode).toBe(200);
-      const taken = await call('POST', PATHS.adminUsers, { token: adminToken, body: { name: 'bob', password: 'other-password' } });
+      expect((await call('POST', PATHS.login, { body: { user: 'bob', password: 'bob-password' } })).statusCode).toBe(
+        200,
+      );
+      const taken = await call('POST', PATHS.adminUsers, {
+        token: adminToken,
+        body: { name: 'bob', password: 'other-password' },
+      });
       expect(taken.statusCode).toBe(409);
       expect(taken.json()).toMatchObject({ code: 'RLY_ERR_NAME_TAKEN' });
-      const short = await call('POST', PATHS.adminUsers, { token: adminToken, body: { name: 'carol', password: 'short' } });
+      const short = await call('POST', PATHS.adminUsers, {
+        token: adminToken,
+        body: { name: 'carol', password: 'short' },
+      });
       expect(short.json()).toMatchObject({ statusCode: 400, code: 'RLY_ERR_BAD_REQUEST' });
       const rows = await auditRows('user.created');
-      expect(rows.find((x) => (x.details as { user?: string }).user === 'bob')).toMatchObject({ code: 'USR003I', actor: 'admin' });
+      expect(rows.find((x) => (x.details as { user?: string }).user === 'bob')).toMatchObject({
+        code: 'USR003I',
+        actor: 'admin',
+      });
     });
 
     it('issue enrolment tokens with the relay URL and fingerprint', async () => {
       const res = await call('POST', PATHS.adminAgentEnroll, { token: adminToken, body: { name: 'desk' } });
       expect(res.statusCode).toBe(201);
       const body = res.json();
-      expect(body).toMatchObject({ name: 'desk', relayUrl: 'https://relay.test:8443', relayFingerprint: r.tls.fingerprint });
+      expect(body).toMatchObject({
+        name: 'desk',
+        relayUrl: 'https://relay.test:8443',
+        relayFingerprint: r.tls.fingerprint,
+      });
       expect(Date.parse(body.expiresAt) - Date.now()).toBeGreaterThan(50 * 60_000);
       expect(Date.parse(body.expiresAt) - Date.now()).toBeLessThanOrEqual(3600_000);
       const stored = await r.database.db.select().from(enrollTokens).where(eq(enrollTokens.name, 'desk'));

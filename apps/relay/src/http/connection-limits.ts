@@ -10,7 +10,13 @@
  * A session that has started (an idle SSH tunnel included) is never cut by these. Agent sockets (ALPN
  * mssh-agent/1) have their own handshake deadlines in tunnel/agent-link.ts.
  */
-import { constants as h2c, type Http2SecureServer, type Http2ServerRequest, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import {
+  constants as h2c,
+  type Http2SecureServer,
+  type Http2ServerRequest,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { AGENT_ALPN } from '@mssh/protocol';
 
@@ -45,7 +51,10 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
  * Returns sessionOf(socket): the HTTP/2 session of an API socket, valid inside 'secureConnection'
  * listeners registered after this call.
  */
-export function applyConnectionLimits(server: Http2SecureServer, limits: ConnectionLimits): (socket: TLSSocket) => ServerHttp2Session | null {
+export function applyConnectionLimits(
+  server: Http2SecureServer,
+  limits: ConnectionLimits,
+): (socket: TLSSocket) => ServerHttp2Session | null {
   // HTTP/1.1 fallback: node's HTTP/1 parser reads this property of the server.
   (server as unknown as { maxHeaderSize: number }).maxHeaderSize = limits.maxHeaderBytes;
 
@@ -82,7 +91,12 @@ export function applyConnectionLimits(server: Http2SecureServer, limits: Connect
     if (socket.alpnProtocol === AGENT_ALPN) return;
     // The session's socket is a proxy of this one: same peer (a mismatch would mean node changed how it
     // emits 'session'; then h2 connections get no deadline rather than a wrong one).
-    const session = created && created.socket?.remotePort === socket.remotePort && created.socket?.remoteAddress === socket.remoteAddress ? created : null;
+    const session =
+      created &&
+      created.socket?.remotePort === socket.remotePort &&
+      created.socket?.remoteAddress === socket.remoteAddress
+        ? created
+        : null;
     current = { socket, session };
     if (socket.alpnProtocol === 'h2' && !session) return;
     const timer = setTimeout(() => {

@@ -28,16 +28,27 @@ function clientErrorMessage(err: FastifyError): string {
 }
 
 export function toErrorBody(err: unknown): { body: WireErrorBody; internal: boolean } {
-  if (err instanceof RelayError || err instanceof AuthError) return { body: err.toBody(), internal: err.statusCode >= 500 };
-  if (err instanceof z.ZodError) return { body: relayError('RLY_ERR_BAD_REQUEST', describeZodError(err)).toBody(), internal: false };
+  if (err instanceof RelayError || err instanceof AuthError)
+    return { body: err.toBody(), internal: err.statusCode >= 500 };
+  if (err instanceof z.ZodError)
+    return { body: relayError('RLY_ERR_BAD_REQUEST', describeZodError(err)).toBody(), internal: false };
   const fe = err as Partial<FastifyError> | null;
-  if (fe && typeof fe === 'object' && (fe.validation || (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500))) {
-    return { body: relayError('RLY_ERR_BAD_REQUEST', fe.validation ? 'malformed request' : clientErrorMessage(fe as FastifyError)).toBody(), internal: false };
+  if (
+    fe &&
+    typeof fe === 'object' &&
+    (fe.validation || (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500))
+  ) {
+    return {
+      body: relayError(
+        'RLY_ERR_BAD_REQUEST',
+        fe.validation ? 'malformed request' : clientErrorMessage(fe as FastifyError),
+      ).toBody(),
+      internal: false,
+    };
   }
   if (isDatabaseUnavailable(err)) return { body: relayError('RLY_ERR_DATABASE_UNAVAILABLE').toBody(), internal: true };
   return { body: relayError('RLY_ERR_INTERNAL').toBody(), internal: true };
 }
-
 
 /** "name: host names are ...; password: ..." */
 export function describeZodError(err: z.ZodError): string {
@@ -55,7 +66,11 @@ export function parseOr400<S extends z.ZodType>(schema: S, value: unknown): z.in
 }
 
 export function sendErrorBody(reply: FastifyReply, body: WireErrorBody): FastifyReply {
-  return reply.code(body.statusCode).header(HEADERS.errorCode, body.code).type('application/json; charset=utf-8').send(body);
+  return reply
+    .code(body.statusCode)
+    .header(HEADERS.errorCode, body.code)
+    .type('application/json; charset=utf-8')
+    .send(body);
 }
 
 export function installErrorHandling(app: FastifyInstance): void {
@@ -63,10 +78,14 @@ export function installErrorHandling(app: FastifyInstance): void {
     const { body, internal } = toErrorBody(err);
     if (internal) request.log.error({ err }, 'request failed');
     else request.log.debug({ code: body.code, msg: body.message }, 'request refused');
-    if (err instanceof RelayError && err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
+    if (err instanceof RelayError && err.retryAfterSeconds !== undefined)
+      reply.header('retry-after', String(err.retryAfterSeconds));
     return sendErrorBody(reply, body);
   });
   app.setNotFoundHandler((request: FastifyRequest, reply: FastifyReply) => {
-    return sendErrorBody(reply, relayError('RLY_ERR_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`).toBody());
+    return sendErrorBody(
+      reply,
+      relayError('RLY_ERR_NOT_FOUND', `no route ${request.method} ${request.url.split('?')[0]}`).toBody(),
+    );
   });
 }

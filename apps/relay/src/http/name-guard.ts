@@ -19,9 +19,16 @@ export function hasControlChars(s: string): boolean {
 }
 
 /** The first name-like value with a control character, as "where.field", or null. */
-export function findControlChars(request: Pick<FastifyRequest, 'params' | 'query' | 'body'>): { where: string; value: string } | null {
+export function findControlChars(
+  request: Pick<FastifyRequest, 'params' | 'query' | 'body'>,
+): { where: string; value: string } | null {
   const scan = (where: string, obj: unknown, fields?: readonly string[]): { where: string; value: string } | null => {
-    if (!obj || typeof obj !== 'object' || Object.getPrototypeOf(obj) !== Object.prototype && Object.getPrototypeOf(obj) !== null) return null;
+    if (
+      !obj ||
+      typeof obj !== 'object' ||
+      (Object.getPrototypeOf(obj) !== Object.prototype && Object.getPrototypeOf(obj) !== null)
+    )
+      return null;
     for (const [k, v] of Object.entries(obj as Record<string, unknown>)) {
       if (fields && !fields.includes(k)) continue;
       for (const x of Array.isArray(v) ? v : [v]) {
@@ -33,11 +40,15 @@ export function findControlChars(request: Pick<FastifyRequest, 'params' | 'query
   return scan('params', request.params) ?? scan('query', request.query) ?? scan('body', request.body, NAME_FIELDS);
 }
 
-export function installNameGuard(app: FastifyInstance, opts: { onLoginRefused?: (e: { user: string; source: string }) => void } = {}): void {
+export function installNameGuard(
+  app: FastifyInstance,
+  opts: { onLoginRefused?: (e: { user: string; source: string }) => void } = {},
+): void {
   app.addHook('preValidation', async (request) => {
     const bad = findControlChars(request);
     if (!bad) return;
-    if (bad.where === 'body.user' && request.routeOptions.url === PATHS.login) opts.onLoginRefused?.({ user: bad.value, source: request.ip });
+    if (bad.where === 'body.user' && request.routeOptions.url === PATHS.login)
+      opts.onLoginRefused?.({ user: bad.value, source: request.ip });
     throw relayError('RLY_ERR_BAD_REQUEST', `${bad.where} contains control characters; names never do`);
   });
 }

@@ -12,19 +12,25 @@ export function installProtocolFloor(app: FastifyInstance, minProtocolVersion: n
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const raw = request.headers[HEADERS.protocolVersion];
     if (raw === undefined) return;
-    const text = Array.isArray(raw) ? raw[0] ?? '' : raw;
+    const text = Array.isArray(raw) ? (raw[0] ?? '') : raw;
     const v = /^\d{1,9}$/.test(text.trim()) ? Number(text.trim()) : NaN;
     if (Number.isNaN(v)) {
-      return sendErrorBody(reply, relayError('RLY_ERR_BAD_REQUEST', `${HEADERS.protocolVersion} must be a protocol number`).toBody());
+      return sendErrorBody(
+        reply,
+        relayError('RLY_ERR_BAD_REQUEST', `${HEADERS.protocolVersion} must be a protocol number`).toBody(),
+      );
     }
     if (v < minProtocolVersion) {
       const sw = request.headers[HEADERS.softwareVersion];
       const swText = typeof sw === 'string' ? ` (mssh ${sanitizeForTerminal(sw).slice(0, 32)})` : '';
       request.log.info({ protocol: v, min: minProtocolVersion }, 'client protocol too old');
-      return sendErrorBody(reply, relayError(
-        'RLY_ERR_PROTOCOL_TOO_OLD',
-        `this client speaks protocol ${v}${swText}; the relay accepts ${minProtocolVersion} or newer: upgrade mssh`,
-      ).toBody());
+      return sendErrorBody(
+        reply,
+        relayError(
+          'RLY_ERR_PROTOCOL_TOO_OLD',
+          `this client speaks protocol ${v}${swText}; the relay accepts ${minProtocolVersion} or newer: upgrade mssh`,
+        ).toBody(),
+      );
     }
   });
 }

@@ -17,10 +17,19 @@ import { relayError } from '../errors.js';
 const STREAMING_PREFIX = '/v1/tunnel/';
 
 /** onTimeout: told of each timed-out request (the per-address limits count it against its connection). */
-export function installBodyTimeout(app: FastifyInstance, bodyTimeoutMs: number, onTimeout?: (raw: Http2ServerRequest) => void): void {
+export function installBodyTimeout(
+  app: FastifyInstance,
+  bodyTimeoutMs: number,
+  onTimeout?: (raw: Http2ServerRequest) => void,
+): void {
   app.addHook('preParsing', (request, reply, payload, done) => {
     const raw = request.raw as unknown as Http2ServerRequest & { complete?: boolean };
-    if (request.method === 'GET' || request.method === 'HEAD' || raw.complete || request.routeOptions.url?.startsWith(STREAMING_PREFIX)) {
+    if (
+      request.method === 'GET' ||
+      request.method === 'HEAD' ||
+      raw.complete ||
+      request.routeOptions.url?.startsWith(STREAMING_PREFIX)
+    ) {
       done(null, payload);
       return;
     }
@@ -42,7 +51,12 @@ export function installBodyTimeout(app: FastifyInstance, bodyTimeoutMs: number, 
         setTimeout(close, 5_000).unref();
       }
       onTimeout?.(raw);
-      body.destroy(relayError('RLY_ERR_BODY_TIMEOUT', `the request body did not arrive within ${Math.round(bodyTimeoutMs / 1000)} s`));
+      body.destroy(
+        relayError(
+          'RLY_ERR_BODY_TIMEOUT',
+          `the request body did not arrive within ${Math.round(bodyTimeoutMs / 1000)} s`,
+        ),
+      );
     }, bodyTimeoutMs);
     timer.unref();
     const clear = () => clearTimeout(timer);
@@ -63,9 +77,15 @@ export function installRequestLogging(app: FastifyInstance): void {
   app.addHook('onResponse', (request, reply, done) => {
     const status = reply.statusCode;
     if (status >= 500) {
-      request.log.warn({ method: request.method, url: request.url, status, ms: Math.round(reply.elapsedTime), source: request.ip }, 'request failed');
+      request.log.warn(
+        { method: request.method, url: request.url, status, ms: Math.round(reply.elapsedTime), source: request.ip },
+        'request failed',
+      );
     } else if ((request.log as unknown as { isLevelEnabled(level: string): boolean }).isLevelEnabled('debug')) {
-      request.log.debug({ method: request.method, url: request.url, status, ms: Math.round(reply.elapsedTime), source: request.ip }, 'request');
+      request.log.debug(
+        { method: request.method, url: request.url, status, ms: Math.round(reply.elapsedTime), source: request.ip },
+        'request',
+      );
     }
     done();
   });

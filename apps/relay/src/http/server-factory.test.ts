@@ -23,18 +23,21 @@ describe('relay HTTP server factory', () => {
 
   beforeAll(async () => {
     const cert = await loadOrCreateTls({ dataDir: dir });
-    rs = createRelayHttpServer((req, res) => {
-      seen.push(`${req.httpVersion} ${req.url}`);
-      res.writeHead(200, { 'content-type': 'text/plain' });
-      res.end(`hello ${req.httpVersion}`);
-    }, {
-      key: cert.key,
-      cert: cert.cert,
-      acceptAgentSocket: (s) => {
-        agentSockets.push(s);
-        s.end('agent side\n');
+    rs = createRelayHttpServer(
+      (req, res) => {
+        seen.push(`${req.httpVersion} ${req.url}`);
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end(`hello ${req.httpVersion}`);
       },
-    });
+      {
+        key: cert.key,
+        cert: cert.cert,
+        acceptAgentSocket: (s) => {
+          agentSockets.push(s);
+          s.end('agent side\n');
+        },
+      },
+    );
     await new Promise<void>((res) => rs.server.listen(0, '127.0.0.1', res));
     port = (rs.server.address() as AddressInfo).port;
   });
@@ -64,12 +67,14 @@ describe('relay HTTP server factory', () => {
 
   it('serves HTTP/1.1 on the same port', async () => {
     const body = await new Promise<string>((resolve, reject) => {
-      https.get({ host: '127.0.0.1', port, path: '/h1', rejectUnauthorized: false, agent: false }, (res) => {
-        let b = '';
-        res.setEncoding('utf8');
-        res.on('data', (d) => (b += d));
-        res.on('end', () => resolve(b));
-      }).on('error', reject);
+      https
+        .get({ host: '127.0.0.1', port, path: '/h1', rejectUnauthorized: false, agent: false }, (res) => {
+          let b = '';
+          res.setEncoding('utf8');
+          res.on('data', (d) => (b += d));
+          res.on('end', () => resolve(b));
+        })
+        .on('error', reject);
     });
     expect(body).toBe('hello 1.1');
   });
@@ -92,7 +97,10 @@ describe('relay HTTP server factory', () => {
   it('refuses a client that offers only unknown protocols', async () => {
     const err = await new Promise<Error | null>((resolve) => {
       const s = tls.connect({ host: '127.0.0.1', port, ALPNProtocols: ['gopher'], rejectUnauthorized: false });
-      s.on('secureConnect', () => { s.destroy(); resolve(null); });
+      s.on('secureConnect', () => {
+        s.destroy();
+        resolve(null);
+      });
       s.on('error', resolve);
     });
     expect(err).not.toBeNull();

@@ -5,7 +5,12 @@
  *   TLS accept --ALPN mssh-agent/1--> router.acceptAgentSocket(socket)   (agent links)
  *              --ALPN h2 / http/1.1--> fastify                          (API, tunnels)
  */
-import http2, { type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
+import http2, {
+  type Http2SecureServer,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type ServerHttp2Session,
+} from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { AGENT_ALPN, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
 import { agentAlpnCallback, routeAgentSockets } from '../tunnel/alpn-dispatch.js';
@@ -53,7 +58,11 @@ export function createRelayHttpServer(
       // A TLS handshake that does not complete in time is dropped (a silent TCP connection included).
       handshakeTimeout: limits.handshakeTimeoutMs,
       // Agent links are not affected: there the agent is the HTTP/2 server and sets its own.
-      settings: { ...H2_SETTINGS, maxHeaderListSize: limits.maxHeaderBytes, maxConcurrentStreams: limits.maxStreamsPerConnection },
+      settings: {
+        ...H2_SETTINGS,
+        maxHeaderListSize: limits.maxHeaderBytes,
+        maxConcurrentStreams: limits.maxStreamsPerConnection,
+      },
       // Many concurrent tunnels share one client session; nghttp2's default 10 MB would refuse streams.
       maxSessionMemory: 64,
       ALPNCallback: agentAlpnCallback,
@@ -96,7 +105,8 @@ export function createRelayHttpServer(
         }
       }
       const deadline = Date.now() + graceMs;
-      for (let i = 0; i < 1000 && sockets.size > 0 && Date.now() < deadline; i++) await new Promise((r) => setTimeout(r, 25));
+      for (let i = 0; i < 1000 && sockets.size > 0 && Date.now() < deadline; i++)
+        await new Promise((r) => setTimeout(r, 25));
       for (const s of sessions) s.destroy();
       for (const s of sockets) s.destroy();
       sourceLimits.close();

@@ -91,7 +91,11 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         onSessionError: (err) => httpLogger.debug({ err: err.message }, 'HTTP/2 session error'),
         limits: hard.connection,
         isTrustedProxy: trustedProxyMatcher(trusted),
-        onRefusals: (r) => httpLogger.warn(r, `per-address limits refused ${r.connections} connection(s) and ${r.streams} request(s), closed ${r.sessionsClosed} connection(s) in the last 10 s (most from ${r.top})`),
+        onRefusals: (r) =>
+          httpLogger.warn(
+            r,
+            `per-address limits refused ${r.connections} connection(s) and ${r.streams} request(s), closed ${r.sessionsClosed} connection(s) in the last 10 s (most from ${r.top})`,
+          ),
       });
       return relayServer.server;
     },
@@ -125,7 +129,10 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   app.register(healthRoutes, {
     hosts: deps.hosts,
-    limits: () => ({ limiterEntries: hard.loginGuard?.entries ?? 0, sourcesTracked: relayServer?.sourceLimits.size ?? 0 }),
+    limits: () => ({
+      limiterEntries: hard.loginGuard?.entries ?? 0,
+      sourcesTracked: relayServer?.sourceLimits.size ?? 0,
+    }),
   });
   app.register(authRoutes, { auth: deps.auth, tokens: deps.tokens, loginGuard: hard.loginGuard });
   app.register(hostRoutes, {

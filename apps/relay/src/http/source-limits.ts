@@ -18,7 +18,14 @@
  * headers have not been sent: an established tunnel no longer counts. Agent links (ALPN mssh-agent/1) are
  * counted only while their TLS handshake runs, so many agents behind one NAT address are fine.
  */
-import { constants as h2c, type Http2SecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session, type ServerHttp2Session } from 'node:http2';
+import {
+  constants as h2c,
+  type Http2SecureServer,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Session,
+  type ServerHttp2Session,
+} from 'node:http2';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -144,7 +151,9 @@ export class SourceLimits {
       if (session) closeSession(session, socket);
       else if (socket.alpnProtocol === 'h2') socket.destroy();
       else {
-        socket.end(`HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json; charset=utf-8\r\n${HEADERS.errorCode}: RLY_ERR_SOURCE_LIMIT\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(SOURCE_LIMIT_BODY)}\r\n\r\n${SOURCE_LIMIT_BODY}`);
+        socket.end(
+          `HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json; charset=utf-8\r\n${HEADERS.errorCode}: RLY_ERR_SOURCE_LIMIT\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(SOURCE_LIMIT_BODY)}\r\n\r\n${SOURCE_LIMIT_BODY}`,
+        );
         setTimeout(() => socket.destroy(), 1_000).unref();
       }
       return;
@@ -227,7 +236,12 @@ export class SourceLimits {
     const stream = req.stream;
     if (!stream) {
       const r = res as ServerResponse;
-      r.writeHead(429, { 'content-type': 'application/json; charset=utf-8', [HEADERS.errorCode]: 'RLY_ERR_SOURCE_LIMIT', connection: 'close', 'retry-after': '1' });
+      r.writeHead(429, {
+        'content-type': 'application/json; charset=utf-8',
+        [HEADERS.errorCode]: 'RLY_ERR_SOURCE_LIMIT',
+        connection: 'close',
+        'retry-after': '1',
+      });
       r.end(SOURCE_LIMIT_BODY);
       return;
     }
@@ -241,7 +255,8 @@ export class SourceLimits {
 
   private noteRefused(kind: 'connections' | 'streams', key: string): void {
     this.refused[kind]++;
-    if (this.refusedKeys.size < 1_000 || this.refusedKeys.has(key)) this.refusedKeys.set(key, (this.refusedKeys.get(key) ?? 0) + 1);
+    if (this.refusedKeys.size < 1_000 || this.refusedKeys.has(key))
+      this.refusedKeys.set(key, (this.refusedKeys.get(key) ?? 0) + 1);
     if (!this.reportTimer && this.opts.onRefusals) {
       this.reportTimer = setTimeout(() => this.report(), this.opts.reportEveryMs ?? 10_000);
       this.reportTimer.unref();
@@ -252,7 +267,11 @@ export class SourceLimits {
     this.reportTimer = null;
     let top = '';
     let most = 0;
-    for (const [k, n] of this.refusedKeys) if (n > most) { most = n; top = k; }
+    for (const [k, n] of this.refusedKeys)
+      if (n > most) {
+        most = n;
+        top = k;
+      }
     const r = { ...this.refused, top };
     this.refused = { connections: 0, streams: 0, sessionsClosed: 0 };
     this.refusedKeys.clear();

@@ -25,12 +25,17 @@ export interface TunnelRoutesOptions {
 }
 
 function sendError(reply: FastifyReply, err: RelayError): FastifyReply {
-  return reply.code(err.statusCode).header(HEADERS.errorCode, err.code).header('content-type', 'application/json; charset=utf-8').send(err.toBody());
+  return reply
+    .code(err.statusCode)
+    .header(HEADERS.errorCode, err.code)
+    .header('content-type', 'application/json; charset=utf-8')
+    .send(err.toBody());
 }
 
 export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app, opts) => {
   const { gate } = opts;
-  if (typeof app.authenticate !== 'function') throw new Error('tunnelRoutes needs the server to decorate app.authenticate');
+  if (typeof app.authenticate !== 'function')
+    throw new Error('tunnelRoutes needs the server to decorate app.authenticate');
 
   // Tunnel bodies are raw byte streams of any length: never buffer or parse them.
   app.removeAllContentTypeParsers();
@@ -41,52 +46,79 @@ export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app,
   // request/response lines plus opened/closed: at hundreds of sessions per second logging was ~8 % of
   // the relay's CPU. Warnings and errors of the route still reach the log.
   const log = app.log;
-  app.post<{ Params: { host: string } }>('/v1/tunnel/:host', { preHandler: app.authenticate, logLevel: 'warn' }, async (request, reply) => {
-    const host = request.params.host;
-    if (typeof host !== 'string' || !HOST_NAME_RE.test(host)) {
-      return sendError(reply, relayError('RLY_ERR_BAD_REQUEST', 'host names are 1-63 chars of a-z, 0-9 and -, starting with a letter or digit'));
-    }
-    const raw = request.raw as unknown as Partial<Http2ServerRequest> & { httpVersionMajor: number };
-    if (raw.httpVersionMajor !== 2 || !raw.stream) {
-      return sendError(reply, relayError('RLY_ERR_BAD_REQUEST', 'tunnels need HTTP/2; use mssh (or an HTTP/2 client) to open one'));
-    }
-    const auth: RequestAuth | null = request.auth;
-    if (!auth) return sendError(reply, relayError('RLY_ERR_INTERNAL', 'request was not authenticated'));
-    const source = request.ip ?? null;
-    const stream = raw.stream;
-    // Keep errors on the client stream from ever going unhandled while the agent side opens.
-    stream.on('error', (err) => request.log.debug({ err: err.message }, 'client tunnel stream error'));
-
-    let session: AdmittedSession;
-    try {
-      session = await gate.admit({ principal: { name: auth.user, admin: auth.admin, role: auth.role, authAt: auth.checkedAt }, host, door: 'https', source });
-    } catch (err) {
-      if (!(err instanceof RelayError)) throw err; // the edge error handler answers (and logs) the unexpected
-      if (stream.destroyed || stream.closed) {
-        reply.hijack(); // nobody left to tell
-        return reply;
+  app.post<{ Params: { host: string } }>(
+    '/v1/tunnel/:host',
+    { preHandler: app.authenticate, logLevel: 'warn' },
+    async (request, reply) => {
+      const host = request.params.host;
+      if (typeof host !== 'string' || !HOST_NAME_RE.test(host)) {
+        return sendError(
+          reply,
+          relayError(
+            'RLY_ERR_BAD_REQUEST',
+            'host names are 1-63 chars of a-z, 0-9 and -, starting with a letter or digit',
+          ),
+        );
       }
-      return sendError(reply, err);
-    }
-    reply.hijack();
-    const { sessionId } = session;
-    if (stream.destroyed || stream.closed) {
-      // The client gave up while the agent was connecting: cancel the agent side.
-      session.cancel('client_closed');
-      return;
-    }
-    try {
-      stream.respond({ ':status': 200, 'content-type': 'application/octet-stream', [HEADERS.sessionId]: sessionId });
-    } catch (err) {
-      request.log.debug({ err: (err as Error).message, sessionId }, 'client stream gone before the answer');
-      session.cancel('client_closed');
-      return;
-    }
-    request.log.debug({ sessionId, host, user: auth.user }, 'tunnel opened');
-    const summary = await session.splice(stream);
-    log.info(
-      { reqId: request.id, sessionId, host, user: auth.user, source, bytesFromClient: summary.bytesFromClient, bytesToClient: summary.bytesToClient, reason: summary.reason },
-      'tunnel closed',
-    );
-  });
+      const raw = request.raw as unknown as Partial<Http2ServerRequest> & { httpVersionMajor: number };
+      if (raw.httpVersionMajor !== 2 || !raw.stream) {
+        return sendError(
+          reply,
+          relayError('RLY_ERR_BAD_REQUEST', 'tunnels need HTTP/2; use mssh (or an HTTP/2 client) to open one'),
+        );
+      }
+      const auth: RequestAuth | null = request.auth;
+      if (!auth) return sendError(reply, relayError('RLY_ERR_INTERNAL', 'request was not authenticated'));
+      const source = request.ip ?? null;
+      const stream = raw.stream;
+      // Keep errors on the client stream from ever going unhandled while the agent side opens.
+      stream.on('error', (err) => request.log.debug({ err: err.message }, 'client tunnel stream error'));
+
+      let session: AdmittedSession;
+      try {
+        session = await gate.admit({
+          principal: { name: auth.user, admin: auth.admin, role: auth.role, authAt: auth.checkedAt },
+          host,
+          door: 'https',
+          source,
+        });
+      } catch (err) {
+        if (!(err instanceof RelayError)) throw err; // the edge error handler answers (and logs) the unexpected
+        if (stream.destroyed || stream.closed) {
+          reply.hijack(); // nobody left to tell
+          return reply;
+        }
+        return sendError(reply, err);
+      }
+      reply.hijack();
+      const { sessionId } = session;
+      if (stream.destroyed || stream.closed) {
+        // The client gave up while the agent was connecting: cancel the agent side.
+        session.cancel('client_closed');
+        return;
+      }
+      try {
+        stream.respond({ ':status': 200, 'content-type': 'application/octet-stream', [HEADERS.sessionId]: sessionId });
+      } catch (err) {
+        request.log.debug({ err: (err as Error).message, sessionId }, 'client stream gone before the answer');
+        session.cancel('client_closed');
+        return;
+      }
+      request.log.debug({ sessionId, host, user: auth.user }, 'tunnel opened');
+      const summary = await session.splice(stream);
+      log.info(
+        {
+          reqId: request.id,
+          sessionId,
+          host,
+          user: auth.user,
+          source,
+          bytesFromClient: summary.bytesFromClient,
+          bytesToClient: summary.bytesToClient,
+          reason: summary.reason,
+        },
+        'tunnel closed',
+      );
+    },
+  );
 };

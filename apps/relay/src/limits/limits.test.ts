@@ -66,13 +66,14 @@ describe('HashSlots', () => {
     let running = 0;
     let peak = 0;
     const gates: Array<() => void> = [];
-    const job = () => slots.run(async () => {
-      running++;
-      peak = Math.max(peak, running);
-      await new Promise<void>((r) => gates.push(r));
-      running--;
-      return 'done';
-    });
+    const job = () =>
+      slots.run(async () => {
+        running++;
+        peak = Math.max(peak, running);
+        await new Promise<void>((r) => gates.push(r));
+        running--;
+        return 'done';
+      });
     const a = job();
     const b = job();
     const c = job(); // queued
@@ -108,7 +109,10 @@ describe('LoginGuard', () => {
   it('blocks a source after its failures without locking the user out from elsewhere', async () => {
     const g = new LoginGuard({ perSource: 5, perUser: 10 });
     let calls = 0;
-    const counted = () => { calls++; return bad(); };
+    const counted = () => {
+      calls++;
+      return bad();
+    };
     const codes: string[] = [];
     for (let i = 0; i < 20; i++) {
       codes.push(await g.attempt('alice', '10.0.0.1', counted).catch((e: RelayError | AuthError) => e.code));
@@ -137,7 +141,9 @@ describe('LoginGuard', () => {
     expect(g.refusal('alice', '10.3.0.1')).toBeNull();
     await g.attempt('alice', '10.3.0.1', bad).catch(() => {});
     expect(g.refusal('carol', '10.3.0.1')).toMatchObject({ code: 'RLY_ERR_RATE_LIMITED' });
-    await expect(g.attempt('alice', '10.3.0.1', async () => 'ok')).rejects.toMatchObject({ code: 'RLY_ERR_RATE_LIMITED' });
+    await expect(g.attempt('alice', '10.3.0.1', async () => 'ok')).rejects.toMatchObject({
+      code: 'RLY_ERR_RATE_LIMITED',
+    });
     expect(g.refusal('alice', '10.3.0.2')).toBeNull();
     // A successful login forgets the failures of its name (not of its address).
     const n = new LoginGuard({ perSource: 100, perUser: 2, limiter: { sweepIntervalMs: 0 } });
@@ -178,7 +184,13 @@ describe('BackoffLimiter sweep (issue 16 item 8)', () => {
 
   it('a blocked key is kept until its block has ended and it has been quiet for forgetAfterMs', () => {
     const c = clock();
-    const l = new BackoffLimiter({ limit: 1, baseBlockMs: 10 * 60_000, forgetAfterMs: 60_000, sweepIntervalMs: 0, now: c.now });
+    const l = new BackoffLimiter({
+      limit: 1,
+      baseBlockMs: 10 * 60_000,
+      forgetAfterMs: 60_000,
+      sweepIntervalMs: 0,
+      now: c.now,
+    });
     l.fail('k');
     c.advance(5 * 60_000);
     expect(l.sweep()).toBe(0);
@@ -188,7 +200,7 @@ describe('BackoffLimiter sweep (issue 16 item 8)', () => {
     expect(l.size).toBe(0);
   });
 
-  it('sweeps by itself on an unref\'d timer, which close() stops', async () => {
+  it("sweeps by itself on an unref'd timer, which close() stops", async () => {
     let t = 0;
     const l = new BackoffLimiter({ forgetAfterMs: 1_000, sweepIntervalMs: 20, now: () => t });
     for (let i = 0; i < 50; i++) l.fail(`k${i}`);
@@ -209,7 +221,7 @@ describe('BackoffLimiter sweep (issue 16 item 8)', () => {
     expect(l.size).toBe(1); // no timer any more: nothing swept
   });
 
-  it('LoginGuard counts both limiters\' entries and keys sources by address only', async () => {
+  it("LoginGuard counts both limiters' entries and keys sources by address only", async () => {
     const g = new LoginGuard({ perSource: 2, perUser: 100, limiter: { sweepIntervalMs: 0 } });
     const bad = () => Promise.reject(new AuthError('AUTH_ERR_BAD_CREDENTIALS'));
     await expect(g.attempt('u', '2001:db8::1', bad)).rejects.toMatchObject({ code: 'AUTH_ERR_BAD_CREDENTIALS' });

@@ -47,7 +47,9 @@ export class LoginGuard {
    * (limitKey: no port, IPv6 by /64).
    */
   refusal(user: string, rawSource: string): RelayError | null {
-    const blocked = [this.bySource.check(limitKey(rawSource)), this.byUser.check(user.toLowerCase())].find((v) => !v.ok);
+    const blocked = [this.bySource.check(limitKey(rawSource)), this.byUser.check(user.toLowerCase())].find(
+      (v) => !v.ok,
+    );
     return blocked && !blocked.ok ? rateLimited(blocked.retryAfterMs) : null;
   }
 

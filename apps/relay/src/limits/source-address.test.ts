@@ -14,7 +14,20 @@ describe('normaliseIp', () => {
   });
 
   it('is null for anything that is not an IP address', () => {
-    for (const bad of ['', 'garbage', 'x'.repeat(301), 'unknown', '1', '127.1', '0x7f.0.0.1', '9.9.9.9:99999', '[9.9.9.9', '1.2.3.4.5', 'a\u0000b', 'localhost']) {
+    for (const bad of [
+      '',
+      'garbage',
+      'x'.repeat(301),
+      'unknown',
+      '1',
+      '127.1',
+      '0x7f.0.0.1',
+      '9.9.9.9:99999',
+      '[9.9.9.9',
+      '1.2.3.4.5',
+      'a\u0000b',
+      'localhost',
+    ]) {
       expect(normaliseIp(bad), bad).toBeNull();
     }
   });

@@ -44,7 +44,10 @@ export function limitKey(address: string): string {
   if (ip === null) return address;
   if (!ip.includes(':')) return ip;
   const parts = (ipaddr.parse(ip) as ipaddr.IPv6).parts;
-  return `${parts.slice(0, 4).map((p) => p.toString(16)).join(':')}::/64`;
+  return `${parts
+    .slice(0, 4)
+    .map((p) => p.toString(16))
+    .join(':')}::/64`;
 }
 
 /**

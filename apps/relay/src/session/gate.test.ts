@@ -31,9 +31,18 @@ function gateOver(w: World) {
   return createSessionGate({
     router: {
       isOnline: (n) => w.online.has(n),
-      checkSessionSlot: () => { if (w.capError) throw w.capError; },
-      openSession: async (n) => { w.opened.push(n); if (w.openError) throw w.openError; return stream(); },
-      spliceSession: async (_c, _s, meta) => { w.spliced++; return { sessionId: meta.sessionId } as TunnelSessionSummary; },
+      checkSessionSlot: () => {
+        if (w.capError) throw w.capError;
+      },
+      openSession: async (n) => {
+        w.opened.push(n);
+        if (w.openError) throw w.openError;
+        return stream();
+      },
+      spliceSession: async (_c, _s, meta) => {
+        w.spliced++;
+        return { sessionId: meta.sessionId } as TunnelSessionSummary;
+      },
       agentIdOf: () => 'agent-1',
     },
     hosts: { exists: async (n) => w.enrolled.has(n) },
@@ -51,15 +60,32 @@ function gateOver(w: World) {
 
 function world(): World {
   return {
-    online: new Set(['laptop']), enrolled: new Set(['laptop', 'desktop']), grants: new Set(['laptop', 'desktop', 'ghost']),
-    capError: null, openError: null, ledgerError: null, opened: [], closedStreams: [], ends: [], denied: [], spliced: 0,
+    online: new Set(['laptop']),
+    enrolled: new Set(['laptop', 'desktop']),
+    grants: new Set(['laptop', 'desktop', 'ghost']),
+    capError: null,
+    openError: null,
+    ledgerError: null,
+    opened: [],
+    closedStreams: [],
+    ends: [],
+    denied: [],
+    spliced: 0,
   };
 }
 
-const req = (host: string, door: 'https' | 'jump' = 'jump'): AdmitRequest => ({ principal: { name: 'alice', admin: false, role: null, authAt: 0 }, host, door, source: '192.0.2.7' });
+const req = (host: string, door: 'https' | 'jump' = 'jump'): AdmitRequest => ({
+  principal: { name: 'alice', admin: false, role: null, authAt: 0 },
+  host,
+  door,
+  source: '192.0.2.7',
+});
 
 async function refusal(p: Promise<unknown>): Promise<RelayError> {
-  const e = await p.then(() => null, (err: unknown) => err);
+  const e = await p.then(
+    () => null,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(RelayError);
   return e as RelayError;
 }
@@ -75,9 +101,24 @@ describe('session gate', () => {
     expect((await refusal(g.admit(req('laptop', 'https')))).code).toBe('RLY_ERR_AGENT_SESSION_LIMIT');
     expect(w.denied).toEqual([
       expect.objectContaining({ reason: 'no_grant', code: 'RLY_ERR_NO_GRANT', via: 'jump', source: '192.0.2.7' }),
-      expect.objectContaining({ reason: 'unknown_host', code: 'RLY_ERR_UNKNOWN_HOST', via: 'jump', source: '192.0.2.7' }),
-      expect.objectContaining({ reason: 'host_offline', code: 'RLY_ERR_AGENT_OFFLINE', via: 'jump', source: '192.0.2.7' }),
-      expect.objectContaining({ reason: 'cap', code: 'RLY_ERR_AGENT_SESSION_LIMIT', via: 'https', source: '192.0.2.7' }),
+      expect.objectContaining({
+        reason: 'unknown_host',
+        code: 'RLY_ERR_UNKNOWN_HOST',
+        via: 'jump',
+        source: '192.0.2.7',
+      }),
+      expect.objectContaining({
+        reason: 'host_offline',
+        code: 'RLY_ERR_AGENT_OFFLINE',
+        via: 'jump',
+        source: '192.0.2.7',
+      }),
+      expect.objectContaining({
+        reason: 'cap',
+        code: 'RLY_ERR_AGENT_SESSION_LIMIT',
+        via: 'https',
+        source: '192.0.2.7',
+      }),
     ]);
     expect(w.opened).toEqual([]);
     expect((await refusal(g.admit(req('not a name')))).code).toBe('RLY_ERR_BAD_REQUEST');

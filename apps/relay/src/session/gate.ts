@@ -27,7 +27,13 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { isValidHostName } from '@mssh/protocol';
 import { RelayError, relayError } from '../errors.js';
-import type { RecordedSession, SessionLedger, SessionVia, TunnelRouter, TunnelSessionSummary } from '../tunnel/types.js';
+import type {
+  RecordedSession,
+  SessionLedger,
+  SessionVia,
+  TunnelRouter,
+  TunnelSessionSummary,
+} from '../tunnel/types.js';
 
 /** Which door a session came through (the audit rows' `via`). */
 export type SessionDoor = SessionVia;
@@ -81,12 +87,25 @@ export interface SessionGateOptions {
   /** The session-start commit (audit/session-recorder.ts). Required: no session without its session.start. */
   ledger: SessionLedger;
   /** session.denied rows. Must not throw (the sink logs its own failures). */
-  audit: { sessionDenied(e: { user: string; host: string; source: string | null; reason: string; code: string; via: SessionDoor }): void };
+  audit: {
+    sessionDenied(e: {
+      user: string;
+      host: string;
+      source: string | null;
+      reason: string;
+      code: string;
+      via: SessionDoor;
+    }): void;
+  };
   logger: Logger;
 }
 
 /** The cap refusals of tunnel/session-caps.ts: audited as session.denied, reason cap. */
-const CAP_CODES = new Set<string>(['RLY_ERR_USER_SESSION_LIMIT', 'RLY_ERR_AGENT_SESSION_LIMIT', 'RLY_ERR_RELAY_SESSION_LIMIT']);
+const CAP_CODES = new Set<string>([
+  'RLY_ERR_USER_SESSION_LIMIT',
+  'RLY_ERR_AGENT_SESSION_LIMIT',
+  'RLY_ERR_RELAY_SESSION_LIMIT',
+]);
 
 export function createSessionGate(opts: SessionGateOptions): SessionGate {
   const { router, ledger } = opts;
@@ -104,15 +123,29 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
         return err;
       };
       // The doors check names first; a name the gate would not accept is never looked up.
-      if (!isValidHostName(host)) throw relayError('RLY_ERR_BAD_REQUEST', 'host names are 1-63 chars of a-z, 0-9 and -, starting with a letter or digit');
+      if (!isValidHostName(host))
+        throw relayError(
+          'RLY_ERR_BAD_REQUEST',
+          'host names are 1-63 chars of a-z, 0-9 and -, starting with a letter or digit',
+        );
       // 1. Access first, and the same answer for unknown and ungranted machines (no hint that one exists).
       if (!(await opts.access.canReach(principal, host))) {
-        throw deny('no_grant', relayError('RLY_ERR_NO_GRANT', `you have no grant for a machine named ${host}; ask an admin (mssh admin grant ${user} ${host})`));
+        throw deny(
+          'no_grant',
+          relayError(
+            'RLY_ERR_NO_GRANT',
+            `you have no grant for a machine named ${host}; ask an admin (mssh admin grant ${user} ${host})`,
+          ),
+        );
       }
       // 2. A connected agent is an enrolled one: only look the name up when it is not online.
       if (!router.isOnline(host)) {
-        if (!(await opts.hosts.exists(host))) throw deny('unknown_host', relayError('RLY_ERR_UNKNOWN_HOST', `no machine named ${host} is enrolled`));
-        throw deny('host_offline', relayError('RLY_ERR_AGENT_OFFLINE', `${host} is enrolled but its agent is not connected`));
+        if (!(await opts.hosts.exists(host)))
+          throw deny('unknown_host', relayError('RLY_ERR_UNKNOWN_HOST', `no machine named ${host} is enrolled`));
+        throw deny(
+          'host_offline',
+          relayError('RLY_ERR_AGENT_OFFLINE', `${host} is enrolled but its agent is not connected`),
+        );
       }
       // 3. A cap reached is a refusal, not a session: refused and audited before anything is recorded.
       //    openSession takes the slot itself (and refuses too when a concurrent session took the last one).
@@ -126,7 +159,14 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
       // 4. Open the agent stream and commit the start side by side; nothing is forwarded before both.
       const sessionId = randomUUID();
       const opening = router.openSession(host, { sessionId, user });
-      const recording = ledger.start({ sessionId, user, host, source, via: door, agentId: router.agentIdOf?.(host) || undefined });
+      const recording = ledger.start({
+        sessionId,
+        user,
+        host,
+        source,
+        via: door,
+        agentId: router.agentIdOf?.(host) || undefined,
+      });
       const [opened, recorded] = await Promise.allSettled([opening, recording]);
       const record: RecordedSession | undefined = recorded.status === 'fulfilled' ? recorded.value : undefined;
       if (opened.status === 'rejected') {
@@ -143,7 +183,10 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
       const agentStream = opened.value;
       if (!record) {
         const err: unknown = recorded.status === 'rejected' ? recorded.reason : undefined;
-        log.error({ err: (err as Error | undefined)?.cause ?? err, sessionId, host, user, via: door }, 'session refused: its start could not be recorded');
+        log.error(
+          { err: (err as Error | undefined)?.cause ?? err, sessionId, host, user, via: door },
+          'session refused: its start could not be recorded',
+        );
         agentStream.close(h2c.NGHTTP2_CANCEL);
         throw err instanceof RelayError ? err : relayError('RLY_ERR_DATABASE_UNAVAILABLE', undefined, err);
       }
@@ -151,7 +194,15 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
     },
   };
 
-  function admitted(s: { sessionId: string; host: string; principal: SessionPrincipal; door: SessionDoor; source: string | null; agentStream: ClientHttp2Stream; record: RecordedSession }): AdmittedSession {
+  function admitted(s: {
+    sessionId: string;
+    host: string;
+    principal: SessionPrincipal;
+    door: SessionDoor;
+    source: string | null;
+    agentStream: ClientHttp2Stream;
+    record: RecordedSession;
+  }): AdmittedSession {
     let used = false;
     const once = (what: string): void => {
       if (used) throw new Error(`admitted session ${s.sessionId}: ${what} after it was already spliced or cancelled`);
@@ -163,7 +214,13 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
       splice(client: Duplex): Promise<TunnelSessionSummary> {
         once('splice');
         return router.spliceSession(client, s.agentStream, {
-          sessionId: s.sessionId, user: s.principal.name, host: s.host, source: s.source, via: s.door, record: s.record, authAt: s.principal.authAt,
+          sessionId: s.sessionId,
+          user: s.principal.name,
+          host: s.host,
+          source: s.source,
+          via: s.door,
+          record: s.record,
+          authAt: s.principal.authAt,
         });
       },
       cancel(reason: 'client_closed' | 'error'): void {

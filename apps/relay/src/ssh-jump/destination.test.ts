@@ -11,10 +11,17 @@ describe('jump destination rule', () => {
 
   it('refuses addresses, other ports and malformed requests with RLY_ERR_BAD_REQUEST and the reason', () => {
     const cases: Array<[unknown, unknown, RegExp]> = [
-      ['127.0.0.1', 22, /not a machine name/], ['::1', 22, /not a machine name/], ['[::1]', 22, /not a machine name/],
-      ['laptop.example.org', 22, /not a machine name/], ['', 22, /not a machine name/], ['a'.repeat(64), 22, /not a machine name/],
-      ['localhost', 80, /port 80: only port 22/], ['laptop', 2222, /port 2222: only port 22/], ['laptop', 0, /port 0/],
-      [undefined, 22, /malformed request/], ['laptop', '22', /malformed request/],
+      ['127.0.0.1', 22, /not a machine name/],
+      ['::1', 22, /not a machine name/],
+      ['[::1]', 22, /not a machine name/],
+      ['laptop.example.org', 22, /not a machine name/],
+      ['', 22, /not a machine name/],
+      ['a'.repeat(64), 22, /not a machine name/],
+      ['localhost', 80, /port 80: only port 22/],
+      ['laptop', 2222, /port 2222: only port 22/],
+      ['laptop', 0, /port 0/],
+      [undefined, 22, /malformed request/],
+      ['laptop', '22', /malformed request/],
     ];
     for (const [h, p, why] of cases) {
       const d = decideDestination(h, p);

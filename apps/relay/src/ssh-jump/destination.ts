@@ -8,7 +8,8 @@
 import { isValidHostName } from '@mssh/protocol';
 
 /** A refusal carries the relay's wire code, sent to the client in the channel-open failure. */
-export type DestinationDecision = { ok: true; host: string } | { ok: false; reason: string; code: 'RLY_ERR_BAD_REQUEST' };
+export type DestinationDecision =
+  { ok: true; host: string } | { ok: false; reason: string; code: 'RLY_ERR_BAD_REQUEST' };
 
 export const JUMP_TARGET_PORT = 22;
 
@@ -19,9 +20,12 @@ export function destinationName(destHost: string): string {
 }
 
 export function decideDestination(destHost: unknown, destPort: unknown): DestinationDecision {
-  if (typeof destHost !== 'string' || typeof destPort !== 'number') return { ok: false, reason: 'malformed request', code: 'RLY_ERR_BAD_REQUEST' };
+  if (typeof destHost !== 'string' || typeof destPort !== 'number')
+    return { ok: false, reason: 'malformed request', code: 'RLY_ERR_BAD_REQUEST' };
   const name = destinationName(destHost);
-  if (!isValidHostName(name)) return { ok: false, reason: 'not a machine name (addresses are never dialled)', code: 'RLY_ERR_BAD_REQUEST' };
-  if (destPort !== JUMP_TARGET_PORT) return { ok: false, reason: `port ${destPort}: only port 22 of an enrolled machine`, code: 'RLY_ERR_BAD_REQUEST' };
+  if (!isValidHostName(name))
+    return { ok: false, reason: 'not a machine name (addresses are never dialled)', code: 'RLY_ERR_BAD_REQUEST' };
+  if (destPort !== JUMP_TARGET_PORT)
+    return { ok: false, reason: `port ${destPort}: only port 22 of an enrolled machine`, code: 'RLY_ERR_BAD_REQUEST' };
   return { ok: true, host: name };
 }

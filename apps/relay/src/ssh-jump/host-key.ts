@@ -24,7 +24,11 @@ export function jumpHostKeyPath(dataDir: string): string {
 function parse(text: string, path: string): JumpHostKey {
   const key = parseSshKey(text);
   if (!key?.isPrivateKey()) {
-    throw codedCliError('RLY_CLI_ERR_KEY_FILE', `${path} is not a valid unencrypted SSH private key`, 'Move it away and start the relay again to create a new one (users who pinned the old key must then forget it).');
+    throw codedCliError(
+      'RLY_CLI_ERR_KEY_FILE',
+      `${path} is not a valid unencrypted SSH private key`,
+      'Move it away and start the relay again to create a new one (users who pinned the old key must then forget it).',
+    );
   }
   const blob = key.getPublicSSH();
   return { privateKey: text, publicLine: keyLineFromBlob(blob), fingerprint: fingerprintBlob(blob), path };
@@ -51,7 +55,11 @@ export function loadOrCreateJumpHostKey(dataDir: string): { key: JumpHostKey; cr
     return { key, created: true };
   } catch (e) {
     if (e instanceof CliError) throw e;
-    throw cliFailure(`cannot read or create the SSH jump host key ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'Check the data directory permissions, or disable the listener with --ssh-listen off.', e);
+    throw cliFailure(
+      `cannot read or create the SSH jump host key ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      'Check the data directory permissions, or disable the listener with --ssh-listen off.',
+      e,
+    );
   }
 }
 
@@ -67,8 +75,12 @@ export function readJumpHostKeyFingerprint(dataDir: string): string | null {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return null;
-    throw codedCliError('RLY_CLI_ERR_KEY_FILE', `cannot read the SSH jump host key ${path}: ${code ?? (e as Error).message}`,
-      'Check its permissions; to make a new one, move it away and start the relay (users who pinned the old key must then forget it).', e);
+    throw codedCliError(
+      'RLY_CLI_ERR_KEY_FILE',
+      `cannot read the SSH jump host key ${path}: ${code ?? (e as Error).message}`,
+      'Check its permissions; to make a new one, move it away and start the relay (users who pinned the old key must then forget it).',
+      e,
+    );
   }
   return parse(text, path).fingerprint;
 }

@@ -13,7 +13,16 @@ import { and, eq } from 'drizzle-orm';
 import { auditEvents, users } from '@mssh/migrations';
 import { PATHS, SshKeyInfo, SshKeysResponse } from '@mssh/protocol';
 import { fixtures } from '../../../../e2e/fixtures/inject.js';
-import { ALICE, agentIdentity, apiCall, apiLogin, auditRowsOfType, silentLogger, startTestRelay, type TestRelay } from '../test-support.js';
+import {
+  ALICE,
+  agentIdentity,
+  apiCall,
+  apiLogin,
+  auditRowsOfType,
+  silentLogger,
+  startTestRelay,
+  type TestRelay,
+} from '../test-support.js';
 import { relayError } from '../errors.js';
 import { LoginGuard } from '../limits/login-guard.js';
 import { loadOrCreateJumpHostKey } from './host-key.js';
@@ -29,7 +38,10 @@ function ssh(args: string[], timeoutMs = 20_000): Promise<{ code: number | null;
     p.stdout.on('data', (d) => (stdout += d));
     p.stderr.on('data', (d) => (stderr += d));
     const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('exit', (code) => { clearTimeout(t); resolve({ code, stdout, stderr }); });
+    p.on('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 
@@ -49,12 +61,27 @@ describe('SSH jump listener in-process', () => {
     filterReachable: async (u, hosts) => hosts.filter((h) => !(u.name === 'alice' && h.name === 'secret')),
   };
 
-  const api = (method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown) => apiCall(r, method, url, { token: aliceToken, body });
+  const api = (method: 'GET' | 'POST' | 'DELETE', url: string, body?: unknown) =>
+    apiCall(r, method, url, { token: aliceToken, body });
 
   /** At LogLevel INFO OpenSSH prints a refused channel's reason (`open failed: ...: CODE: message`). */
   const sshOpts = (key = aliceKey, logLevel = 'ERROR') => [
-    '-F', '/dev/null', '-i', key, '-o', 'IdentitiesOnly=yes', '-o', 'BatchMode=yes', '-o', `LogLevel=${logLevel}`,
-    '-o', `UserKnownHostsFile=${join(dir, 'known_hosts')}`, '-o', 'StrictHostKeyChecking=yes', '-p', String(port),
+    '-F',
+    '/dev/null',
+    '-i',
+    key,
+    '-o',
+    'IdentitiesOnly=yes',
+    '-o',
+    'BatchMode=yes',
+    '-o',
+    `LogLevel=${logLevel}`,
+    '-o',
+    `UserKnownHostsFile=${join(dir, 'known_hosts')}`,
+    '-o',
+    'StrictHostKeyChecking=yes',
+    '-p',
+    String(port),
   ];
 
   beforeAll(async () => {
@@ -62,7 +89,13 @@ describe('SSH jump listener in-process', () => {
     dir = mkdtempSync(join(fixtures().root, 'jump-int-'));
     for (const name of ['laptop', 'secret', 'sleeper']) {
       const id = agentIdentity();
-      const c = await r.repos.agents.create({ name, publicKey: id.publicKey, hostKeys: [id.hostKey], agentVersion: '0.1.0', protocolVersion: 1 });
+      const c = await r.repos.agents.create({
+        name,
+        publicKey: id.publicKey,
+        hostKeys: [id.hostKey],
+        agentVersion: '0.1.0',
+        protocolVersion: 1,
+      });
       expect(c.ok).toBe(true);
       if (name !== 'sleeper') r.router.online.add(name); // sleeper: enrolled, its agent not connected
     }
@@ -77,7 +110,14 @@ describe('SSH jump listener in-process', () => {
     jump = createJumpServer({
       hostKey: key,
       keys: r.services.sshKeys,
-      gate: createSessionGate({ router: r.router, hosts: r.services.hosts, access, ledger: r.recorder, audit: r.audit, logger: silentLogger() }),
+      gate: createSessionGate({
+        router: r.router,
+        hosts: r.services.hosts,
+        access,
+        ledger: r.recorder,
+        audit: r.audit,
+        logger: silentLogger(),
+      }),
       hosts: r.services.hosts,
       access,
       logger: silentLogger(),
@@ -101,9 +141,13 @@ describe('SSH jump listener in-process', () => {
     const k = SshKeyInfo.parse(add.json());
     expect(k.publicKey).toBe(pub.split(' ').slice(0, 2).join(' '));
     expect((await api('POST', PATHS.sshKeys, { publicKey: pub })).json().code).toBe('RLY_ERR_NAME_TAKEN');
-    expect((await api('POST', PATHS.sshKeys, { publicKey: 'ssh-ed25519 notbase64!' })).json().code).toBe('RLY_ERR_BAD_REQUEST');
+    expect((await api('POST', PATHS.sshKeys, { publicKey: 'ssh-ed25519 notbase64!' })).json().code).toBe(
+      'RLY_ERR_BAD_REQUEST',
+    );
     expect((await api('POST', PATHS.sshKeys, { publicKey: 'ssh-dss AAAAB3NzaC1kc3MAAACBAP' })).statusCode).toBe(400);
-    expect(SshKeysResponse.parse((await api('GET', PATHS.sshKeys)).json()).keys.map((x) => x.fingerprint)).toEqual([k.fingerprint]);
+    expect(SshKeysResponse.parse((await api('GET', PATHS.sshKeys)).json()).keys.map((x) => x.fingerprint)).toEqual([
+      k.fingerprint,
+    ]);
     await r.audit.flush();
     const rows = await r.database.db.select().from(auditEvents).where(eq(auditEvents.type, 'ssh_key.added'));
     expect(rows.map((x) => x.actor)).toEqual(['alice']);
@@ -115,7 +159,10 @@ describe('SSH jump listener in-process', () => {
     const res = await ssh([...sshOpts(), '-T', 'alice@127.0.0.1']);
     expect(res.stderr).toBe('');
     expect(res.code).toBe(0);
-    expect([...res.stdout.matchAll(/^ {2}(\S+)\s+(online|offline)\r?$/gm)].map((m) => m[1])).toEqual(['laptop', 'sleeper']);
+    expect([...res.stdout.matchAll(/^ {2}(\S+)\s+(online|offline)\r?$/gm)].map((m) => m[1])).toEqual([
+      'laptop',
+      'sleeper',
+    ]);
   });
 
   it('a machine without a grant is refused before any session is opened; a granted one is opened', async () => {
@@ -132,9 +179,21 @@ describe('SSH jump listener in-process', () => {
     opened.length = 0;
     const before = (await auditRowsOfType(r, 'session.denied')).length;
     const cases: Array<[dest: string, wire: RegExp, audited: { reason: string; code: string } | null]> = [
-      ['secret:22', /open failed: administratively prohibited: RLY_ERR_NO_GRANT: you have no grant for a machine named secret/, { reason: 'no_grant', code: 'RLY_ERR_NO_GRANT' }],
-      ['ghost:22', /open failed: administratively prohibited: RLY_ERR_UNKNOWN_HOST: no machine named ghost is enrolled/, { reason: 'unknown_host', code: 'RLY_ERR_UNKNOWN_HOST' }],
-      ['sleeper:22', /open failed: connect failed: RLY_ERR_AGENT_OFFLINE: sleeper is enrolled but its agent is not connected/, { reason: 'host_offline', code: 'RLY_ERR_AGENT_OFFLINE' }],
+      [
+        'secret:22',
+        /open failed: administratively prohibited: RLY_ERR_NO_GRANT: you have no grant for a machine named secret/,
+        { reason: 'no_grant', code: 'RLY_ERR_NO_GRANT' },
+      ],
+      [
+        'ghost:22',
+        /open failed: administratively prohibited: RLY_ERR_UNKNOWN_HOST: no machine named ghost is enrolled/,
+        { reason: 'unknown_host', code: 'RLY_ERR_UNKNOWN_HOST' },
+      ],
+      [
+        'sleeper:22',
+        /open failed: connect failed: RLY_ERR_AGENT_OFFLINE: sleeper is enrolled but its agent is not connected/,
+        { reason: 'host_offline', code: 'RLY_ERR_AGENT_OFFLINE' },
+      ],
       // The destination check, before the gate: an address or another port never reaches a grant or an agent.
       ['127.0.0.1:22', /open failed: administratively prohibited: RLY_ERR_BAD_REQUEST: not a machine name/, null],
       ['laptop:2222', /open failed: administratively prohibited: RLY_ERR_BAD_REQUEST: port 2222/, null],
@@ -147,9 +206,15 @@ describe('SSH jump listener in-process', () => {
     }
     expect(opened).toEqual([]);
     const rows = (await auditRowsOfType(r, 'session.denied')).slice(before);
-    const expected = cases.filter(([, , a]) => a !== null).map(([dest, , a]) => ({
-      code: 'SES003W', actor: 'alice', host: dest.split(':')[0], source: '127.0.0.1', details: { via: 'jump', reason: a!.reason, code: a!.code },
-    }));
+    const expected = cases
+      .filter(([, , a]) => a !== null)
+      .map(([dest, , a]) => ({
+        code: 'SES003W',
+        actor: 'alice',
+        host: dest.split(':')[0],
+        source: '127.0.0.1',
+        details: { via: 'jump', reason: a!.reason, code: a!.code },
+      }));
     expect(rows).toHaveLength(expected.length);
     expected.forEach((e, i) => expect(rows[i]).toMatchObject(e));
   });
@@ -193,7 +258,10 @@ describe('SSH jump listener in-process', () => {
     expect(res.stderr).toMatch(/RLY_ERR_RATE_LIMITED: too many failed logins; try again in \d+ s/);
     expect(res.stderr).not.toMatch(/Permission denied/);
     await r.audit.flush();
-    const rows = await r.database.db.select().from(auditEvents).where(and(eq(auditEvents.type, 'user.login'), eq(auditEvents.actor, 'alice')));
+    const rows = await r.database.db
+      .select()
+      .from(auditEvents)
+      .where(and(eq(auditEvents.type, 'user.login'), eq(auditEvents.actor, 'alice')));
     expect(rows.map((x) => (x.details as { code?: string }).code).filter(Boolean)).toEqual(['RLY_ERR_RATE_LIMITED']);
   });
 });

@@ -20,7 +20,14 @@ import { createServer, type Server as NetServer } from 'node:net';
 import type { Logger } from 'pino';
 import type { Connection, ServerChannel, Session, TcpipRequestInfo } from 'ssh2';
 import { WIRE_ERRORS, sanitizeForTerminal } from '@mssh/protocol';
-import { DISCONNECT, OPEN_FAILURE, createSshServerCore, disconnectWith, rejectChannelWith, type ConnOf } from '@mssh/ssh-server';
+import {
+  DISCONNECT,
+  OPEN_FAILURE,
+  createSshServerCore,
+  disconnectWith,
+  rejectChannelWith,
+  type ConnOf,
+} from '@mssh/ssh-server';
 import type { AdmittedSession, SessionGate } from '../session/gate.js';
 import { RelayError } from '../errors.js';
 import type { JumpHostKey } from './host-key.js';
@@ -38,7 +45,10 @@ const PROHIBITED_CODES = new Set<string>(['RLY_ERR_NO_GRANT', 'RLY_ERR_UNKNOWN_H
 
 /** The session gate's refusal as a channel-open failure: the reason code, and `CODE: message` as its description. */
 export function channelRefusal(err: RelayError): { reason: number; description: string } {
-  return { reason: PROHIBITED_CODES.has(err.code) ? OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED : OPEN_FAILURE.CONNECT_FAILED, description: `${err.code}: ${err.message}` };
+  return {
+    reason: PROHIBITED_CODES.has(err.code) ? OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED : OPEN_FAILURE.CONNECT_FAILED,
+    description: `${err.code}: ${err.message}`,
+  };
 }
 
 /** The text (CODE: message) a refusal caused by `err` sends to the client. */
@@ -78,7 +88,14 @@ export interface JumpServerOptions {
    * A connection ended without authenticating after it tried (one call per connection; the limiter
    * bounds how many a source gets): for the audit trail. `code`: the refusal's error code, if it had one.
    */
-  onAuthFailure?: (e: { user: string; source: string; attempts: number; reason: string; keys: string[]; code?: string }) => void;
+  onAuthFailure?: (e: {
+    user: string;
+    source: string;
+    attempts: number;
+    reason: string;
+    keys: string[];
+    code?: string;
+  }) => void;
 }
 
 export interface JumpServer {
@@ -102,13 +119,17 @@ interface JumpConnState {
 type Conn = ConnOf<JumpConnState>;
 
 export function hostListText(user: string, hosts: Array<{ name: string; online: boolean }>, jump: string): string {
-  const lines = [`mssh relay: hello ${sanitizeForTerminal(user)}. This SSH endpoint only forwards to machines; it has no shell.`, ''];
+  const lines = [
+    `mssh relay: hello ${sanitizeForTerminal(user)}. This SSH endpoint only forwards to machines; it has no shell.`,
+    '',
+  ];
   if (hosts.length === 0) {
     lines.push('You may reach no machines yet; ask an admin for access.');
   } else {
     lines.push(`Machines you may reach (${hosts.length}):`);
     const w = Math.max(...hosts.map((h) => h.name.length));
-    for (const h of [...hosts].sort((a, b) => a.name.localeCompare(b.name))) lines.push(`  ${sanitizeForTerminal(h.name).padEnd(w)}  ${h.online ? 'online' : 'offline'}`);
+    for (const h of [...hosts].sort((a, b) => a.name.localeCompare(b.name)))
+      lines.push(`  ${sanitizeForTerminal(h.name).padEnd(w)}  ${h.online ? 'online' : 'offline'}`);
     lines.push('', 'Connect with:', `  ssh -J ${sanitizeForTerminal(user)}@${jump} LOGIN@MACHINE`);
   }
   return lines.join('\r\n') + '\r\n';
@@ -121,7 +142,8 @@ export function hostListText(user: string, hosts: Array<{ name: string; online: 
 export const LAPSE_MESSAGES: Record<JumpLoginLapse | 'role_changed', string> = {
   user_gone: 'mssh: your account no longer exists on the relay; this connection is closed',
   user_disabled: 'mssh: your account was disabled by an admin; this connection is closed (AUTH_ERR_USER_DISABLED)',
-  key_removed: 'mssh: the SSH key this connection logged in with was removed from your account; this connection is closed',
+  key_removed:
+    'mssh: the SSH key this connection logged in with was removed from your account; this connection is closed',
   role_changed: 'mssh: your role changed since this connection logged in; connect again (AUTH_ERR_SESSION_ENDED)',
 };
 
@@ -162,7 +184,8 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       };
     },
     // Not the user's fault: say so, instead of a bare "Connection closed" or "Permission denied".
-    onAuthError: (_conn, e) => (isDatabaseUnavailable(e) ? { reason: DISCONNECT.SERVICE_NOT_AVAILABLE, description: DB_DOWN } : null),
+    onAuthError: (_conn, e) =>
+      isDatabaseUnavailable(e) ? { reason: DISCONNECT.SERVICE_NOT_AVAILABLE, description: DB_DOWN } : null,
     onDeadline(conn, which) {
       if (which === 'handshake') guard.failed(null, conn.source);
     },
@@ -171,8 +194,11 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       if (!conn.user && conn.triedAuth) {
         if (!conn.rateLimited) guard.failed(conn.tried?.user ?? null, conn.source);
         opts.onAuthFailure?.({
-          user: conn.tried?.user ?? '', source: conn.source, attempts: conn.authFailures,
-          reason: conn.tried?.reason ?? 'disconnected before authenticating', keys: conn.tried?.keys ?? [],
+          user: conn.tried?.user ?? '',
+          source: conn.source,
+          attempts: conn.authFailures,
+          reason: conn.tried?.reason ?? 'disconnected before authenticating',
+          keys: conn.tried?.keys ?? [],
           ...(conn.rateLimited ? { code: 'RLY_ERR_RATE_LIMITED' } : {}),
         });
       }
@@ -185,7 +211,14 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
    * Refuse a request. With `wire`, a channel open is refused with that reason code and description
    * (`CODE: message`, shown by OpenSSH as `open failed: ...: CODE: message`).
    */
-  function refuseChannel(conn: Conn, reject: () => void, what: string, why: string, extra: Record<string, unknown> = {}, wire?: { reason: number; description: string }): void {
+  function refuseChannel(
+    conn: Conn,
+    reject: () => void,
+    what: string,
+    why: string,
+    extra: Record<string, unknown> = {},
+    wire?: { reason: number; description: string },
+  ): void {
     conn.log.info({ what, why, ...extra }, 'ssh request refused');
     if (wire) rejectChannelWith(conn.client, reject, wire.reason, wire.description);
     else reject();
@@ -197,7 +230,12 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
    * admin flag and role unchanged since the login (else the connection was authorised under privileges
    * the user no longer has). On a lapse the channel is refused with the reason and the connection ends.
    */
-  async function stillValid(conn: Conn, reject: () => void, what: string, extra: Record<string, unknown> = {}): Promise<JumpUser | null> {
+  async function stillValid(
+    conn: Conn,
+    reject: () => void,
+    what: string,
+    extra: Record<string, unknown> = {},
+  ): Promise<JumpUser | null> {
     const login = conn.login!;
     if (conn.lapsed) {
       rejectChannelWith(conn.client, reject, OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED, LAPSE_MESSAGES[conn.lapsed]);
@@ -207,7 +245,10 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     let lapse: JumpLoginLapse | 'role_changed' | null = now.ok ? null : now.lapse;
     if (now.ok && (now.user.admin !== conn.user!.admin || now.user.role !== conn.user!.role)) lapse = 'role_changed';
     if (lapse === null && now.ok) return { name: now.user.name, admin: now.user.admin, role: now.user.role };
-    conn.log.info({ what, why: lapse, key: login.fingerprint, ...extra }, 'ssh request refused: the login no longer holds');
+    conn.log.info(
+      { what, why: lapse, key: login.fingerprint, ...extra },
+      'ssh request refused: the login no longer holds',
+    );
     rejectChannelWith(conn.client, reject, OPEN_FAILURE.ADMINISTRATIVELY_PROHIBITED, LAPSE_MESSAGES[lapse!]);
     // Closed a moment later, not at once: an OpenSSH ControlMaster that gets the refusal and the
     // disconnect together exits before passing the refusal on to its mux client (`ssh -S ctl -W` then
@@ -227,7 +268,12 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     end(conn, why);
   }
 
-  async function forward(conn: Conn, accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo): Promise<void> {
+  async function forward(
+    conn: Conn,
+    accept: () => ServerChannel,
+    reject: () => void,
+    info: TcpipRequestInfo,
+  ): Promise<void> {
     const dest = { host: String(info?.destIP ?? '').slice(0, 300), port: info?.destPort };
     const authAt = performance.now();
     const user = await stillValid(conn, reject, 'direct-tcpip', { dest });
@@ -235,7 +281,16 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     // Only a machine name on port 22 is a destination (addresses are never dialled); the gate does the rest.
     const decision = decideDestination(info?.destIP, info?.destPort);
     if (!decision.ok) {
-      return refuseChannel(conn, reject, 'direct-tcpip', decision.reason, { dest }, prohibited(`${decision.code}: ${decision.reason}; the relay forwards only to enrolled machines, by name, on port 22`));
+      return refuseChannel(
+        conn,
+        reject,
+        'direct-tcpip',
+        decision.reason,
+        { dest },
+        prohibited(
+          `${decision.code}: ${decision.reason}; the relay forwards only to enrolled machines, by name, on port 22`,
+        ),
+      );
     }
     const host = decision.host;
     let session: AdmittedSession;
@@ -252,7 +307,16 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     channel.on('error', (e: Error) => conn.log.debug({ err: e.message, sessionId }, 'jump channel error'));
     conn.log.info({ sessionId, host }, 'jump session opened');
     const summary = await session.splice(channel);
-    conn.log.info({ sessionId, host, bytesFromClient: summary.bytesFromClient, bytesToClient: summary.bytesToClient, reason: summary.reason }, 'jump session closed');
+    conn.log.info(
+      {
+        sessionId,
+        host,
+        bytesFromClient: summary.bytesFromClient,
+        bytesToClient: summary.bytesToClient,
+        reason: summary.reason,
+      },
+      'jump session closed',
+    );
   }
 
   async function hostList(conn: Conn, user: JumpUser): Promise<string> {
@@ -284,17 +348,20 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
   function onClient(conn: Conn, client: Connection): void {
     client.on('session', (accept: () => Session, reject: () => void) => {
       if (conn.done || !conn.user) return reject();
-      stillValid(conn, reject, 'session').then((user) => {
-        if (user && !conn.done) openSession(conn, accept, user);
-        else if (user) reject();
-      }, (err: unknown) => {
-        conn.log.error({ err }, 'checking the login failed');
-        try {
-          reject();
-        } catch {
-          // already answered
-        }
-      });
+      stillValid(conn, reject, 'session').then(
+        (user) => {
+          if (user && !conn.done) openSession(conn, accept, user);
+          else if (user) reject();
+        },
+        (err: unknown) => {
+          conn.log.error({ err }, 'checking the login failed');
+          try {
+            reject();
+          } catch {
+            // already answered
+          }
+        },
+      );
     });
     client.on('tcpip', (accept: () => ServerChannel, reject: () => void, info: TcpipRequestInfo) => {
       if (conn.done || !conn.user) return reject();
@@ -307,9 +374,16 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
         }
       });
     });
-    client.on('openssh.streamlocal', (_accept: unknown, reject: () => void) => refuseChannel(conn, reject, 'direct-streamlocal', 'only machine names on port 22'));
+    client.on('openssh.streamlocal', (_accept: unknown, reject: () => void) =>
+      refuseChannel(conn, reject, 'direct-streamlocal', 'only machine names on port 22'),
+    );
     client.on('request', (_accept: unknown, reject: (() => void) | undefined, name: string) => {
-      refuseChannel(conn, reject ?? (() => undefined), `global request ${sanitizeForTerminal(String(name)).slice(0, 64)}`, 'remote forwarding is not offered');
+      refuseChannel(
+        conn,
+        reject ?? (() => undefined),
+        `global request ${sanitizeForTerminal(String(name)).slice(0, 64)}`,
+        'remote forwarding is not offered',
+      );
     });
   }
 
@@ -322,15 +396,25 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
     session.on('window-change', (ok?: () => void) => ok?.());
     session.on('env', (ok?: () => void) => ok?.());
     session.on('exec', (_ok: unknown, no?: () => void, info?: { command?: string }) => {
-      conn.log.info({ what: 'exec', command: sanitizeForTerminal(String(info?.command ?? '')).slice(0, 200) }, 'ssh request refused');
+      conn.log.info(
+        { what: 'exec', command: sanitizeForTerminal(String(info?.command ?? '')).slice(0, 200) },
+        'ssh request refused',
+      );
       no?.();
     });
     session.on('subsystem', (_ok: unknown, no?: () => void, info?: { name?: string }) => {
-      conn.log.info({ what: 'subsystem', name: sanitizeForTerminal(String(info?.name ?? '')).slice(0, 64) }, 'ssh request refused');
+      conn.log.info(
+        { what: 'subsystem', name: sanitizeForTerminal(String(info?.name ?? '')).slice(0, 64) },
+        'ssh request refused',
+      );
       no?.();
     });
-    session.on('auth-agent', (_ok: unknown, no?: () => void) => refuseChannel(conn, no ?? (() => undefined), 'auth-agent', 'agent forwarding is not offered'));
-    session.on('x11', (_ok: unknown, no?: () => void) => refuseChannel(conn, no ?? (() => undefined), 'x11', 'X11 forwarding is not offered'));
+    session.on('auth-agent', (_ok: unknown, no?: () => void) =>
+      refuseChannel(conn, no ?? (() => undefined), 'auth-agent', 'agent forwarding is not offered'),
+    );
+    session.on('x11', (_ok: unknown, no?: () => void) =>
+      refuseChannel(conn, no ?? (() => undefined), 'x11', 'X11 forwarding is not offered'),
+    );
     session.on('signal', (_ok: unknown, no?: () => void) => no?.());
     onShell(conn, session, user);
   }

@@ -2,7 +2,15 @@
  * Users' SSH public keys for the jump listener: register, list, remove (each audited), and the lookup the
  * listener does on every authentication attempt (so a removed key, or a disabled user, stops at once).
  */
-import { fingerprintBlob, parseSshPublicKeyLine, SshPublicKey, type AddSshKeyResponse, type SshJumpInfo, type SshKeyInfo, type SshKeysResponse } from '@mssh/protocol';
+import {
+  fingerprintBlob,
+  parseSshPublicKeyLine,
+  SshPublicKey,
+  type AddSshKeyResponse,
+  type SshJumpInfo,
+  type SshKeyInfo,
+  type SshKeysResponse,
+} from '@mssh/protocol';
 import type { SshKeyRecord, SshKeyRepository, UserRepository } from '../db/index.js';
 import type { RelayAuditSink } from '../audit/audit-sink.js';
 import { AUDIT } from '../audit/codes.js';
@@ -16,18 +24,26 @@ export type JumpLoginLapse = 'user_gone' | 'user_disabled' | 'key_removed';
 const ACCEPTED_TYPES = ['ssh-ed25519', 'ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521', 'ssh-rsa'];
 
 function info(k: SshKeyRecord): SshKeyInfo {
-  return { fingerprint: k.fingerprint, type: k.publicKey.split(' ')[0] ?? '', publicKey: k.publicKey, comment: k.comment, createdAt: k.createdAt.toISOString() };
+  return {
+    fingerprint: k.fingerprint,
+    type: k.publicKey.split(' ')[0] ?? '',
+    publicKey: k.publicKey,
+    comment: k.comment,
+    createdAt: k.createdAt.toISOString(),
+  };
 }
 
 export class SshKeyService {
-  constructor(private readonly deps: {
-    keys: SshKeyRepository;
-    users: UserRepository;
-    audit: RelayAuditSink;
-    /** Where the jump listener is bound (public host name, actual port), or null when it is off. */
-    jump?: () => SshJumpInfo | null;
-    changes?: UserChanges;
-  }) {}
+  constructor(
+    private readonly deps: {
+      keys: SshKeyRepository;
+      users: UserRepository;
+      audit: RelayAuditSink;
+      /** Where the jump listener is bound (public host name, actual port), or null when it is off. */
+      jump?: () => SshJumpInfo | null;
+      changes?: UserChanges;
+    },
+  ) {}
 
   /** The jump listener's address as clients should dial it; null when it is off. */
   jumpAddress(): SshJumpInfo | null {
@@ -42,16 +58,34 @@ export class SshKeyService {
   async add(user: string, line: string, source: string): Promise<AddSshKeyResponse> {
     const parts = line.trim().split(/\s+/);
     const core = parts.slice(0, 2).join(' ');
-    const comment = parts.slice(2).join(' ').replace(/[^\x20-\x7e]/g, '').slice(0, 200) || null;
+    const comment =
+      parts
+        .slice(2)
+        .join(' ')
+        .replace(/[^\x20-\x7e]/g, '')
+        .slice(0, 200) || null;
     const parsed = SshPublicKey.safeParse(core).success ? parseSshPublicKeyLine(core) : null;
-    if (!parsed) throw relayError('RLY_ERR_BAD_REQUEST', 'publicKey: not an OpenSSH public key line ("ssh-ed25519 AAAA... [comment]")');
+    if (!parsed)
+      throw relayError(
+        'RLY_ERR_BAD_REQUEST',
+        'publicKey: not an OpenSSH public key line ("ssh-ed25519 AAAA... [comment]")',
+      );
     if (!ACCEPTED_TYPES.includes(parsed.type)) {
-      throw relayError('RLY_ERR_BAD_REQUEST', `publicKey: ${parsed.type} keys are not supported by the jump listener; use ${ACCEPTED_TYPES.join(', ')}`);
+      throw relayError(
+        'RLY_ERR_BAD_REQUEST',
+        `publicKey: ${parsed.type} keys are not supported by the jump listener; use ${ACCEPTED_TYPES.join(', ')}`,
+      );
     }
     const fingerprint = fingerprintBlob(parsed.blob);
     const rec = await this.deps.keys.add({ userName: user, publicKey: core, fingerprint, comment });
-    if (!rec) throw relayError('RLY_ERR_NAME_TAKEN', `you already registered the key ${fingerprint}; see mssh keys list`);
-    this.deps.audit.emit({ ...AUDIT.sshKeyAdded, actor: user, source, details: { fingerprint, type: parsed.type, comment } });
+    if (!rec)
+      throw relayError('RLY_ERR_NAME_TAKEN', `you already registered the key ${fingerprint}; see mssh keys list`);
+    this.deps.audit.emit({
+      ...AUDIT.sshKeyAdded,
+      actor: user,
+      source,
+      details: { fingerprint, type: parsed.type, comment },
+    });
     return { ...info(rec), jump: this.jumpAddress() };
   }
 
@@ -66,7 +100,8 @@ export class SshKeyService {
 
   /** RLY_ERR_NOT_FOUND unless the user has a key with this fingerprint. */
   async remove(user: string, fingerprint: string, source: string): Promise<void> {
-    if (!(await this.deps.keys.remove(user, fingerprint))) throw relayError('RLY_ERR_NOT_FOUND', `you have no SSH key ${fingerprint}; see mssh keys list`);
+    if (!(await this.deps.keys.remove(user, fingerprint)))
+      throw relayError('RLY_ERR_NOT_FOUND', `you have no SSH key ${fingerprint}; see mssh keys list`);
     this.deps.audit.emit({ ...AUDIT.sshKeyRemoved, actor: user, source, details: { fingerprint } });
     // Live jump connections this key authenticated are closed now (ssh-jump/jump-server.ts).
     this.deps.changes?.emit({ kind: 'key_removed', user, fingerprint });
@@ -76,7 +111,10 @@ export class SshKeyService {
    * Who may log in to the jump listener as `userName` with this key blob: the user, when it exists, is not
    * disabled and registered this very key; else null. Asked on every attempt.
    */
-  async userForKey(userName: string, blob: Buffer): Promise<{ id: string; name: string; admin: boolean; role: string | null; publicKey: string } | null> {
+  async userForKey(
+    userName: string,
+    blob: Buffer,
+  ): Promise<{ id: string; name: string; admin: boolean; role: string | null; publicKey: string } | null> {
     const r = await this.currentLogin(userName, blob);
     return r.ok ? { ...r.user, publicKey: r.publicKey } : null;
   }
@@ -87,7 +125,11 @@ export class SshKeyService {
    * very key still registered. The jump listener asks at every channel a connection opens, and uses the
    * admin flag and role returned (not the ones of the login).
    */
-  async currentLogin(userName: string, blob: Buffer, userId?: string): Promise<
+  async currentLogin(
+    userName: string,
+    blob: Buffer,
+    userId?: string,
+  ): Promise<
     | { ok: true; user: { id: string; name: string; admin: boolean; role: string | null }; publicKey: string }
     | { ok: false; lapse: JumpLoginLapse }
   > {
@@ -97,6 +139,10 @@ export class SshKeyService {
     const key = await this.deps.keys.findForUser(user.name, fingerprintBlob(blob));
     const parsed = key ? parseSshPublicKeyLine(key.publicKey) : null;
     if (!key || !parsed || !parsed.blob.equals(blob)) return { ok: false, lapse: 'key_removed' };
-    return { ok: true, user: { id: user.id, name: user.name, admin: user.isAdmin, role: user.role }, publicKey: key.publicKey };
+    return {
+      ok: true,
+      user: { id: user.id, name: user.name, admin: user.isAdmin, role: user.role },
+      publicKey: key.publicKey,
+    };
   }
 }

@@ -21,7 +21,8 @@ describe('relay TLS certificate', () => {
     const x = new X509Certificate(first.cert);
     expect(first.fingerprint).toBe(certFingerprint(x.raw));
     expect(first.fingerprint).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
-    for (const n of ['localhost', '127.0.0.1', hostname(), 'relay.example.org', '10.1.2.3']) expect(first.names).toContain(n);
+    for (const n of ['localhost', '127.0.0.1', hostname(), 'relay.example.org', '10.1.2.3'])
+      expect(first.names).toContain(n);
     expect(x.checkHost('localhost')).toBe('localhost');
     expect(x.checkIP('127.0.0.1')).toBe('127.0.0.1');
     const again = await loadOrCreateTls({ dataDir, sans: ['relay.example.org', 'new.example.org'] });
@@ -35,9 +36,13 @@ describe('relay TLS certificate', () => {
     const made = await loadOrCreateTls({ dataDir: join(root, 'b') });
     const ext = await loadOrCreateTls({ dataDir: join(root, 'c'), certFile: made.certPath, keyFile: made.keyPath });
     expect(ext.fingerprint).toBe(made.fingerprint);
-    await expect(loadOrCreateTls({ dataDir: join(root, 'c'), certFile: made.certPath })).rejects.toBeInstanceOf(CliError);
+    await expect(loadOrCreateTls({ dataDir: join(root, 'c'), certFile: made.certPath })).rejects.toBeInstanceOf(
+      CliError,
+    );
     const other = await loadOrCreateTls({ dataDir: join(root, 'd') });
-    await expect(loadOrCreateTls({ dataDir: join(root, 'c'), certFile: made.certPath, keyFile: other.keyPath })).rejects.toThrow(/does not belong/);
+    await expect(
+      loadOrCreateTls({ dataDir: join(root, 'c'), certFile: made.certPath, keyFile: other.keyPath }),
+    ).rejects.toThrow(/does not belong/);
     expect(readFingerprint({ dataDir: join(root, 'nothing') })).toBeNull();
   });
 });

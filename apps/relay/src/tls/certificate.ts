@@ -38,9 +38,15 @@ export function defaultSans(extra: string[] = []): string[] {
 }
 
 /** Load the operator's certificate, or the self-signed one in the data dir, creating it on first start. */
-export async function loadOrCreateTls(opts: { dataDir: string; certFile?: string; keyFile?: string; sans?: string[] }): Promise<RelayTls> {
+export async function loadOrCreateTls(opts: {
+  dataDir: string;
+  certFile?: string;
+  keyFile?: string;
+  sans?: string[];
+}): Promise<RelayTls> {
   if (opts.certFile || opts.keyFile) {
-    if (!opts.certFile || !opts.keyFile) throw cliFailure('--tls-cert and --tls-key go together', 'Give both, or neither for a self-signed certificate.');
+    if (!opts.certFile || !opts.keyFile)
+      throw cliFailure('--tls-cert and --tls-key go together', 'Give both, or neither for a self-signed certificate.');
     return loadFiles(opts.certFile, opts.keyFile, false, []);
   }
   const p = tlsPaths(opts.dataDir);
@@ -64,7 +70,10 @@ export async function loadOrCreateTls(opts: { dataDir: string; certFile?: string
       { name: 'basicConstraints', cA: false },
       { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
       { name: 'extKeyUsage', serverAuth: true },
-      { name: 'subjectAltName', altNames: wanted.map((n) => (isIP(n) ? { type: 7 as const, ip: n } : { type: 2 as const, value: n })) },
+      {
+        name: 'subjectAltName',
+        altNames: wanted.map((n) => (isIP(n) ? { type: 7 as const, ip: n } : { type: 2 as const, value: n })),
+      },
     ],
   });
   writePrivateFile(p.key, pems.private);
@@ -85,14 +94,26 @@ export function readFingerprint(opts: { dataDir: string; certFile?: string }): s
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' && !opts.certFile) return null;
-    throw codedCliError('RLY_CLI_ERR_KEY_FILE', `cannot read the TLS certificate ${path}: ${code ?? (e as Error).message}`,
-      opts.certFile ? 'Check the path given to --tls-cert and its permissions.' : `Check its permissions; to make a new self-signed one, move ${tlsPaths(opts.dataDir).dir} away and start the relay (clients and agents must then re-pin).`, e);
+    throw codedCliError(
+      'RLY_CLI_ERR_KEY_FILE',
+      `cannot read the TLS certificate ${path}: ${code ?? (e as Error).message}`,
+      opts.certFile
+        ? 'Check the path given to --tls-cert and its permissions.'
+        : `Check its permissions; to make a new self-signed one, move ${tlsPaths(opts.dataDir).dir} away and start the relay (clients and agents must then re-pin).`,
+      e,
+    );
   }
   try {
     return certFingerprint(new X509Certificate(pem).raw);
   } catch (e) {
-    throw codedCliError('RLY_CLI_ERR_KEY_FILE', `${path} is not a PEM certificate: ${(e as Error).message}`,
-      opts.certFile ? 'Give --tls-cert a PEM certificate (chain).' : `Restore it from a backup, or move ${tlsPaths(opts.dataDir).dir} away and start the relay to make a new one (clients and agents must then re-pin).`, e);
+    throw codedCliError(
+      'RLY_CLI_ERR_KEY_FILE',
+      `${path} is not a PEM certificate: ${(e as Error).message}`,
+      opts.certFile
+        ? 'Give --tls-cert a PEM certificate (chain).'
+        : `Restore it from a backup, or move ${tlsPaths(opts.dataDir).dir} away and start the relay to make a new one (clients and agents must then re-pin).`,
+      e,
+    );
   }
 }
 
@@ -103,17 +124,30 @@ function loadFiles(certPath: string, keyPath: string, created: boolean, missingS
     cert = readFileSync(certPath, 'utf8');
     key = readFileSync(keyPath, 'utf8');
   } catch (e) {
-    throw codedCliError('RLY_CLI_ERR_KEY_FILE', `cannot read the TLS certificate or key: ${(e as Error).message}`, 'Check the paths given to --tls-cert/--tls-key and their permissions.', e);
+    throw codedCliError(
+      'RLY_CLI_ERR_KEY_FILE',
+      `cannot read the TLS certificate or key: ${(e as Error).message}`,
+      'Check the paths given to --tls-cert/--tls-key and their permissions.',
+      e,
+    );
   }
   let x509: X509Certificate;
   try {
     x509 = new X509Certificate(cert);
     createPrivateKey(key);
   } catch (e) {
-    throw codedCliError('RLY_CLI_ERR_KEY_FILE', `${certPath} or ${keyPath} is not a PEM certificate and private key: ${(e as Error).message}`, 'Give a PEM certificate (chain) and its unencrypted PEM private key.', e);
+    throw codedCliError(
+      'RLY_CLI_ERR_KEY_FILE',
+      `${certPath} or ${keyPath} is not a PEM certificate and private key: ${(e as Error).message}`,
+      'Give a PEM certificate (chain) and its unencrypted PEM private key.',
+      e,
+    );
   }
   if (!x509.checkPrivateKey(createPrivateKey(key))) {
-    throw cliFailure(`the private key in ${keyPath} does not belong to the certificate in ${certPath}`, 'Give the key that matches the certificate.');
+    throw cliFailure(
+      `the private key in ${keyPath} does not belong to the certificate in ${certPath}`,
+      'Give the key that matches the certificate.',
+    );
   }
   const names = (x509.subjectAltName ?? '')
     .split(', ')
@@ -131,4 +165,3 @@ function normalizeIp(ip: string): string {
     return ip;
   }
 }
-

@@ -10,7 +10,12 @@
  * Named for the side it talks to: the agent's end of the same connection is `RelayLink`
  * (apps/agent/src/dial/relay-link.ts).
  */
-import http2, { constants as h2c, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import http2, {
+  constants as h2c,
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  type IncomingHttpHeaders,
+} from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type pino from 'pino';
 import {
@@ -125,7 +130,11 @@ export class AgentLink {
 
   start(): void {
     // Interactive traffic: no Nagle delay on the link (it interacts badly with delayed ACKs).
-    try { this.socket.setNoDelay(true); } catch { /* closed already */ }
+    try {
+      this.socket.setNoDelay(true);
+    } catch {
+      /* closed already */
+    }
     // A socket error before or after HTTP/2 takes over must never become an uncaught exception.
     this.socket.on('error', (err) => this.log.debug({ err: err.message }, 'agent socket error'));
     this.socket.once('close', () => {
@@ -133,9 +142,12 @@ export class AgentLink {
       if (!this.session) this.finalize();
     });
     // Whole-handshake guard: a peer that stalls between steps is dropped.
-    this.guardTimer = setTimeout(() => {
-      if (this.state === 'handshaking') this.close('handshake did not complete in time', 'error');
-    }, this.deps.handshakeTimeoutMs * 2 + 1000);
+    this.guardTimer = setTimeout(
+      () => {
+        if (this.state === 'handshaking') this.close('handshake did not complete in time', 'error');
+      },
+      this.deps.handshakeTimeoutMs * 2 + 1000,
+    );
     this.guardTimer.unref();
     this.handshake().catch((err: unknown) => {
       // Only unexpected bugs land here; expected failures are handled inside handshake().
@@ -202,7 +214,11 @@ export class AgentLink {
       const message = sanitizeForTerminal((err as Error).message).slice(0, 200);
       // A peer that did not answer at all gets no welcome (it would not read it either).
       const answered = !(err instanceof HandshakeTimeout);
-      await this.reject(null, { code: 'RLY_ERR_BAD_REQUEST', message: `agent hello rejected: ${message}`, permanent: false }, answered);
+      await this.reject(
+        null,
+        { code: 'RLY_ERR_BAD_REQUEST', message: `agent hello rejected: ${message}`, permanent: false },
+        answered,
+      );
       return;
     }
     if (this.isClosed()) return;
@@ -225,7 +241,11 @@ export class AgentLink {
       });
     } catch (err) {
       this.log.error({ err, name: agent.name }, 'agent link: could not record the connection');
-      await this.reject(hello.name, { code: 'RLY_ERR_INTERNAL', message: 'the relay could not record this connection; retrying later', permanent: false });
+      await this.reject(hello.name, {
+        code: 'RLY_ERR_INTERNAL',
+        message: 'the relay could not record this connection; retrying later',
+        permanent: false,
+      });
       return;
     }
     if (this.isClosed()) return;
@@ -237,7 +257,10 @@ export class AgentLink {
       if (res.status < 200 || res.status > 299) throw new Error(`agent answered ${res.status} to welcome`);
     } catch (err) {
       if (!this.isClosed()) {
-        this.log.warn({ err: (err as Error).message, name: agent.name }, 'agent link: welcome not acknowledged; dropping');
+        this.log.warn(
+          { err: (err as Error).message, name: agent.name },
+          'agent link: welcome not acknowledged; dropping',
+        );
         this.close('welcome not acknowledged', 'error');
       }
       return;
@@ -249,30 +272,59 @@ export class AgentLink {
     this.startPing();
     this.events.verified(this);
     safeAudit(this.log, () =>
-      this.deps.audit.agentConnected({ agentId: agent.id, name: agent.name, source: this.source, agentVersion: hello.agentVersion, protocolVersion: hello.protocolVersion }),
+      this.deps.audit.agentConnected({
+        agentId: agent.id,
+        name: agent.name,
+        source: this.source,
+        agentVersion: hello.agentVersion,
+        protocolVersion: hello.protocolVersion,
+      }),
     );
-    this.log.info({ name: agent.name, agentVersion: hello.agentVersion, protocolVersion: hello.protocolVersion }, `agent ${agent.name} connected`);
+    this.log.info(
+      { name: agent.name, agentVersion: hello.agentVersion, protocolVersion: hello.protocolVersion },
+      `agent ${agent.name} connected`,
+    );
   }
 
   private async verify(hello: AgentHello, ekm: Buffer): Promise<{ agent: EnrolledAgent } | Rejection> {
     if (!verifyAgentProof(hello.publicKey, ekm, hello.signature)) {
-      return { code: 'RLY_ERR_AGENT_PROOF_INVALID', message: 'the signature over this connection does not match the presented key', permanent: false };
+      return {
+        code: 'RLY_ERR_AGENT_PROOF_INVALID',
+        message: 'the signature over this connection does not match the presented key',
+        permanent: false,
+      };
     }
     let agent: EnrolledAgent | null;
     try {
       agent = await this.deps.directory.findByPublicKey(hello.publicKey);
     } catch (err) {
       this.log.error({ err }, 'agent link: directory lookup failed');
-      return { code: 'RLY_ERR_INTERNAL', message: 'the relay could not look up this agent; retrying later', permanent: false };
+      return {
+        code: 'RLY_ERR_INTERNAL',
+        message: 'the relay could not look up this agent; retrying later',
+        permanent: false,
+      };
     }
     if (!agent) {
-      return { code: 'RLY_ERR_UNKNOWN_AGENT_KEY', message: 'this agent key is not enrolled on the relay; enrol again with a fresh token (mssh-agent enroll)', permanent: true };
+      return {
+        code: 'RLY_ERR_UNKNOWN_AGENT_KEY',
+        message: 'this agent key is not enrolled on the relay; enrol again with a fresh token (mssh-agent enroll)',
+        permanent: true,
+      };
     }
     if (agent.revokedAt) {
-      return { code: 'RLY_ERR_AGENT_REVOKED', message: 'this agent has been revoked; ask an admin for a new enrolment token and enrol again', permanent: true };
+      return {
+        code: 'RLY_ERR_AGENT_REVOKED',
+        message: 'this agent has been revoked; ask an admin for a new enrolment token and enrol again',
+        permanent: true,
+      };
     }
     if (hello.name !== agent.name) {
-      return { code: 'RLY_ERR_NAME_TAKEN', message: `this key is enrolled as "${agent.name}", not "${hello.name}"; fix the name in the state dir or enrol again`, permanent: true };
+      return {
+        code: 'RLY_ERR_NAME_TAKEN',
+        message: `this key is enrolled as "${agent.name}", not "${hello.name}"; fix the name in the state dir or enrol again`,
+        permanent: true,
+      };
     }
     if (hello.protocolVersion < this.deps.minProtocolVersion) {
       return {
@@ -282,13 +334,19 @@ export class AgentLink {
       };
     }
     if (this.deps.admitAgent && !this.deps.admitAgent(agent.name)) {
-      return { code: 'RLY_ERR_AGENT_LIMIT', message: 'the relay has as many agents connected as it allows (--max-agents); retrying later', permanent: false };
+      return {
+        code: 'RLY_ERR_AGENT_LIMIT',
+        message: 'the relay has as many agents connected as it allows (--max-agents); retrying later',
+        permanent: false,
+      };
     }
     return { agent };
   }
 
   private async reject(name: string | null, r: Rejection, tell = true): Promise<void> {
-    safeAudit(this.log, () => this.deps.audit.agentRejected({ name, source: this.source, code: r.code, message: r.message }));
+    safeAudit(this.log, () =>
+      this.deps.audit.agentRejected({ name, source: this.source, code: r.code, message: r.message }),
+    );
     this.log.warn({ name, code: r.code }, `agent refused: ${r.code}: ${r.message}`);
     if (tell) {
       const welcome: AgentWelcome = { ok: false, code: r.code, message: r.message, permanent: r.permanent };
@@ -302,7 +360,11 @@ export class AgentLink {
   }
 
   /** One control request on the link: POST path with an optional JSON body, deadline, capped answer. */
-  private request(path: string, body: Buffer | null, maxBytes: number): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
+  private request(
+    path: string,
+    body: Buffer | null,
+    maxBytes: number,
+  ): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
     return new Promise((resolve, reject) => {
       const session = this.session;
       if (!session || session.destroyed || session.closed) {
@@ -326,7 +388,10 @@ export class AgentLink {
         return;
       }
       let settled = false;
-      const done = (err: Error | null, value?: { status: number; headers: IncomingHttpHeaders; body: Buffer }): void => {
+      const done = (
+        err: Error | null,
+        value?: { status: number; headers: IncomingHttpHeaders; body: Buffer },
+      ): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
@@ -336,7 +401,10 @@ export class AgentLink {
         } else resolve(value!);
       };
       stream.on('error', (err) => done(err));
-      const timer = setTimeout(() => done(new HandshakeTimeout(`no answer to ${path} within ${this.deps.handshakeTimeoutMs} ms`)), this.deps.handshakeTimeoutMs);
+      const timer = setTimeout(
+        () => done(new HandshakeTimeout(`no answer to ${path} within ${this.deps.handshakeTimeoutMs} ms`)),
+        this.deps.handshakeTimeoutMs,
+      );
       timer.unref();
       let responded = false;
       stream.once('response', (headers) => {
@@ -361,7 +429,10 @@ export class AgentLink {
       if (this.pingDeadline || this.state === 'closed') return;
       this.pingDeadline = setTimeout(() => {
         this.pingDeadline = null;
-        this.log.warn({ name: this.name }, `agent ${this.name} did not answer PING within ${this.deps.pingTimeoutMs} ms; evicting`);
+        this.log.warn(
+          { name: this.name },
+          `agent ${this.name} did not answer PING within ${this.deps.pingTimeoutMs} ms; evicting`,
+        );
         this.close(`no answer to PING within ${this.deps.pingTimeoutMs} ms`, 'agent_unresponsive');
       }, this.deps.pingTimeoutMs);
       this.pingDeadline.unref();
@@ -415,18 +486,33 @@ export class AgentLink {
         if (!stream.destroyed) stream.close(h2c.NGHTTP2_CANCEL);
         reject(e);
       };
-      stream.on('error', (err) => this.log.debug({ err: err.message, sessionId: meta.sessionId }, 'session stream error'));
+      stream.on('error', (err) =>
+        this.log.debug({ err: err.message, sessionId: meta.sessionId }, 'session stream error'),
+      );
       let responded = false;
       stream.once('close', () => {
         this.streams.delete(stream);
         this.events.streamCount(-1);
         // An error answer is still being read: it settles with the agent's own message.
         if (responded) return;
-        if (this.state === 'closed' || this.state === 'draining') fail(relayError('RLY_ERR_AGENT_OFFLINE', `the agent of ${name} disconnected`));
-        else fail(relayError('RLY_ERR_AGENT_FAILED', `the agent of ${name} reset the session (code ${stream.rstCode ?? '?'})`));
+        if (this.state === 'closed' || this.state === 'draining')
+          fail(relayError('RLY_ERR_AGENT_OFFLINE', `the agent of ${name} disconnected`));
+        else
+          fail(
+            relayError(
+              'RLY_ERR_AGENT_FAILED',
+              `the agent of ${name} reset the session (code ${stream.rstCode ?? '?'})`,
+            ),
+          );
       });
       const timer = setTimeout(
-        () => fail(relayError('RLY_ERR_AGENT_FAILED', `the agent of ${name} did not answer within ${this.deps.openTimeoutMs} ms`)),
+        () =>
+          fail(
+            relayError(
+              'RLY_ERR_AGENT_FAILED',
+              `the agent of ${name} did not answer within ${this.deps.openTimeoutMs} ms`,
+            ),
+          ),
         this.deps.openTimeoutMs,
       );
       timer.unref();
@@ -440,7 +526,8 @@ export class AgentLink {
           resolve(stream);
           return;
         }
-        const headerCode = typeof headers[HEADERS.errorCode] === 'string' ? (headers[HEADERS.errorCode] as string) : null;
+        const headerCode =
+          typeof headers[HEADERS.errorCode] === 'string' ? (headers[HEADERS.errorCode] as string) : null;
         void readBody(stream, ERROR_BODY_MAX_BYTES, 2000)
           .catch(() => Buffer.alloc(0))
           .then((buf) => {
@@ -461,12 +548,17 @@ export class AgentLink {
     let keys: string[];
     try {
       const res = await this.request(PATHS.agentHostKeys, null, HELLO_MAX_BYTES);
-      if (res.status !== 200) throw new Error(`the agent answered ${res.status} (an agent that cannot rescan: upgrade it, or restart it)`);
+      if (res.status !== 200)
+        throw new Error(`the agent answered ${res.status} (an agent that cannot rescan: upgrade it, or restart it)`);
       const parsed = AgentHostKeys.safeParse(JSON.parse(res.body.toString('utf8')));
       if (!parsed.success) throw new Error('malformed answer');
       keys = parsed.data.hostKeys;
     } catch (err) {
-      throw relayError('RLY_ERR_AGENT_FAILED', `the agent of ${agent.name} could not rescan its host keys: ${sanitizeForTerminal((err as Error).message).slice(0, 200)}`, err);
+      throw relayError(
+        'RLY_ERR_AGENT_FAILED',
+        `the agent of ${agent.name} could not rescan its host keys: ${sanitizeForTerminal((err as Error).message).slice(0, 200)}`,
+        err,
+      );
     }
     const before = this.reportedHostKeys;
     const changed = before === null || keys.length !== before.length || keys.some((k) => !before.includes(k));
@@ -488,10 +580,14 @@ export class AgentLink {
     if (this.state !== 'closed' && this.state !== 'handshaking') this.state = 'draining';
     try {
       if (this.session && !this.session.destroyed) this.session.destroy();
-    } catch { /* already gone */ }
+    } catch {
+      /* already gone */
+    }
     try {
       if (!this.socket.destroyed) this.socket.destroy();
-    } catch { /* already gone */ }
+    } catch {
+      /* already gone */
+    }
     if (!this.session) this.finalize();
   }
 

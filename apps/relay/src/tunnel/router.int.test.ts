@@ -16,7 +16,15 @@ import fastify, { type FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { generate } from 'selfsigned';
 import ssh2 from 'ssh2';
-import { AGENT_ALPN, certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS, HEADERS, PATHS, PROTOCOL_VERSION } from '@mssh/protocol';
+import {
+  AGENT_ALPN,
+  certFingerprint,
+  H2_CONNECTION_WINDOW,
+  H2_SETTINGS,
+  HEADERS,
+  PATHS,
+  PROTOCOL_VERSION,
+} from '@mssh/protocol';
 import { fixtures } from '@mssh/test-fixtures/inject';
 import { waitFor } from '@mssh/test-fixtures/net';
 import { RelayLink, type LinkOutcome } from '../../../agent/src/dial/relay-link.js';
@@ -30,7 +38,14 @@ import { tunnelRoutes } from '../http/tunnel-routes.js';
 import { createSessionGate } from '../session/gate.js';
 import { agentAlpnCallback, routeAgentSockets } from './alpn-dispatch.js';
 import { createTunnelRouter } from './router.js';
-import type { AgentDirectory, EnrolledAgent, SessionLedger, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
+import type {
+  AgentDirectory,
+  EnrolledAgent,
+  SessionLedger,
+  TunnelAuditSink,
+  TunnelRouter,
+  TunnelSessionSummary,
+} from './types.js';
 
 const { Client } = ssh2;
 const log = pino({ level: process.env.MSSH_TEST_LOG_LEVEL ?? 'silent' });
@@ -63,11 +78,21 @@ class MemoryDirectory implements AgentDirectory {
 class RecordingAudit implements TunnelAuditSink {
   readonly events: Array<{ type: string; [k: string]: unknown }> = [];
   readonly ended: TunnelSessionSummary[] = [];
-  agentConnected(e: object): void { this.events.push({ type: 'agent.connected', ...e }); }
-  agentDisconnected(e: object): void { this.events.push({ type: 'agent.disconnected', ...e }); }
-  agentRejected(e: object): void { this.events.push({ type: 'agent.rejected', ...e }); }
-  sessionEnded(e: TunnelSessionSummary): void { this.ended.push(e); }
-  sessionDenied(e: object): void { this.events.push({ type: 'session.denied', ...e }); }
+  agentConnected(e: object): void {
+    this.events.push({ type: 'agent.connected', ...e });
+  }
+  agentDisconnected(e: object): void {
+    this.events.push({ type: 'agent.disconnected', ...e });
+  }
+  agentRejected(e: object): void {
+    this.events.push({ type: 'agent.rejected', ...e });
+  }
+  sessionEnded(e: TunnelSessionSummary): void {
+    this.ended.push(e);
+  }
+  sessionDenied(e: object): void {
+    this.events.push({ type: 'session.denied', ...e });
+  }
 }
 
 function newIdentity(): AgentIdentity {
@@ -97,7 +122,15 @@ async function startRelay(): Promise<Relay> {
   const directory = new MemoryDirectory();
   const audit = new RecordingAudit();
   // Short keepalive so a frozen agent is evicted quickly in this test (defaults: 5 s / 10 s).
-  const router = createTunnelRouter({ directory, audit, logger: log, minProtocolVersion: PROTOCOL_VERSION, handshakeTimeoutMs: 5_000, pingIntervalMs: 1_000, pingTimeoutMs: 3_000 });
+  const router = createTunnelRouter({
+    directory,
+    audit,
+    logger: log,
+    minProtocolVersion: PROTOCOL_VERSION,
+    handshakeTimeoutMs: 5_000,
+    pingIntervalMs: 1_000,
+    pingTimeoutMs: 3_000,
+  });
   let agentSockets = 0;
   const acceptedSockets: tls.TLSSocket[] = [];
   const app = fastify({
@@ -105,7 +138,18 @@ async function startRelay(): Promise<Relay> {
     http2: true,
     https: { allowHTTP1: true },
     serverFactory: (handler: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void) => {
-      const server = http2.createSecureServer({ key: pems.private, cert: pems.cert, allowHTTP1: true, ALPNCallback: agentAlpnCallback, noDelay: true, maxSessionMemory: 64, settings: { ...H2_SETTINGS } }, handler);
+      const server = http2.createSecureServer(
+        {
+          key: pems.private,
+          cert: pems.cert,
+          allowHTTP1: true,
+          ALPNCallback: agentAlpnCallback,
+          noDelay: true,
+          maxSessionMemory: 64,
+          settings: { ...H2_SETTINGS },
+        },
+        handler,
+      );
       // As the real relay does: the connection-level receive window of client sessions is raised too.
       server.on('session', (session) => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
       routeAgentSockets(server, (socket) => {
@@ -119,10 +163,19 @@ async function startRelay(): Promise<Relay> {
   app.decorateRequest('auth', null);
   app.decorate('authenticate', async (request, reply) => {
     if (request.headers.authorization !== TOKEN) {
-      await reply.code(401).send({ statusCode: 401, code: 'AUTH_ERR_MISSING_TOKEN', error: 'Unauthorized', message: 'no bearer token' });
+      await reply
+        .code(401)
+        .send({ statusCode: 401, code: 'AUTH_ERR_MISSING_TOKEN', error: 'Unauthorized', message: 'no bearer token' });
       return;
     }
-    request.auth = { user: 'alice', admin: false, role: null, jti: 'jti-1', exp: Math.floor(Date.now() / 1000) + 3600, checkedAt: performance.now() };
+    request.auth = {
+      user: 'alice',
+      admin: false,
+      role: null,
+      jti: 'jti-1',
+      exp: Math.floor(Date.now() / 1000) + 3600,
+      checkedAt: performance.now(),
+    };
   });
   app.decorate('requireAdmin', async () => {});
   const access: Relay['access'] = { hold: null };
@@ -135,12 +188,31 @@ async function startRelay(): Promise<Relay> {
     return true;
   };
   // The session-start commit is the database's (tested in audit/ and e2e/): here every start is taken at once.
-  const ledger: SessionLedger = { start: async (st) => ({ sessionId: st.sessionId, attachCounters: () => undefined, end: () => undefined }) };
-  const gate = createSessionGate({ router, hosts: { exists: async (name: string) => directory.hasName(name) }, access: { canReach }, ledger, audit, logger: log });
+  const ledger: SessionLedger = {
+    start: async (st) => ({ sessionId: st.sessionId, attachCounters: () => undefined, end: () => undefined }),
+  };
+  const gate = createSessionGate({
+    router,
+    hosts: { exists: async (name: string) => directory.hasName(name) },
+    access: { canReach },
+    ledger,
+    audit,
+    logger: log,
+  });
   await app.register(tunnelRoutes, { gate });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const port = (app.server.address() as net.AddressInfo).port;
-  return { app, port, fingerprint: certFingerprint(new X509Certificate(pems.cert).raw), router, directory, audit, agentSockets: () => agentSockets, acceptedSockets, access };
+  return {
+    app,
+    port,
+    fingerprint: certFingerprint(new X509Certificate(pems.cert).raw),
+    router,
+    directory,
+    audit,
+    agentSockets: () => agentSockets,
+    acceptedSockets,
+    access,
+  };
 }
 
 /** A client session as mssh makes it: TLS, then HTTP/2 over a write-decoupled view of the socket. */
@@ -151,7 +223,11 @@ async function clientSession(relay: Relay): Promise<http2.ClientHttp2Session> {
     s.once('error', reject);
   });
   return new Promise((resolve, reject) => {
-    const s = http2.connect(`https://127.0.0.1:${relay.port}`, { createConnection: () => decoupleWrites(socket), settings: { ...H2_SETTINGS }, maxSessionMemory: 64 });
+    const s = http2.connect(`https://127.0.0.1:${relay.port}`, {
+      createConnection: () => decoupleWrites(socket),
+      settings: { ...H2_SETTINGS },
+      maxSessionMemory: 64,
+    });
     s.once('connect', () => {
       s.setLocalWindowSize(H2_CONNECTION_WINDOW);
       resolve(s);
@@ -182,7 +258,11 @@ function openTunnel(session: http2.ClientHttp2Session, host: string, auth = TOKE
       req.on('data', (d: Buffer) => chunks.push(d));
       req.once('end', () => {
         let body: unknown = Buffer.concat(chunks).toString();
-        try { body = JSON.parse(body as string); } catch { /* text */ }
+        try {
+          body = JSON.parse(body as string);
+        } catch {
+          /* text */
+        }
         reject(Object.assign(new Error(`tunnel ${status}`), { status, body }));
       });
     });
@@ -201,19 +281,38 @@ async function tunnelError(p: Promise<unknown>): Promise<TunnelError> {
 function readUntil(stream: Duplex, re: RegExp, timeoutMs = 10_000): Promise<string> {
   return new Promise((resolve, reject) => {
     let text = '';
-    const t = setTimeout(() => { cleanup(); reject(new Error(`timed out waiting for ${re}; got ${JSON.stringify(text)}`)); }, timeoutMs);
+    const t = setTimeout(() => {
+      cleanup();
+      reject(new Error(`timed out waiting for ${re}; got ${JSON.stringify(text)}`));
+    }, timeoutMs);
     const onData = (d: Buffer): void => {
       text += d.toString('latin1');
-      if (re.test(text)) { cleanup(); resolve(text); }
+      if (re.test(text)) {
+        cleanup();
+        resolve(text);
+      }
     };
-    const onEnd = (): void => { cleanup(); reject(new Error(`stream ended before ${re}; got ${JSON.stringify(text)}`)); };
-    const cleanup = (): void => { clearTimeout(t); stream.off('data', onData); stream.off('end', onEnd); };
+    const onEnd = (): void => {
+      cleanup();
+      reject(new Error(`stream ended before ${re}; got ${JSON.stringify(text)}`));
+    };
+    const cleanup = (): void => {
+      clearTimeout(t);
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+    };
     stream.on('data', onData);
     stream.once('end', onEnd);
   });
 }
 
-interface Ssh { client: InstanceType<typeof Client>; channel: ssh2.ClientChannel; received: Buffer[]; closed: boolean; tunnel: http2.ClientHttp2Stream }
+interface Ssh {
+  client: InstanceType<typeof Client>;
+  channel: ssh2.ClientChannel;
+  received: Buffer[];
+  closed: boolean;
+  tunnel: http2.ClientHttp2Stream;
+}
 
 function sshCat(tunnel: http2.ClientHttp2Stream): Promise<Ssh> {
   const f = fixtures();
@@ -222,10 +321,15 @@ function sshCat(tunnel: http2.ClientHttp2Stream): Promise<Ssh> {
     client.on('error', reject);
     client.on('ready', () => {
       client.exec('cat', (err, channel) => {
-        if (err) { reject(err); return; }
+        if (err) {
+          reject(err);
+          return;
+        }
         const s: Ssh = { client, channel, received: [], closed: false, tunnel };
         channel.on('data', (d: Buffer) => s.received.push(d));
-        channel.on('close', () => { s.closed = true; });
+        channel.on('close', () => {
+          s.closed = true;
+        });
         resolve(s);
       });
     });
@@ -234,7 +338,8 @@ function sshCat(tunnel: http2.ClientHttp2Stream): Promise<Ssh> {
       username: f.sshd.user,
       privateKey: readFileSync(f.sshd.clientKey),
       readyTimeout: 30_000,
-      hostVerifier: (key: Buffer) => f.sshd.hostKeys.some((line) => Buffer.from(line.split(' ')[1]!, 'base64').equals(key)),
+      hostVerifier: (key: Buffer) =>
+        f.sshd.hostKeys.some((line) => Buffer.from(line.split(' ')[1]!, 'base64').equals(key)),
     });
   });
 }
@@ -249,14 +354,31 @@ async function echo(s: Ssh, payload: Buffer): Promise<void> {
 }
 
 /** A standalone agent link (no reconnects) for one scenario; resolves its outcome when it ends. */
-function startLink(relay: Relay, name: string, identity: AgentIdentity, target: TcpTarget): { link: RelayLink; outcome: Promise<LinkOutcome> } {
-  const link = new RelayLink({ endpoint: { host: '127.0.0.1', port: relay.port }, relayFingerprint: relay.fingerprint, name, identity, target, logger: log });
+function startLink(
+  relay: Relay,
+  name: string,
+  identity: AgentIdentity,
+  target: TcpTarget,
+): { link: RelayLink; outcome: Promise<LinkOutcome> } {
+  const link = new RelayLink({
+    endpoint: { host: '127.0.0.1', port: relay.port },
+    relayFingerprint: relay.fingerprint,
+    name,
+    identity,
+    target,
+    logger: log,
+  });
   return { link, outcome: link.run() };
 }
 
 /** The shared sshd as target; host keys known from "enrolment" so a slow scan on a busy machine still reports them. */
 function sshdTarget(knownHostKeys: string[] = fixtures().sshd.hostKeys): TcpTarget {
-  return new TcpTarget({ address: { host: '127.0.0.1', port: fixtures().sshd.port }, logger: log, knownHostKeys, scanTimeoutMs: 3_000 });
+  return new TcpTarget({
+    address: { host: '127.0.0.1', port: fixtures().sshd.port },
+    logger: log,
+    knownHostKeys,
+    scanTimeoutMs: 3_000,
+  });
 }
 
 /** A non-SSH target (no host keys to scan). */
@@ -311,7 +433,9 @@ describe('tunnel router + route + real agent + real sshd', () => {
 
   it('50 concurrent sessions share the one agent connection; ending or resetting one leaves the others intact', async () => {
     const socketsBefore = relay.agentSockets();
-    const sessions = await Promise.all(Array.from({ length: 50 }, async () => sshCat(await openTunnel(client, 'laptop'))));
+    const sessions = await Promise.all(
+      Array.from({ length: 50 }, async () => sshCat(await openTunnel(client, 'laptop'))),
+    );
     expect(relay.router.activeSessions()).toBe(50);
     await Promise.all(sessions.map((s) => echo(s, randomBytes(200 * 1024))));
     expect(relay.agentSockets()).toBe(socketsBefore);
@@ -357,7 +481,14 @@ describe('tunnel router + route + real agent + real sshd', () => {
 
     const h1 = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = https.request(
-        { host: '127.0.0.1', port: relay.port, method: 'POST', path: PATHS.tunnel('laptop'), rejectUnauthorized: false, headers: { authorization: TOKEN, 'content-type': 'application/octet-stream' } },
+        {
+          host: '127.0.0.1',
+          port: relay.port,
+          method: 'POST',
+          path: PATHS.tunnel('laptop'),
+          rejectUnauthorized: false,
+          headers: { authorization: TOKEN, 'content-type': 'application/octet-stream' },
+        },
         (res) => {
           let body = '';
           res.on('data', (d: Buffer) => (body += d.toString()));
@@ -414,25 +545,27 @@ describe('tunnel router + route + real agent + real sshd', () => {
     try {
       await waitFor(() => relay.router.isOnline('flood'), 15_000, 'flood agent online');
       const perSession = 4 * 1024 * 1024;
-      const results = await Promise.all(Array.from({ length: 32 }, async () => {
-        const tunnel = await openTunnel(client, 'flood');
-        const payload = randomBytes(perSession);
-        const back = createHash('sha256');
-        let got = 0;
-        const done = new Promise<void>((resolve, reject) => {
-          tunnel.on('data', (d: Buffer) => {
-            back.update(d);
-            got += d.length;
-            if (got >= perSession) resolve();
+      const results = await Promise.all(
+        Array.from({ length: 32 }, async () => {
+          const tunnel = await openTunnel(client, 'flood');
+          const payload = randomBytes(perSession);
+          const back = createHash('sha256');
+          let got = 0;
+          const done = new Promise<void>((resolve, reject) => {
+            tunnel.on('data', (d: Buffer) => {
+              back.update(d);
+              got += d.length;
+              if (got >= perSession) resolve();
+            });
+            tunnel.once('error', reject);
           });
-          tunnel.once('error', reject);
-        });
-        // Write everything without waiting for the echo: the writes queue on flow control.
-        for (let off = 0; off < perSession; off += 256 * 1024) tunnel.write(payload.subarray(off, off + 256 * 1024));
-        await done;
-        tunnel.close(http2.constants.NGHTTP2_CANCEL);
-        return { same: back.digest('hex') === sha(payload), got };
-      }));
+          // Write everything without waiting for the echo: the writes queue on flow control.
+          for (let off = 0; off < perSession; off += 256 * 1024) tunnel.write(payload.subarray(off, off + 256 * 1024));
+          await done;
+          tunnel.close(http2.constants.NGHTTP2_CANCEL);
+          return { same: back.digest('hex') === sha(payload), got };
+        }),
+      );
       expect(results.every((r) => r.same && r.got === perSession)).toBe(true);
     } finally {
       await link.close(1_000);
@@ -444,7 +577,13 @@ describe('tunnel router + route + real agent + real sshd', () => {
   it('an agent whose target is down answers 502 with the agent error', async () => {
     const id = newIdentity();
     relay.directory.enrol('broken', id.publicKey);
-    const closed = await new Promise<number>((r) => { const s = net.createServer(); s.listen(0, '127.0.0.1', () => { const p = (s.address() as net.AddressInfo).port; s.close(() => r(p)); }); });
+    const closed = await new Promise<number>((r) => {
+      const s = net.createServer();
+      s.listen(0, '127.0.0.1', () => {
+        const p = (s.address() as net.AddressInfo).port;
+        s.close(() => r(p));
+      });
+    });
     const { link, outcome } = startLink(relay, 'broken', id, plainTarget(closed));
     await waitFor(() => relay.router.isOnline('broken'), 15_000, 'broken agent online');
     const e = await tunnelError(openTunnel(client, 'broken'));
@@ -508,7 +647,7 @@ describe('tunnel router + route + real agent + real sshd', () => {
     await second.outcome;
   });
 
-  it('closeSessionsOfUser ends only that user\'s sessions, recorded as user_disabled; closeAgent drops the link as agent_revoked', async () => {
+  it("closeSessionsOfUser ends only that user's sessions, recorded as user_disabled; closeAgent drops the link as agent_revoked", async () => {
     const id = newIdentity();
     relay.directory.enrol('victim', id.publicKey);
     const { outcome } = startLink(relay, 'victim', id, sshdTarget());
@@ -520,7 +659,11 @@ describe('tunnel router + route + real agent + real sshd', () => {
     expect(relay.router.closeSessionsOfUser('bob', 'user_disabled')).toBe(0);
     expect(relay.router.closeSessionsOfUser('alice', 'user_disabled')).toBe(1);
     await closed1;
-    await waitFor(() => relay.audit.ended.some((e) => e.host === 'victim' && e.reason === 'user_disabled'), 2_000, 'session end recorded as user_disabled');
+    await waitFor(
+      () => relay.audit.ended.some((e) => e.host === 'victim' && e.reason === 'user_disabled'),
+      2_000,
+      'session end recorded as user_disabled',
+    );
     expect(relay.router.isOnline('victim')).toBe(true);
 
     const t2 = await openTunnel(client, 'victim');
@@ -529,7 +672,11 @@ describe('tunnel router + route + real agent + real sshd', () => {
     expect(relay.router.closeAgent('victim', 'agent_revoked')).toBe(true);
     await closed2;
     await outcome;
-    await waitFor(() => relay.audit.ended.filter((e) => e.host === 'victim' && e.reason === 'agent_revoked').length === 1, 2_000, 'session end recorded as agent_revoked');
+    await waitFor(
+      () => relay.audit.ended.filter((e) => e.host === 'victim' && e.reason === 'agent_revoked').length === 1,
+      2_000,
+      'session end recorded as agent_revoked',
+    );
     expect(relay.router.isOnline('victim')).toBe(false);
     expect(relay.router.closeAgent('victim', 'agent_revoked')).toBe(false);
   });
@@ -551,9 +698,16 @@ describe('tunnel router + route + real agent + real sshd', () => {
     await new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('the late session is still open 3 s after the kill')), 3_000);
       late.resume();
-      late.once('close', () => { clearTimeout(t); resolve(); });
+      late.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
     });
-    await waitFor(() => relay.audit.ended.filter((e) => e.reason === 'user_disabled').length === endedBefore + 1, 2_000, 'late session recorded as user_disabled');
+    await waitFor(
+      () => relay.audit.ended.filter((e) => e.reason === 'user_disabled').length === endedBefore + 1,
+      2_000,
+      'late session recorded as user_disabled',
+    );
 
     // A session whose user check comes after the kill (say the account was enabled again) lives on.
     const later = await openTunnel(client, 'laptop');
@@ -583,8 +737,12 @@ describe('tunnel router + route + real agent + real sshd', () => {
     const e = await tunnelError(openTunnel(client, 'mortal'));
     expect(e.status).toBe(503);
     expect(e.body.code).toBe('RLY_ERR_AGENT_OFFLINE');
-    await expect(relay.router.openSession('mortal', { sessionId: 'x', user: 'alice' })).rejects.toMatchObject({ code: 'RLY_ERR_AGENT_OFFLINE' });
-    await expect(relay.router.openSession('mortal', { sessionId: 'x', user: 'alice' })).rejects.toBeInstanceOf(RelayError);
+    await expect(relay.router.openSession('mortal', { sessionId: 'x', user: 'alice' })).rejects.toMatchObject({
+      code: 'RLY_ERR_AGENT_OFFLINE',
+    });
+    await expect(relay.router.openSession('mortal', { sessionId: 'x', user: 'alice' })).rejects.toBeInstanceOf(
+      RelayError,
+    );
     await waitFor(() => relay.directory.seen.includes(agent.id), 2_000, 'markSeen on link end');
     expect(relay.audit.events.some((e) => e.type === 'agent.disconnected' && e.name === 'mortal')).toBe(true);
   });
@@ -592,7 +750,12 @@ describe('tunnel router + route + real agent + real sshd', () => {
   it('garbage, early close, a silent peer and a bad hello on the agent ALPN do not hurt the relay', async () => {
     const dial = (): Promise<tls.TLSSocket> =>
       new Promise((resolve, reject) => {
-        const s = tls.connect({ host: '127.0.0.1', port: relay.port, ALPNProtocols: [AGENT_ALPN], rejectUnauthorized: false });
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port: relay.port,
+          ALPNProtocols: [AGENT_ALPN],
+          rejectUnauthorized: false,
+        });
         s.once('secureConnect', () => resolve(s));
         s.once('error', reject);
       });
@@ -617,7 +780,10 @@ describe('tunnel router + route + real agent + real sshd', () => {
       } else {
         const chunks: Buffer[] = [];
         stream.on('data', (d: Buffer) => chunks.push(d));
-        stream.on('end', () => { welcomes.push(Buffer.concat(chunks).toString()); stream.respond({ ':status': 204 }, { endStream: true }); });
+        stream.on('end', () => {
+          welcomes.push(Buffer.concat(chunks).toString());
+          stream.respond({ ':status': 204 }, { endStream: true });
+        });
       }
     });
     server.on('sessionError', () => {});
@@ -689,7 +855,9 @@ describe('tunnel router + route + real agent + real sshd', () => {
       s.on('data', (d: Buffer) => seen.push(d));
     });
     // The TCP connection's end: after it, nothing more can arrive.
-    const tcpClosed = new Promise<void>((r) => impostor.once('connection', (raw: net.Socket) => raw.once('close', () => r())));
+    const tcpClosed = new Promise<void>((r) =>
+      impostor.once('connection', (raw: net.Socket) => raw.once('close', () => r())),
+    );
     await new Promise<void>((r) => impostor.listen(0, '127.0.0.1', r));
     const link = new RelayLink({
       endpoint: { host: '127.0.0.1', port: (impostor.address() as net.AddressInfo).port },
@@ -701,7 +869,12 @@ describe('tunnel router + route + real agent + real sshd', () => {
     });
     const out = await link.run();
     expect(out).toMatchObject({ kind: 'failed', error: { code: 'AGT_ERR_RELAY_FINGERPRINT_MISMATCH' } });
-    await Promise.race([tcpClosed, new Promise((_, reject) => setTimeout(() => reject(new Error('the refused connection is still open 5 s later')), 5_000).unref())]);
+    await Promise.race([
+      tcpClosed,
+      new Promise((_, reject) =>
+        setTimeout(() => reject(new Error('the refused connection is still open 5 s later')), 5_000).unref(),
+      ),
+    ]);
     expect(Buffer.concat(seen).length).toBe(0);
     impostor.close();
   });
@@ -710,9 +883,15 @@ describe('tunnel router + route + real agent + real sshd', () => {
     const before = relay.agentSockets();
     const current = relay.acceptedSockets[relay.acceptedSockets.length - 1]!;
     // The most recent agent socket may belong to another scenario: find the one laptop uses.
-    const laptopSocket = relay.acceptedSockets.find((s) => !s.destroyed && s.remotePort === supervisor.current()?.tlsSocket?.localPort) ?? current;
+    const laptopSocket =
+      relay.acceptedSockets.find((s) => !s.destroyed && s.remotePort === supervisor.current()?.tlsSocket?.localPort) ??
+      current;
     laptopSocket.destroy();
-    await waitFor(() => relay.agentSockets() > before && relay.router.isOnline('laptop'), 15_000, 'the agent to reconnect');
+    await waitFor(
+      () => relay.agentSockets() > before && relay.router.isOnline('laptop'),
+      15_000,
+      'the agent to reconnect',
+    );
     const tunnel = await openTunnel(client, 'laptop');
     await readUntil(tunnel, /SSH-2\.0-OpenSSH/);
     tunnel.close(http2.constants.NGHTTP2_CANCEL);

@@ -15,7 +15,15 @@ import { AgentLink, safeAudit } from './agent-link.js';
 import { SessionCaps, type SessionCapLimits } from './session-caps.js';
 import { resetStream, tunnelEndCode } from '@mssh/protocol';
 import { noteBytesMoved, splice } from '@mssh/protocol/transport';
-import type { AgentDirectory, SessionEndReason, SessionMeta, SpliceMeta, TunnelAuditSink, TunnelRouter, TunnelSessionSummary } from './types.js';
+import type {
+  AgentDirectory,
+  SessionEndReason,
+  SessionMeta,
+  SpliceMeta,
+  TunnelAuditSink,
+  TunnelRouter,
+  TunnelSessionSummary,
+} from './types.js';
 
 export interface TunnelRouterOptions {
   directory: AgentDirectory;
@@ -90,8 +98,14 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
         if (code !== undefined) resetStream(c as Duplex & { close(code?: number): void }, code);
         else c.close(h2c.NGHTTP2_CANCEL);
       } else c.destroy();
-    } catch { /* gone */ }
-    try { e.agentStream.close(h2c.NGHTTP2_CANCEL); } catch { /* gone */ }
+    } catch {
+      /* gone */
+    }
+    try {
+      e.agentStream.close(h2c.NGHTTP2_CANCEL);
+    } catch {
+      /* gone */
+    }
   };
   let sessions = 0;
   let closing = false;
@@ -151,7 +165,9 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       const reason = link.endReason ?? 'closed';
       logger.info({ name: agent.name, reason }, `agent ${agent.name} disconnected: ${reason}`);
       safeAudit(logger, () => opts.audit.agentDisconnected({ agentId: agent.id, name: agent.name, reason }));
-      opts.directory.markSeen(agent.id, clock()).catch((err: unknown) => logger.error({ err, name: agent.name }, 'could not record last-seen time'));
+      opts.directory
+        .markSeen(agent.id, clock())
+        .catch((err: unknown) => logger.error({ err, name: agent.name }, 'could not record last-seen time'));
     },
     streamCount(delta: number): void {
       sessions += delta;
@@ -182,7 +198,10 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
     },
 
     onlineNames(): string[] {
-      return [...byName.values()].filter((l) => l.state === 'online').map((l) => l.name!).sort();
+      return [...byName.values()]
+        .filter((l) => l.state === 'online')
+        .map((l) => l.name!)
+        .sort();
     },
 
     activeSessions(): number {
@@ -203,7 +222,8 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
 
     async openSession(name: string, meta: SessionMeta): Promise<ClientHttp2Stream> {
       const link = byName.get(name);
-      if (!link || link.state !== 'online') throw relayError('RLY_ERR_AGENT_OFFLINE', `${name} is enrolled but its agent is not connected`);
+      if (!link || link.state !== 'online')
+        throw relayError('RLY_ERR_AGENT_OFFLINE', `${name} is enrolled but its agent is not connected`);
       const release = caps.take(meta.user, name);
       let stream: ClientHttp2Stream;
       try {
@@ -220,7 +240,10 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
 
     refreshHostKeys(name: string): Promise<string[]> {
       const link = byName.get(name);
-      if (!link || link.state !== 'online') return Promise.reject(relayError('RLY_ERR_AGENT_OFFLINE', `${name} is enrolled but its agent is not connected`));
+      if (!link || link.state !== 'online')
+        return Promise.reject(
+          relayError('RLY_ERR_AGENT_OFFLINE', `${name} is enrolled but its agent is not connected`),
+        );
       const now = performance.now();
       const last = refreshes.get(name);
       if (last && last.link === link && now - last.at < HOST_KEY_REFRESH_MIN_INTERVAL_MS) return last.keys;
@@ -230,8 +253,12 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       refreshes.set(name, entry);
       // Held while in flight; afterwards for the min interval only.
       keys.then(
-        () => { entry.at = performance.now(); },
-        () => { if (refreshes.get(name) === entry) refreshes.delete(name); },
+        () => {
+          entry.at = performance.now();
+        },
+        () => {
+          if (refreshes.get(name) === entry) refreshes.delete(name);
+        },
       );
       return keys;
     },
@@ -240,7 +267,11 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       return byName.get(name)?.agent?.id ?? '';
     },
 
-    async spliceSession(client: Duplex, agentStream: ClientHttp2Stream, meta: SpliceMeta): Promise<TunnelSessionSummary> {
+    async spliceSession(
+      client: Duplex,
+      agentStream: ClientHttp2Stream,
+      meta: SpliceMeta,
+    ): Promise<TunnelSessionSummary> {
       const link = linkOfStream.get(agentStream);
       const agentId = link?.agent?.id ?? '';
       const source = meta.source ?? null;
@@ -254,8 +285,15 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       let r: Awaited<ReturnType<typeof splice>>;
       try {
         const record = meta.record;
-        const onBytes = record?.noteBytes ? (n: number) => { noteBytesMoved(n); record.noteBytes!(n); } : noteBytesMoved;
-        const splicing = splice(client, agentStream, counters, onBytes, { halfCloseLingerMs: opts.halfCloseLingerMs ?? DEFAULT_HALF_CLOSE_LINGER_MS });
+        const onBytes = record?.noteBytes
+          ? (n: number) => {
+              noteBytesMoved(n);
+              record.noteBytes!(n);
+            }
+          : noteBytesMoved;
+        const splicing = splice(client, agentStream, counters, onBytes, {
+          halfCloseLingerMs: opts.halfCloseLingerMs ?? DEFAULT_HALF_CLOSE_LINGER_MS,
+        });
         // The user's sessions were ended while this one was being set up: it ends now, before a byte.
         const late = killMarkFor(meta.user, meta.authAt);
         if (late) kill(meta.sessionId, entry, late);

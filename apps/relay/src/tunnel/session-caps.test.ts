@@ -6,11 +6,17 @@ describe('SessionCaps', () => {
     const caps = new SessionCaps({ maxSessionsPerUser: 2, maxSessionsPerAgent: 3, maxSessions: 4 });
     const r1 = caps.take('alice', 'a');
     caps.take('alice', 'a');
-    expect(() => caps.take('alice', 'b')).toThrow(expect.objectContaining({ code: 'RLY_ERR_USER_SESSION_LIMIT', statusCode: 429 }));
+    expect(() => caps.take('alice', 'b')).toThrow(
+      expect.objectContaining({ code: 'RLY_ERR_USER_SESSION_LIMIT', statusCode: 429 }),
+    );
     caps.take('bob', 'a');
-    expect(() => caps.take('carol', 'a')).toThrow(expect.objectContaining({ code: 'RLY_ERR_AGENT_SESSION_LIMIT', statusCode: 429 }));
+    expect(() => caps.take('carol', 'a')).toThrow(
+      expect.objectContaining({ code: 'RLY_ERR_AGENT_SESSION_LIMIT', statusCode: 429 }),
+    );
     caps.take('carol', 'b');
-    expect(() => caps.take('dave', 'c')).toThrow(expect.objectContaining({ code: 'RLY_ERR_RELAY_SESSION_LIMIT', statusCode: 503 }));
+    expect(() => caps.take('dave', 'c')).toThrow(
+      expect.objectContaining({ code: 'RLY_ERR_RELAY_SESSION_LIMIT', statusCode: 503 }),
+    );
     expect(caps.count()).toBe(4);
     expect(caps.count({ user: 'alice' })).toBe(2);
     expect(caps.count({ agent: 'a' })).toBe(3);

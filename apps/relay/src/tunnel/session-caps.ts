@@ -17,7 +17,11 @@ export interface SessionCapLimits {
   maxSessions: number;
 }
 
-export const DEFAULT_SESSION_CAPS: SessionCapLimits = { maxSessionsPerUser: 64, maxSessionsPerAgent: 256, maxSessions: 4096 };
+export const DEFAULT_SESSION_CAPS: SessionCapLimits = {
+  maxSessionsPerUser: 64,
+  maxSessionsPerAgent: 256,
+  maxSessions: 4096,
+};
 
 export class SessionCaps {
   private readonly byUser = new Map<string, number>();
@@ -39,13 +43,22 @@ export class SessionCaps {
   check(user: string, agent: string): void {
     const { maxSessions, maxSessionsPerUser, maxSessionsPerAgent } = this.limits;
     if (this.total >= maxSessions) {
-      throw relayError('RLY_ERR_RELAY_SESSION_LIMIT', `the relay already carries ${maxSessions} sessions (--max-sessions); try again later`);
+      throw relayError(
+        'RLY_ERR_RELAY_SESSION_LIMIT',
+        `the relay already carries ${maxSessions} sessions (--max-sessions); try again later`,
+      );
     }
     if ((this.byUser.get(user) ?? 0) >= maxSessionsPerUser) {
-      throw relayError('RLY_ERR_USER_SESSION_LIMIT', `${user} already has ${maxSessionsPerUser} sessions open (--max-sessions-per-user); close one first`);
+      throw relayError(
+        'RLY_ERR_USER_SESSION_LIMIT',
+        `${user} already has ${maxSessionsPerUser} sessions open (--max-sessions-per-user); close one first`,
+      );
     }
     if ((this.byAgent.get(agent) ?? 0) >= maxSessionsPerAgent) {
-      throw relayError('RLY_ERR_AGENT_SESSION_LIMIT', `${agent} already has ${maxSessionsPerAgent} sessions open (--max-sessions-per-agent); close one first`);
+      throw relayError(
+        'RLY_ERR_AGENT_SESSION_LIMIT',
+        `${agent} already has ${maxSessionsPerAgent} sessions open (--max-sessions-per-agent); close one first`,
+      );
     }
   }
 

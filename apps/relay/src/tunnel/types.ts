@@ -11,7 +11,10 @@ export interface AgentDirectory {
   /** Look up an enrolled agent by its identity public key (SPKI DER, base64). */
   findByPublicKey(publicKey: string): Promise<EnrolledAgent | null>;
   /** The agent proved its key: store what it reported and mark it seen now. */
-  markConnected(id: string, info: { hostKeys: string[]; agentVersion: string; protocolVersion: number; at: Date }): Promise<void>;
+  markConnected(
+    id: string,
+    info: { hostKeys: string[]; agentVersion: string; protocolVersion: number; at: Date },
+  ): Promise<void>;
   /** The agent reported its target's host keys again (a rescan asked for by a client). */
   updateHostKeys?(id: string, hostKeys: string[]): Promise<void>;
   /** The agent's link ended (or it is still up: periodic touch). */
@@ -27,7 +30,16 @@ export interface EnrolledAgent {
 
 /** Why a session ended; audit uses the same words. */
 export type SessionEndReason =
-  | 'client_closed' | 'agent_closed' | 'relay_shutdown' | 'agent_revoked' | 'user_disabled' | 'role_changed' | 'idle_timeout' | 'agent_unresponsive' | 'error' | 'relay_crashed';
+  | 'client_closed'
+  | 'agent_closed'
+  | 'relay_shutdown'
+  | 'agent_revoked'
+  | 'user_disabled'
+  | 'role_changed'
+  | 'idle_timeout'
+  | 'agent_unresponsive'
+  | 'error'
+  | 'relay_crashed';
 
 /** What is known when a session is about to start (before any byte is forwarded). */
 export interface SessionStartInfo {
@@ -67,7 +79,13 @@ export interface SessionLedger {
 
 /** Audit events the tunnel emits (implemented by audit/). Must not throw; failures are logged by the sink. */
 export interface TunnelAuditSink {
-  agentConnected(e: { agentId: string; name: string; source: string; agentVersion: string; protocolVersion: number }): void;
+  agentConnected(e: {
+    agentId: string;
+    name: string;
+    source: string;
+    agentVersion: string;
+    protocolVersion: number;
+  }): void;
   agentDisconnected(e: { agentId: string; name: string; reason: string }): void;
   agentRejected(e: { name: string | null; source: string; code: string; message: string }): void;
   /**

@@ -4,7 +4,13 @@
  * before it reaches the terminal (control characters escaped, one row per event); --json prints one JSON
  * array (apps/tui/README.md, "JSON output").
  */
-import { parseTimeArg, resolveAuditTypeFilter, sanitizeForTerminal, type AuditEventInfo, type SessionInfo } from '@mssh/protocol';
+import {
+  parseTimeArg,
+  resolveAuditTypeFilter,
+  sanitizeForTerminal,
+  type AuditEventInfo,
+  type SessionInfo,
+} from '@mssh/protocol';
 import { cliError } from '../errors.js';
 import { printJson, println, withLoggedInRelay, type CliContext } from './context.js';
 
@@ -27,13 +33,23 @@ export interface AdminSessionsArgs {
 function timeArg(flag: string, v: string | undefined, now: Date): string | undefined {
   if (v === undefined) return undefined;
   const t = parseTimeArg(v, now);
-  if (!t) throw cliError('CLI_ERR_USAGE', `${flag} ${JSON.stringify(v)} is neither an age nor a time`, `Use an age like 90s, 30m, 24h, 7d, 2w or an ISO time like 2026-11-26T09:00:00Z.`);
+  if (!t)
+    throw cliError(
+      'CLI_ERR_USAGE',
+      `${flag} ${JSON.stringify(v)} is neither an age nor a time`,
+      `Use an age like 90s, 30m, 24h, 7d, 2w or an ISO time like 2026-11-26T09:00:00Z.`,
+    );
   return t.toISOString();
 }
 
 function limitArg(v: string | undefined): string | undefined {
   if (v === undefined) return undefined;
-  if (!/^\d{1,5}$/.test(v) || Number(v) < 1 || Number(v) > 10_000) throw cliError('CLI_ERR_USAGE', `--limit ${JSON.stringify(v)} is not a number from 1 to 10000`, 'Pass e.g. --limit 500.');
+  if (!/^\d{1,5}$/.test(v) || Number(v) < 1 || Number(v) > 10_000)
+    throw cliError(
+      'CLI_ERR_USAGE',
+      `--limit ${JSON.stringify(v)} is not a number from 1 to 10000`,
+      'Pass e.g. --limit 500.',
+    );
   return v;
 }
 
@@ -58,8 +74,15 @@ export function formatAuditTable(events: AuditEventInfo[]): string {
     events.map((e) => {
       const { bytesFromClient, bytesToClient, ...rest } = e.details ?? {};
       return [
-        clean(e.time, 30), clean(e.type, 40), clean(e.code, 12), clean(e.actor, 64), clean(e.host, 63), clean(e.source, 64),
-        byteCell(bytesFromClient), byteCell(bytesToClient), Object.keys(rest).length ? clean(rest, 160) : '-',
+        clean(e.time, 30),
+        clean(e.type, 40),
+        clean(e.code, 12),
+        clean(e.actor, 64),
+        clean(e.host, 63),
+        clean(e.source, 64),
+        byteCell(bytesFromClient),
+        byteCell(bytesToClient),
+        Object.keys(rest).length ? clean(rest, 160) : '-',
       ];
     }),
   );
@@ -70,7 +93,10 @@ export function formatBytes(n: number): string {
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];
   let v = n;
   let i = -1;
-  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
   return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
 }
 
@@ -85,8 +111,15 @@ export function formatSessionsTable(sessions: SessionInfo[]): string {
   return table(
     ['USER', 'HOST', 'SOURCE', 'VIA', 'STARTED', 'DURATION', 'UP', 'DOWN', 'STATE'],
     sessions.map((s) => [
-      clean(s.user, 64), clean(s.host, 63), clean(s.source, 64), clean(s.via, 8), clean(s.startedAt, 30), formatDuration(s.durationMs),
-      formatBytes(s.bytesFromClient), formatBytes(s.bytesToClient), s.active ? 'active' : `ended (${clean(s.endReason, 20)})`,
+      clean(s.user, 64),
+      clean(s.host, 63),
+      clean(s.source, 64),
+      clean(s.via, 8),
+      clean(s.startedAt, 30),
+      formatDuration(s.durationMs),
+      formatBytes(s.bytesFromClient),
+      formatBytes(s.bytesToClient),
+      s.active ? 'active' : `ended (${clean(s.endReason, 20)})`,
     ]),
   );
 }
@@ -101,8 +134,12 @@ export async function adminAudit(ctx: CliContext, args: AdminAuditArgs): Promise
     type = r.type;
   }
   const query: Record<string, string | undefined> = {
-    user: args.user, host: args.host, type,
-    since: timeArg('--since', args.since, now), until: timeArg('--until', args.until, now), limit: limitArg(args.limit),
+    user: args.user,
+    host: args.host,
+    type,
+    since: timeArg('--since', args.since, now),
+    until: timeArg('--until', args.until, now),
+    limit: limitArg(args.limit),
   };
   return withLoggedInRelay(ctx, async (client) => {
     const events = await client.auditEvents(query);

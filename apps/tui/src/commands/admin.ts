@@ -40,7 +40,12 @@ function admin(ctx: CliContext): AdminCommands {
     withOps: (fn) => withLoggedInRelay(ctx, (client) => fn(client)),
     stdout: ctx.io.stdout,
     password: { stdin: ctx.io.stdin, prompter: ctx.prompter },
-    spell: { grant: 'mssh admin grant', enroll: 'mssh admin agents enroll', usersAdd: 'mssh admin users add', usersPasswd: 'mssh admin users passwd' },
+    spell: {
+      grant: 'mssh admin grant',
+      enroll: 'mssh admin agents enroll',
+      usersAdd: 'mssh admin users add',
+      usersPasswd: 'mssh admin users passwd',
+    },
     afterCreate: (client, name) => [`They log in with \`mssh login --relay ${client.url} --user ${name}\`.`],
   });
 }
@@ -51,14 +56,20 @@ const ok = async (p: Promise<void>): Promise<number> => {
   return 0;
 };
 
-export const adminUsersAdd = (ctx: CliContext, a: { name: string; admin: boolean; passwordStdin: boolean }) => ok(admin(ctx).usersAdd(a));
+export const adminUsersAdd = (ctx: CliContext, a: { name: string; admin: boolean; passwordStdin: boolean }) =>
+  ok(admin(ctx).usersAdd(a));
 export const adminUsersList = (ctx: CliContext, a: { json: boolean }) => ok(admin(ctx).usersList(a));
-export const adminUsersDisable = (ctx: CliContext, a: { name: string; killSessions: boolean }) => ok(admin(ctx).usersDisable(a));
+export const adminUsersDisable = (ctx: CliContext, a: { name: string; killSessions: boolean }) =>
+  ok(admin(ctx).usersDisable(a));
 export const adminUsersEnable = (ctx: CliContext, a: { name: string }) => ok(admin(ctx).usersEnable(a));
-export const adminUsersPasswd = (ctx: CliContext, a: { name: string; passwordStdin: boolean }) => ok(admin(ctx).usersPasswd(a));
-export const adminUsersSetRole = (ctx: CliContext, a: { name: string; role?: string }) => ok(admin(ctx).usersSetRole(a));
-export const adminGrant = (ctx: CliContext, a: { subject: string; pattern: string; role: boolean }) => ok(admin(ctx).grant(a));
-export const adminRevokeGrant = (ctx: CliContext, a: { subject: string; pattern: string; role: boolean }) => ok(admin(ctx).revokeGrant(a));
+export const adminUsersPasswd = (ctx: CliContext, a: { name: string; passwordStdin: boolean }) =>
+  ok(admin(ctx).usersPasswd(a));
+export const adminUsersSetRole = (ctx: CliContext, a: { name: string; role?: string }) =>
+  ok(admin(ctx).usersSetRole(a));
+export const adminGrant = (ctx: CliContext, a: { subject: string; pattern: string; role: boolean }) =>
+  ok(admin(ctx).grant(a));
+export const adminRevokeGrant = (ctx: CliContext, a: { subject: string; pattern: string; role: boolean }) =>
+  ok(admin(ctx).revokeGrant(a));
 export const adminGrants = (ctx: CliContext, a: { json: boolean }) => ok(admin(ctx).grants(a));
 export const adminAgentsList = (ctx: CliContext, a: { json: boolean }) => ok(admin(ctx).agentsList(a));
 export const adminAgentsRevoke = (ctx: CliContext, a: { name: string }) => ok(admin(ctx).agentsRevoke(a));

@@ -45,21 +45,39 @@ export function currentRelayUrl(ctx: CliContext): string {
  * Connect to the current relay with its pinned certificate and the stored token. Fails before any
  * network traffic when there is no login or it has expired.
  */
-export async function openLoggedInRelay(ctx: CliContext, opts: { keepaliveMs?: number; timeoutMs?: number } = {}): Promise<LoggedInRelay> {
+export async function openLoggedInRelay(
+  ctx: CliContext,
+  opts: { keepaliveMs?: number; timeoutMs?: number } = {},
+): Promise<LoggedInRelay> {
   const url = currentRelayUrl(ctx);
   const entry = ctx.store.get(url);
   if (!entry || !entry.token) throw notLoggedIn(url);
   const expires = entry.expiresAt ? Date.parse(entry.expiresAt) : NaN;
   if (Number.isFinite(expires) && expires <= ctx.now().getTime()) {
-    throw cliError('CLI_ERR_TOKEN_EXPIRED', `your login to ${url} expired at ${entry.expiresAt}`, `Run \`${loginCommand(url, entry.user)}\` again.`);
+    throw cliError(
+      'CLI_ERR_TOKEN_EXPIRED',
+      `your login to ${url} expired at ${entry.expiresAt}`,
+      `Run \`${loginCommand(url, entry.user)}\` again.`,
+    );
   }
-  const conn = await ctx.connect({ url, trust: { pin: entry.fingerprint, explicit: false }, keepaliveMs: opts.keepaliveMs, timeoutMs: opts.timeoutMs });
+  const conn = await ctx.connect({
+    url,
+    trust: { pin: entry.fingerprint, explicit: false },
+    keepaliveMs: opts.keepaliveMs,
+    timeoutMs: opts.timeoutMs,
+  });
   if (conn.pinReplaced) ctx.store.updatePin(url, conn.fingerprint);
-  return { client: new RelayClient(conn, { token: entry.token, user: entry.user }), entry: { ...entry, token: entry.token } };
+  return {
+    client: new RelayClient(conn, { token: entry.token, user: entry.user }),
+    entry: { ...entry, token: entry.token },
+  };
 }
 
 /** Open the logged-in relay, run `fn` with it, and always close the connection afterwards. */
-export async function withLoggedInRelay<T>(ctx: CliContext, fn: (client: RelayClient, entry: LoggedInRelay['entry']) => Promise<T>): Promise<T> {
+export async function withLoggedInRelay<T>(
+  ctx: CliContext,
+  fn: (client: RelayClient, entry: LoggedInRelay['entry']) => Promise<T>,
+): Promise<T> {
   const { client, entry } = await openLoggedInRelay(ctx);
   try {
     return await fn(client, entry);

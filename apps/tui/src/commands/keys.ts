@@ -15,14 +15,23 @@ export function publicKeyFile(home: string, file: string | undefined): string {
   if (file !== undefined) {
     const p = resolve(file);
     if (!p.endsWith('.pub') && existsSync(`${p}.pub`)) return `${p}.pub`;
-    if (!existsSync(p)) throw cliError('CLI_ERR_KEY_FILE', `the key file ${p} does not exist`, 'Give the path of your public key, e.g. ~/.ssh/id_ed25519.pub.');
+    if (!existsSync(p))
+      throw cliError(
+        'CLI_ERR_KEY_FILE',
+        `the key file ${p} does not exist`,
+        'Give the path of your public key, e.g. ~/.ssh/id_ed25519.pub.',
+      );
     return p;
   }
   for (const f of DEFAULT_PUBLIC_KEYS) {
     const p = join(home, '.ssh', f);
     if (existsSync(p)) return p;
   }
-  throw cliError('CLI_ERR_KEY_FILE', `no public key in ${join(home, '.ssh')} (${DEFAULT_PUBLIC_KEYS.join(', ')})`, 'Create one with `ssh-keygen -t ed25519`, or give the file: `mssh keys add FILE.pub`.');
+  throw cliError(
+    'CLI_ERR_KEY_FILE',
+    `no public key in ${join(home, '.ssh')} (${DEFAULT_PUBLIC_KEYS.join(', ')})`,
+    'Create one with `ssh-keygen -t ed25519`, or give the file: `mssh keys add FILE.pub`.',
+  );
 }
 
 /** The one OpenSSH public key line in a file. */
@@ -31,11 +40,23 @@ export function readPublicKeyLine(path: string): string {
   try {
     text = readFileSync(path, 'utf8');
   } catch (e) {
-    throw cliError('CLI_ERR_KEY_FILE', `cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'Check the path and its permissions.', e);
+    throw cliError(
+      'CLI_ERR_KEY_FILE',
+      `cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      'Check the path and its permissions.',
+      e,
+    );
   }
-  const line = text.split('\n').map((l) => l.trim()).find((l) => l !== '' && !l.startsWith('#'));
+  const line = text
+    .split('\n')
+    .map((l) => l.trim())
+    .find((l) => l !== '' && !l.startsWith('#'));
   if (!line || !parseSshPublicKeyLine(line)) {
-    throw cliError('CLI_ERR_KEY_FILE', `${path} does not hold an OpenSSH public key ("ssh-ed25519 AAAA... comment")`, 'Give the .pub file, not the private key; `ssh-keygen -y -f KEY` prints the public key of a private one.');
+    throw cliError(
+      'CLI_ERR_KEY_FILE',
+      `${path} does not hold an OpenSSH public key ("ssh-ed25519 AAAA... comment")`,
+      'Give the .pub file, not the private key; `ssh-keygen -y -f KEY` prints the public key of a private one.',
+    );
   }
   return line;
 }
@@ -45,16 +66,28 @@ export async function keysAdd(ctx: CliContext, args: { file?: string }): Promise
   const line = readPublicKeyLine(path);
   return withLoggedInRelay(ctx, async (client, entry) => {
     const k = await client.addSshKey(line);
-    println(ctx.io.stdout, `Added ${sanitizeForTerminal(k.fingerprint)} (${sanitizeForTerminal(k.type)}${k.comment ? `, ${sanitizeForTerminal(k.comment)}` : ''}) for ${entry.user}.`);
+    println(
+      ctx.io.stdout,
+      `Added ${sanitizeForTerminal(k.fingerprint)} (${sanitizeForTerminal(k.type)}${k.comment ? `, ${sanitizeForTerminal(k.comment)}` : ''}) for ${entry.user}.`,
+    );
     // The host we reach the relay by, and the port its jump listener is actually bound to (as it reports).
     const host = new URL(client.url).hostname;
     if (k.jump === null) {
-      println(ctx.io.stdout, `The relay's SSH jump listener is off, so \`ssh -J\` does not work yet; its admin turns it on with \`mssh-relay serve --ssh-listen HOST:PORT\`.`);
+      println(
+        ctx.io.stdout,
+        `The relay's SSH jump listener is off, so \`ssh -J\` does not work yet; its admin turns it on with \`mssh-relay serve --ssh-listen HOST:PORT\`.`,
+      );
     } else if (k.jump === undefined) {
-      println(ctx.io.stdout, `Use it with: ssh -J ${entry.user}@${host}:PORT LOGIN@MACHINE, where PORT is the relay's SSH jump port (this relay does not report it; 2222 unless it set --ssh-listen: \`mssh-relay info\` on the relay).`);
+      println(
+        ctx.io.stdout,
+        `Use it with: ssh -J ${entry.user}@${host}:PORT LOGIN@MACHINE, where PORT is the relay's SSH jump port (this relay does not report it; 2222 unless it set --ssh-listen: \`mssh-relay info\` on the relay).`,
+      );
     } else {
       const at = `${host}:${k.jump.port}`;
-      println(ctx.io.stdout, `Use it with: ssh -J ${entry.user}@${at} LOGIN@MACHINE; \`ssh -p ${k.jump.port} ${entry.user}@${host}\` lists the machines.`);
+      println(
+        ctx.io.stdout,
+        `Use it with: ssh -J ${entry.user}@${at} LOGIN@MACHINE; \`ssh -p ${k.jump.port} ${entry.user}@${host}\` lists the machines.`,
+      );
     }
     return 0;
   });
@@ -72,7 +105,10 @@ export async function keysList(ctx: CliContext, args: { json: boolean } = { json
       return 0;
     }
     for (const k of keys) {
-      println(ctx.io.stdout, `${sanitizeForTerminal(k.fingerprint)}  ${sanitizeForTerminal(k.type)}  ${sanitizeForTerminal(k.comment ?? '-')}  ${sanitizeForTerminal(k.createdAt)}`);
+      println(
+        ctx.io.stdout,
+        `${sanitizeForTerminal(k.fingerprint)}  ${sanitizeForTerminal(k.type)}  ${sanitizeForTerminal(k.comment ?? '-')}  ${sanitizeForTerminal(k.createdAt)}`,
+      );
     }
     return 0;
   });

@@ -9,7 +9,16 @@ import { machineNameOf } from './ssh-config.js';
 export async function knownHostsList(ctx: CliContext, args: { json: boolean } = { json: false }): Promise<number> {
   const keys = ctx.knownHosts.entries();
   if (args.json) {
-    printJson(ctx, keys.map((k) => ({ hosts: k.hosts, type: k.type, fingerprint: k.fingerprint, publicKey: keyLineFromBlob(k.blob), line: k.line })));
+    printJson(
+      ctx,
+      keys.map((k) => ({
+        hosts: k.hosts,
+        type: k.type,
+        fingerprint: k.fingerprint,
+        publicKey: keyLineFromBlob(k.blob),
+        line: k.line,
+      })),
+    );
     return 0;
   }
   if (keys.length === 0) {
@@ -28,7 +37,11 @@ export async function knownHostsForget(ctx: CliContext, args: { host: string }):
   const host = args.host.toLowerCase();
   const n = ctx.knownHosts.forget(host);
   if (n === 0) println(ctx.io.stderr, `No host keys were pinned for ${sanitizeForTerminal(host)}.`);
-  else println(ctx.io.stdout, `Forgot ${n} host key${n === 1 ? '' : 's'} for ${host}; the next connection pins the key the relay attests.`);
+  else
+    println(
+      ctx.io.stdout,
+      `Forgot ${n} host key${n === 1 ? '' : 's'} for ${host}; the next connection pins the key the relay attests.`,
+    );
   return 0;
 }
 
@@ -45,9 +58,17 @@ export async function knownHostsForget(ctx: CliContext, args: { host: string }):
  * not attest, the agent is asked to rescan first (its SSH server's keys may just have been replaced).
  * Without TYPE KEY (a block written by an older mssh), the attested keys are pinned at once, as before.
  */
-export async function knownHostsOpenssh(ctx: CliContext, args: { host: string; keyType?: string; key?: string }): Promise<number> {
+export async function knownHostsOpenssh(
+  ctx: CliContext,
+  args: { host: string; keyType?: string; key?: string },
+): Promise<number> {
   const field = args.host.trim();
-  if (!/^[\x21-\x7e]+$/.test(field) || field.includes(',')) throw cliError('CLI_ERR_USAGE', `${JSON.stringify(field.slice(0, 100))} is not a host name`, 'Usage: mssh known-hosts openssh HOST [TYPE KEY] (from ssh_config: KnownHostsCommand mssh known-hosts openssh %H %t %K)');
+  if (!/^[\x21-\x7e]+$/.test(field) || field.includes(','))
+    throw cliError(
+      'CLI_ERR_USAGE',
+      `${JSON.stringify(field.slice(0, 100))} is not a host name`,
+      'Usage: mssh known-hosts openssh HOST [TYPE KEY] (from ssh_config: KnownHostsCommand mssh known-hosts openssh %H %t %K)',
+    );
   const name = machineNameOf(field);
   assertHostName(name);
   const print = (blobs: Buffer[]): number => {
@@ -55,7 +76,8 @@ export async function knownHostsOpenssh(ctx: CliContext, args: { host: string; k
     return 0;
   };
   const withKey = args.keyType !== undefined;
-  const presented = withKey && args.keyType !== 'NONE' && args.key && args.key !== 'NONE' ? Buffer.from(args.key, 'base64') : null;
+  const presented =
+    withKey && args.keyType !== 'NONE' && args.key && args.key !== 'NONE' ? Buffer.from(args.key, 'base64') : null;
   const pinned = ctx.knownHosts.lookup(name).map((k) => k.blob);
   if (pinned.length > 0) {
     if (presented && !pinned.some((p) => p.equals(presented))) {
@@ -71,14 +93,21 @@ export async function knownHostsOpenssh(ctx: CliContext, args: { host: string; k
     const parse = (lines: string[]) => lines.flatMap((l) => parseSshPublicKeyLine(l)?.blob ?? []);
     blobs = parse((await client.getHost(name)).hostKeys);
     if (presented && !blobs.some((b) => b.equals(presented))) {
-      const fresh = await client.refreshHostKeys(name).then((h) => parse(h.hostKeys), () => null);
+      const fresh = await client.refreshHostKeys(name).then(
+        (h) => parse(h.hostKeys),
+        () => null,
+      );
       if (fresh && fresh.length > 0) blobs = fresh;
     }
   } finally {
     await client.close();
   }
   if (blobs.length === 0) {
-    throw cliError('CLI_ERR_HOST_KEY_NOT_ATTESTED', `cannot verify ${name}: the relay attests no SSH host keys for it`, `The agent on ${name} reports its keys when it connects; restart it there.`);
+    throw cliError(
+      'CLI_ERR_HOST_KEY_NOT_ATTESTED',
+      `cannot verify ${name}: the relay attests no SSH host keys for it`,
+      `The agent on ${name} reports its keys when it connects; restart it there.`,
+    );
   }
   if (presented && !blobs.some((b) => b.equals(presented))) {
     const e = hostKeyRefusal(name, presented, { kind: 'not-attested', attested: blobs }, ctx.knownHosts.path);

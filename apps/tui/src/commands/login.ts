@@ -4,7 +4,14 @@ import type { RelayEntry } from '../config/credentials-store.js';
 import { cliError, isCliError, type CliError, type CliErrorCode } from '../errors.js';
 import { RelayClient } from '../relay-client/relay-client.js';
 import { readFirstLine } from '@mssh/cli-kit';
-import { currentRelayUrl, openLoggedInRelay, printJson, println, withLoggedInRelay, type CliContext } from './context.js';
+import {
+  currentRelayUrl,
+  openLoggedInRelay,
+  printJson,
+  println,
+  withLoggedInRelay,
+  type CliContext,
+} from './context.js';
 
 export interface LoginArgs {
   relay: string;
@@ -23,9 +30,18 @@ export async function login(ctx: CliContext, args: LoginArgs): Promise<number> {
   let password: string | null = null;
   if (args.passwordStdin) {
     password = await readFirstLine(ctx.io.stdin);
-    if (!password) throw cliError('CLI_ERR_BAD_PASSWORD', 'no password on stdin', 'Pipe the password as the first line, e.g. `printf "%s\\n" "$PW" | mssh login ... --password-stdin`.');
+    if (!password)
+      throw cliError(
+        'CLI_ERR_BAD_PASSWORD',
+        'no password on stdin',
+        'Pipe the password as the first line, e.g. `printf "%s\\n" "$PW" | mssh login ... --password-stdin`.',
+      );
   } else if (!ctx.prompter.available()) {
-    throw cliError('CLI_ERR_NO_TTY', 'there is no terminal to ask for the password', 'Pass it as the first line of stdin with --password-stdin.');
+    throw cliError(
+      'CLI_ERR_NO_TTY',
+      'there is no terminal to ask for the password',
+      'Pass it as the first line of stdin with --password-stdin.',
+    );
   }
   const stored = ctx.store.get(url);
   const conn = await ctx.connect({
@@ -33,15 +49,27 @@ export async function login(ctx: CliContext, args: LoginArgs): Promise<number> {
     trust: explicitPin ? { pin: explicitPin, explicit: true } : { pin: stored?.fingerprint ?? null, explicit: false },
   });
   try {
-    if (conn.firstUse) println(ctx.io.stderr, `Relay certificate fingerprint: ${conn.fingerprint} (trusted on first use)`);
+    if (conn.firstUse)
+      println(ctx.io.stderr, `Relay certificate fingerprint: ${conn.fingerprint} (trusted on first use)`);
     if (password === null) {
       password = await ctx.prompter.ask(`Password for ${args.user} on ${url}: `, { echo: false });
-      if (!password) throw cliError('CLI_ERR_BAD_PASSWORD', 'empty password', 'Run the command again and type the password.');
+      if (!password)
+        throw cliError('CLI_ERR_BAD_PASSWORD', 'empty password', 'Run the command again and type the password.');
     }
     const client = new RelayClient(conn, { token: null, user: args.user });
     const res = await client.login(args.user, password);
-    ctx.store.saveLogin({ url, fingerprint: conn.fingerprint, token: res.token, user: res.user, admin: res.admin, expiresAt: res.expiresAt });
-    println(ctx.io.stdout, `Logged in to ${url} as ${sanitizeForTerminal(res.user)}${res.admin ? ' (admin)' : ''}, until ${sanitizeForTerminal(res.expiresAt)}.`);
+    ctx.store.saveLogin({
+      url,
+      fingerprint: conn.fingerprint,
+      token: res.token,
+      user: res.user,
+      admin: res.admin,
+      expiresAt: res.expiresAt,
+    });
+    println(
+      ctx.io.stdout,
+      `Logged in to ${url} as ${sanitizeForTerminal(res.user)}${res.admin ? ' (admin)' : ''}, until ${sanitizeForTerminal(res.expiresAt)}.`,
+    );
     return 0;
   } finally {
     await conn.close();
@@ -83,7 +111,12 @@ export async function logout(ctx: CliContext): Promise<number> {
     if (!harmlessRevokeFailure(e)) {
       ctx.store.clearToken(url);
       if (!isCliError(e)) throw e;
-      throw cliError(e.code as CliErrorCode, `${e.message}; the token was deleted here but not revoked on the relay`, `It stays valid there until ${entry.expiresAt ?? 'it expires'}.`, e);
+      throw cliError(
+        e.code as CliErrorCode,
+        `${e.message}; the token was deleted here but not revoked on the relay`,
+        `It stays valid there until ${entry.expiresAt ?? 'it expires'}.`,
+        e,
+      );
     }
   }
   ctx.store.clearToken(url);
@@ -93,7 +126,14 @@ export async function logout(ctx: CliContext): Promise<number> {
 
 /** A token the relay already refuses (expired, revoked) needs no revocation. */
 function harmlessRevokeFailure(e: unknown): boolean {
-  return isCliError(e) && (e.code === 'CLI_ERR_TOKEN_EXPIRED' || e.code === 'CLI_ERR_TOKEN_REJECTED' || e.code === 'CLI_ERR_SESSION_ENDED' || e.code === 'CLI_ERR_ACCOUNT_DISABLED' || e.code === 'CLI_ERR_NOT_LOGGED_IN');
+  return (
+    isCliError(e) &&
+    (e.code === 'CLI_ERR_TOKEN_EXPIRED' ||
+      e.code === 'CLI_ERR_TOKEN_REJECTED' ||
+      e.code === 'CLI_ERR_SESSION_ENDED' ||
+      e.code === 'CLI_ERR_ACCOUNT_DISABLED' ||
+      e.code === 'CLI_ERR_NOT_LOGGED_IN')
+  );
 }
 
 /** POST logout with a salvaged entry's token, over a connection checked against its pin (the store cannot be updated). */
@@ -117,18 +157,26 @@ async function logoutFromDamagedStore(ctx: CliContext, damage: CliError): Promis
   const entry = url ? found.relays[url] : undefined;
   let outcome: string;
   if (!entry?.token) {
-    outcome = url ? `no token for ${url} could be read from it, so none was revoked` : 'no token could be read from it, so none was revoked';
+    outcome = url
+      ? `no token for ${url} could be read from it, so none was revoked`
+      : 'no token could be read from it, so none was revoked';
   } else {
     try {
       await revoke(ctx, { ...entry, token: entry.token });
       outcome = `the token for ${url} it still holds was revoked on the relay`;
     } catch (e) {
       if (harmlessRevokeFailure(e)) outcome = `the token for ${url} it still holds was no longer valid on the relay`;
-      else if (isCliError(e)) outcome = `the token for ${url} it still holds was NOT revoked (${e.message} [${e.code}])`;
+      else if (isCliError(e))
+        outcome = `the token for ${url} it still holds was NOT revoked (${e.message} [${e.code}])`;
       else throw e;
     }
   }
-  throw cliError('CLI_ERR_CONFIG', `${damage.message}; ${outcome}`, damage.hint ?? `Delete ${ctx.store.path} and log in again.`, damage);
+  throw cliError(
+    'CLI_ERR_CONFIG',
+    `${damage.message}; ${outcome}`,
+    damage.hint ?? `Delete ${ctx.store.path} and log in again.`,
+    damage,
+  );
 }
 
 /** `mssh whoami`: ask the relay who the stored token belongs to. */

@@ -11,7 +11,7 @@ export function primaryFingerprint(hostKeys: string[]): string {
   });
   const rank = (t: string) => (KEY_TYPE_ORDER.includes(t) ? KEY_TYPE_ORDER.indexOf(t) : KEY_TYPE_ORDER.length);
   keys.sort((a, b) => rank(a.type) - rank(b.type));
-  return keys.length ? fingerprintKeyLine(keys[0]!.line) ?? '-' : '-';
+  return keys.length ? (fingerprintKeyLine(keys[0]!.line) ?? '-') : '-';
 }
 
 export function formatAge(iso: string | null, now: Date): string {
@@ -51,9 +51,12 @@ export async function ls(ctx: CliContext, args: { json: boolean }): Promise<numb
     }
     ctx.io.stdout.write(formatHostsTable(hosts, ctx.now()));
     if (hosts.length === 0) {
-      println(ctx.io.stderr, entry.admin
-        ? 'No machines yet. Enrol one with `mssh admin agents enroll NAME`.'
-        : `No machines you may reach. Ask an admin for a grant (\`mssh admin grant ${sanitizeForTerminal(entry.user ?? 'USER')} 'PATTERN'\`).`);
+      println(
+        ctx.io.stderr,
+        entry.admin
+          ? 'No machines yet. Enrol one with `mssh admin agents enroll NAME`.'
+          : `No machines you may reach. Ask an admin for a grant (\`mssh admin grant ${sanitizeForTerminal(entry.user ?? 'USER')} 'PATTERN'\`).`,
+      );
     }
     return 0;
   });

@@ -82,7 +82,14 @@ export async function proxy(ctx: CliContext, args: { host: string }): Promise<nu
     const tunnel = await client.openTunnel(host);
     // Our parent (ssh, which runs `exec mssh proxy ...`) is gone when we have been re-parented.
     const parent = process.ppid;
-    return await spliceTunnel(tunnel.stream, ctx.io.stdin, ctx.io.stdout, host, () => client.endedByRelay(tunnel, host), () => process.ppid !== parent);
+    return await spliceTunnel(
+      tunnel.stream,
+      ctx.io.stdin,
+      ctx.io.stdout,
+      host,
+      () => client.endedByRelay(tunnel, host),
+      () => process.ppid !== parent,
+    );
   } finally {
     await client.close();
   }

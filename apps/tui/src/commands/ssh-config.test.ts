@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { BLOCK_BEGIN, BLOCK_END, installBlock, machineNameOf, quoteCommand, removeBlock, sshConfigBlock } from './ssh-config.js';
+import {
+  BLOCK_BEGIN,
+  BLOCK_END,
+  installBlock,
+  machineNameOf,
+  quoteCommand,
+  removeBlock,
+  sshConfigBlock,
+} from './ssh-config.js';
 
 const block = sshConfigBlock(['/usr/bin/node', '/opt/mssh/bin/mssh.js']);
 
@@ -7,7 +15,9 @@ describe('mssh config ssh', () => {
   it('routes *.mssh through `mssh proxy %n` with mssh host keys and strict checking, absolute paths quoted', () => {
     expect(block.startsWith(`${BLOCK_BEGIN}\nHost *.mssh\n`)).toBe(true);
     expect(block).toContain('    ProxyCommand "/usr/bin/node" "/opt/mssh/bin/mssh.js" proxy %n\n');
-    expect(block).toContain('    KnownHostsCommand "/usr/bin/node" "/opt/mssh/bin/mssh.js" known-hosts openssh %H %t %K\n');
+    expect(block).toContain(
+      '    KnownHostsCommand "/usr/bin/node" "/opt/mssh/bin/mssh.js" known-hosts openssh %H %t %K\n',
+    );
     expect(block).toContain('    StrictHostKeyChecking yes\n');
     expect(block).toContain('    UserKnownHostsFile /dev/null\n');
     expect(block.endsWith(`Host *\n${BLOCK_END}\n`)).toBe(true);

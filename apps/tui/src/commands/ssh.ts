@@ -37,13 +37,22 @@ const MSSH_SUFFIX = '.mssh';
  * `[user@]host` → user and host. -l wins over user@, as in OpenSSH; the default is the local user. A
  * `NAME.mssh` host (the OpenSSH alias of `mssh config ssh`) is the machine NAME.
  */
-export function parseDestination(destination: string, loginFlag: string | undefined, localUser: string): { user: string; host: string } {
+export function parseDestination(
+  destination: string,
+  loginFlag: string | undefined,
+  localUser: string,
+): { user: string; host: string } {
   const at = destination.lastIndexOf('@');
   let host = (at >= 0 ? destination.slice(at + 1) : destination).toLowerCase();
   if (host.endsWith(MSSH_SUFFIX) && host.length > MSSH_SUFFIX.length) host = host.slice(0, -MSSH_SUFFIX.length);
   const fromDest = at >= 0 ? destination.slice(0, at) : '';
   const user = loginFlag || fromDest || localUser;
-  if (!host) throw cliError('CLI_ERR_USAGE', `no machine name in ${JSON.stringify(destination)}`, 'Usage: mssh ssh [user@]host [-- command...]');
+  if (!host)
+    throw cliError(
+      'CLI_ERR_USAGE',
+      `no machine name in ${JSON.stringify(destination)}`,
+      'Usage: mssh ssh [user@]host [-- command...]',
+    );
   if (!user) throw cliError('CLI_ERR_USAGE', 'no login user', 'Give one as user@host or with -l USER.');
   return { user, host };
 }
@@ -75,7 +84,11 @@ export function connectTimeoutMs(args: Pick<SshArgs, 'connectTimeout' | 'options
   for (const o of args.options ?? []) {
     const m = /^\s*connecttimeout\s*(?:=\s*|\s+)(.*)$/i.exec(o);
     if (!m) {
-      throw cliError('CLI_ERR_USAGE', `-o ${JSON.stringify(o.slice(0, 100))} is not understood: mssh ssh takes only -o ConnectTimeout=SECONDS`, "For other OpenSSH options use OpenSSH itself: `ssh -o ProxyCommand='mssh proxy %n' ...` or `mssh config ssh --install`.");
+      throw cliError(
+        'CLI_ERR_USAGE',
+        `-o ${JSON.stringify(o.slice(0, 100))} is not understood: mssh ssh takes only -o ConnectTimeout=SECONDS`,
+        "For other OpenSSH options use OpenSSH itself: `ssh -o ProxyCommand='mssh proxy %n' ...` or `mssh config ssh --install`.",
+      );
     }
     if (value === undefined) {
       value = m[1]!;
@@ -85,7 +98,11 @@ export function connectTimeoutMs(args: Pick<SshArgs, 'connectTimeout' | 'options
   if (value === undefined) return DEFAULT_CONNECT_TIMEOUT_S * 1000;
   const v = value.trim();
   if (!/^\d{1,4}$/.test(v) || Number(v) < 1 || Number(v) > 3600) {
-    throw cliError('CLI_ERR_USAGE', `${from} needs whole seconds from 1 to 3600, not ${JSON.stringify(value.slice(0, 40))}`, 'For example: mssh ssh --connect-timeout 10 laptop');
+    throw cliError(
+      'CLI_ERR_USAGE',
+      `${from} needs whole seconds from 1 to 3600, not ${JSON.stringify(value.slice(0, 40))}`,
+      'For example: mssh ssh --connect-timeout 10 laptop',
+    );
   }
   return Number(v) * 1000;
 }
@@ -96,7 +113,8 @@ function checkHostName(host: string): void {
     assertHostName(host);
   } catch (e) {
     const first = host.split('.')[0] ?? '';
-    if (isCliError(e) && first !== host && isValidHostName(first)) throw cliError(e.code as CliErrorCode, e.message, `${didYouMean([first])} ${e.hint}`);
+    if (isCliError(e) && first !== host && isValidHostName(first))
+      throw cliError(e.code as CliErrorCode, e.message, `${didYouMean([first])} ${e.hint}`);
     throw e;
   }
 }
@@ -122,14 +140,20 @@ const STEP_TEXT: Record<ConnectStep, (host: string) => string> = {
 
 /** `mssh ssh [user@]host [-i KEY] [-t] [-T] [-l USER] [-v] [--connect-timeout S] [-o ConnectTimeout=S] [-- command...]` */
 export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
-  if (args.forceTty && args.noTty) throw cliError('CLI_ERR_USAGE', '-t and -T contradict each other', 'Use -t to force a terminal or -T to disable it, not both.');
+  if (args.forceTty && args.noTty)
+    throw cliError(
+      'CLI_ERR_USAGE',
+      '-t and -T contradict each other',
+      'Use -t to force a terminal or -T to disable it, not both.',
+    );
   const limitMs = connectTimeoutMs(args);
   const { user, host } = parseDestination(args.destination, args.login, ctx.config.localUser);
   checkHostName(host);
   let identityFiles: string[];
   if (args.identity !== undefined) {
     const file = resolve(args.identity);
-    if (!existsSync(file)) throw cliError('CLI_ERR_KEY_FILE', `the key file ${file} does not exist`, 'Check the path given to -i.');
+    if (!existsSync(file))
+      throw cliError('CLI_ERR_KEY_FILE', `the key file ${file} does not exist`, 'Check the path given to -i.');
     identityFiles = [file];
   } else {
     identityFiles = defaultIdentityFiles(ctx.config.home);
@@ -137,7 +161,8 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
   const command = remoteCommand(args.command);
   const stdinIsTty = (ctx.io.stdin as Partial<ReadStream>).isTTY === true;
   const progress = createConnectProgress(ctx.io.stderr, { verbose: args.verbose === true, host });
-  if (args.destination.toLowerCase().endsWith(MSSH_SUFFIX)) progress.detail(`${host}${MSSH_SUFFIX} is the OpenSSH name of the machine ${host}`);
+  if (args.destination.toLowerCase().endsWith(MSSH_SUFFIX))
+    progress.detail(`${host}${MSSH_SUFFIX} is the OpenSSH name of the machine ${host}`);
 
   // One limit from now until the SSH handshake is done (prompts after it are not limited), like
   // OpenSSH's ConnectTimeout: relay, host keys, tunnel, the machine's sshd.
@@ -150,11 +175,13 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
       timedOut = true;
       progress.done();
       client?.conn.session.destroy();
-      reject(cliError(
-        'CLI_ERR_CONNECT_TIMEOUT',
-        `no SSH connection to ${host} within ${limitMs / 1000} s (still ${step})`,
-        "The machine's agent or SSH server may be hung or overloaded; `mssh ls` shows whether it is online. --connect-timeout SECONDS waits longer.",
-      ));
+      reject(
+        cliError(
+          'CLI_ERR_CONNECT_TIMEOUT',
+          `no SSH connection to ${host} within ${limitMs / 1000} s (still ${step})`,
+          "The machine's agent or SSH server may be hung or overloaded; `mssh ls` shows whether it is online. --connect-timeout SECONDS waits longer.",
+        ),
+      );
     }, limitMs);
   });
   expired.catch(() => {});
@@ -204,7 +231,8 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
     session.catch(() => {});
     return await Promise.race([session, expired]);
   } catch (e) {
-    if (isCliError(e) && client && (e.code === 'CLI_ERR_UNKNOWN_HOST' || e.code === 'CLI_ERR_NO_GRANT')) throw await withSuggestions(e, host, client);
+    if (isCliError(e) && client && (e.code === 'CLI_ERR_UNKNOWN_HOST' || e.code === 'CLI_ERR_NO_GRANT'))
+      throw await withSuggestions(e, host, client);
     throw e;
   } finally {
     stopTimer();

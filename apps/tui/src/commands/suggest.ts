@@ -25,7 +25,10 @@ export function suggestNames(name: string, known: readonly string[], max = 3): s
   const limit = name.length <= 4 ? 1 : 2;
   return known
     .filter((k) => k !== name)
-    .map((k) => ({ k, d: k.startsWith(name) && name.length >= 3 ? Math.min(editDistance(name, k), limit) : editDistance(name, k) }))
+    .map((k) => ({
+      k,
+      d: k.startsWith(name) && name.length >= 3 ? Math.min(editDistance(name, k), limit) : editDistance(name, k),
+    }))
     .filter((x) => x.d <= limit)
     .sort((a, b) => a.d - b.d || (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
     .slice(0, max)

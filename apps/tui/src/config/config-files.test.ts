@@ -22,7 +22,14 @@ describe('config directory and credentials file', () => {
       const dir = join(root, 'a', 'mssh');
       ensurePrivateDir(dir);
       const store = new CredentialsStore(dir);
-      store.saveLogin({ url: 'https://r:8443', fingerprint: 'SHA256:x', token: 't', user: 'alice', admin: false, expiresAt: '2030-01-01T00:00:00Z' });
+      store.saveLogin({
+        url: 'https://r:8443',
+        fingerprint: 'SHA256:x',
+        token: 't',
+        user: 'alice',
+        admin: false,
+        expiresAt: '2030-01-01T00:00:00Z',
+      });
       expect(mode(dir)).toBe(0o700);
       expect(mode(store.path)).toBe(0o600);
     } finally {
@@ -45,8 +52,22 @@ describe('config directory and credentials file', () => {
 
   it('keeps one entry per relay; logout clears the token but keeps the pin', () => {
     const store = new CredentialsStore(root);
-    store.saveLogin({ url: 'https://a:8443', fingerprint: 'SHA256:a', token: 'ta', user: 'alice', admin: true, expiresAt: '2030-01-01T00:00:00Z' });
-    store.saveLogin({ url: 'https://b:8443', fingerprint: 'SHA256:b', token: 'tb', user: 'bob', admin: false, expiresAt: '2030-01-01T00:00:00Z' });
+    store.saveLogin({
+      url: 'https://a:8443',
+      fingerprint: 'SHA256:a',
+      token: 'ta',
+      user: 'alice',
+      admin: true,
+      expiresAt: '2030-01-01T00:00:00Z',
+    });
+    store.saveLogin({
+      url: 'https://b:8443',
+      fingerprint: 'SHA256:b',
+      token: 'tb',
+      user: 'bob',
+      admin: false,
+      expiresAt: '2030-01-01T00:00:00Z',
+    });
     expect(store.currentUrl()).toBe('https://b:8443');
     expect(store.get('https://a:8443')?.token).toBe('ta');
     store.clearToken('https://b:8443');
@@ -67,7 +88,10 @@ describe('config directory and credentials file', () => {
     expect(parseConfig({ MSSH_CONFIG_DIR: '/x/y', HOME: '/home/u' }).configDir).toBe('/x/y');
     expect(parseConfig({ HOME: '/home/u' }).configDir).toBe('/home/u/.config/mssh');
     expect(parseConfig({ HOME: '/home/u', SSH_AUTH_SOCK: '' }).agentSocket).toBeNull();
-    expect(parseConfig({ HOME: '/home/u', LANG: 'C.UTF-8', LC_ALL: 'C', PATH: '/bin' }).localeEnv).toEqual({ LANG: 'C.UTF-8', LC_ALL: 'C' });
+    expect(parseConfig({ HOME: '/home/u', LANG: 'C.UTF-8', LC_ALL: 'C', PATH: '/bin' }).localeEnv).toEqual({
+      LANG: 'C.UTF-8',
+      LC_ALL: 'C',
+    });
   });
 });
 
@@ -90,7 +114,9 @@ describe('relay URL and fingerprint', () => {
   it('accepts only SHA256 fingerprints as printed by mssh-relay info', () => {
     const fp = `SHA256:${'A'.repeat(43)}`;
     expect(parseFingerprint(` ${fp} `)).toBe(fp);
-    expect(() => parseFingerprint('SHA256:short')).toThrow(expect.objectContaining({ code: 'CLI_ERR_BAD_FINGERPRINT' }));
+    expect(() => parseFingerprint('SHA256:short')).toThrow(
+      expect.objectContaining({ code: 'CLI_ERR_BAD_FINGERPRINT' }),
+    );
     expect(() => parseFingerprint('AB:CD:EF')).toThrow(expect.objectContaining({ code: 'CLI_ERR_BAD_FINGERPRINT' }));
   });
 });

@@ -37,9 +37,12 @@ export interface ClientConfig {
 export function parseConfig(env: NodeJS.ProcessEnv): ClientConfig {
   const e = Env.parse(env);
   const home = e.HOME && e.HOME.length > 0 ? e.HOME : homedir();
-  const configDir = e.MSSH_CONFIG_DIR && e.MSSH_CONFIG_DIR.length > 0
-    ? (isAbsolute(e.MSSH_CONFIG_DIR) ? e.MSSH_CONFIG_DIR : resolve(e.MSSH_CONFIG_DIR))
-    : join(home, '.config', 'mssh');
+  const configDir =
+    e.MSSH_CONFIG_DIR && e.MSSH_CONFIG_DIR.length > 0
+      ? isAbsolute(e.MSSH_CONFIG_DIR)
+        ? e.MSSH_CONFIG_DIR
+        : resolve(e.MSSH_CONFIG_DIR)
+      : join(home, '.config', 'mssh');
   let localUser = e.USER ?? '';
   try {
     localUser = userInfo().username;
@@ -48,7 +51,8 @@ export function parseConfig(env: NodeJS.ProcessEnv): ClientConfig {
   }
   const localeEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(env)) {
-    if ((k === 'LANG' || k.startsWith('LC_')) && typeof v === 'string' && v.length > 0 && v.length < 256) localeEnv[k] = v;
+    if ((k === 'LANG' || k.startsWith('LC_')) && typeof v === 'string' && v.length > 0 && v.length < 256)
+      localeEnv[k] = v;
   }
   return {
     configDir,

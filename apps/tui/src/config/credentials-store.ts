@@ -46,7 +46,11 @@ export class CredentialsStore {
     }
     const parsed = CredentialsFile.safeParse(json);
     if (!parsed.success) {
-      throw cliError('CLI_ERR_CONFIG', `${this.path} is damaged`, `Delete it and log in again (\`mssh login --relay URL --user NAME\`).`);
+      throw cliError(
+        'CLI_ERR_CONFIG',
+        `${this.path} is damaged`,
+        `Delete it and log in again (\`mssh login --relay URL --user NAME\`).`,
+      );
     }
     return parsed.data;
   }

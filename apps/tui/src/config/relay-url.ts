@@ -9,7 +9,11 @@ import { cliError } from '../errors.js';
 export function normalizeRelayUrl(input: string): string {
   const raw = input.trim();
   const bad = (why: string) =>
-    cliError('CLI_ERR_BAD_RELAY_URL', `${JSON.stringify(raw.slice(0, 200))} is not a relay URL: ${why}`, 'Use the form https://relay.example.com:8443.');
+    cliError(
+      'CLI_ERR_BAD_RELAY_URL',
+      `${JSON.stringify(raw.slice(0, 200))} is not a relay URL: ${why}`,
+      'Use the form https://relay.example.com:8443.',
+    );
   if (raw.length === 0) throw bad('it is empty');
   const hasScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw);
   let url: URL;
@@ -20,7 +24,8 @@ export function normalizeRelayUrl(input: string): string {
   }
   if (url.protocol !== 'https:') throw bad('the relay only speaks https://');
   if (url.username || url.password) throw bad('it must not contain a user name or password');
-  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash) throw bad('it must not have a path, query or fragment');
+  if ((url.pathname !== '/' && url.pathname !== '') || url.search || url.hash)
+    throw bad('it must not have a path, query or fragment');
   if (!url.hostname) throw bad('it has no host name');
   const port = url.port ? Number(url.port) : hasScheme ? 443 : DEFAULT_RELAY_PORT;
   return `https://${url.hostname}:${port}`;

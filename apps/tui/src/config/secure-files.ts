@@ -12,7 +12,12 @@ export const FILE_MODE = 0o600;
 
 function configError(action: string, path: string, e: unknown) {
   const why = (e as NodeJS.ErrnoException)?.code ?? (e as Error)?.message ?? String(e);
-  return cliError('CLI_ERR_CONFIG', `cannot ${action} ${path} (${why})`, 'Check the permissions of the mssh config directory (or set MSSH_CONFIG_DIR).', e);
+  return cliError(
+    'CLI_ERR_CONFIG',
+    `cannot ${action} ${path} (${why})`,
+    'Check the permissions of the mssh config directory (or set MSSH_CONFIG_DIR).',
+    e,
+  );
 }
 
 /** Create the directory (and parents) if needed and make sure it is 0700. */

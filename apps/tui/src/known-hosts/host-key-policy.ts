@@ -36,7 +36,12 @@ function describe(blob: Buffer): string {
 }
 
 /** The refusal for a 'changed' or 'not-attested' decision. */
-export function hostKeyRefusal(host: string, presented: Buffer, decision: HostKeyDecision, knownHostsPath: string): CliError {
+export function hostKeyRefusal(
+  host: string,
+  presented: Buffer,
+  decision: HostKeyDecision,
+  knownHostsPath: string,
+): CliError {
   if (decision.kind === 'changed') {
     return cliError(
       'CLI_ERR_HOST_KEY_CHANGED',
@@ -104,7 +109,8 @@ export function createHostKeyCheck(opts: {
 }): HostKeyCheck {
   const { host, knownHosts } = opts;
   const pinned = knownHosts.lookup(host);
-  const types = pinned.length > 0 ? pinned.map((k) => k.type) : opts.attested.flatMap((l) => parseSshPublicKeyLine(l)?.type ?? []);
+  const types =
+    pinned.length > 0 ? pinned.map((k) => k.type) : opts.attested.flatMap((l) => parseSshPublicKeyLine(l)?.type ?? []);
   let refreshed = false;
   return {
     algorithms: preferredHostKeyAlgorithms(types),
@@ -116,7 +122,11 @@ export function createHostKeyCheck(opts: {
         // Only ever with nothing pinned: a pinned key is never replaced by a fresh attestation.
         refreshed = true;
         opts.attested = await opts.refresh().catch(() => opts.attested);
-        decision = decideHostKey({ presented, pinned: knownHosts.lookup(host).map((k) => k.blob), attested: opts.attested });
+        decision = decideHostKey({
+          presented,
+          pinned: knownHosts.lookup(host).map((k) => k.blob),
+          attested: opts.attested,
+        });
       }
       if (decision.kind === 'known') return;
       if (decision.kind === 'pin') {

@@ -19,9 +19,14 @@ function edBlob(): Buffer {
   return Buffer.concat([sshString('ssh-ed25519'), sshString(randomBytes(32))]);
 }
 function ecdsaBlob(): Buffer {
-  return Buffer.concat([sshString('ecdsa-sha2-nistp256'), sshString('nistp256'), sshString(Buffer.concat([Buffer.from([4]), randomBytes(64)]))]);
+  return Buffer.concat([
+    sshString('ecdsa-sha2-nistp256'),
+    sshString('nistp256'),
+    sshString(Buffer.concat([Buffer.from([4]), randomBytes(64)])),
+  ]);
 }
-const line = (b: Buffer) => `${b.readUInt32BE(0) === 11 ? 'ssh-ed25519' : 'ecdsa-sha2-nistp256'} ${b.toString('base64')}`;
+const line = (b: Buffer) =>
+  `${b.readUInt32BE(0) === 11 ? 'ssh-ed25519' : 'ecdsa-sha2-nistp256'} ${b.toString('base64')}`;
 
 let dir: string;
 let kh: KnownHostsFile;
@@ -52,7 +57,17 @@ describe('known_hosts file', () => {
     const c = edBlob();
     const salt = randomBytes(20);
     const hashed = `|1|${salt.toString('base64')}|${createHmac('sha1', salt).update('laptop').digest('base64')}`;
-    writeFileSync(kh.path, [`# comment`, `desktop,laptop ${line(a)} some comment`, `${hashed} ${line(b)}`, `@cert-authority laptop ${line(c)}`, 'laptop not-a-key', ''].join('\n'));
+    writeFileSync(
+      kh.path,
+      [
+        `# comment`,
+        `desktop,laptop ${line(a)} some comment`,
+        `${hashed} ${line(b)}`,
+        `@cert-authority laptop ${line(c)}`,
+        'laptop not-a-key',
+        '',
+      ].join('\n'),
+    );
     const found = kh.lookup('laptop').map((k) => k.blob.toString('base64'));
     expect(found).toEqual([a.toString('base64'), b.toString('base64')]);
   });
@@ -61,9 +76,15 @@ describe('known_hosts file', () => {
     const a = edBlob();
     const b = edBlob();
     const other = edBlob();
-    writeFileSync(kh.path, [`# keep me`, `desktop,laptop ${line(a)}`, `laptop ${line(b)}`, `server ${line(other)}`, ''].join('\n'), { mode: 0o600 });
+    writeFileSync(
+      kh.path,
+      [`# keep me`, `desktop,laptop ${line(a)}`, `laptop ${line(b)}`, `server ${line(other)}`, ''].join('\n'),
+      { mode: 0o600 },
+    );
     expect(kh.forget('laptop')).toBe(2);
-    expect(readFileSync(kh.path, 'utf8')).toBe([`# keep me`, `desktop ${line(a)}`, `server ${line(other)}`, ''].join('\n'));
+    expect(readFileSync(kh.path, 'utf8')).toBe(
+      [`# keep me`, `desktop ${line(a)}`, `server ${line(other)}`, ''].join('\n'),
+    );
     expect(kh.lookup('laptop')).toEqual([]);
     expect(kh.forget('laptop')).toBe(0);
   });
@@ -80,7 +101,9 @@ describe('host key rule', () => {
 
   it('first use: accepted (pin) only when attested, otherwise refused', () => {
     const k = edBlob();
-    expect(decideHostKey({ presented: k, pinned: [], attested: [line(ecdsaBlob()), line(k)] })).toEqual({ kind: 'pin' });
+    expect(decideHostKey({ presented: k, pinned: [], attested: [line(ecdsaBlob()), line(k)] })).toEqual({
+      kind: 'pin',
+    });
     expect(decideHostKey({ presented: k, pinned: [], attested: [line(edBlob())] }).kind).toBe('not-attested');
     expect(decideHostKey({ presented: k, pinned: [], attested: [] }).kind).toBe('not-attested');
     expect(decideHostKey({ presented: k, pinned: [], attested: ['garbage'] }).kind).toBe('not-attested');
@@ -115,7 +138,9 @@ describe('host key rule', () => {
   it('an unattested first key is refused and nothing is pinned', async () => {
     const check = createHostKeyCheck({ host: 'laptop', knownHosts: kh, attested: [line(edBlob())] });
     const presented = edBlob();
-    await expect(Promise.resolve().then(() => check.verify(presented))).rejects.toMatchObject({ code: 'CLI_ERR_HOST_KEY_NOT_ATTESTED' });
+    await expect(Promise.resolve().then(() => check.verify(presented))).rejects.toMatchObject({
+      code: 'CLI_ERR_HOST_KEY_NOT_ATTESTED',
+    });
     expect(kh.lookup('laptop')).toEqual([]);
   });
 
@@ -134,7 +159,15 @@ describe('host key check: the rescan asked for on an unattested key (issue 17.4)
     const old = edBlob();
     const fresh = edBlob();
     let asked = 0;
-    const check = createHostKeyCheck({ host: 'laptop', knownHosts: kh, attested: [line(old)], refresh: async () => { asked++; return [line(fresh)]; } });
+    const check = createHostKeyCheck({
+      host: 'laptop',
+      knownHosts: kh,
+      attested: [line(old)],
+      refresh: async () => {
+        asked++;
+        return [line(fresh)];
+      },
+    });
     await check.verify(fresh);
     expect(asked).toBe(1);
     expect(kh.lookup('laptop').map((k) => k.blob)).toEqual([fresh]);
@@ -145,8 +178,19 @@ describe('host key check: the rescan asked for on an unattested key (issue 17.4)
     const other = edBlob();
     kh.add('laptop', pinned);
     let asked = 0;
-    const check = createHostKeyCheck({ host: 'laptop', knownHosts: kh, attested: [], refresh: async () => { asked++; return [line(other)]; } });
-    const err = await Promise.resolve(check.verify(other)).then(() => null, (e: unknown) => e);
+    const check = createHostKeyCheck({
+      host: 'laptop',
+      knownHosts: kh,
+      attested: [],
+      refresh: async () => {
+        asked++;
+        return [line(other)];
+      },
+    });
+    const err = await Promise.resolve(check.verify(other)).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(isCliError(err) && err.code).toBe('CLI_ERR_HOST_KEY_CHANGED');
     expect(asked).toBe(0);
     expect(kh.lookup('laptop').map((k) => k.blob)).toEqual([pinned]);
@@ -154,11 +198,29 @@ describe('host key check: the rescan asked for on an unattested key (issue 17.4)
 
   it('refuses when the fresh attestation still lacks the key (and when the rescan fails)', async () => {
     const presented = edBlob();
-    const check = createHostKeyCheck({ host: 'laptop', knownHosts: kh, attested: [line(edBlob())], refresh: async () => [line(edBlob())] });
-    const err = await Promise.resolve(check.verify(presented)).then(() => null, (e: unknown) => e);
+    const check = createHostKeyCheck({
+      host: 'laptop',
+      knownHosts: kh,
+      attested: [line(edBlob())],
+      refresh: async () => [line(edBlob())],
+    });
+    const err = await Promise.resolve(check.verify(presented)).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(isCliError(err) && err.code).toBe('CLI_ERR_HOST_KEY_NOT_ATTESTED');
-    const failing = createHostKeyCheck({ host: 'laptop', knownHosts: kh, attested: [line(edBlob())], refresh: async () => { throw new Error('agent offline'); } });
-    const err2 = await Promise.resolve(failing.verify(presented)).then(() => null, (e: unknown) => e);
+    const failing = createHostKeyCheck({
+      host: 'laptop',
+      knownHosts: kh,
+      attested: [line(edBlob())],
+      refresh: async () => {
+        throw new Error('agent offline');
+      },
+    });
+    const err2 = await Promise.resolve(failing.verify(presented)).then(
+      () => null,
+      (e: unknown) => e,
+    );
     expect(isCliError(err2) && err2.code).toBe('CLI_ERR_HOST_KEY_NOT_ATTESTED');
     expect(kh.lookup('laptop')).toEqual([]);
   });

@@ -104,7 +104,11 @@ export function compareMatches(a: { name: string; score: FuzzyScore }, b: { name
 }
 
 /** The items whose name matches `query`, best first (all of them by name when the query is empty). */
-export function rankByName<T>(query: string, items: readonly T[], nameOf: (item: T) => string): Array<{ item: T; positions: number[] }> {
+export function rankByName<T>(
+  query: string,
+  items: readonly T[],
+  nameOf: (item: T) => string,
+): Array<{ item: T; positions: number[] }> {
   const scored: Array<{ item: T; name: string; score: FuzzyScore }> = [];
   for (const item of items) {
     const name = nameOf(item);

@@ -27,18 +27,21 @@ describe('tui-users.json', () => {
   it.each([
     ['not JSON', '{"version": 1, "hosts": {"box": "alice", "db": "bo'],
     ['another shape', '{"version": 2, "hosts": {"box": "alice", "db": "bob"}}'],
-  ])('a damaged file (%s) is set aside as .corrupt-<time>, reported once, and never overwritten by the next save', (_what, text) => {
-    const { dir, users, damaged } = setup(text);
-    expect(users.get('box')).toBe('local');
-    const aside = join(dir, `tui-users.json.corrupt-2026-12-05T07-30-00-123Z`);
-    expect(damaged).toEqual([{ path: users.path, movedTo: aside, reason: expect.any(String) }]);
-    expect(users.takeNotice()).toContain(aside);
-    expect(users.takeNotice()).toBeNull();
-    users.set('web', 'carol');
-    expect(readFileSync(aside, 'utf8')).toBe(text);
-    expect(JSON.parse(readFileSync(users.path, 'utf8'))).toEqual({ version: 1, hosts: { web: 'carol' } });
-    expect(damaged).toHaveLength(1);
-  });
+  ])(
+    'a damaged file (%s) is set aside as .corrupt-<time>, reported once, and never overwritten by the next save',
+    (_what, text) => {
+      const { dir, users, damaged } = setup(text);
+      expect(users.get('box')).toBe('local');
+      const aside = join(dir, `tui-users.json.corrupt-2026-12-05T07-30-00-123Z`);
+      expect(damaged).toEqual([{ path: users.path, movedTo: aside, reason: expect.any(String) }]);
+      expect(users.takeNotice()).toContain(aside);
+      expect(users.takeNotice()).toBeNull();
+      users.set('web', 'carol');
+      expect(readFileSync(aside, 'utf8')).toBe(text);
+      expect(JSON.parse(readFileSync(users.path, 'utf8'))).toEqual({ version: 1, hosts: { web: 'carol' } });
+      expect(damaged).toHaveLength(1);
+    },
+  );
 
   it('a damaged file that cannot be moved aside is not saved over: set refuses with CLI_ERR_CONFIG', () => {
     const { dir, users, damaged } = setup('garbage');

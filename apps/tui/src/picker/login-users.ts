@@ -49,7 +49,11 @@ export class LoginUsers {
   private notice: string | null = null;
   /** Set when the damaged file could not be moved aside: `set` then refuses rather than overwrite it. */
   private stuck: DamagedUsersFile | null = null;
-  constructor(configDir: string, localUser: string, private readonly opts: { onDamaged?: (d: DamagedUsersFile) => void; now?: () => Date } = {}) {
+  constructor(
+    configDir: string,
+    localUser: string,
+    private readonly opts: { onDamaged?: (d: DamagedUsersFile) => void; now?: () => Date } = {},
+  ) {
     this.path = join(configDir, 'tui-users.json');
     this.fallback = defaultLoginUser(configDir, localUser);
   }
@@ -85,7 +89,11 @@ export class LoginUsers {
       d = { path: this.path, movedTo, reason };
       this.notice = `${this.path} was damaged (${reason}); kept as ${movedTo}, login users start empty.`;
     } catch (e) {
-      d = { path: this.path, movedTo: null, reason: `${reason}; moving it aside failed: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` };
+      d = {
+        path: this.path,
+        movedTo: null,
+        reason: `${reason}; moving it aside failed: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      };
       this.stuck = d;
       this.notice = `${this.path} is damaged (${d.reason}); login users are not saved until you fix or remove it.`;
     }
@@ -106,7 +114,12 @@ export class LoginUsers {
   /** Remember `user` for `host`; an empty user goes back to the default. */
   set(host: string, user: string): void {
     const hosts = this.load();
-    if (this.stuck) throw cliError('CLI_ERR_CONFIG', `${this.path} is damaged (${this.stuck.reason}); not saving over it`, `Fix or remove ${this.path}, then set the login user again.`);
+    if (this.stuck)
+      throw cliError(
+        'CLI_ERR_CONFIG',
+        `${this.path} is damaged (${this.stuck.reason}); not saving over it`,
+        `Fix or remove ${this.path}, then set the login user again.`,
+      );
     if (user) hosts[host] = user;
     else delete hosts[host];
     writePrivateFile(this.path, JSON.stringify({ version: 1, hosts }, null, 2) + '\n');

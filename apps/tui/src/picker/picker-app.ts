@@ -117,19 +117,74 @@ export class PickerApp {
   private prompterInfo = '';
 
   constructor(private readonly deps: PickerDeps) {
-    this.screen = blessed.screen({ smartCSR: true, fullUnicode: true, title: 'mssh-tui', autoPadding: false, warnings: false });
-    this.title = blessed.box({ parent: this.screen, top: 0, left: 0, width: '100%', height: 1, tags: true, style: { fg: 'black', bg: 'cyan' } });
-    this.banner = blessed.box({ parent: this.screen, top: 1, left: 0, width: '100%', height: 1, tags: true, style: { fg: 'white', bg: 'red' }, hidden: true });
-    this.header = blessed.box({ parent: this.screen, top: 2, left: 0, width: '100%', height: 1, tags: true, style: { bold: true } });
+    this.screen = blessed.screen({
+      smartCSR: true,
+      fullUnicode: true,
+      title: 'mssh-tui',
+      autoPadding: false,
+      warnings: false,
+    });
+    this.title = blessed.box({
+      parent: this.screen,
+      top: 0,
+      left: 0,
+      width: '100%',
+      height: 1,
+      tags: true,
+      style: { fg: 'black', bg: 'cyan' },
+    });
+    this.banner = blessed.box({
+      parent: this.screen,
+      top: 1,
+      left: 0,
+      width: '100%',
+      height: 1,
+      tags: true,
+      style: { fg: 'white', bg: 'red' },
+      hidden: true,
+    });
+    this.header = blessed.box({
+      parent: this.screen,
+      top: 2,
+      left: 0,
+      width: '100%',
+      height: 1,
+      tags: true,
+      style: { bold: true },
+    });
     this.list = blessed.list({
-      parent: this.screen, top: 3, left: 0, width: '100%', height: '100%-5', tags: true, keys: false, mouse: false,
-      style: { selected: { inverse: true } }, items: [],
+      parent: this.screen,
+      top: 3,
+      left: 0,
+      width: '100%',
+      height: '100%-5',
+      tags: true,
+      keys: false,
+      mouse: false,
+      style: { selected: { inverse: true } },
+      items: [],
     });
     this.filterLine = blessed.box({ parent: this.screen, bottom: 1, left: 0, width: '100%', height: 1, tags: true });
-    this.statusLine = blessed.box({ parent: this.screen, bottom: 0, left: 0, width: '100%', height: 1, tags: true, style: { fg: 'black', bg: 'white' } });
+    this.statusLine = blessed.box({
+      parent: this.screen,
+      bottom: 0,
+      left: 0,
+      width: '100%',
+      height: 1,
+      tags: true,
+      style: { fg: 'black', bg: 'white' },
+    });
     this.modalBox = blessed.box({
-      parent: this.screen, top: 'center', left: 'center', width: '90%', height: 'shrink', tags: true, hidden: true,
-      border: { type: 'line' }, padding: { left: 1, right: 1 }, style: { border: { fg: 'cyan' } },
+      parent: this.screen,
+      top: 'center',
+      left: 'center',
+      width: '90%',
+      height: 'shrink',
+      tags: true,
+      hidden: true,
+      border: { type: 'line' },
+      padding: { left: 1, right: 1 },
+      style: { border: { fg: 'cyan' } },
     });
     this.handoff = new TerminalHandoff(this.screen);
     this.screen.on('keypress', (ch: string | undefined, key: Widgets.Events.IKeyEventArg) => this.onKey(ch, key));
@@ -180,12 +235,24 @@ export class PickerApp {
     }
     const url = this.relayUrl();
     const entry = url ? this.deps.store.get(url) : null;
-    if (!url || !entry?.token) throw cliError('CLI_ERR_NOT_LOGGED_IN', url ? `not logged in to ${url}` : 'not logged in to a relay', '');
+    if (!url || !entry?.token)
+      throw cliError('CLI_ERR_NOT_LOGGED_IN', url ? `not logged in to ${url}` : 'not logged in to a relay', '');
     const expires = entry.expiresAt ? Date.parse(entry.expiresAt) : NaN;
-    if (Number.isFinite(expires) && expires <= Date.now()) throw cliError('CLI_ERR_TOKEN_EXPIRED', `your login to ${url} expired`, '');
-    const conn = await this.deps.connect({ url, trust: { pin: entry.fingerprint, explicit: false }, keepaliveMs: 5_000, timeoutMs: 5_000 });
+    if (Number.isFinite(expires) && expires <= Date.now())
+      throw cliError('CLI_ERR_TOKEN_EXPIRED', `your login to ${url} expired`, '');
+    const conn = await this.deps.connect({
+      url,
+      trust: { pin: entry.fingerprint, explicit: false },
+      keepaliveMs: 5_000,
+      timeoutMs: 5_000,
+    });
     if (conn.pinReplaced) this.deps.store.updatePin(url, conn.fingerprint);
-    const client = new RelayClient(conn, { token: entry.token, user: entry.user, requestTimeoutMs: 5_000, tunnelTimeoutMs: 15_000 });
+    const client = new RelayClient(conn, {
+      token: entry.token,
+      user: entry.user,
+      requestTimeoutMs: 5_000,
+      tunnelTimeoutMs: 15_000,
+    });
     this.relay = { client, user: entry.user ?? '?' };
     this.deps.log.info({ url }, 'connected to relay');
     return client;
@@ -229,7 +296,11 @@ export class PickerApp {
   private onRelayError(e: unknown): void {
     const err = isCliError(e) ? e : cliError('CLI_ERR_INTERNAL', (e as Error)?.message ?? String(e), '');
     this.deps.log.warn({ code: err.code, msg: err.message }, 'relay request failed');
-    if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_SESSION_ENDED'].includes(err.code ?? '')) {
+    if (
+      ['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_SESSION_ENDED'].includes(
+        err.code ?? '',
+      )
+    ) {
       this.dropRelay();
       if (!this.needLogin) void this.loginForm(err.message);
       return;
@@ -237,9 +308,10 @@ export class PickerApp {
     this.dropRelay();
     this.rttMs = null;
     // The relay answered: it is the account that is shut out, not the relay that is gone.
-    this.bannerText = err.code === 'CLI_ERR_ACCOUNT_DISABLED'
-      ? ` ${sanitizeForTerminal(err.message)} [${err.code}]; ${err.hint}`
-      : ` Relay unreachable, retrying every 1.5 s (r: now; list as last seen): ${sanitizeForTerminal(err.message)} [${err.code}]`;
+    this.bannerText =
+      err.code === 'CLI_ERR_ACCOUNT_DISABLED'
+        ? ` ${sanitizeForTerminal(err.message)} [${err.code}]; ${err.hint}`
+        : ` Relay unreachable, retrying every 1.5 s (r: now; list as last seen): ${sanitizeForTerminal(err.message)} [${err.code}]`;
   }
 
   private async loginForm(reason: string): Promise<void> {
@@ -264,10 +336,21 @@ export class PickerApp {
         const target = normalizeRelayUrl(values[0]!);
         const stored = this.deps.store.get(target);
         this.setModalError('Logging in…');
-        const conn = await this.deps.connect({ url: target, trust: { pin: stored?.fingerprint ?? null, explicit: false }, timeoutMs: 5_000 });
+        const conn = await this.deps.connect({
+          url: target,
+          trust: { pin: stored?.fingerprint ?? null, explicit: false },
+          timeoutMs: 5_000,
+        });
         try {
           const res = await new RelayClient(conn, { token: null, user: values[1] }).login(values[1]!, values[2]!);
-          this.deps.store.saveLogin({ url: target, fingerprint: conn.fingerprint, token: res.token, user: res.user, admin: res.admin, expiresAt: res.expiresAt });
+          this.deps.store.saveLogin({
+            url: target,
+            fingerprint: conn.fingerprint,
+            token: res.token,
+            user: res.user,
+            admin: res.admin,
+            expiresAt: res.expiresAt,
+          });
           this.deps.log.info({ url: target, user: res.user, firstUse: conn.firstUse }, 'logged in');
           this.status = `Logged in to ${target} as ${sanitizeForTerminal(res.user)}${conn.firstUse ? ` (relay certificate ${conn.fingerprint} trusted on first use)` : ''}.`;
           if (this.deps.relayUrl) this.deps.relayUrl = target;
@@ -326,7 +409,11 @@ export class PickerApp {
             return check.verify(blob);
           },
         },
-        auth: { agentSocket: this.deps.config.agentSocket, identityFiles: this.deps.identityFiles, prompter: this.prompter() },
+        auth: {
+          agentSocket: this.deps.config.agentSocket,
+          identityFiles: this.deps.identityFiles,
+          prompter: this.prompter(),
+        },
         command: null,
         pty: true,
         term: this.deps.config.term,
@@ -356,7 +443,16 @@ export class PickerApp {
       }
       this.status = `${user}@${host}: ${sanitizeForTerminal(err.message)} [${err.code}]`;
       if (counted) this.sessionEnded(host);
-      if (['CLI_ERR_NOT_LOGGED_IN', 'CLI_ERR_TOKEN_EXPIRED', 'CLI_ERR_TOKEN_REJECTED', 'CLI_ERR_SESSION_ENDED', 'CLI_ERR_RELAY_UNREACHABLE', 'CLI_ERR_RELAY_CONNECTION_LOST'].includes(err.code ?? '')) {
+      if (
+        [
+          'CLI_ERR_NOT_LOGGED_IN',
+          'CLI_ERR_TOKEN_EXPIRED',
+          'CLI_ERR_TOKEN_REJECTED',
+          'CLI_ERR_SESSION_ENDED',
+          'CLI_ERR_RELAY_UNREACHABLE',
+          'CLI_ERR_RELAY_CONNECTION_LOST',
+        ].includes(err.code ?? '')
+      ) {
         // Back to the picker first: the login form (or the banner) goes on top of it.
         this.restoreFromSession();
         this.onRelayError(err);
@@ -427,7 +523,9 @@ export class PickerApp {
       ask: async (question: string, opts: { echo: boolean }) => {
         const info = this.prompterInfo;
         this.prompterInfo = '';
-        const values = await this.input('Authentication', info, [{ label: question.replace(/:\s*$/, ''), value: '', secret: !opts.echo }]);
+        const values = await this.input('Authentication', info, [
+          { label: question.replace(/:\s*$/, ''), value: '', secret: !opts.echo },
+        ]);
         if (!values) throw cliError('CLI_ERR_PROMPT_ABORTED', 'cancelled at the prompt', '');
         return values[0]!;
       },
@@ -438,7 +536,12 @@ export class PickerApp {
     return new Promise((resolve) => {
       const previous = this.mode;
       this.modal = {
-        kind: 'input', title, info, fields, index: 0, error: '',
+        kind: 'input',
+        title,
+        info,
+        fields,
+        index: 0,
+        error: '',
         done: (values) => {
           this.modal = null;
           this.mode = previous === 'input' ? 'list' : previous;
@@ -488,7 +591,8 @@ export class PickerApp {
     if (this.closed || this.mode === 'session') return;
     const name = key?.full ?? key?.name ?? '';
     if (key?.name === 'return') return; // blessed sends 'enter' right after
-    const printable = typeof ch === 'string' && ch.length === 1 && ch >= ' ' && ch !== '\x7f' && !key?.ctrl && !key?.meta;
+    const printable =
+      typeof ch === 'string' && ch.length === 1 && ch >= ' ' && ch !== '\x7f' && !key?.ctrl && !key?.meta;
     switch (this.mode) {
       case 'input':
         return this.onInputKey(ch, name, printable);
@@ -587,9 +691,11 @@ export class PickerApp {
   private async askUser(): Promise<void> {
     const h = this.current();
     if (!h) return;
-    const values = await this.input(`Login user for ${h.name}`, 'Empty = the default (user = NAME in the config file, else your local user name).', [
-      { label: 'User', value: this.deps.users.get(h.name), secret: false },
-    ]);
+    const values = await this.input(
+      `Login user for ${h.name}`,
+      'Empty = the default (user = NAME in the config file, else your local user name).',
+      [{ label: 'User', value: this.deps.users.get(h.name), secret: false }],
+    );
     if (!values) return;
     const user = values[0]!.trim();
     if (user && !LOGIN_USER_RE.test(user)) {
@@ -615,7 +721,12 @@ export class PickerApp {
   private move(delta: number): void {
     if (this.visible.length === 0) return;
     const i = (this.list as unknown as { selected: number }).selected;
-    const next = delta === -Infinity ? 0 : delta === Infinity ? this.visible.length - 1 : Math.max(0, Math.min(this.visible.length - 1, i + delta));
+    const next =
+      delta === -Infinity
+        ? 0
+        : delta === Infinity
+          ? this.visible.length - 1
+          : Math.max(0, Math.min(this.visible.length - 1, i + delta));
     this.selected = this.visible[next]!.name;
     this.render();
   }
@@ -626,7 +737,13 @@ export class PickerApp {
     if (this.closed || this.handoff.active) return;
     const now = new Date();
     const width = typeof this.screen.width === 'number' ? this.screen.width : 80;
-    const ctx = { now, rttMs: this.rttMs, mine: (h: string) => this.mine.get(h) ?? 0, knownHosts: this.deps.knownHosts, width };
+    const ctx = {
+      now,
+      rttMs: this.rttMs,
+      mine: (h: string) => this.mine.get(h) ?? 0,
+      knownHosts: this.deps.knownHosts,
+      width,
+    };
     // Best match first while a filter is typed (fuzzy.ts), else by name.
     const ranked = rankByName(this.filter, this.hosts, (h) => sanitizeForTerminal(h.name));
     const rows = ranked.map((r) => formatRow(r.item, r.positions, ctx));
@@ -656,12 +773,19 @@ export class PickerApp {
     const usersNotice = this.deps.users.takeNotice(); // a damaged tui-users.json was set aside (login-users.ts)
     if (usersNotice) this.status = usersNotice;
     this.filterLine.setContent(`Filter: {bold}${blessed.escape(this.filter)}{/bold}{inverse} {/inverse}${userHint}`);
-    const keys = this.filter === '' ? 'Enter connect  u user  r refresh  ? help  q quit' : 'Enter connect  Tab user  Esc clear filter  Ctrl-C quit';
+    const keys =
+      this.filter === ''
+        ? 'Enter connect  u user  r refresh  ? help  q quit'
+        : 'Enter connect  Tab user  Esc clear filter  Ctrl-C quit';
     this.statusLine.setContent(blessed.escape(` ${this.status ? `${this.status}  |  ` : ''}${keys}`));
     if (rows.length === 0) {
       const empty = !this.loaded
-        ? this.bannerText ? '  (no list yet: the relay has not answered)' : `  Loading the machines from ${url}…`
-        : this.hosts.length === 0 ? '  (no machines yet)' : '  (no machine matches the filter)';
+        ? this.bannerText
+          ? '  (no list yet: the relay has not answered)'
+          : `  Loading the machines from ${url}…`
+        : this.hosts.length === 0
+          ? '  (no machines yet)'
+          : '  (no machine matches the filter)';
       this.list.setItems([blessed.escape(empty)]);
     }
     this.screen.render();

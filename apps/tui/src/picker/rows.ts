@@ -65,7 +65,8 @@ export function formatRow(h: HostInfo, positions: number[], ctx: RowContext): st
   const status = hostStatus(h, ctx.now);
   const pad = (s: string, w: number) => (s.length >= w ? `${s.slice(0, w - 2)}… ` : s.padEnd(w));
   const namePadding = ' '.repeat(Math.max(1, WIDTHS[1]! - name.length));
-  const shownName = name.length >= WIDTHS[1]! ? blessed.escape(pad(name, WIDTHS[1]!)) : `${highlight(name, positions)}${namePadding}`;
+  const shownName =
+    name.length >= WIDTHS[1]! ? blessed.escape(pad(name, WIDTHS[1]!)) : `${highlight(name, positions)}${namePadding}`;
   return [
     `{${STATUS_COLOR[status]}-fg}${pad(status, WIDTHS[0]!)}{/${STATUS_COLOR[status]}-fg}`,
     shownName,

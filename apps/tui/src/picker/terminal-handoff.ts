@@ -14,7 +14,13 @@ import type { Widgets } from 'blessed';
 type Listener = (...args: unknown[]) => void;
 
 export class TerminalHandoff {
-  private saved: { data: Listener[]; keypress: Listener[]; resize: Listener[]; owrite: unknown; write: unknown } | null = null;
+  private saved: {
+    data: Listener[];
+    keypress: Listener[];
+    resize: Listener[];
+    owrite: unknown;
+    write: unknown;
+  } | null = null;
 
   constructor(private readonly screen: Widgets.Screen) {}
 
@@ -52,7 +58,11 @@ export class TerminalHandoff {
     const saved = this.saved;
     if (!saved) return;
     this.saved = null;
-    const program = this.screen.program as unknown as { resume(): void; _owrite: unknown; _write(text: string): unknown };
+    const program = this.screen.program as unknown as {
+      resume(): void;
+      _owrite: unknown;
+      _write(text: string): unknown;
+    };
     process.stdin.removeAllListeners('data');
     process.stdin.removeAllListeners('keypress');
     for (const l of saved.data) process.stdin.on('data', l);

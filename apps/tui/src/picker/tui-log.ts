@@ -9,7 +9,8 @@ import pino, { type Logger } from 'pino';
 
 export function tuiLogPath(env: NodeJS.ProcessEnv, home: string, configDir: string): string {
   if (env.MSSH_CONFIG_DIR) return join(configDir, 'tui.log');
-  const state = env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : join(home, '.local', 'state');
+  const state =
+    env.XDG_STATE_HOME && isAbsolute(env.XDG_STATE_HOME) ? env.XDG_STATE_HOME : join(home, '.local', 'state');
   return join(state, 'mssh', 'tui.log');
 }
 

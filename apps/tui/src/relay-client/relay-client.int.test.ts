@@ -68,11 +68,29 @@ const hostInfo = (name: string, online: boolean) => ({
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'mssh-relay-client-'));
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1',
-    '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-  ], { stdio: 'ignore' });
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      join(dir, 'key.pem'),
+      '-out',
+      join(dir, 'cert.pem'),
+      '-days',
+      '1',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
+    ],
+    { stdio: 'ignore' },
+  );
   certPem = readFileSync(join(dir, 'cert.pem'), 'utf8');
   fingerprint = certFingerprint(new X509Certificate(certPem).raw);
   server = http2.createSecureServer({ key: readFileSync(join(dir, 'key.pem')), cert: certPem, ALPNProtocols: ['h2'] });
@@ -86,20 +104,33 @@ beforeAll(async () => {
       void readBody(stream).then((b) => {
         const { user, password } = JSON.parse(b) as { user: string; password: string };
         if (password !== 'correct horse') return wireError(stream, 401, 'AUTH_ERR_BAD_CREDENTIALS');
-        sendJson(stream, 200, { token: TOKEN, expiresAt: new Date(Date.now() + 3_600_000).toISOString(), user, admin: false });
+        sendJson(stream, 200, {
+          token: TOKEN,
+          expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+          user,
+          admin: false,
+        });
       });
       return;
     }
-    if (!authed) return wireError(stream, 401, headers.authorization ? 'AUTH_ERR_INVALID_TOKEN' : 'AUTH_ERR_MISSING_TOKEN');
+    if (!authed)
+      return wireError(stream, 401, headers.authorization ? 'AUTH_ERR_INVALID_TOKEN' : 'AUTH_ERR_MISSING_TOKEN');
     if (path === PATHS.logout) {
       revoked = true;
       stream.respond({ ':status': 204 });
       return stream.end();
     }
-    if (path === PATHS.whoami) return sendJson(stream, 200, { user: 'alice', admin: false, expiresAt: new Date(Date.now() + 3_600_000).toISOString() });
-    if (path === PATHS.hosts) return sendJson(stream, 200, { hosts: [hostInfo('laptop', true), hostInfo('sleepy\u001b[31m', false)] });
+    if (path === PATHS.whoami)
+      return sendJson(stream, 200, {
+        user: 'alice',
+        admin: false,
+        expiresAt: new Date(Date.now() + 3_600_000).toISOString(),
+      });
+    if (path === PATHS.hosts)
+      return sendJson(stream, 200, { hosts: [hostInfo('laptop', true), hostInfo('sleepy\u001b[31m', false)] });
     if (path === PATHS.host('laptop')) return sendJson(stream, 200, hostInfo('laptop', true));
-    if (path === PATHS.host('ghost') || path === PATHS.tunnel('ghost')) return wireError(stream, 404, 'RLY_ERR_UNKNOWN_HOST');
+    if (path === PATHS.host('ghost') || path === PATHS.tunnel('ghost'))
+      return wireError(stream, 404, 'RLY_ERR_UNKNOWN_HOST');
     if (path === PATHS.tunnel('sleepy')) return wireError(stream, 503, 'RLY_ERR_AGENT_OFFLINE');
     if (path === PATHS.tunnel('laptop')) {
       const sock = connect(fixtures().sshd.port, '127.0.0.1');
@@ -122,10 +153,17 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function client(trust: RelayTrust = { pin: fingerprint, explicit: false }, token: string | null = TOKEN): Promise<RelayClient> {
+async function client(
+  trust: RelayTrust = { pin: fingerprint, explicit: false },
+  token: string | null = TOKEN,
+): Promise<RelayClient> {
   return new RelayClient(await connectRelay({ url, trust }), { token, user: 'alice' });
 }
-const fail = <T>(p: Promise<T>) => p.then(() => null as unknown as CliError, (e: CliError) => e);
+const fail = <T>(p: Promise<T>) =>
+  p.then(
+    () => null as unknown as CliError,
+    (e: CliError) => e,
+  );
 
 describe('relay connection: pinning', () => {
   it('first use trusts and reports the fingerprint of the self-signed certificate', async () => {
@@ -220,9 +258,16 @@ describe('relay API', () => {
       const stdout = new Writable({ write: (chunk: Buffer, _e, cb) => (out.push(chunk), cb()) });
       const run = (command: string) =>
         sshViaRelay({
-          client: c, knownHosts, host: 'laptop', user: f.user, command, pty: false,
+          client: c,
+          knownHosts,
+          host: 'laptop',
+          user: f.user,
+          command,
+          pty: false,
           auth: { agentSocket: null, identityFiles: [f.clientKey], prompter: noPrompter },
-          stdin: Readable.from([]), stdout, stderr: new PassThrough(),
+          stdin: Readable.from([]),
+          stdout,
+          stderr: new PassThrough(),
         });
       expect(await run('echo hi')).toBe(0);
       expect(Buffer.concat(out).toString()).toBe('hi\n');
@@ -241,7 +286,12 @@ describe('relay API', () => {
       const out: Buffer[] = [];
       const stdout = new Writable({ write: (chunk: Buffer, _e, cb) => (out.push(chunk), cb()) });
       // An SSH client banner, then EOF: sshd answers with its banner and closes.
-      const code = await spliceTunnel(tunnel.stream, Readable.from([Buffer.from('SSH-2.0-mssh_test\r\n')]), stdout, 'laptop');
+      const code = await spliceTunnel(
+        tunnel.stream,
+        Readable.from([Buffer.from('SSH-2.0-mssh_test\r\n')]),
+        stdout,
+        'laptop',
+      );
       expect(code).toBe(0);
       expect(Buffer.concat(out).toString('latin1')).toMatch(/^SSH-2\.0-OpenSSH/);
     } finally {

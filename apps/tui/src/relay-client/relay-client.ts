@@ -73,7 +73,10 @@ export class RelayClient {
   private readonly requestTimeoutMs: number;
   private readonly tunnelTimeoutMs: number;
 
-  constructor(readonly conn: RelayConnection, opts: RelayClientOptions) {
+  constructor(
+    readonly conn: RelayConnection,
+    opts: RelayClientOptions,
+  ) {
     this.token = opts.token;
     this.user = opts.user;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
@@ -138,7 +141,10 @@ export class RelayClient {
   }
 
   disableUser(name: string, killSessions: boolean): Promise<DisableUserResponse> {
-    return this.call('POST', `${PATHS.adminUser(name)}/disable`, { body: { killSessions }, schema: DisableUserResponse });
+    return this.call('POST', `${PATHS.adminUser(name)}/disable`, {
+      body: { killSessions },
+      schema: DisableUserResponse,
+    });
   }
 
   enableUser(name: string): Promise<UserInfo> {
@@ -207,7 +213,12 @@ export class RelayClient {
 
   private lost(e: unknown): CliError {
     const msg = (e as Error)?.message ?? String(e);
-    return cliError('CLI_ERR_RELAY_CONNECTION_LOST', `the connection to the relay at ${this.url} broke (${msg})`, 'Try again; if it keeps happening, check the network between you and the relay.', e);
+    return cliError(
+      'CLI_ERR_RELAY_CONNECTION_LOST',
+      `the connection to the relay at ${this.url} broke (${msg})`,
+      'Try again; if it keeps happening, check the network between you and the relay.',
+      e,
+    );
   }
 
   private request(headers: http2.OutgoingHttpHeaders, endStream: boolean): http2.ClientHttp2Stream {
@@ -242,7 +253,13 @@ export class RelayClient {
       };
       const timer = setTimeout(() => {
         req.close(NGHTTP2_CANCEL);
-        finish(cliError('CLI_ERR_RELAY_CONNECTION_LOST', `the relay at ${this.url} did not answer within ${Math.round(this.requestTimeoutMs / 1000)} s`, 'Try again later; check that the relay is healthy.'));
+        finish(
+          cliError(
+            'CLI_ERR_RELAY_CONNECTION_LOST',
+            `the relay at ${this.url} did not answer within ${Math.round(this.requestTimeoutMs / 1000)} s`,
+            'Try again later; check that the relay is healthy.',
+          ),
+        );
       }, this.requestTimeoutMs);
       req.on('response', (h) => (status = Number(h[':status'])));
       req.on('data', (d: Buffer) => {
@@ -273,7 +290,13 @@ export class RelayClient {
         if (!opts.schema) return finish(null, undefined);
         const parsed = opts.schema.safeParse(json);
         if (!parsed.success) {
-          return finish(cliError('CLI_ERR_RELAY_BAD_RESPONSE', `the relay at ${this.url} sent an answer this mssh does not understand (${method} ${path})`, 'Check that mssh and the relay are the same version.'));
+          return finish(
+            cliError(
+              'CLI_ERR_RELAY_BAD_RESPONSE',
+              `the relay at ${this.url} sent an answer this mssh does not understand (${method} ${path})`,
+              'Check that mssh and the relay are the same version.',
+            ),
+          );
         }
         finish(null, parsed.data);
       });
@@ -307,10 +330,17 @@ export class RelayClient {
       };
       let headersSeen: http2.IncomingHttpHeaders = {};
       const timer = setTimeout(() => {
-        finish(cliError('CLI_ERR_RELAY_CONNECTION_LOST', `the relay at ${this.url} did not open the tunnel to ${host} within ${Math.round(this.tunnelTimeoutMs / 1000)} s`, 'Try again; `mssh ls` shows whether the machine is online.'));
+        finish(
+          cliError(
+            'CLI_ERR_RELAY_CONNECTION_LOST',
+            `the relay at ${this.url} did not open the tunnel to ${host} within ${Math.round(this.tunnelTimeoutMs / 1000)} s`,
+            'Try again; `mssh ls` shows whether the machine is online.',
+          ),
+        );
       }, this.tunnelTimeoutMs);
       const onError = (e: Error) => finish(this.lost(e));
-      const onClose = () => finish(this.lost(new Error(`tunnel stream closed before an answer (code ${stream.rstCode})`)));
+      const onClose = () =>
+        finish(this.lost(new Error(`tunnel stream closed before an answer (code ${stream.rstCode})`)));
       const onResponse = (h: http2.IncomingHttpHeaders) => {
         headersSeen = h;
         const status = Number(h[':status']);

@@ -118,7 +118,11 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
       ALPNProtocols: ['h2'],
       rejectUnauthorized: false,
       // An empty list: no CA store is built (the pin decides); undefined: Node's default store.
-      ca: !withCAs ? [] : opts.ca ? [...tls.rootCertificates, ...(Array.isArray(opts.ca) ? opts.ca : [opts.ca])] : undefined,
+      ca: !withCAs
+        ? []
+        : opts.ca
+          ? [...tls.rootCertificates, ...(Array.isArray(opts.ca) ? opts.ca : [opts.ca])]
+          : undefined,
     });
     let settled = false;
     /** Give this handshake up (false if it was already settled). */
@@ -133,16 +137,36 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
       if (abandon()) reject(err);
     };
     const timer = setTimeout(() => {
-      fail(cliError('CLI_ERR_RELAY_UNREACHABLE', `cannot reach the relay at ${url} (no answer within ${Math.round(timeoutMs / 1000)} s)`, 'Check the URL and your network, and that `mssh-relay serve` is running there.'));
+      fail(
+        cliError(
+          'CLI_ERR_RELAY_UNREACHABLE',
+          `cannot reach the relay at ${url} (no answer within ${Math.round(timeoutMs / 1000)} s)`,
+          'Check the URL and your network, and that `mssh-relay serve` is running there.',
+        ),
+      );
     }, timeoutMs);
     const onError = (e: NodeJS.ErrnoException) => fail(networkError(url, e));
     socket.on('error', onError);
-    const onEarlyClose = () => fail(cliError('CLI_ERR_RELAY_TLS', `the relay at ${url} closed the connection during the TLS handshake`, 'Check that the URL points at an mssh relay.'));
+    const onEarlyClose = () =>
+      fail(
+        cliError(
+          'CLI_ERR_RELAY_TLS',
+          `the relay at ${url} closed the connection during the TLS handshake`,
+          'Check that the URL points at an mssh relay.',
+        ),
+      );
     socket.once('close', onEarlyClose);
     socket.once('secureConnect', () => {
       if (settled) return;
       const cert = socket.getPeerCertificate();
-      if (!cert || !cert.raw) return fail(cliError('CLI_ERR_RELAY_TLS', `the relay at ${url} presented no certificate`, 'Check that the URL points at an mssh relay.'));
+      if (!cert || !cert.raw)
+        return fail(
+          cliError(
+            'CLI_ERR_RELAY_TLS',
+            `the relay at ${url} presented no certificate`,
+            'Check that the URL points at an mssh relay.',
+          ),
+        );
       const fingerprint = certFingerprint(cert.raw);
       const caTrusted = socket.authorized === true;
       let pinReplaced = false;
@@ -156,7 +180,13 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
         pinReplaced = true;
       }
       if (socket.alpnProtocol !== 'h2') {
-        return fail(cliError('CLI_ERR_RELAY_TLS', `the server at ${url} does not speak HTTP/2`, 'Check that the URL points at an mssh relay (`mssh-relay serve`).'));
+        return fail(
+          cliError(
+            'CLI_ERR_RELAY_TLS',
+            `the server at ${url} does not speak HTTP/2`,
+            'Check that the URL points at an mssh relay (`mssh-relay serve`).',
+          ),
+        );
       }
       settled = true;
       clearTimeout(timer);
@@ -165,7 +195,10 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
       socket.setKeepAlive(true, 15_000);
       // Both ends of this link are Node: keep reading while our writes wait (libs/protocol decoupled-socket.ts),
       // or a session saturated in both directions can freeze the link.
-      const session = http2.connect(url, { createConnection: () => decoupleWrites(socket), settings: { ...H2_SETTINGS } });
+      const session = http2.connect(url, {
+        createConnection: () => decoupleWrites(socket),
+        settings: { ...H2_SETTINGS },
+      });
       // Errors surface on the streams that use the session; keep the process alive through them.
       session.on('error', () => {});
       const setWindow = () => {

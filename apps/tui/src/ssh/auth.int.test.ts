@@ -23,7 +23,9 @@ let dir: string;
 let server: InstanceType<typeof Server>;
 let port: number;
 /** What the server accepts in the current test. */
-let allowed: { methods: AuthenticationType[]; password?: string; code?: string; publicKey?: ParsedKey } = { methods: [] };
+let allowed: { methods: AuthenticationType[]; password?: string; code?: string; publicKey?: ParsedKey } = {
+  methods: [],
+};
 const attempts: string[] = [];
 
 beforeAll(async () => {
@@ -34,13 +36,19 @@ beforeAll(async () => {
     client.on('authentication', (ctx) => {
       attempts.push(ctx.method);
       const a = allowed;
-      if (ctx.method === 'password' && a.methods.includes('password') && ctx.password === a.password) return ctx.accept();
+      if (ctx.method === 'password' && a.methods.includes('password') && ctx.password === a.password)
+        return ctx.accept();
       if (ctx.method === 'keyboard-interactive' && a.methods.includes('keyboard-interactive')) {
         return ctx.prompt([{ prompt: 'Verification code: ', echo: true }], 'Two-factor', 'Type the code', (answers) =>
           answers[0] === a.code ? ctx.accept() : ctx.reject(a.methods),
         );
       }
-      if (ctx.method === 'publickey' && a.methods.includes('publickey') && a.publicKey && ctx.key.data.equals(a.publicKey.getPublicSSH())) {
+      if (
+        ctx.method === 'publickey' &&
+        a.methods.includes('publickey') &&
+        a.publicKey &&
+        ctx.key.data.equals(a.publicKey.getPublicSSH())
+      ) {
         if (!ctx.signature) return ctx.accept();
         if (a.publicKey.verify(ctx.blob!, ctx.signature, ctx.hashAlgo) === true) return ctx.accept();
       }
@@ -134,7 +142,10 @@ describe('ssh authentication prompts', () => {
 
   it('without a terminal, password-only servers fail with what the server accepts and what was tried', async () => {
     allowed = { methods: ['password'], password: 'x' };
-    const err = (await run(noPrompter).p.then(() => null, (e: CliError) => e))!;
+    const err = (await run(noPrompter).p.then(
+      () => null,
+      (e: CliError) => e,
+    ))!;
     expect(err.code).toBe('CLI_ERR_SSH_AUTH_FAILED');
     expect(err.message).toContain('carol@box: permission denied (server accepts password; tried nothing)');
   });

@@ -11,7 +11,6 @@ import { sanitizeForTerminal, sanitizeTextBlock } from '@mssh/protocol';
 import { cliError, isCliError, type CliError } from '../errors.js';
 import type { Prompter } from '@mssh/cli-kit';
 
-
 export interface SshAuthOptions {
   /** ssh-agent socket ($SSH_AUTH_SOCK), or null. */
   agentSocket: string | null;
@@ -33,18 +32,30 @@ export function defaultIdentityFiles(home: string): string[] {
  * when the key cannot be used (no terminal for the passphrase); throws CLI_ERR_KEY_FILE for a file that is
  * not a private key or cannot be read.
  */
-export async function loadPrivateKey(path: string, prompter: Prompter): Promise<{ key: Buffer; passphrase?: string } | null> {
+export async function loadPrivateKey(
+  path: string,
+  prompter: Prompter,
+): Promise<{ key: Buffer; passphrase?: string } | null> {
   let data: Buffer;
   try {
     data = readFileSync(path);
   } catch (e) {
-    throw cliError('CLI_ERR_KEY_FILE', `cannot read the key file ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'Check the path given to -i.', e);
+    throw cliError(
+      'CLI_ERR_KEY_FILE',
+      `cannot read the key file ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      'Check the path given to -i.',
+      e,
+    );
   }
   const { utils } = await loadSsh2();
   const first = utils.parseKey(data);
   if (!(first instanceof Error)) return { key: data };
   if (!/no passphrase given/i.test(first.message)) {
-    throw cliError('CLI_ERR_KEY_FILE', `${path} is not a private key this client can use (${first.message})`, 'Give an OpenSSH private key with -i (not the .pub file).');
+    throw cliError(
+      'CLI_ERR_KEY_FILE',
+      `${path} is not a private key this client can use (${first.message})`,
+      'Give an OpenSSH private key with -i (not the .pub file).',
+    );
   }
   if (!prompter.available()) return null;
   for (let attempt = 0; attempt < 3; attempt++) {
@@ -53,7 +64,11 @@ export async function loadPrivateKey(path: string, prompter: Prompter): Promise<
     if (!(parsed instanceof Error)) return { key: data, passphrase };
     prompter.say('Bad passphrase, try again.');
   }
-  throw cliError('CLI_ERR_KEY_FILE', `wrong passphrase for ${path}`, 'Check the passphrase, or load the key into ssh-agent (`ssh-add`).');
+  throw cliError(
+    'CLI_ERR_KEY_FILE',
+    `wrong passphrase for ${path}`,
+    'Check the passphrase, or load the key into ssh-agent (`ssh-add`).',
+  );
 }
 
 export interface AuthState {
@@ -69,7 +84,12 @@ export interface AuthState {
  * An ssh2 authHandler trying the methods in order. It stops (returns false) when nothing is left; the
  * caller reports `state`.
  */
-export function createAuthHandler(username: string, host: string, opts: SshAuthOptions, state: AuthState): AuthHandlerMiddleware {
+export function createAuthHandler(
+  username: string,
+  host: string,
+  opts: SshAuthOptions,
+  state: AuthState,
+): AuthHandlerMiddleware {
   type Step = () => Promise<AnyAuthMethod | null>;
   const steps: Step[] = [];
   const allows = (method: string) => state.serverMethods === null || state.serverMethods.includes(method);
@@ -104,7 +124,10 @@ export function createAuthHandler(username: string, host: string, opts: SshAuthO
       username,
       prompt: (name, instructions, _lang, prompts, finish) => {
         void (async () => {
-          const text = [name, instructions].map((s) => sanitizeTextBlock(s ?? '').trim()).filter(Boolean).join('\n');
+          const text = [name, instructions]
+            .map((s) => sanitizeTextBlock(s ?? '').trim())
+            .filter(Boolean)
+            .join('\n');
           if (text) opts.prompter.say(text);
           const answers: string[] = [];
           for (const p of prompts) {

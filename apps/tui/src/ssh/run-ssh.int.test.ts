@@ -109,7 +109,12 @@ describe('embedded ssh session over TCP to a real sshd', () => {
   });
 
   it('allocates a PTY when asked; end of stdin reaches the remote program as Ctrl-D', async () => {
-    const s = session({ command: 'tty; cat', pty: true, term: 'xterm', stdin: Readable.from([Buffer.from('hello\n')]) });
+    const s = session({
+      command: 'tty; cat',
+      pty: true,
+      term: 'xterm',
+      stdin: Readable.from([Buffer.from('hello\n')]),
+    });
     expect(await s.run()).toBe(0);
     expect(s.stdout.text).toMatch(/\/dev\/pts\/\d+/);
     expect(s.stdout.text).toContain('hello');
@@ -133,7 +138,10 @@ describe('embedded ssh session over TCP to a real sshd', () => {
     const otherLine = execFileSync('ssh-keygen', ['-y', '-f', keyFile]).toString().trim();
     knownHosts.add('laptop', parseSshPublicKeyLine(otherLine)!.blob);
     const s = session({ command: 'echo should-not-run', knownHosts, attested: f.hostKeys });
-    const err = (await s.run().then(() => null, (e: CliError) => e))!;
+    const err = (await s.run().then(
+      () => null,
+      (e: CliError) => e,
+    ))!;
     expect(err.code).toBe('CLI_ERR_HOST_KEY_CHANGED');
     expect(err.message).toContain('HOST KEY FOR laptop HAS CHANGED');
     expect(err.message).toContain(fingerprintKeyLine(otherLine)!);
@@ -149,7 +157,10 @@ describe('embedded ssh session over TCP to a real sshd', () => {
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
     const attested = [execFileSync('ssh-keygen', ['-y', '-f', keyFile]).toString().trim()];
     const s = session({ command: 'true', attested });
-    const err = (await s.run().then(() => null, (e: CliError) => e))!;
+    const err = (await s.run().then(
+      () => null,
+      (e: CliError) => e,
+    ))!;
     expect(err.code).toBe('CLI_ERR_HOST_KEY_NOT_ATTESTED');
     expect(s.knownHosts.lookup('laptop')).toEqual([]);
   });
@@ -158,7 +169,10 @@ describe('embedded ssh session over TCP to a real sshd', () => {
     const keyFile = join(dir, 'unknown_client_key');
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
     const s = session({ command: 'true', auth: { agentSocket: null, identityFiles: [keyFile], prompter: noPrompter } });
-    const err = (await s.run().then(() => null, (e: CliError) => e))!;
+    const err = (await s.run().then(
+      () => null,
+      (e: CliError) => e,
+    ))!;
     expect(err.code).toBe('CLI_ERR_SSH_AUTH_FAILED');
     expect(err.message).toContain('permission denied');
     expect(err.message).toContain(keyFile);
@@ -170,7 +184,10 @@ describe('embedded ssh session over TCP to a real sshd', () => {
     await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
     const port = (srv.address() as { port: number }).port;
     const s = session({ command: 'true', sock: connect(port, '127.0.0.1') });
-    const err = (await s.run().then(() => null, (e: CliError) => e))!;
+    const err = (await s.run().then(
+      () => null,
+      (e: CliError) => e,
+    ))!;
     srv.close();
     expect(err.code).toBe('CLI_ERR_SSH_CONNECTION');
   });
@@ -179,8 +196,14 @@ describe('embedded ssh session over TCP to a real sshd', () => {
     const sock = join(dir, 'agent.sock');
     agent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
     for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
-    execFileSync('ssh-add', ['-q', fixtures().sshd.clientKey], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
-    const s = session({ command: 'echo via-agent', auth: { agentSocket: sock, identityFiles: [], prompter: noPrompter } });
+    execFileSync('ssh-add', ['-q', fixtures().sshd.clientKey], {
+      env: { ...process.env, SSH_AUTH_SOCK: sock },
+      stdio: 'ignore',
+    });
+    const s = session({
+      command: 'echo via-agent',
+      auth: { agentSocket: sock, identityFiles: [], prompter: noPrompter },
+    });
     expect(await s.run()).toBe(0);
     expect(s.stdout.text).toBe('via-agent\n');
   });

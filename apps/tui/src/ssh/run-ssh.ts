@@ -21,7 +21,6 @@ import { cliError, isCliError, type CliError } from '../errors.js';
 import { createAuthHandler, type AuthState, type SshAuthOptions } from './auth.js';
 import type { HostKeyCheck } from './host-key-check.js';
 
-
 export type { HostKeyCheck } from './host-key-check.js';
 export type { SshAuthOptions } from './auth.js';
 
@@ -105,7 +104,10 @@ export async function runSsh(opts: RunSshOptions): Promise<number> {
   return runSshWith(new Client(), opts);
 }
 
-function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['Client']>, opts: RunSshOptions): Promise<number> {
+function runSshWith(
+  client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['Client']>,
+  opts: RunSshOptions,
+): Promise<number> {
   const { host, user, stdin, stdout, stderr } = opts;
   const auth: AuthState = { tried: [], serverMethods: null, fatal: null };
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 30_000;
@@ -167,7 +169,11 @@ function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['C
       }
       if (auth.fatal) return auth.fatal;
       if (handshakeTimedOut) {
-        return cliError('CLI_ERR_SSH_CONNECTION', `no SSH handshake with ${host} within ${Math.round(handshakeTimeoutMs / 1000)} s`, "The machine's SSH server may be hung or overloaded; try again.");
+        return cliError(
+          'CLI_ERR_SSH_CONNECTION',
+          `no SSH handshake with ${host} within ${Math.round(handshakeTimeoutMs / 1000)} s`,
+          "The machine's SSH server may be hung or overloaded; try again.",
+        );
       }
       if (lastError?.level === 'client-authentication') {
         const offered = auth.serverMethods?.length ? auth.serverMethods.join(',') : 'unknown';
@@ -181,17 +187,37 @@ function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['C
       if (ready) {
         // The remote prompt may still be on the screen: start the message on a line of its own.
         if (opts.pty && channel && (stderr as Partial<WriteStream>).isTTY) stderr.write('\r\n');
-        return cliError('CLI_ERR_SSH_CONNECTION', `the connection to ${host} was lost${lastError ? ` (${lastError.message})` : ''}`, 'Check `mssh ls`: the machine or its agent may have gone offline.', lastError ?? undefined);
+        return cliError(
+          'CLI_ERR_SSH_CONNECTION',
+          `the connection to ${host} was lost${lastError ? ` (${lastError.message})` : ''}`,
+          'Check `mssh ls`: the machine or its agent may have gone offline.',
+          lastError ?? undefined,
+        );
       }
       if (lastError) {
-        return cliError('CLI_ERR_SSH_CONNECTION', `SSH connection to ${host} failed: ${lastError.message}`, "Check that the machine's SSH server runs (the agent's --target).", lastError);
+        return cliError(
+          'CLI_ERR_SSH_CONNECTION',
+          `SSH connection to ${host} failed: ${lastError.message}`,
+          "Check that the machine's SSH server runs (the agent's --target).",
+          lastError,
+        );
       }
-      return cliError('CLI_ERR_SSH_CONNECTION', `${host} closed the connection before login`, "Check that the machine's SSH server runs (the agent's --target).");
+      return cliError(
+        'CLI_ERR_SSH_CONNECTION',
+        `${host} closed the connection before login`,
+        "Check that the machine's SSH server runs (the agent's --target).",
+      );
     };
 
     const startChannel = () => {
       const w = windowOf(stdout);
-      const ptyOpts: PseudoTtyOptions = { term: opts.term ?? 'xterm-256color', rows: w.rows, cols: w.cols, width: 0, height: 0 };
+      const ptyOpts: PseudoTtyOptions = {
+        term: opts.term ?? 'xterm-256color',
+        rows: w.rows,
+        cols: w.cols,
+        width: 0,
+        height: 0,
+      };
       const env = opts.env && Object.keys(opts.env).length > 0 ? opts.env : undefined;
       const onChannel = (err: Error | undefined, ch: ClientChannel) => {
         if (err) {
@@ -210,7 +236,10 @@ function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['C
           if (!closed || !stderrDone) return;
           const code = exitCodeFor(exit?.code, exit?.signal);
           if (code === null) {
-            settle(opts.lostReason?.() ?? cliError('CLI_ERR_SSH_CONNECTION', `the session on ${host} ended without an exit status`, ''));
+            settle(
+              opts.lostReason?.() ??
+                cliError('CLI_ERR_SSH_CONNECTION', `the session on ${host} ended without an exit status`, ''),
+            );
           } else {
             settle(null, code);
           }
@@ -297,14 +326,23 @@ function runSshWith(client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['C
           .then(
             () => verify(true),
             (e: unknown) => {
-              hostKeyError = isCliError(e) ? e : cliError('CLI_ERR_HOST_KEY_NOT_ATTESTED', `cannot verify the host key of ${host}: ${(e as Error).message}`, '', e);
+              hostKeyError = isCliError(e)
+                ? e
+                : cliError(
+                    'CLI_ERR_HOST_KEY_NOT_ATTESTED',
+                    `cannot verify the host key of ${host}: ${(e as Error).message}`,
+                    '',
+                    e,
+                  );
               verify(false);
             },
           );
       },
     };
     if (opts.hostKey.algorithms) {
-      config.algorithms = { serverHostKey: opts.hostKey.algorithms as NonNullable<ConnectConfig['algorithms']>['serverHostKey'] };
+      config.algorithms = {
+        serverHostKey: opts.hostKey.algorithms as NonNullable<ConnectConfig['algorithms']>['serverHostKey'],
+      };
     }
     try {
       client.connect(config);

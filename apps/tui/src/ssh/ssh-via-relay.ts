@@ -38,7 +38,12 @@ export async function sshViaRelay(opts: SshViaRelayOptions): Promise<number> {
   const pinned = knownHosts.lookup(host).length > 0;
   if (!pinned) progress?.('host-keys');
   const attested = pinned ? [] : (await client.getHost(host)).hostKeys;
-  const hostKey = createHostKeyCheck({ host, knownHosts, attested, refresh: async () => (await client.refreshHostKeys(host)).hostKeys });
+  const hostKey = createHostKeyCheck({
+    host,
+    knownHosts,
+    attested,
+    refresh: async () => (await client.refreshHostKeys(host)).hostKeys,
+  });
   progress?.('tunnel');
   const tunnel = await client.openTunnel(host);
   progress?.('handshake');

@@ -19,7 +19,10 @@ export interface ConnectProgress {
   done(): void;
 }
 
-export function createConnectProgress(stderr: Writable, opts: { verbose: boolean; host: string; now?: () => number; delayMs?: number }): ConnectProgress {
+export function createConnectProgress(
+  stderr: Writable,
+  opts: { verbose: boolean; host: string; now?: () => number; delayMs?: number },
+): ConnectProgress {
   const now = opts.now ?? Date.now;
   const started = now();
   if (opts.verbose) {

@@ -10,7 +10,14 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import {
-  CreateEnrollTokenRequest, CreateUserRequest, DisableUserRequest, GrantRequest, HostName, SetPasswordRequest, SetRoleRequest, UserName,
+  CreateEnrollTokenRequest,
+  CreateUserRequest,
+  DisableUserRequest,
+  GrantRequest,
+  HostName,
+  SetPasswordRequest,
+  SetRoleRequest,
+  UserName,
 } from '@mssh/protocol';
 import type { AdminActor, AdminService } from '../../admin/admin-service.js';
 import { parseOr400 } from '../errors-edge.js';

@@ -7,5 +7,9 @@ import '../auth-types.js';
 export const adminRoutes: FastifyPluginAsync<{ admin: AdminService }> = async (app, { admin }) => {
   app.addHook('preHandler', app.authenticate);
   app.addHook('preHandler', app.requireAdmin);
-  await app.register(adminOpsRoutes, { prefix: '/v1/admin', admin, actor: (request) => ({ actor: request.auth!.user, source: request.ip }) });
+  await app.register(adminOpsRoutes, {
+    prefix: '/v1/admin',
+    admin,
+    actor: (request) => ({ actor: request.auth!.user, source: request.ip }),
+  });
 };

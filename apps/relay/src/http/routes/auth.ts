@@ -7,7 +7,11 @@ import type { LoginGuard } from '../../limits/login-guard.js';
 import '../auth-types.js';
 
 /** Login, logout, whoami, and the public keys that verify the relay's tokens. */
-export const authRoutes: FastifyPluginAsync<{ auth: AuthService; tokens: TokenService; loginGuard?: LoginGuard }> = async (app, { auth, tokens, loginGuard }) => {
+export const authRoutes: FastifyPluginAsync<{
+  auth: AuthService;
+  tokens: TokenService;
+  loginGuard?: LoginGuard;
+}> = async (app, { auth, tokens, loginGuard }) => {
   app.get(PATHS.jwks, async (_req, reply) => {
     reply.header('cache-control', 'public, max-age=300');
     return tokens.jwks();

@@ -3,7 +3,10 @@ import { PATHS } from '@mssh/protocol';
 import type { HostService } from '../../hosts/host-service.js';
 
 /** Anonymous liveness with counts only (never names); `limits` adds the edge's in-memory state sizes. */
-export const healthRoutes: FastifyPluginAsync<{ hosts: HostService; limits?: () => EdgeLimitCounts }> = async (app, { hosts, limits }) => {
+export const healthRoutes: FastifyPluginAsync<{ hosts: HostService; limits?: () => EdgeLimitCounts }> = async (
+  app,
+  { hosts, limits },
+) => {
   app.get(PATHS.healthz, async () => (limits ? { ...(await hosts.health()), limits: limits() } : hosts.health()));
 };
 

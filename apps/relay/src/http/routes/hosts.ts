@@ -28,7 +28,10 @@ export const hostRoutes: FastifyPluginAsync<HostRoutesOptions> = async (app, { h
     const a = request.auth!;
     // The same answer for an unknown and an ungranted machine: no grant, no hint that it exists.
     if (!(await access.canReach({ name: a.user, admin: a.admin, role: a.role }, name))) {
-      throw relayError('RLY_ERR_NO_GRANT', `you have no grant for a machine named "${name}"; ask an admin (mssh admin grant ${a.user} ${name})`);
+      throw relayError(
+        'RLY_ERR_NO_GRANT',
+        `you have no grant for a machine named "${name}"; ask an admin (mssh admin grant ${a.user} ${name})`,
+      );
     }
     return hosts.get(name);
   });
@@ -40,7 +43,10 @@ export const hostRoutes: FastifyPluginAsync<HostRoutesOptions> = async (app, { h
     const { name } = parseOr400(z.object({ name: HostName }), request.params);
     const a = request.auth!;
     if (!(await access.canReach({ name: a.user, admin: a.admin, role: a.role }, name))) {
-      throw relayError('RLY_ERR_NO_GRANT', `you have no grant for a machine named "${name}"; ask an admin (mssh admin grant ${a.user} ${name})`);
+      throw relayError(
+        'RLY_ERR_NO_GRANT',
+        `you have no grant for a machine named "${name}"; ask an admin (mssh admin grant ${a.user} ${name})`,
+      );
     }
     if (!refreshHostKeys) throw relayError('RLY_ERR_AGENT_FAILED', 'this relay cannot ask agents for their host keys');
     await refreshHostKeys(name);

@@ -17,7 +17,10 @@ export const sshKeyRoutes: FastifyPluginAsync<{ sshKeys: SshKeyService }> = asyn
   });
 
   app.delete(`${PATHS.sshKeys}/:fingerprint`, async (request, reply) => {
-    const { fingerprint } = parseOr400(z.object({ fingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'a SHA256:... key fingerprint') }), request.params);
+    const { fingerprint } = parseOr400(
+      z.object({ fingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'a SHA256:... key fingerprint') }),
+      request.params,
+    );
     await sshKeys.remove(request.auth!.user, fingerprint, request.ip);
     return reply.code(204).send();
   });
