@@ -156,7 +156,7 @@ describe.each(['pglite', 'postgres'] as const)('core on %s', (db) => {
     const damaged = JSON.stringify({ ...JSON.parse(readFileSync(file3, 'utf8')), version: 7 });
     writeFileSync(file3, damaged);
     const r3 = await u3.mssh(['logout']);
-    expect(r3.code, r3.stderr).toBe(1);
+    expect(r3.code, r3.stderr).toBe(78); // CLI_ERR_CONFIG: stored state unusable (docs/cli.md)
     expect(r3.stderr).toContain('[CLI_ERR_CONFIG]');
     expect(r3.stderr).toContain(`${file3} is damaged`);
     expect(r3.stderr).toMatch(/was revoked on the relay/);
@@ -170,7 +170,7 @@ describe.each(['pglite', 'postgres'] as const)('core on %s', (db) => {
     const tok4 = storedToken(u4.configDir);
     writeFileSync(join(u4.configDir, 'credentials.json'), '{"version": 1, "cur');
     const r4 = await u4.mssh(['logout']);
-    expect(r4.code, r4.stderr).toBe(1);
+    expect(r4.code, r4.stderr).toBe(78);
     expect(r4.stderr).toContain('[CLI_ERR_CONFIG]');
     expect(r4.stderr).toMatch(/none was revoked/);
     expect((await request(h2, 'GET', PATHS.hosts, { token: tok4 })).status).toBe(200);

@@ -235,7 +235,7 @@ describe('mssh-relay info with damaged key files', () => {
       writeFileSync(cert, 'not a certificate\n');
       const badCert = await info();
       expect(badCert.code).toBe(1);
-      expect(badCert.err).toContain('(RLY_CLI_ERR_KEY_FILE)');
+      expect(badCert.err).toContain('[RLY_CLI_ERR_KEY_FILE]');
       expect(badCert.err).toContain(`${cert} is not a PEM certificate`);
       expect(badCert.out).not.toMatch(/TLS certificate fingerprint/);
       rmSync(join(dir, 'tls'), { recursive: true });
@@ -244,7 +244,7 @@ describe('mssh-relay info with damaged key files', () => {
       mkdirSync(key, { recursive: true }); // unreadable as a file: EISDIR (root reads through chmod 000)
       const unreadableKey = await info();
       expect(unreadableKey.code).toBe(1);
-      expect(unreadableKey.err).toContain('(RLY_CLI_ERR_KEY_FILE)');
+      expect(unreadableKey.err).toContain('[RLY_CLI_ERR_KEY_FILE]');
       expect(unreadableKey.err).toContain(`cannot read the SSH jump host key ${key}: EISDIR`);
       rmSync(key, { recursive: true });
       writeFileSync(key, '-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n-----END OPENSSH PRIVATE KEY-----\n', {
@@ -252,7 +252,7 @@ describe('mssh-relay info with damaged key files', () => {
       });
       const badKey = await info();
       expect(badKey.code).toBe(1);
-      expect(badKey.err).toContain('(RLY_CLI_ERR_KEY_FILE)');
+      expect(badKey.err).toContain('[RLY_CLI_ERR_KEY_FILE]');
       expect(badKey.err).toContain(`${key} is not a valid unencrypted SSH private key`);
       expect(badKey.out).not.toMatch(/SSH jump host key fingerprint/);
     },
