@@ -6,7 +6,7 @@
 // (--keep: do not empty dist/ first, for a second entry of the same app. --inline: pure-JS dependencies
 // bundled in as well: loading zod 4 from node_modules costs ~75 ms of ESM resolution per start, ~35 ms
 // bundled, which matters for the short-lived `mssh` CLI; see bench/README.md. --cjs: a CommonJS bundle,
-// for a launcher that runs it with a V8 code cache, apps/tui/bin/compile-cache.cjs; dynamic imports of
+// for a launcher that runs it with a V8 code cache, apps/client/bin/compile-cache.cjs; dynamic imports of
 // external packages become require() there.)
 import { build } from 'esbuild';
 import { readFileSync, cpSync, existsSync, rmSync } from 'node:fs';

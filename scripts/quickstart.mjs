@@ -15,8 +15,8 @@ const listen = process.env.MSSH_LISTEN ?? '127.0.0.1:8443';
 const BIN = {
   relay: join(root, 'apps/relay/bin/mssh-relay.js'),
   agent: join(root, 'apps/agent/bin/mssh-agent.js'),
-  mssh: join(root, 'apps/tui/bin/mssh.js'),
-  tui: join(root, 'apps/tui/bin/mssh-tui.js'),
+  mssh: join(root, 'apps/client/bin/mssh.js'),
+  tui: join(root, 'apps/client/bin/mssh-tui.js'),
 };
 const children = [];
 
@@ -169,9 +169,9 @@ mssh is running.
 
 Connect from another terminal in ${root}:
   export MSSH_CONFIG_DIR=${clientDir}
-  node apps/tui/bin/mssh.js ls
-  node apps/tui/bin/mssh.js ssh -i ${keyFile} ${user}@${name}
-  node apps/tui/bin/mssh-tui.js -i ${keyFile}            # the full-screen picker
+  node apps/client/bin/mssh.js ls
+  node apps/client/bin/mssh.js ssh -i ${keyFile} ${user}@${name}
+  node apps/client/bin/mssh-tui.js -i ${keyFile}            # the full-screen picker
   ssh -F ${sshConfig} -i ${keyFile} ${user}@${name}.mssh   # your own OpenSSH (or once: mssh config ssh --install)
 ${embedded ? '' : `(The agent forwards to this machine's sshd: log in with a key or password that sshd accepts.)\n`}
 Ctrl-C stops the relay and the agent.`);

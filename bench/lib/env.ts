@@ -177,7 +177,7 @@ export async function setUp(opts: { mssh: boolean; profileDir?: string; relayArg
     env.msshProblem = 'skipped (--paths without mssh)';
     return env;
   }
-  // The bundles the bins load (the mssh CLI's is CommonJS, run with its code cache: apps/tui/bin/mssh.js).
+  // The bundles the bins load (the mssh CLI's is CommonJS, run with its code cache: apps/client/bin/mssh.js).
   const bundles = [
     join(BIN.relay, '../../dist/main.js'),
     join(BIN.agent, '../../dist/main.js'),

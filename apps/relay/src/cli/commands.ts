@@ -31,7 +31,7 @@ import type { Flags, RelayHandlers } from './program.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
 
-/** --json: a listing is one JSON array, a single thing (info) one object (the convention of apps/tui/README.md, "JSON output"). */
+/** --json: a listing is one JSON array, a single thing (info) one object (the convention of apps/client/README.md, "JSON output"). */
 const printJson = (v: unknown) => out(jsonForTerminal(v, 2));
 
 async function storeOps(flags: Flags): Promise<AdminOps> {

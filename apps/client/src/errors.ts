@@ -6,7 +6,7 @@
  *   <hint>
  * and exits 255 for `mssh ssh` / `mssh proxy` (like OpenSSH), else by the policy of docs/cli.md (usage 64,
  * unusable config 78, bug 70, any other failure 1). Codes are stable, never reused, and listed in
- * apps/tui/README.md.
+ * apps/client/README.md.
  */
 import { CliError, formatCliError as formatKitError } from '@mssh/cli-kit';
 import { isWireErrorBody, sanitizeForTerminal, tunnelEndReason, type WireErrorBody } from '@mssh/protocol';

@@ -2,7 +2,7 @@
  * `mssh admin audit` (the audit trail, filtered) and `mssh admin sessions` (who is connected where, since
  * when, bytes so far). Admin login needed. Everything the relay sent goes through sanitizeForTerminal
  * before it reaches the terminal (control characters escaped, one row per event); --json prints one JSON
- * array (apps/tui/README.md, "JSON output").
+ * array (apps/client/README.md, "JSON output").
  */
 import {
   parseTimeArg,

@@ -91,7 +91,7 @@ export function println(w: Writable, line = ''): void {
 }
 
 /**
- * `--json` output, one convention for every command (apps/tui/README.md, "JSON output"): a listing is
+ * `--json` output, one convention for every command (apps/client/README.md, "JSON output"): a listing is
  * ONE JSON array of its items (`[]` when empty), a single thing (whoami, an enrolment token) ONE JSON
  * object; JSON lines are kept for streams (a future `--follow`). Indented, with DEL, C1 and bidi
  * controls escaped too, so it is safe on a terminal.
