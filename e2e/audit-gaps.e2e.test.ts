@@ -21,10 +21,9 @@ import { runCommand } from './fixtures/files.js';
 import { sshKeygen, writeSshConfig } from './fixtures/openssh.js';
 import { freePort, waitFor } from './fixtures/net.js';
 import {
-  BIN,
   ADMIN_PASSWORD,
   enrollToken,
-  exec,
+  agentEnroll,
   loginUser,
   startAgent,
   startRelay,
@@ -127,22 +126,7 @@ describe('audit gaps (issue 16 item 4)', () => {
 
   it('refused enrolments (name mismatch, reused token) are audited as agent.enroll_failed with code and source', async () => {
     const token = await enrollToken(relay, 'box1');
-    const enroll = (name: string) =>
-      exec(BIN.agent, [
-        'enroll',
-        '--relay',
-        relay.url,
-        '--token',
-        token,
-        '--name',
-        name,
-        '--relay-fingerprint',
-        relay.fingerprint,
-        '--state-dir',
-        mkdtempSync(join(dir, `agent-${name}-`)),
-        '--target',
-        `127.0.0.1:${fixtures().sshd.port}`,
-      ]);
+    const enroll = (name: string) => agentEnroll(relay, name, token, mkdtempSync(join(dir, `agent-${name}-`)));
     const wrong = await enroll('box2');
     expect(wrong.code).not.toBe(0);
     expect(wrong.stdout + wrong.stderr).toMatch(/RLY_ERR_ENROLL_NAME_MISMATCH|issued for/);

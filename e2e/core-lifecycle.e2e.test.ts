@@ -14,7 +14,7 @@ import {
   loginUser,
   stopAll,
   enrollToken,
-  exec,
+  agentEnroll,
   run,
   BIN,
   type Relay,
@@ -25,24 +25,6 @@ import { startSshd } from './fixtures/sshd.js';
 import { waitFor } from './fixtures/net.js';
 
 afterAll(stopAll);
-
-function agentEnroll(relay: Relay, name: string, token: string, stateDir: string) {
-  return exec(BIN.agent, [
-    'enroll',
-    '--relay',
-    relay.url,
-    '--token',
-    token,
-    '--name',
-    name,
-    '--relay-fingerprint',
-    relay.fingerprint,
-    '--state-dir',
-    stateDir,
-    '--target',
-    `127.0.0.1:${fixtures().sshd.port}`,
-  ]);
-}
 
 describe('enrolment refusals (Postgres)', () => {
   let relay: Relay;
