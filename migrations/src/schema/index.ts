@@ -6,3 +6,4 @@ export * from './audit.js';
 export * from './grants.js';
 export * from './sessions.js';
 export * from './ssh-keys.js';
+export * from './fleet.js';

@@ -12,6 +12,8 @@ export const sessions = pgTable(
   {
     id: text('id').primaryKey(),
     relayId: text('relay_id').notNull(),
+    /** The relay that held the agent link (in a fleet, the entry relay forwards to it; else relay_id). */
+    holdingRelayId: text('holding_relay_id'),
     userName: text('user_name').notNull(),
     host: text('host').notNull(),
     source: text('source'),

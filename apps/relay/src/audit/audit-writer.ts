@@ -36,6 +36,8 @@ export interface SessionStartRow {
   source: string | null;
   via: string;
   startedAt: Date;
+  /** The relay holding the agent link (a fleet's forwarded session); null: relayId itself. */
+  holdingRelayId?: string | null;
 }
 
 export interface SessionEndRow {
@@ -274,6 +276,7 @@ export class AuditWriter {
         return {
           id: r.id,
           relay_id: r.relayId,
+          holding_relay_id: r.holdingRelayId ?? r.relayId,
           user_name: r.userName,
           host: r.host,
           source: r.source,
@@ -329,25 +332,28 @@ export class AuditWriter {
     // BEGIN, three statements and COMMIT were five; at hundreds of session starts per second those round
     // trips were most of the relay's database time (bench/README.md, findings).
     await this.opts.db.execute(sql`WITH new_sessions AS (
-          INSERT INTO sessions (id, relay_id, user_name, host, source, via, started_at, ended_at, bytes_up, bytes_down, end_reason, progress_at)
-          SELECT id, relay_id, user_name, host, source, via, started_at, ended_at, up, down, reason, ended_at
-          FROM jsonb_to_recordset(${startRows}::jsonb) AS v(id text, relay_id text, user_name text, host text, source text, via text, started_at timestamptz,
+          INSERT INTO sessions (id, relay_id, holding_relay_id, user_name, host, source, via, started_at, ended_at, bytes_up, bytes_down, end_reason, progress_at)
+          SELECT id, relay_id, holding_relay_id, user_name, host, source, via, started_at, ended_at, up, down, reason, ended_at
+          FROM jsonb_to_recordset(${startRows}::jsonb) AS v(id text, relay_id text, holding_relay_id text, user_name text, host text, source text, via text, started_at timestamptz,
             ended_at timestamptz, up bigint, down bigint, reason text)
+          RETURNING id),
+        ended AS (
+          UPDATE sessions AS s SET ended_at = GREATEST(v.ended_at, s.started_at), bytes_up = GREATEST(s.bytes_up, v.up), bytes_down = GREATEST(s.bytes_down, v.down), end_reason = v.reason, progress_at = v.ended_at
+          FROM jsonb_to_recordset(${endRows}::jsonb) AS v(id text, ended_at timestamptz, up bigint, down bigint, reason text)
+          WHERE s.id = v.id AND s.ended_at IS NULL
+          RETURNING s.id),
+        progressed AS (
+          UPDATE sessions AS s SET bytes_up = GREATEST(s.bytes_up, v.up), bytes_down = GREATEST(s.bytes_down, v.down), progress_at = now()
+          FROM jsonb_to_recordset(${progressRows}::jsonb) AS v(id text, up bigint, down bigint)
+          WHERE s.id = v.id AND s.ended_at IS NULL
           RETURNING 1),
         new_events AS (
           INSERT INTO audit_events (time, type, code, relay_id, actor, host, source, session_id, details)
           SELECT time, type, code, relay_id, actor, host, source, session_id, COALESCE(details, '{}'::jsonb)
           FROM jsonb_to_recordset(${eventRows}::jsonb) AS v(time timestamptz, type text, code text, relay_id text, actor text, host text, source text, session_id text, details jsonb)
-          RETURNING 1),
-        ended AS (
-          UPDATE sessions AS s SET ended_at = GREATEST(v.ended_at, s.started_at), bytes_up = GREATEST(s.bytes_up, v.up), bytes_down = GREATEST(s.bytes_down, v.down), end_reason = v.reason, progress_at = v.ended_at
-          FROM jsonb_to_recordset(${endRows}::jsonb) AS v(id text, ended_at timestamptz, up bigint, down bigint, reason text)
-          WHERE s.id = v.id AND s.ended_at IS NULL
-          RETURNING 1),
-        progressed AS (
-          UPDATE sessions AS s SET bytes_up = GREATEST(s.bytes_up, v.up), bytes_down = GREATEST(s.bytes_down, v.down), progress_at = now()
-          FROM jsonb_to_recordset(${progressRows}::jsonb) AS v(id text, up bigint, down bigint)
-          WHERE s.id = v.id AND s.ended_at IS NULL
+          -- A session.end only for a session this statement closes (or inserts closed): one that another
+          -- relay already closed (a fleet survivor, relay_crashed) never gets a second end.
+          WHERE v.type <> 'session.end' OR v.session_id IN (SELECT id FROM ended) OR v.session_id IN (SELECT id FROM new_sessions)
           RETURNING 1)
       SELECT 1`);
   }

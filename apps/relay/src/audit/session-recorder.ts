@@ -15,9 +15,8 @@
  * path only adds to one in-memory number per chunk (noteBytes); no database work per chunk. At start-up `recoverCrashed()` closes what a previous run of this relay id left open (kill -9,
  * power loss) with end reason relay_crashed and the last written byte counts.
  */
-import { and, eq, isNull } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import { sessions } from '@mssh/migrations';
 import type { Db } from '../db/index.js';
 import { relayError } from '../errors.js';
 import type { RecordedSession, SessionEndReason, SessionLedger, SessionStartInfo } from '../tunnel/types.js';
@@ -172,7 +171,12 @@ export class SessionRecorder implements SessionLedger {
       host: s.host,
       source: s.source,
       sessionId: s.sessionId,
-      details: { via: s.via, ...(s.agentId ? { agentId: s.agentId } : {}), ...(s.details ?? {}) },
+      details: {
+        via: s.via,
+        ...(s.agentId ? { agentId: s.agentId } : {}),
+        ...(s.holdingRelayId && s.holdingRelayId !== this.opts.relayId ? { holdingRelay: s.holdingRelayId } : {}),
+        ...(s.details ?? {}),
+      },
     };
     try {
       await this.opts.writer.commit({
@@ -185,6 +189,7 @@ export class SessionRecorder implements SessionLedger {
             source: s.source,
             via: s.via,
             startedAt,
+            holdingRelayId: s.holdingRelayId ?? this.opts.relayId,
           },
         ],
         events: [event],
@@ -277,51 +282,33 @@ export class SessionRecorder implements SessionLedger {
   }
 
   /**
-   * Close the sessions a previous run of this relay left open: end reason relay_crashed, the last
-   * written byte counts, ended at the last progress write (or the start). One transaction; returns how
-   * many. Throws when the database fails (the relay must not start with open sessions it cannot close).
+   * Close the sessions a run of a relay left open: end reason relay_crashed, the last written byte counts,
+   * ended at the last progress write (or the start). By default this relay's own (at start-up, what a
+   * previous run left after kill -9 or power loss); in a fleet, a survivor closes a LOST relay's sessions
+   * (fleet/registry.ts), and the session.end rows then name it (`details.closedBy`).
+   *
+   * ONE statement: the UPDATE closes only rows still open (a concurrent closer waits on the row locks, then
+   * skips what the other closed), and the session.end rows are inserted for exactly the rows it closed. So
+   * two relays racing to close the same sessions can never record an end twice. Returns how many it
+   * closed; throws when the database fails (the relay must not start with open sessions it cannot close).
    */
-  async recoverCrashed(): Promise<number> {
-    const open = await this.opts.db
-      .select()
-      .from(sessions)
-      .where(and(eq(sessions.relayId, this.opts.relayId), isNull(sessions.endedAt)));
-    if (open.length === 0) return 0;
-    const now = this.clock();
-    for (let i = 0; i < open.length; i += 500) {
-      const chunk = open.slice(i, i + 500);
-      await this.opts.writer.commit({
-        ends: chunk.map((r) => ({
-          id: r.id,
-          endedAt: r.progressAt ?? r.startedAt,
-          bytesUp: r.bytesUp,
-          bytesDown: r.bytesDown,
-          endReason: 'relay_crashed',
-        })),
-        events: chunk.map((r): AuditRow => {
-          const endedAt = r.progressAt ?? r.startedAt;
-          return {
-            ...AUDIT.sessionEnd,
-            time: now,
-            relayId: this.opts.relayId,
-            actor: r.userName,
-            host: r.host,
-            source: r.source,
-            sessionId: r.id,
-            details: {
-              via: r.via,
-              reason: 'relay_crashed',
-              bytesFromClient: r.bytesUp,
-              bytesToClient: r.bytesDown,
-              startedAt: r.startedAt.toISOString(),
-              endedAt: endedAt.toISOString(),
-              durationMs: endedAt.getTime() - r.startedAt.getTime(),
-              bytesAsOf: r.progressAt ? r.progressAt.toISOString() : null,
-            },
-          };
-        }),
-      });
-    }
-    return open.length;
+  async recoverCrashed(relayId: string = this.opts.relayId): Promise<number> {
+    const me = this.opts.relayId;
+    const closedBy = relayId === me ? sql`'{}'::jsonb` : sql`jsonb_build_object('closedBy', ${me}::text)`;
+    const iso = (col: string) => sql.raw(`to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`);
+    const res = await this.opts.db.execute(sql`WITH closed AS (
+        UPDATE sessions SET ended_at = COALESCE(progress_at, started_at), end_reason = 'relay_crashed'
+        WHERE relay_id = ${relayId} AND ended_at IS NULL
+        RETURNING id, user_name, host, source, via, started_at, ended_at, bytes_up, bytes_down, progress_at)
+      INSERT INTO audit_events (time, type, code, relay_id, actor, host, source, session_id, details)
+      SELECT ${this.clock().toISOString()}::timestamptz, ${AUDIT.sessionEnd.type}, ${AUDIT.sessionEnd.code}, ${me},
+        user_name, host, source, id,
+        jsonb_build_object('via', via, 'reason', 'relay_crashed', 'bytesFromClient', bytes_up, 'bytesToClient', bytes_down,
+          'startedAt', ${iso('started_at')}, 'endedAt', ${iso('ended_at')},
+          'durationMs', floor(extract(epoch FROM ended_at - started_at) * 1000)::bigint,
+          'bytesAsOf', CASE WHEN progress_at IS NULL THEN NULL ELSE ${iso('progress_at')} END) || ${closedBy}
+      FROM closed
+      RETURNING 1`);
+    return (res as unknown as { rows: unknown[] }).rows.length;
   }
 }

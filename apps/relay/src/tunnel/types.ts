@@ -53,6 +53,8 @@ export interface SessionStartInfo {
   /** Which listener: HTTPS tunnel or the SSH jump listener. */
   via: 'https' | 'jump';
   agentId?: string;
+  /** The relay holding the agent's link when it is not this one (a fleet's forwarded session). */
+  holdingRelayId?: string;
   /** Extra audit details for session.start. */
   details?: Record<string, unknown>;
 }
