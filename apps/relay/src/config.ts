@@ -98,6 +98,21 @@ export function sshJumpListen(cfg: { listen: ListenAddress; sshListen?: ListenAd
   return cfg.sshListen ?? { host: cfg.listen.host, port: DEFAULT_SSH_JUMP_PORT };
 }
 
+/** --peer-listen: HOST:PORT of the fleet's peer listener, or unset (no fleet). */
+const PeerListen = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx) => {
+  if (v === undefined) return undefined;
+  const parsed = parseListen(v);
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not HOST:PORT (e.g. 10.0.0.5:8444, 127.0.0.1:0)` });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+const FleetLeaseMs = z
+  .preprocess(nonEmpty, z.coerce.number().int().min(300, 'must be at least 300 (ms)').max(600_000).optional())
+  .transform((v) => v ?? 3_000);
+
 const PublicUrl = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx) => {
   if (v === undefined) return undefined;
   let u: URL;
@@ -232,6 +247,9 @@ export const ServeConfigSchema = StoreSchema.extend({
   listen: Listen,
   sshListen: SshListen,
   publicUrl: PublicUrl,
+  peerListen: PeerListen,
+  peerUrl: PublicUrl,
+  fleetLeaseMs: FleetLeaseMs,
   logLevel: LogLevel,
   staleAfter: StaleAfter,
   ...HardeningSchema.shape,
@@ -242,6 +260,16 @@ export const ServeConfigSchema = StoreSchema.extend({
     .transform((v) => v ?? 10_000),
 })
   .extend(TlsSchema.shape)
+  .refine((c) => !c.peerListen || !!c.databaseUrl, {
+    path: ['peerListen'],
+    message: 'a relay fleet shares one Postgres: give --database-url (DATABASE_URL) too',
+    when: (p) => typeof p.value === 'object' && p.value !== null,
+  })
+  .refine((c) => !c.peerListen || !!c.peerUrl || !['0.0.0.0', '::', ''].includes(c.peerListen.host), {
+    path: ['peerUrl'],
+    message: '--peer-listen on a wildcard address needs --peer-url https://HOST:PORT (the address peers dial)',
+    when: (p) => typeof p.value === 'object' && p.value !== null,
+  })
   .refine((c) => !!c.tlsCert === !!c.tlsKey, {
     path: ['tlsKey'],
     message: '--tls-cert and --tls-key go together: give both, or neither for a self-signed certificate',
@@ -289,6 +317,9 @@ const FLAG_NAMES: Record<string, string> = {
   listen: '--listen (MSSH_LISTEN)',
   sshListen: '--ssh-listen (MSSH_SSH_LISTEN)',
   publicUrl: '--public-url (MSSH_PUBLIC_URL)',
+  peerListen: '--peer-listen (MSSH_PEER_LISTEN)',
+  peerUrl: '--peer-url (MSSH_PEER_URL)',
+  fleetLeaseMs: 'MSSH_FLEET_LEASE_MS',
   logLevel: '--log-level (MSSH_LOG_LEVEL)',
   bootstrapPassword: 'MSSH_BOOTSTRAP_PASSWORD',
   staleAfter: '--stale-after (MSSH_STALE_AFTER)',
@@ -327,6 +358,9 @@ export function withEnv(flags: Record<string, unknown>, env: NodeJS.ProcessEnv):
     listen: pick(flags.listen, 'MSSH_LISTEN'),
     sshListen: pick(flags.sshListen, 'MSSH_SSH_LISTEN'),
     publicUrl: pick(flags.publicUrl, 'MSSH_PUBLIC_URL'),
+    peerListen: pick(flags.peerListen, 'MSSH_PEER_LISTEN'),
+    peerUrl: pick(flags.peerUrl, 'MSSH_PEER_URL'),
+    fleetLeaseMs: env.MSSH_FLEET_LEASE_MS,
     logLevel: pick(flags.logLevel, 'MSSH_LOG_LEVEL'),
     staleAfter: pick(flags.staleAfter, 'MSSH_STALE_AFTER'),
     bootstrapPassword: env.MSSH_BOOTSTRAP_PASSWORD,

@@ -42,6 +42,10 @@ import { checkServeDatabase } from './admin/admin-target.js';
 import { requestedDatabase, writeDatabaseRecord } from './admin/database-record.js';
 import { loadOrCreateJumpHostKey } from './ssh-jump/host-key.js';
 import { createJumpServer, type JumpServer } from './ssh-jump/jump-server.js';
+import { Fleet } from './fleet/fleet.js';
+import type { FleetNews } from './fleet/bus.js';
+import { loadOrCreatePeerIdentity } from './fleet/peer-identity.js';
+import type { TunnelRouter } from './tunnel/types.js';
 
 /** The steps of stop(), in order (see the comment above). */
 export const STOP_STEPS = [
@@ -85,6 +89,7 @@ export function createRelay(opts: RelayOptions): Relay {
   let appClosing: Promise<void> | null = null;
   let jump: JumpServer | null = null;
   let adminSock: { close(): Promise<void> } | null = null;
+  let fleet: Fleet | null = null;
   const timers: NodeJS.Timeout[] = [];
   let ports: Relay['ports'] = null;
   let stopping: Promise<void> | null = null;
@@ -106,6 +111,7 @@ export function createRelay(opts: RelayOptions): Relay {
         for (const t of timers) clearInterval(t);
       });
       await step('listeners', async () => {
+        await fleet?.drain();
         appClosing = app
           ? app.close().catch((err: unknown) => logger.error({ err }, 'closing the HTTP server failed'))
           : null;
@@ -119,7 +125,10 @@ export function createRelay(opts: RelayOptions): Relay {
     stopping ??= (async () => {
       await drain();
       await step('agent links', async () => {
+        // Out of the fleet first (no peer routes here any more), then the links and the peer links.
+        await fleet?.stop();
         await router?.close();
+        await fleet?.closeLinks();
       });
       await step('http', async () => {
         await appClosing;
@@ -207,6 +216,7 @@ export function createRelay(opts: RelayOptions): Relay {
     const boot = await bootstrapAdmin({ users: repos.users, audit }, cfg.bootstrapPassword);
 
     router = createTunnelRouter({
+      onPresence: (e) => fleet?.presence(e),
       directory: repos.agents,
       audit,
       logger,
@@ -219,12 +229,54 @@ export function createRelay(opts: RelayOptions): Relay {
       },
     });
     const relay = { url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen), fingerprint: tls.fingerprint };
+    if (cfg.peerListen && cfg.databaseUrl) {
+      const localRouter = router;
+      fleet = new Fleet({
+        db: database.db,
+        databaseUrl: cfg.databaseUrl,
+        relayId: thisRelay,
+        identity: await loadOrCreatePeerIdentity(cfg.dataDir, thisRelay),
+        peerListen: cfg.peerListen,
+        peerUrl: cfg.peerUrl,
+        publicUrl: () => relay.url,
+        router: localRouter,
+        logger,
+        leaseMs: cfg.fleetLeaseMs,
+        closeSessionsOf: (id) => recorder!.recoverCrashed(id),
+        onNews: (news) => actOnFleetNews(news),
+        onResync: () =>
+          void reloadTokenKeys(repos.signingKeys, tokens).catch((err) =>
+            logger.warn({ err }, 'reloading the signing keys failed'),
+          ),
+        onLost: (e) =>
+          audit!.emit({
+            ...AUDIT.relayLost,
+            details: { relay: e.relayId, sessionsClosed: e.sessionsClosed, presenceDropped: e.presenceDropped },
+          }),
+      });
+    }
+    // What an admin does on this relay reaches every relay of the fleet (fleet/bus.ts), within a second.
+    const fleetRouter: TunnelRouter = fleet
+      ? {
+          ...router,
+          closeSessionsOfUser: (user, reason) => {
+            fleet!.publish({ t: 'end-user-sessions', user, reason });
+            return router!.closeSessionsOfUser(user, reason);
+          },
+          closeAgent: (name, reason, agentId) => {
+            fleet!.publish({ t: 'close-agent', name, reason, agentId });
+            return router!.closeAgent(name, reason, agentId);
+          },
+        }
+      : router;
+    let relayingNews = false;
     let jumpBound: { host: string; port: number } | null = null;
     const services = createServices({
       repos,
       tokens,
       audit,
-      router,
+      router: fleetRouter,
+      fleetOnline: fleet ? () => fleet!.onlineNames() : undefined,
       relay: () => relay,
       sshJump: () => (jumpBound ? { host: new URL(relay.url).hostname, port: jumpBound.port } : null),
       staleAfterMs: cfg.staleAfter,
@@ -233,6 +285,35 @@ export function createRelay(opts: RelayOptions): Relay {
       minProtocolVersion: cfg.minProtocolVersion,
       hashSlots: new HashSlots({ max: cfg.maxPasswordChecks }),
     });
+    const actOnFleetNews = (news: FleetNews): void => {
+      switch (news.t) {
+        case 'end-user-sessions':
+          router!.closeSessionsOfUser(news.user, news.reason);
+          return;
+        case 'close-agent':
+          router!.closeAgent(news.name, news.reason, news.agentId);
+          return;
+        case 'user-change':
+          relayingNews = true;
+          try {
+            services.userChanges.emit(news.change);
+          } finally {
+            relayingNews = false;
+          }
+          return;
+        case 'keys-rotated':
+          reloadTokenKeys(repos.signingKeys, tokens).catch((err) =>
+            logger.warn({ err }, 'reloading the signing keys failed'),
+          );
+          return;
+      }
+    };
+    if (fleet) {
+      const f = fleet;
+      services.userChanges.subscribe((change) => {
+        if (!relayingNews) f.publish({ t: 'user-change', change });
+      });
+    }
     // One login limiter for both doors (POST /v1/auth/login and the SSH jump listener), per --login-attempts.
     const loginGuard = new LoginGuard({ perSource: cfg.loginAttempts, perUser: cfg.loginAttempts * 2 });
     // The one place a session is admitted, whatever door it came through (session/gate.ts).
@@ -243,6 +324,7 @@ export function createRelay(opts: RelayOptions): Relay {
       ledger: recorder,
       audit,
       logger,
+      fleet,
     });
     const http = buildServer({
       tls,
@@ -336,7 +418,13 @@ export function createRelay(opts: RelayOptions): Relay {
       auditLog: services.auditLog,
       database: requestedDatabase(cfg.databaseUrl),
       dataDir: cfg.dataDir,
-      keys: { rotate: (by) => rotateSigningKey({ keys: repos.signingKeys, audit: audit!, tokens, by }) },
+      keys: {
+        rotate: async (by) => {
+          const r = await rotateSigningKey({ keys: repos.signingKeys, audit: audit!, tokens, by });
+          fleet?.publish({ t: 'keys-rotated' });
+          return r;
+        },
+      },
     });
 
     recorder.startProgress();
@@ -352,6 +440,20 @@ export function createRelay(opts: RelayOptions): Relay {
       },
     });
     ports = { https: bound.port, ssh: jumpBound?.port ?? null };
+    if (fleet) {
+      let joined: { peerUrl: string };
+      try {
+        joined = await fleet.start();
+      } catch (e) {
+        throw codedCliError(
+          'RLY_CLI_ERR_LISTEN',
+          `cannot join the relay fleet on ${formatHostPort(cfg.peerListen!.host, cfg.peerListen!.port)}: ${listenErrorReason(e)}`,
+          'Pick another address with --peer-listen HOST:PORT (or MSSH_PEER_LISTEN), and check that the database is reachable.',
+          e,
+        );
+      }
+      sshLines.push(`Fleet peer listener on ${joined.peerUrl} (relay id ${thisRelay})`);
+    }
 
     const purge = setInterval(() => {
       repos.revokedTokens.purgeExpired().catch((err) => logger.warn({ err }, 'purging expired revocations failed'));

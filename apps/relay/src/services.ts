@@ -46,6 +46,8 @@ export function createServices(deps: {
   liveSessions?: () => LiveSessionInfo[];
   /** Cap on concurrent password hashes at login (limits/hash-slots.ts). */
   hashSlots?: { run<T>(fn: () => Promise<T>): Promise<T> };
+  /** In a fleet: machines online through any relay. */
+  fleetOnline?: () => Promise<Set<string>>;
 }): RelayServices {
   const { repos, tokens, audit, router } = deps;
   const userChanges = new UserChanges();
@@ -57,7 +59,12 @@ export function createServices(deps: {
       audit,
       hashSlots: deps.hashSlots,
     }),
-    hosts: new HostService({ agents: repos.agents, router, staleAfterMs: deps.staleAfterMs }),
+    hosts: new HostService({
+      agents: repos.agents,
+      router,
+      staleAfterMs: deps.staleAfterMs,
+      fleetOnline: deps.fleetOnline,
+    }),
     enrolment: new EnrollService({
       db: repos.db,
       agents: repos.agents,

@@ -107,6 +107,7 @@ export const AUDIT_EVENT_TYPES = [
   'ssh_key.removed',
   'relay.started',
   'relay.stopped',
+  'relay.lost',
   'audit.pruned',
 ] as const;
 

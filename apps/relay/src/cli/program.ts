@@ -73,6 +73,14 @@ export function buildProgram(
       '--public-url <url>',
       'URL clients and agents use, e.g. https://relay.example.org:8443 (env MSSH_PUBLIC_URL)',
     )
+    .option(
+      '--peer-listen <host:port>',
+      'join a relay fleet: listen for peer relays here (mutual TLS; needs --database-url; env MSSH_PEER_LISTEN; see docs/fleet.md)',
+    )
+    .option(
+      '--peer-url <url>',
+      'the address peers dial, https://HOST:PORT (env MSSH_PEER_URL; default: the --peer-listen address)',
+    )
     .addOption(new Option('--log-level <level>', 'log level (env MSSH_LOG_LEVEL, default info)'))
     .option(
       '--stale-after <duration>',

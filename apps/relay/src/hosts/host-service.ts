@@ -25,6 +25,8 @@ export class HostService {
       staleAfterMs?: number;
       clock?: () => Date;
       healthCountsTtlMs?: number;
+      /** In a fleet: the machines online through any relay (fleet/fleet.ts onlineNames). */
+      fleetOnline?: () => Promise<Set<string>>;
     },
   ) {}
 
@@ -37,7 +39,8 @@ export class HostService {
   }
 
   async list(): Promise<HostInfo[]> {
-    return (await this.deps.agents.list()).map((a) => this.info(a));
+    const [agents, fleet] = await Promise.all([this.deps.agents.list(), this.deps.fleetOnline?.()]);
+    return agents.map((a) => this.info(a, fleet));
   }
 
   /** RLY_ERR_UNKNOWN_HOST unless an agent (not revoked) is enrolled under this name. */
@@ -45,7 +48,7 @@ export class HostService {
     const a = await this.deps.agents.findByName(name);
     if (!a || a.revokedAt)
       throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh ls`);
-    return this.info(a);
+    return this.info(a, await this.deps.fleetOnline?.());
   }
 
   exists(name: string): Promise<boolean> {
@@ -84,7 +87,7 @@ export class HostService {
     };
   }
 
-  private info(a: AgentRecord): HostInfo {
+  private info(a: AgentRecord, fleetOnline?: Set<string>): HostInfo {
     const keys: string[] = [];
     const fps: string[] = [];
     for (const line of a.hostKeys) {
@@ -94,7 +97,7 @@ export class HostService {
         fps.push(fp);
       }
     }
-    const online = this.deps.router.isOnline(a.name);
+    const online = this.deps.router.isOnline(a.name) || (fleetOnline?.has(a.name) ?? false);
     return {
       name: a.name,
       online,

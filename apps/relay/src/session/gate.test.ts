@@ -34,6 +34,7 @@ function gateOver(w: World) {
       checkSessionSlot: () => {
         if (w.capError) throw w.capError;
       },
+      takeSessionSlot: () => () => {},
       openSession: async (n) => {
         w.opened.push(n);
         if (w.openError) throw w.openError;

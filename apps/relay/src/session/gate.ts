@@ -7,12 +7,15 @@
  *
  *   door --admit(principal, host, door, source)-->
  *     1 grant?               no  -> session.denied no_grant      RLY_ERR_NO_GRANT
- *     2 agent online?        no  -> session.denied unknown_host  RLY_ERR_UNKNOWN_HOST   (not enrolled)
+ *     2 agent online here?   no  -> held by a fleet peer? (fleet/fleet.ts) yes -> forwarded (4')
+ *                                   session.denied unknown_host  RLY_ERR_UNKNOWN_HOST   (not enrolled)
  *                                   session.denied host_offline  RLY_ERR_AGENT_OFFLINE  (enrolled)
  *     3 session caps?        no  -> session.denied cap           RLY_ERR_{USER,AGENT,RELAY}_SESSION_LIMIT
  *     4 open agent stream ‖ record session.start (COMMIT)
  *          start not committed -> agent stream cancelled         RLY_ERR_DATABASE_UNAVAILABLE (fail closed)
  *          open failed         -> start (if any) ended 'error'   RLY_ERR_AGENT_FAILED / _OFFLINE / caps
+ *     4' forwarded: open the stream through the holding relay's peer link, THEN commit session.start
+ *        naming that relay (holding_relay_id): the holder is only known once one took the session
  *   <-- AdmittedSession: splice(client) | cancel(reason)   (exactly one of them ends it)
  *
  * Step 4 runs the agent's open and the audit commit side by side: neither moves a byte (the agent
@@ -27,6 +30,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { isValidHostName } from '@mssh/protocol';
 import { RelayError, relayError } from '../errors.js';
+import type { FleetRoute } from '../fleet/fleet.js';
 import type {
   RecordedSession,
   SessionLedger,
@@ -79,7 +83,12 @@ export interface SessionGate {
 }
 
 export interface SessionGateOptions {
-  router: Pick<TunnelRouter, 'isOnline' | 'openSession' | 'spliceSession' | 'checkSessionSlot' | 'agentIdOf'>;
+  router: Pick<
+    TunnelRouter,
+    'isOnline' | 'openSession' | 'spliceSession' | 'checkSessionSlot' | 'takeSessionSlot' | 'agentIdOf'
+  >;
+  /** The fleet (several relays on one Postgres): agents held by another relay are reached through it. */
+  fleet?: FleetRoute | null;
   /** Is a machine with this name enrolled (whether or not its agent is connected)? */
   hosts: { exists(name: string): Promise<boolean> };
   /** May this user reach this host (grants; admins reach everything)? */
@@ -138,23 +147,31 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
           ),
         );
       }
-      // 2. A connected agent is an enrolled one: only look the name up when it is not online.
+      // 2. A connected agent is an enrolled one: only look the name up when it is not online here. In a
+      //    fleet, an agent held by another relay is reached through that relay (4').
+      let holders: Awaited<ReturnType<FleetRoute['holders']>> = [];
       if (!router.isOnline(host)) {
-        if (!(await opts.hosts.exists(host)))
-          throw deny('unknown_host', relayError('RLY_ERR_UNKNOWN_HOST', `no machine named ${host} is enrolled`));
-        throw deny(
-          'host_offline',
-          relayError('RLY_ERR_AGENT_OFFLINE', `${host} is enrolled but its agent is not connected`),
-        );
+        if (opts.fleet) holders = await opts.fleet.holders(host);
+        if (holders.length === 0) {
+          if (!(await opts.hosts.exists(host)))
+            throw deny('unknown_host', relayError('RLY_ERR_UNKNOWN_HOST', `no machine named ${host} is enrolled`));
+          throw deny(
+            'host_offline',
+            relayError('RLY_ERR_AGENT_OFFLINE', `${host} is enrolled but its agent is not connected`),
+          );
+        }
       }
+      const forwarded = holders.length > 0;
       // 3. A cap reached is a refusal, not a session: refused and audited before anything is recorded.
       //    openSession takes the slot itself (and refuses too when a concurrent session took the last one).
+      //    A forwarded session counts the user and relay caps here, the agent cap on its holding relay.
       try {
-        router.checkSessionSlot?.(user, host);
+        router.checkSessionSlot?.(user, host, forwarded ? 'entry' : 'local');
       } catch (err) {
         if (err instanceof RelayError && CAP_CODES.has(err.code)) throw deny('cap', err);
         throw err;
       }
+      if (forwarded) return admitForwarded(principal, host, door, source, holders, deny);
 
       // 4. Open the agent stream and commit the start side by side; nothing is forwarded before both.
       const sessionId = randomUUID();
@@ -193,6 +210,55 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
       return admitted({ sessionId, host, principal, door, source, agentStream, record });
     },
   };
+
+  /** 4'. Through the holding relay's peer link, then the committed start naming it. */
+  async function admitForwarded(
+    principal: SessionPrincipal,
+    host: string,
+    door: SessionDoor,
+    source: string | null,
+    holders: Awaited<ReturnType<FleetRoute['holders']>>,
+    deny: (reason: DenialReason, err: RelayError) => RelayError,
+  ): Promise<AdmittedSession> {
+    const user = principal.name;
+    const fleet = opts.fleet!;
+    let release: () => void;
+    try {
+      release = router.takeSessionSlot(user, host, 'entry');
+    } catch (err) {
+      if (err instanceof RelayError && CAP_CODES.has(err.code)) throw deny('cap', err);
+      throw err;
+    }
+    const sessionId = randomUUID();
+    let opened: { stream: ClientHttp2Stream; relayId: string };
+    try {
+      opened = await fleet.open(host, holders, { sessionId, user });
+    } catch (err) {
+      release();
+      if (!(err instanceof RelayError)) {
+        log.error({ err, sessionId, host, user }, 'opening a forwarded session failed');
+        throw relayError('RLY_ERR_INTERNAL', undefined, err);
+      }
+      if (err.code === 'RLY_ERR_AGENT_OFFLINE') throw deny('host_offline', err);
+      if (CAP_CODES.has(err.code)) throw deny('cap', err);
+      throw err;
+    }
+    const stream = opened.stream;
+    if (stream.closed || stream.destroyed) release();
+    else stream.once('close', release);
+    let record: RecordedSession;
+    try {
+      record = await ledger.start({ sessionId, user, host, source, via: door, holdingRelayId: opened.relayId });
+    } catch (err) {
+      log.error(
+        { err: (err as Error | undefined)?.cause ?? err, sessionId, host, user, via: door },
+        'session refused: its start could not be recorded',
+      );
+      stream.close(h2c.NGHTTP2_CANCEL);
+      throw err instanceof RelayError ? err : relayError('RLY_ERR_DATABASE_UNAVAILABLE', undefined, err);
+    }
+    return admitted({ sessionId, host, principal, door, source, agentStream: stream, record });
+  }
 
   function admitted(s: {
     sessionId: string;

@@ -12,7 +12,7 @@ import type pino from 'pino';
 import { AGENT_PING_INTERVAL_MS, AGENT_PING_TIMEOUT_MS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
 import { AgentLink, safeAudit } from './agent-link.js';
-import { SessionCaps, type SessionCapLimits } from './session-caps.js';
+import { SessionCaps, type CapScope, type SessionCapLimits } from './session-caps.js';
 import { resetStream, tunnelEndCode } from '@mssh/protocol';
 import { noteBytesMoved, splice } from '@mssh/protocol/transport';
 import type {
@@ -47,6 +47,11 @@ export interface TunnelRouterOptions {
   maxAgents?: number;
   /** After one side of a session sent EOF, the most the other may stay quiet (default 5 s; 0: for ever). */
   halfCloseLingerMs?: number;
+  /**
+   * Told when a link becomes the registered (session-taking) link of its agent (up) and when the agent has
+   * none any more (down): the fleet's presence rows (fleet/fleet.ts). Must not throw.
+   */
+  onPresence?: (e: { agentId: string; name: string; up: boolean }) => void;
 }
 
 export const DEFAULT_MAX_AGENTS = 1024;
@@ -130,9 +135,22 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
     admitAgent: (name: string) => byName.has(name) || byName.size < maxAgents,
   };
 
+  const presence = (link: AgentLink, up: boolean): void => {
+    const agent = link.agent;
+    if (!agent || !opts.onPresence) return;
+    try {
+      opts.onPresence({ agentId: agent.id, name: agent.name, up });
+    } catch (err) {
+      logger.error({ err }, 'presence observer failed');
+    }
+  };
+
   const unregister = (link: AgentLink): void => {
     const name = link.name;
-    if (name !== null && byName.get(name) === link) byName.delete(name);
+    if (name !== null && byName.get(name) === link) {
+      byName.delete(name);
+      presence(link, false);
+    }
   };
 
   const events = {
@@ -149,6 +167,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       }
       const old = byName.get(name);
       byName.set(name, link);
+      presence(link, true);
       if (old && old !== link) {
         logger.info({ name, old: old.id, new: link.id }, `agent ${name} reconnected; closing its previous connection`);
         old.close('replaced by a newer connection of the same agent', 'agent_closed');
@@ -212,19 +231,19 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       return caps.count(q);
     },
 
-    takeSessionSlot(user: string, agent: string): () => void {
-      return caps.take(user, agent);
+    takeSessionSlot(user: string, agent: string, scope?: CapScope): () => void {
+      return caps.take(user, agent, scope);
     },
 
-    checkSessionSlot(user: string, agent: string): void {
-      caps.check(user, agent);
+    checkSessionSlot(user: string, agent: string, scope?: CapScope): void {
+      caps.check(user, agent, scope);
     },
 
     async openSession(name: string, meta: SessionMeta): Promise<ClientHttp2Stream> {
       const link = byName.get(name);
       if (!link || link.state !== 'online')
         throw relayError('RLY_ERR_AGENT_OFFLINE', `${name} is enrolled but its agent is not connected`);
-      const release = caps.take(meta.user, name);
+      const release = caps.take(meta.user, name, meta.caps);
       let stream: ClientHttp2Stream;
       try {
         stream = await link.openStream(name, meta);

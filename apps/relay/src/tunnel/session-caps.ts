@@ -23,6 +23,14 @@ export const DEFAULT_SESSION_CAPS: SessionCapLimits = {
   maxSessions: 4096,
 };
 
+/**
+ * Which caps a session counts against on this relay. In a fleet a session crosses two relays and each
+ * cap applies exactly once: the relay the client entered counts the user and relay caps (`entry`), the
+ * relay holding the agent's link counts the agent cap (`holding`); a session that stays on one relay
+ * counts all three (`local`).
+ */
+export type CapScope = 'local' | 'entry' | 'holding';
+
 export class SessionCaps {
   private readonly byUser = new Map<string, number>();
   private readonly byAgent = new Map<string, number>();
@@ -40,21 +48,23 @@ export class SessionCaps {
   }
 
   /** Throws the cap's RelayError when one is reached now; takes nothing (a refusal before any work). */
-  check(user: string, agent: string): void {
+  check(user: string, agent: string, scope: CapScope = 'local'): void {
     const { maxSessions, maxSessionsPerUser, maxSessionsPerAgent } = this.limits;
-    if (this.total >= maxSessions) {
+    const userCaps = scope !== 'holding';
+    const agentCap = scope !== 'entry';
+    if (userCaps && this.total >= maxSessions) {
       throw relayError(
         'RLY_ERR_RELAY_SESSION_LIMIT',
         `the relay already carries ${maxSessions} sessions (--max-sessions); try again later`,
       );
     }
-    if ((this.byUser.get(user) ?? 0) >= maxSessionsPerUser) {
+    if (userCaps && (this.byUser.get(user) ?? 0) >= maxSessionsPerUser) {
       throw relayError(
         'RLY_ERR_USER_SESSION_LIMIT',
         `${user} already has ${maxSessionsPerUser} sessions open (--max-sessions-per-user); close one first`,
       );
     }
-    if ((this.byAgent.get(agent) ?? 0) >= maxSessionsPerAgent) {
+    if (agentCap && (this.byAgent.get(agent) ?? 0) >= maxSessionsPerAgent) {
       throw relayError(
         'RLY_ERR_AGENT_SESSION_LIMIT',
         `${agent} already has ${maxSessionsPerAgent} sessions open (--max-sessions-per-agent); close one first`,
@@ -63,18 +73,24 @@ export class SessionCaps {
   }
 
   /** Throws the cap's RelayError when one is reached; else holds a slot until release() is called. */
-  take(user: string, agent: string): () => void {
-    this.check(user, agent);
-    this.total++;
-    bump(this.byUser, user, 1);
-    bump(this.byAgent, agent, 1);
+  take(user: string, agent: string, scope: CapScope = 'local'): () => void {
+    this.check(user, agent, scope);
+    const userCaps = scope !== 'holding';
+    const agentCap = scope !== 'entry';
+    if (userCaps) {
+      this.total++;
+      bump(this.byUser, user, 1);
+    }
+    if (agentCap) bump(this.byAgent, agent, 1);
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.total--;
-      bump(this.byUser, user, -1);
-      bump(this.byAgent, agent, -1);
+      if (userCaps) {
+        this.total--;
+        bump(this.byUser, user, -1);
+      }
+      if (agentCap) bump(this.byAgent, agent, -1);
     };
   }
 }

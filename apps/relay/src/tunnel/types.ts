@@ -5,6 +5,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { ClientHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
+import type { CapScope } from './session-caps.js';
 
 /** What the tunnel needs to know about enrolled agents (implemented by the db layer). */
 export interface AgentDirectory {
@@ -122,6 +123,8 @@ export interface SessionMeta {
   sessionId: string;
   /** mssh user name (not the SSH login user, which the relay never learns). */
   user: string;
+  /** Which caps the session counts against here (session-caps.ts CapScope; default local). */
+  caps?: CapScope;
 }
 
 export interface SpliceMeta extends SessionMeta {
@@ -155,13 +158,13 @@ export interface TunnelRouter {
    * RLY_ERR_{USER,AGENT,RELAY}_SESSION_LIMIT when a cap is reached; call the returned release() once
    * when the session ends (it is idempotent).
    */
-  takeSessionSlot(user: string, agent: string): () => void;
+  takeSessionSlot(user: string, agent: string, scope?: CapScope): () => void;
   /**
    * Throw the cap's RelayError if a session for this user and agent would be refused now, taking nothing:
    * lets a caller refuse (and audit it as session.denied) before recording a start. openSession still
    * enforces the caps itself.
    */
-  checkSessionSlot?(user: string, agent: string): void;
+  checkSessionSlot?(user: string, agent: string, scope?: CapScope): void;
   /**
    * Open a session stream to the named agent. Resolves once the agent answered 200 (its target accepted
    * the TCP connection). Takes a session-cap slot (released when the stream closes): rejects with
