@@ -14,8 +14,6 @@
  *     names a machine, never an address.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
 import { join } from 'node:path';
@@ -27,7 +25,9 @@ import { MiB, runCommand, writeRandomFile } from './fixtures/files.js';
 import { startFleet, type Fleet } from './fixtures/fleet.js';
 import { freePort, waitFor } from './fixtures/net.js';
 import { sshKeygen, writeSshConfig } from './fixtures/openssh.js';
+import { login, openTunnel, readKey, relaySession, sshExec } from './fixtures/tunnel-client.js';
 import {
+  ADMIN_PASSWORD,
   BIN,
   adminAuditEvents,
   loginUser,
@@ -127,5 +127,223 @@ describe('relay fleet: three relays on one Postgres', () => {
     );
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('via-proxy');
+  });
+
+  it('`mssh admin relays` on A and `mssh-relay fleet` list the three relays, serving', async () => {
+    const r = await admin.mssh(['admin', 'relays', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const relays = JSON.parse(r.stdout) as Array<{ id: string; state: string; self: boolean; agents: number }>;
+    expect(relays.map((x) => x.id).sort()).toEqual(fleet.relays.map((x) => x.id).sort());
+    expect(relays.every((x) => x.state === 'serving')).toBe(true);
+    expect(relays.find((x) => x.self)?.id).toBe(rel(A).id);
+    expect(relays.find((x) => x.id === rel(B).id)?.agents).toBe(1);
+    const table = await admin.mssh(['admin', 'relays']);
+    expect(table.stdout).toMatch(new RegExp(`${rel(A).id} \\*\\s+serving`));
+    const viaCli = await rel(C).cli(['fleet', '--json']);
+    expect(viaCli.code, viaCli.stderr).toBe(0);
+    expect((JSON.parse(viaCli.stdout) as Array<{ self: boolean; id: string }>).find((x) => x.self)?.id).toBe(rel(C).id);
+  });
+
+  it('ssh -J through the jump listener of A reaches fm-b held by B, audited once on A', async () => {
+    const add = await rel(A).cli(['user', 'add', 'alice', '--password-stdin'], `${ALICE_PASSWORD}\n`);
+    expect(add.code, add.stderr).toBe(0);
+    expect((await rel(A).cli(['grant', 'alice', 'fm-*'])).code).toBe(0);
+    const alice = await loginUser(rel(A), 'alice', ALICE_PASSWORD);
+    const key = sshKeygen(dir, 'alice_ed25519');
+    const k = await alice.mssh(['keys', 'add', `${key}.pub`]);
+    expect(k.code, k.stderr).toBe(0);
+    const relayKey = readFileSync(join(rel(A).dataDir, 'ssh', 'ssh_host_ed25519_key.pub'), 'utf8')
+      .trim()
+      .split(/\s+/)
+      .slice(0, 2)
+      .join(' ');
+    writeFileSync(
+      join(dir, 'known_hosts'),
+      [`[127.0.0.1]:${jumpPort} ${relayKey}`, ...fixtures().sshd.hostKeys.map((hk) => `fm-b ${hk}`), ''].join('\n'),
+    );
+    const cfg = writeSshConfig(dir, 'ssh_config', [
+      ['127.0.0.1', key],
+      ['fm-b', fixtures().sshd.clientKey],
+    ]);
+    const r = await runCommand(
+      'ssh',
+      ['-F', cfg, '-J', `alice@127.0.0.1:${jumpPort}`, `${fixtures().sshd.user}@fm-b`, '--', 'echo', 'via-jump'],
+      { env: { ...process.env, SSH_AUTH_SOCK: '' }, timeoutMs: 30_000 },
+    );
+    expect(r.stderr).toBe('');
+    expect(r.stdout.trim()).toBe('via-jump');
+    const q = await db.query<{ relay_id: string; holding_relay_id: string }>(
+      "SELECT relay_id, holding_relay_id FROM sessions WHERE via = 'jump' AND host = 'fm-b'",
+    );
+    expect(q.rows).toEqual([{ relay_id: rel(A).id, holding_relay_id: rel(B).id }]);
+  });
+
+  it('users disable --kill-sessions on A ends a session that entered through C within 2 s', async () => {
+    const add = await rel(A).cli(['user', 'add', 'carol', '--password-stdin'], `${ALICE_PASSWORD}\n`);
+    expect(add.code, add.stderr).toBe(0);
+    expect((await rel(A).cli(['grant', 'carol', 'fm-b'])).code).toBe(0);
+    const h2 = await relaySession(rel(C));
+    try {
+      const token = await login(h2, 'carol', ALICE_PASSWORD);
+      const sock = await openTunnel(h2, token, 'fm-b');
+      const f = fixtures();
+      const { client, channel } = await sshExec(sock, {
+        user: f.sshd.user,
+        privateKey: readKey(f.sshd.clientKey),
+        command: 'sleep 60',
+      });
+      const closed = new Promise<number>((resolve) => client.once('close', () => resolve(performance.now())));
+      const t0 = performance.now();
+      const r = await admin.mssh(['admin', 'users', 'disable', 'carol', '--kill-sessions']);
+      expect(r.code, r.stderr).toBe(0);
+      const at = await Promise.race([closed, new Promise<number>((resolve) => setTimeout(() => resolve(-1), 10_000))]);
+      expect(at, 'the session through C did not end').toBeGreaterThan(0);
+      console.log(`[figure] disable on A -> session via C closed in ${(at - t0).toFixed(0)} ms`);
+      expect(at - t0).toBeLessThan(2_000 + 1_000); // 2 s, plus the mssh process start of the admin command
+      void channel;
+      const row = await waitFor(
+        async () =>
+          (
+            await db.query<{ relay_id: string; end_reason: string | null }>(
+              "SELECT relay_id, end_reason FROM sessions WHERE user_name = 'carol' AND end_reason IS NOT NULL",
+            )
+          ).rows[0] ?? null,
+        10_000,
+        "carol's session row to be closed",
+      );
+      expect(row).toEqual({ relay_id: rel(C).id, end_reason: 'user_disabled' });
+    } finally {
+      h2.close();
+    }
+  });
+
+  it('a peer link from a certificate no member row names is refused; no client certificate neither', async () => {
+    const { cert, private: key } = await generate([{ name: 'commonName', value: 'stranger' }], {
+      keyType: 'ec',
+      curve: 'P-256',
+    });
+    for (const creds of [{ cert, key }, {}]) {
+      const outcome = await new Promise<string>((resolve) => {
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port: rel(B).peerPort,
+          ALPNProtocols: ['mssh-peer/1'],
+          rejectUnauthorized: false,
+          ...creds,
+        });
+        s.on('error', () => resolve('closed'));
+        s.on('close', () => resolve('closed'));
+        s.on('secureConnect', () => {
+          // The refusal comes after the handshake: the server closes without a single HTTP/2 frame.
+          s.once('data', () => resolve('got data'));
+        });
+        setTimeout(() => resolve('still open'), 10_000).unref();
+      });
+      expect(outcome).toBe('closed');
+    }
+    expect(rel(B).proc.out + rel(B).proc.err).toMatch(
+      /refused a peer link from 127\.0\.0\.1:\d+: its certificate is not that of a live fleet member/,
+    );
+  });
+
+  it("a member's peer request names a machine, never an address: bad names 400, a machine it does not hold 503", async () => {
+    // Relay A's own peer identity (a member) talking to C's peer listener.
+    const peerDir = join(rel(A).dataDir, 'peer');
+    const creds = {
+      cert: readFileSync(join(peerDir, 'cert.pem'), 'utf8'),
+      key: readFileSync(join(peerDir, 'key.pem'), 'utf8'),
+    };
+    const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      const s = tls.connect({
+        host: '127.0.0.1',
+        port: rel(C).peerPort,
+        ALPNProtocols: ['mssh-peer/1'],
+        rejectUnauthorized: false,
+        ...creds,
+      });
+      s.once('secureConnect', () => resolve(s));
+      s.once('error', reject);
+    });
+    const h2 = http2.connect('https://peer.invalid', { createConnection: () => socket });
+    h2.on('error', () => {});
+    const ask = (host: string, entry = rel(A).id) =>
+      new Promise<{ status: number; code: string }>((resolve, reject) => {
+        const req = h2.request({
+          ':method': 'POST',
+          ':path': '/mssh/peer/session',
+          'x-mssh-session': '6f1c1d2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f',
+          'x-mssh-user': 'admin',
+          'x-mssh-peer-host': host,
+          'x-mssh-peer-entry': entry,
+        });
+        req.on('response', (h) => resolve({ status: Number(h[':status']), code: String(h['x-mssh-error'] ?? '') }));
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      for (const addr of ['127.0.0.1', '127.0.0.1:22', 'localhost:22', '[::1]:22', 'fm-b.example.org']) {
+        expect(await ask(addr), addr).toEqual({ status: 400, code: 'RLY_ERR_BAD_REQUEST' });
+      }
+      expect(await ask('fm-b')).toEqual({ status: 503, code: 'RLY_ERR_AGENT_OFFLINE' });
+      expect(await ask('fm-b', rel(B).id)).toEqual({ status: 400, code: 'RLY_ERR_BAD_REQUEST' });
+    } finally {
+      h2.close();
+    }
+  });
+
+  it('kill -9 of the entry relay: a survivor closes its open session as relay_crashed, exactly once, and lists it lost', async () => {
+    const h2 = await relaySession(rel(C));
+    const token = await login(h2, 'admin', ADMIN_PASSWORD);
+    const sock = await openTunnel(h2, token, 'fm-b');
+    const f = fixtures();
+    await sshExec(sock, { user: f.sshd.user, privateKey: readKey(f.sshd.clientKey), command: 'sleep 60' });
+    const open = await db.query<{ id: string }>('SELECT id FROM sessions WHERE relay_id = $1 AND ended_at IS NULL', [
+      rel(C).id,
+    ]);
+    expect(open.rows.length).toBe(1);
+    const sessionId = open.rows[0]!.id;
+    const t0 = performance.now();
+    rel(C).proc.child.kill('SIGKILL');
+    await rel(C).proc.exited;
+    h2.destroy();
+    const row = await waitFor(
+      async () =>
+        (
+          await db.query<{ end_reason: string | null }>('SELECT end_reason FROM sessions WHERE id = $1', [sessionId])
+        ).rows.find((r) => r.end_reason !== null) ?? null,
+      15_000,
+      'the killed relay session to be closed by a survivor',
+    );
+    console.log(
+      `[figure] kill -9 of the entry relay -> its session closed by a survivor in ${(performance.now() - t0).toFixed(0)} ms`,
+    );
+    expect(row.end_reason).toBe('relay_crashed');
+    const ends = await db.query<{ relay_id: string; details: { closedBy?: string } }>(
+      "SELECT relay_id, details FROM audit_events WHERE session_id = $1 AND type = 'session.end'",
+      [sessionId],
+    );
+    expect(ends.rows.length).toBe(1);
+    expect([rel(A).id, rel(B).id]).toContain(ends.rows[0]!.details.closedBy);
+    const lost = await db.query("SELECT 1 FROM audit_events WHERE type = 'relay.lost' AND details->>'relay' = $1", [
+      rel(C).id,
+    ]);
+    expect(lost.rows.length).toBe(1);
+    const r = await admin.mssh(['admin', 'relays', '--json']);
+    const relays = JSON.parse(r.stdout) as Array<{ id: string; state: string }>;
+    expect(relays.find((x) => x.id === rel(C).id)?.state).toBe('lost');
+    // C comes back on its data dir: serving again, and nothing of its old session is recorded twice.
+    await rel(C).restart();
+    await waitFor(
+      async () =>
+        (await db.query("SELECT 1 FROM relays WHERE id = $1 AND state = 'serving'", [rel(C).id])).rows.length === 1 ||
+        null,
+      10_000,
+      'C serving again',
+    );
+    const again = await db.query(
+      "SELECT count(*)::int AS n FROM audit_events WHERE session_id = $1 AND type = 'session.end'",
+      [sessionId],
+    );
+    expect(again.rows[0]).toEqual({ n: 1 });
   });
 });

@@ -41,6 +41,7 @@ async function parse(
     adminRevokeGrant: rec('adminRevokeGrant'),
     adminGrants: rec('adminGrants'),
     adminAgentsList: rec('adminAgentsList'),
+    adminRelays: rec('adminRelays'),
     adminAgentsRevoke: rec('adminAgentsRevoke'),
     adminAgentsForget: rec('adminAgentsForget'),
     adminAudit: rec('adminAudit'),
@@ -177,6 +178,7 @@ describe('mssh command line', () => {
       ['adminUsersSetRole', { name: 'bob', role: undefined }],
     ]);
     expect((await parse(['admin', 'agents', 'list', '--json'])).calls).toEqual([['adminAgentsList', { json: true }]]);
+    expect((await parse(['admin', 'relays', '--json'])).calls).toEqual([['adminRelays', { json: true }]]);
     expect((await parse(['admin', 'agents', 'revoke', 'laptop'])).calls).toEqual([
       ['adminAgentsRevoke', { name: 'laptop' }],
     ]);

@@ -34,6 +34,7 @@ export interface Handlers {
   adminRevokeGrant(a: { subject: string; pattern: string; role: boolean }): Promise<number>;
   adminGrants(a: { json: boolean }): Promise<number>;
   adminAgentsList(a: { json: boolean }): Promise<number>;
+  adminRelays(a: { json: boolean }): Promise<number>;
   adminAgentsRevoke(a: { name: string }): Promise<number>;
   adminAgentsForget(a: { name: string }): Promise<number>;
   adminAudit(a: AdminAuditArgs): Promise<number>;
@@ -225,7 +226,7 @@ export function buildProgram(
 
   const admin = configure(
     program.command('admin'),
-    'Usage: mssh admin users ... | agents ... | grant|revoke-grant|grants ... | audit [filters] | sessions [--active]',
+    'Usage: mssh admin users ... | agents ... | relays | grant|revoke-grant|grants ... | audit [filters] | sessions [--active]',
   ).description('administer the relay (admin login needed)');
   const grantUsage =
     "Usage: mssh admin grant [--role] SUBJECT 'PATTERN' (e.g. mssh admin grant alice 'web-*', mssh admin grant --role ops 'db-?')";
@@ -251,6 +252,10 @@ export function buildProgram(
     .description('list grants')
     .option('--json', 'print a JSON array', false)
     .action((o: { json: boolean }) => done(handlers.adminGrants({ json: o.json === true })));
+  configure(admin.command('relays'), 'Usage: mssh admin relays [--json]')
+    .description('list the relays of the fleet: id, state (serving, draining, stopped, lost), agents, sessions')
+    .option('--json', 'print a JSON array', false)
+    .action((o: { json: boolean }) => done(handlers.adminRelays({ json: o.json === true })));
   const users = configure(
     admin.command('users'),
     'Usage: mssh admin users add|list|disable|enable|passwd|set-role ...',

@@ -45,6 +45,7 @@ import { createJumpServer, type JumpServer } from './ssh-jump/jump-server.js';
 import { Fleet } from './fleet/fleet.js';
 import type { FleetNews } from './fleet/bus.js';
 import { loadOrCreatePeerIdentity } from './fleet/peer-identity.js';
+import { toFleetRelayInfo } from './fleet/store.js';
 import type { TunnelRouter } from './tunnel/types.js';
 
 /** The steps of stop(), in order (see the comment above). */
@@ -153,6 +154,7 @@ export function createRelay(opts: RelayOptions): Relay {
   };
 
   async function start(): Promise<void> {
+    const startedAt = new Date();
     prepareDataDir(cfg.dataDir);
     const thisRelay = loadOrCreateRelayId(cfg.dataDir); // before anything else: a damaged id refuses the start
     const sockPath = adminSocketPath(cfg.dataDir);
@@ -277,6 +279,24 @@ export function createRelay(opts: RelayOptions): Relay {
       audit,
       router: fleetRouter,
       fleetOnline: fleet ? () => fleet!.onlineNames() : undefined,
+      relays: async () =>
+        fleet
+          ? (await fleet.list()).map((r) => toFleetRelayInfo(r, thisRelay))
+          : [
+              {
+                id: thisRelay,
+                peerUrl: null,
+                publicUrl: relay.url,
+                version: SOFTWARE_VERSION,
+                pid: process.pid,
+                startedAt: startedAt.toISOString(),
+                leaseUntil: null,
+                state: draining ? 'draining' : 'serving',
+                agents: router!.onlineNames().length,
+                sessions: recorder!.active().length,
+                self: true,
+              },
+            ],
       relay: () => relay,
       sshJump: () => (jumpBound ? { host: new URL(relay.url).hostname, port: jumpBound.port } : null),
       staleAfterMs: cfg.staleAfter,

@@ -1,6 +1,7 @@
 /**
  * The relay's application services over its repositories. main.ts (and the route tests) call this once.
  */
+import type { FleetRelayInfo } from '@mssh/protocol';
 import type { TokenService } from '@mssh/auth';
 import type { Repositories } from './db/index.js';
 import type { RelayAuditSink } from './audit/audit-sink.js';
@@ -48,6 +49,8 @@ export function createServices(deps: {
   hashSlots?: { run<T>(fn: () => Promise<T>): Promise<T> };
   /** In a fleet: machines online through any relay. */
   fleetOnline?: () => Promise<Set<string>>;
+  /** The fleet's relays (or this relay alone). */
+  relays?: () => Promise<FleetRelayInfo[]>;
 }): RelayServices {
   const { repos, tokens, audit, router } = deps;
   const userChanges = new UserChanges();
@@ -89,6 +92,8 @@ export function createServices(deps: {
       router,
       staleAfterMs: deps.staleAfterMs,
       changes: userChanges,
+      relays: deps.relays,
+      fleetOnline: deps.fleetOnline,
     }),
     access: new AccessService({ grants: repos.grants }),
     audit,

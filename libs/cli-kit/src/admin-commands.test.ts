@@ -24,6 +24,9 @@ function memoryOps(via?: string) {
     async listUsers() {
       return [...users.values()];
     },
+    async listRelays() {
+      return [];
+    },
     async disableUser(name, kill) {
       calls.push(`disable ${name} ${kill}`);
       return { ...user(name), sessionsEnded: kill ? 2 : 0 };

@@ -14,12 +14,14 @@ import {
   HostName,
   UserName,
   formatAgentsTable,
+  formatRelaysTable,
   formatGrantsTable,
   formatUsersTable,
   jsonForTerminal,
   sanitizeForTerminal,
   type AgentAdminInfo,
   type DisableUserResponse,
+  type FleetRelayInfo,
   type GrantInfo,
   type RevokeAgentResponse,
   type UserInfo,
@@ -44,6 +46,8 @@ export interface AdminCommandOps {
   listAgents(): Promise<AgentAdminInfo[]>;
   revokeAgent(name: string): Promise<RevokeAgentResponse>;
   forgetAgent(name: string): Promise<{ wasOnline?: boolean } | void>;
+  /** The relays of the fleet (one, without a fleet). */
+  listRelays(): Promise<FleetRelayInfo[]>;
 }
 
 export interface AdminCommandsOptions<O extends AdminCommandOps> {
@@ -70,6 +74,7 @@ export interface AdminCommands {
   agentsList(a: { json: boolean }): Promise<void>;
   agentsRevoke(a: { name: string }): Promise<void>;
   agentsForget(a: { name: string }): Promise<void>;
+  relays(a: { json: boolean }): Promise<void>;
 }
 
 const q = (s: string) => JSON.stringify(sanitizeForTerminal(s));
@@ -200,6 +205,11 @@ export function createAdminCommands<O extends AdminCommandOps>(o: AdminCommandsO
       const agents = await o.withOps((ops) => ops.listAgents());
       if (a.json) printJson(agents);
       else o.stdout.write(formatAgentsTable(agents));
+    },
+    async relays(a) {
+      const relays = await o.withOps((ops) => ops.listRelays());
+      if (a.json) printJson(relays);
+      else o.stdout.write(formatRelaysTable(relays));
     },
     async agentsRevoke(a) {
       const name = checkHostName(a.name);

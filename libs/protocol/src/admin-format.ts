@@ -3,7 +3,7 @@
  * goes through sanitizeForTerminal: names, versions and keys come from users and agents.
  */
 import { sanitizeForTerminal } from './names.js';
-import type { AgentAdminInfo, GrantInfo, UserInfo } from './schemas.js';
+import type { AgentAdminInfo, FleetRelayInfo, GrantInfo, UserInfo } from './schemas.js';
 
 /** Columns padded to their widest cell, two spaces apart; the last column is not padded. */
 export function formatTable(header: string[], rows: string[][]): string {
@@ -48,6 +48,22 @@ export function formatAgentsTable(agents: AgentAdminInfo[]): string {
       a.agentVersion ?? '-',
       a.identityFingerprint,
       a.hostKeyFingerprints.join(',') || '-',
+    ]),
+  );
+}
+
+/** `mssh admin relays` / `mssh-relay fleet`: one line per relay, the answering one marked with *. */
+export function formatRelaysTable(relays: FleetRelayInfo[]): string {
+  return formatTable(
+    ['ID', 'STATE', 'AGENTS', 'SESSIONS', 'VERSION', 'UP SINCE', 'PEER ADDRESS'],
+    relays.map((r) => [
+      `${r.id}${r.self ? ' *' : ''}`,
+      r.state,
+      String(r.agents),
+      String(r.sessions),
+      r.version,
+      r.startedAt,
+      r.peerUrl ?? '-',
     ]),
   );
 }

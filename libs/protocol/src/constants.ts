@@ -55,6 +55,7 @@ export const PATHS = {
   adminGrantsRemove: '/v1/admin/grants/remove',
   /** GET list; POST /:name/revoke; DELETE /:name forgets. */
   adminAgents: '/v1/admin/agents',
+  adminRelays: '/v1/admin/relays',
   adminAgent: (name: string) => `/v1/admin/agents/${encodeURIComponent(name)}`,
   adminAudit: '/v1/admin/audit',
   adminSessions: '/v1/admin/sessions',

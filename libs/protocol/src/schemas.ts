@@ -144,6 +144,30 @@ export const AgentAdminInfo = z.object({
 export type AgentAdminInfo = z.infer<typeof AgentAdminInfo>;
 export const AgentsResponse = z.object({ agents: z.array(AgentAdminInfo) });
 export type AgentsResponse = z.infer<typeof AgentsResponse>;
+/**
+ * A relay of the fleet (`mssh admin relays`, `mssh-relay fleet`). state: serving, draining, stopped (left
+ * cleanly) or lost (its lease expired: crashed or cut off). A single relay without a fleet lists itself.
+ */
+export const FleetRelayInfo = z.object({
+  id: z.string(),
+  /** Where peers dial it; null without --peer-listen. */
+  peerUrl: z.string().nullable(),
+  publicUrl: z.string().nullable(),
+  version: z.string(),
+  pid: z.number().int().nullable(),
+  startedAt: z.string(),
+  leaseUntil: z.string().nullable(),
+  state: z.enum(['serving', 'draining', 'stopped', 'lost']),
+  /** Agents whose link it holds. */
+  agents: z.number().int(),
+  /** Open sessions that entered through it. */
+  sessions: z.number().int(),
+  /** The relay that answered. */
+  self: z.boolean(),
+});
+export type FleetRelayInfo = z.infer<typeof FleetRelayInfo>;
+export const RelaysResponse = z.object({ relays: z.array(FleetRelayInfo) });
+export type RelaysResponse = z.infer<typeof RelaysResponse>;
 export const RevokeAgentResponse = AgentAdminInfo.extend({ wasOnline: z.boolean() });
 export type RevokeAgentResponse = z.infer<typeof RevokeAgentResponse>;
 

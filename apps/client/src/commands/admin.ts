@@ -71,6 +71,7 @@ export const adminGrant = (ctx: CliContext, a: { subject: string; pattern: strin
 export const adminRevokeGrant = (ctx: CliContext, a: { subject: string; pattern: string; role: boolean }) =>
   ok(admin(ctx).revokeGrant(a));
 export const adminGrants = (ctx: CliContext, a: { json: boolean }) => ok(admin(ctx).grants(a));
+export const adminRelays = (ctx: CliContext, a: { json: boolean }) => ok(admin(ctx).relays(a));
 export const adminAgentsList = (ctx: CliContext, a: { json: boolean }) => ok(admin(ctx).agentsList(a));
 export const adminAgentsRevoke = (ctx: CliContext, a: { name: string }) => ok(admin(ctx).agentsRevoke(a));
 export const adminAgentsForget = (ctx: CliContext, a: { name: string }) => ok(admin(ctx).agentsForget(a));

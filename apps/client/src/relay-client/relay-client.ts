@@ -9,6 +9,8 @@ import http2 from 'node:http2';
 import type { ZodType } from 'zod';
 import {
   AgentsResponse,
+  RelaysResponse,
+  type FleetRelayInfo,
   DisableUserResponse,
   GrantChangeResponse,
   GrantsResponse,
@@ -169,6 +171,10 @@ export class RelayClient {
 
   async listGrants(): Promise<GrantInfo[]> {
     return (await this.call('GET', PATHS.adminGrants, { schema: GrantsResponse })).grants;
+  }
+
+  async listRelays(): Promise<FleetRelayInfo[]> {
+    return (await this.call('GET', PATHS.adminRelays, { schema: RelaysResponse })).relays;
   }
 
   async listAgents(): Promise<AgentAdminInfo[]> {

@@ -8,6 +8,7 @@ import { cliFailure, RelayError } from '../errors.js';
 import type {
   AgentAdminInfo,
   DisableUserResponse,
+  FleetRelayInfo,
   GrantInfo,
   GrantRequest,
   RevokeAgentResponse,
@@ -34,6 +35,7 @@ export interface AdminOps {
   listAgents(): Promise<AgentAdminInfo[]>;
   revokeAgent(name: string): Promise<RevokeAgentResponse>;
   forgetAgent(name: string): Promise<{ name: string; wasOnline: boolean }>;
+  listRelays(): Promise<FleetRelayInfo[]>;
   /** Delete audit events older than this many ms (audit.pruned records it). */
   pruneAudit(olderThanMs: number): Promise<PruneResult>;
   /** Add a new token signing key and retire the current one (key.rotated records it). */
@@ -98,6 +100,10 @@ export class AdminSocketClient implements AdminOps {
 
   forgetAgent(name: string): Promise<{ name: string; wasOnline: boolean }> {
     return this.call('DELETE', ADMIN_SOCKET_PATHS.agent(name));
+  }
+
+  async listRelays(): Promise<FleetRelayInfo[]> {
+    return (await this.call<{ relays: FleetRelayInfo[] }>('GET', ADMIN_SOCKET_PATHS.relays)).relays;
   }
 
   pruneAudit(olderThanMs: number): Promise<PruneResult> {

@@ -11,6 +11,7 @@ import {
   type AgentAdminInfo,
   type CreateEnrollTokenResponse,
   type DisableUserResponse,
+  type FleetRelayInfo,
   type GrantInfo,
   type GrantRequest,
   type RevokeAgentResponse,
@@ -66,6 +67,10 @@ export interface AdminServiceDeps {
   clock?: () => Date;
   /** Told of disables, role and password changes once committed (the jump listener closes what they end). */
   changes?: UserChanges;
+  /** The fleet's relays (fleet/store.ts list, or this relay alone). */
+  relays?: () => Promise<FleetRelayInfo[]>;
+  /** In a fleet: machines online through any relay. */
+  fleetOnline?: () => Promise<Set<string>>;
 }
 
 export function userInfo(u: UserRecord): UserInfo {
@@ -248,8 +253,8 @@ export class AdminService {
     };
   }
 
-  agentInfo(a: AgentRecord): AgentAdminInfo {
-    const online = !a.revokedAt && (this.deps.router?.isOnline(a.name) ?? false);
+  agentInfo(a: AgentRecord, fleet?: Set<string>): AgentAdminInfo {
+    const online = !a.revokedAt && ((this.deps.router?.isOnline(a.name) ?? false) || (fleet?.has(a.name) ?? false));
     return {
       name: a.name,
       online,
@@ -265,7 +270,12 @@ export class AdminService {
   }
 
   async listAgents(): Promise<AgentAdminInfo[]> {
-    return (await this.deps.agents.listAll()).map((a) => this.agentInfo(a));
+    const [agents, fleet] = await Promise.all([this.deps.agents.listAll(), this.deps.fleetOnline?.()]);
+    return agents.map((a) => this.agentInfo(a, fleet));
+  }
+
+  async listRelays(): Promise<FleetRelayInfo[]> {
+    return this.deps.relays ? this.deps.relays() : [];
   }
 
   /** Refuse the agent from now on and drop its live link and sessions (reason agent_revoked). */

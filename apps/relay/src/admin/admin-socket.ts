@@ -26,6 +26,7 @@ export const ADMIN_SOCKET_PATHS = {
   grants: '/admin/grants',
   grantsRemove: '/admin/grants/remove',
   agents: '/admin/agents',
+  relays: '/admin/relays',
   agent: (name: string) => `/admin/agents/${encodeURIComponent(name)}`,
   enroll: '/admin/agents/enroll',
   info: '/admin/info',

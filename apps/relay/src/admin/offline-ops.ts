@@ -17,6 +17,7 @@ import { LOCAL_ADMIN_ACTOR } from './admin-socket.js';
 import { AdminSocketClient, type AdminOps } from './admin-client.js';
 import { resolveAdminTarget, targetLine } from './admin-target.js';
 import { AdminService } from './admin-service.js';
+import { FleetStore, toFleetRelayInfo } from '../fleet/store.js';
 
 export type RelayInfo = { url: string; fingerprint: string };
 
@@ -67,6 +68,8 @@ export async function openOfflineOps(cfg: StoreConfig, relayInfo: () => Promise<
     listAgents: () => admin.listAgents(),
     revokeAgent: (name) => admin.revokeAgent(name, by),
     forgetAgent: (name) => admin.forgetAgent(name, by),
+    // The relays table as the fleet left it (no relay of this data dir is running: none is `self`).
+    listRelays: async () => (await new FleetStore(database.db, 0).list()).map((r) => toFleetRelayInfo(r, null)),
     async createEnrollToken(name) {
       relay = await relayInfo();
       return admin.createEnrollToken(name, by);

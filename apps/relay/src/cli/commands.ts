@@ -222,6 +222,7 @@ export function commandHandlers(): Omit<RelayHandlers, 'serve'> {
     keysRotate,
     agentEnroll,
     agentList: (flags) => admin(flags).agentsList({ json: flag(flags, 'json') }),
+    fleet: (flags) => admin(flags).relays({ json: flag(flags, 'json') }),
     agentRevoke: (name, flags) => admin(flags).agentsRevoke({ name }),
     agentForget: (name, flags) => admin(flags).agentsForget({ name }),
     migrate: migrateCmd,

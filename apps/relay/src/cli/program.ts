@@ -26,6 +26,7 @@ export interface RelayHandlers {
   keysRotate(flags: Flags): Promise<void>;
   agentEnroll(name: string, flags: Flags): Promise<void>;
   agentList(flags: Flags): Promise<void>;
+  fleet(flags: Flags): Promise<void>;
   agentRevoke(name: string, flags: Flags): Promise<void>;
   agentForget(name: string, flags: Flags): Promise<void>;
   migrate(flags: Flags): Promise<void>;
@@ -225,6 +226,14 @@ export function buildProgram(
       [],
     )
     .action((name: string, opts: Flags) => h.agentEnroll(name, opts));
+  storeOptions(
+    program
+      .command('fleet')
+      .description('list the relays sharing this database: id, state (serving, draining, stopped, lost), agents, sessions'),
+  )
+    .option('--json', 'print a JSON array')
+    .action((opts: Flags) => h.fleet(opts));
+
   storeOptions(agent.command('list').description('list machines: online, last seen, versions, key fingerprints'))
     .option('--json', 'print a JSON array')
     .action((opts: Flags) => h.agentList(opts));

@@ -4,6 +4,7 @@
  * (now()), never a relay's own, so relays with skewed clocks still agree on whose lease has expired.
  */
 import { sql } from 'drizzle-orm';
+import type { FleetRelayInfo } from '@mssh/protocol';
 import type { Db } from '../db/index.js';
 
 export type RelayState = 'serving' | 'draining' | 'stopped' | 'lost';
@@ -37,6 +38,23 @@ export interface RegisterRelay {
   publicUrl: string | null;
   version: string;
   pid: number;
+}
+
+/** The wire form of a relays row (`self`: the relay that answers). */
+export function toFleetRelayInfo(r: RelayInfo, selfId: string | null): FleetRelayInfo {
+  return {
+    id: r.id,
+    peerUrl: r.peerUrl,
+    publicUrl: r.publicUrl,
+    version: r.version,
+    pid: r.pid,
+    startedAt: r.startedAt.toISOString(),
+    leaseUntil: r.leaseUntil.toISOString(),
+    state: r.state,
+    agents: r.agents,
+    sessions: r.sessions,
+    self: r.id === selfId,
+  };
 }
 
 const rowsOf = <T>(res: unknown): T[] => (res as { rows: T[] }).rows;

@@ -5,6 +5,7 @@
  *   users:  GET  /users                POST /users                   POST /users/:name/disable {killSessions}
  *           POST /users/:name/enable   POST /users/:name/password {password}   POST /users/:name/role {role|null}
  *   grants: GET  /grants               POST /grants {subjectKind, subject, pattern}   POST /grants/remove (same body)
+ *   relays: GET  /relays (the fleet)
  *   agents: GET  /agents               POST /agents/enroll {name}    POST /agents/:name/revoke   DELETE /agents/:name
  */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
@@ -71,6 +72,8 @@ export const adminOpsRoutes: FastifyPluginAsync<AdminOpsRoutesOptions> = async (
 
   // agents
   app.get('/agents', async () => ({ agents: await admin.listAgents() }));
+  // the fleet
+  app.get('/relays', async () => ({ relays: await admin.listRelays() }));
   app.post('/agents/enroll', async (request, reply) => {
     const { name } = parseOr400(CreateEnrollTokenRequest, request.body);
     return reply.code(201).send(await admin.createEnrollToken(name, actor(request)));
