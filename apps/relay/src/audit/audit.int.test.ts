@@ -247,6 +247,27 @@ describe.each(DB_KINDS)('audit trail on %s', (kind) => {
     await r.audit.flush();
   });
 
+  it("a fleet survivor closes a lost relay's sessions once; that relay's own later end adds no second session.end", async () => {
+    const writer = new AuditWriter({ db: db(), logger: silentLogger() });
+    const lost = new SessionRecorder({ db: db(), writer, relayId: 'lost-relay', logger: silentLogger() });
+    const s = await lost.start({ sessionId: 'fleet-1', user: 'bob', host: 'laptop', source: null, via: 'https' });
+    const survivorA = new SessionRecorder({ db: db(), writer, relayId: 'survivor-a', logger: silentLogger() });
+    const survivorB = new SessionRecorder({ db: db(), writer, relayId: 'survivor-b', logger: silentLogger() });
+    // Two survivors race: exactly one closes it.
+    const closed = await Promise.all([survivorA.recoverCrashed('lost-relay'), survivorB.recoverCrashed('lost-relay')]);
+    expect(closed.sort()).toEqual([0, 1]);
+    // The lost relay was only cut off: its session ends later and records its end as usual.
+    s.end({ reason: 'client_closed', bytesFromClient: 5, bytesToClient: 7 });
+    await writer.drain();
+    const evs = await eventsOf('fleet-1');
+    expect(evs.map((e) => e.type)).toEqual(['session.start', 'session.end']);
+    expect(evs[1]!.details).toMatchObject({ reason: 'relay_crashed' });
+    expect(['survivor-a', 'survivor-b']).toContain((evs[1]!.details as { closedBy?: string }).closedBy);
+    const [row] = await db().select().from(sessions).where(eq(sessions.id, 'fleet-1'));
+    expect(row!.endReason).toBe('relay_crashed');
+    writer.close();
+  });
+
   it('UPDATE, DELETE and TRUNCATE on audit_events fail; prune removes only older rows and audits itself', async () => {
     const old = new Date(Date.now() - 400 * 86_400_000);
     await db()
