@@ -129,6 +129,44 @@ describe('relay fleet: three relays on one Postgres', () => {
     expect(r.stdout.trim()).toBe('via-proxy');
   });
 
+  it('presence follows the agent within 1 s: stopped, fm-b is offline fleet-wide and refused on A; back, reachable again', async () => {
+    const agent = await startAgent(rel(B), 'fm-p');
+    const held = async () =>
+      (await db.query<{ relay_id: string }>("SELECT relay_id FROM agent_presence WHERE agent_name = 'fm-p'")).rows;
+    expect(await held()).toEqual([{ relay_id: rel(B).id }]);
+    const t0 = performance.now();
+    await agent.proc.stop();
+    await waitFor(async () => ((await held()).length === 0 ? true : null), 5_000, 'fm-p presence to go');
+    const gone = performance.now() - t0;
+    console.log(
+      `[figure] agent stopped -> presence row gone in ${gone.toFixed(0)} ms (includes the agent's own shutdown)`,
+    );
+    expect(gone).toBeLessThan(1_000 + 1_000); // 1 s, plus the agent process's graceful stop
+    const f = fixtures();
+    const r = await runCommand(
+      process.execPath,
+      [BIN.mssh, 'ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@fm-p`, '--', 'true'],
+      {
+        env: admin.env,
+        timeoutMs: 30_000,
+      },
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/fm-p is offline.*\[(CLI|RLY)_ERR_\w*OFFLINE\]/s);
+    await agent.start();
+    await waitFor(async () => ((await held()).length === 1 ? true : null), 5_000, 'fm-p presence back');
+    const ok = await runCommand(
+      process.execPath,
+      [BIN.mssh, 'ssh', '-i', f.sshd.clientKey, `${f.sshd.user}@fm-p`, '--', 'echo', 'back'],
+      {
+        env: admin.env,
+        timeoutMs: 30_000,
+      },
+    );
+    expect(ok.stdout.trim()).toBe('back');
+    await agent.proc.stop();
+  });
+
   it('`mssh admin relays` on A and `mssh-relay fleet` list the three relays, serving', async () => {
     const r = await admin.mssh(['admin', 'relays', '--json']);
     expect(r.code, r.stderr).toBe(0);
