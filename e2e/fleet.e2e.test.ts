@@ -116,6 +116,11 @@ describe('relay fleet: three relays on one Postgres', () => {
     const starts = events.filter((e) => e.type === 'session.start');
     expect(starts.length).toBeGreaterThanOrEqual(1);
     expect(starts[0]!.details).toMatchObject({ holdingRelay: rel(B).id });
+    const listed = await admin.mssh(['admin', 'sessions', '--json']);
+    const fmb = (JSON.parse(listed.stdout) as Array<{ host: string; relayId: string; holdingRelayId: string }>).find(
+      (x) => x.host === 'fm-b',
+    );
+    expect(fmb).toMatchObject({ relayId: rel(A).id, holdingRelayId: rel(B).id });
   }, 150_000);
 
   it('stock OpenSSH with ProxyCommand=mssh proxy %n through A reaches fm-b', async () => {

@@ -51,7 +51,10 @@ export const SessionsQuery = z.object({
 
 export const SessionInfo = z.object({
   sessionId: z.string(),
+  /** The relay the client entered (it records the session). */
   relayId: z.string(),
+  /** In a fleet: the relay that held the agent's link (relayId itself for a session that stayed on one). */
+  holdingRelayId: z.string().nullable().optional(),
   user: z.string(),
   host: z.string(),
   source: z.string().nullable(),

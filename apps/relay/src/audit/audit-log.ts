@@ -71,6 +71,7 @@ export class AuditLog {
       return {
         sessionId: r.id,
         relayId: r.relayId,
+        holdingRelayId: r.holdingRelayId ?? r.relayId,
         user: r.userName,
         host: r.host,
         source: r.source,
