@@ -103,7 +103,7 @@ export class Fleet implements FleetRoute {
       memberByFingerprint: (fp) => this.store.memberByFingerprint(fp),
       router: this.o.router,
       logger: this.o.logger,
-      onRefused: this.o.onPeerRefused,
+      onRefused: (e) => this.o.onPeerRefused?.(e),
     });
     const bound = await this.server.listen(this.o.peerListen.host, this.o.peerListen.port);
     this.peerUrl = this.o.peerUrl ?? `https://${hostForUrl(this.o.peerListen.host)}:${bound.port}`;

@@ -17,7 +17,7 @@ import {
   type WireErrorCode,
 } from '@mssh/protocol';
 import { readBody } from '@mssh/protocol/transport';
-import { RelayError, relayError } from '../errors.js';
+import { relayError, type RelayError } from '../errors.js';
 import type { PeerIdentity } from './peer-identity.js';
 import { PEER_ALPN, PEER_ERROR_BODY_MAX, PEER_HEADERS, PEER_SESSION_PATH } from './peer-protocol.js';
 import type { Holder } from './store.js';
@@ -129,7 +129,8 @@ export class PeerLinks {
           .then((buf) => {
             let message = '';
             try {
-              message = String((JSON.parse(buf.toString('utf8')) as { message?: unknown }).message ?? '');
+              const m = (JSON.parse(buf.toString('utf8')) as { message?: unknown }).message;
+              message = typeof m === 'string' ? m : '';
             } catch {
               /* no body */
             }
@@ -208,16 +209,16 @@ export class PeerLinks {
     const port = Number(url.port || 443);
     const timeoutMs = this.o.connectTimeoutMs ?? 5_000;
     return new Promise((resolve, reject) => {
-      let socket: TLSSocket;
+      const holder: { socket?: TLSSocket } = {};
       const fail = (why: string, err?: unknown): void => {
         clearTimeout(timer);
-        socket?.destroy();
+        holder.socket?.destroy();
         this.log.warn({ peer: h.relayId, url: h.peerUrl, why }, `cannot open a peer link to ${h.relayId}: ${why}`);
         reject(relayError('RLY_ERR_AGENT_OFFLINE', `relay ${h.relayId} cannot be reached (${why})`, err));
       };
       const timer = setTimeout(() => fail(`no TLS connection within ${timeoutMs} ms`), timeoutMs);
       timer.unref();
-      socket = tlsConnect({
+      const socket = tlsConnect({
         host,
         port,
         servername: isIP(host) === 0 ? host : undefined,
@@ -228,6 +229,7 @@ export class PeerLinks {
         // The peer's certificate is self-signed: it is checked below against the pin of its relays row.
         rejectUnauthorized: false,
       });
+      holder.socket = socket;
       socket.once('error', (err) => fail(err.message, err));
       socket.once('secureConnect', () => {
         const raw = socket.getPeerCertificate()?.raw;
