@@ -55,6 +55,8 @@ export interface AgentLinkDeps {
   openTimeoutMs: number;
   /** May an agent of this name go online (the --max-agents cap)? Absent: always. */
   admitAgent?: (name: string) => boolean;
+  /** This relay's stable id, sent in the welcome (agents with several links tell relays apart by it). */
+  relayId?: string;
 }
 
 export interface AgentLinkEvents {
@@ -252,8 +254,20 @@ export class AgentLink {
 
     // 3. welcome
     try {
-      const welcome: AgentWelcome = { ok: true };
+      const welcome: AgentWelcome = this.deps.relayId ? { ok: true, relayId: this.deps.relayId } : { ok: true };
       const res = await this.request(PATHS.agentWelcome, Buffer.from(JSON.stringify(welcome)), ERROR_BODY_MAX_BYTES);
+      if (res.status === 409) {
+        // The agent holds links to several relays (--links K) and already has one to this relay: it
+        // declines this one. Dropping it (not registering it) leaves that other link untouched.
+        if (!this.isClosed()) {
+          this.log.info(
+            { name: agent.name },
+            `agent ${agent.name} already holds a link to this relay; dropping the extra one it declined`,
+          );
+          this.close('the agent declined a second link to this relay', 'agent_closed');
+        }
+        return;
+      }
       if (res.status < 200 || res.status > 299) throw new Error(`agent answered ${res.status} to welcome`);
     } catch (err) {
       if (!this.isClosed()) {

@@ -47,6 +47,11 @@ export interface TunnelRouterOptions {
   maxAgents?: number;
   /** After one side of a session sent EOF, the most the other may stay quiet (default 5 s; 0: for ever). */
   halfCloseLingerMs?: number;
+  /**
+   * This relay's stable id (loadOrCreateRelayId), sent to agents in their welcome: an agent holding
+   * links to several relays of a fleet tells them apart by it. Absent: the welcome carries none.
+   */
+  relayId?: string;
 }
 
 export const DEFAULT_MAX_AGENTS = 1024;
@@ -128,6 +133,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
     openTimeoutMs: opts.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
     admitAgent: (name: string) => byName.has(name) || byName.size < maxAgents,
+    relayId: opts.relayId,
   };
 
   const unregister = (link: AgentLink): void => {
