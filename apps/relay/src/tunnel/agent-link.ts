@@ -102,6 +102,8 @@ export class AgentLink {
   private guardTimer: NodeJS.Timeout | null = null;
   private readonly log: pino.Logger;
   private finalized = false;
+  /** This relay asked the agent to move (move()): the link ends when its last session does. */
+  private moved = false;
   /** The host keys this agent last reported (hello, then rescans). */
   private reportedHostKeys: string[] | null = null;
   private readonly closedWaiters: Array<() => void> = [];
@@ -584,6 +586,33 @@ export class AgentLink {
     return keys;
   }
 
+  /**
+   * Ask the agent to move to another relay of the fleet: an HTTP/2 GOAWAY (NGHTTP2_NO_ERROR) on the link.
+   * No new session stream is opened on it from now on (the router takes it out of its registry at once,
+   * through the `draining` event); running sessions go on, and the link closes when the last one ends.
+   * The agent dials another relay at once and serves those sessions until they end. Only an online
+   * link is moved; returns whether this one was.
+   */
+  move(): boolean {
+    const session = this.session;
+    if (this.state !== 'online' || !session || session.destroyed || session.closed) return false;
+    this.moved = true;
+    this.state = 'draining';
+    this.events.draining(this);
+    const running = this.streams.size;
+    this.log.info(
+      { name: this.name, sessions: running },
+      `asking agent ${this.name} to move to another relay (${running} running session(s) stay here until they end)`,
+    );
+    try {
+      // GOAWAY with NGHTTP2_NO_ERROR; the session destroys itself once its last stream has closed.
+      session.close();
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'GOAWAY failed');
+    }
+    return true;
+  }
+
   /** Close the link; its sessions end with sessionReason. Idempotent. */
   close(reason: string, sessionReason: SessionEndReason): void {
     if (this.endReason === null) {
@@ -619,7 +648,11 @@ export class AgentLink {
     this.finalized = true;
     const wasVerified = this.agent !== null;
     if (this.endReason === null) {
-      this.endReason = wasVerified ? 'agent closed the connection' : 'closed during handshake';
+      this.endReason = this.moved
+        ? 'moved to another relay'
+        : wasVerified
+          ? 'agent closed the connection'
+          : 'closed during handshake';
       this.sessionEndReason = 'agent_closed';
     }
     this.state = 'closed';

@@ -77,7 +77,10 @@ const KILL_MARK_TTL_MS = 5 * 60_000;
 
 type LiveSession = { user: string; client: Duplex; agentStream: ClientHttp2Stream; killed: SessionEndReason | null };
 
-export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
+/** The real router: every optional part of TunnelRouter that it implements is there. */
+export type RelayTunnelRouter = TunnelRouter & Required<Pick<TunnelRouter, 'moveAgents'>>;
+
+export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter {
   const logger = opts.logger.child({ component: 'relay.tunnel' });
   const clock = opts.clock ?? (() => new Date());
   const byName = new Map<string, AgentLink>();
@@ -135,6 +138,8 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
     admitAgent: (name: string) => byName.has(name) || byName.size < maxAgents,
     relayId: opts.relayId,
   };
+  /** Links that were still in their handshake when moveAgents() ran: moved as soon as they are verified. */
+  const moveOnceVerified = new WeakSet<AgentLink>();
 
   const unregister = (link: AgentLink): void => {
     const name = link.name;
@@ -151,6 +156,12 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
       const refused = refusedIds.get(link.agent!.id);
       if (refused) {
         link.close('revoked by an admin', refused);
+        return;
+      }
+      if (moveOnceVerified.has(link)) {
+        // Never registered: it must not replace a link of the same agent, nor get a session.
+        moveOnceVerified.delete(link);
+        link.move();
         return;
       }
       const old = byName.get(name);
@@ -180,7 +191,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
     },
   };
 
-  const router: TunnelRouter = {
+  const router: RelayTunnelRouter = {
     acceptAgentSocket(socket: TLSSocket): void {
       try {
         if (closing || links.size >= maxAgents + MAX_PENDING_AGENT_SOCKETS) {
@@ -356,6 +367,17 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
         }
       }
       return found;
+    },
+
+    moveAgents(): number {
+      let told = 0;
+      for (const link of links) {
+        if (link.state === 'online') {
+          if (link.move()) told++;
+        } else if (link.state === 'handshaking') moveOnceVerified.add(link);
+      }
+      logger.info({ agents: told }, `asked ${told} agent(s) to move to another relay`);
+      return told;
     },
 
     async close(): Promise<void> {
