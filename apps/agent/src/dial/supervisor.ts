@@ -389,7 +389,13 @@ class LinkLoop {
       fromRelayId: lost.relayId,
       afterMs: Math.round(performance.now() - lost.at),
     };
-    if (lost.moved)
+    const same = lost.relayId !== null ? lost.relayId === link.relayId : lost.where === c.where;
+    if (same)
+      this.log.info(
+        from,
+        `connected to relay ${c.where} as ${name}${of} again (${lost.moved ? 'it had asked to move, and no other relay took the link' : `the link was lost: ${lost.reason}`})`,
+      );
+    else if (lost.moved)
       this.log.info(
         { ...from, movedSessions: lost.sessions },
         `connected to relay ${c.where} as ${name}${of}: moved from relay ${lost.where}, which asked (${lost.sessions} running session(s) stay there until they end)`,
