@@ -393,12 +393,12 @@ class LinkLoop {
     if (same)
       this.log.info(
         from,
-        `connected to relay ${c.where} as ${name}${of} again (${lost.moved ? 'it had asked to move, and no other relay took the link' : `the link was lost: ${lost.reason}`})`,
+        `connected to relay ${c.where} as ${name}${of} again (${lost.moved ? 'it had sent GOAWAY, and no other relay took the link' : `the link was lost: ${lost.reason}`})`,
       );
     else if (lost.moved)
       this.log.info(
         { ...from, movedSessions: lost.sessions },
-        `connected to relay ${c.where} as ${name}${of}: moved from relay ${lost.where}, which asked (${lost.sessions} running session(s) stay there until they end)`,
+        `connected to relay ${c.where} as ${name}${of}: moved from relay ${lost.where} (it sent GOAWAY; ${lost.sessions} running session(s) stay there until they end)`,
       );
     else
       this.log.info(
@@ -410,13 +410,12 @@ class LinkLoop {
   private sleep(ms: number): Promise<void> {
     if (this.sup.isStopping || ms <= 0) return Promise.resolve();
     return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      const self = this;
-      function done(): void {
+      const done = (): void => {
         clearTimeout(t);
-        self.wake = null;
+        this.wake = null;
         resolve();
-      }
+      };
+      const t = setTimeout(done, ms);
       this.wake = done;
     });
   }

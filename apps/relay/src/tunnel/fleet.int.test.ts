@@ -14,7 +14,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { ClientHttp2Stream } from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import tls from 'node:tls';
@@ -246,7 +245,7 @@ describe('one agent, a fleet of relays on one database', () => {
     const moved = a.logged(/moved from relay/);
     expect(moved).toHaveLength(1);
     expect(moved[0]!.msg).toBe(
-      `connected to relay 127.0.0.1:${p2} as mover: moved from relay 127.0.0.1:${p1}, which asked (1 running session(s) stay there until they end)`,
+      `connected to relay 127.0.0.1:${p2} as mover: moved from relay 127.0.0.1:${p1} (it sent GOAWAY; 1 running session(s) stay there until they end)`,
     );
     expect(moved[0]).toMatchObject({ level: 30, fromRelayId: r1.id, relayId: r2.id });
 
