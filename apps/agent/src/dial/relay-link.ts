@@ -458,8 +458,12 @@ export class RelayLink {
       return;
     }
     if (welcome.ok) {
-      if (this.welcomed || this.declined) {
-        this.answer(stream, 409, 'already welcomed');
+      if (this.welcomed) {
+        if (!stream.destroyed && !stream.closed) stream.respond({ ':status': 204 }, { endStream: true });
+        return;
+      }
+      if (this.declined) {
+        this.answer(stream, 409, 'this agent already holds a link to this relay');
         return;
       }
       const relayId = welcome.relayId ? sanitizeForTerminal(welcome.relayId).slice(0, 128) : null;
