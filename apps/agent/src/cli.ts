@@ -54,6 +54,12 @@ export function buildProgram(h: AgentHandlers): Command {
       '--log-level <level>',
       'fatal, error, warn, info, debug, trace or silent (env MSSH_LOG_LEVEL; default info)',
     )
+    .option(
+      '--relay <url>',
+      'another relay of the same fleet, e.g. https://relay2.example:8443; repeat for more (env MSSH_RELAYS, comma-separated); the enrolled relay is always tried first',
+      (url: string, previous: string[] | undefined) => [...(previous ?? []), url],
+    )
+    .option('--links <k>', 'hold links to K different relays at once, 1 to 8 (env MSSH_LINKS; default 1)')
     .action((flags: RunFlags) => h.run(flags));
   const authorize = program
     .command('authorize')

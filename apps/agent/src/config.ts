@@ -7,6 +7,8 @@
  *           --target auto|embedded|HOST:PORT (MSSH_AGENT_TARGET, default auto)
  *   run:    --state-dir DIR  --target auto|embedded|HOST:PORT (MSSH_AGENT_TARGET; default: the one stored
  *           at enrolment)  --allow-forwarding (embedded server only)  --log-level L (MSSH_LOG_LEVEL, default info)
+ *           --relay URL, repeatable (MSSH_RELAYS=URL,URL,...: more relays of the same fleet)
+ *           --links K (MSSH_LINKS, 1..8, default 1: links held at once, each to a different relay)
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -14,6 +16,7 @@ import { HOST_NAME_RE } from '@mssh/protocol';
 import { AgentError } from './errors.js';
 import { formatHostPort, parseHostPort, parseRelayUrl, type HostPort } from './dial/endpoint.js';
 import { normalizeFingerprint } from './dial/pinned-tls.js';
+import { MAX_LINKS } from './dial/supervisor.js';
 import { defaultStateDir } from './state/state-dir.js';
 
 /** Where sessions go: the SSH server on 127.0.0.1:22 when one answers, else the embedded one. */
@@ -38,6 +41,9 @@ export function parseTargetChoice(s: string): TargetChoice | null {
 export function formatTargetChoice(c: TargetChoice): string {
   return c.kind === 'tcp' ? formatHostPort(c.address) : c.kind;
 }
+/** Most extra relays `run` takes (--relay / MSSH_RELAYS). */
+export const MAX_EXTRA_RELAYS = 16;
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -101,11 +107,75 @@ export const EnrollConfig = z.object({
 });
 export type EnrollConfig = z.infer<typeof EnrollConfig>;
 
+/** A list of option values with where it came from, so that a problem names what to fix. */
+type Sourced<T> = { from: string; value: T };
+
+/**
+ * More relays of the agent's fleet: https base URLs (https://HOST[:PORT]). All relays of a fleet share
+ * one certificate, so the fingerprint pinned at enrolment applies to every one of them.
+ */
+const relaysSchema = z
+  .object({ from: z.string(), value: z.array(z.string()) })
+  .transform((r: Sourced<string[]>, ctx) => {
+    const urls: URL[] = [];
+    const example = 'https://relay2.example:8443';
+    for (const raw of r.value) {
+      const s = raw.trim();
+      if (s === '') {
+        // A stray comma in MSSH_RELAYS is harmless; an empty --relay is a mistake.
+        if (r.from === '--relay')
+          ctx.addIssue({ code: 'custom', message: `--relay must not be empty; give a relay URL such as ${example}` });
+        continue;
+      }
+      const url = parseRelayUrl(s);
+      if (!url) {
+        ctx.addIssue({
+          code: 'custom',
+          message:
+            r.from === '--relay'
+              ? `--relay must be an https URL of a relay of the same fleet, such as ${example}, not "${s}"`
+              : `${r.from} must list https URLs of relays of the same fleet, comma-separated (e.g. https://relay1.example:8443,${example}); "${s}" is not one`,
+        });
+        continue;
+      }
+      if (url.pathname !== '/' || url.search !== '' || url.hash !== '') {
+        ctx.addIssue({
+          code: 'custom',
+          message: `${r.from}: "${s}" has a path, query or fragment; give the relay's base URL, https://${url.host} (agents dial its host and port)`,
+        });
+        continue;
+      }
+      urls.push(url);
+    }
+    if (urls.length > MAX_EXTRA_RELAYS)
+      ctx.addIssue({
+        code: 'custom',
+        message: `${r.from} names ${urls.length} relays; at most ${MAX_EXTRA_RELAYS} (a name that resolves to several addresses counts once)`,
+      });
+    return urls;
+  });
+
+const linksSchema = z.object({ from: z.string(), value: z.string() }).transform((r: Sourced<string>, ctx) => {
+  const s = r.value.trim();
+  const n = /^\d{1,3}$/.test(s) ? Number(s) : NaN;
+  if (!(n >= 1 && n <= MAX_LINKS)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `${r.from} must be a whole number from 1 to ${MAX_LINKS} (links held at once, each to a different relay), not "${r.value}"`,
+    });
+    return z.NEVER;
+  }
+  return n;
+});
+
 export const RunConfig = z.object({
   stateDir: stateDirSchema,
   target: targetSchema.nullable(),
   allowForwarding: z.boolean(),
   logLevel: logLevelSchema,
+  /** Relays of the same fleet besides the enrolled one, in the order given. */
+  relays: relaysSchema,
+  links: linksSchema,
 });
 export type RunConfig = z.infer<typeof RunConfig>;
 
@@ -123,6 +193,9 @@ export interface RunFlags {
   target?: string;
   allowForwarding?: boolean;
   logLevel?: string;
+  /** --relay, repeatable. */
+  relay?: string[];
+  links?: string;
 }
 
 export interface AuthorizeFlags {
@@ -153,6 +226,14 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process
     target: flags.target ?? env.MSSH_AGENT_TARGET ?? null,
     allowForwarding: flags.allowForwarding === true,
     logLevel: flags.logLevel ?? env.MSSH_LOG_LEVEL ?? 'info',
+    relays:
+      flags.relay !== undefined
+        ? { from: '--relay', value: flags.relay }
+        : { from: 'MSSH_RELAYS', value: env.MSSH_RELAYS?.split(',') ?? [] },
+    links:
+      flags.links !== undefined
+        ? { from: '--links', value: flags.links }
+        : { from: 'MSSH_LINKS', value: env.MSSH_LINKS ?? '1' },
   });
 }
 

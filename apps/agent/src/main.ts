@@ -6,6 +6,7 @@
  *   mssh-agent enroll --relay https://HOST:PORT --token T --name NAME [--relay-fingerprint SHA256:...]
  *                     [--state-dir DIR] [--target auto|embedded|HOST:PORT]
  *   mssh-agent run [--state-dir DIR] [--target auto|embedded|HOST:PORT] [--allow-forwarding] [--log-level L]
+ *                  [--relay URL]... [--links K]
  *   mssh-agent authorize add KEYFILE | list | remove FINGERPRINT_OR_COMMENT [--state-dir DIR]
  */
 import { CliError, EXIT, commanderExitCode, reportError } from '@mssh/cli-kit';
@@ -22,7 +23,8 @@ import {
 import { buildProgram } from './cli.js';
 import { AgentError } from './errors.js';
 import { createLogger } from './log.js';
-import { agentDialTarget, formatHostPort } from './dial/endpoint.js';
+import { relaySources } from './dial/candidates.js';
+import { formatHostPort } from './dial/endpoint.js';
 import { normalizeFingerprint } from './dial/pinned-tls.js';
 import { refusalError } from './dial/refusal.js';
 import { AgentSupervisor } from './dial/supervisor.js';
@@ -77,8 +79,8 @@ async function runCommand(flags: RunFlags): Promise<void> {
       'AGT_ERR_STATE_DIR',
       `agent.json in ${cfg.stateDir} has a malformed target "${state.target}"; pass --target auto|embedded|HOST:PORT`,
     );
-  const endpoint = agentDialTarget(state.relayUrl, state.agentEndpoint);
-  if (!endpoint)
+  const relays = relaySources(state, cfg.relays);
+  if (!relays)
     throw new AgentError(
       'AGT_ERR_STATE_DIR',
       `agent.json in ${cfg.stateDir} has a malformed relay address; enrol again into an empty --state-dir`,
@@ -118,7 +120,8 @@ async function runCommand(flags: RunFlags): Promise<void> {
   // Rescans the relay asks for (a client saw a key it does not attest) scan the target at most every 10 s.
   const rescanner = new HostKeyRescanner(() => target.hostKeys());
   const supervisor = new AgentSupervisor({
-    endpoint,
+    relays,
+    links: cfg.links,
     relayFingerprint: fingerprint,
     name: state.name,
     identity,
@@ -133,14 +136,30 @@ async function runCommand(flags: RunFlags): Promise<void> {
       process.exit(1);
     }
     signalled = true;
-    logger.info(`${sig}: closing the relay link (running sessions get ${SHUTDOWN_GRACE_MS} ms)`);
+    logger.info(`${sig}: closing the relay link(s) (running sessions get ${SHUTDOWN_GRACE_MS} ms)`);
     supervisor.stop(SHUTDOWN_GRACE_MS).catch((err: unknown) => logger.error({ err }, 'shutdown failed'));
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  const enrolledRelay = formatHostPort(relays[0]!.endpoint);
+  const more =
+    relays.length > 1
+      ? ` (and ${relays
+          .slice(1)
+          .map((r) => formatHostPort(r.endpoint))
+          .join(', ')})`
+      : '';
+  const links = cfg.links > 1 ? `, ${cfg.links} links to different relays` : '';
   logger.info(
-    { name: state.name, relay: formatHostPort(endpoint), target: target.description, version: SOFTWARE_VERSION },
-    `mssh-agent ${SOFTWARE_VERSION} starting: ${state.name} via relay ${formatHostPort(endpoint)}, target ${target.description}`,
+    {
+      name: state.name,
+      relay: enrolledRelay,
+      relays: relays.map((r) => formatHostPort(r.endpoint)),
+      links: cfg.links,
+      target: target.description,
+      version: SOFTWARE_VERSION,
+    },
+    `mssh-agent ${SOFTWARE_VERSION} starting: ${state.name} via relay ${enrolledRelay}${more}${links}, target ${target.description}`,
   );
   const result = await supervisor.run();
   try {

@@ -222,6 +222,7 @@ export function createRelay(opts: RelayOptions): Relay {
       directory: repos.agents,
       audit,
       logger,
+      relayId: thisRelay, // sent in each agent's welcome: agents with several links tell relays apart by it
       minProtocolVersion: cfg.minProtocolVersion,
       maxAgents: cfg.maxAgents,
       sessionCaps: {

@@ -192,7 +192,9 @@ export const AgentHostKeys = z.object({ hostKeys: z.array(SshPublicKey).max(16) 
 export type AgentHostKeys = z.infer<typeof AgentHostKeys>;
 /**
  * POST /mssh/welcome: the relay tells the agent the verdict (request body is AgentWelcome JSON; the agent
- * answers 204). On ok=false the relay closes the link right after; the agent logs code and message.
+ * answers 204, or 409 when it declines the link because another of its links holds this relay already:
+ * the relay then drops this link and keeps the other). On ok=false the relay closes the link right
+ * after; the agent logs code and message.
  */
 export const AgentWelcome = z.object({
   ok: z.boolean(),
@@ -200,6 +202,12 @@ export const AgentWelcome = z.object({
   message: z.string().optional(),
   /** When true, the agent must not retry until re-enrolled (revoked, unknown key). */
   permanent: z.boolean().optional(),
+  /**
+   * The welcoming relay's stable id (its `<data-dir>/relay-id`), on ok=true. An agent holding links to
+   * several relays of a fleet (`mssh-agent run --links K`) tells them apart by it, and declines a second
+   * link to a relay it already holds (it answers the welcome 409). Absent from relays before the fleet.
+   */
+  relayId: z.string().max(128).optional(),
 });
 export type AgentWelcome = z.infer<typeof AgentWelcome>;
 

@@ -32,6 +32,11 @@ export function normalizeFingerprint(input: string): string | null {
 }
 
 export interface PinnedConnectOptions extends HostPort {
+  /**
+   * The address to dial, when `host` is a name resolved beforehand (one of its addresses); `host` stays
+   * the TLS server name (SNI). Default: `host` itself.
+   */
+  address?: string;
   /** ALPN protocols to offer. */
   alpn: string[];
   /** Pinned fingerprint (canonical form); null = trust on first use (the caller prints what it got). */
@@ -60,14 +65,20 @@ function connectError(err: Error, where: string): AgentError {
   return new AgentError('AGT_ERR_RELAY_UNREACHABLE', `cannot reach the relay at ${where} (${detail})`, { cause: err });
 }
 
+/** "host:port", and the address dialled when it is not the host itself: "relay.example:8443 (10.0.0.2)". */
+export function describeDial(d: HostPort & { address?: string }): string {
+  const hp = formatHostPort(d);
+  return d.address && d.address !== d.host ? `${hp} (${d.address})` : hp;
+}
+
 /** Open a TLS connection and verify the pin before anything is written on it. */
 export function connectPinned(opts: PinnedConnectOptions): Promise<PinnedSocket> {
-  const where = formatHostPort(opts);
+  const where = describeDial(opts);
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TLS_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
     let settled = false;
     const socket = tls.connect({
-      host: opts.host,
+      host: opts.address ?? opts.host,
       port: opts.port,
       servername: serverNameFor(opts.host),
       ALPNProtocols: opts.alpn,

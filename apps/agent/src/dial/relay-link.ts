@@ -4,7 +4,9 @@
  * the streams:
  *
  *   POST /mssh/hello    -> 200 AgentHello (Ed25519 signature over this TLS connection's keying material)
- *   POST /mssh/welcome  -> 204 (body: the relay's verdict; refusals are logged, permanent ones end the agent)
+ *   POST /mssh/welcome  -> 204 (body: the relay's verdict and id; refusals are logged, permanent ones end the
+ *                          agent); 409 declines a relay another link of this agent already holds
+ *   GOAWAY (no error)   -> the relay asks the agent to move (onMove); running sessions go on here
  *   POST /mssh/session  -> connect the configured target; 200 and splice, or 502 AGT_ERR_TARGET_UNREACHABLE
  *
  *   client --> relay ==(this one TLS connection, many HTTP/2 streams)==> agent --> target sshd
@@ -42,14 +44,16 @@ import { AgentError, errnoOf } from '../errors.js';
 import type { AgentIdentity } from '../enroll/identity.js';
 import type { SessionTarget } from '../target/session-target.js';
 import { splice } from '@mssh/protocol/transport';
-import { formatHostPort, type HostPort } from './endpoint.js';
+import type { HostPort } from './endpoint.js';
 import { decoupleWrites } from '@mssh/protocol/transport';
-import { connectPinned, DEFAULT_TLS_TIMEOUT_MS } from './pinned-tls.js';
+import { connectPinned, DEFAULT_TLS_TIMEOUT_MS, describeDial } from './pinned-tls.js';
 import { readBody } from '@mssh/protocol/transport';
 
 export interface RelayLinkOptions {
-  /** Where to dial (the relay's agent endpoint). */
+  /** Where to dial (the relay's agent endpoint); its host is the TLS server name. */
   endpoint: HostPort;
+  /** The address to dial when endpoint.host is a name resolved beforehand (default: endpoint.host). */
+  address?: string;
   /** Pinned relay certificate fingerprint, "SHA256:...". */
   relayFingerprint: string;
   /** The name this agent is enrolled under. */
@@ -62,8 +66,19 @@ export interface RelayLinkOptions {
   connectTimeoutMs?: number;
   /** From TLS up to the relay's welcome (default 30 s). */
   welcomeTimeoutMs?: number;
-  /** Called once the relay welcomed this link. */
+  /** Called once the relay welcomed this link (and acceptRelay, if given, took it). */
   onWelcomed?: () => void;
+  /**
+   * Asked when a relay welcomes this link, with the relay's id (null from a relay that sends none):
+   * false declines the link (the agent answers the welcome 409, the relay drops this link, and the run
+   * ends `duplicate`). An agent holding several links uses it to keep them on different relays.
+   */
+  acceptRelay?: (relayId: string | null) => boolean;
+  /**
+   * The relay asked this welcomed link to move (HTTP/2 GOAWAY with NGHTTP2_NO_ERROR): it opens no new
+   * session here. The link keeps serving its running sessions and ends (run() resolves) after the last.
+   */
+  onMove?: () => void;
   /**
    * The target's host keys for a rescan the relay asks for (POST /mssh/host-keys), rate-limited by the
    * caller (HostKeyRescanner). Without it the agent answers 404, as agents before it did.
@@ -76,8 +91,10 @@ export type LinkOutcome =
   | { kind: 'failed'; error: AgentError; refused: boolean }
   /** The relay refused this agent in its welcome. */
   | { kind: 'refused'; code: string; message: string; permanent: boolean }
-  /** The link ended (after or before the welcome). */
-  | { kind: 'closed'; reason: string; welcomed: boolean };
+  /** The link ended (after or before the welcome). `moved`: the relay had asked it to move (GOAWAY). */
+  | { kind: 'closed'; reason: string; welcomed: boolean; moved?: boolean }
+  /** A relay welcomed this link, and acceptRelay declined it: another link holds that relay. */
+  | { kind: 'duplicate'; relayId: string | null };
 
 const DEFAULT_WELCOME_TIMEOUT_MS = 30_000;
 const CONTROL_BODY_MAX_BYTES = 16 * 1024;
@@ -98,6 +115,9 @@ export class RelayLink {
   private server: Http2Server | null = null;
   private ekm: Buffer | null = null;
   private welcomed = false;
+  private relay: string | null = null;
+  private declined = false;
+  private moveAsked = false;
   private stopping = false;
   private refusal: { code: string; message: string; permanent: boolean } | null = null;
   private closeReason: string | null = null;
@@ -122,6 +142,21 @@ export class RelayLink {
     return this.welcomed;
   }
 
+  /** The welcoming relay's id, once welcomed (null before, or from a relay that sends none). */
+  get relayId(): string | null {
+    return this.relay;
+  }
+
+  /** The relay asked this link to move (GOAWAY without error after the welcome). */
+  get moved(): boolean {
+    return this.moveAsked;
+  }
+
+  /** Where this link dials, for logs: "host:port", plus " (address)" when the host is a name. */
+  get where(): string {
+    return describeDial({ ...this.o.endpoint, address: this.o.address });
+  }
+
   activeSessions(): number {
     return this.sessions;
   }
@@ -137,11 +172,12 @@ export class RelayLink {
   }
 
   private async runInner(): Promise<LinkOutcome> {
-    const where = formatHostPort(this.o.endpoint);
+    const where = this.where;
     let socket: TLSSocket;
     try {
       ({ socket } = await connectPinned({
         ...this.o.endpoint,
+        address: this.o.address,
         alpn: [AGENT_ALPN],
         fingerprint: this.o.relayFingerprint,
         timeoutMs: this.o.connectTimeoutMs ?? DEFAULT_TLS_TIMEOUT_MS,
@@ -209,11 +245,13 @@ export class RelayLink {
       this.stopTimers();
       if (!socket.destroyed) socket.destroy();
       if (this.refusal) resolve({ kind: 'refused', ...this.refusal });
+      else if (this.declined) resolve({ kind: 'duplicate', relayId: this.relay });
       else
         resolve({
           kind: 'closed',
           reason: this.closeReason ?? 'the relay closed the connection',
           welcomed: this.welcomed,
+          moved: this.moveAsked,
         });
     };
     try {
@@ -236,11 +274,19 @@ export class RelayLink {
       if (this.closeReason === null) this.closeReason = `link error: ${err.message}`;
     });
     s.on('goaway', (code) => {
+      const noError = code === http2.constants.NGHTTP2_NO_ERROR;
       if (this.closeReason === null)
-        this.closeReason =
-          code === http2.constants.NGHTTP2_NO_ERROR
-            ? 'the relay is going away'
-            : `the relay ended the connection (GOAWAY ${code})`;
+        this.closeReason = noError ? 'the relay is going away' : `the relay ended the connection (GOAWAY ${code})`;
+      // Node closes the session gracefully itself (running streams go on; with an error code it destroys it).
+      if (noError && this.welcomed && !this.stopping && !this.moveAsked) {
+        this.moveAsked = true;
+        this.log.debug({ relay: this.where, relayId: this.relay, sessions: this.sessions }, 'the relay asks to move');
+        try {
+          this.o.onMove?.();
+        } catch (err) {
+          this.log.error({ err }, 'onMove failed');
+        }
+      }
     });
     s.once('close', finish);
     s.setTimeout(0);
@@ -411,19 +457,42 @@ export class RelayLink {
       this.destroy(`the relay sent a bad welcome (${(err as Error).message})`);
       return;
     }
-    if (!stream.destroyed && !stream.closed) stream.respond({ ':status': 204 }, { endStream: true });
     if (welcome.ok) {
-      if (this.welcomed) return;
+      if (this.welcomed) {
+        if (!stream.destroyed && !stream.closed) stream.respond({ ':status': 204 }, { endStream: true });
+        return;
+      }
+      if (this.declined) {
+        this.answer(stream, 409, 'this agent already holds a link to this relay');
+        return;
+      }
+      const relayId = welcome.relayId ? sanitizeForTerminal(welcome.relayId).slice(0, 128) : null;
+      this.relay = relayId;
+      if (this.o.acceptRelay && !this.o.acceptRelay(relayId)) {
+        // Another link of this agent holds that relay: decline before the relay registers this one
+        // (registering it would make the relay close the other, the same agent's older link).
+        this.declined = true;
+        this.answer(stream, 409, 'this agent already holds a link to this relay');
+        this.log.debug({ relay: this.where, relayId }, 'declined a second link to the same relay');
+        if (this.closeReason === null) this.closeReason = 'declined: another link of this agent holds that relay';
+        // GOAWAY after the answer (the relay drops the link on reading it); gone within 2 s regardless.
+        try {
+          this.session?.close();
+        } catch {
+          /* closing already */
+        }
+        setTimeout(() => this.destroy('declined'), 2_000).unref();
+        return;
+      }
+      if (!stream.destroyed && !stream.closed) stream.respond({ ':status': 204 }, { endStream: true });
       this.welcomed = true;
       if (this.welcomeTimer) clearTimeout(this.welcomeTimer);
       this.welcomeTimer = null;
-      this.log.info(
-        { name: this.o.name, relay: formatHostPort(this.o.endpoint) },
-        `connected to relay as ${this.o.name}`,
-      );
+      this.log.debug({ name: this.o.name, relay: this.where, relayId }, `welcomed by relay ${this.where}`);
       this.o.onWelcomed?.();
       return;
     }
+    if (!stream.destroyed && !stream.closed) stream.respond({ ':status': 204 }, { endStream: true });
     const code = sanitizeForTerminal(welcome.code ?? 'unknown').slice(0, 64);
     const known = (WIRE_ERRORS as Record<string, { message: string }>)[code];
     const message = sanitizeForTerminal(welcome.message ?? known?.message ?? 'no reason given').slice(0, 300);

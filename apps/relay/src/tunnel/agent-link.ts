@@ -55,6 +55,8 @@ export interface AgentLinkDeps {
   openTimeoutMs: number;
   /** May an agent of this name go online (the --max-agents cap)? Absent: always. */
   admitAgent?: (name: string) => boolean;
+  /** This relay's stable id, sent in the welcome (agents with several links tell relays apart by it). */
+  relayId?: string;
 }
 
 export interface AgentLinkEvents {
@@ -100,6 +102,8 @@ export class AgentLink {
   private guardTimer: NodeJS.Timeout | null = null;
   private readonly log: pino.Logger;
   private finalized = false;
+  /** This relay asked the agent to move (move()): the link ends when its last session does. */
+  private moved = false;
   /** The host keys this agent last reported (hello, then rescans). */
   private reportedHostKeys: string[] | null = null;
   private readonly closedWaiters: Array<() => void> = [];
@@ -252,8 +256,20 @@ export class AgentLink {
 
     // 3. welcome
     try {
-      const welcome: AgentWelcome = { ok: true };
+      const welcome: AgentWelcome = this.deps.relayId ? { ok: true, relayId: this.deps.relayId } : { ok: true };
       const res = await this.request(PATHS.agentWelcome, Buffer.from(JSON.stringify(welcome)), ERROR_BODY_MAX_BYTES);
+      if (res.status === 409) {
+        // The agent holds links to several relays (--links K) and already has one to this relay: it
+        // declines this one. Dropping it (not registering it) leaves that other link untouched.
+        if (!this.isClosed()) {
+          this.log.info(
+            { name: agent.name },
+            `agent ${agent.name} already holds a link to this relay; dropping the extra one it declined`,
+          );
+          this.close('the agent declined a second link to this relay', 'agent_closed');
+        }
+        return;
+      }
       if (res.status < 200 || res.status > 299) throw new Error(`agent answered ${res.status} to welcome`);
     } catch (err) {
       if (!this.isClosed()) {
@@ -570,6 +586,33 @@ export class AgentLink {
     return keys;
   }
 
+  /**
+   * Ask the agent to move to another relay of the fleet: an HTTP/2 GOAWAY (NGHTTP2_NO_ERROR) on the link.
+   * No new session stream is opened on it from now on (the router takes it out of its registry at once,
+   * through the `draining` event); running sessions go on, and the link closes when the last one ends.
+   * The agent dials another relay at once and serves those sessions until they end. Only an online
+   * link is moved; returns whether this one was.
+   */
+  move(): boolean {
+    const session = this.session;
+    if (this.state !== 'online' || !session || session.destroyed || session.closed) return false;
+    this.moved = true;
+    this.state = 'draining';
+    this.events.draining(this);
+    const running = this.streams.size;
+    this.log.info(
+      { name: this.name, sessions: running },
+      `asking agent ${this.name} to move to another relay (${running} running session(s) stay here until they end)`,
+    );
+    try {
+      // GOAWAY with NGHTTP2_NO_ERROR; the session destroys itself once its last stream has closed.
+      session.close();
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'GOAWAY failed');
+    }
+    return true;
+  }
+
   /** Close the link; its sessions end with sessionReason. Idempotent. */
   close(reason: string, sessionReason: SessionEndReason): void {
     if (this.endReason === null) {
@@ -605,7 +648,11 @@ export class AgentLink {
     this.finalized = true;
     const wasVerified = this.agent !== null;
     if (this.endReason === null) {
-      this.endReason = wasVerified ? 'agent closed the connection' : 'closed during handshake';
+      this.endReason = this.moved
+        ? 'moved to another relay'
+        : wasVerified
+          ? 'agent closed the connection'
+          : 'closed during handshake';
       this.sessionEndReason = 'agent_closed';
     }
     this.state = 'closed';

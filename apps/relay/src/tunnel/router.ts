@@ -52,6 +52,11 @@ export interface TunnelRouterOptions {
    * none any more (down): the fleet's presence rows (fleet/fleet.ts). Must not throw.
    */
   onPresence?: (e: { agentId: string; name: string; up: boolean }) => void;
+  /**
+   * This relay's stable id (loadOrCreateRelayId), sent to agents in their welcome: an agent holding
+   * links to several relays of a fleet tells them apart by it. Absent: the welcome carries none.
+   */
+  relayId?: string;
 }
 
 export const DEFAULT_MAX_AGENTS = 1024;
@@ -77,7 +82,10 @@ const KILL_MARK_TTL_MS = 5 * 60_000;
 
 type LiveSession = { user: string; client: Duplex; agentStream: ClientHttp2Stream; killed: SessionEndReason | null };
 
-export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
+/** The real router: every optional part of TunnelRouter that it implements is there. */
+export type RelayTunnelRouter = TunnelRouter & Required<Pick<TunnelRouter, 'moveAgents'>>;
+
+export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter {
   const logger = opts.logger.child({ component: 'relay.tunnel' });
   const clock = opts.clock ?? (() => new Date());
   const byName = new Map<string, AgentLink>();
@@ -133,7 +141,10 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
     handshakeTimeoutMs: opts.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
     openTimeoutMs: opts.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
     admitAgent: (name: string) => byName.has(name) || byName.size < maxAgents,
+    relayId: opts.relayId,
   };
+  /** Links that were still in their handshake when moveAgents() ran: moved as soon as they are verified. */
+  const moveOnceVerified = new WeakSet<AgentLink>();
 
   const presence = (link: AgentLink, up: boolean): void => {
     const agent = link.agent;
@@ -165,6 +176,12 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
         link.close('revoked by an admin', refused);
         return;
       }
+      if (moveOnceVerified.has(link)) {
+        // Never registered: it must not replace a link of the same agent, nor get a session.
+        moveOnceVerified.delete(link);
+        link.move();
+        return;
+      }
       const old = byName.get(name);
       byName.set(name, link);
       presence(link, true);
@@ -193,7 +210,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
     },
   };
 
-  const router: TunnelRouter = {
+  const router: RelayTunnelRouter = {
     acceptAgentSocket(socket: TLSSocket): void {
       try {
         if (closing || links.size >= maxAgents + MAX_PENDING_AGENT_SOCKETS) {
@@ -369,6 +386,17 @@ export function createTunnelRouter(opts: TunnelRouterOptions): TunnelRouter {
         }
       }
       return found;
+    },
+
+    moveAgents(): number {
+      let told = 0;
+      for (const link of links) {
+        if (link.state === 'online') {
+          if (link.move()) told++;
+        } else if (link.state === 'handshaking') moveOnceVerified.add(link);
+      }
+      logger.info({ agents: told }, `asked ${told} agent(s) to move to another relay`);
+      return told;
     },
 
     async close(): Promise<void> {

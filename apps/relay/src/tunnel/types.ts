@@ -200,6 +200,15 @@ export interface TunnelRouter {
    * just before the revocation) is refused too when it completes.
    */
   closeAgent(name: string, reason: SessionEndReason, agentId?: string): boolean;
+  /**
+   * Ask every connected agent to move to another relay of the fleet (drain): each online link gets an
+   * HTTP/2 GOAWAY (NGHTTP2_NO_ERROR) and leaves the registry at once (isOnline() is false, no new session
+   * goes to it); its running sessions go on, and it closes when the last one ends. The agents dial
+   * another relay at once, without growing their back-off. Links still in their handshake are moved as
+   * soon as they are verified (not counted). Returns how many online links were told. Optional: only
+   * the real router has it (callers write `router.moveAgents?.()`).
+   */
+  moveAgents?(): number;
   /** Close every link (and with them every session), e.g. at shutdown. */
   close(): Promise<void>;
 }
