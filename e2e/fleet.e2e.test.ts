@@ -138,6 +138,8 @@ describe('relay fleet: three relays on one Postgres', () => {
     const agent = await startAgent(rel(B), 'fm-p');
     const held = async () =>
       (await db.query<{ relay_id: string }>("SELECT relay_id FROM agent_presence WHERE agent_name = 'fm-p'")).rows;
+    // The agent logs "connected" once welcomed; B writes its presence row right after.
+    await waitFor(async () => ((await held()).length === 1 ? true : null), 2_000, 'fm-p presence');
     expect(await held()).toEqual([{ relay_id: rel(B).id }]);
     const t0 = performance.now();
     await agent.proc.stop();
