@@ -106,6 +106,7 @@ export const AUDIT_EVENT_TYPES = [
   'ssh_key.added',
   'ssh_key.removed',
   'relay.started',
+  'relay.draining',
   'relay.stopped',
   'audit.pruned',
 ] as const;
