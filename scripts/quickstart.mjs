@@ -23,7 +23,7 @@ const children = [];
 function die(what, fix) {
   console.error(`quickstart: ${what}`);
   if (fix) console.error(`  ${fix}`);
-  for (const c of children) c.kill('SIGTERM');
+  for (const c of children) c.kill('SIGINT');
   process.exit(1);
 }
 
@@ -180,7 +180,8 @@ let stopping = false;
 function stop() {
   if (stopping) return;
   stopping = true;
-  for (const c of children) c.kill('SIGTERM');
+  // SIGINT: stop now (SIGTERM would make the relay drain, waiting for running sessions).
+  for (const c of children) c.kill('SIGINT');
   setTimeout(() => process.exit(0), 5_000).unref();
 }
 process.on('SIGINT', stop);

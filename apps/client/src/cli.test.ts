@@ -331,6 +331,16 @@ describe('errors', () => {
       code: 'CLI_ERR_SESSION_ENDED',
       message: expect.stringContaining('ended by an admin'),
     });
+    expect(tunnelEndedByRelay(TUNNEL_END_CODES.relay_shutdown, 'laptop', ctx)).toMatchObject({
+      code: 'CLI_ERR_TUNNEL_BROKEN',
+      message: 'the session to laptop was ended: the relay at https://r:8443 stopped (a restart or an upgrade)',
+      hint: expect.stringContaining('Connect again'),
+    });
+    expect(cliErrorFromWire(503, body('RLY_ERR_DRAINING', 503), ctx)).toMatchObject({
+      code: 'CLI_ERR_RELAY_ERROR',
+      message: 'the relay at https://r:8443 is draining for a restart and opens no new sessions (RLY_ERR_DRAINING)',
+      hint: expect.stringContaining('Sessions already open are not affected'),
+    });
     for (const code of [undefined, 0, 8, 2]) expect(tunnelEndedByRelay(code, 'laptop', ctx)).toBeNull();
     expect(cliErrorFromWire(502, body('RLY_ERR_AGENT_FAILED', 502), ctx).code).toBe('CLI_ERR_AGENT_FAILED');
     const other = cliErrorFromWire(400, body('RLY_ERR_BAD_REQUEST', 400), ctx);

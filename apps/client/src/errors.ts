@@ -190,6 +190,12 @@ export function cliErrorFromWire(status: number, body: unknown, ctx: WireContext
         `the relay at ${ctx.relayUrl} cannot reach its database, so it refuses new sessions (${code})`,
         'Sessions already open are not affected. Try again in a moment; if it persists, tell whoever runs the relay.',
       );
+    case 'RLY_ERR_DRAINING':
+      return cliError(
+        'CLI_ERR_RELAY_ERROR',
+        `the relay at ${ctx.relayUrl} is draining for a restart and opens no new sessions (${code})`,
+        'Sessions already open are not affected. Connect again in a moment: another relay behind the same address, or this one once it is back, takes it.',
+      );
     case 'RLY_ERR_PROTOCOL_TOO_OLD':
       return cliError(
         'CLI_ERR_PROTOCOL_TOO_OLD',
@@ -248,6 +254,12 @@ export function tunnelEndedByRelay(
         'CLI_ERR_SESSION_ENDED',
         `the session to ${h} was ended by an admin: your role on ${ctx.relayUrl} changed`,
         `Log in again (\`${loginCommand(ctx.relayUrl, ctx.user)}\`), then reconnect.`,
+      );
+    case 'relay_shutdown':
+      return cliError(
+        'CLI_ERR_TUNNEL_BROKEN',
+        `the session to ${h} was ended: the relay at ${ctx.relayUrl} stopped (a restart or an upgrade)`,
+        'Connect again: another relay behind the same address, or this one once it is back, takes the new session.',
       );
     default:
       return null;

@@ -3,6 +3,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
   AuditPruneConfigSchema,
+  DRAIN_DEFAULTS,
   HARDENING_DEFAULTS,
   ServeConfigSchema,
   UserAddConfigSchema,
@@ -50,6 +51,29 @@ describe('relay config', () => {
     expect(f.listen.port).toBe(2);
     expect(f.dataDir).toBe('/tmp/y');
     expect(f.databaseUrl).toBeUndefined(); // an empty flag means "not set"
+  });
+
+  it('--drain-delay and --drain-timeout: whole seconds, 0 allowed, defaults 2 and 20, flags over MSSH_DRAIN_*', () => {
+    const d = parseConfig(ServeConfigSchema, {}, {});
+    expect([d.drainDelay, d.drainTimeout]).toEqual([DRAIN_DEFAULTS.drainDelay, DRAIN_DEFAULTS.drainTimeout]);
+    expect([d.drainDelay, d.drainTimeout]).toEqual([2, 20]);
+    const env = { MSSH_DRAIN_DELAY: '0', MSSH_DRAIN_TIMEOUT: '45' };
+    expect(parseConfig(ServeConfigSchema, {}, env)).toMatchObject({ drainDelay: 0, drainTimeout: 45 });
+    expect(parseConfig(ServeConfigSchema, { drainTimeout: '2' }, env)).toMatchObject({
+      drainDelay: 0,
+      drainTimeout: 2,
+    });
+    const e = (() => {
+      try {
+        parseConfig(ServeConfigSchema, { drainDelay: '1.5', drainTimeout: '-1' }, {});
+      } catch (err) {
+        return err as CliError;
+      }
+      return null;
+    })();
+    expect(e?.code).toBe('CLI_ERR_USAGE');
+    expect(e?.message).toContain('--drain-delay (MSSH_DRAIN_DELAY): must be whole seconds (0 or more)');
+    expect(e?.message).toContain('--drain-timeout (MSSH_DRAIN_TIMEOUT): must be whole seconds (0 or more)');
   });
 
   it('--ssh-listen: default port 2222 on the --listen host, HOST:PORT, off; a bad value is reported', () => {

@@ -243,6 +243,32 @@ const HardeningSchema = z.object({
   bodyTimeout: count(HARDENING_DEFAULTS.bodyTimeout, 3600),
 });
 
+/**
+ * The drain of SIGTERM and `mssh-relay drain` (issue 19), in whole seconds (0 allowed):
+ *   drainDelay    from the drain's start (/readyz 503, GOAWAY, new sessions refused) to closing the
+ *                 listeners: long enough for a balancer's health check to take the relay out (haproxy
+ *                 `inter 1s fall 1` notices within a second);
+ *   drainTimeout  from the drain's start, the longest running sessions may go on; then the stop ends
+ *                 them (relay_shutdown). 20 s: short sessions (a command, scp, git) finish, interactive
+ *                 shells are cut either way, and drain + stop fit in Kubernetes' default 30 s grace
+ *                 before SIGKILL (a supervisor must allow max(delay, timeout) + 15 s).
+ */
+export const DRAIN_DEFAULTS = { drainDelay: 2, drainTimeout: 20 } as const;
+
+const seconds = (dflt: number, max: number) =>
+  z
+    .preprocess(
+      (v) =>
+        v === undefined || v === '' ? undefined : typeof v === 'string' && /^\d+$/.test(v.trim()) ? Number(v) : v,
+      z
+        .number({ message: 'must be whole seconds (0 or more)' })
+        .int('must be whole seconds (0 or more)')
+        .min(0, 'must be 0 or more')
+        .max(max, `must be at most ${max}`)
+        .optional(),
+    )
+    .transform((v) => v ?? dflt);
+
 export const ServeConfigSchema = StoreSchema.extend({
   listen: Listen,
   sshListen: SshListen,
@@ -254,6 +280,8 @@ export const ServeConfigSchema = StoreSchema.extend({
   staleAfter: StaleAfter,
   ...HardeningSchema.shape,
   bootstrapPassword: z.preprocess(nonEmpty, z.string().min(8, 'must be at least 8 characters').max(1024).optional()),
+  drainDelay: seconds(DRAIN_DEFAULTS.drainDelay, 600),
+  drainTimeout: seconds(DRAIN_DEFAULTS.drainTimeout, 86_400),
   /** How often live sessions' byte counters are written (ms). */
   auditProgressMs: z
     .preprocess(nonEmpty, z.coerce.number().int().min(100, 'must be at least 100 (ms)').max(3_600_000).optional())
@@ -346,6 +374,8 @@ const FLAG_NAMES: Record<string, string> = {
   maxConnectionsPerAddress: '--max-connections-per-address',
   maxPendingPerAddress: '--max-pending-per-address',
   bodyTimeout: '--body-timeout',
+  drainDelay: '--drain-delay (MSSH_DRAIN_DELAY)',
+  drainTimeout: '--drain-timeout (MSSH_DRAIN_TIMEOUT)',
 };
 
 /** Flags win over the environment. */
@@ -363,6 +393,8 @@ export function withEnv(flags: Record<string, unknown>, env: NodeJS.ProcessEnv):
     fleetLeaseMs: env.MSSH_FLEET_LEASE_MS,
     logLevel: pick(flags.logLevel, 'MSSH_LOG_LEVEL'),
     staleAfter: pick(flags.staleAfter, 'MSSH_STALE_AFTER'),
+    drainDelay: pick(flags.drainDelay, 'MSSH_DRAIN_DELAY'),
+    drainTimeout: pick(flags.drainTimeout, 'MSSH_DRAIN_TIMEOUT'),
     bootstrapPassword: env.MSSH_BOOTSTRAP_PASSWORD,
     auditProgressMs: env.MSSH_AUDIT_PROGRESS_MS,
   };

@@ -60,6 +60,8 @@ export const RELAY_CLI_ERRORS = {
   RLY_CLI_ERR_KEY_FILE: 'unreadable certificate or key file',
   /** `serve` cannot bind the HTTPS listener, or the SSH jump listener asked for with --ssh-listen. */
   RLY_CLI_ERR_LISTEN: 'cannot listen on the address',
+  /** `drain` found no relay running on the data directory (its admin socket does not answer). */
+  RLY_CLI_ERR_NOT_RUNNING: 'no relay running on the data directory',
 } as const;
 export type RelayCliErrorCode = keyof typeof RELAY_CLI_ERRORS;
 

@@ -1,6 +1,6 @@
 /**
  * mssh-relay: the composition root. Parses the command line (cli/program.ts), runs one command
- * (cli/commands.ts; `serve` below builds the relay component of relay.ts and maps signals to its stop),
+ * (cli/commands.ts; `serve` below builds the relay component of relay.ts and maps signals to its drain and stop),
  * and reports a failure the way every mssh program does (@mssh/cli-kit: `mssh-relay: <message> [CODE]`,
  * the hint, and the exit code of docs/cli.md).
  *
@@ -15,36 +15,59 @@ import { createRelay } from './relay.js';
 import { buildProgram, type Flags } from './cli/program.js';
 import { commandHandlers, relayCliError } from './cli/commands.js';
 
-/** Longest a graceful stop may take before the process exits anyway. */
+/** Longest a stop (STOP_STEPS, after a drain or without one) may take before the process exits anyway. */
 const STOP_TIMEOUT_MS = 15_000;
 
+/**
+ * Signals (issue 19):
+ *   SIGTERM            drain (relay.ts shutdown(): /readyz 503, agents moved, new sessions refused, running
+ *                      ones go on until they end or --drain-timeout), then stop, exit 0. `mssh-relay drain`
+ *                      starts the same drain through the admin socket.
+ *   SIGINT             stop now, as before: Ctrl-C in a terminal means "stop", not "wait up to 20 s";
+ *                      sessions end relay_shutdown.
+ *   a signal while     SIGTERM or SIGINT during a drain: stop now (the drain's waits are cut short);
+ *   draining/stopping  any signal during the stop: exit 1 at once.
+ * Whatever began it, the process exits 0 once the stop has finished, and 1 when the drain and the stop
+ * together overrun their budget (the drain's longest wait + STOP_TIMEOUT_MS).
+ */
 async function serve(flags: Flags): Promise<void> {
   const cfg = parseConfig(ServeConfigSchema, flags);
   installBufferReclaim(); // sessions move bulk data through this process (libs/protocol buffer-reclaim.ts)
   const logger = createLogger(cfg.logLevel);
-  const relay = createRelay({ cfg, logger, out: (line) => process.stdout.write(`${line}\n`) });
+  const exitAfter = (ms: number, what: string) =>
+    setTimeout(() => {
+      logger.error(`${what} took longer than ${Math.round(ms / 1000)} s; exiting`);
+      process.exit(1);
+    }, ms).unref();
+  const relay = createRelay({
+    cfg,
+    logger,
+    out: (line) => process.stdout.write(`${line}\n`),
+    onDrain: ({ budgetMs }) => exitAfter(budgetMs + STOP_TIMEOUT_MS, 'the drain and stop'),
+  });
   try {
     await relay.start();
   } catch (e) {
     await relay.stop('start failed');
     throw e;
   }
-  let stopping = false;
+  void relay.stopped.then(() => {
+    logger.info('stopped');
+    process.exit(0);
+  });
   const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting now');
+    const state = relay.state;
+    if (state === 'stopping') {
+      logger.warn({ signal }, 'signal during the stop: exiting now');
       process.exit(1);
     }
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    setTimeout(() => {
-      logger.error(`shutdown took longer than ${STOP_TIMEOUT_MS / 1000} s; exiting`);
-      process.exit(1);
-    }, STOP_TIMEOUT_MS).unref();
-    void relay.stop(signal).then(() => {
-      logger.info('stopped');
-      process.exit(0);
-    });
+    if (state === 'serving' && signal === 'SIGTERM') {
+      void relay.shutdown(signal);
+      return;
+    }
+    logger.info({ signal }, state === 'draining' ? 'signal during the drain: stopping now' : 'shutting down');
+    exitAfter(STOP_TIMEOUT_MS, 'shutdown');
+    void relay.stop(signal);
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);

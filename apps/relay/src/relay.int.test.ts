@@ -4,6 +4,7 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { request as httpsRequest } from 'node:https';
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { and, eq } from 'drizzle-orm';
@@ -27,6 +28,22 @@ function tryConnect(port: number): Promise<string> {
       resolve('connected');
     });
     s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+  });
+}
+
+/** GET /readyz over HTTPS/1.1 (as a balancer's health check asks). */
+function readyz(port: number): Promise<{ status: number; body: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      { host: '127.0.0.1', port, path: '/readyz', method: 'GET', rejectUnauthorized: false, agent: false },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as unknown }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
   });
 }
 
@@ -140,6 +157,85 @@ describe('relay component', () => {
       expect(rows.map((r) => r.type)).not.toContain('relay.started');
     },
   );
+
+  it(
+    'shutdown (the drain of SIGTERM): /readyz 503 at once, listeners open for --drain-delay then closed while open connections go on, relay.draining then relay.stopped',
+    { timeout: 60_000 },
+    async () => {
+      const { cfg, databaseUrl } = await serveConfig({ drainDelay: '1', drainTimeout: '5' });
+      const steps: StopStep[] = [];
+      const relay = createRelay({
+        cfg,
+        logger: silentLogger(),
+        out: () => undefined,
+        onStopStep: (s) => void steps.push(s),
+      });
+      expect(relay.state).toBe('new');
+      await relay.start();
+      expect(relay.state).toBe('serving');
+      const ports = relay.ports!;
+      expect(await readyz(ports.https)).toEqual({ status: 200, body: { status: 'serving' } });
+      // A jump connection open before the drain: it outlives the listeners, until the stop.
+      const ssh: Socket = connect({ host: '127.0.0.1', port: ports.ssh! });
+      await new Promise<void>((resolve, reject) => {
+        ssh.once('data', () => resolve());
+        ssh.once('error', reject);
+      });
+      let sshClosedAt = 0;
+      ssh.once('close', () => (sshClosedAt = Date.now()));
+
+      const t0 = Date.now();
+      const done = relay.shutdown('SIGTERM');
+      expect(relay.state).toBe('draining');
+      expect(relay.shutdown('SIGTERM')).toBe(done);
+      const r = await readyz(ports.https);
+      expect(r.status).toBe(503);
+      expect(r.body).toMatchObject({ status: 'draining', code: 'RLY_ERR_DRAINING' });
+      expect(await tryConnect(ports.https)).toBe('connected'); // within --drain-delay
+      await new Promise((res) => setTimeout(res, 1_300));
+      expect(await tryConnect(ports.https)).toBe('ECONNREFUSED');
+      expect(await tryConnect(ports.ssh!)).toBe('ECONNREFUSED');
+      await done;
+      await relay.stopped;
+      expect(steps).toEqual([...STOP_STEPS]);
+      // No session was running: the stop came right after the listeners closed, and ended the jump connection.
+      expect(sshClosedAt).toBeGreaterThan(0);
+      expect(Date.now() - t0).toBeLessThan(4_000);
+      const check = await openDatabase({ databaseUrl });
+      closers.push(() => check.close());
+      const rows = await check.db
+        .select()
+        .from(auditEvents)
+        .where(eq(auditEvents.relayId, readRelayId(cfg.dataDir)!));
+      const types = rows.map((x) => x.type);
+      expect(types.indexOf('relay.draining')).toBeGreaterThan(types.indexOf('relay.started'));
+      expect(types.indexOf('relay.stopped')).toBeGreaterThan(types.indexOf('relay.draining'));
+      expect(rows.find((x) => x.type === 'relay.draining')?.details).toMatchObject({
+        reason: 'SIGTERM',
+        sessions: 0,
+        agents: 0,
+        delayMs: 1000,
+        timeoutMs: 5000,
+      });
+      expect(rows.find((x) => x.type === 'relay.stopped')?.details).toMatchObject({
+        signal: 'SIGTERM',
+        sessionsEnded: 0,
+      });
+    },
+  );
+
+  it('stop() during a drain (a second SIGTERM) cuts the drain short', { timeout: 60_000 }, async () => {
+    const { cfg } = await serveConfig({ drainDelay: '30', drainTimeout: '60' });
+    const relay = createRelay({ cfg, logger: silentLogger(), out: () => undefined });
+    await relay.start();
+    const t0 = Date.now();
+    const draining = relay.shutdown('SIGTERM');
+    await new Promise((res) => setTimeout(res, 200));
+    await relay.stop('SIGTERM');
+    await draining;
+    expect(relay.state).toBe('stopping');
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
 
   it('says why a listener failed the same way for both listeners', () => {
     expect(listenErrorReason(Object.assign(new Error('x'), { code: 'EADDRINUSE' }))).toBe(

@@ -5,7 +5,7 @@
  *   1. timers          periodic purges and key reloads stop
  *   2. listeners       the HTTPS listener stops accepting (open API calls finish), the SSH jump listener
  *                      closes with its connections (drain() is steps 1-2)
- *   3. agent links     closing them ends every running session (session.end written)
+ *   3. agent links     every running session ends (relay_shutdown, told to its client), then the links close
  *   4. http            the HTTPS server has finished closing
  *   5. admin socket
  *   6. sessions        the recorder's last byte counts and session ends
@@ -13,6 +13,18 @@
  *   8. database        last: every step above may still write to it
  *
  * A step whose part was never started is skipped; a failing step is logged and the next one runs.
+ *
+ * `shutdown()` is the drain of SIGTERM and `mssh-relay drain` (issue 19, upgrade without downtime), which
+ * ends in stop():
+ *
+ *   at once          /readyz answers 503 RLY_ERR_DRAINING, agents are told to move (router.moveAgents),
+ *                    the session gate refuses new sessions on every door (RLY_ERR_DRAINING), every client
+ *                    HTTP/2 connection gets a GOAWAY; relay.draining is audited
+ *   + --drain-delay  both listeners stop accepting (open connections and their sessions go on)
+ *   sessions ended,  stop(); sessions still running when --drain-timeout (counted from the drain's start)
+ *   or the timeout   passes are ended first, reason relay_shutdown
+ *
+ * stop() during a drain (a second SIGTERM) cuts the waits short and stops at once.
  *
  *   mssh (client) --HTTPS/h2, JWT--> relay --one TLS+h2 link per agent--> mssh-agent --> sshd
  */
@@ -47,6 +59,7 @@ import type { FleetNews } from './fleet/bus.js';
 import { loadOrCreatePeerIdentity } from './fleet/peer-identity.js';
 import { toFleetRelayInfo } from './fleet/store.js';
 import type { TunnelRouter } from './tunnel/types.js';
+import { DrainState, type DrainReport, type DrainStatus } from './drain-state.js';
 
 /** The steps of stop(), in order (see the comment above). */
 export const STOP_STEPS = [
@@ -68,7 +81,14 @@ export interface RelayOptions {
   out: (line: string) => void;
   /** Told (and awaited) before each stop step runs (tests; the log says the same at debug level). */
   onStopStep?: (step: StopStep) => void | Promise<void>;
+  /**
+   * A drain began (shutdown(): SIGTERM or `mssh-relay drain`): told once, with the longest it may take
+   * before its stop begins (main.ts bounds the whole with it).
+   */
+  onDrain?: (d: { reason: string; budgetMs: number }) => void;
 }
+
+export type RelayState = 'new' | 'serving' | 'draining' | 'stopping';
 
 export interface Relay {
   start(): Promise<void>;
@@ -76,9 +96,21 @@ export interface Relay {
   drain(): Promise<void>;
   /** Everything, in STOP_STEPS order; the same promise when called again. */
   stop(reason: string): Promise<void>;
+  /**
+   * The drain (see the top of this file), then stop(reason); the same promise when called again. Before a
+   * successful start: stop(reason).
+   */
+  shutdown(reason: string): Promise<void>;
+  /** serving after start(); draining once shutdown() began; stopping once stop() began. */
+  readonly state: RelayState;
+  /** Resolves when stop() has finished (whoever called it: a signal, `mssh-relay drain`, a failed start). */
+  readonly stopped: Promise<void>;
   /** The bound HTTPS and SSH ports once started (SSH null when off). */
   readonly ports: { https: number; ssh: number | null } | null;
 }
+
+/** How often a drain looks whether the running sessions have ended. */
+const DRAIN_POLL_MS = 100;
 
 export function createRelay(opts: RelayOptions): Relay {
   const { cfg, logger, out } = opts;
@@ -95,6 +127,20 @@ export function createRelay(opts: RelayOptions): Relay {
   let ports: Relay['ports'] = null;
   let stopping: Promise<void> | null = null;
   let draining: Promise<void> | null = null;
+  let shuttingDown: Promise<void> | null = null;
+  const drainState = new DrainState();
+  let listenersClosed = false;
+  let drainEnd: { drainedMs: number; sessionsEnded: number } | null = null;
+  let drainReport: DrainReport | null = null;
+  /** A drain's pending waits: stop() beginning (a second signal) cuts them short. */
+  const drainWaits = new Set<() => void>();
+  const wakeDrain = () => {
+    for (const wake of drainWaits) wake();
+  };
+  let resolveStopped: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+  const drainDelayMs = cfg.drainDelay * 1000;
+  const drainTimeoutMs = cfg.drainTimeout * 1000;
 
   const step = async (name: StopStep, fn: () => Promise<void> | void) => {
     await opts.onStopStep?.(name);
@@ -124,8 +170,11 @@ export function createRelay(opts: RelayOptions): Relay {
 
   const stop = (reason: string): Promise<void> => {
     stopping ??= (async () => {
+      wakeDrain();
       await drain();
       await step('agent links', async () => {
+        // Sessions still running end now: their clients are told why (libs/protocol tunnel-end.ts).
+        router?.closeAllSessions?.('relay_shutdown');
         // Out of the fleet first (no peer routes here any more), then the links and the peer links.
         await fleet?.stop();
         await router?.close();
@@ -142,7 +191,8 @@ export function createRelay(opts: RelayOptions): Relay {
       });
       await step('audit', async () => {
         if (!audit) return;
-        if (ports) audit.emit({ ...AUDIT.relayStopped, details: { signal: reason, pid: process.pid } });
+        if (ports)
+          audit.emit({ ...AUDIT.relayStopped, details: { signal: reason, pid: process.pid, ...(drainEnd ?? {}) } });
         await audit.flush();
         audit.writer.close();
       });
@@ -150,8 +200,117 @@ export function createRelay(opts: RelayOptions): Relay {
         await database?.close();
       });
     })();
+    void stopping.then(resolveStopped);
     return stopping;
   };
+
+  /** Wait ms, or less when stop() begins meanwhile. */
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (stopping) return resolve();
+      const wake = () => {
+        clearTimeout(t);
+        drainWaits.delete(wake);
+        resolve();
+      };
+      const t = setTimeout(wake, ms);
+      drainWaits.add(wake);
+    });
+
+  /** Sessions with a committed start and no end yet, or an open stream to an agent. */
+  const sessionsLeft = () => Math.max(recorder?.active().length ?? 0, router?.activeSessions() ?? 0);
+  const liveCounts = () => ({ sessions: sessionsLeft(), agents: router?.onlineNames().length ?? 0 });
+
+  /** The drain's first instant: everything that must change at once. Returns what it found. */
+  const beginDrain = (reason: string, by?: { actor: string; source: string }): DrainReport => {
+    if (drainReport) return { ...drainReport, alreadyDraining: true };
+    const { sessions, agents } = liveCounts(); // before the GOAWAYs: what was running when it began
+    drainState.begin(); // /readyz 503, the gate refuses, GOAWAY on client connections
+    const report: DrainReport = {
+      pid: process.pid,
+      alreadyDraining: false,
+      since: new Date(drainState.since!).toISOString(),
+      sessions,
+      agents,
+      agentsMoved: null,
+      delayMs: drainDelayMs,
+      timeoutMs: drainTimeoutMs,
+    };
+    drainReport = report;
+    void fleet?.drain(); // the relays row says draining: peers prefer other holders
+    const moved = router?.moveAgents?.();
+    report.agentsMoved = moved ?? null;
+    audit?.emit({
+      ...AUDIT.relayDraining,
+      ...(by ?? {}),
+      details: {
+        reason,
+        pid: process.pid,
+        sessions,
+        agents,
+        agentsMoved: report.agentsMoved,
+        delayMs: drainDelayMs,
+        timeoutMs: drainTimeoutMs,
+      },
+    });
+    logger.info(
+      { reason, sessions, agents, agentsMoved: report.agentsMoved, delayMs: drainDelayMs, timeoutMs: drainTimeoutMs },
+      `draining (${reason}): /readyz answers 503, new sessions are refused (RLY_ERR_DRAINING), ` +
+        (moved === undefined
+          ? `${agents} agent(s) stay until the stop (this relay cannot move them); `
+          : `${moved} agent(s) told to move; `) +
+        `${sessions} running session(s) may go on for up to ${cfg.drainTimeout} s; the listeners close in ${cfg.drainDelay} s`,
+    );
+    return report;
+  };
+
+  const shutdown = (reason: string, by?: { actor: string; source: string }): Promise<void> => {
+    if (!ports || stopping) return stop(reason);
+    shuttingDown ??= (async () => {
+      beginDrain(reason, by);
+      const t0 = drainState.since!;
+      opts.onDrain?.({ reason, budgetMs: Math.max(drainDelayMs, drainTimeoutMs) });
+      await pause(Math.max(0, t0 + drainDelayMs - Date.now()));
+      if (stopping) return stopping;
+      // Stop accepting: later connection attempts are refused (a balancer sends them elsewhere); open
+      // connections, their running sessions and API calls go on.
+      listenersClosed = true;
+      app?.server.close();
+      await jump?.stopListening();
+      logger.info({ sessions: sessionsLeft() }, 'draining: the listeners are closed; new connections are refused');
+      for (let i = 0; i < 1_000_000 && sessionsLeft() > 0 && Date.now() < t0 + drainTimeoutMs && !stopping; i++)
+        await pause(Math.min(DRAIN_POLL_MS, Math.max(1, t0 + drainTimeoutMs - Date.now())));
+      if (stopping) return stopping;
+      const left = sessionsLeft();
+      let ended = 0;
+      if (left > 0) {
+        ended = router?.closeAllSessions?.('relay_shutdown') ?? 0;
+        logger.warn(
+          { sessions: left, ended, timeoutMs: drainTimeoutMs },
+          `drain timeout (${cfg.drainTimeout} s): ending ${left} running session(s) (relay_shutdown)`,
+        );
+      } else {
+        logger.info(
+          { ms: Date.now() - t0 },
+          `drained: no session is running (${Date.now() - t0} ms after the drain began)`,
+        );
+      }
+      drainEnd = { drainedMs: Date.now() - t0, sessionsEnded: ended };
+      await stop(reason);
+    })();
+    return shuttingDown;
+  };
+
+  const drainStatus = (): DrainStatus => ({
+    pid: process.pid,
+    draining: drainState.draining,
+    since: drainState.since === null ? null : new Date(drainState.since).toISOString(),
+    sessions: sessionsLeft(),
+    agents: liveCounts().agents,
+    listenersClosed,
+    delayMs: drainDelayMs,
+    timeoutMs: drainTimeoutMs,
+  });
 
   async function start(): Promise<void> {
     const startedAt = new Date();
@@ -346,6 +505,7 @@ export function createRelay(opts: RelayOptions): Relay {
       audit,
       logger,
       fleet,
+      draining: () => drainState.draining, // a drain refuses new sessions on every door (RLY_ERR_DRAINING)
     });
     const http = buildServer({
       tls,
@@ -355,6 +515,7 @@ export function createRelay(opts: RelayOptions): Relay {
       ...services,
       gate,
       audit,
+      drain: drainState, // /readyz, and a GOAWAY on every client connection when the drain begins
       hardening: {
         trustedProxies: cfg.trustedProxy,
         maxBodyBytes: cfg.maxBodyBytes,
@@ -445,6 +606,26 @@ export function createRelay(opts: RelayOptions): Relay {
           fleet?.publish({ t: 'keys-rotated' });
           return r;
         },
+      drain: {
+        // `mssh-relay drain`: the same drain as SIGTERM; answers once it has begun.
+        begin: (by) => {
+          const already = drainReport !== null;
+          void shutdown('mssh-relay drain', by);
+          if (drainReport) return { ...drainReport, alreadyDraining: already };
+          // Stopping already, without a drain (SIGINT, a second SIGTERM): nothing to begin.
+          const st = drainStatus();
+          return {
+            pid: st.pid,
+            alreadyDraining: true,
+            since: st.since ?? new Date().toISOString(),
+            sessions: st.sessions,
+            agents: st.agents,
+            agentsMoved: null,
+            delayMs: st.delayMs,
+            timeoutMs: st.timeoutMs,
+          };
+        },
+        status: drainStatus,
       },
     });
 
@@ -509,6 +690,13 @@ export function createRelay(opts: RelayOptions): Relay {
     start,
     drain,
     stop,
+    shutdown: (reason) => shutdown(reason),
+    get state(): RelayState {
+      if (stopping) return 'stopping';
+      if (drainState.draining) return 'draining';
+      return ports ? 'serving' : 'new';
+    },
+    stopped,
     get ports() {
       return ports;
     },

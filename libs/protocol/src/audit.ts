@@ -109,6 +109,7 @@ export const AUDIT_EVENT_TYPES = [
   'ssh_key.added',
   'ssh_key.removed',
   'relay.started',
+  'relay.draining',
   'relay.stopped',
   'relay.lost',
   'audit.pruned',

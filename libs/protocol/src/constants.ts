@@ -38,6 +38,8 @@ export const PATHS = {
   whoami: '/v1/auth/whoami',
   jwks: '/.well-known/jwks.json',
   healthz: '/healthz',
+  /** Readiness for a load balancer: 200 {status: serving}, 503 {status: draining, code: RLY_ERR_DRAINING}. */
+  readyz: '/readyz',
   hosts: '/v1/hosts',
   host: (name: string) => `/v1/hosts/${encodeURIComponent(name)}`,
   /** POST: ask the machine's agent to scan its SSH server's host keys again (rate-limited); answers HostInfo. */

@@ -44,6 +44,11 @@ export const WIRE_ERRORS = {
     message:
       "the relay's database is unavailable (new sessions cannot be audited, so they are refused); try again shortly",
   },
+  // upgrade without downtime (issue 19): SIGTERM or `mssh-relay drain` started, running sessions go on
+  RLY_ERR_DRAINING: {
+    status: 503,
+    message: 'this relay is draining for a restart and opens no new sessions; connect again to reach another relay',
+  },
   // audit trail (issue 16)
   RLY_ERR_PRUNE_NOT_ALLOWED: {
     status: 403,

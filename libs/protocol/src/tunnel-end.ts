@@ -12,6 +12,8 @@ export const TUNNEL_END_CODES = {
   user_disabled: 0x4d530001,
   /** An admin changed the user's role: what the session was allowed under no longer holds. */
   role_changed: 0x4d530002,
+  /** The relay stopped (a drain's --drain-timeout passed, or a stop without a drain): connect again. */
+  relay_shutdown: 0x4d530003,
 } as const;
 
 export type TunnelEndReason = keyof typeof TUNNEL_END_CODES;

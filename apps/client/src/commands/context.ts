@@ -9,7 +9,7 @@ import { normalizeRelayUrl } from '../config/relay-url.js';
 import { cliError, loginCommand, notLoggedIn } from '../errors.js';
 import type { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
 import { RelayClient } from '../relay-client/relay-client.js';
-import type { ConnectRelayOptions, RelayConnection } from '../relay-client/relay-connection.js';
+import { connectWithRetry, type ConnectRelayOptions, type RelayConnection } from '../relay-client/relay-connection.js';
 import type { Prompter } from '@mssh/cli-kit';
 
 export interface CliIo {
@@ -47,7 +47,7 @@ export function currentRelayUrl(ctx: CliContext): string {
  */
 export async function openLoggedInRelay(
   ctx: CliContext,
-  opts: { keepaliveMs?: number; timeoutMs?: number } = {},
+  opts: { keepaliveMs?: number; timeoutMs?: number; onRetry?: (line: string) => void } = {},
 ): Promise<LoggedInRelay> {
   const url = currentRelayUrl(ctx);
   const entry = ctx.store.get(url);
@@ -60,17 +60,33 @@ export async function openLoggedInRelay(
       `Run \`${loginCommand(url, entry.user)}\` again.`,
     );
   }
-  const conn = await ctx.connect({
-    url,
-    trust: { pin: entry.fingerprint, explicit: false },
-    keepaliveMs: opts.keepaliveMs,
-    timeoutMs: opts.timeoutMs,
-  });
-  if (conn.pinReplaced) ctx.store.updatePin(url, conn.fingerprint);
+  // A relay that drains or stops refuses; one more attempt on a new connection reaches another one behind
+  // the same address (relay-client/retry.ts). Told at debug level only.
+  const onRetry = opts.onRetry ?? debugLine(ctx);
+  const connect = async () => {
+    const c = await connectWithRetry(
+      (o) => ctx.connect(o),
+      {
+        url,
+        trust: { pin: entry.fingerprint, explicit: false },
+        keepaliveMs: opts.keepaliveMs,
+        timeoutMs: opts.timeoutMs,
+      },
+      onRetry,
+    );
+    if (c.pinReplaced) ctx.store.updatePin(url, c.fingerprint);
+    return c;
+  };
+  const conn = await connect();
   return {
-    client: new RelayClient(conn, { token: entry.token, user: entry.user }),
+    client: new RelayClient(conn, { token: entry.token, user: entry.user, reconnect: connect, onRetry }),
     entry: { ...entry, token: entry.token },
   };
+}
+
+/** `debug: <line>` on stderr when MSSH_DEBUG=1, else nothing. */
+export function debugLine(ctx: CliContext): ((line: string) => void) | undefined {
+  return ctx.config.debug ? (line) => ctx.io.stderr.write(`debug: ${line}\n`) : undefined;
 }
 
 /** Open the logged-in relay, run `fn` with it, and always close the connection afterwards. */

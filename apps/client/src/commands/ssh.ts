@@ -7,7 +7,7 @@ import type { RelayClient } from '../relay-client/relay-client.js';
 import { defaultIdentityFiles } from '../ssh/auth.js';
 import { assertHostName, sshViaRelay, type ConnectStep } from '../ssh/ssh-via-relay.js';
 import { createConnectProgress } from '../terminal/connect-progress.js';
-import { currentRelayUrl, openLoggedInRelay, type CliContext } from './context.js';
+import { currentRelayUrl, debugLine, openLoggedInRelay, type CliContext } from './context.js';
 import { didYouMean, suggestNames } from './suggest.js';
 
 export interface SshArgs {
@@ -195,7 +195,16 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
   };
   try {
     progress.step(step);
-    ({ client } = await openLoggedInRelay(ctx, { keepaliveMs: 15_000, timeoutMs: limitMs }));
+    const debug = debugLine(ctx);
+    ({ client } = await openLoggedInRelay(ctx, {
+      keepaliveMs: 15_000,
+      timeoutMs: limitMs,
+      // A retry on a new connection (relay draining or refusing) is shown with -v or MSSH_DEBUG=1 only.
+      onRetry: (line) => {
+        progress.detail(line);
+        if (!args.verbose) debug?.(line);
+      },
+    }));
     if (timedOut) {
       // the limit passed while the relay connection was being set up
       await client.close();

@@ -28,7 +28,7 @@ import { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
 import { sshViaRelay } from '../ssh/ssh-via-relay.js';
 import { noPrompter } from '@mssh/cli-kit';
 import { RelayClient } from './relay-client.js';
-import { connectRelay, type RelayTrust } from './relay-connection.js';
+import { connectRelay, connectWithRetry, type RelayTrust } from './relay-connection.js';
 
 const TOKEN = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhbGljZSJ9.c2ln';
 const WRONG_PIN = `SHA256:${'A'.repeat(43)}`;
@@ -41,6 +41,18 @@ let url: string;
 let streams = 0;
 let revoked = false;
 const seenHeaders: http2.IncomingHttpHeaders[] = [];
+/**
+ * Issue 19, like a draining relay: `drain.next` makes the next session that asks for a tunnel a draining one
+ * (503 RLY_ERR_DRAINING to every tunnel open on it); `drain.all`: every session; `goaway.next`: the next
+ * session answers one request, then sends GOAWAY; `cut`: paths whose stream's connection is destroyed
+ * before any answer.
+ */
+const drain = { next: false, all: false, sessions: new WeakSet<http2.Http2Session>() };
+const goaway = { next: false };
+const cut = new Set<string>();
+const sessionsSeen = new Set<http2.Http2Session>();
+/** The TLS socket under each session, by the client's port (an HTTP/2 session's own socket may not be destroyed). */
+const rawSockets = new Map<number, import('node:tls').TLSSocket>();
 
 function sendJson(stream: http2.ServerHttp2Stream, status: number, body: unknown) {
   stream.respond({ ':status': status, 'content-type': 'application/json' });
@@ -94,11 +106,29 @@ beforeAll(async () => {
   certPem = readFileSync(join(dir, 'cert.pem'), 'utf8');
   fingerprint = certFingerprint(new X509Certificate(certPem).raw);
   server = http2.createSecureServer({ key: readFileSync(join(dir, 'key.pem')), cert: certPem, ALPNProtocols: ['h2'] });
+  server.on('secureConnection', (sock) => {
+    rawSockets.set(sock.remotePort, sock);
+    sock.once('close', () => rawSockets.delete(sock.remotePort));
+  });
   server.on('stream', (stream, headers) => {
     streams++;
     seenHeaders.push(headers);
     stream.on('error', () => {});
     const path = String(headers[':path']);
+    const session = stream.session!;
+    sessionsSeen.add(session);
+    if (cut.has(path)) return rawSockets.get(session.socket.remotePort!)?.destroy();
+    if (goaway.next) {
+      goaway.next = false;
+      stream.once('close', () => session.close()); // GOAWAY once this request is answered
+    }
+    if (path.startsWith('/v1/tunnel/')) {
+      if (drain.next) {
+        drain.next = false;
+        drain.sessions.add(session);
+      }
+      if (drain.all || drain.sessions.has(session)) return wireError(stream, 503, 'RLY_ERR_DRAINING');
+    }
     const authed = headers.authorization === `Bearer ${TOKEN}` && !revoked;
     if (path === PATHS.login) {
       void readBody(stream).then((b) => {
@@ -345,5 +375,153 @@ describe('commands against the relay', () => {
     const after = await fail(ls(ctx, { json: true }));
     expect(after.code).toBe('CLI_ERR_NOT_LOGGED_IN');
     expect(after.hint).toContain('mssh login');
+  });
+});
+
+describe('one retry on a new connection (issue 19: a draining or refusing relay)', () => {
+  /** A client that reconnects to the same test relay, recording the retries it tells. */
+  async function retrying(retries: string[]): Promise<RelayClient> {
+    const connect = () => connectRelay({ url, trust: { pin: fingerprint, explicit: false } });
+    return new RelayClient(await connect(), {
+      token: TOKEN,
+      user: 'alice',
+      reconnect: connect,
+      onRetry: (l) => retries.push(l),
+    });
+  }
+  const reset = () => {
+    revoked = false; // the logout test above revoked the token
+    drain.next = false;
+    drain.all = false;
+    goaway.next = false;
+    cut.clear();
+  };
+
+  it('a tunnel open answered 503 RLY_ERR_DRAINING is asked again once, on a new connection, and works there', async () => {
+    reset();
+    const retries: string[] = [];
+    const c = await retrying(retries);
+    try {
+      drain.next = true;
+      const first = c.conn;
+      const tunnel = await c.openTunnel('laptop');
+      expect(tunnel.sessionId).toBe('sess-1');
+      expect(c.conn).not.toBe(first);
+      expect(retries).toEqual([
+        'opening the tunnel to laptop: the relay is draining (503 RLY_ERR_DRAINING); trying once more on a new connection',
+      ]);
+      tunnel.stream.close();
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('without the retry (no reconnect) the same refusal is the error, with its code', async () => {
+    reset();
+    const c = await client();
+    try {
+      drain.next = true;
+      const err = await fail(c.openTunnel('laptop'));
+      expect(err.code).toBe('CLI_ERR_RELAY_ERROR');
+      expect(err.message).toContain('RLY_ERR_DRAINING');
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('only once: a relay that is draining on the second connection too gives its refusal after two attempts', async () => {
+    reset();
+    const retries: string[] = [];
+    const c = await retrying(retries);
+    const before = streams;
+    try {
+      drain.all = true;
+      const err = await fail(c.openTunnel('laptop'));
+      expect(err.message).toContain('RLY_ERR_DRAINING');
+      expect(streams - before).toBe(2);
+      expect(retries).toHaveLength(1);
+    } finally {
+      drain.all = false;
+      await c.close();
+    }
+  });
+
+  it('a request after the relay sent GOAWAY goes on a new connection; a tunnel running on the old one goes on', async () => {
+    reset();
+    const retries: string[] = [];
+    const c = await retrying(retries);
+    try {
+      const tunnel = await c.openTunnel('laptop');
+      goaway.next = true;
+      const seen = sessionsSeen.size;
+      expect((await c.listHosts()).length).toBe(2); // answered, then GOAWAY
+      await new Promise((r) => setTimeout(r, 100));
+      expect((await c.listHosts()).length).toBe(2); // refused on the old connection: retried
+      expect(retries).toEqual([
+        'GET /v1/hosts: the connection is closing (GOAWAY) or gone; trying once more on a new connection',
+      ]);
+      expect(sessionsSeen.size).toBe(seen + 1);
+      // The tunnel opened before the GOAWAY still carries bytes: sshd's banner comes back.
+      const banner = new Promise<string>((resolve) => tunnel.stream.once('data', (d: Buffer) => resolve(d.toString())));
+      tunnel.stream.write('SSH-2.0-mssh_test\r\n');
+      expect(await banner).toMatch(/^SSH-2\.0-OpenSSH/);
+      tunnel.stream.close();
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('a connection lost before any answer: a GET is asked again, a POST is not (it may have been carried out)', async () => {
+    reset();
+    const retries: string[] = [];
+    const c = await retrying(retries);
+    try {
+      cut.add(PATHS.hosts);
+      const before = streams;
+      const err = await fail(c.listHosts());
+      expect(err.code).toBe('CLI_ERR_RELAY_CONNECTION_LOST'); // cut on both connections: two attempts
+      expect(streams - before).toBe(2);
+      expect(retries).toHaveLength(1);
+    } finally {
+      await c.close();
+    }
+    cut.clear();
+    cut.add(PATHS.adminUsers);
+    const postRetries: string[] = [];
+    const p = await retrying(postRetries);
+    try {
+      const before = streams;
+      const post = await fail(p.createUser({ name: 'bob', password: 'long-enough-1', admin: false }));
+      expect(post.code).toBe('CLI_ERR_RELAY_CONNECTION_LOST');
+      expect(streams - before).toBe(1); // not retried
+      expect(postRetries).toEqual([]);
+    } finally {
+      cut.clear();
+      await p.close();
+    }
+  });
+
+  it('a refused connection attempt is made once more (another relay behind the address may take it)', async () => {
+    const closed = `https://127.0.0.1:${await freePort()}`;
+    const urls: string[] = [];
+    const retries: string[] = [];
+    const conn = await connectWithRetry(
+      (o) => {
+        urls.push(o.url);
+        return connectRelay({ ...o, url: urls.length === 1 ? closed : url });
+      },
+      { url, trust: { pin: fingerprint, explicit: false } },
+      (l) => retries.push(l),
+    );
+    expect(conn.fingerprint).toBe(fingerprint);
+    expect(retries).toEqual([`connecting to ${url}: connection refused; trying once more on a new connection`]);
+    await conn.close();
+    // A pin mismatch is not a refusal: no second attempt.
+    const tried: string[] = [];
+    const err = await fail(
+      connectWithRetry((o) => (tried.push(o.url), connectRelay(o)), { url, trust: { pin: WRONG_PIN, explicit: true } }),
+    );
+    expect(err.code).toBe('CLI_ERR_RELAY_CERT_MISMATCH');
+    expect(tried).toHaveLength(1);
   });
 });

@@ -36,10 +36,12 @@ import {
   PROTOCOL_VERSION,
   SOFTWARE_VERSION,
   WhoamiResponse,
+  isWireErrorBody,
   type CreateUserRequest,
 } from '@mssh/protocol';
 import { cliError, cliErrorFromWire, notLoggedIn, tunnelEndedByRelay, type CliError } from '../errors.js';
 import type { RelayConnection } from './relay-connection.js';
+import { markRetryable, retryReason, unansweredReason, within } from './retry.js';
 
 const MAX_BODY = 16 * 1024 * 1024;
 
@@ -67,6 +69,13 @@ export interface RelayClientOptions {
   requestTimeoutMs?: number;
   /** Time limit for the relay to answer a tunnel open (the session itself has no limit). Default 30 s. */
   tunnelTimeoutMs?: number;
+  /**
+   * A new connection to the same relay address, with the same pin: a request a draining or refusing relay
+   * did not take is retried ONCE on it, within the request's time limit (retry.ts). Absent: no retry.
+   */
+  reconnect?: () => Promise<RelayConnection>;
+  /** Told of each retry, one line (shown at debug level only: MSSH_DEBUG=1, `mssh ssh -v`). */
+  onRetry?: (line: string) => void;
 }
 
 export class RelayClient {
@@ -74,23 +83,80 @@ export class RelayClient {
   private readonly user: string | undefined;
   private readonly requestTimeoutMs: number;
   private readonly tunnelTimeoutMs: number;
+  private readonly reconnect: (() => Promise<RelayConnection>) | undefined;
+  private readonly onRetry: ((line: string) => void) | undefined;
+  private current: RelayConnection;
+  /** Connections given up for a new one; they close once their running streams end (and at close()). */
+  private readonly retired: RelayConnection[] = [];
+  private renewing: Promise<RelayConnection> | null = null;
 
-  constructor(
-    readonly conn: RelayConnection,
-    opts: RelayClientOptions,
-  ) {
+  constructor(conn: RelayConnection, opts: RelayClientOptions) {
+    this.current = conn;
     this.token = opts.token;
     this.user = opts.user;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
     this.tunnelTimeoutMs = opts.tunnelTimeoutMs ?? 30_000;
+    this.reconnect = opts.reconnect;
+    this.onRetry = opts.onRetry;
+  }
+
+  /** The connection requests go on now (a retry replaces it). */
+  get conn(): RelayConnection {
+    return this.current;
   }
 
   get url(): string {
-    return this.conn.url;
+    return this.current.url;
   }
 
-  close(): Promise<void> {
-    return this.conn.close();
+  async close(): Promise<void> {
+    await Promise.all([this.current, ...this.retired].map((c) => c.close()));
+  }
+
+  /**
+   * The connection to retry on after `failed` let a request down: a new one (shared by the requests that
+   * failed on `failed` at the same time), or the current one if another request replaced `failed` already.
+   * `failed` is asked to close gracefully: a tunnel still running on it goes on.
+   */
+  private renew(failed: RelayConnection): Promise<RelayConnection> {
+    if (this.current !== failed) return Promise.resolve(this.current);
+    this.renewing ??= this.reconnect!()
+      .then((c) => {
+        this.retired.push(failed);
+        try {
+          if (!failed.session.closed) failed.session.close();
+        } catch {
+          // already going
+        }
+        this.current = c;
+        return c;
+      })
+      .finally(() => {
+        this.renewing = null;
+      });
+    return this.renewing;
+  }
+
+  /**
+   * Run one request, and once more on a new connection when it failed in a way retry.ts calls retryable,
+   * both within timeoutMs from now. The second attempt's error is the one reported.
+   */
+  private async withRetry<T>(
+    what: string,
+    timeoutMs: number,
+    attempt: (conn: RelayConnection, timeLeftMs: number) => Promise<T>,
+  ): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    const first = this.current;
+    try {
+      return await attempt(first, timeoutMs);
+    } catch (e) {
+      const why = retryReason(e);
+      if (!why || !this.reconnect || Date.now() >= deadline) throw e;
+      this.onRetry?.(`${what}: ${why}; trying once more on a new connection`);
+      const next = await within(this.renew(first), deadline - Date.now(), () => e as Error);
+      return attempt(next, deadline - Date.now());
+    }
   }
 
   login(user: string, password: string): Promise<LoginResponse> {
@@ -227,11 +293,16 @@ export class RelayClient {
     );
   }
 
-  private request(headers: http2.OutgoingHttpHeaders, endStream: boolean): http2.ClientHttp2Stream {
+  private request(
+    conn: RelayConnection,
+    headers: http2.OutgoingHttpHeaders,
+    endStream: boolean,
+  ): http2.ClientHttp2Stream {
     try {
-      return this.conn.session.request(headers, { endStream });
+      return conn.session.request(headers, { endStream });
     } catch (e) {
-      throw this.lost(e);
+      // Nothing was sent: the connection is closing (the relay sent GOAWAY) or gone.
+      throw markRetryable(this.lost(e), 'the connection is closing (GOAWAY) or gone');
     }
   }
 
@@ -243,8 +314,23 @@ export class RelayClient {
   ): Promise<T> {
     const headers = this.headers(method, path, opts.auth !== false);
     if (opts.body !== undefined) headers['content-type'] = 'application/json';
-    const req = this.request(headers, opts.body === undefined);
+    return this.withRetry(`${method} ${path.split('?')[0]}`, this.requestTimeoutMs, (conn, timeLeftMs) =>
+      this.callOnce<T>(conn, method, path, { ...headers }, opts, timeLeftMs),
+    );
+  }
+
+  private callOnce<T>(
+    conn: RelayConnection,
+    method: string,
+    path: string,
+    headers: http2.OutgoingHttpHeaders,
+    opts: { body?: unknown; schema?: ZodType<T>; host?: string },
+    timeoutMs: number,
+  ): Promise<T> {
+    const req = this.request(conn, headers, opts.body === undefined);
     if (opts.body !== undefined) req.end(JSON.stringify(opts.body));
+    // A lost GET can be asked again; a lost POST or DELETE may have been carried out (retry.ts).
+    const safeToRepeat = method === 'GET';
     return new Promise<T>((resolve, reject) => {
       let status = 0;
       let size = 0;
@@ -266,7 +352,12 @@ export class RelayClient {
             'Try again later; check that the relay is healthy.',
           ),
         );
-      }, this.requestTimeoutMs);
+      }, timeoutMs);
+      /** Failed before any answer byte: retryable when the relay certainly did not take it, or it is safe. */
+      const unanswered = (err: CliError, cause: Error | null): CliError => {
+        const why = unansweredReason(req, cause, safeToRepeat);
+        return why ? markRetryable(err, why) : err;
+      };
       req.on('response', (h) => (status = Number(h[':status'])));
       req.on('data', (d: Buffer) => {
         size += d.length;
@@ -277,10 +368,11 @@ export class RelayClient {
         }
         chunks.push(d);
       });
-      req.on('error', (e) => finish(this.lost(e)));
+      req.on('error', (e) => finish(status === 0 ? unanswered(this.lost(e), e) : this.lost(e)));
       req.on('close', () => {
         if (done) return;
-        if (status === 0) return finish(this.lost(new Error(`stream closed before an answer (code ${req.rstCode})`)));
+        if (status === 0)
+          return finish(unanswered(this.lost(new Error(`stream closed before an answer (code ${req.rstCode})`)), null));
         const text = Buffer.concat(chunks).toString('utf8');
         let json: unknown = undefined;
         if (text.length > 0) {
@@ -291,7 +383,8 @@ export class RelayClient {
           }
         }
         if (status < 200 || status >= 300) {
-          return finish(cliErrorFromWire(status, json, { relayUrl: this.url, host: opts.host, user: this.user }));
+          const err = cliErrorFromWire(status, json, { relayUrl: this.url, host: opts.host, user: this.user });
+          return finish(drainingAnswer(status, json) ? markRetryable(err, DRAINING_WHY) : err);
         }
         if (!opts.schema) return finish(null, undefined);
         const parsed = opts.schema.safeParse(json);
@@ -317,7 +410,23 @@ export class RelayClient {
   openTunnel(host: string): Promise<Tunnel> {
     const headers = this.headers('POST', PATHS.tunnel(host), true);
     headers['content-type'] = 'application/octet-stream';
-    const stream = this.request(headers, false);
+    return this.withRetry(`opening the tunnel to ${host}`, this.tunnelTimeoutMs, (conn, timeLeftMs) =>
+      this.openTunnelOnce(conn, host, { ...headers }, timeLeftMs),
+    ).then((t) => {
+      // The consumer (ssh2, proxy) attaches its own handlers; this one only keeps a late error from
+      // becoming an uncaught exception between now and then.
+      t.stream.on('error', () => {});
+      return t;
+    });
+  }
+
+  private openTunnelOnce(
+    conn: RelayConnection,
+    host: string,
+    headers: http2.OutgoingHttpHeaders,
+    timeoutMs: number,
+  ): Promise<Tunnel> {
+    const stream = this.request(conn, headers, false);
     return new Promise<Tunnel>((resolve, reject) => {
       let done = false;
       const finish = (err: CliError | null) => {
@@ -343,10 +452,17 @@ export class RelayClient {
             'Try again; `mssh ls` shows whether the machine is online.',
           ),
         );
-      }, this.tunnelTimeoutMs);
-      const onError = (e: Error) => finish(this.lost(e));
+      }, timeoutMs);
+      // Before the answer nothing of the session has passed: a tunnel open is safe to ask again.
+      const unanswered = (err: CliError, cause: Error | null): CliError => {
+        const why = unansweredReason(stream, cause, true);
+        return why ? markRetryable(err, why) : err;
+      };
+      const onError = (e: Error) => finish(unanswered(this.lost(e), e));
       const onClose = () =>
-        finish(this.lost(new Error(`tunnel stream closed before an answer (code ${stream.rstCode})`)));
+        finish(
+          unanswered(this.lost(new Error(`tunnel stream closed before an answer (code ${stream.rstCode})`)), null),
+        );
       const onResponse = (h: http2.IncomingHttpHeaders) => {
         headersSeen = h;
         const status = Number(h[':status']);
@@ -366,20 +482,23 @@ export class RelayClient {
           } catch {
             json = undefined;
           }
-          finish(cliErrorFromWire(status, json, { relayUrl: this.url, host, user: this.user }));
+          const err = cliErrorFromWire(status, json, { relayUrl: this.url, host, user: this.user });
+          finish(drainingAnswer(status, json) ? markRetryable(err, DRAINING_WHY) : err);
         });
         stream.end();
       };
       stream.on('response', onResponse);
       stream.on('error', onError);
       stream.on('close', onClose);
-    }).then((t) => {
-      // The consumer (ssh2, proxy) attaches its own handlers; this one only keeps a late error from
-      // becoming an uncaught exception between now and then.
-      t.stream.on('error', () => {});
-      return t;
     });
   }
+}
+
+const DRAINING_WHY = 'the relay is draining (503 RLY_ERR_DRAINING)';
+
+/** The relay's answer says it is draining: a new connection reaches another relay. */
+function drainingAnswer(status: number, body: unknown): boolean {
+  return status === 503 && isWireErrorBody(body) && body.code === 'RLY_ERR_DRAINING';
 }
 
 function sessionIdOf(h: http2.IncomingHttpHeaders): string | null {

@@ -23,6 +23,7 @@ import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protoc
 import { decoupleWrites } from '@mssh/protocol/transport';
 import { cliError, type CliError } from '../errors.js';
 import { relayHostPort } from '../config/relay-url.js';
+import { markRetryable, retryReason, RETRYABLE_CONNECT_CODES } from './retry.js';
 
 export interface RelayTrust {
   /** Fingerprint the relay must present, or null for first use. */
@@ -76,12 +77,14 @@ const NET_REASONS: Record<string, string> = {
 function networkError(url: string, e: NodeJS.ErrnoException): CliError {
   const code = e.code ?? '';
   if (code in NET_REASONS) {
-    return cliError(
+    const err = cliError(
       'CLI_ERR_RELAY_UNREACHABLE',
       `cannot reach the relay at ${url} (${NET_REASONS[code]})`,
       'Check the URL and your network, and that `mssh-relay serve` is running there.',
       e,
     );
+    // A relay that stopped or restarts: another one behind the same address may take a new connection.
+    return RETRYABLE_CONNECT_CODES.has(code) ? markRetryable(err, NET_REASONS[code]!) : err;
   }
   return cliError(
     'CLI_ERR_RELAY_TLS',
@@ -101,15 +104,41 @@ export function certMismatch(url: string, pinned: string, presented: string, exp
   );
 }
 
+/** TCP + TLS handshake limit when the caller gives none. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+
 export function connectRelay(opts: ConnectRelayOptions): Promise<RelayConnection> {
   return connectOnce(opts, opts.trust.pin === null);
+}
+
+/**
+ * connect(opts), and once more when the first attempt was refused or reset (retry.ts: a relay that is
+ * stopping, another one behind the same address), telling onRetry. The second attempt's failure is the one
+ * reported.
+ */
+export async function connectWithRetry(
+  connect: (opts: ConnectRelayOptions) => Promise<RelayConnection>,
+  opts: ConnectRelayOptions,
+  onRetry?: (line: string) => void,
+): Promise<RelayConnection> {
+  const started = Date.now();
+  try {
+    return await connect(opts);
+  } catch (e) {
+    const why = retryReason(e);
+    // Both attempts share the one connect time limit.
+    const left = (opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) - (Date.now() - started);
+    if (!why || left <= 0) throw e;
+    onRetry?.(`connecting to ${opts.url}: ${why}; trying once more on a new connection`);
+    return connect({ ...opts, timeoutMs: left });
+  }
 }
 
 /** One handshake; `withCAs`: load the system CAs (and `opts.ca`) so that `socket.authorized` means something. */
 function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<RelayConnection> {
   const { url, trust } = opts;
   const { host, port } = relayHostPort(url);
-  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   return new Promise<RelayConnection>((resolve, reject) => {
     const socket = tls.connect({
       host,
@@ -149,10 +178,14 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
     socket.on('error', onError);
     const onEarlyClose = () =>
       fail(
-        cliError(
-          'CLI_ERR_RELAY_TLS',
-          `the relay at ${url} closed the connection during the TLS handshake`,
-          'Check that the URL points at an mssh relay.',
+        // What a TCP balancer does when the relay it picked refuses (e.g. it stopped): worth a new connection.
+        markRetryable(
+          cliError(
+            'CLI_ERR_RELAY_TLS',
+            `the relay at ${url} closed the connection during the TLS handshake`,
+            'Check that the URL points at an mssh relay.',
+          ),
+          'the connection was closed during the TLS handshake',
         ),
       );
     socket.once('close', onEarlyClose);

@@ -18,6 +18,7 @@ import type { CreatedUser, IssuedEnrollToken } from './admin-service.js';
 import type { PruneResult } from '../audit/audit-log.js';
 import { ADMIN_SOCKET_PATHS, type AdminSocketInfo } from './admin-socket.js';
 import type { RotatedKey } from '../auth/token-keys.js';
+import type { DrainReport, DrainStatus } from '../drain-state.js';
 
 /** What the CLI admin commands need, through the socket or straight on the database. */
 export interface AdminOps {
@@ -116,6 +117,15 @@ export class AdminSocketClient implements AdminOps {
 
   info(): Promise<AdminSocketInfo> {
     return this.call<AdminSocketInfo>('GET', ADMIN_SOCKET_PATHS.info);
+  }
+
+  /** `mssh-relay drain`: begin the relay's drain (as SIGTERM does); answers once it has begun. */
+  drain(): Promise<DrainReport> {
+    return this.call<DrainReport>('POST', ADMIN_SOCKET_PATHS.drain, {});
+  }
+
+  drainStatus(): Promise<DrainStatus> {
+    return this.call<DrainStatus>('GET', ADMIN_SOCKET_PATHS.drain);
   }
 
   async close(): Promise<void> {}

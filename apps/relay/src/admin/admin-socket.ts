@@ -15,11 +15,12 @@ import { adminOpsRoutes } from '../http/routes/admin-ops.js';
 import type { AdminService } from './admin-service.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { DatabaseTarget } from './database-record.js';
+import type { DrainReport, DrainStatus } from '../drain-state.js';
 import { z } from 'zod';
 
 export const ADMIN_SOCKET_NAME = 'admin.sock';
 export const LOCAL_ADMIN_ACTOR = 'local-admin';
-/** The routes of http/routes/admin-ops.ts under /admin, plus /admin/info, /admin/audit/prune and /admin/keys/rotate. */
+/** The routes of http/routes/admin-ops.ts under /admin, plus /admin/info, /admin/audit/prune, /admin/keys/rotate and /admin/drain. */
 export const ADMIN_SOCKET_PATHS = {
   users: '/admin/users',
   user: (name: string) => `/admin/users/${encodeURIComponent(name)}`,
@@ -32,6 +33,8 @@ export const ADMIN_SOCKET_PATHS = {
   info: '/admin/info',
   auditPrune: '/admin/audit/prune',
   keysRotate: '/admin/keys/rotate',
+  /** POST: begin the drain (`mssh-relay drain`), answers DrainReport; GET: its progress, DrainStatus. */
+  drain: '/admin/drain',
 } as const;
 
 /** Unix socket paths are limited to 107 bytes on Linux. */
@@ -100,10 +103,18 @@ export interface KeyRotator {
   rotate(by: { actor: string; source: string }): Promise<RotatedKey>;
 }
 
+/** The running relay's drain (relay.ts): `mssh-relay drain` begins it and follows it here. */
+export interface DrainControl {
+  /** Begin the drain, as SIGTERM does (nothing again when it has begun); answers once it has begun. */
+  begin(by: { actor: string; source: string }): DrainReport;
+  status(): DrainStatus;
+}
+
 export interface AdminSocketDeps {
   admin: AdminService;
   logger: Logger;
   keys?: KeyRotator;
+  drain?: DrainControl;
   auditLog?: AuditLog;
   /** Reported by GET /admin/info. */
   database?: DatabaseTarget;
@@ -130,6 +141,15 @@ export function buildAdminSocketServer(deps: AdminSocketDeps): FastifyInstance {
         .code(404)
         .send(relayError('RLY_ERR_NOT_FOUND', 'key rotation is not available on this socket').toBody());
     return reply.code(201).send(await deps.keys.rotate(by));
+  });
+  app.post(ADMIN_SOCKET_PATHS.drain, async (_request, reply) => {
+    if (!deps.drain) throw relayError('RLY_ERR_NOT_FOUND', 'this relay cannot drain through its admin socket');
+    const report = deps.drain.begin(by);
+    return reply.code(report.alreadyDraining ? 200 : 202).send(report);
+  });
+  app.get(ADMIN_SOCKET_PATHS.drain, async (): Promise<DrainStatus> => {
+    if (!deps.drain) throw relayError('RLY_ERR_NOT_FOUND', 'this relay cannot drain through its admin socket');
+    return deps.drain.status();
   });
   app.get(ADMIN_SOCKET_PATHS.info, async (): Promise<AdminSocketInfo> => ({
     relayUrl: deps.admin.relayInfo.url,

@@ -30,6 +30,7 @@ export const AUDIT = {
   sshKeyRemoved: { type: 'ssh_key.removed', code: 'KEY003I' },
   relayStarted: { type: 'relay.started', code: 'RLY001I' },
   relayStopped: { type: 'relay.stopped', code: 'RLY002I' },
+  relayDraining: { type: 'relay.draining', code: 'RLY003I' },
   /** A fleet member's lease expired; this relay declared it lost and closed its sessions (relay_crashed). */
   relayLost: { type: 'relay.lost', code: 'RLY004W' },
   auditPruned: { type: 'audit.pruned', code: 'AUD001I' },

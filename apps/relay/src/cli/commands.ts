@@ -1,5 +1,5 @@
 /**
- * The `mssh-relay` commands other than `serve` (main.ts): `info`, the admin commands (defined once in
+ * The `mssh-relay` commands other than `serve` (main.ts): `info`, `drain`, the admin commands (defined once in
  * @mssh/cli-kit, shared with `mssh admin`), `agent enroll`, `keys rotate`, `audit prune` and `migrate`.
  * Each validates its flags with its config schema, works through the running relay's admin socket or on
  * the database (admin/offline-ops.ts), and prints its result on stdout.
@@ -16,14 +16,14 @@ import {
   parseConfig,
   type StoreConfig,
 } from '../config.js';
-import { cliFailure, RelayError } from '../errors.js';
+import { cliFailure, codedCliError, RelayError } from '../errors.js';
 import { loadOrCreateRelayId, pgliteDir, prepareDataDir } from '../data-dir.js';
 import { openDatabase, redactDatabaseUrl, rootMessage } from '../db/index.js';
 import { grantRoles } from '../db/roles.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { loadOrCreateTls, readFingerprint, tlsPaths } from '../tls/certificate.js';
 import { LOCAL_ADMIN_ACTOR } from '../admin/admin-socket.js';
-import type { AdminOps } from '../admin/admin-client.js';
+import { AdminSocketClient, type AdminOps } from '../admin/admin-client.js';
 import { describeDataDir, infoDatabase, infoDatabaseOf, runningRelay } from '../admin/admin-target.js';
 import { adminOps, withOps } from '../admin/offline-ops.js';
 import { readJumpHostKeyFingerprint, jumpHostKeyPath } from '../ssh-jump/host-key.js';
@@ -89,6 +89,80 @@ async function info(flags: Record<string, unknown>): Promise<void> {
   } else {
     out('Relay: not running');
   }
+}
+
+// ---------------------------------------------------------------- drain
+
+/** How often `drain --wait` looks at the relay, and the margin it allows beyond the relay's own budget. */
+const DRAIN_WAIT_POLL_MS = 250;
+const DRAIN_WAIT_MARGIN_MS = 15_000 + 10_000; // the relay's stop budget (main.ts) + slack
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * `mssh-relay drain [--wait]`: the SIGTERM drain of the relay running on the data dir, through its admin
+ * socket (relay.ts shutdown()). Prints what happens; returns once the drain has begun, or with --wait once
+ * the relay process has exited.
+ */
+async function drainCmd(flags: Flags): Promise<void> {
+  const cfg = parseConfig(StoreConfigSchema, { dataDir: flags.dataDir });
+  const running = await runningRelay(cfg.dataDir);
+  if (!running)
+    throw codedCliError(
+      'RLY_CLI_ERR_NOT_RUNNING',
+      `no relay is running on ${describeDataDir(cfg.dataDir)} (its admin socket does not answer)`,
+      'Pass the data directory the relay runs with: --data-dir DIR (or MSSH_DATA_DIR); a relay that is not running needs no drain.',
+    );
+  const client = new AdminSocketClient(running.socket);
+  const r = await client.drain();
+  const secs = (ms: number) => `${Math.round(ms / 1000)} s`;
+  out(
+    r.alreadyDraining
+      ? `Relay pid ${r.pid} was already draining (since ${r.since}): /readyz answers 503 and new sessions are refused (RLY_ERR_DRAINING).`
+      : `Relay pid ${r.pid} is draining (since ${r.since}): /readyz answers 503 and new sessions are refused (RLY_ERR_DRAINING).`,
+  );
+  out(
+    r.agentsMoved === null
+      ? `Agents: ${r.agents} connected; this relay cannot move them, they reconnect when it stops.`
+      : `Agents: ${r.agentsMoved} of ${r.agents} told to move to another relay.`,
+  );
+  out(
+    `Running sessions: ${r.sessions}; they go on until they end, for at most ${secs(r.timeoutMs)} (--drain-timeout), then the relay stops and exits.`,
+  );
+  out(`The listeners close ${secs(r.delayMs)} after the drain began (--drain-delay).`);
+  if (flags.wait !== true) return;
+
+  // --wait: follow the sessions while the admin socket answers, then wait for the process to exit.
+  const deadline = Date.parse(r.since) + Math.max(r.delayMs, r.timeoutMs) + DRAIN_WAIT_MARGIN_MS;
+  let lastSessions = r.sessions;
+  let listeners = false;
+  let socketUp = true;
+  for (let i = 0; i < 100_000 && processRuns(r.pid); i++) {
+    if (Date.now() > deadline)
+      throw cliFailure(
+        `relay pid ${r.pid} is still running ${secs(Date.now() - Date.parse(r.since))} after its drain began`,
+        'See the relay log; a second SIGTERM (kill PID) stops it at once.',
+      );
+    if (socketUp) {
+      const st = await client.drainStatus().catch(() => null);
+      if (!st) socketUp = false;
+      else {
+        if (st.listenersClosed && !listeners) out('The listeners are closed: new connections are refused.');
+        listeners = st.listenersClosed;
+        if (st.sessions !== lastSessions) out(`Running sessions: ${st.sessions}`);
+        lastSessions = st.sessions;
+      }
+    }
+    await new Promise((res) => setTimeout(res, DRAIN_WAIT_POLL_MS));
+  }
+  out(`Relay pid ${r.pid} has exited (${secs(Date.now() - Date.parse(r.since))} after the drain began).`);
 }
 
 // ---------------------------------------------------------------- enrolment, keys, audit, migrations
@@ -209,6 +283,7 @@ export function commandHandlers(): Omit<RelayHandlers, 'serve'> {
   const flag = (flags: Flags, name: string) => flags[name] === true;
   return {
     info,
+    drain: drainCmd,
     userAdd: (name, flags) =>
       admin(flags).usersAdd({ name, admin: flag(flags, 'admin'), passwordStdin: flag(flags, 'passwordStdin') }),
     userList: (flags) => admin(flags).usersList({ json: flag(flags, 'json') }),

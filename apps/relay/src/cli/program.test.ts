@@ -32,6 +32,12 @@ describe('mssh-relay grammar', () => {
     expect((await parse(['serve', '--stale-after', '2w', '--tls-san', 'a', '--tls-san', 'b'])).calls).toEqual([
       ['serve', { staleAfter: '2w', tlsSan: ['a', 'b'], trustedProxy: [] }],
     ]);
+    expect((await parse(['serve', '--drain-delay', '0', '--drain-timeout', '2'])).calls).toEqual([
+      ['serve', { drainDelay: '0', drainTimeout: '2', tlsSan: [], trustedProxy: [] }],
+    ]);
+    expect((await parse(['drain', '--wait', '--data-dir', '/d'])).calls).toEqual([
+      ['drain', { wait: true, dataDir: '/d' }],
+    ]);
     expect((await parse(['audit', 'prune', '--older-than', '52w'])).calls).toEqual([
       ['auditPrune', { olderThan: '52w' }],
     ]);

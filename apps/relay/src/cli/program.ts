@@ -6,13 +6,14 @@
  */
 import { Command, Option } from 'commander';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
-import { HARDENING_DEFAULTS } from '../config.js';
+import { DRAIN_DEFAULTS, HARDENING_DEFAULTS } from '../config.js';
 
 /** Flags as commander parsed them; each handler validates its own with parseConfig. */
 export type Flags = Record<string, unknown>;
 
 export interface RelayHandlers {
   serve(flags: Flags): Promise<void>;
+  drain(flags: Flags): Promise<void>;
   info(flags: Flags): Promise<void>;
   userAdd(name: string, flags: Flags): Promise<void>;
   userList(flags: Flags): Promise<void>;
@@ -137,7 +138,27 @@ export function buildProgram(
       '--body-timeout <seconds>',
       `a JSON request body must arrive within this time, else 408 (default ${HARDENING_DEFAULTS.bodyTimeout})`,
     )
+    .option(
+      '--drain-delay <seconds>',
+      `SIGTERM or \`mssh-relay drain\`: keep the listeners open this long after /readyz turned 503, so the load balancer notices (env MSSH_DRAIN_DELAY, default ${DRAIN_DEFAULTS.drainDelay})`,
+    )
+    .option(
+      '--drain-timeout <seconds>',
+      `SIGTERM or \`mssh-relay drain\`: running sessions may go on this long after the drain began, then they end (relay_shutdown) and the relay exits (env MSSH_DRAIN_TIMEOUT, default ${DRAIN_DEFAULTS.drainTimeout})`,
+    )
     .action((opts: Flags) => h.serve(opts));
+
+  program
+    .command('drain')
+    .description(
+      'drain the relay running on the data dir, as SIGTERM does: /readyz 503, agents told to move, new sessions refused, running ones go on until they end or --drain-timeout, then it exits',
+    )
+    .option(
+      '--data-dir <dir>',
+      'data directory of the running relay (env MSSH_DATA_DIR, default ~/.local/share/mssh-relay)',
+    )
+    .option('--wait', 'return once the relay has exited (default: once it has begun draining)')
+    .action((opts: Flags) => h.drain(opts));
 
   storeOptions(program.command('info').description('show the data dir, database and certificate fingerprint'))
     .option('--tls-cert <file>', 'the certificate the relay uses, when not the self-signed one')

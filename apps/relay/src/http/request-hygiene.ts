@@ -2,7 +2,8 @@
  * What every API request costs the relay beyond its route, kept small under a flood (issue 16 item 3):
  *
  *   request headers --JSON body not complete within bodyTimeoutMs--> 408 RLY_ERR_BODY_TIMEOUT, stream closed
- *   answer sent     --5xx--> one warn line;  anything else --> one debug line (off at the default level)
+ *   answer sent     --5xx--> one warn line (a drain's 503 RLY_ERR_DRAINING: debug);  anything else --> one
+ *                   debug line (off at the default level)
  *
  * fastify's own request logging (two info lines per request) is off: a flood of refused logins wrote
  * 120k lines (24 MB). Security-relevant outcomes are in the audit trail, refusals by the per-address
@@ -11,6 +12,7 @@
 import { PassThrough, type Readable } from 'node:stream';
 import { constants as h2c, type Http2ServerRequest } from 'node:http2';
 import type { FastifyInstance } from 'fastify';
+import { HEADERS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
 
 /** Tunnel bodies are the session's byte stream, read by the route itself: no deadline. */
@@ -76,7 +78,9 @@ export function installBodyTimeout(
 export function installRequestLogging(app: FastifyInstance): void {
   app.addHook('onResponse', (request, reply, done) => {
     const status = reply.statusCode;
-    if (status >= 500) {
+    // A draining relay's 503s (/readyz polled by the balancer, refused tunnel opens) are the drain working:
+    // the drain's own log lines say so once, not once per request.
+    if (status >= 500 && reply.getHeader(HEADERS.errorCode) !== 'RLY_ERR_DRAINING') {
       request.log.warn(
         { method: request.method, url: request.url, status, ms: Math.round(reply.elapsedTime), source: request.ip },
         'request failed',

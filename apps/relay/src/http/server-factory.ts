@@ -23,6 +23,13 @@ export interface RelayHttpServer {
   sourceLimits: SourceLimits;
   /** Ask every API connection to finish (GOAWAY), and destroy what is left after graceMs. */
   closeConnections(graceMs: number): Promise<void>;
+  /**
+   * The relay is draining (issue 19): send GOAWAY on every API connection now, and on each one opened
+   * from now on once its first request has arrived (that request is answered). Running streams (tunnels)
+   * go on; the client opens its next request on a new connection, which the balancer sends elsewhere.
+   * Destroys nothing. Returns how many connections were open.
+   */
+  goawayAll(): number;
 }
 
 export function createRelayHttpServer(
@@ -73,8 +80,19 @@ export function createRelayHttpServer(
   );
   const sessions = new Set<ServerHttp2Session>();
   const sockets = new Set<TLSSocket>();
+  let goingAway = false;
+  const goaway = (session: ServerHttp2Session) => {
+    try {
+      if (!session.closed && !session.destroyed) session.close();
+    } catch {
+      // already closing
+    }
+  };
   server.on('session', (session: ServerHttp2Session) => {
     sessions.add(session);
+    // Draining: the first request on a new connection is answered (its stream id is within the GOAWAY's
+    // last stream), any later one is refused (REFUSED_STREAM) and retried by the client elsewhere.
+    if (goingAway) session.once('stream', () => goaway(session));
     session.once('close', () => sessions.delete(session));
     session.on('error', (err) => opts.onSessionError?.(err));
     try {
@@ -96,6 +114,11 @@ export function createRelayHttpServer(
   return {
     server,
     sourceLimits,
+    goawayAll() {
+      goingAway = true;
+      for (const s of sessions) goaway(s);
+      return sessions.size;
+    },
     async closeConnections(graceMs: number) {
       for (const s of sessions) {
         try {

@@ -1,7 +1,7 @@
 /**
  * buildServer(deps): the relay's fastify instance, not listening. main.ts listens; tests use inject().
  *
- *   client --HTTPS h2/http1.1 (JWT bearer)--> fastify: /healthz, /v1/auth/*, /v1/hosts, /v1/admin/*,
+ *   client --HTTPS h2/http1.1 (JWT bearer)--> fastify: /healthz, /readyz, /v1/auth/*, /v1/hosts, /v1/admin/*,
  *                                                      /v1/agents/enroll, /v1/tunnel/:host, /v1/ssh-keys
  *   agent  --TLS, ALPN mssh-agent/1---------> router.acceptAgentSocket (never reaches fastify)
  */
@@ -35,6 +35,7 @@ import { installProtocolFloor } from './protocol-floor.js';
 import { installNameGuard } from './name-guard.js';
 import { trustedProxyMatcher } from '../limits/source-address.js';
 import { installBodyTimeout, installRequestLogging } from './request-hygiene.js';
+import type { DrainState } from '../drain-state.js';
 
 /** JSON bodies are small: credentials, names, keys. Tunnels stream and are not subject to it. */
 export const JSON_BODY_LIMIT = 64 * 1024;
@@ -59,6 +60,11 @@ export interface ServerDeps {
   closeGraceMs?: number;
   /** Issue 3 limits (flags of `serve`); every field has a default. */
   hardening?: HttpHardening;
+  /**
+   * The relay's drain (issue 19): /readyz answers 503 from its first instant, and every client connection
+   * gets a GOAWAY then (running tunnels go on). Absent: always serving.
+   */
+  drain?: DrainState;
 }
 
 export interface HttpHardening {
@@ -127,8 +133,17 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
 
   app.addHook('onClose', async () => hard.loginGuard?.close());
 
+  deps.drain?.onBegin(() => {
+    const n = relayServer?.goawayAll() ?? 0;
+    httpLogger.info(
+      { connections: n },
+      `draining: GOAWAY sent on ${n} client connection(s); their running tunnels go on`,
+    );
+  });
+
   app.register(healthRoutes, {
     hosts: deps.hosts,
+    draining: deps.drain ? () => deps.drain!.draining : undefined,
     limits: () => ({
       limiterEntries: hard.loginGuard?.entries ?? 0,
       sourcesTracked: relayServer?.sourceLimits.size ?? 0,

@@ -24,6 +24,9 @@ interface World {
   ends: Array<{ reason: string }>;
   denied: Array<{ reason: string; code: string; via: string; source: string | null }>;
   spliced: number;
+  draining: boolean;
+  /** Grant and host lookups made (a draining relay makes none). */
+  lookups: number;
 }
 
 function gateOver(w: World) {
@@ -46,8 +49,18 @@ function gateOver(w: World) {
       },
       agentIdOf: () => 'agent-1',
     },
-    hosts: { exists: async (n) => w.enrolled.has(n) },
-    access: { canReach: async (u, h) => u.admin || w.grants.has(h) },
+    hosts: {
+      exists: async (n) => {
+        w.lookups++;
+        return w.enrolled.has(n);
+      },
+    },
+    access: {
+      canReach: async (u, h) => {
+        w.lookups++;
+        return u.admin || w.grants.has(h);
+      },
+    },
     ledger: {
       start: async (s: SessionStartInfo): Promise<RecordedSession> => {
         if (w.ledgerError) throw w.ledgerError;
@@ -56,6 +69,7 @@ function gateOver(w: World) {
     },
     audit: { sessionDenied: (e) => w.denied.push(e) },
     logger: pino({ level: 'silent' }),
+    draining: () => w.draining,
   });
 }
 
@@ -72,6 +86,8 @@ function world(): World {
     ends: [],
     denied: [],
     spliced: 0,
+    draining: false,
+    lookups: 0,
   };
 }
 
@@ -124,6 +140,33 @@ describe('session gate', () => {
     expect(w.opened).toEqual([]);
     expect((await refusal(g.admit(req('not a name')))).code).toBe('RLY_ERR_BAD_REQUEST');
     expect(w.denied).toHaveLength(4);
+  });
+
+  it('a draining relay refuses every new session first, on both doors, with RLY_ERR_DRAINING (503) and one session.denied row each; nothing is looked up or opened', async () => {
+    const w = world();
+    const g = gateOver(w);
+    const running = await g.admit(req('laptop', 'https'));
+    const lookupsBefore = w.lookups;
+    w.draining = true;
+    for (const [host, door] of [
+      ['laptop', 'https'],
+      ['laptop', 'jump'],
+      ['vault', 'jump'], // no grant: still the drain's answer, and no lookup
+    ] as const) {
+      const e = await refusal(g.admit(req(host, door)));
+      expect(e.code).toBe('RLY_ERR_DRAINING');
+      expect(e.statusCode).toBe(503);
+    }
+    expect(w.denied).toEqual([
+      expect.objectContaining({ reason: 'draining', code: 'RLY_ERR_DRAINING', via: 'https' }),
+      expect.objectContaining({ reason: 'draining', code: 'RLY_ERR_DRAINING', via: 'jump' }),
+      expect.objectContaining({ reason: 'draining', code: 'RLY_ERR_DRAINING', via: 'jump' }),
+    ]);
+    expect(w.lookups).toBe(lookupsBefore);
+    expect(w.opened).toEqual(['laptop']);
+    // The session admitted before the drain goes on.
+    await running.splice(new PassThrough());
+    expect(w.spliced).toBe(1);
   });
 
   it('a concurrent session took the last slot between the check and the open: refused as a cap, its committed start ended as error', async () => {

@@ -6,6 +6,7 @@
  * form (HTTP status + code; SSH channel-open failure `CODE: message`).
  *
  *   door --admit(principal, host, door, source)-->
+ *     0 relay draining?      yes -> session.denied draining      RLY_ERR_DRAINING       (issue 19: connect again)
  *     1 grant?               no  -> session.denied no_grant      RLY_ERR_NO_GRANT
  *     2 agent online here?   no  -> held by a fleet peer? (fleet/fleet.ts) yes -> forwarded (4')
  *                                   session.denied unknown_host  RLY_ERR_UNKNOWN_HOST   (not enrolled)
@@ -65,7 +66,7 @@ export interface AdmitRequest {
 }
 
 /** Why a session was refused before it started, as audited (session.denied details.reason). */
-export type DenialReason = 'no_grant' | 'unknown_host' | 'host_offline' | 'cap';
+export type DenialReason = 'draining' | 'no_grant' | 'unknown_host' | 'host_offline' | 'cap';
 
 /** An admitted session: its start is committed and its agent stream is open, not yet spliced. */
 export interface AdmittedSession {
@@ -107,6 +108,11 @@ export interface SessionGateOptions {
     }): void;
   };
   logger: Logger;
+  /**
+   * Is the relay draining (SIGTERM, `mssh-relay drain`)? Then every new session is refused with
+   * RLY_ERR_DRAINING before anything is looked up, whatever the door; running sessions are not affected.
+   */
+  draining?: () => boolean;
 }
 
 /** The cap refusals of tunnel/session-caps.ts: audited as session.denied, reason cap. */
@@ -137,6 +143,9 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
           'RLY_ERR_BAD_REQUEST',
           'host names are 1-63 chars of a-z, 0-9 and -, starting with a letter or digit',
         );
+      // 0. A draining relay starts nothing more: the client connects again and reaches another relay (or this
+      //    one once it is back). No lookup: the answer is the same for every user and host.
+      if (opts.draining?.()) throw deny('draining', relayError('RLY_ERR_DRAINING'));
       // 1. Access first, and the same answer for unknown and ungranted machines (no hint that one exists).
       if (!(await opts.access.canReach(principal, host))) {
         throw deny(

@@ -101,6 +101,11 @@ export interface JumpServerOptions {
 export interface JumpServer {
   listen(host: string, port: number): Promise<{ host: string; port: number }>;
   connectionCount(): number;
+  /**
+   * Stop accepting connections (a drain, issue 19); the open ones and their forwarded sessions go on (new
+   * channels on them are refused by the session gate). Resolves once the port is closed.
+   */
+  stopListening(): Promise<void>;
   /** Stop listening and end every connection (and with them their forwarded sessions). */
   close(): Promise<void>;
 }
@@ -458,6 +463,11 @@ export function createJumpServer(opts: JumpServerOptions): JumpServer {
       });
     },
     connectionCount: () => core.size,
+    async stopListening() {
+      if (!net.listening) return;
+      // The callback waits for every connection to end; the port itself closes at once.
+      net.close();
+    },
     async close() {
       unsubscribe?.();
       const closed = new Promise<void>((resolve) => net.close(() => resolve()));

@@ -373,6 +373,16 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
       return n;
     },
 
+    closeAllSessions(reason: SessionEndReason): number {
+      let n = 0;
+      for (const [sessionId, e] of live) {
+        if (e.killed) continue;
+        n++;
+        kill(sessionId, e, reason);
+      }
+      return n;
+    },
+
     closeAgent(name: string, reason: SessionEndReason, agentId?: string): boolean {
       if (agentId) {
         if (refusedIds.size >= REFUSED_MAX) refusedIds.delete(refusedIds.keys().next().value!);

@@ -195,6 +195,12 @@ export interface TunnelRouter {
    */
   closeSessionsOfUser(user: string, reason: SessionEndReason): number;
   /**
+   * End every live session now (both streams cancelled), recorded with `reason`, whatever door it came
+   * through: the end of a drain whose --drain-timeout passed (issue 19), before the stop closes the doors.
+   * Returns how many were ended.
+   */
+  closeAllSessions?(reason: SessionEndReason): number;
+  /**
    * Drop the named agent's link (and with it its sessions, recorded with `reason`). Returns whether a
    * link was up. With `agentId`, a handshake of that agent still in flight (it passed the database check
    * just before the revocation) is refused too when it completes.
