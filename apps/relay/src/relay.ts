@@ -606,6 +606,7 @@ export function createRelay(opts: RelayOptions): Relay {
           fleet?.publish({ t: 'keys-rotated' });
           return r;
         },
+      },
       drain: {
         // `mssh-relay drain`: the same drain as SIGTERM; answers once it has begun.
         begin: (by) => {
