@@ -250,7 +250,9 @@ export function buildProgram(
   storeOptions(
     program
       .command('fleet')
-      .description('list the relays sharing this database: id, state (serving, draining, stopped, lost), agents, sessions'),
+      .description(
+        'list the relays sharing this database: id, state (serving, draining, stopped, lost), agents, sessions',
+      ),
   )
     .option('--json', 'print a JSON array')
     .action((opts: Flags) => h.fleet(opts));
