@@ -196,6 +196,8 @@ export class RelayLink {
     }
     this.socket = socket;
     socket.on('error', (err) => this.log.debug({ err: err.message }, 'relay socket error'));
+    // TCP keep-alive: the only liveness check left on a link the relay asked to move (no PING then).
+    socket.setKeepAlive(true, 15_000);
     if (this.stopping) {
       socket.destroy();
       return { kind: 'closed', reason: 'agent shutting down', welcomed: false };
@@ -309,7 +311,9 @@ export class RelayLink {
     const interval = this.o.pingIntervalMs ?? AGENT_PING_INTERVAL_MS;
     const timeout = this.o.pingTimeoutMs ?? AGENT_PING_TIMEOUT_MS;
     this.pingTimer = setInterval(() => {
-      if (this.pingDeadline || s.destroyed) return;
+      // After a GOAWAY (the relay asked this link to move) Node cancels every PING (ERR_HTTP2_PING_CANCEL):
+      // the link's liveness is then the TCP keep-alive's (set in run()) and its sessions' own.
+      if (this.pingDeadline || s.destroyed || s.closed) return;
       this.pingDeadline = setTimeout(() => {
         this.pingDeadline = null;
         this.destroy(`the relay did not answer PING within ${timeout} ms`);
@@ -319,7 +323,7 @@ export class RelayLink {
         s.ping((err) => {
           if (this.pingDeadline) clearTimeout(this.pingDeadline);
           this.pingDeadline = null;
-          if (err && !s.destroyed) this.destroy(`PING failed: ${err.message}`);
+          if (err && !s.destroyed && !(s.closed && isPingCancel(err))) this.destroy(`PING failed: ${err.message}`);
         });
       } catch (err) {
         this.destroy(`PING failed: ${(err as Error).message}`);
@@ -537,4 +541,9 @@ export class RelayLink {
       this.sessions -= 1;
     }
   }
+}
+
+/** Node cancels a PING on a session that sent or received a GOAWAY: not a sign of a dead peer. */
+function isPingCancel(err: Error): boolean {
+  return (err as Error & { code?: string }).code === 'ERR_HTTP2_PING_CANCEL';
 }

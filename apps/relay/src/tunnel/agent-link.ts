@@ -141,6 +141,8 @@ export class AgentLink {
     }
     // A socket error before or after HTTP/2 takes over must never become an uncaught exception.
     this.socket.on('error', (err) => this.log.debug({ err: err.message }, 'agent socket error'));
+    // TCP keep-alive: the only liveness check left on a link once it was asked to move (no PING then).
+    this.socket.setKeepAlive(true, 15_000);
     this.socket.once('close', () => {
       // The HTTP/2 session normally notices first; this covers a socket that dies before it exists.
       if (!this.session) this.finalize();
@@ -442,7 +444,9 @@ export class AgentLink {
     const session = this.session;
     if (!session) return;
     this.pingTimer = setInterval(() => {
-      if (this.pingDeadline || this.state === 'closed') return;
+      // A moved link (GOAWAY sent) cannot PING: Node cancels it (ERR_HTTP2_PING_CANCEL). Its liveness is
+      // then the TCP keep-alive's (set in start()) and its running sessions' own.
+      if (this.pingDeadline || this.state === 'closed' || session.closed) return;
       this.pingDeadline = setTimeout(() => {
         this.pingDeadline = null;
         this.log.warn(
@@ -456,7 +460,8 @@ export class AgentLink {
         const sent = session.ping((err) => {
           if (this.pingDeadline) clearTimeout(this.pingDeadline);
           this.pingDeadline = null;
-          if (err && this.state !== 'closed') this.close(`PING failed: ${err.message}`, 'error');
+          if (err && this.state !== 'closed' && !(session.closed && isPingCancel(err)))
+            this.close(`PING failed: ${err.message}`, 'error');
         });
         if (!sent) this.log.debug('PING not sent: too many outstanding');
       } catch (err) {
@@ -678,4 +683,9 @@ function agentFailureMessage(name: string, status: number, headerCode: string | 
   detail = sanitizeForTerminal(detail).slice(0, 300);
   const code = headerCode ? sanitizeForTerminal(headerCode).slice(0, 64) : `status ${status}`;
   return `the agent of ${name} could not open the session (${code})${detail ? `: ${detail}` : ''}`;
+}
+
+/** Node cancels a PING on a session that sent or received a GOAWAY: not a sign of a dead agent. */
+function isPingCancel(err: Error): boolean {
+  return (err as Error & { code?: string }).code === 'ERR_HTTP2_PING_CANCEL';
 }

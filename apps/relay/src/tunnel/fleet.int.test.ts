@@ -47,6 +47,8 @@ class RecordingAudit implements TunnelAuditSink {
   agentRejected(): void {}
 }
 
+type PingOptions = { pingIntervalMs?: number; pingTimeoutMs?: number };
+
 /** One relay of the fleet: the tunnel router on its own pool of the shared database. */
 class FleetRelay {
   readonly id = randomUUID();
@@ -60,6 +62,7 @@ class FleetRelay {
   private constructor(
     private readonly database: Database,
     private readonly cert: RelayTls,
+    ping: PingOptions,
   ) {
     this.router = createTunnelRouter({
       directory: createRepositories(database.db).agents,
@@ -67,11 +70,17 @@ class FleetRelay {
       logger: quiet,
       minProtocolVersion: PROTOCOL_VERSION,
       relayId: this.id,
+      ...ping,
     });
   }
 
-  static async start(databaseUrl: string, cert: RelayTls, listen: Array<{ host: string; port: number }>) {
-    const r = new FleetRelay(await openDatabase({ databaseUrl }), cert);
+  static async start(
+    databaseUrl: string,
+    cert: RelayTls,
+    listen: Array<{ host: string; port: number }>,
+    ping: PingOptions = {},
+  ) {
+    const r = new FleetRelay(await openDatabase({ databaseUrl }), cert, ping);
     for (const at of listen) await r.listen(at.host, at.port);
     return r;
   }
@@ -147,8 +156,8 @@ describe('one agent, a fleet of relays on one database', () => {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
   });
 
-  async function relay(listen: Array<{ host: string; port: number }>): Promise<FleetRelay> {
-    const r = await FleetRelay.start(databaseUrl, cert, listen);
+  async function relay(listen: Array<{ host: string; port: number }>, ping: PingOptions = {}): Promise<FleetRelay> {
+    const r = await FleetRelay.start(databaseUrl, cert, listen, ping);
     relays.push(r);
     return r;
   }
@@ -257,6 +266,34 @@ describe('one agent, a fleet of relays on one database', () => {
     await waitFor(() => a.supervisor.status()[0]!.moving === 0, 5_000, 'the agent to let the moved link go');
     expect(r2.router.isOnline('mover')).toBe(true);
     expect(r2.audit.disconnected).toEqual([]);
+  });
+
+  it('a moved link outlives many PING intervals: Node cancels PINGs after a GOAWAY, and neither end takes that for a dead link', async () => {
+    // 200 ms PINGs on both ends: a moved link's running session must outlast 10 of them. Before the fix the
+    // first cancelled PING (ERR_HTTP2_PING_CANCEL) tore the link down with its sessions.
+    const ping = { pingIntervalMs: 200, pingTimeoutMs: 1_000 };
+    const [p1, p2] = [await freePort(), await freePort()];
+    const r1 = await relay([{ host: '127.0.0.1', port: p1 }], ping);
+    const r2 = await relay([{ host: '127.0.0.1', port: p2 }], ping);
+    const a = await agent(
+      'pinger',
+      [
+        { host: '127.0.0.1', port: p1 },
+        { host: '127.0.0.1', port: p2 },
+      ],
+      ping,
+    );
+    await waitFor(() => r1.router.isOnline('pinger'), 15_000, 'pinger online on relay 1');
+    const running = await session(r1, 'pinger');
+    expect(r1.router.moveAgents()).toBe(1);
+    await waitFor(() => r2.router.isOnline('pinger'), 5_000, 'pinger online on relay 2');
+    await new Promise((r) => setTimeout(r, 2_000)); // 10 PING intervals
+    expect(r1.audit.disconnected).toEqual([]);
+    expect(a.logged(/PING/)).toEqual([]);
+    await exchange(running, 5_000, 5_000, 10_000);
+    running.end();
+    await waitFor(() => r1.audit.disconnected.length === 1, 10_000, 'relay 1 to close the moved link');
+    expect(r1.audit.disconnected[0]).toEqual({ name: 'pinger', reason: 'moved to another relay' });
   });
 
   it('a relay killed hard: the agent fails over to the next relay at once, back-off unchanged', async () => {
