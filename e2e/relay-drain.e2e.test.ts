@@ -119,7 +119,7 @@ describe('SIGTERM drains the relay', () => {
       const sshPort = await freePort();
       const { relay, user } = await relayWithBox([
         '--drain-delay',
-        '8',
+        '12',
         '--drain-timeout',
         '90',
         '--ssh-listen',
@@ -211,7 +211,7 @@ describe('SIGTERM drains the relay', () => {
         'debug: opening the tunnel to box: the relay is draining (503 RLY_ERR_DRAINING); trying once more on a new connection',
       );
       expect(debug.stderr).toContain('RLY_ERR_DRAINING');
-      expect(Date.now() - t0, 'the checks above ran before the listeners closed').toBeLessThan(8_000);
+      expect(Date.now() - t0, 'the checks above ran before the listeners closed').toBeLessThan(12_000);
 
       // After --drain-delay the listeners close: new connections are refused, running sessions go on.
       await waitFor(async () => (await tryConnect(relay.port)) === 'ECONNREFUSED', 15_000, 'the HTTPS listener closed');

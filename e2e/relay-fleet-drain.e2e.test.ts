@@ -48,7 +48,7 @@ import { runCommand } from './fixtures/files.js';
 afterAll(stopAll);
 
 const HAPROXY = '/usr/sbin/haproxy';
-const RETRY_LINE = /^debug: .*trying once more on a new connection$/gm;
+const RETRY_LINE = /^debug: .*trying once more on a new connection( in \d+ ms)?$/gm;
 
 /** One agent process for `box` linked to `relay`, with the identity of the enrolled state in `enrolled`. */
 async function agentFor(relay: Relay, enrolled: string): Promise<Proc> {

@@ -387,6 +387,7 @@ describe('one retry on a new connection (issue 19: a draining or refusing relay)
       user: 'alice',
       reconnect: connect,
       onRetry: (l) => retries.push(l),
+      drainingRetryPauseMs: 300,
     });
   }
   const reset = () => {
@@ -404,11 +405,14 @@ describe('one retry on a new connection (issue 19: a draining or refusing relay)
     try {
       drain.next = true;
       const first = c.conn;
+      const t0 = performance.now();
       const tunnel = await c.openTunnel('laptop');
+      // The pause before the retry (the balancer's health check takes the draining relay out meanwhile).
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(290);
       expect(tunnel.sessionId).toBe('sess-1');
       expect(c.conn).not.toBe(first);
       expect(retries).toEqual([
-        'opening the tunnel to laptop: the relay is draining (503 RLY_ERR_DRAINING); trying once more on a new connection',
+        'opening the tunnel to laptop: the relay is draining (503 RLY_ERR_DRAINING); trying once more on a new connection in 300 ms',
       ]);
       tunnel.stream.close();
     } finally {

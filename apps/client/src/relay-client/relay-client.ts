@@ -76,6 +76,12 @@ export interface RelayClientOptions {
   reconnect?: () => Promise<RelayConnection>;
   /** Told of each retry, one line (shown at debug level only: MSSH_DEBUG=1, `mssh ssh -v`). */
   onRetry?: (line: string) => void;
+  /**
+   * The pause before retrying a request a relay refused as draining (503 RLY_ERR_DRAINING): the balancer's
+   * next health check takes that relay out of its rotation meanwhile. Default 1000 ms; at most half the time
+   * left.
+   */
+  drainingRetryPauseMs?: number;
 }
 
 export class RelayClient {
@@ -85,6 +91,7 @@ export class RelayClient {
   private readonly tunnelTimeoutMs: number;
   private readonly reconnect: (() => Promise<RelayConnection>) | undefined;
   private readonly onRetry: ((line: string) => void) | undefined;
+  private readonly drainingRetryPauseMs: number;
   private current: RelayConnection;
   /** Connections given up for a new one; they close once their running streams end (and at close()). */
   private readonly retired: RelayConnection[] = [];
@@ -98,6 +105,7 @@ export class RelayClient {
     this.tunnelTimeoutMs = opts.tunnelTimeoutMs ?? 30_000;
     this.reconnect = opts.reconnect;
     this.onRetry = opts.onRetry;
+    this.drainingRetryPauseMs = opts.drainingRetryPauseMs ?? DRAINING_RETRY_PAUSE_MS;
   }
 
   /** The connection requests go on now (a retry replaces it). */
@@ -153,7 +161,13 @@ export class RelayClient {
     } catch (e) {
       const why = retryReason(e);
       if (!why || !this.reconnect || Date.now() >= deadline) throw e;
-      this.onRetry?.(`${what}: ${why}; trying once more on a new connection`);
+      // A relay that answered "draining" is still in the balancer's rotation until its next health check
+      // sees /readyz 503: give the balancer that long, so the new connection reaches another relay.
+      const pauseMs = why === DRAINING_WHY ? Math.min(this.drainingRetryPauseMs, (deadline - Date.now()) / 2) : 0;
+      this.onRetry?.(
+        `${what}: ${why}; trying once more on a new connection${pauseMs > 0 ? ` in ${Math.round(pauseMs)} ms` : ''}`,
+      );
+      if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
       const next = await within(this.renew(first), deadline - Date.now(), () => e as Error);
       return attempt(next, deadline - Date.now());
     }
@@ -494,6 +508,8 @@ export class RelayClient {
   }
 }
 
+/** Default pause before the retry of a draining refusal (RelayClientOptions.drainingRetryPauseMs). */
+export const DRAINING_RETRY_PAUSE_MS = 1_000;
 const DRAINING_WHY = 'the relay is draining (503 RLY_ERR_DRAINING)';
 
 /** The relay's answer says it is draining: a new connection reaches another relay. */

@@ -8,6 +8,8 @@
  *             connection lost before any answer byte: GETs and tunnel opens    which the balancer sends to
  *             only (a POST may have been carried out)                          another relay
  *
+ * After a 503 RLY_ERR_DRAINING the retry waits 1 s first (RelayClientOptions.drainingRetryPauseMs): the
+ * balancer's next health check takes the draining relay out of its rotation meanwhile.
  * A request is retried at most once, within its own time limit (the command's deadline); nothing is retried
  * once an answer has begun (a tunnel's first byte comes after its 200). The retry is told at debug level
  * only (MSSH_DEBUG=1, `mssh ssh -v`); if the second attempt fails too, its error is the one reported.
