@@ -92,6 +92,14 @@ export const H2_SETTINGS = {
 export const AGENT_PING_INTERVAL_MS = 5_000;
 export const AGENT_PING_TIMEOUT_MS = 10_000;
 
+/**
+ * Node cancels an HTTP/2 PING on a session that sent or received a GOAWAY (ERR_HTTP2_PING_CANCEL): on an
+ * agent link that was asked to move, that is not a sign of a dead peer.
+ */
+export function isPingCancel(err: Error): boolean {
+  return (err as Error & { code?: string }).code === 'ERR_HTTP2_PING_CANCEL';
+}
+
 /** Agent reconnect backoff. */
 export const RECONNECT_BASE_MS = 250;
 export const RECONNECT_CAP_MS = 30_000;

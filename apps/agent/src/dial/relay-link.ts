@@ -26,6 +26,7 @@ import {
   AGENT_ALPN,
   AGENT_PING_INTERVAL_MS,
   AGENT_PING_TIMEOUT_MS,
+  isPingCancel,
   AGENT_PROOF_EKM_LABEL,
   AGENT_PROOF_EKM_LENGTH,
   AgentWelcome,
@@ -541,9 +542,4 @@ export class RelayLink {
       this.sessions -= 1;
     }
   }
-}
-
-/** Node cancels a PING on a session that sent or received a GOAWAY: not a sign of a dead peer. */
-function isPingCancel(err: Error): boolean {
-  return (err as Error & { code?: string }).code === 'ERR_HTTP2_PING_CANCEL';
 }

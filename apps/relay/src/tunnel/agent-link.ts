@@ -28,6 +28,7 @@ import {
   PROTOCOL_VERSION,
   SOFTWARE_VERSION,
   WIRE_ERRORS,
+  isPingCancel,
   isWireErrorBody,
   sanitizeForTerminal,
   type AgentWelcome,
@@ -683,9 +684,4 @@ function agentFailureMessage(name: string, status: number, headerCode: string | 
   detail = sanitizeForTerminal(detail).slice(0, 300);
   const code = headerCode ? sanitizeForTerminal(headerCode).slice(0, 64) : `status ${status}`;
   return `the agent of ${name} could not open the session (${code})${detail ? `: ${detail}` : ''}`;
-}
-
-/** Node cancels a PING on a session that sent or received a GOAWAY: not a sign of a dead agent. */
-function isPingCancel(err: Error): boolean {
-  return (err as Error & { code?: string }).code === 'ERR_HTTP2_PING_CANCEL';
 }
