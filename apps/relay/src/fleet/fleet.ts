@@ -9,9 +9,9 @@
  *   client --> relay A (entry: grant, caps, session.start) ==peer link==> relay B (holding) --> agent
  *
  * Leases: each relay renews its own every leaseMs/3. A relay whose lease has expired is out of the
- * fleet at once (no lookup routes to it); the first survivor to see it declares it lost (a row lock
- * makes exactly one win), closes the sessions it had entered as relay_crashed (one statement, never twice)
- * and drops its presence rows. A survivor only does so after its OWN lease has been renewed without a gap
+ * fleet at once (no lookup routes to it); one lease length later the first survivor to see it declares it
+ * lost and drops its presence rows (one statement; a row lock makes exactly one win), then closes the
+ * sessions it had entered as relay_crashed (one statement, never twice). A survivor only does so after its OWN lease has been renewed without a gap
  * for two lease periods, so that after a database outage every relay gets the time to renew before anyone
  * is declared lost.
  */
@@ -109,6 +109,12 @@ export class Fleet implements FleetRoute {
     this.peerUrl = this.o.peerUrl ?? `https://${hostForUrl(this.o.peerListen.host)}:${bound.port}`;
     this.peers = new PeerLinks({ identity: this.o.identity, relayId: this.o.relayId, logger: this.o.logger });
     await this.register();
+    // Rows a previous run under this relay id left (it stopped within its lease, so no survivor dropped
+    // them): make presence exactly this run's links now, not at the first heartbeat.
+    await this.rewritePresence().catch((err: unknown) => {
+      this.presenceDirty = true;
+      this.log.warn({ err: (err as Error).message }, 'could not rewrite agent presence at start; retried');
+    });
     this.healthySince = performance.now();
     this.bus = new FleetBus({
       databaseUrl: this.o.databaseUrl,
@@ -248,6 +254,17 @@ export class Fleet implements FleetRoute {
     });
   }
 
+  /** Make this relay's presence rows exactly the links it holds now. */
+  private async rewritePresence(): Promise<void> {
+    const agents = this.o.router
+      .onlineNames()
+      .map((name) => ({ id: this.o.router.agentIdOf?.(name) ?? '', name }))
+      .filter((a) => a.id !== '');
+    await this.store.replacePresence(this.o.relayId, agents);
+    this.online = null;
+    this.log.info({ agents: agents.length }, 'agent presence rewritten');
+  }
+
   private async tick(): Promise<void> {
     if (this.ticking || this.stopped) return;
     this.ticking = true;
@@ -277,13 +294,8 @@ export class Fleet implements FleetRoute {
       }
       if (this.presenceDirty) {
         this.presenceDirty = false;
-        const agents = this.o.router
-          .onlineNames()
-          .map((name) => ({ id: this.o.router.agentIdOf?.(name) ?? '', name }))
-          .filter((a) => a.id !== '');
         try {
-          await this.store.replacePresence(this.o.relayId, agents);
-          this.log.info({ agents: agents.length }, 'agent presence rewritten');
+          await this.rewritePresence();
         } catch (err) {
           this.presenceDirty = true;
           throw err;
@@ -298,11 +310,13 @@ export class Fleet implements FleetRoute {
   }
 
   private async sweep(): Promise<void> {
-    const lost = await this.store.claimLost(0);
-    for (const relayId of lost) {
-      const sessionsClosed = await this.o.closeSessionsOf(relayId);
-      const presenceDropped = await this.store.dropPresenceOf(relayId);
+    // One more lease of grace after expiry: a relay whose renewals are only late (a loaded event loop, a
+    // slow database) is not declared lost, its live sessions closed in the audit trail, for a hiccup.
+    // Routing does not wait for this: lookups skip an expired lease at once.
+    const lost = await this.store.claimLost(this.leaseMs);
+    for (const { relayId, presenceDropped } of lost) {
       this.online = null;
+      const sessionsClosed = await this.o.closeSessionsOf(relayId);
       this.log.warn(
         { lost: relayId, sessionsClosed, presenceDropped },
         `relay ${relayId} is lost (its lease expired): closed ${sessionsClosed} of its sessions as relay_crashed`,

@@ -158,19 +158,20 @@ export class FleetStore {
 
   /**
    * Declare lost every relay whose lease expired more than graceMs ago, still marked serving or
-   * draining. The row lock makes exactly one survivor win each. Returns the ids this call declared lost.
+   * draining, and drop its presence rows in the SAME statement: the row lock makes exactly one survivor win
+   * each, and a relay that comes back (registers again, rewrites its presence) after the claim never has
+   * its new rows deleted by a late second step. Returns what this call declared lost.
    */
-  async claimLost(graceMs: number): Promise<string[]> {
-    const rows = rowsOf<{ id: string }>(
-      await this.db.execute(sql`UPDATE relays SET state = 'lost', state_at = now()
-        WHERE state IN ('serving', 'draining') AND lease_until < now() - ${ms(graceMs)} RETURNING id`),
+  async claimLost(graceMs: number): Promise<Array<{ relayId: string; presenceDropped: number }>> {
+    const rows = rowsOf<{ id: string; dropped: number | string }>(
+      await this.db.execute(sql`WITH lost AS (
+          UPDATE relays SET state = 'lost', state_at = now()
+          WHERE state IN ('serving', 'draining') AND lease_until < now() - ${ms(graceMs)} RETURNING id),
+        dropped AS (
+          DELETE FROM agent_presence p USING lost WHERE p.relay_id = lost.id RETURNING p.relay_id)
+        SELECT lost.id, (SELECT count(*) FROM dropped d WHERE d.relay_id = lost.id) AS dropped FROM lost`),
     );
-    return rows.map((r) => r.id);
-  }
-
-  async dropPresenceOf(relayId: string): Promise<number> {
-    return rowsOf(await this.db.execute(sql`DELETE FROM agent_presence WHERE relay_id = ${relayId} RETURNING 1`))
-      .length;
+    return rows.map((r) => ({ relayId: r.id, presenceDropped: Number(r.dropped) }));
   }
 
   /** Every relay row with its live counts: agents it holds, sessions it carries (open rows it entered). */
