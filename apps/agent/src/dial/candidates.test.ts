@@ -95,6 +95,24 @@ describe('orderRound', () => {
     expect(keys(orderRound(cands, { after: 'gone', startAt: 2 }))).toBe('cdab');
   });
 
+  it('spreads the agents of a lost relay over the survivors: spread picks the start, the lost one stays last', () => {
+    expect(keys(orderRound(cands, { after: 'b', spread: 0 }))).toBe('cdab');
+    expect(keys(orderRound(cands, { after: 'b', spread: 0.34 }))).toBe('dacb');
+    expect(keys(orderRound(cands, { after: 'b', spread: 0.99 }))).toBe('acdb');
+    expect(keys(orderRound(cands, { after: 'b', spread: 1 }))).toBe('acdb');
+    expect(keys(orderRound(cands.slice(0, 1), { after: 'a', spread: 0.5 }))).toBe('a');
+    // No loss: spread does not apply.
+    expect(keys(orderRound(cands, { startAt: 1, spread: 0.7 }))).toBe('bcda');
+    // 1,000 agents of a dead relay 'a' with a uniform spread: each survivor is the first choice of about a third.
+    const first = new Map<string, number>();
+    for (let i = 0; i < 1000; i++) {
+      const k = orderRound(cands.slice(0, 4), { after: 'a', spread: i / 1000 })[0]!.key;
+      first.set(k, (first.get(k) ?? 0) + 1);
+    }
+    expect([...first.keys()].sort().join('')).toBe('bcd');
+    for (const n of first.values()) expect(n).toBeGreaterThan(300);
+  });
+
   it('tries the avoided ones (held by another link, the relay that asked to move) after all others, in order', () => {
     expect(keys(orderRound(cands, { avoid: (c) => c.key === 'a' || c.key === 'c' }))).toBe('bdac');
     expect(keys(orderRound(cands, { after: 'a', avoid: (c) => c.key === 'b' }))).toBe('cdab');

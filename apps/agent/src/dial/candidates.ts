@@ -6,7 +6,7 @@
  *      |  dns.lookup(host, { all: true }) each round; IP literals as they are
  *      v
  *   candidates  [relay1:8443 (10.0.0.1), relay1:8443 (10.0.0.2), relay2:8443 (10.0.1.1)]
- *      |  orderRound: start after the one just lost, the ones to avoid last
+ *      |  orderRound: after a loss, start at a random survivor (no herd), the lost one and the ones to avoid last
  *      v
  *   one round: tried in turn until one welcomes the agent
  *
@@ -131,18 +131,34 @@ export interface RoundOrder {
   startAt?: number;
   /** Candidates to try only after all the others (a relay held by another link, the relay that asked to move). */
   avoid?: (c: Candidate) => boolean;
+  /**
+   * In [0, 1): after a loss (`after` found), where among the OTHER candidates to start, so that the agents
+   * of a relay that died or drained spread over the survivors instead of all landing on the next one
+   * (a random number per round; 0 keeps the plain rotation).
+   */
+  spread?: number;
 }
 
 /**
- * The order of one round: the candidates rotated to start after `after` (else at `startAt`), then the
- * avoided ones moved to the end, the relative order kept on both sides. Every candidate appears once.
+ * The order of one round: the candidates rotated to start after `after` (at a `spread` offset among the
+ * others, `after` itself last), else at `startAt`; then the avoided ones moved to the end, the relative
+ * order kept on both sides. Every candidate appears once.
  */
 export function orderRound(candidates: readonly Candidate[], o: RoundOrder = {}): Candidate[] {
   const n = candidates.length;
   if (n === 0) return [];
   const lost = o.after ? candidates.findIndex((c) => c.key === o.after) : -1;
-  const start = lost >= 0 ? (lost + 1) % n : (((o.startAt ?? 0) % n) + n) % n;
-  const rotated = [...candidates.slice(start), ...candidates.slice(0, start)];
+  let rotated: Candidate[];
+  if (lost >= 0) {
+    // The others in turn from the one after the lost candidate, started at a spread offset; the lost one last.
+    const others = [...candidates.slice(lost + 1), ...candidates.slice(0, lost)];
+    const offset = Math.min(others.length - 1, Math.max(0, Math.floor((o.spread ?? 0) * others.length)));
+    rotated = others.length === 0 ? [] : [...others.slice(offset), ...others.slice(0, offset)];
+    rotated.push(candidates[lost]!);
+  } else {
+    const start = (((o.startAt ?? 0) % n) + n) % n;
+    rotated = [...candidates.slice(start), ...candidates.slice(0, start)];
+  }
   if (!o.avoid) return rotated;
   const avoid = o.avoid;
   return [...rotated.filter((c) => !avoid(c)), ...rotated.filter((c) => avoid(c))];

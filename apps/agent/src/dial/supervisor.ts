@@ -262,6 +262,7 @@ class LinkLoop {
       const order = orderRound(candidates, {
         after,
         startAt: this.index,
+        spread: Math.random(),
         avoid: (c) =>
           this.sup.heldByOther(c, this) || (avoidRelay !== null && this.sup.relayBehindCandidate(c) === avoidRelay),
       });
