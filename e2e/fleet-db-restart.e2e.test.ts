@@ -82,6 +82,18 @@ describe('relay fleet: Postgres restarted under it (private cluster)', () => {
       'presence of fm-db rewritten by B',
     );
     console.log(`[figure] Postgres back -> leases and presence restored in ${(performance.now() - t0).toFixed(0)} ms`);
+    // The news listeners are back as soon as the leases are (not at the end of their back-off, up to 5 s
+    // later): news sent from now on reaches every relay.
+    await waitFor(
+      () =>
+        rel(0).proc.err.includes('fleet news listener reconnected') &&
+        rel(1).proc.err.includes('fleet news listener reconnected')
+          ? true
+          : null,
+      1_500,
+      'both news listeners to reconnect',
+    );
+    console.log(`[figure] Postgres back -> news listeners reconnected in ${(performance.now() - t0).toFixed(0)} ms`);
     const r = await waitFor(
       async () => {
         const out = await sshThroughA();

@@ -44,6 +44,8 @@ export class FleetBus {
   private stopped = false;
   private retryMs: number;
   private retryTimer: NodeJS.Timeout | null = null;
+  /** The reconnect attempt retryTimer will run (retryNow runs it at once). */
+  private pendingAttempt: (() => void) | null = null;
   private everConnected = false;
   private readonly log: Logger;
 
@@ -119,6 +121,17 @@ export class FleetBus {
     this.retryMs = this.o.minRetryMs ?? 250;
   }
 
+  /**
+   * The database answers again (the lease was just renewed): if the listener is waiting to retry, retry
+   * now rather than at the end of its back-off, so news sent from now on is not missed.
+   */
+  retryNow(): void {
+    if (this.stopped || !this.retryTimer || !this.pendingAttempt) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.pendingAttempt();
+  }
+
   private reconnect(client: pg.Client): void {
     if (this.stopped || this.client !== client) return;
     this.client = null;
@@ -126,15 +139,18 @@ export class FleetBus {
     client.end().catch(() => {});
     const attempt = (): void => {
       this.retryTimer = null;
+      this.pendingAttempt = null;
       if (this.stopped) return;
       this.connect().catch((err: unknown) => {
         this.log.debug({ err: (err as Error).message, retryMs: this.retryMs }, 'fleet news listener: retrying');
         this.retryMs = Math.min(this.o.maxRetryMs ?? 5_000, this.retryMs * 2);
         this.retryTimer = setTimeout(attempt, this.retryMs);
         this.retryTimer.unref();
+        this.pendingAttempt = attempt;
       });
     };
     this.retryTimer = setTimeout(attempt, this.retryMs);
     this.retryTimer.unref();
+    this.pendingAttempt = attempt;
   }
 }

@@ -290,6 +290,7 @@ export class Fleet implements FleetRoute {
       if (this.healthySince === null) {
         this.healthySince = performance.now();
         this.presenceDirty = true;
+        this.bus?.retryNow();
         this.log.info('fleet lease renewed again');
       }
       if (this.presenceDirty) {
