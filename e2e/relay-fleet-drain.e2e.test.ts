@@ -1,32 +1,31 @@
 /**
- * Issue 19 item 4 in the shape of the real world: several relays behind ONE address (haproxy 2.6 in TCP
- * mode, round robin, on loopback), on one Postgres database, sharing one TLS certificate; `mssh` logged in
- * to the balancer's address.
+ * Issue 19 item 4 in the shape of the real world: a fleet of relays behind ONE address (haproxy 2.6 in TCP
+ * mode, round robin, /readyz health check, on loopback), on one Postgres database, sharing one TLS
+ * certificate; `mssh` logged in to the balancer's address; one agent given every relay's URL.
  *
- *   mssh ──TCP──▶ haproxy :fe ──▶ relay 1 ──agent A──┐
- *                            └──▶ relay 2 ──agent B──┴──▶ fixture sshd   (A, B: ONE enrolled machine `box`)
+ *   mssh ──TCP──▶ haproxy :fe ──▶ relay 1 ─┐ peer links (fleet)
+ *                            ├──▶ relay 2 ─┼──── relay holding `box` ──agent──▶ fixture sshd
+ *                            └──▶ relay 3 ─┘
  *
- * Until the fleet core forwards sessions between relays, a relay serves only the sessions of agents linked
- * to it, so `box` runs one agent process per relay (one enrolment, its state copied: the relays share the
- * tables). The restarted relay is put back in rotation once its agent is back (haproxy's `state ready`),
- * which is the fleet core's job later.
- *
- * 1. Rolling restart of both relays, one by one (SIGTERM: drain, exit, start again), under a steady
- *    load (a new `mssh ssh`, `mssh proxy` under OpenSSH or `mssh ls` every 200 ms, i.e. 5/s where the
- *    machine keeps up, at most 12 at a time): zero failures.
- * 2. The guard: a plain round robin (no health check) over a DRAINING relay and a serving one. Every other
- *    new connection lands on the draining relay (shown with raw tunnel opens: 503 RLY_ERR_DRAINING), yet
- *    every command works, through its one retry on a new connection (counted from MSSH_DEBUG lines).
- *    With the retry taken out of relay-client/relay-client.ts, 3 of these 8 commands failed (RLY_ERR_DRAINING).
+ * 1. Rolling restart of the three relays, one by one (SIGTERM: drain, exit, start again, back in haproxy's
+ *    rotation by its own health check), under a steady load (a new `mssh ssh`, `mssh proxy` under OpenSSH
+ *    or `mssh ls` every 200 ms, i.e. 5/s, at most 16 at a time): zero failures, and every session started
+ *    has exactly one end in the audit trail.
+ * 2. The guard: a plain round robin (no health check) over a DRAINING relay (a fourth member) and a serving
+ *    one. Every other new connection lands on the draining relay (shown with raw tunnel opens: 503
+ *    RLY_ERR_DRAINING), yet every command works, through its one retry on a new connection (counted from
+ *    MSSH_DEBUG lines). With the retry taken out of relay-client/relay-client.ts, 3 of these 8 commands
+ *    failed (RLY_ERR_DRAINING).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
+import pg from 'pg';
 import { fixtures } from './fixtures/inject.js';
 import { freePort, waitFor, waitForPort } from './fixtures/net.js';
-import { createTestDatabase } from './fixtures/postgres.js';
+import { startFleet, type Fleet, type FleetRelay } from './fixtures/fleet.js';
 import {
   ADMIN_PASSWORD,
   BIN,
@@ -36,9 +35,7 @@ import {
   proxyCommandSshOpts,
   run,
   startAgent,
-  startRelay,
   stopAll,
-  type Relay,
   type RunResult,
   type User,
 } from './fixtures/stack.js';
@@ -49,19 +46,6 @@ afterAll(stopAll);
 
 const HAPROXY = '/usr/sbin/haproxy';
 const RETRY_LINE = /^debug: .*trying once more on a new connection( in \d+ ms)?$/gm;
-
-/** One agent process for `box` linked to `relay`, with the identity of the enrolled state in `enrolled`. */
-async function agentFor(relay: Relay, enrolled: string): Promise<Proc> {
-  const dir = mkdtempSync(join(fixtures().root, 'agent-copy-'));
-  cpSync(enrolled, dir, { recursive: true, filter: (src) => !src.endsWith('agent.lock') });
-  const state = JSON.parse(readFileSync(join(dir, 'agent.json'), 'utf8')) as Record<string, unknown>;
-  writeFileSync(join(dir, 'agent.json'), JSON.stringify({ ...state, relayUrl: relay.url, agentEndpoint: null }), {
-    mode: 0o600,
-  });
-  const p = run(BIN.agent, ['run', '--state-dir', dir, '--log-level', 'info']);
-  await p.waitOutput(/connected to relay/, 15_000, 'both');
-  return p;
-}
 
 /** A command on haproxy's admin socket; resolves with its answer. */
 function haproxyCommand(socket: string, cmd: string): Promise<string> {
@@ -86,42 +70,50 @@ function count(re: RegExp, text: string): number {
   return (text.match(re) ?? []).length;
 }
 
-describe('relays behind one haproxy address: upgrade without downtime', () => {
+describe('a relay fleet behind one haproxy address: upgrade without downtime', () => {
   let dir: string;
   let hapSock: string;
   let checkedUrl: string;
   let plainUrl: string;
-  let r1: Relay;
-  let r2: Relay;
-  let r3: Relay;
-  const agents = new Map<Relay, Proc>();
-  let enrolled: string;
+  let fleet: Fleet;
+  /** The three relays of the rolling restart. */
+  let serving: FleetRelay[];
+  /** The guard's draining relay (a fourth member). */
+  let r3: FleetRelay;
+  let agent: Proc;
   let checkedUser: User;
   let plainUser: User;
   let knownHosts: string;
+  let db: pg.Client;
 
   beforeAll(async () => {
     const f = fixtures();
     dir = mkdtempSync(join(f.root, 'fleet-'));
-    const databaseUrl = await createTestDatabase(f.runId);
     // Behind a TCP balancer on this host every client has haproxy's address: per-address limits off
-    // (README "Hardening and limits"). The drain: the defaults, explicitly (the fixture's env sets 0).
+    // (README "Hardening and limits"). The drain: the defaults, explicitly (the fixture's env sets 0);
+    // the guard's relay keeps its listeners open for the whole check.
     const common = ['--max-connections-per-address', '0', '--max-pending-per-address', '0'];
-    r1 = await startRelay('postgres', [...common, '--drain-delay', '2', '--drain-timeout', '20'], { databaseUrl });
-    // One certificate for the whole fleet: clients pin one fingerprint for the balancer's address.
-    const tls = ['--tls-cert', join(r1.dataDir, 'tls/cert.pem'), '--tls-key', join(r1.dataDir, 'tls/key.pem')];
-    r2 = await startRelay('postgres', [...common, ...tls, '--drain-delay', '2', '--drain-timeout', '20'], {
-      databaseUrl,
+    fleet = await startFleet(4, {
+      extraArgs: common,
+      perRelay: (i) =>
+        i < 3 ? ['--drain-delay', '2', '--drain-timeout', '20'] : ['--drain-delay', '120', '--drain-timeout', '120'],
     });
-    // The guard's draining relay: its listeners stay open for the whole check.
-    r3 = await startRelay('postgres', [...common, ...tls, '--drain-delay', '120', '--drain-timeout', '120'], {
-      databaseUrl,
-    });
-    expect(new Set([r1.fingerprint, r2.fingerprint, r3.fingerprint]).size).toBe(1);
+    serving = fleet.relays.slice(0, 3);
+    r3 = fleet.relays[3]!;
+    db = new pg.Client({ connectionString: fleet.databaseUrl });
+    await db.connect();
 
-    const box = await startAgent(r1, 'box', { start: false }); // enrolled once, on the shared tables
-    enrolled = box.stateDir;
-    for (const r of [r1, r2, r3]) agents.set(r, await agentFor(r, enrolled));
+    // ONE agent for `box`, given the three relays (it dials another at once when its relay drains).
+    const box = await startAgent(serving[0]!, 'box', { start: false });
+    agent = run(BIN.agent, [
+      'run',
+      '--state-dir',
+      box.stateDir,
+      '--log-level',
+      'info',
+      ...serving.flatMap((r) => ['--relay', r.url]),
+    ]);
+    await agent.waitOutput(/connected to relay/, 15_000, 'both');
 
     const checkedPort = await freePort();
     const plainPort = await freePort();
@@ -148,8 +140,7 @@ describe('relays behind one haproxy address: upgrade without downtime', () => {
         '  option httpchk GET /readyz',
         '  http-check expect status 200',
         '  default-server inter 500ms fall 1 rise 2 check check-ssl verify none',
-        `  server r1 127.0.0.1:${r1.port}`,
-        `  server r2 127.0.0.1:${r2.port}`,
+        ...serving.map((r, i) => `  server r${i} 127.0.0.1:${r.port}`),
         // The guard: no health check, strict alternation between a draining and a serving relay.
         'frontend fe_plain',
         `  bind 127.0.0.1:${plainPort}`,
@@ -157,7 +148,7 @@ describe('relays behind one haproxy address: upgrade without downtime', () => {
         'backend be_plain',
         '  balance roundrobin',
         `  server r3 127.0.0.1:${r3.port}`,
-        `  server r2 127.0.0.1:${r2.port}`,
+        `  server r2 127.0.0.1:${serving[2]!.port}`,
         '',
       ].join('\n'),
     );
@@ -165,19 +156,24 @@ describe('relays behind one haproxy address: upgrade without downtime', () => {
     await waitForPort(checkedPort, 10_000, () => !hap.running);
     await waitForPort(plainPort, 10_000, () => !hap.running);
     await waitFor(
-      async () => (await serverUp(hapSock, 'be_checked', 'r1')) && (await serverUp(hapSock, 'be_checked', 'r2')),
+      async () => {
+        for (let i = 0; i < 3; i++) if (!(await serverUp(hapSock, 'be_checked', `r${i}`))) return null;
+        return true;
+      },
       10_000,
-      'haproxy to see both relays ready',
+      'haproxy to see the three relays ready',
     );
     checkedUrl = `https://127.0.0.1:${checkedPort}`;
     plainUrl = `https://127.0.0.1:${plainPort}`;
-    checkedUser = await loginUser({ ...r1, url: checkedUrl });
-    plainUser = await loginUser({ ...r1, url: plainUrl });
+    checkedUser = await loginUser({ ...serving[0]!, url: checkedUrl });
+    plainUser = await loginUser({ ...serving[0]!, url: plainUrl });
     knownHosts = join(dir, 'openssh_known_hosts');
-  });
+  }, 120_000);
 
   afterAll(async () => {
-    for (const r of [r1, r2, r3]) await r?.proc.stop('SIGINT');
+    await db?.end();
+    await agent?.stop();
+    for (const r of fleet?.relays ?? []) await r.proc.stop('SIGINT');
   });
 
   /** One command through the balancer, as `user`, with MSSH_DEBUG=1 (to count the retries); ok: it did its job. */
@@ -207,7 +203,7 @@ describe('relays behind one haproxy address: upgrade without downtime', () => {
   }
 
   it(
-    'a rolling restart of both relays under steady load (a new command every 200 ms, at most 12 at a time) fails zero of them',
+    'a rolling restart of the three relays under steady load (a new command every 200 ms, at most 16 at a time) fails zero of them; every session has one end',
     { timeout: 300_000 },
     async () => {
       const failures: string[] = [];
@@ -216,12 +212,13 @@ describe('relays behind one haproxy address: upgrade without downtime', () => {
       let stop = false;
       const inflight = new Set<Promise<void>>();
       const kinds = ['ssh', 'ssh', 'ls', 'ssh', 'proxy'] as const;
+      const since = (await db.query<{ now: Date }>('SELECT now() AS now')).rows[0]!.now;
       const started = Date.now();
       const loadDone = (async () => {
-        // One new command every 200 ms (at most 12 at a time: the rate gives way on a busy machine), until told to stop: bounded in count and time.
+        // One new command every 200 ms (at most 16 at a time: the rate gives way on a busy machine), until told to stop: bounded in count and time.
         for (let i = 0; i < 2_000 && !stop && Date.now() - started < 240_000; i++) {
           const tick = Date.now();
-          if (inflight.size < 12) {
+          if (inflight.size < 16) {
             launched++;
             const kind = kinds[i % kinds.length]!;
             const p = oneCommand(checkedUser, kind, i).then(
@@ -242,11 +239,9 @@ describe('relays behind one haproxy address: upgrade without downtime', () => {
 
       await new Promise((res) => setTimeout(res, 4_000)); // steady load first
       const drains: string[] = [];
-      for (const [relay, name] of [
-        [r1, 'r1'],
-        [r2, 'r2'],
-      ] as const) {
-        const agent = agents.get(relay)!;
+      for (let i = 0; i < serving.length; i++) {
+        const relay = serving[i]!;
+        const name = `r${i}`;
         const t0 = Date.now();
         relay.proc.child.kill('SIGTERM');
         const code = await Promise.race([
@@ -255,17 +250,9 @@ describe('relays behind one haproxy address: upgrade without downtime', () => {
         ]);
         expect(code, `${name} exit`).toBe(0);
         const drainMs = Date.now() - t0;
-        // Back in rotation only once its agent is linked again (the fleet core's job later).
-        await haproxyCommand(hapSock, `set server be_checked/${name} state maint`);
-        const links = count(/connected to relay/g, agent.out + agent.err);
+        // Started again; haproxy's health check puts it back in rotation by itself.
         await relay.restart();
-        await waitFor(
-          () => count(/connected to relay/g, agent.out + agent.err) > links,
-          40_000,
-          `the agent back on ${name}`,
-          100,
-        );
-        await haproxyCommand(hapSock, `set server be_checked/${name} state ready`);
+        await relay.proc.waitOutput(/Fleet peer listener on/, 10_000, 'out');
         await waitFor(() => serverUp(hapSock, 'be_checked', name), 10_000, `${name} back in rotation`);
         drains.push(
           `${name} drained and exited in ${drainMs} ms, back in rotation ${Date.now() - t0} ms after SIGTERM`,
@@ -276,11 +263,30 @@ describe('relays behind one haproxy address: upgrade without downtime', () => {
       await loadDone;
       const secs = (Date.now() - started) / 1000;
       console.log(
-        `[figure] rolling restart: ${launched} commands in ${secs.toFixed(1)} s (${(launched / secs).toFixed(1)}/s), ` +
+        `[figure] rolling restart of 3 relays: ${launched} commands in ${secs.toFixed(1)} s (${(launched / secs).toFixed(1)}/s), ` +
           `${failures.length} failed, ${retries} retried once on a new connection; ${drains.join('; ')}`,
       );
       expect(failures).toEqual([]);
       expect(launched).toBeGreaterThan(50);
+      // The audit trail: every session of the run has exactly one end (nothing left open, nothing twice).
+      const open = await waitFor(
+        async () => {
+          const r = await db.query('SELECT id FROM sessions WHERE started_at >= $1 AND ended_at IS NULL', [since]);
+          return r.rows.length === 0 ? r.rows : null;
+        },
+        15_000,
+        'every session of the run to have its end',
+      );
+      expect(open).toEqual([]);
+      const sessions = await db.query<{ n: number }>('SELECT count(*)::int AS n FROM sessions WHERE started_at >= $1', [
+        since,
+      ]);
+      expect(sessions.rows[0]!.n).toBeGreaterThan(30);
+      const twice = await db.query(
+        "SELECT session_id FROM audit_events WHERE type = 'session.end' AND time >= $1 GROUP BY session_id HAVING count(*) > 1",
+        [since],
+      );
+      expect(twice.rows).toEqual([]);
     },
   );
 
@@ -292,7 +298,7 @@ describe('relays behind one haproxy address: upgrade without downtime', () => {
       await waitFor(() => /draining \(SIGTERM\)/.test(r3.proc.err), 10_000, 'r3 draining');
 
       // What the commands meet: fresh connections alternate between the draining relay and the serving one.
-      const balancer = { ...r2, url: plainUrl, port: Number(new URL(plainUrl).port) };
+      const balancer = { ...serving[2]!, url: plainUrl, port: Number(new URL(plainUrl).port) };
       const h2 = await relaySession(balancer);
       const token = await login(h2, 'admin', ADMIN_PASSWORD); // a draining relay still serves logins
       h2.close();

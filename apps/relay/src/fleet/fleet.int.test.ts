@@ -60,7 +60,12 @@ describe('fleet leases and presence (real Postgres)', () => {
       ?.state;
   }
 
-  async function startFleet(relayId: string, leaseMs: number, online: Record<string, string> = {}) {
+  async function startFleet(
+    relayId: string,
+    leaseMs: number,
+    online: Record<string, string> = {},
+    movedPresenceGraceMs?: number,
+  ) {
     const router = stubRouter();
     for (const name of Object.keys(online)) router.online.add(name);
     const lost: Array<{ relayId: string; presenceDropped: number }> = [];
@@ -75,6 +80,7 @@ describe('fleet leases and presence (real Postgres)', () => {
       router: { ...router, agentIdOf: (name: string) => online[name] ?? '' },
       logger: silentLogger(),
       leaseMs,
+      movedPresenceGraceMs,
       closeSessionsOf: async (id) => {
         closed.push(id);
         return 0;
@@ -175,5 +181,37 @@ describe('fleet leases and presence (real Postgres)', () => {
     await store.addPresence('fi-claimed', a, 'fi-claim');
     expect(await store.claimLost(0)).not.toContainEqual(expect.objectContaining({ relayId: 'fi-claimed' }));
     expect(await presenceOf('fi-claimed')).toEqual(['fi-claim']);
+  });
+
+  it('an agent this relay moved keeps its presence row for the grace (read as moving), then loses it; a stopped agent at once', async () => {
+    const [moved, stopped] = [await agent('fi-moved'), await agent('fi-stopped')];
+    const online = { 'fi-moved': moved, 'fi-stopped': stopped };
+    const { fleet } = await startFleet('fi-mover', 60_000, online, 600);
+    const waitRows = async (want: string[]) => {
+      const t0 = performance.now();
+      while (performance.now() - t0 < 3_000) {
+        if (JSON.stringify(await presenceOf('fi-mover')) === JSON.stringify(want)) return performance.now() - t0;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      throw new Error(
+        `presence of fi-mover never became ${want.join(',')}: ${(await presenceOf('fi-mover')).join(',')}`,
+      );
+    };
+    await waitRows(['fi-moved', 'fi-stopped']);
+    fleet.presence({ agentId: stopped, name: 'fi-stopped', up: false });
+    fleet.presence({ agentId: moved, name: 'fi-moved', up: false, moved: true });
+    await waitRows(['fi-moved']);
+    // Still there a little later (the grace is 600 ms), gone after it.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await presenceOf('fi-mover')).toEqual(['fi-moved']);
+    const gone = await waitRows([]);
+    expect(gone).toBeGreaterThan(100);
+    // Back here within the grace: the removal is cancelled.
+    fleet.presence({ agentId: moved, name: 'fi-moved', up: true });
+    await waitRows(['fi-moved']);
+    fleet.presence({ agentId: moved, name: 'fi-moved', up: false, moved: true });
+    fleet.presence({ agentId: moved, name: 'fi-moved', up: true });
+    await new Promise((r) => setTimeout(r, 900));
+    expect(await presenceOf('fi-mover')).toEqual(['fi-moved']);
   });
 });

@@ -25,9 +25,16 @@ import { PeerLinks } from './peer-client.js';
 import type { PeerIdentity } from './peer-identity.js';
 import { createPeerServer, type PeerServer } from './peer-server.js';
 import { FleetStore, type Holder, type RelayInfo } from './store.js';
-import type { TunnelRouter } from '../tunnel/types.js';
+import type { PresenceChange, TunnelRouter } from '../tunnel/types.js';
 
 export const DEFAULT_LEASE_MS = 3_000;
+
+/**
+ * How long the presence row of an agent this relay asked to move (a drain) stays after the move: while the
+ * agent dials another relay, entry relays see it held only by a draining relay, i.e. on its way, and wait
+ * for its new link (session/gate.ts) instead of answering "offline".
+ */
+export const MOVED_PRESENCE_GRACE_MS = 5_000;
 
 export interface FleetOptions {
   db: Db;
@@ -52,6 +59,8 @@ export interface FleetOptions {
   onLost?(e: { relayId: string; sessionsClosed: number; presenceDropped: number }): void;
   onPeerRefused?(e: { source: string; fingerprint: string | null; why: string }): void;
   leaseMs?: number;
+  /** How long a moved agent's presence row stays (default MOVED_PRESENCE_GRACE_MS). */
+  movedPresenceGraceMs?: number;
 }
 
 export interface FleetRoute {
@@ -73,7 +82,7 @@ export class Fleet implements FleetRoute {
   private readonly log: Logger;
   private readonly leaseMs: number;
   private bus: FleetBus | null = null;
-  private peers: PeerLinks | null = null;
+  private readonly peers: PeerLinks;
   private server: PeerServer | null = null;
   private timer: NodeJS.Timeout | null = null;
   private peerUrl = '';
@@ -81,6 +90,8 @@ export class Fleet implements FleetRoute {
   private healthySince: number | null = null;
   private presenceDirty = false;
   private readonly presenceChain = new Map<string, Promise<void>>();
+  /** Agents this relay moved, by id: the timer that removes their presence row after the grace. */
+  private readonly movedRemovals = new Map<string, NodeJS.Timeout>();
   private online: { at: number; names: Promise<Set<string>> } | null = null;
   private ticking = false;
   private stopped = false;
@@ -90,6 +101,9 @@ export class Fleet implements FleetRoute {
     this.leaseMs = o.leaseMs ?? DEFAULT_LEASE_MS;
     this.store = new FleetStore(o.db, this.leaseMs);
     this.log = o.logger.child({ component: 'relay.fleet' });
+    // Ready before start(): the public listener opens first, and a session arriving before this relay has
+    // joined is forwarded to the agent's holder like any other (a restarted relay back in rotation at once).
+    this.peers = new PeerLinks({ identity: o.identity, relayId: o.relayId, logger: o.logger });
   }
 
   get id(): string {
@@ -107,7 +121,6 @@ export class Fleet implements FleetRoute {
     });
     const bound = await this.server.listen(this.o.peerListen.host, this.o.peerListen.port);
     this.peerUrl = this.o.peerUrl ?? `https://${hostForUrl(this.o.peerListen.host)}:${bound.port}`;
-    this.peers = new PeerLinks({ identity: this.o.identity, relayId: this.o.relayId, logger: this.o.logger });
     await this.register();
     // Rows a previous run under this relay id left (it stopped within its lease, so no survivor dropped
     // them): make presence exactly this run's links now, not at the first heartbeat.
@@ -134,9 +147,27 @@ export class Fleet implements FleetRoute {
     return { peerUrl: this.peerUrl };
   }
 
-  /** An agent link became this relay's registered link for `name` (up) or stopped being it (down). */
-  presence(e: { agentId: string; name: string; up: boolean }): void {
+  /**
+   * An agent link became this relay's registered link for `name` (up) or stopped being it (down). A link
+   * this relay asked to move keeps its row for MOVED_PRESENCE_GRACE_MS (the relay is draining, so lookups
+   * read it as "moving") unless the agent's link comes back here first.
+   */
+  presence(e: PresenceChange): void {
     if (this.stopped) return;
+    const pending = this.movedRemovals.get(e.agentId);
+    if (pending) {
+      clearTimeout(pending);
+      this.movedRemovals.delete(e.agentId);
+    }
+    if (!e.up && e.moved) {
+      const t = setTimeout(() => {
+        this.movedRemovals.delete(e.agentId);
+        this.presence({ ...e, moved: false });
+      }, this.o.movedPresenceGraceMs ?? MOVED_PRESENCE_GRACE_MS);
+      t.unref();
+      this.movedRemovals.set(e.agentId, t);
+      return;
+    }
     this.online = null;
     const prev = this.presenceChain.get(e.agentId) ?? Promise.resolve();
     const next = prev
@@ -169,7 +200,6 @@ export class Fleet implements FleetRoute {
   ): Promise<{ stream: ClientHttp2Stream; relayId: string }> {
     let last: RelayError = relayError('RLY_ERR_AGENT_OFFLINE', `${host} is enrolled but its agent is not connected`);
     for (const h of holders) {
-      if (!this.peers) break;
       try {
         const stream = await this.peers.open(h, { ...meta, host });
         return { stream, relayId: h.relayId };
@@ -230,6 +260,8 @@ export class Fleet implements FleetRoute {
     if (this.stopped) return;
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
+    for (const t of this.movedRemovals.values()) clearTimeout(t);
+    this.movedRemovals.clear(); // leave() below drops every presence row of this relay
     await Promise.allSettled([...this.presenceChain.values()]);
     await this.store
       .leave(this.o.relayId)
@@ -239,7 +271,7 @@ export class Fleet implements FleetRoute {
 
   /** After the agent links closed: end the peer links (forwarded sessions in both directions). */
   async closeLinks(): Promise<void> {
-    this.peers?.close();
+    this.peers.close();
     await this.server?.close(true);
   }
 

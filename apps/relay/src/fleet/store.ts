@@ -29,6 +29,8 @@ export interface Holder {
   relayId: string;
   peerUrl: string;
   peerFingerprint: string;
+  /** The relay is draining: it asked its agents to move, so its row means "on the way to another relay". */
+  draining: boolean;
 }
 
 export interface RegisterRelay {
@@ -126,15 +128,20 @@ export class FleetStore {
    * one whose lease has not run out yet).
    */
   async holders(agentName: string, exceptRelayId: string): Promise<Holder[]> {
-    const rows = rowsOf<{ relay_id: string; peer_url: string; peer_fingerprint: string }>(
-      await this.db.execute(sql`SELECT p.relay_id, r.peer_url, r.peer_fingerprint
+    const rows = rowsOf<{ relay_id: string; peer_url: string; peer_fingerprint: string; state: string }>(
+      await this.db.execute(sql`SELECT p.relay_id, r.peer_url, r.peer_fingerprint, r.state
         FROM agent_presence p JOIN relays r ON r.id = p.relay_id
         WHERE p.agent_name = ${agentName} AND r.id <> ${exceptRelayId} AND r.state IN ('serving', 'draining')
           AND r.lease_until > now() AND r.peer_url IS NOT NULL AND r.peer_fingerprint IS NOT NULL
         ORDER BY (r.state = 'serving') DESC, p.since DESC
         LIMIT 8`),
     );
-    return rows.map((r) => ({ relayId: r.relay_id, peerUrl: r.peer_url, peerFingerprint: r.peer_fingerprint }));
+    return rows.map((r) => ({
+      relayId: r.relay_id,
+      peerUrl: r.peer_url,
+      peerFingerprint: r.peer_fingerprint,
+      draining: r.state === 'draining',
+    }));
   }
 
   /** The member (live lease) presenting this peer certificate, or null: a non-member's link is refused. */

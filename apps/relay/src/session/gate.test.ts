@@ -29,7 +29,33 @@ interface World {
   lookups: number;
 }
 
-function gateOver(w: World) {
+/** A fleet stand-in: `holders` is what the presence rows say now; a draining holder no longer has the link. */
+interface FleetWorld {
+  holders: Array<{ relayId: string; draining: boolean }>;
+  openedVia: string[];
+  lookups: number;
+}
+
+function fleetOver(f: FleetWorld) {
+  const stream = () =>
+    ({ close: () => {}, closed: false, destroyed: false, once: () => {} }) as unknown as ClientHttp2Stream;
+  return {
+    holders: async () => {
+      f.lookups++;
+      return f.holders.map((h) => ({ ...h, peerUrl: 'https://127.0.0.1:1', peerFingerprint: 'x' }));
+    },
+    open: async (_host: string, holders: Array<{ relayId: string; draining: boolean }>) => {
+      for (const h of holders) {
+        if (h.draining) continue; // it moved the agent away: RLY_ERR_AGENT_OFFLINE, try the next
+        f.openedVia.push(h.relayId);
+        return { stream: stream(), relayId: h.relayId };
+      }
+      throw relayError('RLY_ERR_AGENT_OFFLINE');
+    },
+  };
+}
+
+function gateOver(w: World, fleet?: FleetWorld, moveWaitMs?: number) {
   const stream = () => ({ close: (code: number) => w.closedStreams.push(code) }) as unknown as ClientHttp2Stream;
   return createSessionGate({
     router: {
@@ -70,6 +96,8 @@ function gateOver(w: World) {
     audit: { sessionDenied: (e) => w.denied.push(e) },
     logger: pino({ level: 'silent' }),
     draining: () => w.draining,
+    fleet: fleet ? fleetOver(fleet) : undefined,
+    moveWaitMs,
   });
 }
 
@@ -203,5 +231,54 @@ describe('session gate', () => {
     expect(w.ends).toEqual([expect.objectContaining({ reason: 'client_closed' })]);
     expect(() => b.splice(new PassThrough())).toThrow(/already spliced or cancelled/);
     expect(w.spliced).toBe(1);
+  });
+
+  describe('an agent a draining relay asked to move (fleet)', () => {
+    const fleetWorld = (): FleetWorld => ({ holders: [{ relayId: 'old', draining: true }], openedVia: [], lookups: 0 });
+
+    it('is waited for: once a serving relay holds it, the session goes there', async () => {
+      const w = world();
+      const f = fleetWorld();
+      const g = gateOver(w, f, 3_000);
+      const t0 = performance.now();
+      setTimeout(() => f.holders.unshift({ relayId: 'new', draining: false }), 300);
+      const s = await g.admit(req('desktop', 'https'));
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(250);
+      expect(s.host).toBe('desktop');
+      expect(f.openedVia).toEqual(['new']);
+      expect(f.lookups).toBeGreaterThan(1);
+      expect(w.denied).toEqual([]);
+      s.cancel('client_closed');
+    });
+
+    it('is waited for: when its new link is to this relay, the session is opened here', async () => {
+      const w = world();
+      const f = fleetWorld();
+      const g = gateOver(w, f, 3_000);
+      setTimeout(() => w.online.add('desktop'), 200);
+      const s = await g.admit(req('desktop', 'https'));
+      expect(w.opened).toEqual(['desktop']);
+      expect(f.openedVia).toEqual([]);
+      s.cancel('client_closed');
+    });
+
+    it('not back within the wait: RLY_ERR_AGENT_OFFLINE, audited host_offline once', async () => {
+      const w = world();
+      const f = fleetWorld();
+      const g = gateOver(w, f, 300);
+      const t0 = performance.now();
+      expect((await refusal(g.admit(req('desktop', 'https')))).code).toBe('RLY_ERR_AGENT_OFFLINE');
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(250);
+      expect(w.denied).toEqual([expect.objectContaining({ reason: 'host_offline', code: 'RLY_ERR_AGENT_OFFLINE' })]);
+    });
+
+    it('a serving holder is used at once, without waiting', async () => {
+      const w = world();
+      const f: FleetWorld = { holders: [{ relayId: 'b', draining: false }], openedVia: [], lookups: 0 };
+      const s = await gateOver(w, f, 3_000).admit(req('desktop', 'https'));
+      expect(f.openedVia).toEqual(['b']);
+      expect(f.lookups).toBe(1);
+      s.cancel('client_closed');
+    });
   });
 });

@@ -9,6 +9,7 @@
  *     0 relay draining?      yes -> session.denied draining      RLY_ERR_DRAINING       (issue 19: connect again)
  *     1 grant?               no  -> session.denied no_grant      RLY_ERR_NO_GRANT
  *     2 agent online here?   no  -> held by a fleet peer? (fleet/fleet.ts) yes -> forwarded (4')
+ *                                   held only by draining peers (moving)? wait up to 3 s for its new link
  *                                   session.denied unknown_host  RLY_ERR_UNKNOWN_HOST   (not enrolled)
  *                                   session.denied host_offline  RLY_ERR_AGENT_OFFLINE  (enrolled)
  *     3 session caps?        no  -> session.denied cap           RLY_ERR_{USER,AGENT,RELAY}_SESSION_LIMIT
@@ -113,7 +114,15 @@ export interface SessionGateOptions {
    * RLY_ERR_DRAINING before anything is looked up, whatever the door; running sessions are not affected.
    */
   draining?: () => boolean;
+  /**
+   * The longest a new session waits for an agent that a draining relay asked to move (default
+   * DEFAULT_MOVE_WAIT_MS): its new link is usually up within a few hundred milliseconds.
+   */
+  moveWaitMs?: number;
 }
+
+export const DEFAULT_MOVE_WAIT_MS = 3_000;
+const MOVE_POLL_MS = 100;
 
 /** The cap refusals of tunnel/session-caps.ts: audited as session.denied, reason cap. */
 const CAP_CODES = new Set<string>([
@@ -161,7 +170,12 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
       let holders: Awaited<ReturnType<FleetRoute['holders']>> = [];
       if (!router.isOnline(host)) {
         if (opts.fleet) holders = await opts.fleet.holders(host);
-        if (holders.length === 0) {
+        // Held only by draining relays: they asked the agent to move (a rolling restart), so it is on its
+        // way to another relay. Wait for its new link, briefly, rather than answer "offline".
+        if (opts.fleet && holders.length > 0 && holders.every((h) => h.draining))
+          holders = await waitForMovedAgent(opts.fleet, host, holders);
+        if (router.isOnline(host)) holders = [];
+        else if (holders.length === 0) {
           if (!(await opts.hosts.exists(host)))
             throw deny('unknown_host', relayError('RLY_ERR_UNKNOWN_HOST', `no machine named ${host} is enrolled`));
           throw deny(
@@ -219,6 +233,31 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
       return admitted({ sessionId, host, principal, door, source, agentStream, record });
     },
   };
+
+  /**
+   * Poll (every MOVE_POLL_MS, for at most opts.moveWaitMs) until the agent is linked here or held by a
+   * serving relay; then (or at the deadline) the holders to try, the draining ones included as a last resort.
+   */
+  async function waitForMovedAgent(
+    fleet: FleetRoute,
+    host: string,
+    holders: Awaited<ReturnType<FleetRoute['holders']>>,
+  ): Promise<Awaited<ReturnType<FleetRoute['holders']>>> {
+    const t0 = performance.now();
+    const deadline = t0 + (opts.moveWaitMs ?? DEFAULT_MOVE_WAIT_MS);
+    let current = holders;
+    while (performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, MOVE_POLL_MS));
+      if (router.isOnline(host)) break;
+      current = await fleet.holders(host);
+      if (current.length === 0 || current.some((h) => !h.draining)) break;
+    }
+    log.debug(
+      { host, waitedMs: Math.round(performance.now() - t0), online: router.isOnline(host), holders: current.length },
+      'waited for a moving agent',
+    );
+    return current;
+  }
 
   /** 4'. Through the holding relay's peer link, then the committed start naming it. */
   async function admitForwarded(

@@ -123,6 +123,11 @@ export class AgentLink {
     return this.state === 'closed';
   }
 
+  /** This relay asked the agent to move (drain): it is expected back on another relay shortly. */
+  get wasMoved(): boolean {
+    return this.moved;
+  }
+
   get name(): string | null {
     return this.agent?.name ?? null;
   }

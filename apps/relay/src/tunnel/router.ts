@@ -17,6 +17,7 @@ import { resetStream, tunnelEndCode } from '@mssh/protocol';
 import { noteBytesMoved, splice } from '@mssh/protocol/transport';
 import type {
   AgentDirectory,
+  PresenceChange,
   SessionEndReason,
   SessionMeta,
   SpliceMeta,
@@ -51,7 +52,7 @@ export interface TunnelRouterOptions {
    * Told when a link becomes the registered (session-taking) link of its agent (up) and when the agent has
    * none any more (down): the fleet's presence rows (fleet/fleet.ts). Must not throw.
    */
-  onPresence?: (e: { agentId: string; name: string; up: boolean }) => void;
+  onPresence?: (e: PresenceChange) => void;
   /**
    * This relay's stable id (loadOrCreateRelayId), sent to agents in their welcome: an agent holding
    * links to several relays of a fleet tells them apart by it. Absent: the welcome carries none.
@@ -150,7 +151,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
     const agent = link.agent;
     if (!agent || !opts.onPresence) return;
     try {
-      opts.onPresence({ agentId: agent.id, name: agent.name, up });
+      opts.onPresence({ agentId: agent.id, name: agent.name, up, moved: !up && link.wasMoved });
     } catch (err) {
       logger.error({ err }, 'presence observer failed');
     }

@@ -218,3 +218,14 @@ export interface TunnelRouter {
   /** Close every link (and with them every session), e.g. at shutdown. */
   close(): Promise<void>;
 }
+
+/**
+ * An agent link became this relay's registered link for `name` (up) or stopped being it (down). `moved`:
+ * down because this relay asked the agent to move (a drain), so it is expected on another relay shortly.
+ */
+export interface PresenceChange {
+  agentId: string;
+  name: string;
+  up: boolean;
+  moved?: boolean;
+}
