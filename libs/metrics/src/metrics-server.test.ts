@@ -26,6 +26,9 @@ describe('startMetricsServer', () => {
     expect(ok.body).toContain('test_things_total 3');
     expect(ok.body).toContain('process_cpu_user_seconds_total');
     expect(ok.body).toContain('nodejs_eventloop_lag_seconds');
+    // promtool's lint refuses prom-client's three *_total gauges; their by-type gauges stay.
+    expect(ok.body).not.toContain('nodejs_active_handles_total');
+    expect(ok.body).toContain('nodejs_active_handles');
     expect((await get(s.port, '/metrics?x=1')).status).toBe(200);
     expect((await get(s.port, '/')).status).toBe(404);
     expect((await get(s.port, '/metrics/extra')).status).toBe(404);
