@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
 import { freePort, waitFor } from './fixtures/net.js';
 import { promtoolCheckMetrics, promtoolCheckRules } from './fixtures/promtool.js';
+import { startPrivatePostgres, type PrivatePostgres } from './fixtures/private-postgres.js';
 import {
   BIN,
   exec,
@@ -80,7 +81,8 @@ describe('metrics endpoints of relay and agent', () => {
   beforeAll(async () => {
     relayPort = await freePort();
     agentPort = await freePort();
-    relay = await startRelay('postgres', ['--metrics-listen', `127.0.0.1:${relayPort}`]);
+    // --login-attempts 2: the last test reaches the failed-login block in a few attempts.
+    relay = await startRelay('postgres', ['--metrics-listen', `127.0.0.1:${relayPort}`, '--login-attempts', '2']);
     agent = await startAgent(relay, 'metrics-box', { args: ['--metrics-listen', `127.0.0.1:${agentPort}`] });
     user = await loginUser(relay);
   });
@@ -281,5 +283,95 @@ describe('metrics endpoints of relay and agent', () => {
       `agent after the relay restart: reconnects{lost} ${after.value('mssh_agent_reconnects_total{cause="lost"}')}, ` +
         `link_ups ${after.value('mssh_agent_link_ups_total')}, link_ends{closed} ${after.value('mssh_agent_link_ends_total{outcome="closed"}')}`,
     );
+  });
+
+  it('failed logins past --login-attempts are blocked RLY_ERR_RATE_LIMITED, and counted', async () => {
+    const before = await scrape(relayPort);
+    const h2 = await relaySession(relay);
+    let blocked: Error | null = null;
+    try {
+      for (let i = 0; i < 10 && !blocked; i++) {
+        const err = await login(h2, 'admin', `wrong-${i}`).then(
+          () => new Error('a wrong password logged in'),
+          (e: Error) => e,
+        );
+        if (/429/.test(err.message)) blocked = err;
+        else expect(err.message).toMatch(/401.*AUTH_ERR_BAD_CREDENTIALS/);
+      }
+    } finally {
+      h2.close();
+    }
+    expect(blocked?.message).toMatch(/429.*RLY_ERR_RATE_LIMITED/);
+    const after = await scrape(relayPort);
+    expect(after.value('mssh_relay_rate_limited_total{code="RLY_ERR_RATE_LIMITED"}')).toBe(
+      before.value('mssh_relay_rate_limited_total{code="RLY_ERR_RATE_LIMITED"}') + 1,
+    );
+    expect(after.value('mssh_relay_logins_total{result="failed"}')).toBeGreaterThanOrEqual(
+      before.value('mssh_relay_logins_total{result="failed"}') + 2,
+    );
+  });
+});
+
+describe('metrics while the database is down (private Postgres cluster)', () => {
+  let pg: PrivatePostgres;
+  let relay: Relay;
+  let port: number;
+
+  beforeAll(async () => {
+    pg = await startPrivatePostgres();
+    port = await freePort();
+    relay = await startRelay('postgres', ['--metrics-listen', `127.0.0.1:${port}`], { databaseUrl: pg.url });
+    await startAgent(relay, 'outage-box');
+  }, 120_000);
+  afterAll(async () => {
+    await stopAll();
+    pg?.remove();
+  });
+
+  it('audit commit failures and the queue move while it is down, and drain when it is back; the pool is seen', async () => {
+    const h2 = await relaySession(relay);
+    try {
+      const token = await login(h2, 'admin', 'admin-password-for-tests');
+      const before = await scrapeUntil(
+        port,
+        (s) => s.value('mssh_relay_agent_links{state="online"}') === 1 && s.value('mssh_relay_audit_queue_depth') === 0,
+        'agent online, audit written',
+      );
+      expect(before.value('mssh_relay_audit_commit_failures_total')).toBe(0);
+      expect(before.value('mssh_relay_db_pool_in_use')).toBeGreaterThanOrEqual(0);
+      expect(before.value('mssh_relay_db_pool_waiting')).toBe(0);
+
+      // A session that ends during the outage: its session.end must be written, so it stays queued and
+      // the writer retries it (each retry a failed commit) until the database is back.
+      const running = await openTunnel(h2, token, 'outage-box');
+      await scrapeUntil(port, (s) => s.value('mssh_relay_sessions_active') === 1, 'the session running');
+      pg.stop();
+      running.destroy();
+      await scrapeUntil(port, (s) => s.value('mssh_relay_sessions_active') === 0, 'the session ended');
+      // Fail closed (here already at the token check, which reads the database, before the session gate).
+      await expect(openTunnel(h2, token, 'outage-box')).rejects.toMatchObject({
+        status: 503,
+        body: { code: 'RLY_ERR_DATABASE_UNAVAILABLE' },
+      });
+      const during = await scrapeUntil(
+        port,
+        (s) => s.value('mssh_relay_audit_commit_failures_total') > 0 && s.value('mssh_relay_audit_queue_depth') > 0,
+        'audit failures and a queue',
+      );
+      expect(during.value('mssh_relay_audit_commit_seconds_count{result="error"}')).toBeGreaterThan(0);
+      console.log(
+        `during the outage: audit failures ${during.value('mssh_relay_audit_commit_failures_total')}, ` +
+          `queue ${during.value('mssh_relay_audit_queue_depth')}`,
+      );
+
+      pg.start();
+      // Once the database answers, the queue drains (the retry back-off is at most 5 s).
+      const back = await scrapeUntil(port, (s) => s.value('mssh_relay_audit_queue_depth') === 0, 'the queue drained');
+      expect(back.value('mssh_relay_audit_commit_seconds_count{result="ok"}')).toBeGreaterThan(
+        during.value('mssh_relay_audit_commit_seconds_count{result="ok"}'),
+      );
+    } finally {
+      h2.close();
+    }
   });
 });
