@@ -7,10 +7,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
 import { freePort, waitFor } from './fixtures/net.js';
-import { promtoolCheckMetrics, promtoolCheckRules } from './fixtures/promtool.js';
+import { promtoolCheckMetrics, promtoolCheckRules, promtoolTestRules } from './fixtures/promtool.js';
 import { startPrivatePostgres, type PrivatePostgres } from './fixtures/private-postgres.js';
 import {
   BIN,
@@ -70,6 +70,54 @@ async function scrapeUntil(port: number, pred: (s: Scrape) => boolean, what: str
 }
 
 const BYTES = 200_000;
+
+/** `promtool test rules` for the alert rules of docs/operations.md (written beside them as mssh-rules.yml). */
+const RULE_TESTS = `rule_files: [mssh-rules.yml]
+evaluation_interval: 15s
+tests:
+  - interval: 15s
+    input_series:
+      - series: 'up{job="mssh-relay",instance="r1:9464"}'
+        values: '0x20'
+      - series: 'up{job="mssh-relay",instance="r2:9464"}'
+        values: '1x20'
+      - series: 'mssh_agent_reconnects_total{cause="lost",instance="a1:9465"}'
+        values: '0+1x80'
+      - series: 'mssh_agent_reconnects_total{cause="moved",instance="a2:9465"}'
+        values: '0+1x80'
+      - series: 'mssh_agent_reconnects_total{cause="lost",instance="a3:9465"}'
+        values: '0 0 1x78'
+      - series: 'mssh_relay_audit_commit_failures_total{instance="r1:9464"}'
+        values: '0+1x40'
+      - series: 'mssh_relay_audit_commit_failures_total{instance="r2:9464"}'
+        values: '0x40'
+    alert_rule_test:
+      - eval_time: 30s
+        alertname: MsshRelayDown
+      - eval_time: 2m
+        alertname: MsshRelayDown
+        exp_alerts:
+          - exp_labels: { severity: critical, job: mssh-relay, instance: 'r1:9464' }
+            exp_annotations:
+              summary: 'mssh relay r1:9464 is down'
+              description: "Prometheus cannot scrape the relay's metrics for 1 minute: the relay process is down or unreachable."
+      - eval_time: 10m
+        alertname: MsshAgentFlapping
+        exp_alerts:
+          - exp_labels: { severity: warning, cause: lost, instance: 'a1:9465' }
+            exp_annotations:
+              summary: 'mssh agent a1:9465 lost its relay link more than 3 times in 15 minutes'
+              description: 'Its network or the relay drops the link; sessions to this machine break. Check the agent log (disconnected from relay HOST:PORT: REASON).'
+      - eval_time: 1m
+        alertname: MsshAuditFailing
+      - eval_time: 5m
+        alertname: MsshAuditFailing
+        exp_alerts:
+          - exp_labels: { severity: critical, instance: 'r1:9464' }
+            exp_annotations:
+              summary: 'mssh relay r1:9464 cannot write its audit trail'
+              description: 'Audit commits have failed for 2 minutes; writes queue up (mssh_relay_audit_queue_depth) and new sessions are refused RLY_ERR_DATABASE_UNAVAILABLE until the database answers.'
+`;
 
 describe('metrics endpoints of relay and agent', () => {
   let relay: Relay;
@@ -220,6 +268,12 @@ describe('metrics endpoints of relay and agent', () => {
     const rules = await promtoolCheckRules(file);
     expect(rules.output).toMatch(/SUCCESS: 3 rules found/);
     expect(rules.code).toBe(0);
+    // And they fire when they should, and only then (made-up series, 15 s apart).
+    const tests = join(dirname(file), 'mssh-rules.test.yml');
+    writeFileSync(tests, RULE_TESTS);
+    const tested = await promtoolTestRules(tests);
+    expect(tested.output).toMatch(/SUCCESS/);
+    expect(tested.code).toBe(0);
   });
 
   it('a metrics port already taken stops the start: RLY_CLI_ERR_LISTEN (relay), AGT_ERR_METRICS_LISTEN (agent)', async () => {
