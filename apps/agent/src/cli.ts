@@ -60,6 +60,10 @@ export function buildProgram(h: AgentHandlers): Command {
       (url: string, previous: string[] | undefined) => [...(previous ?? []), url],
     )
     .option('--links <k>', 'hold links to K different relays at once, 1 to 8 (env MSSH_LINKS; default 1)')
+    .option(
+      '--metrics-listen <host:port>',
+      'serve Prometheus metrics (GET /metrics, plain HTTP) on this address (env MSSH_METRICS_LISTEN; default off; see docs/operations.md)',
+    )
     .action((flags: RunFlags) => h.run(flags));
   const authorize = program
     .command('authorize')

@@ -23,6 +23,7 @@ describe('agent config', () => {
       logLevel: 'debug',
       relays: [],
       links: 1,
+      metricsListen: null,
     });
     expect(parseRunConfig({ allowForwarding: true }, { MSSH_AGENT_TARGET: 'embedded' })).toMatchObject({
       target: { kind: 'embedded' },
@@ -101,6 +102,33 @@ describe('agent config', () => {
     );
     // Every problem at once.
     expect(problems({ relay: ['http://a', 'https://b.example/x'], links: '0', logLevel: 'loud' })).toHaveLength(4);
+  });
+
+  it('--metrics-listen (else MSSH_METRICS_LISTEN): off by default, HOST:PORT, port 0 for any; refused with AGT_ERR_CONFIG', () => {
+    expect(parseRunConfig({}, {}).metricsListen).toBeNull();
+    expect(parseRunConfig({ metricsListen: '127.0.0.1:9465' }, {}).metricsListen).toEqual({
+      host: '127.0.0.1',
+      port: 9465,
+    });
+    expect(parseRunConfig({}, { MSSH_METRICS_LISTEN: '[::1]:0' }).metricsListen).toEqual({ host: '::1', port: 0 });
+    expect(
+      parseRunConfig({ metricsListen: '127.0.0.1:0' }, { MSSH_METRICS_LISTEN: '127.0.0.1:1' }).metricsListen,
+    ).toEqual({ host: '127.0.0.1', port: 0 });
+    for (const [flags, env, from] of [
+      [{ metricsListen: '127.0.0.1' }, {}, '--metrics-listen'],
+      [{ metricsListen: '127.0.0.1:70000' }, {}, '--metrics-listen'],
+      [{}, { MSSH_METRICS_LISTEN: 'nope:x' }, 'MSSH_METRICS_LISTEN'],
+    ] as const) {
+      let err: unknown;
+      try {
+        parseRunConfig(flags, env);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(AgentError);
+      expect((err as AgentError).code).toBe('AGT_ERR_CONFIG');
+      expect((err as AgentError).message).toMatch(new RegExp(`^${from} must be HOST:PORT`));
+    }
   });
 
   it('parses and formats the target choice as it is stored in agent.json', () => {

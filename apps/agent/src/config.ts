@@ -9,6 +9,7 @@
  *           at enrolment)  --allow-forwarding (embedded server only)  --log-level L (MSSH_LOG_LEVEL, default info)
  *           --relay URL, repeatable (MSSH_RELAYS=URL,URL,...: more relays of the same fleet)
  *           --links K (MSSH_LINKS, 1..8, default 1: links held at once, each to a different relay)
+ *           --metrics-listen HOST:PORT (MSSH_METRICS_LISTEN, default off: the Prometheus endpoint)
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
@@ -168,6 +169,24 @@ const linksSchema = z.object({ from: z.string(), value: z.string() }).transform(
   return n;
 });
 
+/** --metrics-listen: HOST:PORT (port 0: any free one), or null (off). */
+const metricsListenSchema = z
+  .object({ from: z.string(), value: z.string().nullable() })
+  .transform((r: Sourced<string | null>, ctx): HostPort | null => {
+    if (r.value === null || r.value.trim() === '') return null;
+    const s = r.value.trim();
+    const zero = /^(.*):0$/.exec(s);
+    const hp = zero ? parseHostPort(`${zero[1]}:1`) : parseHostPort(s);
+    if (!hp) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `${r.from} must be HOST:PORT (e.g. 127.0.0.1:9465, [::1]:9465), not "${r.value}"`,
+      });
+      return z.NEVER;
+    }
+    return zero ? { host: hp.host, port: 0 } : hp;
+  });
+
 export const RunConfig = z.object({
   stateDir: stateDirSchema,
   target: targetSchema.nullable(),
@@ -176,6 +195,8 @@ export const RunConfig = z.object({
   /** Relays of the same fleet besides the enrolled one, in the order given. */
   relays: relaysSchema,
   links: linksSchema,
+  /** The Prometheus endpoint, or null: off. */
+  metricsListen: metricsListenSchema,
 });
 export type RunConfig = z.infer<typeof RunConfig>;
 
@@ -196,6 +217,7 @@ export interface RunFlags {
   /** --relay, repeatable. */
   relay?: string[];
   links?: string;
+  metricsListen?: string;
 }
 
 export interface AuthorizeFlags {
@@ -234,6 +256,10 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process
       flags.links !== undefined
         ? { from: '--links', value: flags.links }
         : { from: 'MSSH_LINKS', value: env.MSSH_LINKS ?? '1' },
+    metricsListen:
+      flags.metricsListen !== undefined
+        ? { from: '--metrics-listen', value: flags.metricsListen }
+        : { from: 'MSSH_METRICS_LISTEN', value: env.MSSH_METRICS_LISTEN ?? null },
   });
 }
 

@@ -17,6 +17,7 @@ export const AGENT_ERRORS = {
   AGT_ERR_RELAY_BAD_ANSWER: 'the relay answered something unexpected',
   AGT_ERR_ENROLL_REFUSED: 'the relay refused the enrolment',
   AGT_ERR_STATE_DIR_LOCKED: 'another mssh-agent is already running on this state directory',
+  AGT_ERR_METRICS_LISTEN: 'the metrics endpoint cannot listen on the address',
 } as const;
 
 export type AgentErrorCode = keyof typeof AGENT_ERRORS;

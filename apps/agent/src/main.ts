@@ -6,10 +6,10 @@
  *   mssh-agent enroll --relay https://HOST:PORT --token T --name NAME [--relay-fingerprint SHA256:...]
  *                     [--state-dir DIR] [--target auto|embedded|HOST:PORT]
  *   mssh-agent run [--state-dir DIR] [--target auto|embedded|HOST:PORT] [--allow-forwarding] [--log-level L]
- *                  [--relay URL]... [--links K]
+ *                  [--relay URL]... [--links K] [--metrics-listen HOST:PORT]
  *   mssh-agent authorize add KEYFILE | list | remove FINGERPRINT_OR_COMMENT [--state-dir DIR]
  */
-import { CliError, EXIT, commanderExitCode, reportError } from '@mssh/cli-kit';
+import { CliError, EXIT, commanderExitCode, listenErrorReason, reportError } from '@mssh/cli-kit';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
 import { installBufferReclaim } from '@mssh/protocol/transport';
 import {
@@ -36,6 +36,8 @@ import { describeResolution, openTarget, resolveTargetChoice } from './target/ch
 import { HostKeyRescanner } from './target/host-key-rescan.js';
 import { SshdError } from './embedded-sshd/index.js';
 import { authorizeAdd, authorizeList, authorizeRemove } from './embedded-sshd/authorize-commands.js';
+import { createProcessRegistry, startMetricsServer, type MetricsServer } from '@mssh/metrics';
+import { createAgentMetrics } from './metrics/agent-metrics.js';
 
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -119,6 +121,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
   if (opened.sshd) storeHostKeysIfChanged(cfg.stateDir, state.hostKeys, opened.sshd.hostPublicKeys(), logger);
   // Rescans the relay asks for (a client saw a key it does not attest) scan the target at most every 10 s.
   const rescanner = new HostKeyRescanner(() => target.hostKeys());
+  const metrics = cfg.metricsListen ? createAgentMetrics(createProcessRegistry()) : null;
   const supervisor = new AgentSupervisor({
     relays,
     links: cfg.links,
@@ -128,7 +131,34 @@ async function runCommand(flags: RunFlags): Promise<void> {
     target,
     logger: logger.child({ component: 'agent.link' }),
     rescanHostKeys: () => rescanner.keys(),
+    sessionMetrics: metrics?.sessions,
+    onOutcome: metrics ? (o) => metrics.outcome(o) : undefined,
+    onLinkUp: metrics ? (e) => metrics.linkUp(e) : undefined,
   });
+  let metricsServer: MetricsServer | null = null;
+  if (metrics && cfg.metricsListen) {
+    metrics.readFrom(() => supervisor.status());
+    const at = formatHostPort(cfg.metricsListen);
+    try {
+      metricsServer = await startMetricsServer({
+        ...cfg.metricsListen,
+        registry: metrics.registry,
+        onScrapeError: (err) => logger.error({ err }, 'collecting the metrics failed'),
+      });
+    } catch (e) {
+      await opened.close().catch(() => undefined);
+      throw new AgentError(
+        'AGT_ERR_METRICS_LISTEN',
+        `cannot listen for metrics on ${at}: ${listenErrorReason(e)}\n` +
+          'Pick another address with --metrics-listen HOST:PORT (or MSSH_METRICS_LISTEN), or stop the program using it.',
+        { cause: e },
+      );
+    }
+    logger.info(
+      { metrics: `http://${formatHostPort({ host: cfg.metricsListen.host, port: metricsServer.port })}/metrics` },
+      `metrics on http://${formatHostPort({ host: cfg.metricsListen.host, port: metricsServer.port })}/metrics`,
+    );
+  }
   let signalled = false;
   const onSignal = (sig: NodeJS.Signals): void => {
     if (signalled) {
@@ -162,6 +192,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
     `mssh-agent ${SOFTWARE_VERSION} starting: ${state.name} via relay ${enrolledRelay}${more}${links}, target ${target.description}`,
   );
   const result = await supervisor.run();
+  await metricsServer?.close();
   try {
     await opened.close();
   } catch (err) {

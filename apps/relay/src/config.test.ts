@@ -90,6 +90,42 @@ describe('relay config', () => {
     expect(() => parseConfig(ServeConfigSchema, { sshListen: 'nope' }, {})).toThrow(/--ssh-listen \(MSSH_SSH_LISTEN\)/);
   });
 
+  it('--metrics-listen: off by default, HOST:PORT from the flag or MSSH_METRICS_LISTEN, never a port of another listener', () => {
+    expect(parseConfig(ServeConfigSchema, {}, {}).metricsListen).toBeUndefined();
+    expect(parseConfig(ServeConfigSchema, { metricsListen: '127.0.0.1:9464' }, {}).metricsListen).toEqual({
+      host: '127.0.0.1',
+      port: 9464,
+    });
+    expect(
+      parseConfig(ServeConfigSchema, { metricsListen: '127.0.0.1:0' }, { MSSH_METRICS_LISTEN: '127.0.0.1:1' })
+        .metricsListen,
+    ).toEqual({ host: '127.0.0.1', port: 0 });
+    expect(parseConfig(ServeConfigSchema, {}, { MSSH_METRICS_LISTEN: '[::1]:9464' }).metricsListen).toEqual({
+      host: '::1',
+      port: 9464,
+    });
+    const refused = (flags: Record<string, unknown>, pattern: RegExp) => {
+      let err: unknown;
+      try {
+        parseConfig(ServeConfigSchema, flags, {});
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(CliError);
+      expect((err as CliError).code).toBe('CLI_ERR_USAGE');
+      expect((err as CliError).message).toMatch(pattern);
+    };
+    refused({ metricsListen: 'nope' }, /--metrics-listen \(MSSH_METRICS_LISTEN\): "nope" is not HOST:PORT/);
+    // The public port (the default --listen is 0.0.0.0:8443: any host on 8443 collides), the SSH jump and peer ports.
+    refused({ metricsListen: '127.0.0.1:8443' }, /never shares a port with --listen/);
+    refused({ listen: '127.0.0.1:9000', metricsListen: '0.0.0.0:9000' }, /never shares a port/);
+    refused({ metricsListen: '127.0.0.1:2222' }, /never shares a port/);
+    // Another host, or port 0 (a free port): fine.
+    expect(
+      parseConfig(ServeConfigSchema, { listen: '127.0.0.1:9000', metricsListen: '127.0.0.2:9000' }, {}).metricsListen,
+    ).toEqual({ host: '127.0.0.2', port: 9000 });
+  });
+
   it('--stale-after and --older-than share one duration grammar: both accept 2w (issue 18: --stale-after 2w failed)', () => {
     expect(parseConfig(ServeConfigSchema, { staleAfter: '2w' }, {}).staleAfter).toBe(14 * 86_400_000);
     expect(parseConfig(AuditPruneConfigSchema, { olderThan: '2w' }, {}).olderThan).toBe(14 * 86_400_000);

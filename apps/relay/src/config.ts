@@ -109,6 +109,24 @@ const PeerListen = z.preprocess(nonEmpty, z.string().optional()).transform((v, c
   return parsed;
 });
 
+/** --metrics-listen: HOST:PORT of the Prometheus endpoint (plain HTTP), or unset (off). */
+const MetricsListen = z.preprocess(nonEmpty, z.string().optional()).transform((v, ctx) => {
+  if (v === undefined) return undefined;
+  const parsed = parseListen(v);
+  if (!parsed) {
+    ctx.addIssue({ code: 'custom', message: `"${v}" is not HOST:PORT (e.g. 127.0.0.1:9464, 10.0.0.5:9464)` });
+    return z.NEVER;
+  }
+  return parsed;
+});
+
+/** Two listen addresses that would collide: the same port (not 0) on the same or a wildcard host. */
+function samePort(a: ListenAddress | undefined | 'off', b: ListenAddress | undefined | 'off'): boolean {
+  if (!a || !b || a === 'off' || b === 'off' || a.port === 0 || a.port !== b.port) return false;
+  const wild = (h: string) => h === '0.0.0.0' || h === '::' || h === '';
+  return a.host === b.host || wild(a.host) || wild(b.host);
+}
+
 const FleetLeaseMs = z
   .preprocess(nonEmpty, z.coerce.number().int().min(300, 'must be at least 300 (ms)').max(600_000).optional())
   .transform((v) => v ?? 3_000);
@@ -276,6 +294,7 @@ export const ServeConfigSchema = StoreSchema.extend({
   peerListen: PeerListen,
   peerUrl: PublicUrl,
   fleetLeaseMs: FleetLeaseMs,
+  metricsListen: MetricsListen,
   logLevel: LogLevel,
   staleAfter: StaleAfter,
   ...HardeningSchema.shape,
@@ -298,6 +317,17 @@ export const ServeConfigSchema = StoreSchema.extend({
     message: '--peer-listen on a wildcard address needs --peer-url https://HOST:PORT (the address peers dial)',
     when: (p) => typeof p.value === 'object' && p.value !== null,
   })
+  .refine(
+    (c) =>
+      !c.metricsListen ||
+      ![c.listen, sshJumpListen(c) ?? undefined, c.peerListen].some((other) => samePort(c.metricsListen, other)),
+    {
+      path: ['metricsListen'],
+      message:
+        'the metrics endpoint never shares a port with --listen, --ssh-listen or --peer-listen: pick another port',
+      when: (p) => typeof p.value === 'object' && p.value !== null,
+    },
+  )
   .refine((c) => !!c.tlsCert === !!c.tlsKey, {
     path: ['tlsKey'],
     message: '--tls-cert and --tls-key go together: give both, or neither for a self-signed certificate',
@@ -347,6 +377,7 @@ const FLAG_NAMES: Record<string, string> = {
   publicUrl: '--public-url (MSSH_PUBLIC_URL)',
   peerListen: '--peer-listen (MSSH_PEER_LISTEN)',
   peerUrl: '--peer-url (MSSH_PEER_URL)',
+  metricsListen: '--metrics-listen (MSSH_METRICS_LISTEN)',
   fleetLeaseMs: 'MSSH_FLEET_LEASE_MS',
   logLevel: '--log-level (MSSH_LOG_LEVEL)',
   bootstrapPassword: 'MSSH_BOOTSTRAP_PASSWORD',
@@ -390,6 +421,7 @@ export function withEnv(flags: Record<string, unknown>, env: NodeJS.ProcessEnv):
     publicUrl: pick(flags.publicUrl, 'MSSH_PUBLIC_URL'),
     peerListen: pick(flags.peerListen, 'MSSH_PEER_LISTEN'),
     peerUrl: pick(flags.peerUrl, 'MSSH_PEER_URL'),
+    metricsListen: pick(flags.metricsListen, 'MSSH_METRICS_LISTEN'),
     fleetLeaseMs: env.MSSH_FLEET_LEASE_MS,
     logLevel: pick(flags.logLevel, 'MSSH_LOG_LEVEL'),
     staleAfter: pick(flags.staleAfter, 'MSSH_STALE_AFTER'),

@@ -16,7 +16,7 @@ import { ServeConfigSchema, parseConfig } from './config.js';
 import { readRelayId } from './data-dir.js';
 import { openDatabase } from './db/index.js';
 import { createRelay, STOP_STEPS, type StopStep } from './relay.js';
-import { listenErrorReason } from './listen-error.js';
+import { listenErrorReason } from '@mssh/cli-kit';
 import { silentLogger } from './test-support.js';
 
 /** Resolves with the error code of a TCP connect, or 'connected'. */

@@ -10,7 +10,8 @@
  *   5. admin socket
  *   6. sessions        the recorder's last byte counts and session ends
  *   7. audit           relay.stopped, then pending audit writes flushed
- *   8. database        last: every step above may still write to it
+ *   8. database        every step above may still write to it
+ *   9. metrics         the --metrics-listen endpoint, last: a scrape sees the drain and the stop
  *
  * A step whose part was never started is skipped; a failing step is logged and the next one runs.
  *
@@ -34,7 +35,7 @@ import { prepareDummyHash } from '@mssh/auth';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
 import { defaultPublicUrl, formatHostPort, sshJumpListen, type ServeConfig } from './config.js';
 import { cliFailure, codedCliError } from './errors.js';
-import { listenErrorReason } from './listen-error.js';
+import { listenErrorReason } from '@mssh/cli-kit';
 import { loadOrCreateRelayId, pgliteDir, prepareDataDir } from './data-dir.js';
 import { createSessionGate } from './session/gate.js';
 import { createRepositories, openDatabase, redactDatabaseUrl, rootMessage, type Database } from './db/index.js';
@@ -60,6 +61,8 @@ import { loadOrCreatePeerIdentity } from './fleet/peer-identity.js';
 import { toFleetRelayInfo } from './fleet/store.js';
 import type { TunnelRouter } from './tunnel/types.js';
 import { DrainState, type DrainReport, type DrainStatus } from './drain-state.js';
+import { createProcessRegistry, startMetricsServer, type MetricsServer } from '@mssh/metrics';
+import { createRelayMetrics, type RelayMetrics } from './metrics/relay-metrics.js';
 
 /** The steps of stop(), in order (see the comment above). */
 export const STOP_STEPS = [
@@ -71,6 +74,7 @@ export const STOP_STEPS = [
   'sessions',
   'audit',
   'database',
+  'metrics',
 ] as const;
 export type StopStep = (typeof STOP_STEPS)[number];
 
@@ -105,8 +109,8 @@ export interface Relay {
   readonly state: RelayState;
   /** Resolves when stop() has finished (whoever called it: a signal, `mssh-relay drain`, a failed start). */
   readonly stopped: Promise<void>;
-  /** The bound HTTPS and SSH ports once started (SSH null when off). */
-  readonly ports: { https: number; ssh: number | null } | null;
+  /** The bound HTTPS, SSH and metrics ports once started (SSH, metrics null when off). */
+  readonly ports: { https: number; ssh: number | null; metrics: number | null } | null;
 }
 
 /** How often a drain looks whether the running sessions have ended. */
@@ -123,6 +127,9 @@ export function createRelay(opts: RelayOptions): Relay {
   let jump: JumpServer | null = null;
   let adminSock: { close(): Promise<void> } | null = null;
   let fleet: Fleet | null = null;
+  let metricsServer: MetricsServer | null = null;
+  /** The Prometheus metrics (--metrics-listen), or null when off: then nothing is counted. */
+  const metrics: RelayMetrics | null = cfg.metricsListen ? createRelayMetrics(createProcessRegistry()) : null;
   const timers: NodeJS.Timeout[] = [];
   let ports: Relay['ports'] = null;
   let stopping: Promise<void> | null = null;
@@ -198,6 +205,9 @@ export function createRelay(opts: RelayOptions): Relay {
       });
       await step('database', async () => {
         await database?.close();
+      });
+      await step('metrics', async () => {
+        await metricsServer?.close();
       });
     })();
     void stopping.then(resolveStopped);
@@ -347,7 +357,7 @@ export function createRelay(opts: RelayOptions): Relay {
 
     const repos = createRepositories(database.db);
     const auditLogger = logger.child({ component: 'relay.audit' });
-    audit = new DbAuditSink({ db: database.db, relayId: thisRelay, logger: auditLogger });
+    audit = new DbAuditSink({ db: database.db, relayId: thisRelay, logger: auditLogger, metrics: metrics?.audit });
     recorder = new SessionRecorder({
       db: database.db,
       writer: audit.writer,
@@ -384,6 +394,7 @@ export function createRelay(opts: RelayOptions): Relay {
       relayId: thisRelay, // sent in each agent's welcome: agents with several links tell relays apart by it
       minProtocolVersion: cfg.minProtocolVersion,
       maxAgents: cfg.maxAgents,
+      metrics: metrics?.tunnel,
       sessionCaps: {
         maxSessionsPerUser: cfg.maxSessionsPerUser,
         maxSessionsPerAgent: cfg.maxSessionsPerAgent,
@@ -495,7 +506,11 @@ export function createRelay(opts: RelayOptions): Relay {
       });
     }
     // One login limiter for both doors (POST /v1/auth/login and the SSH jump listener), per --login-attempts.
-    const loginGuard = new LoginGuard({ perSource: cfg.loginAttempts, perUser: cfg.loginAttempts * 2 });
+    const loginGuard = new LoginGuard({
+      perSource: cfg.loginAttempts,
+      perUser: cfg.loginAttempts * 2,
+      metrics: metrics?.logins,
+    });
     // The one place a session is admitted, whatever door it came through (session/gate.ts).
     const gate = createSessionGate({
       router,
@@ -506,6 +521,7 @@ export function createRelay(opts: RelayOptions): Relay {
       logger,
       fleet,
       draining: () => drainState.draining, // a drain refuses new sessions on every door (RLY_ERR_DRAINING)
+      metrics: metrics?.gate,
     });
     const http = buildServer({
       tls,
@@ -529,6 +545,7 @@ export function createRelay(opts: RelayOptions): Relay {
         bodyTimeoutMs: cfg.bodyTimeout * 1000,
         loginGuard,
         minProtocolVersion: cfg.minProtocolVersion,
+        onSourceLimited: metrics ? () => metrics.sourceLimited() : undefined,
       },
     });
     try {
@@ -630,6 +647,34 @@ export function createRelay(opts: RelayOptions): Relay {
       },
     });
 
+    if (metrics && cfg.metricsListen) {
+      const r = router;
+      const writer = audit.writer;
+      const db = database;
+      metrics.readFrom({
+        tunnel: () => ({ ...r.stats(), sessions: r.activeSessions() }),
+        auditQueue: () => writer.pending,
+        dbPool: db.poolStats ? () => db.poolStats!() : undefined,
+      });
+      const at = cfg.metricsListen;
+      try {
+        metricsServer = await startMetricsServer({
+          host: at.host,
+          port: at.port,
+          registry: metrics.registry,
+          onScrapeError: (err) => logger.error({ err }, 'collecting the metrics failed'),
+        });
+      } catch (e) {
+        throw codedCliError(
+          'RLY_CLI_ERR_LISTEN',
+          `cannot listen for metrics on ${formatHostPort(at.host, at.port)}: ${listenErrorReason(e)}`,
+          'Pick another address with --metrics-listen HOST:PORT (or MSSH_METRICS_LISTEN), or stop the program using it.',
+          e,
+        );
+      }
+      sshLines.push(`Metrics on http://${formatHostPort(at.host, metricsServer.port)}/metrics`);
+    }
+
     recorder.startProgress();
     audit.emit({
       ...AUDIT.relayStarted,
@@ -642,7 +687,7 @@ export function createRelay(opts: RelayOptions): Relay {
         recoveredSessions: recovered,
       },
     });
-    ports = { https: bound.port, ssh: jumpBound?.port ?? null };
+    ports = { https: bound.port, ssh: jumpBound?.port ?? null, metrics: metricsServer?.port ?? null };
     if (fleet) {
       let joined: { peerUrl: string };
       try {

@@ -13,6 +13,7 @@ export { TtyPrompter, noPrompter, readFirstLine, type Prompter } from './prompt.
 export { PASSWORD_MAX, PASSWORD_MIN, checkNewPassword, readNewPassword, type NewPasswordOptions } from './password.js';
 export { PRIVATE_FILE_MODE, writeFileAtomic, writePrivateFile } from './private-file.js';
 export { commanderExitCode } from './commander.js';
+export { listenErrorReason } from './listen-error.js';
 export {
   checkHostName,
   checkUserName,

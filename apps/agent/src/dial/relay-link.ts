@@ -85,6 +85,21 @@ export interface RelayLinkOptions {
    * caller (HostKeyRescanner). Without it the agent answers 404, as agents before it did.
    */
   rescanHostKeys?: () => Promise<string[]>;
+  /** Sessions and their bytes for the metrics endpoint (metrics/agent-metrics.ts). Absent: not counted. */
+  sessionMetrics?: LinkSessionMetrics;
+}
+
+/**
+ * What a link tells the agent's metrics, once per session (never per chunk: the splice updates the
+ * counters object it is given, and the metrics read it when scraped). Must not throw.
+ */
+export interface LinkSessionMetrics {
+  /** A session was spliced to the target: the live byte counters its splice is to update. */
+  sessionOpened(): { bytesAtoB: number; bytesBtoA: number };
+  /** That session ended (its counters hold its final bytes). */
+  sessionClosed(counters: { bytesAtoB: number; bytesBtoA: number }): void;
+  /** A session the relay asked for could not be opened: the agent's error code (AGT_ERR_TARGET_UNREACHABLE). */
+  sessionFailed(code: string): void;
 }
 
 export type LinkOutcome =
@@ -525,6 +540,7 @@ export class RelayLink {
           err instanceof AgentError ? err.message : `cannot connect to the SSH server at ${this.o.target.description}`;
         this.log.warn({ sessionId, user, err: message }, `session ${sessionId} for ${user}: target unreachable`);
         this.answer(stream, 502, message, { [HEADERS.errorCode]: 'AGT_ERR_TARGET_UNREACHABLE' });
+        this.o.sessionMetrics?.sessionFailed('AGT_ERR_TARGET_UNREACHABLE');
         return;
       }
       if (stream.destroyed || stream.closed) {
@@ -533,7 +549,14 @@ export class RelayLink {
       }
       stream.respond({ ':status': 200, 'content-type': 'application/octet-stream', [HEADERS.sessionId]: sessionId });
       this.log.info({ sessionId, user, target: this.o.target.description }, `session ${sessionId} opened for ${user}`);
-      const r = await splice(stream, conn);
+      const metrics = this.o.sessionMetrics;
+      const counters = metrics?.sessionOpened();
+      let r: Awaited<ReturnType<typeof splice>>;
+      try {
+        r = await splice(stream, conn, counters);
+      } finally {
+        if (counters) metrics!.sessionClosed(counters);
+      }
       this.log.info(
         { sessionId, user, bytesFromRelay: r.bytesAtoB, bytesToRelay: r.bytesBtoA, clean: r.clean },
         `session ${sessionId} closed`,

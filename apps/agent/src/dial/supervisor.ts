@@ -43,6 +43,11 @@ export interface SupervisorOptions extends Omit<
   lookup?: LookupAll;
   /** Called with every link outcome (tests, metrics). */
   onOutcome?: (o: LinkOutcome) => void;
+  /**
+   * A relay welcomed a link (metrics). `reconnect`: this loop had a link before that was lost (`moved`:
+   * the relay had asked it to move, a drain) rather than the loop's first link. Must not throw.
+   */
+  onLinkUp?: (e: { reconnect: boolean; moved: boolean }) => void;
 }
 
 export interface SupervisorResult {
@@ -160,6 +165,7 @@ export class AgentSupervisor {
       failover: _f,
       lookup: _k,
       onOutcome: _o,
+      onLinkUp: _u,
       ...rest
     } = this.o;
     return { ...rest, endpoint: c.source.endpoint, address: c.address };
@@ -191,6 +197,14 @@ export class AgentSupervisor {
     const key = this.relayBehind.get(c.key);
     const holder = key === undefined ? undefined : this.holders.get(key);
     return holder !== undefined && holder !== loop;
+  }
+
+  linkUp(e: { reconnect: boolean; moved: boolean }): void {
+    try {
+      this.o.onLinkUp?.(e);
+    } catch (err) {
+      this.log.error({ err }, 'an onLinkUp observer threw; the agent goes on');
+    }
   }
 
   report(out: LinkOutcome): void {
@@ -378,6 +392,7 @@ class LinkLoop {
     const name = this.sup.agentName;
     const lost = this.lost;
     this.lost = null;
+    this.sup.linkUp({ reconnect: lost !== null, moved: lost?.moved ?? false });
     const fields = { name, relay: c.where, relayId: link.relayId, backoffAttempts: this.failover.backoff.attempts };
     const of = this.sup.linkCount > 1 ? ` (link ${this.index + 1} of ${this.sup.linkCount})` : '';
     if (!lost) {

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { Db } from '../db/index.js';
 import type { TunnelAuditSink } from '../tunnel/types.js';
 import { AUDIT } from './codes.js';
-import { AuditWriter } from './audit-writer.js';
+import { AuditWriter, type AuditWriterMetrics } from './audit-writer.js';
 
 export interface AuditEvent {
   type: string;
@@ -112,9 +112,17 @@ export class DbAuditSink implements RelayAuditSink {
   private failureTotal = { start: 0, n: 0 };
 
   constructor(
-    private readonly opts: { db: Db; relayId: string; logger: Logger; writer?: AuditWriter; clock?: () => Date },
+    private readonly opts: {
+      db: Db;
+      relayId: string;
+      logger: Logger;
+      writer?: AuditWriter;
+      clock?: () => Date;
+      /** Given to the writer this sink makes (not to one passed as `writer`). */
+      metrics?: AuditWriterMetrics;
+    },
   ) {
-    this.writer = opts.writer ?? new AuditWriter({ db: opts.db, logger: opts.logger });
+    this.writer = opts.writer ?? new AuditWriter({ db: opts.db, logger: opts.logger, metrics: opts.metrics });
   }
 
   get relayId(): string {

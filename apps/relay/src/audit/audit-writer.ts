@@ -69,6 +69,12 @@ interface Queued {
   reject: (err: unknown) => void;
 }
 
+/** What the writer tells the relay's metrics (metrics/relay-metrics.ts implements it). Must not throw. */
+export interface AuditWriterMetrics {
+  /** One transaction (a batch, or one operation retried alone) took `seconds`; ok false: it failed. */
+  transaction(seconds: number, ok: boolean): void;
+}
+
 export interface AuditWriterOptions {
   db: Db;
   logger: Logger;
@@ -78,6 +84,8 @@ export interface AuditWriterOptions {
   concurrency?: number;
   /** Retried operations kept in memory at most; beyond, the oldest are dropped and logged (default 100,000). */
   maxQueued?: number;
+  /** Transactions timed and failures counted for the metrics endpoint. Absent: not counted. */
+  metrics?: AuditWriterMetrics;
 }
 
 const MAX_BACKOFF_MS = 5_000;
@@ -257,7 +265,25 @@ export class AuditWriter {
     this.retryTimer.unref();
   }
 
+  /** One transaction, timed for the metrics. */
   private async write(ops: WriteOp[]): Promise<void> {
+    const metrics = this.opts.metrics;
+    if (!metrics) return this.writeOps(ops);
+    const t0 = performance.now();
+    let ok = false;
+    try {
+      await this.writeOps(ops);
+      ok = true;
+    } finally {
+      try {
+        metrics.transaction((performance.now() - t0) / 1000, ok);
+      } catch {
+        /* a metrics bug must not fail an audit write */
+      }
+    }
+  }
+
+  private async writeOps(ops: WriteOp[]): Promise<void> {
     const events = ops.flatMap((o) => o.events ?? []);
     const starts = ops.flatMap((o) => o.starts ?? []);
     // The parts of one statement do not see each other's rows: the end of a session that starts in this

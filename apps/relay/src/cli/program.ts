@@ -83,6 +83,10 @@ export function buildProgram(
       '--peer-url <url>',
       'the address peers dial, https://HOST:PORT (env MSSH_PEER_URL; default: the --peer-listen address)',
     )
+    .option(
+      '--metrics-listen <host:port>',
+      'serve Prometheus metrics (GET /metrics, plain HTTP) on this address, never the public port (env MSSH_METRICS_LISTEN; default off; see docs/operations.md)',
+    )
     .addOption(new Option('--log-level <level>', 'log level (env MSSH_LOG_LEVEL, default info)'))
     .option(
       '--stale-after <duration>',

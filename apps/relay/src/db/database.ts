@@ -31,6 +31,11 @@ export interface Database {
   db: Db;
   kind: 'pg' | 'pglite';
   close(): Promise<void>;
+  /**
+   * The Postgres connection pool right now (the metrics endpoint): connections open, idle, and queries
+   * waiting for one. Absent for PGlite, which has no pool.
+   */
+  poolStats?(): { total: number; idle: number; waiting: number };
 }
 
 /** Key of the session advisory lock that serialises migrations of relays sharing one Postgres. */
@@ -97,7 +102,12 @@ async function openPostgres(url: string, onPoolError?: (err: Error) => void): Pr
   }
   client.release();
   const db = drizzlePg({ client: pool, schema });
-  return { db, kind: 'pg', close: () => pool.end() };
+  return {
+    db,
+    kind: 'pg',
+    close: () => pool.end(),
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
+  };
 }
 
 /**

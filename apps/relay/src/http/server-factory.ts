@@ -45,6 +45,8 @@ export function createRelayHttpServer(
     isTrustedProxy?: (address: string) => boolean;
     /** What the per-address limits refused lately (at most one call per 10 s). */
     onRefusals?: (r: RefusalReport) => void;
+    /** Each connection or request the per-address limits refused (metrics). */
+    onRefused?: () => void;
   },
 ): RelayHttpServer {
   const limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits };
@@ -56,6 +58,7 @@ export function createRelayHttpServer(
     refusalsBeforeGoaway: Math.max(16, Math.floor(limits.maxStreamsPerConnection / 4)),
     isTrustedProxy: opts.isTrustedProxy ?? (() => false),
     onRefusals: opts.onRefusals,
+    onRefused: opts.onRefused,
   });
   const server = http2.createSecureServer(
     {

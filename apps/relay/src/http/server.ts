@@ -78,6 +78,8 @@ export interface HttpHardening {
   minProtocolVersion?: number;
   /** A JSON body must have arrived this long after the request's headers (default 10 s; tunnels exempt). */
   bodyTimeoutMs?: number;
+  /** Each connection or request refused by the per-address limits, RLY_ERR_SOURCE_LIMIT (metrics). */
+  onSourceLimited?: () => void;
 }
 
 export function buildServer(deps: ServerDeps): FastifyInstance {
@@ -102,6 +104,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
             r,
             `per-address limits refused ${r.connections} connection(s) and ${r.streams} request(s), closed ${r.sessionsClosed} connection(s) in the last 10 s (most from ${r.top})`,
           ),
+        onRefused: hard.onSourceLimited,
       });
       return relayServer.server;
     },

@@ -43,6 +43,8 @@ export interface SourceLimitOptions {
   /** Called at most once per reportEveryMs while refusals happen, with what was refused since. */
   onRefusals?: (r: RefusalReport) => void;
   reportEveryMs?: number;
+  /** Each refused connection or request, as it happens (the metrics' RLY_ERR_SOURCE_LIMIT count). Must not throw. */
+  onRefused?: () => void;
 }
 
 export interface RefusalReport {
@@ -255,6 +257,7 @@ export class SourceLimits {
 
   private noteRefused(kind: 'connections' | 'streams', key: string): void {
     this.refused[kind]++;
+    this.opts.onRefused?.();
     if (this.refusedKeys.size < 1_000 || this.refusedKeys.has(key))
       this.refusedKeys.set(key, (this.refusedKeys.get(key) ?? 0) + 1);
     if (!this.reportTimer && this.opts.onRefusals) {

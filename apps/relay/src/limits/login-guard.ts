@@ -12,6 +12,14 @@ import { relayError, type RelayError } from '../errors.js';
 import { BackoffLimiter, type BackoffLimiterOptions } from './backoff-limiter.js';
 import { limitKey } from './source-address.js';
 
+/** What the guard tells the relay's metrics (metrics/relay-metrics.ts implements it). Must not throw. */
+export interface LoginMetrics {
+  /** A login succeeded (ok) or failed, on either door. */
+  login(ok: boolean): void;
+  /** An attempt was refused RLY_ERR_RATE_LIMITED before any password or key was checked. */
+  blocked(): void;
+}
+
 export interface LoginGuardOptions {
   /** Free failed logins per minute and source address (default 5). */
   perSource?: number;
@@ -19,13 +27,17 @@ export interface LoginGuardOptions {
   perUser?: number;
   /** Shared limiter tuning (tests shorten the blocks). */
   limiter?: Omit<BackoffLimiterOptions, 'limit'>;
+  /** Logins and blocks for the metrics endpoint. Absent: not counted. */
+  metrics?: LoginMetrics;
 }
 
 export class LoginGuard {
   readonly bySource: BackoffLimiter;
   readonly byUser: BackoffLimiter;
+  private readonly metrics: LoginMetrics | undefined;
 
   constructor(opts: LoginGuardOptions = {}) {
+    this.metrics = opts.metrics;
     this.bySource = new BackoffLimiter({ ...opts.limiter, limit: opts.perSource ?? 5 });
     this.byUser = new BackoffLimiter({ ...opts.limiter, limit: opts.perUser ?? 10 });
   }
@@ -50,17 +62,21 @@ export class LoginGuard {
     const blocked = [this.bySource.check(limitKey(rawSource)), this.byUser.check(user.toLowerCase())].find(
       (v) => !v.ok,
     );
-    return blocked && !blocked.ok ? rateLimited(blocked.retryAfterMs) : null;
+    if (!blocked || blocked.ok) return null;
+    this.metrics?.blocked();
+    return rateLimited(blocked.retryAfterMs);
   }
 
   /** A failed login; `user` null counts the address only (a connection that never named a user). */
   failed(user: string | null, rawSource: string): void {
+    this.metrics?.login(false);
     this.bySource.fail(limitKey(rawSource));
     if (user !== null) this.byUser.fail(user.toLowerCase());
   }
 
   /** A successful login forgets the failures of the user name. */
   succeeded(user: string): void {
+    this.metrics?.login(true);
     this.byUser.reset(user.toLowerCase());
   }
 
@@ -74,6 +90,7 @@ export class LoginGuard {
       return r;
     } catch (err) {
       if (err instanceof AuthError && err.code === 'AUTH_ERR_BAD_CREDENTIALS') this.failed(user, rawSource);
+      else if (err instanceof AuthError) this.metrics?.login(false); // refused, but not a guess (disabled user)
       throw err;
     }
   }

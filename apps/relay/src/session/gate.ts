@@ -79,6 +79,16 @@ export interface AdmittedSession {
   cancel(reason: 'client_closed' | 'error'): void;
 }
 
+/**
+ * What the gate tells the relay's metrics (metrics/relay-metrics.ts implements it). Must not throw.
+ */
+export interface SessionGateMetrics {
+  /** admit() succeeded after `seconds` (checks, the agent's open and the committed start). */
+  admitted(door: SessionDoor, seconds: number): void;
+  /** admit() refused: the RelayError code it threw (a fixed set, libs/protocol errors.ts). */
+  refused(code: string): void;
+}
+
 export interface SessionGate {
   /** Admit a session or throw the RelayError of the check that refused it (audited as session.denied where it is one). */
   admit(req: AdmitRequest): Promise<AdmittedSession>;
@@ -119,6 +129,8 @@ export interface SessionGateOptions {
    * DEFAULT_MOVE_WAIT_MS): its new link is usually up within a few hundred milliseconds.
    */
   moveWaitMs?: number;
+  /** Admissions and refusals for the metrics endpoint. Absent: not counted. */
+  metrics?: SessionGateMetrics;
 }
 
 export const DEFAULT_MOVE_WAIT_MS = 3_000;
@@ -134,105 +146,119 @@ const CAP_CODES = new Set<string>([
 export function createSessionGate(opts: SessionGateOptions): SessionGate {
   const { router, ledger } = opts;
   const log = opts.logger.child({ component: 'relay.session-gate' });
+  const metrics = opts.metrics;
 
   return {
-    async admit({ principal, host, door, source }: AdmitRequest): Promise<AdmittedSession> {
-      const user = principal.name;
-      const deny = (reason: DenialReason, err: RelayError): RelayError => {
-        try {
-          opts.audit.sessionDenied({ user, host, source, reason, code: err.code, via: door });
-        } catch (e) {
-          log.warn({ err: e }, 'recording a session.denied failed');
-        }
-        return err;
-      };
-      // The doors check names first; a name the gate would not accept is never looked up.
-      if (!isValidHostName(host))
-        throw relayError(
-          'RLY_ERR_BAD_REQUEST',
-          'host names are 1-63 chars of a-z, 0-9 and -, starting with a letter or digit',
-        );
-      // 0. A draining relay starts nothing more: the client connects again and reaches another relay (or this
-      //    one once it is back). No lookup: the answer is the same for every user and host.
-      if (opts.draining?.()) throw deny('draining', relayError('RLY_ERR_DRAINING'));
-      // 1. Access first, and the same answer for unknown and ungranted machines (no hint that one exists).
-      if (!(await opts.access.canReach(principal, host))) {
-        throw deny(
-          'no_grant',
-          relayError(
-            'RLY_ERR_NO_GRANT',
-            `you have no grant for a machine named ${host}; ask an admin (mssh admin grant ${user} ${host})`,
-          ),
-        );
-      }
-      // 2. A connected agent is an enrolled one: only look the name up when it is not online here. In a
-      //    fleet, an agent held by another relay is reached through that relay (4').
-      let holders: Awaited<ReturnType<FleetRoute['holders']>> = [];
-      if (!router.isOnline(host)) {
-        if (opts.fleet) holders = await opts.fleet.holders(host);
-        // Held only by draining relays: they asked the agent to move (a rolling restart), so it is on its
-        // way to another relay. Wait for its new link, briefly, rather than answer "offline".
-        if (opts.fleet && holders.length > 0 && holders.every((h) => h.draining))
-          holders = await waitForMovedAgent(opts.fleet, host, holders);
-        if (router.isOnline(host)) holders = [];
-        else if (holders.length === 0) {
-          if (!(await opts.hosts.exists(host)))
-            throw deny('unknown_host', relayError('RLY_ERR_UNKNOWN_HOST', `no machine named ${host} is enrolled`));
-          throw deny(
-            'host_offline',
-            relayError('RLY_ERR_AGENT_OFFLINE', `${host} is enrolled but its agent is not connected`),
-          );
-        }
-      }
-      const forwarded = holders.length > 0;
-      // 3. A cap reached is a refusal, not a session: refused and audited before anything is recorded.
-      //    openSession takes the slot itself (and refuses too when a concurrent session took the last one).
-      //    A forwarded session counts the user and relay caps here, the agent cap on its holding relay.
+    async admit(req: AdmitRequest): Promise<AdmittedSession> {
+      if (!metrics) return admit(req);
+      const t0 = performance.now();
       try {
-        router.checkSessionSlot?.(user, host, forwarded ? 'entry' : 'local');
+        const s = await admit(req);
+        metrics.admitted(req.door, (performance.now() - t0) / 1000);
+        return s;
       } catch (err) {
-        if (err instanceof RelayError && CAP_CODES.has(err.code)) throw deny('cap', err);
+        metrics.refused(err instanceof RelayError ? err.code : 'RLY_ERR_INTERNAL');
         throw err;
       }
-      if (forwarded) return admitForwarded(principal, host, door, source, holders, deny);
-
-      // 4. Open the agent stream and commit the start side by side; nothing is forwarded before both.
-      const sessionId = randomUUID();
-      const opening = router.openSession(host, { sessionId, user });
-      const recording = ledger.start({
-        sessionId,
-        user,
-        host,
-        source,
-        via: door,
-        agentId: router.agentIdOf?.(host) || undefined,
-      });
-      const [opened, recorded] = await Promise.allSettled([opening, recording]);
-      const record: RecordedSession | undefined = recorded.status === 'fulfilled' ? recorded.value : undefined;
-      if (opened.status === 'rejected') {
-        const err: unknown = opened.reason;
-        record?.end({ reason: 'error', bytesFromClient: 0, bytesToClient: 0 });
-        if (!(err instanceof RelayError)) {
-          log.error({ err, sessionId, host, user }, 'opening a session failed');
-          throw relayError('RLY_ERR_INTERNAL', undefined, err);
-        }
-        if (err.code === 'RLY_ERR_AGENT_OFFLINE') throw deny('host_offline', err);
-        if (CAP_CODES.has(err.code)) throw deny('cap', err);
-        throw err;
-      }
-      const agentStream = opened.value;
-      if (!record) {
-        const err: unknown = recorded.status === 'rejected' ? recorded.reason : undefined;
-        log.error(
-          { err: (err as Error | undefined)?.cause ?? err, sessionId, host, user, via: door },
-          'session refused: its start could not be recorded',
-        );
-        agentStream.close(h2c.NGHTTP2_CANCEL);
-        throw err instanceof RelayError ? err : relayError('RLY_ERR_DATABASE_UNAVAILABLE', undefined, err);
-      }
-      return admitted({ sessionId, host, principal, door, source, agentStream, record });
     },
   };
+
+  async function admit({ principal, host, door, source }: AdmitRequest): Promise<AdmittedSession> {
+    const user = principal.name;
+    const deny = (reason: DenialReason, err: RelayError): RelayError => {
+      try {
+        opts.audit.sessionDenied({ user, host, source, reason, code: err.code, via: door });
+      } catch (e) {
+        log.warn({ err: e }, 'recording a session.denied failed');
+      }
+      return err;
+    };
+    // The doors check names first; a name the gate would not accept is never looked up.
+    if (!isValidHostName(host))
+      throw relayError(
+        'RLY_ERR_BAD_REQUEST',
+        'host names are 1-63 chars of a-z, 0-9 and -, starting with a letter or digit',
+      );
+    // 0. A draining relay starts nothing more: the client connects again and reaches another relay (or this
+    //    one once it is back). No lookup: the answer is the same for every user and host.
+    if (opts.draining?.()) throw deny('draining', relayError('RLY_ERR_DRAINING'));
+    // 1. Access first, and the same answer for unknown and ungranted machines (no hint that one exists).
+    if (!(await opts.access.canReach(principal, host))) {
+      throw deny(
+        'no_grant',
+        relayError(
+          'RLY_ERR_NO_GRANT',
+          `you have no grant for a machine named ${host}; ask an admin (mssh admin grant ${user} ${host})`,
+        ),
+      );
+    }
+    // 2. A connected agent is an enrolled one: only look the name up when it is not online here. In a
+    //    fleet, an agent held by another relay is reached through that relay (4').
+    let holders: Awaited<ReturnType<FleetRoute['holders']>> = [];
+    if (!router.isOnline(host)) {
+      if (opts.fleet) holders = await opts.fleet.holders(host);
+      // Held only by draining relays: they asked the agent to move (a rolling restart), so it is on its
+      // way to another relay. Wait for its new link, briefly, rather than answer "offline".
+      if (opts.fleet && holders.length > 0 && holders.every((h) => h.draining))
+        holders = await waitForMovedAgent(opts.fleet, host, holders);
+      if (router.isOnline(host)) holders = [];
+      else if (holders.length === 0) {
+        if (!(await opts.hosts.exists(host)))
+          throw deny('unknown_host', relayError('RLY_ERR_UNKNOWN_HOST', `no machine named ${host} is enrolled`));
+        throw deny(
+          'host_offline',
+          relayError('RLY_ERR_AGENT_OFFLINE', `${host} is enrolled but its agent is not connected`),
+        );
+      }
+    }
+    const forwarded = holders.length > 0;
+    // 3. A cap reached is a refusal, not a session: refused and audited before anything is recorded.
+    //    openSession takes the slot itself (and refuses too when a concurrent session took the last one).
+    //    A forwarded session counts the user and relay caps here, the agent cap on its holding relay.
+    try {
+      router.checkSessionSlot?.(user, host, forwarded ? 'entry' : 'local');
+    } catch (err) {
+      if (err instanceof RelayError && CAP_CODES.has(err.code)) throw deny('cap', err);
+      throw err;
+    }
+    if (forwarded) return admitForwarded(principal, host, door, source, holders, deny);
+
+    // 4. Open the agent stream and commit the start side by side; nothing is forwarded before both.
+    const sessionId = randomUUID();
+    const opening = router.openSession(host, { sessionId, user });
+    const recording = ledger.start({
+      sessionId,
+      user,
+      host,
+      source,
+      via: door,
+      agentId: router.agentIdOf?.(host) || undefined,
+    });
+    const [opened, recorded] = await Promise.allSettled([opening, recording]);
+    const record: RecordedSession | undefined = recorded.status === 'fulfilled' ? recorded.value : undefined;
+    if (opened.status === 'rejected') {
+      const err: unknown = opened.reason;
+      record?.end({ reason: 'error', bytesFromClient: 0, bytesToClient: 0 });
+      if (!(err instanceof RelayError)) {
+        log.error({ err, sessionId, host, user }, 'opening a session failed');
+        throw relayError('RLY_ERR_INTERNAL', undefined, err);
+      }
+      if (err.code === 'RLY_ERR_AGENT_OFFLINE') throw deny('host_offline', err);
+      if (CAP_CODES.has(err.code)) throw deny('cap', err);
+      throw err;
+    }
+    const agentStream = opened.value;
+    if (!record) {
+      const err: unknown = recorded.status === 'rejected' ? recorded.reason : undefined;
+      log.error(
+        { err: (err as Error | undefined)?.cause ?? err, sessionId, host, user, via: door },
+        'session refused: its start could not be recorded',
+      );
+      agentStream.close(h2c.NGHTTP2_CANCEL);
+      throw err instanceof RelayError ? err : relayError('RLY_ERR_DATABASE_UNAVAILABLE', undefined, err);
+    }
+    return admitted({ sessionId, host, principal, door, source, agentStream, record });
+  }
 
   /**
    * Poll (every MOVE_POLL_MS, for at most opts.moveWaitMs) until the agent is linked here or held by a

@@ -22,6 +22,7 @@ import type {
   SessionMeta,
   SpliceMeta,
   TunnelAuditSink,
+  TunnelMetrics,
   TunnelRouter,
   TunnelSessionSummary,
 } from './types.js';
@@ -58,6 +59,17 @@ export interface TunnelRouterOptions {
    * links to several relays of a fleet tells them apart by it. Absent: the welcome carries none.
    */
   relayId?: string;
+  /** Sessions started and ended, for the metrics endpoint (metrics/relay-metrics.ts). Absent: not counted. */
+  metrics?: TunnelMetrics;
+}
+
+/** What the router holds right now, for the metrics endpoint (read when scraped, not on the data path). */
+export interface TunnelStats {
+  /** Agent links (TLS sockets taken over) by state: handshaking, online, draining. */
+  links: { handshaking: number; online: number; draining: number };
+  /** Bytes forwarded since start, ended sessions and running ones (the bridge's own counters). */
+  bytesFromClient: number;
+  bytesToClient: number;
 }
 
 export const DEFAULT_MAX_AGENTS = 1024;
@@ -81,10 +93,17 @@ const HOST_KEY_REFRESH_MIN_INTERVAL_MS = 2_000;
  */
 const KILL_MARK_TTL_MS = 5 * 60_000;
 
-type LiveSession = { user: string; client: Duplex; agentStream: ClientHttp2Stream; killed: SessionEndReason | null };
+type LiveSession = {
+  user: string;
+  client: Duplex;
+  agentStream: ClientHttp2Stream;
+  killed: SessionEndReason | null;
+  /** The splice's live byte counters (the same object the audit's progress writes read). */
+  counters: { bytesAtoB: number; bytesBtoA: number };
+};
 
 /** The real router: every optional part of TunnelRouter that it implements is there. */
-export type RelayTunnelRouter = TunnelRouter & Required<Pick<TunnelRouter, 'moveAgents'>>;
+export type RelayTunnelRouter = TunnelRouter & Required<Pick<TunnelRouter, 'moveAgents'>> & { stats(): TunnelStats };
 
 export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter {
   const logger = opts.logger.child({ component: 'relay.tunnel' });
@@ -122,6 +141,9 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
     }
   };
   let sessions = 0;
+  /** Bytes of the sessions that have ended (running ones are summed from `live` when asked). */
+  const endedBytes = { fromClient: 0, toClient: 0 };
+  const metrics = opts.metrics;
   let closing = false;
   /** Agents revoked or forgotten while this relay runs (bounded): a handshake that raced the revocation is dropped. */
   const refusedIds = new Map<string, SessionEndReason>();
@@ -245,6 +267,18 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
       return sessions;
     },
 
+    stats(): TunnelStats {
+      const byState = { handshaking: 0, online: 0, draining: 0 };
+      for (const l of links) if (l.state !== 'closed') byState[l.state]++;
+      let fromClient = endedBytes.fromClient;
+      let toClient = endedBytes.toClient;
+      for (const e of live.values()) {
+        fromClient += e.counters.bytesAtoB;
+        toClient += e.counters.bytesBtoA;
+      }
+      return { links: byState, bytesFromClient: fromClient, bytesToClient: toClient };
+    },
+
     sessionCount(q?: { user?: string; agent?: string }): number {
       return caps.count(q);
     },
@@ -315,9 +349,10 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
       const via = meta.via ?? 'https';
       const startedAt = clock();
       logger.debug({ sessionId: meta.sessionId, user: meta.user, host: meta.host }, 'session started');
-      const entry: LiveSession = { user: meta.user, client, agentStream, killed: null };
-      live.set(meta.sessionId, entry);
       const counters = { bytesAtoB: 0, bytesBtoA: 0 };
+      const entry: LiveSession = { user: meta.user, client, agentStream, killed: null, counters };
+      live.set(meta.sessionId, entry);
+      safeAudit(logger, () => metrics?.sessionStarted(via));
       meta.record?.attachCounters(() => ({ bytesFromClient: counters.bytesAtoB, bytesToClient: counters.bytesBtoA }));
       let r: Awaited<ReturnType<typeof splice>>;
       try {
@@ -337,6 +372,8 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
         r = await splicing;
       } finally {
         live.delete(meta.sessionId);
+        endedBytes.fromClient += counters.bytesAtoB;
+        endedBytes.toClient += counters.bytesBtoA;
       }
       let reason: SessionEndReason;
       if (entry.killed) reason = entry.killed;
@@ -358,6 +395,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
       logger.debug({ ...summary, clean: r.clean, linkReason: link?.endReason ?? null }, 'session ended');
       safeAudit(logger, () => meta.record?.end({ reason, bytesFromClient: r.bytesAtoB, bytesToClient: r.bytesBtoA }));
       safeAudit(logger, () => opts.audit.sessionEnded?.(summary));
+      safeAudit(logger, () => metrics?.sessionEnded(reason));
       return summary;
     },
 

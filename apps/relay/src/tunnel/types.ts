@@ -98,6 +98,17 @@ export interface TunnelAuditSink {
   sessionEnded?(e: TunnelSessionSummary): void;
 }
 
+/**
+ * What the tunnel tells the relay's metrics (metrics/relay-metrics.ts implements it). Called once per
+ * session, never per chunk: the bytes are read from the router's own counters when scraped
+ * (RelayTunnelRouter.stats()). Must not throw.
+ */
+export interface TunnelMetrics {
+  /** A session was spliced: bytes may flow from now on. */
+  sessionStarted(via: SessionVia): void;
+  sessionEnded(reason: SessionEndReason): void;
+}
+
 /** One finished session, with the bytes moved each way. */
 export interface TunnelSessionSummary {
   sessionId: string;

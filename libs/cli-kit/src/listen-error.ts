@@ -1,5 +1,6 @@
 /**
- * Why a listener could not bind, in words (the HTTPS listener and the SSH jump listener say it the same way).
+ * Why a listener could not bind, in words: every listener of the relay (HTTPS, SSH jump, fleet peers,
+ * metrics) and the agent's metrics endpoint say it the same way.
  */
 export function listenErrorReason(e: unknown): string {
   const code = (e as NodeJS.ErrnoException | null)?.code;
