@@ -255,6 +255,9 @@ const HardeningSchema = z.object({
  */
 export const DRAIN_DEFAULTS = { drainDelay: 2, drainTimeout: 20 } as const;
 
+/** Longest a stop (after a drain or without one) may take before the process exits anyway (main.ts). */
+export const STOP_TIMEOUT_MS = 15_000;
+
 const seconds = (dflt: number, max: number) =>
   z
     .preprocess(

@@ -35,6 +35,9 @@ describe('mssh-relay grammar', () => {
     expect((await parse(['serve', '--drain-delay', '0', '--drain-timeout', '2'])).calls).toEqual([
       ['serve', { drainDelay: '0', drainTimeout: '2', tlsSan: [], trustedProxy: [] }],
     ]);
+    expect(
+      (await parse(['install-service', '--print', '--user', 'ops', '--', '--listen', '0.0.0.0:443'])).calls,
+    ).toEqual([['installService', ['--listen', '0.0.0.0:443'], { print: true, user: 'ops' }]]);
     expect((await parse(['drain', '--wait', '--data-dir', '/d'])).calls).toEqual([
       ['drain', { wait: true, dataDir: '/d' }],
     ]);
