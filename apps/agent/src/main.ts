@@ -8,6 +8,7 @@
  *   mssh-agent run [--state-dir DIR] [--target auto|embedded|HOST:PORT] [--allow-forwarding] [--log-level L]
  *                  [--relay URL]... [--links K]
  *   mssh-agent authorize add KEYFILE | list | remove FINGERPRINT_OR_COMMENT [--state-dir DIR]
+ *   mssh-agent install-service [--print] [--user U [--create-user]] [--unit-dir DIR] ... -- RUN-OPTIONS
  */
 import { CliError, EXIT, commanderExitCode, reportError } from '@mssh/cli-kit';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
@@ -36,6 +37,7 @@ import { describeResolution, openTarget, resolveTargetChoice } from './target/ch
 import { HostKeyRescanner } from './target/host-key-rescan.js';
 import { SshdError } from './embedded-sshd/index.js';
 import { authorizeAdd, authorizeList, authorizeRemove } from './embedded-sshd/authorize-commands.js';
+import { agentUnit, installAgentService, type InstallServiceFlags } from './service/agent-unit.js';
 
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -172,6 +174,22 @@ async function runCommand(flags: RunFlags): Promise<void> {
   process.exit(result.exitCode);
 }
 
-buildProgram({ enroll: enrollCommand, run: runCommand, authorizeAdd, authorizeList, authorizeRemove })
+/** `install-service [--print] -- RUN-OPTIONS`: the systemd unit on stdout, or written and started. */
+async function installServiceCommand(runArgs: string[], flags: InstallServiceFlags): Promise<void> {
+  if (flags.print) {
+    process.stdout.write(agentUnit(runArgs, flags).unit);
+    return;
+  }
+  for (const line of installAgentService(runArgs, flags).lines) process.stdout.write(`${line}\n`);
+}
+
+buildProgram({
+  enroll: enrollCommand,
+  run: runCommand,
+  authorizeAdd,
+  authorizeList,
+  authorizeRemove,
+  installService: installServiceCommand,
+})
   .parseAsync(process.argv)
   .catch(fail);
