@@ -31,6 +31,10 @@ export function runOptions(c: Command): Command {
       'fatal, error, warn, info, debug, trace or silent (env MSSH_LOG_LEVEL; default info)',
     )
     .option(
+      '--log-format <json|pretty>',
+      'log lines on stderr: json, or pretty (readable); default pretty on a terminal, json otherwise (env MSSH_LOG_FORMAT)',
+    )
+    .option(
       '--relay <url>',
       'another relay of the same fleet, e.g. https://relay2.example:8443; repeat for more (env MSSH_RELAYS, comma-separated); the enrolled relay is always tried first',
       (url: string, previous: string[] | undefined) => [...(previous ?? []), url],

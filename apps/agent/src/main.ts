@@ -6,6 +6,7 @@
  *   mssh-agent enroll --relay https://HOST:PORT --token T --name NAME [--relay-fingerprint SHA256:...]
  *                     [--state-dir DIR] [--target auto|embedded|HOST:PORT]
  *   mssh-agent run [--state-dir DIR] [--target auto|embedded|HOST:PORT] [--allow-forwarding] [--log-level L]
+ *                  [--log-format json|pretty]
  *                  [--relay URL]... [--links K]
  *   mssh-agent authorize add KEYFILE | list | remove FINGERPRINT_OR_COMMENT [--state-dir DIR]
  *   mssh-agent install-service [--print] [--user U [--create-user]] [--unit-dir DIR] ... -- RUN-OPTIONS
@@ -94,7 +95,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
       `agent.json in ${cfg.stateDir} has a malformed relay fingerprint; enrol again into an empty --state-dir`,
     );
 
-  const logger = createLogger(cfg.logLevel);
+  const logger = createLogger(cfg.logLevel, cfg.logFormat);
   if (!lock.locked)
     logger.warn(
       { lock: lock.path },

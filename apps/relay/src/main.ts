@@ -30,7 +30,7 @@ import { commandHandlers, relayCliError } from './cli/commands.js';
 async function serve(flags: Flags): Promise<void> {
   const cfg = parseConfig(ServeConfigSchema, flags);
   installBufferReclaim(); // sessions move bulk data through this process (libs/protocol buffer-reclaim.ts)
-  const logger = createLogger(cfg.logLevel);
+  const logger = createLogger(cfg.logLevel, cfg.logFormat);
   const exitAfter = (ms: number, what: string) =>
     setTimeout(() => {
       logger.error(`${what} took longer than ${Math.round(ms / 1000)} s; exiting`);

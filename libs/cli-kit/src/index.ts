@@ -41,3 +41,11 @@ export {
   type UnitSpec,
 } from './systemd-unit.js';
 export { SYSTEMD_ANALYZE, systemdAnalyzeVerify } from './systemd-verify.js';
+export {
+  LOG_FORMATS,
+  formatPrettyLine,
+  prettyStream,
+  resolveLogFormat,
+  useColor,
+  type LogFormat,
+} from './log-format.js';

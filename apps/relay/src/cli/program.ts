@@ -72,6 +72,10 @@ export function serveOptions(c: Command): Command {
     )
     .addOption(new Option('--log-level <level>', 'log level (env MSSH_LOG_LEVEL, default info)'))
     .option(
+      '--log-format <json|pretty>',
+      'log lines on stderr: json, or pretty (readable); default pretty on a terminal, json otherwise (env MSSH_LOG_FORMAT)',
+    )
+    .option(
       '--stale-after <duration>',
       'mark machines not seen for this long as stale, e.g. 30d, 12h (env MSSH_STALE_AFTER, default 30d)',
     )
