@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from './log.js';
 import { parseRunConfig } from './config.js';
-import { AgentError } from './errors.js';
+import { type AgentError } from './errors.js';
 
 function capture() {
   const lines: string[] = [];
@@ -25,7 +25,7 @@ describe('agent logger', () => {
 
     const forced = capture();
     createLogger('info', 'pretty', forced.dest, false).info({ token: 'secret' }, 'x');
-    expect(forced.lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO  x token=\[redacted\]\n$/);
+    expect(forced.lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} INFO {2}x token=\[redacted\]\n$/);
     const forcedJson = capture();
     createLogger('info', 'json', forcedJson.dest, true).info('y');
     expect(JSON.parse(forcedJson.lines[0]!).msg).toBe('y');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CliError } from '@mssh/cli-kit';
+import { type CliError } from '@mssh/cli-kit';
 import { createLogger } from './logger.js';
 import { ServeConfigSchema, parseConfig } from './config.js';
 

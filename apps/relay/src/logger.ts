@@ -29,8 +29,7 @@ export function createLogger(
   destination: pino.DestinationStream = pino.destination({ fd: 2, sync: true }),
   isTty: boolean = process.stderr.isTTY === true,
 ): Logger {
-  if (resolveLogFormat(format, isTty) === 'pretty')
-    destination = prettyStream(destination, { color: useColor(isTty) }) as pino.DestinationStream;
+  if (resolveLogFormat(format, isTty) === 'pretty') destination = prettyStream(destination, { color: useColor(isTty) });
   return pino(
     { level, base: { pid: process.pid }, redact: { paths: REDACT_PATHS, censor: '[redacted]' } },
     destination,

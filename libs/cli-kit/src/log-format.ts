@@ -56,7 +56,10 @@ export function formatPrettyLine(line: string, opts: { color: boolean }): string
   } catch {
     return line.endsWith('\n') ? line : `${line}\n`;
   }
-  const level = LEVELS[Number(o.level)] ?? { name: String(o.level ?? '?').toUpperCase(), color: '0' };
+  const level = LEVELS[Number(o.level)] ?? {
+    name: typeof o.level === 'string' ? o.level.toUpperCase() : '?',
+    color: '0',
+  };
   const name = level.name.padEnd(5);
   const head = [
     opts.color ? `\u001b[2m${time(o.time)}\u001b[22m` : time(o.time),
