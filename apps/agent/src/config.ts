@@ -7,12 +7,14 @@
  *           --target auto|embedded|HOST:PORT (MSSH_AGENT_TARGET, default auto)
  *   run:    --state-dir DIR  --target auto|embedded|HOST:PORT (MSSH_AGENT_TARGET; default: the one stored
  *           at enrolment)  --allow-forwarding (embedded server only)  --log-level L (MSSH_LOG_LEVEL, default info)
+ *           --log-format json|pretty (MSSH_LOG_FORMAT; default pretty on a terminal, json otherwise)
  *           --relay URL, repeatable (MSSH_RELAYS=URL,URL,...: more relays of the same fleet)
  *           --links K (MSSH_LINKS, 1..8, default 1: links held at once, each to a different relay)
  *           --metrics-listen HOST:PORT (MSSH_METRICS_LISTEN, default off: the Prometheus endpoint)
  */
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { LOG_FORMATS } from '@mssh/cli-kit';
 import { HOST_NAME_RE } from '@mssh/protocol';
 import { AgentError } from './errors.js';
 import { formatHostPort, parseHostPort, parseRelayUrl, type HostPort } from './dial/endpoint.js';
@@ -66,6 +68,8 @@ const stateDirSchema = z
   .transform((s) => resolve(s));
 
 const logLevelSchema = z.enum(LOG_LEVELS, { error: `--log-level must be one of ${LOG_LEVELS.join(', ')}` });
+/** Unset: pretty on a terminal, JSON otherwise (log.ts). */
+const logFormatSchema = z.enum(LOG_FORMATS, { error: '--log-format must be json or pretty' }).optional();
 
 export const EnrollConfig = z.object({
   relayUrl: z
@@ -192,6 +196,7 @@ export const RunConfig = z.object({
   target: targetSchema.nullable(),
   allowForwarding: z.boolean(),
   logLevel: logLevelSchema,
+  logFormat: logFormatSchema,
   /** Relays of the same fleet besides the enrolled one, in the order given. */
   relays: relaysSchema,
   links: linksSchema,
@@ -214,6 +219,7 @@ export interface RunFlags {
   target?: string;
   allowForwarding?: boolean;
   logLevel?: string;
+  logFormat?: string;
   /** --relay, repeatable. */
   relay?: string[];
   links?: string;
@@ -248,6 +254,7 @@ export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process
     target: flags.target ?? env.MSSH_AGENT_TARGET ?? null,
     allowForwarding: flags.allowForwarding === true,
     logLevel: flags.logLevel ?? env.MSSH_LOG_LEVEL ?? 'info',
+    logFormat: flags.logFormat ?? (env.MSSH_LOG_FORMAT || undefined),
     relays:
       flags.relay !== undefined
         ? { from: '--relay', value: flags.relay }

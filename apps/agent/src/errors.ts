@@ -18,6 +18,13 @@ export const AGENT_ERRORS = {
   AGT_ERR_ENROLL_REFUSED: 'the relay refused the enrolment',
   AGT_ERR_STATE_DIR_LOCKED: 'another mssh-agent is already running on this state directory',
   AGT_ERR_METRICS_LISTEN: 'the metrics endpoint cannot listen on the address',
+  AGT_ERR_SERVICE_NOT_ROOT: 'installing the service needs root; use sudo, or --print to see the unit',
+  AGT_ERR_SERVICE_EXISTS: 'the unit file exists already with other content; --force replaces it',
+  AGT_ERR_SERVICE_USER: 'the service user does not exist (--create-user creates it) or cannot be created',
+  AGT_ERR_SERVICE_WRITE: 'the unit file cannot be written',
+  AGT_ERR_SERVICE_SYSTEMCTL: 'systemctl daemon-reload / enable --now failed (the unit is written)',
+  AGT_ERR_SERVICE_EXEC: 'the node binary or entry script for the unit is not an absolute path to a file',
+  AGT_ERR_SERVICE_ARGS: 'the options after -- cannot go into a unit (not `run` options, or a relative path)',
 } as const;
 
 export type AgentErrorCode = keyof typeof AGENT_ERRORS;

@@ -6,8 +6,10 @@
  *   mssh-agent enroll --relay https://HOST:PORT --token T --name NAME [--relay-fingerprint SHA256:...]
  *                     [--state-dir DIR] [--target auto|embedded|HOST:PORT]
  *   mssh-agent run [--state-dir DIR] [--target auto|embedded|HOST:PORT] [--allow-forwarding] [--log-level L]
+ *                  [--log-format json|pretty]
  *                  [--relay URL]... [--links K] [--metrics-listen HOST:PORT]
  *   mssh-agent authorize add KEYFILE | list | remove FINGERPRINT_OR_COMMENT [--state-dir DIR]
+ *   mssh-agent install-service [--print] [--user U [--create-user]] [--unit-dir DIR] ... -- RUN-OPTIONS
  */
 import { CliError, EXIT, commanderExitCode, listenErrorReason, reportError } from '@mssh/cli-kit';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
@@ -38,6 +40,7 @@ import { SshdError } from './embedded-sshd/index.js';
 import { authorizeAdd, authorizeList, authorizeRemove } from './embedded-sshd/authorize-commands.js';
 import { createProcessRegistry, startMetricsServer, type MetricsServer } from '@mssh/metrics';
 import { createAgentMetrics } from './metrics/agent-metrics.js';
+import { agentUnit, installAgentService, type InstallServiceFlags } from './service/agent-unit.js';
 
 const SHUTDOWN_GRACE_MS = 5_000;
 
@@ -94,7 +97,7 @@ async function runCommand(flags: RunFlags): Promise<void> {
       `agent.json in ${cfg.stateDir} has a malformed relay fingerprint; enrol again into an empty --state-dir`,
     );
 
-  const logger = createLogger(cfg.logLevel);
+  const logger = createLogger(cfg.logLevel, cfg.logFormat);
   if (!lock.locked)
     logger.warn(
       { lock: lock.path },
@@ -203,6 +206,22 @@ async function runCommand(flags: RunFlags): Promise<void> {
   process.exit(result.exitCode);
 }
 
-buildProgram({ enroll: enrollCommand, run: runCommand, authorizeAdd, authorizeList, authorizeRemove })
+/** `install-service [--print] -- RUN-OPTIONS`: the systemd unit on stdout, or written and started. */
+async function installServiceCommand(runArgs: string[], flags: InstallServiceFlags): Promise<void> {
+  if (flags.print) {
+    process.stdout.write(agentUnit(runArgs, flags).unit);
+    return;
+  }
+  for (const line of installAgentService(runArgs, flags).lines) process.stdout.write(`${line}\n`);
+}
+
+buildProgram({
+  enroll: enrollCommand,
+  run: runCommand,
+  authorizeAdd,
+  authorizeList,
+  authorizeRemove,
+  installService: installServiceCommand,
+})
   .parseAsync(process.argv)
   .catch(fail);

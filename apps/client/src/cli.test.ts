@@ -46,6 +46,7 @@ async function parse(
     adminAgentsForget: rec('adminAgentsForget'),
     adminAudit: rec('adminAudit'),
     adminSessions: rec('adminSessions'),
+    completeHosts: rec('completeHosts'),
   };
   let out = '';
   let err = '';

@@ -2,12 +2,13 @@
  * The `mssh` command line grammar (commander). It only parses: each command calls one handler with typed
  * arguments and records the exit code it returns. main.ts supplies the handlers.
  */
-import { Command, Option } from 'commander';
+import { Argument, Command, Option } from 'commander';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
 import { EXIT } from '@mssh/cli-kit';
 import type { LoginArgs } from './commands/login.js';
 import type { SshArgs } from './commands/ssh.js';
 import type { AdminAuditArgs, AdminSessionsArgs } from './commands/admin-audit.js';
+import { SHELLS, completionScript, type Shell } from './completion/completion-script.js';
 
 export interface Handlers {
   login(a: LoginArgs): Promise<number>;
@@ -39,6 +40,8 @@ export interface Handlers {
   adminAgentsForget(a: { name: string }): Promise<number>;
   adminAudit(a: AdminAuditArgs): Promise<number>;
   adminSessions(a: AdminSessionsArgs): Promise<number>;
+  /** `mssh __complete hosts`: machine names for the completion scripts. */
+  completeHosts(): Promise<number>;
 }
 
 export interface CliOutput {
@@ -360,6 +363,19 @@ export function buildProgram(
     .action((o: { active: boolean; limit?: string; json: boolean }) =>
       done(handlers.adminSessions({ active: o.active === true, limit: o.limit, json: o.json === true })),
     );
+
+  configure(program.command('completion'), 'Usage: mssh completion bash|zsh|fish')
+    .description('print a shell completion script (commands, options, machine names); see apps/client/README.md')
+    .addArgument(new Argument('<shell>', 'bash, zsh or fish').choices(SHELLS))
+    .action((shell: Shell) => {
+      out.writeOut(completionScript(shell, program));
+      result.code = 0;
+    });
+  // For the completion scripts: machine names, one per line (cached; never hangs, never fails).
+  program
+    .command('__complete', { hidden: true })
+    .argument('<what>')
+    .action((what: string) => done(what === 'hosts' ? handlers.completeHosts() : Promise.resolve(0)));
 
   return { program, result };
 }

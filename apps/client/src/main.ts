@@ -34,6 +34,7 @@ import { login, logout, whoami } from './commands/login.js';
 import { ls } from './commands/ls.js';
 import { proxy } from './commands/proxy.js';
 import { ssh } from './commands/ssh.js';
+import { completionHostNames } from './completion/host-cache.js';
 import { cliError, formatCliError, isCliError, type CliError } from './errors.js';
 import { KnownHostsFile } from './known-hosts/known-hosts-file.js';
 import { connectRelay } from './relay-client/relay-connection.js';
@@ -136,6 +137,11 @@ async function main(): Promise<void> {
     adminAgentsForget: withDir((a) => adminAgentsForget(ctx, a)),
     adminAudit: withDir((a) => adminAudit(ctx, a)),
     adminSessions: withDir((a) => adminSessions(ctx, a)),
+    completeHosts: async () => {
+      const names = await completionHostNames(ctx);
+      if (names.length > 0) process.stdout.write(`${names.join('\n')}\n`);
+      return 0;
+    },
   };
   const { program, result } = buildProgram(handlers, {
     writeOut: (s) => process.stdout.write(s),

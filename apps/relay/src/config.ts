@@ -14,6 +14,7 @@ import {
   UserName,
   parseDuration,
 } from '@mssh/protocol';
+import { LOG_FORMATS } from '@mssh/cli-kit';
 import { CliError } from './errors.js';
 import { DEFAULT_STALE_AFTER_MS } from './hosts/staleness.js';
 
@@ -165,6 +166,8 @@ const StaleAfter = z.preprocess(nonEmpty, z.string().optional()).transform((v, c
 });
 
 const LogLevel = z.preprocess(nonEmpty, z.enum(LOG_LEVELS).optional()).transform((v) => v ?? 'info');
+/** --log-format: json or pretty; unset: pretty on a terminal, JSON otherwise (logger.ts). */
+const LogFormat = z.preprocess(nonEmpty, z.enum(LOG_FORMATS, { error: 'must be json or pretty' }).optional());
 
 /** The flags every command shares (database and data directory). */
 const StoreSchema = z.object({ dataDir: DataDir, databaseUrl: DatabaseUrl });
@@ -273,6 +276,9 @@ const HardeningSchema = z.object({
  */
 export const DRAIN_DEFAULTS = { drainDelay: 2, drainTimeout: 20 } as const;
 
+/** Longest a stop (after a drain or without one) may take before the process exits anyway (main.ts). */
+export const STOP_TIMEOUT_MS = 15_000;
+
 const seconds = (dflt: number, max: number) =>
   z
     .preprocess(
@@ -296,6 +302,7 @@ export const ServeConfigSchema = StoreSchema.extend({
   fleetLeaseMs: FleetLeaseMs,
   metricsListen: MetricsListen,
   logLevel: LogLevel,
+  logFormat: LogFormat,
   staleAfter: StaleAfter,
   ...HardeningSchema.shape,
   bootstrapPassword: z.preprocess(nonEmpty, z.string().min(8, 'must be at least 8 characters').max(1024).optional()),
@@ -380,6 +387,7 @@ const FLAG_NAMES: Record<string, string> = {
   metricsListen: '--metrics-listen (MSSH_METRICS_LISTEN)',
   fleetLeaseMs: 'MSSH_FLEET_LEASE_MS',
   logLevel: '--log-level (MSSH_LOG_LEVEL)',
+  logFormat: '--log-format (MSSH_LOG_FORMAT)',
   bootstrapPassword: 'MSSH_BOOTSTRAP_PASSWORD',
   staleAfter: '--stale-after (MSSH_STALE_AFTER)',
   tlsCert: '--tls-cert',
@@ -424,6 +432,7 @@ export function withEnv(flags: Record<string, unknown>, env: NodeJS.ProcessEnv):
     metricsListen: pick(flags.metricsListen, 'MSSH_METRICS_LISTEN'),
     fleetLeaseMs: env.MSSH_FLEET_LEASE_MS,
     logLevel: pick(flags.logLevel, 'MSSH_LOG_LEVEL'),
+    logFormat: pick(flags.logFormat, 'MSSH_LOG_FORMAT'),
     staleAfter: pick(flags.staleAfter, 'MSSH_STALE_AFTER'),
     drainDelay: pick(flags.drainDelay, 'MSSH_DRAIN_DELAY'),
     drainTimeout: pick(flags.drainTimeout, 'MSSH_DRAIN_TIMEOUT'),

@@ -62,6 +62,20 @@ export const RELAY_CLI_ERRORS = {
   RLY_CLI_ERR_LISTEN: 'cannot listen on the address',
   /** `drain` found no relay running on the data directory (its admin socket does not answer). */
   RLY_CLI_ERR_NOT_RUNNING: 'no relay running on the data directory',
+  /** `install-service` without root (writing /etc/systemd/system or creating the user needs it). */
+  RLY_CLI_ERR_SERVICE_NOT_ROOT: 'installing the service needs root',
+  /** `install-service`: the unit file exists with other content and --force was not given. */
+  RLY_CLI_ERR_SERVICE_EXISTS: 'the unit file exists already',
+  /** `install-service`: the service user does not exist (no --create-user), or useradd failed. */
+  RLY_CLI_ERR_SERVICE_USER: 'the service user is missing',
+  /** `install-service`: the unit file cannot be written. */
+  RLY_CLI_ERR_SERVICE_WRITE: 'cannot write the unit file',
+  /** `install-service`: `systemctl daemon-reload` / `enable --now` failed (the unit is written). */
+  RLY_CLI_ERR_SERVICE_SYSTEMCTL: 'systemctl failed',
+  /** `install-service`: the node binary or entry script for ExecStart is not an absolute path to a file. */
+  RLY_CLI_ERR_SERVICE_EXEC: 'no usable node binary or entry script for the unit',
+  /** `install-service`: the options after -- cannot go into a unit (not `serve` options, relative path, secret). */
+  RLY_CLI_ERR_SERVICE_ARGS: 'the serve options cannot go into a unit',
 } as const;
 export type RelayCliErrorCode = keyof typeof RELAY_CLI_ERRORS;
 

@@ -8,15 +8,12 @@
  */
 import { commanderExitCode, reportError } from '@mssh/cli-kit';
 import { installBufferReclaim } from '@mssh/protocol/transport';
-import { ServeConfigSchema, parseConfig } from './config.js';
+import { STOP_TIMEOUT_MS, ServeConfigSchema, parseConfig } from './config.js';
 import { createLogger } from './logger.js';
 import { rootMessage } from './db/index.js';
 import { createRelay } from './relay.js';
 import { buildProgram, type Flags } from './cli/program.js';
 import { commandHandlers, relayCliError } from './cli/commands.js';
-
-/** Longest a stop (STOP_STEPS, after a drain or without one) may take before the process exits anyway. */
-const STOP_TIMEOUT_MS = 15_000;
 
 /**
  * Signals (issue 19):
@@ -33,7 +30,7 @@ const STOP_TIMEOUT_MS = 15_000;
 async function serve(flags: Flags): Promise<void> {
   const cfg = parseConfig(ServeConfigSchema, flags);
   installBufferReclaim(); // sessions move bulk data through this process (libs/protocol buffer-reclaim.ts)
-  const logger = createLogger(cfg.logLevel);
+  const logger = createLogger(cfg.logLevel, cfg.logFormat);
   const exitAfter = (ms: number, what: string) =>
     setTimeout(() => {
       logger.error(`${what} took longer than ${Math.round(ms / 1000)} s; exiting`);

@@ -23,3 +23,30 @@ export {
   type AdminCommands,
   type AdminCommandsOptions,
 } from './admin-commands.js';
+export {
+  SYSTEM_UNIT_DIR,
+  UNIT_NAME_RE,
+  checkExecutables,
+  installService,
+  quoteExecArg,
+  realServiceSystem,
+  renderUnit,
+  underHome,
+  withRealPaths,
+  type Hardening,
+  type InstallResult,
+  type InstallServiceOptions,
+  type ServiceCodes,
+  type ServiceFailure,
+  type ServiceSystem,
+  type UnitSpec,
+} from './systemd-unit.js';
+export { SYSTEMD_ANALYZE, systemdAnalyzeVerify } from './systemd-verify.js';
+export {
+  LOG_FORMATS,
+  formatPrettyLine,
+  prettyStream,
+  resolveLogFormat,
+  useColor,
+  type LogFormat,
+} from './log-format.js';

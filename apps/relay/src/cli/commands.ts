@@ -27,6 +27,7 @@ import { AdminSocketClient, type AdminOps } from '../admin/admin-client.js';
 import { describeDataDir, infoDatabase, infoDatabaseOf, runningRelay } from '../admin/admin-target.js';
 import { adminOps, withOps } from '../admin/offline-ops.js';
 import { readJumpHostKeyFingerprint, jumpHostKeyPath } from '../ssh-jump/host-key.js';
+import { installRelayService, relayUnit, type RelayServiceFlags } from '../service/relay-unit.js';
 import type { Flags, RelayHandlers } from './program.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -279,6 +280,18 @@ export function relayCliError(e: unknown): CliError | null {
 }
 
 /** Every command but serve. */
+// ---------------------------------------------------------------- install-service
+
+/** `install-service [--print] -- SERVE-OPTIONS`: the systemd unit on stdout, or written and started. */
+async function installServiceCmd(serveArgs: string[], flags: Flags): Promise<void> {
+  const f = flags as RelayServiceFlags;
+  if (f.print) {
+    process.stdout.write(relayUnit(serveArgs, f).unit);
+    return;
+  }
+  for (const line of installRelayService(serveArgs, f).lines) out(line);
+}
+
 export function commandHandlers(): Omit<RelayHandlers, 'serve'> {
   const flag = (flags: Flags, name: string) => flags[name] === true;
   return {
@@ -302,5 +315,6 @@ export function commandHandlers(): Omit<RelayHandlers, 'serve'> {
     agentForget: (name, flags) => admin(flags).agentsForget({ name }),
     migrate: migrateCmd,
     auditPrune,
+    installService: installServiceCmd,
   };
 }

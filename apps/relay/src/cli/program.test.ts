@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { commanderExitCode } from '@mssh/cli-kit';
+import { SOFTWARE_VERSION } from '@mssh/protocol';
 import { buildProgram, type RelayHandlers } from './program.js';
 
 /** Every handler records its call; the grammar is tested without running anything. */
@@ -35,6 +36,9 @@ describe('mssh-relay grammar', () => {
     expect((await parse(['serve', '--drain-delay', '0', '--drain-timeout', '2'])).calls).toEqual([
       ['serve', { drainDelay: '0', drainTimeout: '2', tlsSan: [], trustedProxy: [] }],
     ]);
+    expect(
+      (await parse(['install-service', '--print', '--user', 'ops', '--', '--listen', '0.0.0.0:443'])).calls,
+    ).toEqual([['installService', ['--listen', '0.0.0.0:443'], { print: true, user: 'ops' }]]);
     expect((await parse(['drain', '--wait', '--data-dir', '/d'])).calls).toEqual([
       ['drain', { wait: true, dataDir: '/d' }],
     ]);
@@ -51,5 +55,17 @@ describe('mssh-relay grammar', () => {
     expect(commanderExitCode((await parse(['serve', '--no-such-flag'])).error)).toBe(64);
     expect(commanderExitCode((await parse(['audit', 'prune'])).error)).toBe(64);
     expect(commanderExitCode((await parse(['--help'])).error)).toBe(0);
+  });
+
+  it('--version prints the one software version (@mssh/protocol)', async () => {
+    let out = '';
+    const h = new Proxy({} as RelayHandlers, { get: () => async () => {} });
+    const program = buildProgram(h, { writeOut: (s) => (out += s), writeErr: () => {} });
+    const error = await program.parseAsync(['node', 'mssh-relay', '--version']).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(commanderExitCode(error)).toBe(0);
+    expect(out.trim()).toBe(SOFTWARE_VERSION);
   });
 });

@@ -32,6 +32,7 @@ export interface RelayHandlers {
   agentForget(name: string, flags: Flags): Promise<void>;
   migrate(flags: Flags): Promise<void>;
   auditPrune(flags: Flags): Promise<void>;
+  installService(serveArgs: string[], flags: Flags): Promise<void>;
 }
 
 export interface CliOutput {
@@ -46,23 +47,9 @@ const storeOptions = (c: Command) =>
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
-export function buildProgram(
-  h: RelayHandlers,
-  out: CliOutput = { writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) },
-): Command {
-  const program = new Command('mssh-relay')
-    .description('The mssh relay: reach machines behind NAT over SSH, end to end encrypted.')
-    .version(SOFTWARE_VERSION)
-    .showHelpAfterError(false)
-    .exitOverride()
-    .configureOutput({
-      writeOut: (s) => out.writeOut(s),
-      writeErr: (s) => out.writeErr(s),
-      outputError: (str, write) =>
-        write(`mssh-relay: ${str.replace(/^error: /, '').trim()}\nRun \`mssh-relay --help\` for usage.\n`),
-    });
-
-  storeOptions(program.command('serve').description('run the relay'))
+/** The options of `serve` (also parsed by `install-service` from the arguments after `--`). */
+export function serveOptions(c: Command): Command {
+  return storeOptions(c)
     .option('--listen <host:port>', `address to listen on (env MSSH_LISTEN, default 0.0.0.0:8443)`)
     .option(
       '--ssh-listen <host:port|off>',
@@ -88,6 +75,10 @@ export function buildProgram(
       'serve Prometheus metrics (GET /metrics, plain HTTP) on this address, never the public port (env MSSH_METRICS_LISTEN; default off; see docs/operations.md)',
     )
     .addOption(new Option('--log-level <level>', 'log level (env MSSH_LOG_LEVEL, default info)'))
+    .option(
+      '--log-format <json|pretty>',
+      'log lines on stderr: json, or pretty (readable); default pretty on a terminal, json otherwise (env MSSH_LOG_FORMAT)',
+    )
     .option(
       '--stale-after <duration>',
       'mark machines not seen for this long as stale, e.g. 30d, 12h (env MSSH_STALE_AFTER, default 30d)',
@@ -149,8 +140,43 @@ export function buildProgram(
     .option(
       '--drain-timeout <seconds>',
       `SIGTERM or \`mssh-relay drain\`: running sessions may go on this long after the drain began, then they end (relay_shutdown) and the relay exits (env MSSH_DRAIN_TIMEOUT, default ${DRAIN_DEFAULTS.drainTimeout})`,
+    );
+}
+
+export function buildProgram(
+  h: RelayHandlers,
+  out: CliOutput = { writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) },
+): Command {
+  const program = new Command('mssh-relay')
+    .description('The mssh relay: reach machines behind NAT over SSH, end to end encrypted.')
+    .version(SOFTWARE_VERSION)
+    .showHelpAfterError(false)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => out.writeOut(s),
+      writeErr: (s) => out.writeErr(s),
+      outputError: (str, write) =>
+        write(`mssh-relay: ${str.replace(/^error: /, '').trim()}\nRun \`mssh-relay --help\` for usage.\n`),
+    });
+
+  serveOptions(program.command('serve').description('run the relay')).action((opts: Flags) => h.serve(opts));
+
+  program
+    .command('install-service')
+    .description(
+      'write a hardened systemd unit that runs `mssh-relay serve` with the options after -- (see docs/operations.md)',
     )
-    .action((opts: Flags) => h.serve(opts));
+    .argument('[serve-options...]', 'options of `mssh-relay serve`, after --, e.g. -- --listen 0.0.0.0:443')
+    .option('--print', 'print the unit on stdout and install nothing')
+    .option('--name <name>', 'unit name (default mssh-relay: /etc/systemd/system/mssh-relay.service)')
+    .option('--user <user>', 'the user the relay runs as (default mssh-relay)')
+    .option('--create-user', 'create that user (a system user without login) if it does not exist')
+    .option('--unit-dir <dir>', 'write the unit here instead of /etc/systemd/system (systemctl is then not run)')
+    .option('--node <file>', 'node binary for ExecStart (default: the one running this command)')
+    .option('--script <file>', 'mssh-relay entry script for ExecStart (default: the one running this command)')
+    .option('--env-file <file>', 'EnvironmentFile= for secrets such as DATABASE_URL (keep them off the command line)')
+    .option('--force', 'replace an existing unit with other content')
+    .action((args: string[], opts: Flags) => h.installService(args, opts));
 
   program
     .command('drain')

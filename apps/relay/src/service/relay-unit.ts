@@ -1,0 +1,213 @@
+/**
+ * `mssh-relay install-service`: the systemd unit that runs `mssh-relay serve` with the options the operator
+ * passes after `--`, and its installation (@mssh/cli-kit systemd-unit.ts writes the syntax and does the
+ * steps). What this file decides, from the `serve` options parsed with the same grammar and schema as
+ * `serve` itself (so a typo fails now, not at the first start):
+ *
+ *   ExecStart       the absolute node binary and entry script running this command, `serve`, the options
+ *                   as given (plus --data-dir /var/lib/NAME when none was given)
+ *   data directory  under /var/lib: StateDirectory= (systemd creates it, owned by the user, 0700);
+ *                   elsewhere: ReadWritePaths= (the rest of the file system is read-only)
+ *   ports < 1024    AmbientCapabilities=CAP_NET_BIND_SERVICE (--listen, --ssh-listen, --peer-listen);
+ *                   otherwise no capability at all
+ *   SIGTERM         the relay drains (readyz 503, agents moved, sessions go on up to --drain-timeout):
+ *                   TimeoutStopSec= is the drain's longest wait + the stop's + a margin
+ *   LimitNOFILE     2 x (--max-sessions + --max-agents) + 1024: a session can hold a client and a jump
+ *                   connection, each agent its link, plus listeners, database and peers
+ */
+import { isAbsolute, resolve } from 'node:path';
+import { Command, CommanderError } from 'commander';
+import {
+  CliError,
+  EXIT,
+  SYSTEM_UNIT_DIR,
+  UNIT_NAME_RE,
+  checkExecutables,
+  installService,
+  renderUnit,
+  underHome,
+  withRealPaths,
+  type InstallResult,
+  type ServiceCodes,
+  type ServiceSystem,
+  type UnitSpec,
+} from '@mssh/cli-kit';
+import { STOP_TIMEOUT_MS, ServeConfigSchema, parseConfig, sshJumpListen } from '../config.js';
+import { serveOptions, type Flags } from '../cli/program.js';
+
+export const RELAY_SERVICE_CODES: ServiceCodes = {
+  NOT_ROOT: 'RLY_CLI_ERR_SERVICE_NOT_ROOT',
+  EXISTS: 'RLY_CLI_ERR_SERVICE_EXISTS',
+  USER: 'RLY_CLI_ERR_SERVICE_USER',
+  WRITE: 'RLY_CLI_ERR_SERVICE_WRITE',
+  SYSTEMCTL: 'RLY_CLI_ERR_SERVICE_SYSTEMCTL',
+  EXEC: 'RLY_CLI_ERR_SERVICE_EXEC',
+  ARGS: 'RLY_CLI_ERR_SERVICE_ARGS',
+};
+
+export const DEFAULT_RELAY_SERVICE = 'mssh-relay';
+
+export interface RelayServiceFlags {
+  print?: boolean;
+  name?: string;
+  user?: string;
+  createUser?: boolean;
+  unitDir?: string;
+  node?: string;
+  script?: string;
+  envFile?: string;
+  force?: boolean;
+}
+
+/** The running command's node binary and entry script (the defaults of --node and --script). */
+export interface Running {
+  execPath: string;
+  script: string;
+}
+
+export const runningProcess = (): Running => ({
+  execPath: process.execPath,
+  script: resolve(process.argv[1] ?? ''),
+});
+
+const argsError = (message: string, hint: string) =>
+  new CliError(RELAY_SERVICE_CODES.ARGS, message, hint, { exitCode: EXIT.USAGE });
+
+/** The `serve` options after `--`, parsed by the `serve` grammar. */
+export function parseServeArgs(args: string[]): Flags {
+  let problem = '';
+  const cmd = serveOptions(new Command('serve'))
+    .exitOverride()
+    .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: (s) => (problem += s) });
+  try {
+    cmd.parse(args, { from: 'user' });
+  } catch (e) {
+    if (!(e instanceof CommanderError)) throw e;
+    throw argsError(
+      `the options after -- are not valid \`mssh-relay serve\` options: ${problem.replace(/^error: /, '').trim() || e.message}`,
+      'See `mssh-relay serve --help`; write them as for serve: install-service [--print] -- --listen 0.0.0.0:443 ...',
+    );
+  }
+  return cmd.opts();
+}
+
+function hasPassword(url: unknown): boolean {
+  if (typeof url !== 'string') return false;
+  try {
+    return new URL(url).password !== '';
+  } catch {
+    return false;
+  }
+}
+
+export interface RelayUnit {
+  name: string;
+  user: string;
+  dataDir: string;
+  unit: string;
+}
+
+/** The unit for these `serve` options and install-service flags. Throws coded CliErrors. */
+export function relayUnit(
+  serveArgs: string[],
+  flags: RelayServiceFlags,
+  running: Running = runningProcess(),
+): RelayUnit {
+  const codes = RELAY_SERVICE_CODES;
+  const name = flags.name ?? DEFAULT_RELAY_SERVICE;
+  if (!UNIT_NAME_RE.test(name))
+    throw argsError(`--name "${name}" is not a unit name`, 'Use letters, digits, and - _ . : only, e.g. mssh-relay.');
+  const user = flags.user ?? 'mssh-relay';
+  const serveFlags = parseServeArgs(serveArgs);
+  for (const [flag, v] of [
+    ['--data-dir', serveFlags.dataDir],
+    ['--tls-cert', serveFlags.tlsCert],
+    ['--tls-key', serveFlags.tlsKey],
+  ] as const) {
+    if (typeof v === 'string' && !isAbsolute(v))
+      throw argsError(
+        `${flag} "${v}" is not an absolute path`,
+        `The service starts in /, without your shell: give ${flag} /ABSOLUTE/PATH.`,
+      );
+  }
+  if (hasPassword(serveFlags.databaseUrl))
+    throw argsError(
+      '--database-url holds a password, which would be readable by every local user in the unit file',
+      'Put DATABASE_URL=... in a file only root can read (chmod 600) and pass --env-file FILE instead.',
+    );
+  const envFile = flags.envFile;
+  if (envFile !== undefined && !isAbsolute(envFile))
+    throw argsError(`--env-file "${envFile}" is not an absolute path`, 'Give --env-file /ABSOLUTE/PATH.');
+  const node = flags.node ?? running.execPath;
+  const script = flags.script ?? running.script;
+  checkExecutables(node, script, codes);
+
+  const args = [...serveArgs];
+  if (serveFlags.dataDir === undefined) args.push('--data-dir', `/var/lib/${name}`);
+  // The installer's environment is not the service's: only the options count (and --env-file at start).
+  const cfg = parseConfig(ServeConfigSchema, { ...serveFlags, dataDir: serveFlags.dataDir ?? `/var/lib/${name}` }, {});
+  const dataDir = cfg.dataDir;
+  const stateDirectory = dataDir.startsWith('/var/lib/') ? dataDir.slice('/var/lib/'.length) : undefined;
+  const ports = [cfg.listen.port, sshJumpListen(cfg)?.port, cfg.peerListen?.port].filter(
+    (p): p is number => p !== undefined && p > 0,
+  );
+  const privileged = ports.filter((p) => p < 1024);
+  const homePaths = withRealPaths(
+    [node, script, dataDir, cfg.tlsCert, cfg.tlsKey, envFile].filter((p) => !!p) as string[],
+  );
+  const drainWait = Math.max(cfg.drainDelay, cfg.drainTimeout);
+  const timeoutStopSec = drainWait + STOP_TIMEOUT_MS / 1000 + 15;
+  const limitNofile = Math.ceil((2 * (cfg.maxSessions + cfg.maxAgents) + 1024) / 1024) * 1024;
+
+  const spec: UnitSpec = {
+    program: 'mssh-relay',
+    name,
+    description: 'mssh relay (docs/operations.md of mssh: systemd units)',
+    user,
+    execStart: [node, script, 'serve', ...args],
+    stateDirectory,
+    readWritePaths: stateDirectory ? [] : [dataDir],
+    environmentFile: envFile,
+    hardening: 'strict',
+    protectHome: homePaths.some(underHome) ? 'read-only' : 'yes',
+    capabilities: privileged.length > 0 ? ['CAP_NET_BIND_SERVICE'] : [],
+    limitNofile,
+    timeoutStopSec,
+    restartSec: 5,
+    restartPreventExitStatus: [EXIT.USAGE, EXIT.CONFIG],
+    comments: [
+      `Exit ${EXIT.USAGE} (bad options) and ${EXIT.CONFIG} (unusable stored state) are not restarted: fix, then systemctl restart ${name}.`,
+      `SIGTERM drains: /readyz 503, agents moved, sessions go on up to --drain-timeout ${cfg.drainTimeout} s; TimeoutStopSec = max(--drain-delay, --drain-timeout) ${drainWait} + stop ${STOP_TIMEOUT_MS / 1000} + 15 s.`,
+      `LimitNOFILE = 2 x (--max-sessions ${cfg.maxSessions} + --max-agents ${cfg.maxAgents}) + 1024, rounded up to 1024.`,
+      privileged.length > 0
+        ? `CAP_NET_BIND_SERVICE: it listens on port ${privileged.join(', ')} (below 1024).`
+        : 'No capabilities: every port is 1024 or above.',
+      ...(stateDirectory
+        ? []
+        : [`Data directory outside /var/lib: create ${dataDir} owned by ${user} (0700) before the first start.`]),
+      `Admin commands on this relay: sudo -u ${user} mssh-relay user add NAME --data-dir ${dataDir}`,
+    ],
+  };
+  return { name, user, dataDir, unit: renderUnit(spec, codes) };
+}
+
+/** install-service without --print: write the unit and start it (see installService). */
+export function installRelayService(
+  serveArgs: string[],
+  flags: RelayServiceFlags,
+  opts: { running?: Running; system?: Partial<ServiceSystem> } = {},
+): InstallResult {
+  const r = relayUnit(serveArgs, flags, opts.running);
+  return installService({
+    program: 'mssh-relay',
+    name: r.name,
+    unit: r.unit,
+    user: r.user,
+    userHome: r.dataDir,
+    createUser: flags.createUser === true,
+    unitDir: flags.unitDir ?? SYSTEM_UNIT_DIR,
+    force: flags.force === true,
+    codes: RELAY_SERVICE_CODES,
+    system: opts.system,
+  });
+}
