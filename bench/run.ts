@@ -3,7 +3,7 @@
  * (issue 8). See bench/README.md for what each metric means and how the baseline is set up.
  *
  *   node --import tsx bench/run.ts [--quick] [--paths direct,jump,mssh-ssh,mssh-proxy]
- *        [--metrics bulk,setup,prompt,latency,concurrency,rate,reconnect] [--sessions N] [--mib N] [--profile DIR]
+ *        [--metrics bulk,setup,prompt,latency,concurrency,rate,reconnect,fleet] [--sessions N] [--mib N] [--profile DIR]
  */
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
@@ -19,8 +19,9 @@ import { runLatency } from './metrics/latency.js';
 import { runConcurrency } from './metrics/concurrency.js';
 import { runRate } from './metrics/rate.js';
 import { runReconnect } from './metrics/reconnect.js';
+import { runFleet } from './metrics/fleet.js';
 
-const METRICS = ['bulk', 'setup', 'prompt', 'latency', 'concurrency', 'rate', 'reconnect'] as const;
+const METRICS = ['bulk', 'setup', 'prompt', 'latency', 'concurrency', 'rate', 'reconnect', 'fleet'] as const;
 type Metric = (typeof METRICS)[number];
 
 const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--profile DIR]`;
@@ -86,6 +87,12 @@ function parse() {
     },
     rate: { seconds: quick ? 3 : 10, parallel: 32, conns: 4 },
     reconnect: { rounds: quick ? 1 : 3, timeoutMs: 30_000, healthyMs: quick ? 0 : 61_000 },
+    fleet: {
+      setupRounds: quick ? 5 : 20,
+      mib: int(v.mib, quick ? 32 : 256, 'mib', 4096),
+      bulkRounds: quick ? 1 : 3,
+      kills: quick ? 3 : 10,
+    },
     limitMs: quick ? 5 * 60_000 : 45 * 60_000,
   };
 }
@@ -116,6 +123,13 @@ const INPROC_ROWS: Row[] = [
   ]),
   { label: 'session starts/s (Postgres audit)', metric: 'rate_starts_per_s', target: '>= 500/s' },
   { label: 'reconnect after restart', metric: 'reconnect_ms', target: '<= 2000 ms' },
+];
+
+const FLEET_ROWS: Row[] = [
+  { label: 'session setup `true`', metric: 'fleet_setup_ms', target: 'forwarded <= 1.15x direct' },
+  { label: 'bulk into wc -c', metric: 'fleet_bulk_mbps', target: 'forwarded >= 0.9x direct' },
+  { label: 'reachable after kill -9 of the holder, p50', metric: 'fleet_failover_p50_ms', target: '<= 2000 ms' },
+  { label: 'reachable after kill -9 of the holder, max', metric: 'fleet_failover_max_ms', target: '<= 5000 ms' },
 ];
 
 async function main(): Promise<void> {
@@ -190,6 +204,12 @@ async function main(): Promise<void> {
     phase(`reconnect x ${o.reconnect.rounds}`);
     await runReconnect(env, rec, o.reconnect);
   }
+  if (has('fleet') && env.mssh) {
+    phase(
+      `relay fleet: 3 relays, set-up x ${o.fleet.setupRounds}, bulk ${o.fleet.mib} MiB x ${o.fleet.bulkRounds}, kill -9 x ${o.fleet.kills}`,
+    );
+    await runFleet(env, rec, o.fleet);
+  }
   phase('done');
 
   const bulkLabel = { ...PROCESS_ROWS[0]!, label: `bulk ${o.bulk.mib} MiB into wc -c` };
@@ -220,6 +240,15 @@ async function main(): Promise<void> {
     ],
     env.mssh ? [['mssh/jump', 'mssh', 'jump']] : [],
   );
+  const t3 = table(
+    rec,
+    FLEET_ROWS.map((r) => (r.metric === 'fleet_bulk_mbps' ? { ...r, label: `bulk ${o.fleet.mib} MiB into wc -c` } : r)),
+    [
+      ['direct (holding relay)', 'direct'],
+      ['forwarded (A -> B)', 'forwarded'],
+    ],
+    [['forwarded/direct', 'forwarded', 'direct']],
+  );
   const failed = rec.results.filter((r) => !r.ok);
   const heading =
     `mssh bench, ${o.quick ? 'quick' : 'full'} run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ` +
@@ -231,6 +260,7 @@ async function main(): Promise<void> {
     '',
     ...(t1 ? ['Client processes (as a user runs them):', '', t1, ''] : []),
     ...(t2 ? ['In-process ssh2 clients (many sessions, tight loops):', '', t2, ''] : []),
+    ...(t3 ? ['Relay fleet, 3 relays on one Postgres (in-process ssh2 clients):', '', t3, ''] : []),
     ...(env.mssh ? [] : [`mssh paths not measured: ${env.msshProblem}`, '']),
     ...(failed.length
       ? [
