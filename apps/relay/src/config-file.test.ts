@@ -167,11 +167,13 @@ describe('serve settings: refusals', () => {
     expect(e.code).toBe('RLY_CLI_ERR_CONFIG_FILE');
     const lines = e.message.split('\n');
     expect(lines[0]).toBe('invalid settings:');
-    expect(lines).toContain('  --listen (MSSH_LISTEN): "nowhere" is not HOST:PORT (e.g. 0.0.0.0:8443, [::]:8443, 127.0.0.1:0)');
-    expect(lines).toContain(`  ${path} line 1: \`max-sessions\`: must be a whole number`);
-    expect(lines.some((l) => l.startsWith(`  ${path} line 2: \`peer-listen\`: a relay fleet shares one Postgres`))).toBe(
-      true,
+    expect(lines).toContain(
+      '  --listen (MSSH_LISTEN): "nowhere" is not HOST:PORT (e.g. 0.0.0.0:8443, [::]:8443, 127.0.0.1:0)',
     );
+    expect(lines).toContain(`  ${path} line 1: \`max-sessions\`: must be a whole number`);
+    expect(
+      lines.some((l) => l.startsWith(`  ${path} line 2: \`peer-listen\`: a relay fleet shares one Postgres`)),
+    ).toBe(true);
   });
 
   it('flags alone are still usage errors [CLI_ERR_USAGE, exit 64]', () => {
@@ -208,7 +210,9 @@ describe('serve settings: refusals', () => {
     expect(e.message).not.toContain('s3cret');
     expect(resolveServeConfig({ config: file(secret, 0o640) }, {}).cfg.databaseUrl).toContain('s3cret');
     // Without a password the mode does not matter.
-    expect(resolveServeConfig({ config: file('database-url: postgres://relay@db/mssh\n', 0o644) }, {}).file).toBeDefined();
+    expect(
+      resolveServeConfig({ config: file('database-url: postgres://relay@db/mssh\n', 0o644) }, {}).file,
+    ).toBeDefined();
   });
 });
 

@@ -109,7 +109,9 @@ describe('loadConfigFile', () => {
     expect(e.exitCode).toBe(EXIT.CONFIG);
     expect(e.message).toBe(`${path} line 3: unknown key \`listne\` (did you mean \`listen\`?)`);
     expect(e.hint).toContain('test serve --help');
-    expect(refusal(file('--listen: x\n')).message).toMatch(/line 1: unknown key `--listen` \(did you mean `listen`\?\)/);
+    expect(refusal(file('--listen: x\n')).message).toMatch(
+      /line 1: unknown key `--listen` \(did you mean `listen`\?\)/,
+    );
     expect(refusal(file('colour: blue\n')).message).toMatch(/line 1: unknown key `colour`$/);
   });
 
