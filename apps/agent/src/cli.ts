@@ -15,12 +15,17 @@ export interface AgentHandlers {
   authorizeList(flags: AuthorizeFlags): Promise<void>;
   authorizeRemove(what: string, flags: AuthorizeFlags): Promise<void>;
   installService(runArgs: string[], flags: InstallServiceFlags): Promise<void>;
+  configShow(flags: RunFlags & { json?: boolean }): Promise<void>;
 }
 
 /** The options of `run` (also parsed by `install-service` from the arguments after `--`). */
 export function runOptions(c: Command): Command {
   return c
-    .option('--state-dir <dir>', 'state directory written by `mssh-agent enroll`')
+    .option(
+      '--config <file>',
+      'read settings from this YAML file, keys named as these options (env MSSH_CONFIG); options and environment variables win over it; see `mssh-agent config show`',
+    )
+    .option('--state-dir <dir>', 'state directory written by `mssh-agent enroll` (env MSSH_AGENT_STATE_DIR)')
     .option(
       '--target <target>',
       'auto, embedded or HOST:PORT: override the target stored at enrolment (env MSSH_AGENT_TARGET)',
@@ -75,6 +80,17 @@ export function buildProgram(h: AgentHandlers): Command {
   runOptions(program.command('run').description('keep the connection to the relay up and serve SSH sessions')).action(
     (flags: RunFlags) => h.run(flags),
   );
+  runOptions(
+    program
+      .command('config')
+      .description('the settings of `run`')
+      .command('show')
+      .description(
+        'print every setting `run` would use with these options, and where it comes from (flag, env, file:LINE, default)',
+      ),
+  )
+    .option('--json', 'print one JSON object')
+    .action((flags: RunFlags & { json?: boolean }) => h.configShow(flags));
   program
     .command('install-service')
     .description('write a systemd unit that runs `mssh-agent run` with the options after -- (see docs/operations.md)')

@@ -1,6 +1,7 @@
 /**
- * Options of the mssh-agent commands: flags first, then environment variables, then defaults, checked
- * by one zod schema per command. Parsed in main.ts, never at import time; every problem is listed.
+ * Options of the mssh-agent commands: flags first, then environment variables, then (for `run`) the
+ * config file (--config FILE, MSSH_CONFIG; config-file.ts), then defaults, checked by one zod schema per
+ * command. Parsed in main.ts, never at import time; every problem is listed, one from the file with its line.
  *
  *   enroll: --relay URL (MSSH_RELAY_URL)  --token T (MSSH_ENROLL_TOKEN)  --name NAME (MSSH_AGENT_NAME)
  *           --relay-fingerprint SHA256:... (MSSH_RELAY_FINGERPRINT)  --state-dir DIR (MSSH_AGENT_STATE_DIR)
@@ -15,6 +16,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { LOG_FORMATS } from '@mssh/cli-kit';
+import { configFileError, type ConfigFile } from '@mssh/cli-kit/config-file';
 import { HOST_NAME_RE } from '@mssh/protocol';
 import { AgentError } from './errors.js';
 import { formatHostPort, parseHostPort, parseRelayUrl, type HostPort } from './dial/endpoint.js';
@@ -127,9 +129,9 @@ const relaysSchema = z
     for (const raw of r.value) {
       const s = raw.trim();
       if (s === '') {
-        // A stray comma in MSSH_RELAYS is harmless; an empty --relay is a mistake.
-        if (r.from === '--relay')
-          ctx.addIssue({ code: 'custom', message: `--relay must not be empty; give a relay URL such as ${example}` });
+        // A stray comma in MSSH_RELAYS is harmless; an empty --relay (or list item in the file) is a mistake.
+        if (r.from !== 'MSSH_RELAYS')
+          ctx.addIssue({ code: 'custom', message: `${r.from} must not be empty; give a relay URL such as ${example}` });
         continue;
       }
       const url = parseRelayUrl(s);
@@ -137,8 +139,8 @@ const relaysSchema = z
         ctx.addIssue({
           code: 'custom',
           message:
-            r.from === '--relay'
-              ? `--relay must be an https URL of a relay of the same fleet, such as ${example}, not "${s}"`
+            r.from !== 'MSSH_RELAYS'
+              ? `${r.from} must be an https URL of a relay of the same fleet, such as ${example}, not "${s}"`
               : `${r.from} must list https URLs of relays of the same fleet, comma-separated (e.g. https://relay1.example:8443,${example}); "${s}" is not one`,
         });
         continue;
@@ -215,6 +217,8 @@ export interface EnrollFlags {
 }
 
 export interface RunFlags {
+  /** --config FILE (env MSSH_CONFIG): the YAML file below the flags and the environment. */
+  config?: string;
   stateDir?: string;
   target?: string;
   allowForwarding?: boolean;
@@ -248,26 +252,107 @@ export function parseEnrollConfig(flags: EnrollFlags, env: NodeJS.ProcessEnv = p
   });
 }
 
-export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env): RunConfig {
-  return check(RunConfig, {
-    stateDir: flags.stateDir ?? defaultStateDir(env),
-    target: flags.target ?? env.MSSH_AGENT_TARGET ?? null,
-    allowForwarding: flags.allowForwarding === true,
-    logLevel: flags.logLevel ?? env.MSSH_LOG_LEVEL ?? 'info',
-    logFormat: flags.logFormat ?? (env.MSSH_LOG_FORMAT || undefined),
-    relays:
-      flags.relay !== undefined
-        ? { from: '--relay', value: flags.relay }
-        : { from: 'MSSH_RELAYS', value: env.MSSH_RELAYS?.split(',') ?? [] },
-    links:
-      flags.links !== undefined
-        ? { from: '--links', value: flags.links }
-        : { from: 'MSSH_LINKS', value: env.MSSH_LINKS ?? '1' },
-    metricsListen:
-      flags.metricsListen !== undefined
-        ? { from: '--metrics-listen', value: flags.metricsListen }
-        : { from: 'MSSH_METRICS_LISTEN', value: env.MSSH_METRICS_LISTEN ?? null },
+/** The environment variable of each `run` setting that has one (flag > env > config file > default). */
+export const RUN_ENV_NAMES: Readonly<Record<string, string>> = {
+  stateDir: 'MSSH_AGENT_STATE_DIR',
+  target: 'MSSH_AGENT_TARGET',
+  logLevel: 'MSSH_LOG_LEVEL',
+  logFormat: 'MSSH_LOG_FORMAT',
+  relay: 'MSSH_RELAYS',
+  links: 'MSSH_LINKS',
+  metricsListen: 'MSSH_METRICS_LISTEN',
+};
+
+/** Where a setting came from (`mssh-agent config show`, and messages naming the file and line). */
+export type SettingSource =
+  | { kind: 'flag' }
+  | { kind: 'env'; name: string }
+  | { kind: 'file'; path: string; line: number; key: string }
+  | { kind: 'default' };
+
+/** The codes of a bad config file (README "Error codes"; exit 78). */
+export const CONFIG_FILE_CODES = { FILE: 'AGT_ERR_CONFIG_FILE', MODE: 'AGT_ERR_CONFIG_FILE_MODE' } as const;
+
+/** How a message names a setting: `--links`, `MSSH_LINKS`, or `agent.yaml line 3: \`links\``. */
+function sourceName(attr: string, src: SettingSource): string {
+  if (src.kind === 'env') return src.name;
+  if (src.kind === 'file') return `${src.path} line ${src.line}: \`${src.key}\``;
+  return `--${attr.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+}
+
+export interface ResolvedRunConfig {
+  cfg: RunConfig;
+  sources: Record<string, SettingSource>;
+}
+
+/** The settings of `run`, with where each came from. */
+export function resolveRunConfig(
+  flags: RunFlags,
+  env: NodeJS.ProcessEnv = process.env,
+  file?: ConfigFile,
+): ResolvedRunConfig {
+  const sources: Record<string, SettingSource> = {};
+  const pick = (attr: keyof RunFlags): unknown => {
+    const flag = flags[attr];
+    if (flag !== undefined) {
+      sources[attr] = { kind: 'flag' };
+      return flag;
+    }
+    const envName = RUN_ENV_NAMES[attr];
+    const fromEnv = envName === undefined ? undefined : env[envName];
+    if (envName !== undefined && fromEnv !== undefined && fromEnv !== '') {
+      sources[attr] = { kind: 'env', name: envName };
+      return attr === 'relay' ? fromEnv.split(',') : fromEnv;
+    }
+    const f = file?.values.get(attr);
+    if (f) {
+      sources[attr] = { kind: 'file', path: file!.path, line: f.line, key: f.key };
+      return f.value;
+    }
+    return undefined;
+  };
+  const sourced = (attr: keyof RunFlags, value: unknown, dflt: unknown) => ({
+    from: sourceName(attr, sources[attr] ?? { kind: 'flag' }),
+    value: value ?? dflt,
   });
+  const input = {
+    stateDir: pick('stateDir') ?? defaultStateDir(env),
+    target: pick('target') ?? null,
+    allowForwarding: pick('allowForwarding') === true,
+    logLevel: pick('logLevel') ?? 'info',
+    logFormat: pick('logFormat'),
+    relays: sourced('relay', pick('relay'), []),
+    links: sourced('links', pick('links'), '1'),
+    metricsListen: sourced('metricsListen', pick('metricsListen'), null),
+  };
+  // The schema's attribute names for the three whose flag is named otherwise.
+  sources.relays = sources.relay ?? { kind: 'default' };
+  const r = RunConfig.safeParse(input);
+  if (r.success) return { cfg: r.data, sources };
+  let fromFile: string | undefined;
+  const lines = r.error.issues.map((i) => {
+    const attr = String(i.path[0] ?? '');
+    const src = sources[attr];
+    if (src?.kind !== 'file') return i.message;
+    fromFile = src.path;
+    // Messages name the flag (`--target must be ...`) or already the file line (Sourced values).
+    if (i.message.startsWith(src.path)) return i.message;
+    const flag = sourceName(attr, { kind: 'flag' });
+    return i.message.startsWith(flag)
+      ? `${sourceName(attr, src)}${i.message.slice(flag.length)}`
+      : `${sourceName(attr, src)}: ${i.message}`;
+  });
+  if (fromFile !== undefined)
+    throw configFileError(
+      CONFIG_FILE_CODES.FILE,
+      lines.length === 1 ? lines[0]! : `invalid settings:\n  ${lines.join('\n  ')}`,
+      `Fix the value in ${fromFile}; see \`mssh-agent run --help\` for the accepted values.`,
+    );
+  throw new AgentError('AGT_ERR_CONFIG', lines.join('\n'));
+}
+
+export function parseRunConfig(flags: RunFlags, env: NodeJS.ProcessEnv = process.env, file?: ConfigFile): RunConfig {
+  return resolveRunConfig(flags, env, file).cfg;
 }
 
 /** The state directory of `mssh-agent authorize`: flag, env, default. */

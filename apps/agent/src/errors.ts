@@ -5,6 +5,9 @@
  */
 export const AGENT_ERRORS = {
   AGT_ERR_CONFIG: 'invalid options',
+  AGT_ERR_CONFIG_FILE: 'the config file (--config, MSSH_CONFIG) cannot be read, or has an unknown key or a bad value',
+  AGT_ERR_CONFIG_FILE_MODE:
+    'the config file holds a secret but others may read or change it (reserved: no run setting is secret yet)',
   AGT_ERR_STATE_DIR: 'the agent state directory cannot be created or read',
   AGT_ERR_NOT_ENROLLED: 'this machine is not enrolled yet; run `mssh-agent enroll` first',
   AGT_ERR_ALREADY_ENROLLED: 'this state directory is already enrolled',

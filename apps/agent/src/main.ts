@@ -5,24 +5,19 @@
  *
  *   mssh-agent enroll --relay https://HOST:PORT --token T --name NAME [--relay-fingerprint SHA256:...]
  *                     [--state-dir DIR] [--target auto|embedded|HOST:PORT]
- *   mssh-agent run [--state-dir DIR] [--target auto|embedded|HOST:PORT] [--allow-forwarding] [--log-level L]
+ *   mssh-agent run [--config FILE] [--state-dir DIR] [--target auto|embedded|HOST:PORT] [--allow-forwarding] [--log-level L]
  *                  [--log-format json|pretty]
  *                  [--relay URL]... [--links K] [--metrics-listen HOST:PORT]
  *   mssh-agent authorize add KEYFILE | list | remove FINGERPRINT_OR_COMMENT [--state-dir DIR]
+ *   mssh-agent config show [--config FILE] [run options] [--json]
  *   mssh-agent install-service [--print] [--user U [--create-user]] [--unit-dir DIR] ... -- RUN-OPTIONS
  */
 import { CliError, EXIT, commanderExitCode, listenErrorReason, reportError } from '@mssh/cli-kit';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
 import { installBufferReclaim } from '@mssh/protocol/transport';
-import {
-  formatTargetChoice,
-  parseEnrollConfig,
-  parseRunConfig,
-  parseTargetChoice,
-  type EnrollFlags,
-  type RunFlags,
-} from './config.js';
+import { formatTargetChoice, parseEnrollConfig, parseTargetChoice, type EnrollFlags, type RunFlags } from './config.js';
 import { buildProgram } from './cli.js';
+import { formatSettings, resolveRunSettings, settingsJson } from './config-file.js';
 import { AgentError } from './errors.js';
 import { createLogger } from './log.js';
 import { relaySources } from './dial/candidates.js';
@@ -73,7 +68,7 @@ async function enrollCommand(flags: EnrollFlags): Promise<void> {
 
 async function runCommand(flags: RunFlags): Promise<void> {
   installBufferReclaim(); // sessions move bulk data through this process (libs/protocol buffer-reclaim.ts)
-  const cfg = parseRunConfig(flags);
+  const { cfg } = resolveRunSettings(flags); // flags > env > --config file (MSSH_CONFIG) > defaults
   const state = readState(cfg.stateDir);
   // One agent per state directory (an OS lock held until this process ends; see state/state-lock.ts).
   const lock = lockStateDir(cfg.stateDir);
@@ -215,6 +210,12 @@ async function installServiceCommand(runArgs: string[], flags: InstallServiceFla
   for (const line of installAgentService(runArgs, flags).lines) process.stdout.write(`${line}\n`);
 }
 
+/** `config show [--config FILE] [run options] [--json]`: what `run` would use, and from where. */
+async function configShow(flags: RunFlags & { json?: boolean }): Promise<void> {
+  const r = resolveRunSettings(flags);
+  process.stdout.write(`${flags.json ? JSON.stringify(settingsJson(r), null, 2) : formatSettings(r)}\n`);
+}
+
 buildProgram({
   enroll: enrollCommand,
   run: runCommand,
@@ -222,6 +223,7 @@ buildProgram({
   authorizeList,
   authorizeRemove,
   installService: installServiceCommand,
+  configShow,
 })
   .parseAsync(process.argv)
   .catch(fail);

@@ -1,6 +1,7 @@
 /**
- * The relay's configuration: command-line flags over environment variables over defaults, validated by
- * one zod schema per command, parsed once in main.ts. Every problem is reported at once.
+ * The relay's configuration: command-line flags over environment variables over the config file (--config,
+ * MSSH_CONFIG; config-file.ts) over defaults, validated by one zod schema per command, parsed once in
+ * main.ts. Every problem is reported at once; one from the file names its line and key.
  */
 import { homedir, hostname } from 'node:os';
 import { isIP } from 'node:net';
@@ -15,6 +16,7 @@ import {
   parseDuration,
 } from '@mssh/protocol';
 import { LOG_FORMATS } from '@mssh/cli-kit';
+import { configFileError, type ConfigFile } from '@mssh/cli-kit/config-file';
 import { CliError } from './errors.js';
 import { DEFAULT_STALE_AFTER_MS } from './hosts/staleness.js';
 
@@ -417,42 +419,99 @@ const FLAG_NAMES: Record<string, string> = {
   drainTimeout: '--drain-timeout (MSSH_DRAIN_TIMEOUT)',
 };
 
-/** Flags win over the environment. */
-export function withEnv(flags: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
-  const pick = (flag: unknown, envName: string) => (flag !== undefined ? flag : env[envName]);
-  return {
-    ...flags,
-    dataDir: pick(flags.dataDir, 'MSSH_DATA_DIR'),
-    databaseUrl: pick(flags.databaseUrl, 'DATABASE_URL'),
-    listen: pick(flags.listen, 'MSSH_LISTEN'),
-    sshListen: pick(flags.sshListen, 'MSSH_SSH_LISTEN'),
-    publicUrl: pick(flags.publicUrl, 'MSSH_PUBLIC_URL'),
-    peerListen: pick(flags.peerListen, 'MSSH_PEER_LISTEN'),
-    peerUrl: pick(flags.peerUrl, 'MSSH_PEER_URL'),
-    metricsListen: pick(flags.metricsListen, 'MSSH_METRICS_LISTEN'),
-    fleetLeaseMs: env.MSSH_FLEET_LEASE_MS,
-    logLevel: pick(flags.logLevel, 'MSSH_LOG_LEVEL'),
-    logFormat: pick(flags.logFormat, 'MSSH_LOG_FORMAT'),
-    staleAfter: pick(flags.staleAfter, 'MSSH_STALE_AFTER'),
-    drainDelay: pick(flags.drainDelay, 'MSSH_DRAIN_DELAY'),
-    drainTimeout: pick(flags.drainTimeout, 'MSSH_DRAIN_TIMEOUT'),
-    bootstrapPassword: env.MSSH_BOOTSTRAP_PASSWORD,
-    auditProgressMs: env.MSSH_AUDIT_PROGRESS_MS,
-  };
+/** The environment variable of each flag that has one (flag > env > config file > default). */
+export const ENV_NAMES: Readonly<Record<string, string>> = {
+  dataDir: 'MSSH_DATA_DIR',
+  databaseUrl: 'DATABASE_URL',
+  listen: 'MSSH_LISTEN',
+  sshListen: 'MSSH_SSH_LISTEN',
+  publicUrl: 'MSSH_PUBLIC_URL',
+  peerListen: 'MSSH_PEER_LISTEN',
+  peerUrl: 'MSSH_PEER_URL',
+  metricsListen: 'MSSH_METRICS_LISTEN',
+  logLevel: 'MSSH_LOG_LEVEL',
+  logFormat: 'MSSH_LOG_FORMAT',
+  staleAfter: 'MSSH_STALE_AFTER',
+  drainDelay: 'MSSH_DRAIN_DELAY',
+  drainTimeout: 'MSSH_DRAIN_TIMEOUT',
+};
+/** Settings with no flag and no file key: the environment only (tuning, and a secret kept off disks). */
+export const ENV_ONLY: Readonly<Record<string, string>> = {
+  fleetLeaseMs: 'MSSH_FLEET_LEASE_MS',
+  bootstrapPassword: 'MSSH_BOOTSTRAP_PASSWORD',
+  auditProgressMs: 'MSSH_AUDIT_PROGRESS_MS',
+};
+
+/** Where a setting came from (`mssh-relay config show`, and messages naming the file and line). */
+export type SettingSource =
+  | { kind: 'flag' }
+  | { kind: 'env'; name: string }
+  | { kind: 'file'; path: string; line: number; key: string }
+  | { kind: 'default' };
+
+export interface Layered {
+  input: Record<string, unknown>;
+  sources: Record<string, SettingSource>;
 }
 
-/** Parse once; on failure a CliError listing every problem. */
+/**
+ * flag > env > config file > default. A flag counts when given (commander leaves absent ones undefined);
+ * a variable when set and not empty; the file when it has the key.
+ */
+export function layerSettings(flags: Record<string, unknown>, env: NodeJS.ProcessEnv, file?: ConfigFile): Layered {
+  const input: Record<string, unknown> = {};
+  const sources: Record<string, SettingSource> = {};
+  for (const [attr, v] of file?.values ?? []) {
+    input[attr] = v.value;
+    sources[attr] = { kind: 'file', path: file!.path, line: v.line, key: v.key };
+  }
+  for (const [attr, name] of Object.entries({ ...ENV_NAMES, ...ENV_ONLY })) {
+    const v = env[name];
+    if (v !== undefined && v !== '') {
+      input[attr] = v;
+      sources[attr] = { kind: 'env', name };
+    }
+  }
+  for (const [attr, v] of Object.entries(flags)) {
+    if (v === undefined || attr in ENV_ONLY) continue;
+    input[attr] = v;
+    sources[attr] = { kind: 'flag' };
+  }
+  return { input, sources };
+}
+
+/** The codes of a bad config file (README "Command-line error codes"; exit 78). */
+export const CONFIG_FILE_CODES = { FILE: 'RLY_CLI_ERR_CONFIG_FILE', MODE: 'RLY_CLI_ERR_CONFIG_FILE_MODE' } as const;
+
+/** Parse once; on failure a CliError listing every problem (naming the file and line of a value from it). */
 export function parseConfig<S extends z.ZodType>(
   schema: S,
   flags: Record<string, unknown>,
   env: NodeJS.ProcessEnv = process.env,
+  file?: ConfigFile,
 ): z.infer<S> {
-  const r = schema.safeParse(withEnv(flags, env));
+  return parseLayered(schema, layerSettings(flags, env, file));
+}
+
+export function parseLayered<S extends z.ZodType>(schema: S, layered: Layered): z.infer<S> {
+  const r = schema.safeParse(layered.input);
   if (r.success) return r.data;
+  let fromFile: string | undefined;
   const lines = r.error.issues.map((i) => {
-    const key = String(i.path[0] ?? '');
-    return `${FLAG_NAMES[key] ?? (key || 'options')}: ${i.message}`;
+    const attr = String(i.path[0] ?? '');
+    const src = layered.sources[attr];
+    if (src?.kind === 'file') {
+      fromFile = src.path;
+      return `${src.path} line ${src.line}: \`${src.key}\`: ${i.message}`;
+    }
+    return `${FLAG_NAMES[attr] ?? (attr || 'options')}: ${i.message}`;
   });
+  if (fromFile !== undefined)
+    throw configFileError(
+      CONFIG_FILE_CODES.FILE,
+      lines.length === 1 ? lines[0]! : `invalid settings:\n  ${lines.join('\n  ')}`,
+      `Fix the value in ${fromFile}; see \`mssh-relay serve --help\` for the accepted values.`,
+    );
   throw new CliError(
     'CLI_ERR_USAGE',
     lines.length === 1 ? `invalid option ${lines[0]}` : `invalid options:\n  ${lines.join('\n  ')}`,

@@ -76,6 +76,10 @@ export const RELAY_CLI_ERRORS = {
   RLY_CLI_ERR_SERVICE_EXEC: 'no usable node binary or entry script for the unit',
   /** `install-service`: the options after -- cannot go into a unit (not `serve` options, relative path, secret). */
   RLY_CLI_ERR_SERVICE_ARGS: 'the serve options cannot go into a unit',
+  /** `serve --config FILE` (or MSSH_CONFIG): the file cannot be read, is not a YAML mapping, or has an unknown key or a bad value (exit 78). */
+  RLY_CLI_ERR_CONFIG_FILE: 'the config file cannot be read or has a bad key or value',
+  /** The config file holds a secret (a database-url with a password) but others may read it, or its group change it (exit 78). */
+  RLY_CLI_ERR_CONFIG_FILE_MODE: 'the config file holding a secret is readable by others',
 } as const;
 export type RelayCliErrorCode = keyof typeof RELAY_CLI_ERRORS;
 

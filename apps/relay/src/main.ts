@@ -8,7 +8,8 @@
  */
 import { commanderExitCode, reportError } from '@mssh/cli-kit';
 import { installBufferReclaim } from '@mssh/protocol/transport';
-import { STOP_TIMEOUT_MS, ServeConfigSchema, parseConfig } from './config.js';
+import { STOP_TIMEOUT_MS } from './config.js';
+import { resolveServeConfig } from './config-file.js';
 import { createLogger } from './logger.js';
 import { rootMessage } from './db/index.js';
 import { createRelay } from './relay.js';
@@ -28,7 +29,7 @@ import { commandHandlers, relayCliError } from './cli/commands.js';
  * together overrun their budget (the drain's longest wait + STOP_TIMEOUT_MS).
  */
 async function serve(flags: Flags): Promise<void> {
-  const cfg = parseConfig(ServeConfigSchema, flags);
+  const { cfg } = resolveServeConfig(flags); // flags > env > --config file (MSSH_CONFIG) > defaults
   installBufferReclaim(); // sessions move bulk data through this process (libs/protocol buffer-reclaim.ts)
   const logger = createLogger(cfg.logLevel, cfg.logFormat);
   const exitAfter = (ms: number, what: string) =>

@@ -38,6 +38,7 @@ import { runOptions } from '../cli.js';
 import { formatTargetChoice, parseRunConfig, parseTargetChoice, type RunFlags, type TargetChoice } from '../config.js';
 import { isEnrolled, readState } from '../state/state-dir.js';
 import { EXIT_REFUSED } from '../dial/supervisor.js';
+import { loadRunConfigFile } from '../config-file.js';
 
 export const AGENT_SERVICE_CODES: ServiceCodes = {
   NOT_ROOT: 'AGT_ERR_SERVICE_NOT_ROOT',
@@ -127,10 +128,19 @@ export function agentUnit(
   if (!UNIT_NAME_RE.test(name))
     throw argsError(`--name "${name}" is not a unit name`, 'Use letters, digits, and - _ . : only, e.g. mssh-agent.');
   const runFlags = parseRunArgs(runArgs);
-  if (runFlags.stateDir !== undefined && !isAbsolute(runFlags.stateDir))
+  if (runFlags.config !== undefined && !isAbsolute(runFlags.config))
     throw argsError(
-      `--state-dir "${runFlags.stateDir}" is not an absolute path`,
-      'The service starts in /, without your shell: give --state-dir /ABSOLUTE/PATH.',
+      `--config "${runFlags.config}" is not an absolute path`,
+      'The service starts in /, without your shell: give --config /ABSOLUTE/PATH.',
+    );
+  // The file as it is now decides the target and state directory below (its problems fail now).
+  const file = runFlags.config !== undefined ? loadRunConfigFile(runFlags.config) : undefined;
+  const fileStateDir = file?.values.get('stateDir')?.value;
+  const givenStateDir = runFlags.stateDir ?? (typeof fileStateDir === 'string' ? fileStateDir : undefined);
+  if (givenStateDir !== undefined && !isAbsolute(givenStateDir))
+    throw argsError(
+      `${runFlags.stateDir !== undefined ? '--state-dir' : `state-dir in ${runFlags.config}`} "${givenStateDir}" is not an absolute path`,
+      'The service starts in /, without your shell: give state-dir /ABSOLUTE/PATH.',
     );
   const envFile = flags.envFile;
   if (envFile !== undefined && !isAbsolute(envFile))
@@ -140,15 +150,15 @@ export function agentUnit(
   checkExecutables(node, script, codes);
 
   // The installer's environment is not the service's: only the options count (and --env-file at start).
-  const cfg = parseRunConfig({ ...runFlags, stateDir: runFlags.stateDir ?? `/var/lib/${name}` }, {});
+  const cfg = parseRunConfig({ ...runFlags, stateDir: givenStateDir ?? `/var/lib/${name}` }, {}, file);
   const stateDir = cfg.stateDir;
   const args = [...runArgs];
-  if (runFlags.stateDir === undefined) args.push('--state-dir', stateDir);
+  if (givenStateDir === undefined) args.push('--state-dir', stateDir);
   const { target, from } = serviceTarget(cfg.target, stateDir);
   const forward = target.kind === 'tcp';
   const user = flags.user ?? (forward ? 'mssh-agent' : 'root');
   const stateDirectory = stateDir.startsWith('/var/lib/') ? stateDir.slice('/var/lib/'.length) : undefined;
-  const homePaths = withRealPaths([node, script, stateDir, envFile].filter((p) => !!p) as string[]);
+  const homePaths = withRealPaths([node, script, stateDir, envFile, runFlags.config].filter((p) => !!p) as string[]);
 
   const comments = [
     `Target ${formatTargetChoice(target)} (from ${from}): ${
@@ -159,12 +169,17 @@ export function agentUnit(
     ...(target.kind === 'auto'
       ? ['For the strict sandbox, pin the machine sshd: install-service -- --target 127.0.0.1:22']
       : []),
-    `Exit ${EXIT_REFUSED} (the relay refused this machine: revoked or unknown) and ${EXIT.USAGE} (bad options) are not restarted.`,
+    `Exit ${EXIT_REFUSED} (the relay refused this machine: revoked or unknown; or a bad --config file) and ${EXIT.USAGE} (bad options) are not restarted.`,
     `LimitNOFILE ${AGENT_NOFILE}: 256 sessions per machine by default (relay --max-sessions-per-agent), a few descriptors each.`,
     ...(stateDirectory
       ? []
       : [`State directory outside /var/lib: it must belong to ${user} (chown -R ${user} ${stateDir}).`]),
     ...(isEnrolled(stateDir) ? [] : [`Not enrolled yet: run mssh-agent enroll ... --state-dir ${stateDir} first.`]),
+    ...(file
+      ? [
+          `Settings from ${file.path} (read now for the target and state directory above; run install-service again after changing those): ${user} must be able to read it.`,
+        ]
+      : []),
   ];
   const spec: UnitSpec = {
     program: 'mssh-agent',

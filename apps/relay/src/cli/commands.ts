@@ -28,6 +28,7 @@ import { describeDataDir, infoDatabase, infoDatabaseOf, runningRelay } from '../
 import { adminOps, withOps } from '../admin/offline-ops.js';
 import { readJumpHostKeyFingerprint, jumpHostKeyPath } from '../ssh-jump/host-key.js';
 import { installRelayService, relayUnit, type RelayServiceFlags } from '../service/relay-unit.js';
+import { formatSettings, resolveServeConfig, settingsJson } from '../config-file.js';
 import type { Flags, RelayHandlers } from './program.js';
 
 const out = (line: string) => process.stdout.write(`${line}\n`);
@@ -292,10 +293,20 @@ async function installServiceCmd(serveArgs: string[], flags: Flags): Promise<voi
   for (const line of installRelayService(serveArgs, f).lines) out(line);
 }
 
+// ---------------------------------------------------------------- config show
+
+/** `config show [--config FILE] [serve options] [--json]`: what `serve` would use, and from where. */
+async function configShow(flags: Flags): Promise<void> {
+  const r = resolveServeConfig(flags);
+  if (flags.json === true) printJson(settingsJson(r));
+  else out(formatSettings(r));
+}
+
 export function commandHandlers(): Omit<RelayHandlers, 'serve'> {
   const flag = (flags: Flags, name: string) => flags[name] === true;
   return {
     info,
+    configShow,
     drain: drainCmd,
     userAdd: (name, flags) =>
       admin(flags).usersAdd({ name, admin: flag(flags, 'admin'), passwordStdin: flag(flags, 'passwordStdin') }),

@@ -31,10 +31,14 @@ describe('mssh-relay grammar', () => {
       ['agentRevoke', 'web-1', { dataDir: '/d' }],
     ]);
     expect((await parse(['serve', '--stale-after', '2w', '--tls-san', 'a', '--tls-san', 'b'])).calls).toEqual([
-      ['serve', { staleAfter: '2w', tlsSan: ['a', 'b'], trustedProxy: [] }],
+      ['serve', { staleAfter: '2w', tlsSan: ['a', 'b'] }],
     ]);
+    // Absent repeatable options stay undefined, so that a --config file's list applies (config-file.ts).
     expect((await parse(['serve', '--drain-delay', '0', '--drain-timeout', '2'])).calls).toEqual([
-      ['serve', { drainDelay: '0', drainTimeout: '2', tlsSan: [], trustedProxy: [] }],
+      ['serve', { drainDelay: '0', drainTimeout: '2' }],
+    ]);
+    expect((await parse(['config', 'show', '--config', '/etc/mssh/relay.yaml', '--json'])).calls).toEqual([
+      ['configShow', { config: '/etc/mssh/relay.yaml', json: true }],
     ]);
     expect(
       (await parse(['install-service', '--print', '--user', 'ops', '--', '--listen', '0.0.0.0:443'])).calls,

@@ -33,6 +33,7 @@ export interface RelayHandlers {
   migrate(flags: Flags): Promise<void>;
   auditPrune(flags: Flags): Promise<void>;
   installService(serveArgs: string[], flags: Flags): Promise<void>;
+  configShow(flags: Flags): Promise<void>;
 }
 
 export interface CliOutput {
@@ -46,10 +47,17 @@ const storeOptions = (c: Command) =>
     .option('--database-url <url>', 'Postgres URL instead of the embedded PGlite (env DATABASE_URL)');
 
 const collect = (v: string, prev: string[]) => [...prev, v];
+/** A repeatable option without a default, so that an absent one leaves the config file's list alone. */
+const collectOrUnset = (v: string, prev: string[] | undefined) => [...(prev ?? []), v];
 
 /** The options of `serve` (also parsed by `install-service` from the arguments after `--`). */
 export function serveOptions(c: Command): Command {
-  return storeOptions(c)
+  return storeOptions(
+    c.option(
+      '--config <file>',
+      'read settings from this YAML file, keys named as these options (env MSSH_CONFIG); options and environment variables win over it; see `mssh-relay config show`',
+    ),
+  )
     .option('--listen <host:port>', `address to listen on (env MSSH_LISTEN, default 0.0.0.0:8443)`)
     .option(
       '--ssh-listen <host:port|off>',
@@ -57,7 +65,7 @@ export function serveOptions(c: Command): Command {
     )
     .option('--tls-cert <file>', 'PEM certificate (chain); default: a self-signed one in the data dir')
     .option('--tls-key <file>', 'PEM private key of --tls-cert')
-    .option('--tls-san <name>', 'extra name for the self-signed certificate (repeatable)', collect, [])
+    .option('--tls-san <name>', 'extra name for the self-signed certificate (repeatable)', collectOrUnset)
     .option(
       '--public-url <url>',
       'URL clients and agents use, e.g. https://relay.example.org:8443 (env MSSH_PUBLIC_URL)',
@@ -86,8 +94,7 @@ export function serveOptions(c: Command): Command {
     .option(
       '--trusted-proxy <cidr>',
       'believe X-Forwarded-For from this proxy address or CIDR (repeatable; default: none, the socket address counts)',
-      collect,
-      [],
+      collectOrUnset,
     )
     .option(
       '--min-protocol-version <n>',
@@ -160,6 +167,18 @@ export function buildProgram(
     });
 
   serveOptions(program.command('serve').description('run the relay')).action((opts: Flags) => h.serve(opts));
+
+  serveOptions(
+    program
+      .command('config')
+      .description('the settings of `serve`')
+      .command('show')
+      .description(
+        'print every setting `serve` would use with these options, and where it comes from (flag, env, file:LINE, default); secrets redacted',
+      ),
+  )
+    .option('--json', 'print one JSON object')
+    .action((opts: Flags) => h.configShow(opts));
 
   program
     .command('install-service')

@@ -5,7 +5,8 @@
  * `serve` itself (so a typo fails now, not at the first start):
  *
  *   ExecStart       the absolute node binary and entry script running this command, `serve`, the options
- *                   as given (plus --data-dir /var/lib/NAME when none was given)
+ *                   as given (plus --data-dir /var/lib/NAME when neither they nor the --config file give one)
+ *   --config FILE   passed on as given (absolute); the file is read now, like the options, for what follows
  *   data directory  under /var/lib: StateDirectory= (systemd creates it, owned by the user, 0700);
  *                   elsewhere: ReadWritePaths= (the rest of the file system is read-only)
  *   ports < 1024    AmbientCapabilities=CAP_NET_BIND_SERVICE (--listen, --ssh-listen, --peer-listen);
@@ -32,7 +33,8 @@ import {
   type ServiceSystem,
   type UnitSpec,
 } from '@mssh/cli-kit';
-import { STOP_TIMEOUT_MS, ServeConfigSchema, parseConfig, sshJumpListen } from '../config.js';
+import { STOP_TIMEOUT_MS, ServeConfigSchema, layerSettings, parseLayered, sshJumpListen } from '../config.js';
+import { hasPassword, loadServeConfigFile } from '../config-file.js';
 import { serveOptions, type Flags } from '../cli/program.js';
 
 export const RELAY_SERVICE_CODES: ServiceCodes = {
@@ -91,15 +93,6 @@ export function parseServeArgs(args: string[]): Flags {
   return cmd.opts();
 }
 
-function hasPassword(url: unknown): boolean {
-  if (typeof url !== 'string') return false;
-  try {
-    return new URL(url).password !== '';
-  } catch {
-    return false;
-  }
-}
-
 export interface RelayUnit {
   name: string;
   user: string;
@@ -119,14 +112,25 @@ export function relayUnit(
     throw argsError(`--name "${name}" is not a unit name`, 'Use letters, digits, and - _ . : only, e.g. mssh-relay.');
   const user = flags.user ?? 'mssh-relay';
   const serveFlags = parseServeArgs(serveArgs);
-  for (const [flag, v] of [
-    ['--data-dir', serveFlags.dataDir],
-    ['--tls-cert', serveFlags.tlsCert],
-    ['--tls-key', serveFlags.tlsKey],
+  const configPath = serveFlags.config;
+  if (typeof configPath === 'string' && !isAbsolute(configPath))
+    throw argsError(
+      `--config "${configPath}" is not an absolute path`,
+      'The service starts in /, without your shell: give --config /ABSOLUTE/PATH.',
+    );
+  // The file as it is now decides the ports, data dir, drain and limits below (its problems fail now).
+  const file = typeof configPath === 'string' ? loadServeConfigFile(configPath) : undefined;
+  const fromFile = (attr: string) => file?.values.get(attr)?.value;
+  for (const [flag, attr] of [
+    ['data-dir', 'dataDir'],
+    ['tls-cert', 'tlsCert'],
+    ['tls-key', 'tlsKey'],
   ] as const) {
+    const given = serveFlags[attr];
+    const v = given ?? fromFile(attr);
     if (typeof v === 'string' && !isAbsolute(v))
       throw argsError(
-        `${flag} "${v}" is not an absolute path`,
+        `${given !== undefined ? `--${flag}` : `${flag} in ${String(configPath)}`} "${v}" is not an absolute path`,
         `The service starts in /, without your shell: give ${flag} /ABSOLUTE/PATH.`,
       );
   }
@@ -143,9 +147,14 @@ export function relayUnit(
   checkExecutables(node, script, codes);
 
   const args = [...serveArgs];
-  if (serveFlags.dataDir === undefined) args.push('--data-dir', `/var/lib/${name}`);
-  // The installer's environment is not the service's: only the options count (and --env-file at start).
-  const cfg = parseConfig(ServeConfigSchema, { ...serveFlags, dataDir: serveFlags.dataDir ?? `/var/lib/${name}` }, {});
+  const dataDirGiven = serveFlags.dataDir !== undefined || fromFile('dataDir') !== undefined;
+  if (!dataDirGiven) args.push('--data-dir', `/var/lib/${name}`);
+  // The installer's environment is not the service's: only the options and the file count (and
+  // --env-file at start).
+  const cfg = parseLayered(
+    ServeConfigSchema,
+    layerSettings({ ...serveFlags, ...(dataDirGiven ? {} : { dataDir: `/var/lib/${name}` }) }, {}, file),
+  );
   const dataDir = cfg.dataDir;
   const stateDirectory = dataDir.startsWith('/var/lib/') ? dataDir.slice('/var/lib/'.length) : undefined;
   const ports = [cfg.listen.port, sshJumpListen(cfg)?.port, cfg.peerListen?.port].filter(
@@ -153,7 +162,9 @@ export function relayUnit(
   );
   const privileged = ports.filter((p) => p < 1024);
   const homePaths = withRealPaths(
-    [node, script, dataDir, cfg.tlsCert, cfg.tlsKey, envFile].filter((p) => !!p) as string[],
+    [node, script, dataDir, cfg.tlsCert, cfg.tlsKey, envFile, configPath].filter(
+      (p) => typeof p === 'string' && !!p,
+    ) as string[],
   );
   const drainWait = Math.max(cfg.drainDelay, cfg.drainTimeout);
   const timeoutStopSec = drainWait + STOP_TIMEOUT_MS / 1000 + 15;
@@ -186,6 +197,11 @@ export function relayUnit(
         ? []
         : [`Data directory outside /var/lib: create ${dataDir} owned by ${user} (0700) before the first start.`]),
       `Admin commands on this relay: sudo -u ${user} mssh-relay user add NAME --data-dir ${dataDir}`,
+      ...(file
+        ? [
+            `Settings from ${file.path} (read now for the ports, data dir, drain and limits above; run install-service again after changing those): ${user} must be able to read it (e.g. chown root:${user}, chmod 640).`,
+          ]
+        : []),
     ],
   };
   return { name, user, dataDir, unit: renderUnit(spec, codes) };
