@@ -124,17 +124,18 @@ pidfile="$prefix/agent.pid"
 
 is_systemd() { [ "$(cat /proc/1/comm 2>/dev/null || true)" = systemd ]; }
 
-# The background agent of this prefix (pid file, and its command line names the prefix), stopped.
+# The background agent of this prefix (pid file, and its command line names the prefix), stopped. A process
+# that has exited has no command line (also as a zombie nobody reaped): that is what the loop waits for.
+ours() { grep -qF -- "$prefix/" "/proc/$1/cmdline" 2>/dev/null; }
 stop_background() {
   [ -f "$pidfile" ] || return 1
   pid=$(cat "$pidfile")
   rm -f "$pidfile"
   case $pid in '' | *[!0-9]*) return 1 ;; esac
-  kill -0 "$pid" 2>/dev/null || return 1
-  grep -qF -- "$prefix/" "/proc/$pid/cmdline" 2>/dev/null || return 1
+  ours "$pid" || return 1
   kill "$pid" 2>/dev/null || true
   i=0
-  while kill -0 "$pid" 2>/dev/null; do
+  while ours "$pid"; do
     i=$((i + 1))
     if [ $i -gt 150 ]; then kill -9 "$pid" 2>/dev/null || true; break; fi
     sleep 0.2
@@ -152,6 +153,9 @@ recorded() { # KEY: the value the install recorded in the marker
 
 if [ -n "$uninstall" ]; then
   [ -f "$marker" ] || die INSTALL_ERR_NOT_INSTALLED ${e.INSTALL_ERR_NOT_INSTALLED} "no mssh agent installed by this script in $prefix" "Give the --prefix used at install time."
+  prefix=$(cd "$prefix" && pwd -P)
+  marker="$prefix/.mssh-agent-install"
+  pidfile="$prefix/agent.pid"
   [ -n "$state_given" ] || state=$(recorded state)
   mode=$(recorded mode)
   if [ "$mode" = systemd ] && command -v systemctl >/dev/null 2>&1; then
@@ -193,6 +197,10 @@ made_prefix=
 [ -d "$prefix" ] || made_prefix=1
 mkdir -p "$prefix" 2>/dev/null || die INSTALL_ERR_WRITE ${e.INSTALL_ERR_WRITE} "cannot create $prefix" "Run it as root (| sudo sh -s -- ...), or give --prefix DIR you can write."
 tmp=$(mktemp -d "$prefix/.download.XXXXXX") || die INSTALL_ERR_WRITE ${e.INSTALL_ERR_WRITE} "cannot write in $prefix" "Run it as root, or give --prefix DIR you can write."
+# The agent's command line names the real path (the launcher resolves symlinks): so does this script.
+prefix=$(cd "$prefix" && pwd -P)
+marker="$prefix/.mssh-agent-install"
+pidfile="$prefix/agent.pid"
 trap 'rm -rf "$tmp" "$prefix/.new"; [ -z "$made_prefix" ] || [ -f "$marker" ] || rmdir "$prefix" 2>/dev/null || true' EXIT
 say "downloading the agent (mssh $VERSION) from $TARBALL_URL"
 curl -fsS --pinnedpubkey "$RELAY_PIN" -k -o "$tmp/agent.tar.gz" "$TARBALL_URL" || die INSTALL_ERR_DOWNLOAD ${e.INSTALL_ERR_DOWNLOAD} "downloading $TARBALL_URL failed (curl exit $?)" "See curl's message above; exit 90 means the relay's key is not the pinned one."
@@ -240,7 +248,7 @@ elif [ "$start" = background ]; then
   nohup "$agent" run "$@" >>"$prefix/agent.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   sleep 1
-  if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  if ! ours "$(cat "$pidfile")"; then
     rm -f "$pidfile"
     die INSTALL_ERR_START ${e.INSTALL_ERR_START} "the agent exited at once; the end of $prefix/agent.log: $(tail -n 5 "$prefix/agent.log" 2>/dev/null || true)" "Fix what the log says, then run: $agent run $*"
   fi
