@@ -16,7 +16,7 @@ import { list as tarList } from 'tar';
 import { afterAll, describe, expect, it } from 'vitest';
 import { RelayError } from '../errors.js';
 import { agentFiles, findAgentDir, keepPrebuild } from './agent-files.js';
-import { BUNDLE_TOP, createAgentBundle } from './agent-bundle.js';
+import { BUNDLE_TOP, agentBundleUnavailable, createAgentBundle } from './agent-bundle.js';
 
 const root = mkdtempSync(join(tmpdir(), 'mssh-agent-bundle-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -119,6 +119,12 @@ describe('agent files', () => {
 });
 
 describe('agent bundle', () => {
+  it('says why it cannot serve: no agent beside the relay, or another platform', () => {
+    expect(agentBundleUnavailable(agentDir, 'linux-x64')).toBeNull();
+    expect(agentBundleUnavailable(null, 'linux-x64')).toBe('no built apps/agent beside this relay');
+    expect(agentBundleUnavailable(agentDir, 'darwin-arm64')).toBe('the relay runs on darwin-arm64, not linux-x64');
+  });
+
   const dataDir = join(root, 'data');
   const bundle = () =>
     createAgentBundle({ dataDir, logger: silent, agentDir, nodePath: node, platform: 'linux', arch: 'x64' });
@@ -163,6 +169,19 @@ describe('agent bundle', () => {
     expect(readdirSync(join(dataDir, 'agent-bundle')).sort()).toEqual(
       [info.file, info.file.replace(/\.tar\.gz$/, '.sha256')].map((f) => f.slice(f.lastIndexOf('/') + 1)).sort(),
     );
+  });
+
+  it('is reproducible: the same files make the same bytes in another data dir (another relay of a fleet)', async () => {
+    const one = await bundle().get();
+    const other = await createAgentBundle({
+      dataDir: join(root, 'data-other'),
+      logger: silent,
+      agentDir,
+      nodePath: node,
+      platform: 'linux',
+      arch: 'x64',
+    }).get();
+    expect(other.sha256).toBe(one.sha256);
   });
 
   it('a rebuilt agent makes a new tarball and the old one goes', async () => {

@@ -11,7 +11,9 @@
  * once per content: <data-dir>/agent-bundle/mssh-agent-linux-x64-<key>.tar.gz and its .sha256, where the key
  * hashes the relay version, the Node runtime, main.js and the packages' versions. A relay restarted on the
  * same files serves the cached tarball at once; one concurrent build at most. Packing streams: node-tar
- * walks a staging folder of symlinks (followed) into node:zlib's gzip, hashed on the way to the file.
+ * reads a staging folder of symlinks (followed) into node:zlib's gzip, hashed on the way to the file. The
+ * tarball is reproducible (sorted entries, no owners, one mtime): relays of a fleet on the same version and
+ * files serve the same bytes, so a script from one relay and a tarball from another agree.
  */
 import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -65,6 +67,19 @@ root=$(cd "$(dirname "$self")/.." && pwd)
 exec "$root/bin/node" "$root/dist/main.js" "$@"
 `;
 
+/**
+ * Why this relay cannot serve the agent (another platform, no built agent beside it), or null when it can.
+ * For `mssh-relay agent enroll`, which prints the one-liner only when it would work.
+ */
+export function agentBundleUnavailable(
+  agentDir: string | null = findAgentDir(),
+  platform = `${process.platform}-${process.arch}`,
+): string | null {
+  if (platform !== BUNDLE_PLATFORM) return `the relay runs on ${platform}, not ${BUNDLE_PLATFORM}`;
+  if (!agentDir) return 'no built apps/agent beside this relay';
+  return null;
+}
+
 export function createAgentBundle(opts: AgentBundleOptions): AgentBundle {
   const log = opts.logger.child({ component: 'relay.agent-bundle' });
   const platform = `${opts.platform ?? process.platform}-${opts.arch ?? process.arch}`;
@@ -81,8 +96,8 @@ export function createAgentBundle(opts: AgentBundleOptions): AgentBundle {
   };
 
   async function locate(): Promise<AgentFiles> {
-    if (platform !== BUNDLE_PLATFORM) throw unavailable(`the relay runs on ${platform}, not ${BUNDLE_PLATFORM}`);
-    if (!agentDir) throw unavailable('no built apps/agent beside this relay');
+    const why = agentBundleUnavailable(agentDir, platform);
+    if (why || !agentDir) throw unavailable(why ?? '');
     return agentFiles(agentDir);
   }
 
@@ -123,7 +138,12 @@ export function createAgentBundle(opts: AgentBundleOptions): AgentBundle {
           cb(null, chunk);
         },
       });
-      const pack = tarCreate({ cwd: stage, portable: true, follow: true, mtime: new Date(0) }, [BUNDLE_TOP]);
+      // Every path listed in sorted order (no directory recursion by tar: readdir order depends on the file
+      // system), no owners, one mtime: the same files make the same bytes on every relay of a fleet.
+      const pack = tarCreate(
+        { cwd: stage, portable: true, follow: true, noDirRecurse: true, mtime: new Date(0) },
+        await sortedTree(stage, BUNDLE_TOP),
+      );
       await pipeline(pack as unknown as NodeJS.ReadableStream, createGzip(), tap, createWriteStream(tmp));
       const sha256 = hash.digest('hex');
       await writeFile(`${base}.sha256`, `${sha256}  ${TARBALL_NAME}\n`);
@@ -206,6 +226,19 @@ async function stageBundle(stage: string, files: AgentFiles, nodePath: string): 
       await symlink(await linkTarget(join(pkg.dir, entry)), join(at, entry));
     }
   }
+}
+
+/** `top` and everything under it (symlinks followed), each folder before its entries, in code-point order. */
+async function sortedTree(cwd: string, top: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    out.push(rel);
+    if (!(await stat(join(cwd, rel))).isDirectory()) return;
+    const names = (await readdir(join(cwd, rel))).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    for (const name of names) await walk(`${rel}/${name}`);
+  };
+  await walk(top);
+  return out;
 }
 
 /** A symlink inside a package is kept pointing where it points (relative targets resolved). */

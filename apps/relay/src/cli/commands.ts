@@ -22,6 +22,7 @@ import { openDatabase, redactDatabaseUrl, rootMessage } from '../db/index.js';
 import { grantRoles } from '../db/roles.js';
 import { AuditLog } from '../audit/audit-log.js';
 import { loadOrCreateTls, readCertificateIds, readFingerprint, tlsPaths } from '../tls/certificate.js';
+import { agentBundleUnavailable } from '../agent-bundle/agent-bundle.js';
 import { LOCAL_ADMIN_ACTOR } from '../admin/admin-socket.js';
 import { AdminSocketClient, type AdminOps } from '../admin/admin-client.js';
 import { describeDataDir, infoDatabase, infoDatabaseOf, runningRelay } from '../admin/admin-target.js';
@@ -191,12 +192,15 @@ async function agentEnroll(name: string, flags: Record<string, unknown>): Promis
     `  mssh-agent enroll --relay ${t.relayUrl} --token ${t.token} --name ${t.name} --relay-fingerprint ${t.relayFingerprint}`,
   );
   out('  mssh-agent run');
-  if (t.relayPublicKeyPin) {
+  // The one-liner where this relay (the same installation as this command) can serve the agent.
+  const unavailable = agentBundleUnavailable();
+  if (t.relayPublicKeyPin && !unavailable) {
     out('Or, on a Debian/Ubuntu machine without Node.js, this one line downloads the agent pinned to this');
     out("relay's key, checks it, installs it in /opt/mssh-agent (--prefix DIR), enrols it and starts it:");
-    out(
-      `  ${installOneLiner({ relayUrl: t.relayUrl, publicKeyPin: t.relayPublicKeyPin, token: t.token, name: t.name })}`,
-    );
+    const pin = t.relayPublicKeyPin;
+    out(`  ${installOneLiner({ relayUrl: t.relayUrl, publicKeyPin: pin, token: t.token, name: t.name })}`);
+  } else if (unavailable) {
+    out(`(No one-line install from this relay: ${unavailable}; see RLY_ERR_AGENT_BUNDLE_UNAVAILABLE.)`);
   }
 }
 
