@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -56,6 +56,31 @@ describe('the install script', () => {
     const r = sh(['--uninstall', '--prefix', join(dir, 'never')]);
     expect(r.status).toBe(INSTALL_EXIT.INSTALL_ERR_NOT_INSTALLED);
     expect(r.stderr).toContain('INSTALL_ERR_NOT_INSTALLED: no mssh agent installed by this script in');
+  });
+});
+
+describe('--uninstall of an install', () => {
+  it('removes the prefix; the state only with --purge, and only an agent state', () => {
+    const prefix = join(dir, 'installed');
+    const state = join(dir, 'state');
+    const fake = () => {
+      mkdirSync(join(prefix, 'current/bin'), { recursive: true });
+      mkdirSync(state, { recursive: true });
+      writeFileSync(join(state, 'agent.json'), '{}');
+      writeFileSync(join(prefix, '.mssh-agent-install'), `state=${state}\nmode=foreground\nversion=0.1.0\n`);
+    };
+    fake();
+    const keep = sh(['--uninstall', '--prefix', prefix]);
+    expect(keep.status, keep.stderr).toBe(0);
+    expect(existsSync(prefix)).toBe(false);
+    expect(keep.stdout).toContain(`kept the agent's identity in ${state} (--uninstall --purge removes it)`);
+    expect(existsSync(join(state, 'agent.json'))).toBe(true);
+    fake();
+    const purge = sh(['--uninstall', '--purge', '--prefix', prefix]);
+    expect(purge.status, purge.stderr).toBe(0);
+    expect(existsSync(prefix)).toBe(false);
+    expect(existsSync(state)).toBe(false);
+    expect(purge.stdout).toContain("removed the agent's state");
   });
 });
 
