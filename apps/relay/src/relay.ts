@@ -49,6 +49,7 @@ import { LoginGuard } from './limits/login-guard.js';
 import { bootstrapAdmin, BOOTSTRAP_ADMIN } from './auth/bootstrap.js';
 import { createServices } from './services.js';
 import { buildServer } from './http/server.js';
+import { createAgentBundle } from './agent-bundle/agent-bundle.js';
 import { createTunnelRouter } from './tunnel/router.js';
 import { adminSocketPath, claimAdminSocketPath, startAdminSocket } from './admin/admin-socket.js';
 import { checkServeDatabase } from './admin/admin-target.js';
@@ -401,7 +402,11 @@ export function createRelay(opts: RelayOptions): Relay {
         maxSessions: cfg.maxSessions,
       },
     });
-    const relay = { url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen), fingerprint: tls.fingerprint };
+    const relay = {
+      url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen),
+      fingerprint: tls.fingerprint,
+      publicKeyPin: tls.publicKeyPin,
+    };
     if (cfg.peerListen && cfg.databaseUrl) {
       const localRouter = router;
       fleet = new Fleet({
@@ -532,6 +537,8 @@ export function createRelay(opts: RelayOptions): Relay {
       gate,
       audit,
       drain: drainState, // /readyz, and a GOAWAY on every client connection when the drain begins
+      // The one-line agent install: the tarball is built at the first download, never at start.
+      agentBundle: createAgentBundle({ dataDir: cfg.dataDir, logger }),
       hardening: {
         trustedProxies: cfg.trustedProxy,
         maxBodyBytes: cfg.maxBodyBytes,

@@ -35,7 +35,7 @@ export function createServices(deps: {
   tokens: TokenService;
   audit: RelayAuditSink;
   router: TunnelRouter;
-  relay: () => { url: string; fingerprint: string };
+  relay: () => { url: string; fingerprint: string; publicKeyPin?: string };
   /** Where the SSH jump listener is bound (host name clients dial, actual port); null when it is off. */
   sshJump?: () => { host: string; port: number } | null;
   minProtocolVersion?: number;

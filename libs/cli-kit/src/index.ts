@@ -50,3 +50,4 @@ export {
   useColor,
   type LogFormat,
 } from './log-format.js';
+export { installOneLiner, shQuote } from './agent-install.js';

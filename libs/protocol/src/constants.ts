@@ -61,6 +61,10 @@ export const PATHS = {
   adminAgent: (name: string) => `/v1/admin/agents/${encodeURIComponent(name)}`,
   adminAudit: '/v1/admin/audit',
   adminSessions: '/v1/admin/sessions',
+  /** GET, unauthenticated: the agent's install script (sh), with this relay's URL, key pin and tarball sha256 in it. */
+  installScript: '/install/agent.sh',
+  /** GET, unauthenticated: the self-contained agent (Node runtime included) for linux-x64. */
+  installTarball: '/install/mssh-agent-linux-x64.tar.gz',
   agentHello: '/mssh/hello',
   agentWelcome: '/mssh/welcome',
   agentSession: '/mssh/session',

@@ -83,6 +83,16 @@ export const WIRE_ERRORS = {
     message: 'too many connections or unanswered requests from your address; finish some, then try again',
   },
   RLY_ERR_BODY_TIMEOUT: { status: 408, message: 'the request body did not arrive in time' },
+  // one-line agent install (issue 20): GET /install/agent.sh, /install/mssh-agent-linux-x64.tar.gz
+  RLY_ERR_AGENT_BUNDLE_UNAVAILABLE: {
+    status: 404,
+    message:
+      "this relay cannot serve the agent for download: it runs without the agent's built files beside it (apps/agent/dist of an mssh checkout) or not on linux-x64; install the agent by hand (apps/agent/README.md)",
+  },
+  RLY_ERR_DOWNLOAD_LIMIT: {
+    status: 429,
+    message: 'too many agent downloads from your address; wait for the time in Retry-After, then try again',
+  },
   // agent (answers on relay -> agent session streams)
   AGT_ERR_TARGET_UNREACHABLE: { status: 502, message: 'the agent could not connect to its SSH target' },
 } as const;

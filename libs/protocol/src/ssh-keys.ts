@@ -36,3 +36,12 @@ export function keyLineFromBlob(blob: Buffer): string {
 export function certFingerprint(der: Buffer): string {
   return fingerprintBlob(der);
 }
+
+/**
+ * The pin of a public key as curl's --pinnedpubkey takes it: "sha256//" and the base64 (padded) SHA-256 of
+ * the key's DER SubjectPublicKeyInfo. Not the certificate fingerprint: it stays the same when a
+ * certificate is re-issued for the same key.
+ */
+export function publicKeyPin(spkiDer: Buffer): string {
+  return 'sha256//' + createHash('sha256').update(spkiDer).digest('base64');
+}

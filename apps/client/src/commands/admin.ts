@@ -2,7 +2,7 @@
  * `mssh admin ...`: the admin commands of @mssh/cli-kit (shared with `mssh-relay`) on the logged-in
  * relay's REST API, and `mssh admin agents enroll` (its output names this client's relay and pin).
  */
-import { createAdminCommands, type AdminCommands } from '@mssh/cli-kit';
+import { createAdminCommands, installOneLiner, type AdminCommands } from '@mssh/cli-kit';
 import { sanitizeForTerminal } from '@mssh/protocol';
 import { assertHostName } from '../ssh/ssh-via-relay.js';
 import type { RelayClient } from '../relay-client/relay-client.js';
@@ -20,8 +20,19 @@ export async function adminAgentsEnroll(ctx: CliContext, args: { name: string; j
     const token = sanitizeForTerminal(res.token);
     const expiresAt = sanitizeForTerminal(res.expiresAt);
     const command = `mssh-agent enroll --relay ${client.url} --token ${token} --name ${name} --relay-fingerprint ${client.conn.fingerprint}`;
+    const pin = client.conn.publicKeyPin;
+    const install = installOneLiner({ relayUrl: client.url, publicKeyPin: pin, token, name });
     if (args.json) {
-      printJson(ctx, { name, token, expiresAt, relay: client.url, relayFingerprint: client.conn.fingerprint, command });
+      printJson(ctx, {
+        name,
+        token,
+        expiresAt,
+        relay: client.url,
+        relayFingerprint: client.conn.fingerprint,
+        relayPublicKeyPin: pin,
+        command,
+        install,
+      });
       return 0;
     }
     println(ctx.io.stdout, `Enrolment token for ${name} (single use, valid until ${expiresAt}):`);
@@ -29,6 +40,15 @@ export async function adminAgentsEnroll(ctx: CliContext, args: { name: string; j
     println(ctx.io.stdout, 'On that machine, run:');
     println(ctx.io.stdout, `  ${command}`);
     println(ctx.io.stdout, '  mssh-agent run');
+    println(
+      ctx.io.stdout,
+      'Or, on a Debian/Ubuntu machine without Node.js, this one line downloads the agent pinned to',
+    );
+    println(
+      ctx.io.stdout,
+      "the relay's key, checks it, installs it in /opt/mssh-agent (--prefix DIR), enrols it and starts it:",
+    );
+    println(ctx.io.stdout, `  ${install}`);
     return 0;
   });
 }

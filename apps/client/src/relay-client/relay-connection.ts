@@ -19,7 +19,8 @@
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import { isIP } from 'node:net';
-import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
+import { X509Certificate } from 'node:crypto';
+import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS, publicKeyPin } from '@mssh/protocol';
 import { decoupleWrites } from '@mssh/protocol/transport';
 import { cliError, type CliError } from '../errors.js';
 import { relayHostPort } from '../config/relay-url.js';
@@ -49,6 +50,8 @@ export interface RelayConnection {
   session: http2.ClientHttp2Session;
   /** Fingerprint of the certificate the relay presented (equal to the pin, unless `pinReplaced`). */
   fingerprint: string;
+  /** sha256//... of that certificate's public key (curl --pinnedpubkey, for the one-line agent install). */
+  publicKeyPin: string;
   /**
    * The certificate chain and name verified against the trusted CAs. Only checked when it matters (no pin,
    * or a stored pin that did not match); false for a connection whose pin matched.
@@ -249,6 +252,7 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
         url,
         session,
         fingerprint,
+        publicKeyPin: publicKeyPin(new X509Certificate(cert.raw).publicKey.export({ type: 'spki', format: 'der' })),
         caTrusted,
         firstUse: trust.pin === null && !caTrusted,
         pinReplaced,

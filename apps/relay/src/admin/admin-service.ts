@@ -49,6 +49,8 @@ export interface CreatedUser {
 export interface IssuedEnrollToken extends CreateEnrollTokenResponse {
   relayUrl: string;
   relayFingerprint: string;
+  /** sha256//... of the relay certificate's public key, for the one-line install (curl --pinnedpubkey). */
+  relayPublicKeyPin?: string;
 }
 
 export interface AdminServiceDeps {
@@ -58,7 +60,7 @@ export interface AdminServiceDeps {
   enrollTokens: EnrollTokenRepository;
   audit: RelayAuditSink;
   /** The relay's public URL and certificate fingerprint (asked at each use: the port is known only once listening). */
-  relay: () => { url: string; fingerprint: string };
+  relay: () => { url: string; fingerprint: string; publicKeyPin?: string };
   /** The live tunnels (absent when the CLI works on the database of a stopped relay). */
   router?: Pick<TunnelRouter, 'isOnline' | 'closeSessionsOfUser' | 'closeAgent'>;
   enrollTokenTtlSeconds?: number;
@@ -91,7 +93,7 @@ function identityFingerprint(publicKey: string): string {
 export class AdminService {
   constructor(private readonly deps: AdminServiceDeps) {}
 
-  get relayInfo(): { url: string; fingerprint: string } {
+  get relayInfo(): { url: string; fingerprint: string; publicKeyPin?: string } {
     return this.deps.relay();
   }
 
@@ -250,6 +252,7 @@ export class AdminService {
       expiresAt: expiresAt.toISOString(),
       relayUrl: relay.url,
       relayFingerprint: relay.fingerprint,
+      ...(relay.publicKeyPin ? { relayPublicKeyPin: relay.publicKeyPin } : {}),
     };
   }
 

@@ -19,7 +19,7 @@ import { resolveAdminTarget, targetLine } from './admin-target.js';
 import { AdminService } from './admin-service.js';
 import { FleetStore, toFleetRelayInfo } from '../fleet/store.js';
 
-export type RelayInfo = { url: string; fingerprint: string };
+export type RelayInfo = { url: string; fingerprint: string; publicKeyPin?: string };
 
 /** The URL and fingerprint an enrolment token names, read when the relay is not running. */
 export const NO_RELAY_INFO = async (): Promise<RelayInfo> => ({ url: '', fingerprint: '' });

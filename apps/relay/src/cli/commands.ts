@@ -5,7 +5,7 @@
  * the database (admin/offline-ops.ts), and prints its result on stdout.
  */
 import { existsSync } from 'node:fs';
-import { createAdminCommands, CliError, TtyPrompter } from '@mssh/cli-kit';
+import { createAdminCommands, CliError, TtyPrompter, installOneLiner } from '@mssh/cli-kit';
 import { jsonForTerminal } from '@mssh/protocol';
 import {
   AgentEnrollConfigSchema,
@@ -21,7 +21,8 @@ import { loadOrCreateRelayId, pgliteDir, prepareDataDir } from '../data-dir.js';
 import { openDatabase, redactDatabaseUrl, rootMessage } from '../db/index.js';
 import { grantRoles } from '../db/roles.js';
 import { AuditLog } from '../audit/audit-log.js';
-import { loadOrCreateTls, readFingerprint, tlsPaths } from '../tls/certificate.js';
+import { loadOrCreateTls, readCertificateIds, readFingerprint, tlsPaths } from '../tls/certificate.js';
+import { agentBundleUnavailable } from '../agent-bundle/agent-bundle.js';
 import { LOCAL_ADMIN_ACTOR } from '../admin/admin-socket.js';
 import { AdminSocketClient, type AdminOps } from '../admin/admin-client.js';
 import { describeDataDir, infoDatabase, infoDatabaseOf, runningRelay } from '../admin/admin-target.js';
@@ -173,12 +174,15 @@ async function agentEnroll(name: string, flags: Record<string, unknown>): Promis
   const cfg = parseConfig(AgentEnrollConfigSchema, { ...flags, name });
   const offlineRelay = async () => {
     // The relay is not running: the URL comes from the flags, the fingerprint from its certificate.
-    const fingerprint = cfg.tlsCert
-      ? readFingerprint({ dataDir: cfg.dataDir, certFile: cfg.tlsCert })
-      : (await loadOrCreateTls({ dataDir: cfg.dataDir, sans: cfg.tlsSan })).fingerprint;
-    if (!fingerprint)
-      throw cliFailure(`cannot read the certificate ${cfg.tlsCert}`, 'Check the path given to --tls-cert.');
-    return { url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen), fingerprint };
+    const ids = cfg.tlsCert
+      ? readCertificateIds({ dataDir: cfg.dataDir, certFile: cfg.tlsCert })
+      : await loadOrCreateTls({ dataDir: cfg.dataDir, sans: cfg.tlsSan });
+    if (!ids) throw cliFailure(`cannot read the certificate ${cfg.tlsCert}`, 'Check the path given to --tls-cert.');
+    return {
+      url: cfg.publicUrl ?? defaultPublicUrl(cfg.listen),
+      fingerprint: ids.fingerprint,
+      publicKeyPin: ids.publicKeyPin,
+    };
   };
   const ops = await adminOps(cfg, offlineRelay);
   const t = await withOps(ops, (o) => o.createEnrollToken(cfg.name));
@@ -188,6 +192,17 @@ async function agentEnroll(name: string, flags: Record<string, unknown>): Promis
   out(
     `  mssh-agent enroll --relay ${t.relayUrl} --token ${t.token} --name ${t.name} --relay-fingerprint ${t.relayFingerprint}`,
   );
+  out('  mssh-agent run');
+  // The one-liner where this relay (the same installation as this command) can serve the agent.
+  const unavailable = agentBundleUnavailable();
+  if (t.relayPublicKeyPin && !unavailable) {
+    out('Or, on a Debian/Ubuntu machine without Node.js, this one line downloads the agent pinned to this');
+    out("relay's key, checks it, installs it in /opt/mssh-agent (--prefix DIR), enrols it and starts it:");
+    const pin = t.relayPublicKeyPin;
+    out(`  ${installOneLiner({ relayUrl: t.relayUrl, publicKeyPin: pin, token: t.token, name: t.name })}`);
+  } else if (unavailable) {
+    out(`(No one-line install from this relay: ${unavailable}; see RLY_ERR_AGENT_BUNDLE_UNAVAILABLE.)`);
+  }
 }
 
 async function auditPrune(flags: Record<string, unknown>): Promise<void> {

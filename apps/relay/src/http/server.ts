@@ -2,7 +2,8 @@
  * buildServer(deps): the relay's fastify instance, not listening. main.ts listens; tests use inject().
  *
  *   client --HTTPS h2/http1.1 (JWT bearer)--> fastify: /healthz, /readyz, /v1/auth/*, /v1/hosts, /v1/admin/*,
- *                                                      /v1/agents/enroll, /v1/tunnel/:host, /v1/ssh-keys
+ *                                                      /v1/agents/enroll, /v1/tunnel/:host, /v1/ssh-keys,
+ *                                                      /install/* (no JWT: the one-line agent install)
  *   agent  --TLS, ALPN mssh-agent/1---------> router.acceptAgentSocket (never reaches fastify)
  */
 import fastify, { LogController, type FastifyInstance } from 'fastify';
@@ -36,6 +37,8 @@ import { installNameGuard } from './name-guard.js';
 import { trustedProxyMatcher } from '../limits/source-address.js';
 import { installBodyTimeout, installRequestLogging } from './request-hygiene.js';
 import type { DrainState } from '../drain-state.js';
+import type { AgentBundle } from '../agent-bundle/agent-bundle.js';
+import { installRoutes } from './routes/install.js';
 
 /** JSON bodies are small: credentials, names, keys. Tunnels stream and are not subject to it. */
 export const JSON_BODY_LIMIT = 64 * 1024;
@@ -65,6 +68,11 @@ export interface ServerDeps {
    * gets a GOAWAY then (running tunnels go on). Absent: always serving.
    */
   drain?: DrainState;
+  /**
+   * The self-contained agent for the one-line install (agent-bundle/agent-bundle.ts): GET /install/agent.sh
+   * and /install/mssh-agent-linux-x64.tar.gz. Absent: those paths are not served (404 RLY_ERR_NOT_FOUND).
+   */
+  agentBundle?: AgentBundle;
 }
 
 export interface HttpHardening {
@@ -163,5 +171,6 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   app.register(sshKeyRoutes, { sshKeys: deps.sshKeys });
   app.register(adminAuditRoutes, { auditLog: deps.auditLog });
   app.register(tunnelRoutes, { gate: deps.gate });
+  if (deps.agentBundle) app.register(installRoutes, { bundle: deps.agentBundle, relay: () => deps.admin.relayInfo });
   return app;
 }

@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { generate } from 'selfsigned';
-import { certFingerprint } from '@mssh/protocol';
+import { certFingerprint, publicKeyPin } from '@mssh/protocol';
 import { writeFileAtomic, writePrivateFile } from '@mssh/cli-kit';
 import { cliFailure, codedCliError } from '../errors.js';
 
@@ -17,6 +17,8 @@ export interface RelayTls {
   cert: string;
   /** "SHA256:<base64>" of the (leaf) certificate's DER. */
   fingerprint: string;
+  /** "sha256//<base64>" of the (leaf) certificate's public key (SPKI): what curl --pinnedpubkey takes. */
+  publicKeyPin: string;
   certPath: string;
   keyPath: string;
   /** True when a self-signed certificate was created just now. */
@@ -87,6 +89,14 @@ export async function loadOrCreateTls(opts: {
  * parsed (or an operator's --tls-cert that is missing) is an error (RLY_CLI_ERR_KEY_FILE), never "none yet".
  */
 export function readFingerprint(opts: { dataDir: string; certFile?: string }): string | null {
+  return readCertificateIds(opts)?.fingerprint ?? null;
+}
+
+/** The fingerprint and the public key pin (curl --pinnedpubkey) of the certificate; null as readFingerprint. */
+export function readCertificateIds(opts: {
+  dataDir: string;
+  certFile?: string;
+}): { fingerprint: string; publicKeyPin: string } | null {
   const path = opts.certFile ?? tlsPaths(opts.dataDir).cert;
   let pem: Buffer;
   try {
@@ -104,7 +114,7 @@ export function readFingerprint(opts: { dataDir: string; certFile?: string }): s
     );
   }
   try {
-    return certFingerprint(new X509Certificate(pem).raw);
+    return certificateIds(new X509Certificate(pem));
   } catch (e) {
     throw codedCliError(
       'RLY_CLI_ERR_KEY_FILE',
@@ -153,7 +163,14 @@ function loadFiles(certPath: string, keyPath: string, created: boolean, missingS
     .split(', ')
     .map((s) => (s.startsWith('IP Address:') ? normalizeIp(s.slice('IP Address:'.length)) : s.replace(/^DNS:/, '')))
     .filter((s) => s !== '');
-  return { key, cert, fingerprint: certFingerprint(x509.raw), certPath, keyPath, created, names, missingSans };
+  return { key, cert, ...certificateIds(x509), certPath, keyPath, created, names, missingSans };
+}
+
+function certificateIds(x509: X509Certificate): { fingerprint: string; publicKeyPin: string } {
+  return {
+    fingerprint: certFingerprint(x509.raw),
+    publicKeyPin: publicKeyPin(x509.publicKey.export({ type: 'spki', format: 'der' })),
+  };
 }
 
 /** Canonical text of an IP address ("0:0:0:0:0:0:0:1" and "::1" are the same). */
