@@ -92,6 +92,7 @@ function parse() {
       mib: int(v.mib, quick ? 32 : 256, 'mib', 4096),
       bulkRounds: quick ? 1 : 3,
       kills: quick ? 3 : 10,
+      rateSeconds: quick ? 3 : 10,
     },
     limitMs: quick ? 5 * 60_000 : 45 * 60_000,
   };
@@ -130,6 +131,7 @@ const FLEET_ROWS: Row[] = [
   { label: 'bulk into wc -c', metric: 'fleet_bulk_mbps', target: 'forwarded >= 0.9x direct' },
   { label: 'reachable after kill -9 of the holder, p50', metric: 'fleet_failover_p50_ms', target: '<= 2000 ms' },
   { label: 'reachable after kill -9 of the holder, max', metric: 'fleet_failover_max_ms', target: '<= 5000 ms' },
+  { label: 'audited session starts/s, 3 relays in all', metric: 'fleet_rate_starts_per_s', target: '>= 2000/s' },
 ];
 
 async function main(): Promise<void> {

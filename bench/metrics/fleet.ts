@@ -23,8 +23,8 @@ import { relaySession } from '../lib/relay-session.js';
 import type { BenchEnv } from '../lib/env.js';
 import { onCleanup } from '../lib/cleanup.js';
 import { watch } from '../lib/watchdog.js';
-import { closeStream, execChannel, sshOver } from '../lib/inproc.js';
-import { sleep, withTimeout } from '../lib/pool.js';
+import { closeStream, execChannel, firstBytes, sshOver } from '../lib/inproc.js';
+import { pool, sleep, withTimeout } from '../lib/pool.js';
 import type { Recorder } from '../lib/report.js';
 import { median, percentile, round } from '../lib/stats.js';
 
@@ -36,6 +36,8 @@ export interface FleetOptions {
   mib: number;
   bulkRounds: number;
   kills: number;
+  /** Seconds of the audited start-rate run over the three relays. */
+  rateSeconds: number;
 }
 
 interface Door {
@@ -262,6 +264,86 @@ export async function runFleet(env: BenchEnv, rec: Recorder, o: FleetOptions): P
       better: 'lower',
       ok: times.length === o.kills,
     });
+
+    // The fleet's audited start rate: a null-target agent on every relay, clients on all three.
+    const nullAgents: Agent[] = [];
+    onCleanup('stop the fleet null agents', async () => {
+      for (const n of nullAgents) await n.proc.stop('SIGTERM', 10_000);
+    });
+    for (const [i, r] of fleet.relays.entries()) {
+      const n = await startAgent(r, `bench-fleet-null-${i}`, { target: `127.0.0.1:${env.nullPort}` });
+      watch(n.proc.child);
+      nullAgents.push(n);
+    }
+    const conns = await Promise.all(
+      fleet.relays.flatMap((r, i) => [0, 1].map(async () => ({ i, h2: await relaySession(r) }))),
+    );
+    let starts = 0;
+    let failures = 0;
+    let firstError: string | undefined;
+    const openMs: number[] = [];
+    try {
+      const token = doors.get(a.id)!.token; // every relay verifies every relay's tokens (one signing key)
+      const since = (await db.query<{ now: Date }>('SELECT now() AS now')).rows[0]!.now;
+      const t0 = Date.now();
+      const stopAt = t0 + o.rateSeconds * 1000;
+      await pool(o.rateSeconds * 20_000, 48, stopAt, async (k) => {
+        const c = conns[k % conns.length]!;
+        const s0 = performance.now();
+        try {
+          const sock = await withTimeout(openTunnel(c.h2, token, `bench-fleet-null-${c.i}`), 10_000, 'open');
+          try {
+            await firstBytes(sock, 10_000);
+            starts++;
+            openMs.push(performance.now() - s0);
+          } finally {
+            await closeStream(sock, 5_000);
+          }
+        } catch (e) {
+          failures++;
+          firstError ??= (e as Error).message;
+        }
+      });
+      const elapsed = (Date.now() - t0) / 1000;
+      let audited = 0;
+      for (let i = 0; i < 50; i++) {
+        audited = Number(
+          (
+            await db.query<{ n: string }>(
+              "SELECT count(*) AS n FROM audit_events WHERE type = 'session.start' AND time >= $1 AND host LIKE 'bench-fleet-null-%'",
+              [since],
+            )
+          ).rows[0]!.n,
+        );
+        if (audited >= starts) break;
+        await sleep(100);
+      }
+      rec.add({
+        metric: 'fleet_rate_starts_per_s',
+        path: 'direct',
+        value: round(starts / elapsed, 0),
+        unit: 'starts/s',
+        better: 'higher',
+        ok: failures === 0 && starts > 0 && audited >= starts,
+        error: firstError ?? (audited < starts ? `${audited} session.start rows for ${starts} starts` : undefined),
+        extra: {
+          relays: 3,
+          starts,
+          failures,
+          auditedSessionStarts: audited,
+          seconds: round(elapsed, 2),
+          parallel: 48,
+          clientConnections: conns.length,
+          openP50ms: round(percentile(openMs, 50), 2),
+          openP99ms: round(percentile(openMs, 99), 2),
+        },
+      });
+      log(
+        `audited starts: ${starts} in ${elapsed.toFixed(1)} s over 3 relays (${failures} failed, ${audited} audited)`,
+      );
+    } finally {
+      for (const c of conns) c.h2.close();
+    }
   } catch (e) {
     log(`failed: ${(e as Error).message}`);
     fail(
@@ -272,6 +354,7 @@ export async function runFleet(env: BenchEnv, rec: Recorder, o: FleetOptions): P
         ['fleet_bulk_mbps', 'forwarded', 'MB/s', 'higher'],
         ['fleet_failover_p50_ms', 'forwarded', 'ms', 'lower'],
         ['fleet_failover_max_ms', 'forwarded', 'ms', 'lower'],
+        ['fleet_rate_starts_per_s', 'direct', 'starts/s', 'higher'],
       ],
       e,
     );
