@@ -58,6 +58,20 @@ export function rssBytes(pid: number): number {
   }
 }
 
+/**
+ * CPU time a process has used so far (user + system, all its threads), in ms, or NaN when it is gone.
+ * /proc/PID/stat fields 14 and 15 count clock ticks (100 per second on Linux).
+ */
+export function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 /** Proportional set size of a process in bytes (from smaps_rollup), or 0 when it is gone. */
 export function pssBytes(pid: number): number {
   try {

@@ -25,6 +25,7 @@ import { onCleanup } from '../lib/cleanup.js';
 import { watch } from '../lib/watchdog.js';
 import { closeStream, execChannel, firstBytes, sshOver } from '../lib/inproc.js';
 import { pool, sleep, withTimeout } from '../lib/pool.js';
+import { cpuMs } from '../lib/procs.js';
 import type { Recorder } from '../lib/report.js';
 import { median, percentile, round } from '../lib/stats.js';
 
@@ -74,8 +75,21 @@ async function setupOnce(env: BenchEnv, d: Door, timeoutMs: number): Promise<num
   }
 }
 
-/** N MiB into `wc -c` through `d`; MB/s from the open channel to the count. */
-async function bulkOnce(env: BenchEnv, d: Door, mib: number, block: Buffer): Promise<number> {
+/** CPU per MB moved (ms/MB) of each named process during one bulk transfer. */
+type CpuPerMb = Record<string, number>;
+
+/**
+ * N MiB into `wc -c` through `d`; MB/s from the open channel to the count, and the CPU ms per MB of the
+ * processes in `pids` (the relays and the agent) over the same time: this machine is CPU-bound in a bulk
+ * transfer, so a route's throughput follows the CPU its processes spend per byte (bench/README.md).
+ */
+async function bulkOnce(
+  env: BenchEnv,
+  d: Door,
+  mib: number,
+  block: Buffer,
+  pids: Record<string, number>,
+): Promise<{ mbps: number; cpu: CpuPerMb }> {
   const sock = await openTunnel(d.h2, d.token, HOST);
   const c = await sshOver(env, sock);
   try {
@@ -83,6 +97,7 @@ async function bulkOnce(env: BenchEnv, d: Door, mib: number, block: Buffer): Pro
     let out = '';
     ch.on('data', (b: Buffer) => (out += b.toString()));
     const counted = new Promise<void>((resolve) => ch.on('close', () => resolve()));
+    const cpu0 = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMs(pid)]));
     const t0 = performance.now();
     for (let i = 0; i < mib; i++) {
       if (!ch.write(block)) await new Promise<void>((r) => ch.once('drain', () => r()));
@@ -90,9 +105,11 @@ async function bulkOnce(env: BenchEnv, d: Door, mib: number, block: Buffer): Pro
     ch.end();
     await withTimeout(counted, 30_000 + mib * 1_000, 'byte count');
     const ms = performance.now() - t0;
+    const mb = (mib * CHUNK) / 1e6;
+    const cpu = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, round((cpuMs(pid) - cpu0[k]!) / mb, 2)]));
     const count = Number(out.trim());
     if (count !== mib * CHUNK) throw new Error(`wc -c counted ${count} bytes, sent ${mib * CHUNK}`);
-    return (mib * CHUNK) / 1e6 / (ms / 1000);
+    return { mbps: mb / (ms / 1000), cpu };
   } finally {
     c.end();
     await closeStream(sock, 2_000);
@@ -194,6 +211,9 @@ export async function runFleet(env: BenchEnv, rec: Recorder, o: FleetOptions): P
 
     const block = randomBytes(CHUNK);
     const bulk = { direct: [] as number[], forwarded: [] as number[] };
+    const bulkCpu = { direct: [] as CpuPerMb[], forwarded: [] as CpuPerMb[] };
+    // The entry relay of the forwarded route (A), the holding relay (B, the direct route's relay) and the agent.
+    const pids = { entry: a.proc.child.pid!, holder: b.proc.child.pid!, agent: agent.proc.child.pid! };
     for (let i = 0; i < o.bulkRounds; i++) {
       for (const [path, d] of (i % 2
         ? [
@@ -204,9 +224,13 @@ export async function runFleet(env: BenchEnv, rec: Recorder, o: FleetOptions): P
             ['direct', direct],
             ['forwarded', forwarded],
           ]) as Array<['direct' | 'forwarded', Door]>) {
-        const mbps = await bulkOnce(env, d, o.mib, block);
+        const { mbps, cpu } = await bulkOnce(env, d, o.mib, block, pids);
         bulk[path].push(mbps);
-        log(`bulk ${path} round ${i + 1}: ${mbps.toFixed(1)} MB/s`);
+        bulkCpu[path].push(cpu);
+        const cpuText = Object.entries(cpu)
+          .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+          .join(', ');
+        log(`bulk ${path} round ${i + 1}: ${mbps.toFixed(1)} MB/s; CPU ms per MB: ${cpuText}`);
       }
     }
     for (const path of ['direct', 'forwarded'] as const) {
@@ -218,7 +242,13 @@ export async function runFleet(env: BenchEnv, rec: Recorder, o: FleetOptions): P
         better: 'higher',
         ok: true,
         samples: bulk[path].map((x) => round(x, 1)),
-        extra: { mib: o.mib, verified: 'wc -c count equals bytes sent' },
+        extra: {
+          mib: o.mib,
+          verified: 'wc -c count equals bytes sent',
+          cpuMsPerMb: Object.fromEntries(
+            Object.keys(pids).map((k) => [k, round(median(bulkCpu[path].map((c) => c[k]!)), 2)]),
+          ),
+        },
       });
     }
 
