@@ -44,6 +44,7 @@ async function parse(
     adminRelays: rec('adminRelays'),
     adminAgentsRevoke: rec('adminAgentsRevoke'),
     adminAgentsForget: rec('adminAgentsForget'),
+    adminAgentsLabel: rec('adminAgentsLabel'),
     adminAudit: rec('adminAudit'),
     adminSessions: rec('adminSessions'),
     completeHosts: rec('completeHosts'),
@@ -141,8 +142,20 @@ describe('mssh command line', () => {
 
   it('proxy, ls, known-hosts and admin subcommands', async () => {
     expect((await parse(['proxy', 'laptop'])).calls).toEqual([['proxy', { host: 'laptop' }]]);
-    expect((await parse(['ls', '--json'])).calls).toEqual([['ls', { json: true }]]);
-    expect((await parse(['ls'])).calls).toEqual([['ls', { json: false }]]);
+    expect((await parse(['ls', '--json'])).calls).toEqual([['ls', { json: true, filters: [], online: false }]]);
+    expect((await parse(['ls'])).calls).toEqual([['ls', { json: false, filters: [], online: false }]]);
+    expect((await parse(['ls', 'web-*', 'env=prod', '--online'])).calls).toEqual([
+      ['ls', { json: false, filters: ['web-*', 'env=prod'], online: true }],
+    ]);
+    expect(
+      (await parse(['admin', 'agents', 'enroll', 'db-1', '--label', 'env=prod', '--label', 'role=db'])).calls,
+    ).toEqual([['adminAgentsEnroll', { name: 'db-1', json: false, labels: ['env=prod', 'role=db'] }]]);
+    expect((await parse(['admin', 'agents', 'label', 'db-1', 'env=staging', 'role-'])).calls).toEqual([
+      ['adminAgentsLabel', { name: 'db-1', edits: ['env=staging', 'role-'], json: false }],
+    ]);
+    expect((await parse(['admin', 'grant', 'alice', '--labels', 'env=staging,role=web'])).calls).toEqual([
+      ['adminGrant', { subject: 'alice', labels: 'env=staging,role=web', role: false }],
+    ]);
     expect((await parse(['known-hosts', 'list'])).calls).toEqual([['knownHostsList', { json: false }]]);
     expect((await parse(['known-hosts', 'list', '--json'])).calls).toEqual([['knownHostsList', { json: true }]]);
     expect((await parse(['known-hosts', 'forget', 'laptop'])).calls).toEqual([
@@ -152,7 +165,7 @@ describe('mssh command line', () => {
       ['adminUsersAdd', { name: 'carol', admin: true, passwordStdin: true }],
     ]);
     expect((await parse(['admin', 'agents', 'enroll', 'laptop'])).calls).toEqual([
-      ['adminAgentsEnroll', { name: 'laptop', json: false }],
+      ['adminAgentsEnroll', { name: 'laptop', json: false, labels: [] }],
     ]);
     expect((await parse(['admin', 'grant', 'alice', 'web-*'])).calls).toEqual([
       ['adminGrant', { subject: 'alice', pattern: 'web-*', role: false }],

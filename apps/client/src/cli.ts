@@ -14,7 +14,7 @@ export interface Handlers {
   login(a: LoginArgs): Promise<number>;
   logout(): Promise<number>;
   whoami(a: { json: boolean }): Promise<number>;
-  ls(a: { json: boolean }): Promise<number>;
+  ls(a: { json: boolean; filters: string[]; online: boolean }): Promise<number>;
   ssh(a: SshArgs): Promise<number>;
   proxy(a: { host: string }): Promise<number>;
   knownHostsList(a: { json: boolean }): Promise<number>;
@@ -25,14 +25,15 @@ export interface Handlers {
   keysList(a: { json: boolean }): Promise<number>;
   keysRemove(a: { key: string }): Promise<number>;
   adminUsersAdd(a: { name: string; admin: boolean; passwordStdin: boolean }): Promise<number>;
-  adminAgentsEnroll(a: { name: string; json: boolean }): Promise<number>;
+  adminAgentsEnroll(a: { name: string; json: boolean; labels: string[] }): Promise<number>;
+  adminAgentsLabel(a: { name: string; edits: string[]; json: boolean }): Promise<number>;
   adminUsersList(a: { json: boolean }): Promise<number>;
   adminUsersDisable(a: { name: string; killSessions: boolean }): Promise<number>;
   adminUsersEnable(a: { name: string }): Promise<number>;
   adminUsersPasswd(a: { name: string; passwordStdin: boolean }): Promise<number>;
   adminUsersSetRole(a: { name: string; role?: string }): Promise<number>;
-  adminGrant(a: { subject: string; pattern: string; role: boolean }): Promise<number>;
-  adminRevokeGrant(a: { subject: string; pattern: string; role: boolean }): Promise<number>;
+  adminGrant(a: { subject: string; pattern?: string; labels?: string; role: boolean }): Promise<number>;
+  adminRevokeGrant(a: { subject: string; pattern?: string; labels?: string; role: boolean }): Promise<number>;
   adminGrants(a: { json: boolean }): Promise<number>;
   adminAgentsList(a: { json: boolean }): Promise<number>;
   adminRelays(a: { json: boolean }): Promise<number>;
@@ -42,6 +43,11 @@ export interface Handlers {
   adminSessions(a: AdminSessionsArgs): Promise<number>;
   /** `mssh __complete hosts`: machine names for the completion scripts. */
   completeHosts(): Promise<number>;
+}
+
+/** Repeated --label flags, in order. */
+function collectLabel(value: string, previous: string[]): string[] {
+  return [...previous, value];
 }
 
 export interface CliOutput {
@@ -117,10 +123,17 @@ export function buildProgram(
     .option('--json', 'print one JSON object', false)
     .action((o: { json: boolean }) => done(handlers.whoami({ json: o.json === true })));
 
-  configure(program.command('ls'), 'Usage: mssh ls [--json]')
-    .description('list the machines: name, online/offline, last seen, host key fingerprint')
+  configure(
+    program.command('ls'),
+    "Usage: mssh ls [GLOB...] [KEY=VALUE...] [--online] [--json] (e.g. mssh ls 'web-*' env=prod)",
+  )
+    .description('list the machines: name, online/offline, last seen, labels, host key fingerprint')
+    .argument('[filters...]', "name globs ('web-*', any may match) and labels (env=prod, all must match)")
+    .option('--online', 'only machines whose agent is connected', false)
     .option('--json', 'print a JSON array instead of a table', false)
-    .action((o: { json: boolean }) => done(handlers.ls({ json: o.json === true })));
+    .action((filters: string[], o: { json: boolean; online: boolean }) =>
+      done(handlers.ls({ json: o.json === true, filters: filters ?? [], online: o.online === true })),
+    );
 
   configure(
     program.command('ssh'),
@@ -232,24 +245,29 @@ export function buildProgram(
     'Usage: mssh admin users ... | agents ... | relays | grant|revoke-grant|grants ... | audit [filters] | sessions [--active]',
   ).description('administer the relay (admin login needed)');
   const grantUsage =
-    "Usage: mssh admin grant [--role] SUBJECT 'PATTERN' (e.g. mssh admin grant alice 'web-*', mssh admin grant --role ops 'db-?')";
+    "Usage: mssh admin grant [--role] SUBJECT 'PATTERN' | --labels K=V[,K=V...] (e.g. mssh admin grant alice 'web-*', mssh admin grant --role ops 'db-?', mssh admin grant alice --labels env=staging,role=web)";
   configure(admin.command('grant'), grantUsage)
     .description(
-      'let a user (or, with --role, every user of a role) reach the machines matching a glob (* any run, ? one character)',
+      'let a user (or, with --role, every user of a role) reach the machines matching a glob (* any run, ? one character) or carrying labels (--labels)',
     )
     .argument('<subject>', 'user name (role name with --role)')
-    .argument('<pattern>', "host glob, e.g. 'web-*'")
+    .argument('[pattern]', "host glob, e.g. 'web-*' (or --labels instead)")
     .option('--role', 'the subject is a role', false)
-    .action((subject: string, pattern: string, o: { role: boolean }) =>
-      done(handlers.adminGrant({ subject, pattern, role: o.role === true })),
+    .option('--labels <selector>', 'a label selector instead of a glob: env=staging,role=web (every pair must match)')
+    .action((subject: string, pattern: string | undefined, o: { role: boolean; labels?: string }) =>
+      done(handlers.adminGrant({ subject, pattern, labels: o.labels, role: o.role === true })),
     );
-  configure(admin.command('revoke-grant'), "Usage: mssh admin revoke-grant [--role] SUBJECT 'PATTERN' (as granted)")
+  configure(
+    admin.command('revoke-grant'),
+    "Usage: mssh admin revoke-grant [--role] SUBJECT 'PATTERN' | --labels K=V[,K=V...] (as granted)",
+  )
     .description('remove a grant (same arguments as grant); applies to the next session at once')
     .argument('<subject>', 'user name (role name with --role)')
-    .argument('<pattern>', 'the pattern as granted')
+    .argument('[pattern]', 'the pattern as granted')
     .option('--role', 'the subject is a role', false)
-    .action((subject: string, pattern: string, o: { role: boolean }) =>
-      done(handlers.adminRevokeGrant({ subject, pattern, role: o.role === true })),
+    .option('--labels <selector>', 'the label selector as granted')
+    .action((subject: string, pattern: string | undefined, o: { role: boolean; labels?: string }) =>
+      done(handlers.adminRevokeGrant({ subject, pattern, labels: o.labels, role: o.role === true })),
     );
   configure(admin.command('grants'), 'Usage: mssh admin grants [--json]')
     .description('list grants')
@@ -300,7 +318,7 @@ export function buildProgram(
     );
   const agents = configure(
     admin.command('agents'),
-    'Usage: mssh admin agents enroll|list|revoke|forget ...',
+    'Usage: mssh admin agents enroll|list|label|revoke|forget ...',
   ).description('manage machines (agents)');
   configure(agents.command('list'), 'Usage: mssh admin agents list [--json]')
     .description('list machines: online, last seen, versions, identity and host key fingerprints')
@@ -314,11 +332,30 @@ export function buildProgram(
     .description('delete a machine (revoked or not); its name is free again')
     .argument('<name>', 'machine name')
     .action((name: string) => done(handlers.adminAgentsForget({ name })));
-  configure(agents.command('enroll'), 'Usage: mssh admin agents enroll NAME [--json]')
+  configure(agents.command('enroll'), 'Usage: mssh admin agents enroll NAME [--label KEY=VALUE]... [--json]')
     .description('create a one-time enrolment token for a machine')
     .argument('<name>', 'machine name')
+    .option(
+      '--label <key=value>',
+      'a label the machine gets when it enrols, e.g. env=prod (repeatable)',
+      collectLabel,
+      [],
+    )
     .option('--json', 'print a JSON array', false)
-    .action((name: string, o: { json: boolean }) => done(handlers.adminAgentsEnroll({ name, json: o.json === true })));
+    .action((name: string, o: { json: boolean; label: string[] }) =>
+      done(handlers.adminAgentsEnroll({ name, json: o.json === true, labels: o.label ?? [] })),
+    );
+  configure(
+    agents.command('label'),
+    'Usage: mssh admin agents label NAME KEY=VALUE... KEY-... (e.g. env=staging role-)',
+  )
+    .description("set (key=value) or remove (key-) a machine's labels; sessions no grant matches any more end at once")
+    .argument('<name>', 'machine name')
+    .argument('<labels...>', 'key=value to set, key- to remove')
+    .option('--json', 'print the result as JSON', false)
+    .action((name: string, edits: string[], o: { json: boolean }) =>
+      done(handlers.adminAgentsLabel({ name, edits, json: o.json === true })),
+    );
   const auditUsage =
     'Usage: mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until TIME] [--limit N] [--json]';
   configure(admin.command('audit'), auditUsage)

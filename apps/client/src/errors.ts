@@ -47,9 +47,10 @@ export const CLI_ERRORS = {
   CLI_ERR_NO_GRANT: 'you have no grant for that machine (or it does not exist)',
   CLI_ERR_ACCOUNT_DISABLED: 'your account on the relay was disabled by an admin',
   CLI_ERR_SESSION_ENDED:
-    'an admin ended your session (password reset, role changed, account disabled and enabled); log in again',
+    'an admin ended your session (password reset, role changed, account disabled and enabled, or the machine relabelled so no grant of yours matches)',
   CLI_ERR_UNKNOWN_USER: 'no user with that name on the relay',
   CLI_ERR_UNKNOWN_GRANT: 'no such grant on the relay',
+  CLI_ERR_BAD_LABEL: 'a label, label selector or ls filter breaks a rule (the message names it)',
   CLI_ERR_INTERNAL: 'a bug in mssh (please report it)',
 } as const;
 
@@ -163,6 +164,12 @@ export function cliErrorFromWire(status: number, body: unknown, ctx: WireContext
       );
     case 'RLY_ERR_UNKNOWN_GRANT':
       return cliError('CLI_ERR_UNKNOWN_GRANT', said || 'no such grant', 'See the grants with `mssh admin grants`.');
+    case 'RLY_ERR_BAD_LABEL':
+      return cliError(
+        'CLI_ERR_BAD_LABEL',
+        said || 'a label breaks a rule',
+        'Labels are key=value: keys 1-63 of a-z, 0-9, ., _, / and -, values 1-63 printable characters without spaces or commas, at most 32 per machine.',
+      );
     case 'RLY_ERR_UNKNOWN_HOST':
       return cliError(
         'CLI_ERR_UNKNOWN_HOST',
@@ -254,6 +261,12 @@ export function tunnelEndedByRelay(
         'CLI_ERR_SESSION_ENDED',
         `the session to ${h} was ended by an admin: your role on ${ctx.relayUrl} changed`,
         `Log in again (\`${loginCommand(ctx.relayUrl, ctx.user)}\`), then reconnect.`,
+      );
+    case 'grant_revoked':
+      return cliError(
+        'CLI_ERR_SESSION_ENDED',
+        `the session to ${h} was ended: an admin changed the machine's labels and no grant of yours matches it any more`,
+        'Run `mssh ls` to see the machines you can reach; ask an admin for a grant.',
       );
     case 'relay_shutdown':
       return cliError(

@@ -12,6 +12,7 @@ import { ensurePrivateDir } from './config/secure-files.js';
 import {
   adminAgentsEnroll,
   adminAgentsForget,
+  adminAgentsLabel,
   adminAgentsList,
   adminRelays,
   adminAgentsRevoke,
@@ -135,6 +136,7 @@ async function main(): Promise<void> {
     adminRelays: withDir((a) => adminRelays(ctx, a)),
     adminAgentsRevoke: withDir((a) => adminAgentsRevoke(ctx, a)),
     adminAgentsForget: withDir((a) => adminAgentsForget(ctx, a)),
+    adminAgentsLabel: withDir((a) => adminAgentsLabel(ctx, a)),
     adminAudit: withDir((a) => adminAudit(ctx, a)),
     adminSessions: withDir((a) => adminSessions(ctx, a)),
     completeHosts: async () => {

@@ -455,6 +455,7 @@ export function createRelay(opts: RelayOptions): Relay {
       audit,
       router: fleetRouter,
       fleetOnline: fleet ? () => fleet!.onlineNames() : undefined,
+      publishHostAccessChanged: fleet ? (host) => void fleet!.publish({ t: 'host-access-changed', host }) : undefined,
       relays: async () =>
         fleet
           ? (await fleet.list()).map((r) => toFleetRelayInfo(r, thisRelay))
@@ -496,6 +497,9 @@ export function createRelay(opts: RelayOptions): Relay {
           } finally {
             relayingNews = false;
           }
+          return;
+        case 'host-access-changed':
+          services.recheckHost(news.host).catch((err) => logger.warn({ err }, 'rechecking access to a machine failed'));
           return;
         case 'keys-rotated':
           reloadTokenKeys(repos.signingKeys, tokens).catch((err) =>

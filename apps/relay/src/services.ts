@@ -15,6 +15,7 @@ import { AccessService } from './access/access-service.js';
 import { AuditLog } from './audit/audit-log.js';
 import type { LiveSessionInfo } from './audit/session-recorder.js';
 import { UserChanges } from './auth/user-changes.js';
+import { createHostAccessRecheck, type HostAccessRecheck } from './access/host-access-recheck.js';
 
 export interface RelayServices {
   auth: AuthService;
@@ -28,6 +29,8 @@ export interface RelayServices {
   auditLog: AuditLog;
   /** Key removals, disables, role and password changes, for live connections (the SSH jump listener). */
   userChanges: UserChanges;
+  /** End this relay's running sessions to a machine that no grant matches any more (labels changed). */
+  recheckHost: HostAccessRecheck;
 }
 
 export function createServices(deps: {
@@ -51,9 +54,13 @@ export function createServices(deps: {
   fleetOnline?: () => Promise<Set<string>>;
   /** The fleet's relays (or this relay alone). */
   relays?: () => Promise<FleetRelayInfo[]>;
+  /** In a fleet: tell the other relays that a machine's labels changed (each rechecks its own sessions). */
+  publishHostAccessChanged?: (host: string) => void;
 }): RelayServices {
   const { repos, tokens, audit, router } = deps;
   const userChanges = new UserChanges();
+  const access = new AccessService({ grants: repos.grants, agents: repos.agents });
+  const recheckHost = createHostAccessRecheck({ router, users: repos.users, access });
   return {
     auth: new AuthService({
       tokens,
@@ -94,10 +101,15 @@ export function createServices(deps: {
       changes: userChanges,
       relays: deps.relays,
       fleetOnline: deps.fleetOnline,
+      hostAccessChanged: (host) => {
+        deps.publishHostAccessChanged?.(host);
+        return recheckHost(host);
+      },
     }),
-    access: new AccessService({ grants: repos.grants }),
+    access,
     audit,
     auditLog: new AuditLog({ db: repos.db, relayId: deps.relayId ?? 'unknown', live: deps.liveSessions }),
     userChanges,
+    recheckHost,
   };
 }

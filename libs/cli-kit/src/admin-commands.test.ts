@@ -63,6 +63,15 @@ function memoryOps(via?: string) {
     async forgetAgent() {
       return { wasOnline: false };
     },
+    async labelAgent(name, req) {
+      calls.push(`label ${name} ${JSON.stringify(req)}`);
+      return {
+        name,
+        labels: { env: 'staging', site: 'berlin' },
+        before: { env: 'prod', role: 'db' },
+        sessionsEnded: 1,
+      };
+    },
   };
   return {
     ops,
@@ -180,5 +189,35 @@ describe('admin commands (shared by mssh-relay and mssh admin)', () => {
     const j = commands('mssh', m);
     await j.c.usersList({ json: true });
     expect(JSON.parse(j.out())).toEqual([expect.objectContaining({ name: 'carol' })]);
+  });
+
+  it('label grants and relabelling: one message each; bad labels are CLI_ERR_BAD_LABEL naming the rule', async () => {
+    const m = memoryOps();
+    const t = commands('mssh', m);
+    await t.c.grant({ subject: 'alice', labels: 'role=web,env=staging', role: false });
+    await t.c.agentsLabel({ name: 'db-1', edits: ['env=staging', 'role-', 'site=berlin'], json: false });
+    expect(t.out().split('\n')).toEqual([
+      'Granted user "alice" access to the machines labelled env=staging,role=web.',
+      'Labels of "db-1": env=staging,site=berlin (were env=prod,role=db).',
+      'Ended 1 running session(s) that no grant matches any more (reason grant_revoked).',
+      '',
+    ]);
+    expect(m.calls).toEqual(['label db-1 {"set":{"env":"staging","site":"berlin"},"remove":["role"]}']);
+    await expect(t.c.grant({ subject: 'alice', labels: 'Env=prod', role: false })).rejects.toMatchObject({
+      code: 'CLI_ERR_BAD_LABEL',
+      message: expect.stringContaining('(rule key_syntax)'),
+    });
+    await expect(t.c.grant({ subject: 'alice', role: false })).rejects.toMatchObject({ code: 'CLI_ERR_USAGE' });
+    await expect(
+      t.c.grant({ subject: 'alice', pattern: 'web-*', labels: 'env=prod', role: false }),
+    ).rejects.toMatchObject({ code: 'CLI_ERR_USAGE' });
+    await expect(t.c.agentsLabel({ name: 'db-1', edits: ['env=pr od'], json: false })).rejects.toMatchObject({
+      code: 'CLI_ERR_BAD_LABEL',
+      message: expect.stringContaining('(rule value_syntax)'),
+    });
+    await expect(t.c.agentsLabel({ name: 'db-1', edits: [], json: false })).rejects.toMatchObject({
+      code: 'CLI_ERR_USAGE',
+    });
+    expect(m.calls).toHaveLength(1);
   });
 });

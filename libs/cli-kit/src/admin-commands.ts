@@ -12,7 +12,16 @@ import type { Readable } from 'node:stream';
 import {
   GrantRequest,
   HostName,
+  LabelSyntaxError,
   UserName,
+  formatLabels,
+  formatSelector,
+  parseLabelEdits,
+  parseLabels,
+  parseSelector,
+  type LabelAgentRequest,
+  type LabelAgentResponse,
+  type Labels,
   formatAgentsTable,
   formatRelaysTable,
   formatGrantsTable,
@@ -45,6 +54,7 @@ export interface AdminCommandOps {
   listGrants(): Promise<GrantInfo[]>;
   listAgents(): Promise<AgentAdminInfo[]>;
   revokeAgent(name: string): Promise<RevokeAgentResponse>;
+  labelAgent(name: string, req: LabelAgentRequest): Promise<LabelAgentResponse>;
   forgetAgent(name: string): Promise<{ wasOnline?: boolean } | void>;
   /** The relays of the fleet (one, without a fleet). */
   listRelays(): Promise<FleetRelayInfo[]>;
@@ -68,8 +78,10 @@ export interface AdminCommands {
   usersEnable(a: { name: string }): Promise<void>;
   usersPasswd(a: { name: string; passwordStdin: boolean }): Promise<void>;
   usersSetRole(a: { name: string; role?: string }): Promise<void>;
-  grant(a: { subject: string; pattern: string; role: boolean }): Promise<void>;
-  revokeGrant(a: { subject: string; pattern: string; role: boolean }): Promise<void>;
+  grant(a: GrantArgs): Promise<void>;
+  revokeGrant(a: GrantArgs): Promise<void>;
+  /** `agents label NAME env=staging role-`: set and remove labels. */
+  agentsLabel(a: { name: string; edits: string[]; json: boolean }): Promise<void>;
   grants(a: { json: boolean }): Promise<void>;
   agentsList(a: { json: boolean }): Promise<void>;
   agentsRevoke(a: { name: string }): Promise<void>;
@@ -77,7 +89,34 @@ export interface AdminCommands {
   relays(a: { json: boolean }): Promise<void>;
 }
 
+/** A grant names a host glob (`pattern`) or a label selector (`labels`, from --labels), not both. */
+export interface GrantArgs {
+  subject: string;
+  pattern?: string;
+  labels?: string;
+  role: boolean;
+}
+
 const q = (s: string) => JSON.stringify(sanitizeForTerminal(s));
+
+const LABEL_RULES_HINT =
+  'Labels are key=value: keys 1-63 of a-z, 0-9, ., _, / and - (starting with a letter or digit), values 1-63 printable characters without spaces or commas, at most 32 per machine.';
+
+/** Run a label parser; its LabelSyntaxError becomes CLI_ERR_BAD_LABEL (the message names the rule). */
+export function withLabelRules<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof LabelSyntaxError)
+      throw new CliError('CLI_ERR_BAD_LABEL', sanitizeForTerminal(e.message), LABEL_RULES_HINT);
+    throw e;
+  }
+}
+
+/** Repeated `--label key=value` flags as labels, or CLI_ERR_BAD_LABEL naming the rule. */
+export function labelFlags(args: readonly string[] | undefined): Labels {
+  return withLabelRules(() => parseLabels(args ?? []));
+}
 
 /** A user or role name, or a usage error naming the rule. */
 export function checkUserName(name: string, what: 'user name' | 'role name' = 'user name'): string {
@@ -105,16 +144,24 @@ export function checkHostName(name: string): string {
 }
 
 /** A grant request, or a usage error saying what a pattern may contain. */
-export function grantRequest(
-  a: { subject: string; pattern: string; role: boolean },
-  grantCommand: string,
-): GrantRequest {
+export function grantRequest(a: GrantArgs, grantCommand: string): GrantRequest {
   checkUserName(a.subject, a.role ? 'role name' : 'user name');
+  if ((a.pattern === undefined) === (a.labels === undefined)) {
+    throw new CliError(
+      'CLI_ERR_USAGE',
+      a.pattern === undefined ? 'name a host pattern or --labels' : 'give a host pattern or --labels, not both',
+      `E.g. ${grantCommand} alice 'web-*', or ${grantCommand} alice --labels env=staging,role=web.`,
+    );
+  }
+  if (a.labels !== undefined) {
+    const labels = withLabelRules(() => formatSelector(parseSelector(a.labels!)));
+    return { subjectKind: a.role ? 'role' : 'user', subject: a.subject, labels };
+  }
   const r = GrantRequest.safeParse({ subjectKind: a.role ? 'role' : 'user', subject: a.subject, pattern: a.pattern });
   if (!r.success) {
     throw new CliError(
       'CLI_ERR_USAGE',
-      `${q(a.pattern)} is not a valid grant pattern`,
+      `${q(a.pattern ?? '')} is not a valid grant pattern`,
       `Patterns are host name characters (a-z, 0-9, -) with the wildcards * (any run) and ? (one character); quote them: ${grantCommand} alice 'web-*'.`,
     );
   }
@@ -125,6 +172,8 @@ export function createAdminCommands<O extends AdminCommandOps>(o: AdminCommandsO
   const println = (line: string) => o.stdout.write(`${line}\n`);
   const printJson = (v: unknown) => println(jsonForTerminal(v, 2));
   const subject = (req: GrantRequest) => `${req.subjectKind} ${q(req.subject)}`;
+  const target = (req: GrantRequest) =>
+    req.labels !== undefined ? `the machines labelled ${req.labels}` : (req.pattern ?? '');
   const newPassword = (name: string, fromStdin: boolean, command: string) =>
     readNewPassword({
       fromStdin,
@@ -185,14 +234,14 @@ export function createAdminCommands<O extends AdminCommandOps>(o: AdminCommandsO
       const r = await o.withOps((ops) => ops.addGrant(req));
       println(
         r.changed
-          ? `Granted ${subject(req)} access to ${req.pattern}.`
-          : `${subject(req)} already had access to ${req.pattern}.`,
+          ? `Granted ${subject(req)} access to ${target(req)}.`
+          : `${subject(req)} already had access to ${target(req)}.`,
       );
     },
     async revokeGrant(a) {
       const req = grantRequest(a, o.spell.grant);
       await o.withOps((ops) => ops.removeGrant(req));
-      println(`Removed the grant of ${req.pattern} to ${subject(req)}; new sessions are refused at once.`);
+      println(`Removed the grant of ${target(req)} to ${subject(req)}; new sessions are refused at once.`);
     },
     async grants(a) {
       const grants = await o.withOps((ops) => ops.listGrants());
@@ -217,6 +266,22 @@ export function createAdminCommands<O extends AdminCommandOps>(o: AdminCommandsO
       println(
         `Revoked ${q(name)}${r.wasOnline ? ' and dropped its connection and sessions' : ''}; it is refused from now on. To enrol it again: ${o.spell.enroll} ${name}`,
       );
+    },
+    async agentsLabel(a) {
+      const name = checkHostName(a.name);
+      if (a.edits.length === 0)
+        throw new CliError('CLI_ERR_USAGE', 'name at least one label to set (key=value) or remove (key-)');
+      const edits = withLabelRules(() => parseLabelEdits(a.edits));
+      const r = await o.withOps((ops) => ops.labelAgent(name, { set: edits.set, remove: edits.remove }));
+      if (a.json) {
+        printJson(r);
+        return;
+      }
+      println(
+        `Labels of ${q(name)}: ${sanitizeForTerminal(formatLabels(r.labels))} (were ${sanitizeForTerminal(formatLabels(r.before))}).`,
+      );
+      if (r.sessionsEnded > 0)
+        println(`Ended ${r.sessionsEnded} running session(s) that no grant matches any more (reason grant_revoked).`);
     },
     async agentsForget(a) {
       const name = checkHostName(a.name);

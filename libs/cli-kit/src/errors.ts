@@ -30,6 +30,7 @@ export const KIT_ERRORS = {
   CLI_ERR_PROMPT_ABORTED: 'a prompt was cancelled with Ctrl-C or Ctrl-D',
   CLI_ERR_BAD_PASSWORD: 'the password given is empty, too short or too long, or the two typed differ',
   CLI_ERR_BAD_HOST_NAME: 'the machine name is not a valid mssh host name',
+  CLI_ERR_BAD_LABEL: 'a label or label selector breaks a rule (the message names it: key_syntax, value_syntax, ...)',
   CLI_ERR_CONFIG: 'the stored state (config or state directory) cannot be read or written',
   CLI_ERR_INTERNAL: 'an unexpected error: a bug (please report it)',
 } as const;

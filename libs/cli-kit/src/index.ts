@@ -19,7 +19,10 @@ export {
   checkUserName,
   createAdminCommands,
   grantRequest,
+  labelFlags,
+  withLabelRules,
   type AdminCommandOps,
+  type GrantArgs,
   type AdminCommands,
   type AdminCommandsOptions,
 } from './admin-commands.js';

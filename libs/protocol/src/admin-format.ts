@@ -3,6 +3,7 @@
  * goes through sanitizeForTerminal: names, versions and keys come from users and agents.
  */
 import { sanitizeForTerminal } from './names.js';
+import { formatLabels } from './labels.js';
 import type { AgentAdminInfo, FleetRelayInfo, GrantInfo, UserInfo } from './schemas.js';
 
 /** Columns padded to their widest cell, two spaces apart; the last column is not padded. */
@@ -33,23 +34,32 @@ export function formatUsersTable(users: UserInfo[]): string {
 export function formatGrantsTable(grants: GrantInfo[]): string {
   return formatTable(
     ['KIND', 'SUBJECT', 'PATTERN', 'BY', 'CREATED'],
-    grants.map((g) => [g.subjectKind, g.subject, g.pattern, g.createdBy, g.createdAt]),
+    grants.map((g) => [g.subjectKind, g.subject, g.pattern ?? `labels:${g.labels ?? ''}`, g.createdBy, g.createdAt]),
   );
 }
 
 export function formatAgentsTable(agents: AgentAdminInfo[]): string {
   return formatTable(
-    ['NAME', 'STATUS', 'LAST SEEN', 'PROTO', 'VERSION', 'IDENTITY', 'HOST KEYS'],
+    ['NAME', 'STATUS', 'LAST SEEN', 'PROTO', 'VERSION', 'LABELS', 'FACTS', 'IDENTITY', 'HOST KEYS'],
     agents.map((a) => [
       a.name,
       a.revokedAt ? 'revoked' : a.online ? 'online' : a.stale ? 'stale' : 'offline',
       a.lastSeen ?? 'never',
       a.protocolVersion === null ? '-' : String(a.protocolVersion),
       a.agentVersion ?? '-',
+      formatLabels(a.labels),
+      formatFacts(a.facts),
       a.identityFingerprint,
       a.hostKeyFingerprints.join(',') || '-',
     ]),
   );
+}
+
+/** Agent-reported facts as one short line (`linux 6.8 x64 sshd`), or `-`. */
+export function formatFacts(facts: Record<string, string> | undefined): string {
+  if (!facts) return '-';
+  const parts = [facts.os, facts.kernel, facts.arch, facts.target].filter((p): p is string => !!p);
+  return parts.length > 0 ? parts.join(' ') : '-';
 }
 
 /** `mssh admin relays` / `mssh-relay fleet`: one line per relay, the answering one marked with *. */

@@ -100,6 +100,7 @@ export const AUDIT_EVENT_TYPES = [
   'agent.disconnected',
   'agent.revoked',
   'agent.forgotten',
+  'agent.labels_changed',
   'session.start',
   'session.end',
   'session.denied',

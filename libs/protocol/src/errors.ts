@@ -38,6 +38,7 @@ export const WIRE_ERRORS = {
   RLY_ERR_NO_GRANT: { status: 403, message: 'you have no grant for that machine (or it does not exist)' },
   RLY_ERR_UNKNOWN_USER: { status: 404, message: 'no user with that name' },
   RLY_ERR_UNKNOWN_GRANT: { status: 404, message: 'no such grant' },
+  RLY_ERR_BAD_LABEL: { status: 400, message: 'a label breaks a rule (key, value or count)' },
   RLY_ERR_INTERNAL: { status: 500, message: 'internal error' },
   RLY_ERR_DATABASE_UNAVAILABLE: {
     status: 503,

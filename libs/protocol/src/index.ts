@@ -11,3 +11,4 @@ export * from './admin-format.js';
 export * from './audit.js';
 export * from './tunnel-end.js';
 export * from './duration.js';
+export * from './labels.js';

@@ -22,6 +22,19 @@ export const VersionString = z
   .max(64)
   .regex(/^[\x20-\x7e]*$/);
 
+/**
+ * What an agent reports about its machine (OS, kernel, arch, agent version, target mode). Shown only:
+ * grants never match on facts. Each value is sanitised and cut to 128 characters by the relay.
+ */
+export const AgentFacts = z.object({
+  os: z.string().max(256).optional(),
+  kernel: z.string().max(256).optional(),
+  arch: z.string().max(256).optional(),
+  agentVersion: z.string().max(256).optional(),
+  target: z.string().max(256).optional(),
+});
+export type AgentFacts = z.infer<typeof AgentFacts>;
+
 // ---- auth ----
 export const LoginRequest = z.object({ user: z.string().min(1).max(64), password: z.string().min(1).max(1024) });
 export type LoginRequest = z.infer<typeof LoginRequest>;
@@ -48,6 +61,10 @@ export const HostInfo = z.object({
   protocolVersion: z.number().int().nullable(),
   /** Not seen for longer than the relay's --stale-after (default 30 days). */
   stale: z.boolean().optional(),
+  /** The admin's labels (key=value). Absent from relays before labels. */
+  labels: z.record(z.string(), z.string()).optional(),
+  /** What the agent reports (shown only; grants never match on it). */
+  facts: z.record(z.string(), z.string()).optional(),
 });
 export type HostInfo = z.infer<typeof HostInfo>;
 export const HostsResponse = z.object({ hosts: z.array(HostInfo) });
@@ -79,7 +96,11 @@ export const CreateUserRequest = z.object({
   admin: z.boolean().default(false),
 });
 export type CreateUserRequest = z.infer<typeof CreateUserRequest>;
-export const CreateEnrollTokenRequest = z.object({ name: HostName });
+/** `labels` are checked by the relay (labels.ts), so that a bad one is RLY_ERR_BAD_LABEL naming its rule. */
+export const CreateEnrollTokenRequest = z.object({
+  name: HostName,
+  labels: z.record(z.string().max(256), z.string().max(256)).optional(),
+});
 export const CreateEnrollTokenResponse = z.object({ name: z.string(), token: z.string(), expiresAt: z.string() });
 export type CreateEnrollTokenResponse = z.infer<typeof CreateEnrollTokenResponse>;
 
@@ -111,17 +132,34 @@ export type SetRoleRequest = z.infer<typeof SetRoleRequest>;
  * A grant: `subject` (a user, or every user of a role) may reach the hosts matching `pattern`, a glob
  * over host names (`*` any run, `?` one character; otherwise a-z, 0-9 and -).
  */
-export const GrantRequest = z.object({
+const GrantFields = z.object({
   subjectKind: z.enum(['user', 'role']),
   subject: UserName,
   pattern: z
     .string()
     .min(1)
     .max(128)
-    .regex(/^[a-z0-9*?-]+$/, 'grant patterns are host name characters (a-z, 0-9, -) plus the wildcards * and ?'),
+    .regex(/^[a-z0-9*?-]+$/, 'grant patterns are host name characters (a-z, 0-9, -) plus the wildcards * and ?')
+    .optional(),
+  /**
+   * A label selector instead of a pattern: `env=staging,role=web` (every pair must match). Checked by the
+   * relay (RLY_ERR_BAD_LABEL naming the rule) and stored in canonical order.
+   */
+  labels: z.string().min(1).max(4096).optional(),
+});
+/** Exactly one of `pattern` (a name glob) and `labels` (a label selector). */
+export const GrantRequest = GrantFields.refine((g) => (g.pattern === undefined) !== (g.labels === undefined), {
+  message: 'a grant has either a host name pattern or a label selector (--labels), not both and not neither',
 });
 export type GrantRequest = z.infer<typeof GrantRequest>;
-export const GrantInfo = GrantRequest.extend({ createdBy: z.string(), createdAt: z.string() });
+export const GrantInfo = z.object({
+  subjectKind: z.enum(['user', 'role']),
+  subject: z.string(),
+  pattern: z.string().optional(),
+  labels: z.string().optional(),
+  createdBy: z.string(),
+  createdAt: z.string(),
+});
 export type GrantInfo = z.infer<typeof GrantInfo>;
 export const GrantsResponse = z.object({ grants: z.array(GrantInfo) });
 export type GrantsResponse = z.infer<typeof GrantsResponse>;
@@ -140,6 +178,8 @@ export const AgentAdminInfo = z.object({
   /** SHA256 of the agent's identity key (SPKI DER). */
   identityFingerprint: z.string(),
   hostKeyFingerprints: z.array(z.string()),
+  labels: z.record(z.string(), z.string()).optional(),
+  facts: z.record(z.string(), z.string()).optional(),
 });
 export type AgentAdminInfo = z.infer<typeof AgentAdminInfo>;
 export const AgentsResponse = z.object({ agents: z.array(AgentAdminInfo) });
@@ -169,6 +209,20 @@ export type FleetRelayInfo = z.infer<typeof FleetRelayInfo>;
 export const RelaysResponse = z.object({ relays: z.array(FleetRelayInfo) });
 export type RelaysResponse = z.infer<typeof RelaysResponse>;
 export const RevokeAgentResponse = AgentAdminInfo.extend({ wasOnline: z.boolean() });
+/** POST /v1/admin/agents/:name/labels: `set` these pairs, `remove` those keys. */
+export const LabelAgentRequest = z.object({
+  set: z.record(z.string().max(256), z.string().max(256)).default({}),
+  remove: z.array(z.string().max(256)).max(64).default([]),
+});
+export type LabelAgentRequest = z.infer<typeof LabelAgentRequest>;
+export const LabelAgentResponse = z.object({
+  name: z.string(),
+  labels: z.record(z.string(), z.string()),
+  before: z.record(z.string(), z.string()),
+  /** Running sessions ended because the new labels no longer grant them (fleet-wide, this relay's count). */
+  sessionsEnded: z.number().int(),
+});
+export type LabelAgentResponse = z.infer<typeof LabelAgentResponse>;
 export type RevokeAgentResponse = z.infer<typeof RevokeAgentResponse>;
 
 // ---- agent link (relay is the HTTP/2 client on the agent's socket) ----
@@ -184,6 +238,8 @@ export const AgentHello = z.object({
   hostKeys: z.array(SshPublicKey).max(16),
   agentVersion: VersionString,
   protocolVersion: z.number().int().min(0).max(1_000_000),
+  /** What the agent knows of its machine; optional (agents before it do not send it). Shown only. */
+  facts: AgentFacts.optional(),
 });
 export type AgentHello = z.infer<typeof AgentHello>;
 

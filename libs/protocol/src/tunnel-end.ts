@@ -14,6 +14,8 @@ export const TUNNEL_END_CODES = {
   role_changed: 0x4d530002,
   /** The relay stopped (a drain's --drain-timeout passed, or a stop without a drain): connect again. */
   relay_shutdown: 0x4d530003,
+  /** The machine's labels changed and no grant of the user matches it any more (issue 21). */
+  grant_revoked: 0x4d530004,
 } as const;
 
 export type TunnelEndReason = keyof typeof TUNNEL_END_CODES;

@@ -12,4 +12,8 @@ export const agents = pgTable('agents', {
   enrolledAt: timestamp('enrolled_at', { withTimezone: true }).notNull().defaultNow(),
   lastSeenAt: timestamp('last_seen_at', { withTimezone: true }),
   revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  /** The admin's labels (key=value, libs/protocol labels.ts); never set by the agent. */
+  labels: jsonb('labels').$type<Record<string, string>>().notNull().default({}),
+  /** What the agent reports of its machine (OS, kernel, arch, target mode), sanitised; shown only. */
+  facts: jsonb('facts').$type<Record<string, string>>().notNull().default({}),
 });

@@ -14,6 +14,7 @@
  * Named for the side it talks to: the relay's end of the same connection is `AgentLink`
  * (apps/relay/src/tunnel/agent-link.ts).
  */
+import { platform, release } from 'node:os';
 import http2, {
   type Http2Server,
   type IncomingHttpHeaders,
@@ -441,6 +442,14 @@ export class RelayLink {
       hostKeys,
       agentVersion: SOFTWARE_VERSION,
       protocolVersion: PROTOCOL_VERSION,
+      // What the agent knows of its machine: shown by the relay, never matched by grants.
+      facts: {
+        os: platform(),
+        kernel: release(),
+        arch: process.arch,
+        agentVersion: SOFTWARE_VERSION,
+        ...(this.o.target.mode ? { target: this.o.target.mode } : {}),
+      },
     };
     if (stream.destroyed || stream.closed) return;
     stream.respond({

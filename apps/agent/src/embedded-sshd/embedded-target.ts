@@ -7,6 +7,7 @@ import type { SessionInfo, SessionTarget } from '../target/session-target.js';
 import type { EmbeddedSshd } from './server.js';
 
 export class EmbeddedTarget implements SessionTarget {
+  readonly mode = 'embedded' as const;
   readonly description = 'embedded SSH server';
 
   constructor(private readonly sshd: EmbeddedSshd) {}

@@ -13,6 +13,8 @@ export interface SessionInfo {
 export interface SessionTarget {
   /** For logs: "127.0.0.1:22". */
   readonly description: string;
+  /** What kind of target it is, reported to the relay as a fact (shown, never used by grants). */
+  readonly mode?: 'sshd' | 'embedded';
   /** The target's SSH host public keys (OpenSSH lines, no comment), as current as possible. */
   hostKeys(): Promise<string[]>;
   /** Connect one session; rejects with AgentError AGT_ERR_TARGET_UNREACHABLE when the target refuses. */

@@ -24,6 +24,7 @@ export interface TcpTargetOptions {
 }
 
 export class TcpTarget implements SessionTarget {
+  readonly mode = 'sshd' as const;
   readonly description: string;
   private known: string[];
 

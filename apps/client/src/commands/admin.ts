@@ -2,8 +2,8 @@
  * `mssh admin ...`: the admin commands of @mssh/cli-kit (shared with `mssh-relay`) on the logged-in
  * relay's REST API, and `mssh admin agents enroll` (its output names this client's relay and pin).
  */
-import { createAdminCommands, installOneLiner, type AdminCommands } from '@mssh/cli-kit';
-import { sanitizeForTerminal } from '@mssh/protocol';
+import { createAdminCommands, installOneLiner, labelFlags, type AdminCommands, type GrantArgs } from '@mssh/cli-kit';
+import { formatLabels, sanitizeForTerminal } from '@mssh/protocol';
 import { assertHostName } from '../ssh/ssh-via-relay.js';
 import type { RelayClient } from '../relay-client/relay-client.js';
 import { printJson, println, withLoggedInRelay, type CliContext } from './context.js';
@@ -12,11 +12,15 @@ import { printJson, println, withLoggedInRelay, type CliContext } from './contex
  * `mssh admin agents enroll NAME [--json]`: a one-time enrolment token and the exact command to run on
  * the machine (with the relay fingerprint, so the agent pins the same certificate we did).
  */
-export async function adminAgentsEnroll(ctx: CliContext, args: { name: string; json: boolean }): Promise<number> {
+export async function adminAgentsEnroll(
+  ctx: CliContext,
+  args: { name: string; json: boolean; labels?: string[] },
+): Promise<number> {
   const name = args.name.toLowerCase();
   assertHostName(name);
+  const labels = labelFlags(args.labels);
   return withLoggedInRelay(ctx, async (client) => {
-    const res = await client.createEnrollToken(name);
+    const res = await client.createEnrollToken(name, labels);
     const token = sanitizeForTerminal(res.token);
     const expiresAt = sanitizeForTerminal(res.expiresAt);
     const command = `mssh-agent enroll --relay ${client.url} --token ${token} --name ${name} --relay-fingerprint ${client.conn.fingerprint}`;
@@ -32,10 +36,13 @@ export async function adminAgentsEnroll(ctx: CliContext, args: { name: string; j
         relayPublicKeyPin: pin,
         command,
         install,
+        labels,
       });
       return 0;
     }
     println(ctx.io.stdout, `Enrolment token for ${name} (single use, valid until ${expiresAt}):`);
+    if (Object.keys(labels).length > 0)
+      println(ctx.io.stdout, `  the machine is labelled ${sanitizeForTerminal(formatLabels(labels))} when it enrols`);
     println(ctx.io.stdout, `  ${token}`);
     println(ctx.io.stdout, 'On that machine, run:');
     println(ctx.io.stdout, `  ${command}`);
@@ -86,10 +93,10 @@ export const adminUsersPasswd = (ctx: CliContext, a: { name: string; passwordStd
   ok(admin(ctx).usersPasswd(a));
 export const adminUsersSetRole = (ctx: CliContext, a: { name: string; role?: string }) =>
   ok(admin(ctx).usersSetRole(a));
-export const adminGrant = (ctx: CliContext, a: { subject: string; pattern: string; role: boolean }) =>
-  ok(admin(ctx).grant(a));
-export const adminRevokeGrant = (ctx: CliContext, a: { subject: string; pattern: string; role: boolean }) =>
-  ok(admin(ctx).revokeGrant(a));
+export const adminGrant = (ctx: CliContext, a: GrantArgs) => ok(admin(ctx).grant(a));
+export const adminRevokeGrant = (ctx: CliContext, a: GrantArgs) => ok(admin(ctx).revokeGrant(a));
+export const adminAgentsLabel = (ctx: CliContext, a: { name: string; edits: string[]; json: boolean }) =>
+  ok(admin(ctx).agentsLabel(a));
 export const adminGrants = (ctx: CliContext, a: { json: boolean }) => ok(admin(ctx).grants(a));
 export const adminRelays = (ctx: CliContext, a: { json: boolean }) => ok(admin(ctx).relays(a));
 export const adminAgentsList = (ctx: CliContext, a: { json: boolean }) => ok(admin(ctx).agentsList(a));

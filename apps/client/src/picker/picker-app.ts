@@ -24,6 +24,7 @@ import { runSsh } from '../ssh/run-ssh.js';
 import type { Prompter } from '@mssh/cli-kit';
 import { LOGIN_USER_RE, type LoginUsers } from './login-users.js';
 import { rankByName } from './fuzzy.js';
+import { matchesPickerLabels, splitPickerFilter } from './label-filter.js';
 import { formatRow, headerLine } from './rows.js';
 import { TerminalHandoff } from './terminal-handoff.js';
 
@@ -65,7 +66,8 @@ const HELP = [
   '{bold}mssh-tui{/bold}: pick a machine, press Enter, you are in.',
   '',
   '  type          filter the list (fuzzy, case-insensitive; matches highlighted); the best',
-  '                match is selected: exact name, then prefix, then fewest gaps, then name',
+  '                match is selected: exact name, then prefix, then fewest gaps, then name;',
+  '                words with = are labels: env=prod keeps the machines labelled so',
   '  Backspace     delete the last filter character; Esc clears the filter',
   '  Up/Down, j/k  move (j/k when no filter is typed); Home/End first/last; PageUp/PageDown',
   '  Enter         open a shell on the selected machine; exit it to come back',
@@ -744,8 +746,11 @@ export class PickerApp {
       knownHosts: this.deps.knownHosts,
       width,
     };
-    // Best match first while a filter is typed (fuzzy.ts), else by name.
-    const ranked = rankByName(this.filter, this.hosts, (h) => sanitizeForTerminal(h.name));
+    // Label pairs typed (env=prod) keep the machines carrying them (label-filter.ts); then the best name
+    // match first while a name query is typed (fuzzy.ts), else by name.
+    const f = splitPickerFilter(this.filter);
+    const labelled = f.labels.length > 0 ? this.hosts.filter((h) => matchesPickerLabels(h, f)) : this.hosts;
+    const ranked = rankByName(f.query, labelled, (h) => sanitizeForTerminal(h.name));
     const rows = ranked.map((r) => formatRow(r.item, r.positions, ctx));
     const visible = ranked.map((r) => r.item);
     const prevIndex = (this.list as unknown as { selected: number }).selected ?? 0;

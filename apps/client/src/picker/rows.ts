@@ -2,7 +2,7 @@
  * One picker row per machine: status, name, labels, last seen, my sessions, round-trip time to the relay,
  * host key fingerprint (the pinned one when known_hosts has it, else the strongest key the relay attests).
  */
-import { fingerprintBlob, sanitizeForTerminal, type HostInfo } from '@mssh/protocol';
+import { fingerprintBlob, formatLabels, sanitizeForTerminal, type HostInfo } from '@mssh/protocol';
 import blessed from 'blessed';
 import { formatAge, primaryFingerprint } from '../commands/ls.js';
 import type { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
@@ -18,10 +18,9 @@ export function hostStatus(h: Pick<HostInfo, 'online' | 'lastSeen'> & { stale?: 
   return Number.isFinite(t) && now.getTime() - t > STALE_MS ? 'stale' : 'offline';
 }
 
-/** Labels: the relay reports none yet (HostInfo has no labels field), shown as '-'. */
+/** The machine's labels as `env=prod,role=db` (sorted; '-' for none, or from a relay before labels). */
 export function hostLabels(h: HostInfo): string {
-  const labels = (h as HostInfo & { labels?: unknown }).labels;
-  return Array.isArray(labels) && labels.length > 0 ? labels.map((l) => sanitizeForTerminal(String(l))).join(',') : '-';
+  return sanitizeForTerminal(formatLabels(h.labels));
 }
 
 /** `pinned SHA256:...` (known_hosts) or `attested SHA256:...` (relay), cut with '…' to `width`. */

@@ -9,6 +9,8 @@ import http2 from 'node:http2';
 import type { ZodType } from 'zod';
 import {
   AgentsResponse,
+  LabelAgentResponse,
+  type LabelAgentRequest,
   RelaysResponse,
   type FleetRelayInfo,
   DisableUserResponse,
@@ -214,8 +216,13 @@ export class RelayClient {
     await this.call('POST', PATHS.adminUsers, { body: req });
   }
 
-  createEnrollToken(name: string): Promise<CreateEnrollTokenResponse> {
-    return this.call('POST', PATHS.adminAgentEnroll, { body: { name }, schema: CreateEnrollTokenResponse, host: name });
+  createEnrollToken(name: string, labels?: Record<string, string>): Promise<CreateEnrollTokenResponse> {
+    const body = labels && Object.keys(labels).length > 0 ? { name, labels } : { name };
+    return this.call('POST', PATHS.adminAgentEnroll, { body, schema: CreateEnrollTokenResponse, host: name });
+  }
+
+  labelAgent(name: string, req: LabelAgentRequest): Promise<LabelAgentResponse> {
+    return this.call('POST', `${PATHS.adminAgent(name)}/labels`, { body: req, schema: LabelAgentResponse, host: name });
   }
 
   async listUsers(): Promise<UserInfo[]> {

@@ -11,6 +11,8 @@ import type {
   FleetRelayInfo,
   GrantInfo,
   GrantRequest,
+  LabelAgentRequest,
+  LabelAgentResponse,
   RevokeAgentResponse,
   UserInfo,
 } from '@mssh/protocol';
@@ -24,7 +26,8 @@ import type { DrainReport, DrainStatus } from '../drain-state.js';
 export interface AdminOps {
   readonly via: 'admin-socket' | 'database';
   createUser(req: { name: string; password: string; admin: boolean }): Promise<CreatedUser>;
-  createEnrollToken(name: string): Promise<IssuedEnrollToken>;
+  createEnrollToken(name: string, labels?: Record<string, string>): Promise<IssuedEnrollToken>;
+  labelAgent(name: string, req: LabelAgentRequest): Promise<LabelAgentResponse>;
   listUsers(): Promise<UserInfo[]>;
   disableUser(name: string, killSessions: boolean): Promise<DisableUserResponse>;
   enableUser(name: string): Promise<UserInfo>;
@@ -55,8 +58,12 @@ export class AdminSocketClient implements AdminOps {
     return this.call<CreatedUser>('POST', ADMIN_SOCKET_PATHS.users, req);
   }
 
-  createEnrollToken(name: string): Promise<IssuedEnrollToken> {
-    return this.call<IssuedEnrollToken>('POST', ADMIN_SOCKET_PATHS.enroll, { name });
+  createEnrollToken(name: string, labels?: Record<string, string>): Promise<IssuedEnrollToken> {
+    return this.call<IssuedEnrollToken>('POST', ADMIN_SOCKET_PATHS.enroll, { name, ...(labels ? { labels } : {}) });
+  }
+
+  labelAgent(name: string, req: LabelAgentRequest): Promise<LabelAgentResponse> {
+    return this.call('POST', `${ADMIN_SOCKET_PATHS.agent(name)}/labels`, req);
   }
 
   async listUsers(): Promise<UserInfo[]> {

@@ -6,6 +6,14 @@
 import { hashPassword } from '@mssh/auth';
 import {
   ENROLL_TOKEN_TTL_SECONDS,
+  LabelSyntaxError,
+  applyLabelEdits,
+  assertValidLabels,
+  parseSelector,
+  formatSelector,
+  type LabelAgentRequest,
+  type LabelAgentResponse,
+  type Labels,
   fingerprintBlob,
   fingerprintKeyLine,
   type AgentAdminInfo,
@@ -73,6 +81,17 @@ export interface AdminServiceDeps {
   relays?: () => Promise<FleetRelayInfo[]>;
   /** In a fleet: machines online through any relay. */
   fleetOnline?: () => Promise<Set<string>>;
+  /**
+   * A machine's labels changed: end the running sessions to it that no grant matches any more (on every
+   * relay of the fleet); resolves to how many ended here. Absent offline (no live sessions).
+   */
+  hostAccessChanged?: (host: string) => Promise<number>;
+}
+
+/** A LabelSyntaxError as the coded 400 (its message names the rule). */
+function labelError(e: unknown): never {
+  if (e instanceof LabelSyntaxError) throw relayError('RLY_ERR_BAD_LABEL', e.message);
+  throw e;
 }
 
 export function userInfo(u: UserRecord): UserInfo {
@@ -190,29 +209,57 @@ export class AdminService {
   // ------------------------------------------------------------ grants
 
   /** Expects a validated GrantRequest. A grant to a user that does not exist is RLY_ERR_UNKNOWN_USER. */
-  async addGrant(req: GrantRequest, by: AdminActor): Promise<{ changed: boolean }> {
-    const problem = grantPatternProblem(req.pattern);
+  /** The grant as stored: a name glob (selector '') or a canonical label selector (pattern ''). */
+  private grantKey(req: GrantRequest): { pattern: string; selector: string } {
+    if (req.labels !== undefined) {
+      if (req.pattern !== undefined)
+        throw relayError('RLY_ERR_BAD_REQUEST', 'a grant has either a host name pattern or --labels, not both');
+      let selector = '';
+      try {
+        selector = formatSelector(parseSelector(req.labels));
+      } catch (e) {
+        labelError(e);
+      }
+      return { pattern: '', selector };
+    }
+    const problem = grantPatternProblem(req.pattern ?? '');
     if (problem) throw relayError('RLY_ERR_BAD_REQUEST', problem);
+    return { pattern: req.pattern!, selector: '' };
+  }
+
+  private grantDetails(req: GrantRequest, key: { pattern: string; selector: string }): Record<string, unknown> {
+    return {
+      subjectKind: req.subjectKind,
+      subject: req.subject,
+      ...(key.selector !== '' ? { labels: key.selector } : { pattern: key.pattern }),
+    };
+  }
+
+  /** Expects a validated GrantRequest. A grant to a user that does not exist is RLY_ERR_UNKNOWN_USER. */
+  async addGrant(req: GrantRequest, by: AdminActor): Promise<{ changed: boolean }> {
+    const key = this.grantKey(req);
     if (req.subjectKind === 'user' && !(await this.deps.users.findByName(req.subject))) this.unknownUser(req.subject);
-    const changed = await this.deps.grants.add({ ...req, createdBy: by.actor });
-    if (changed)
-      this.emit(AUDIT.grantAdded, by, {
-        details: { subjectKind: req.subjectKind, subject: req.subject, pattern: req.pattern },
-      });
+    const changed = await this.deps.grants.add({
+      subjectKind: req.subjectKind,
+      subject: req.subject,
+      ...key,
+      createdBy: by.actor,
+    });
+    if (changed) this.emit(AUDIT.grantAdded, by, { details: this.grantDetails(req, key) });
     return { changed };
   }
 
   async removeGrant(req: GrantRequest, by: AdminActor): Promise<{ changed: boolean }> {
-    const changed = await this.deps.grants.remove(req);
+    const key = this.grantKey(req);
+    const changed = await this.deps.grants.remove({ subjectKind: req.subjectKind, subject: req.subject, ...key });
     if (!changed) {
+      const what = key.selector !== '' ? `labels ${key.selector}` : `"${key.pattern}"`;
       throw relayError(
         'RLY_ERR_UNKNOWN_GRANT',
-        `there is no grant of "${req.pattern}" to ${req.subjectKind} "${req.subject}"; see mssh admin grants`,
+        `there is no grant of ${what} to ${req.subjectKind} "${req.subject}"; see mssh admin grants`,
       );
     }
-    this.emit(AUDIT.grantRemoved, by, {
-      details: { subjectKind: req.subjectKind, subject: req.subject, pattern: req.pattern },
-    });
+    this.emit(AUDIT.grantRemoved, by, { details: this.grantDetails(req, key) });
     return { changed };
   }
 
@@ -220,7 +267,7 @@ export class AdminService {
     return (await this.deps.grants.list()).map((g) => ({
       subjectKind: g.subjectKind,
       subject: g.subject,
-      pattern: g.pattern,
+      ...(g.selector !== '' ? { labels: g.selector } : { pattern: g.pattern }),
       createdBy: g.createdBy,
       createdAt: g.createdAt.toISOString(),
     }));
@@ -232,7 +279,12 @@ export class AdminService {
    * Expects a valid host name. A name enrolled (and not revoked) is RLY_ERR_NAME_TAKEN; a revoked name may
    * be enrolled again (the new enrolment replaces the revoked row).
    */
-  async createEnrollToken(name: string, by: AdminActor): Promise<IssuedEnrollToken> {
+  async createEnrollToken(name: string, by: AdminActor, labels: Labels = {}): Promise<IssuedEnrollToken> {
+    try {
+      assertValidLabels(labels);
+    } catch (e) {
+      labelError(e);
+    }
     const existing = await this.deps.agents.findByName(name);
     if (existing && !existing.revokedAt) {
       throw relayError(
@@ -244,6 +296,7 @@ export class AdminService {
       name,
       createdBy: by.actor,
       ttlSeconds: this.deps.enrollTokenTtlSeconds ?? ENROLL_TOKEN_TTL_SECONDS,
+      labels,
     });
     const relay = this.deps.relay();
     return {
@@ -269,6 +322,8 @@ export class AdminService {
       agentVersion: a.agentVersion,
       identityFingerprint: identityFingerprint(a.publicKey),
       hostKeyFingerprints: a.hostKeys.map((k) => fingerprintKeyLine(k)).filter((f): f is string => f !== null),
+      labels: a.labels ?? {},
+      facts: a.facts ?? {},
     };
   }
 
@@ -279,6 +334,31 @@ export class AdminService {
 
   async listRelays(): Promise<FleetRelayInfo[]> {
     return this.deps.relays ? this.deps.relays() : [];
+  }
+
+  /**
+   * Set and remove labels of an enrolled machine (audited agent.labels_changed with from and to). Who may
+   * reach it changes at once: running sessions no grant matches any more end (reason grant_revoked).
+   */
+  async labelAgent(name: string, req: LabelAgentRequest, by: AdminActor): Promise<LabelAgentResponse> {
+    const current = await this.deps.agents.findByName(name);
+    if (!current || current.revokedAt)
+      throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh admin agents list`);
+    let labels: Labels;
+    try {
+      labels = applyLabelEdits(current.labels ?? {}, { set: req.set, remove: req.remove });
+    } catch (e) {
+      labelError(e);
+    }
+    const before = await this.deps.agents.setLabels(name, labels);
+    if (!before)
+      throw relayError('RLY_ERR_UNKNOWN_HOST', `no machine named "${name}" is enrolled; see mssh admin agents list`);
+    const sessionsEnded = (await this.deps.hostAccessChanged?.(name)) ?? 0;
+    this.emit(AUDIT.agentLabelsChanged, by, {
+      host: name,
+      details: { agentId: before.id, from: before.labels ?? {}, to: labels, sessionsEnded },
+    });
+    return { name, labels, before: before.labels ?? {}, sessionsEnded };
   }
 
   /** Refuse the agent from now on and drop its live link and sessions (reason agent_revoked). */

@@ -70,10 +70,11 @@ export async function openOfflineOps(cfg: StoreConfig, relayInfo: () => Promise<
     forgetAgent: (name) => admin.forgetAgent(name, by),
     // The relays table as the fleet left it (no relay of this data dir is running: none is `self`).
     listRelays: async () => (await new FleetStore(database.db, 0).list()).map((r) => toFleetRelayInfo(r, null)),
-    async createEnrollToken(name) {
+    async createEnrollToken(name, labels) {
       relay = await relayInfo();
-      return admin.createEnrollToken(name, by);
+      return admin.createEnrollToken(name, by, labels ?? {});
     },
+    labelAgent: (name, req) => admin.labelAgent(name, req, by),
     pruneAudit: (olderThanMs) => auditLog.prune(new Date(Date.now() - olderThanMs), by),
     rotateKeys: () => rotateSigningKey({ keys: repos.signingKeys, audit, by }),
     async close() {

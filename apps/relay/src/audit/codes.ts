@@ -19,6 +19,8 @@ export const AUDIT = {
   agentDisconnected: { type: 'agent.disconnected', code: 'AGT003I' },
   agentRevoked: { type: 'agent.revoked', code: 'AGT004I' },
   agentForgotten: { type: 'agent.forgotten', code: 'AGT005I' },
+  /** An admin set or changed a machine's labels (details: from, to, sessionsEnded). */
+  agentLabelsChanged: { type: 'agent.labels_changed', code: 'AGT006I' },
   agentEnrollFailed: { type: 'agent.enroll_failed', code: 'AGT001W' },
   sessionStart: { type: 'session.start', code: 'SES001I' },
   sessionEnd: { type: 'session.end', code: 'SES002I' },

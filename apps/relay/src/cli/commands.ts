@@ -5,8 +5,8 @@
  * the database (admin/offline-ops.ts), and prints its result on stdout.
  */
 import { existsSync } from 'node:fs';
-import { createAdminCommands, CliError, TtyPrompter, installOneLiner } from '@mssh/cli-kit';
-import { jsonForTerminal } from '@mssh/protocol';
+import { createAdminCommands, CliError, TtyPrompter, installOneLiner, labelFlags } from '@mssh/cli-kit';
+import { formatLabels, jsonForTerminal } from '@mssh/protocol';
 import {
   AgentEnrollConfigSchema,
   AuditPruneConfigSchema,
@@ -171,7 +171,9 @@ async function drainCmd(flags: Flags): Promise<void> {
 // ---------------------------------------------------------------- enrolment, keys, audit, migrations
 
 async function agentEnroll(name: string, flags: Record<string, unknown>): Promise<void> {
-  const cfg = parseConfig(AgentEnrollConfigSchema, { ...flags, name });
+  const { label, ...rest } = flags;
+  const labels = labelFlags(Array.isArray(label) ? (label as string[]) : []);
+  const cfg = parseConfig(AgentEnrollConfigSchema, { ...rest, name });
   const offlineRelay = async () => {
     // The relay is not running: the URL comes from the flags, the fingerprint from its certificate.
     const ids = cfg.tlsCert
@@ -185,8 +187,9 @@ async function agentEnroll(name: string, flags: Record<string, unknown>): Promis
     };
   };
   const ops = await adminOps(cfg, offlineRelay);
-  const t = await withOps(ops, (o) => o.createEnrollToken(cfg.name));
+  const t = await withOps(ops, (o) => o.createEnrollToken(cfg.name, labels));
   out(`Enrolment token for "${t.name}" (one use, expires ${t.expiresAt}):`);
+  if (Object.keys(labels).length > 0) out(`  the machine is labelled ${formatLabels(labels)} when it enrols`);
   out(`  ${t.token}`);
   out('On the machine to enrol, run:');
   out(
@@ -319,6 +322,7 @@ async function configShow(flags: Flags): Promise<void> {
 
 export function commandHandlers(): Omit<RelayHandlers, 'serve'> {
   const flag = (flags: Flags, name: string) => flags[name] === true;
+  const str = (flags: Flags, name: string) => (typeof flags[name] === 'string' ? flags[name] : undefined);
   return {
     info,
     configShow,
@@ -330,14 +334,17 @@ export function commandHandlers(): Omit<RelayHandlers, 'serve'> {
     userEnable: (name, flags) => admin(flags).usersEnable({ name }),
     userPasswd: (name, flags) => admin(flags).usersPasswd({ name, passwordStdin: flag(flags, 'passwordStdin') }),
     userSetRole: (name, role, flags) => admin(flags).usersSetRole({ name, role }),
-    grant: (subject, pattern, flags) => admin(flags).grant({ subject, pattern, role: flag(flags, 'role') }),
-    revokeGrant: (subject, pattern, flags) => admin(flags).revokeGrant({ subject, pattern, role: flag(flags, 'role') }),
+    grant: (subject, pattern, flags) =>
+      admin(flags).grant({ subject, pattern, labels: str(flags, 'labels'), role: flag(flags, 'role') }),
+    revokeGrant: (subject, pattern, flags) =>
+      admin(flags).revokeGrant({ subject, pattern, labels: str(flags, 'labels'), role: flag(flags, 'role') }),
     grants: (flags) => admin(flags).grants({ json: flag(flags, 'json') }),
     keysRotate,
     agentEnroll,
     agentList: (flags) => admin(flags).agentsList({ json: flag(flags, 'json') }),
     fleet: (flags) => admin(flags).relays({ json: flag(flags, 'json') }),
     agentRevoke: (name, flags) => admin(flags).agentsRevoke({ name }),
+    agentLabel: (name, edits, flags) => admin(flags).agentsLabel({ name, edits, json: flag(flags, 'json') }),
     agentForget: (name, flags) => admin(flags).agentsForget({ name }),
     migrate: migrateCmd,
     auditPrune,

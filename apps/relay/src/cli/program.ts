@@ -21,14 +21,15 @@ export interface RelayHandlers {
   userEnable(name: string, flags: Flags): Promise<void>;
   userPasswd(name: string, flags: Flags): Promise<void>;
   userSetRole(name: string, role: string | undefined, flags: Flags): Promise<void>;
-  grant(subject: string, pattern: string, flags: Flags): Promise<void>;
-  revokeGrant(subject: string, pattern: string, flags: Flags): Promise<void>;
+  grant(subject: string, pattern: string | undefined, flags: Flags): Promise<void>;
+  revokeGrant(subject: string, pattern: string | undefined, flags: Flags): Promise<void>;
   grants(flags: Flags): Promise<void>;
   keysRotate(flags: Flags): Promise<void>;
   agentEnroll(name: string, flags: Flags): Promise<void>;
   agentList(flags: Flags): Promise<void>;
   fleet(flags: Flags): Promise<void>;
   agentRevoke(name: string, flags: Flags): Promise<void>;
+  agentLabel(name: string, edits: string[], flags: Flags): Promise<void>;
   agentForget(name: string, flags: Flags): Promise<void>;
   migrate(flags: Flags): Promise<void>;
   auditPrune(flags: Flags): Promise<void>;
@@ -253,20 +254,25 @@ export function buildProgram(
     program
       .command('grant')
       .argument('<subject>', 'user (or role, with --role)')
-      .argument('<pattern>', "host glob, e.g. 'web-*' or 'db-?'")
-      .description('let a user (or a role) reach the machines matching a pattern'),
+      .argument('[pattern]', "host glob, e.g. 'web-*' or 'db-?' (or --labels instead)")
+      .description('let a user (or a role) reach the machines matching a pattern, or carrying labels'),
   )
     .option('--role', 'the subject is a role')
-    .action((subject: string, pattern: string, opts: Flags) => h.grant(subject, pattern, opts));
+    .option(
+      '--labels <selector>',
+      'a label selector instead of a pattern: env=staging,role=web (every pair must match)',
+    )
+    .action((subject: string, pattern: string | undefined, opts: Flags) => h.grant(subject, pattern, opts));
   storeOptions(
     program
       .command('revoke-grant')
       .argument('<subject>', 'user (or role, with --role)')
-      .argument('<pattern>', 'the pattern as granted')
+      .argument('[pattern]', 'the pattern as granted (or --labels as granted)')
       .description('remove a grant'),
   )
     .option('--role', 'the subject is a role')
-    .action((subject: string, pattern: string, opts: Flags) => h.revokeGrant(subject, pattern, opts));
+    .option('--labels <selector>', 'the label selector as granted')
+    .action((subject: string, pattern: string | undefined, opts: Flags) => h.revokeGrant(subject, pattern, opts));
   storeOptions(program.command('grants').description('list grants'))
     .option('--json', 'print a JSON array')
     .action((opts: Flags) => h.grants(opts));
@@ -295,7 +301,17 @@ export function buildProgram(
       collect,
       [],
     )
+    .option('--label <key=value>', 'a label the machine gets when it enrols, e.g. env=prod (repeatable)', collect, [])
     .action((name: string, opts: Flags) => h.agentEnroll(name, opts));
+  storeOptions(
+    agent
+      .command('label')
+      .argument('<name>', 'machine name')
+      .argument('<labels...>', 'key=value to set, key- to remove (e.g. env=staging role-)')
+      .description("set or remove a machine's labels; sessions no grant matches any more end at once"),
+  )
+    .option('--json', 'print the result as JSON')
+    .action((name: string, edits: string[], opts: Flags) => h.agentLabel(name, edits, opts));
   storeOptions(
     program
       .command('fleet')

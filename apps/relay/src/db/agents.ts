@@ -13,6 +13,8 @@ export interface AgentRecord {
   enrolledAt: Date;
   lastSeenAt: Date | null;
   revokedAt: Date | null;
+  labels: Record<string, string>;
+  facts: Record<string, string>;
 }
 
 export interface NewAgent {
@@ -21,6 +23,7 @@ export interface NewAgent {
   hostKeys: string[];
   agentVersion: string;
   protocolVersion: number;
+  labels?: Record<string, string>;
 }
 
 export type CreateAgentResult = { ok: true; agent: AgentRecord } | { ok: false; conflict: 'name' | 'publicKey' };
@@ -40,7 +43,14 @@ export class AgentRepository implements AgentDirectory {
 
   async markConnected(
     id: string,
-    info: { hostKeys: string[]; agentVersion: string; protocolVersion: number; at: Date },
+    info: {
+      hostKeys: string[];
+      agentVersion: string;
+      protocolVersion: number;
+      at: Date;
+      /** Sanitised by the caller; absent (older agent) leaves the stored facts alone. */
+      facts?: Record<string, string>;
+    },
   ): Promise<void> {
     await this.db
       .update(agents)
@@ -49,8 +59,35 @@ export class AgentRepository implements AgentDirectory {
         agentVersion: info.agentVersion,
         protocolVersion: info.protocolVersion,
         lastSeenAt: info.at,
+        ...(info.facts ? { facts: info.facts } : {}),
       })
       .where(eq(agents.id, id));
+  }
+
+  /** Replace the labels of the (not revoked) machine; the row as it was before, or null when there is none. */
+  async setLabels(name: string, labels: Record<string, string>): Promise<AgentRecord | null> {
+    return this.db.transaction(async (tx) => {
+      const rows = await tx
+        .select()
+        .from(agents)
+        .where(and(eq(agents.name, name), isNull(agents.revokedAt)))
+        .for('update')
+        .limit(1);
+      const before = rows[0];
+      if (!before) return null;
+      await tx.update(agents).set({ labels }).where(eq(agents.id, before.id));
+      return before;
+    });
+  }
+
+  /** The labels of the (not revoked) machine, or null when none is enrolled under the name. */
+  async labelsOf(name: string): Promise<Record<string, string> | null> {
+    const rows = await this.db
+      .select({ labels: agents.labels })
+      .from(agents)
+      .where(and(eq(agents.name, name), isNull(agents.revokedAt)))
+      .limit(1);
+    return rows[0]?.labels ?? null;
   }
 
   async updateHostKeys(id: string, hostKeys: string[]): Promise<void> {

@@ -12,6 +12,7 @@ export interface ClaimedEnrollToken {
   id: string;
   name: string;
   createdBy: string;
+  labels: Record<string, string>;
 }
 
 export class EnrollTokenRepository {
@@ -23,19 +24,29 @@ export class EnrollTokenRepository {
     createdBy: string;
     ttlSeconds: number;
     now?: Date;
+    labels?: Record<string, string>;
   }): Promise<{ token: string; expiresAt: Date }> {
     const token = randomBytes(32).toString('base64url');
     const expiresAt = new Date((input.now ?? new Date()).getTime() + input.ttlSeconds * 1000);
-    await this.db
-      .insert(enrollTokens)
-      .values({ tokenHash: hashEnrollToken(token), name: input.name, createdBy: input.createdBy, expiresAt });
+    await this.db.insert(enrollTokens).values({
+      tokenHash: hashEnrollToken(token),
+      name: input.name,
+      createdBy: input.createdBy,
+      expiresAt,
+      labels: input.labels ?? {},
+    });
     return { token, expiresAt };
   }
 
   /** The still-usable token's name, without claiming it; null when unknown, used or expired. */
   async peek(token: string, tx: Db = this.db): Promise<ClaimedEnrollToken | null> {
     const rows = await tx
-      .select({ id: enrollTokens.id, name: enrollTokens.name, createdBy: enrollTokens.createdBy })
+      .select({
+        id: enrollTokens.id,
+        name: enrollTokens.name,
+        createdBy: enrollTokens.createdBy,
+        labels: enrollTokens.labels,
+      })
       .from(enrollTokens)
       .where(
         and(
@@ -63,7 +74,12 @@ export class EnrollTokenRepository {
           gt(enrollTokens.expiresAt, sql`now()`),
         ),
       )
-      .returning({ id: enrollTokens.id, name: enrollTokens.name, createdBy: enrollTokens.createdBy });
+      .returning({
+        id: enrollTokens.id,
+        name: enrollTokens.name,
+        createdBy: enrollTokens.createdBy,
+        labels: enrollTokens.labels,
+      });
     return rows[0] ?? null;
   }
 }

@@ -71,6 +71,7 @@ export class EnrollService {
             hostKeys: [...new Set(req.hostKeys)],
             agentVersion: req.agentVersion,
             protocolVersion: req.protocolVersion,
+            labels: claimed.labels, // the admin's, from the token: never the agent's say
           },
           tx,
         );

@@ -18,7 +18,9 @@ export type FleetNews =
   | { t: 'end-user-sessions'; user: string; reason: SessionEndReason }
   | { t: 'close-agent'; name: string; reason: SessionEndReason; agentId?: string }
   | { t: 'user-change'; change: UserChange }
-  | { t: 'keys-rotated' };
+  | { t: 'keys-rotated' }
+  /** A machine's labels changed: end the sessions to it that no grant matches any more. */
+  | { t: 'host-access-changed'; host: string };
 
 interface Envelope {
   from: string;

@@ -107,6 +107,8 @@ export class HostService {
       agentVersion: a.agentVersion,
       protocolVersion: a.protocolVersion,
       stale: !online && isStale(a, this.now(), this.staleAfterMs),
+      labels: a.labels ?? {},
+      facts: a.facts ?? {},
     };
   }
 }

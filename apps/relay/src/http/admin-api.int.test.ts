@@ -293,4 +293,107 @@ describe.each(DB_KINDS)('admin API on %s', (kind) => {
     expect((await audit('agent.revoked'))[0]).toMatchObject({ code: 'AGT004I', actor: 'admin', host: 'web-1' });
     expect((await audit('agent.forgotten'))[0]).toMatchObject({ code: 'AGT005I', host: 'web-2' });
   });
+
+  it('labels: set at enrolment (from the token, not the agent), changed and audited; label grants; each rule refused RLY_ERR_BAD_LABEL', async () => {
+    const bad = async (method: 'POST', url: string, body: unknown, rule: string) => {
+      const res = await call(method, url, { token: adminToken, body });
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.json()).toMatchObject({
+        code: 'RLY_ERR_BAD_LABEL',
+        message: expect.stringContaining(`(rule ${rule})`),
+      });
+    };
+    await bad('POST', PATHS.adminAgentEnroll, { name: 'lab-1', labels: { Env: 'prod' } }, 'key_syntax');
+    await bad('POST', PATHS.adminAgentEnroll, { name: 'lab-1', labels: { env: 'a b' } }, 'value_syntax');
+    const tooMany = Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v']));
+    await bad('POST', PATHS.adminAgentEnroll, { name: 'lab-1', labels: tooMany }, 'too_many');
+
+    const t = CreateEnrollTokenResponse.parse(
+      (
+        await call('POST', PATHS.adminAgentEnroll, {
+          token: adminToken,
+          body: { name: 'lab-1', labels: { env: 'staging', role: 'web' } },
+        })
+      ).json(),
+    ).token;
+    const id = agentIdentity();
+    const res = await call('POST', PATHS.enroll, {
+      body: {
+        token: t,
+        name: 'lab-1',
+        publicKey: id.publicKey,
+        hostKeys: [id.hostKey],
+        agentVersion: '0.1.0',
+        protocolVersion: 1,
+        labels: { env: 'prod' }, // an agent has no say: ignored
+      },
+    });
+    expect(res.statusCode, res.body).toBe(201);
+    expect((await r.repos.agents.findByName('lab-1'))!.labels).toEqual({ env: 'staging', role: 'web' });
+
+    // a label grant to a fresh user: sees exactly lab-1
+    expect(
+      (await call('POST', PATHS.adminUsers, { token: adminToken, body: { name: 'lena', password: 'lena-password-1' } }))
+        .statusCode,
+    ).toBe(201);
+    const lena = await login('lena', 'lena-password-1');
+    await bad('POST', PATHS.adminGrants, { subjectKind: 'user', subject: 'lena', labels: 'env' }, 'missing_equals');
+    const both = await call('POST', PATHS.adminGrants, {
+      token: adminToken,
+      body: { subjectKind: 'user', subject: 'lena', labels: 'env=staging', pattern: 'web-*' },
+    });
+    expect(both.json().code).toBe('RLY_ERR_BAD_REQUEST');
+    const g = await call('POST', PATHS.adminGrants, {
+      token: adminToken,
+      body: { subjectKind: 'user', subject: 'lena', labels: 'role=web,env=staging' },
+    });
+    expect(g.statusCode, g.body).toBe(201);
+    const grants = GrantsResponse.parse((await call('GET', PATHS.adminGrants, { token: adminToken })).json()).grants;
+    expect(grants.filter((x) => x.subject === 'lena')).toEqual([
+      expect.objectContaining({ subjectKind: 'user', labels: 'env=staging,role=web' }),
+    ]);
+    expect(await visible(lena)).toEqual(['lab-1']);
+    const one = HostsResponse.shape.hosts.element.parse(
+      (await call('GET', PATHS.host('lab-1'), { token: lena })).json(),
+    );
+    expect(one.labels).toEqual({ env: 'staging', role: 'web' });
+
+    // relabel: out of the selector, then back in; the audit has from and to
+    const url = `${PATHS.adminAgent('lab-1')}/labels`;
+    await bad('POST', url, { set: { 'Bad key': 'x' } }, 'key_syntax');
+    await bad('POST', url, { set: tooMany }, 'too_many');
+    const r1 = await call('POST', url, { token: adminToken, body: { set: { env: 'prod' } } });
+    expect(r1.json()).toEqual({
+      name: 'lab-1',
+      labels: { env: 'prod', role: 'web' },
+      before: { env: 'staging', role: 'web' },
+      sessionsEnded: 0,
+    });
+    expect(await visible(lena)).toEqual([]);
+    expect((await call('GET', PATHS.host('lab-1'), { token: lena })).json().code).toBe('RLY_ERR_NO_GRANT');
+    const r2 = await call('POST', url, { token: adminToken, body: { set: { env: 'staging', site: 'berlin' } } });
+    expect(r2.json().labels).toEqual({ env: 'staging', role: 'web', site: 'berlin' });
+    expect(await visible(lena)).toEqual(['lab-1']);
+    const r3 = await call('POST', url, { token: adminToken, body: { remove: ['site'] } });
+    expect(r3.json().labels).toEqual({ env: 'staging', role: 'web' });
+    expect(
+      (await call('POST', `${PATHS.adminAgent('nope')}/labels`, { token: adminToken, body: {} })).json().code,
+    ).toBe('RLY_ERR_UNKNOWN_HOST');
+    // non-admins cannot relabel
+    expect((await call('POST', url, { token: lena, body: { set: { env: 'x' } } })).statusCode).toBe(403);
+    const listed = AgentsResponse.parse((await call('GET', PATHS.adminAgents, { token: adminToken })).json()).agents;
+    expect(listed.find((a) => a.name === 'lab-1')!.labels).toEqual({ env: 'staging', role: 'web' });
+
+    const rows = await audit('agent.labels_changed');
+    expect(rows.map((x) => [x.code, x.actor, x.host, (x.details as { to: unknown }).to])).toEqual([
+      ['AGT006I', 'admin', 'lab-1', { env: 'prod', role: 'web' }],
+      ['AGT006I', 'admin', 'lab-1', { env: 'staging', role: 'web', site: 'berlin' }],
+      ['AGT006I', 'admin', 'lab-1', { env: 'staging', role: 'web' }],
+    ]);
+    expect((await audit('grant.added')).map((x) => x.details)).toContainEqual({
+      subjectKind: 'user',
+      subject: 'lena',
+      labels: 'env=staging,role=web',
+    });
+  });
 });

@@ -27,6 +27,7 @@ const END_REASONS: Record<SessionEndReason, true> = {
   agent_revoked: true,
   user_disabled: true,
   role_changed: true,
+  grant_revoked: true,
   idle_timeout: true,
   agent_unresponsive: true,
   error: true,

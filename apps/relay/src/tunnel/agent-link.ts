@@ -20,6 +20,7 @@ import type { TLSSocket } from 'node:tls';
 import type pino from 'pino';
 import {
   AgentHello,
+  type AgentFacts,
   AgentHostKeys,
   H2_CONNECTION_WINDOW,
   H2_SETTINGS,
@@ -250,6 +251,7 @@ export class AgentLink {
         agentVersion: hello.agentVersion,
         protocolVersion: hello.protocolVersion,
         at: this.deps.clock(),
+        ...(hello.facts ? { facts: sanitizeFacts(hello.facts) } : {}),
       });
     } catch (err) {
       this.log.error({ err, name: agent.name }, 'agent link: could not record the connection');
@@ -689,4 +691,14 @@ function agentFailureMessage(name: string, status: number, headerCode: string | 
   detail = sanitizeForTerminal(detail).slice(0, 300);
   const code = headerCode ? sanitizeForTerminal(headerCode).slice(0, 64) : `status ${status}`;
   return `the agent of ${name} could not open the session (${code})${detail ? `: ${detail}` : ''}`;
+}
+
+/** Agent-reported facts as stored and shown: known keys only, control characters escaped, 128 chars at most. */
+export function sanitizeFacts(facts: AgentFacts): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of ['os', 'kernel', 'arch', 'agentVersion', 'target'] as const) {
+    const v = facts[k];
+    if (typeof v === 'string' && v !== '') out[k] = sanitizeForTerminal(v).slice(0, 128);
+  }
+  return out;
 }

@@ -95,6 +95,7 @@ const KILL_MARK_TTL_MS = 5 * 60_000;
 
 type LiveSession = {
   user: string;
+  host: string;
   client: Duplex;
   agentStream: ClientHttp2Stream;
   killed: SessionEndReason | null;
@@ -350,7 +351,7 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
       const startedAt = clock();
       logger.debug({ sessionId: meta.sessionId, user: meta.user, host: meta.host }, 'session started');
       const counters = { bytesAtoB: 0, bytesBtoA: 0 };
-      const entry: LiveSession = { user: meta.user, client, agentStream, killed: null, counters };
+      const entry: LiveSession = { user: meta.user, host: meta.host, client, agentStream, killed: null, counters };
       live.set(meta.sessionId, entry);
       safeAudit(logger, () => metrics?.sessionStarted(via));
       meta.record?.attachCounters(() => ({ bytesFromClient: counters.bytesAtoB, bytesToClient: counters.bytesBtoA }));
@@ -406,6 +407,22 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
       let n = 0;
       for (const [sessionId, e] of live) {
         if (e.user !== user || e.killed) continue;
+        n++;
+        kill(sessionId, e, reason);
+      }
+      return n;
+    },
+
+    sessionsOn(host: string): Array<{ sessionId: string; user: string }> {
+      const out: Array<{ sessionId: string; user: string }> = [];
+      for (const [sessionId, e] of live) if (e.host === host && !e.killed) out.push({ sessionId, user: e.user });
+      return out;
+    },
+
+    closeSessionsOfUserOn(user: string, host: string, reason: SessionEndReason): number {
+      let n = 0;
+      for (const [sessionId, e] of live) {
+        if (e.user !== user || e.host !== host || e.killed) continue;
         n++;
         kill(sessionId, e, reason);
       }

@@ -14,7 +14,14 @@ export interface AgentDirectory {
   /** The agent proved its key: store what it reported and mark it seen now. */
   markConnected(
     id: string,
-    info: { hostKeys: string[]; agentVersion: string; protocolVersion: number; at: Date },
+    info: {
+      hostKeys: string[];
+      agentVersion: string;
+      protocolVersion: number;
+      at: Date;
+      /** What the agent reports of its machine, sanitised (agents before facts send none). */
+      facts?: Record<string, string>;
+    },
   ): Promise<void>;
   /** The agent reported its target's host keys again (a rescan asked for by a client). */
   updateHostKeys?(id: string, hostKeys: string[]): Promise<void>;
@@ -37,6 +44,7 @@ export type SessionEndReason =
   | 'agent_revoked'
   | 'user_disabled'
   | 'role_changed'
+  | 'grant_revoked'
   | 'idle_timeout'
   | 'agent_unresponsive'
   | 'error'
@@ -211,6 +219,13 @@ export interface TunnelRouter {
    * Returns how many were ended.
    */
   closeAllSessions?(reason: SessionEndReason): number;
+  /** The live (spliced, not yet ended) sessions to this machine on this relay, and whose they are. */
+  sessionsOn?(host: string): Array<{ sessionId: string; user: string }>;
+  /**
+   * End this user's live sessions to this machine now (both streams cancelled), recorded with `reason`:
+   * the machine's labels changed and no grant of the user matches it any more. Returns how many.
+   */
+  closeSessionsOfUserOn?(user: string, host: string, reason: SessionEndReason): number;
   /**
    * Drop the named agent's link (and with it its sessions, recorded with `reason`). Returns whether a
    * link was up. With `agentId`, a handshake of that agent still in flight (it passed the database check

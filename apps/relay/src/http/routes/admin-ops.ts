@@ -6,13 +6,16 @@
  *           POST /users/:name/enable   POST /users/:name/password {password}   POST /users/:name/role {role|null}
  *   grants: GET  /grants               POST /grants {subjectKind, subject, pattern}   POST /grants/remove (same body)
  *   relays: GET  /relays (the fleet)
- *   agents: GET  /agents               POST /agents/enroll {name}    POST /agents/:name/revoke   DELETE /agents/:name
+ *   grants take {subjectKind, subject, labels} instead of pattern for a label selector (env=prod,role=db)
+ *   agents: GET  /agents               POST /agents/enroll {name, labels?}    POST /agents/:name/revoke   DELETE /agents/:name
+ *           POST /agents/:name/labels {set, remove}
  */
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import {
   CreateEnrollTokenRequest,
   CreateUserRequest,
+  LabelAgentRequest,
   DisableUserRequest,
   GrantRequest,
   HostName,
@@ -75,12 +78,17 @@ export const adminOpsRoutes: FastifyPluginAsync<AdminOpsRoutesOptions> = async (
   // the fleet
   app.get('/relays', async () => ({ relays: await admin.listRelays() }));
   app.post('/agents/enroll', async (request, reply) => {
-    const { name } = parseOr400(CreateEnrollTokenRequest, request.body);
-    return reply.code(201).send(await admin.createEnrollToken(name, actor(request)));
+    const { name, labels } = parseOr400(CreateEnrollTokenRequest, request.body);
+    return reply.code(201).send(await admin.createEnrollToken(name, actor(request), labels ?? {}));
   });
   app.post('/agents/:name/revoke', async (request) => {
     const { name } = parseOr400(AgentParams, request.params);
     return admin.revokeAgent(name, actor(request));
+  });
+  app.post('/agents/:name/labels', async (request) => {
+    const { name } = parseOr400(AgentParams, request.params);
+    const body = parseOr400(LabelAgentRequest, request.body);
+    return admin.labelAgent(name, body, actor(request));
   });
   app.delete('/agents/:name', async (request) => {
     const { name } = parseOr400(AgentParams, request.params);
