@@ -359,8 +359,8 @@ describe('commands against the relay', () => {
     out = '';
     err = '';
     expect(await ls(ctx, { json: false })).toBe(0);
-    expect(out).toMatch(/^NAME\s+STATUS\s+LAST SEEN\s+HOST KEY\n/);
-    expect(out).toMatch(/laptop\s+online\s+now\s+SHA256:/);
+    expect(out).toMatch(/^NAME\s+STATUS\s+LAST SEEN\s+LABELS\s+HOST KEY\n/);
+    expect(out).toMatch(/laptop\s+online\s+now\s+-\s+SHA256:/);
     expect(out).toMatch(/sleepy\\x1b\[31m\s+offline\s+1h ago/); // the escape shown, not sent
     expect(out).not.toContain('\u001b');
 
