@@ -14,7 +14,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute, join, resolve } from 'node:path';
+import { commanderExitCode } from './commander.js';
 import { CliError, EXIT } from './errors.js';
 import { writeFileAtomic } from './private-file.js';
 
@@ -352,4 +353,69 @@ export function installService(o: InstallServiceOptions): InstallResult {
     lines.push(`Enabled and started ${o.name}. Status: systemctl status ${o.name}; logs: journalctl -u ${o.name}`);
   }
   return { unitPath, lines };
+}
+
+/** The flags of `mssh-relay install-service` and `mssh-agent install-service` (the same for both). */
+export interface InstallServiceFlags {
+  print?: boolean;
+  name?: string;
+  user?: string;
+  createUser?: boolean;
+  unitDir?: string;
+  node?: string;
+  script?: string;
+  envFile?: string;
+  force?: boolean;
+}
+
+/** The running command's node binary and entry script (the defaults of --node and --script). */
+export interface Running {
+  execPath: string;
+  script: string;
+}
+
+export const runningProcess = (): Running => ({
+  execPath: process.execPath,
+  script: resolve(process.argv[1] ?? ''),
+});
+
+/** The part of a commander Command that parseOptionsAfterDash uses (cli-kit does not depend on commander). */
+export interface OptionGrammar<T> {
+  exitOverride(): this;
+  configureOutput(o: {
+    writeOut: (s: string) => void;
+    writeErr: (s: string) => void;
+    outputError: (s: string, write: (s: string) => void) => void;
+  }): this;
+  parse(args: string[], o: { from: 'user' }): unknown;
+  opts(): T;
+}
+
+/**
+ * The program's options given after `--` to install-service, parsed by the grammar of the command the unit
+ * runs (`serve`, `run`), so a typo fails at install time. A problem is `codes.ARGS` (exit 64) naming `what`.
+ */
+export function parseOptionsAfterDash<T>(
+  grammar: OptionGrammar<T>,
+  args: string[],
+  codes: ServiceCodes,
+  what: string,
+  hint: string,
+): T {
+  let problem = '';
+  const cmd = grammar
+    .exitOverride()
+    .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: (s) => (problem += s) });
+  try {
+    cmd.parse(args, { from: 'user' });
+  } catch (e) {
+    if (commanderExitCode(e) === null) throw e;
+    throw new CliError(
+      codes.ARGS,
+      `the options after -- are not valid \`${what}\` options: ${problem.replace(/^error: /, '').trim() || (e as Error).message}`,
+      hint,
+      { exitCode: EXIT.USAGE },
+    );
+  }
+  return cmd.opts();
 }

@@ -17,8 +17,8 @@
  * LimitNOFILE: the relay allows 256 sessions per machine by default (--max-sessions-per-agent), an embedded
  * session holds a pty and pipes (about 4 descriptors each), a forwarded one a socket: 8192 is ample.
  */
-import { isAbsolute, resolve } from 'node:path';
-import { Command, CommanderError } from 'commander';
+import { isAbsolute } from 'node:path';
+import { Command } from 'commander';
 import {
   CliError,
   EXIT,
@@ -26,10 +26,14 @@ import {
   UNIT_NAME_RE,
   checkExecutables,
   installService,
+  parseOptionsAfterDash,
   renderUnit,
+  runningProcess,
   underHome,
   withRealPaths,
   type InstallResult,
+  type InstallServiceFlags,
+  type Running,
   type ServiceCodes,
   type ServiceSystem,
   type UnitSpec,
@@ -54,47 +58,20 @@ export const DEFAULT_AGENT_SERVICE = 'mssh-agent';
 /** LimitNOFILE of the agent (see the header). */
 export const AGENT_NOFILE = 8192;
 
-export interface InstallServiceFlags {
-  print?: boolean;
-  name?: string;
-  user?: string;
-  createUser?: boolean;
-  unitDir?: string;
-  node?: string;
-  script?: string;
-  envFile?: string;
-  force?: boolean;
-}
-
-export interface Running {
-  execPath: string;
-  script: string;
-}
-
-export const runningProcess = (): Running => ({
-  execPath: process.execPath,
-  script: resolve(process.argv[1] ?? ''),
-});
+export type { InstallServiceFlags } from '@mssh/cli-kit';
 
 const argsError = (message: string, hint: string) =>
   new CliError(AGENT_SERVICE_CODES.ARGS, message, hint, { exitCode: EXIT.USAGE });
 
 /** The `run` options after `--`, parsed by the `run` grammar. */
 export function parseRunArgs(args: string[]): RunFlags {
-  let problem = '';
-  const cmd = runOptions(new Command('run'))
-    .exitOverride()
-    .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: (s) => (problem += s) });
-  try {
-    cmd.parse(args, { from: 'user' });
-  } catch (e) {
-    if (!(e instanceof CommanderError)) throw e;
-    throw argsError(
-      `the options after -- are not valid \`mssh-agent run\` options: ${problem.replace(/^error: /, '').trim() || e.message}`,
-      'See `mssh-agent run --help`; write them as for run: install-service [--print] -- --target 127.0.0.1:22 ...',
-    );
-  }
-  return cmd.opts<RunFlags>();
+  return parseOptionsAfterDash<RunFlags>(
+    runOptions(new Command('run')),
+    args,
+    AGENT_SERVICE_CODES,
+    'mssh-agent run',
+    'See `mssh-agent run --help`; write them as for run: install-service [--print] -- --target 127.0.0.1:22 ...',
+  );
 }
 
 /** The target the service will use: --target, else the one stored at enrolment (readable now), else auto. */

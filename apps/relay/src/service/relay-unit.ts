@@ -16,8 +16,8 @@
  *   LimitNOFILE     2 x (--max-sessions + --max-agents) + 1024: a session can hold a client and a jump
  *                   connection, each agent its link, plus listeners, database and peers
  */
-import { isAbsolute, resolve } from 'node:path';
-import { Command, CommanderError } from 'commander';
+import { isAbsolute } from 'node:path';
+import { Command } from 'commander';
 import {
   CliError,
   EXIT,
@@ -25,10 +25,14 @@ import {
   UNIT_NAME_RE,
   checkExecutables,
   installService,
+  parseOptionsAfterDash,
   renderUnit,
+  runningProcess,
   underHome,
   withRealPaths,
   type InstallResult,
+  type InstallServiceFlags,
+  type Running,
   type ServiceCodes,
   type ServiceSystem,
   type UnitSpec,
@@ -49,48 +53,21 @@ export const RELAY_SERVICE_CODES: ServiceCodes = {
 
 export const DEFAULT_RELAY_SERVICE = 'mssh-relay';
 
-export interface RelayServiceFlags {
-  print?: boolean;
-  name?: string;
-  user?: string;
-  createUser?: boolean;
-  unitDir?: string;
-  node?: string;
-  script?: string;
-  envFile?: string;
-  force?: boolean;
-}
-
-/** The running command's node binary and entry script (the defaults of --node and --script). */
-export interface Running {
-  execPath: string;
-  script: string;
-}
-
-export const runningProcess = (): Running => ({
-  execPath: process.execPath,
-  script: resolve(process.argv[1] ?? ''),
-});
+/** The flags of `mssh-relay install-service`. */
+export type RelayServiceFlags = InstallServiceFlags;
 
 const argsError = (message: string, hint: string) =>
   new CliError(RELAY_SERVICE_CODES.ARGS, message, hint, { exitCode: EXIT.USAGE });
 
 /** The `serve` options after `--`, parsed by the `serve` grammar. */
 export function parseServeArgs(args: string[]): Flags {
-  let problem = '';
-  const cmd = serveOptions(new Command('serve'))
-    .exitOverride()
-    .configureOutput({ writeOut: () => {}, writeErr: () => {}, outputError: (s) => (problem += s) });
-  try {
-    cmd.parse(args, { from: 'user' });
-  } catch (e) {
-    if (!(e instanceof CommanderError)) throw e;
-    throw argsError(
-      `the options after -- are not valid \`mssh-relay serve\` options: ${problem.replace(/^error: /, '').trim() || e.message}`,
-      'See `mssh-relay serve --help`; write them as for serve: install-service [--print] -- --listen 0.0.0.0:443 ...',
-    );
-  }
-  return cmd.opts();
+  return parseOptionsAfterDash<Flags>(
+    serveOptions(new Command('serve')),
+    args,
+    RELAY_SERVICE_CODES,
+    'mssh-relay serve',
+    'See `mssh-relay serve --help`; write them as for serve: install-service [--print] -- --listen 0.0.0.0:443 ...',
+  );
 }
 
 export interface RelayUnit {
