@@ -3,6 +3,7 @@
  * everything else matches itself. Host names are a-z, 0-9 and '-', so a valid pattern is made of those
  * plus `*` and `?` only (nothing to escape, no character classes).
  */
+import { hostGlobMatch } from '@mssh/protocol';
 
 export const GRANT_PATTERN_RE = /^[a-z0-9*?-]{1,128}$/;
 
@@ -17,32 +18,11 @@ export function grantPatternProblem(pattern: string): string | null {
 }
 
 /**
- * Does the host name match the glob? An invalid pattern matches nothing. The classic two-pointer wildcard
- * match: O(pattern x host) at worst, no regex, no backtracking blow-up (`*a*a*a...b` stays cheap).
+ * Does the host name match the glob? An invalid pattern matches nothing. The match itself is
+ * @mssh/protocol's hostGlobMatch: O(pattern x host) at worst, no regex, no backtracking blow-up.
  */
 export function globMatch(pattern: string, host: string): boolean {
-  if (!GRANT_PATTERN_RE.test(pattern)) return false;
-  let p = 0;
-  let h = 0;
-  let star = -1;
-  let mark = 0;
-  while (h < host.length) {
-    const c = pattern[p];
-    if (c === '?' || (c !== undefined && c !== '*' && c === host[h])) {
-      p++;
-      h++;
-    } else if (c === '*') {
-      star = p++;
-      mark = h;
-    } else if (star >= 0) {
-      p = star + 1;
-      h = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (pattern[p] === '*') p++;
-  return p === pattern.length;
+  return GRANT_PATTERN_RE.test(pattern) && hostGlobMatch(pattern, host);
 }
 
 export function matchesAny(patterns: readonly string[], host: string): boolean {
