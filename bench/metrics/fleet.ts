@@ -181,9 +181,9 @@ export async function runFleet(env: BenchEnv, rec: Recorder, o: FleetOptions): P
       await setupOnce(env, direct, 20_000);
       await setupOnce(env, forwarded, 20_000);
     }
-    const setup = { direct: [] as number[], forwarded: [] as number[] };
-    for (let i = 0; i < o.setupRounds; i++) {
-      for (const [path, d] of (i % 2
+    // The two routes interleaved: round i starts with the other route than round i - 1.
+    const roundOrder = (i: number): Array<['direct' | 'forwarded', Door]> =>
+      i % 2
         ? [
             ['forwarded', forwarded],
             ['direct', direct],
@@ -191,8 +191,10 @@ export async function runFleet(env: BenchEnv, rec: Recorder, o: FleetOptions): P
         : [
             ['direct', direct],
             ['forwarded', forwarded],
-          ]) as Array<['direct' | 'forwarded', Door]>)
-        setup[path].push(await setupOnce(env, d, 20_000));
+          ];
+    const setup = { direct: [] as number[], forwarded: [] as number[] };
+    for (let i = 0; i < o.setupRounds; i++) {
+      for (const [path, d] of roundOrder(i)) setup[path].push(await setupOnce(env, d, 20_000));
     }
     for (const path of ['direct', 'forwarded'] as const) {
       rec.add({
@@ -215,15 +217,7 @@ export async function runFleet(env: BenchEnv, rec: Recorder, o: FleetOptions): P
     // The entry relay of the forwarded route (A), the holding relay (B, the direct route's relay) and the agent.
     const pids = { entry: a.proc.child.pid!, holder: b.proc.child.pid!, agent: agent.proc.child.pid! };
     for (let i = 0; i < o.bulkRounds; i++) {
-      for (const [path, d] of (i % 2
-        ? [
-            ['forwarded', forwarded],
-            ['direct', direct],
-          ]
-        : [
-            ['direct', direct],
-            ['forwarded', forwarded],
-          ]) as Array<['direct' | 'forwarded', Door]>) {
+      for (const [path, d] of roundOrder(i)) {
         const { mbps, cpu } = await bulkOnce(env, d, o.mib, block, pids);
         bulk[path].push(mbps);
         bulkCpu[path].push(cpu);
