@@ -94,18 +94,7 @@ ${caseFunctions(nodes, valueOpts)}
 _mssh() {
   local cur="\${COMP_WORDS[COMP_CWORD]}" cmdpath="" nargs=0 skip=0 w i subs
   COMPREPLY=()
-  for ((i = 1; i < COMP_CWORD && i < 64; i++)); do
-    w="\${COMP_WORDS[i]}"
-    if [[ $skip -eq 1 ]]; then skip=0; continue; fi
-    if [[ "$w" == "--" ]]; then return 0; fi
-    if [[ "$w" == -* ]]; then
-      if [[ "$w" != *=* ]] && _mssh_takes_value "$w"; then skip=1; fi
-      continue
-    fi
-    subs=" $(_mssh_subcommands "$cmdpath") "
-    if [[ $nargs -eq 0 && "$subs" == *" $w "* ]]; then cmdpath="\${cmdpath:+$cmdpath }$w"; else nargs=$((nargs + 1)); fi
-  done
-  [[ $skip -eq 1 ]] && return 0
+${walkWords('COMP_WORDS', 1, 'COMP_CWORD')}  [[ $skip -eq 1 ]] && return 0
   if [[ "$cur" == -* ]]; then
     COMPREPLY=($(compgen -W "$(_mssh_options "$cmdpath")" -- "$cur"))
     return 0
@@ -128,15 +117,13 @@ complete -o default -F _mssh mssh
 `;
 }
 
-function zsh(nodes: CommandNode[], valueOpts: string[]): string {
-  return `#compdef mssh
-# mssh completion for zsh. Load it with:  source <(mssh completion zsh)
-# or save it as _mssh in a directory of $fpath.
-${caseFunctions(nodes, valueOpts)}
-_mssh() {
-  local cur="\${words[CURRENT]}" cmdpath="" nargs=0 skip=0 w i subs
-  for ((i = 2; i < CURRENT && i < 64; i++)); do
-    w="\${words[i]}"
+/**
+ * The word walk bash and zsh share: skip option values and everything after `--`, follow sub-commands
+ * into cmdpath, count the other words (nargs). Bounded to 64 words.
+ */
+function walkWords(words: string, first: number, current: string): string {
+  return `  for ((i = ${first}; i < ${current} && i < 64; i++)); do
+    w="\${${words}[i]}"
     if [[ $skip -eq 1 ]]; then skip=0; continue; fi
     if [[ "$w" == "--" ]]; then return 0; fi
     if [[ "$w" == -* ]]; then
@@ -146,7 +133,17 @@ _mssh() {
     subs=" $(_mssh_subcommands "$cmdpath") "
     if [[ $nargs -eq 0 && "$subs" == *" $w "* ]]; then cmdpath="\${cmdpath:+$cmdpath }$w"; else nargs=$((nargs + 1)); fi
   done
-  [[ $skip -eq 1 ]] && { _files; return; }
+`;
+}
+
+function zsh(nodes: CommandNode[], valueOpts: string[]): string {
+  return `#compdef mssh
+# mssh completion for zsh. Load it with:  source <(mssh completion zsh)
+# or save it as _mssh in a directory of $fpath.
+${caseFunctions(nodes, valueOpts)}
+_mssh() {
+  local cur="\${words[CURRENT]}" cmdpath="" nargs=0 skip=0 w i subs
+${walkWords('words', 2, 'CURRENT')}  [[ $skip -eq 1 ]] && { _files; return; }
   if [[ "$cur" == -* ]]; then
     compadd -- \${=$(_mssh_options "$cmdpath")}
     return
