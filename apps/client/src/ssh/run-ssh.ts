@@ -62,7 +62,16 @@ export interface RunSshOptions {
   lostReason?: () => CliError | null;
   /** Receives ssh2's protocol log lines (handshake, auth, channel requests), for `MSSH_DEBUG=1`. */
   debug?: (line: string) => void;
+  /**
+   * Instead of a shell or command channel, run this on the authenticated connection (SFTP for `mssh cp`,
+   * for example); its result is runSsh's. A CliError it throws is passed on; any other error becomes
+   * CLI_ERR_SSH_CONNECTION. The connection is ended when it settles. `command`, `pty` and stdin are then unused.
+   */
+  use?: (conn: SshConnection) => Promise<number>;
 }
+
+/** An authenticated ssh2 client connection, as `RunSshOptions.use` receives it. */
+export type SshConnection = InstanceType<Awaited<ReturnType<typeof loadSsh2>>['Client']>;
 
 type SshError = Error & { level?: string };
 
@@ -104,10 +113,7 @@ export async function runSsh(opts: RunSshOptions): Promise<number> {
   return runSshWith(new Client(), opts);
 }
 
-function runSshWith(
-  client: InstanceType<Awaited<ReturnType<typeof loadSsh2>>['Client']>,
-  opts: RunSshOptions,
-): Promise<number> {
+function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number> {
   const { host, user, stdin, stdout, stderr } = opts;
   const auth: AuthState = { tried: [], serverMethods: null, fatal: null };
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? 30_000;
@@ -306,6 +312,19 @@ function runSshWith(
     client.on('ready', () => {
       ready = true;
       lastError = null;
+      if (opts.use) {
+        opts.use(client).then(
+          (code) => settle(null, code),
+          (e: unknown) =>
+            settle(
+              isCliError(e)
+                ? e
+                : (opts.lostReason?.() ??
+                    cliError('CLI_ERR_SSH_CONNECTION', `${host}: ${(e as Error).message}`, '', e)),
+            ),
+        );
+        return;
+      }
       startChannel();
     });
     client.on('close', () => {
