@@ -101,7 +101,14 @@ describe('sessions end on the relay when the client goes away, with a target tha
       10_000,
       `session ${started.sessionId} (${via}) to be no longer active`,
       250,
-    );
+    ).catch((e: Error) => {
+      // What the relay logged about this session (opened, closed, reason) says which end kept it open.
+      const lines = (relay.proc.out + relay.proc.err)
+        .split('\n')
+        .filter((l) => l.includes(started.sessionId))
+        .slice(-10);
+      throw new Error(`${e.message}\nrelay log for the session:\n${lines.join('\n')}`);
+    });
     expect(Date.now() - t0).toBeLessThan(10_000);
     const row = (await sessions(false)).find((s) => s.sessionId === started.sessionId)!;
     expect(row.active).toBe(false);
