@@ -190,4 +190,23 @@ describe('labels: enrolment, ls filters, label grants, relabelling (PGlite)', ()
       'the session.end with reason grant_revoked',
     );
   });
+
+  it('removing a grant ends the running sessions no remaining grant matches (grant_revoked), at once', async () => {
+    const g = await admin.mssh(['admin', 'grant', 'sam', 'stg-web']);
+    expect(g.code, g.stderr).toBe(0);
+    const live = run(BIN.mssh, [...sshArgs('stg-web'), '--', 'echo started; sleep 60'], { env: sam.env });
+    try {
+      await live.waitOutput(/started/, 20_000, 'out');
+      const rv = await admin.mssh(['admin', 'revoke-grant', 'sam', 'stg-web']);
+      expect(rv.code, rv.stderr).toBe(0);
+      await waitFor(() => !live.running, 2_000, 'the session whose grant was removed to end');
+      expect(await live.exited).toBe(255);
+      expect(live.err).toMatch(/no grant of yours matches it any more \[CLI_ERR_SESSION_ENDED\]/);
+      expect(await tunnelCode(relay, samToken, 'stg-web')).toBe('RLY_ERR_NO_GRANT');
+    } finally {
+      await live.stop('SIGKILL');
+    }
+    const removed = await adminAuditEvents(admin, ['--type', 'grant.removed']);
+    expect(removed.at(-1)?.details).toMatchObject({ subject: 'sam', pattern: 'stg-web', sessionsEnded: 1 });
+  });
 });

@@ -455,7 +455,9 @@ export function createRelay(opts: RelayOptions): Relay {
       audit,
       router: fleetRouter,
       fleetOnline: fleet ? () => fleet!.onlineNames() : undefined,
-      publishHostAccessChanged: fleet ? (host) => void fleet!.publish({ t: 'host-access-changed', host }) : undefined,
+      publishHostAccessChanged: fleet
+        ? (host) => void fleet!.publish(host === null ? { t: 'grants-changed' } : { t: 'host-access-changed', host })
+        : undefined,
       relays: async () =>
         fleet
           ? (await fleet.list()).map((r) => toFleetRelayInfo(r, thisRelay))
@@ -500,6 +502,11 @@ export function createRelay(opts: RelayOptions): Relay {
           return;
         case 'host-access-changed':
           services.recheckHost(news.host).catch((err) => logger.warn({ err }, 'rechecking access to a machine failed'));
+          return;
+        case 'grants-changed':
+          services
+            .recheckHost(null)
+            .catch((err) => logger.warn({ err }, 'rechecking access after a grant removal failed'));
           return;
         case 'keys-rotated':
           reloadTokenKeys(repos.signingKeys, tokens).catch((err) =>

@@ -54,8 +54,11 @@ export function createServices(deps: {
   fleetOnline?: () => Promise<Set<string>>;
   /** The fleet's relays (or this relay alone). */
   relays?: () => Promise<FleetRelayInfo[]>;
-  /** In a fleet: tell the other relays that a machine's labels changed (each rechecks its own sessions). */
-  publishHostAccessChanged?: (host: string) => void;
+  /**
+   * In a fleet: tell the other relays that a machine's labels changed, or (null) that a grant was removed;
+   * each rechecks its own sessions.
+   */
+  publishHostAccessChanged?: (host: string | null) => void;
 }): RelayServices {
   const { repos, tokens, audit, router } = deps;
   const userChanges = new UserChanges();
@@ -104,6 +107,10 @@ export function createServices(deps: {
       hostAccessChanged: (host) => {
         deps.publishHostAccessChanged?.(host);
         return recheckHost(host);
+      },
+      grantsChanged: () => {
+        deps.publishHostAccessChanged?.(null);
+        return recheckHost(null);
       },
     }),
     access,

@@ -86,6 +86,8 @@ export interface AdminServiceDeps {
    * relay of the fleet); resolves to how many ended here. Absent offline (no live sessions).
    */
   hostAccessChanged?: (host: string) => Promise<number>;
+  /** A grant was removed: recheck every live session the same way (all relays); resolves to how many ended here. */
+  grantsChanged?: () => Promise<number>;
 }
 
 /** A LabelSyntaxError as the coded 400 (its message names the rule). */
@@ -259,7 +261,9 @@ export class AdminService {
         `there is no grant of ${what} to ${req.subjectKind} "${req.subject}"; see mssh admin grants`,
       );
     }
-    this.emit(AUDIT.grantRemoved, by, { details: this.grantDetails(req, key) });
+    // Removing a grant takes effect at once: running sessions no remaining grant matches end (grant_revoked).
+    const sessionsEnded = (await this.deps.grantsChanged?.()) ?? 0;
+    this.emit(AUDIT.grantRemoved, by, { details: { ...this.grantDetails(req, key), sessionsEnded } });
     return { changed };
   }
 

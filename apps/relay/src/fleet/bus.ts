@@ -20,7 +20,8 @@ export type FleetNews =
   | { t: 'user-change'; change: UserChange }
   | { t: 'keys-rotated' }
   /** A machine's labels changed: end the sessions to it that no grant matches any more. */
-  | { t: 'host-access-changed'; host: string };
+  | { t: 'host-access-changed'; host: string }
+  | { t: 'grants-changed' };
 
 interface Envelope {
   from: string;

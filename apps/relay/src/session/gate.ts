@@ -183,6 +183,7 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
     //    one once it is back). No lookup: the answer is the same for every user and host.
     if (opts.draining?.()) throw deny('draining', relayError('RLY_ERR_DRAINING'));
     // 1. Access first, and the same answer for unknown and ungranted machines (no hint that one exists).
+    const accessCheckedAt = performance.now();
     if (!(await opts.access.canReach(principal, host))) {
       throw deny(
         'no_grant',
@@ -221,7 +222,7 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
       if (err instanceof RelayError && CAP_CODES.has(err.code)) throw deny('cap', err);
       throw err;
     }
-    if (forwarded) return admitForwarded(principal, host, door, source, holders, deny);
+    if (forwarded) return admitForwarded(principal, host, door, source, holders, deny, accessCheckedAt);
 
     // 4. Open the agent stream and commit the start side by side; nothing is forwarded before both.
     const sessionId = randomUUID();
@@ -257,7 +258,7 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
       agentStream.close(h2c.NGHTTP2_CANCEL);
       throw err instanceof RelayError ? err : relayError('RLY_ERR_DATABASE_UNAVAILABLE', undefined, err);
     }
-    return admitted({ sessionId, host, principal, door, source, agentStream, record });
+    return admitted({ sessionId, host, principal, door, source, agentStream, record, accessCheckedAt });
   }
 
   /**
@@ -293,6 +294,7 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
     source: string | null,
     holders: Awaited<ReturnType<FleetRoute['holders']>>,
     deny: (reason: DenialReason, err: RelayError) => RelayError,
+    accessCheckedAt: number,
   ): Promise<AdmittedSession> {
     const user = principal.name;
     const fleet = opts.fleet!;
@@ -331,7 +333,7 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
       stream.close(h2c.NGHTTP2_CANCEL);
       throw err instanceof RelayError ? err : relayError('RLY_ERR_DATABASE_UNAVAILABLE', undefined, err);
     }
-    return admitted({ sessionId, host, principal, door, source, agentStream: stream, record });
+    return admitted({ sessionId, host, principal, door, source, agentStream: stream, record, accessCheckedAt });
   }
 
   function admitted(s: {
@@ -342,6 +344,7 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
     source: string | null;
     agentStream: ClientHttp2Stream;
     record: RecordedSession;
+    accessCheckedAt: number;
   }): AdmittedSession {
     let used = false;
     const once = (what: string): void => {
@@ -361,6 +364,8 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
           via: s.door,
           record: s.record,
           authAt: s.principal.authAt,
+          accessCheckedAt: s.accessCheckedAt,
+          recheckAccess: () => opts.access.canReach(s.principal, s.host),
         });
       },
       cancel(reason: 'client_closed' | 'error'): void {

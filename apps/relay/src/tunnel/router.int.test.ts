@@ -110,7 +110,7 @@ interface Relay {
   /** The relay-side TLS sockets of agent links, in arrival order. */
   acceptedSockets: tls.TLSSocket[];
   /** When set, the route's access check (after the user check) calls `entered` and waits for `release`. */
-  access: { hold: { entered: () => void; release: Promise<void> } | null };
+  access: { hold: { entered: () => void; release: Promise<void> } | null; denied: boolean };
 }
 
 async function startRelay(): Promise<Relay> {
@@ -178,14 +178,15 @@ async function startRelay(): Promise<Relay> {
     };
   });
   app.decorate('requireAdmin', async () => {});
-  const access: Relay['access'] = { hold: null };
+  const access: Relay['access'] = { hold: null, denied: false };
   const canReach = async (): Promise<boolean> => {
     const h = access.hold;
     if (h) {
       h.entered();
       await h.release;
+      return true; // the answer of the check that was held: given before the change
     }
-    return true;
+    return !access.denied;
   };
   // The session-start commit is the database's (tested in audit/ and e2e/): here every start is taken at once.
   const ledger: SessionLedger = {
@@ -720,6 +721,51 @@ describe('tunnel router + route + real agent + real sshd', () => {
     expect(later.destroyed).toBe(false);
     expect(relay.audit.ended.filter((e) => e.reason === 'user_disabled')).toHaveLength(endedBefore + 1);
     later.close(http2.constants.NGHTTP2_CANCEL);
+  });
+
+  it('access that changes while a session is being set up is checked again once it is live (grant_revoked)', async () => {
+    let entered!: () => void;
+    const inCheck = new Promise<void>((r) => (entered = r));
+    let release!: () => void;
+    relay.access.hold = { entered, release: new Promise<void>((r) => (release = r)) };
+    const opening = openTunnel(client, 'laptop');
+    await inCheck; // the grant check has started and will answer "yes": the grant is being removed meanwhile
+    relay.access.hold = null;
+    relay.access.denied = true;
+    try {
+      const endedBefore = relay.audit.ended.filter((e) => e.reason === 'grant_revoked').length;
+      // The recheck of the live sessions runs now and cannot see the session still being set up.
+      relay.router.noteAccessChange!();
+      release();
+      const late = await opening;
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(
+          () => reject(new Error('the session admitted under the old grant is open 3 s later')),
+          3_000,
+        );
+        late.resume();
+        late.once('close', () => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      await waitFor(
+        () => relay.audit.ended.filter((e) => e.reason === 'grant_revoked').length === endedBefore + 1,
+        2_000,
+        'late session recorded as grant_revoked',
+      );
+      // Access given again: a new session lives on (no change since its check).
+      relay.access.denied = false;
+      const later = await openTunnel(client, 'laptop');
+      await readUntil(later, /SSH-2\.0-OpenSSH/);
+      const witness = await openTunnel(client, 'laptop');
+      await readUntil(witness, /SSH-2\.0-OpenSSH/);
+      witness.close(http2.constants.NGHTTP2_CANCEL);
+      expect(later.destroyed).toBe(false);
+      later.close(http2.constants.NGHTTP2_CANCEL);
+    } finally {
+      relay.access.denied = false;
+    }
   });
 
   it('killing the agent socket makes sessions to it fail at once with RLY_ERR_AGENT_OFFLINE', async () => {

@@ -116,6 +116,8 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
   const live = new Map<string, LiveSession>();
   /** user -> when closeSessionsOfUser last ran for them (performance.now()) and why; pruned there. */
   const killMarks = new Map<string, { at: number; reason: SessionEndReason }>();
+  /** When who may reach what last changed (noteAccessChange), performance.now(). */
+  let accessChangedAt = -Infinity;
   const killMarkFor = (user: string, authAt: number): SessionEndReason | null => {
     const m = killMarks.get(user);
     return m !== undefined && m.at >= authAt ? m.reason : null;
@@ -370,6 +372,19 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
         // The user's sessions were ended while this one was being set up: it ends now, before a byte.
         const late = killMarkFor(meta.user, meta.authAt);
         if (late) kill(meta.sessionId, entry, late);
+        // Access changed while this session was being set up: the recheck of the live sessions may have
+        // run before it was live, so ask again now (it ends if no grant matches any more).
+        const recheck = meta.recheckAccess;
+        if (!late && recheck && meta.accessCheckedAt !== undefined && accessChangedAt >= meta.accessCheckedAt) {
+          recheck().then(
+            (ok) => {
+              if (!ok && !entry.killed && live.get(meta.sessionId) === entry)
+                kill(meta.sessionId, entry, 'grant_revoked');
+            },
+            (err: unknown) =>
+              logger.warn({ err, sessionId: meta.sessionId }, 'rechecking access for a new session failed'),
+          );
+        }
         r = await splicing;
       } finally {
         live.delete(meta.sessionId);
@@ -411,6 +426,16 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
         kill(sessionId, e, reason);
       }
       return n;
+    },
+
+    hostsWithSessions(): string[] {
+      const hosts = new Set<string>();
+      for (const e of live.values()) if (!e.killed) hosts.add(e.host);
+      return [...hosts];
+    },
+
+    noteAccessChange(): void {
+      accessChangedAt = performance.now();
     },
 
     sessionsOn(host: string): Array<{ sessionId: string; user: string }> {

@@ -157,6 +157,15 @@ export interface SpliceMeta extends SessionMeta {
    * soon as it is spliced: it was set up under an account that was being shut out.
    */
   authAt: number;
+  /**
+   * When the gate asked whether the user may reach the host (performance.now(), taken before that
+   * lookup). If access changed at or after this moment (noteAccessChange: a relabel, a removed grant),
+   * the answer may be stale: recheckAccess is asked again once the session is live, and a session it
+   * refuses ends with reason grant_revoked. Closes the window in which a recheck of the live sessions
+   * ran while this one was still being set up.
+   */
+  accessCheckedAt?: number;
+  recheckAccess?: () => Promise<boolean>;
 }
 
 /** The tunnel router: owns agent links and opens session streams to them. */
@@ -221,6 +230,14 @@ export interface TunnelRouter {
   closeAllSessions?(reason: SessionEndReason): number;
   /** The live (spliced, not yet ended) sessions to this machine on this relay, and whose they are. */
   sessionsOn?(host: string): Array<{ sessionId: string; user: string }>;
+  /** The machines with live sessions on this relay. */
+  hostsWithSessions?(): string[];
+  /**
+   * Who may reach what is changing now (labels, grants): a session whose access was checked before this
+   * moment is checked again once it is live (SpliceMeta.accessCheckedAt). Called before the live
+   * sessions are rechecked.
+   */
+  noteAccessChange?(): void;
   /**
    * End this user's live sessions to this machine now (both streams cancelled), recorded with `reason`:
    * the machine's labels changed and no grant of the user matches it any more. Returns how many.
