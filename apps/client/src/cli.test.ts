@@ -22,6 +22,7 @@ async function parse(
     whoami: rec('whoami'),
     ls: rec('ls'),
     ssh: rec('ssh'),
+    exec: rec('exec'),
     proxy: rec('proxy'),
     knownHostsList: rec('knownHostsList'),
     knownHostsForget: rec('knownHostsForget'),
@@ -131,6 +132,38 @@ describe('mssh command line', () => {
     });
     const dashes = await parse(['ssh', 'laptop', '--', 'ls', '-la', '--', 'x']);
     expect((dashes.calls[0]![1] as { command: string[] }).command).toEqual(['ls', '-la', '--', 'x']);
+  });
+
+  it('exec: selector words before --, the command after it (options of the command stay its own)', async () => {
+    const r = await parse(['exec', 'web-*', 'env=prod', '-l', 'bob', '--parallel', '4', '--', 'uname', '-a', '--all']);
+    expect(r.calls).toEqual([
+      [
+        'exec',
+        {
+          selector: ['web-*', 'env=prod'],
+          command: ['uname', '-a', '--all'],
+          all: false,
+          login: 'bob',
+          identity: undefined,
+          parallel: '4',
+          timeout: undefined,
+          stdin: false,
+          json: false,
+          outDir: undefined,
+        },
+      ],
+    ]);
+    const all = await parse(['exec', '--all', '--json', '--timeout', '9', '--stdin', '--', 'echo', '--', 'hi']);
+    expect(all.calls[0]![1]).toMatchObject({
+      selector: [],
+      command: ['echo', '--', 'hi'],
+      all: true,
+      json: true,
+      timeout: '9',
+      stdin: true,
+    });
+    const noCommand = await parse(['exec', 'web-*', 'uptime']);
+    expect(noCommand.calls[0]![1]).toMatchObject({ selector: ['web-*', 'uptime'], command: [] });
   });
 
   it('ssh: an option meant for the remote command, without --, is refused with the fix', async () => {
