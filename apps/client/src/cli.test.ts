@@ -253,7 +253,16 @@ describe('mssh command line', () => {
     ).toEqual([
       [
         'adminAudit',
-        { user: 'bob', host: 'h1', type: 'session.*', since: '24h', until: undefined, limit: '5', json: true },
+        {
+          user: 'bob',
+          host: 'h1',
+          type: 'session.*',
+          since: '24h',
+          until: undefined,
+          run: undefined,
+          limit: '5',
+          json: true,
+        },
       ],
     ]);
     expect((await parse(['admin', 'sessions', '--active'])).calls).toEqual([

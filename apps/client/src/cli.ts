@@ -415,7 +415,7 @@ export function buildProgram(
       done(handlers.adminAgentsLabel({ name, edits, json: o.json === true })),
     );
   const auditUsage =
-    'Usage: mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until TIME] [--limit N] [--json]';
+    'Usage: mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until TIME] [--run ID] [--limit N] [--json]';
   configure(admin.command('audit'), auditUsage)
     .description('show the audit trail (oldest first; the newest N when more match)')
     .option('--user <name>', 'only events of this user (actor)')
@@ -426,6 +426,7 @@ export function buildProgram(
     )
     .option('--since <age|time>', 'from this age ago (90s, 30m, 24h, 7d, 2w) or ISO time')
     .option('--until <age|time>', 'before this age ago or ISO time')
+    .option('--run <id>', 'only the rows of one `mssh exec` run (the id its summary prints)')
     .option('--limit <n>', 'at most this many events (default 100, max 10000)')
     .option('--json', 'print a JSON array', false)
     .action(
@@ -435,6 +436,7 @@ export function buildProgram(
         type?: string;
         since?: string;
         until?: string;
+        run?: string;
         limit?: string;
         json: boolean;
       }) =>
@@ -445,6 +447,7 @@ export function buildProgram(
             type: o.type,
             since: o.since,
             until: o.until,
+            run: o.run,
             limit: o.limit,
             json: o.json === true,
           }),
