@@ -54,7 +54,7 @@ describe('mssh exec: one command on many machines (PGlite)', () => {
     await relay?.proc.stop();
   });
 
-  it('runs on every selected machine: prefixed, aligned lines, --stdin to each, exit 0; a failing command exits 1', async () => {
+  it('runs on every selected machine: prefixed, aligned lines, --stdin to each, exit 0; a failing command or --timeout exits 1', async () => {
     const r = await admin.mssh(['exec', 'grp=x', ...login, '--stdin', '--', 'echo', 'one;', 'cat;', 'printf', 'tail'], {
       input: 'from stdin\n',
     });
@@ -69,6 +69,14 @@ describe('mssh exec: one command on many machines (PGlite)', () => {
     expect(failed.code).toBe(1);
     expect(failed.stderr).toMatch(/2 machines: 0 ok, 2 failed/);
     expect(failed.stderr).toMatch(/failed: +ex-a \(exit 3\), ex-c \(exit 3\)/);
+
+    // --timeout: the machine is given up (its tunnel reset) after 1 s, reported timed out, exit 1.
+    const t0 = Date.now();
+    const slow = await admin.mssh(['exec', 'ex-a', ...login, '--timeout', '1', '--', 'sleep', '20']);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(slow.code).toBe(1);
+    expect(slow.stderr).toMatch(/1 machine: 0 ok, 1 timed out/);
+    expect(slow.stderr).toMatch(/ex-a did not finish within 1 s \(--timeout\) \[CLI_ERR_MACHINE_TIMEOUT\]/);
   });
 
   it('bad selectors: a bad label (exit 2, CLI_ERR_BAD_LABEL), nothing matched (exit 2, CLI_ERR_NO_MATCH), no command (64)', async () => {

@@ -240,7 +240,7 @@ export function jsonOutput(stdout: Writable, limit = JSON_CAPTURE_LIMIT): ExecOu
         stderr_bytes: c?.e.total ?? 0,
         stdout_truncated: c?.o.truncated ?? false,
         stderr_truncated: c?.e.truncated ?? false,
-        error: r.error,
+        error: r.error ? { code: r.error.code, message: r.error.message } : null,
       };
       stdout.write(`${jsonForTerminal(line)}\n`);
     },
