@@ -458,7 +458,19 @@ describe.each(DB_KINDS)('audit trail on %s', (kind) => {
       logger: silentLogger(),
     });
     await crashed.start({ sessionId: 'run-2', user: 'erin', host: 'web-3', source: null, via: 'https', runId: run });
-    await r.recorder.start({ sessionId: 'not-run', user: 'erin', host: 'web-1', source: null, via: 'https' });
+    const open = await r.recorder.start({
+      sessionId: 'not-run',
+      user: 'erin',
+      host: 'web-1',
+      source: null,
+      via: 'https',
+    });
+    // A session's run is fixed at its start (the sessions guard of migration 0008).
+    await refused(
+      db().execute(sql`UPDATE sessions SET run_id = ${run} WHERE id = 'not-run'`),
+      /only the byte counters and the end/,
+    );
+    open.end({ reason: 'client_closed' });
     const recovering = new SessionRecorder({
       db: db(),
       writer: new AuditWriter({ db: db(), logger: silentLogger() }),
