@@ -7,7 +7,7 @@
  * every session ended and audited), and `mssh admin audit --run ID`.
  */
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionInfo } from '@mssh/protocol';
@@ -26,6 +26,29 @@ import {
 import { waitFor } from './fixtures/net.js';
 
 afterAll(stopAll);
+
+/** Established TCP connections of process `pid` to the loopback `port` (its socket fds matched in /proc/net/tcp*). */
+function tcpConnectionsTo(pid: number, port: number): number {
+  const inodes = new Set<string>();
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      const m = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`));
+      if (m) inodes.add(m[1]!);
+    } catch {
+      // closed meanwhile
+    }
+  }
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let n = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const rows = readFileSync(table, 'utf8').split('\n').slice(1);
+    for (const row of rows) {
+      const c = row.trim().split(/\s+/);
+      if (c.length > 9 && c[2]!.endsWith(hexPort) && c[3] === '01' && inodes.has(c[9]!)) n++;
+    }
+  }
+  return n;
+}
 
 describe('mssh exec: one command on many machines (PGlite)', () => {
   let relay: Relay;
@@ -166,7 +189,7 @@ describe('mssh exec: one command on many machines (PGlite)', () => {
     expect(statSync(join(dir, 'ex-c.out')).size).toBe(4);
   }, 40_000);
 
-  it('Ctrl-C cancels every session: exit 130, the relay ends and audits each; --run shows the run together', async () => {
+  it('one relay connection carries every session; Ctrl-C cancels them all: exit 130, the relay ends and audits each; --run shows the run together', async () => {
     const p = run(BIN.mssh, ['exec', 'grp=x', ...login, '--', 'sleep', '30'], { env: admin.env });
     p.child.stdin!.end();
     const active = async () => {
@@ -174,6 +197,8 @@ describe('mssh exec: one command on many machines (PGlite)', () => {
       return (JSON.parse(r.stdout) as SessionInfo[]).filter((s) => s.host.startsWith('ex-'));
     };
     await waitFor(async () => ((await active()).length === 3 ? true : null), 15_000, 'three sessions open');
+    // ONE connection to the relay carries the three sessions (one HTTP/2 stream each).
+    expect(tcpConnectionsTo(p.child.pid!, relay.port)).toBe(1);
     const t0 = Date.now();
     p.child.kill('SIGINT');
     expect(await p.exited).toBe(130);

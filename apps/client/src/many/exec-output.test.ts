@@ -58,6 +58,11 @@ describe('mssh exec output', () => {
     await m.close();
     expect(out.text).toBe('a:      x\n');
     expect(err.text).toBe('a:      e\n');
+    const tty = Object.assign(new Sink(), { isTTY: true });
+    const coloured = prefixedOutput(tty, new Sink(), ['a', 'b']).open('b');
+    await write(coloured.stdout, 'y\n');
+    await coloured.close();
+    expect(tty.text).toBe('\x1b[33mb:\x1b[0m y\n');
   });
 
   it('a full stream holds every writer back (backpressure) until it drains', async () => {
