@@ -261,13 +261,13 @@ export function formatSummary(
   const total = `${results.length} machine${results.length === 1 ? '' : 's'}`;
   const secs = opts.durationMs !== undefined ? ` in ${(opts.durationMs / 1000).toFixed(1)} s` : '';
   const lines = [`${program}: ${total}: ${parts.join(', ')}${secs}${opts.runId ? ` (run ${opts.runId})` : ''}`];
-  const width = Math.max(0, ...OUTCOMES.map((o) => o.length + 1));
+  const width = 'unreachable:'.length;
   for (const o of OUTCOMES) {
     if (o === 'ok') continue;
     const bad = results.filter((r) => r.outcome === o);
     if (bad.length === 0) continue;
     lines.push(
-      `  ${`${o === 'timeout' ? 'timed out' : o}:`.padEnd(width + 4)} ${bad.map((r) => `${r.host} (${why(r)})`).join(', ')}`,
+      `  ${`${o === 'timeout' ? 'timed out' : o}:`.padEnd(width)} ${bad.map((r) => `${r.host} (${why(r)})`).join(', ')}`,
     );
   }
   const hints = new Set<string>();
