@@ -51,6 +51,9 @@ export const CLI_ERRORS = {
   CLI_ERR_UNKNOWN_USER: 'no user with that name on the relay',
   CLI_ERR_UNKNOWN_GRANT: 'no such grant on the relay',
   CLI_ERR_BAD_LABEL: 'a label, label selector or ls filter breaks a rule (the message names it)',
+  CLI_ERR_NO_MATCH: 'the machine selector (mssh exec, mssh cp) matched no machine you may reach',
+  CLI_ERR_MACHINE_TIMEOUT: 'a machine did not finish within --timeout (mssh exec, mssh cp)',
+  CLI_ERR_INTERRUPTED: 'the run was interrupted (Ctrl-C) before this machine finished',
   CLI_ERR_INTERNAL: 'a bug in mssh (please report it)',
 } as const;
 
