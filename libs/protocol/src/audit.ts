@@ -3,6 +3,7 @@
  * (one row per session, live byte counts for running ones). Also the age/time syntax the CLIs accept.
  */
 import { parseDuration } from './duration.js';
+import { RUN_ID_RE } from './names.js';
 import { z } from 'zod';
 
 const IsoTime = z.string().refine((s) => Number.isFinite(Date.parse(s)), 'must be an ISO 8601 time');
@@ -21,6 +22,8 @@ export const AuditQuery = z.object({
     .optional(),
   since: IsoTime.optional(),
   until: IsoTime.optional(),
+  /** Only the rows of one many-machine run (`mssh exec`): its sessions' start, end and denials. */
+  run: z.string().regex(RUN_ID_RE, 'a run id: 8-64 characters of 0-9, a-f and -').optional(),
   limit: z.coerce.number().int().min(1).max(AUDIT_QUERY_MAX_LIMIT).default(100),
 });
 export type AuditQuery = z.infer<typeof AuditQuery>;
@@ -35,6 +38,8 @@ export const AuditEventInfo = z.object({
   host: z.string().nullable(),
   source: z.string().nullable(),
   sessionId: z.string().nullable(),
+  /** The many-machine run (`mssh exec`) the row belongs to; absent from relays before run ids. */
+  runId: z.string().nullable().optional(),
   details: z.record(z.string(), z.unknown()),
 });
 export type AuditEventInfo = z.infer<typeof AuditEventInfo>;
@@ -65,6 +70,8 @@ export const SessionInfo = z.object({
   bytesFromClient: z.number(),
   bytesToClient: z.number(),
   endReason: z.string().nullable(),
+  /** The many-machine run (`mssh exec`) the session belongs to, if any. */
+  runId: z.string().nullable().optional(),
   active: z.boolean(),
 });
 export type SessionInfo = z.infer<typeof SessionInfo>;

@@ -24,6 +24,12 @@ export const HEADERS = {
   sessionId: 'x-mssh-session',
   user: 'x-mssh-user',
   errorCode: 'x-mssh-error',
+  /**
+   * Client -> relay, on a tunnel request: the id of the many-machine run (`mssh exec`, `mssh cp`) the
+   * session belongs to (RUN_ID_RE). The relay stores it with the session and its audit rows; a bad one is
+   * refused 400 RLY_ERR_BAD_RUN_ID. Absent for every other session.
+   */
+  runId: 'x-mssh-run',
 } as const;
 
 /**

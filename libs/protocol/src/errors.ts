@@ -39,6 +39,10 @@ export const WIRE_ERRORS = {
   RLY_ERR_UNKNOWN_USER: { status: 404, message: 'no user with that name' },
   RLY_ERR_UNKNOWN_GRANT: { status: 404, message: 'no such grant' },
   RLY_ERR_BAD_LABEL: { status: 400, message: 'a label breaks a rule (key, value or count)' },
+  RLY_ERR_BAD_RUN_ID: {
+    status: 400,
+    message: 'the x-mssh-run header is not a run id (8-64 characters of 0-9, a-f and -, hex at both ends)',
+  },
   RLY_ERR_INTERNAL: { status: 500, message: 'internal error' },
   RLY_ERR_DATABASE_UNAVAILABLE: {
     status: 503,

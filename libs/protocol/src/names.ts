@@ -3,6 +3,16 @@ export const HOST_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** User names: same alphabet plus . _ and up to 64 chars. */
 export const USER_NAME_RE = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
+/**
+ * Run ids (HEADERS.runId, `mssh admin audit --run ID`): 8-64 characters of lower-case hex and `-` that
+ * start and end with a hex digit (mssh makes 16 hex digits; a UUID fits too).
+ */
+export const RUN_ID_RE = /^[0-9a-f][0-9a-f-]{6,62}[0-9a-f]$/;
+
+export function isValidRunId(id: string): boolean {
+  return RUN_ID_RE.test(id);
+}
+
 export function isValidHostName(name: string): boolean {
   return HOST_NAME_RE.test(name);
 }

@@ -217,7 +217,7 @@ export interface RunOptions {
   transfer: Transfer;
   /** Bytes moved so far over the whole plan, and the file being copied. */
   onProgress?: (done: number, file: string) => void;
-  /** Ctrl-C: the file being copied is removed and CLI_ERR_CP_INTERRUPTED thrown. */
+  /** Ctrl-C: the file being copied is removed and CLI_ERR_INTERRUPTED thrown. */
   signal?: AbortSignal;
 }
 
@@ -225,7 +225,7 @@ export async function runCopy(job: CopyJob, plan: CopyPlan, opts: RunOptions): P
   const { dst } = job;
   let done = 0;
   const interrupted = () =>
-    cliError('CLI_ERR_CP_INTERRUPTED', 'interrupted; the file being copied was removed', '', undefined);
+    cliError('CLI_ERR_INTERRUPTED', 'interrupted; the file being copied was removed', '', undefined);
   const created: CopyDirOp[] = [];
   for (const op of plan.ops) {
     if (opts.signal?.aborted) throw interrupted();

@@ -426,11 +426,13 @@ export class RelayClient {
   /**
    * Open a tunnel to the machine `host`. Resolves once the relay answered 200: from then on the stream is
    * the raw TCP byte stream of the machine's sshd. Rejects with the mapped relay error otherwise
-   * (unknown host, offline, agent failed, not logged in...).
+   * (unknown host, offline, agent failed, not logged in...). `runId`: the run of `mssh exec` it is part of.
    */
-  openTunnel(host: string): Promise<Tunnel> {
+  openTunnel(host: string, opts: { runId?: string } = {}): Promise<Tunnel> {
     const headers = this.headers('POST', PATHS.tunnel(host), true);
     headers['content-type'] = 'application/octet-stream';
+    // The many-machine run this session belongs to (mssh exec): the relay audits it with the session.
+    if (opts.runId) headers[HEADERS.runId] = opts.runId;
     return this.withRetry(`opening the tunnel to ${host}`, this.tunnelTimeoutMs, (conn, timeLeftMs) =>
       this.openTunnelOnce(conn, host, { ...headers }, timeLeftMs),
     ).then((t) => {

@@ -68,6 +68,8 @@ export interface RunSshOptions {
    * CLI_ERR_SSH_CONNECTION. The connection is ended when it settles. `command`, `pty` and stdin are then unused.
    */
   use?: (conn: SshConnection) => Promise<number>;
+  /** Told the remote command's exit status or signal name (e.g. `TERM`), as the server sent it. */
+  onExit?: (code: number | null, signal: string | null) => void;
 }
 
 /** An authenticated ssh2 client connection, as `RunSshOptions.use` receives it. */
@@ -235,6 +237,7 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
         opts.onSessionStart?.();
         ch.on('exit', (code: number | null, signal?: string) => {
           exit = { code: typeof code === 'number' ? code : null, signal: signal ?? null };
+          opts.onExit?.(exit.code, exit.signal);
         });
         let stderrDone = false;
         let closed = false;

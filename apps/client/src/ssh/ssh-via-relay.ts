@@ -7,6 +7,7 @@ import { cliError } from '../errors.js';
 import { createHostKeyCheck } from '../known-hosts/host-key-policy.js';
 import type { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
 import type { RelayClient } from '../relay-client/relay-client.js';
+import { abortStream } from '@mssh/protocol/transport';
 import { runSsh, type RunSshOptions } from './run-ssh.js';
 import { preloadSsh2 } from './ssh2-lazy.js';
 
@@ -18,6 +19,13 @@ export type SshViaRelayOptions = Omit<RunSshOptions, 'sock' | 'hostKey'> & {
   knownHosts: KnownHostsFile;
   /** Told when each step starts (`authenticating`: the key exchange is done and the host key accepted). */
   progress?: (step: ConnectStep) => void;
+  /** The many-machine run (`mssh exec`) this session is part of: sent with the tunnel request, audited. */
+  runId?: string;
+  /**
+   * Stop now (a timeout or Ctrl-C of a many-machine run): the tunnel is reset (RST_STREAM CANCEL, so the
+   * relay records the session's end at once) and the session rejects.
+   */
+  signal?: AbortSignal;
 };
 
 export function assertHostName(host: string): void {
@@ -31,8 +39,11 @@ export function assertHostName(host: string): void {
 }
 
 export async function sshViaRelay(opts: SshViaRelayOptions): Promise<number> {
-  const { client, knownHosts, host, progress, ...rest } = opts;
+  const { client, knownHosts, host, progress, runId, signal, ...rest } = opts;
   assertHostName(host);
+  const stopped = () =>
+    cliError('CLI_ERR_INTERRUPTED', `${host}: stopped (${String(signal?.reason ?? 'aborted')})`, '');
+  if (signal?.aborted) throw stopped();
   preloadSsh2(); // loads while the relay round trips below are in flight
   // The relay's attested keys are needed (and fetched) only when nothing is pinned for this name yet.
   const pinned = knownHosts.lookup(host).length > 0;
@@ -45,7 +56,17 @@ export async function sshViaRelay(opts: SshViaRelayOptions): Promise<number> {
     refresh: async () => (await client.refreshHostKeys(host)).hostKeys,
   });
   progress?.('tunnel');
-  const tunnel = await client.openTunnel(host);
+  const tunnel = await client.openTunnel(host, runId ? { runId } : {});
+  if (signal) {
+    // A tunnel that opened after the stop is reset at once: the relay then ends (and audits) its session.
+    if (signal.aborted) {
+      abortStream(tunnel.stream);
+      throw stopped();
+    }
+    const onAbort = () => abortStream(tunnel.stream);
+    signal.addEventListener('abort', onAbort, { once: true });
+    tunnel.stream.once('close', () => signal.removeEventListener('abort', onAbort));
+  }
   progress?.('handshake');
   const onHandshake = rest.onHandshake;
   return runSsh({
