@@ -14,7 +14,7 @@
  * copy out of the tree.
  */
 import { randomBytes } from 'node:crypto';
-import { cliError, isCliError } from '../errors.js';
+import { CliError, cliError, isCliError } from '../errors.js';
 import { baseName, dirName, joinPath, type FileInfo, type Side } from './copy-sides.js';
 
 export interface CopyFileOp {
@@ -221,11 +221,15 @@ export interface RunOptions {
   signal?: AbortSignal;
 }
 
+/** Ctrl-C: CLI_ERR_INTERRUPTED, exit 130 (128 + SIGINT, as a shell reports it). */
+export function cpInterrupted(message = 'interrupted'): CliError {
+  return new CliError('CLI_ERR_INTERRUPTED', message, '', { exitCode: 130 });
+}
+
 export async function runCopy(job: CopyJob, plan: CopyPlan, opts: RunOptions): Promise<void> {
   const { dst } = job;
   let done = 0;
-  const interrupted = () =>
-    cliError('CLI_ERR_INTERRUPTED', 'interrupted; the file being copied was removed', '', undefined);
+  const interrupted = () => cpInterrupted('interrupted; the file being copied was removed');
   const created: CopyDirOp[] = [];
   for (const op of plan.ops) {
     if (opts.signal?.aborted) throw interrupted();

@@ -164,7 +164,7 @@ export function localSide(): Side {
     freeBytes: async (dir) => {
       try {
         const s = await fsp.statfs(dir);
-        return s.bavail * s.bsize;
+        return s.blocks > 0 ? s.bavail * s.bsize : null;
       } catch {
         return null;
       }
@@ -252,9 +252,12 @@ export function remoteSide(sftp: SFTPWrapper, host: string): Side {
       ),
     freeBytes: async (dir) => {
       try {
-        const s = await call((cb: Cb<{ f_bavail: unknown; f_frsize: unknown }>) => sftp.ext_openssh_statvfs(dir, cb));
+        const s = await call((cb: Cb<{ f_bavail: unknown; f_frsize: unknown; f_blocks: unknown }>) =>
+          sftp.ext_openssh_statvfs(dir, cb),
+        );
         const free = Number(s.f_bavail) * Number(s.f_frsize);
-        return Number.isFinite(free) ? free : null;
+        // A file system of no blocks (sysfs, proc) says nothing about space.
+        return Number(s.f_blocks) > 0 && Number.isFinite(free) ? free : null;
       } catch {
         return null; // no statvfs@openssh.com (the agent's built-in SFTP server): unknown
       }

@@ -17,7 +17,7 @@ import { cliError } from '../errors.js';
 export type CpOperand =
   | { kind: 'local'; path: string }
   | { kind: 'remote'; user: string | null; host: string; path: string }
-  | { kind: 'selector'; user: string | null; selector: string; filter: HostFilter; path: string };
+  | { kind: 'selector'; user: string | null; selector: string; words: string[]; filter: HostFilter; path: string };
 
 export interface CpArgs {
   sources: string[];
@@ -64,7 +64,7 @@ export function parseOperand(arg: string, all = false): CpOperand {
   if (user !== null && user === '') throw cliError('CLI_ERR_USAGE', `no user before @ in ${JSON.stringify(arg)}`, CP_USAGE);
   let host = (at >= 0 ? left.slice(at + 1) : left).toLowerCase();
   if (host === '') {
-    if (all) return { kind: 'selector', user, selector: '--all', filter: { globs: [], labels: {} }, path };
+    if (all) return { kind: 'selector', user, selector: '--all', words: [], filter: { globs: [], labels: {} }, path };
     throw cliError(
       'CLI_ERR_USAGE',
       `no machine name before the ':' in ${JSON.stringify(arg)}`,
@@ -86,7 +86,7 @@ export function parseOperand(arg: string, all = false): CpOperand {
       if (!/^[a-z0-9*?-]+$/.test(g))
         throw cliError('CLI_ERR_USAGE', `${JSON.stringify(g)} is not a machine name glob`, SELECTOR_HINT);
     }
-    return { kind: 'selector', user, selector: host, filter, path };
+    return { kind: 'selector', user, selector: host, words: terms, filter, path };
   }
   if (host.endsWith(MSSH_SUFFIX) && host.length > MSSH_SUFFIX.length) host = host.slice(0, -MSSH_SUFFIX.length);
   if (!isValidHostName(host)) {
@@ -106,12 +106,24 @@ const SELECTOR_HINT =
 export type CpPlan =
   | { mode: 'upload'; user: string; host: string; sources: string[]; dest: string }
   | { mode: 'download'; user: string; host: string; sources: string[]; dest: string }
-  | { mode: 'push'; user: string; selector: string; filter: HostFilter; all: boolean; sources: string[]; dest: string };
+  | {
+      mode: 'push';
+      user: string;
+      /** As typed (`web-*,env=prod`), or `--all`. */
+      selector: string;
+      /** The selector's terms: name globs and label pairs, as `mssh ls` takes them. */
+      words: string[];
+      all: boolean;
+      sources: string[];
+      dest: string;
+    };
 
 /** The operands → one direction and one machine (or a selection, for a push), or a usage error. */
 export function planCp(args: Pick<CpArgs, 'sources' | 'dest' | 'login' | 'all'>, localUser: string): CpPlan {
   if (args.sources.length === 0) throw cliError('CLI_ERR_USAGE', 'give at least one source and a destination', CP_USAGE);
   const dest = parseOperand(args.dest, args.all === true);
+  if (args.all && dest.kind !== 'selector')
+    throw cliError('CLI_ERR_USAGE', '--all pushes to machines: the destination must be :PATH', 'For example: mssh cp --all ./app.conf :/etc/app/');
   const sources = args.sources.map((s) => parseOperand(s));
   const userOf = (u: string | null): string => {
     const user = args.login || u || localUser;
@@ -171,7 +183,7 @@ export function planCp(args: Pick<CpArgs, 'sources' | 'dest' | 'login' | 'all'>,
     mode: 'push',
     user: userOf(dest.user),
     selector: dest.selector,
-    filter: dest.filter,
+    words: dest.words,
     all: args.all === true,
     sources: localSources,
     dest: dest.path,

@@ -11,8 +11,8 @@ import type { WriteStream } from 'node:tty';
 import { formatBytes } from '../cp/copy-engine.js';
 
 export interface TransferProgress {
-  /** Bytes done so far (of `total`), and what is being copied now. */
-  update(done: number, label: string): void;
+  /** Bytes done so far, what is being copied now, and the total when it changed (a push learns it late). */
+  update(done: number, label: string, total?: number): void;
   /** Erase the line; with a summary, print it on a line of its own. Safe to call more than once. */
   finish(summary?: string): void;
 }
@@ -53,17 +53,19 @@ export function createTransferProgress(
   let shown = false;
   let finished = false;
   let pending: { done: number; label: string } | null = null;
+  let total = opts.total;
   let timer: NodeJS.Timeout | null = null;
   const draw = () => {
     timer = null;
     if (finished || !pending) return;
     last = now();
-    stderr.write(`\r\x1b[K${progressLine(pending.label, pending.done, opts.total, last - started, tty.columns ?? 80)}`);
+    stderr.write(`\r\x1b[K${progressLine(pending.label, pending.done, total, last - started, tty.columns ?? 80)}`);
     shown = true;
   };
   return {
-    update(done, label) {
+    update(done, label, newTotal) {
       if (finished) return;
+      if (newTotal !== undefined) total = newTotal;
       pending = { done, label };
       const wait = last + MIN_REDRAW_MS - now();
       if (wait <= 0) draw();
