@@ -9,6 +9,7 @@
  * Operands and selectors: cp/cp-args.ts. What is copied where, temporary names, symlinks: cp/copy-engine.ts.
  */
 import { randomBytes } from 'node:crypto';
+import { Writable } from 'node:stream';
 import type { SFTPWrapper } from 'ssh2';
 import { cliError, isCliError } from '../errors.js';
 import { planCp, CP_USAGE, type CpArgs, type CpPlan } from '../cp/cp-args.js';
@@ -21,6 +22,9 @@ import { fanOut, formatSummary, runExitCode, type MachineResult } from '../many/
 import { selectMachines } from '../many/select.js';
 import { openLoggedInRelay, type CliContext } from './context.js';
 import { connectTimeoutMs, identityFilesFor, runOnMachine } from './ssh.js';
+
+/** Where output nobody should see goes (banners with -q, and in a push). */
+const discard = new Writable({ write: (_chunk, _enc, cb) => cb() });
 
 /** Requests in flight per file and their size: 2 MiB in flight, enough to fill a fast tunnel. */
 const SFTP_CONCURRENCY = 32;
@@ -165,7 +169,8 @@ export async function cp(ctx: CliContext, args: CpArgs): Promise<number> {
         pty: false,
         stdin: ctx.io.stdin,
         stdout: ctx.io.stdout,
-        stderr: ctx.io.stderr,
+        // The server's login banner is shown like scp does, except with -q.
+        stderr: args.quiet ? discard : ctx.io.stderr,
         use: async (conn) => {
           const sftp = await openSftp(conn).catch((e: unknown) => {
             throw noSftp(plan.host, e);
@@ -276,7 +281,8 @@ async function cpPush(ctx: CliContext, args: CpArgs, plan: Extract<CpPlan, { mod
             pty: false,
             stdin: ctx.io.stdin,
             stdout: ctx.io.stdout,
-            stderr: ctx.io.stderr,
+            // The servers' login banners, once per machine, would bury the summary: not shown in a push.
+            stderr: discard,
             handshakeTimeoutMs: limitMs,
             runId,
             signal: hard.signal,

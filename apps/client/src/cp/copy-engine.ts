@@ -75,6 +75,12 @@ export async function planCopy(job: CopyJob): Promise<CopyPlan> {
   const plan: CopyPlan = { ops: [], files: 0, bytes: 0, skipped: [] };
   const destInfo = await dst.stat(dest);
   const destIsDir = destInfo?.type === 'dir';
+  if (dest.endsWith('/') && !destIsDir) {
+    // `DIR/` says "into this directory", like cp and scp.
+    if (destInfo === null)
+      throw cliError('CLI_ERR_CP_NO_SUCH_FILE', `${dst.show(dest)}: no such directory`, 'Create it first, or check the path.');
+    throw cliError('CLI_ERR_CP_NOT_A_DIRECTORY', `${dst.show(dest)} is not a directory`, 'Check the destination path.');
+  }
   if (job.sources.length > 1 && !destIsDir) {
     if (destInfo === null)
       throw cliError(
