@@ -9,7 +9,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFil
 import { join } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
 import { sha256File, writeRandomFile } from './fixtures/files.js';
+import { waitFor } from './fixtures/net.js';
 import {
+  adminAuditEvents,
   agentEnroll,
   BIN,
   enrollToken,
@@ -79,6 +81,18 @@ describe('mssh cp pushes to many machines', () => {
       expect(sha256File(join(homes[h]!, 'app.conf')), h).toBe(sum);
       expect(readdirSync(homes[h]!).filter((n) => n.endsWith('.part'))).toEqual([]);
     }
+    // The relay audits one session per reached machine under the run id of the summary.
+    const runId = r.stderr.match(/\(run ([0-9a-f]{16})\)/)![1]!;
+    const rows = await waitFor(
+      async () => {
+        const evs = await adminAuditEvents(user, ['--run', runId]);
+        return evs.filter((e) => e.type === 'session.end').length === 3 ? evs : null;
+      },
+      10_000,
+      'three session.end rows of the run',
+    );
+    const started = rows.filter((e) => e.type === 'session.start').map((e) => e.host);
+    expect(started.sort()).toEqual(['web-1', 'web-2', 'web-3']);
   });
 
   it('a label selector picks its machines only (exit 0), and a plain name is one machine, not a push', async () => {

@@ -23,6 +23,7 @@ async function parse(
     ls: rec('ls'),
     ssh: rec('ssh'),
     cp: rec('cp'),
+    exec: rec('exec'),
     proxy: rec('proxy'),
     knownHostsList: rec('knownHostsList'),
     knownHostsForget: rec('knownHostsForget'),
@@ -162,6 +163,38 @@ describe('mssh command line', () => {
     expect(none.err).toMatch(/missing required argument/);
   });
 
+  it('exec: selector words before --, the command after it (options of the command stay its own)', async () => {
+    const r = await parse(['exec', 'web-*', 'env=prod', '-l', 'bob', '--parallel', '4', '--', 'uname', '-a', '--all']);
+    expect(r.calls).toEqual([
+      [
+        'exec',
+        {
+          selector: ['web-*', 'env=prod'],
+          command: ['uname', '-a', '--all'],
+          all: false,
+          login: 'bob',
+          identity: undefined,
+          parallel: '4',
+          timeout: undefined,
+          stdin: false,
+          json: false,
+          outDir: undefined,
+        },
+      ],
+    ]);
+    const all = await parse(['exec', '--all', '--json', '--timeout', '9', '--stdin', '--', 'echo', '--', 'hi']);
+    expect(all.calls[0]![1]).toMatchObject({
+      selector: [],
+      command: ['echo', '--', 'hi'],
+      all: true,
+      json: true,
+      timeout: '9',
+      stdin: true,
+    });
+    const noCommand = await parse(['exec', 'web-*', 'uptime']);
+    expect(noCommand.calls[0]![1]).toMatchObject({ selector: ['web-*', 'uptime'], command: [] });
+  });
+
   it('ssh: an option meant for the remote command, without --, is refused with the fix', async () => {
     const r = await parse(['ssh', 'laptop', 'uname', '-a']);
     expect(r.calls).toEqual([]);
@@ -249,7 +282,16 @@ describe('mssh command line', () => {
     ).toEqual([
       [
         'adminAudit',
-        { user: 'bob', host: 'h1', type: 'session.*', since: '24h', until: undefined, limit: '5', json: true },
+        {
+          user: 'bob',
+          host: 'h1',
+          type: 'session.*',
+          since: '24h',
+          until: undefined,
+          run: undefined,
+          limit: '5',
+          json: true,
+        },
       ],
     ]);
     expect((await parse(['admin', 'sessions', '--active'])).calls).toEqual([

@@ -8,6 +8,7 @@ import { EXIT } from '@mssh/cli-kit';
 import type { LoginArgs } from './commands/login.js';
 import type { SshArgs } from './commands/ssh.js';
 import { CP_USAGE, type CpArgs } from './cp/cp-args.js';
+import type { ExecArgs } from './commands/exec.js';
 import type { AdminAuditArgs, AdminSessionsArgs } from './commands/admin-audit.js';
 import { SHELLS, completionScript, type Shell } from './completion/completion-script.js';
 
@@ -18,6 +19,7 @@ export interface Handlers {
   ls(a: { json: boolean; filters: string[]; online: boolean }): Promise<number>;
   ssh(a: SshArgs): Promise<number>;
   cp(a: CpArgs): Promise<number>;
+  exec(a: ExecArgs): Promise<number>;
   proxy(a: { host: string }): Promise<number>;
   knownHostsList(a: { json: boolean }): Promise<number>;
   knownHostsForget(a: { host: string }): Promise<number>;
@@ -198,7 +200,7 @@ export function buildProgram(
     .option('-v, --verbose', 'print each connection step on stderr', false)
     .option('--connect-timeout <seconds>', 'give up when the SSH connection is not up within this time (default 30)')
     .option('--all', 'push to every machine you may reach (DEST is then :PATH)', false)
-    .option('--parallel <n>', 'push: machines at once (default 10)')
+    .option('--parallel <n>', 'push: machines at once (default 32)')
     .option('--timeout <seconds>', 'push: limit per machine (default none)')
     .action(
       (
@@ -232,6 +234,62 @@ export function buildProgram(
             timeout: o.timeout,
           }),
         ),
+    );
+
+  configure(
+    program.command('exec'),
+    "Usage: mssh exec [GLOB...] [KEY=VALUE...] | --all [-l USER] [-i KEY] [--parallel N] [--timeout S] [--stdin] [--json | --out-dir DIR] -- COMMAND... (e.g. mssh exec 'web-*' env=prod -- uptime)",
+  )
+    .description(
+      'run one command on many machines (selected by name globs, labels or --all), output prefixed per machine',
+    )
+    .argument(
+      '[selector...]',
+      "name globs ('web-*', any may match) and labels (env=prod, all must match); then -- COMMAND",
+    )
+    .option('--all', 'every machine you may reach', false)
+    .option('-l, --login <user>', 'login user on the machines')
+    .option('-i, --identity <file>', 'private key file (instead of ~/.ssh/id_*)')
+    .option('--parallel <n>', 'machines at once (default 32)')
+    .option('--timeout <seconds>', 'give up on a machine that has not finished after this long')
+    .option('--stdin', 'read stdin once (up to 16 MiB) and send it to every machine', false)
+    .option('--json', 'one JSON object per machine per line (output captured up to 1 MiB per stream)', false)
+    .option('--out-dir <dir>', "write each machine's output to DIR/NAME.out and DIR/NAME.err")
+    .action(
+      (
+        words: string[],
+        o: {
+          all?: boolean;
+          login?: string;
+          identity?: string;
+          parallel?: string;
+          timeout?: string;
+          stdin?: boolean;
+          json?: boolean;
+          outDir?: string;
+        },
+        cmd: Command,
+      ) => {
+        // Commander gives the words before and after -- as one list: the command is what followed the first --.
+        // (rawArgs: the argv as parsed; public in commander's JavaScript, missing from its typings.)
+        const raw = (cmd.parent as unknown as { rawArgs?: string[] } | null)?.rawArgs ?? [];
+        const dash = raw.indexOf('--');
+        const n = dash < 0 ? 0 : Math.min(words.length, raw.length - dash - 1);
+        return done(
+          handlers.exec({
+            selector: words.slice(0, words.length - n),
+            command: words.slice(words.length - n),
+            all: o.all === true,
+            login: o.login,
+            identity: o.identity,
+            parallel: o.parallel,
+            timeout: o.timeout,
+            stdin: o.stdin === true,
+            json: o.json === true,
+            outDir: o.outDir,
+          }),
+        );
+      },
     );
 
   configure(program.command('proxy'), "Usage: mssh proxy HOST (for ssh -o ProxyCommand='mssh proxy %n')")
@@ -408,7 +466,7 @@ export function buildProgram(
       done(handlers.adminAgentsLabel({ name, edits, json: o.json === true })),
     );
   const auditUsage =
-    'Usage: mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until TIME] [--limit N] [--json]';
+    'Usage: mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until TIME] [--run ID] [--limit N] [--json]';
   configure(admin.command('audit'), auditUsage)
     .description('show the audit trail (oldest first; the newest N when more match)')
     .option('--user <name>', 'only events of this user (actor)')
@@ -419,6 +477,7 @@ export function buildProgram(
     )
     .option('--since <age|time>', 'from this age ago (90s, 30m, 24h, 7d, 2w) or ISO time')
     .option('--until <age|time>', 'before this age ago or ISO time')
+    .option('--run <id>', 'only the rows of one `mssh exec` run (the id its summary prints)')
     .option('--limit <n>', 'at most this many events (default 100, max 10000)')
     .option('--json', 'print a JSON array', false)
     .action(
@@ -428,6 +487,7 @@ export function buildProgram(
         type?: string;
         since?: string;
         until?: string;
+        run?: string;
         limit?: string;
         json: boolean;
       }) =>
@@ -438,6 +498,7 @@ export function buildProgram(
             type: o.type,
             since: o.since,
             until: o.until,
+            run: o.run,
             limit: o.limit,
             json: o.json === true,
           }),

@@ -68,6 +68,19 @@ function printError(e: CliError, oneLine: boolean): void {
   process.stderr.write(`${formatCliError(e, oneLine)}\n`);
 }
 
+/** Aborted by the first SIGINT (Ctrl-C); a second one exits 130 at once. */
+function interruptSignal(): AbortSignal {
+  const ac = new AbortController();
+  process.once('SIGINT', () => {
+    ac.abort('interrupted');
+    process.once('SIGINT', () => {
+      restoreTerminal();
+      process.exit(130);
+    });
+  });
+  return ac.signal;
+}
+
 async function main(): Promise<void> {
   installBufferReclaim(); // mssh ssh / proxy move bulk data through this process (libs/protocol buffer-reclaim.ts)
   const argv = process.argv.slice(2);
@@ -115,7 +128,9 @@ async function main(): Promise<void> {
     whoami: withDir((a) => whoami(ctx, a)),
     ls: withDir((a) => ls(ctx, a)),
     ssh: withDir((a) => ssh(ctx, a)),
-    cp: withDir((a) => cp(ctx, a)),
+    cp: withDir((a) => cp(ctx, a, { interrupt: interruptSignal() })),
+    // Loaded on first use; Ctrl-C cancels every session of the run (a second Ctrl-C exits at once).
+    exec: withDir(async (a) => (await import('./commands/exec.js')).exec(ctx, a, { interrupt: interruptSignal() })),
     proxy: withDir((a) => proxy(ctx, a)),
     knownHostsList: withDir((a) => knownHostsList(ctx, a)),
     knownHostsForget: withDir((a) => knownHostsForget(ctx, a)),

@@ -24,6 +24,8 @@ export const sessions = pgTable(
     bytesDown: bigint('bytes_down', { mode: 'number' }).notNull().default(0),
     endReason: text('end_reason'),
     progressAt: timestamp('progress_at', { withTimezone: true }),
+    /** The many-machine run (`mssh exec`) the session belongs to (x-mssh-run); null for any other session. */
+    runId: text('run_id'),
   },
   (t) => [index('sessions_open_idx').on(t.relayId, t.endedAt), index('sessions_started_idx').on(t.startedAt)],
 );

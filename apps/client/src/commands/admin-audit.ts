@@ -5,6 +5,7 @@
  * array (apps/client/README.md, "JSON output").
  */
 import {
+  isValidRunId,
   parseTimeArg,
   resolveAuditTypeFilter,
   sanitizeForTerminal,
@@ -21,6 +22,8 @@ export interface AdminAuditArgs {
   since?: string;
   until?: string;
   limit?: string;
+  /** --run ID: only the rows of one `mssh exec` run. */
+  run?: string;
   json: boolean;
 }
 
@@ -53,6 +56,17 @@ function limitArg(v: string | undefined): string | undefined {
   return v;
 }
 
+function runArg(v: string | undefined): string | undefined {
+  if (v === undefined) return undefined;
+  if (!isValidRunId(v))
+    throw cliError(
+      'CLI_ERR_USAGE',
+      `--run ${JSON.stringify(v.slice(0, 80))} is not a run id`,
+      'Give the id `mssh exec` printed in its summary, e.g. --run 1f0c6a2b9d3e4f57.',
+    );
+  return v;
+}
+
 const clean = (v: unknown, max = 200): string => {
   const s = v === null || v === undefined ? '-' : typeof v === 'string' ? v : JSON.stringify(v);
   const t = sanitizeForTerminal(s);
@@ -72,7 +86,8 @@ export function formatAuditTable(events: AuditEventInfo[]): string {
   return table(
     ['TIME', 'TYPE', 'CODE', 'ACTOR', 'HOST', 'SOURCE', 'UP', 'DOWN', 'DETAILS'],
     events.map((e) => {
-      const { bytesFromClient, bytesToClient, ...rest } = e.details ?? {};
+      const { bytesFromClient, bytesToClient, ...details } = e.details ?? {};
+      const rest = e.runId ? { ...details, run: e.runId } : details;
       return [
         clean(e.time, 30),
         clean(e.type, 40),
@@ -124,7 +139,7 @@ export function formatSessionsTable(sessions: SessionInfo[]): string {
   );
 }
 
-/** `mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until T] [--limit N] [--json]`. */
+/** `mssh admin audit [--user U] [--host H] [--type T] [--since 24h] [--until T] [--run ID] [--limit N] [--json]`. */
 export async function adminAudit(ctx: CliContext, args: AdminAuditArgs): Promise<number> {
   const now = ctx.now();
   let type: string | undefined;
@@ -140,6 +155,7 @@ export async function adminAudit(ctx: CliContext, args: AdminAuditArgs): Promise
     since: timeArg('--since', args.since, now),
     until: timeArg('--until', args.until, now),
     limit: limitArg(args.limit),
+    run: runArg(args.run),
   };
   return withLoggedInRelay(ctx, async (client) => {
     const events = await client.auditEvents(query);

@@ -11,14 +11,23 @@
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import type { SFTPWrapper } from 'ssh2';
-import { cliError, isCliError } from '../errors.js';
+import { CliError, cliError, isCliError } from '../errors.js';
 import { planCp, CP_USAGE, type CpArgs, type CpPlan } from '../cp/cp-args.js';
 import { localError, localSide, remoteError, remoteSide, isSftpStatus } from '../cp/copy-sides.js';
 import { checkSpace, cpInterrupted, formatBytes, planCopy, runCopy, type CopyJob, type Transfer } from '../cp/copy-engine.js';
 import type { SshConnection } from '../ssh/run-ssh.js';
 import { sshViaRelay } from '../ssh/ssh-via-relay.js';
 import { createTransferProgress, type TransferProgress } from '../terminal/transfer-progress.js';
-import { fanOut, formatSummary, runExitCode, type MachineResult } from '../many/fan-out.js';
+import {
+  classifyError,
+  fanOut,
+  formatSummary,
+  MANY_EXIT,
+  runExitCode,
+  type MachineResult,
+} from '../many/fan-out.js';
+import type { RelayClient } from '../relay-client/relay-client.js';
+import { DEFAULT_PARALLEL } from './exec.js';
 import { selectMachines } from '../many/select.js';
 import { openLoggedInRelay, type CliContext } from './context.js';
 import { connectTimeoutMs, identityFilesFor, runOnMachine } from './ssh.js';
@@ -124,17 +133,24 @@ function warnSkipped(ctx: CliContext, args: CpArgs, skipped: string[], host?: st
     ctx.io.stderr.write(`mssh: skipped ${host ? `${host}: ` : ''}${s} (a symlink or special file; only files and directories are copied)\n`);
 }
 
-/** SIGINT while this runs → `onInterrupt` (instead of the default exit), so temporary files are removed. */
-function onSigint(onInterrupt: () => void): () => void {
-  process.on('SIGINT', onInterrupt);
-  return () => process.removeListener('SIGINT', onInterrupt);
+/** Calls `f` when `signal` fires (at once if it has); returns the unsubscribe. */
+function onAbort(signal: AbortSignal | undefined, f: () => void): () => void {
+  if (!signal) return () => {};
+  if (signal.aborted) {
+    f();
+    return () => {};
+  }
+  signal.addEventListener('abort', f, { once: true });
+  return () => signal.removeEventListener('abort', f);
 }
 
-
-/** `mssh cp [-r] [-p] [-q] [-l USER] [-i KEY] SRC... DEST` */
-export async function cp(ctx: CliContext, args: CpArgs): Promise<number> {
+/**
+ * `mssh cp [-r] [-p] [-q] [-l USER] [-i KEY] SRC... DEST`; `interrupt` fires on Ctrl-C (main.ts maps SIGINT
+ * to it): the file being copied is removed, then the command ends with CLI_ERR_INTERRUPTED (exit 130).
+ */
+export async function cp(ctx: CliContext, args: CpArgs, opts: { interrupt?: AbortSignal } = {}): Promise<number> {
   const plan = planCp(args, ctx.config.localUser);
-  if (plan.mode === 'push') return cpPush(ctx, args, plan);
+  if (plan.mode === 'push') return cpPush(ctx, args, plan, opts.interrupt);
   if (args.parallel !== undefined || args.timeout !== undefined)
     throw cliError(
       'CLI_ERR_USAGE',
@@ -148,7 +164,7 @@ export async function cp(ctx: CliContext, args: CpArgs): Promise<number> {
   let early: (e: Error) => void = () => {};
   const earlyStop = new Promise<never>((_, reject) => (early = reject));
   earlyStop.catch(() => {});
-  const removeSigint = onSigint(() => {
+  const removeSigint = onAbort(opts.interrupt, () => {
     ac.abort();
     // Nothing written yet: stop at once. While copying, runCopy removes its temporary file first.
     if (!copying) early(cpInterrupted());
@@ -198,7 +214,12 @@ export async function cp(ctx: CliContext, args: CpArgs): Promise<number> {
   }
 }
 
-const DEFAULT_PARALLEL = 10;
+/** A relay that cannot be reached before any machine was tried: exit 255, like a machine that could not be. */
+function unreachedRelay(e: unknown): unknown {
+  if (isCliError(e) && classifyError(e).outcome === 'unreachable')
+    return new CliError(e.code, e.message, e.hint, { cause: e, exitCode: MANY_EXIT.UNREACHED });
+  return e;
+}
 
 function positiveInt(value: string | undefined, flag: string, max: number, dflt: number | null): number | null {
   if (value === undefined) return dflt;
@@ -209,9 +230,14 @@ function positiveInt(value: string | undefined, flag: string, max: number, dflt:
 }
 
 /** `mssh cp FILE... SELECTOR:PATH`: the same copy on every selected machine, through one relay connection. */
-async function cpPush(ctx: CliContext, args: CpArgs, plan: Extract<CpPlan, { mode: 'push' }>): Promise<number> {
-  const parallel = positiveInt(args.parallel, '--parallel', 256, DEFAULT_PARALLEL)!;
-  const timeoutS = positiveInt(args.timeout, '--timeout', 86_400, null);
+async function cpPush(
+  ctx: CliContext,
+  args: CpArgs,
+  plan: Extract<CpPlan, { mode: 'push' }>,
+  interrupt: AbortSignal | undefined,
+): Promise<number> {
+  const parallel = positiveInt(args.parallel, '--parallel', 1024, DEFAULT_PARALLEL)!;
+  const timeoutS = positiveInt(args.timeout, '--timeout', 604_800, null);
   const limitMs = connectTimeoutMs({ connectTimeout: args.connectTimeout });
   const identityFiles = identityFilesFor(ctx, args.identity);
   // Local sources are checked once, before any machine is contacted.
@@ -224,12 +250,20 @@ async function cpPush(ctx: CliContext, args: CpArgs, plan: Extract<CpPlan, { mod
   }
   const runId = randomBytes(8).toString('hex');
   const ac = new AbortController();
-  const removeSigint = onSigint(() => ac.abort('cancelled'));
+  const removeSigint = onAbort(interrupt, () => ac.abort('cancelled'));
   const t0 = performance.now();
-  const { client } = await openLoggedInRelay(ctx, { keepaliveMs: 15_000, timeoutMs: limitMs });
+  let client: RelayClient;
+  try {
+    ({ client } = await openLoggedInRelay(ctx, { keepaliveMs: 15_000, timeoutMs: limitMs }));
+  } catch (e) {
+    removeSigint();
+    throw unreachedRelay(e);
+  }
   let progress: TransferProgress | null = null;
   try {
-    const sel = await selectMachines(client, { words: plan.words, all: plan.all }, CP_USAGE);
+    const sel = await selectMachines(client, { words: plan.words, all: plan.all }, CP_USAGE).catch((e: unknown) => {
+      throw unreachedRelay(e);
+    });
     const hosts = sel.online.map((h) => h.name);
     const bytesPerHost = new Map<string, { done: number; total: number }>();
     let finished = 0;
@@ -322,7 +356,8 @@ async function cpPush(ctx: CliContext, args: CpArgs, plan: Extract<CpPlan, { mod
       r.outcome === 'failed' && copyErrors.has(r.host) ? { ...r, error: copyErrors.get(r.host)! } : r,
     );
     ctx.io.stderr.write(
-      formatSummary('mssh cp', withReasons, { runId, durationMs: Math.round(performance.now() - t0) }),
+      formatSummary('mssh cp', withReasons, { runId, durationMs: Math.round(performance.now() - t0) }) +
+        (ac.signal.aborted ? 'mssh cp: interrupted (Ctrl-C); unfinished files were removed\n' : ''),
     );
     return runExitCode(withReasons, ac.signal.aborted);
   } finally {

@@ -1,6 +1,6 @@
 /**
  * `mssh completion bash|zsh|fish`: a shell completion script generated from the commander program itself,
- * so that it completes exactly the commands and options that exist. Machine names (after `mssh ssh`,
+ * so that it completes exactly the commands and options that exist. Machine names (after `mssh ssh`, `mssh exec`,
  * `mssh proxy`, `mssh known-hosts forget`; also `user@NAME`) come from `mssh __complete hosts`
  * (host-cache.ts: a cache refreshed at most every 60 s, bounded in time); the scripts also wrap that call
  * in `timeout 3` when the shell has one, so a completion can never hang the prompt.
@@ -14,7 +14,7 @@ export const SHELLS = ['bash', 'zsh', 'fish'] as const;
 export type Shell = (typeof SHELLS)[number];
 
 /** Command paths whose first argument is a machine name. */
-export const HOST_COMMANDS = ['ssh', 'proxy', 'known-hosts forget'];
+export const HOST_COMMANDS = ['ssh', 'exec', 'proxy', 'known-hosts forget'];
 
 export interface CommandNode {
   /** Space-separated command path ('' for `mssh` itself). */

@@ -107,6 +107,7 @@ describe('mssh completion bash', () => {
     expect(complete(['mssh', 'ssh', '-l', 'root', '-i', 'key', 'd'], env)).toEqual(['db-1']);
     expect(complete(['mssh', 'ssh', 'root@we'], env)).toEqual(['root@web-1', 'root@web-2']);
     expect(complete(['mssh', 'known-hosts', 'forget', ''], env)).toEqual(['db-1', 'web-1', 'web-2']);
+    expect(complete(['mssh', 'exec', 'we'], env)).toEqual(['web-1', 'web-2']);
   });
 });
 

@@ -33,8 +33,8 @@ export interface MachineResult {
   exitCode: number | null;
   /** The signal that ended the remote command (e.g. TERM), when it was one. */
   signal: string | null;
-  /** Why it is not ok or failed: the CliError's code and message (or a timeout/cancel note). */
-  error: { code: string; message: string } | null;
+  /** Why it is not ok or failed: the CliError's code and message (or a timeout/cancel note), and its hint. */
+  error: { code: string; message: string; hint?: string } | null;
   /** From the job's start (0 for a machine never started) to its result. */
   durationMs: number;
 }
@@ -96,11 +96,11 @@ const DENIED_CODES = new Set([
 ]);
 
 /** The outcome of a job that threw: unreachable, denied, or error (host key, SSH connection, anything else). */
-export function classifyError(e: unknown): { outcome: MachineOutcome; code: string; message: string } {
+export function classifyError(e: unknown): { outcome: MachineOutcome; code: string; message: string; hint?: string } {
   if (isCliError(e)) {
     const code = e.code ?? 'CLI_ERR_INTERNAL';
     const outcome = UNREACHABLE_CODES.has(code) ? 'unreachable' : DENIED_CODES.has(code) ? 'denied' : 'error';
-    return { outcome, code, message: e.message };
+    return { outcome, code, message: e.message, ...(e.hint ? { hint: e.hint } : {}) };
   }
   return { outcome: 'error', code: 'CLI_ERR_INTERNAL', message: (e as Error)?.message ?? String(e) };
 }
@@ -187,7 +187,7 @@ export async function fanOut(opts: FanOutOptions): Promise<MachineResult[]> {
       outcome: c.outcome,
       exitCode: null,
       signal: null,
-      error: { code: c.code, message: c.message },
+      error: { code: c.code, message: c.message, ...(c.hint ? { hint: c.hint } : {}) },
       durationMs,
     });
   };
@@ -246,7 +246,8 @@ function why(r: MachineResult): string {
 
 /**
  * The summary printed on stderr at the end of a run: one count line, then one line per outcome that is not
- * ok naming its machines (with the exit status or error code), then each error's message once per machine.
+ * ok naming its machines (with the exit status or error code), then each machine's error message, and
+ * under it what to do (each distinct hint once).
  */
 export function formatSummary(
   program: string,
@@ -260,17 +261,24 @@ export function formatSummary(
   const total = `${results.length} machine${results.length === 1 ? '' : 's'}`;
   const secs = opts.durationMs !== undefined ? ` in ${(opts.durationMs / 1000).toFixed(1)} s` : '';
   const lines = [`${program}: ${total}: ${parts.join(', ')}${secs}${opts.runId ? ` (run ${opts.runId})` : ''}`];
-  const width = Math.max(0, ...OUTCOMES.map((o) => o.length + 1));
+  const width = 'unreachable:'.length;
   for (const o of OUTCOMES) {
     if (o === 'ok') continue;
     const bad = results.filter((r) => r.outcome === o);
     if (bad.length === 0) continue;
     lines.push(
-      `  ${`${o === 'timeout' ? 'timed out' : o}:`.padEnd(width + 4)} ${bad.map((r) => `${r.host} (${why(r)})`).join(', ')}`,
+      `  ${`${o === 'timeout' ? 'timed out' : o}:`.padEnd(width)} ${bad.map((r) => `${r.host} (${why(r)})`).join(', ')}`,
     );
   }
+  const hints = new Set<string>();
   for (const r of results) {
-    if (r.error && r.outcome !== 'cancelled') lines.push(`  ${r.host}: ${r.error.message} [${r.error.code}]`);
+    if (!r.error || r.outcome === 'cancelled') continue;
+    lines.push(`  ${r.host}: ${r.error.message} [${r.error.code}]`);
+    // What to do, once per distinct hint (ten offline machines need one "check mssh ls").
+    if (r.error.hint && !hints.has(r.error.hint)) {
+      hints.add(r.error.hint);
+      lines.push(`    ${r.error.hint}`);
+    }
   }
   return `${lines.join('\n')}\n`;
 }

@@ -19,6 +19,11 @@ export type SshViaRelayOptions = Omit<RunSshOptions, 'sock' | 'hostKey'> & {
   knownHosts: KnownHostsFile;
   /** Told when each step starts (`authenticating`: the key exchange is done and the host key accepted). */
   progress?: (step: ConnectStep) => void;
+  /**
+   * The relay's attested host keys when the caller has them already (`mssh exec` lists every machine
+   * first): saves a request per machine. Used, like fetched ones, only when nothing is pinned for the name.
+   */
+  attested?: string[];
   /** The many-machine run (`mssh exec`) this session is part of: sent with the tunnel request, audited. */
   runId?: string;
   /**
@@ -39,7 +44,7 @@ export function assertHostName(host: string): void {
 }
 
 export async function sshViaRelay(opts: SshViaRelayOptions): Promise<number> {
-  const { client, knownHosts, host, progress, runId, signal, ...rest } = opts;
+  const { client, knownHosts, host, progress, runId, signal, attested: known, ...rest } = opts;
   assertHostName(host);
   const stopped = () =>
     cliError('CLI_ERR_INTERRUPTED', `${host}: stopped (${String(signal?.reason ?? 'aborted')})`, '');
@@ -48,7 +53,7 @@ export async function sshViaRelay(opts: SshViaRelayOptions): Promise<number> {
   // The relay's attested keys are needed (and fetched) only when nothing is pinned for this name yet.
   const pinned = knownHosts.lookup(host).length > 0;
   if (!pinned) progress?.('host-keys');
-  const attested = pinned ? [] : (await client.getHost(host)).hostKeys;
+  const attested = pinned ? [] : known && known.length > 0 ? known : (await client.getHost(host)).hostKeys;
   const hostKey = createHostKeyCheck({
     host,
     knownHosts,

@@ -36,6 +36,7 @@ export class AuditLog {
       );
     if (q.since) where.push(gte(auditEvents.time, new Date(q.since)));
     if (q.until) where.push(lt(auditEvents.time, new Date(q.until)));
+    if (q.run) where.push(eq(auditEvents.runId, q.run));
     const rows = await this.opts.db
       .select()
       .from(auditEvents)
@@ -52,6 +53,7 @@ export class AuditLog {
       host: r.host,
       source: r.source,
       sessionId: r.sessionId,
+      runId: r.runId,
       details: r.details ?? {},
     }));
   }
@@ -82,6 +84,7 @@ export class AuditLog {
         bytesFromClient: l ? l.bytesFromClient : Number(r.bytesUp),
         bytesToClient: l ? l.bytesToClient : Number(r.bytesDown),
         endReason: r.endReason,
+        runId: r.runId,
         active: r.endedAt === null,
       };
     });

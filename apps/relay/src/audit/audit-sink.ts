@@ -18,6 +18,8 @@ export interface AuditEvent {
   host?: string | null;
   source?: string | null;
   sessionId?: string | null;
+  /** The many-machine run (`mssh exec`) the row belongs to (session rows only). */
+  runId?: string | null;
   details?: Record<string, unknown>;
 }
 
@@ -58,6 +60,7 @@ export interface RelayAuditSink extends TunnelAuditSink {
     reason: string;
     code?: string;
     via?: 'https' | 'jump';
+    runId?: string | null;
   }): void;
   /** A bearer token was refused (sampled: at most one row per source and minute, with the count suppressed). */
   tokenRejected(e: { source: string; code: string; user?: string | null }): void;
@@ -142,6 +145,7 @@ export class DbAuditSink implements RelayAuditSink {
             host: safeText(e.host),
             source: safeText(e.source),
             sessionId: safeText(e.sessionId),
+            runId: e.runId ?? null,
             details: safeDetails(e.details ?? {}) as Record<string, unknown>,
           },
         ],
@@ -228,12 +232,14 @@ export class DbAuditSink implements RelayAuditSink {
     reason: string;
     code?: string;
     via?: 'https' | 'jump';
+    runId?: string | null;
   }): void {
     this.emit({
       ...AUDIT.sessionDenied,
       actor: e.user,
       host: e.host,
       source: e.source,
+      runId: e.runId ?? null,
       details: { reason: e.reason, via: e.via ?? 'https', ...(e.code ? { code: e.code } : {}) },
     });
   }

@@ -25,6 +25,8 @@ export interface AuditRow {
   host: string | null;
   source: string | null;
   sessionId: string | null;
+  /** The many-machine run (`mssh exec`, x-mssh-run) a session row belongs to; absent/null otherwise. */
+  runId?: string | null;
   details: Record<string, unknown>;
 }
 
@@ -38,6 +40,8 @@ export interface SessionStartRow {
   startedAt: Date;
   /** The relay holding the agent link (a fleet's forwarded session); null: relayId itself. */
   holdingRelayId?: string | null;
+  /** The many-machine run the session belongs to (x-mssh-run). */
+  runId?: string | null;
 }
 
 export interface SessionEndRow {
@@ -307,6 +311,7 @@ export class AuditWriter {
           host: r.host,
           source: r.source,
           via: r.via,
+          run_id: r.runId ?? null,
           started_at: r.startedAt.toISOString(),
           ended_at: end?.endedAt.toISOString() ?? null,
           up: end?.bytesUp ?? 0,
@@ -325,6 +330,7 @@ export class AuditWriter {
         host: e.host,
         source: e.source,
         session_id: e.sessionId,
+        run_id: e.runId ?? null,
         details: e.details,
       })),
     );
@@ -358,9 +364,9 @@ export class AuditWriter {
     // BEGIN, three statements and COMMIT were five; at hundreds of session starts per second those round
     // trips were most of the relay's database time (bench/README.md, findings).
     await this.opts.db.execute(sql`WITH new_sessions AS (
-          INSERT INTO sessions (id, relay_id, holding_relay_id, user_name, host, source, via, started_at, ended_at, bytes_up, bytes_down, end_reason, progress_at)
-          SELECT id, relay_id, holding_relay_id, user_name, host, source, via, started_at, ended_at, up, down, reason, ended_at
-          FROM jsonb_to_recordset(${startRows}::jsonb) AS v(id text, relay_id text, holding_relay_id text, user_name text, host text, source text, via text, started_at timestamptz,
+          INSERT INTO sessions (id, relay_id, holding_relay_id, user_name, host, source, via, run_id, started_at, ended_at, bytes_up, bytes_down, end_reason, progress_at)
+          SELECT id, relay_id, holding_relay_id, user_name, host, source, via, run_id, started_at, ended_at, up, down, reason, ended_at
+          FROM jsonb_to_recordset(${startRows}::jsonb) AS v(id text, relay_id text, holding_relay_id text, user_name text, host text, source text, via text, run_id text, started_at timestamptz,
             ended_at timestamptz, up bigint, down bigint, reason text)
           RETURNING id),
         ended AS (
@@ -374,9 +380,9 @@ export class AuditWriter {
           WHERE s.id = v.id AND s.ended_at IS NULL
           RETURNING 1),
         new_events AS (
-          INSERT INTO audit_events (time, type, code, relay_id, actor, host, source, session_id, details)
-          SELECT time, type, code, relay_id, actor, host, source, session_id, COALESCE(details, '{}'::jsonb)
-          FROM jsonb_to_recordset(${eventRows}::jsonb) AS v(time timestamptz, type text, code text, relay_id text, actor text, host text, source text, session_id text, details jsonb)
+          INSERT INTO audit_events (time, type, code, relay_id, actor, host, source, session_id, run_id, details)
+          SELECT time, type, code, relay_id, actor, host, source, session_id, run_id, COALESCE(details, '{}'::jsonb)
+          FROM jsonb_to_recordset(${eventRows}::jsonb) AS v(time timestamptz, type text, code text, relay_id text, actor text, host text, source text, session_id text, run_id text, details jsonb)
           -- A session.end only for a session this statement closes (or inserts closed): one that another
           -- relay already closed (a fleet survivor, relay_crashed) never gets a second end.
           WHERE v.type <> 'session.end' OR v.session_id IN (SELECT id FROM ended) OR v.session_id IN (SELECT id FROM new_sessions)

@@ -439,6 +439,77 @@ describe.each(DB_KINDS)('audit trail on %s', (kind) => {
     expect(sess.statusCode).toBe(403);
   });
 
+  it('a run id is on the sessions row and every row of its sessions (crash recovery too); ?run= returns them', async () => {
+    const run = 'a1b2c3d4e5f60718';
+    const one = await r.recorder.start({
+      sessionId: 'run-1',
+      user: 'erin',
+      host: 'web-1',
+      source: null,
+      via: 'https',
+      runId: run,
+    });
+    one.end({ reason: 'client_closed' });
+    r.audit.sessionDenied({ user: 'erin', host: 'web-2', source: null, reason: 'host_offline', runId: run });
+    const crashed = new SessionRecorder({
+      db: db(),
+      writer: new AuditWriter({ db: db(), logger: silentLogger() }),
+      relayId: 'run-crash-relay',
+      logger: silentLogger(),
+    });
+    await crashed.start({ sessionId: 'run-2', user: 'erin', host: 'web-3', source: null, via: 'https', runId: run });
+    const open = await r.recorder.start({
+      sessionId: 'not-run',
+      user: 'erin',
+      host: 'web-1',
+      source: null,
+      via: 'https',
+    });
+    // A session's run is fixed at its start (the sessions guard of migration 0008).
+    await refused(
+      db().execute(sql`UPDATE sessions SET run_id = ${run} WHERE id = 'not-run'`),
+      /only the byte counters and the end/,
+    );
+    open.end({ reason: 'client_closed' });
+    const recovering = new SessionRecorder({
+      db: db(),
+      writer: new AuditWriter({ db: db(), logger: silentLogger() }),
+      relayId: 'run-crash-relay',
+      logger: silentLogger(),
+    });
+    expect(await recovering.recoverCrashed()).toBe(1);
+    await r.audit.flush();
+    const [row] = await db().select().from(sessions).where(eq(sessions.id, 'run-1'));
+    expect(row!.runId).toBe(run);
+    const res = await r.app.inject({
+      method: 'GET',
+      url: `${PATHS.adminAudit}?run=${run}`,
+      headers: { authorization: `Bearer ${adminToken}` },
+    });
+    expect(res.statusCode, res.body).toBe(200);
+    const evs = res.json().events as Array<{ type: string; host: string; runId: string; details: { reason?: string } }>;
+    expect(evs.map((e) => `${e.host}/${e.type}${e.details.reason ? `/${e.details.reason}` : ''}`).sort()).toEqual([
+      'web-1/session.end/client_closed',
+      'web-1/session.start',
+      'web-2/session.denied/host_offline',
+      'web-3/session.end/relay_crashed',
+      'web-3/session.start',
+    ]);
+    expect(evs.every((e) => e.runId === run)).toBe(true);
+    const bad = await r.app.inject({
+      method: 'GET',
+      url: `${PATHS.adminAudit}?run=NOT-A-RUN`,
+      headers: { authorization: `Bearer ${adminToken}` },
+    });
+    expect(bad.statusCode).toBe(400);
+    const [view] = (
+      (await db().execute(sql`SELECT run_id FROM audit_sessions WHERE session_id = 'run-1'`)) as unknown as {
+        rows: Array<{ run_id: string }>;
+      }
+    ).rows;
+    expect(view!.run_id).toBe(run);
+  });
+
   it('GET /v1/admin/sessions lists sessions with live byte counts; --active only the open ones', async () => {
     const s = await r.recorder.start({
       sessionId: 'live-1',

@@ -171,6 +171,7 @@ export class SessionRecorder implements SessionLedger {
       host: s.host,
       source: s.source,
       sessionId: s.sessionId,
+      runId: s.runId ?? null,
       details: {
         via: s.via,
         ...(s.agentId ? { agentId: s.agentId } : {}),
@@ -190,6 +191,7 @@ export class SessionRecorder implements SessionLedger {
             via: s.via,
             startedAt,
             holdingRelayId: s.holdingRelayId ?? this.opts.relayId,
+            runId: s.runId ?? null,
           },
         ],
         events: [event],
@@ -234,6 +236,7 @@ export class SessionRecorder implements SessionLedger {
           host: l.info.host,
           source: l.info.source,
           sessionId: l.sessionId,
+          runId: l.info.runId ?? null,
           details: {
             via: l.info.via,
             ...(l.info.agentId ? { agentId: l.info.agentId } : {}),
@@ -299,10 +302,10 @@ export class SessionRecorder implements SessionLedger {
     const res = await this.opts.db.execute(sql`WITH closed AS (
         UPDATE sessions SET ended_at = COALESCE(progress_at, started_at), end_reason = 'relay_crashed'
         WHERE relay_id = ${relayId} AND ended_at IS NULL
-        RETURNING id, user_name, host, source, via, started_at, ended_at, bytes_up, bytes_down, progress_at)
-      INSERT INTO audit_events (time, type, code, relay_id, actor, host, source, session_id, details)
+        RETURNING id, user_name, host, source, via, run_id, started_at, ended_at, bytes_up, bytes_down, progress_at)
+      INSERT INTO audit_events (time, type, code, relay_id, actor, host, source, session_id, run_id, details)
       SELECT ${this.clock().toISOString()}::timestamptz, ${AUDIT.sessionEnd.type}, ${AUDIT.sessionEnd.code}, ${me},
-        user_name, host, source, id,
+        user_name, host, source, id, run_id,
         jsonb_build_object('via', via, 'reason', 'relay_crashed', 'bytesFromClient', bytes_up, 'bytesToClient', bytes_down,
           'startedAt', ${iso('started_at')}, 'endedAt', ${iso('ended_at')},
           'durationMs', floor(extract(epoch FROM ended_at - started_at) * 1000)::bigint,

@@ -11,7 +11,7 @@
  */
 import type { Http2ServerRequest } from 'node:http2';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
-import { HEADERS, HOST_NAME_RE } from '@mssh/protocol';
+import { HEADERS, HOST_NAME_RE, isValidRunId } from '@mssh/protocol';
 import { RelayError, relayError } from '../errors.js';
 import type { AdmittedSession, SessionGate } from '../session/gate.js';
 import type { RequestAuth } from './auth-types.js';
@@ -69,6 +69,11 @@ export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app,
       }
       const auth: RequestAuth | null = request.auth;
       if (!auth) return sendError(reply, relayError('RLY_ERR_INTERNAL', 'request was not authenticated'));
+      // The many-machine run (`mssh exec`) this session is part of: checked strictly, never stored unchecked.
+      const run = request.headers[HEADERS.runId];
+      if (run !== undefined && (typeof run !== 'string' || !isValidRunId(run)))
+        return sendError(reply, relayError('RLY_ERR_BAD_RUN_ID'));
+      const runId = typeof run === 'string' ? run : null;
       const source = request.ip ?? null;
       const stream = raw.stream;
       // Keep errors on the client stream from ever going unhandled while the agent side opens.
@@ -81,6 +86,7 @@ export const tunnelRoutes: FastifyPluginAsync<TunnelRoutesOptions> = async (app,
           host,
           door: 'https',
           source,
+          runId,
         });
       } catch (err) {
         if (!(err instanceof RelayError)) throw err; // the edge error handler answers (and logs) the unexpected

@@ -64,6 +64,11 @@ export interface AdmitRequest {
   door: SessionDoor;
   /** The client's address as the door saw it (audit rows). */
   source: string | null;
+  /**
+   * The many-machine run (`mssh exec`) the session is part of, already validated by the door (RUN_ID_RE):
+   * stored with the session and its start, end and denial rows. Only the HTTPS door has one.
+   */
+  runId?: string | null;
 }
 
 /** Why a session was refused before it started, as audited (session.denied details.reason). */
@@ -116,6 +121,7 @@ export interface SessionGateOptions {
       reason: string;
       code: string;
       via: SessionDoor;
+      runId?: string | null;
     }): void;
   };
   logger: Logger;
@@ -163,11 +169,19 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
     },
   };
 
-  async function admit({ principal, host, door, source }: AdmitRequest): Promise<AdmittedSession> {
+  async function admit({ principal, host, door, source, runId = null }: AdmitRequest): Promise<AdmittedSession> {
     const user = principal.name;
     const deny = (reason: DenialReason, err: RelayError): RelayError => {
       try {
-        opts.audit.sessionDenied({ user, host, source, reason, code: err.code, via: door });
+        opts.audit.sessionDenied({
+          user,
+          host,
+          source,
+          reason,
+          code: err.code,
+          via: door,
+          ...(runId ? { runId } : {}),
+        });
       } catch (e) {
         log.warn({ err: e }, 'recording a session.denied failed');
       }
@@ -221,7 +235,7 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
       if (err instanceof RelayError && CAP_CODES.has(err.code)) throw deny('cap', err);
       throw err;
     }
-    if (forwarded) return admitForwarded(principal, host, door, source, holders, deny);
+    if (forwarded) return admitForwarded(principal, host, door, source, runId, holders, deny);
 
     // 4. Open the agent stream and commit the start side by side; nothing is forwarded before both.
     const sessionId = randomUUID();
@@ -233,6 +247,7 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
       source,
       via: door,
       agentId: router.agentIdOf?.(host) || undefined,
+      ...(runId ? { runId } : {}),
     });
     const [opened, recorded] = await Promise.allSettled([opening, recording]);
     const record: RecordedSession | undefined = recorded.status === 'fulfilled' ? recorded.value : undefined;
@@ -291,6 +306,7 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
     host: string,
     door: SessionDoor,
     source: string | null,
+    runId: string | null,
     holders: Awaited<ReturnType<FleetRoute['holders']>>,
     deny: (reason: DenialReason, err: RelayError) => RelayError,
   ): Promise<AdmittedSession> {
@@ -322,7 +338,15 @@ export function createSessionGate(opts: SessionGateOptions): SessionGate {
     else stream.once('close', release);
     let record: RecordedSession;
     try {
-      record = await ledger.start({ sessionId, user, host, source, via: door, holdingRelayId: opened.relayId });
+      record = await ledger.start({
+        sessionId,
+        user,
+        host,
+        source,
+        via: door,
+        holdingRelayId: opened.relayId,
+        ...(runId ? { runId } : {}),
+      });
     } catch (err) {
       log.error(
         { err: (err as Error | undefined)?.cause ?? err, sessionId, host, user, via: door },

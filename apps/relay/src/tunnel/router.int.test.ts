@@ -42,6 +42,7 @@ import type {
   AgentDirectory,
   EnrolledAgent,
   SessionLedger,
+  SessionStartInfo,
   TunnelAuditSink,
   TunnelRouter,
   TunnelSessionSummary,
@@ -189,7 +190,10 @@ async function startRelay(): Promise<Relay> {
   };
   // The session-start commit is the database's (tested in audit/ and e2e/): here every start is taken at once.
   const ledger: SessionLedger = {
-    start: async (st) => ({ sessionId: st.sessionId, attachCounters: () => undefined, end: () => undefined }),
+    start: async (st) => {
+      ledgerStarts.push(st);
+      return { sessionId: st.sessionId, attachCounters: () => undefined, end: () => undefined };
+    },
   };
   const gate = createSessionGate({
     router,
@@ -236,15 +240,24 @@ async function clientSession(relay: Relay): Promise<http2.ClientHttp2Session> {
   });
 }
 
+/** Every session start the gate committed (the test ledger), newest last. */
+const ledgerStarts: SessionStartInfo[] = [];
+
 type TunnelError = Error & { status: number; body: { code?: string; message?: string } };
 
-function openTunnel(session: http2.ClientHttp2Session, host: string, auth = TOKEN): Promise<http2.ClientHttp2Stream> {
+function openTunnel(
+  session: http2.ClientHttp2Session,
+  host: string,
+  auth = TOKEN,
+  extra: http2.OutgoingHttpHeaders = {},
+): Promise<http2.ClientHttp2Stream> {
   const req = session.request({
     ':method': 'POST',
     ':path': PATHS.tunnel(host),
     authorization: auth,
     'content-type': 'application/octet-stream',
     [HEADERS.protocolVersion]: String(PROTOCOL_VERSION),
+    ...extra,
   });
   return new Promise((resolve, reject) => {
     req.on('error', reject);
@@ -500,6 +513,22 @@ describe('tunnel router + route + real agent + real sshd', () => {
     });
     expect(h1.status).toBe(400);
     expect(h1.body).toMatch(/HTTP\/2/);
+  });
+
+  it('a run id (x-mssh-run) reaches the session start; a malformed one is refused 400 RLY_ERR_BAD_RUN_ID', async () => {
+    const tunnel = await openTunnel(client, 'laptop', TOKEN, { [HEADERS.runId]: '0123456789abcdef' });
+    expect(ledgerStarts.at(-1)?.runId).toBe('0123456789abcdef');
+    tunnel.close();
+    const plain = await openTunnel(client, 'laptop');
+    expect(ledgerStarts.at(-1)?.runId ?? null).toBeNull();
+    plain.close();
+    const before = ledgerStarts.length;
+    for (const bad of ['', 'short', 'ABCDEF0123456789', '0123456789abcdef-', 'x'.repeat(65), "0123456789abcdef'0"]) {
+      const e = await tunnelError(openTunnel(client, 'laptop', TOKEN, { [HEADERS.runId]: bad }));
+      expect(e.status).toBe(400);
+      expect(e.body.code).toBe('RLY_ERR_BAD_RUN_ID');
+    }
+    expect(ledgerStarts.length).toBe(before);
   });
 
   it('half-close is preserved both ways through relay and agent', async () => {

@@ -66,6 +66,8 @@ export interface SessionStartInfo {
   holdingRelayId?: string;
   /** Extra audit details for session.start. */
   details?: Record<string, unknown>;
+  /** The many-machine run (`mssh exec`, header x-mssh-run) it belongs to: on its sessions row and audit rows. */
+  runId?: string | null;
 }
 
 /** A session whose start is committed to the audit trail (audit/session-recorder.ts). */
