@@ -139,7 +139,8 @@ describe('mssh cp pushes to many machines', () => {
     const r = await cp(['--all', '--parallel', '2', file, ':']);
     expect(r.stderr).toMatch(/^mssh cp: 4 machines: 3 ok, 1 unreachable in /);
     expect(r.code).toBe(255);
-    for (const h of ['web-1', 'web-2', 'web-3']) expect(readFileSync(join(homes[h]!, 'everyone.txt'), 'utf8')).toBe('all\n');
+    for (const h of ['web-1', 'web-2', 'web-3'])
+      expect(readFileSync(join(homes[h]!, 'everyone.txt'), 'utf8')).toBe('all\n');
     const bad = await cp(['--all', file, 'web-1:/tmp/']);
     expect(bad.code).toBe(64);
     expect(bad.stderr).toMatch(/--all selects the machines itself.*\[CLI_ERR_USAGE\]/);

@@ -14,18 +14,19 @@ import type { SFTPWrapper } from 'ssh2';
 import { CliError, cliError, isCliError } from '../errors.js';
 import { planCp, CP_USAGE, type CpArgs, type CpPlan } from '../cp/cp-args.js';
 import { localError, localSide, remoteError, remoteSide, isSftpStatus } from '../cp/copy-sides.js';
-import { checkSpace, cpInterrupted, formatBytes, planCopy, runCopy, type CopyJob, type Transfer } from '../cp/copy-engine.js';
+import {
+  checkSpace,
+  cpInterrupted,
+  formatBytes,
+  planCopy,
+  runCopy,
+  type CopyJob,
+  type Transfer,
+} from '../cp/copy-engine.js';
 import type { SshConnection } from '../ssh/run-ssh.js';
 import { sshViaRelay } from '../ssh/ssh-via-relay.js';
 import { createTransferProgress, type TransferProgress } from '../terminal/transfer-progress.js';
-import {
-  classifyError,
-  fanOut,
-  formatSummary,
-  MANY_EXIT,
-  runExitCode,
-  type MachineResult,
-} from '../many/fan-out.js';
+import { classifyError, fanOut, formatSummary, MANY_EXIT, runExitCode, type MachineResult } from '../many/fan-out.js';
 import type { RelayClient } from '../relay-client/relay-client.js';
 import { DEFAULT_PARALLEL } from './exec.js';
 import { selectMachines } from '../many/select.js';
@@ -130,7 +131,9 @@ function summaryLine(r: CopyRun, ms: number): string {
 function warnSkipped(ctx: CliContext, args: CpArgs, skipped: string[], host?: string): void {
   if (args.quiet) return;
   for (const s of skipped)
-    ctx.io.stderr.write(`mssh: skipped ${host ? `${host}: ` : ''}${s} (a symlink or special file; only files and directories are copied)\n`);
+    ctx.io.stderr.write(
+      `mssh: skipped ${host ? `${host}: ` : ''}${s} (a symlink or special file; only files and directories are copied)\n`,
+    );
 }
 
 /** Calls `f` when `signal` fires (at once if it has); returns the unsubscribe. */
@@ -225,7 +228,11 @@ function positiveInt(value: string | undefined, flag: string, max: number, dflt:
   if (value === undefined) return dflt;
   const v = value.trim();
   if (!/^\d{1,6}$/.test(v) || Number(v) < 1 || Number(v) > max)
-    throw cliError('CLI_ERR_USAGE', `${flag} needs a whole number from 1 to ${max}, not ${JSON.stringify(value.slice(0, 40))}`, CP_USAGE);
+    throw cliError(
+      'CLI_ERR_USAGE',
+      `${flag} needs a whole number from 1 to ${max}, not ${JSON.stringify(value.slice(0, 40))}`,
+      CP_USAGE,
+    );
   return Number(v);
 }
 
@@ -246,7 +253,11 @@ async function cpPush(
     const info = await local.stat(s);
     if (info === null) throw localError(s, Object.assign(new Error('missing'), { code: 'ENOENT' }), 'stat');
     if (info.type === 'dir' && !args.recursive)
-      throw cliError('CLI_ERR_CP_IS_A_DIRECTORY', `${s} is a directory (not a regular file)`, 'Copy directories with -r.');
+      throw cliError(
+        'CLI_ERR_CP_IS_A_DIRECTORY',
+        `${s} is a directory (not a regular file)`,
+        'Copy directories with -r.',
+      );
   }
   const runId = randomBytes(8).toString('hex');
   const ac = new AbortController();
@@ -361,7 +372,7 @@ async function cpPush(
     );
     return runExitCode(withReasons, ac.signal.aborted);
   } finally {
-    (progress as TransferProgress | null)?.finish();
+    progress?.finish();
     removeSigint();
     await client.close();
   }

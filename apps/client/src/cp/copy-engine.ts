@@ -46,12 +46,7 @@ export interface CopyPlan {
  * Moves one file's bytes from `src` (source side) to `tmp` (destination side, created empty; `target` is
  * its final name, for messages), calling `onBytes` with the bytes moved so far: SFTP fastPut or fastGet.
  */
-export type Transfer = (
-  src: string,
-  tmp: string,
-  target: string,
-  onBytes: (total: number) => void,
-) => Promise<void>;
+export type Transfer = (src: string, tmp: string, target: string, onBytes: (total: number) => void) => Promise<void>;
 
 export interface CopyJob {
   src: Side;
@@ -78,7 +73,11 @@ export async function planCopy(job: CopyJob): Promise<CopyPlan> {
   if (dest.endsWith('/') && !destIsDir) {
     // `DIR/` says "into this directory", like cp and scp.
     if (destInfo === null)
-      throw cliError('CLI_ERR_CP_NO_SUCH_FILE', `${dst.show(dest)}: no such directory`, 'Create it first, or check the path.');
+      throw cliError(
+        'CLI_ERR_CP_NO_SUCH_FILE',
+        `${dst.show(dest)}: no such directory`,
+        'Create it first, or check the path.',
+      );
     throw cliError('CLI_ERR_CP_NOT_A_DIRECTORY', `${dst.show(dest)} is not a directory`, 'Check the destination path.');
   }
   if (job.sources.length > 1 && !destIsDir) {
@@ -105,7 +104,11 @@ export async function planCopy(job: CopyJob): Promise<CopyPlan> {
         'Create it first, or check the path.',
       );
     if (p.type !== 'dir')
-      throw cliError('CLI_ERR_CP_NOT_A_DIRECTORY', `${dst.show(parent)} is not a directory`, 'Check the destination path.');
+      throw cliError(
+        'CLI_ERR_CP_NOT_A_DIRECTORY',
+        `${dst.show(parent)} is not a directory`,
+        'Check the destination path.',
+      );
   }
   let seen = 0;
   const walk = async (s: string, d: string, info: FileInfo, exists: boolean): Promise<void> => {
@@ -125,7 +128,11 @@ export async function planCopy(job: CopyJob): Promise<CopyPlan> {
       if (li.type === 'dir') {
         const di = exists ? await dst.stat(dp) : null;
         if (di !== null && di.type !== 'dir')
-          throw cliError('CLI_ERR_CP_NOT_A_DIRECTORY', `${dst.show(dp)} exists and is not a directory`, 'Move it away first.');
+          throw cliError(
+            'CLI_ERR_CP_NOT_A_DIRECTORY',
+            `${dst.show(dp)} exists and is not a directory`,
+            'Move it away first.',
+          );
         await walk(sp, dp, li, di !== null);
       } else if (li.type === 'file') {
         if (exists) await refuseDirTarget(dst, dp);
@@ -215,7 +222,10 @@ export function formatBytes(n: number): string {
 
 /** `.NAME.mssh-XXXXXXXX.part` beside the target (NAME cut so the whole stays under 255 bytes). */
 export function tempName(target: string): string {
-  const base = Buffer.from(baseName(target)).subarray(0, 200).toString().replace(/\uFFFD+$/, '');
+  const base = Buffer.from(baseName(target))
+    .subarray(0, 200)
+    .toString()
+    .replace(/\uFFFD+$/, '');
   return joinPath(dirName(target), `.${base}.mssh-${randomBytes(4).toString('hex')}.part`);
 }
 

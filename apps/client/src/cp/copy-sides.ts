@@ -71,7 +71,12 @@ export function remoteError(shown: string, e: unknown, doing: string): CliError 
   const code = isSftpStatus(e) ? e.code : -1;
   const said = e instanceof Error ? e.message : String(e);
   if (code === 2)
-    return cliError('CLI_ERR_CP_NO_SUCH_FILE', `${shown}: no such file or directory`, 'Check the path (`mssh ssh HOST -- ls -la DIR`).', e);
+    return cliError(
+      'CLI_ERR_CP_NO_SUCH_FILE',
+      `${shown}: no such file or directory`,
+      'Check the path (`mssh ssh HOST -- ls -la DIR`).',
+      e,
+    );
   if (code === 3)
     return cliError(
       'CLI_ERR_CP_PERMISSION_DENIED',
@@ -103,12 +108,27 @@ export function localError(path: string, e: unknown, doing: string): CliError {
         e,
       );
     case 'ENOTDIR':
-      return cliError('CLI_ERR_CP_NOT_A_DIRECTORY', `${path}: a part of the path is not a directory`, 'Check the local path.', e);
+      return cliError(
+        'CLI_ERR_CP_NOT_A_DIRECTORY',
+        `${path}: a part of the path is not a directory`,
+        'Check the local path.',
+        e,
+      );
     case 'EISDIR':
-      return cliError('CLI_ERR_CP_IS_A_DIRECTORY', `${path}: is a directory`, 'Name a file, or copy the directory with -r.', e);
+      return cliError(
+        'CLI_ERR_CP_IS_A_DIRECTORY',
+        `${path}: is a directory`,
+        'Name a file, or copy the directory with -r.',
+        e,
+      );
     case 'ENOSPC':
     case 'EDQUOT':
-      return cliError('CLI_ERR_CP_NO_SPACE', `${path}: no space left on the local disk`, 'Free some space and copy again.', e);
+      return cliError(
+        'CLI_ERR_CP_NO_SPACE',
+        `${path}: no space left on the local disk`,
+        'Free some space and copy again.',
+        e,
+      );
     default:
       return cliError('CLI_ERR_CP_FAILED', `${path}: ${doing} failed (${(e as Error).message})`, '', e);
   }
@@ -216,7 +236,8 @@ export function remoteSide(sftp: SFTPWrapper, host: string): Side {
         .map((e) => e.filename)
         .filter((n) => n !== '.' && n !== '..'),
     realpath: (p) => wrap(p, 'resolving the path', (cb: Cb<string>) => sftp.realpath(p, cb)),
-    mkdir: (p, mode) => wrap(p, 'creating the directory', (cb: Cb<void>) => sftp.mkdir(p, { mode }, (e) => cb(e, undefined))),
+    mkdir: (p, mode) =>
+      wrap(p, 'creating the directory', (cb: Cb<void>) => sftp.mkdir(p, { mode }, (e) => cb(e, undefined))),
     createExclusive: async (p) => {
       const handle = await wrap(p, 'creating the file', (cb: Cb<Buffer>) => sftp.open(p, 'wx', { mode: 0o600 }, cb));
       await wrap(p, 'creating the file', (cb: Cb<void>) => sftp.close(handle, (e) => cb(e, undefined)));
@@ -265,6 +286,6 @@ export function remoteSide(sftp: SFTPWrapper, host: string): Side {
   };
 }
 
-export const joinPath = posix.join;
-export const baseName = posix.basename;
-export const dirName = posix.dirname;
+export const joinPath = (...parts: string[]): string => posix.join(...parts);
+export const baseName = (p: string): string => posix.basename(p);
+export const dirName = (p: string): string => posix.dirname(p);

@@ -36,7 +36,11 @@ describe('mssh cp operands', () => {
       filter: { globs: [], labels: { env: 'prod', role: 'web' } },
       path: '/tmp/',
     });
-    expect(parseOperand('ops@web-1,web-2:x')).toMatchObject({ kind: 'selector', user: 'ops', words: ['web-1', 'web-2'] });
+    expect(parseOperand('ops@web-1,web-2:x')).toMatchObject({
+      kind: 'selector',
+      user: 'ops',
+      words: ['web-1', 'web-2'],
+    });
     expect(parseOperand('db-?:/tmp/')).toMatchObject({ kind: 'selector', words: ['db-?'] });
   });
 

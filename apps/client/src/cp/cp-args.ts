@@ -61,7 +61,8 @@ export function parseOperand(arg: string, all = false): CpOperand {
   const path = remotePath(arg.slice(colon + 1));
   const at = left.lastIndexOf('@');
   const user = at >= 0 ? left.slice(0, at) : null;
-  if (user !== null && user === '') throw cliError('CLI_ERR_USAGE', `no user before @ in ${JSON.stringify(arg)}`, CP_USAGE);
+  if (user !== null && user === '')
+    throw cliError('CLI_ERR_USAGE', `no user before @ in ${JSON.stringify(arg)}`, CP_USAGE);
   let host = (at >= 0 ? left.slice(at + 1) : left).toLowerCase();
   if (host === '') {
     if (all) return { kind: 'selector', user, selector: '--all', words: [], filter: { globs: [], labels: {} }, path };
@@ -120,10 +121,15 @@ export type CpPlan =
 
 /** The operands → one direction and one machine (or a selection, for a push), or a usage error. */
 export function planCp(args: Pick<CpArgs, 'sources' | 'dest' | 'login' | 'all'>, localUser: string): CpPlan {
-  if (args.sources.length === 0) throw cliError('CLI_ERR_USAGE', 'give at least one source and a destination', CP_USAGE);
+  if (args.sources.length === 0)
+    throw cliError('CLI_ERR_USAGE', 'give at least one source and a destination', CP_USAGE);
   const dest = parseOperand(args.dest, args.all === true);
   if (args.all && dest.kind !== 'selector')
-    throw cliError('CLI_ERR_USAGE', '--all pushes to machines: the destination must be :PATH', 'For example: mssh cp --all ./app.conf :/etc/app/');
+    throw cliError(
+      'CLI_ERR_USAGE',
+      '--all pushes to machines: the destination must be :PATH',
+      'For example: mssh cp --all ./app.conf :/etc/app/',
+    );
   const sources = args.sources.map((s) => parseOperand(s));
   const userOf = (u: string | null): string => {
     const user = args.login || u || localUser;

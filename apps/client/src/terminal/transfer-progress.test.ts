@@ -7,7 +7,7 @@ const MiB = 1024 * 1024;
 describe('transfer progress', () => {
   it('shows name, bar, percent, bytes, rate and ETA on one line that fits the terminal', () => {
     const line = progressLine('big.bin', 4 * MiB, 8 * MiB, 2_000, 120);
-    expect(line).toMatch(/^big\.bin  \[#{10}-{10}\]  50%  4\.0 MiB \/ 8\.0 MiB  2\.0 MiB\/s  ETA 0:02$/);
+    expect(line).toBe('big.bin  [##########----------]  50%  4.0 MiB / 8.0 MiB  2.0 MiB/s  ETA 0:02');
     expect(progressLine('a/very/long/path/name.bin', MiB, 8 * MiB, 1_000, 70).length).toBeLessThanOrEqual(69);
     expect(formatDuration(3_725)).toBe('1:02:05');
     expect(formatDuration(Infinity)).toBe('--:--');
@@ -22,7 +22,7 @@ describe('transfer progress', () => {
     p.update(10, 'f');
     t = 50;
     p.update(20, 'f'); // too soon: deferred
-    expect(written.match(/\r\x1b\[K/g)?.length).toBe(1);
+    expect(written.split('\r\x1b[K').length - 1).toBe(1);
     p.finish('copied 1 file');
     expect(written.endsWith('\r\x1b[Kcopied 1 file\n')).toBe(true);
 
