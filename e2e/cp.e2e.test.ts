@@ -194,7 +194,7 @@ describe('mssh cp with one machine', () => {
   it('Ctrl-C during a download exits 130 and leaves neither the file nor its temporary', async () => {
     const f = fixtures();
     const huge = join(dir, 'huge.bin');
-    writeRandomFile(huge, 48 * MiB);
+    writeRandomFile(huge, 32 * MiB);
     const into = join(dir, 'interrupted');
     mkdirSync(into);
     const p = run(BIN.mssh, ['cp', '-i', f.sshd.clientKey, '-l', f.sshd.user, `laptop:${huge}`, into], {
