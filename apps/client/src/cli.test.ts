@@ -22,6 +22,7 @@ async function parse(
     whoami: rec('whoami'),
     ls: rec('ls'),
     ssh: rec('ssh'),
+    cp: rec('cp'),
     exec: rec('exec'),
     proxy: rec('proxy'),
     knownHostsList: rec('knownHostsList'),
@@ -132,6 +133,34 @@ describe('mssh command line', () => {
     });
     const dashes = await parse(['ssh', 'laptop', '--', 'ls', '-la', '--', 'x']);
     expect((dashes.calls[0]![1] as { command: string[] }).command).toEqual(['ls', '-la', '--', 'x']);
+  });
+
+  it('cp: the last path is DEST, options anywhere', async () => {
+    const r = await parse(['cp', '-r', 'a', '-p', 'b', 'bob@laptop:/tmp/', '-i', '/k', '-q']);
+    expect(r.calls).toEqual([
+      [
+        'cp',
+        {
+          sources: ['a', 'b'],
+          dest: 'bob@laptop:/tmp/',
+          recursive: true,
+          preserve: true,
+          quiet: true,
+          login: undefined,
+          identity: '/k',
+          verbose: false,
+          connectTimeout: undefined,
+          all: false,
+          parallel: undefined,
+          timeout: undefined,
+        },
+      ],
+    ]);
+    const push = await parse(['cp', '--parallel', '4', '--timeout', '60', 'f', 'web-*:/tmp/']);
+    expect(push.calls[0]![1]).toMatchObject({ sources: ['f'], dest: 'web-*:/tmp/', parallel: '4', timeout: '60' });
+    const none = await parse(['cp']);
+    expect(none.calls).toEqual([]);
+    expect(none.err).toMatch(/missing required argument/);
   });
 
   it('exec: selector words before --, the command after it (options of the command stay its own)', async () => {

@@ -7,6 +7,7 @@ import { SOFTWARE_VERSION } from '@mssh/protocol';
 import { EXIT } from '@mssh/cli-kit';
 import type { LoginArgs } from './commands/login.js';
 import type { SshArgs } from './commands/ssh.js';
+import { CP_USAGE, type CpArgs } from './cp/cp-args.js';
 import type { ExecArgs } from './commands/exec.js';
 import type { AdminAuditArgs, AdminSessionsArgs } from './commands/admin-audit.js';
 import { SHELLS, completionScript, type Shell } from './completion/completion-script.js';
@@ -17,6 +18,7 @@ export interface Handlers {
   whoami(a: { json: boolean }): Promise<number>;
   ls(a: { json: boolean; filters: string[]; online: boolean }): Promise<number>;
   ssh(a: SshArgs): Promise<number>;
+  cp(a: CpArgs): Promise<number>;
   exec(a: ExecArgs): Promise<number>;
   proxy(a: { host: string }): Promise<number>;
   knownHostsList(a: { json: boolean }): Promise<number>;
@@ -181,6 +183,55 @@ export function buildProgram(
             verbose: o.verbose === true,
             connectTimeout: o.connectTimeout,
             options: o.o ?? [],
+          }),
+        ),
+    );
+
+  configure(program.command('cp'), CP_USAGE)
+    .description(
+      'copy files to or from a machine over SFTP ([user@]host:path on one side), or push to many (SELECTOR:PATH)',
+    )
+    .argument('<paths...>', "SRC... DEST; remote as [user@]host:path, a push as 'web-*:PATH' or env=prod:PATH")
+    .option('-r, --recursive', 'copy directories', false)
+    .option('-p, --preserve', 'keep modification times and modes', false)
+    .option('-q, --quiet', 'no progress bar and no warnings', false)
+    .option('-l, --login <user>', 'login user on the machine')
+    .option('-i, --identity <file>', 'private key file (instead of ~/.ssh/id_*)')
+    .option('-v, --verbose', 'print each connection step on stderr', false)
+    .option('--connect-timeout <seconds>', 'give up when the SSH connection is not up within this time (default 30)')
+    .option('--all', 'push to every machine you may reach (DEST is then :PATH)', false)
+    .option('--parallel <n>', 'push: machines at once (default 32)')
+    .option('--timeout <seconds>', 'push: limit per machine (default none)')
+    .action(
+      (
+        paths: string[],
+        o: {
+          recursive?: boolean;
+          preserve?: boolean;
+          quiet?: boolean;
+          login?: string;
+          identity?: string;
+          verbose?: boolean;
+          connectTimeout?: string;
+          all?: boolean;
+          parallel?: string;
+          timeout?: string;
+        },
+      ) =>
+        done(
+          handlers.cp({
+            sources: paths.slice(0, -1),
+            dest: paths[paths.length - 1]!,
+            recursive: o.recursive === true,
+            preserve: o.preserve === true,
+            quiet: o.quiet === true,
+            login: o.login,
+            identity: o.identity,
+            verbose: o.verbose === true,
+            connectTimeout: o.connectTimeout,
+            all: o.all === true,
+            parallel: o.parallel,
+            timeout: o.timeout,
           }),
         ),
     );

@@ -54,6 +54,15 @@ export const CLI_ERRORS = {
   CLI_ERR_NO_MATCH: 'the machine selector (mssh exec, mssh cp) matched no machine you may reach',
   CLI_ERR_MACHINE_TIMEOUT: 'a machine did not finish within --timeout (mssh exec, mssh cp)',
   CLI_ERR_INTERRUPTED: 'the run was interrupted (Ctrl-C) before this machine finished',
+  CLI_ERR_CP_NO_SUCH_FILE: 'mssh cp: a source, or the directory of the destination, does not exist',
+  CLI_ERR_CP_PERMISSION_DENIED: 'mssh cp: the file system refused to read or write a path',
+  CLI_ERR_CP_NOT_A_DIRECTORY: 'mssh cp: the destination must be a directory (several sources) but is not',
+  CLI_ERR_CP_IS_A_DIRECTORY:
+    'mssh cp: a source is a directory and -r was not given (or a file would replace a directory)',
+  CLI_ERR_CP_NOT_REGULAR: 'mssh cp: a named source is neither a regular file nor a directory',
+  CLI_ERR_CP_NO_SPACE: 'mssh cp: not enough free space on the destination',
+  CLI_ERR_CP_REMOTE_TO_REMOTE: 'mssh cp: both sides are remote (or sources on several machines)',
+  CLI_ERR_CP_FAILED: 'mssh cp: the SFTP server or the local file system reported another failure',
   CLI_ERR_INTERNAL: 'a bug in mssh (please report it)',
 } as const;
 

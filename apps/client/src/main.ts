@@ -35,6 +35,7 @@ import { login, logout, whoami } from './commands/login.js';
 import { ls } from './commands/ls.js';
 import { proxy } from './commands/proxy.js';
 import { ssh } from './commands/ssh.js';
+import { cp } from './commands/cp.js';
 import { completionHostNames } from './completion/host-cache.js';
 import { cliError, formatCliError, isCliError, type CliError } from './errors.js';
 import { KnownHostsFile } from './known-hosts/known-hosts-file.js';
@@ -127,6 +128,7 @@ async function main(): Promise<void> {
     whoami: withDir((a) => whoami(ctx, a)),
     ls: withDir((a) => ls(ctx, a)),
     ssh: withDir((a) => ssh(ctx, a)),
+    cp: withDir((a) => cp(ctx, a, { interrupt: interruptSignal() })),
     // Loaded on first use; Ctrl-C cancels every session of the run (a second Ctrl-C exits at once).
     exec: withDir(async (a) => (await import('./commands/exec.js')).exec(ctx, a, { interrupt: interruptSignal() })),
     proxy: withDir((a) => proxy(ctx, a)),

@@ -5,7 +5,7 @@ import { isValidHostName } from '@mssh/protocol';
 import { cliError, isCliError, type CliError, type CliErrorCode } from '../errors.js';
 import type { RelayClient } from '../relay-client/relay-client.js';
 import { defaultIdentityFiles } from '../ssh/auth.js';
-import { assertHostName, sshViaRelay, type ConnectStep } from '../ssh/ssh-via-relay.js';
+import { assertHostName, sshViaRelay, type ConnectStep, type SshViaRelayOptions } from '../ssh/ssh-via-relay.js';
 import { createConnectProgress } from '../terminal/connect-progress.js';
 import { currentRelayUrl, debugLine, openLoggedInRelay, type CliContext } from './context.js';
 import { didYouMean, suggestNames } from './suggest.js';
@@ -138,31 +138,44 @@ const STEP_TEXT: Record<ConnectStep, (host: string) => string> = {
   authenticating: () => 'SSH handshake done, host key accepted; authenticating',
 };
 
-/** `mssh ssh [user@]host [-i KEY] [-t] [-T] [-l USER] [-v] [--connect-timeout S] [-o ConnectTimeout=S] [-- command...]` */
-export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
-  if (args.forceTty && args.noTty)
-    throw cliError(
-      'CLI_ERR_USAGE',
-      '-t and -T contradict each other',
-      'Use -t to force a terminal or -T to disable it, not both.',
-    );
-  const limitMs = connectTimeoutMs(args);
-  const { user, host } = parseDestination(args.destination, args.login, ctx.config.localUser);
+/** The private keys to offer: the -i file (which must exist), else the default ~/.ssh/id_* files. */
+export function identityFilesFor(ctx: CliContext, identity: string | undefined): string[] {
+  if (identity === undefined) return defaultIdentityFiles(ctx.config.home);
+  const file = resolve(identity);
+  if (!existsSync(file))
+    throw cliError('CLI_ERR_KEY_FILE', `the key file ${file} does not exist`, 'Check the path given to -i.');
+  return [file];
+}
+
+/** One machine reached through the logged-in relay, and what runs there once SSH is up. */
+export interface MachineRun {
+  host: string;
+  user: string;
+  identityFiles: string[];
+  /** One limit from the relay connection until the SSH handshake is done. */
+  limitMs: number;
+  /** -v: each step on stderr. */
+  verbose: boolean;
+  /** A -v detail line printed before connecting (e.g. how the machine name was read). */
+  note?: string;
+  /** -v detail once the session (channel or `use` function) starts. */
+  startedText?: string;
+  /** What runs there: a shell or command channel (`mssh ssh`) or a function on the connection (`use`). */
+  session: Omit<
+    SshViaRelayOptions,
+    'client' | 'knownHosts' | 'host' | 'user' | 'auth' | 'handshakeTimeoutMs' | 'progress' | 'debug'
+  >;
+}
+
+/**
+ * Connect to the logged-in relay, open the tunnel to one machine and run SSH there (host key rule, auth,
+ * connect timeout, progress line, "did you mean" for unknown names). Shared by `mssh ssh` and `mssh cp`.
+ */
+export async function runOnMachine(ctx: CliContext, m: MachineRun): Promise<number> {
+  const { host, user, limitMs } = m;
   checkHostName(host);
-  let identityFiles: string[];
-  if (args.identity !== undefined) {
-    const file = resolve(args.identity);
-    if (!existsSync(file))
-      throw cliError('CLI_ERR_KEY_FILE', `the key file ${file} does not exist`, 'Check the path given to -i.');
-    identityFiles = [file];
-  } else {
-    identityFiles = defaultIdentityFiles(ctx.config.home);
-  }
-  const command = remoteCommand(args.command);
-  const stdinIsTty = (ctx.io.stdin as Partial<ReadStream>).isTTY === true;
-  const progress = createConnectProgress(ctx.io.stderr, { verbose: args.verbose === true, host });
-  if (args.destination.toLowerCase().endsWith(MSSH_SUFFIX))
-    progress.detail(`${host}${MSSH_SUFFIX} is the OpenSSH name of the machine ${host}`);
+  const progress = createConnectProgress(ctx.io.stderr, { verbose: m.verbose, host });
+  if (m.note) progress.detail(m.note);
 
   // One limit from now until the SSH handshake is done (prompts after it are not limited), like
   // OpenSSH's ConnectTimeout: relay, host keys, tunnel, the machine's sshd.
@@ -202,7 +215,7 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
       // A retry on a new connection (relay draining or refusing) is shown with -v or MSSH_DEBUG=1 only.
       onRetry: (line) => {
         progress.detail(line);
-        if (!args.verbose) debug?.(line);
+        if (!m.verbose) debug?.(line);
       },
     }));
     if (timedOut) {
@@ -211,19 +224,14 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
       return await expired;
     }
     progress.detail(`relay connected (certificate ${client.conn.fingerprint})`);
+    const onSessionStart = m.session.onSessionStart;
     const session = sshViaRelay({
+      ...m.session,
       client,
       knownHosts: ctx.knownHosts,
       host,
       user,
-      auth: { agentSocket: ctx.config.agentSocket, identityFiles, prompter: ctx.prompter },
-      command,
-      pty: wantPty(args, command !== null, stdinIsTty),
-      term: ctx.config.term,
-      env: ctx.config.localeEnv,
-      stdin: ctx.io.stdin,
-      stdout: ctx.io.stdout,
-      stderr: ctx.io.stderr,
+      auth: { agentSocket: ctx.config.agentSocket, identityFiles: m.identityFiles, prompter: ctx.prompter },
       // ours fires first; runSsh's own limit stays as a backstop
       handshakeTimeoutMs: limitMs + 5_000,
       progress: (s) => {
@@ -234,7 +242,10 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
           progress.detail(`${STEP_TEXT[s](host)} as ${user}`);
         }
       },
-      onSessionStart: () => progress.detail(command === null ? 'session started (shell)' : 'session started (command)'),
+      onSessionStart: () => {
+        if (m.startedText) progress.detail(m.startedText);
+        onSessionStart?.();
+      },
       debug: ctx.config.debug ? (line) => ctx.io.stderr.write(`debug: ${line}\n`) : undefined,
     });
     session.catch(() => {});
@@ -248,4 +259,40 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
     progress.done();
     if (client) await client.close();
   }
+}
+
+/** `mssh ssh [user@]host [-i KEY] [-t] [-T] [-l USER] [-v] [--connect-timeout S] [-o ConnectTimeout=S] [-- command...]` */
+export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
+  if (args.forceTty && args.noTty)
+    throw cliError(
+      'CLI_ERR_USAGE',
+      '-t and -T contradict each other',
+      'Use -t to force a terminal or -T to disable it, not both.',
+    );
+  const limitMs = connectTimeoutMs(args);
+  const { user, host } = parseDestination(args.destination, args.login, ctx.config.localUser);
+  checkHostName(host);
+  const identityFiles = identityFilesFor(ctx, args.identity);
+  const command = remoteCommand(args.command);
+  const stdinIsTty = (ctx.io.stdin as Partial<ReadStream>).isTTY === true;
+  return runOnMachine(ctx, {
+    host,
+    user,
+    identityFiles,
+    limitMs,
+    verbose: args.verbose === true,
+    note: args.destination.toLowerCase().endsWith(MSSH_SUFFIX)
+      ? `${host}${MSSH_SUFFIX} is the OpenSSH name of the machine ${host}`
+      : undefined,
+    startedText: command === null ? 'session started (shell)' : 'session started (command)',
+    session: {
+      command,
+      pty: wantPty(args, command !== null, stdinIsTty),
+      term: ctx.config.term,
+      env: ctx.config.localeEnv,
+      stdin: ctx.io.stdin,
+      stdout: ctx.io.stdout,
+      stderr: ctx.io.stderr,
+    },
+  });
 }
