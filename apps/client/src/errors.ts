@@ -51,6 +51,9 @@ export const CLI_ERRORS = {
   CLI_ERR_UNKNOWN_USER: 'no user with that name on the relay',
   CLI_ERR_UNKNOWN_GRANT: 'no such grant on the relay',
   CLI_ERR_BAD_LABEL: 'a label, label selector or ls filter breaks a rule (the message names it)',
+  CLI_ERR_FORWARD_BIND: 'a -L or -D forward cannot listen on its local address and port (in use, not permitted)',
+  CLI_ERR_FORWARD_REFUSED:
+    "the machine's SSH server refused a -R forward (forwarding not allowed, or the port is taken there)",
   CLI_ERR_INTERNAL: 'a bug in mssh (please report it)',
 } as const;
 

@@ -46,8 +46,17 @@ export interface RunSshOptions {
   stderr: Writable;
   /** Limit for the SSH handshake (key exchange); prompts after it are not limited. Default 30 s. */
   handshakeTimeoutMs?: number;
-  /** SSH keepalive interval (3 missed = dead). Default 15 s; 0 = off. */
+  /** SSH keepalive interval (keepaliveCountMax missed = dead). Default 15 s; 0 = off. */
   keepaliveIntervalMs?: number;
+  /** Unanswered keepalives before the connection counts as dead (OpenSSH's ServerAliveCountMax). Default 3. */
+  keepaliveCountMax?: number;
+  /** -A: offer the ssh-agent at `auth.agentSocket` to the session (OpenSSH's ForwardAgent). */
+  agentForward?: boolean;
+  /**
+   * Run on the authenticated connection before the session channel (or `use`) starts: port forwards.
+   * A rejection ends runSsh with its error (a CliError as is) before any session is opened.
+   */
+  prepare?: (conn: SshConnection) => Promise<void>;
   /**
    * Called once the session channel is open, just before the local terminal is put in raw mode and
    * stdin is piped to the channel (after every prompt). The full-screen picker hands the terminal over here.
@@ -228,7 +237,10 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
       const onChannel = (err: Error | undefined, ch: ClientChannel) => {
         if (err) {
           lastError = Object.assign(new Error(`the server refused the session (${err.message})`), { level: 'channel' });
-          settle(cliError('CLI_ERR_SSH_CONNECTION', `${host} refused to start the session: ${err.message}`, ''));
+          const hint = /agent forwarding/i.test(err.message)
+            ? "The machine's sshd does not allow agent forwarding (AllowAgentForwarding); connect without -A."
+            : '';
+          settle(cliError('CLI_ERR_SSH_CONNECTION', `${host} refused to start the session: ${err.message}`, hint));
           return;
         }
         channel = ch;
@@ -309,23 +321,21 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
       if (e.level === 'agent') return; // ssh-agent unusable: the next method is tried
       lastError ??= e;
     });
+    const failedWith = (e: unknown) =>
+      settle(
+        isCliError(e)
+          ? e
+          : (opts.lostReason?.() ?? cliError('CLI_ERR_SSH_CONNECTION', `${host}: ${(e as Error).message}`, '', e)),
+      );
     client.on('ready', () => {
       ready = true;
       lastError = null;
-      if (opts.use) {
-        opts.use(client).then(
-          (code) => settle(null, code),
-          (e: unknown) =>
-            settle(
-              isCliError(e)
-                ? e
-                : (opts.lostReason?.() ??
-                    cliError('CLI_ERR_SSH_CONNECTION', `${host}: ${(e as Error).message}`, '', e)),
-            ),
-        );
-        return;
-      }
-      startChannel();
+      const prepared = opts.prepare ? opts.prepare(client) : Promise.resolve();
+      prepared.then(() => {
+        if (settled) return;
+        if (opts.use) opts.use(client).then((code) => settle(null, code), failedWith);
+        else startChannel();
+      }, failedWith);
     });
     client.on('close', () => {
       if (!settled) settle(failure());
@@ -336,7 +346,7 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
       username: user,
       readyTimeout: 0,
       keepaliveInterval: opts.keepaliveIntervalMs ?? 15_000,
-      keepaliveCountMax: 3,
+      keepaliveCountMax: opts.keepaliveCountMax ?? 3,
       debug: opts.debug,
       authHandler: createAuthHandler(user, host, opts.auth, auth),
       hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
@@ -358,6 +368,12 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
           );
       },
     };
+    if (opts.agentForward && opts.auth.agentSocket) {
+      // ssh2 then asks for agent forwarding on the session channel and serves the server's
+      // auth-agent@openssh.com channels from this socket.
+      config.agent = opts.auth.agentSocket;
+      config.agentForward = true;
+    }
     if (opts.hostKey.algorithms) {
       config.algorithms = {
         serverHostKey: opts.hostKey.algorithms as NonNullable<ConnectConfig['algorithms']>['serverHostKey'],
