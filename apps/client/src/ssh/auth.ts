@@ -19,6 +19,8 @@ export interface SshAuthOptions {
   identityFiles: string[];
   /** Asks for passphrases and passwords; `noPrompter` for none. */
   prompter: Prompter;
+  /** Longest the ssh-agent may take to answer (AGENT_TIMEOUT_MS by default). */
+  agentTimeoutMs?: number;
   /** Password attempts (OpenSSH's NumberOfPasswordPrompts). Default 3. */
   passwordAttempts?: number;
 }
@@ -140,7 +142,7 @@ export function createAuthHandler(
     steps.push(async () => {
       if (!allows('publickey')) return null;
       state.tried.push('ssh-agent');
-      return { type: 'agent', username, agent: await boundedAgent(opts.agentSocket!) };
+      return { type: 'agent', username, agent: await boundedAgent(opts.agentSocket!, opts.agentTimeoutMs) };
     });
   }
   for (const file of opts.identityFiles) {
