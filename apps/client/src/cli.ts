@@ -143,11 +143,11 @@ export function buildProgram(
     .description('open an SSH session to a machine through the relay')
     .argument('<destination>', '[user@]host (host: the machine name; NAME.mssh works too)')
     .argument('[command...]', 'remote command (after --)')
-    .option(
-      '-i, --identity <file>',
-      'private key file, tried after the ssh-agent and before ~/.ssh/id_* (repeatable)',
-      collect,
-      [] as string[],
+    .addOption(
+      new Option(
+        '-i, --identity <file>',
+        'private key file, tried after the ssh-agent and before ~/.ssh/id_* (repeatable)',
+      ).argParser((v: string, prev: string[] | undefined) => collect(v, prev ?? [])),
     )
     .addOption(new Option('-t', 'force a pseudo-terminal'))
     .addOption(new Option('-T', 'disable the pseudo-terminal'))
@@ -161,19 +161,21 @@ export function buildProgram(
       [] as string[],
     )
     .addOption(
-      new Option('-L <spec>', 'local forward [bind:]port:host:hostport (host as seen from the machine; repeatable)')
-        .argParser(collect)
-        .default([]),
+      new Option(
+        '-L <spec>',
+        'local forward [bind:]port:host:hostport (host as seen from the machine; repeatable)',
+      ).argParser((v: string, prev: string[] | undefined) => collect(v, prev ?? [])),
     )
     .addOption(
-      new Option('-R <spec>', 'remote forward [bind:]port:host:hostport (host as seen from here; repeatable)')
-        .argParser(collect)
-        .default([]),
+      new Option(
+        '-R <spec>',
+        'remote forward [bind:]port:host:hostport (host as seen from here; repeatable)',
+      ).argParser((v: string, prev: string[] | undefined) => collect(v, prev ?? [])),
     )
     .addOption(
-      new Option('-D <spec>', 'SOCKS5/SOCKS4 proxy on [bind:]port, connecting from the machine (repeatable)')
-        .argParser(collect)
-        .default([]),
+      new Option('-D <spec>', 'SOCKS5/SOCKS4 proxy on [bind:]port, connecting from the machine (repeatable)').argParser(
+        (v: string, prev: string[] | undefined) => collect(v, prev ?? []),
+      ),
     )
     .addOption(new Option('-N', 'no remote command or shell: forward ports until Ctrl-C'))
     .addOption(new Option('-A', 'forward the ssh-agent ($SSH_AUTH_SOCK) to the machine'))
@@ -183,16 +185,16 @@ export function buildProgram(
         destination: string,
         command: string[],
         o: {
-          identity: string[];
+          identity?: string[];
           t?: boolean;
           T?: boolean;
           login?: string;
           verbose?: boolean;
           connectTimeout?: string;
           o?: string[];
-          L: string[];
-          R: string[];
-          D: string[];
+          L?: string[];
+          R?: string[];
+          D?: string[];
           N?: boolean;
           A?: boolean;
           p?: string;
@@ -202,16 +204,16 @@ export function buildProgram(
           handlers.ssh({
             destination,
             command: command ?? [],
-            identities: o.identity,
+            identities: o.identity ?? [],
             forceTty: o.t === true,
             noTty: o.T === true,
             login: o.login,
             verbose: o.verbose === true,
             connectTimeout: o.connectTimeout,
             options: o.o ?? [],
-            local: o.L,
-            remote: o.R,
-            dynamic: o.D,
+            local: o.L ?? [],
+            remote: o.R ?? [],
+            dynamic: o.D ?? [],
             noCommand: o.N === true,
             agentForward: o.A === true,
             port: o.p,
