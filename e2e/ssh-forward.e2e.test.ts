@@ -115,7 +115,7 @@ describe('mssh ssh: -L, -R, -D, -N, -A, -p, -o ServerAlive*', () => {
 
   beforeAll(async () => {
     relay = await startRelay('pglite');
-    noFwd = await startSshd({ extraConfig: ['AllowTcpForwarding no'] });
+    noFwd = await startSshd({ extraConfig: ['AllowTcpForwarding no', 'AllowAgentForwarding no'] });
     await Promise.all([startAgent(relay, 'fw'), startAgent(relay, 'nofw', { target: `127.0.0.1:${noFwd.port}` })]);
     user = await loginUser(relay);
     echo = await startEcho();
@@ -316,7 +316,7 @@ describe('mssh ssh: -L, -R, -D, -N, -A, -p, -o ServerAlive*', () => {
     await p.stop('SIGKILL');
   });
 
-  it('-A forwards the ssh-agent: the remote `ssh-add -l` lists its key; without SSH_AUTH_SOCK, a warning and the command still runs', async () => {
+  it('-A forwards the ssh-agent: the remote `ssh-add -l` lists its key; refused by the sshd or without SSH_AUTH_SOCK, a warning and the command still runs', async () => {
     const sock = join(fixtures().root, `fwd-agent-${process.pid}.sock`);
     sshAgent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
     await waitFor(() => existsSync(sock), 5_000, 'ssh-agent socket');
@@ -330,6 +330,18 @@ describe('mssh ssh: -L, -R, -D, -N, -A, -p, -o ServerAlive*', () => {
     // without -A the remote side has no agent (ssh-add -l: exit 2, "Could not open a connection")
     const none = await exec(BIN.mssh, ['ssh', `${login()}@fw`, '--', 'ssh-add', '-l'], { env });
     expect(none.code).toBe(2);
+
+    // an sshd that refuses agent forwarding: a warning, and the command runs without it (OpenSSH goes on too)
+    const refused = await exec(
+      BIN.mssh,
+      ['ssh', '-A', '-i', noFwd.clientKey, `${noFwd.user}@nofw`, '--', 'echo', 'ran-anyway'],
+      { env },
+    );
+    expect(refused.code, refused.stderr).toBe(0);
+    expect(refused.stdout).toBe('ran-anyway\n');
+    expect(refused.stderr).toMatch(
+      /^mssh: nofw's SSH server refused agent forwarding \(AllowAgentForwarding\); going on without it$/m,
+    );
 
     const warn = await user.mssh(['ssh', '-A', '-i', key(), `${login()}@fw`, '--', 'echo', 'ran']);
     expect(warn.code, warn.stderr).toBe(0);

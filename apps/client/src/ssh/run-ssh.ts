@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { ReadStream, WriteStream } from 'node:tty';
-import type { ClientChannel, ConnectConfig, PseudoTtyOptions } from 'ssh2';
+import type { ClientChannel, ConnectConfig, ExecOptions, PseudoTtyOptions, ShellOptions } from 'ssh2';
 import { loadSsh2 } from './ssh2-lazy.js';
 import { sanitizeTextBlock } from '@mssh/protocol';
 import { abortStream } from '@mssh/protocol/transport';
@@ -132,6 +132,7 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
   let ready = false;
   let channel: ClientChannel | null = null;
   let exit: { code: number | null; signal: string | null } | null = null;
+  let agentForward = opts.agentForward === true && !!opts.auth.agentSocket;
 
   // Terminal state to restore on every exit path.
   const ttyIn = stdin as Partial<ReadStream>;
@@ -237,10 +238,16 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
       const onChannel = (err: Error | undefined, ch: ClientChannel) => {
         if (err) {
           lastError = Object.assign(new Error(`the server refused the session (${err.message})`), { level: 'channel' });
-          const hint = /agent forwarding/i.test(err.message)
-            ? "The machine's sshd does not allow agent forwarding (AllowAgentForwarding); connect without -A."
-            : '';
-          settle(cliError('CLI_ERR_SSH_CONNECTION', `${host} refused to start the session: ${err.message}`, hint));
+          if (agentForward && /agent forwarding/i.test(err.message)) {
+            // OpenSSH asks without wanting a reply and goes on; ssh2 closes the channel: open another without it.
+            agentForward = false;
+            stderr.write(
+              `mssh: ${host}'s SSH server refused agent forwarding (AllowAgentForwarding); going on without it\n`,
+            );
+            startChannel();
+            return;
+          }
+          settle(cliError('CLI_ERR_SSH_CONNECTION', `${host} refused to start the session: ${err.message}`, ''));
           return;
         }
         channel = ch;
@@ -303,10 +310,11 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
           stdin.pipe(ch);
         }
       };
+      // ssh2 reads `agentForward` from these options too (not in its types): auth-agent-req on this channel.
       if (opts.command === null) {
-        client.shell(opts.pty ? ptyOpts : false, { env }, onChannel);
+        client.shell(opts.pty ? ptyOpts : false, { env, agentForward } as ShellOptions, onChannel);
       } else {
-        client.exec(opts.command, { pty: opts.pty ? ptyOpts : undefined, env }, onChannel);
+        client.exec(opts.command, { pty: opts.pty ? ptyOpts : undefined, env, agentForward } as ExecOptions, onChannel);
       }
     };
 
@@ -368,11 +376,10 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
           );
       },
     };
-    if (opts.agentForward && opts.auth.agentSocket) {
-      // ssh2 then asks for agent forwarding on the session channel and serves the server's
+    if (agentForward) {
+      // The session channel asks for agent forwarding (startChannel); ssh2 serves the server's
       // auth-agent@openssh.com channels from this socket.
-      config.agent = opts.auth.agentSocket;
-      config.agentForward = true;
+      config.agent = opts.auth.agentSocket!;
     }
     if (opts.hostKey.algorithms) {
       config.algorithms = {
