@@ -344,7 +344,8 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
       debug: ctx.config.debug ? (line) => ctx.io.stderr.write(`debug: ${line}\n`) : undefined,
     });
     session.catch(() => {});
-    return await Promise.race([session, expired]);
+    // -N: Ctrl-C ends it at any point, also while still connecting.
+    return await Promise.race(interrupted ? [session, expired, interrupted.wait] : [session, expired]);
   } catch (e) {
     if (isCliError(e) && client && (e.code === 'CLI_ERR_UNKNOWN_HOST' || e.code === 'CLI_ERR_NO_GRANT'))
       throw await withSuggestions(e, host, client);
