@@ -356,7 +356,7 @@ describe('mssh ssh: -L, -R, -D, -N, -A, -p, -o ServerAlive*', () => {
     const bad = await user.mssh(['ssh', '-L', '8080:localhost', `${login()}@fw`]);
     expect(bad.code).toBe(255);
     expect(bad.stderr).toMatch(
-      /bad forwarding specification "-L 8080:localhost": 2 fields \[CLI_ERR_USAGE\]\nUse -L \[bind_address:\]port:host:hostport/,
+      /bad forwarding specification "-L 8080:localhost": 2 fields, needs 3 or 4 \[CLI_ERR_USAGE\]\nUse -L \[bind_address:\]port:host:hostport/,
     );
     const sock = await user.mssh(['ssh', '-L', '8080:/run/app.sock', `${login()}@fw`]);
     expect(sock.stderr).toMatch(/Unix-domain socket forwarding is not supported by mssh ssh \[CLI_ERR_USAGE\]/);

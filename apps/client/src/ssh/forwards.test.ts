@@ -58,14 +58,14 @@ describe('forward specifications (OpenSSH syntax)', () => {
   });
 
   it('refuses what it does not take, naming the problem and the accepted form', () => {
-    expect(() => parseForward('L', '8080')).toThrow(usage('1 fields'));
-    expect(() => parseForward('L', '8080:h')).toThrow(usage('2 fields'));
+    expect(() => parseForward('L', '8080')).toThrow(usage('1 field, needs 3 or 4'));
+    expect(() => parseForward('L', '8080:h')).toThrow(usage('2 fields, needs 3 or 4'));
     expect(() => parseForward('L', '0:h:80')).toThrow(usage('"0" is not a port'));
     expect(() => parseForward('L', '65536:h:80')).toThrow(usage('is not a port'));
     expect(() => parseForward('L', '8080:h:http')).toThrow(usage('"http" is not a port'));
     expect(() => parseForward('L', '8080::80')).toThrow(usage('no host'));
-    expect(() => parseForward('L', 'a:b:8080:h:80')).toThrow(usage('5 fields'));
-    expect(() => parseForward('D', 'a:b:1080')).toThrow(usage('-D takes [bind_address:]port'));
+    expect(() => parseForward('L', 'a:b:8080:h:80')).toThrow(usage('5 fields, needs 3 or 4'));
+    expect(() => parseForward('D', 'a:b:1080')).toThrow(usage('3 fields, -D takes 1 or 2'));
     expect(() => parseForward('D', '0')).toThrow(usage('is not a port'));
     expect(() => parseForward('L', '[::1:8080:h:80')).toThrow(usage('unbalanced'));
     expect(() => parseForward('L', '/tmp/s:/run/x.sock')).toThrow(

@@ -83,7 +83,7 @@ export function parseForward(kind: ForwardKind, spec: string): ForwardSpec {
   const bad = (why: string, hint = `Use ${USAGE[kind]} (IPv6 addresses in [brackets]).`): CliError =>
     cliError('CLI_ERR_USAGE', `bad forwarding specification ${JSON.stringify(text.slice(0, 120))}: ${why}`, hint);
   const parts = splitForward(spec);
-  if (!parts) return throwIt(bad('unbalanced [brackets]'));
+  if (!parts) throw bad('unbalanced [brackets]');
   if (parts.some((p) => p.includes('/'))) {
     throw bad(
       'Unix-domain socket forwarding is not supported by mssh ssh',
@@ -91,7 +91,7 @@ export function parseForward(kind: ForwardKind, spec: string): ForwardSpec {
     );
   }
   if (kind === 'D' || ((parts.length === 1 || parts.length === 2) && kind === 'R')) {
-    if (parts.length > 2) throw bad(`${parts.length} fields; -D takes [bind_address:]port`);
+    if (parts.length > 2) throw bad(`${parts.length} fields, -D takes 1 or 2 ([bind_address:]port)`);
     if (kind === 'R') {
       throw bad(
         'remote dynamic forwarding (a SOCKS proxy on the machine) is not supported by mssh ssh',
@@ -102,7 +102,8 @@ export function parseForward(kind: ForwardKind, spec: string): ForwardSpec {
     if (bindPort === null) throw bad(`${JSON.stringify(parts[parts.length - 1])} is not a port (1-65535)`);
     return { kind, text, bindHost: parts.length === 2 ? bindOf(parts[0]!) : null, bindPort };
   }
-  if (parts.length !== 3 && parts.length !== 4) throw bad(`${parts.length} fields`);
+  if (parts.length !== 3 && parts.length !== 4)
+    throw bad(`${parts.length} field${parts.length === 1 ? '' : 's'}, needs 3 or 4`);
   const [bind, listen, host, hostPort] = parts.length === 4 ? parts : [null, ...parts];
   const bindPort = parsePort(listen!, kind === 'R');
   if (bindPort === null)
@@ -113,10 +114,6 @@ export function parseForward(kind: ForwardKind, spec: string): ForwardSpec {
   const port = parsePort(hostPort!, false);
   if (port === null) throw bad(`${JSON.stringify(hostPort)} is not a port (1-65535)`);
   return { kind, text, bindHost: bind === null ? null : bindOf(bind), bindPort, host, port };
-}
-
-function throwIt(e: CliError): never {
-  throw e;
 }
 
 function bindOf(s: string): string {
