@@ -156,7 +156,7 @@ describe('mssh ssh: names and the connect timeout', () => {
     const other = await user.mssh(['ssh', '-o', 'StrictHostKeyChecking=no', 'alpha', '--', 'true']);
     expect(other.code).toBe(255);
     expect(other.stderr).toMatch(
-      /only -o ConnectTimeout=SECONDS \[CLI_ERR_USAGE\]\nFor other OpenSSH options use OpenSSH itself/,
+      /only -o ConnectTimeout=SECONDS, ServerAliveInterval=SECONDS and ServerAliveCountMax=N \[CLI_ERR_USAGE\]\nFor other OpenSSH options use OpenSSH itself/,
     );
   });
 });

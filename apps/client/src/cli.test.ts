@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CommanderError } from 'commander';
 import { buildProgram, failureExitCode, type Handlers } from './cli.js';
-import { connectTimeoutMs, parseDestination, remoteCommand, wantPty } from './commands/ssh.js';
+import { connectTimeoutMs, parseDestination, parseSshOptions, remoteCommand, wantPty } from './commands/ssh.js';
 import { editDistance, suggestNames } from './commands/suggest.js';
 import { formatCliError, cliErrorFromWire, tunnelEndedByRelay, CLI_ERRORS } from './errors.js';
 import { TUNNEL_END_CODES } from '@mssh/protocol';
@@ -99,12 +99,18 @@ describe('mssh command line', () => {
         {
           destination: 'bob@laptop',
           command: ['sh', '-c', "'exit 7'"],
-          identity: '/k',
+          identities: ['/k'],
           forceTty: true,
           noTty: false,
           login: undefined,
           verbose: false,
           options: [],
+          local: [],
+          remote: [],
+          dynamic: [],
+          noCommand: false,
+          agentForward: false,
+          port: undefined,
         },
       ],
     ]);
@@ -115,12 +121,18 @@ describe('mssh command line', () => {
         {
           destination: 'laptop',
           command: [],
-          identity: undefined,
+          identities: [],
           forceTty: false,
           noTty: true,
           login: 'root',
           verbose: false,
           options: [],
+          local: [],
+          remote: [],
+          dynamic: [],
+          noCommand: false,
+          agentForward: false,
+          port: undefined,
         },
       ],
     ]);
@@ -193,6 +205,41 @@ describe('mssh command line', () => {
     });
     const noCommand = await parse(['exec', 'web-*', 'uptime']);
     expect(noCommand.calls[0]![1]).toMatchObject({ selector: ['web-*', 'uptime'], command: [] });
+  });
+
+  it('ssh: OpenSSH habits -L/-R/-D (repeatable), -N, -A, -p, -i twice, -oName=value glued', async () => {
+    const r = await parse([
+      'ssh',
+      '-N',
+      '-A',
+      '-p',
+      '2222',
+      '-i',
+      '/a',
+      '-i',
+      '/b',
+      '-L',
+      '8080:localhost:80',
+      '-L',
+      '[::1]:8443:db:443',
+      '-R',
+      '9000:localhost:3000',
+      '-D',
+      '1080',
+      '-oServerAliveInterval=5',
+      'bob@laptop',
+    ]);
+    expect(r.calls[0]![1]).toMatchObject({
+      destination: 'bob@laptop',
+      identities: ['/a', '/b'],
+      local: ['8080:localhost:80', '[::1]:8443:db:443'],
+      remote: ['9000:localhost:3000'],
+      dynamic: ['1080'],
+      noCommand: true,
+      agentForward: true,
+      port: '2222',
+      options: ['ServerAliveInterval=5'],
+    });
   });
 
   it('ssh: an option meant for the remote command, without --, is refused with the fix', async () => {
@@ -342,6 +389,25 @@ describe('ssh argument helpers', () => {
     }
     expect(() => connectTimeoutMs({ options: ['StrictHostKeyChecking=no'] })).toThrow(
       expect.objectContaining({ code: 'CLI_ERR_USAGE', message: expect.stringContaining('only -o ConnectTimeout') }),
+    );
+  });
+
+  it('-o ServerAliveInterval / ServerAliveCountMax set the SSH keepalive; the first of each wins, as in OpenSSH', () => {
+    expect(parseSshOptions({})).toEqual({ connectTimeoutMs: 30_000 });
+    expect(
+      parseSshOptions({ options: ['ServerAliveInterval=20', 'serveralivecountmax 5', 'ServerAliveInterval=99'] }),
+    ).toEqual({ connectTimeoutMs: 30_000, keepaliveIntervalMs: 20_000, keepaliveCountMax: 5 });
+    expect(parseSshOptions({ options: ['ServerAliveInterval=0'] }).keepaliveIntervalMs).toBe(0);
+    for (const bad of [
+      'ServerAliveInterval=-1',
+      'ServerAliveInterval=1.5',
+      'ServerAliveCountMax=0',
+      'ServerAliveInterval=',
+    ]) {
+      expect(() => parseSshOptions({ options: [bad] })).toThrow(expect.objectContaining({ code: 'CLI_ERR_USAGE' }));
+    }
+    expect(() => parseSshOptions({ options: ['ForwardAgent=yes'] })).toThrow(
+      expect.objectContaining({ message: expect.stringContaining('ServerAliveInterval=SECONDS') }),
     );
   });
 

@@ -139,14 +139,20 @@ export function buildProgram(
       done(handlers.ls({ json: o.json === true, filters: filters ?? [], online: o.online === true })),
     );
 
+  const collect = (v: string, prev: string[]) => [...prev, v];
   configure(
     program.command('ssh'),
-    'Usage: mssh ssh [user@]host [-i KEY] [-t|-T] [-l USER] [-v] [--connect-timeout SECONDS] [-- command...] (put the remote command after --)',
+    'Usage: mssh ssh [user@]host [-i KEY] [-t|-T] [-l USER] [-v] [-N] [-A] [-L|-R|-D SPEC] [-o NAME=VALUE] [--connect-timeout SECONDS] [-- command...] (put the remote command after --)',
   )
     .description('open an SSH session to a machine through the relay')
     .argument('<destination>', '[user@]host (host: the machine name; NAME.mssh works too)')
     .argument('[command...]', 'remote command (after --)')
-    .option('-i, --identity <file>', 'private key file (instead of ~/.ssh/id_*)')
+    .addOption(
+      new Option(
+        '-i, --identity <file>',
+        'private key file, tried after the ssh-agent and before ~/.ssh/id_* (repeatable)',
+      ).argParser((v: string, prev: string[] | undefined) => collect(v, prev ?? [])),
+    )
     .addOption(new Option('-t', 'force a pseudo-terminal'))
     .addOption(new Option('-T', 'disable the pseudo-terminal'))
     .option('-l, --login <user>', 'login user on the machine')
@@ -154,35 +160,67 @@ export function buildProgram(
     .option('--connect-timeout <seconds>', 'give up when the SSH connection is not up within this time (default 30)')
     .option(
       '-o <option>',
-      'OpenSSH-style option; only ConnectTimeout=SECONDS is understood',
-      (v: string, prev: string[]) => [...prev, v],
+      'OpenSSH-style option: ConnectTimeout=SECONDS, ServerAliveInterval=SECONDS, ServerAliveCountMax=N',
+      collect,
       [] as string[],
     )
+    .addOption(
+      new Option(
+        '-L <spec>',
+        'local forward [bind:]port:host:hostport (host as seen from the machine; repeatable)',
+      ).argParser((v: string, prev: string[] | undefined) => collect(v, prev ?? [])),
+    )
+    .addOption(
+      new Option(
+        '-R <spec>',
+        'remote forward [bind:]port:host:hostport (host as seen from here; repeatable)',
+      ).argParser((v: string, prev: string[] | undefined) => collect(v, prev ?? [])),
+    )
+    .addOption(
+      new Option('-D <spec>', 'SOCKS5/SOCKS4 proxy on [bind:]port, connecting from the machine (repeatable)').argParser(
+        (v: string, prev: string[] | undefined) => collect(v, prev ?? []),
+      ),
+    )
+    .addOption(new Option('-N', 'no remote command or shell: forward ports until Ctrl-C'))
+    .addOption(new Option('-A', 'forward the ssh-agent ($SSH_AUTH_SOCK) to the machine'))
+    .addOption(new Option('-p <port>', "accepted for OpenSSH habits and ignored: the machine's agent fixes the port"))
     .action(
       (
         destination: string,
         command: string[],
         o: {
-          identity?: string;
+          identity?: string[];
           t?: boolean;
           T?: boolean;
           login?: string;
           verbose?: boolean;
           connectTimeout?: string;
           o?: string[];
+          L?: string[];
+          R?: string[];
+          D?: string[];
+          N?: boolean;
+          A?: boolean;
+          p?: string;
         },
       ) =>
         done(
           handlers.ssh({
             destination,
             command: command ?? [],
-            identity: o.identity,
+            identities: o.identity ?? [],
             forceTty: o.t === true,
             noTty: o.T === true,
             login: o.login,
             verbose: o.verbose === true,
             connectTimeout: o.connectTimeout,
             options: o.o ?? [],
+            local: o.L ?? [],
+            remote: o.R ?? [],
+            dynamic: o.D ?? [],
+            noCommand: o.N === true,
+            agentForward: o.A === true,
+            port: o.p,
           }),
         ),
     );

@@ -63,6 +63,9 @@ export const CLI_ERRORS = {
   CLI_ERR_CP_NO_SPACE: 'mssh cp: not enough free space on the destination',
   CLI_ERR_CP_REMOTE_TO_REMOTE: 'mssh cp: both sides are remote (or sources on several machines)',
   CLI_ERR_CP_FAILED: 'mssh cp: the SFTP server or the local file system reported another failure',
+  CLI_ERR_FORWARD_BIND: 'a -L or -D forward cannot listen on its local address and port (in use, not permitted)',
+  CLI_ERR_FORWARD_REFUSED:
+    "the machine's SSH server refused a -R forward (forwarding not allowed, or the port is taken there)",
   CLI_ERR_INTERNAL: 'a bug in mssh (please report it)',
 } as const;
 

@@ -17,7 +17,7 @@ import { LoginUsers } from './picker/login-users.js';
 import { PickerApp } from './picker/picker-app.js';
 import { createTuiLogger, tuiLogPath } from './picker/tui-log.js';
 import { connectRelay } from './relay-client/relay-connection.js';
-import { defaultIdentityFiles } from './ssh/auth.js';
+import { identityFilesFor } from './ssh/auth.js';
 import { assertHostName } from './ssh/ssh-via-relay.js';
 import { installBufferReclaim } from '@mssh/protocol/transport';
 
@@ -26,7 +26,7 @@ const USAGE = `Usage: mssh-tui [--relay URL] [--host NAME] [-i FILE]
 Full-screen picker of the machines on your mssh relay; Enter opens a shell on one.
   --relay URL     use this relay (one you logged in to) instead of the current one
   --host NAME     connect to NAME (or NAME.mssh) at once; the picker comes back when the shell ends
-  -i, --identity FILE   SSH private key to log in with (default: ssh-agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa;
+  -i, --identity FILE   SSH private key to log in with (tried after the ssh-agent, before ~/.ssh/id_ed25519, id_ecdsa, id_rsa;
                   also MSSH_IDENTITY=FILE)
   -h, --help      this help
 Keys in the picker: type to filter (best match selected), Up/Down or j/k, Home/End, Enter connect,
@@ -110,9 +110,9 @@ function main(): void {
       const file = resolve(identity);
       if (!existsSync(file))
         throw cliError('CLI_ERR_KEY_FILE', `the key file ${file} does not exist`, 'Check the path given to -i.');
-      identityFiles = [file];
+      identityFiles = identityFilesFor([file], config.home);
     } else {
-      identityFiles = defaultIdentityFiles(config.home);
+      identityFiles = identityFilesFor([], config.home);
     }
     ensurePrivateDir(config.configDir);
   } catch (e) {

@@ -1,10 +1,11 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { ReadStream } from 'node:tty';
-import { isValidHostName } from '@mssh/protocol';
+import { isValidHostName, sanitizeForTerminal } from '@mssh/protocol';
 import { cliError, isCliError, type CliError, type CliErrorCode } from '../errors.js';
 import type { RelayClient } from '../relay-client/relay-client.js';
-import { defaultIdentityFiles } from '../ssh/auth.js';
+import { identityFilesFor as keyOrder } from '../ssh/auth.js';
+import { createForwards, parseForwards, type Forwards } from '../ssh/forwards.js';
 import { assertHostName, sshViaRelay, type ConnectStep, type SshViaRelayOptions } from '../ssh/ssh-via-relay.js';
 import { createConnectProgress } from '../terminal/connect-progress.js';
 import { currentRelayUrl, debugLine, openLoggedInRelay, type CliContext } from './context.js';
@@ -15,7 +16,8 @@ export interface SshArgs {
   destination: string;
   /** Remote command words (after --); empty for a shell. */
   command: string[];
-  identity?: string;
+  /** -i FILE, in order (repeatable, as in OpenSSH). */
+  identities: string[];
   /** -t: force a PTY. */
   forceTty: boolean;
   /** -T: never a PTY. */
@@ -26,8 +28,18 @@ export interface SshArgs {
   verbose?: boolean;
   /** --connect-timeout SECONDS, as typed. */
   connectTimeout?: string;
-  /** -o OPTION values, as typed (only ConnectTimeout=SECONDS is understood). */
+  /** -o OPTION values, as typed (ConnectTimeout, ServerAliveInterval, ServerAliveCountMax are understood). */
   options?: string[];
+  /** -L, -R, -D values, as typed. */
+  local?: string[];
+  remote?: string[];
+  dynamic?: string[];
+  /** -N: no remote command or shell, forwards only. */
+  noCommand?: boolean;
+  /** -A: forward the ssh-agent ($SSH_AUTH_SOCK). */
+  agentForward?: boolean;
+  /** -p PORT, as typed: accepted and ignored (the agent's target is fixed). */
+  port?: string;
 }
 
 /** The suffix `mssh config ssh` gives machine names for OpenSSH (`ssh bob@laptop.mssh`). */
@@ -74,37 +86,84 @@ export function wantPty(args: Pick<SshArgs, 'forceTty' | 'noTty'>, hasCommand: b
 
 export const DEFAULT_CONNECT_TIMEOUT_S = 30;
 
+/** What the -o options and --connect-timeout set. */
+export interface SshTuning {
+  connectTimeoutMs: number;
+  /** -o ServerAliveInterval=SECONDS (0 = off); undefined keeps the default (15 s). */
+  keepaliveIntervalMs?: number;
+  /** -o ServerAliveCountMax=N; undefined keeps the default (3). */
+  keepaliveCountMax?: number;
+}
+
+const UNDERSTOOD_OPTIONS = 'ConnectTimeout=SECONDS, ServerAliveInterval=SECONDS and ServerAliveCountMax=N';
+
+function wholeNumber(value: string, from: string, min: number, max: number, example: string): number {
+  const v = value.trim();
+  if (!/^\d{1,6}$/.test(v) || Number(v) < min || Number(v) > max) {
+    throw cliError(
+      'CLI_ERR_USAGE',
+      `${from} needs a whole number from ${min} to ${max}, not ${JSON.stringify(value.slice(0, 40))}`,
+      `For example: ${example}`,
+    );
+  }
+  return Number(v);
+}
+
 /**
- * The connect timeout in ms: `--connect-timeout SECONDS`, else OpenSSH's spelling `-o ConnectTimeout=SECONDS`
- * (also `-o ConnectTimeout SECONDS`), else 30 s. Whole seconds, 1 to 3600. Any other -o is refused.
+ * The -o options OpenSSH users reach for, each as `Name=VALUE` or `Name VALUE` (names in any case, the first
+ * of each wins as in OpenSSH): ConnectTimeout (else `--connect-timeout`, which wins; default 30 s),
+ * ServerAliveInterval and ServerAliveCountMax (the SSH keepalive). Any other -o is refused.
  */
-export function connectTimeoutMs(args: Pick<SshArgs, 'connectTimeout' | 'options'>): number {
-  let value = args.connectTimeout;
-  let from = '--connect-timeout';
+export function parseSshOptions(args: Pick<SshArgs, 'connectTimeout' | 'options'>): SshTuning {
+  const seen = new Map<string, string>();
   for (const o of args.options ?? []) {
-    const m = /^\s*connecttimeout\s*(?:=\s*|\s+)(.*)$/i.exec(o);
-    if (!m) {
+    const m = /^\s*([A-Za-z]+)\s*(?:=\s*|\s+)(.*)$/.exec(o);
+    const name = m?.[1]?.toLowerCase();
+    if (!m || !name || !['connecttimeout', 'serveraliveinterval', 'serveralivecountmax'].includes(name)) {
       throw cliError(
         'CLI_ERR_USAGE',
-        `-o ${JSON.stringify(o.slice(0, 100))} is not understood: mssh ssh takes only -o ConnectTimeout=SECONDS`,
+        `-o ${JSON.stringify(o.slice(0, 100))} is not understood: mssh ssh takes only -o ${UNDERSTOOD_OPTIONS}`,
         "For other OpenSSH options use OpenSSH itself: `ssh -o ProxyCommand='mssh proxy %n' ...` or `mssh config ssh --install`.",
       );
     }
-    if (value === undefined) {
-      value = m[1]!;
-      from = '-o ConnectTimeout';
-    }
+    if (!seen.has(name)) seen.set(name, m[2]!);
   }
-  if (value === undefined) return DEFAULT_CONNECT_TIMEOUT_S * 1000;
-  const v = value.trim();
-  if (!/^\d{1,4}$/.test(v) || Number(v) < 1 || Number(v) > 3600) {
-    throw cliError(
-      'CLI_ERR_USAGE',
-      `${from} needs whole seconds from 1 to 3600, not ${JSON.stringify(value.slice(0, 40))}`,
-      'For example: mssh ssh --connect-timeout 10 laptop',
+  const timeout = args.connectTimeout ?? seen.get('connecttimeout');
+  let connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_S * 1000;
+  if (timeout !== undefined) {
+    const from = args.connectTimeout !== undefined ? '--connect-timeout' : '-o ConnectTimeout';
+    const v = timeout.trim();
+    if (!/^\d{1,4}$/.test(v) || Number(v) < 1 || Number(v) > 3600) {
+      throw cliError(
+        'CLI_ERR_USAGE',
+        `${from} needs whole seconds from 1 to 3600, not ${JSON.stringify(timeout.slice(0, 40))}`,
+        'For example: mssh ssh --connect-timeout 10 laptop',
+      );
+    }
+    connectTimeoutMs = Number(v) * 1000;
+  }
+  const tuning: SshTuning = { connectTimeoutMs };
+  const interval = seen.get('serveraliveinterval');
+  if (interval !== undefined) {
+    tuning.keepaliveIntervalMs =
+      wholeNumber(interval, '-o ServerAliveInterval', 0, 86_400, 'mssh ssh -o ServerAliveInterval=30 laptop') * 1000;
+  }
+  const count = seen.get('serveralivecountmax');
+  if (count !== undefined) {
+    tuning.keepaliveCountMax = wholeNumber(
+      count,
+      '-o ServerAliveCountMax',
+      1,
+      1000,
+      'mssh ssh -o ServerAliveCountMax=5 laptop',
     );
   }
-  return Number(v) * 1000;
+  return tuning;
+}
+
+/** The connect timeout in ms (parseSshOptions' connectTimeoutMs). */
+export function connectTimeoutMs(args: Pick<SshArgs, 'connectTimeout' | 'options'>): number {
+  return parseSshOptions(args).connectTimeoutMs;
 }
 
 /** assertHostName, with `laptop` suggested for `laptop.example.com` (a DNS name is never a machine name). */
@@ -138,13 +197,30 @@ const STEP_TEXT: Record<ConnectStep, (host: string) => string> = {
   authenticating: () => 'SSH handshake done, host key accepted; authenticating',
 };
 
-/** The private keys to offer: the -i file (which must exist), else the default ~/.ssh/id_* files. */
-export function identityFilesFor(ctx: CliContext, identity: string | undefined): string[] {
-  if (identity === undefined) return defaultIdentityFiles(ctx.config.home);
-  const file = resolve(identity);
-  if (!existsSync(file))
-    throw cliError('CLI_ERR_KEY_FILE', `the key file ${file} does not exist`, 'Check the path given to -i.');
-  return [file];
+/**
+ * The private keys to offer after the ssh-agent's: the -i files (which must exist), in order, then the
+ * default ~/.ssh/id_* files.
+ */
+export function identityFilesFor(ctx: CliContext, identity: string | string[] | undefined): string[] {
+  const given = (identity === undefined ? [] : Array.isArray(identity) ? identity : [identity]).map((i) => resolve(i));
+  for (const file of given) {
+    if (!existsSync(file))
+      throw cliError('CLI_ERR_KEY_FILE', `the key file ${file} does not exist`, 'Check the path given to -i.');
+  }
+  return keyOrder(given, ctx.config.home);
+}
+
+/** -N: forwards only, until Ctrl-C (exit 255, as OpenSSH's "Killed by signal 2.") or the connection ends. */
+function untilInterrupted(onSignal: () => void): { wait: Promise<number>; stop: () => void } {
+  let handler: () => void = () => {};
+  const wait = new Promise<number>((resolve) => {
+    handler = () => {
+      onSignal();
+      resolve(255);
+    };
+    process.once('SIGINT', handler);
+  });
+  return { wait, stop: () => process.removeListener('SIGINT', handler) };
 }
 
 /** One machine reached through the logged-in relay, and what runs there once SSH is up. */
@@ -154,6 +230,15 @@ export interface MachineRun {
   identityFiles: string[];
   /** One limit from the relay connection until the SSH handshake is done. */
   limitMs: number;
+  /** -o ServerAliveInterval / ServerAliveCountMax. */
+  keepaliveIntervalMs?: number;
+  keepaliveCountMax?: number;
+  /** -A (already checked: there is an ssh-agent to forward). */
+  agentForward?: boolean;
+  /** -L/-R/-D: made with the progress line's -v detail; listening before the relay is contacted. */
+  forwards?: (detail: (line: string) => void) => Forwards;
+  /** -N: no session; the connection (and its forwards) lasts until Ctrl-C. */
+  noCommand?: boolean;
   /** -v: each step on stderr. */
   verbose: boolean;
   /** A -v detail line printed before connecting (e.g. how the machine name was read). */
@@ -169,13 +254,17 @@ export interface MachineRun {
 
 /**
  * Connect to the logged-in relay, open the tunnel to one machine and run SSH there (host key rule, auth,
- * connect timeout, progress line, "did you mean" for unknown names). Shared by `mssh ssh` and `mssh cp`.
+ * connect timeout, progress line, forwards, "did you mean" for unknown names). Shared by `mssh ssh` and
+ * `mssh cp`.
  */
 export async function runOnMachine(ctx: CliContext, m: MachineRun): Promise<number> {
   const { host, user, limitMs } = m;
   checkHostName(host);
   const progress = createConnectProgress(ctx.io.stderr, { verbose: m.verbose, host });
   if (m.note) progress.detail(m.note);
+  // Local listeners first: a taken port fails before the relay is contacted and no session is opened.
+  const forwards = m.forwards ? m.forwards((line) => progress.detail(line)) : null;
+  const interrupted = m.noCommand ? untilInterrupted(() => progress.detail('Killed by signal 2 (Ctrl-C).')) : null;
 
   // One limit from now until the SSH handshake is done (prompts after it are not limited), like
   // OpenSSH's ConnectTimeout: relay, host keys, tunnel, the machine's sshd.
@@ -207,6 +296,7 @@ export async function runOnMachine(ctx: CliContext, m: MachineRun): Promise<numb
     progress.step(text);
   };
   try {
+    await forwards?.listen();
     progress.step(step);
     const debug = debugLine(ctx);
     ({ client } = await openLoggedInRelay(ctx, {
@@ -234,6 +324,11 @@ export async function runOnMachine(ctx: CliContext, m: MachineRun): Promise<numb
       auth: { agentSocket: ctx.config.agentSocket, identityFiles: m.identityFiles, prompter: ctx.prompter },
       // ours fires first; runSsh's own limit stays as a backstop
       handshakeTimeoutMs: limitMs + 5_000,
+      keepaliveIntervalMs: m.keepaliveIntervalMs,
+      keepaliveCountMax: m.keepaliveCountMax,
+      agentForward: m.agentForward,
+      prepare: forwards ? (conn) => forwards.attach(conn) : m.session.prepare,
+      use: interrupted ? () => interrupted.wait : m.session.use,
       progress: (s) => {
         report(STEP_TEXT[s](host));
         if (s === 'authenticating') {
@@ -249,19 +344,25 @@ export async function runOnMachine(ctx: CliContext, m: MachineRun): Promise<numb
       debug: ctx.config.debug ? (line) => ctx.io.stderr.write(`debug: ${line}\n`) : undefined,
     });
     session.catch(() => {});
-    return await Promise.race([session, expired]);
+    // -N: Ctrl-C ends it at any point, also while still connecting.
+    return await Promise.race(interrupted ? [session, expired, interrupted.wait] : [session, expired]);
   } catch (e) {
     if (isCliError(e) && client && (e.code === 'CLI_ERR_UNKNOWN_HOST' || e.code === 'CLI_ERR_NO_GRANT'))
       throw await withSuggestions(e, host, client);
     throw e;
   } finally {
     stopTimer();
+    interrupted?.stop();
+    forwards?.close();
     progress.done();
     if (client) await client.close();
   }
 }
 
-/** `mssh ssh [user@]host [-i KEY] [-t] [-T] [-l USER] [-v] [--connect-timeout S] [-o ConnectTimeout=S] [-- command...]` */
+/**
+ * `mssh ssh [user@]host [-i KEY]... [-t|-T] [-l USER] [-v] [-N] [-A] [-L|-R|-D SPEC]... [-p PORT]
+ * [--connect-timeout S] [-o NAME=VALUE]... [-- command...]`
+ */
 export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
   if (args.forceTty && args.noTty)
     throw cliError(
@@ -269,17 +370,46 @@ export async function ssh(ctx: CliContext, args: SshArgs): Promise<number> {
       '-t and -T contradict each other',
       'Use -t to force a terminal or -T to disable it, not both.',
     );
-  const limitMs = connectTimeoutMs(args);
+  if (args.noCommand && args.command.length > 0)
+    throw cliError(
+      'CLI_ERR_USAGE',
+      '-N runs no remote command, but one was given',
+      'Drop the command to only forward ports, or drop -N to run it.',
+    );
+  const tuning = parseSshOptions(args);
+  const specs = parseForwards(args);
   const { user, host } = parseDestination(args.destination, args.login, ctx.config.localUser);
   checkHostName(host);
-  const identityFiles = identityFilesFor(ctx, args.identity);
+  const identityFiles = identityFilesFor(ctx, args.identities);
+  const warn = (line: string) => ctx.io.stderr.write(`mssh: ${line}\n`);
+  if (args.port !== undefined)
+    warn(
+      `-p ${sanitizeForTerminal(args.port).slice(0, 20)} ignored: mssh reaches the SSH server that the machine's agent is set up for (its --target)`,
+    );
+  let agentForward = args.agentForward === true;
+  if (agentForward && !(ctx.config.agentSocket && existsSync(ctx.config.agentSocket))) {
+    warn(
+      ctx.config.agentSocket
+        ? `-A ignored: SSH_AUTH_SOCK (${sanitizeForTerminal(ctx.config.agentSocket)}) does not exist, so there is no ssh-agent to forward`
+        : '-A ignored: SSH_AUTH_SOCK is not set, so there is no ssh-agent to forward (start one: eval "$(ssh-agent)"; ssh-add)',
+    );
+    agentForward = false;
+  }
   const command = remoteCommand(args.command);
   const stdinIsTty = (ctx.io.stdin as Partial<ReadStream>).isTTY === true;
   return runOnMachine(ctx, {
     host,
     user,
     identityFiles,
-    limitMs,
+    limitMs: tuning.connectTimeoutMs,
+    keepaliveIntervalMs: tuning.keepaliveIntervalMs,
+    keepaliveCountMax: tuning.keepaliveCountMax,
+    agentForward,
+    forwards:
+      specs.length > 0
+        ? (detail) => createForwards({ specs, host, stderr: ctx.io.stderr, verbose: detail })
+        : undefined,
+    noCommand: args.noCommand === true,
     verbose: args.verbose === true,
     note: args.destination.toLowerCase().endsWith(MSSH_SUFFIX)
       ? `${host}${MSSH_SUFFIX} is the OpenSSH name of the machine ${host}`

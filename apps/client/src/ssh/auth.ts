@@ -1,11 +1,12 @@
 /**
- * Client authentication for the embedded ssh2 client, in OpenSSH's order:
- * ssh-agent keys, then the -i key (or ~/.ssh/id_ed25519, id_ecdsa, id_rsa when no -i), then
- * keyboard-interactive and password prompts on the terminal (only when there is one).
+ * Client authentication for the embedded ssh2 client, in this order: the ssh-agent's keys (when
+ * $SSH_AUTH_SOCK is set and answers), then the -i keys, then ~/.ssh/id_ed25519, id_ecdsa, id_rsa, then
+ * keyboard-interactive and password prompts on the terminal (only when there is one). OpenSSH tries the
+ * ~/.ssh defaults only when no -i is given; mssh tries them after the -i keys as well.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { AnyAuthMethod, AuthHandlerMiddleware, NextAuthHandler } from 'ssh2';
+import type { AnyAuthMethod, AuthHandlerMiddleware, BaseAgent, NextAuthHandler, ParsedKey } from 'ssh2';
 import { loadSsh2 } from './ssh2-lazy.js';
 import { sanitizeForTerminal, sanitizeTextBlock } from '@mssh/protocol';
 import { cliError, isCliError, type CliError } from '../errors.js';
@@ -14,10 +15,12 @@ import type { Prompter } from '@mssh/cli-kit';
 export interface SshAuthOptions {
   /** ssh-agent socket ($SSH_AUTH_SOCK), or null. */
   agentSocket: string | null;
-  /** Private key files to try, in order (the -i key, or the default ~/.ssh keys). */
+  /** Private key files to try after the agent's keys, in order (identityFilesFor: the -i keys, then ~/.ssh/id_*). */
   identityFiles: string[];
   /** Asks for passphrases and passwords; `noPrompter` for none. */
   prompter: Prompter;
+  /** Longest the ssh-agent may take to answer (AGENT_TIMEOUT_MS by default). */
+  agentTimeoutMs?: number;
   /** Password attempts (OpenSSH's NumberOfPasswordPrompts). Default 3. */
   passwordAttempts?: number;
 }
@@ -25,6 +28,47 @@ export interface SshAuthOptions {
 /** ~/.ssh/id_ed25519, id_ecdsa, id_rsa: the ones that exist. */
 export function defaultIdentityFiles(home: string): string[] {
   return ['id_ed25519', 'id_ecdsa', 'id_rsa'].map((n) => join(home, '.ssh', n)).filter((p) => existsSync(p));
+}
+
+/** The key files to try, in order: the -i files as given, then the ~/.ssh/id_* that exist, each once. */
+export function identityFilesFor(given: string[], home: string): string[] {
+  return [...new Set([...given, ...defaultIdentityFiles(home)])];
+}
+
+/** Longest an ssh-agent may take to list its keys or sign: a socket that accepts and never answers must not hang login. */
+export const AGENT_TIMEOUT_MS = 5_000;
+
+/** ssh2's OpenSSH agent client, with every request bounded by `ms`; a late answer is dropped. */
+export async function boundedAgent(socketPath: string, ms = AGENT_TIMEOUT_MS): Promise<BaseAgent<ParsedKey>> {
+  const { OpenSSHAgent } = await loadSsh2();
+  const bound = <A extends unknown[]>(what: string, cb: (err: Error | null | undefined, ...a: A) => void) => {
+    let done = false;
+    const timer = setTimeout(() => {
+      done = true;
+      cb(new Error(`the ssh-agent at ${socketPath} did not ${what} within ${ms / 1000} s`), ...([] as unknown as A));
+    }, ms);
+    return (err: Error | null | undefined, ...a: A) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      cb(err, ...a);
+    };
+  };
+  class BoundedAgent extends OpenSSHAgent {
+    override getIdentities(cb: Parameters<InstanceType<typeof OpenSSHAgent>['getIdentities']>[0]): void {
+      super.getIdentities(bound('list its keys', cb));
+    }
+    override sign(
+      pubKey: ParsedKey | Buffer | string,
+      data: Buffer,
+      options?: unknown,
+      cb?: (err: Error | null | undefined, signature?: Buffer) => void,
+    ): boolean {
+      const callback = typeof options === 'function' ? (options as typeof cb) : cb;
+      return super.sign(pubKey, data, {}, callback ? bound('sign', callback) : undefined);
+    }
+  }
+  return new BoundedAgent(socketPath);
 }
 
 /**
@@ -98,7 +142,7 @@ export function createAuthHandler(
     steps.push(async () => {
       if (!allows('publickey')) return null;
       state.tried.push('ssh-agent');
-      return { type: 'agent', username, agent: opts.agentSocket! };
+      return { type: 'agent', username, agent: await boundedAgent(opts.agentSocket!, opts.agentTimeoutMs) };
     });
   }
   for (const file of opts.identityFiles) {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Socket } from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -15,9 +15,10 @@ import { fingerprintKeyLine, parseSshPublicKeyLine } from '@mssh/protocol';
 import { fixtures } from '@mssh/test-fixtures/inject';
 import { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
 import { createHostKeyCheck } from '../known-hosts/host-key-policy.js';
-import { noPrompter } from '@mssh/cli-kit';
+import { noPrompter, type Prompter } from '@mssh/cli-kit';
 import { runSsh, exitCodeFor, type RunSshOptions } from './run-ssh.js';
-import type { CliError } from '../errors.js';
+import { cliError, type CliError } from '../errors.js';
+import { identityFilesFor } from './auth.js';
 
 class Sink extends Writable {
   chunks: Buffer[] = [];
@@ -206,6 +207,96 @@ describe('embedded ssh session over TCP to a real sshd', () => {
     });
     expect(await s.run()).toBe(0);
     expect(s.stdout.text).toBe('via-agent\n');
+  });
+
+  it('key order: the ssh-agent first, then the -i keys, then ~/.ssh/id_* (each file once)', async () => {
+    const f = fixtures().sshd;
+    const home = join(dir, 'home-order');
+    mkdirSync(join(home, '.ssh'), { recursive: true });
+    const encrypted = join(home, '.ssh', 'id_ed25519'); // not authorized, and asks for a passphrase
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', 'secret words', '-f', encrypted]);
+    const stranger = join(dir, 'stranger_key'); // a valid key the server does not know
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', stranger]);
+    expect(identityFilesFor([stranger, encrypted], home)).toEqual([stranger, encrypted]);
+    expect(identityFilesFor([stranger], home)).toEqual([stranger, encrypted]);
+    const asked: string[] = [];
+    const recording: Prompter = {
+      available: () => true,
+      ask: async (q) => {
+        asked.push(q);
+        throw cliError('CLI_ERR_PROMPT_ABORTED', 'cancelled at the prompt');
+      },
+      say: () => {},
+    };
+    // The agent (holding the authorized key) logs in before any key file is read: no passphrase prompt
+    // for the encrypted ~/.ssh key.
+    const sock = join(dir, 'agent-order.sock');
+    const orderAgent = spawn('ssh-agent', ['-D', '-a', sock], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 100 && !existsSync(sock); i++) await new Promise((r) => setTimeout(r, 50));
+      execFileSync('ssh-add', ['-q', f.clientKey], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      const viaAgent = session({
+        command: 'echo agent-first',
+        auth: { agentSocket: sock, identityFiles: identityFilesFor([], home), prompter: recording },
+      });
+      expect(await viaAgent.run()).toBe(0);
+      expect(viaAgent.stdout.text).toBe('agent-first\n');
+    } finally {
+      orderAgent.kill();
+    }
+    expect(asked).toEqual([]);
+    // No agent: the -i key is tried before ~/.ssh/id_* (which would prompt).
+    const viaI = session({
+      command: 'echo i-second',
+      auth: { agentSocket: null, identityFiles: identityFilesFor([f.clientKey], home), prompter: recording },
+    });
+    expect(await viaI.run()).toBe(0);
+    expect(asked).toEqual([]);
+    // A -i key the server refuses: ~/.ssh/id_* comes next (OpenSSH would stop at -i); here it prompts.
+    const thenHome = session({
+      command: 'true',
+      auth: { agentSocket: null, identityFiles: identityFilesFor([stranger], home), prompter: recording },
+    });
+    const err = (await thenHome.run().then(
+      () => null,
+      (e: CliError) => e,
+    ))!;
+    expect(asked).toEqual([`Enter passphrase for key '${encrypted}': `]);
+    expect(err.code).toBe('CLI_ERR_PROMPT_ABORTED');
+  });
+
+  it('an unusable ssh-agent socket (not a socket, refusing, silent, hanging up) does not break login with -i', async () => {
+    const { createServer } = await import('node:net');
+    const notSocket = join(dir, 'not-a-socket');
+    writeFileSync(notSocket, 'x');
+    const held: Socket[] = [];
+    const silentPath = join(dir, 'silent.sock');
+    const silent = createServer((c) => held.push(c)); // accepts, never answers
+    await new Promise<void>((r) => silent.listen(silentPath, () => r()));
+    const hangupPath = join(dir, 'hangup.sock');
+    const hangup = createServer((c) => c.destroy());
+    await new Promise<void>((r) => hangup.listen(hangupPath, () => r()));
+    try {
+      for (const agentSocket of [notSocket, silentPath, hangupPath]) {
+        const started = Date.now();
+        const s = session({
+          command: 'echo still-works',
+          auth: {
+            agentSocket,
+            agentTimeoutMs: 1_000,
+            identityFiles: [fixtures().sshd.clientKey],
+            prompter: noPrompter,
+          },
+        });
+        expect(await s.run(), agentSocket).toBe(0);
+        expect(s.stdout.text).toBe('still-works\n');
+        expect(Date.now() - started).toBeLessThan(8_000);
+      }
+    } finally {
+      for (const c of held) c.destroy();
+      silent.close();
+      hangup.close();
+    }
   });
 
   it('a reader that goes away (EPIPE) ends the session like SIGPIPE, instead of stalling', async () => {

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import type { Duplex, Readable, Writable } from 'node:stream';
 import type { ReadStream, WriteStream } from 'node:tty';
-import type { ClientChannel, ConnectConfig, PseudoTtyOptions } from 'ssh2';
+import type { ClientChannel, ConnectConfig, ExecOptions, PseudoTtyOptions, ShellOptions } from 'ssh2';
 import { loadSsh2 } from './ssh2-lazy.js';
 import { sanitizeTextBlock } from '@mssh/protocol';
 import { abortStream } from '@mssh/protocol/transport';
@@ -46,8 +46,17 @@ export interface RunSshOptions {
   stderr: Writable;
   /** Limit for the SSH handshake (key exchange); prompts after it are not limited. Default 30 s. */
   handshakeTimeoutMs?: number;
-  /** SSH keepalive interval (3 missed = dead). Default 15 s; 0 = off. */
+  /** SSH keepalive interval (keepaliveCountMax missed = dead). Default 15 s; 0 = off. */
   keepaliveIntervalMs?: number;
+  /** Unanswered keepalives before the connection counts as dead (OpenSSH's ServerAliveCountMax). Default 3. */
+  keepaliveCountMax?: number;
+  /** -A: offer the ssh-agent at `auth.agentSocket` to the session (OpenSSH's ForwardAgent). */
+  agentForward?: boolean;
+  /**
+   * Run on the authenticated connection before the session channel (or `use`) starts: port forwards.
+   * A rejection ends runSsh with its error (a CliError as is) before any session is opened.
+   */
+  prepare?: (conn: SshConnection) => Promise<void>;
   /**
    * Called once the session channel is open, just before the local terminal is put in raw mode and
    * stdin is piped to the channel (after every prompt). The full-screen picker hands the terminal over here.
@@ -125,6 +134,7 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
   let ready = false;
   let channel: ClientChannel | null = null;
   let exit: { code: number | null; signal: string | null } | null = null;
+  let agentForward = opts.agentForward === true && !!opts.auth.agentSocket;
 
   // Terminal state to restore on every exit path.
   const ttyIn = stdin as Partial<ReadStream>;
@@ -230,6 +240,15 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
       const onChannel = (err: Error | undefined, ch: ClientChannel) => {
         if (err) {
           lastError = Object.assign(new Error(`the server refused the session (${err.message})`), { level: 'channel' });
+          if (agentForward && /agent forwarding/i.test(err.message)) {
+            // OpenSSH asks without wanting a reply and goes on; ssh2 closes the channel: open another without it.
+            agentForward = false;
+            stderr.write(
+              `mssh: ${host}'s SSH server refused agent forwarding (AllowAgentForwarding); going on without it\n`,
+            );
+            startChannel();
+            return;
+          }
           settle(cliError('CLI_ERR_SSH_CONNECTION', `${host} refused to start the session: ${err.message}`, ''));
           return;
         }
@@ -294,10 +313,11 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
           stdin.pipe(ch);
         }
       };
+      // ssh2 reads `agentForward` from these options too (not in its types): auth-agent-req on this channel.
       if (opts.command === null) {
-        client.shell(opts.pty ? ptyOpts : false, { env }, onChannel);
+        client.shell(opts.pty ? ptyOpts : false, { env, agentForward } as ShellOptions, onChannel);
       } else {
-        client.exec(opts.command, { pty: opts.pty ? ptyOpts : undefined, env }, onChannel);
+        client.exec(opts.command, { pty: opts.pty ? ptyOpts : undefined, env, agentForward } as ExecOptions, onChannel);
       }
     };
 
@@ -312,23 +332,21 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
       if (e.level === 'agent') return; // ssh-agent unusable: the next method is tried
       lastError ??= e;
     });
+    const failedWith = (e: unknown) =>
+      settle(
+        isCliError(e)
+          ? e
+          : (opts.lostReason?.() ?? cliError('CLI_ERR_SSH_CONNECTION', `${host}: ${(e as Error).message}`, '', e)),
+      );
     client.on('ready', () => {
       ready = true;
       lastError = null;
-      if (opts.use) {
-        opts.use(client).then(
-          (code) => settle(null, code),
-          (e: unknown) =>
-            settle(
-              isCliError(e)
-                ? e
-                : (opts.lostReason?.() ??
-                    cliError('CLI_ERR_SSH_CONNECTION', `${host}: ${(e as Error).message}`, '', e)),
-            ),
-        );
-        return;
-      }
-      startChannel();
+      const prepared = opts.prepare ? opts.prepare(client) : Promise.resolve();
+      prepared.then(() => {
+        if (settled) return;
+        if (opts.use) opts.use(client).then((code) => settle(null, code), failedWith);
+        else startChannel();
+      }, failedWith);
     });
     client.on('close', () => {
       if (!settled) settle(failure());
@@ -339,7 +357,7 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
       username: user,
       readyTimeout: 0,
       keepaliveInterval: opts.keepaliveIntervalMs ?? 15_000,
-      keepaliveCountMax: 3,
+      keepaliveCountMax: opts.keepaliveCountMax ?? 3,
       debug: opts.debug,
       authHandler: createAuthHandler(user, host, opts.auth, auth),
       hostVerifier: (key: Buffer, verify: (ok: boolean) => void) => {
@@ -361,6 +379,11 @@ function runSshWith(client: SshConnection, opts: RunSshOptions): Promise<number>
           );
       },
     };
+    if (agentForward) {
+      // The session channel asks for agent forwarding (startChannel); ssh2 serves the server's
+      // auth-agent@openssh.com channels from this socket.
+      config.agent = opts.auth.agentSocket!;
+    }
     if (opts.hostKey.algorithms) {
       config.algorithms = {
         serverHostKey: opts.hostKey.algorithms as NonNullable<ConnectConfig['algorithms']>['serverHostKey'],
