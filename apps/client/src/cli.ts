@@ -16,7 +16,7 @@ export interface Handlers {
   whoami(a: { json: boolean }): Promise<number>;
   ls(a: { json: boolean; filters: string[]; online: boolean }): Promise<number>;
   ssh(a: SshArgs): Promise<number>;
-  proxy(a: { host: string }): Promise<number>;
+  proxy(a: { host: string; loginId?: string }): Promise<number>;
   knownHostsList(a: { json: boolean }): Promise<number>;
   knownHostsForget(a: { host: string }): Promise<number>;
   knownHostsOpenssh(a: { host: string; keyType?: string; key?: string }): Promise<number>;
@@ -183,10 +183,14 @@ export function buildProgram(
         ),
     );
 
-  configure(program.command('proxy'), "Usage: mssh proxy HOST (for ssh -o ProxyCommand='mssh proxy %n')")
+  configure(
+    program.command('proxy'),
+    "Usage: mssh proxy [--login-id ID] HOST (for ssh -o ProxyCommand='mssh proxy %n')",
+  )
     .description("connect stdin/stdout to a machine's SSH server (for OpenSSH's ProxyCommand)")
     .argument('<host>', 'machine name')
-    .action((host: string) => done(handlers.proxy({ host })));
+    .option('--login-id <id>', 'refuse unless the current mssh login has this id (written by `mssh config ssh`)')
+    .action((host: string, o: { loginId?: string }) => done(handlers.proxy({ host, loginId: o.loginId })));
 
   const kh = configure(program.command('known-hosts'), 'Usage: mssh known-hosts list | forget HOST').description(
     'show or forget pinned SSH host keys',

@@ -51,6 +51,8 @@ export const CLI_ERRORS = {
   CLI_ERR_UNKNOWN_USER: 'no user with that name on the relay',
   CLI_ERR_UNKNOWN_GRANT: 'no such grant on the relay',
   CLI_ERR_BAD_LABEL: 'a label, label selector or ls filter breaks a rule (the message names it)',
+  CLI_ERR_LOGIN_CHANGED:
+    'the ssh config block was written for another mssh login (relay and user) than the one in use: write it again',
   CLI_ERR_INTERNAL: 'a bug in mssh (please report it)',
 } as const;
 
