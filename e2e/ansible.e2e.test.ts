@@ -114,8 +114,14 @@ describe('Ansible through mssh config ssh', () => {
     await relay?.proc.stop();
   });
 
-  it('with ControlPersist (Ansible default): ping and a playbook on 3 of 3, one audited connection per machine', async () => {
-    const env = ansibleEnv('persist', '-C -o ControlMaster=auto -o ControlPersist=20s', false);
+  it('with ControlPersist (Ansible default ssh_args plus the mssh login ControlPath): ping and a playbook on 3 of 3, one audited connection per machine', async () => {
+    // As apps/client/README.md says: Ansible's ssh_args with the ControlPath of the mssh login.
+    const id = /--login-id ([0-9a-f]{12}) /.exec(readFileSync(cfg, 'utf8'))![1];
+    const env = ansibleEnv(
+      'persist',
+      `-C -o ControlMaster=auto -o ControlPersist=20s -o ControlPath=~/.ssh/mssh-cm-%C-${id}`,
+      false,
+    );
     const before = await startsPerHost();
     const ping = await runCommand('ansible', ['fleet', '-m', 'ping', '-o'], { env, timeoutMs: 60_000 });
     expect(ping.code, ping.stdout + ping.stderr).toBe(0);
@@ -128,6 +134,15 @@ describe('Ansible through mssh config ssh', () => {
     const after = await startsPerHost();
     // Every task of both runs went over the one master per machine (ControlPersist through the ProxyCommand).
     for (const h of HOSTS) expect(after[h]! - before[h]!, h).toBe(1);
+    for (const h of HOSTS)
+      await runCommand(
+        'ssh',
+        ['-F', cfg, '-o', `ControlPath=~/.ssh/mssh-cm-%C-${id}`, '-O', 'exit', `${fixtures().sshd.user}@${h}.mssh`],
+        {
+          env,
+          timeoutMs: 10_000,
+        },
+      );
   });
 
   it('with ControlMaster off (pipelining): ping on 3 of 3, its one OpenSSH connection per machine audited once', async () => {
