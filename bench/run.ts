@@ -25,7 +25,7 @@ import { runOpensshTools } from './metrics/openssh-tools.js';
 const METRICS = ['bulk', 'setup', 'prompt', 'latency', 'concurrency', 'rate', 'reconnect', 'fleet', 'openssh'] as const;
 type Metric = (typeof METRICS)[number];
 
-const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--profile DIR]`;
+const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--ssh-at-once N] [--profile DIR]`;
 
 function fail(msg: string): never {
   process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
@@ -42,6 +42,7 @@ function parse() {
         metrics: { type: 'string' },
         sessions: { type: 'string' },
         mib: { type: 'string' },
+        'ssh-at-once': { type: 'string' },
         profile: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -95,7 +96,11 @@ function parse() {
       kills: quick ? 3 : 10,
       rateSeconds: quick ? 3 : 10,
     },
-    openssh: { rounds: quick ? 3 : 10, concurrent: quick ? 20 : 200, ansibleHosts: quick ? 4 : 12 },
+    openssh: {
+      rounds: quick ? 3 : 10,
+      concurrent: int(v['ssh-at-once'], quick ? 20 : 200, 'ssh-at-once', 1000),
+      ansibleHosts: quick ? 4 : 12,
+    },
     limitMs: quick ? 5 * 60_000 : 45 * 60_000,
   };
 }

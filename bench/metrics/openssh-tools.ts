@@ -153,16 +153,17 @@ function runQuiet(
   args: string[],
   env: NodeJS.ProcessEnv,
   timeoutMs: number,
-): Promise<{ code: number | null; out: string }> {
+): Promise<{ code: number | null; out: string; ms: number }> {
   return new Promise((resolve) => {
     const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => (out += d));
     const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('exit', (code) => {
+    const t0 = Date.now();
+    p.on('exit', (code, signal) => {
       clearTimeout(t);
-      resolve({ code, out });
+      resolve({ code, out: signal ? `${out}[killed by ${signal}]` : out, ms: Date.now() - t0 });
     });
   });
 }
@@ -174,29 +175,31 @@ async function concurrent(
   msshEnv: NodeJS.ProcessEnv,
   n: number,
 ): Promise<void> {
-  const t0 = Date.now();
-  const results = await Promise.all(
-    Array.from({ length: n }, () =>
-      runQuiet(SSH, ['-F', cfg, `${env.user}@${TARGET_HOST}.mssh`, 'true'], msshEnv, 180_000),
-    ),
-  );
-  const ok = results.filter((r) => r.code === 0).length;
-  const firstError = results
-    .find((r) => r.code !== 0)
-    ?.out.trim()
-    .split('\n')
-    .slice(-2)
-    .join(' ');
-  rec.add({
-    metric: 'lean_concurrent_ok',
-    path: 'ssh+mssh config',
-    value: ok,
-    unit: 'sessions',
-    better: 'higher',
-    ok: ok === n,
-    error: ok === n ? undefined : `${n - ok} of ${n} failed: ${firstError}`,
-    extra: { started: n, allDoneS: round((Date.now() - t0) / 1000, 1) },
-  });
+  // The same N at once straight to the target sshd first: the machine's own capacity, for comparison.
+  for (const [path, args, e] of [
+    ['direct', ['-F', env.sshConfig, '-p', String(env.target.port), '127.0.0.1'], clientEnv({})],
+    ['ssh+mssh config', ['-F', cfg, `${env.user}@${TARGET_HOST}.mssh`], msshEnv],
+  ] as const) {
+    const t0 = Date.now();
+    const results = await Promise.all(
+      Array.from({ length: n }, () => runQuiet(SSH, [...args, '-o', 'LogLevel=INFO', 'true'], e, 180_000)),
+    );
+    const ok = results.filter((r) => r.code === 0).length;
+    const failedOne = results.find((r) => r.code !== 0);
+    const firstError =
+      failedOne &&
+      `exit ${failedOne.code} after ${failedOne.ms} ms: ${failedOne.out.trim().split('\n').slice(0, 6).join(' | ')}`;
+    rec.add({
+      metric: 'lean_concurrent_ok',
+      path,
+      value: ok,
+      unit: 'sessions',
+      better: 'higher',
+      ok: ok === n,
+      error: ok === n ? undefined : `${n - ok} of ${n} failed: ${firstError}`,
+      extra: { started: n, allDoneS: round((Date.now() - t0) / 1000, 1) },
+    });
+  }
 }
 
 async function ansible(
