@@ -114,6 +114,7 @@ describe('OpenSSH shared connections through the generated config', () => {
     expect(denied.code).toBe(255);
     expect(denied.stderr).toMatch(/disconnect .*: mssh: CLI_ERR_NO_GRANT: you have no access to web-b/);
     // No control character of the relay's or ours reaches the terminal (OpenSSH ends its lines with CR LF).
+    // eslint-disable-next-line no-control-regex -- asserts no control character is printed
     expect(denied.stderr.replaceAll('\r\n', '\n')).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f]/);
   });
 

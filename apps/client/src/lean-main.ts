@@ -33,10 +33,10 @@ import { leanCommand, type LeanCommand } from './lean-command.js';
 /** Run dist/main.cjs, the full program, in this process (with the launcher's code cache). */
 function runFull(): void {
   const require = createRequire(__filename);
-  const { runCompiled } = require(join(__dirname, '..', 'bin', 'compile-cache.cjs')) as {
-    runCompiled(file: string): unknown;
+  const loader = require(join(__dirname, '..', 'bin', 'compile-cache.cjs')) as {
+    runCompiled: (file: string) => unknown;
   };
-  runCompiled(join(__dirname, 'main.cjs'));
+  loader.runCompiled(join(__dirname, 'main.cjs'));
 }
 
 function exit(code: number): void {

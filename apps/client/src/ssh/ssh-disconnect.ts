@@ -23,6 +23,7 @@ export const DISCONNECT_TEXT_MAX = 400;
 /** The description: printable ASCII only (escape sequences and control characters removed), at most 400 characters. */
 export function disconnectText(text: string): string {
   const clean = text
+    // eslint-disable-next-line no-control-regex -- escape sequences are what is removed here
     .replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '') // CSI sequences (colours, cursor moves)
     .replace(/[\r\n\t]+/g, ' ')
     .replace(/[^\x20-\x7e]/g, '')
