@@ -3,7 +3,7 @@
  * (issue 8). See bench/README.md for what each metric means and how the baseline is set up.
  *
  *   node --import tsx bench/run.ts [--quick] [--paths direct,jump,mssh-ssh,mssh-proxy]
- *        [--metrics bulk,setup,prompt,latency,concurrency,rate,reconnect,fleet] [--sessions N] [--mib N] [--profile DIR]
+ *        [--metrics bulk,setup,prompt,latency,concurrency,rate,reconnect,fleet,openssh] [--sessions N] [--mib N] [--profile DIR]
  */
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
@@ -20,11 +20,12 @@ import { runConcurrency } from './metrics/concurrency.js';
 import { runRate } from './metrics/rate.js';
 import { runReconnect } from './metrics/reconnect.js';
 import { runFleet } from './metrics/fleet.js';
+import { runOpensshTools } from './metrics/openssh-tools.js';
 
-const METRICS = ['bulk', 'setup', 'prompt', 'latency', 'concurrency', 'rate', 'reconnect', 'fleet'] as const;
+const METRICS = ['bulk', 'setup', 'prompt', 'latency', 'concurrency', 'rate', 'reconnect', 'fleet', 'openssh'] as const;
 type Metric = (typeof METRICS)[number];
 
-const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--profile DIR]`;
+const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--ssh-at-once N] [--profile DIR]`;
 
 function fail(msg: string): never {
   process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
@@ -41,6 +42,7 @@ function parse() {
         metrics: { type: 'string' },
         sessions: { type: 'string' },
         mib: { type: 'string' },
+        'ssh-at-once': { type: 'string' },
         profile: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -94,6 +96,11 @@ function parse() {
       kills: quick ? 3 : 10,
       rateSeconds: quick ? 3 : 10,
     },
+    openssh: {
+      rounds: quick ? 3 : 10,
+      concurrent: int(v['ssh-at-once'], quick ? 20 : 200, 'ssh-at-once', 1000),
+      ansibleHosts: quick ? 4 : 12,
+    },
     limitMs: quick ? 5 * 60_000 : 45 * 60_000,
   };
 }
@@ -132,6 +139,21 @@ const FLEET_ROWS: Row[] = [
   { label: 'reachable after kill -9 of the holder, p50', metric: 'fleet_failover_p50_ms', target: '<= 2000 ms' },
   { label: 'reachable after kill -9 of the holder, max', metric: 'fleet_failover_max_ms', target: '<= 5000 ms' },
   { label: 'audited session starts/s, 3 relays in all', metric: 'fleet_rate_starts_per_s', target: '>= 2000/s' },
+];
+
+const OPENSSH_ROWS: Row[] = [
+  { label: 'cold start (proxy: to first relay byte)', metric: 'lean_start_ms', target: 'proxy <= node + 60 ms' },
+  { label: 'peak RSS', metric: 'lean_rss_mib', target: 'proxy <= node + 10 MiB' },
+];
+const ANSIBLE_ROWS: Row[] = [
+  {
+    label: 'ansible ping, ControlMaster off',
+    metric: 'ansible_ping_s',
+    variant: 'ControlMaster off',
+    target: '<= 1.5x direct',
+  },
+  { label: 'ansible ping, ControlPersist', metric: 'ansible_ping_s', variant: 'ControlPersist' },
+  { label: 'OpenSSH sessions started at once, exit 0', metric: 'lean_concurrent_ok', target: 'all' },
 ];
 
 async function main(): Promise<void> {
@@ -212,6 +234,12 @@ async function main(): Promise<void> {
     );
     await runFleet(env, rec, o.fleet);
   }
+  if (has('openssh') && env.mssh) {
+    phase(
+      `OpenSSH-driven tools: cold start x ${o.openssh.rounds}, ${o.openssh.concurrent} ssh at once, ansible ping of ${o.openssh.ansibleHosts}`,
+    );
+    await runOpensshTools(env, rec, o.openssh);
+  }
   phase('done');
 
   const bulkLabel = { ...PROCESS_ROWS[0]!, label: `bulk ${o.bulk.mib} MiB into wc -c` };
@@ -251,6 +279,30 @@ async function main(): Promise<void> {
     ],
     [['forwarded/direct', 'forwarded', 'direct']],
   );
+  const t4 = table(
+    rec,
+    OPENSSH_ROWS,
+    [
+      ['node -e 0', 'node -e 0'],
+      ['mssh proxy', 'mssh proxy'],
+      ['known-hosts openssh', 'known-hosts openssh'],
+    ],
+    [
+      ['proxy/node', 'mssh proxy', 'node -e 0'],
+      ['known-hosts/node', 'known-hosts openssh', 'node -e 0'],
+    ],
+  );
+  const t5 = table(
+    rec,
+    ANSIBLE_ROWS.map((r) =>
+      r.metric === 'ansible_ping_s' ? { ...r, label: `${r.label} (${o.openssh.ansibleHosts} hosts)` } : r,
+    ),
+    [
+      ['direct ssh', 'direct'],
+      ['ssh + mssh config', 'ssh+mssh config'],
+    ],
+    [['mssh/direct', 'ssh+mssh config', 'direct']],
+  );
   const failed = rec.results.filter((r) => !r.ok);
   const heading =
     `mssh bench, ${o.quick ? 'quick' : 'full'} run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ` +
@@ -263,6 +315,8 @@ async function main(): Promise<void> {
     ...(t1 ? ['Client processes (as a user runs them):', '', t1, ''] : []),
     ...(t2 ? ['In-process ssh2 clients (many sessions, tight loops):', '', t2, ''] : []),
     ...(t3 ? ['Relay fleet, 3 relays on one Postgres (in-process ssh2 clients):', '', t3, ''] : []),
+    ...(t4 ? ['Helpers OpenSSH starts per connection (mssh config ssh), cold:', '', t4, ''] : []),
+    ...(t5 ? ['OpenSSH-driven tools through mssh config ssh:', '', t5, ''] : []),
     ...(env.mssh ? [] : [`mssh paths not measured: ${env.msshProblem}`, '']),
     ...(failed.length
       ? [

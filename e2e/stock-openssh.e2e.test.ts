@@ -69,7 +69,7 @@ describe('stock OpenSSH with the generated ssh config', () => {
     const text = readFileSync(cfg, 'utf8');
     expect(text).toMatch(/^Host \*\.mssh$/m);
     expect(text).toContain(`"${process.execPath}"`);
-    expect(text).toMatch(/ProxyCommand "\/[^"]+" "\/[^"]+mssh\.js" proxy %n/);
+    expect(text).toMatch(/ProxyCommand "\/[^"]+" "\/[^"]+mssh\.js" proxy --login-id [0-9a-f]{12} %n/);
     expect(text).toMatch(/KnownHostsCommand .* known-hosts openssh %H/);
     expect(text).toMatch(/StrictHostKeyChecking yes/);
   });

@@ -20,7 +20,7 @@ export interface Handlers {
   ssh(a: SshArgs): Promise<number>;
   cp(a: CpArgs): Promise<number>;
   exec(a: ExecArgs): Promise<number>;
-  proxy(a: { host: string }): Promise<number>;
+  proxy(a: { host: string; loginId?: string }): Promise<number>;
   knownHostsList(a: { json: boolean }): Promise<number>;
   knownHostsForget(a: { host: string }): Promise<number>;
   knownHostsOpenssh(a: { host: string; keyType?: string; key?: string }): Promise<number>;
@@ -330,10 +330,14 @@ export function buildProgram(
       },
     );
 
-  configure(program.command('proxy'), "Usage: mssh proxy HOST (for ssh -o ProxyCommand='mssh proxy %n')")
+  configure(
+    program.command('proxy'),
+    "Usage: mssh proxy [--login-id ID] HOST (for ssh -o ProxyCommand='mssh proxy %n')",
+  )
     .description("connect stdin/stdout to a machine's SSH server (for OpenSSH's ProxyCommand)")
     .argument('<host>', 'machine name')
-    .action((host: string) => done(handlers.proxy({ host })));
+    .option('--login-id <id>', 'refuse unless the current mssh login has this id (written by `mssh config ssh`)')
+    .action((host: string, o: { loginId?: string }) => done(handlers.proxy({ host, loginId: o.loginId })));
 
   const kh = configure(program.command('known-hosts'), 'Usage: mssh known-hosts list | forget HOST').description(
     'show or forget pinned SSH host keys',

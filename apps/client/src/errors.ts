@@ -66,6 +66,8 @@ export const CLI_ERRORS = {
   CLI_ERR_FORWARD_BIND: 'a -L or -D forward cannot listen on its local address and port (in use, not permitted)',
   CLI_ERR_FORWARD_REFUSED:
     "the machine's SSH server refused a -R forward (forwarding not allowed, or the port is taken there)",
+  CLI_ERR_LOGIN_CHANGED:
+    'the ssh config block was written for another mssh login (relay and user) than the one in use: write it again',
   CLI_ERR_INTERNAL: 'a bug in mssh (please report it)',
 } as const;
 

@@ -331,13 +331,22 @@ export class RelayLink {
       // After a GOAWAY (the relay asked this link to move) Node cancels every PING (ERR_HTTP2_PING_CANCEL):
       // the link's liveness is then the TCP keep-alive's (set in run()) and its sessions' own.
       if (this.pingDeadline || s.destroyed || s.closed) return;
-      this.pingDeadline = setTimeout(() => {
-        this.pingDeadline = null;
-        this.destroy(`the relay did not answer PING within ${timeout} ms`);
-      }, timeout);
+      let answered = false;
+      // Judged after this loop turn's I/O (setImmediate): when the process was starved of CPU for longer than
+      // the limit, its timers run before it reads the answer already waiting in the socket.
+      this.pingDeadline = setTimeout(
+        () =>
+          setImmediate(() => {
+            if (answered) return;
+            this.pingDeadline = null;
+            this.destroy(`the relay did not answer PING within ${timeout} ms`);
+          }),
+        timeout,
+      );
       this.pingDeadline.unref();
       try {
         s.ping((err) => {
+          answered = true;
           if (this.pingDeadline) clearTimeout(this.pingDeadline);
           this.pingDeadline = null;
           if (err && !s.destroyed && !(s.closed && isPingCancel(err))) this.destroy(`PING failed: ${err.message}`);

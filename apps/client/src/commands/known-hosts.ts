@@ -1,9 +1,8 @@
 import { keyLineFromBlob, parseSshPublicKeyLine, sanitizeForTerminal } from '@mssh/protocol';
 import { cliError } from '../errors.js';
 import { hostKeyRefusal } from '../known-hosts/host-key-policy.js';
-import { assertHostName } from '../ssh/ssh-via-relay.js';
 import { openLoggedInRelay, printJson, println, type CliContext } from './context.js';
-import { machineNameOf } from './ssh-config.js';
+import { answerFromPins, parseOpensshQuery, printKnownHostsLines } from './known-hosts-pinned.js';
 
 /** `mssh known-hosts list [--json]`: one line per pinned key: NAME TYPE FINGERPRINT. */
 export async function knownHostsList(ctx: CliContext, args: { json: boolean } = { json: false }): Promise<number> {
@@ -62,31 +61,11 @@ export async function knownHostsOpenssh(
   ctx: CliContext,
   args: { host: string; keyType?: string; key?: string },
 ): Promise<number> {
-  const field = args.host.trim();
-  if (!/^[\x21-\x7e]+$/.test(field) || field.includes(','))
-    throw cliError(
-      'CLI_ERR_USAGE',
-      `${JSON.stringify(field.slice(0, 100))} is not a host name`,
-      'Usage: mssh known-hosts openssh HOST [TYPE KEY] (from ssh_config: KnownHostsCommand mssh known-hosts openssh %H %t %K)',
-    );
-  const name = machineNameOf(field);
-  assertHostName(name);
-  const print = (blobs: Buffer[]): number => {
-    for (const b of blobs) println(ctx.io.stdout, `${field} ${keyLineFromBlob(b)}`);
-    return 0;
-  };
-  const withKey = args.keyType !== undefined;
-  const presented =
-    withKey && args.keyType !== 'NONE' && args.key && args.key !== 'NONE' ? Buffer.from(args.key, 'base64') : null;
-  const pinned = ctx.knownHosts.lookup(name).map((k) => k.blob);
-  if (pinned.length > 0) {
-    if (presented && !pinned.some((p) => p.equals(presented))) {
-      const e = hostKeyRefusal(name, presented, { kind: 'changed', pinned }, ctx.knownHosts.path);
-      println(ctx.io.stderr, `mssh: ${e.message} [${e.code}]`);
-      if (e.hint) println(ctx.io.stderr, `mssh: ${e.hint}`);
-    }
-    return print(pinned);
-  }
+  const q = parseOpensshQuery(args);
+  const fromPins = answerFromPins(ctx, q);
+  if (fromPins !== null) return fromPins;
+  const { field, name, withKey, presented } = q;
+  const print = (blobs: Buffer[]) => printKnownHostsLines(ctx, field, blobs);
   const { client } = await openLoggedInRelay(ctx);
   let blobs: Buffer[];
   try {

@@ -12,6 +12,7 @@ import {
   withLoggedInRelay,
   type CliContext,
 } from './context.js';
+import { updateInstalledBlock } from './ssh-config.js';
 
 export interface LoginArgs {
   relay: string;
@@ -70,6 +71,9 @@ export async function login(ctx: CliContext, args: LoginArgs): Promise<number> {
       ctx.io.stdout,
       `Logged in to ${url} as ${sanitizeForTerminal(res.user)}${res.admin ? ' (admin)' : ''}, until ${sanitizeForTerminal(res.expiresAt)}.`,
     );
+    // The installed ssh config block names the login its shared connections belong to (ssh-config.ts).
+    const rewritten = updateInstalledBlock(ctx);
+    if (rewritten) println(ctx.io.stderr, `Wrote the mssh block in ${rewritten} again for this login.`);
     return 0;
   } finally {
     await conn.close();

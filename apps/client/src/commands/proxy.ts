@@ -1,10 +1,12 @@
 import http2 from 'node:http2';
 import type { Readable, Writable } from 'node:stream';
-import { cliError, type CliError } from '../errors.js';
-import { endedCleanly } from '../relay-client/relay-client.js';
-import { assertHostName } from '../ssh/ssh-via-relay.js';
-import { openLoggedInRelay, type CliContext } from './context.js';
-import { machineNameOf } from './ssh-config.js';
+import { sanitizeForTerminal } from '@mssh/protocol';
+import { cliError, isCliError, type CliError } from '../errors.js';
+import { endedCleanly, TunnelClient, type Tunnel } from '../relay-client/tunnel-client.js';
+import { assertHostName, loginIdOf, machineNameOf } from '../ssh/openssh-names.js';
+import { sshDisconnectBytes } from '../ssh/ssh-disconnect.js';
+import type { CliContext } from './context.js';
+import { openLoggedIn } from './logged-in.js';
 
 /**
  * Splice stdin/stdout onto a tunnel stream: stdin → request body, response body → stdout, binary-safe
@@ -73,13 +75,37 @@ export function spliceTunnel(
   });
 }
 
-/** `mssh proxy HOST` (or `HOST.mssh`), for `ssh -o ProxyCommand='mssh proxy %n'`. */
-export async function proxy(ctx: CliContext, args: { host: string }): Promise<number> {
-  const host = machineNameOf(args.host);
-  assertHostName(host);
-  const { client } = await openLoggedInRelay(ctx, { keepaliveMs: 15_000 });
+export interface ProxyArgs {
+  host: string;
+  /** --login-id ID (written by `mssh config ssh`): run only for the login whose id this is (ssh/openssh-names.ts). */
+  loginId?: string;
+}
+
+/**
+ * `mssh proxy HOST` (or `HOST.mssh`), for `ssh -o ProxyCommand='mssh proxy %n'`. Loaded by the lean
+ * entry (lean-main.ts): it uses TunnelClient, not the full RelayClient.
+ *
+ * A refusal before the tunnel carries the target's bytes (not logged in, no grant, machine offline...) is
+ * also told inside the SSH stream (ssh/ssh-disconnect.ts), as well as on stderr: a ControlPersist master
+ * discards our stderr, and OpenSSH prints the disconnect message.
+ */
+export async function proxy(ctx: CliContext, args: ProxyArgs): Promise<number> {
+  let client: TunnelClient | null = null;
+  let host = args.host;
+  let tunnel: Tunnel;
   try {
-    const tunnel = await client.openTunnel(host);
+    host = machineNameOf(args.host);
+    assertHostName(host);
+    const check = args.loginId === undefined ? undefined : checkLoginId(args.loginId);
+    ({ client } = await openLoggedIn(ctx, { keepaliveMs: 15_000, check }, (c, o) => new TunnelClient(c, o)));
+    tunnel = await client.openTunnel(host);
+  } catch (e) {
+    await client?.close();
+    await tellSsh(ctx, e);
+    throw e;
+  }
+  const c = client;
+  try {
     // Our parent (ssh, which runs `exec mssh proxy ...`) is gone when we have been re-parented.
     const parent = process.ppid;
     return await spliceTunnel(
@@ -87,10 +113,56 @@ export async function proxy(ctx: CliContext, args: { host: string }): Promise<nu
       ctx.io.stdin,
       ctx.io.stdout,
       host,
-      () => client.endedByRelay(tunnel, host),
+      () => c.endedByRelay(tunnel, host),
       () => process.ppid !== parent,
     );
   } finally {
-    await client.close();
+    await c.close();
   }
+}
+
+/** The login in use must be the one the ssh config was written for (its ControlPath is that login's). */
+function checkLoginId(expected: string): (url: string, user: string | undefined) => void {
+  return (url, user) => {
+    const id = loginIdOf(url, user);
+    if (id === expected.toLowerCase()) return;
+    throw cliError(
+      'CLI_ERR_LOGIN_CHANGED',
+      `the mssh block of your ssh config was written for another mssh login (id ${sanitizeForTerminal(expected.slice(0, 20))}); you are logged in as ${user ?? '?'} at ${url} (id ${id})`,
+      'Run `mssh config ssh --install` to write it for this login (shared OpenSSH connections stay apart per login), or log in as the other user again.',
+    );
+  };
+}
+
+/**
+ * Answer OpenSSH as a minimal SSH server that disconnects with the mssh code and text, unless stdout is a
+ * terminal (someone ran `mssh proxy` by hand). Then wait (at most 3 s) for ssh to read it and close our
+ * stdin, so it is not told "Broken pipe" instead.
+ */
+async function tellSsh(ctx: CliContext, e: unknown): Promise<void> {
+  const out = ctx.io.stdout as Writable & { isTTY?: boolean };
+  if (out.isTTY || out.destroyed || !out.writable) return;
+  const err = isCliError(e) ? e : null;
+  const text = err
+    ? `mssh: ${err.code ? `${err.code}: ` : ''}${err.message}. ${err.hint}`
+    : `mssh: CLI_ERR_INTERNAL: unexpected error: ${(e as Error)?.message ?? String(e)}`;
+  await new Promise<void>((resolve) => {
+    const stdin = ctx.io.stdin;
+    const timer = setTimeout(done, 3_000);
+    timer.unref();
+    function done(): void {
+      clearTimeout(timer);
+      stdin.removeListener('end', done);
+      stdin.removeListener('close', done);
+      stdin.removeListener('error', done);
+      stdin.pause();
+      resolve();
+    }
+    out.once('error', done);
+    stdin.once('end', done);
+    stdin.once('close', done);
+    stdin.once('error', done);
+    stdin.resume(); // read (and drop) ssh's version line and KEXINIT until it goes
+    out.write(sshDisconnectBytes(text));
+  });
 }

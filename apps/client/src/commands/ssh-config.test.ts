@@ -8,6 +8,7 @@ import {
   removeBlock,
   sshConfigBlock,
 } from './ssh-config.js';
+import { loginIdOf } from '../ssh/openssh-names.js';
 
 const block = sshConfigBlock(['/usr/bin/node', '/opt/mssh/bin/mssh.js']);
 
@@ -20,6 +21,9 @@ describe('mssh config ssh', () => {
     );
     expect(block).toContain('    StrictHostKeyChecking yes\n');
     expect(block).toContain('    UserKnownHostsFile /dev/null\n');
+    // One KnownHostsCommand run per connection: OpenSSH's key-type ordering call is off.
+    expect(block).toContain('    HostKeyAlgorithms ^ssh-ed25519\n');
+    expect(block).not.toContain('ControlPath');
     expect(block.endsWith(`Host *\n${BLOCK_END}\n`)).toBe(true);
     expect(() => quoteCommand(['/a "b"'])).toThrow(/cannot quote/);
   });
@@ -36,6 +40,18 @@ describe('mssh config ssh', () => {
     expect(removeBlock(user)).toEqual({ text: user, found: false });
     expect(installBlock('', block)).toBe(block);
     expect(removeBlock(block).text).toBe('');
+  });
+
+  it('for a login: the proxy is told its id and shared connections get a ControlPath of their own', () => {
+    const id = loginIdOf('https://relay.example:8443', 'alice');
+    expect(id).toMatch(/^[0-9a-f]{12}$/);
+    expect(loginIdOf('https://relay.example:8443', 'bob')).not.toBe(id);
+    expect(loginIdOf('https://other.example:8443', 'alice')).not.toBe(id);
+    const b = sshConfigBlock(['/usr/bin/node', '/opt/mssh/bin/mssh.js'], id);
+    expect(b).toContain(`    ProxyCommand "/usr/bin/node" "/opt/mssh/bin/mssh.js" proxy --login-id ${id} %n\n`);
+    expect(b).toContain(`    ControlPath ~/.ssh/mssh-cm-%C-${id}\n`);
+    expect(b.startsWith(`${BLOCK_BEGIN}\n# for the mssh login ${id}`)).toBe(true);
+    expect(() => sshConfigBlock(['/n'], 'x y')).toThrow();
   });
 
   it('takes the machine name out of what OpenSSH passes', () => {

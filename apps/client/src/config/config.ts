@@ -3,19 +3,19 @@
  */
 import { homedir, userInfo } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
-import { z } from 'zod';
 
-const Env = z.object({
-  MSSH_CONFIG_DIR: z.string().optional(),
-  /** Pick one of the relays you are logged in to, instead of the current one. */
-  MSSH_RELAY: z.string().optional(),
-  SSH_AUTH_SOCK: z.string().optional(),
-  TERM: z.string().optional(),
-  HOME: z.string().optional(),
-  USER: z.string().optional(),
-  /** Print stack traces of unexpected errors. */
-  MSSH_DEBUG: z.string().optional(),
-});
+/** The variables read (all optional strings; an empty one counts as unset). No schema library: this runs in the lean entry too. */
+const VARS = ['MSSH_CONFIG_DIR', 'MSSH_RELAY', 'SSH_AUTH_SOCK', 'TERM', 'HOME', 'USER', 'MSSH_DEBUG'] as const;
+type Env = Partial<Record<(typeof VARS)[number], string>>;
+
+function pick(env: NodeJS.ProcessEnv): Env {
+  const e: Env = {};
+  for (const k of VARS) {
+    const v = env[k];
+    if (typeof v === 'string') e[k] = v;
+  }
+  return e;
+}
 
 export interface ClientConfig {
   /** State directory: credentials.json and known_hosts live here (0700; files 0600). */
@@ -35,7 +35,7 @@ export interface ClientConfig {
 }
 
 export function parseConfig(env: NodeJS.ProcessEnv): ClientConfig {
-  const e = Env.parse(env);
+  const e = pick(env);
   const home = e.HOME && e.HOME.length > 0 ? e.HOME : homedir();
   const configDir =
     e.MSSH_CONFIG_DIR && e.MSSH_CONFIG_DIR.length > 0

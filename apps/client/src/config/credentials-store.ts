@@ -4,28 +4,63 @@
  * Logging out removes the token but keeps the pin, so a later login to the same relay is still checked.
  */
 import { join } from 'node:path';
-import { z } from 'zod';
 import { cliError } from '../errors.js';
 import { readPrivateFile, writePrivateFile } from './secure-files.js';
 
-const RelayEntry = z.object({
-  url: z.string(),
+export interface RelayEntry {
+  url: string;
   /** Pinned relay certificate fingerprint, `SHA256:...`. */
-  fingerprint: z.string(),
-  token: z.string().optional(),
-  user: z.string().optional(),
-  admin: z.boolean().optional(),
+  fingerprint: string;
+  token?: string;
+  user?: string;
+  admin?: boolean;
   /** ISO time the token expires. */
-  expiresAt: z.string().optional(),
-});
-export type RelayEntry = z.infer<typeof RelayEntry>;
+  expiresAt?: string;
+}
 
-const CredentialsFile = z.object({
-  version: z.literal(1),
-  current: z.string().nullable(),
-  relays: z.record(z.string(), RelayEntry),
-});
-type CredentialsFile = z.infer<typeof CredentialsFile>;
+interface CredentialsFile {
+  version: 1;
+  current: string | null;
+  relays: Record<string, RelayEntry>;
+}
+
+/*
+ * Checked by hand, not with a schema library: `mssh proxy` reads this file at every OpenSSH connection and
+ * runs from the lean entry (lean-main.ts). Unknown keys are dropped, as a schema would.
+ */
+const OPTIONAL_STRINGS = ['token', 'user', 'expiresAt'] as const;
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A valid relay entry (only its known fields), or null. */
+function relayEntryOf(v: unknown): RelayEntry | null {
+  if (!isRecord(v) || typeof v.url !== 'string' || typeof v.fingerprint !== 'string') return null;
+  const e: RelayEntry = { url: v.url, fingerprint: v.fingerprint };
+  for (const k of OPTIONAL_STRINGS) {
+    if (v[k] === undefined) continue;
+    if (typeof v[k] !== 'string') return null;
+    e[k] = v[k];
+  }
+  if (v.admin !== undefined) {
+    if (typeof v.admin !== 'boolean') return null;
+    e.admin = v.admin;
+  }
+  return e;
+}
+
+function credentialsFileOf(v: unknown): CredentialsFile | null {
+  if (!isRecord(v) || v.version !== 1 || !isRecord(v.relays)) return null;
+  if (v.current !== null && typeof v.current !== 'string') return null;
+  const relays: Record<string, RelayEntry> = {};
+  for (const [url, raw] of Object.entries(v.relays)) {
+    const e = relayEntryOf(raw);
+    if (!e) return null;
+    relays[url] = e;
+  }
+  return { version: 1, current: v.current, relays };
+}
 
 export const CREDENTIALS_FILE = 'credentials.json';
 
@@ -44,15 +79,15 @@ export class CredentialsStore {
     } catch {
       json = undefined;
     }
-    const parsed = CredentialsFile.safeParse(json);
-    if (!parsed.success) {
+    const parsed = credentialsFileOf(json);
+    if (!parsed) {
       throw cliError(
         'CLI_ERR_CONFIG',
         `${this.path} is damaged`,
         `Delete it and log in again (\`mssh login --relay URL --user NAME\`).`,
       );
     }
-    return parsed.data;
+    return parsed;
   }
 
   /**
@@ -75,8 +110,8 @@ export class CredentialsStore {
     const found: Record<string, RelayEntry> = {};
     if (typeof relays === 'object' && relays !== null) {
       for (const [url, v] of Object.entries(relays)) {
-        const e = RelayEntry.safeParse(v);
-        if (e.success && e.data.url === url) found[url] = e.data;
+        const e = relayEntryOf(v);
+        if (e && e.url === url) found[url] = e;
       }
     }
     return { current: typeof current === 'string' ? current : null, relays: found };

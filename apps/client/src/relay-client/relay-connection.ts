@@ -277,7 +277,15 @@ function startKeepalive(session: http2.ClientHttp2Session, everyMs: number): voi
   const interval = setInterval(() => {
     if (waiting || session.closed || session.destroyed) return;
     waiting = true;
-    deadline = setTimeout(() => session.destroy(new Error('the relay stopped answering (PING timeout)')), everyMs);
+    // Judged after this loop turn's I/O (setImmediate): a process starved of CPU for longer than the limit
+    // runs its timers before it reads the answer already waiting in the socket.
+    deadline = setTimeout(
+      () =>
+        setImmediate(() => {
+          if (waiting) session.destroy(new Error('the relay stopped answering (PING timeout)'));
+        }),
+      everyMs,
+    );
     deadline.unref();
     try {
       session.ping((err) => {

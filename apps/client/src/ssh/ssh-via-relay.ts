@@ -2,12 +2,11 @@
  * `ssh` to an enrolled machine through an open relay connection: host key rule (known_hosts, else the
  * relay's attested keys), tunnel, embedded SSH session. Shared by `mssh ssh` and the full-screen picker.
  */
-import { isValidHostName } from '@mssh/protocol';
-import { cliError } from '../errors.js';
 import { createHostKeyCheck } from '../known-hosts/host-key-policy.js';
 import type { KnownHostsFile } from '../known-hosts/known-hosts-file.js';
 import type { RelayClient } from '../relay-client/relay-client.js';
 import { abortStream } from '@mssh/protocol/transport';
+import { cliError } from '../errors.js';
 import { runSsh, type RunSshOptions } from './run-ssh.js';
 import { preloadSsh2 } from './ssh2-lazy.js';
 
@@ -33,15 +32,9 @@ export type SshViaRelayOptions = Omit<RunSshOptions, 'sock' | 'hostKey'> & {
   signal?: AbortSignal;
 };
 
-export function assertHostName(host: string): void {
-  if (!isValidHostName(host)) {
-    throw cliError(
-      'CLI_ERR_BAD_HOST_NAME',
-      `${JSON.stringify(host.slice(0, 100))} is not a machine name`,
-      'Machines are reached by their enrolled name (1-63 characters of a-z, 0-9 and -), never by address; run `mssh ls` to see them.',
-    );
-  }
-}
+import { assertHostName } from './openssh-names.js';
+
+export { assertHostName };
 
 export async function sshViaRelay(opts: SshViaRelayOptions): Promise<number> {
   const { client, knownHosts, host, progress, runId, signal, attested: known, ...rest } = opts;

@@ -455,17 +455,27 @@ export class AgentLink {
       // A moved link (GOAWAY sent) cannot PING: Node cancels it (ERR_HTTP2_PING_CANCEL). Its liveness is
       // then the TCP keep-alive's (set in start()) and its running sessions' own.
       if (this.pingDeadline || this.state === 'closed' || session.closed) return;
-      this.pingDeadline = setTimeout(() => {
-        this.pingDeadline = null;
-        this.log.warn(
-          { name: this.name },
-          `agent ${this.name} did not answer PING within ${this.deps.pingTimeoutMs} ms; evicting`,
-        );
-        this.close(`no answer to PING within ${this.deps.pingTimeoutMs} ms`, 'agent_unresponsive');
-      }, this.deps.pingTimeoutMs);
+      let answered = false;
+      // Judged after the I/O of this loop turn (setImmediate): a process starved of CPU for longer than the
+      // limit (hundreds of OpenSSH connections at once on two cores) runs its timers before it reads the
+      // answer already waiting in the socket, and would evict a healthy agent.
+      this.pingDeadline = setTimeout(
+        () =>
+          setImmediate(() => {
+            if (answered) return;
+            this.pingDeadline = null;
+            this.log.warn(
+              { name: this.name },
+              `agent ${this.name} did not answer PING within ${this.deps.pingTimeoutMs} ms; evicting`,
+            );
+            this.close(`no answer to PING within ${this.deps.pingTimeoutMs} ms`, 'agent_unresponsive');
+          }),
+        this.deps.pingTimeoutMs,
+      );
       this.pingDeadline.unref();
       try {
         const sent = session.ping((err) => {
+          answered = true;
           if (this.pingDeadline) clearTimeout(this.pingDeadline);
           this.pingDeadline = null;
           if (err && this.state !== 'closed' && !(session.closed && isPingCancel(err)))
