@@ -3,7 +3,8 @@
  * (issue 8). See bench/README.md for what each metric means and how the baseline is set up.
  *
  *   node --import tsx bench/run.ts [--quick] [--paths direct,jump,mssh-ssh,mssh-proxy]
- *        [--metrics bulk,setup,prompt,latency,concurrency,rate,reconnect,fleet] [--sessions N] [--mib N] [--profile DIR]
+ *        [--metrics bulk,setup,prompt,latency,concurrency,rate,reconnect,fleet,wan] [--sessions N] [--mib N] [--profile DIR]
+ *        [--wan DELAYS_MS] [--wan-rate MBITS]
  */
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
@@ -20,11 +21,17 @@ import { runConcurrency } from './metrics/concurrency.js';
 import { runRate } from './metrics/rate.js';
 import { runReconnect } from './metrics/reconnect.js';
 import { runFleet } from './metrics/fleet.js';
+import { runWan, conditionLabel, WAN_METRICS, type WanCondition } from './metrics/wan.js';
+import { setUpWan } from './lib/wan.js';
 
-const METRICS = ['bulk', 'setup', 'prompt', 'latency', 'concurrency', 'rate', 'reconnect', 'fleet'] as const;
+const METRICS = ['bulk', 'setup', 'prompt', 'latency', 'concurrency', 'rate', 'reconnect', 'fleet', 'wan'] as const;
 type Metric = (typeof METRICS)[number];
+/** Run when --metrics is not given: all but the WAN mode, which runs on request (--metrics wan, --wan). */
+const DEFAULT_METRICS = METRICS.filter((m) => m !== 'wan');
+/** The paths of the WAN mode (ssh + mssh proxy only when --paths names it). */
+const WAN_PATHS: PathId[] = ['jump', 'mssh-ssh', 'mssh-proxy'];
 
-const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--profile DIR]`;
+const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--profile DIR] [--wan DELAYS_MS] [--wan-rate MBITS]`;
 
 function fail(msg: string): never {
   process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
@@ -42,6 +49,8 @@ function parse() {
         sessions: { type: 'string' },
         mib: { type: 'string' },
         profile: { type: 'string' },
+        wan: { type: 'string' },
+        'wan-rate': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -70,11 +79,36 @@ function parse() {
     return n;
   };
   const quick = v.quick;
+  const numbers = (s: string | undefined, def: number[], what: string, min: number, max: number): number[] => {
+    if (s === undefined) return def;
+    const xs = s.split(',').map((x) => Number(x.trim()));
+    if (!xs.length || xs.some((x) => !Number.isInteger(x) || x < min || x > max))
+      fail(`--${what} takes a comma-separated list of integers from ${min} to ${max}`);
+    return [...new Set(xs)];
+  };
+  const wanAsked = v.wan !== undefined || v['wan-rate'] !== undefined;
+  const delays = numbers(v.wan, [10, 40], 'wan', 0, 1000);
+  const rates = numbers(v['wan-rate'], [0, 100], 'wan-rate', 0, 100_000);
+  const conditions: WanCondition[] =
+    quick && !wanAsked
+      ? [
+          { delayMs: 10, rateMbit: 0 },
+          { delayMs: 40, rateMbit: 100 },
+        ]
+      : delays.flatMap((delayMs) => rates.map((rateMbit) => ({ delayMs, rateMbit })));
+  const metrics = v.metrics
+    ? list<Metric>(v.metrics, METRICS, 'metric')
+    : wanAsked
+      ? ['wan' as Metric]
+      : DEFAULT_METRICS;
   return {
     quick,
     profileDir: v.profile ? resolve(v.profile) : undefined,
     paths: list<PathId>(v.paths, ALL_PATHS, 'path'),
-    metrics: list<Metric>(v.metrics, METRICS, 'metric'),
+    metrics,
+    wanPaths: v.paths
+      ? list<PathId>(v.paths, ALL_PATHS, 'path').filter((p) => WAN_PATHS.includes(p))
+      : (['jump', 'mssh-ssh'] as PathId[]),
     bulk: { mib: int(v.mib, quick ? 32 : 256, 'mib', 4096), rounds: quick ? 1 : 3 },
     setup: { rounds: quick ? 3 : 10 },
     prompt: { rounds: quick ? 3 : 10 },
@@ -94,7 +128,19 @@ function parse() {
       kills: quick ? 3 : 10,
       rateSeconds: quick ? 3 : 10,
     },
-    limitMs: quick ? 5 * 60_000 : 45 * 60_000,
+    wan: {
+      conditions,
+      mib: int(v.mib, quick ? 16 : 64, 'mib', 4096),
+      rounds: quick ? 1 : 3,
+      parallel: 4,
+      setupRounds: quick ? 3 : 10,
+      keyWarmup: quick ? 10 : 30,
+      keyTrips: quick ? 40 : 200,
+      holTrips: quick ? 40 : 200,
+      holSettleMs: quick ? 1_000 : 2_000,
+      holMaxMs: quick ? 60_000 : 180_000,
+    },
+    limitMs: (quick ? 5 : 45) * 60_000 + (!quick && metrics.includes('wan') ? 30 * 60_000 : 0),
   };
 }
 
@@ -143,7 +189,7 @@ async function main(): Promise<void> {
   const git = gitInfo(ROOT);
   const file = join(ROOT, 'bench/results', `${stamp}${o.quick ? '-quick' : ''}.jsonl`);
   const rec = new Recorder(file, { runAt: new Date().toISOString(), mode: o.quick ? 'quick' : 'full', machine, git });
-  const wantMssh = o.paths.some((p) => MSSH_PATHS.includes(p));
+  const wantMssh = [...o.paths, ...(o.metrics.includes('wan') ? o.wanPaths : [])].some((p) => MSSH_PATHS.includes(p));
   process.stderr.write(
     `bench: ${o.quick ? 'quick' : 'full'} run, metrics ${o.metrics.join(', ')}; paths ${o.paths.join(', ')}\n`,
   );
@@ -212,6 +258,16 @@ async function main(): Promise<void> {
     );
     await runFleet(env, rec, o.fleet);
   }
+  let wanPaths = o.wanPaths.filter((p) => env.mssh || !MSSH_PATHS.includes(p));
+  if (has('wan')) {
+    phase(
+      `WAN mode: ${o.wan.conditions.map(conditionLabel).join(' / ')} per leg; paths ${wanPaths.join(', ')}; ` +
+        `bulk ${o.wan.mib} MiB x ${o.wan.rounds}, set-up x ${o.wan.setupRounds}, keystrokes ${o.wan.keyTrips} after ${o.wan.keyWarmup}, HOL ${o.wan.holTrips}`,
+    );
+    const wan = await setUpWan(env);
+    if (!wan.env.mssh) wanPaths = wanPaths.filter((p) => !MSSH_PATHS.includes(p));
+    await runWan(wan, rec, wanPaths, o.wan);
+  }
   phase('done');
 
   const bulkLabel = { ...PROCESS_ROWS[0]!, label: `bulk ${o.bulk.mib} MiB into wc -c` };
@@ -251,6 +307,31 @@ async function main(): Promise<void> {
     ],
     [['forwarded/direct', 'forwarded', 'direct']],
   );
+  const wanRatios = (['mssh-ssh', 'mssh-proxy'] as const)
+    .filter((p) => wanPaths.includes(p) && wanPaths.includes('jump'))
+    .map((p): [string, string, string] => [`${p === 'mssh-ssh' ? 'ssh' : 'proxy'}/jump`, p, 'jump']);
+  const wanTables = has('wan')
+    ? o.wan.conditions.map((c) => {
+        const variant = conditionLabel(c);
+        const rows: Row[] = WAN_METRICS.map((m) => ({
+          metric: m.metric,
+          variant,
+          label:
+            m.metric === 'wan_bulk_mbps'
+              ? `bulk ${o.wan.mib} MiB, 1 session`
+              : m.metric === 'wan_bulk_parallel_mbps'
+                ? `bulk, ${o.wan.parallel} sessions at once`
+                : m.label,
+        }));
+        const t = table(
+          rec,
+          rows,
+          wanPaths.map((p): [string, string] => [PATH_LABELS[p], p]),
+          wanRatios,
+        );
+        return t ? [`WAN, ${variant} one-way on each leg (both legs of every path):`, '', t, ''] : [];
+      })
+    : [];
   const failed = rec.results.filter((r) => !r.ok);
   const heading =
     `mssh bench, ${o.quick ? 'quick' : 'full'} run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ` +
@@ -263,6 +344,7 @@ async function main(): Promise<void> {
     ...(t1 ? ['Client processes (as a user runs them):', '', t1, ''] : []),
     ...(t2 ? ['In-process ssh2 clients (many sessions, tight loops):', '', t2, ''] : []),
     ...(t3 ? ['Relay fleet, 3 relays on one Postgres (in-process ssh2 clients):', '', t3, ''] : []),
+    ...wanTables.flat(),
     ...(env.mssh ? [] : [`mssh paths not measured: ${env.msshProblem}`, '']),
     ...(failed.length
       ? [
