@@ -99,11 +99,16 @@ class Upload {
         this.written += block.length;
       }
       this.stoppedAt = performance.now();
-    })();
+    })().catch((e: Error) => {
+      // Kept for stop(): a rejection nobody awaits yet would end the process.
+      this.failure = e;
+    });
   }
+  private failure: Error | undefined;
   async stop(): Promise<{ mbps: number }> {
     this.stopped = true;
     await this.done;
+    if (this.failure) throw this.failure;
     await finishBulk(this.s, this.written, 60_000);
     return { mbps: this.written / 1e6 / ((this.stoppedAt - this.startedAt) / 1000) };
   }
