@@ -27,6 +27,7 @@ export default defineConfig({
             'migrations/src/**/*.test.ts',
             'apps/**/src/**/*.test.ts',
             'e2e/**/*.test.ts',
+            'bench/lib/**/*.test.ts',
           ],
           exclude: [SOLO, '**/node_modules/**'],
           sequence: { groupOrder: 0 },

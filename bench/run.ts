@@ -3,7 +3,8 @@
  * (issue 8). See bench/README.md for what each metric means and how the baseline is set up.
  *
  *   node --import tsx bench/run.ts [--quick] [--paths direct,jump,mssh-ssh,mssh-proxy]
- *        [--metrics bulk,setup,prompt,latency,concurrency,rate,reconnect,fleet,openssh] [--sessions N] [--mib N] [--profile DIR]
+ *        [--metrics bulk,setup,prompt,latency,concurrency,rate,reconnect,fleet,openssh,wan] [--sessions N] [--mib N] [--profile DIR]
+ *        [--ssh-at-once N] [--wan DELAYS_MS] [--wan-rate MBITS]
  */
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
@@ -21,11 +22,28 @@ import { runRate } from './metrics/rate.js';
 import { runReconnect } from './metrics/reconnect.js';
 import { runFleet } from './metrics/fleet.js';
 import { runOpensshTools } from './metrics/openssh-tools.js';
+import { runWan, conditionLabel, WAN_METRICS, type WanCondition } from './metrics/wan.js';
+import { setUpWan } from './lib/wan.js';
 
-const METRICS = ['bulk', 'setup', 'prompt', 'latency', 'concurrency', 'rate', 'reconnect', 'fleet', 'openssh'] as const;
+const METRICS = [
+  'bulk',
+  'setup',
+  'prompt',
+  'latency',
+  'concurrency',
+  'rate',
+  'reconnect',
+  'fleet',
+  'openssh',
+  'wan',
+] as const;
 type Metric = (typeof METRICS)[number];
+/** Run when --metrics is not given: all but the WAN mode, which runs on request (--metrics wan, --wan). */
+const DEFAULT_METRICS = METRICS.filter((m) => m !== 'wan');
+/** The paths of the WAN mode (ssh + mssh proxy only when --paths names it). */
+const WAN_PATHS: PathId[] = ['jump', 'mssh-ssh', 'mssh-proxy'];
 
-const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--ssh-at-once N] [--profile DIR]`;
+const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--ssh-at-once N] [--profile DIR] [--wan DELAYS_MS] [--wan-rate MBITS]`;
 
 function fail(msg: string): never {
   process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
@@ -44,6 +62,8 @@ function parse() {
         mib: { type: 'string' },
         'ssh-at-once': { type: 'string' },
         profile: { type: 'string' },
+        wan: { type: 'string' },
+        'wan-rate': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -72,11 +92,36 @@ function parse() {
     return n;
   };
   const quick = v.quick;
+  const numbers = (s: string | undefined, def: number[], what: string, min: number, max: number): number[] => {
+    if (s === undefined) return def;
+    const xs = s.split(',').map((x) => Number(x.trim()));
+    if (!xs.length || xs.some((x) => !Number.isInteger(x) || x < min || x > max))
+      fail(`--${what} takes a comma-separated list of integers from ${min} to ${max}`);
+    return [...new Set(xs)];
+  };
+  const wanAsked = v.wan !== undefined || v['wan-rate'] !== undefined;
+  const delays = numbers(v.wan, [10, 40], 'wan', 0, 1000);
+  const rates = numbers(v['wan-rate'], [0, 100], 'wan-rate', 0, 100_000);
+  const conditions: WanCondition[] =
+    quick && !wanAsked
+      ? [
+          { delayMs: 10, rateMbit: 0 },
+          { delayMs: 40, rateMbit: 100 },
+        ]
+      : delays.flatMap((delayMs) => rates.map((rateMbit) => ({ delayMs, rateMbit })));
+  const metrics = v.metrics
+    ? list<Metric>(v.metrics, METRICS, 'metric')
+    : wanAsked
+      ? ['wan' as Metric]
+      : DEFAULT_METRICS;
   return {
     quick,
     profileDir: v.profile ? resolve(v.profile) : undefined,
     paths: list<PathId>(v.paths, ALL_PATHS, 'path'),
-    metrics: list<Metric>(v.metrics, METRICS, 'metric'),
+    metrics,
+    wanPaths: v.paths
+      ? list<PathId>(v.paths, ALL_PATHS, 'path').filter((p) => WAN_PATHS.includes(p))
+      : (['jump', 'mssh-ssh'] as PathId[]),
     bulk: { mib: int(v.mib, quick ? 32 : 256, 'mib', 4096), rounds: quick ? 1 : 3 },
     setup: { rounds: quick ? 3 : 10 },
     prompt: { rounds: quick ? 3 : 10 },
@@ -101,7 +146,19 @@ function parse() {
       concurrent: int(v['ssh-at-once'], quick ? 20 : 200, 'ssh-at-once', 1000),
       ansibleHosts: quick ? 4 : 12,
     },
-    limitMs: quick ? 5 * 60_000 : 45 * 60_000,
+    wan: {
+      conditions,
+      mib: int(v.mib, quick ? 16 : 64, 'mib', 4096),
+      rounds: quick ? 1 : 3,
+      parallel: 4,
+      setupRounds: quick ? 3 : 10,
+      keyWarmup: quick ? 10 : 30,
+      keyTrips: quick ? 40 : 200,
+      holTrips: quick ? 40 : 200,
+      holSettleMs: quick ? 1_000 : 2_000,
+      holMaxMs: quick ? 60_000 : 180_000,
+    },
+    limitMs: (quick ? 5 : 45) * 60_000 + (!quick && metrics.includes('wan') ? 30 * 60_000 : 0),
   };
 }
 
@@ -165,7 +222,7 @@ async function main(): Promise<void> {
   const git = gitInfo(ROOT);
   const file = join(ROOT, 'bench/results', `${stamp}${o.quick ? '-quick' : ''}.jsonl`);
   const rec = new Recorder(file, { runAt: new Date().toISOString(), mode: o.quick ? 'quick' : 'full', machine, git });
-  const wantMssh = o.paths.some((p) => MSSH_PATHS.includes(p));
+  const wantMssh = [...o.paths, ...(o.metrics.includes('wan') ? o.wanPaths : [])].some((p) => MSSH_PATHS.includes(p));
   process.stderr.write(
     `bench: ${o.quick ? 'quick' : 'full'} run, metrics ${o.metrics.join(', ')}; paths ${o.paths.join(', ')}\n`,
   );
@@ -240,6 +297,16 @@ async function main(): Promise<void> {
     );
     await runOpensshTools(env, rec, o.openssh);
   }
+  let wanPaths = o.wanPaths.filter((p) => env.mssh || !MSSH_PATHS.includes(p));
+  if (has('wan')) {
+    phase(
+      `WAN mode: ${o.wan.conditions.map(conditionLabel).join(' / ')} per leg; paths ${wanPaths.join(', ')}; ` +
+        `bulk ${o.wan.mib} MiB x ${o.wan.rounds}, set-up x ${o.wan.setupRounds}, keystrokes ${o.wan.keyTrips} after ${o.wan.keyWarmup}, HOL ${o.wan.holTrips}`,
+    );
+    const wan = await setUpWan(env);
+    if (!wan.env.mssh) wanPaths = wanPaths.filter((p) => !MSSH_PATHS.includes(p));
+    await runWan(wan, rec, wanPaths, o.wan);
+  }
   phase('done');
 
   const bulkLabel = { ...PROCESS_ROWS[0]!, label: `bulk ${o.bulk.mib} MiB into wc -c` };
@@ -303,6 +370,31 @@ async function main(): Promise<void> {
     ],
     [['mssh/direct', 'ssh+mssh config', 'direct']],
   );
+  const wanRatios = (['mssh-ssh', 'mssh-proxy'] as const)
+    .filter((p) => wanPaths.includes(p) && wanPaths.includes('jump'))
+    .map((p): [string, string, string] => [`${p === 'mssh-ssh' ? 'ssh' : 'proxy'}/jump`, p, 'jump']);
+  const wanTables = has('wan')
+    ? o.wan.conditions.map((c) => {
+        const variant = conditionLabel(c);
+        const rows: Row[] = WAN_METRICS.map((m) => ({
+          metric: m.metric,
+          variant,
+          label:
+            m.metric === 'wan_bulk_mbps'
+              ? `bulk ${o.wan.mib} MiB, 1 session`
+              : m.metric === 'wan_bulk_parallel_mbps'
+                ? `bulk, ${o.wan.parallel} sessions at once`
+                : m.label,
+        }));
+        const t = table(
+          rec,
+          rows,
+          wanPaths.map((p): [string, string] => [PATH_LABELS[p], p]),
+          wanRatios,
+        );
+        return t ? [`WAN, ${variant} one-way on each leg (both legs of every path):`, '', t, ''] : [];
+      })
+    : [];
   const failed = rec.results.filter((r) => !r.ok);
   const heading =
     `mssh bench, ${o.quick ? 'quick' : 'full'} run ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ` +
@@ -317,6 +409,7 @@ async function main(): Promise<void> {
     ...(t3 ? ['Relay fleet, 3 relays on one Postgres (in-process ssh2 clients):', '', t3, ''] : []),
     ...(t4 ? ['Helpers OpenSSH starts per connection (mssh config ssh), cold:', '', t4, ''] : []),
     ...(t5 ? ['OpenSSH-driven tools through mssh config ssh:', '', t5, ''] : []),
+    ...wanTables.flat(),
     ...(env.mssh ? [] : [`mssh paths not measured: ${env.msshProblem}`, '']),
     ...(failed.length
       ? [

@@ -60,6 +60,8 @@ export interface BenchEnv {
   target: BenchSshd;
   bastion: BenchSshd;
   sshConfig: string;
+  /** The target's machine name on the relay (`mssh ssh USER@NAME`, `ssh ... NAME` with `mssh proxy %n`). */
+  targetHost: string;
   /** Port on the bastion that the reverse tunnel forwards to the target sshd. */
   rport: number;
   /** Port on the bastion that the reverse tunnel forwards to the null target. */
@@ -147,6 +149,7 @@ export async function setUp(opts: { mssh: boolean; profileDir?: string; relayArg
     target,
     bastion,
     sshConfig,
+    targetHost: TARGET_HOST,
     rport,
     nullRport,
     nullPort,

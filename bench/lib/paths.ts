@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { BIN } from '@mssh/test-fixtures/stack';
 import { SSH, BASTION_ALIAS } from './openssh.js';
-import { TARGET_HOST, type BenchEnv } from './env.js';
+import type { BenchEnv } from './env.js';
 
 export type PathId = 'direct' | 'jump' | 'mssh-ssh' | 'mssh-proxy';
 
@@ -69,7 +69,7 @@ export function commandFor(env: BenchEnv, path: PathId, remote: string | null, o
       const proxy = `${process.execPath} ${BIN.mssh} proxy %n`;
       return {
         cmd: SSH,
-        args: ['-F', env.sshConfig, ...tty, '-o', `ProxyCommand=${proxy}`, TARGET_HOST, ...cmd],
+        args: ['-F', env.sshConfig, ...tty, '-o', `ProxyCommand=${proxy}`, env.targetHost, ...cmd],
         env: clientEnv(env, m.user.env, env.profileEnv),
       };
     }
@@ -83,7 +83,7 @@ export function commandFor(env: BenchEnv, path: PathId, remote: string | null, o
           '-i',
           env.key.path,
           ...(opts.tty ? ['-t'] : []),
-          `${env.user}@${TARGET_HOST}`,
+          `${env.user}@${env.targetHost}`,
           ...(remote === null ? [] : ['--', remote]),
         ],
         env: clientEnv(env, m.user.env, env.profileEnv),

@@ -11,27 +11,59 @@ import { SessionProc } from '../lib/session-proc.js';
 import type { Recorder } from '../lib/report.js';
 import { median, round } from '../lib/stats.js';
 
-const CHUNK = 1024 * 1024;
+export const CHUNK = 1024 * 1024;
 
-async function once(env: BenchEnv, path: PathId, mib: number, block: Buffer): Promise<{ mbps: number; ms: number }> {
-  const bytes = mib * CHUNK;
+/** A client process running `echo ready; exec wc -c` through `path`, its session up. */
+export interface BulkSession {
+  p: SessionProc;
+  /** Where the byte count starts in its stdout. */
+  startLen: number;
+}
+
+export async function openBulk(env: BenchEnv, path: PathId): Promise<BulkSession> {
   const p = new SessionProc(commandFor(env, path, 'echo ready; exec wc -c'));
   try {
     await p.waitOut((o) => o.includes('ready\n'), 30_000, 'session start');
-    const startLen = p.out.indexOf('ready\n') + 6;
-    const t0 = process.hrtime.bigint();
-    for (let i = 0; i < mib; i++) await p.write(block);
-    p.child.stdin!.end();
-    // At 1 MB/s a 256 MiB run would take 4.5 min: anything slower counts as failed.
-    await p.waitOut((o) => /^\s*\d+\s*\n/.test(o.subarray(startLen).toString()), 30_000 + mib * 1_000, 'byte count');
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    const count = Number(p.out.subarray(startLen).toString().trim());
-    if (count !== bytes) throw new Error(`wc -c counted ${count} bytes, sent ${bytes}`);
-    const code = await p.finish(10_000);
-    if (code !== 0) throw new Error(`exit status ${code} ${p.describe()}`);
-    return { mbps: bytes / 1e6 / (ms / 1000), ms };
-  } finally {
+  } catch (e) {
     await p.kill();
+    throw e;
+  }
+  return { p, startLen: p.out.indexOf('ready\n') + 6 };
+}
+
+/** After the last write: end stdin, wait for the byte count (it must equal `bytes`) and exit status 0. */
+export async function finishBulk(s: BulkSession, bytes: number, timeoutMs: number): Promise<void> {
+  const { p, startLen } = s;
+  p.child.stdin!.end();
+  await p.waitOut((o) => /^\s*\d+\s*\n/.test(o.subarray(startLen).toString()), timeoutMs, 'byte count');
+  const count = Number(p.out.subarray(startLen).toString().trim());
+  if (count !== bytes) throw new Error(`wc -c counted ${count} bytes, sent ${bytes}`);
+  const code = await p.finish(10_000);
+  if (code !== 0) throw new Error(`exit status ${code} ${p.describe()}`);
+}
+
+/** Send `mib` MiB (`block` is 1 MiB) into an open bulk session; ms from the first byte to the count. */
+export async function transferBulk(s: BulkSession, mib: number, block: Buffer): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < mib; i++) await s.p.write(block);
+  // At 1 MB/s a 256 MiB run would take 4.5 min: anything slower counts as failed.
+  await finishBulk(s, mib * CHUNK, 30_000 + mib * 1_000);
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+/** One transfer of `mib` MiB into `wc -c` through `path`, checked against the count. */
+export async function bulkOnce(
+  env: BenchEnv,
+  path: PathId,
+  mib: number,
+  block: Buffer,
+): Promise<{ mbps: number; ms: number }> {
+  const s = await openBulk(env, path);
+  try {
+    const ms = await transferBulk(s, mib, block);
+    return { mbps: (mib * CHUNK) / 1e6 / (ms / 1000), ms };
+  } finally {
+    await s.p.kill();
   }
 }
 
@@ -49,7 +81,7 @@ export async function runBulk(
     for (const path of order) {
       if (errors.has(path)) continue;
       try {
-        const r = await once(env, path, opts.mib, block);
+        const r = await bulkOnce(env, path, opts.mib, block);
         samples.get(path)!.push(r.mbps);
         process.stderr.write(`bench:     bulk ${path} round ${round_ + 1}: ${r.mbps.toFixed(1)} MB/s\n`);
       } catch (e) {

@@ -17,7 +17,8 @@ import { SessionProc } from '../lib/session-proc.js';
 import type { Recorder } from '../lib/report.js';
 import { percentile, round } from '../lib/stats.js';
 
-class Echo {
+/** A `cat` session on a PTY whose round trips of one byte are timed. */
+export class Echo {
   private received = 0;
   private want = 0;
   private resolve?: () => void;
@@ -56,6 +57,22 @@ class Echo {
   }
 }
 
+/** Open a session running `cat` on a raw PTY through `path`, ready for round trips (killed on failure). */
+export async function openEcho(env: BenchEnv, path: PathId, startTimeoutMs = 30_000): Promise<Echo> {
+  const p = new SessionProc(commandFor(env, path, 'stty raw -echo; echo ready; exec cat', { tty: true }));
+  try {
+    await p.waitOut((o) => o.includes('ready'), startTimeoutMs, 'session start');
+    // Let any trailing output of the start (a CR, a prompt) arrive before counting bytes.
+    await new Promise((r) => setTimeout(r, 200));
+    const e = new Echo(p);
+    e.start();
+    return e;
+  } catch (err) {
+    await p.kill();
+    throw err;
+  }
+}
+
 export async function runLatency(
   env: BenchEnv,
   rec: Recorder,
@@ -69,17 +86,10 @@ export async function runLatency(
   const cold = new Map<PathId, number[]>(paths.map((p) => [p, []]));
   try {
     for (const path of paths) {
-      const p = new SessionProc(commandFor(env, path, 'stty raw -echo; echo ready; exec cat', { tty: true }));
       try {
-        await p.waitOut((o) => o.includes('ready'), 30_000, 'session start');
-        // Let any trailing output of the start (a CR, a prompt) arrive before counting bytes.
-        await new Promise((r) => setTimeout(r, 200));
-        const e = new Echo(p);
-        e.start();
-        sessions.set(path, e);
+        sessions.set(path, await openEcho(env, path));
       } catch (err) {
         errors.set(path, (err as Error).message);
-        await p.kill();
       }
     }
     const live = () => paths.filter((p) => sessions.has(p) && !errors.has(p));

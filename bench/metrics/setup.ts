@@ -9,7 +9,8 @@ import { SessionProc } from '../lib/session-proc.js';
 import type { Recorder } from '../lib/report.js';
 import { median, percentile, round } from '../lib/stats.js';
 
-async function once(env: BenchEnv, path: PathId): Promise<number> {
+/** Wall time of one `<path> true`, from spawn to exit status 0, in ms. */
+export async function setupOnce(env: BenchEnv, path: PathId): Promise<number> {
   const t0 = process.hrtime.bigint();
   const p = new SessionProc(commandFor(env, path, 'true'));
   p.child.stdin!.end();
@@ -23,13 +24,13 @@ export async function runSetup(env: BenchEnv, rec: Recorder, paths: PathId[], op
   const samples = new Map<PathId, number[]>(paths.map((p) => [p, []]));
   const errors = new Map<PathId, string>();
   // One untimed warm-up per path (page cache, first known_hosts read, first token check).
-  for (const path of paths) await once(env, path).catch((e: Error) => errors.set(path, e.message));
+  for (const path of paths) await setupOnce(env, path).catch((e: Error) => errors.set(path, e.message));
   for (let r = 0; r < opts.rounds; r++) {
     const order = paths.map((_, i) => paths[(i + r) % paths.length]!);
     for (const path of order) {
       if (errors.has(path)) continue;
       try {
-        samples.get(path)!.push(await once(env, path));
+        samples.get(path)!.push(await setupOnce(env, path));
       } catch (e) {
         errors.set(path, (e as Error).message);
       }
