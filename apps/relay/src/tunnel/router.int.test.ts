@@ -711,11 +711,28 @@ describe('tunnel router + route + real agent + real sshd', () => {
     expect(relay.router.closeAgent('victim', 'agent_revoked')).toBe(false);
   });
 
-  it('closeSessionsOfUser also ends a session of the user that was being set up when it ran; later ones are not touched', async () => {
+  /** Hold the next access check (after the user check): resolves inCheck once it is held; release() lets it answer. */
+  const holdAccessCheck = (): { inCheck: Promise<void>; release: () => void } => {
     let entered!: () => void;
     const inCheck = new Promise<void>((r) => (entered = r));
     let release!: () => void;
     relay.access.hold = { entered, release: new Promise<void>((r) => (release = r)) };
+    return { inCheck, release };
+  };
+
+  /** The stream closes (read to its end) within ms, else the test fails with `failure`. */
+  const closesWithin = (s: http2.ClientHttp2Stream, ms: number, failure: string): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(failure)), ms);
+      s.resume();
+      s.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+
+  it('closeSessionsOfUser also ends a session of the user that was being set up when it ran; later ones are not touched', async () => {
+    const { inCheck, release } = holdAccessCheck();
     const opening = openTunnel(client, 'laptop');
     // alice has been found active; her request is in the access check, not yet spliced.
     await inCheck;
@@ -725,14 +742,7 @@ describe('tunnel router + route + real agent + real sshd', () => {
     release();
     const late = await opening;
     // sshd would wait 2 minutes for a client's version string; the session must end now instead.
-    await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error('the late session is still open 3 s after the kill')), 3_000);
-      late.resume();
-      late.once('close', () => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
+    await closesWithin(late, 3_000, 'the late session is still open 3 s after the kill');
     await waitFor(
       () => relay.audit.ended.filter((e) => e.reason === 'user_disabled').length === endedBefore + 1,
       2_000,
@@ -753,10 +763,7 @@ describe('tunnel router + route + real agent + real sshd', () => {
   });
 
   it('access that changes while a session is being set up is checked again once it is live (grant_revoked)', async () => {
-    let entered!: () => void;
-    const inCheck = new Promise<void>((r) => (entered = r));
-    let release!: () => void;
-    relay.access.hold = { entered, release: new Promise<void>((r) => (release = r)) };
+    const { inCheck, release } = holdAccessCheck();
     const opening = openTunnel(client, 'laptop');
     await inCheck; // the grant check has started and will answer "yes": the grant is being removed meanwhile
     relay.access.hold = null;
@@ -767,17 +774,7 @@ describe('tunnel router + route + real agent + real sshd', () => {
       relay.router.noteAccessChange!();
       release();
       const late = await opening;
-      await new Promise<void>((resolve, reject) => {
-        const t = setTimeout(
-          () => reject(new Error('the session admitted under the old grant is open 3 s later')),
-          3_000,
-        );
-        late.resume();
-        late.once('close', () => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await closesWithin(late, 3_000, 'the session admitted under the old grant is open 3 s later');
       await waitFor(
         () => relay.audit.ended.filter((e) => e.reason === 'grant_revoked').length === endedBefore + 1,
         2_000,
