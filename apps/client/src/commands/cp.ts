@@ -56,19 +56,41 @@ function noSftp(host: string, e: unknown): Error {
 
 /** fastPut / fastGet with progress, failures mapped to the side that failed. */
 function sftpTransfer(sftp: SFTPWrapper, host: string, direction: 'upload' | 'download'): Transfer {
-  return (src, tmp, target, onBytes) =>
+  return (src, tmp, target, onBytes, signal) =>
     new Promise<void>((resolve, reject) => {
+      // Interrupted, the promise must settle once the transfer can no longer create `tmp` (runCopy removes
+      // it then). A download closes the SFTP channel: every pending request fails, and fastGet's local open
+      // either came before (and is closed) or never happens. An upload's channel is still needed to remove
+      // the remote `tmp`, so it settles after the first write has landed (the remote open is done by then).
+      let settledYet = false;
+      let wrote = false;
+      const settle = (err?: Error) => {
+        if (settledYet) return;
+        settledYet = true;
+        signal?.removeEventListener('abort', stop);
+        if (err) reject(err);
+        else resolve();
+      };
+      const stop = () => {
+        if (direction === 'download') sftp.end();
+        else if (wrote) settle(cpInterrupted());
+      };
+      signal?.addEventListener('abort', stop, { once: true });
       const opts = {
         concurrency: SFTP_CONCURRENCY,
         chunkSize: SFTP_CHUNK,
-        step: (total: number) => onBytes(total),
+        step: (total: number) => {
+          wrote = true;
+          if (signal?.aborted && direction === 'upload') settle(cpInterrupted());
+          else onBytes(total);
+        },
       };
       const done = (err: Error | null | undefined) => {
-        if (!err) return resolve();
+        if (!err) return settle();
         // SFTP status errors carry a number; local file system errors a string (ENOSPC...).
         const remotePath = direction === 'upload' ? target : src;
         const localPath = direction === 'upload' ? src : target;
-        reject(
+        settle(
           isSftpStatus(err)
             ? remoteError(`${host}:${remotePath}`, err, direction === 'upload' ? 'writing' : 'reading')
             : typeof (err as NodeJS.ErrnoException).code === 'string'

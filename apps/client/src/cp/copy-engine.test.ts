@@ -79,6 +79,45 @@ describe('copy engine (local to local, the same plan and run as over SFTP)', () 
     expect(await readdir(join(d, 'to'))).toEqual([]);
   });
 
+  it('an interrupted transfer is let stop before its temporary is removed, so a late write cannot re-create it', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'mssh-cp-'));
+    await writeFile(join(d, 'f'), 'data');
+    await mkdir(join(d, 'to'));
+    const side = localSide();
+    const job: CopyJob = {
+      src: side,
+      dst: side,
+      sources: [join(d, 'f')],
+      dest: join(d, 'to'),
+      recursive: false,
+      preserve: false,
+    };
+    const plan = await planCopy(job);
+    const ac = new AbortController();
+    let lateWrite: Promise<void> = Promise.resolve();
+    const interrupted = runCopy(job, plan, {
+      signal: ac.signal,
+      // Like fastGet: the abort is seen only after the remote answer, which then opens the local file 'w'.
+      transfer: (_s, tmp, _target, _onBytes, signal) =>
+        new Promise<void>((_resolve, reject) => {
+          signal?.addEventListener('abort', () => {
+            lateWrite = new Promise<void>((wrote) =>
+              setTimeout(() => {
+                void writeFile(tmp, 'late').then(() => {
+                  wrote();
+                  reject(new Error('channel closed'));
+                }, reject);
+              }, 50),
+            );
+          });
+          setTimeout(() => ac.abort(), 10);
+        }),
+    });
+    expect(await code(interrupted)).toBe('CLI_ERR_INTERRUPTED');
+    await lateWrite;
+    expect(await readdir(join(d, 'to'))).toEqual([]);
+  });
+
   it('refuses before copying when the destination reports too little space; unknown space is not checked', async () => {
     const withFree = (free: number | null): Side => ({
       ...localSide(),

@@ -46,7 +46,20 @@ export interface CopyPlan {
  * Moves one file's bytes from `src` (source side) to `tmp` (destination side, created empty; `target` is
  * its final name, for messages), calling `onBytes` with the bytes moved so far: SFTP fastPut or fastGet.
  */
-export type Transfer = (src: string, tmp: string, target: string, onBytes: (total: number) => void) => Promise<void>;
+/**
+ * Moves one file's bytes into `tmp`. On `signal` it must stop touching `tmp` soon: runCopy waits for it to
+ * settle (at most TRANSFER_SETTLE_MS) before removing `tmp`, so a late open cannot create it again.
+ */
+export type Transfer = (
+  src: string,
+  tmp: string,
+  target: string,
+  onBytes: (total: number) => void,
+  signal?: AbortSignal,
+) => Promise<void>;
+
+/** How long an interrupted transfer is given to stop before its temporary file is removed anyway. */
+export const TRANSFER_SETTLE_MS = 3_000;
 
 export interface CopyJob {
   src: Side;
@@ -237,6 +250,19 @@ export interface RunOptions {
   signal?: AbortSignal;
 }
 
+/** Resolves when `p` settles or after `ms`, whichever is first. */
+async function settled(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    p.then(
+      () => {},
+      () => {},
+    ),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
+  ]);
+  clearTimeout(timer);
+}
+
 /** Ctrl-C: CLI_ERR_INTERRUPTED, exit 130 (128 + SIGINT, as a shell reports it). */
 export function cpInterrupted(message = 'interrupted'): CliError {
   return new CliError('CLI_ERR_INTERRUPTED', message, '', { exitCode: 130 });
@@ -260,10 +286,16 @@ export async function runCopy(job: CopyJob, plan: CopyPlan, opts: RunOptions): P
     const before = done;
     opts.onProgress?.(done, op.dst);
     try {
-      const moved = opts.transfer(op.src, tmp, op.dst, (total) => {
-        done = before + total;
-        opts.onProgress?.(done, op.dst);
-      });
+      const moved = opts.transfer(
+        op.src,
+        tmp,
+        op.dst,
+        (total) => {
+          done = before + total;
+          opts.onProgress?.(done, op.dst);
+        },
+        opts.signal,
+      );
       if (opts.signal) {
         const signal = opts.signal;
         let onAbort: () => void = () => {};
@@ -274,6 +306,10 @@ export async function runCopy(job: CopyJob, plan: CopyPlan, opts: RunOptions): P
         moved.catch(() => {});
         try {
           await Promise.race([moved, aborted]);
+        } catch (e) {
+          // Interrupted: let the transfer stop first, or it may still open (and so re-create) the temporary.
+          if (signal.aborted) await settled(moved, TRANSFER_SETTLE_MS);
+          throw e;
         } finally {
           signal.removeEventListener('abort', onAbort);
         }
