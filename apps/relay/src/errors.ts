@@ -99,3 +99,14 @@ export function cliFailure(message: string, hint = '', cause?: unknown): CliErro
 export function codedCliError(code: RelayCliErrorCode, message: string, hint: string, cause?: unknown): CliError {
   return new CliError(code, message, hint, { cause });
 }
+
+/** The innermost message of an error chain (drizzle wraps driver errors). */
+export function rootMessage(e: unknown): string {
+  let cur = e;
+  for (let i = 0; i < 8; i++) {
+    const cause = (cur as { cause?: unknown } | null)?.cause;
+    if (!cause) break;
+    cur = cause;
+  }
+  return cur instanceof Error ? cur.message : String(cur);
+}

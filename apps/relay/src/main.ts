@@ -10,9 +10,7 @@ import { commanderExitCode, reportError } from '@mssh/cli-kit';
 import { installBufferReclaim } from '@mssh/protocol/transport';
 import { STOP_TIMEOUT_MS } from './config.js';
 import { resolveServeConfig } from './config-file.js';
-import { createLogger } from './logger.js';
-import { rootMessage } from './db/index.js';
-import { createRelay } from './relay.js';
+import { rootMessage } from './errors.js';
 import { buildProgram, type Flags } from './cli/program.js';
 import { commandHandlers, relayCliError } from './cli/commands.js';
 
@@ -31,6 +29,8 @@ import { commandHandlers, relayCliError } from './cli/commands.js';
 async function serve(flags: Flags): Promise<void> {
   const { cfg } = resolveServeConfig(flags); // flags > env > --config file (MSSH_CONFIG) > defaults
   installBufferReclaim(); // sessions move bulk data through this process (libs/protocol buffer-reclaim.ts)
+  // The relay (fastify, ssh2, the database code...) loads only to serve: the other commands do not need it.
+  const [{ createLogger }, { createRelay }] = await Promise.all([import('./logger.js'), import('./relay.js')]);
   const logger = createLogger(cfg.logLevel, cfg.logFormat);
   const exitAfter = (ms: number, what: string) =>
     setTimeout(() => {

@@ -15,7 +15,8 @@ import { connectRelay } from '../relay-client/relay-connection.js';
 import { completionScript, type Shell } from './completion-script.js';
 import { HOST_CACHE_FILE, completionHostNames } from './host-cache.js';
 
-const MAIN = fileURLToPath(new URL('../main.ts', import.meta.url));
+/** The built program (npm test builds first). */
+const MAIN = fileURLToPath(new URL('../../bin/mssh.js', import.meta.url));
 const REPO = fileURLToPath(new URL('../../../../', import.meta.url));
 
 function script(shell: Shell): string {
@@ -97,10 +98,7 @@ describe('mssh completion bash', () => {
     writeCache(configDir, relay, 1_000, ['web-1', 'web-2', 'db-1']);
     const bin = join(dir, 'bin');
     mkdirSync(bin);
-    writeFileSync(
-      join(bin, 'mssh'),
-      `#!/bin/sh\ncd '${REPO}' && exec '${process.execPath}' --import tsx '${MAIN}' "$@"\n`,
-    );
+    writeFileSync(join(bin, 'mssh'), `#!/bin/sh\ncd '${REPO}' && exec '${process.execPath}' '${MAIN}' "$@"\n`);
     chmodSync(join(bin, 'mssh'), 0o755);
     const env = { PATH: `${bin}:${process.env.PATH ?? ''}`, MSSH_CONFIG_DIR: configDir, MSSH_RELAY: relay };
     expect(complete(['mssh', 'ssh', 'web'], env)).toEqual(['web-1', 'web-2']);

@@ -18,7 +18,7 @@ import type {
 } from '@mssh/protocol';
 import type { CreatedUser, IssuedEnrollToken } from './admin-service.js';
 import type { PruneResult } from '../audit/audit-log.js';
-import { ADMIN_SOCKET_PATHS, type AdminSocketInfo } from './admin-socket.js';
+import { ADMIN_SOCKET_PATHS, type AdminSocketInfo } from './admin-socket-paths.js';
 import type { RotatedKey } from '../auth/token-keys.js';
 import type { DrainReport, DrainStatus } from '../drain-state.js';
 

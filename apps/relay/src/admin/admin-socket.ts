@@ -4,8 +4,6 @@
  * runs, so that nothing else opens the database (PGlite allows one process only).
  */
 import { chmodSync, lstatSync, unlinkSync } from 'node:fs';
-import { connect } from 'node:net';
-import { join } from 'node:path';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { cliFailure, relayError } from '../errors.js';
@@ -15,54 +13,24 @@ import { adminOpsRoutes } from '../http/routes/admin-ops.js';
 import type { AdminService } from './admin-service.js';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { DatabaseTarget } from './database-record.js';
+import {
+  ADMIN_SOCKET_PATHS,
+  LOCAL_ADMIN_ACTOR,
+  MAX_SOCKET_PATH,
+  socketAnswers,
+  type AdminSocketInfo,
+} from './admin-socket-paths.js';
 import type { DrainReport, DrainStatus } from '../drain-state.js';
 import { z } from 'zod';
 
-export const ADMIN_SOCKET_NAME = 'admin.sock';
-export const LOCAL_ADMIN_ACTOR = 'local-admin';
-/** The routes of http/routes/admin-ops.ts under /admin, plus /admin/info, /admin/audit/prune, /admin/keys/rotate and /admin/drain. */
-export const ADMIN_SOCKET_PATHS = {
-  users: '/admin/users',
-  user: (name: string) => `/admin/users/${encodeURIComponent(name)}`,
-  grants: '/admin/grants',
-  grantsRemove: '/admin/grants/remove',
-  agents: '/admin/agents',
-  relays: '/admin/relays',
-  agent: (name: string) => `/admin/agents/${encodeURIComponent(name)}`,
-  enroll: '/admin/agents/enroll',
-  info: '/admin/info',
-  auditPrune: '/admin/audit/prune',
-  keysRotate: '/admin/keys/rotate',
-  /** POST: begin the drain (`mssh-relay drain`), answers DrainReport; GET: its progress, DrainStatus. */
-  drain: '/admin/drain',
-} as const;
-
-/** Unix socket paths are limited to 107 bytes on Linux. */
-const MAX_SOCKET_PATH = 107;
-
-export function adminSocketPath(dataDir: string): string {
-  return join(dataDir, ADMIN_SOCKET_NAME);
-}
-
-/** Does something accept connections on this unix socket? */
-export function socketAnswers(path: string, timeoutMs = 2_000): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(path);
-    const t = setTimeout(() => {
-      s.destroy();
-      resolve(false);
-    }, timeoutMs);
-    s.once('connect', () => {
-      clearTimeout(t);
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => {
-      clearTimeout(t);
-      resolve(false);
-    });
-  });
-}
+export {
+  ADMIN_SOCKET_NAME,
+  ADMIN_SOCKET_PATHS,
+  LOCAL_ADMIN_ACTOR,
+  adminSocketPath,
+  socketAnswers,
+  type AdminSocketInfo,
+} from './admin-socket-paths.js';
 
 /**
  * Before serving: refuse when another relay answers on this data dir's socket; remove a stale socket
@@ -87,15 +55,6 @@ export async function claimAdminSocketPath(path: string): Promise<void> {
     );
   }
   unlinkSync(path);
-}
-
-export interface AdminSocketInfo {
-  relayUrl: string;
-  relayFingerprint: string;
-  pid: number;
-  /** The database this relay uses (Postgres URL without the password), so admin commands can say so. */
-  database?: DatabaseTarget;
-  dataDir?: string;
 }
 
 /** Signing key rotation on the running relay (auth/token-keys.ts rotateSigningKey). */

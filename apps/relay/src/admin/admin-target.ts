@@ -15,7 +15,7 @@ import { userInfo } from 'node:os';
 import { codedCliError } from '../errors.js';
 import { DEFAULT_DATA_DIR, defaultDataDir } from '../config.js';
 import { pgliteDir } from '../data-dir.js';
-import { adminSocketPath, socketAnswers, type AdminSocketInfo } from './admin-socket.js';
+import { adminSocketPath, socketAnswers, type AdminSocketInfo } from './admin-socket-paths.js';
 import { AdminSocketClient } from './admin-client.js';
 import {
   databaseRecordPath,

@@ -7,17 +7,8 @@
  */
 import { sanitizeForTerminal } from '@mssh/protocol';
 import type { StoreConfig } from '../config.js';
-import { createLogger } from '../logger.js';
-import { loadOrCreateRelayId, pgliteDir, prepareDataDir } from '../data-dir.js';
-import { createRepositories, openDatabase } from '../db/index.js';
-import { DbAuditSink } from '../audit/audit-sink.js';
-import { AuditLog } from '../audit/audit-log.js';
-import { rotateSigningKey } from '../auth/token-keys.js';
-import { LOCAL_ADMIN_ACTOR } from './admin-socket.js';
 import { AdminSocketClient, type AdminOps } from './admin-client.js';
 import { resolveAdminTarget, targetLine } from './admin-target.js';
-import { AdminService } from './admin-service.js';
-import { FleetStore, toFleetRelayInfo } from '../fleet/store.js';
 
 export type RelayInfo = { url: string; fingerprint: string; publicKeyPin?: string };
 
@@ -32,57 +23,9 @@ export async function adminOps(
   const target = await resolveAdminTarget(cfg);
   stderr.write(`${sanitizeForTerminal(targetLine(target))}\n`);
   if (target.via === 'admin-socket') return new AdminSocketClient(target.socket);
+  // The database code (drizzle, pg or PGlite) loads only here: through the socket it is not needed.
+  const { openOfflineOps } = await import('./offline-db-ops.js');
   return openOfflineOps(cfg, relayInfo);
-}
-
-/** AdminOps straight on the database, for a relay that is not running. */
-export async function openOfflineOps(cfg: StoreConfig, relayInfo: () => Promise<RelayInfo>): Promise<AdminOps> {
-  prepareDataDir(cfg.dataDir);
-  const logger = createLogger('warn');
-  const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
-  const repos = createRepositories(database.db);
-  const audit = new DbAuditSink({ db: database.db, relayId: loadOrCreateRelayId(cfg.dataDir), logger });
-  const auditLog = new AuditLog({ db: database.db, relayId: loadOrCreateRelayId(cfg.dataDir) });
-  let relay: RelayInfo = { url: '', fingerprint: '' };
-  // No router: the relay is not running, so there are no live sessions or agent links to end.
-  const admin = new AdminService({
-    users: repos.users,
-    agents: repos.agents,
-    grants: repos.grants,
-    enrollTokens: repos.enrollTokens,
-    audit,
-    relay: () => relay,
-  });
-  const by = { actor: LOCAL_ADMIN_ACTOR, source: 'cli' };
-  return {
-    via: 'database',
-    createUser: (req) => admin.createUser(req, by),
-    listUsers: () => admin.listUsers(),
-    disableUser: (name, killSessions) => admin.disableUser(name, { killSessions }, by),
-    enableUser: (name) => admin.enableUser(name, by),
-    setPassword: (name, password) => admin.setPassword(name, password, by),
-    setRole: (name, role) => admin.setRole(name, role, by),
-    addGrant: (req) => admin.addGrant(req, by),
-    removeGrant: (req) => admin.removeGrant(req, by),
-    listGrants: () => admin.listGrants(),
-    listAgents: () => admin.listAgents(),
-    revokeAgent: (name) => admin.revokeAgent(name, by),
-    forgetAgent: (name) => admin.forgetAgent(name, by),
-    // The relays table as the fleet left it (no relay of this data dir is running: none is `self`).
-    listRelays: async () => (await new FleetStore(database.db, 0).list()).map((r) => toFleetRelayInfo(r, null)),
-    async createEnrollToken(name, labels) {
-      relay = await relayInfo();
-      return admin.createEnrollToken(name, by, labels ?? {});
-    },
-    labelAgent: (name, req) => admin.labelAgent(name, req, by),
-    pruneAudit: (olderThanMs) => auditLog.prune(new Date(Date.now() - olderThanMs), by),
-    rotateKeys: () => rotateSigningKey({ keys: repos.signingKeys, audit, by }),
-    async close() {
-      await audit.flush();
-      audit.writer.close();
-      await database.close();
-    },
-  };
 }
 
 /** Run `fn` on the ops and close them whatever happens. */

@@ -22,7 +22,6 @@ import { join } from 'node:path';
 import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { create as tarCreate } from 'tar';
 import type { Logger } from 'pino';
 import { SOFTWARE_VERSION } from '@mssh/protocol';
 import { relayError, type RelayError } from '../errors.js';
@@ -140,6 +139,7 @@ export function createAgentBundle(opts: AgentBundleOptions): AgentBundle {
       });
       // Every path listed in sorted order (no directory recursion by tar: readdir order depends on the file
       // system), no owners, one mtime: the same files make the same bytes on every relay of a fleet.
+      const { create: tarCreate } = await import('tar'); // only when a bundle is built, not at every start
       const pack = tarCreate(
         { cwd: stage, portable: true, follow: true, noDirRecurse: true, mtime: new Date(0) },
         await sortedTree(stage, BUNDLE_TOP),

@@ -43,7 +43,7 @@ const readPackage = (dir: string): PackageJson => JSON.parse(readFileSync(join(d
 
 /**
  * The agent's folder beside this relay: apps/agent of the same checkout (the relay runs from
- * apps/relay/dist/main.js, or from its source under vitest). Null when there is none (an installed layout
+ * apps/relay/dist/main.js or a chunk of it in dist/chunks/, or from its source under vitest). Null when there is none (an installed layout
  * without the agent's files) or it is not built.
  */
 export function findAgentDir(from = dirname(fileURLToPath(import.meta.url))): string | null {

@@ -1,4 +1,7 @@
 /**
+ * The `mssh-relay` commands other than `serve` (main.ts). What only some commands need (the database code,
+ * ssh2, the relay itself) is imported where it is used: a command through the admin socket loads none of it.
+ *
  * The `mssh-relay` commands other than `serve` (main.ts): `info`, `drain`, the admin commands (defined once in
  * @mssh/cli-kit, shared with `mssh admin`), `agent enroll`, `keys rotate`, `audit prune` and `migrate`.
  * Each validates its flags with its config schema, works through the running relay's admin socket or on
@@ -18,16 +21,12 @@ import {
 } from '../config.js';
 import { cliFailure, codedCliError, RelayError } from '../errors.js';
 import { loadOrCreateRelayId, pgliteDir, prepareDataDir } from '../data-dir.js';
-import { openDatabase, redactDatabaseUrl, rootMessage } from '../db/index.js';
-import { grantRoles } from '../db/roles.js';
-import { AuditLog } from '../audit/audit-log.js';
 import { loadOrCreateTls, readCertificateIds, readFingerprint, tlsPaths } from '../tls/certificate.js';
 import { agentBundleUnavailable } from '../agent-bundle/agent-bundle.js';
-import { LOCAL_ADMIN_ACTOR } from '../admin/admin-socket.js';
+import { LOCAL_ADMIN_ACTOR } from '../admin/admin-socket-paths.js';
 import { AdminSocketClient, type AdminOps } from '../admin/admin-client.js';
 import { describeDataDir, infoDatabase, infoDatabaseOf, runningRelay } from '../admin/admin-target.js';
 import { adminOps, withOps } from '../admin/offline-ops.js';
-import { readJumpHostKeyFingerprint, jumpHostKeyPath } from '../ssh-jump/host-key.js';
 import { installRelayService, relayUnit, type RelayServiceFlags } from '../service/relay-unit.js';
 import { formatSettings, resolveServeConfig, settingsJson } from '../config-file.js';
 import type { Flags, RelayHandlers } from './program.js';
@@ -62,6 +61,7 @@ async function info(flags: Record<string, unknown>): Promise<void> {
   const cfg = parseConfig(InfoConfigSchema, flags);
   const running = await runningRelay(cfg.dataDir);
   const fp = readFingerprint({ dataDir: cfg.dataDir, certFile: cfg.tlsCert });
+  const { readJumpHostKeyFingerprint, jumpHostKeyPath } = await import('../ssh-jump/host-key.js'); // ssh2
   const sshFp = readJumpHostKeyFingerprint(cfg.dataDir);
   const tlsCert = cfg.tlsCert ?? tlsPaths(cfg.dataDir).cert;
   if (flags.json) {
@@ -221,6 +221,8 @@ async function auditPrune(flags: Record<string, unknown>): Promise<void> {
 }
 
 async function pruneOnDatabase(cfg: StoreConfig, olderThanMs: number): Promise<{ deleted: number; cutoff: string }> {
+  const { openDatabase } = await import('../db/index.js');
+  const { AuditLog } = await import('../audit/audit-log.js');
   const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
   try {
     return await new AuditLog({ db: database.db, relayId: loadOrCreateRelayId(cfg.dataDir) }).prune(
@@ -246,6 +248,8 @@ async function migrateCmd(flags: Record<string, unknown>): Promise<void> {
     );
   }
   if (!cfg.databaseUrl) prepareDataDir(cfg.dataDir);
+  const { openDatabase, redactDatabaseUrl, rootMessage } = await import('../db/index.js');
+  const { grantRoles } = await import('../db/roles.js');
   const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
   try {
     out(

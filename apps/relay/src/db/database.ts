@@ -3,16 +3,12 @@
  * One drizzle schema and one set of SQL migrations for both; migrations are applied on open.
  */
 import { mkdirSync } from 'node:fs';
-import pg from 'pg';
-import { PGlite } from '@electric-sql/pglite';
-import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
-import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
-import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
+import type pg from 'pg';
+import type { PGlite } from '@electric-sql/pglite';
 import { readMigrationFiles } from 'drizzle-orm/migrator';
 import type { PgDatabase } from 'drizzle-orm/pg-core';
 import { migrationsFolder, schema } from '@mssh/migrations';
-import { cliFailure } from '../errors.js';
+import { cliFailure, rootMessage } from '../errors.js';
 
 /** The drizzle database, whichever driver is underneath. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -58,8 +54,15 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   return openPglite(opts.pgliteDir);
 }
 
+// Each driver (and its drizzle adapter) is loaded when it is opened: a relay uses one of them, and the
+// admin commands that go through the running relay's socket none.
 async function openPostgres(url: string, onPoolError?: (err: Error) => void): Promise<Database> {
-  const pool = new pg.Pool({
+  const [{ default: pgDriver }, { drizzle: drizzlePg }, { migrate: migratePg }] = await Promise.all([
+    import('pg'),
+    import('drizzle-orm/node-postgres'),
+    import('drizzle-orm/node-postgres/migrator'),
+  ]);
+  const pool = new pgDriver.Pool({
     connectionString: url,
     max: 10,
     connectionTimeoutMillis: 10_000,
@@ -129,6 +132,11 @@ export async function pendingMigrations(client: pg.ClientBase): Promise<number> 
 }
 
 async function openPglite(dir: string): Promise<Database> {
+  const [{ PGlite }, { drizzle: drizzlePglite }, { migrate: migratePglite }] = await Promise.all([
+    import('@electric-sql/pglite'),
+    import('drizzle-orm/pglite'),
+    import('drizzle-orm/pglite/migrator'),
+  ]);
   let client: PGlite;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -154,16 +162,7 @@ async function openPglite(dir: string): Promise<Database> {
   return { db, kind: 'pglite', close: () => client.close() };
 }
 
-/** The innermost message of an error chain (drizzle wraps driver errors). */
-export function rootMessage(e: unknown): string {
-  let cur = e;
-  for (let i = 0; i < 8; i++) {
-    const cause = (cur as { cause?: unknown } | null)?.cause;
-    if (!cause) break;
-    cur = cause;
-  }
-  return cur instanceof Error ? cur.message : String(cur);
-}
+export { rootMessage } from '../errors.js';
 
 const DB_DOWN_CODES = new Set([
   'ECONNREFUSED',

@@ -7,7 +7,6 @@ import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { generate } from 'selfsigned';
 import { certFingerprint, publicKeyPin } from '@mssh/protocol';
 import { writeFileAtomic, writePrivateFile } from '@mssh/cli-kit';
 import { cliFailure, codedCliError } from '../errors.js';
@@ -62,6 +61,7 @@ export async function loadOrCreateTls(opts: {
   chmodSync(p.dir, 0o700);
   const notBeforeDate = new Date(Date.now() - 60_000);
   const notAfterDate = new Date(notBeforeDate.getTime() + 10 * 365 * 24 * 3600_000);
+  const { generate } = await import('selfsigned'); // node-forge and the rest: only to make a certificate
   const pems = await generate([{ name: 'commonName', value: 'mssh-relay' }], {
     keyType: 'ec',
     curve: 'P-256',
