@@ -3,7 +3,8 @@
  *
  *   mssh-agent/bin/mssh-agent      sh launcher: runs bin/node on dist/main.js (no node needed on the machine)
  *   mssh-agent/bin/node            the Node runtime this relay runs on (process.execPath)
- *   mssh-agent/dist/main.js        the agent (apps/agent/dist)
+ *   mssh-agent/dist/main.js        the agent (apps/agent/dist; with dist/chunks/*.js, the parts
+ *                                  main.js loads when a command needs them)
  *   mssh-agent/node_modules/...    its npm dependencies, native modules included (agent-files.ts)
  *   mssh-agent/package.json        {"type": "module"}, so node loads main.js as ESM
  *
@@ -102,7 +103,8 @@ export function createAgentBundle(opts: AgentBundleOptions): AgentBundle {
 
   async function build(): Promise<AgentBundleInfo> {
     const files = await locate();
-    const main = await readFile(files.main);
+    const program = createHash('sha256');
+    for (const rel of files.dist) program.update(`${rel}\0`).update(await readFile(join(files.agentDir, 'dist', rel)));
     const node = await stat(nodePath);
     const key = createHash('sha256')
       .update(
@@ -110,7 +112,7 @@ export function createAgentBundle(opts: AgentBundleOptions): AgentBundle {
           v: SOFTWARE_VERSION,
           node: [process.version, node.size, node.mtimeMs],
           platform,
-          main: createHash('sha256').update(main).digest('hex'),
+          main: program.digest('hex'),
           packages: files.packages.map((p) => `${p.path}@${p.version}`),
         }),
       )
@@ -204,7 +206,8 @@ async function stageBundle(stage: string, files: AgentFiles, nodePath: string): 
   await writeFile(join(top, 'bin/mssh-agent'), LAUNCHER);
   await chmod(join(top, 'bin/mssh-agent'), 0o755);
   await symlink(nodePath, join(top, 'bin/node'));
-  await symlink(files.main, join(top, 'dist/main.js'));
+  if (files.dist.some((rel) => rel.startsWith('chunks/'))) await mkdir(join(top, 'dist/chunks'), { recursive: true });
+  for (const rel of files.dist) await symlink(join(files.agentDir, 'dist', rel), join(top, 'dist', rel));
   await writeFile(
     join(top, 'package.json'),
     JSON.stringify({ name: 'mssh-agent-bundle', version: SOFTWARE_VERSION, private: true, type: 'module' }, null, 2) +

@@ -11,7 +11,7 @@
  * at their own path), and so are prebuilds/ for other platforms (node-pty ships them for every platform).
  * Nothing here writes; agent-bundle.ts stages and packs.
  */
-import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,6 +29,8 @@ export interface AgentFiles {
   agentDir: string;
   /** apps/agent/dist/main.js. */
   main: string;
+  /** The program's files under apps/agent/dist, relative to it: main.js and the chunks it imports (no maps). */
+  dist: string[];
   packages: BundlePackage[];
 }
 
@@ -115,7 +117,13 @@ export function agentFiles(agentDir: string): AgentFiles {
   };
   visit(agentDir, readPackage(agentDir));
   const packages = [...byPath.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
-  return { agentDir, main: join(agentDir, 'dist/main.js'), packages };
+  const chunks = existsSync(join(agentDir, 'dist/chunks'))
+    ? readdirSync(join(agentDir, 'dist/chunks'))
+        .filter((n) => n.endsWith('.js'))
+        .sort()
+        .map((n) => `chunks/${n}`)
+    : [];
+  return { agentDir, main: join(agentDir, 'dist/main.js'), dist: ['main.js', ...chunks], packages };
 }
 
 /** Top-level entries of a package left out of the bundle (see the header), given this platform. */
