@@ -21,13 +21,14 @@ import { identityFilesFor } from './ssh/auth.js';
 import { assertHostName } from './ssh/ssh-via-relay.js';
 import { installBufferReclaim } from '@mssh/protocol/transport';
 
-const USAGE = `Usage: mssh-tui [--relay URL] [--host NAME] [-i FILE]
+const USAGE = `Usage: mssh-tui [--relay URL] [--host NAME] [-i FILE] [--connect-timeout SECONDS]
 
 Full-screen picker of the machines on your mssh relay; Enter opens a shell on one.
   --relay URL     use this relay (one you logged in to) instead of the current one
   --host NAME     connect to NAME (or NAME.mssh) at once; the picker comes back when the shell ends
   -i, --identity FILE   SSH private key to log in with (tried after the ssh-agent, before ~/.ssh/id_ed25519, id_ecdsa, id_rsa;
                   also MSSH_IDENTITY=FILE)
+  --connect-timeout SECONDS   give up on a machine whose SSH handshake has not finished (default 30; 1-3600)
   -h, --help      this help
 Keys in the picker: type to filter (best match selected), Up/Down or j/k, Home/End, Enter connect,
   u or Tab login user, r refresh, ? help, q quit.`;
@@ -36,11 +37,13 @@ export interface TuiArgs {
   relay: string | null;
   host: string | null;
   identity: string | null;
+  /** --connect-timeout, in ms; null: the default (30 s). */
+  connectTimeoutMs: number | null;
   help: boolean;
 }
 
 export function parseTuiArgs(argv: string[]): TuiArgs {
-  const out: TuiArgs = { relay: null, host: null, identity: null, help: false };
+  const out: TuiArgs = { relay: null, host: null, identity: null, connectTimeoutMs: null, help: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const eq = a.indexOf('=');
@@ -59,7 +62,16 @@ export function parseTuiArgs(argv: string[]): TuiArgs {
         .toLowerCase()
         .replace(/(.)\.mssh$/, '$1'); // NAME.mssh (OpenSSH alias) is NAME
     else if (flag === '-i' || flag === '--identity') out.identity = value();
-    else
+    else if (flag === '--connect-timeout') {
+      const v = value().trim();
+      if (!/^\d{1,4}$/.test(v) || Number(v) < 1 || Number(v) > 3600)
+        throw cliError(
+          'CLI_ERR_USAGE',
+          `--connect-timeout needs whole seconds from 1 to 3600, not ${JSON.stringify(v.slice(0, 40))}`,
+          'For example: mssh-tui --connect-timeout 10',
+        );
+      out.connectTimeoutMs = Number(v) * 1000;
+    } else
       throw cliError('CLI_ERR_USAGE', `unknown argument ${JSON.stringify(a.slice(0, 100))}`, 'See `mssh-tui --help`.');
   }
   return out;
@@ -152,6 +164,7 @@ function main(): void {
     connect: connectRelay,
     relayUrl: args.relay ?? config.relayOverride,
     initialHost: args.host,
+    handshakeTimeoutMs: args.connectTimeoutMs ?? undefined,
   });
   let restored = false;
   const restore = () => {

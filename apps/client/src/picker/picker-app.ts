@@ -40,6 +40,8 @@ export interface PickerDeps {
   relayUrl: string | null;
   /** --host NAME: connect at once. */
   initialHost: string | null;
+  /** --connect-timeout SECONDS: how long a session may take to finish its SSH handshake. Default 30 s. */
+  handshakeTimeoutMs?: number;
   /** Refresh period. Default 1.5 s. */
   refreshMs?: number;
 }
@@ -401,6 +403,7 @@ export class PickerApp {
       this.deps.log.info({ host, user, sessionId: tunnel.sessionId }, 'tunnel open');
       const code = await runSsh({
         sock: tunnel.stream,
+        handshakeTimeoutMs: this.deps.handshakeTimeoutMs,
         lostReason: () => client.endedByRelay(tunnel, host),
         host,
         user,
