@@ -131,6 +131,8 @@ async function startRelay(): Promise<Relay> {
     handshakeTimeoutMs: 5_000,
     pingIntervalMs: 1_000,
     pingTimeoutMs: 3_000,
+    // Low, so that the paced floods below trip it with relay and agent sharing this process (default 1000/s).
+    maxControlFramesPerSecond: 200,
   });
   let agentSockets = 0;
   const acceptedSockets: tls.TLSSocket[] = [];
@@ -894,6 +896,45 @@ describe('tunnel router + route + real agent + real sshd', () => {
     expect(e.status).toBe(503);
     link.destroy('test over');
     await outcome;
+  });
+
+  it('an agent that floods its link with PING or SETTINGS frames is cut (HTTP/2 flood); the session of another machine goes on', async () => {
+    const tunnel = await openTunnel(client, 'laptop');
+    const ssh = await sshCat(tunnel);
+    for (const kind of ['ping', 'settings'] as const) {
+      const id = newIdentity();
+      const name = `flood-${kind}`;
+      relay.directory.enrol(name, id.publicKey);
+      const { link, outcome } = startLink(relay, name, id, sshdTarget());
+      await waitFor(() => relay.router.isOnline(name), 15_000, `${name} online`);
+      // The agent's own HTTP/2 session (private): PING or SETTINGS as fast as they are answered, 8 at a time.
+      const s = (link as unknown as { session: http2.ServerHttp2Session }).session;
+      const ended = new Promise<boolean>((resolve) => s.once('close', () => resolve(false)));
+      const lane = async (k: number) => {
+        for (let i = 0; i < 50_000 && !s.closed && !s.destroyed; i++) {
+          const answered = new Promise<boolean>((resolve) => {
+            try {
+              if (kind === 'ping') {
+                if (!s.ping((err) => resolve(!err))) resolve(false);
+              } else s.settings({ initialWindowSize: (i + k) % 2 ? 65_535 : 1 << 20 }, (err) => resolve(!err));
+            } catch {
+              resolve(false);
+            }
+          });
+          if (!(await Promise.race([answered, ended]))) break;
+        }
+      };
+      const lanes = Promise.all(Array.from({ length: 8 }, (_, k) => lane(k)));
+      await waitFor(() => !relay.router.isOnline(name), 15_000, `the relay to cut ${name}`);
+      await lanes;
+      const gone = relay.audit.events.find((e) => e.type === 'agent.disconnected' && e.name === name);
+      expect(String(gone?.reason)).toMatch(new RegExp(`HTTP/2 (${kind} flood|flood \\(nghttp2)`));
+      await outcome;
+      // The other machine's session, over its own link, did not notice.
+      await echo(ssh, randomBytes(256 * 1024));
+    }
+    expect(relay.router.isOnline('laptop')).toBe(true);
+    ssh.client.end();
   });
 
   it('the agent notices a relay that stops answering PING and gives the link up', async () => {
