@@ -937,6 +937,46 @@ describe('tunnel router + route + real agent + real sshd', () => {
     ssh.client.end();
   });
 
+  it('an agent that drops its window to zero holds back only its own sessions: the relay stops reading their clients, the other machine is unaffected', async () => {
+    const laptopTunnel = await openTunnel(client, 'laptop');
+    const ssh = await sshCat(laptopTunnel);
+    const id = newIdentity();
+    relay.directory.enrol('stingy', id.publicKey);
+    const { link, outcome } = startLink(relay, 'stingy', id, sshdTarget());
+    await waitFor(() => relay.router.isOnline('stingy'), 15_000, 'stingy online');
+    const agentSession = (link as unknown as { session: http2.ServerHttp2Session }).session;
+    const tunnel = await openTunnel(client, 'stingy');
+    await readUntil(tunnel, /SSH-2\.0-OpenSSH/);
+    // SETTINGS_INITIAL_WINDOW_SIZE 0 from the agent, never raised: the relay may send nothing on its streams.
+    await new Promise<void>((resolve) => agentSession.settings({ initialWindowSize: 0 }, () => resolve()));
+    // The client uploads 16 MiB into that session, for at most 3 s, honouring backpressure.
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    let accepted = 0;
+    const deadline = Date.now() + 3_000;
+    for (let i = 0; i < 256 && Date.now() < deadline; i++) {
+      const ok = tunnel.write(chunk, (err) => {
+        if (!err) accepted += chunk.length;
+      });
+      if (!ok)
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+          tunnel.once('drain', () => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
+    }
+    // Held at the relay's stream window for that client, not 16 MiB read into the relay.
+    expect(accepted).toBeLessThan(4 * 1024 * 1024);
+    // Meanwhile the other machine's session moves data both ways.
+    await echo(ssh, randomBytes(1024 * 1024));
+    expect(relay.router.isOnline('stingy')).toBe(true);
+    tunnel.close(http2.constants.NGHTTP2_CANCEL);
+    ssh.client.end();
+    link.destroy('test over');
+    await outcome;
+  });
+
   it('the agent notices a relay that stops answering PING and gives the link up', async () => {
     const pems = await generate([{ name: 'commonName', value: 'silent-relay' }], { keyType: 'ec', curve: 'P-256' });
     const silent = tls.createServer({ key: pems.private, cert: pems.cert, ALPNProtocols: [AGENT_ALPN] }, (s) => {
