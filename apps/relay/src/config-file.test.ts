@@ -70,7 +70,7 @@ describe('config file keys', () => {
     const start = readme.indexOf('\n### Configuration file');
     expect(start).toBeGreaterThan(0);
     const section = readme.slice(start, readme.indexOf('\n## ', start));
-    const documented = [...section.matchAll(/^\| `([a-z-]+)` /gm)].map((m) => m[1]);
+    const documented = [...section.matchAll(/^\| `([a-z0-9-]+)` /gm)].map((m) => m[1]);
     expect(documented).toEqual(SERVE_CONFIG_KEYS.map((k) => k.key));
   });
 });

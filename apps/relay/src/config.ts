@@ -237,6 +237,8 @@ export const HARDENING_DEFAULTS = {
   maxStreamsPerConnection: 128,
   maxConnectionsPerAddress: 32,
   maxPendingPerAddress: 128,
+  // Issue 22: PING/SETTINGS frames per second and connection (API connections and agent links).
+  maxH2ControlFrames: 1000,
   bodyTimeout: 10,
 } as const;
 
@@ -263,6 +265,7 @@ const HardeningSchema = z.object({
   maxStreamsPerConnection: count(HARDENING_DEFAULTS.maxStreamsPerConnection, 100_000),
   maxConnectionsPerAddress: countOrOff(HARDENING_DEFAULTS.maxConnectionsPerAddress, 1_000_000),
   maxPendingPerAddress: countOrOff(HARDENING_DEFAULTS.maxPendingPerAddress, 1_000_000),
+  maxH2ControlFrames: countOrOff(HARDENING_DEFAULTS.maxH2ControlFrames, 1_000_000),
   bodyTimeout: count(HARDENING_DEFAULTS.bodyTimeout, 3600),
 });
 
@@ -414,6 +417,7 @@ const FLAG_NAMES: Record<string, string> = {
   maxStreamsPerConnection: '--max-streams-per-connection',
   maxConnectionsPerAddress: '--max-connections-per-address',
   maxPendingPerAddress: '--max-pending-per-address',
+  maxH2ControlFrames: '--max-h2-control-frames',
   bodyTimeout: '--body-timeout',
   drainDelay: '--drain-delay (MSSH_DRAIN_DELAY)',
   drainTimeout: '--drain-timeout (MSSH_DRAIN_TIMEOUT)',

@@ -395,6 +395,7 @@ export function createRelay(opts: RelayOptions): Relay {
       relayId: thisRelay, // sent in each agent's welcome: agents with several links tell relays apart by it
       minProtocolVersion: cfg.minProtocolVersion,
       maxAgents: cfg.maxAgents,
+      maxControlFramesPerSecond: cfg.maxH2ControlFrames,
       metrics: metrics?.tunnel,
       sessionCaps: {
         maxSessionsPerUser: cfg.maxSessionsPerUser,
@@ -559,6 +560,7 @@ export function createRelay(opts: RelayOptions): Relay {
           maxStreamsPerConnection: cfg.maxStreamsPerConnection,
           maxConnectionsPerAddress: cfg.maxConnectionsPerAddress,
           maxPendingPerAddress: cfg.maxPendingPerAddress,
+          maxControlFramesPerSecond: cfg.maxH2ControlFrames,
         },
         bodyTimeoutMs: cfg.bodyTimeout * 1000,
         loginGuard,

@@ -138,6 +138,10 @@ export function serveOptions(c: Command): Command {
       `requests not yet answered per client address (forwarded address behind a trusted proxy); 0: no limit (default ${HARDENING_DEFAULTS.maxPendingPerAddress})`,
     )
     .option(
+      '--max-h2-control-frames <n>',
+      `HTTP/2 PING or SETTINGS frames a peer may send per second on one connection (API or agent link), else the connection is closed; 0: no limit (default ${HARDENING_DEFAULTS.maxH2ControlFrames})`,
+    )
+    .option(
       '--body-timeout <seconds>',
       `a JSON request body must arrive within this time, else 408 (default ${HARDENING_DEFAULTS.bodyTimeout})`,
     )

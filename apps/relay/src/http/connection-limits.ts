@@ -19,6 +19,7 @@ import {
 } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { AGENT_ALPN } from '@mssh/protocol';
+import { DEFAULT_MAX_CONTROL_FRAMES_PER_SECOND } from './h2-flood-guard.js';
 
 export interface ConnectionLimits {
   /** TLS handshake, then the first HTTP request on the connection (default 10 s). */
@@ -36,6 +37,11 @@ export interface ConnectionLimits {
   maxConnectionsPerAddress: number;
   /** Requests per client address not yet answered (default 128, 0: off). See source-limits.ts. */
   maxPendingPerAddress: number;
+  /**
+   * PING or SETTINGS frames a peer may send on one connection in one second; beyond, the connection is
+   * closed with GOAWAY ENHANCE_YOUR_CALM (default 1000, 0: off). See h2-flood-guard.ts.
+   */
+  maxControlFramesPerSecond: number;
 }
 
 export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
@@ -45,6 +51,7 @@ export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
   maxStreamsPerConnection: 128,
   maxConnectionsPerAddress: 32,
   maxPendingPerAddress: 128,
+  maxControlFramesPerSecond: DEFAULT_MAX_CONTROL_FRAMES_PER_SECOND,
 };
 
 /**

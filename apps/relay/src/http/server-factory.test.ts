@@ -106,3 +106,85 @@ describe('relay HTTP server factory', () => {
     expect(err).not.toBeNull();
   });
 });
+
+describe('HTTP/2 control-frame floods (issue 22)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mssh-sf-flood-'));
+  let rs: RelayHttpServer;
+  let port: number;
+  const floods: Array<{ kind: string; peer: string }> = [];
+
+  beforeAll(async () => {
+    const cert = await loadOrCreateTls({ dataDir: dir });
+    rs = createRelayHttpServer(
+      (_req, res) => {
+        res.writeHead(200);
+        res.end('ok');
+      },
+      {
+        key: cert.key,
+        cert: cert.cert,
+        acceptAgentSocket: (s) => s.destroy(),
+        // The relay's own limit off: what is left is nghttp2's flood protection, which must be reported too.
+        limits: { maxControlFramesPerSecond: 0 },
+        onFlood: (r) => floods.push({ kind: r.kind, peer: r.peer }),
+      },
+    );
+    await new Promise<void>((res) => rs.server.listen(0, '127.0.0.1', res));
+    port = (rs.server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await rs.closeConnections(100);
+    await new Promise<void>((res) => rs.server.close(() => res()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a peer that sends PINGs and never reads the answers is closed by nghttp2 and reported as a flood with its address; another connection is served', async () => {
+    const ping = Buffer.concat(
+      Array.from({ length: 1000 }, (_, i) => {
+        const f = Buffer.alloc(17);
+        f.writeUIntBE(8, 0, 3);
+        f[3] = 0x6; // PING
+        f[16] = i & 0xff;
+        return f;
+      }),
+    );
+    const closed = await new Promise<boolean>((resolve) => {
+      const s = tls.connect({ host: '127.0.0.1', port, ALPNProtocols: ['h2'], rejectUnauthorized: false });
+      const timer = setTimeout(() => {
+        s.destroy();
+        resolve(false);
+      }, 20_000);
+      s.on('error', () => {});
+      s.once('close', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+      s.once('secureConnect', () => {
+        s.pause(); // never reads a byte of the answers
+        s.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+        s.write(Buffer.from([0, 0, 0, 0x4, 0, 0, 0, 0, 0])); // empty SETTINGS
+        let batches = 0;
+        const more = (): void => {
+          if (s.destroyed || ++batches > 5_000) return;
+          if (s.write(ping)) setImmediate(more);
+          else s.once('drain', more);
+        };
+        more();
+      });
+    });
+    expect(closed).toBe(true);
+    expect(floods).toEqual([{ kind: 'ack-flood', peer: '127.0.0.1' }]);
+    const c = http2.connect(`https://127.0.0.1:${port}`, { rejectUnauthorized: false });
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = c.request({ ':path': '/' });
+        req.on('response', (h) => resolve(Number(h[':status'])));
+        req.on('error', reject);
+        req.end();
+      });
+      expect(status).toBe(200);
+    } finally {
+      c.close();
+    }
+  });
+});

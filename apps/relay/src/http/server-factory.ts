@@ -15,7 +15,8 @@ import type { TLSSocket } from 'node:tls';
 import { AGENT_ALPN, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
 import { agentAlpnCallback, routeAgentSockets } from '../tunnel/alpn-dispatch.js';
 import { applyConnectionLimits, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.js';
-import { SourceLimits, type RefusalReport } from './source-limits.js';
+import { closeSession, SourceLimits, type RefusalReport } from './source-limits.js';
+import { guardControlFrames, isNghttp2Flood, type FloodReport } from './h2-flood-guard.js';
 
 export interface RelayHttpServer {
   server: Http2SecureServer;
@@ -39,6 +40,11 @@ export function createRelayHttpServer(
     cert: string | Buffer;
     acceptAgentSocket: (socket: TLSSocket) => void;
     onSessionError?: (err: Error) => void;
+    /**
+     * A connection was closed for a PING/SETTINGS flood (h2-flood-guard.ts), by the guard or by nghttp2's
+     * own flood protection; `peer` is the socket's address.
+     */
+    onFlood?: (r: FloodReport & { peer: string }) => void;
     /** Connection deadlines, header, stream and per-address caps (http/connection-limits.ts); defaults there. */
     limits?: Partial<ConnectionLimits>;
     /** Peers whose X-Forwarded-For is believed (their connections are not counted per address). */
@@ -82,6 +88,8 @@ export function createRelayHttpServer(
     },
   );
   const sessions = new Set<ServerHttp2Session>();
+  /** Sessions the flood guard closed: nghttp2's own flood error that may follow is not reported twice. */
+  const flooded = new WeakSet<ServerHttp2Session>();
   const sockets = new Set<TLSSocket>();
   let goingAway = false;
   const goaway = (session: ServerHttp2Session) => {
@@ -97,7 +105,14 @@ export function createRelayHttpServer(
     // last stream), any later one is refused (REFUSED_STREAM) and retried by the client elsewhere.
     if (goingAway) session.once('stream', () => goaway(session));
     session.once('close', () => sessions.delete(session));
-    session.on('error', (err) => opts.onSessionError?.(err));
+    // Read now: the socket proxy throws once the session is destroyed.
+    const peer = session.socket?.remoteAddress ?? '?';
+    session.on('error', (err) => {
+      // nghttp2 destroys a session whose peer sends PING/SETTINGS faster than it reads the answers.
+      if (isNghttp2Flood(err)) {
+        if (!flooded.has(session)) opts.onFlood?.({ kind: 'ack-flood', count: 0, limit: 0, peer });
+      } else opts.onSessionError?.(err);
+    });
     try {
       session.setLocalWindowSize(H2_CONNECTION_WINDOW);
     } catch {
@@ -113,6 +128,15 @@ export function createRelayHttpServer(
   routeAgentSockets(server, opts.acceptAgentSocket);
   const sessionOf = applyConnectionLimits(server, limits);
   sourceLimits.install(server, sessionOf);
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const session = socket.alpnProtocol === 'h2' ? sessionOf(socket) : null;
+    if (!session) return;
+    guardControlFrames(session, limits.maxControlFramesPerSecond, (r) => {
+      flooded.add(session);
+      opts.onFlood?.({ ...r, peer: socket.remoteAddress ?? '?' });
+      closeSession(session, socket);
+    });
+  });
 
   return {
     server,

@@ -39,6 +39,7 @@ import { installBodyTimeout, installRequestLogging } from './request-hygiene.js'
 import type { DrainState } from '../drain-state.js';
 import type { AgentBundle } from '../agent-bundle/agent-bundle.js';
 import { installRoutes } from './routes/install.js';
+import { floodLogger, floodMessage } from './h2-flood-guard.js';
 
 /** JSON bodies are small: credentials, names, keys. Tunnels stream and are not subject to it. */
 export const JSON_BODY_LIMIT = 64 * 1024;
@@ -95,6 +96,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
   let relayServer: RelayHttpServer | undefined;
   const httpLogger = deps.logger.child({ component: 'relay.http' });
   const trusted = hard.trustedProxies ?? [];
+  const logFlood = floodLogger((fields, msg) => httpLogger.warn(fields, msg));
   const app = fastify({
     http2: true,
     https: { key: deps.tls.key, cert: deps.tls.cert, allowHTTP1: true },
@@ -105,6 +107,7 @@ export function buildServer(deps: ServerDeps): FastifyInstance {
         cert: deps.tls.cert,
         acceptAgentSocket: (socket) => deps.router.acceptAgentSocket(socket),
         onSessionError: (err) => httpLogger.debug({ err: err.message }, 'HTTP/2 session error'),
+        onFlood: (r) => logFlood({ peer: r.peer, kind: r.kind, count: r.count }, floodMessage(r, r.peer, 'connection')),
         limits: hard.connection,
         isTrustedProxy: trustedProxyMatcher(trusted),
         onRefusals: (r) =>

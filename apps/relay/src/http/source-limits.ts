@@ -294,7 +294,7 @@ export class SourceLimits {
  * destroying the session at once drops its open streams and the frame was lost with them. The socket
  * goes after a grace period (a peer that never reads cannot keep it).
  */
-function closeSession(session: Http2Session, socket: TLSSocket | undefined): void {
+export function closeSession(session: Http2Session, socket: TLSSocket | undefined): void {
   try {
     session.goaway(h2c.NGHTTP2_ENHANCE_YOUR_CALM);
   } catch {

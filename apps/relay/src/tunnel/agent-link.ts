@@ -38,6 +38,7 @@ import {
 import { type RelayError, relayError } from '../errors.js';
 import { agentProofMaterial, verifyAgentProof } from './agent-proof.js';
 import { readBody } from '@mssh/protocol/transport';
+import { floodMessage, guardControlFrames, isNghttp2Flood, type FloodReport } from '../http/h2-flood-guard.js';
 import type { AgentDirectory, EnrolledAgent, SessionEndReason, SessionMeta, TunnelAuditSink } from './types.js';
 
 export const HELLO_MAX_BYTES = 64 * 1024;
@@ -59,6 +60,10 @@ export interface AgentLinkDeps {
   admitAgent?: (name: string) => boolean;
   /** This relay's stable id, sent in the welcome (agents with several links tell relays apart by it). */
   relayId?: string;
+  /** PING/SETTINGS frames the agent may send per second (http/h2-flood-guard.ts; 0 or absent: no limit). */
+  maxControlFramesPerSecond?: number;
+  /** The flood's one log line (rate-limited across links, RLY_ERR_H2_FLOOD). */
+  logFlood?: (fields: object, msg: string) => void;
 }
 
 export interface AgentLinkEvents {
@@ -192,7 +197,24 @@ export class AgentLink {
       return;
     }
     this.session = session;
+    const flood = (r: FloodReport): void => {
+      if (this.isClosed()) return;
+      const peer = `agent ${this.name ?? '(not yet verified)'} at ${this.socket.remoteAddress ?? '?'}`;
+      (this.deps.logFlood ?? ((f, m) => this.log.warn(f, m)))(
+        { name: this.name, peer: this.socket.remoteAddress, kind: r.kind, count: r.count },
+        floodMessage(r, peer, 'agent link'),
+      );
+      this.close(
+        r.kind === 'ack-flood' ? 'HTTP/2 flood (nghttp2 flood protection)' : `HTTP/2 ${r.kind} flood`,
+        'error',
+      );
+    };
+    guardControlFrames(session, this.deps.maxControlFramesPerSecond ?? 0, flood);
     session.on('error', (err) => {
+      if (isNghttp2Flood(err)) {
+        flood({ kind: 'ack-flood', count: 0, limit: 0 });
+        return;
+      }
       this.log.debug({ err: err.message }, 'agent link HTTP/2 error');
       this.close(`link error: ${err.message}`, 'error');
     });

@@ -131,6 +131,8 @@ async function startRelay(): Promise<Relay> {
     handshakeTimeoutMs: 5_000,
     pingIntervalMs: 1_000,
     pingTimeoutMs: 3_000,
+    // Low, so that the paced floods below trip it with relay and agent sharing this process (default 1000/s).
+    maxControlFramesPerSecond: 200,
   });
   let agentSockets = 0;
   const acceptedSockets: tls.TLSSocket[] = [];
@@ -892,6 +894,85 @@ describe('tunnel router + route + real agent + real sshd', () => {
     expect(String(gone?.reason)).toMatch(/PING/);
     const e = await tunnelError(openTunnel(client, 'frozen'));
     expect(e.status).toBe(503);
+    link.destroy('test over');
+    await outcome;
+  });
+
+  it('an agent that floods its link with PING or SETTINGS frames is cut (HTTP/2 flood); the session of another machine goes on', async () => {
+    const tunnel = await openTunnel(client, 'laptop');
+    const ssh = await sshCat(tunnel);
+    for (const kind of ['ping', 'settings'] as const) {
+      const id = newIdentity();
+      const name = `flood-${kind}`;
+      relay.directory.enrol(name, id.publicKey);
+      const { link, outcome } = startLink(relay, name, id, sshdTarget());
+      await waitFor(() => relay.router.isOnline(name), 15_000, `${name} online`);
+      // The agent's own HTTP/2 session (private): PING or SETTINGS as fast as they are answered, 8 at a time.
+      const s = (link as unknown as { session: http2.ServerHttp2Session }).session;
+      const ended = new Promise<boolean>((resolve) => s.once('close', () => resolve(false)));
+      const lane = async (k: number) => {
+        for (let i = 0; i < 50_000 && !s.closed && !s.destroyed; i++) {
+          const answered = new Promise<boolean>((resolve) => {
+            try {
+              if (kind === 'ping') {
+                if (!s.ping((err) => resolve(!err))) resolve(false);
+              } else s.settings({ initialWindowSize: (i + k) % 2 ? 65_535 : 1 << 20 }, (err) => resolve(!err));
+            } catch {
+              resolve(false);
+            }
+          });
+          if (!(await Promise.race([answered, ended]))) break;
+        }
+      };
+      const lanes = Promise.all(Array.from({ length: 8 }, (_, k) => lane(k)));
+      await waitFor(() => !relay.router.isOnline(name), 15_000, `the relay to cut ${name}`);
+      await lanes;
+      const gone = relay.audit.events.find((e) => e.type === 'agent.disconnected' && e.name === name);
+      expect(String(gone?.reason)).toMatch(new RegExp(`HTTP/2 (${kind} flood|flood \\(nghttp2)`));
+      await outcome;
+      // The other machine's session, over its own link, did not notice.
+      await echo(ssh, randomBytes(256 * 1024));
+    }
+    expect(relay.router.isOnline('laptop')).toBe(true);
+    ssh.client.end();
+  });
+
+  it('an agent that drops its window to zero holds back only its own sessions: the relay stops reading their clients, the other machine is unaffected', async () => {
+    const laptopTunnel = await openTunnel(client, 'laptop');
+    const ssh = await sshCat(laptopTunnel);
+    const id = newIdentity();
+    relay.directory.enrol('stingy', id.publicKey);
+    const { link, outcome } = startLink(relay, 'stingy', id, sshdTarget());
+    await waitFor(() => relay.router.isOnline('stingy'), 15_000, 'stingy online');
+    const agentSession = (link as unknown as { session: http2.ServerHttp2Session }).session;
+    const tunnel = await openTunnel(client, 'stingy');
+    await readUntil(tunnel, /SSH-2\.0-OpenSSH/);
+    // SETTINGS_INITIAL_WINDOW_SIZE 0 from the agent, never raised: the relay may send nothing on its streams.
+    await new Promise<void>((resolve) => agentSession.settings({ initialWindowSize: 0 }, () => resolve()));
+    // The client uploads 16 MiB into that session, for at most 3 s, honouring backpressure.
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    let accepted = 0;
+    const deadline = Date.now() + 3_000;
+    for (let i = 0; i < 256 && Date.now() < deadline; i++) {
+      const ok = tunnel.write(chunk, (err) => {
+        if (!err) accepted += chunk.length;
+      });
+      if (!ok)
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+          tunnel.once('drain', () => {
+            clearTimeout(t);
+            resolve();
+          });
+        });
+    }
+    // Held at the relay's stream window for that client, not 16 MiB read into the relay.
+    expect(accepted).toBeLessThan(4 * 1024 * 1024);
+    // Meanwhile the other machine's session moves data both ways.
+    await echo(ssh, randomBytes(1024 * 1024));
+    expect(relay.router.isOnline('stingy')).toBe(true);
+    tunnel.close(http2.constants.NGHTTP2_CANCEL);
+    ssh.client.end();
     link.destroy('test over');
     await outcome;
   });

@@ -11,6 +11,7 @@ import type { TLSSocket } from 'node:tls';
 import type pino from 'pino';
 import { AGENT_PING_INTERVAL_MS, AGENT_PING_TIMEOUT_MS } from '@mssh/protocol';
 import { relayError } from '../errors.js';
+import { DEFAULT_MAX_CONTROL_FRAMES_PER_SECOND, floodLogger } from '../http/h2-flood-guard.js';
 import { AgentLink, safeAudit } from './agent-link.js';
 import { SessionCaps, type CapScope, type SessionCapLimits } from './session-caps.js';
 import { resetStream, tunnelEndCode } from '@mssh/protocol';
@@ -47,6 +48,8 @@ export interface TunnelRouterOptions {
   sessionCaps?: Partial<SessionCapLimits>;
   /** Most agents connected at once (default 1024); more are refused RLY_ERR_AGENT_LIMIT. */
   maxAgents?: number;
+  /** PING/SETTINGS frames an agent may send per second on its link (default 1000; 0: no limit). */
+  maxControlFramesPerSecond?: number;
   /** After one side of a session sent EOF, the most the other may stay quiet (default 5 s; 0: for ever). */
   halfCloseLingerMs?: number;
   /**
@@ -168,6 +171,8 @@ export function createTunnelRouter(opts: TunnelRouterOptions): RelayTunnelRouter
     openTimeoutMs: opts.openTimeoutMs ?? DEFAULT_OPEN_TIMEOUT_MS,
     admitAgent: (name: string) => byName.has(name) || byName.size < maxAgents,
     relayId: opts.relayId,
+    maxControlFramesPerSecond: opts.maxControlFramesPerSecond ?? DEFAULT_MAX_CONTROL_FRAMES_PER_SECOND,
+    logFlood: floodLogger((fields, msg) => logger.warn(fields, msg)),
   };
   /** Links that were still in their handshake when moveAgents() ran: moved as soon as they are verified. */
   const moveOnceVerified = new WeakSet<AgentLink>();
