@@ -11,6 +11,23 @@ const code = async (p: Promise<unknown>): Promise<string | undefined> =>
     (e: { code?: string }) => e.code,
   );
 
+/** A directory with one file `f` and an empty `to/`, and the job (and plan) copying f into to/. */
+async function oneFileJob() {
+  const d = await mkdtemp(join(tmpdir(), 'mssh-cp-'));
+  await writeFile(join(d, 'f'), 'data');
+  await mkdir(join(d, 'to'));
+  const side = localSide();
+  const job: CopyJob = {
+    src: side,
+    dst: side,
+    sources: [join(d, 'f')],
+    dest: join(d, 'to'),
+    recursive: false,
+    preserve: false,
+  };
+  return { d, job, plan: await planCopy(job) };
+}
+
 describe('copy engine (local to local, the same plan and run as over SFTP)', () => {
   it('plans targets like cp: into a directory, as a new name, trees with -r', async () => {
     const d = await mkdtemp(join(tmpdir(), 'mssh-cp-'));
@@ -56,19 +73,7 @@ describe('copy engine (local to local, the same plan and run as over SFTP)', () 
   });
 
   it('a failed transfer removes its temporary file and leaves nothing under the final name', async () => {
-    const d = await mkdtemp(join(tmpdir(), 'mssh-cp-'));
-    await writeFile(join(d, 'f'), 'data');
-    await mkdir(join(d, 'to'));
-    const side = localSide();
-    const job: CopyJob = {
-      src: side,
-      dst: side,
-      sources: [join(d, 'f')],
-      dest: join(d, 'to'),
-      recursive: false,
-      preserve: false,
-    };
-    const plan = await planCopy(job);
+    const { d, job, plan } = await oneFileJob();
     const failed = runCopy(job, plan, {
       transfer: async (_s, tmp) => {
         await writeFile(tmp, 'da');
@@ -80,19 +85,7 @@ describe('copy engine (local to local, the same plan and run as over SFTP)', () 
   });
 
   it('an interrupted transfer is let stop before its temporary is removed, so a late write cannot re-create it', async () => {
-    const d = await mkdtemp(join(tmpdir(), 'mssh-cp-'));
-    await writeFile(join(d, 'f'), 'data');
-    await mkdir(join(d, 'to'));
-    const side = localSide();
-    const job: CopyJob = {
-      src: side,
-      dst: side,
-      sources: [join(d, 'f')],
-      dest: join(d, 'to'),
-      recursive: false,
-      preserve: false,
-    };
-    const plan = await planCopy(job);
+    const { d, job, plan } = await oneFileJob();
     const ac = new AbortController();
     let lateWrite: Promise<void> = Promise.resolve();
     const interrupted = runCopy(job, plan, {
