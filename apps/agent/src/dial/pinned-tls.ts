@@ -11,9 +11,9 @@
  */
 import http2, { type ClientHttp2Session } from 'node:http2';
 import tls, { type TLSSocket } from 'node:tls';
-import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
+import { certFingerprint, H2_SETTINGS } from '@mssh/protocol';
 import { AgentError, errnoOf } from '../errors.js';
-import { decoupleWrites } from '@mssh/protocol/transport';
+import { decoupleWrites, sizeWindowsToPath } from '@mssh/protocol/transport';
 import { formatHostPort, serverNameFor, urlHostPort, type HostPort } from './endpoint.js';
 
 export const DEFAULT_TLS_TIMEOUT_MS = 10_000;
@@ -170,12 +170,6 @@ export async function http2ConnectPinned(
   session.on('error', () => {
     /* surfaced through the requests made on it */
   });
-  session.once('connect', () => {
-    try {
-      session.setLocalWindowSize(H2_CONNECTION_WINDOW);
-    } catch {
-      /* closed meanwhile */
-    }
-  });
+  sizeWindowsToPath(session);
   return { session, fingerprint: got };
 }

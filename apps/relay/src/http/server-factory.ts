@@ -12,7 +12,8 @@ import http2, {
   type ServerHttp2Session,
 } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import { AGENT_ALPN, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
+import { AGENT_ALPN, H2_SETTINGS } from '@mssh/protocol';
+import { sizeWindowsToPath } from '@mssh/protocol/transport';
 import { agentAlpnCallback, routeAgentSockets } from '../tunnel/alpn-dispatch.js';
 import { applyConnectionLimits, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.js';
 import { SourceLimits, type RefusalReport } from './source-limits.js';
@@ -98,11 +99,8 @@ export function createRelayHttpServer(
     if (goingAway) session.once('stream', () => goaway(session));
     session.once('close', () => sessions.delete(session));
     session.on('error', (err) => opts.onSessionError?.(err));
-    try {
-      session.setLocalWindowSize(H2_CONNECTION_WINDOW);
-    } catch {
-      // The session went away before its settings were exchanged.
-    }
+    // Receive windows follow the client's bandwidth-delay product (libs/protocol window-sizing.ts).
+    sizeWindowsToPath(session);
   });
   // Registered after createSecureServer's own listener, so it sees every API socket too.
   server.on('secureConnection', (socket: TLSSocket) => {
