@@ -10,10 +10,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { decoupleWrites } from './decoupled-socket.js';
 import { H2_SETTINGS } from './constants.js';
 import {
+  INITIAL_CONNECTION_WINDOW,
   INITIAL_STREAM_WINDOW,
   MAX_CONNECTION_WINDOW,
   MAX_STREAM_WINDOW,
   sizeWindowsToPath,
+  windowMode,
   type WindowSizer,
 } from './window-sizing.js';
 
@@ -119,4 +121,47 @@ describe('sizeWindowsToPath', () => {
     // The stream that was already running got the larger window (SETTINGS applies to open streams).
     expect(sink.streamWindows[0]).toBeGreaterThan(INITIAL_STREAM_WINDOW);
   }, 30_000);
+
+  it('grows the windows of a write-decoupled end receiving a download (client and agent links)', async () => {
+    const payload = randomBytes(24 * 1024 * 1024);
+    const h2 = http2.createServer({ settings: { ...H2_SETTINGS }, maxSessionMemory: 64 });
+    h2.on('stream', (stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end(payload);
+    });
+    const server = net.createServer((sock) => h2.emit('connection', sock));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => server.close());
+    const port = await delayLink((server.address() as net.AddressInfo).port, 20);
+    const sock = net.connect(port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => {
+      sock.once('connect', resolve);
+      sock.once('error', reject);
+    });
+    const session = http2.connect('http://127.0.0.1', {
+      createConnection: () => decoupleWrites(sock),
+      settings: H2_SETTINGS,
+      maxSessionMemory: 64,
+    });
+    cleanups.push(() => session.destroy());
+    session.on('error', () => {});
+    const sizer = sizeWindowsToPath(session);
+    const req = session.request({ ':path': '/' });
+    const hash = createHash('sha256');
+    req.on('data', (d: Buffer) => hash.update(d));
+    await new Promise<void>((resolve, reject) => {
+      req.once('end', resolve);
+      req.once('error', reject);
+    });
+    expect(hash.digest('hex')).toBe(sha(payload));
+    expect(sizer.streamWindow).toBeGreaterThan(INITIAL_STREAM_WINDOW);
+    expect(sizer.connectionWindow).toBeGreaterThan(INITIAL_CONNECTION_WINDOW);
+  }, 30_000);
+
+  it('MSSH_H2_WINDOWS: fixed keeps the initial windows, max starts at the caps, anything else is auto', () => {
+    expect(windowMode({ MSSH_H2_WINDOWS: 'fixed' })).toBe('fixed');
+    expect(windowMode({ MSSH_H2_WINDOWS: ' MAX ' })).toBe('max');
+    expect(windowMode({ MSSH_H2_WINDOWS: 'bogus' })).toBe('auto');
+    expect(windowMode({})).toBe('auto');
+  });
 });
