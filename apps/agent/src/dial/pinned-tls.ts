@@ -166,6 +166,8 @@ export async function http2ConnectPinned(
   const session = http2.connect(url.origin, {
     createConnection: () => decoupleWrites(socket),
     settings: { ...H2_SETTINGS },
+    // Like the relay's and the agent's ends: queued frames of up to 16 MiB windows count against this (MB).
+    maxSessionMemory: 64,
   });
   session.on('error', () => {
     /* surfaced through the requests made on it */

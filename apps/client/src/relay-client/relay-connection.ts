@@ -234,6 +234,8 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
       const session = http2.connect(url, {
         createConnection: () => decoupleWrites(socket),
         settings: { ...H2_SETTINGS },
+        // Like the relay's and the agent's ends: queued frames of up to 16 MiB windows count against this (MB).
+        maxSessionMemory: 64,
       });
       // Errors surface on the streams that use the session; keep the process alive through them.
       session.on('error', () => {});
