@@ -11,15 +11,17 @@
  * - per stream: SETTINGS_INITIAL_WINDOW_SIZE through `session.settings()`. Node has no per-stream window
  *   call; a new initial window applies to the streams already open too (RFC 9113 6.9.2), so running
  *   transfers speed up at once.
- * - per connection: `session.setLocalWindowSize()`, kept at CONNECTION_PER_STREAM times the stream window.
+ * - per connection: `session.setLocalWindowSize()`, kept at CONNECTION_PER_STREAM times the stream window
+ *   (never below where it started).
  *
  * Windows only grow (as in gRPC): a window is a bound on what the peer may send before this end reads,
  * not a reservation, and shrinking one mid-stream is what the RFC warns against.
  *
- * Why the caps are safe. Big fixed windows (16 MiB / 128 MiB) once froze Node-to-Node links with both
- * directions saturated; the cause was Node's Http2Session not reading its socket while its own write is
- * pending, not the window itself, and every Node-to-Node link now has one write-decoupled end
- * (decoupled-socket.ts). What that end holds unsent is bounded by the connection window its peer grants:
+ * The caps. Big fixed windows (16 MiB / 128 MiB) once froze Node-to-Node links with both directions
+ * saturated. One cause was Node's Http2Session not reading its socket while its own write is pending
+ * (every Node-to-Node link now has one write-decoupled end, decoupled-socket.ts), but 8 / 16 MiB still
+ * froze the flood test with it (MAX_STREAM_WINDOW below): the caps are what the 10-minute flood at the
+ * caps passed. What the decoupled end holds unsent is bounded by the connection window its peer grants:
  * MAX_CONNECTION_WINDOW stays well under the view's DEFAULT_MAX_BUFFERED (checked below), and the test
  * "both directions saturated at the largest windows" runs every link at these caps.
  * Memory: a peer can make this end buffer at most one connection window per link that it does not read.
@@ -35,11 +37,18 @@ import { H2_CONNECTION_WINDOW, H2_STREAM_WINDOW } from './constants.js';
 /** Where every window starts (H2_SETTINGS; the fixed values of before, enough for a LAN or a short path). */
 export const INITIAL_STREAM_WINDOW = H2_STREAM_WINDOW;
 export const INITIAL_CONNECTION_WINDOW = H2_CONNECTION_WINDOW;
-/** The largest windows the estimator grants. 8 MiB per stream covers 100 MB/s at 80 ms. */
-export const MAX_STREAM_WINDOW = 8 * 1024 * 1024;
-export const MAX_CONNECTION_WINDOW = 16 * 1024 * 1024;
+/**
+ * The largest windows the estimator grants: 4 MiB per stream covers 50 MB/s per session at 80 ms (an SSH
+ * channel's own 2 MiB window binds first). NOT larger: at 8 MiB / 16 MiB the both-directions flood test
+ * froze (3 runs of 4, once in its first round: every byte the client sent was taken and acknowledged by
+ * the relay, nothing came back from the agent hop, all socket queues empty), with the write-decoupled
+ * view in place; at the fixed 1 / 4 MiB it ran 42 rounds in 5 minutes without a stall. See
+ * docs/architecture.md, "Flow control".
+ */
+export const MAX_STREAM_WINDOW = 4 * 1024 * 1024;
+export const MAX_CONNECTION_WINDOW = 8 * 1024 * 1024;
 /** Connection window = this x the stream window (within the bounds above), so a few busy streams fit. */
-const CONNECTION_PER_STREAM = 4;
+const CONNECTION_PER_STREAM = 2;
 
 // Frames, PINGs and WINDOW_UPDATEs ride on top of the DATA a window allows: keep a wide margin.
 if (MAX_CONNECTION_WINDOW * 1.5 > DEFAULT_MAX_BUFFERED) {
