@@ -57,6 +57,7 @@ async function sinkServer(
   const h2 = http2.createServer({ settings: { ...H2_SETTINGS }, maxSessionMemory: 64 });
   h2.on('session', (s) => {
     sizer = sizeWindowsToPath(s, {
+      mode: 'auto',
       maxStreamWindow,
       maxConnectionWindow,
       onGrow: (w) => process.env.BDP_DEBUG && console.log(Math.round(performance.now()), w),
@@ -145,7 +146,7 @@ describe('sizeWindowsToPath', () => {
     });
     cleanups.push(() => session.destroy());
     session.on('error', () => {});
-    const sizer = sizeWindowsToPath(session);
+    const sizer = sizeWindowsToPath(session, { mode: 'auto' });
     const req = session.request({ ':path': '/' });
     const hash = createHash('sha256');
     req.on('data', (d: Buffer) => hash.update(d));
@@ -158,10 +159,10 @@ describe('sizeWindowsToPath', () => {
     expect(sizer.connectionWindow).toBeGreaterThan(INITIAL_CONNECTION_WINDOW);
   }, 30_000);
 
-  it('MSSH_H2_WINDOWS: fixed keeps the initial windows, max starts at the caps, anything else is auto', () => {
-    expect(windowMode({ MSSH_H2_WINDOWS: 'fixed' })).toBe('fixed');
+  it('MSSH_H2_WINDOWS: auto sizes, max starts at the caps, anything else is fixed (the default)', () => {
+    expect(windowMode({ MSSH_H2_WINDOWS: 'auto' })).toBe('auto');
     expect(windowMode({ MSSH_H2_WINDOWS: ' MAX ' })).toBe('max');
-    expect(windowMode({ MSSH_H2_WINDOWS: 'bogus' })).toBe('auto');
-    expect(windowMode({})).toBe('auto');
+    expect(windowMode({ MSSH_H2_WINDOWS: 'bogus' })).toBe('fixed');
+    expect(windowMode({})).toBe('fixed');
   });
 });

@@ -20,15 +20,14 @@
  * The caps. Big fixed windows (16 MiB / 128 MiB) once froze Node-to-Node links with both directions
  * saturated. One cause was Node's Http2Session not reading its socket while its own write is pending
  * (every Node-to-Node link now has one write-decoupled end, decoupled-socket.ts), but 8 / 16 MiB still
- * froze the flood test with it (MAX_STREAM_WINDOW below): the caps are what the 10-minute flood at the
- * caps passed. What the decoupled end holds unsent is bounded by the connection window its peer grants:
+ * froze the flood test with it, and so did 4 / 8 MiB (MAX_STREAM_WINDOW below): hence `fixed` by default. What the decoupled end holds unsent is bounded by the connection window its peer grants:
  * MAX_CONNECTION_WINDOW stays well under the view's DEFAULT_MAX_BUFFERED (checked below), and the test
  * "both directions saturated at the largest windows" runs every link at these caps.
  * Memory: a peer can make this end buffer at most one connection window per link that it does not read.
  *
- * `MSSH_H2_WINDOWS` (read when a link opens): `auto` (default) as above; `fixed` keeps the initial windows
- * (the behaviour before, for comparison); `max` starts every link at the caps (a path known to be long, and
- * the both-directions-saturated test at the largest windows).
+ * `MSSH_H2_WINDOWS` (read when a link opens): `auto` as above; `fixed` (the DEFAULT for now) keeps the
+ * initial windows, as before; `max` starts every link at the caps (the both-directions-saturated test at
+ * the largest windows). Not on by default: at the caps the both-directions flood still froze (below).
  */
 import type { Http2Session } from 'node:http2';
 import { DEFAULT_MAX_BUFFERED } from './decoupled-socket.js';
@@ -39,10 +38,11 @@ export const INITIAL_STREAM_WINDOW = H2_STREAM_WINDOW;
 export const INITIAL_CONNECTION_WINDOW = H2_CONNECTION_WINDOW;
 /**
  * The largest windows the estimator grants: 4 MiB per stream covers 50 MB/s per session at 80 ms (an SSH
- * channel's own 2 MiB window binds first). NOT larger: at 8 MiB / 16 MiB the both-directions flood test
- * froze (3 runs of 4, once in its first round: every byte the client sent was taken and acknowledged by
- * the relay, nothing came back from the agent hop, all socket queues empty), with the write-decoupled
- * view in place; at the fixed 1 / 4 MiB it ran 42 rounds in 5 minutes without a stall. See
+ * channel's own 2 MiB window binds first). With every link started at the caps (`max`), the
+ * both-directions flood test froze at 8 / 16 MiB (3 runs of 4) and at 4 / 8 MiB (1 of 1), both times in
+ * its first round with 48 KiB back: every byte the client sent was taken and acknowledged by the relay,
+ * nothing more came back from the agent hop, all socket queues empty; the write-decoupled view was in
+ * place. At the fixed 1 / 4 MiB it ran 42 rounds in 5 minutes without a stall. Hence `fixed` by default;
  * docs/architecture.md, "Flow control".
  */
 export const MAX_STREAM_WINDOW = 4 * 1024 * 1024;
@@ -78,10 +78,13 @@ const PING_GIVE_UP_MS = 30_000;
 
 export type WindowMode = 'auto' | 'fixed' | 'max';
 
-/** `MSSH_H2_WINDOWS`: anything but `fixed` or `max` is `auto`. */
+/**
+ * `MSSH_H2_WINDOWS`: `auto` or `max`; anything else is `fixed`, the default until the freeze at larger
+ * windows (MAX_STREAM_WINDOW) is understood.
+ */
 export function windowMode(env: NodeJS.ProcessEnv = process.env): WindowMode {
   const v = env.MSSH_H2_WINDOWS?.trim().toLowerCase();
-  return v === 'fixed' || v === 'max' ? v : 'auto';
+  return v === 'auto' || v === 'max' ? v : 'fixed';
 }
 
 export interface WindowSizingOptions {
