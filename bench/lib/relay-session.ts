@@ -8,8 +8,8 @@
  */
 import http2 from 'node:http2';
 import tls from 'node:tls';
-import { certFingerprint, H2_SETTINGS, H2_CONNECTION_WINDOW } from '@mssh/protocol';
-import { decoupleWrites } from '@mssh/protocol/transport';
+import { certFingerprint, H2_SETTINGS } from '@mssh/protocol';
+import { decoupleWrites, sizeWindowsToPath } from '@mssh/protocol/transport';
 import type { Relay } from '@mssh/test-fixtures/stack';
 
 export async function relaySession(relay: Relay): Promise<http2.ClientHttp2Session> {
@@ -27,6 +27,6 @@ export async function relaySession(relay: Relay): Promise<http2.ClientHttp2Sessi
   socket.setNoDelay(true);
   const session = http2.connect(relay.url, { createConnection: () => decoupleWrites(socket), settings: H2_SETTINGS });
   session.on('error', () => {});
-  session.setLocalWindowSize(H2_CONNECTION_WINDOW);
+  sizeWindowsToPath(session);
   return session;
 }

@@ -10,3 +10,4 @@ export * from './decoupled-socket.js';
 export * from './stream-bridge.js';
 export * from './read-body.js';
 export * from './buffer-reclaim.js';
+export * from './window-sizing.js';

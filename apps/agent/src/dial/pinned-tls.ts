@@ -11,9 +11,9 @@
  */
 import http2, { type ClientHttp2Session } from 'node:http2';
 import tls, { type TLSSocket } from 'node:tls';
-import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
+import { certFingerprint, H2_SETTINGS } from '@mssh/protocol';
 import { AgentError, errnoOf } from '../errors.js';
-import { decoupleWrites } from '@mssh/protocol/transport';
+import { decoupleWrites, sizeWindowsToPath } from '@mssh/protocol/transport';
 import { formatHostPort, serverNameFor, urlHostPort, type HostPort } from './endpoint.js';
 
 export const DEFAULT_TLS_TIMEOUT_MS = 10_000;
@@ -166,16 +166,12 @@ export async function http2ConnectPinned(
   const session = http2.connect(url.origin, {
     createConnection: () => decoupleWrites(socket),
     settings: { ...H2_SETTINGS },
+    // Like the relay's and the agent's ends: queued frames of up to 16 MiB windows count against this (MB).
+    maxSessionMemory: 64,
   });
   session.on('error', () => {
     /* surfaced through the requests made on it */
   });
-  session.once('connect', () => {
-    try {
-      session.setLocalWindowSize(H2_CONNECTION_WINDOW);
-    } catch {
-      /* closed meanwhile */
-    }
-  });
+  sizeWindowsToPath(session);
   return { session, fingerprint: got };
 }

@@ -31,7 +31,6 @@ import {
   AGENT_PROOF_EKM_LABEL,
   AGENT_PROOF_EKM_LENGTH,
   AgentWelcome,
-  H2_CONNECTION_WINDOW,
   H2_SETTINGS,
   HEADERS,
   PATHS,
@@ -45,7 +44,7 @@ import {
 import { AgentError, errnoOf } from '../errors.js';
 import type { AgentIdentity } from '../enroll/identity.js';
 import type { SessionTarget } from '../target/session-target.js';
-import { splice } from '@mssh/protocol/transport';
+import { splice, sizeWindowsToPath } from '@mssh/protocol/transport';
 import type { HostPort } from './endpoint.js';
 import { decoupleWrites } from '@mssh/protocol/transport';
 import { connectPinned, DEFAULT_TLS_TIMEOUT_MS, describeDial } from './pinned-tls.js';
@@ -309,11 +308,8 @@ export class RelayLink {
     });
     s.once('close', finish);
     s.setTimeout(0);
-    try {
-      s.setLocalWindowSize(H2_CONNECTION_WINDOW);
-    } catch (err) {
-      this.log.debug({ err: (err as Error).message }, 'setLocalWindowSize failed');
-    }
+    // Receive windows follow the link's bandwidth-delay product (libs/protocol window-sizing.ts).
+    sizeWindowsToPath(s);
     this.welcomeTimer = setTimeout(() => {
       if (!this.welcomed)
         this.destroy(

@@ -20,8 +20,8 @@ import http2 from 'node:http2';
 import tls from 'node:tls';
 import { isIP } from 'node:net';
 import { X509Certificate } from 'node:crypto';
-import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS, publicKeyPin } from '@mssh/protocol';
-import { decoupleWrites } from '@mssh/protocol/transport';
+import { certFingerprint, H2_SETTINGS, publicKeyPin } from '@mssh/protocol';
+import { decoupleWrites, sizeWindowsToPath } from '@mssh/protocol/transport';
 import { cliError, type CliError } from '../errors.js';
 import { relayHostPort } from '../config/relay-url.js';
 import { markRetryable, retryReason, RETRYABLE_CONNECT_CODES } from './retry.js';
@@ -234,18 +234,13 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
       const session = http2.connect(url, {
         createConnection: () => decoupleWrites(socket),
         settings: { ...H2_SETTINGS },
+        // Like the relay's and the agent's ends: queued frames of up to 16 MiB windows count against this (MB).
+        maxSessionMemory: 64,
       });
       // Errors surface on the streams that use the session; keep the process alive through them.
       session.on('error', () => {});
-      const setWindow = () => {
-        try {
-          session.setLocalWindowSize(H2_CONNECTION_WINDOW);
-        } catch {
-          // session already closing
-        }
-      };
-      if (session.connecting) session.once('connect', setWindow);
-      else setWindow();
+      // Receive windows follow the path's bandwidth-delay product (libs/protocol window-sizing.ts).
+      sizeWindowsToPath(session);
       if (opts.keepaliveMs && opts.keepaliveMs > 0) startKeepalive(session, opts.keepaliveMs);
       const closed = new Promise<void>((res) => session.once('close', () => res()));
       resolve({

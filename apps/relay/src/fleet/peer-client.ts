@@ -8,15 +8,8 @@ import http2, { constants as h2c, type ClientHttp2Session, type ClientHttp2Strea
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import {
-  certFingerprint,
-  H2_CONNECTION_WINDOW,
-  H2_SETTINGS,
-  HEADERS,
-  WIRE_ERRORS,
-  type WireErrorCode,
-} from '@mssh/protocol';
-import { readBody } from '@mssh/protocol/transport';
+import { certFingerprint, H2_SETTINGS, HEADERS, WIRE_ERRORS, type WireErrorCode } from '@mssh/protocol';
+import { readBody, sizeWindowsToPath } from '@mssh/protocol/transport';
 import { relayError, type RelayError } from '../errors.js';
 import type { PeerIdentity } from './peer-identity.js';
 import { PEER_ALPN, PEER_ERROR_BODY_MAX, PEER_HEADERS, PEER_SESSION_PATH } from './peer-protocol.js';
@@ -252,13 +245,7 @@ export class PeerLinks {
         });
         session.on('error', (err) => this.log.debug({ peer: h.relayId, err: err.message }, 'peer link error'));
         session.on('stream', (s) => s.close(h2c.NGHTTP2_REFUSED_STREAM));
-        session.once('connect', () => {
-          try {
-            session.setLocalWindowSize(H2_CONNECTION_WINDOW);
-          } catch {
-            /* closing */
-          }
-        });
+        sizeWindowsToPath(session);
         session.once('close', () => this.log.info({ peer: h.relayId }, `peer link to ${h.relayId} closed`));
         this.log.info({ peer: h.relayId, url: h.peerUrl }, `peer link to ${h.relayId} open`);
         resolve(session);

@@ -9,8 +9,8 @@ import http2, { type Http2Session, type IncomingHttpHeaders, type ServerHttp2Str
 import { createServer as createTlsServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { certFingerprint, H2_CONNECTION_WINDOW, H2_SETTINGS, HEADERS, isValidHostName } from '@mssh/protocol';
-import { decoupleWrites } from '@mssh/protocol/transport';
+import { certFingerprint, H2_SETTINGS, HEADERS, isValidHostName } from '@mssh/protocol';
+import { decoupleWrites, sizeWindowsToPath } from '@mssh/protocol/transport';
 import { RelayError, relayError } from '../errors.js';
 import type { TunnelRouter } from '../tunnel/types.js';
 import type { PeerIdentity } from './peer-identity.js';
@@ -49,13 +49,7 @@ export function createPeerServer(opts: PeerServerOptions): PeerServer {
   let connecting: string | null = null;
   h2.on('session', (s) => {
     if (connecting) memberOf.set(s, connecting);
-    s.once('connect', () => {
-      try {
-        s.setLocalWindowSize(H2_CONNECTION_WINDOW);
-      } catch {
-        /* closing */
-      }
-    });
+    sizeWindowsToPath(s);
   });
   h2.on('sessionError', (err: Error) => log.debug({ err: err.message }, 'peer link HTTP/2 error'));
 

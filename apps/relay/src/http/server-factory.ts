@@ -12,7 +12,8 @@ import http2, {
   type ServerHttp2Session,
 } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import { AGENT_ALPN, H2_CONNECTION_WINDOW, H2_SETTINGS } from '@mssh/protocol';
+import { AGENT_ALPN, H2_SETTINGS } from '@mssh/protocol';
+import { sizeWindowsToPath } from '@mssh/protocol/transport';
 import { agentAlpnCallback, routeAgentSockets } from '../tunnel/alpn-dispatch.js';
 import { applyConnectionLimits, DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './connection-limits.js';
 import { closeSession, SourceLimits, type RefusalReport } from './source-limits.js';
@@ -113,11 +114,8 @@ export function createRelayHttpServer(
         if (!flooded.has(session)) opts.onFlood?.({ kind: 'ack-flood', count: 0, limit: 0, peer });
       } else opts.onSessionError?.(err);
     });
-    try {
-      session.setLocalWindowSize(H2_CONNECTION_WINDOW);
-    } catch {
-      // The session went away before its settings were exchanged.
-    }
+    // Receive windows follow the client's bandwidth-delay product (libs/protocol window-sizing.ts).
+    sizeWindowsToPath(session);
   });
   // Registered after createSecureServer's own listener, so it sees every API socket too.
   server.on('secureConnection', (socket: TLSSocket) => {

@@ -22,7 +22,6 @@ import {
   AgentHello,
   type AgentFacts,
   AgentHostKeys,
-  H2_CONNECTION_WINDOW,
   H2_SETTINGS,
   HEADERS,
   PATHS,
@@ -37,7 +36,7 @@ import {
 } from '@mssh/protocol';
 import { type RelayError, relayError } from '../errors.js';
 import { agentProofMaterial, verifyAgentProof } from './agent-proof.js';
-import { readBody } from '@mssh/protocol/transport';
+import { readBody, sizeWindowsToPath } from '@mssh/protocol/transport';
 import { floodMessage, guardControlFrames, isNghttp2Flood, type FloodReport } from '../http/h2-flood-guard.js';
 import type { AgentDirectory, EnrolledAgent, SessionEndReason, SessionMeta, TunnelAuditSink } from './types.js';
 
@@ -228,13 +227,8 @@ export class AgentLink {
     });
     session.on('close', () => this.finalize());
     session.on('stream', (stream) => stream.close(h2c.NGHTTP2_REFUSED_STREAM));
-    session.once('connect', () => {
-      try {
-        session.setLocalWindowSize(H2_CONNECTION_WINDOW);
-      } catch (err) {
-        this.log.debug({ err: (err as Error).message }, 'setLocalWindowSize failed');
-      }
-    });
+    // Receive windows follow the agent link's bandwidth-delay product (libs/protocol window-sizing.ts).
+    sizeWindowsToPath(session);
 
     // 1. hello
     let hello: AgentHello;

@@ -16,20 +16,18 @@ import fastify, { type FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { generate } from 'selfsigned';
 import ssh2 from 'ssh2';
-import {
-  AGENT_ALPN,
-  certFingerprint,
-  H2_CONNECTION_WINDOW,
-  H2_SETTINGS,
-  HEADERS,
-  PATHS,
-  PROTOCOL_VERSION,
-} from '@mssh/protocol';
+import { AGENT_ALPN, certFingerprint, H2_SETTINGS, HEADERS, PATHS, PROTOCOL_VERSION } from '@mssh/protocol';
 import { fixtures } from '@mssh/test-fixtures/inject';
 import { waitFor } from '@mssh/test-fixtures/net';
 import { RelayLink, type LinkOutcome } from '../../../agent/src/dial/relay-link.js';
 import { Backoff } from '../../../agent/src/dial/backoff.js';
-import { decoupleWrites } from '@mssh/protocol/transport';
+import {
+  decoupleWrites,
+  MAX_CONNECTION_WINDOW,
+  MAX_STREAM_WINDOW,
+  sizeWindowsToPath,
+  type WindowSizer,
+} from '@mssh/protocol/transport';
 import { AgentSupervisor } from '../../../agent/src/dial/supervisor.js';
 import { identityFromPrivateKey, type AgentIdentity } from '../../../agent/src/enroll/identity.js';
 import { TcpTarget } from '../../../agent/src/target/tcp-target.js';
@@ -49,6 +47,9 @@ import type {
 } from './types.js';
 
 const { Client } = ssh2;
+/** The window sizers of the relay's client sessions, in order of connection. */
+const relaySizers: WindowSizer[] = [];
+const relaySessions: http2.ServerHttp2Session[] = [];
 const log = pino({ level: process.env.MSSH_TEST_LOG_LEVEL ?? 'silent' });
 const TOKEN = 'Bearer test-token';
 
@@ -153,8 +154,11 @@ async function startRelay(): Promise<Relay> {
         },
         handler,
       );
-      // As the real relay does: the connection-level receive window of client sessions is raised too.
-      server.on('session', (session) => session.setLocalWindowSize(H2_CONNECTION_WINDOW));
+      // As the real relay does: receive windows of client sessions follow the path (window-sizing.ts).
+      server.on('session', (session) => {
+        relaySessions.push(session);
+        relaySizers.push(sizeWindowsToPath(session));
+      });
       routeAgentSockets(server, (socket) => {
         agentSockets++;
         acceptedSockets.push(socket);
@@ -235,10 +239,8 @@ async function clientSession(relay: Relay): Promise<http2.ClientHttp2Session> {
       settings: { ...H2_SETTINGS },
       maxSessionMemory: 64,
     });
-    s.once('connect', () => {
-      s.setLocalWindowSize(H2_CONNECTION_WINDOW);
-      resolve(s);
-    });
+    sizeWindowsToPath(s);
+    s.once('connect', () => resolve(s));
     s.once('error', reject);
   });
 }
@@ -566,45 +568,94 @@ describe('tunnel router + route + real agent + real sshd', () => {
     server.close();
   });
 
-  it('32 sessions flooding an echo target both ways at once all get every byte back', async () => {
-    // Both links carry full windows in both directions at the same time, through the write-decoupled
-    // view on the agent and the client (decoupled-socket.ts): nothing may stall, reorder or go missing.
-    const server = net.createServer((sock) => sock.pipe(sock));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    const id = newIdentity();
-    relay.directory.enrol('flood', id.publicKey);
-    const { link, outcome } = startLink(relay, 'flood', id, plainTarget((server.address() as net.AddressInfo).port));
-    try {
-      await waitFor(() => relay.router.isOnline('flood'), 15_000, 'flood agent online');
-      const perSession = 4 * 1024 * 1024;
-      const results = await Promise.all(
-        Array.from({ length: 32 }, async () => {
-          const tunnel = await openTunnel(client, 'flood');
-          const payload = randomBytes(perSession);
-          const back = createHash('sha256');
-          let got = 0;
-          const done = new Promise<void>((resolve, reject) => {
-            tunnel.on('data', (d: Buffer) => {
-              back.update(d);
-              got += d.length;
-              if (got >= perSession) resolve();
-            });
-            tunnel.once('error', reject);
+  it(
+    '32 sessions flooding an echo target both ways at once, at the default windows, all get every byte back',
+    async () => {
+      // Both links carry full windows in both directions at the same time, through the write-decoupled
+      // view on the agent and the client (decoupled-socket.ts): nothing may stall, reorder or go missing.
+      // Every link runs at the windows mssh ships with (MSSH_H2_WINDOWS, default fixed; window-sizing.ts):
+      // big windows are what froze Node-to-Node links with both directions full. MSSH_TEST_FLOOD_WINDOWS=max
+      // runs every link at the caps of the BDP sizing instead (that froze: docs/architecture.md).
+      // MSSH_TEST_FLOOD_SECONDS repeats the flood for that long (the 10-minute soak of issue 22); default: once.
+      const soakMs = Math.min(Number(process.env.MSSH_TEST_FLOOD_SECONDS ?? 0), 3_600) * 1000;
+      const before = process.env.MSSH_H2_WINDOWS;
+      process.env.MSSH_H2_WINDOWS = process.env.MSSH_TEST_FLOOD_WINDOWS ?? 'fixed';
+      const server = net.createServer((sock) => sock.pipe(sock));
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const id = newIdentity();
+      relay.directory.enrol('flood', id.publicKey);
+      const { link, outcome } = startLink(relay, 'flood', id, plainTarget((server.address() as net.AddressInfo).port));
+      const flooder = await clientSession(relay);
+      const sizer = relaySizers[relaySizers.length - 1]!;
+      try {
+        await waitFor(() => relay.router.isOnline('flood'), 15_000, 'flood agent online');
+        if (process.env.MSSH_H2_WINDOWS === 'max') {
+          expect(sizer.streamWindow).toBe(MAX_STREAM_WINDOW);
+          expect(sizer.connectionWindow).toBe(MAX_CONNECTION_WINDOW);
+        }
+        // 32 x 2 MiB is 64 MiB each way per round: four connection windows, both directions at once.
+        const perSession = 2 * 1024 * 1024;
+        const deadline = performance.now() + soakMs;
+        let rounds = 0;
+        do {
+          rounds++;
+          const round = Promise.all(
+            Array.from({ length: 32 }, async () => {
+              const tunnel = await openTunnel(flooder, 'flood');
+              const payload = randomBytes(perSession);
+              const back = createHash('sha256');
+              let got = 0;
+              const done = new Promise<void>((resolve, reject) => {
+                tunnel.on('data', (d: Buffer) => {
+                  back.update(d);
+                  got += d.length;
+                  if (got >= perSession) resolve();
+                });
+                tunnel.once('error', reject);
+              });
+              // Write everything without waiting for the echo: the writes queue on flow control.
+              for (let off = 0; off < perSession; off += 256 * 1024)
+                tunnel.write(payload.subarray(off, off + 256 * 1024));
+              await done;
+              tunnel.close(http2.constants.NGHTTP2_CANCEL);
+              return { same: back.digest('hex') === sha(payload), got };
+            }),
+          );
+          // A round that stops moving is a frozen link: say so with each end's view of the windows.
+          let stallTimer: NodeJS.Timeout | undefined;
+          const stalled = new Promise<never>((_, reject) => {
+            stallTimer = setTimeout(
+              () =>
+                reject(
+                  new Error(
+                    `round ${rounds} stalled for 60 s: flooder ${JSON.stringify(flooder.state)}, relay side ${JSON.stringify(
+                      relaySessions[relaySessions.length - 1]?.state,
+                    )}`,
+                  ),
+                ),
+              60_000,
+            );
           });
-          // Write everything without waiting for the echo: the writes queue on flow control.
-          for (let off = 0; off < perSession; off += 256 * 1024) tunnel.write(payload.subarray(off, off + 256 * 1024));
-          await done;
-          tunnel.close(http2.constants.NGHTTP2_CANCEL);
-          return { same: back.digest('hex') === sha(payload), got };
-        }),
-      );
-      expect(results.every((r) => r.same && r.got === perSession)).toBe(true);
-    } finally {
-      await link.close(1_000);
-      await outcome;
-      server.close();
-    }
-  }, 120_000);
+          const results = await Promise.race([round, stalled]).finally(() => clearTimeout(stallTimer));
+          expect(results.every((r) => r.same && r.got === perSession)).toBe(true);
+          if (soakMs > 0 && rounds % 20 === 0)
+            console.log(`round ${rounds} done at ${Math.round((performance.now() - deadline + soakMs) / 1000)} s`);
+        } while (performance.now() < deadline && rounds < 100_000);
+        if (soakMs > 0)
+          console.log(
+            `flood at ${process.env.MSSH_H2_WINDOWS} windows: ${rounds} rounds of 32 x 2 MiB both ways in ${soakMs / 1000} s`,
+          );
+      } finally {
+        if (before === undefined) delete process.env.MSSH_H2_WINDOWS;
+        else process.env.MSSH_H2_WINDOWS = before;
+        flooder.destroy();
+        await link.close(1_000);
+        await outcome;
+        server.close();
+      }
+    },
+    120_000 + Math.min(Number(process.env.MSSH_TEST_FLOOD_SECONDS ?? 0), 3_600) * 1000,
+  );
 
   it('an agent whose target is down answers 502 with the agent error', async () => {
     const id = newIdentity();
