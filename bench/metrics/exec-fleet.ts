@@ -78,22 +78,36 @@ export async function runExecFleet(env: BenchEnv, rec: Recorder, opts: ExecFleet
   onCleanup('stop the exec agents', async () => {
     await Promise.all(agents.map((a) => a.proc?.stop('SIGTERM', 10_000)));
   });
-  // As many real agents as the machine holds, up to N: 8 enrolled and started at a time; the first
-  // failing batch ends the start-up (memory or CPU ran out), the rest of the run uses those that came up.
+  // As many real agents as the machine holds, up to N: 8 enrolled and started at a time; a batch where
+  // none came up ends the start-up (memory or CPU ran out), the rest of the run uses those that came up.
   let startError: string | undefined;
+  let lastError: string | undefined;
   const t0 = Date.now();
   for (let i = 0; i < opts.machines && !startError; i += 8) {
     const batch = Array.from(
       { length: Math.min(4, opts.machines - i) },
       (_, k) => `bx-${String(i + k + 1).padStart(3, '0')}`,
     );
-    const got = await Promise.allSettled(
-      batch.map((n) => startAgent(m.relay, n, { target: `127.0.0.1:${env.target.port}` })),
-    );
+    // The fixture waits 15 s for "connected to relay"; on a loaded machine an agent may need longer.
+    const startOne = async (n: string): Promise<Agent> => {
+      const a = await startAgent(m.relay, n, { target: `127.0.0.1:${env.target.port}`, start: false });
+      try {
+        await a.start();
+      } catch {
+        if (!a.proc?.running) throw new Error(`agent ${n} exited`);
+        await a.proc.waitOutput(/connected to relay/, 60_000, 'both');
+      }
+      return a;
+    };
+    const got = await Promise.allSettled(batch.map(startOne));
+    let up = 0;
     for (const g of got) {
-      if (g.status === 'fulfilled') agents.push(g.value);
-      else startError = (g.reason as Error).message.split('\n')[0];
+      if (g.status === 'fulfilled') {
+        agents.push(g.value);
+        up++;
+      } else lastError = (g.reason as Error).message.split('\n')[0];
     }
+    if (up === 0) startError = lastError;
   }
   const n = agents.length;
   log(`${n} agents up in ${round((Date.now() - t0) / 1000, 1)} s${startError ? ` (stopped: ${startError})` : ''}`);
@@ -149,7 +163,12 @@ export async function runExecFleet(env: BenchEnv, rec: Recorder, opts: ExecFleet
   const rssMiB = median(exec.map((e) => e.rssKiB / 1024));
   const xargsS = median(xargs);
   const budget = 2 * oneS * Math.ceil(n / opts.parallel);
-  const extra = { machines: n, asked: opts.machines, parallel: opts.parallel, agentStartError: startError };
+  const extra = {
+    machines: n,
+    asked: opts.machines,
+    parallel: opts.parallel,
+    agentStartError: startError ?? lastError,
+  };
   rec.add({
     metric: 'exec_one_ssh_s',
     path: 'mssh ssh',
