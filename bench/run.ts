@@ -3,8 +3,8 @@
  * (issue 8). See bench/README.md for what each metric means and how the baseline is set up.
  *
  *   node --import tsx bench/run.ts [--quick] [--paths direct,jump,mssh-ssh,mssh-proxy]
- *        [--metrics bulk,setup,prompt,latency,concurrency,rate,reconnect,fleet,openssh,wan] [--sessions N] [--mib N] [--profile DIR]
- *        [--ssh-at-once N] [--wan DELAYS_MS] [--wan-rate MBITS]
+ *        [--metrics bulk,setup,prompt,latency,concurrency,rate,reconnect,fleet,openssh,wan,exec] [--sessions N] [--mib N] [--profile DIR]
+ *        [--ssh-at-once N] [--exec-machines N] [--wan DELAYS_MS] [--wan-rate MBITS]
  */
 import { parseArgs } from 'node:util';
 import { join, resolve } from 'node:path';
@@ -22,6 +22,7 @@ import { runRate } from './metrics/rate.js';
 import { runReconnect } from './metrics/reconnect.js';
 import { runFleet } from './metrics/fleet.js';
 import { runOpensshTools } from './metrics/openssh-tools.js';
+import { runExecFleet } from './metrics/exec-fleet.js';
 import { runWan, conditionLabel, WAN_METRICS, type WanCondition } from './metrics/wan.js';
 import { setUpWan } from './lib/wan.js';
 
@@ -36,14 +37,16 @@ const METRICS = [
   'fleet',
   'openssh',
   'wan',
+  'exec',
 ] as const;
 type Metric = (typeof METRICS)[number];
 /** Run when --metrics is not given: all but the WAN mode, which runs on request (--metrics wan, --wan). */
-const DEFAULT_METRICS = METRICS.filter((m) => m !== 'wan');
+// wan and exec (hundreds of agent processes) only when asked for.
+const DEFAULT_METRICS = METRICS.filter((m) => m !== 'wan' && m !== 'exec');
 /** The paths of the WAN mode (ssh + mssh proxy only when --paths names it). */
 const WAN_PATHS: PathId[] = ['jump', 'mssh-ssh', 'mssh-proxy'];
 
-const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--ssh-at-once N] [--profile DIR] [--wan DELAYS_MS] [--wan-rate MBITS]`;
+const USAGE = `usage: npm run bench -- [--quick] [--paths ${ALL_PATHS.join(',')}] [--metrics ${METRICS.join(',')}] [--sessions N] [--mib N] [--ssh-at-once N] [--exec-machines N] [--profile DIR] [--wan DELAYS_MS] [--wan-rate MBITS]`;
 
 function fail(msg: string): never {
   process.stderr.write(`bench: ${msg}\n${USAGE}\n`);
@@ -61,6 +64,7 @@ function parse() {
         sessions: { type: 'string' },
         mib: { type: 'string' },
         'ssh-at-once': { type: 'string' },
+        'exec-machines': { type: 'string' },
         profile: { type: 'string' },
         wan: { type: 'string' },
         'wan-rate': { type: 'string' },
@@ -145,6 +149,11 @@ function parse() {
       rounds: quick ? 3 : 10,
       concurrent: int(v['ssh-at-once'], quick ? 20 : 200, 'ssh-at-once', 1000),
       ansibleHosts: quick ? 4 : 12,
+    },
+    exec: {
+      machines: int(v['exec-machines'], quick ? 20 : 200, 'exec-machines', 1000),
+      parallel: 32,
+      rounds: quick ? 1 : 2,
     },
     wan: {
       conditions,
@@ -296,6 +305,12 @@ async function main(): Promise<void> {
       `OpenSSH-driven tools: cold start x ${o.openssh.rounds}, ${o.openssh.concurrent} ssh at once, ansible ping of ${o.openssh.ansibleHosts}`,
     );
     await runOpensshTools(env, rec, o.openssh);
+  }
+  if (has('exec') && env.mssh) {
+    phase(
+      `mssh exec over ${o.exec.machines} machines (real agents), against one mssh ssh and xargs -P ${o.exec.parallel}`,
+    );
+    await runExecFleet(env, rec, o.exec);
   }
   let wanPaths = o.wanPaths.filter((p) => env.mssh || !MSSH_PATHS.includes(p));
   if (has('wan')) {

@@ -6,7 +6,7 @@
  * ControlPersist one connection per machine for the whole run.
  *
  *   ansible-playbook --ssh -F generated--> ssh --ProxyCommand mssh proxy--> relay --> agent node-N --> sshd
- *                                              KnownHostsCommand mssh known-hosts openssh (pinned keys)
+ *                                              UserKnownHostsFile written by that proxy (pinned keys)
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';

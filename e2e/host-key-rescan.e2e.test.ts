@@ -2,8 +2,10 @@
  * Issue 17.4: the SSH server behind an agent gets new host keys while the agent keeps running.
  *
  *   - `mssh ssh` refuses with CLI_ERR_HOST_KEY_CHANGED and names `mssh known-hosts forget laptop`;
- *   - OpenSSH through the `mssh config ssh` block refuses too, and its KnownHostsCommand prints that
- *     same mssh command on stderr (instead of only OpenSSH's `ssh-keygen -R` advice);
+ *   - OpenSSH through the `mssh config ssh` block refuses too: `mssh proxy` sends CLI_ERR_HOST_KEY_CHANGED
+ *     and that same mssh command in an SSH disconnect message, which OpenSSH prints (instead of only
+ *     OpenSSH's `ssh-keygen -R` advice); and an older block's KnownHostsCommand (`mssh known-hosts
+ *     openssh %H %t %K`) still refuses with the fix on stderr;
  *   - after `mssh known-hosts forget laptop`, `mssh ssh` works again within a bounded time WITHOUT
  *     restarting the agent: the client's refusal of an unattested key makes the relay ask the agent to
  *     rescan (rate-limited there), and the new attested key is pinned; OpenSSH then works as well.
@@ -33,12 +35,13 @@ describe('a target whose host keys change while its agent runs', () => {
 
   const msshSsh = (word: string) =>
     admin.mssh(['ssh', '-i', sshd.clientKey, `${sshd.user}@laptop`, '--', 'echo', word], { timeoutMs: 60_000 });
-  const openssh = (word: string) =>
+  let olderCfg: string;
+  const openssh = (word: string, config = cfg) =>
     runCommand(
       'ssh',
       [
         '-F',
-        cfg,
+        config,
         '-o',
         'BatchMode=yes',
         '-o',
@@ -66,6 +69,22 @@ describe('a target whose host keys change while its agent runs', () => {
     expect(block.code, block.stderr).toBe(0);
     cfg = join(admin.configDir, 'ssh_config');
     writeFileSync(cfg, block.stdout);
+    // The block of an mssh before issue 21 item 5: a KnownHostsCommand beside the proxy.
+    const mssh = /ProxyCommand (.*) proxy /.exec(block.stdout)![1]!;
+    olderCfg = join(admin.configDir, 'ssh_config_older');
+    writeFileSync(
+      olderCfg,
+      [
+        'Host *.mssh',
+        `    ProxyCommand ${mssh} proxy %n`,
+        `    KnownHostsCommand ${mssh} known-hosts openssh %H %t %K`,
+        '    UserKnownHostsFile /dev/null',
+        '    GlobalKnownHostsFile /dev/null',
+        '    StrictHostKeyChecking yes',
+        '    HostKeyAlgorithms ^ssh-ed25519',
+        '',
+      ].join('\n'),
+    );
   }, 120_000);
   afterAll(async () => {
     await relay?.proc.stop();
@@ -98,8 +117,14 @@ describe('a target whose host keys change while its agent runs', () => {
       const refusedOpenssh = await openssh('two');
       expect(refusedOpenssh.code).toBe(255);
       expect(refusedOpenssh.stdout).toBe('');
-      expect(refusedOpenssh.stderr).toMatch(/Host key verification failed/);
+      expect(refusedOpenssh.stderr).toMatch(/Received disconnect .*mssh: CLI_ERR_HOST_KEY_CHANGED/);
       expect(refusedOpenssh.stderr).toContain('mssh known-hosts forget laptop');
+      // A block written by an older mssh (KnownHostsCommand, no known hosts file of the proxy's) too.
+      const older = await openssh('two', olderCfg);
+      expect(older.code).toBe(255);
+      expect(older.stderr).toMatch(/Host key verification failed/);
+      expect(older.stderr).toContain('CLI_ERR_HOST_KEY_CHANGED');
+      expect(older.stderr).toContain('mssh known-hosts forget laptop');
       // The pinned key still wins: nothing was replaced by the refusals.
       expect(pinnedLines().map((l) => l.split(' ').slice(1).join(' '))).toEqual([expect.toBeOneOf(oldKeys)]);
 

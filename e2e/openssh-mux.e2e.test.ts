@@ -94,7 +94,7 @@ describe('OpenSSH shared connections through the generated config', () => {
     await relay?.proc.stop();
   });
 
-  const loginId = () => /--login-id ([0-9a-f]{12}) %n/.exec(readFileSync(cfg, 'utf8'))?.[1];
+  const loginId = () => /--login-id ([0-9a-f]{12}) /.exec(readFileSync(cfg, 'utf8'))?.[1];
 
   it('the block names the login: ControlPath with its id, the proxy with --login-id', () => {
     const text = readFileSync(cfg, 'utf8');

@@ -54,7 +54,9 @@ describe('quick start: the printed OpenSSH command', () => {
     const refused = await runCommand('sh', ['-c', cmd], { env, timeoutMs: 60_000 });
     expect(refused.code).toBe(255);
     expect(refused.stdout).toBe('');
-    expect(refused.stderr).toMatch(/Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED/);
+    // Told by `mssh proxy` in an SSH disconnect message, with the mssh fix.
+    expect(refused.stderr).toMatch(/mssh: CLI_ERR_HOST_KEY_CHANGED: HOST KEY FOR .* HAS CHANGED/);
+    expect(refused.stderr).toContain(`mssh known-hosts forget ${machine}`);
     expect(refused.stderr).not.toMatch(/yes\/no/);
   });
 });

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { createServer, connect, type Server } from 'node:net';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fixtures } from './fixtures/inject.js';
 import { MiB, runCommand, sha256File, writeRandomFile } from './fixtures/files.js';
@@ -69,8 +69,12 @@ describe('stock OpenSSH with the generated ssh config', () => {
     const text = readFileSync(cfg, 'utf8');
     expect(text).toMatch(/^Host \*\.mssh$/m);
     expect(text).toContain(`"${process.execPath}"`);
-    expect(text).toMatch(/ProxyCommand "\/[^"]+" "\/[^"]+mssh\.js" proxy --login-id [0-9a-f]{12} %n/);
-    expect(text).toMatch(/KnownHostsCommand .* known-hosts openssh %H/);
+    // One process per connection: the proxy writes the keys OpenSSH accepts to a file of their own.
+    expect(text).toMatch(
+      /ProxyCommand "\/[^"]+" "\/[^"]+mssh\.js" proxy --login-id [0-9a-f]{12} --known-hosts-dir "[^"]+" %n/,
+    );
+    expect(text).not.toMatch(/KnownHostsCommand/);
+    expect(text).toMatch(/UserKnownHostsFile "[^"]+\/openssh-known-hosts\/%n"/);
     expect(text).toMatch(/StrictHostKeyChecking yes/);
   });
 
@@ -83,8 +87,23 @@ describe('stock OpenSSH with the generated ssh config', () => {
       .filter((l) => l.startsWith('laptop '));
     expect(pinned.length).toBeGreaterThan(0);
     for (const l of pinned) expect(fixtures().sshd.hostKeys).toContain(l.split(/\s+/).slice(1, 3).join(' '));
+    // The file OpenSSH read: the pinned keys, for any name (it is this machine's own), owner-only.
+    const forOpenssh = join(user.configDir, 'openssh-known-hosts', 'laptop.mssh');
+    expect(readFileSync(forOpenssh, 'utf8')).toBe(
+      pinned.map((l) => `* ${l.split(/\s+/).slice(1, 3).join(' ')}\n`).join(''),
+    );
+    expect(statSync(forOpenssh).mode & 0o777).toBe(0o600);
     const echo = await runCommand('ssh', [...opts(), dest(), 'echo', 'ok'], { env, timeoutMs: 30_000 });
     expect(echo.stdout).toBe('ok\n');
+  });
+
+  it('a group exchange key exchange works too (the host key is read from another message)', async () => {
+    const r = await runCommand(
+      'ssh',
+      [...opts(), '-o', 'KexAlgorithms=diffie-hellman-group-exchange-sha256', dest(), 'echo', 'gex'],
+      { env, timeoutMs: 30_000 },
+    );
+    expect(r.stdout, r.stderr).toBe('gex\n');
   });
 
   it('scp both ways is byte-exact', async () => {
@@ -181,9 +200,18 @@ describe('stock OpenSSH with the generated ssh config', () => {
     const otherLine = readFileSync(`${other}.pub`, 'utf8').trim().split(/\s+/).slice(0, 2).join(' ');
     writeFileSync(khPath, `laptop ${otherLine}\n`, { mode: 0o600 });
     try {
-      const r = await runCommand('ssh', [...opts(), dest(), 'true'], { env, timeoutMs: 30_000 });
-      expect(r.code).toBe(255);
-      expect(r.stderr).toMatch(/Host key verification failed/);
+      // The proxy refuses it in place of the server's key exchange reply, in an SSH disconnect message
+      // that OpenSSH prints with the mssh code and fix; with a group exchange (another reply message) too.
+      for (const kex of [[], ['-o', 'KexAlgorithms=diffie-hellman-group-exchange-sha256']]) {
+        const r = await runCommand('ssh', [...opts(), ...kex, dest(), 'true'], { env, timeoutMs: 30_000 });
+        expect(r.code).toBe(255);
+        expect(r.stderr).toMatch(
+          /Received disconnect .*mssh: CLI_ERR_HOST_KEY_CHANGED: HOST KEY FOR laptop HAS CHANGED/,
+        );
+        expect(r.stderr).toContain('mssh known-hosts forget laptop');
+      }
+      // And OpenSSH would refuse on its own: its file holds only the pinned key.
+      expect(readFileSync(join(user.configDir, 'openssh-known-hosts', 'laptop.mssh'), 'utf8')).toBe(`* ${otherLine}\n`);
     } finally {
       writeFileSync(khPath, before, { mode: 0o600 });
     }

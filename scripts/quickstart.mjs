@@ -155,7 +155,7 @@ if (login.code !== 0) die(`mssh login failed: ${(login.err || login.out).trim()}
 // OpenSSH command below never asks yes/no and refuses a changed key.
 const sshConfig = join(dir, 'ssh_config');
 const block = runSync(BIN.mssh, ['config', 'ssh'], { env: { ...process.env, MSSH_CONFIG_DIR: clientDir } });
-if (block.code !== 0 || !/KnownHostsCommand/.test(block.out))
+if (block.code !== 0 || !/--known-hosts-dir/.test(block.out))
   die(`mssh config ssh failed: ${(block.err || block.out).trim()}`);
 writeFileSync(sshConfig, block.out, { mode: 0o600 });
 

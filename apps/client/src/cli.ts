@@ -20,7 +20,7 @@ export interface Handlers {
   ssh(a: SshArgs): Promise<number>;
   cp(a: CpArgs): Promise<number>;
   exec(a: ExecArgs): Promise<number>;
-  proxy(a: { host: string; loginId?: string }): Promise<number>;
+  proxy(a: { host: string; loginId?: string; knownHostsDir?: string }): Promise<number>;
   knownHostsList(a: { json: boolean }): Promise<number>;
   knownHostsForget(a: { host: string }): Promise<number>;
   knownHostsOpenssh(a: { host: string; keyType?: string; key?: string }): Promise<number>;
@@ -332,12 +332,18 @@ export function buildProgram(
 
   configure(
     program.command('proxy'),
-    "Usage: mssh proxy [--login-id ID] HOST (for ssh -o ProxyCommand='mssh proxy %n')",
+    "Usage: mssh proxy [--login-id ID] [--known-hosts-dir DIR] HOST (for ssh -o ProxyCommand='mssh proxy %n')",
   )
     .description("connect stdin/stdout to a machine's SSH server (for OpenSSH's ProxyCommand)")
     .argument('<host>', 'machine name')
     .option('--login-id <id>', 'refuse unless the current mssh login has this id (written by `mssh config ssh`)')
-    .action((host: string, o: { loginId?: string }) => done(handlers.proxy({ host, loginId: o.loginId })));
+    .option(
+      '--known-hosts-dir <dir>',
+      "check the host key (pinned, else attested) and write the keys to accept to DIR/HOST, OpenSSH's UserKnownHostsFile (written by `mssh config ssh`)",
+    )
+    .action((host: string, o: { loginId?: string; knownHostsDir?: string }) =>
+      done(handlers.proxy({ host, loginId: o.loginId, knownHostsDir: o.knownHostsDir })),
+    );
 
   const kh = configure(program.command('known-hosts'), 'Usage: mssh known-hosts list | forget HOST').description(
     'show or forget pinned SSH host keys',

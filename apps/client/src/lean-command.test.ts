@@ -9,6 +9,17 @@ describe('command lines the lean entry runs itself', () => {
       host: 'web.mssh',
       loginId: '0123456789ab',
     });
+    expect(leanCommand(['proxy', '--login-id', '0123456789ab', '--known-hosts-dir', '/d ir', 'web.mssh'])).toEqual({
+      kind: 'proxy',
+      host: 'web.mssh',
+      loginId: '0123456789ab',
+      knownHostsDir: '/d ir',
+    });
+    expect(leanCommand(['proxy', '--known-hosts-dir', '/d', 'web.mssh'])).toEqual({
+      kind: 'proxy',
+      host: 'web.mssh',
+      knownHostsDir: '/d',
+    });
     expect(leanCommand(['known-hosts', 'openssh', 'web.mssh', 'ssh-ed25519', 'AAAA'])).toEqual({
       kind: 'known-hosts',
       host: 'web.mssh',
@@ -34,6 +45,8 @@ describe('command lines the lean entry runs itself', () => {
       ['proxy', '--login-id', 'x'],
       ['proxy', '--other', 'x', 'web'],
       ['proxy', '--', 'web'],
+      ['proxy', '--known-hosts-dir', '/d', '--login-id', '0123456789ab', 'web'],
+      ['proxy', '--known-hosts-dir', '/d'],
       ['known-hosts', 'list'],
       ['known-hosts', 'openssh'],
       ['known-hosts', 'openssh', 'a', 'b'],

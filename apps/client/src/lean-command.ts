@@ -4,17 +4,21 @@
  * with commander and says what is wrong.
  */
 export type LeanCommand =
-  | { kind: 'proxy'; host: string; loginId?: string }
+  | { kind: 'proxy'; host: string; loginId?: string; knownHostsDir?: string }
   | { kind: 'known-hosts'; host: string; keyType?: string; key?: string };
 
 /** The command lines handled here; null for anything else (the full program takes those). */
 export function leanCommand(argv: string[]): LeanCommand | null {
   if (argv.some((a) => a === '--help' || a === '-h' || a === '--')) return null;
   if (argv[0] === 'proxy') {
-    if (argv.length === 2 && !argv[1]!.startsWith('-')) return { kind: 'proxy', host: argv[1]! };
-    if (argv.length === 4 && argv[1] === '--login-id' && !argv[3]!.startsWith('-'))
-      return { kind: 'proxy', host: argv[3]!, loginId: argv[2]! };
-    return null;
+    // proxy [--login-id ID] [--known-hosts-dir DIR] HOST, in this order
+    const rest = argv.slice(1);
+    const cmd: LeanCommand = { kind: 'proxy', host: '' };
+    if (rest[0] === '--login-id' && rest.length >= 2) cmd.loginId = rest.splice(0, 2)[1]!;
+    if (rest[0] === '--known-hosts-dir' && rest.length >= 2) cmd.knownHostsDir = rest.splice(0, 2)[1]!;
+    if (rest.length !== 1 || rest[0]!.startsWith('-')) return null;
+    cmd.host = rest[0]!;
+    return cmd;
   }
   if (argv[0] === 'known-hosts' && argv[1] === 'openssh' && (argv.length === 3 || argv.length === 5)) {
     if (argv.slice(2).some((a) => a.startsWith('-'))) return null;

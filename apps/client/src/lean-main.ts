@@ -1,8 +1,9 @@
 /**
- * The lean entry of `mssh` (dist/lean.cjs): the two commands OpenSSH starts for every connection it makes
- * through `mssh config ssh`, its ProxyCommand `mssh proxy HOST` and its KnownHostsCommand
- * `mssh known-hosts openssh HOST TYPE KEY`. Ansible with ControlMaster off starts both once per task and
- * host, so their start-up is most of what mssh costs there (issue 21, items 4 and 5).
+ * The lean entry of `mssh` (dist/lean.cjs): the command OpenSSH starts for every connection it makes
+ * through `mssh config ssh`, its ProxyCommand `mssh proxy [--login-id ID] [--known-hosts-dir DIR] HOST`
+ * (which also checks the host key: commands/proxy-host-keys.ts), and the KnownHostsCommand of older blocks,
+ * `mssh known-hosts openssh HOST TYPE KEY`. Ansible with ControlMaster off starts it once per task and
+ * host, so its start-up is most of what mssh costs there (issue 21, items 4 and 5).
  *
  *   bin/mssh.js ──argv is proxy / known-hosts openssh──▶ dist/lean.cjs (this file; no commander, no zod,
  *              │                                           no ssh2: config, credentials, TLS + HTTP/2)

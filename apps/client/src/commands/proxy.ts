@@ -4,9 +4,10 @@ import { sanitizeForTerminal } from '@mssh/protocol';
 import { cliError, isCliError, type CliError } from '../errors.js';
 import { endedCleanly, TunnelClient, type Tunnel } from '../relay-client/tunnel-client.js';
 import { assertHostName, loginIdOf, machineNameOf } from '../ssh/openssh-names.js';
-import { sshDisconnectBytes } from '../ssh/ssh-disconnect.js';
+import { sshDisconnectBytes, sshDisconnectPacket } from '../ssh/ssh-disconnect.js';
 import type { CliContext } from './context.js';
 import { openLoggedIn } from './logged-in.js';
+import { checkForOpenssh, hostKeyGate, knownHostsFileFor } from './proxy-host-keys.js';
 
 /**
  * Splice stdin/stdout onto a tunnel stream: stdin → request body, response body → stdout, binary-safe
@@ -26,10 +27,12 @@ export function spliceTunnel(
   host: string,
   endedByRelay?: () => CliError | null,
   clientGone?: () => boolean,
+  gate?: TunnelGate,
 ): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     let lastError: Error | null = null;
     let consumerGone = false;
+    let refused: Error | null = null;
     let watch: NodeJS.Timeout | null = null;
     const detach = () => {
       stdin.unpipe(stream);
@@ -59,6 +62,7 @@ export function spliceTunnel(
     stream.on('close', () => {
       if (watch) clearInterval(watch);
       detach();
+      if (refused) return reject(refused);
       if (consumerGone || (endedCleanly(stream) && stream.readableEnded)) return resolve(0);
       const why = endedByRelay?.();
       if (why) return reject(why);
@@ -70,15 +74,52 @@ export function spliceTunnel(
         ),
       );
     });
-    stream.pipe(stdout, { end: false });
     stdin.pipe(stream);
+    if (!gate) {
+      stream.pipe(stdout, { end: false });
+      return;
+    }
+    void gate(stream, stdin, stdout).then((refusal) => {
+      if (stream.closed) return;
+      if (refusal === null) {
+        stream.pipe(stdout, { end: false });
+        return;
+      }
+      // Told inside the SSH stream (OpenSSH prints it; a ControlPersist master discards our stderr), then
+      // the tunnel is cancelled and the refusal is what this command fails with.
+      refused = refusal;
+      detach();
+      stdout.write(sshDisconnectPacket(refusalText(refusal)), () => {
+        if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+      });
+    });
   });
+}
+
+/**
+ * Runs before the target's bytes flow to stdout: it passes on what it has read and, when it resolves
+ * null, the rest (put back with unshift) flows; resolving with an error refuses the tunnel (told to
+ * OpenSSH in an SSH disconnect message). `client` is stdin, already being piped to the tunnel.
+ */
+export type TunnelGate = (server: http2.ClientHttp2Stream, client: Readable, out: Writable) => Promise<Error | null>;
+
+/** One line for OpenSSH: `mssh: CODE: message. hint`. */
+export function refusalText(e: unknown): string {
+  const err = isCliError(e) ? e : null;
+  return err
+    ? `mssh: ${err.code ? `${err.code}: ` : ''}${err.message}. ${err.hint}`
+    : `mssh: CLI_ERR_INTERNAL: unexpected error: ${(e as Error)?.message ?? String(e)}`;
 }
 
 export interface ProxyArgs {
   host: string;
   /** --login-id ID (written by `mssh config ssh`): run only for the login whose id this is (ssh/openssh-names.ts). */
   loginId?: string;
+  /**
+   * --known-hosts-dir DIR (written by `mssh config ssh`): check the host key here and write the keys
+   * OpenSSH must accept to DIR/HOST, its UserKnownHostsFile (proxy-host-keys.ts).
+   */
+  knownHostsDir?: string;
 }
 
 /**
@@ -93,10 +134,12 @@ export async function proxy(ctx: CliContext, args: ProxyArgs): Promise<number> {
   let client: TunnelClient | null = null;
   let host = args.host;
   let tunnel: Tunnel;
+  let knownHostsFile: string | null = null;
   try {
     host = machineNameOf(args.host);
     assertHostName(host);
     const check = args.loginId === undefined ? undefined : checkLoginId(args.loginId);
+    if (args.knownHostsDir !== undefined) knownHostsFile = knownHostsFileFor(args.knownHostsDir, args.host);
     ({ client } = await openLoggedIn(ctx, { keepaliveMs: 15_000, check }, (c, o) => new TunnelClient(c, o)));
     tunnel = await client.openTunnel(host);
   } catch (e) {
@@ -108,6 +151,7 @@ export async function proxy(ctx: CliContext, args: ProxyArgs): Promise<number> {
   try {
     // Our parent (ssh, which runs `exec mssh proxy ...`) is gone when we have been re-parented.
     const parent = process.ppid;
+    const file = knownHostsFile;
     return await spliceTunnel(
       tunnel.stream,
       ctx.io.stdin,
@@ -115,6 +159,7 @@ export async function proxy(ctx: CliContext, args: ProxyArgs): Promise<number> {
       host,
       () => c.endedByRelay(tunnel, host),
       () => process.ppid !== parent,
+      file === null ? undefined : hostKeyGate((presented) => checkForOpenssh(ctx, c, host, presented, file)),
     );
   } finally {
     await c.close();
@@ -142,10 +187,7 @@ function checkLoginId(expected: string): (url: string, user: string | undefined)
 async function tellSsh(ctx: CliContext, e: unknown): Promise<void> {
   const out = ctx.io.stdout as Writable & { isTTY?: boolean };
   if (out.isTTY || out.destroyed || !out.writable) return;
-  const err = isCliError(e) ? e : null;
-  const text = err
-    ? `mssh: ${err.code ? `${err.code}: ` : ''}${err.message}. ${err.hint}`
-    : `mssh: CLI_ERR_INTERNAL: unexpected error: ${(e as Error)?.message ?? String(e)}`;
+  const text = refusalText(e);
   await new Promise<void>((resolve) => {
     const stdin = ctx.io.stdin;
     const timer = setTimeout(done, 3_000);

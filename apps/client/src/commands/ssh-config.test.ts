@@ -10,22 +10,26 @@ import {
 } from './ssh-config.js';
 import { loginIdOf } from '../ssh/openssh-names.js';
 
-const block = sshConfigBlock(['/usr/bin/node', '/opt/mssh/bin/mssh.js']);
+const KH = '/home/me/.config/mssh/openssh-known-hosts';
+const block = sshConfigBlock(['/usr/bin/node', '/opt/mssh/bin/mssh.js'], KH);
 
 describe('mssh config ssh', () => {
-  it('routes *.mssh through `mssh proxy %n` with mssh host keys and strict checking, absolute paths quoted', () => {
+  it('routes *.mssh through `mssh proxy %n`, whose per-name file is the only known hosts file; absolute paths quoted', () => {
     expect(block.startsWith(`${BLOCK_BEGIN}\nHost *.mssh\n`)).toBe(true);
-    expect(block).toContain('    ProxyCommand "/usr/bin/node" "/opt/mssh/bin/mssh.js" proxy %n\n');
     expect(block).toContain(
-      '    KnownHostsCommand "/usr/bin/node" "/opt/mssh/bin/mssh.js" known-hosts openssh %H %t %K\n',
+      `    ProxyCommand "/usr/bin/node" "/opt/mssh/bin/mssh.js" proxy --known-hosts-dir "${KH}" %n\n`,
     );
+    // One process per connection: no KnownHostsCommand, the proxy writes the file OpenSSH reads.
+    expect(block).not.toContain('KnownHostsCommand');
+    expect(block).toContain(`    UserKnownHostsFile "${KH}/%n"\n`);
+    expect(block).toContain('    GlobalKnownHostsFile /dev/null\n');
     expect(block).toContain('    StrictHostKeyChecking yes\n');
-    expect(block).toContain('    UserKnownHostsFile /dev/null\n');
-    // One KnownHostsCommand run per connection: OpenSSH's key-type ordering call is off.
+    // OpenSSH does not read the file before the key exchange to order key types.
     expect(block).toContain('    HostKeyAlgorithms ^ssh-ed25519\n');
     expect(block).not.toContain('ControlPath');
     expect(block.endsWith(`Host *\n${BLOCK_END}\n`)).toBe(true);
     expect(() => quoteCommand(['/a "b"'])).toThrow(/cannot quote/);
+    expect(() => sshConfigBlock(['/n'], '/home/100%/x')).toThrow(/cannot quote/);
   });
 
   it('install puts the block first, keeps the rest byte for byte, and is idempotent; uninstall restores the file', () => {
@@ -33,7 +37,7 @@ describe('mssh config ssh', () => {
     const once = installBlock(user, block);
     expect(once).toBe(block + user);
     expect(installBlock(once, block)).toBe(once);
-    const newer = sshConfigBlock(['/n', '/m.js']);
+    const newer = sshConfigBlock(['/n', '/m.js'], KH);
     const replaced = installBlock(once, newer);
     expect(replaced).toBe(newer + user);
     expect(removeBlock(replaced)).toEqual({ text: user, found: true });
@@ -47,11 +51,13 @@ describe('mssh config ssh', () => {
     expect(id).toMatch(/^[0-9a-f]{12}$/);
     expect(loginIdOf('https://relay.example:8443', 'bob')).not.toBe(id);
     expect(loginIdOf('https://other.example:8443', 'alice')).not.toBe(id);
-    const b = sshConfigBlock(['/usr/bin/node', '/opt/mssh/bin/mssh.js'], id);
-    expect(b).toContain(`    ProxyCommand "/usr/bin/node" "/opt/mssh/bin/mssh.js" proxy --login-id ${id} %n\n`);
+    const b = sshConfigBlock(['/usr/bin/node', '/opt/mssh/bin/mssh.js'], KH, id);
+    expect(b).toContain(
+      `    ProxyCommand "/usr/bin/node" "/opt/mssh/bin/mssh.js" proxy --login-id ${id} --known-hosts-dir "${KH}" %n\n`,
+    );
     expect(b).toContain(`    ControlPath ~/.ssh/mssh-cm-%C-${id}\n`);
     expect(b.startsWith(`${BLOCK_BEGIN}\n# for the mssh login ${id}`)).toBe(true);
-    expect(() => sshConfigBlock(['/n'], 'x y')).toThrow();
+    expect(() => sshConfigBlock(['/n'], KH, 'x y')).toThrow();
   });
 
   it('takes the machine name out of what OpenSSH passes', () => {

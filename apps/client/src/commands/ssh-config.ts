@@ -4,8 +4,12 @@
  * plain ssh, scp, sftp, rsync -e ssh and VS Code Remote-SSH work with no yes/no question and refuse a
  * changed key.
  *
- *   ssh bob@laptop.mssh --ProxyCommand: mssh proxy laptop.mssh--> relay --> agent --> sshd
- *                       --KnownHostsCommand: mssh known-hosts openssh %H--> pinned key, else attested keys
+ *   ssh bob@laptop.mssh --ProxyCommand: mssh proxy --known-hosts-dir DIR laptop.mssh--> relay --> agent --> sshd
+ *                       --UserKnownHostsFile DIR/%n <--written by that same proxy before the server's
+ *                         key exchange reply reaches ssh: the pinned key, else the attested keys
+ *
+ * One process per OpenSSH connection (blocks before issue 21 item 5 also ran a KnownHostsCommand,
+ * `mssh known-hosts openssh`, which still works for them): proxy-host-keys.ts.
  *
  * --install writes the block at the top of ~/.ssh/config (first value wins in OpenSSH, so ours is read
  * before a user's `Host *`), between marker lines, replacing an older block and keeping everything else.
@@ -16,6 +20,7 @@ import { randomBytes } from 'node:crypto';
 import { cliError } from '../errors.js';
 import { LOGIN_ID_RE, MSSH_DOMAIN, loginIdOf } from '../ssh/openssh-names.js';
 import { currentRelayUrl, println, type CliContext } from './context.js';
+import { OPENSSH_KNOWN_HOSTS_DIR } from './proxy-host-keys.js';
 
 export { MSSH_DOMAIN, machineNameOf } from '../ssh/openssh-names.js';
 export const BLOCK_BEGIN =
@@ -47,8 +52,9 @@ export function quoteCommand(words: string[]): string {
  * connection for any other login. Without them, a second mssh user of the same Unix account reached
  * machines outside their grant through the first user's open master, audited as the first user.
  */
-export function sshConfigBlock(mssh: string[], loginId: string | null = null): string {
+export function sshConfigBlock(mssh: string[], knownHostsDir: string, loginId: string | null = null): string {
   const cmd = quoteCommand(mssh);
+  const dir = quoteCommand([knownHostsDir]);
   if (loginId !== null && !LOGIN_ID_RE.test(loginId)) throw new Error(`bad login id ${loginId}`);
   return [
     BLOCK_BEGIN,
@@ -56,15 +62,15 @@ export function sshConfigBlock(mssh: string[], loginId: string | null = null): s
       ? [`# for the mssh login ${loginId} (relay and user); \`mssh login\` writes it again for another`]
       : []),
     `Host *.${MSSH_DOMAIN}`,
-    `    ProxyCommand ${cmd} proxy ${loginId ? `--login-id ${loginId} ` : ''}%n`,
-    // Host keys come only from mssh: the pinned key for the name, else the keys the relay attests.
-    // %t %K: the key the server presented (NONE before the key exchange), so a refusal can say the fix.
-    `    KnownHostsCommand ${cmd} known-hosts openssh %H %t %K`,
-    '    UserKnownHostsFile /dev/null',
+    `    ProxyCommand ${cmd} proxy ${loginId ? `--login-id ${loginId} ` : ''}--known-hosts-dir ${dir} %n`,
+    // Host keys come only from mssh: the proxy checks the key the server presents (the pinned key for
+    // the name, else one the relay attests) and writes the keys to accept to this file, one per name
+    // (%n, as the ProxyCommand gets it), before OpenSSH reads it (proxy-host-keys.ts).
+    `    UserKnownHostsFile ${dir.slice(0, -1)}/%n"`,
     '    GlobalKnownHostsFile /dev/null',
     '    StrictHostKeyChecking yes',
-    // A list of our own (^: these first, then OpenSSH's defaults) stops OpenSSH from running the
-    // KnownHostsCommand a second time per connection only to order the key types: one process less.
+    // A list of our own (^: these first, then OpenSSH's defaults): OpenSSH does not read the known hosts
+    // file before the key exchange to order the key types (it would find the previous connection's keys).
     '    HostKeyAlgorithms ^ssh-ed25519',
     '    UpdateHostKeys no',
     '    CheckHostIP no',
@@ -75,6 +81,11 @@ export function sshConfigBlock(mssh: string[], loginId: string | null = null): s
     BLOCK_END,
     '',
   ].join('\n');
+}
+
+/** Where `mssh proxy` writes the keys OpenSSH accepts, one file per host name (proxy-host-keys.ts). */
+export function opensshKnownHostsDir(ctx: CliContext): string {
+  return join(ctx.config.configDir, OPENSSH_KNOWN_HOSTS_DIR);
 }
 
 /** The id of the login in use (MSSH_RELAY, else the current relay), or null when not logged in. */
@@ -139,7 +150,7 @@ export async function configSsh(
       '--install and --uninstall contradict each other',
       'Give one of them, or neither to print the config.',
     );
-  const block = sshConfigBlock(args.mssh ?? selfCommand(), currentLoginId(ctx));
+  const block = sshConfigBlock(args.mssh ?? selfCommand(), opensshKnownHostsDir(ctx), currentLoginId(ctx));
   const path = join(ctx.config.home, '.ssh', 'config');
   if (!args.install && !args.uninstall) {
     ctx.io.stdout.write(block);
@@ -190,11 +201,13 @@ export function updateInstalledBlock(ctx: CliContext): string | null {
     const start = lines.indexOf(BLOCK_BEGIN);
     if (start < 0) return null;
     const proxyLine = lines.slice(start).find((l) => /^\s*ProxyCommand /.test(l));
-    const m = proxyLine ? /^\s*ProxyCommand (.*) proxy (?:--login-id \S+ )?%n$/.exec(proxyLine) : null;
+    const m = proxyLine
+      ? /^\s*ProxyCommand (.*) proxy (?:--login-id \S+ )?(?:--known-hosts-dir "[^"]*" )?%n$/.exec(proxyLine)
+      : null;
     if (!m) return null;
     const words = [...m[1]!.matchAll(/"([^"]*)"/g)].map((w) => w[1]!);
     if (words.length === 0) return null;
-    const next = installBlock(old, sshConfigBlock(words, currentLoginId(ctx)));
+    const next = installBlock(old, sshConfigBlock(words, opensshKnownHostsDir(ctx), currentLoginId(ctx)));
     if (next === old) return null;
     writeKeepingMode(path, next);
     return path;

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http2 from 'node:http2';
-import { connect } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -230,6 +230,26 @@ describe('relay connection: pinning', () => {
     expect(pinned.caTrusted).toBe(false);
     expect(pinned.pinReplaced).toBe(false);
     await pinned.close();
+  });
+
+  it('a relay that accepts TCP but never finishes the TLS handshake gets the handshake limit, not the connect one', async () => {
+    const silent = createServer(() => {}); // accepts, never answers
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const err = await fail(
+        connectRelay({
+          url: `https://127.0.0.1:${port}`,
+          trust: { pin: null, explicit: false },
+          timeoutMs: 100,
+          handshakeTimeoutMs: 400,
+        }),
+      );
+      expect(err.code).toBe('CLI_ERR_RELAY_UNREACHABLE');
+      expect(err.message).toContain('accepted the connection but did not finish the TLS handshake');
+    } finally {
+      silent.close();
+    }
   });
 
   it('an unreachable relay names the URL', async () => {

@@ -37,8 +37,15 @@ export interface ConnectRelayOptions {
   /** Normalised relay URL, `https://host:port`. */
   url: string;
   trust: RelayTrust;
-  /** TCP + TLS handshake limit. Default 10 s. */
+  /** Limit for the relay to accept the TCP connection ("unreachable" after it). Default 10 s. */
   timeoutMs?: number;
+  /**
+   * Limit for the TLS handshake once the relay accepted the connection. Default 30 s (as long as an API
+   * answer may take): a relay that accepted is reachable, and when 200 OpenSSH connections start at once on
+   * two cores (each starting a `mssh proxy`), the handshakes wait their turn for CPU on both sides; they
+   * were cut at 10 s and reported as an unreachable relay (issue 21, item 4).
+   */
+  handshakeTimeoutMs?: number;
   /** Extra CA certificates to trust (besides the system ones). */
   ca?: string | Buffer | Array<string | Buffer>;
   /** PING the relay this often and drop the session if a PING is not answered within the same time. 0 = off. */
@@ -107,8 +114,10 @@ export function certMismatch(url: string, pinned: string, presented: string, exp
   );
 }
 
-/** TCP + TLS handshake limit when the caller gives none. */
+/** TCP connect limit when the caller gives none. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** TLS handshake limit, once TCP is connected, when the caller gives none. */
+export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 30_000;
 
 export function connectRelay(opts: ConnectRelayOptions): Promise<RelayConnection> {
   return connectOnce(opts, opts.trust.pin === null);
@@ -168,7 +177,7 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
     const fail = (err: CliError) => {
       if (abandon()) reject(err);
     };
-    const timer = setTimeout(() => {
+    let timer = setTimeout(() => {
       fail(
         cliError(
           'CLI_ERR_RELAY_UNREACHABLE',
@@ -177,6 +186,21 @@ function connectOnce(opts: ConnectRelayOptions, withCAs: boolean): Promise<Relay
         ),
       );
     }, timeoutMs);
+    // TCP is up: the relay is reachable; its TLS handshake gets a limit of its own.
+    const handshakeMs = opts.handshakeTimeoutMs ?? Math.max(timeoutMs, DEFAULT_HANDSHAKE_TIMEOUT_MS);
+    socket.once('connect', () => {
+      if (settled) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        fail(
+          cliError(
+            'CLI_ERR_RELAY_UNREACHABLE',
+            `the relay at ${url} accepted the connection but did not finish the TLS handshake within ${Math.round(handshakeMs / 1000)} s`,
+            'The relay (or this machine) may be overloaded: try again; check the relay with `mssh-relay` there.',
+          ),
+        );
+      }, handshakeMs);
+    });
     const onError = (e: NodeJS.ErrnoException) => fail(networkError(url, e));
     socket.on('error', onError);
     const onEarlyClose = () =>

@@ -34,6 +34,15 @@ export function disconnectText(text: string): string {
 
 /** The bytes to write: the version line and one SSH_MSG_DISCONNECT packet carrying `text` (sanitised). */
 export function sshDisconnectBytes(text: string, reason = SSH_DISCONNECT_BY_APPLICATION): Buffer {
+  return Buffer.concat([Buffer.from(DISCONNECT_VERSION_LINE, 'latin1'), sshDisconnectPacket(text, reason)]);
+}
+
+/**
+ * The SSH_MSG_DISCONNECT packet alone, for when the target's version line has passed already: before the
+ * first NEWKEYS packets are plaintext, and OpenSSH reads a disconnect in the middle of the key exchange
+ * too (`mssh proxy` sends it in place of a server key exchange reply whose host key it refuses).
+ */
+export function sshDisconnectPacket(text: string, reason = SSH_DISCONNECT_BY_APPLICATION): Buffer {
   const desc = Buffer.from(disconnectText(text), 'utf8');
   const payload = Buffer.alloc(1 + 4 + 4 + desc.length + 4);
   let o = payload.writeUInt8(SSH_MSG_DISCONNECT, 0);
@@ -46,5 +55,5 @@ export function sshDisconnectBytes(text: string, reason = SSH_DISCONNECT_BY_APPL
   const head = Buffer.alloc(5);
   head.writeUInt32BE(1 + payload.length + padding, 0);
   head.writeUInt8(padding, 4);
-  return Buffer.concat([Buffer.from(DISCONNECT_VERSION_LINE, 'latin1'), head, payload, randomBytes(padding)]);
+  return Buffer.concat([head, payload, randomBytes(padding)]);
 }
