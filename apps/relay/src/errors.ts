@@ -60,6 +60,8 @@ export const RELAY_CLI_ERRORS = {
   RLY_CLI_ERR_KEY_FILE: 'unreadable certificate or key file',
   /** `serve` cannot bind the HTTPS listener, or the SSH jump listener asked for with --ssh-listen. */
   RLY_CLI_ERR_LISTEN: 'cannot listen on the address',
+  /** Another process holds the data directory's lock (a relay starting, running or stopping, or an admin command on its PGlite): a second `serve` refuses; an admin command refuses after waiting for the admin socket. */
+  RLY_CLI_ERR_DATA_DIR_BUSY: 'another process holds the data directory',
   /** `drain` found no relay running on the data directory (its admin socket does not answer). */
   RLY_CLI_ERR_NOT_RUNNING: 'no relay running on the data directory',
   /** `install-service` without root (writing /etc/systemd/system or creating the user needs it). */

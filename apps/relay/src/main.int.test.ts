@@ -184,6 +184,7 @@ describe.each(DB_KINDS)('mssh-relay process on %s', (kind) => {
     const second = await cli(['serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, ...dbArgs], env);
     expect(second.code).not.toBe(0);
     expect(second.err).toMatch(/already running/);
+    expect(second.err).toContain('[RLY_CLI_ERR_DATA_DIR_BUSY]'); // the data dir's lock, before the database opens
     expect(second.err.trim().split('\n')).toHaveLength(2);
   });
 

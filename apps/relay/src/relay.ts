@@ -37,6 +37,7 @@ import { defaultPublicUrl, formatHostPort, sshJumpListen, type ServeConfig } fro
 import { cliFailure, codedCliError } from './errors.js';
 import { listenErrorReason } from '@mssh/cli-kit';
 import { loadOrCreateRelayId, pgliteDir, prepareDataDir } from './data-dir.js';
+import { serveBusy, tryLockDataDir } from './data-dir-lock.js';
 import { createSessionGate } from './session/gate.js';
 import { createRepositories, openDatabase, redactDatabaseUrl, rootMessage, type Database } from './db/index.js';
 import { DbAuditSink } from './audit/audit-sink.js';
@@ -120,6 +121,8 @@ const DRAIN_POLL_MS = 100;
 export function createRelay(opts: RelayOptions): Relay {
   const { cfg, logger, out } = opts;
   let database: Database | null = null;
+  /** The data directory's lock (data-dir-lock.ts), held from before the database opens until stopped. */
+  let dataDirLock: (() => void) | null = null;
   let audit: DbAuditSink | null = null;
   let recorder: SessionRecorder | null = null;
   let router: ReturnType<typeof createTunnelRouter> | null = null;
@@ -210,6 +213,9 @@ export function createRelay(opts: RelayOptions): Relay {
       await step('metrics', async () => {
         await metricsServer?.close();
       });
+      // Last: the database is closed, another process may open it now.
+      dataDirLock?.();
+      dataDirLock = null;
     })();
     void stopping.then(resolveStopped);
     return stopping;
@@ -326,6 +332,12 @@ export function createRelay(opts: RelayOptions): Relay {
   async function start(): Promise<void> {
     const startedAt = new Date();
     prepareDataDir(cfg.dataDir);
+    // One process on the data directory (PGlite allows one only): refuse at once if another holds it.
+    const lock = tryLockDataDir(cfg.dataDir, 'serve');
+    if (lock.held) throw serveBusy(cfg.dataDir, lock);
+    if (!lock.locked)
+      logger.warn('flock(1) is not installed: the data directory is not locked against a second process');
+    dataDirLock = lock.release;
     const thisRelay = loadOrCreateRelayId(cfg.dataDir); // before anything else: a damaged id refuses the start
     const sockPath = adminSocketPath(cfg.dataDir);
     await claimAdminSocketPath(sockPath);

@@ -59,3 +59,4 @@ export {
   type LogFormat,
 } from './log-format.js';
 export { installOneLiner, shQuote } from './agent-install.js';
+export { tryLockFile, type FileLockOptions, type FileLockResult } from './file-lock.js';

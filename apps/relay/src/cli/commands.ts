@@ -21,6 +21,7 @@ import {
 } from '../config.js';
 import { cliFailure, codedCliError, RelayError } from '../errors.js';
 import { loadOrCreateRelayId, pgliteDir, prepareDataDir } from '../data-dir.js';
+import { adminBusy, tryLockDataDir } from '../data-dir-lock.js';
 import { loadOrCreateTls, readCertificateIds, readFingerprint, tlsPaths } from '../tls/certificate.js';
 import { agentBundleUnavailable } from '../agent-bundle/agent-bundle.js';
 import { LOCAL_ADMIN_ACTOR } from '../admin/admin-socket-paths.js';
@@ -247,10 +248,23 @@ async function migrateCmd(flags: Record<string, unknown>): Promise<void> {
       'The embedded PGlite database has a single user and no roles.',
     );
   }
-  if (!cfg.databaseUrl) prepareDataDir(cfg.dataDir);
+  let release = () => {};
+  if (!cfg.databaseUrl) {
+    prepareDataDir(cfg.dataDir);
+    // PGlite allows one process only: never next to a relay (it applies the migrations itself when it starts).
+    const lock = tryLockDataDir(cfg.dataDir, 'migrate');
+    if (lock.held) throw adminBusy(cfg.dataDir, lock, null);
+    release = lock.release;
+  }
   const { openDatabase, redactDatabaseUrl, rootMessage } = await import('../db/index.js');
   const { grantRoles } = await import('../db/roles.js');
-  const database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
+  let database;
+  try {
+    database = await openDatabase({ databaseUrl: cfg.databaseUrl, pgliteDir: pgliteDir(cfg.dataDir) });
+  } catch (e) {
+    release();
+    throw e;
+  }
   try {
     out(
       `Database schema is up to date (${cfg.databaseUrl ? redactDatabaseUrl(cfg.databaseUrl) : pgliteDir(cfg.dataDir)}).`,
@@ -274,6 +288,7 @@ async function migrateCmd(flags: Record<string, unknown>): Promise<void> {
     }
   } finally {
     await database.close();
+    release();
   }
 }
 
