@@ -249,6 +249,9 @@ export class PickerApp {
       trust: { pin: entry.fingerprint, explicit: false },
       keepaliveMs: 5_000,
       timeoutMs: 5_000,
+      // The picker tries again every refresh: a relay that does not finish its TLS handshake within 5 s
+      // either is shown as unreachable (the banner) rather than waited for 30 s with nothing said.
+      handshakeTimeoutMs: 5_000,
     });
     if (conn.pinReplaced) this.deps.store.updatePin(url, conn.fingerprint);
     const client = new RelayClient(conn, {
