@@ -448,6 +448,25 @@ describe('hostile HTTP/2 peers next to a working session', () => {
         }
       });
     });
+  /**
+   * A burst of `kind` frames from `from` while the working session is measured (victimDuring), then the
+   * relay's flood log lines since `logFrom` once there are two (the paced flood's and the burst's).
+   */
+  async function burstBesideVictim(from: string, kind: 'ping' | 'settings', logFrom: number) {
+    let burstDone = false;
+    const burst = frameFlood(from, kind).finally(() => (burstDone = true));
+    const r2 = await victimDuring(burst, () => burstDone);
+    const b = await burst;
+    const lines = await waitFor(
+      () => {
+        const ls = floodLines(logFrom);
+        return ls.length >= 2 ? ls : null;
+      },
+      5_000,
+      'two flood log lines',
+    );
+    return { r2, b, lines };
+  }
 
   it('a PING flood, paced (every answer read) and in a burst: only that connection ends, with one log line each; the other session is fine', async () => {
     const logFrom = relay.proc.err.split('\n').length - 1;
@@ -475,18 +494,7 @@ describe('hostile HTTP/2 peers next to a working session', () => {
     // The relay's log line comes at most once a second: the burst below gets its own.
     await sleep(1_100);
     // A burst from another process, reading the answers: nghttp2's flood protection or the limit ends it.
-    let burstDone = false;
-    const burst = frameFlood('127.0.0.42', 'ping').finally(() => (burstDone = true));
-    const r2 = await victimDuring(burst, () => burstDone);
-    const b = await burst;
-    const lines = await waitFor(
-      () => {
-        const ls = floodLines(logFrom);
-        return ls.length >= 2 ? ls : null;
-      },
-      5_000,
-      'two flood log lines',
-    );
+    const { r2, b, lines } = await burstBesideVictim('127.0.0.42', 'ping', logFrom);
     console.log(
       `ping-flood-figures ${JSON.stringify({ pacedPings: pings, burst: b, keyMaxMs: Math.round(Math.max(r1.keyMax, r2.keyMax)), rssGrowthMB: +(Math.max(r1.rssGrowth, r2.rssGrowth) / MB).toFixed(1), lines: lines.map((l) => l.msg) })}`,
     );
@@ -563,18 +571,7 @@ describe('hostile HTTP/2 peers next to a working session', () => {
     const r1 = await victimDuring(paced, () => pacedDone);
     expect(await pacedGoaway).toBe(NGHTTP2_ENHANCE_YOUR_CALM);
     await sleep(1_100);
-    let burstDone = false;
-    const burst = frameFlood('127.0.0.45', 'settings').finally(() => (burstDone = true));
-    const r2 = await victimDuring(burst, () => burstDone);
-    const b = await burst;
-    const lines = await waitFor(
-      () => {
-        const ls = floodLines(logFrom);
-        return ls.length >= 2 ? ls : null;
-      },
-      5_000,
-      'two flood log lines',
-    );
+    const { r2, b, lines } = await burstBesideVictim('127.0.0.45', 'settings', logFrom);
     console.log(
       `settings-figures ${JSON.stringify({ midStreamChanges: changes, pacedSettings: sent, burst: b, keyMaxMs: Math.round(Math.max(r1.keyMax, r2.keyMax)), lines: lines.map((l) => l.msg) })}`,
     );
